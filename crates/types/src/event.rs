@@ -1,0 +1,299 @@
+//! The run log: every event of a run, in order. The engine's state is a fold over these.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::RunId;
+
+/// Where a run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Created, not started by any process yet.
+    Pending,
+    Running,
+    /// Stopped by a user or a breakpoint; `baton resume` continues.
+    Paused,
+    /// Waiting for a person (a `human` step).
+    Waiting,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Waiting => "waiting",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::str::FromStr for RunStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "pending" => Self::Pending,
+            "running" => Self::Running,
+            "paused" => Self::Paused,
+            "waiting" => Self::Waiting,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            _ => return Err(format!("unknown run status '{s}'")),
+        })
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Tokens (and cost, when priced) spent by model calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cost_usd: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+impl Usage {
+    pub fn total(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+    pub fn add(&mut self, o: &Usage) {
+        self.prompt_tokens += o.prompt_tokens;
+        self.completion_tokens += o.completion_tokens;
+        self.cost_usd += o.cost_usd;
+    }
+    pub fn is_empty(&self) -> bool {
+        self.total() == 0 && self.cost_usd == 0.0
+    }
+}
+
+/// Why a step failed, in a form the engine and users act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepErrorKind {
+    /// A tool or model reported an error.
+    Execution,
+    Timeout,
+    /// A template or expression failed while rendering.
+    Template,
+    /// The model's answer did not match the output schema after every re-ask.
+    InvalidOutput,
+    /// The model kept calling tools past `max_tool_turns`.
+    ToolTurns,
+    /// A person rejected an approval.
+    Rejected,
+    /// The step was visited more than its `max_visits`.
+    MaxVisits,
+    /// Every branch of a parallel step failed, or one did under `all`.
+    Branch,
+    Cancelled,
+    /// The model provider refused or failed (auth, rate limit, context length...).
+    Model,
+}
+
+/// A step's error, as logged.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StepError {
+    pub kind: StepErrorKind,
+    pub message: String,
+    /// Whether another attempt may succeed (a retry policy only retries these).
+    #[serde(default)]
+    pub retryable: bool,
+}
+
+impl StepError {
+    pub fn new(kind: StepErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            retryable: matches!(kind, StepErrorKind::Execution | StepErrorKind::Timeout | StepErrorKind::Model),
+        }
+    }
+    pub fn fatal(kind: StepErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), retryable: false }
+    }
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message)
+    }
+}
+
+/// Why a run paused.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum PauseReason {
+    /// `baton runs pause` or the API.
+    User,
+    /// A breakpoint before `step` (`--break-before`, or `--step` mode).
+    Breakpoint { step: String },
+}
+
+/// What a step did while running, beyond its result (for live views and audits).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Progress {
+    /// A model answered (one turn of an agent step).
+    ModelReply {
+        model: String,
+        turn: u32,
+        content: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tool_calls: Vec<Value>,
+        usage: Usage,
+    },
+    /// A tool called by a model returned.
+    ToolResult {
+        tool: String,
+        arguments: Value,
+        output: Value,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        is_error: bool,
+    },
+    /// The answer failed the output schema; the model is asked again.
+    OutputRejected { attempt: u32, error: String },
+    /// A line of text for people (e.g. a tool's log).
+    Note { message: String },
+}
+
+/// One event of the run log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The run was created with these inputs (after defaults).
+    RunCreated { workflow: String, inputs: Value },
+    /// A process started (or took back) the run.
+    RunStarted {
+        #[serde(default)]
+        resumed: bool,
+    },
+    /// A step began an attempt. `key` is the idempotency key of the attempt: a step
+    /// interrupted by a crash is run again with the same key.
+    StepStarted {
+        step: String,
+        attempt: u32,
+        visit: u32,
+        key: String,
+    },
+    StepProgress { step: String, progress: Progress },
+    StepSucceeded {
+        step: String,
+        output: Value,
+        #[serde(default)]
+        duration_ms: u64,
+        #[serde(default, skip_serializing_if = "Usage::is_empty")]
+        usage: Usage,
+    },
+    /// An attempt failed. With `retry_in_ms` another attempt follows after that delay.
+    StepFailed {
+        step: String,
+        attempt: u32,
+        error: StepError,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_in_ms: Option<u64>,
+        #[serde(default)]
+        duration_ms: u64,
+        #[serde(default, skip_serializing_if = "Usage::is_empty")]
+        usage: Usage,
+    },
+    /// A step that had started was stopped (its parallel join finished without it, or the run was cancelled).
+    StepCancelled { step: String },
+    /// A `human` step asks a person.
+    HumanRequested { step: String, prompt: String, kind: crate::HumanKind },
+    /// A person answered.
+    HumanResponded {
+        step: String,
+        approved: bool,
+        #[serde(default)]
+        value: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// `state.<key>` was set.
+    StateSet { key: String, value: Value },
+    Paused { pause: PauseReason },
+    Resumed {
+        /// Pause again before every step (step-through debugging).
+        #[serde(default)]
+        stepping: bool,
+    },
+    CancelRequested,
+    RunSucceeded { outputs: Value },
+    RunFailed { error: String },
+    RunCancelled,
+}
+
+impl Event {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::RunCreated { .. } => "run_created",
+            Event::RunStarted { .. } => "run_started",
+            Event::StepStarted { .. } => "step_started",
+            Event::StepProgress { .. } => "step_progress",
+            Event::StepSucceeded { .. } => "step_succeeded",
+            Event::StepFailed { .. } => "step_failed",
+            Event::StepCancelled { .. } => "step_cancelled",
+            Event::HumanRequested { .. } => "human_requested",
+            Event::HumanResponded { .. } => "human_responded",
+            Event::StateSet { .. } => "state_set",
+            Event::Paused { .. } => "paused",
+            Event::Resumed { .. } => "resumed",
+            Event::CancelRequested => "cancel_requested",
+            Event::RunSucceeded { .. } => "run_succeeded",
+            Event::RunFailed { .. } => "run_failed",
+            Event::RunCancelled => "run_cancelled",
+        }
+    }
+
+    /// The step this event is about, if any.
+    pub fn step(&self) -> Option<&str> {
+        match self {
+            Event::StepStarted { step, .. }
+            | Event::StepProgress { step, .. }
+            | Event::StepSucceeded { step, .. }
+            | Event::StepFailed { step, .. }
+            | Event::StepCancelled { step }
+            | Event::HumanRequested { step, .. }
+            | Event::HumanResponded { step, .. } => Some(step),
+            _ => None,
+        }
+    }
+}
+
+/// An event with its place in the log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EventRecord {
+    pub run_id: RunId,
+    /// 1-based position in the run's log.
+    pub seq: u64,
+    /// Unix time in milliseconds.
+    pub at_ms: i64,
+    #[serde(flatten)]
+    pub event: Event,
+}

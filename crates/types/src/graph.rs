@@ -1,0 +1,160 @@
+//! The canonical form of a workflow: a graph of nodes and edges.
+//!
+//! The document's sugar (sequence by default, `next`, `then`/`else`, `switch`, nested
+//! `parallel`/`steps`) becomes explicit edges here; `Graph::to_doc` gives the same document
+//! back, so the CLI, the API and the visual builder can all edit either form without loss.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::{END, Step, StepKind, WorkflowDoc};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Graph {
+    /// Everything of the document but its steps and edges.
+    pub header: WorkflowDoc,
+    /// Every step, parents before children, in document order.
+    pub nodes: Vec<Node>,
+    pub edges: Vec<Edge>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Node {
+    pub id: String,
+    pub kind: Option<StepKind>,
+    /// The enclosing step, for branches, map bodies and groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Whether the node is a `parallel` branch (else a `steps` child) of its parent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub branch: bool,
+    /// The step's own fields (its `parallel` and `steps` lists emptied: their items are nodes).
+    pub step: Step,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EdgeKind {
+    /// Default order of a sequence.
+    Sequence,
+    Next,
+    Then,
+    Else,
+    Case,
+    Default,
+    OnError,
+    /// From the document's `edges:` list.
+    Explicit,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Edge {
+    pub from: String,
+    /// A step id or `end`.
+    pub to: String,
+    pub kind: EdgeKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+}
+
+impl Graph {
+    pub fn from_doc(doc: &WorkflowDoc) -> Graph {
+        let mut header = doc.clone();
+        header.steps.clear();
+        header.edges.clear();
+        let mut g = Graph { header, nodes: Vec::new(), edges: Vec::new() };
+        add_seq(&mut g, &doc.steps, None, false);
+        for e in &doc.edges {
+            g.edges.push(Edge {
+                from: e.from.clone(),
+                to: e.to.clone(),
+                kind: EdgeKind::Explicit,
+                when: e.when.clone(),
+            });
+        }
+        g
+    }
+
+    pub fn to_doc(&self) -> WorkflowDoc {
+        let mut doc = self.header.clone();
+        doc.steps = build_seq(&self.nodes, None, false);
+        doc.edges = self
+            .edges
+            .iter()
+            .filter(|e| e.kind == EdgeKind::Explicit)
+            .map(|e| crate::EdgeSpec { from: e.from.clone(), to: e.to.clone(), when: e.when.clone() })
+            .collect();
+        doc
+    }
+}
+
+fn add_seq(g: &mut Graph, steps: &[Step], parent: Option<&str>, branch: bool) {
+    for (i, s) in steps.iter().enumerate() {
+        let mut own = s.clone();
+        if own.parallel.is_some() {
+            own.parallel = Some(Vec::new());
+        }
+        if own.steps.is_some() {
+            own.steps = Some(Vec::new());
+        }
+        g.nodes.push(Node {
+            id: s.id.clone(),
+            kind: s.kind(),
+            parent: parent.map(str::to_string),
+            branch,
+            step: own,
+        });
+        // In a parallel list each item is its own branch: no sequence between them.
+        let seq_next = if branch { None } else { steps.get(i + 1).map(|n| n.id.clone()) };
+        let mut edge = |to: String, kind, when: Option<String>| {
+            g.edges.push(Edge { from: s.id.clone(), to, kind, when });
+        };
+        match s.kind() {
+            Some(StepKind::Condition) => {
+                let dflt = seq_next.clone().unwrap_or_else(|| END.into());
+                edge(s.then.clone().unwrap_or_else(|| dflt.clone()), EdgeKind::Then, s.condition.clone());
+                edge(s.otherwise.clone().unwrap_or(dflt), EdgeKind::Else, None);
+            }
+            Some(StepKind::Switch) => {
+                if let Some(sw) = &s.switch {
+                    for c in &sw.cases {
+                        edge(c.goto.clone(), EdgeKind::Case, Some(c.when.clone()));
+                    }
+                    let d = sw.default.clone().or(seq_next.clone()).unwrap_or_else(|| END.into());
+                    edge(d, EdgeKind::Default, None);
+                }
+            }
+            _ => match (&s.next, seq_next) {
+                (Some(n), _) => edge(n.clone(), EdgeKind::Next, None),
+                (None, Some(n)) => edge(n, EdgeKind::Sequence, None),
+                (None, None) => {}
+            },
+        }
+        if let Some(crate::OnError::Goto(t)) = &s.on_error {
+            edge(t.clone(), EdgeKind::OnError, None);
+        }
+        if let Some(p) = &s.parallel {
+            add_seq(g, p, Some(&s.id), true);
+        }
+        if let Some(c) = &s.steps {
+            add_seq(g, c, Some(&s.id), false);
+        }
+    }
+}
+
+fn build_seq(nodes: &[Node], parent: Option<&str>, branch: bool) -> Vec<Step> {
+    nodes
+        .iter()
+        .filter(|n| n.parent.as_deref() == parent && n.branch == branch)
+        .map(|n| {
+            let mut s = n.step.clone();
+            if s.parallel.is_some() {
+                s.parallel = Some(build_seq(nodes, Some(&n.id), true));
+            }
+            if s.steps.is_some() {
+                s.steps = Some(build_seq(nodes, Some(&n.id), false));
+            }
+            s
+        })
+        .collect()
+}

@@ -1,0 +1,15 @@
+//! Baton's domain model: identifiers, the workflow document (and its canonical graph form),
+//! run statuses and the events of the run log. Pure data: serde + schemars, no I/O, no tokio.
+
+pub mod duration;
+pub mod event;
+pub mod graph;
+pub mod ids;
+pub mod tool;
+pub mod workflow;
+
+pub use duration::Dur;
+pub use event::{Event, EventRecord, RunStatus, StepError, StepErrorKind, Usage};
+pub use ids::RunId;
+pub use tool::ToolSpec;
+pub use workflow::*;

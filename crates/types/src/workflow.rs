@@ -1,0 +1,478 @@
+//! The workflow document (`version: 1`), exactly as users write it in YAML or JSON.
+//!
+//! Every struct denies unknown keys, so a typo is an error, and every optional field is skipped
+//! when absent, so a document survives a parse/serialize round trip unchanged.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::Dur;
+
+/// A workflow document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Baton workflow")]
+pub struct WorkflowDoc {
+    /// Format version; only `1` exists.
+    pub version: u32,
+    /// Name of the workflow, shown in `baton runs list`.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Inputs the run takes (`--input k=v`), with types and defaults.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub inputs: IndexMap<String, InputSpec>,
+    /// Agents the steps refer to by name.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub agents: IndexMap<String, AgentSpec>,
+    /// Initial values of the run's shared `state` (changed by the `state.set` tool).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub state: serde_json::Map<String, Value>,
+    /// Limits on what tools may reach.
+    #[serde(default, skip_serializing_if = "Policy::is_empty")]
+    pub policy: Policy,
+    /// The steps, run in order unless `next`, a condition, or `edges` say otherwise.
+    pub steps: Vec<Step>,
+    /// Extra edges of the graph: from a step to another, optionally guarded by a condition.
+    /// Evaluated in order after the step ends; the first whose `when` holds is taken.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub edges: Vec<EdgeSpec>,
+    /// Outputs of the run: name -> template, rendered when the run succeeds.
+    /// Without it, the run's output is the output of the last step that ran.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub outputs: IndexMap<String, String>,
+}
+
+/// Type of an input value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    String,
+    Number,
+    Integer,
+    Boolean,
+    Array,
+    Object,
+}
+
+impl InputType {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Number => "number",
+            Self::Integer => "integer",
+            Self::Boolean => "boolean",
+            Self::Array => "array",
+            Self::Object => "object",
+        }
+    }
+}
+
+/// One input of a workflow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    #[serde(rename = "type")]
+    pub kind: InputType,
+    /// Value used when the run is not given this input. Without a default the input is required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The allowed values, when only a few are.
+    #[serde(default, rename = "enum", skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<Value>>,
+}
+
+/// An agent: a model with a role, instructions and tools.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSpec {
+    /// `provider/model`, e.g. `local/smollm2`, `openai/gpt-4o`, `scripted/hello`.
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// System instructions (a template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// Names of the tools the model may call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+    /// How many rounds of tool calls the model may make in one step (default 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tool_turns: Option<u32>,
+    /// Output contract for every step of this agent (a step's own `output` wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputSpec>,
+}
+
+pub const DEFAULT_MAX_TOOL_TURNS: u32 = 8;
+pub const DEFAULT_OUTPUT_RETRIES: u32 = 2;
+
+/// What an agent's answer must look like.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// JSON Schema the answer must match; the answer is parsed as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+    /// How many times the model is asked again with the validation error (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+}
+
+/// Tool limits of the workflow.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Hosts (`host` or `host:port`) the `http.*` tools may contact. Empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_allow: Vec<String>,
+}
+
+impl Policy {
+    pub fn is_empty(&self) -> bool {
+        self.http_allow.is_empty()
+    }
+}
+
+/// One step. Exactly one of `agent`, `tool`, `if`, `switch`, `parallel`, `map`, `steps`,
+/// `human` says what kind of step it is; the other fields apply to every kind.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Unique in the whole workflow: letters, digits, `_` and `-`.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+
+    /// Agent step: the agent that answers `prompt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Agent step: the prompt (a template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+
+    /// Tool step: the registered tool to call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// Tool step: its arguments; every string in it is a template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with: Option<serde_json::Map<String, Value>>,
+
+    /// Condition step: an expression; `then` is taken when it is true, `else` otherwise.
+    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// Step id (or `end`) to go to when the condition holds; default: the next step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then: Option<String>,
+    /// Step id (or `end`) to go to when it does not; default: the next step.
+    #[serde(default, rename = "else", skip_serializing_if = "Option::is_none")]
+    pub otherwise: Option<String>,
+
+    /// Switch step: several cases, the first that holds is taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch: Option<SwitchSpec>,
+
+    /// Parallel step: branches run at the same time, then joined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<Vec<Step>>,
+    /// Parallel step: how the branches are joined (default `all`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<JoinSpec>,
+
+    /// Map step: run `steps` once per item of a list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<MapSpec>,
+    /// Map step: the sub-steps run per item. Alone (without `map`): a group run in sequence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<Step>>,
+
+    /// Human step: the run waits for approval or input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub human: Option<HumanSpec>,
+
+    /// Agent step: the output contract (schema and re-asks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputSpec>,
+
+    /// The step to run after this one (or `end`); default: the next in the list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    /// How many times this step may run in one run; required on every loop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_visits: Option<u32>,
+    /// Parallel and map steps: how many branches or items run at once (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// Time limit of one attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+    /// Retries after a failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpec>,
+    /// What a failure (after retries) does: `fail` (default), `continue`, or `goto STEP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<OnError>,
+}
+
+/// The kind of a step, as found from its fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    Agent,
+    Tool,
+    Condition,
+    Switch,
+    Parallel,
+    Map,
+    Group,
+    Human,
+}
+
+impl StepKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Agent => "agent",
+            Self::Tool => "tool",
+            Self::Condition => "if",
+            Self::Switch => "switch",
+            Self::Parallel => "parallel",
+            Self::Map => "map",
+            Self::Group => "steps",
+            Self::Human => "human",
+        }
+    }
+}
+
+impl Step {
+    /// The kinds this step's fields declare. A valid step declares exactly one.
+    pub fn kinds(&self) -> Vec<StepKind> {
+        let mut k = Vec::new();
+        if self.agent.is_some() {
+            k.push(StepKind::Agent);
+        }
+        if self.tool.is_some() {
+            k.push(StepKind::Tool);
+        }
+        if self.condition.is_some() {
+            k.push(StepKind::Condition);
+        }
+        if self.switch.is_some() {
+            k.push(StepKind::Switch);
+        }
+        if self.parallel.is_some() {
+            k.push(StepKind::Parallel);
+        }
+        if self.map.is_some() {
+            k.push(StepKind::Map);
+        } else if self.steps.is_some() {
+            k.push(StepKind::Group);
+        }
+        if self.human.is_some() {
+            k.push(StepKind::Human);
+        }
+        k
+    }
+
+    /// The step's kind when it declares exactly one.
+    pub fn kind(&self) -> Option<StepKind> {
+        match self.kinds().as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        }
+    }
+
+    /// Sub-steps (parallel branches, map body, group), in document order.
+    pub fn children(&self) -> impl Iterator<Item = &Step> {
+        self.parallel
+            .iter()
+            .flatten()
+            .chain(self.steps.iter().flatten())
+    }
+}
+
+/// `switch:` cases.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchSpec {
+    /// Tried in order; the first whose `when` holds is taken.
+    pub cases: Vec<SwitchCase>,
+    /// Step id (or `end`) when no case holds; default: the next step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchCase {
+    /// An expression.
+    pub when: String,
+    /// Step id (or `end`).
+    pub goto: String,
+}
+
+/// How a parallel step's branches are joined.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinSpec {
+    #[serde(default)]
+    pub strategy: JoinStrategy,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinStrategy {
+    /// Wait for every branch; fails if one fails. Output: `{branch_id: output}`.
+    #[default]
+    All,
+    /// Done when the first branch ends, whatever its outcome; the others are cancelled.
+    Any,
+    /// Done when the first branch succeeds; fails only when every branch failed.
+    FirstSuccess,
+}
+
+/// `map:` settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MapSpec {
+    /// An expression giving the list, e.g. `steps.plan.output.files`.
+    pub over: String,
+    /// Name of the item inside the sub-steps' templates (default `item`).
+    #[serde(default, rename = "as", skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
+}
+
+/// `human:` settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HumanSpec {
+    /// What the person is asked (a template).
+    pub prompt: String,
+    /// `approval` (yes/no; a rejection fails the step) or `input` (a value).
+    #[serde(default)]
+    pub kind: HumanKind,
+    /// JSON Schema of the value, for `input`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HumanKind {
+    #[default]
+    Approval,
+    Input,
+}
+
+/// Retries of a failed attempt: `max` more attempts, waiting `backoff`, then twice as long
+/// each time (`factor`), never more than `max_delay`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    pub max: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Dur>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delay: Option<Dur>,
+}
+
+impl RetrySpec {
+    /// Delay before retry number `n` (1-based).
+    pub fn delay(&self, n: u32) -> std::time::Duration {
+        let base = self.backoff.map(|d| d.0).unwrap_or_default();
+        let factor = self.factor.unwrap_or(2.0).max(1.0);
+        let exp = factor.powi(i32::try_from(n.saturating_sub(1)).unwrap_or(i32::MAX));
+        let ms = (base.as_secs_f64() * 1000.0 * exp).min(86_400_000.0);
+        let d = std::time::Duration::from_micros((ms * 1000.0) as u64);
+        match self.max_delay {
+            Some(m) if d > m.0 => m.0,
+            _ => d,
+        }
+    }
+}
+
+/// What a failed step does: `fail`, `continue`, or `goto STEP`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OnError {
+    Fail,
+    Continue,
+    Goto(String),
+}
+
+impl std::str::FromStr for OnError {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        match s {
+            "fail" => Ok(Self::Fail),
+            "continue" => Ok(Self::Continue),
+            _ => match s.strip_prefix("goto ") {
+                Some(t) if !t.trim().is_empty() => Ok(Self::Goto(t.trim().to_string())),
+                _ => Err(format!(
+                    "'{s}' is not an on_error action: write `fail`, `continue` or `goto STEP`"
+                )),
+            },
+        }
+    }
+}
+
+impl Serialize for OnError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Fail => s.serialize_str("fail"),
+            Self::Continue => s.serialize_str("continue"),
+            Self::Goto(t) => s.serialize_str(&format!("goto {t}")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OnError {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for OnError {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OnError".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": r"^\s*(fail|continue|goto\s+\S+)\s*$",
+            "description": "`fail`, `continue` or `goto STEP`."
+        })
+    }
+}
+
+/// An explicit edge.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeSpec {
+    pub from: String,
+    /// Step id or `end`.
+    pub to: String,
+    /// An expression; without it the edge is always taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+}
+
+/// The target name that ends the current sequence (the run, or the branch it is in).
+pub const END: &str = "end";
+
+/// The JSON Schema of the workflow format.
+pub fn workflow_schema() -> Value {
+    let schema = schemars::schema_for!(WorkflowDoc);
+    serde_json::to_value(schema).unwrap_or(Value::Null)
+}
