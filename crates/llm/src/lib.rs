@@ -6,6 +6,7 @@
 //! tests and demos are deterministic.
 
 mod error;
+pub mod providers;
 pub mod scripted;
 mod types;
 
@@ -16,6 +17,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 
 pub use error::Error;
+pub use providers::{Provider, Providers};
 pub use types::*;
 
 /// A chat model. Implement `stream`; `complete` collects it.
