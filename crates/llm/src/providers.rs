@@ -60,7 +60,7 @@ impl Providers {
         self.providers.keys().map(String::as_str)
     }
 
-    fn provider(&self, reference: &str) -> Result<(&Arc<dyn Provider>, &str), Error> {
+    fn provider<'a>(&self, reference: &'a str) -> Result<(&Arc<dyn Provider>, &'a str), Error> {
         let (p, m) = split_ref(reference)?;
         let provider = self.providers.get(p).ok_or_else(|| Error::UnknownModel {
             model: reference.to_string(),
