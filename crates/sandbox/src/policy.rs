@@ -1,0 +1,696 @@
+//! The sandbox policy as plain data: which tier, which limits, what is mounted where, which
+//! network, which syscalls are denied. Every backend reads the same values; tests inspect them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// How strongly a command is isolated. Each tier is a separate backend; a policy naming a tier
+/// the host cannot provide fails, it never runs in a weaker one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Namespaces + seccomp + landlock + cgroups, launched by this crate (the default).
+    Process,
+    /// An OCI bundle run by `crun` or `runc`.
+    Oci,
+    /// The same bundle under gVisor's `runsc` (ptrace platform).
+    Gvisor,
+    /// A KVM microVM (QEMU `-M microvm` or Firecracker).
+    Microvm,
+    /// A container through the Docker Engine API.
+    Docker,
+}
+
+impl Tier {
+    pub const ALL: [Tier; 5] = [Tier::Process, Tier::Oci, Tier::Gvisor, Tier::Microvm, Tier::Docker];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Process => "process",
+            Tier::Oci => "oci",
+            Tier::Gvisor => "gvisor",
+            Tier::Microvm => "microvm",
+            Tier::Docker => "docker",
+        }
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Tier {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Tier::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| {
+            Error::InvalidPolicy(format!(
+                "unknown tier '{s}': expected one of process, oci, gvisor, microvm, docker"
+            ))
+        })
+    }
+}
+
+/// Network access from inside the sandbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "mode", content = "hosts")]
+pub enum NetMode {
+    /// A private network namespace whose only interface, loopback, is down: no network at all.
+    None,
+    /// A private network namespace with its own loopback up: the sandbox can talk to itself.
+    Loopback,
+    /// Loopback plus an HTTP(S) proxy run by Baton that reaches only these hosts
+    /// (`host`, `host:port` or `*.domain`); every attempt is logged.
+    Allow(Vec<String>),
+}
+
+impl FromStr for NetMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "none" => Ok(NetMode::None),
+            "loopback" => Ok(NetMode::Loopback),
+            _ => match s.strip_prefix("allow:") {
+                Some(list) => {
+                    let hosts: Vec<String> =
+                        list.split(',').map(str::trim).filter(|h| !h.is_empty()).map(String::from).collect();
+                    if hosts.is_empty() {
+                        return Err(Error::InvalidPolicy("--net allow: needs at least one host".into()));
+                    }
+                    for h in &hosts {
+                        validate_host_pattern(h)?;
+                    }
+                    Ok(NetMode::Allow(hosts))
+                }
+                None => Err(Error::InvalidPolicy(format!(
+                    "unknown network mode '{s}': expected none, loopback or allow:host[,host...]"
+                ))),
+            },
+        }
+    }
+}
+
+fn validate_host_pattern(h: &str) -> Result<(), Error> {
+    let (host, port) = match h.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host, Some(port)),
+        _ => (h, None),
+    };
+    if let Some(p) = port {
+        p.parse::<u16>().map_err(|_| Error::InvalidPolicy(format!("bad port in allowed host '{h}'")))?;
+    }
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+        return Err(Error::InvalidPolicy(format!("bad allowed host '{h}': expected host, host:port or *.domain")));
+    }
+    Ok(())
+}
+
+/// What the scanner's findings do to an execution, per severity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScanAction {
+    Block,
+    Warn,
+    Off,
+}
+
+/// Resource limits. Every one is enforced (cgroups first, rlimits second) or the run fails.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// CPUs the sandbox may use (fractions allowed): a CFS quota.
+    pub cpus: f64,
+    /// Memory in bytes (includes files written to the tmpfs workspace and /tmp).
+    pub memory_bytes: u64,
+    /// Processes and threads at once.
+    pub pids: u32,
+    /// Size of the writable tmpfs workspace and of /tmp, each; also the largest file (RLIMIT_FSIZE).
+    pub disk_bytes: u64,
+    /// Wall-clock limit; the whole process tree is killed when it is reached.
+    #[serde(with = "duration_str")]
+    pub time: Duration,
+    /// Bytes kept of stdout and of stderr each; the rest is read and discarded.
+    pub output_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            cpus: 1.0,
+            memory_bytes: 512 << 20,
+            pids: 64,
+            disk_bytes: 100 << 20,
+            time: Duration::from_secs(10),
+            output_bytes: 1 << 20,
+        }
+    }
+}
+
+/// One entry of the sandbox's filesystem, in the order it is built.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Mount {
+    /// A host path bound read-only (nosuid, nodev).
+    ReadOnly { source: PathBuf, target: PathBuf },
+    /// A host directory bound read-write (nosuid, nodev).
+    ReadWrite { source: PathBuf, target: PathBuf },
+    /// A fresh tmpfs of `size_bytes`, owned by the sandbox user when `owned`.
+    Tmpfs { target: PathBuf, size_bytes: u64, mode: u32, owned: bool },
+    /// A host device node bound into the sandbox's private /dev.
+    Device { source: PathBuf, target: PathBuf },
+    /// A fresh procfs for the sandbox's PID namespace (its /proc/sys read-only).
+    Proc { target: PathBuf },
+    /// A symbolic link.
+    Symlink { target: PathBuf, link_to: PathBuf },
+    /// A small generated file (passwd, group, hosts), read-only.
+    File { target: PathBuf, contents: String },
+}
+
+impl Mount {
+    pub fn target(&self) -> &Path {
+        match self {
+            Mount::ReadOnly { target, .. }
+            | Mount::ReadWrite { target, .. }
+            | Mount::Tmpfs { target, .. }
+            | Mount::Device { target, .. }
+            | Mount::Proc { target }
+            | Mount::Symlink { target, .. }
+            | Mount::File { target, .. } => target,
+        }
+    }
+}
+
+/// The sandbox policy. Build one with [`Policy::new`] or [`Policy::from_file`]; everything a
+/// backend enforces is in here.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    pub tier: Tier,
+    pub limits: Limits,
+    pub net: NetMode,
+    /// The filesystem, in build order (see [`Policy::mounts_for`] for the one used by a run).
+    pub mounts: Vec<Mount>,
+    /// Runtimes the code may use (`python3`, `node`, `bash`, `cc`...): each must resolve to an
+    /// executable under a read-only mount, or the run fails.
+    pub runtimes: Vec<String>,
+    /// Syscalls that fail with EPERM inside (plus namespace-creating `clone` flags and raw sockets).
+    pub syscall_deny: Vec<String>,
+    /// The uid/gid the code runs as inside.
+    pub uid: u32,
+    /// Host uid the sandbox's root (setup only) maps to; the code's uid maps to `host_uid_base + uid`.
+    pub host_uid_base: u32,
+    /// Apply landlock rules (when the kernel supports landlock; what was enforced is reported).
+    pub landlock: bool,
+    /// Scanner action per severity: high, medium, low.
+    pub scan: BTreeMap<String, ScanAction>,
+    /// Advisory list (JSON) the scanner checks dependency manifests against, when set.
+    pub advisories: Option<PathBuf>,
+    pub hostname: String,
+}
+
+/// System directories bound read-only into every sandbox (those that exist on the host).
+pub const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+/// Files and directories of /etc a dynamic binary or an HTTPS client needs; nothing else of /etc.
+pub const ETC_ENTRIES: &[&str] =
+    &["/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives", "/etc/ssl", "/etc/ca-certificates", "/etc/localtime", "/etc/nsswitch.conf"];
+pub const DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"];
+pub const WORKSPACE: &str = "/work";
+
+/// The syscalls denied by default. `clone` with namespace flags and raw/packet sockets are denied
+/// by argument filters in addition (see `seccomp.rs`).
+pub const DEFAULT_SYSCALL_DENY: &[&str] = &[
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    "bpf",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "unshare",
+    "setns",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "acct",
+    "perf_event_open",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "userfaultfd",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "iopl",
+    "ioperm",
+    "quotactl",
+    "syslog",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "lookup_dcookie",
+    "vhangup",
+    "personality",
+];
+
+impl Policy {
+    /// The default policy for `tier`: default limits, no network, the system directories
+    /// read-only, a private /tmp and a tmpfs workspace.
+    pub fn new(tier: Tier) -> Policy {
+        let mut scan = BTreeMap::new();
+        scan.insert("high".to_string(), ScanAction::Block);
+        scan.insert("medium".to_string(), ScanAction::Warn);
+        scan.insert("low".to_string(), ScanAction::Warn);
+        Policy {
+            tier,
+            limits: Limits::default(),
+            net: NetMode::None,
+            mounts: Vec::new(),
+            runtimes: Vec::new(),
+            syscall_deny: DEFAULT_SYSCALL_DENY.iter().map(|s| s.to_string()).collect(),
+            uid: 1000,
+            host_uid_base: 100_000,
+            landlock: true,
+            scan,
+            advisories: None,
+            hostname: "baton-sandbox".into(),
+        }
+    }
+
+    /// Reads a policy file (JSON, or YAML with the same fields). Missing fields keep the
+    /// defaults of [`Policy::new`]; sizes are strings like `256M`, durations like `10s`.
+    pub fn from_file(path: &Path) -> Result<Policy, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::InvalidPolicy(format!("cannot read policy file {}: {e}", path.display())))?;
+        let value: serde_json::Value = if text.trim_start().starts_with('{') {
+            serde_json::from_str(&text)
+                .map_err(|e| Error::InvalidPolicy(format!("{}: {e}", path.display())))?
+        } else {
+            crate::yaml::to_json(&text).map_err(|e| Error::InvalidPolicy(format!("{}: {e}", path.display())))?
+        };
+        Policy::from_value(&value).map_err(|e| match e {
+            Error::InvalidPolicy(m) => Error::InvalidPolicy(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Builds a policy from a loosely typed document (the policy file format).
+    pub fn from_value(v: &serde_json::Value) -> Result<Policy, Error> {
+        let obj = v.as_object().ok_or_else(|| Error::InvalidPolicy("a policy must be a mapping".into()))?;
+        let tier = match obj.get("tier") {
+            Some(t) => t.as_str().ok_or_else(|| Error::InvalidPolicy("tier must be a string".into()))?.parse()?,
+            None => Tier::Process,
+        };
+        let mut p = Policy::new(tier);
+        for (key, val) in obj {
+            let s = || val_str(key, val);
+            match key.as_str() {
+                "tier" => {}
+                "cpu" | "cpus" => p.limits.cpus = parse_cpus(&s()?)?,
+                "memory" => p.limits.memory_bytes = parse_size(&s()?)?,
+                "pids" => p.limits.pids = parse_pids(&s()?)?,
+                "disk" => p.limits.disk_bytes = parse_size(&s()?)?,
+                "time" => p.limits.time = parse_duration(&s()?)?,
+                "output" => p.limits.output_bytes = parse_size(&s()?)?,
+                "net" => p.net = s()?.parse()?,
+                "runtimes" => p.runtimes = string_list(key, val)?,
+                "syscall_deny" => p.syscall_deny = string_list(key, val)?,
+                "syscall_deny_extra" => p.syscall_deny.extend(string_list(key, val)?),
+                "landlock" => {
+                    p.landlock = val.as_bool().ok_or_else(|| Error::InvalidPolicy("landlock must be true or false".into()))?
+                }
+                "hostname" => p.hostname = s()?,
+                "advisories" => p.advisories = Some(PathBuf::from(s()?)),
+                "readonly" | "read_only" => {
+                    for m in string_list(key, val)? {
+                        let (src, dst) = split_mount(&m)?;
+                        p.mounts.push(Mount::ReadOnly { source: src, target: dst });
+                    }
+                }
+                "scan" => {
+                    let m = val.as_object().ok_or_else(|| {
+                        Error::InvalidPolicy("scan must map severities (high, medium, low) to block|warn|off".into())
+                    })?;
+                    for (sev, act) in m {
+                        if !matches!(sev.as_str(), "high" | "medium" | "low") {
+                            return Err(Error::InvalidPolicy(format!("scan: unknown severity '{sev}'")));
+                        }
+                        let a = match act.as_str() {
+                            Some("block") => ScanAction::Block,
+                            Some("warn") => ScanAction::Warn,
+                            Some("off") => ScanAction::Off,
+                            _ => return Err(Error::InvalidPolicy(format!("scan.{sev}: expected block, warn or off"))),
+                        };
+                        p.scan.insert(sev.clone(), a);
+                    }
+                }
+                other => {
+                    return Err(Error::InvalidPolicy(format!(
+                        "unknown policy field '{other}' (fields: tier, cpu, memory, pids, disk, time, output, net, runtimes, syscall_deny, syscall_deny_extra, landlock, hostname, advisories, readonly, scan)"
+                    )));
+                }
+            }
+        }
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// Checks the values make sense; called by every backend before it starts anything.
+    pub fn validate(&self) -> Result<(), Error> {
+        let l = &self.limits;
+        if !(l.cpus > 0.0 && l.cpus <= 1024.0) {
+            return Err(Error::InvalidPolicy(format!("cpu must be > 0 and <= 1024, got {}", l.cpus)));
+        }
+        if l.memory_bytes < (8 << 20) {
+            return Err(Error::InvalidPolicy("memory must be at least 8M".into()));
+        }
+        if l.pids < 2 {
+            return Err(Error::InvalidPolicy("pids must be at least 2".into()));
+        }
+        if l.disk_bytes < (64 << 10) {
+            return Err(Error::InvalidPolicy("disk must be at least 64k".into()));
+        }
+        if l.time.is_zero() {
+            return Err(Error::InvalidPolicy("time must be more than zero".into()));
+        }
+        if self.uid == 0 {
+            return Err(Error::InvalidPolicy("uid must not be 0: code never runs as root inside".into()));
+        }
+        if self.host_uid_base == 0 {
+            return Err(Error::InvalidPolicy("host_uid_base must not be 0".into()));
+        }
+        if let NetMode::Allow(hosts) = &self.net {
+            for h in hosts {
+                validate_host_pattern(h)?;
+            }
+        }
+        for name in &self.syscall_deny {
+            if crate::seccomp::syscall_number(name).is_none() {
+                return Err(Error::InvalidPolicy(format!("syscall_deny: unknown syscall '{name}'")));
+            }
+        }
+        for m in &self.mounts {
+            let t = m.target();
+            if !t.is_absolute() || t.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                return Err(Error::InvalidPolicy(format!("mount target {} must be absolute without '..'", t.display())));
+            }
+        }
+        if self.hostname.is_empty() || self.hostname.len() > 63 {
+            return Err(Error::InvalidPolicy("hostname must be 1 to 63 characters".into()));
+        }
+        Ok(())
+    }
+
+    /// The full mount plan for one run: system directories read-only, selected /etc entries,
+    /// a private /dev and /proc, /tmp and the workspace (a tmpfs, or `workdir` bound read-write),
+    /// then the policy's own mounts. Host paths that do not exist are left out.
+    pub fn mounts_for(&self, workdir: Option<&Path>) -> Vec<Mount> {
+        let mut out = Vec::new();
+        for d in SYSTEM_DIRS {
+            let p = Path::new(d);
+            match std::fs::symlink_metadata(p) {
+                Ok(md) if md.file_type().is_symlink() => {
+                    if let Ok(to) = std::fs::read_link(p) {
+                        out.push(Mount::Symlink { target: p.into(), link_to: to });
+                    }
+                }
+                Ok(md) if md.is_dir() => out.push(Mount::ReadOnly { source: p.into(), target: p.into() }),
+                _ => {}
+            }
+        }
+        for e in ETC_ENTRIES {
+            let p = Path::new(e);
+            if p.exists() {
+                out.push(Mount::ReadOnly { source: p.into(), target: p.into() });
+            }
+        }
+        let uid = self.uid;
+        out.push(Mount::File {
+            target: "/etc/passwd".into(),
+            contents: format!("root:x:0:0:root:/nonexistent:/usr/sbin/nologin\nsandbox:x:{uid}:{uid}:sandbox:{WORKSPACE}:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"),
+        });
+        out.push(Mount::File {
+            target: "/etc/group".into(),
+            contents: format!("root:x:0:\nsandbox:x:{uid}:\nnogroup:x:65534:\n"),
+        });
+        out.push(Mount::File {
+            target: "/etc/hosts".into(),
+            contents: format!("127.0.0.1 localhost {}\n::1 localhost\n", self.hostname),
+        });
+        out.push(Mount::Tmpfs { target: "/dev".into(), size_bytes: 64 << 10, mode: 0o755, owned: false });
+        for d in DEVICES {
+            if Path::new(d).exists() {
+                out.push(Mount::Device { source: PathBuf::from(d), target: PathBuf::from(d) });
+            }
+        }
+        out.push(Mount::Symlink { target: "/dev/fd".into(), link_to: "/proc/self/fd".into() });
+        out.push(Mount::Symlink { target: "/dev/stdin".into(), link_to: "/proc/self/fd/0".into() });
+        out.push(Mount::Symlink { target: "/dev/stdout".into(), link_to: "/proc/self/fd/1".into() });
+        out.push(Mount::Symlink { target: "/dev/stderr".into(), link_to: "/proc/self/fd/2".into() });
+        out.push(Mount::Tmpfs { target: "/dev/shm".into(), size_bytes: 1 << 20, mode: 0o1777, owned: false });
+        out.push(Mount::Proc { target: "/proc".into() });
+        out.push(Mount::Tmpfs { target: "/tmp".into(), size_bytes: self.limits.disk_bytes, mode: 0o1777, owned: false });
+        match workdir {
+            Some(dir) => out.push(Mount::ReadWrite { source: dir.into(), target: WORKSPACE.into() }),
+            None => out.push(Mount::Tmpfs {
+                target: WORKSPACE.into(),
+                size_bytes: self.limits.disk_bytes,
+                mode: 0o755,
+                owned: true,
+            }),
+        }
+        out.extend(self.mounts.iter().cloned());
+        out
+    }
+
+    /// The environment the code starts with: nothing of the host's, plus `extra`.
+    pub fn env_for(&self, extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        env.insert("PATH".into(), "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin".into());
+        env.insert("HOME".into(), WORKSPACE.into());
+        env.insert("TMPDIR".into(), "/tmp".into());
+        env.insert("LANG".into(), "C.UTF-8".into());
+        env.insert("USER".into(), "sandbox".into());
+        for (k, v) in extra {
+            env.insert(k.clone(), v.clone());
+        }
+        env
+    }
+
+    /// Resolves each runtime the policy names to its host path, checking it lies under a
+    /// read-only mount of this policy.
+    pub fn resolve_runtimes(&self) -> Result<Vec<(String, PathBuf)>, Error> {
+        let ro: Vec<PathBuf> = self
+            .mounts_for(None)
+            .into_iter()
+            .filter_map(|m| match m {
+                Mount::ReadOnly { target, .. } => Some(target),
+                _ => None,
+            })
+            .collect();
+        let mut out = Vec::new();
+        for name in &self.runtimes {
+            let found = ["/usr/local/bin", "/usr/bin", "/bin"].iter().map(|d| Path::new(d).join(name)).find(|p| p.is_file());
+            let Some(path) = found else {
+                return Err(Error::InvalidPolicy(format!(
+                    "runtime '{name}' is not installed in the host's system directories (/usr/local/bin, /usr/bin, /bin)"
+                )));
+            };
+            let real = std::fs::canonicalize(&path).unwrap_or(path);
+            if !ro.iter().any(|r| real.starts_with(r)) {
+                return Err(Error::InvalidPolicy(format!(
+                    "runtime '{name}' resolves to {} which is outside the sandbox's read-only mounts",
+                    real.display()
+                )));
+            }
+            out.push((name.clone(), real));
+        }
+        Ok(out)
+    }
+
+    /// The scanner's action for a severity.
+    pub fn scan_action(&self, severity: &str) -> ScanAction {
+        self.scan.get(severity).copied().unwrap_or(ScanAction::Warn)
+    }
+}
+
+fn val_str(key: &str, v: &serde_json::Value) -> Result<String, Error> {
+    match v {
+        serde_json::Value::String(s) => Ok(s.clone()),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        _ => Err(Error::InvalidPolicy(format!("{key} must be a string or a number"))),
+    }
+}
+
+fn string_list(key: &str, v: &serde_json::Value) -> Result<Vec<String>, Error> {
+    let arr = v.as_array().ok_or_else(|| Error::InvalidPolicy(format!("{key} must be a list of strings")))?;
+    arr.iter()
+        .map(|x| x.as_str().map(String::from).ok_or_else(|| Error::InvalidPolicy(format!("{key} must be a list of strings"))))
+        .collect()
+}
+
+fn split_mount(s: &str) -> Result<(PathBuf, PathBuf), Error> {
+    let (src, dst) = s.split_once(':').unwrap_or((s, s));
+    let (src, dst) = (PathBuf::from(src), PathBuf::from(dst));
+    if !src.is_absolute() || !dst.is_absolute() {
+        return Err(Error::InvalidPolicy(format!("readonly mount '{s}' must be absolute paths SRC[:DST]")));
+    }
+    Ok((src, dst))
+}
+
+/// Parses a size: `1048576`, `512k`, `256M`, `1G` (binary units; a trailing `B`/`iB` is accepted).
+pub fn parse_size(s: &str) -> Result<u64, Error> {
+    let t = s.trim();
+    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
+    let (num, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m' | 'M') => (&t[..t.len() - 1], 1 << 20),
+        Some('g' | 'G') => (&t[..t.len() - 1], 1 << 30),
+        Some('t' | 'T') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| Error::InvalidPolicy(format!("bad size '{s}': expected a number with an optional k, M, G suffix")))?;
+    if !(n.is_finite() && n >= 0.0) {
+        return Err(Error::InvalidPolicy(format!("bad size '{s}'")));
+    }
+    let v = n * mult as f64;
+    if v > u64::MAX as f64 / 2.0 {
+        return Err(Error::InvalidPolicy(format!("size '{s}' is too large")));
+    }
+    Ok(v as u64)
+}
+
+/// Parses a duration: `10s`, `500ms`, `2m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, Error> {
+    let t = s.trim();
+    if let Ok(secs) = t.parse::<f64>() {
+        if secs.is_finite() && secs > 0.0 && secs < 1e9 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+        return Err(Error::InvalidPolicy(format!("bad duration '{s}'")));
+    }
+    humantime::parse_duration(t).map_err(|e| Error::InvalidPolicy(format!("bad duration '{s}': {e}")))
+}
+
+pub fn parse_cpus(s: &str) -> Result<f64, Error> {
+    s.trim().parse::<f64>().map_err(|_| Error::InvalidPolicy(format!("bad cpu count '{s}': expected a number like 1 or 0.5")))
+}
+
+pub fn parse_pids(s: &str) -> Result<u32, Error> {
+    s.trim().parse::<u32>().map_err(|_| Error::InvalidPolicy(format!("bad pids limit '{s}': expected a whole number")))
+}
+
+mod duration_str {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_size("256M").unwrap(), 256 << 20);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("512k").unwrap(), 512 << 10);
+        assert_eq!(parse_size("100MiB").unwrap(), 100 << 20);
+        assert_eq!(parse_size("42").unwrap(), 42);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("-1M").is_err());
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn net_modes_parse() {
+        assert_eq!("none".parse::<NetMode>().unwrap(), NetMode::None);
+        assert_eq!(
+            "allow:example.org,pypi.example:443".parse::<NetMode>().unwrap(),
+            NetMode::Allow(vec!["example.org".into(), "pypi.example:443".into()])
+        );
+        assert!("allow:".parse::<NetMode>().is_err());
+        assert!("allow:bad host".parse::<NetMode>().is_err());
+        assert!("open".parse::<NetMode>().is_err());
+    }
+
+    #[test]
+    fn default_policy_is_locked_down() {
+        let p = Policy::new(Tier::Process);
+        p.validate().unwrap();
+        assert_eq!(p.net, NetMode::None);
+        for s in ["ptrace", "mount", "bpf", "kexec_load", "init_module", "finit_module", "unshare", "setns"] {
+            assert!(p.syscall_deny.iter().any(|d| d == s), "{s} must be denied by default");
+        }
+        let mounts = p.mounts_for(None);
+        let targets: Vec<&Path> = mounts.iter().map(Mount::target).collect();
+        for hidden in ["/home", "/root", "/sys", "/etc/shadow", "/etc"] {
+            assert!(!targets.contains(&Path::new(hidden)), "{hidden} must not be mounted");
+        }
+        assert!(mounts.iter().any(|m| matches!(m, Mount::ReadOnly { target, .. } if target == Path::new("/usr"))));
+        assert!(mounts.iter().any(|m| matches!(m, Mount::Tmpfs { target, owned: true, .. } if target == Path::new("/work"))));
+        assert!(mounts.iter().any(|m| matches!(m, Mount::Tmpfs { target, .. } if target == Path::new("/tmp"))));
+        assert!(!mounts.iter().any(|m| matches!(m, Mount::ReadWrite { .. })));
+        let devs: Vec<_> = mounts.iter().filter(|m| matches!(m, Mount::Device { .. })).map(Mount::target).collect();
+        assert!(devs.iter().all(|d| DEVICES.contains(&d.to_str().unwrap_or(""))));
+        let env = p.env_for(&BTreeMap::new());
+        assert!(!env.contains_key("SSH_AUTH_SOCK") && env["HOME"] == "/work");
+    }
+
+    #[test]
+    fn policy_file_fields_are_checked() {
+        let v = serde_json::json!({"tier": "oci", "memory": "64M", "pids": 10, "time": "2s", "net": "loopback"});
+        let p = Policy::from_value(&v).unwrap();
+        assert_eq!(p.tier, Tier::Oci);
+        assert_eq!(p.limits.memory_bytes, 64 << 20);
+        assert_eq!(p.limits.pids, 10);
+        assert_eq!(p.net, NetMode::Loopback);
+        let bad = serde_json::json!({"tier": "vm"});
+        assert!(Policy::from_value(&bad).unwrap_err().to_string().contains("unknown tier"));
+        let bad = serde_json::json!({"memroy": "1G"});
+        assert!(Policy::from_value(&bad).unwrap_err().to_string().contains("unknown policy field 'memroy'"));
+        let bad = serde_json::json!({"syscall_deny": ["not_a_syscall"]});
+        assert!(Policy::from_value(&bad).is_err());
+        let bad = serde_json::json!({"memory": "1k"});
+        assert!(Policy::from_value(&bad).is_err());
+    }
+
+    #[test]
+    fn workdir_replaces_the_tmpfs_workspace() {
+        let p = Policy::new(Tier::Process);
+        let m = p.mounts_for(Some(Path::new("/srv/ws")));
+        assert!(m.iter().any(|m| matches!(m, Mount::ReadWrite { source, target } if source == Path::new("/srv/ws") && target == Path::new("/work"))));
+        assert!(!m.iter().any(|m| matches!(m, Mount::Tmpfs { target, .. } if target == Path::new("/work"))));
+    }
+}
