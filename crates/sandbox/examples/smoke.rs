@@ -2,7 +2,7 @@ use baton_sandbox::*;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut p = Policy::new(Tier::Process);
+    let mut p = Policy::new(std::env::var("TIER").unwrap_or("process".into()).parse()?);
     if let Ok(n) = std::env::var("NET") { p.net = n.parse()?; }
     p.limits.time = std::time::Duration::from_secs(3);
     let sb = open(p)?;

@@ -15,7 +15,7 @@ pub mod cgroup;
 //T pub mod docker;
 //T pub mod doctor;
 pub mod linux;
-//T pub mod oci;
+pub mod oci;
 pub mod policy;
 pub mod proxy;
 //T pub mod scan;
@@ -253,6 +253,8 @@ pub fn open(policy: Policy) -> Result<Arc<dyn Sandbox>, Error> {
     policy.validate()?;
     Ok(match policy.tier {
         Tier::Process => Arc::new(linux::ProcessSandbox::new(policy)?),
+        Tier::Oci => Arc::new(oci::OciSandbox::new(policy, oci::Engine::Oci)?),
+        Tier::Gvisor => Arc::new(oci::OciSandbox::new(policy, oci::Engine::Gvisor)?),
         t => return Err(Error::TierUnavailable{tier: t, reason: "T".into()}),
     })
 }
