@@ -17,6 +17,9 @@ pub enum Error {
     UnknownModel { model: String, reason: String },
     #[error("invalid response from the model: {0}")]
     InvalidResponse(String),
+    /// The model called a tool with arguments that are not valid JSON.
+    #[error("the model called tool '{tool}' with arguments that are not valid JSON: {message}")]
+    InvalidToolArguments { tool: String, message: String },
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("cancelled")]
@@ -52,6 +55,7 @@ impl Error {
             Error::Provider { .. } => "provider",
             Error::UnknownModel { .. } => "unknown_model",
             Error::InvalidResponse(_) => "invalid_response",
+            Error::InvalidToolArguments { .. } => "invalid_tool_arguments",
             Error::Timeout(_) => "timeout",
             Error::Cancelled => "cancelled",
             Error::Config(_) => "config",

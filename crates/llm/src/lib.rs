@@ -5,9 +5,18 @@
 //! [`ModelResolver`]. The scripted provider (`scripted/<name>`) replies from a fixture file so
 //! tests and demos are deterministic.
 
+pub mod anthropic;
+pub mod config;
 mod error;
+pub mod http;
+pub mod ollama;
+pub mod openai;
+pub mod pricing;
 pub mod providers;
+pub mod retry;
 pub mod scripted;
+mod secret;
+pub mod sse;
 mod types;
 
 use std::sync::Arc;
@@ -18,6 +27,8 @@ use futures::stream::BoxStream;
 
 pub use error::Error;
 pub use providers::{Provider, Providers};
+pub use retry::{RetryPolicy, Retrying};
+pub use secret::Secret;
 pub use types::*;
 
 /// A chat model. Implement `stream`; `complete` collects it.

@@ -1,1 +1,2 @@
 //! test-support
+pub mod cassette_server;

@@ -1,0 +1,532 @@
+//! What the HTTP adapters share: the client, sending a request with timeouts, classifying
+//! failures into [`Error`] kinds, and driving a streamed body through a decoder and a parser
+//! into [`Chunk`]s.
+
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+use crate::sse::{LineDecoder, SseDecoder};
+use crate::{Chunk, Error};
+
+/// Timeouts of one provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To open the connection.
+    pub connect: Duration,
+    /// For the response to start, and then between two pieces of a streamed answer.
+    pub idle: Duration,
+    /// For the whole call, from sending to the last piece; `None`: no limit.
+    pub total: Option<Duration>,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self { connect: Duration::from_secs(10), idle: Duration::from_secs(120), total: None }
+    }
+}
+
+/// Where and how to reach a provider: what every HTTP adapter is built from.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// The provider's name in Baton (`openai`, `groq`...), used in errors and logs.
+    pub provider: String,
+    pub base_url: String,
+    pub api_key: Option<crate::Secret>,
+    /// Extra headers sent with every request (values are marked sensitive).
+    pub headers: HeaderMap,
+    pub timeouts: Timeouts,
+    pub prices: crate::pricing::PriceTable,
+}
+
+impl Endpoint {
+    pub fn new(provider: impl Into<String>, base_url: impl Into<String>) -> Self {
+        Self {
+            provider: provider.into(),
+            base_url: base_url.into(),
+            api_key: None,
+            headers: HeaderMap::new(),
+            timeouts: Timeouts::default(),
+            prices: Default::default(),
+        }
+    }
+
+    pub fn with_api_key(mut self, key: crate::Secret) -> Self {
+        self.api_key = Some(key);
+        self
+    }
+
+    pub fn with_timeouts(mut self, t: Timeouts) -> Self {
+        self.timeouts = t;
+        self
+    }
+
+    pub fn with_prices(mut self, p: crate::pricing::PriceTable) -> Self {
+        self.prices = p;
+        self
+    }
+
+    pub fn with_headers(mut self, h: HeaderMap) -> Self {
+        self.headers = h;
+        self
+    }
+}
+
+/// Builds the HTTP client of a provider. Loopback endpoints never go through a proxy.
+pub fn client(base_url: &str, timeouts: &Timeouts) -> Result<reqwest::Client, Error> {
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(timeouts.connect)
+        .tcp_nodelay(true)
+        .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")));
+    if is_loopback(base_url) {
+        b = b.no_proxy();
+    }
+    b.build().map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
+}
+
+fn is_loopback(url: &str) -> bool {
+    let Ok(u) = reqwest::Url::parse(url) else { return false };
+    match u.host_str() {
+        Some("localhost") => true,
+        Some(h) => h
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
+}
+
+/// Joins a base URL and a path with exactly one `/` between them.
+pub fn join(base_url: &str, path: &str) -> String {
+    format!("{}/{}", base_url.trim_end_matches('/'), path.trim_start_matches('/'))
+}
+
+/// Turns configured extra headers into a header map, rejecting invalid names or values.
+pub fn header_map<'a>(
+    provider: &str,
+    headers: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Result<HeaderMap, Error> {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|e| Error::Config(format!("provider {provider}: header name '{k}' is invalid: {e}")))?;
+        let mut value = HeaderValue::from_str(v)
+            .map_err(|e| Error::Config(format!("provider {provider}: the value of header '{k}' is invalid: {e}")))?;
+        // Extra headers often carry credentials: keep them out of reqwest's Debug output.
+        value.set_sensitive(true);
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+/// A header value holding a credential, marked sensitive.
+pub fn secret_header(value: &str) -> Result<HeaderValue, Error> {
+    let mut v = HeaderValue::from_str(value)
+        .map_err(|_| Error::Config("the API key holds characters that cannot be sent in a header".into()))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// Sends a JSON POST and returns the response once its status is a success; a failure status
+/// is read and classified.
+pub async fn post_json(
+    provider: &str,
+    client: &reqwest::Client,
+    url: &str,
+    headers: HeaderMap,
+    body: &Value,
+    timeouts: &Timeouts,
+) -> Result<reqwest::Response, Error> {
+    let bytes = serde_json::to_vec(body).map_err(|e| Error::InvalidResponse(format!("cannot encode the request: {e}")))?;
+    let send = client
+        .post(url)
+        .headers(headers)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(bytes)
+        .send();
+    let resp = match tokio::time::timeout(timeouts.idle, send).await {
+        Err(_) => return Err(Error::Timeout(timeouts.idle)),
+        Ok(Err(e)) => return Err(transport_error(provider, url, e)),
+        Ok(Ok(r)) => r,
+    };
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let headers = resp.headers().clone();
+    // An error body is small; cap what we keep of it anyway.
+    let body = match tokio::time::timeout(timeouts.idle, resp.bytes()).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) | Err(_) => Bytes::new(),
+    };
+    Err(classify(provider, status.as_u16(), &headers, &body))
+}
+
+/// A failure to talk to the server at all.
+pub fn transport_error(provider: &str, url: &str, e: reqwest::Error) -> Error {
+    let e = e.without_url();
+    if e.is_timeout() {
+        return Error::Transient { provider: provider.into(), message: format!("timed out talking to the server: {e}") };
+    }
+    let what = if e.is_connect() { "cannot connect to" } else { "request failed to" };
+    let mut message = format!("{what} {}: {e}", redact_url(url));
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        message.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    Error::Transient { provider: provider.into(), message }
+}
+
+/// A URL without its query string (some gateways take keys as query parameters).
+fn redact_url(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
+/// How long a `Retry-After` (seconds or an HTTP date) or `retry-after-ms` header asks to wait.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()) {
+        if let Ok(ms) = ms.trim().parse::<f64>() {
+            if ms.is_finite() && ms >= 0.0 {
+                return Some(Duration::from_secs_f64(ms / 1000.0));
+            }
+        }
+    }
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+/// The message and the machine-readable kind (`type` or `code`) of an error body, in the shapes
+/// the providers use: `{"error":{"message","type","code"}}`, `{"error":"..."}`,
+/// `{"type":"error","error":{"type","message"}}`, `{"message": ...}`.
+pub fn error_parts(body: &[u8]) -> (String, String) {
+    let text = String::from_utf8_lossy(body);
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return (truncate(text.trim(), 500), String::new());
+    };
+    let err = v.get("error").unwrap_or(&v);
+    let message = match err {
+        Value::String(s) => s.clone(),
+        _ => err
+            .get("message")
+            .or_else(|| err.get("detail"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| truncate(text.trim(), 500)),
+    };
+    let code = ["code", "type"]
+        .iter()
+        .filter_map(|k| err.get(*k).and_then(Value::as_str))
+        .find(|c| *c != "error" && !c.is_empty())
+        .unwrap_or("")
+        .to_string();
+    (message, code)
+}
+
+/// The start of a long text, for error messages.
+pub fn snippet(s: &str) -> String {
+    truncate(s, 200)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+fn mentions_context_length(message: &str, code: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    code == "context_length_exceeded"
+        || code == "request_too_large"
+        || m.contains("context length")
+        || m.contains("context_length")
+        || m.contains("context window")
+        || m.contains("maximum context")
+        || m.contains("prompt is too long")
+        || m.contains("too many tokens")
+        || m.contains("exceeds the available context")
+        || m.contains("input is too long")
+}
+
+/// Classifies a failure answer from its status, headers and body.
+pub fn classify(provider: &str, status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
+    let (message, code) = error_parts(body);
+    let message = if message.is_empty() { format!("HTTP {status}") } else { message };
+    let p = provider.to_string();
+    match status {
+        401 | 403 => Error::Auth { provider: p, message },
+        404 => Error::UnknownModel {
+            model: format!("{provider}/?"),
+            reason: format!("the server answered 404 (the model does not exist there, or base_url is wrong): {message}"),
+        },
+        429 if code == "insufficient_quota" => Error::Provider { provider: p, status, message },
+        429 => Error::RateLimited { provider: p, retry_after: retry_after(headers) },
+        400 | 413 | 422 if mentions_context_length(&message, &code) => Error::ContextLength { message },
+        408 | 409 | 425 | 500..=599 => Error::Transient { provider: p, message: format!("HTTP {status}: {message}") },
+        _ => Error::Provider { provider: p, status, message },
+    }
+}
+
+/// Classifies an error object sent inside a stream (after a 200), where only its kind is known.
+pub fn classify_in_stream(provider: &str, body: &[u8]) -> Error {
+    let (message, code) = error_parts(body);
+    let p = provider.to_string();
+    let c = code.as_str();
+    if mentions_context_length(&message, c) {
+        return Error::ContextLength { message };
+    }
+    match c {
+        "rate_limit_error" | "rate_limit_exceeded" | "rate_limit" | "429" => {
+            Error::RateLimited { provider: p, retry_after: None }
+        }
+        "authentication_error" | "permission_error" | "invalid_api_key" | "401" | "403" => {
+            Error::Auth { provider: p, message }
+        }
+        "not_found_error" | "model_not_found" | "404" => {
+            Error::UnknownModel { model: format!("{provider}/?"), reason: message }
+        }
+        "invalid_request_error" | "400" => Error::Provider { provider: p, status: 400, message },
+        // overloaded_error, api_error, server_error and anything unnamed: the server gave up on
+        // this answer; another try may well work.
+        _ => Error::Transient { provider: p, message: format!("error in the stream: {message}") },
+    }
+}
+
+/// Turns a decoded stream item into chunks. One parser per response.
+pub trait StreamParser: Send + 'static {
+    /// One item: an SSE event (`event` is its `event:` field) or one NDJSON line (`event` empty).
+    fn item(&mut self, event: &str, data: &str, out: &mut VecDeque<Chunk>) -> Result<(), Error>;
+    /// Whether the provider has said the answer is complete (nothing more is read after it).
+    fn finished(&self) -> bool;
+    /// The body ended: emit what is pending, or fail when the answer was cut short.
+    fn end(&mut self, out: &mut VecDeque<Chunk>) -> Result<(), Error>;
+}
+
+/// How a streamed body is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    Sse,
+    Ndjson,
+}
+
+enum Decoder {
+    Sse(SseDecoder),
+    Lines(LineDecoder),
+}
+
+struct Driver<P> {
+    provider: String,
+    body: BoxStream<'static, reqwest::Result<Bytes>>,
+    decoder: Decoder,
+    parser: P,
+    out: VecDeque<Chunk>,
+    idle: Duration,
+    deadline: Option<tokio::time::Instant>,
+    total: Option<Duration>,
+    done: bool,
+}
+
+impl<P: StreamParser> Driver<P> {
+    fn decode(&mut self, at_eof: bool) -> Result<(), Error> {
+        let bad = |e: crate::sse::DecodeError| Error::InvalidResponse(e.0);
+        match &mut self.decoder {
+            Decoder::Sse(d) => loop {
+                if self.parser.finished() {
+                    return Ok(());
+                }
+                let ev = if at_eof { d.finish() } else { d.next_event() }.map_err(bad)?;
+                match ev {
+                    Some(ev) => self.parser.item(&ev.event, &ev.data, &mut self.out)?,
+                    None => return Ok(()),
+                }
+            },
+            Decoder::Lines(d) => loop {
+                if self.parser.finished() {
+                    return Ok(());
+                }
+                match d.next_line(at_eof).map_err(bad)? {
+                    Some(line) => self.parser.item("", line, &mut self.out)?,
+                    None => return Ok(()),
+                }
+            },
+        }
+    }
+
+    async fn next(&mut self) -> Option<Result<Chunk, Error>> {
+        loop {
+            if let Some(c) = self.out.pop_front() {
+                return Some(Ok(c));
+            }
+            if self.done {
+                return None;
+            }
+            if self.parser.finished() {
+                self.done = true;
+                if let Err(e) = self.parser.end(&mut self.out) {
+                    return Some(Err(e));
+                }
+                continue;
+            }
+            let wait = match self.deadline {
+                Some(d) => self.idle.min(d.saturating_duration_since(tokio::time::Instant::now())),
+                None => self.idle,
+            };
+            let read = match tokio::time::timeout(wait, self.body.next()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    self.done = true;
+                    let limit = if wait < self.idle { self.total.unwrap_or(wait) } else { self.idle };
+                    return Some(Err(Error::Timeout(limit)));
+                }
+            };
+            let step = match read {
+                Some(Ok(bytes)) => {
+                    match &mut self.decoder {
+                        Decoder::Sse(d) => d.feed(&bytes),
+                        Decoder::Lines(d) => d.feed(&bytes),
+                    }
+                    self.decode(false)
+                }
+                Some(Err(e)) => Err(Error::Transient {
+                    provider: self.provider.clone(),
+                    message: format!("the connection dropped in the middle of the answer: {}", describe(&e)),
+                }),
+                None => {
+                    self.done = true;
+                    self.decode(true).and_then(|()| self.parser.end(&mut self.out))
+                }
+            };
+            if let Err(e) = step {
+                self.done = true;
+                self.out.clear();
+                return Some(Err(e));
+            }
+        }
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(x) = src {
+        s.push_str(&format!(": {x}"));
+        src = x.source();
+    }
+    s
+}
+
+/// Streams the body of `resp` as chunks. Dropping the stream drops the response, which closes
+/// the connection, so the server stops generating.
+pub fn drive<P: StreamParser>(
+    provider: &str,
+    resp: reqwest::Response,
+    framing: Framing,
+    parser: P,
+    timeouts: &Timeouts,
+) -> BoxStream<'static, Result<Chunk, Error>> {
+    let driver = Driver {
+        provider: provider.to_string(),
+        body: resp.bytes_stream().boxed(),
+        decoder: match framing {
+            Framing::Sse => Decoder::Sse(SseDecoder::new()),
+            Framing::Ndjson => Decoder::Lines(LineDecoder::new()),
+        },
+        parser,
+        out: VecDeque::new(),
+        idle: timeouts.idle,
+        deadline: timeouts.total.map(|t| tokio::time::Instant::now() + t),
+        total: timeouts.total,
+        done: false,
+    };
+    stream::unfold(driver, |mut d| async move { d.next().await.map(|item| (item, d)) }).boxed()
+}
+
+/// Parses a tool call's arguments; an empty string means no arguments.
+pub fn parse_arguments(tool: &str, raw: &str) -> Result<Value, Error> {
+    if raw.trim().is_empty() {
+        return Ok(Value::Object(Default::default()));
+    }
+    serde_json::from_str(raw).map_err(|e| Error::InvalidToolArguments {
+        tool: tool.to_string(),
+        message: format!("{e} in {}", truncate(raw, 200)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(retry_after(&headers(&[("retry-after", "7")])), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after(&headers(&[("retry-after", "1.5")])), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "3"), ("retry-after-ms", "250")])),
+            Some(Duration::from_millis(250))
+        );
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+        let d = retry_after(&headers(&[("retry-after", &later)])).unwrap();
+        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30), "{d:?}");
+        assert_eq!(retry_after(&headers(&[("retry-after", "soon")])), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn classification() {
+        let none = HeaderMap::new();
+        let e = classify("p", 401, &none, br#"{"error":{"message":"Incorrect API key","type":"invalid_request_error"}}"#);
+        assert!(matches!(e, Error::Auth { ref message, .. } if message == "Incorrect API key"), "{e:?}");
+        assert_eq!(classify("p", 403, &none, b"forbidden").kind(), "auth");
+        assert_eq!(classify("p", 404, &none, br#"{"error":"model 'x' not found"}"#).kind(), "unknown_model");
+        let e = classify("p", 429, &headers(&[("retry-after", "2")]), b"{}");
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
+        assert!(e.is_retryable());
+        let e = classify("p", 429, &none, br#"{"error":{"code":"insufficient_quota","message":"quota"}}"#);
+        assert!(!e.is_retryable(), "{e:?}");
+        let e = classify("p", 400, &none, br#"{"error":{"message":"This model's maximum context length is 8192 tokens","code":"context_length_exceeded"}}"#);
+        assert_eq!(e.kind(), "context_length");
+        let e = classify("p", 400, &none, br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#);
+        assert_eq!(e.kind(), "context_length");
+        assert_eq!(classify("p", 400, &none, b"{}").kind(), "provider");
+        assert!(classify("p", 503, &none, b"").is_retryable());
+        assert!(classify("p", 529, &none, br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#).is_retryable());
+        assert_eq!(classify_in_stream("p", br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#).kind(), "transient");
+        assert_eq!(classify_in_stream("p", br#"{"error":{"type":"rate_limit_error","message":"x"}}"#).kind(), "rate_limit");
+    }
+
+    #[test]
+    fn loopback_and_join() {
+        assert!(is_loopback("http://127.0.0.1:8080/v1"));
+        assert!(is_loopback("http://localhost:11434"));
+        assert!(is_loopback("http://[::1]:80"));
+        assert!(!is_loopback("https://example.invalid/v1"));
+        assert_eq!(join("http://h/v1/", "/chat/completions"), "http://h/v1/chat/completions");
+    }
+
+    #[test]
+    fn arguments() {
+        assert_eq!(parse_arguments("t", "").unwrap(), serde_json::json!({}));
+        assert_eq!(parse_arguments("t", "{\"a\":1}").unwrap(), serde_json::json!({"a":1}));
+        let e = parse_arguments("t", "{\"a\":").unwrap_err();
+        assert_eq!(e.kind(), "invalid_tool_arguments");
+        assert!(e.to_string().contains("'t'"), "{e}");
+    }
+}
