@@ -1,0 +1,493 @@
+//! The SQLite backend: one file, WAL, a dedicated writer thread that commits the appends of
+//! every run queued at that moment in one transaction (group commit), and a reader connection.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::mpsc;
+
+use async_trait::async_trait;
+use baton_types::{Event, EventRecord, RunId};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use crate::{Batch, Checkpoint, Control, Error, ListQuery, NewRun, Result, RunRecord, RunStore, now_ms};
+
+/// How hard a commit is pushed to disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// WAL with `synchronous=NORMAL`: a commit survives the process being killed at any
+    /// moment (not a power cut). The default.
+    #[default]
+    Process,
+    /// WAL with `synchronous=FULL`: every commit is fsynced; survives power loss.
+    Power,
+}
+
+const SCHEMA_VERSION: i64 = 1;
+
+const MIGRATION_1: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    workflow_name TEXT NOT NULL,
+    workflow_source TEXT NOT NULL,
+    workflow_path TEXT,
+    inputs TEXT NOT NULL,
+    options TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    outputs TEXT,
+    error TEXT,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    lease_until_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at_ms DESC);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    step TEXT,
+    payload TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    run_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS controls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    control TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS controls_by_run ON controls (run_id, id);
+";
+
+enum Op {
+    Create(Box<NewRun>),
+    Append(RunId, Batch),
+    SendControl(RunId, Control),
+    TakeControls(RunId),
+    Claim { run: RunId, owner: String, lease_ms: u64, renew: bool },
+    Release(RunId, String),
+}
+
+/// What an op gives back: nothing, or the controls it took.
+type Reply = oneshot::Sender<Result<Vec<Control>>>;
+type Job = (Op, Reply);
+
+/// A run store in one SQLite file.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: mpsc::Sender<Job>,
+    reader: Mutex<Connection>,
+}
+
+fn db_err(e: rusqlite::Error) -> Error {
+    Error::Db(e.to_string())
+}
+
+fn open_conn(path: &Path, durability: Durability) -> Result<Connection> {
+    let open_err = |e: rusqlite::Error| Error::Open { path: path.display().to_string(), message: e.to_string() };
+    let conn = Connection::open(path).map_err(open_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_err)?;
+    let sync = match durability {
+        Durability::Process => "NORMAL",
+        Durability::Power => "FULL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"
+    ))
+    .map_err(open_err)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, creating parent folders.
+    pub fn open(path: &Path, durability: Durability) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::Open {
+                path: path.display().to_string(),
+                message: format!("cannot create folder {}: {e}", dir.display()),
+            })?;
+        }
+        let mut wconn = open_conn(path, durability)?;
+        migrate(&mut wconn, path)?;
+        let reader = open_conn(path, durability)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("baton-sqlite-writer".into())
+            .spawn(move || writer_loop(wconn, rx))
+            .map_err(|e| Error::Open { path: path.display().to_string(), message: e.to_string() })?;
+        Ok(Self { path: path.to_path_buf(), writer: tx, reader: Mutex::new(reader) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn write(&self, op: Op) -> Result<Vec<Control>> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send((op, tx))
+            .map_err(|_| Error::Db("the database writer has stopped".into()))?;
+        rx.await.map_err(|_| Error::Db("the database writer has stopped".into()))?
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn).map_err(db_err)
+    }
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)?;
+    if v > SCHEMA_VERSION {
+        return Err(Error::Open {
+            path: path.display().to_string(),
+            message: format!(
+                "the database was written by a newer Baton (schema {v}, this one knows up to {SCHEMA_VERSION})"
+            ),
+        });
+    }
+    if v < 1 {
+        let tx = conn.transaction().map_err(db_err)?;
+        tx.execute_batch(MIGRATION_1).map_err(db_err)?;
+        tx.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}")).map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+    }
+    Ok(())
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+    let host = hostname();
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < 256 {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let results: Vec<Result<Vec<Control>>> = match conn.transaction() {
+            Ok(mut tx) => {
+                let mut results = Vec::with_capacity(jobs.len());
+                for (op, _) in &jobs {
+                    // A savepoint per op: a failing op is rolled back alone.
+                    let r = match tx.savepoint() {
+                        Ok(sp) => match apply(&sp, op, &host) {
+                            Ok(v) => sp.commit().map(|()| v).map_err(db_err),
+                            Err(e) => Err(e),
+                        },
+                        Err(e) => Err(db_err(e)),
+                    };
+                    results.push(r);
+                }
+                match tx.commit() {
+                    Ok(()) => results,
+                    Err(e) => jobs.iter().map(|_| Err(Error::Db(e.to_string()))).collect(),
+                }
+            }
+            Err(e) => jobs.iter().map(|_| Err(Error::Db(e.to_string()))).collect(),
+        };
+        for ((_, reply), r) in jobs.into_iter().zip(results) {
+            let _ = reply.send(r);
+        }
+    }
+}
+
+fn apply(tx: &rusqlite::Savepoint<'_>, op: &Op, host: &str) -> Result<Vec<Control>> {
+    match op {
+        Op::Create(run) => {
+            tx.execute(
+                "INSERT INTO runs (id, workflow_name, workflow_source, workflow_path, inputs, options, status, created_at_ms, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+                params![
+                    run.id.to_string(),
+                    run.workflow_name,
+                    run.workflow_source,
+                    run.workflow_path,
+                    run.inputs.to_string(),
+                    run.options.to_string(),
+                    run.created_at_ms
+                ],
+            )
+            .map_err(db_err)?;
+            Ok(Vec::new())
+        }
+        Op::Append(run, batch) => append(tx, *run, batch).map(|()| Vec::new()),
+        Op::SendControl(run, control) => {
+            let exists: Option<i64> = tx
+                .query_row("SELECT 1 FROM runs WHERE id = ?1", [run.to_string()], |r| r.get(0))
+                .optional()
+                .map_err(db_err)?;
+            if exists.is_none() {
+                return Err(Error::NotFound(*run));
+            }
+            let json = serde_json::to_string(control).map_err(|e| Error::Db(e.to_string()))?;
+            tx.execute(
+                "INSERT INTO controls (run_id, control, at_ms) VALUES (?1, ?2, ?3)",
+                params![run.to_string(), json, now_ms()],
+            )
+            .map_err(db_err)?;
+            Ok(Vec::new())
+        }
+        Op::TakeControls(run) => take_controls(tx, *run),
+        Op::Claim { run, owner, lease_ms, renew } => {
+            let row: Option<(Option<String>, Option<i64>)> = tx
+                .query_row("SELECT owner, lease_until_ms FROM runs WHERE id = ?1", [run.to_string()], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(db_err)?;
+            let Some((cur, until)) = row else { return Err(Error::NotFound(*run)) };
+            let now = now_ms();
+            let free = match &cur {
+                None => true,
+                Some(o) if o == owner => true,
+                Some(_) if *renew => false,
+                Some(o) => until.unwrap_or(0) < now || !owner_alive(o, host),
+            };
+            if !free {
+                return Err(Error::Claimed { run: *run, owner: cur.unwrap_or_default() });
+            }
+            let lease = i64::try_from(*lease_ms).unwrap_or(i64::MAX / 2);
+            tx.execute(
+                "UPDATE runs SET owner = ?2, lease_until_ms = ?3 WHERE id = ?1",
+                params![run.to_string(), owner, now.saturating_add(lease)],
+            )
+            .map_err(db_err)?;
+            Ok(Vec::new())
+        }
+        Op::Release(run, owner) => {
+            tx.execute(
+                "UPDATE runs SET owner = NULL, lease_until_ms = NULL WHERE id = ?1 AND owner = ?2",
+                params![run.to_string(), owner],
+            )
+            .map_err(db_err)?;
+            Ok(Vec::new())
+        }
+    }
+}
+
+fn take_controls(tx: &rusqlite::Savepoint<'_>, run: RunId) -> Result<Vec<Control>> {
+    let mut stmt = tx
+        .prepare_cached("SELECT id, control FROM controls WHERE run_id = ?1 ORDER BY id")
+        .map_err(db_err)?;
+    let rows: Vec<(i64, String)> = stmt
+        .query_map([run.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(db_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(db_err)?;
+    drop(stmt);
+    let mut out = Vec::new();
+    for (id, json) in rows {
+        tx.execute("DELETE FROM controls WHERE id = ?1", [id]).map_err(db_err)?;
+        out.push(serde_json::from_str(&json).map_err(|e| Error::Corrupt(format!("control {id}: {e}")))?);
+    }
+    Ok(out)
+}
+
+fn append(tx: &rusqlite::Savepoint<'_>, run: RunId, batch: &Batch) -> Result<()> {
+    let id = run.to_string();
+    let last: Option<i64> = tx
+        .prepare_cached("SELECT last_seq FROM runs WHERE id = ?1")
+        .and_then(|mut s| s.query_row([&id], |r| r.get(0)).optional())
+        .map_err(db_err)?;
+    let Some(last) = last else { return Err(Error::NotFound(run)) };
+    let mut expect = u64::try_from(last).unwrap_or(0) + 1;
+    {
+        let mut ins = tx
+            .prepare_cached("INSERT INTO events (run_id, seq, at_ms, kind, step, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .map_err(db_err)?;
+        for ev in &batch.events {
+            if ev.seq != expect {
+                return Err(Error::Conflict { run, seq: ev.seq });
+            }
+            let payload = serde_json::to_string(&ev.event).map_err(|e| Error::Db(e.to_string()))?;
+            ins.execute(params![
+                &id,
+                i64::try_from(ev.seq).unwrap_or(i64::MAX),
+                ev.at_ms,
+                ev.event.kind(),
+                ev.event.step(),
+                payload
+            ])
+            .map_err(db_err)?;
+            expect += 1;
+        }
+    }
+    let new_last = i64::try_from(expect - 1).unwrap_or(i64::MAX);
+    let mut upd = tx
+        .prepare_cached(
+            "UPDATE runs SET last_seq = ?2, updated_at_ms = ?3,
+                status = COALESCE(?4, status), outputs = COALESCE(?5, outputs), error = COALESCE(?6, error)
+             WHERE id = ?1",
+        )
+        .map_err(db_err)?;
+    upd.execute(params![
+        &id,
+        new_last,
+        now_ms(),
+        batch.status.map(|s| s.as_str()),
+        batch.outputs.as_ref().map(|v| v.to_string()),
+        batch.error.as_deref()
+    ])
+    .map_err(db_err)?;
+    if let Some(cp) = &batch.checkpoint {
+        tx.prepare_cached("INSERT OR REPLACE INTO checkpoints (run_id, seq, state) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| {
+                s.execute(params![&id, i64::try_from(cp.seq).unwrap_or(i64::MAX), cp.state.to_string()])
+            })
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// The owner string of this process: `host:pid`.
+pub fn process_owner() -> String {
+    format!("{}:{}", hostname(), std::process::id())
+}
+
+/// Whether the process named by an owner string still runs. Owners on other hosts are
+/// assumed alive (their lease decides).
+fn owner_alive(owner: &str, host: &str) -> bool {
+    match owner.rsplit_once(':') {
+        Some((h, pid)) if h == host => match pid.parse::<u32>() {
+            Ok(pid) => {
+                // A zombie is dead for our purposes.
+                match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                    Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+                    Err(_) => false,
+                }
+            }
+            Err(_) => true,
+        },
+        _ => true,
+    }
+}
+
+fn parse_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    let id: String = r.get(0)?;
+    let conv = |i: usize, e: String| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into());
+    let json = |i: usize, s: String| serde_json::from_str(&s).map_err(|e| conv(i, e.to_string()));
+    let status: String = r.get(6)?;
+    Ok(RunRecord {
+        id: id.parse().map_err(|e: baton_types::ids::ParseRunIdError| conv(0, e.to_string()))?,
+        workflow_name: r.get(1)?,
+        workflow_source: r.get(2)?,
+        workflow_path: r.get(3)?,
+        inputs: json(4, r.get(4)?)?,
+        options: json(5, r.get(5)?)?,
+        status: status.parse().map_err(|e: String| conv(6, e))?,
+        created_at_ms: r.get(7)?,
+        updated_at_ms: r.get(8)?,
+        outputs: r.get::<_, Option<String>>(9)?.map(|s| json(9, s)).transpose()?,
+        error: r.get(10)?,
+        last_seq: u64::try_from(r.get::<_, i64>(11)?).unwrap_or(0),
+    })
+}
+
+const RUN_COLS: &str = "id, workflow_name, workflow_source, workflow_path, inputs, options, status, created_at_ms, updated_at_ms, outputs, error, last_seq";
+
+#[async_trait]
+impl RunStore for SqliteStore {
+    async fn create_run(&self, run: NewRun) -> Result<()> {
+        self.write(Op::Create(Box::new(run))).await.map(drop)
+    }
+
+    async fn append(&self, run: RunId, batch: Batch) -> Result<()> {
+        self.write(Op::Append(run, batch)).await.map(drop)
+    }
+
+    async fn run(&self, run: RunId) -> Result<Option<RunRecord>> {
+        self.read(|c| {
+            c.prepare_cached(&format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"))?
+                .query_row([run.to_string()], parse_run)
+                .optional()
+        })
+    }
+
+    async fn list_runs(&self, q: ListQuery) -> Result<Vec<RunRecord>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {RUN_COLS} FROM runs
+                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow_name = ?2)
+                 ORDER BY created_at_ms DESC, id DESC LIMIT ?3"
+            ))?;
+            let limit = i64::from(q.limit.unwrap_or(u32::MAX));
+            stmt.query_map(params![q.status.map(|s| s.as_str()), q.workflow, limit], parse_run)?
+                .collect()
+        })
+    }
+
+    async fn events(&self, run: RunId, after: u64) -> Result<Vec<EventRecord>> {
+        let rows: Vec<(i64, i64, String)> = self.read(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT seq, at_ms, payload FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq")?;
+            stmt.query_map(params![run.to_string(), i64::try_from(after).unwrap_or(i64::MAX)], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect()
+        })?;
+        rows.into_iter()
+            .map(|(seq, at_ms, payload)| {
+                let event: Event = serde_json::from_str(&payload)
+                    .map_err(|e| Error::Corrupt(format!("run {run} event {seq}: {e}")))?;
+                Ok(EventRecord { run_id: run, seq: u64::try_from(seq).unwrap_or(0), at_ms, event })
+            })
+            .collect()
+    }
+
+    async fn checkpoint(&self, run: RunId) -> Result<Option<Checkpoint>> {
+        let row: Option<(i64, String)> = self.read(|c| {
+            c.prepare_cached("SELECT seq, state FROM checkpoints WHERE run_id = ?1")?
+                .query_row([run.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })?;
+        row.map(|(seq, state)| {
+            Ok(Checkpoint {
+                seq: u64::try_from(seq).unwrap_or(0),
+                state: serde_json::from_str(&state).map_err(|e| Error::Corrupt(format!("checkpoint of {run}: {e}")))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn send_control(&self, run: RunId, control: Control) -> Result<()> {
+        self.write(Op::SendControl(run, control)).await.map(drop)
+    }
+
+    async fn take_controls(&self, run: RunId) -> Result<Vec<Control>> {
+        // Cheap check first: most polls find nothing.
+        let n: i64 = self.read(|c| {
+            c.prepare_cached("SELECT COUNT(*) FROM controls WHERE run_id = ?1")?
+                .query_row([run.to_string()], |r| r.get(0))
+        })?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        self.write(Op::TakeControls(run)).await
+    }
+
+    async fn claim(&self, run: RunId, owner: &str, lease_ms: u64) -> Result<()> {
+        self.write(Op::Claim { run, owner: owner.to_string(), lease_ms, renew: false }).await.map(drop)
+    }
+
+    async fn renew(&self, run: RunId, owner: &str, lease_ms: u64) -> Result<()> {
+        self.write(Op::Claim { run, owner: owner.to_string(), lease_ms, renew: true }).await.map(drop)
+    }
+
+    async fn release(&self, run: RunId, owner: &str) -> Result<()> {
+        self.write(Op::Release(run, owner.to_string())).await.map(drop)
+    }
+}

@@ -1,0 +1,143 @@
+//! The store conformance suite, run against every backend.
+
+use std::sync::Arc;
+
+use baton_store::memory::MemoryStore;
+use baton_store::sqlite::{Durability, SqliteStore};
+use baton_store::{Batch, Checkpoint, Control, Error, ListQuery, NewRun, RunStore};
+use baton_types::{Event, EventRecord, RunId, RunStatus};
+use serde_json::json;
+
+fn new_run(name: &str, at: i64) -> NewRun {
+    NewRun {
+        id: RunId::new(),
+        workflow_name: name.into(),
+        workflow_source: "version: 1".into(),
+        workflow_path: None,
+        inputs: json!({"a": 1}),
+        options: json!({}),
+        created_at_ms: at,
+    }
+}
+
+fn ev(run: RunId, seq: u64, event: Event) -> EventRecord {
+    EventRecord { run_id: run, seq, at_ms: 1, event }
+}
+
+async fn conformance(store: Arc<dyn RunStore>) {
+    let a = new_run("wf-a", 10);
+    let b = new_run("wf-b", 20);
+    let (ida, idb) = (a.id, b.id);
+    store.create_run(a).await.unwrap();
+    store.create_run(b).await.unwrap();
+
+    // Append with status and checkpoint, atomically.
+    let batch = Batch {
+        events: vec![
+            ev(ida, 1, Event::RunStarted { resumed: false }),
+            ev(ida, 2, Event::StepStarted { step: "s".into(), attempt: 1, visit: 1, key: "k".into() }),
+        ],
+        status: Some(RunStatus::Running),
+        checkpoint: Some(Checkpoint { seq: 2, state: json!({"x": 1}) }),
+        ..Default::default()
+    };
+    store.append(ida, batch).await.unwrap();
+    let rec = store.run(ida).await.unwrap().unwrap();
+    assert_eq!(rec.status, RunStatus::Running);
+    assert_eq!(rec.last_seq, 2);
+    assert_eq!(rec.inputs, json!({"a": 1}));
+    assert_eq!(store.checkpoint(ida).await.unwrap().unwrap().seq, 2);
+
+    // A gap or a duplicate seq is a conflict and changes nothing.
+    let err = store
+        .append(ida, Batch { events: vec![ev(ida, 2, Event::RunCancelled)], status: Some(RunStatus::Failed), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { seq: 2, .. }), "{err}");
+    assert_eq!(store.run(ida).await.unwrap().unwrap().status, RunStatus::Running);
+
+    let evs = store.events(ida, 0).await.unwrap();
+    assert_eq!(evs.len(), 2);
+    assert_eq!(store.events(ida, 1).await.unwrap()[0].seq, 2);
+
+    // Listing: newest first, filters.
+    let all = store.list_runs(ListQuery::default()).await.unwrap();
+    assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), vec![idb, ida]);
+    let running = store.list_runs(ListQuery { status: Some(RunStatus::Running), ..Default::default() }).await.unwrap();
+    assert_eq!(running.len(), 1);
+    let by_name = store.list_runs(ListQuery { workflow: Some("wf-b".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(by_name[0].id, idb);
+
+    // Controls are queued and taken once.
+    store.send_control(ida, Control::Pause).await.unwrap();
+    store.send_control(ida, Control::Cancel).await.unwrap();
+    assert_eq!(store.take_controls(ida).await.unwrap(), vec![Control::Pause, Control::Cancel]);
+    assert!(store.take_controls(ida).await.unwrap().is_empty());
+    assert!(matches!(store.send_control(RunId::new(), Control::Pause).await, Err(Error::NotFound(_))));
+
+    // Claims.
+    store.claim(ida, "h:1", 60_000).await.unwrap();
+    store.claim(ida, "h:1", 60_000).await.unwrap();
+    store.release(ida, "h:1").await.unwrap();
+    store.claim(ida, "other", 60_000).await.unwrap();
+
+    // Unknown runs.
+    assert!(store.run(RunId::new()).await.unwrap().is_none());
+    assert!(matches!(store.append(RunId::new(), Batch::default()).await, Err(Error::NotFound(_))));
+}
+
+#[tokio::test]
+async fn memory_conformance() {
+    conformance(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test]
+async fn sqlite_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance(Arc::new(SqliteStore::open(&dir.path().join("x/baton.db"), Durability::Process).unwrap())).await;
+}
+
+#[tokio::test]
+async fn sqlite_claims_follow_process_liveness_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("baton.db");
+    let run = new_run("wf", 1);
+    let id = run.id;
+    let me = baton_store::sqlite::process_owner();
+    let host = me.rsplit_once(':').unwrap().0.to_string();
+    {
+        let s = SqliteStore::open(&path, Durability::Power).unwrap();
+        s.create_run(run).await.unwrap();
+        s.claim(id, &me, 60_000).await.unwrap();
+        s.append(id, Batch { events: vec![ev(id, 1, Event::RunStarted { resumed: false })], ..Default::default() })
+            .await
+            .unwrap();
+    }
+    let s = SqliteStore::open(&path, Durability::Process).unwrap();
+    assert_eq!(s.run(id).await.unwrap().unwrap().last_seq, 1);
+    // The recorded owner is this live process: another owner is refused, even after reopening.
+    let err = s.claim(id, "someone-else", 60_000).await.unwrap_err();
+    assert!(matches!(err, Error::Claimed { .. }), "{err}");
+    // The owner cannot renew someone else's lease either.
+    assert!(s.renew(id, "someone-else", 60_000).await.is_err());
+    // A claim by a process that no longer exists is taken over.
+    s.release(id, &me).await.unwrap();
+    s.claim(id, &format!("{host}:999999999"), 60_000).await.unwrap();
+    s.claim(id, "newcomer", 60_000).await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_refuses_a_newer_schema_and_a_bad_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("PRAGMA user_version=99").unwrap();
+    }
+    let err = SqliteStore::open(&path, Durability::Process).err().unwrap();
+    assert!(err.to_string().contains("newer Baton"), "{err}");
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let err = SqliteStore::open(&file.join("sub/db"), Durability::Process).err().unwrap();
+    assert!(err.to_string().contains("cannot create folder"), "{err}");
+}
