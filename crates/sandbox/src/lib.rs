@@ -10,17 +10,17 @@
 
 #![allow(unsafe_code)]
 
-//T pub mod bench;
+pub mod bench;
 pub mod cgroup;
-//T pub mod docker;
-//T pub mod doctor;
+pub mod docker;
+pub mod doctor;
 pub mod linux;
 pub mod oci;
 pub mod policy;
 pub mod proxy;
-//T pub mod scan;
+pub mod scan;
 pub mod seccomp;
-//T pub mod vm;
+pub mod vm;
 mod yaml;
 
 use std::collections::BTreeMap;
@@ -31,7 +31,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-//T pub use doctor::{TierReport, doctor};
+pub use doctor::{TierReport, doctor};
 pub use policy::{Limits, Mount, NetMode, Policy, ScanAction, Tier};
 pub use proxy::NetAttempt;
 
@@ -255,7 +255,8 @@ pub fn open(policy: Policy) -> Result<Arc<dyn Sandbox>, Error> {
         Tier::Process => Arc::new(linux::ProcessSandbox::new(policy)?),
         Tier::Oci => Arc::new(oci::OciSandbox::new(policy, oci::Engine::Oci)?),
         Tier::Gvisor => Arc::new(oci::OciSandbox::new(policy, oci::Engine::Gvisor)?),
-        t => return Err(Error::TierUnavailable{tier: t, reason: "T".into()}),
+        Tier::Microvm => Arc::new(vm::MicroVm::new(policy)?),
+        Tier::Docker => Arc::new(docker::DockerSandbox::new(policy)?),
     })
 }
 
