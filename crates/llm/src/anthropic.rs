@@ -15,7 +15,9 @@ use serde_json::{Map, Value, json};
 use crate::http::{self, Endpoint, Framing, StreamParser};
 use crate::openai::{model_name, name_model, schema_name};
 use crate::pricing::{Price, Tokens};
-use crate::{Capabilities, ChatModel, ChatRequest, Chunk, Error, ResponseFormat, Role, StopReason, ToolCall};
+use crate::{
+    Capabilities, ChatModel, ChatRequest, Chunk, Error, ResponseFormat, Role, StopReason, ToolCall,
+};
 
 /// The default base URL of the Anthropic API.
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -86,25 +88,48 @@ impl Anthropic {
         if let Some(key) = endpoint.api_key.as_ref().filter(|k| !k.is_empty()) {
             headers.insert("x-api-key", http::secret_header(key.expose())?);
         }
-        let version = HeaderValue::from_str(&options.api_version)
-            .map_err(|e| Error::Config(format!("api_version '{}' is invalid: {e}", options.api_version)))?;
+        let version = HeaderValue::from_str(&options.api_version).map_err(|e| {
+            Error::Config(format!(
+                "api_version '{}' is invalid: {e}",
+                options.api_version
+            ))
+        })?;
         headers.insert("anthropic-version", version);
         if !options.beta.is_empty() {
             let beta = HeaderValue::from_str(&options.beta.join(","))
                 .map_err(|e| Error::Config(format!("anthropic beta names are invalid: {e}")))?;
             headers.insert("anthropic-beta", beta);
         }
-        headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static("text/event-stream"));
-        Ok(Self { inner: Arc::new(Inner { endpoint, options, client, url, headers }), model: None })
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                endpoint,
+                options,
+                client,
+                url,
+                headers,
+            }),
+            model: None,
+        })
     }
 
     pub fn for_model(&self, model: impl Into<String>) -> Self {
-        Self { inner: self.inner.clone(), model: Some(model.into()) }
+        Self {
+            inner: self.inner.clone(),
+            model: Some(model.into()),
+        }
     }
 
     /// The request body sent for `req`.
     pub fn body(&self, req: &ChatRequest) -> Result<Value, Error> {
-        let model = model_name(self.model.as_deref(), &req.model, &self.inner.endpoint.provider)?;
+        let model = model_name(
+            self.model.as_deref(),
+            &req.model,
+            &self.inner.endpoint.provider,
+        )?;
         Ok(build_body(&self.inner.options, model, req).0)
     }
 }
@@ -114,7 +139,9 @@ fn output_tool(req: &ChatRequest) -> Option<(String, Value)> {
     match &req.response_format {
         None => None,
         Some(ResponseFormat::JsonObject) => Some(("json_output".into(), json!({"type": "object"}))),
-        Some(ResponseFormat::JsonSchema { name, schema }) => Some((schema_name(name), schema.clone())),
+        Some(ResponseFormat::JsonSchema { name, schema }) => {
+            Some((schema_name(name), schema.clone()))
+        }
     }
 }
 
@@ -140,7 +167,10 @@ fn build_body(opts: &Options, model: &str, req: &ChatRequest) -> (Value, Option<
             Role::System => system.push(m.content.as_str()),
             Role::User => {
                 if messages.last().is_some_and(|l| l["role"] == "user") {
-                    push_user_blocks(&mut messages, vec![json!({"type": "text", "text": m.content})]);
+                    push_user_blocks(
+                        &mut messages,
+                        vec![json!({"type": "text", "text": m.content})],
+                    );
                 } else {
                     messages.push(json!({"role": "user", "content": m.content}));
                 }
@@ -157,8 +187,14 @@ fn build_body(opts: &Options, model: &str, req: &ChatRequest) -> (Value, Option<
                     blocks.push(json!({"type": "text", "text": m.content}));
                 }
                 for c in &m.tool_calls {
-                    let input = if c.arguments.is_object() { c.arguments.clone() } else { json!({}) };
-                    blocks.push(json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}));
+                    let input = if c.arguments.is_object() {
+                        c.arguments.clone()
+                    } else {
+                        json!({})
+                    };
+                    blocks.push(
+                        json!({"type": "tool_use", "id": c.id, "name": c.name, "input": input}),
+                    );
                 }
                 messages.push(json!({"role": "assistant", "content": blocks}));
             }
@@ -174,7 +210,10 @@ fn build_body(opts: &Options, model: &str, req: &ChatRequest) -> (Value, Option<
     }
     let mut body = Map::new();
     body.insert("model".into(), model.into());
-    body.insert("max_tokens".into(), req.max_tokens.unwrap_or(opts.default_max_tokens).into());
+    body.insert(
+        "max_tokens".into(),
+        req.max_tokens.unwrap_or(opts.default_max_tokens).into(),
+    );
     if !system.is_empty() {
         let text = system.join("\n\n");
         let value = if opts.cache_system_prompt {
@@ -188,7 +227,9 @@ fn build_body(opts: &Options, model: &str, req: &ChatRequest) -> (Value, Option<
     let mut tools: Vec<Value> = req
         .tools
         .iter()
-        .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
+        .map(
+            |t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}),
+        )
         .collect();
     let output = output_tool(req);
     if let Some((name, schema)) = &output {
@@ -197,19 +238,23 @@ fn build_body(opts: &Options, model: &str, req: &ChatRequest) -> (Value, Option<
             "description": "Give the final answer as the input of this tool, matching its schema.",
             "input_schema": schema,
         }));
-        let choice = if req.tools.is_empty() { json!({"type": "tool", "name": name}) } else { json!({"type": "any"}) };
+        let choice = if req.tools.is_empty() {
+            json!({"type": "tool", "name": name})
+        } else {
+            json!({"type": "any"})
+        };
         body.insert("tool_choice".into(), choice);
     }
-    if opts.cache_tools {
-        if let Some(last) = tools.last_mut() {
-            last["cache_control"] = json!({"type": "ephemeral"});
-        }
+    if opts.cache_tools
+        && let Some(last) = tools.last_mut()
+    {
+        last["cache_control"] = json!({"type": "ephemeral"});
     }
     if !tools.is_empty() {
         body.insert("tools".into(), tools.into());
     }
     if let Some(t) = req.temperature {
-        body.insert("temperature".into(), json!(t));
+        body.insert("temperature".into(), http::number(t));
     }
     body.insert("stream".into(), true.into());
     for (k, v) in &opts.extra_body {
@@ -220,20 +265,44 @@ fn build_body(opts: &Options, model: &str, req: &ChatRequest) -> (Value, Option<
 
 #[async_trait]
 impl ChatModel for Anthropic {
-    async fn stream(&self, req: ChatRequest) -> Result<BoxStream<'static, Result<Chunk, Error>>, Error> {
+    async fn stream(
+        &self,
+        req: ChatRequest,
+    ) -> Result<BoxStream<'static, Result<Chunk, Error>>, Error> {
         let i = &self.inner;
-        let model = model_name(self.model.as_deref(), &req.model, &i.endpoint.provider)?.to_string();
+        let model =
+            model_name(self.model.as_deref(), &req.model, &i.endpoint.provider)?.to_string();
         let (body, output_tool) = build_body(&i.options, &model, &req);
-        let resp =
-            http::post_json(&i.endpoint.provider, &i.client, &i.url, i.headers.clone(), &body, &i.endpoint.timeouts)
-                .await
-                .map_err(|e| name_model(e, &i.endpoint.provider, &model))?;
-        let parser = Parser::new(&i.endpoint.provider, i.endpoint.prices.get(&model), output_tool);
-        Ok(http::drive(&i.endpoint.provider, resp, Framing::Sse, parser, &i.endpoint.timeouts))
+        let resp = http::post_json(
+            &i.endpoint.provider,
+            &i.client,
+            &i.url,
+            i.headers.clone(),
+            &body,
+            &i.endpoint.timeouts,
+        )
+        .await
+        .map_err(|e| name_model(e, &i.endpoint.provider, &model))?;
+        let parser = Parser::new(
+            &i.endpoint.provider,
+            i.endpoint.prices.get(&model),
+            output_tool,
+        );
+        Ok(http::drive(
+            &i.endpoint.provider,
+            resp,
+            Framing::Sse,
+            parser,
+            &i.endpoint.timeouts,
+        ))
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { tools: true, json_schema: true, streaming: true }
+        Capabilities {
+            tools: true,
+            json_schema: true,
+            streaming: true,
+        }
     }
 }
 
@@ -299,7 +368,12 @@ struct WireUsage {
 
 enum Block {
     Text,
-    ToolUse { id: String, name: String, json: String, initial: Option<Value> },
+    ToolUse {
+        id: String,
+        name: String,
+        json: String,
+        initial: Option<Value>,
+    },
     Other,
 }
 
@@ -344,15 +418,29 @@ impl Parser {
     }
 
     fn block_mut(&mut self, index: u32) -> Option<&mut Block> {
-        self.blocks.iter_mut().rev().find(|(i, _)| *i == index).map(|(_, b)| b)
+        self.blocks
+            .iter_mut()
+            .rev()
+            .find(|(i, _)| *i == index)
+            .map(|(_, b)| b)
     }
 
     fn stop_block(&mut self, index: u32, out: &mut VecDeque<Chunk>) -> Result<(), Error> {
-        let Some(pos) = self.blocks.iter().rposition(|(i, _)| *i == index) else { return Ok(()) };
+        let Some(pos) = self.blocks.iter().rposition(|(i, _)| *i == index) else {
+            return Ok(());
+        };
         let (_, block) = self.blocks.remove(pos);
-        if let Block::ToolUse { id, name, json, initial } = block {
+        if let Block::ToolUse {
+            id,
+            name,
+            json,
+            initial,
+        } = block
+        {
             let arguments = if json.trim().is_empty() {
-                initial.filter(|v| v.is_object()).unwrap_or_else(|| Value::Object(Map::new()))
+                initial
+                    .filter(|v| v.is_object())
+                    .unwrap_or_else(|| Value::Object(Map::new()))
             } else {
                 http::parse_arguments(&name, &json)?
             };
@@ -360,7 +448,11 @@ impl Parser {
                 out.push_back(Chunk::Text(arguments.to_string()));
             } else {
                 self.had_calls = true;
-                out.push_back(Chunk::ToolCall(ToolCall { id, name, arguments }));
+                out.push_back(Chunk::ToolCall(ToolCall {
+                    id,
+                    name,
+                    arguments,
+                }));
             }
         }
         Ok(())
@@ -380,7 +472,11 @@ fn stop_reason(r: &str) -> StopReason {
 impl StreamParser for Parser {
     fn item(&mut self, _event: &str, data: &str, out: &mut VecDeque<Chunk>) -> Result<(), Error> {
         let ev: WireEvent = serde_json::from_str(data).map_err(|e| {
-            Error::InvalidResponse(format!("{}: a streamed event is not a Messages API event ({e}): {}", self.provider, http::snippet(data)))
+            Error::InvalidResponse(format!(
+                "{}: a streamed event is not a Messages API event ({e}): {}",
+                self.provider,
+                http::snippet(data)
+            ))
         })?;
         match ev.kind.as_str() {
             "message_start" => {

@@ -159,12 +159,27 @@ fn process_env(name: &str) -> Option<String> {
 /// `BATON_<NAME>_...`: the name upper-cased, anything not a letter or digit as `_`.
 fn env_prefix(name: &str) -> String {
     let mut s = String::from("BATON_");
-    s.extend(name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }));
+    s.extend(name.chars().map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_uppercase()
+        } else {
+            '_'
+        }
+    }));
     s
 }
 
 fn default_key_env(name: &str) -> String {
-    let mut s: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+    let mut s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
     s.push_str("_API_KEY");
     s
 }
@@ -187,7 +202,9 @@ impl ProviderConfig {
     /// Checks that only fields of its kind are set.
     fn validate(&self, name: &str, kind: Kind) -> Result<(), Error> {
         if let Some(k) = self.other.keys().next() {
-            return Err(Error::Config(format!("providers.{name}: unknown field `{k}`")));
+            return Err(Error::Config(format!(
+                "providers.{name}: unknown field `{k}`"
+            )));
         }
         let set = |present: bool, field: &str, wanted: Kind| -> Result<(), Error> {
             if present && kind != wanted {
@@ -203,15 +220,39 @@ impl ProviderConfig {
         set(self.project.is_some(), "project", Kind::OpenAi)?;
         set(self.chat_path.is_some(), "chat_path", Kind::OpenAi)?;
         set(self.stream_usage.is_some(), "stream_usage", Kind::OpenAi)?;
-        set(self.max_tokens_field.is_some(), "max_tokens_field", Kind::OpenAi)?;
+        set(
+            self.max_tokens_field.is_some(),
+            "max_tokens_field",
+            Kind::OpenAi,
+        )?;
         set(self.json_schema.is_some(), "json_schema", Kind::OpenAi)?;
-        set(self.strict_json_schema.is_some(), "strict_json_schema", Kind::OpenAi)?;
-        set(self.parallel_tool_calls.is_some(), "parallel_tool_calls", Kind::OpenAi)?;
-        set(self.api_key_header.is_some(), "api_key_header", Kind::OpenAi)?;
+        set(
+            self.strict_json_schema.is_some(),
+            "strict_json_schema",
+            Kind::OpenAi,
+        )?;
+        set(
+            self.parallel_tool_calls.is_some(),
+            "parallel_tool_calls",
+            Kind::OpenAi,
+        )?;
+        set(
+            self.api_key_header.is_some(),
+            "api_key_header",
+            Kind::OpenAi,
+        )?;
         set(self.api_version.is_some(), "api_version", Kind::Anthropic)?;
         set(!self.beta.is_empty(), "beta", Kind::Anthropic)?;
-        set(self.default_max_tokens.is_some(), "default_max_tokens", Kind::Anthropic)?;
-        set(self.cache_system_prompt.is_some(), "cache_system_prompt", Kind::Anthropic)?;
+        set(
+            self.default_max_tokens.is_some(),
+            "default_max_tokens",
+            Kind::Anthropic,
+        )?;
+        set(
+            self.cache_system_prompt.is_some(),
+            "cache_system_prompt",
+            Kind::Anthropic,
+        )?;
         set(self.cache_tools.is_some(), "cache_tools", Kind::Anthropic)?;
         set(self.keep_alive.is_some(), "keep_alive", Kind::Ollama)?;
         set(self.options.is_some(), "options", Kind::Ollama)?;
@@ -227,20 +268,31 @@ impl Config {
         for name in ["openai", "anthropic", "ollama"] {
             providers.insert(name.to_string(), ProviderConfig::default());
         }
-        Self { providers, source: None, rest: toml::Table::new() }
+        Self {
+            providers,
+            source: None,
+            rest: toml::Table::new(),
+        }
     }
 
     /// Parses a `baton.toml` text over the defaults (a table replaces the default of its name).
     pub fn from_toml(text: &str, source: Option<&Path>) -> Result<Self, Error> {
-        let place = source.map(|p| format!("{}: ", p.display())).unwrap_or_default();
-        let file: Config = toml::from_str(text).map_err(|e| Error::Config(format!("{place}{e}")))?;
+        let place = source
+            .map(|p| format!("{}: ", p.display()))
+            .unwrap_or_default();
+        let file: Config =
+            toml::from_str(text).map_err(|e| Error::Config(format!("{place}{e}")))?;
         let mut cfg = Self::defaults();
         cfg.providers.extend(file.providers);
         cfg.rest = file.rest;
         cfg.source = source.map(Path::to_path_buf);
         for (name, p) in &cfg.providers {
-            if let Some(kind) = p.kind(name).map_err(|e| Error::Config(format!("{place}{e}")))? {
-                p.validate(name, kind).map_err(|e| Error::Config(format!("{place}{e}")))?;
+            if let Some(kind) = p
+                .kind(name)
+                .map_err(|e| Error::Config(format!("{place}{e}")))?
+            {
+                p.validate(name, kind)
+                    .map_err(|e| Error::Config(format!("{place}{e}")))?;
             }
         }
         Ok(cfg)
@@ -257,7 +309,10 @@ impl Config {
                 p.api_key_env = Some(v);
             }
             if let Some(v) = env(&format!("{prefix}_TIMEOUT")) {
-                p.timeout = Some(v.parse().map_err(|e| Error::Config(format!("{prefix}_TIMEOUT: {e}")))?);
+                p.timeout = Some(
+                    v.parse()
+                        .map_err(|e| Error::Config(format!("{prefix}_TIMEOUT: {e}")))?,
+                );
             }
             if let Some(v) = env(&format!("{prefix}_MAX_RETRIES")) {
                 p.max_retries = Some(v.trim().parse().map_err(|_| {
@@ -279,11 +334,19 @@ pub fn load_config(path: Option<&Path>) -> Result<Config, Error> {
 }
 
 /// [`load_config`] with the environment and working directory given.
-pub fn load_config_with(path: Option<&Path>, env: Env<'_>, cwd: Option<&Path>) -> Result<Config, Error> {
+pub fn load_config_with(
+    path: Option<&Path>,
+    env: Env<'_>,
+    cwd: Option<&Path>,
+) -> Result<Config, Error> {
     let mut cfg = match find_config(path, env, cwd)? {
         Some(p) => {
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| Error::Config(format!("cannot read the configuration {}: {e}", p.display())))?;
+            let text = std::fs::read_to_string(&p).map_err(|e| {
+                Error::Config(format!(
+                    "cannot read the configuration {}: {e}",
+                    p.display()
+                ))
+            })?;
             Config::from_toml(&text, Some(&p))?
         }
         None => Config::defaults(),
@@ -293,17 +356,27 @@ pub fn load_config_with(path: Option<&Path>, env: Env<'_>, cwd: Option<&Path>) -
 }
 
 /// The configuration file that [`load_config`] reads, if any.
-pub fn find_config(path: Option<&Path>, env: Env<'_>, cwd: Option<&Path>) -> Result<Option<PathBuf>, Error> {
+pub fn find_config(
+    path: Option<&Path>,
+    env: Env<'_>,
+    cwd: Option<&Path>,
+) -> Result<Option<PathBuf>, Error> {
     if let Some(p) = path {
         if !p.is_file() {
-            return Err(Error::Config(format!("the configuration file {} (--config) does not exist", p.display())));
+            return Err(Error::Config(format!(
+                "the configuration file {} (--config) does not exist",
+                p.display()
+            )));
         }
         return Ok(Some(p.to_path_buf()));
     }
     if let Some(p) = env("BATON_CONFIG") {
         let p = PathBuf::from(p);
         if !p.is_file() {
-            return Err(Error::Config(format!("the configuration file {} (BATON_CONFIG) does not exist", p.display())));
+            return Err(Error::Config(format!(
+                "the configuration file {} (BATON_CONFIG) does not exist",
+                p.display()
+            )));
         }
         return Ok(Some(p));
     }
@@ -313,17 +386,26 @@ pub fn find_config(path: Option<&Path>, env: Env<'_>, cwd: Option<&Path>) -> Res
     let config_home = env("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .or_else(|| env("HOME").map(|h| Path::new(&h).join(".config")));
-    Ok(config_home.map(|d| d.join("baton").join("baton.toml")).filter(|p| p.is_file()))
+    Ok(config_home
+        .map(|d| d.join("baton").join("baton.toml"))
+        .filter(|p| p.is_file()))
 }
 
 /// Registers every configured provider of a kind this crate builds into `providers`, reading
 /// API keys from the process environment. Returns the names registered.
-pub fn register_providers(config: &Config, providers: &mut Providers) -> Result<Vec<String>, Error> {
+pub fn register_providers(
+    config: &Config,
+    providers: &mut Providers,
+) -> Result<Vec<String>, Error> {
     register_providers_with(config, providers, &process_env)
 }
 
 /// [`register_providers`] with the environment given.
-pub fn register_providers_with(config: &Config, providers: &mut Providers, env: Env<'_>) -> Result<Vec<String>, Error> {
+pub fn register_providers_with(
+    config: &Config,
+    providers: &mut Providers,
+    env: Env<'_>,
+) -> Result<Vec<String>, Error> {
     let mut names = Vec::new();
     for (name, p) in &config.providers {
         if let Some(built) = HttpProvider::from_config(name, p, env)? {
@@ -334,19 +416,29 @@ pub fn register_providers_with(config: &Config, providers: &mut Providers, env: 
     Ok(names)
 }
 
-fn to_json_map(t: &Option<toml::Table>, what: &str, name: &str) -> Result<Map<String, Value>, Error> {
+fn to_json_map(
+    t: &Option<toml::Table>,
+    what: &str,
+    name: &str,
+) -> Result<Map<String, Value>, Error> {
     match t {
         None => Ok(Map::new()),
         Some(t) => match serde_json::to_value(t) {
             Ok(Value::Object(m)) => Ok(m),
-            Ok(_) | Err(_) => Err(Error::Config(format!("providers.{name}.{what}: cannot be turned into JSON"))),
+            Ok(_) | Err(_) => Err(Error::Config(format!(
+                "providers.{name}.{what}: cannot be turned into JSON"
+            ))),
         },
     }
 }
 
 /// `OLLAMA_HOST` may be `host:port` without a scheme.
 fn ollama_host(v: &str) -> String {
-    if v.contains("://") { v.to_string() } else { format!("http://{v}") }
+    if v.contains("://") {
+        v.to_string()
+    } else {
+        format!("http://{v}")
+    }
 }
 
 #[derive(Clone)]
@@ -381,8 +473,14 @@ impl std::fmt::Debug for HttpProvider {
 
 impl HttpProvider {
     /// Builds the provider `name` from its table; `None` when the kind is not one of this crate's.
-    pub fn from_config(name: &str, p: &ProviderConfig, env: Env<'_>) -> Result<Option<Self>, Error> {
-        let Some(kind) = p.kind(name)? else { return Ok(None) };
+    pub fn from_config(
+        name: &str,
+        p: &ProviderConfig,
+        env: Env<'_>,
+    ) -> Result<Option<Self>, Error> {
+        let Some(kind) = p.kind(name)? else {
+            return Ok(None);
+        };
         p.validate(name, kind)?;
         let official = match kind {
             Kind::OpenAi => openai::DEFAULT_BASE_URL,
@@ -406,10 +504,20 @@ impl HttpProvider {
                 )));
             }
         };
-        reqwest::Url::parse(&base_url)
-            .map_err(|e| Error::Config(format!("providers.{name}: base_url '{base_url}' is not a URL: {e}")))?;
-        let key_env = p.api_key_env.clone().unwrap_or_else(|| default_key_env(name));
-        let api_key = if key_env.is_empty() { None } else { env(&key_env).map(Secret::new) };
+        reqwest::Url::parse(&base_url).map_err(|e| {
+            Error::Config(format!(
+                "providers.{name}: base_url '{base_url}' is not a URL: {e}"
+            ))
+        })?;
+        let key_env = p
+            .api_key_env
+            .clone()
+            .unwrap_or_else(|| default_key_env(name));
+        let api_key = if key_env.is_empty() {
+            None
+        } else {
+            env(&key_env).map(Secret::new)
+        };
         let required = p
             .api_key_required
             .unwrap_or(kind != Kind::Ollama && base_url.trim_end_matches('/') == official);
@@ -430,7 +538,8 @@ impl HttpProvider {
         let adapter = match kind {
             Kind::OpenAi => {
                 let d = openai::Options::default();
-                let official_openai = name == "openai" && endpoint.base_url.trim_end_matches('/') == official;
+                let official_openai =
+                    name == "openai" && endpoint.base_url.trim_end_matches('/') == official;
                 let opts = openai::Options {
                     organization: p.organization.clone(),
                     project: p.project.clone(),
@@ -439,7 +548,11 @@ impl HttpProvider {
                     // OpenAI's reasoning models reject `max_tokens`; other servers may not know
                     // the newer field.
                     max_tokens_field: p.max_tokens_field.clone().unwrap_or_else(|| {
-                        if official_openai { "max_completion_tokens".into() } else { d.max_tokens_field }
+                        if official_openai {
+                            "max_completion_tokens".into()
+                        } else {
+                            d.max_tokens_field
+                        }
                     }),
                     json_schema: p.json_schema.unwrap_or(d.json_schema),
                     strict_json_schema: p.strict_json_schema.unwrap_or(d.strict_json_schema),
@@ -483,7 +596,14 @@ impl HttpProvider {
                 models.push(m.clone());
             }
         }
-        Ok(Some(Self { name: name.to_string(), kind, adapter, retry, models, missing_key }))
+        Ok(Some(Self {
+            name: name.to_string(),
+            kind,
+            adapter,
+            retry,
+            models,
+            missing_key,
+        }))
     }
 
     pub fn kind(&self) -> Kind {
@@ -500,7 +620,10 @@ impl Provider for HttpProvider {
         if let Some(var) = &self.missing_key {
             return Err(Error::Auth {
                 provider: self.name.clone(),
-                message: format!("no API key: set the environment variable {var} (or api_key_env in [providers.{}])", self.name),
+                message: format!(
+                    "no API key: set the environment variable {var} (or api_key_env in [providers.{}])",
+                    self.name
+                ),
             });
         }
         let label = format!("{}/{model}", self.name);
@@ -517,12 +640,18 @@ impl Provider for HttpProvider {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::ModelResolver;
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
@@ -544,7 +673,9 @@ mod tests {
         let cfg = Config::defaults();
         let mut p = Providers::default();
         register_providers_with(&cfg, &mut p, &env_of(&[])).unwrap();
-        let Err(e) = p.resolve("openai/gpt-4o-mini", Path::new(".")) else { panic!("expected an error") };
+        let Err(e) = p.resolve("openai/gpt-4o-mini", Path::new(".")) else {
+            panic!("expected an error")
+        };
         assert_eq!(e.kind(), "auth");
         assert!(e.to_string().contains("OPENAI_API_KEY"), "{e}");
         // Ollama needs none.
@@ -574,22 +705,36 @@ mod tests {
             model_dir = "/models"
         "#;
         let mut cfg = Config::from_toml(text, None).unwrap();
-        cfg.apply_env(&env_of(&[("BATON_GROQ_BASE_URL", "http://127.0.0.1:9/v1"), ("BATON_OPENAI_TIMEOUT", "5s")]))
-            .unwrap();
-        assert_eq!(cfg.providers["openai"].timeout, Some(Dur(std::time::Duration::from_secs(5))));
+        cfg.apply_env(&env_of(&[
+            ("BATON_GROQ_BASE_URL", "http://127.0.0.1:9/v1"),
+            ("BATON_OPENAI_TIMEOUT", "5s"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            cfg.providers["openai"].timeout,
+            Some(Dur(std::time::Duration::from_secs(5)))
+        );
         assert_eq!(cfg.providers["openai"].max_retries, Some(5));
-        assert_eq!(cfg.providers["groq"].base_url.as_deref(), Some("http://127.0.0.1:9/v1"));
+        assert_eq!(
+            cfg.providers["groq"].base_url.as_deref(),
+            Some("http://127.0.0.1:9/v1")
+        );
         assert!(cfg.providers["local"].other.contains_key("model_dir"));
         assert!(cfg.rest.contains_key("server"));
         let mut p = Providers::default();
-        let names = register_providers_with(&cfg, &mut p, &env_of(&[("OPENAI_API_KEY", "k")])).unwrap();
+        let names =
+            register_providers_with(&cfg, &mut p, &env_of(&[("OPENAI_API_KEY", "k")])).unwrap();
         assert!(names.contains(&"groq".to_string()) && !names.contains(&"local".to_string()));
         assert_eq!(p.get("openai").unwrap().list(), ["gpt-4o-mini"]);
 
         let e = Config::from_toml("[providers.openai]\ntimeot = \"1s\"\n", None).unwrap_err();
         assert!(e.to_string().contains("unknown field `timeot`"), "{e}");
-        let e = Config::from_toml("[providers.anthropic]\norganization = \"x\"\n", None).unwrap_err();
-        assert!(e.to_string().contains("only applies to kind = \"openai\""), "{e}");
+        let e =
+            Config::from_toml("[providers.anthropic]\norganization = \"x\"\n", None).unwrap_err();
+        assert!(
+            e.to_string().contains("only applies to kind = \"openai\""),
+            "{e}"
+        );
         let e = Config::from_toml("[providers.vllm]\nbase_url = \"http://h\"\n", None).unwrap_err();
         assert!(e.to_string().contains("`kind` is missing"), "{e}");
         let e = Config::from_toml("[providers.openai]\ntimeout = \"soon\"\n", None).unwrap_err();
@@ -601,7 +746,11 @@ mod tests {
         let cfg = Config::from_toml("[providers.vllm]\nkind = \"openai\"\n", None).unwrap();
         let e = register_providers_with(&cfg, &mut Providers::default(), &env_of(&[])).unwrap_err();
         assert!(e.to_string().contains("`base_url` is missing"), "{e}");
-        let cfg = Config::from_toml("[providers.vllm]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:8000/v1\"\n", None).unwrap();
+        let cfg = Config::from_toml(
+            "[providers.vllm]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:8000/v1\"\n",
+            None,
+        )
+        .unwrap();
         let mut p = Providers::default();
         register_providers_with(&cfg, &mut p, &env_of(&[])).unwrap();
         assert!(p.resolve("vllm/qwen", Path::new(".")).is_ok());
@@ -616,13 +765,23 @@ mod tests {
         let user = home.join(".config/baton/baton.toml");
         std::fs::write(&user, "[providers.openai]\nmax_retries = 1\n").unwrap();
         let home_s: &'static str = Box::leak(home.display().to_string().into_boxed_str());
-        let pairs: &'static [(&'static str, &'static str)] = Box::leak(vec![("HOME", home_s)].into_boxed_slice());
+        let pairs: &'static [(&'static str, &'static str)] =
+            Box::leak(vec![("HOME", home_s)].into_boxed_slice());
         let env = env_of(pairs);
         let cwd = dir.join("cwd");
-        assert_eq!(find_config(None, &env, Some(&cwd)).unwrap(), Some(user.clone()));
+        assert_eq!(
+            find_config(None, &env, Some(&cwd)).unwrap(),
+            Some(user.clone())
+        );
         std::fs::write(cwd.join("baton.toml"), "").unwrap();
-        assert_eq!(find_config(None, &env, Some(&cwd)).unwrap(), Some(cwd.join("baton.toml")));
-        assert_eq!(find_config(Some(&user), &env, Some(&cwd)).unwrap(), Some(user.clone()));
+        assert_eq!(
+            find_config(None, &env, Some(&cwd)).unwrap(),
+            Some(cwd.join("baton.toml"))
+        );
+        assert_eq!(
+            find_config(Some(&user), &env, Some(&cwd)).unwrap(),
+            Some(user.clone())
+        );
         assert!(find_config(Some(&dir.join("nope.toml")), &env, Some(&cwd)).is_err());
         let cfg = load_config_with(Some(&user), &env, Some(&cwd)).unwrap();
         assert_eq!(cfg.providers["openai"].max_retries, Some(1));
@@ -632,12 +791,25 @@ mod tests {
 
     #[test]
     fn debug_output_has_no_secrets() {
-        let cfg = Config::from_toml("[providers.openai]\nheaders = { \"X-Key\" = \"hdr-secret\" }\n", None).unwrap();
-        let p = HttpProvider::from_config("openai", &cfg.providers["openai"], &env_of(&[("OPENAI_API_KEY", "sk-secret")]))
-            .unwrap()
-            .unwrap();
-        let Adapter::OpenAi(a) = &p.adapter else { panic!("openai adapter expected") };
+        let cfg = Config::from_toml(
+            "[providers.openai]\nheaders = { \"X-Key\" = \"hdr-secret\" }\n",
+            None,
+        )
+        .unwrap();
+        let p = HttpProvider::from_config(
+            "openai",
+            &cfg.providers["openai"],
+            &env_of(&[("OPENAI_API_KEY", "sk-secret")]),
+        )
+        .unwrap()
+        .unwrap();
+        let Adapter::OpenAi(a) = &p.adapter else {
+            panic!("openai adapter expected")
+        };
         let dbg = format!("{p:?} {a:?}");
-        assert!(!dbg.contains("sk-secret") && !dbg.contains("hdr-secret"), "{dbg}");
+        assert!(
+            !dbg.contains("sk-secret") && !dbg.contains("hdr-secret"),
+            "{dbg}"
+        );
     }
 }

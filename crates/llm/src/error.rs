@@ -4,7 +4,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("rate limited by {provider}{}", retry_after.map(|d| format!(" (retry after {d:?})")).unwrap_or_default())]
-    RateLimited { provider: String, retry_after: Option<Duration> },
+    RateLimited {
+        provider: String,
+        retry_after: Option<Duration>,
+    },
     #[error("authentication failed at {provider}: {message}")]
     Auth { provider: String, message: String },
     #[error("the request is over the model's context length: {message}")]
@@ -12,7 +15,11 @@ pub enum Error {
     #[error("transient error from {provider}: {message}")]
     Transient { provider: String, message: String },
     #[error("{provider} answered {status}: {message}")]
-    Provider { provider: String, status: u16, message: String },
+    Provider {
+        provider: String,
+        status: u16,
+        message: String,
+    },
     #[error("unknown model '{model}': {reason}")]
     UnknownModel { model: String, reason: String },
     #[error("invalid response from the model: {0}")]

@@ -26,7 +26,11 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Self { connect: Duration::from_secs(10), idle: Duration::from_secs(120), total: None }
+        Self {
+            connect: Duration::from_secs(10),
+            idle: Duration::from_secs(120),
+            total: None,
+        }
     }
 }
 
@@ -85,11 +89,14 @@ pub fn client(base_url: &str, timeouts: &Timeouts) -> Result<reqwest::Client, Er
     if is_loopback(base_url) {
         b = b.no_proxy();
     }
-    b.build().map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
+    b.build()
+        .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
 }
 
 fn is_loopback(url: &str) -> bool {
-    let Ok(u) = reqwest::Url::parse(url) else { return false };
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return false;
+    };
     match u.host_str() {
         Some("localhost") => true,
         Some(h) => h
@@ -103,7 +110,11 @@ fn is_loopback(url: &str) -> bool {
 
 /// Joins a base URL and a path with exactly one `/` between them.
 pub fn join(base_url: &str, path: &str) -> String {
-    format!("{}/{}", base_url.trim_end_matches('/'), path.trim_start_matches('/'))
+    format!(
+        "{}/{}",
+        base_url.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
 }
 
 /// Turns configured extra headers into a header map, rejecting invalid names or values.
@@ -113,10 +124,16 @@ pub fn header_map<'a>(
 ) -> Result<HeaderMap, Error> {
     let mut map = HeaderMap::new();
     for (k, v) in headers {
-        let name = HeaderName::from_bytes(k.as_bytes())
-            .map_err(|e| Error::Config(format!("provider {provider}: header name '{k}' is invalid: {e}")))?;
-        let mut value = HeaderValue::from_str(v)
-            .map_err(|e| Error::Config(format!("provider {provider}: the value of header '{k}' is invalid: {e}")))?;
+        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| {
+            Error::Config(format!(
+                "provider {provider}: header name '{k}' is invalid: {e}"
+            ))
+        })?;
+        let mut value = HeaderValue::from_str(v).map_err(|e| {
+            Error::Config(format!(
+                "provider {provider}: the value of header '{k}' is invalid: {e}"
+            ))
+        })?;
         // Extra headers often carry credentials: keep them out of reqwest's Debug output.
         value.set_sensitive(true);
         map.insert(name, value);
@@ -126,8 +143,9 @@ pub fn header_map<'a>(
 
 /// A header value holding a credential, marked sensitive.
 pub fn secret_header(value: &str) -> Result<HeaderValue, Error> {
-    let mut v = HeaderValue::from_str(value)
-        .map_err(|_| Error::Config("the API key holds characters that cannot be sent in a header".into()))?;
+    let mut v = HeaderValue::from_str(value).map_err(|_| {
+        Error::Config("the API key holds characters that cannot be sent in a header".into())
+    })?;
     v.set_sensitive(true);
     Ok(v)
 }
@@ -142,7 +160,8 @@ pub async fn post_json(
     body: &Value,
     timeouts: &Timeouts,
 ) -> Result<reqwest::Response, Error> {
-    let bytes = serde_json::to_vec(body).map_err(|e| Error::InvalidResponse(format!("cannot encode the request: {e}")))?;
+    let bytes = serde_json::to_vec(body)
+        .map_err(|e| Error::InvalidResponse(format!("cannot encode the request: {e}")))?;
     let send = client
         .post(url)
         .headers(headers)
@@ -171,16 +190,26 @@ pub async fn post_json(
 pub fn transport_error(provider: &str, url: &str, e: reqwest::Error) -> Error {
     let e = e.without_url();
     if e.is_timeout() {
-        return Error::Transient { provider: provider.into(), message: format!("timed out talking to the server: {e}") };
+        return Error::Transient {
+            provider: provider.into(),
+            message: format!("timed out talking to the server: {e}"),
+        };
     }
-    let what = if e.is_connect() { "cannot connect to" } else { "request failed to" };
+    let what = if e.is_connect() {
+        "cannot connect to"
+    } else {
+        "request failed to"
+    };
     let mut message = format!("{what} {}: {e}", redact_url(url));
     let mut src = std::error::Error::source(&e);
     while let Some(s) = src {
         message.push_str(&format!(": {s}"));
         src = s.source();
     }
-    Error::Transient { provider: provider.into(), message }
+    Error::Transient {
+        provider: provider.into(),
+        message,
+    }
 }
 
 /// A URL without its query string (some gateways take keys as query parameters).
@@ -190,19 +219,26 @@ fn redact_url(url: &str) -> &str {
 
 /// How long a `Retry-After` (seconds or an HTTP date) or `retry-after-ms` header asks to wait.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()) {
-        if let Ok(ms) = ms.trim().parse::<f64>() {
-            if ms.is_finite() && ms >= 0.0 {
-                return Some(Duration::from_secs_f64(ms / 1000.0));
-            }
-        }
+    if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok())
+        && let Ok(ms) = ms.trim().parse::<f64>()
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
     }
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = v.parse::<f64>() {
         return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
     }
     let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// The message and the machine-readable kind (`type` or `code`) of an error body, in the shapes
@@ -261,19 +297,44 @@ fn mentions_context_length(message: &str, code: &str) -> bool {
 /// Classifies a failure answer from its status, headers and body.
 pub fn classify(provider: &str, status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
     let (message, code) = error_parts(body);
-    let message = if message.is_empty() { format!("HTTP {status}") } else { message };
+    let message = if message.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        message
+    };
     let p = provider.to_string();
     match status {
-        401 | 403 => Error::Auth { provider: p, message },
+        401 | 403 => Error::Auth {
+            provider: p,
+            message,
+        },
         404 => Error::UnknownModel {
             model: format!("{provider}/?"),
-            reason: format!("the server answered 404 (the model does not exist there, or base_url is wrong): {message}"),
+            reason: format!(
+                "the server answered 404 (the model does not exist there, or base_url is wrong): {message}"
+            ),
         },
-        429 if code == "insufficient_quota" => Error::Provider { provider: p, status, message },
-        429 => Error::RateLimited { provider: p, retry_after: retry_after(headers) },
-        400 | 413 | 422 if mentions_context_length(&message, &code) => Error::ContextLength { message },
-        408 | 409 | 425 | 500..=599 => Error::Transient { provider: p, message: format!("HTTP {status}: {message}") },
-        _ => Error::Provider { provider: p, status, message },
+        429 if code == "insufficient_quota" => Error::Provider {
+            provider: p,
+            status,
+            message,
+        },
+        429 => Error::RateLimited {
+            provider: p,
+            retry_after: retry_after(headers),
+        },
+        400 | 413 | 422 if mentions_context_length(&message, &code) => {
+            Error::ContextLength { message }
+        }
+        408 | 409 | 425 | 500..=599 => Error::Transient {
+            provider: p,
+            message: format!("HTTP {status}: {message}"),
+        },
+        _ => Error::Provider {
+            provider: p,
+            status,
+            message,
+        },
     }
 }
 
@@ -286,19 +347,31 @@ pub fn classify_in_stream(provider: &str, body: &[u8]) -> Error {
         return Error::ContextLength { message };
     }
     match c {
-        "rate_limit_error" | "rate_limit_exceeded" | "rate_limit" | "429" => {
-            Error::RateLimited { provider: p, retry_after: None }
-        }
+        "rate_limit_error" | "rate_limit_exceeded" | "rate_limit" | "429" => Error::RateLimited {
+            provider: p,
+            retry_after: None,
+        },
         "authentication_error" | "permission_error" | "invalid_api_key" | "401" | "403" => {
-            Error::Auth { provider: p, message }
+            Error::Auth {
+                provider: p,
+                message,
+            }
         }
-        "not_found_error" | "model_not_found" | "404" => {
-            Error::UnknownModel { model: format!("{provider}/?"), reason: message }
-        }
-        "invalid_request_error" | "400" => Error::Provider { provider: p, status: 400, message },
+        "not_found_error" | "model_not_found" | "404" => Error::UnknownModel {
+            model: format!("{provider}/?"),
+            reason: message,
+        },
+        "invalid_request_error" | "400" => Error::Provider {
+            provider: p,
+            status: 400,
+            message,
+        },
         // overloaded_error, api_error, server_error and anything unnamed: the server gave up on
         // this answer; another try may well work.
-        _ => Error::Transient { provider: p, message: format!("error in the stream: {message}") },
+        _ => Error::Transient {
+            provider: p,
+            message: format!("error in the stream: {message}"),
+        },
     }
 }
 
@@ -378,14 +451,20 @@ impl<P: StreamParser> Driver<P> {
                 continue;
             }
             let wait = match self.deadline {
-                Some(d) => self.idle.min(d.saturating_duration_since(tokio::time::Instant::now())),
+                Some(d) => self
+                    .idle
+                    .min(d.saturating_duration_since(tokio::time::Instant::now())),
                 None => self.idle,
             };
             let read = match tokio::time::timeout(wait, self.body.next()).await {
                 Ok(r) => r,
                 Err(_) => {
                     self.done = true;
-                    let limit = if wait < self.idle { self.total.unwrap_or(wait) } else { self.idle };
+                    let limit = if wait < self.idle {
+                        self.total.unwrap_or(wait)
+                    } else {
+                        self.idle
+                    };
                     return Some(Err(Error::Timeout(limit)));
                 }
             };
@@ -399,11 +478,15 @@ impl<P: StreamParser> Driver<P> {
                 }
                 Some(Err(e)) => Err(Error::Transient {
                     provider: self.provider.clone(),
-                    message: format!("the connection dropped in the middle of the answer: {}", describe(&e)),
+                    message: format!(
+                        "the connection dropped in the middle of the answer: {}",
+                        describe(&e)
+                    ),
                 }),
                 None => {
                     self.done = true;
-                    self.decode(true).and_then(|()| self.parser.end(&mut self.out))
+                    self.decode(true)
+                        .and_then(|()| self.parser.end(&mut self.out))
                 }
             };
             if let Err(e) = step {
@@ -448,7 +531,19 @@ pub fn drive<P: StreamParser>(
         total: timeouts.total,
         done: false,
     };
-    stream::unfold(driver, |mut d| async move { d.next().await.map(|item| (item, d)) }).boxed()
+    stream::unfold(driver, |mut d| async move {
+        d.next().await.map(|item| (item, d))
+    })
+    .boxed()
+}
+
+/// An `f32` as the JSON number it was written as (`0.2`, not `0.20000000298023224`).
+pub fn number(x: f32) -> Value {
+    x.to_string()
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(Value::Null, Value::Number)
 }
 
 /// Parses a tool call's arguments; an empty string means no arguments.
@@ -463,6 +558,7 @@ pub fn parse_arguments(tool: &str, raw: &str) -> Result<Value, Error> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -476,15 +572,24 @@ mod tests {
 
     #[test]
     fn retry_after_forms() {
-        assert_eq!(retry_after(&headers(&[("retry-after", "7")])), Some(Duration::from_secs(7)));
-        assert_eq!(retry_after(&headers(&[("retry-after", "1.5")])), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "7")])),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "1.5")])),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(
             retry_after(&headers(&[("retry-after", "3"), ("retry-after-ms", "250")])),
             Some(Duration::from_millis(250))
         );
         let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
         let d = retry_after(&headers(&[("retry-after", &later)])).unwrap();
-        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30), "{d:?}");
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")])), None);
         assert_eq!(retry_after(&HeaderMap::new()), None);
     }
@@ -492,14 +597,30 @@ mod tests {
     #[test]
     fn classification() {
         let none = HeaderMap::new();
-        let e = classify("p", 401, &none, br#"{"error":{"message":"Incorrect API key","type":"invalid_request_error"}}"#);
-        assert!(matches!(e, Error::Auth { ref message, .. } if message == "Incorrect API key"), "{e:?}");
+        let e = classify(
+            "p",
+            401,
+            &none,
+            br#"{"error":{"message":"Incorrect API key","type":"invalid_request_error"}}"#,
+        );
+        assert!(
+            matches!(e, Error::Auth { ref message, .. } if message == "Incorrect API key"),
+            "{e:?}"
+        );
         assert_eq!(classify("p", 403, &none, b"forbidden").kind(), "auth");
-        assert_eq!(classify("p", 404, &none, br#"{"error":"model 'x' not found"}"#).kind(), "unknown_model");
+        assert_eq!(
+            classify("p", 404, &none, br#"{"error":"model 'x' not found"}"#).kind(),
+            "unknown_model"
+        );
         let e = classify("p", 429, &headers(&[("retry-after", "2")]), b"{}");
         assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
         assert!(e.is_retryable());
-        let e = classify("p", 429, &none, br#"{"error":{"code":"insufficient_quota","message":"quota"}}"#);
+        let e = classify(
+            "p",
+            429,
+            &none,
+            br#"{"error":{"code":"insufficient_quota","message":"quota"}}"#,
+        );
         assert!(!e.is_retryable(), "{e:?}");
         let e = classify("p", 400, &none, br#"{"error":{"message":"This model's maximum context length is 8192 tokens","code":"context_length_exceeded"}}"#);
         assert_eq!(e.kind(), "context_length");
@@ -507,9 +628,31 @@ mod tests {
         assert_eq!(e.kind(), "context_length");
         assert_eq!(classify("p", 400, &none, b"{}").kind(), "provider");
         assert!(classify("p", 503, &none, b"").is_retryable());
-        assert!(classify("p", 529, &none, br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#).is_retryable());
-        assert_eq!(classify_in_stream("p", br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#).kind(), "transient");
-        assert_eq!(classify_in_stream("p", br#"{"error":{"type":"rate_limit_error","message":"x"}}"#).kind(), "rate_limit");
+        assert!(
+            classify(
+                "p",
+                529,
+                &none,
+                br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
+            )
+            .is_retryable()
+        );
+        assert_eq!(
+            classify_in_stream(
+                "p",
+                br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
+            )
+            .kind(),
+            "transient"
+        );
+        assert_eq!(
+            classify_in_stream(
+                "p",
+                br#"{"error":{"type":"rate_limit_error","message":"x"}}"#
+            )
+            .kind(),
+            "rate_limit"
+        );
     }
 
     #[test]
@@ -518,13 +661,26 @@ mod tests {
         assert!(is_loopback("http://localhost:11434"));
         assert!(is_loopback("http://[::1]:80"));
         assert!(!is_loopback("https://example.invalid/v1"));
-        assert_eq!(join("http://h/v1/", "/chat/completions"), "http://h/v1/chat/completions");
+        assert_eq!(
+            join("http://h/v1/", "/chat/completions"),
+            "http://h/v1/chat/completions"
+        );
+    }
+
+    #[test]
+    fn f32_numbers_stay_short() {
+        assert_eq!(number(0.2).to_string(), "0.2");
+        assert_eq!(number(1.0).to_string(), "1.0");
+        assert_eq!(number(f32::NAN), Value::Null);
     }
 
     #[test]
     fn arguments() {
         assert_eq!(parse_arguments("t", "").unwrap(), serde_json::json!({}));
-        assert_eq!(parse_arguments("t", "{\"a\":1}").unwrap(), serde_json::json!({"a":1}));
+        assert_eq!(
+            parse_arguments("t", "{\"a\":1}").unwrap(),
+            serde_json::json!({"a":1})
+        );
         let e = parse_arguments("t", "{\"a\":").unwrap_err();
         assert_eq!(e.kind(), "invalid_tool_arguments");
         assert!(e.to_string().contains("'t'"), "{e}");

@@ -35,7 +35,10 @@ pub use types::*;
 #[async_trait]
 pub trait ChatModel: Send + Sync {
     /// Streams the answer to `req` as chunks. The stream ends after a `Chunk::Done`.
-    async fn stream(&self, req: ChatRequest) -> Result<BoxStream<'static, Result<Chunk, Error>>, Error>;
+    async fn stream(
+        &self,
+        req: ChatRequest,
+    ) -> Result<BoxStream<'static, Result<Chunk, Error>>, Error>;
 
     /// The answer as a whole.
     async fn complete(&self, req: ChatRequest) -> Result<ChatResponse, Error> {
@@ -63,7 +66,10 @@ pub trait ChatModel: Send + Sync {
 
 #[async_trait]
 impl<T: ChatModel + ?Sized> ChatModel for Arc<T> {
-    async fn stream(&self, req: ChatRequest) -> Result<BoxStream<'static, Result<Chunk, Error>>, Error> {
+    async fn stream(
+        &self,
+        req: ChatRequest,
+    ) -> Result<BoxStream<'static, Result<Chunk, Error>>, Error> {
         (**self).stream(req).await
     }
     async fn complete(&self, req: ChatRequest) -> Result<ChatResponse, Error> {
@@ -77,7 +83,11 @@ impl<T: ChatModel + ?Sized> ChatModel for Arc<T> {
 /// Finds the model for a `provider/model` reference.
 pub trait ModelResolver: Send + Sync {
     /// `base_dir` is the folder of the workflow file (scripted fixtures are found from it).
-    fn resolve(&self, reference: &str, base_dir: &std::path::Path) -> Result<Arc<dyn ChatModel>, Error>;
+    fn resolve(
+        &self,
+        reference: &str,
+        base_dir: &std::path::Path,
+    ) -> Result<Arc<dyn ChatModel>, Error>;
 
     /// Checks a reference without loading anything (used by validation).
     fn check(&self, reference: &str) -> Result<(), Error> {
@@ -91,7 +101,9 @@ pub fn split_ref(reference: &str) -> Result<(&str, &str), Error> {
         Some((p, m)) if !p.is_empty() && !m.is_empty() => Ok((p, m)),
         _ => Err(Error::UnknownModel {
             model: reference.to_string(),
-            reason: "a model reference is `provider/model`, e.g. `local/smollm2` or `scripted/hello`".into(),
+            reason:
+                "a model reference is `provider/model`, e.g. `local/smollm2` or `scripted/hello`"
+                    .into(),
         }),
     }
 }

@@ -14,7 +14,9 @@ use serde_json::{Map, Value, json};
 use crate::http::{self, Endpoint, Framing, StreamParser};
 use crate::openai::{model_name, name_model};
 use crate::pricing::{Price, Tokens};
-use crate::{Capabilities, ChatModel, ChatRequest, Chunk, Error, ResponseFormat, Role, StopReason, ToolCall};
+use crate::{
+    Capabilities, ChatModel, ChatRequest, Chunk, Error, ResponseFormat, Role, StopReason, ToolCall,
+};
 
 /// The default base URL of a local Ollama server.
 pub const DEFAULT_BASE_URL: &str = "http://localhost:11434";
@@ -62,19 +64,41 @@ impl Ollama {
         let mut headers = endpoint.headers.clone();
         // Ollama itself takes no key, but it is often put behind a proxy that does.
         if let Some(key) = endpoint.api_key.as_ref().filter(|k| !k.is_empty()) {
-            headers.insert(reqwest::header::AUTHORIZATION, http::secret_header(&format!("Bearer {}", key.expose()))?);
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                http::secret_header(&format!("Bearer {}", key.expose()))?,
+            );
         }
-        headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static("application/x-ndjson"));
-        Ok(Self { inner: Arc::new(Inner { endpoint, options, client, url, headers }), model: None })
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("application/x-ndjson"),
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                endpoint,
+                options,
+                client,
+                url,
+                headers,
+            }),
+            model: None,
+        })
     }
 
     pub fn for_model(&self, model: impl Into<String>) -> Self {
-        Self { inner: self.inner.clone(), model: Some(model.into()) }
+        Self {
+            inner: self.inner.clone(),
+            model: Some(model.into()),
+        }
     }
 
     /// The request body sent for `req`.
     pub fn body(&self, req: &ChatRequest) -> Result<Value, Error> {
-        let model = model_name(self.model.as_deref(), &req.model, &self.inner.endpoint.provider)?;
+        let model = model_name(
+            self.model.as_deref(),
+            &req.model,
+            &self.inner.endpoint.provider,
+        )?;
         Ok(build_body(&self.inner.options, model, req))
     }
 }
@@ -136,7 +160,7 @@ fn build_body(opts: &Options, model: &str, req: &ChatRequest) -> Value {
     }
     let mut options = opts.model_options.clone();
     if let Some(t) = req.temperature {
-        options.insert("temperature".into(), json!(t));
+        options.insert("temperature".into(), http::number(t));
     }
     if let Some(n) = req.max_tokens {
         options.insert("num_predict".into(), n.into());
@@ -156,20 +180,45 @@ fn build_body(opts: &Options, model: &str, req: &ChatRequest) -> Value {
 
 #[async_trait]
 impl ChatModel for Ollama {
-    async fn stream(&self, req: ChatRequest) -> Result<BoxStream<'static, Result<Chunk, Error>>, Error> {
+    async fn stream(
+        &self,
+        req: ChatRequest,
+    ) -> Result<BoxStream<'static, Result<Chunk, Error>>, Error> {
         let i = &self.inner;
-        let model = model_name(self.model.as_deref(), &req.model, &i.endpoint.provider)?.to_string();
+        let model =
+            model_name(self.model.as_deref(), &req.model, &i.endpoint.provider)?.to_string();
         let body = build_body(&i.options, &model, &req);
-        let resp =
-            http::post_json(&i.endpoint.provider, &i.client, &i.url, i.headers.clone(), &body, &i.endpoint.timeouts)
-                .await
-                .map_err(|e| name_model(e, &i.endpoint.provider, &model))?;
-        let parser = Parser { provider: i.endpoint.provider.clone(), price: i.endpoint.prices.get(&model), calls: 0, done: false };
-        Ok(http::drive(&i.endpoint.provider, resp, Framing::Ndjson, parser, &i.endpoint.timeouts))
+        let resp = http::post_json(
+            &i.endpoint.provider,
+            &i.client,
+            &i.url,
+            i.headers.clone(),
+            &body,
+            &i.endpoint.timeouts,
+        )
+        .await
+        .map_err(|e| name_model(e, &i.endpoint.provider, &model))?;
+        let parser = Parser {
+            provider: i.endpoint.provider.clone(),
+            price: i.endpoint.prices.get(&model),
+            calls: 0,
+            done: false,
+        };
+        Ok(http::drive(
+            &i.endpoint.provider,
+            resp,
+            Framing::Ndjson,
+            parser,
+            &i.endpoint.timeouts,
+        ))
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { tools: true, json_schema: true, streaming: true }
+        Capabilities {
+            tools: true,
+            json_schema: true,
+            streaming: true,
+        }
     }
 }
 
@@ -221,7 +270,11 @@ struct Parser {
 impl StreamParser for Parser {
     fn item(&mut self, _event: &str, data: &str, out: &mut VecDeque<Chunk>) -> Result<(), Error> {
         let line: WireLine = serde_json::from_str(data).map_err(|e| {
-            Error::InvalidResponse(format!("{}: a streamed line is not an Ollama chat message ({e}): {}", self.provider, http::snippet(data)))
+            Error::InvalidResponse(format!(
+                "{}: a streamed line is not an Ollama chat message ({e}): {}",
+                self.provider,
+                http::snippet(data)
+            ))
         })?;
         if let Some(err) = line.error {
             let body = json!({ "error": err }).to_string();
@@ -244,9 +297,15 @@ impl StreamParser for Parser {
                         });
                     }
                 };
-                let id = c.id.filter(|i| !i.is_empty()).unwrap_or_else(|| format!("call_{}", self.calls));
+                let id =
+                    c.id.filter(|i| !i.is_empty())
+                        .unwrap_or_else(|| format!("call_{}", self.calls));
                 self.calls += 1;
-                out.push_back(Chunk::ToolCall(ToolCall { id, name, arguments }));
+                out.push_back(Chunk::ToolCall(ToolCall {
+                    id,
+                    name,
+                    arguments,
+                }));
             }
         }
         if line.done {
@@ -277,7 +336,8 @@ impl StreamParser for Parser {
         }
         Err(Error::Transient {
             provider: self.provider.clone(),
-            message: "the stream ended before the answer was complete (no line with done: true)".into(),
+            message: "the stream ended before the answer was complete (no line with done: true)"
+                .into(),
         })
     }
 }

@@ -14,7 +14,9 @@ use serde_json::{Map, Value, json};
 
 use crate::http::{self, Endpoint, Framing, StreamParser};
 use crate::pricing::{Price, Tokens};
-use crate::{Capabilities, ChatModel, ChatRequest, Chunk, Error, ResponseFormat, Role, StopReason, ToolCall};
+use crate::{
+    Capabilities, ChatModel, ChatRequest, Chunk, Error, ResponseFormat, Role, StopReason, ToolCall,
+};
 
 /// The default base URL of the OpenAI API.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -122,43 +124,76 @@ impl OpenAi {
         if let Some(key) = endpoint.api_key.as_ref().filter(|k| !k.is_empty()) {
             match &options.api_key_header {
                 None => {
-                    headers.insert(AUTHORIZATION, http::secret_header(&format!("Bearer {}", key.expose()))?);
+                    headers.insert(
+                        AUTHORIZATION,
+                        http::secret_header(&format!("Bearer {}", key.expose()))?,
+                    );
                 }
                 Some(h) => {
-                    let name = HeaderName::from_bytes(h.as_bytes())
-                        .map_err(|e| Error::Config(format!("api_key_header '{h}' is not a header name: {e}")))?;
+                    let name = HeaderName::from_bytes(h.as_bytes()).map_err(|e| {
+                        Error::Config(format!("api_key_header '{h}' is not a header name: {e}"))
+                    })?;
                     headers.insert(name, http::secret_header(key.expose())?);
                 }
             }
         }
-        for (name, value) in [("openai-organization", &options.organization), ("openai-project", &options.project)] {
+        for (name, value) in [
+            ("openai-organization", &options.organization),
+            ("openai-project", &options.project),
+        ] {
             if let Some(v) = value {
-                let v = HeaderValue::from_str(v)
-                    .map_err(|e| Error::Config(format!("the {name} header value is invalid: {e}")))?;
+                let v = HeaderValue::from_str(v).map_err(|e| {
+                    Error::Config(format!("the {name} header value is invalid: {e}"))
+                })?;
                 headers.insert(name, v);
             }
         }
-        headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static("text/event-stream"));
-        Ok(Self { inner: Arc::new(Inner { endpoint, options, client, url, headers }), model: None })
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                endpoint,
+                options,
+                client,
+                url,
+                headers,
+            }),
+            model: None,
+        })
     }
 
     /// The same adapter, bound to `model` (used when a request names none).
     pub fn for_model(&self, model: impl Into<String>) -> Self {
-        Self { inner: self.inner.clone(), model: Some(model.into()) }
+        Self {
+            inner: self.inner.clone(),
+            model: Some(model.into()),
+        }
     }
 
     /// The request body sent for `req`.
     pub fn body(&self, req: &ChatRequest) -> Result<Value, Error> {
-        let model = model_name(self.model.as_deref(), &req.model, &self.inner.endpoint.provider)?;
+        let model = model_name(
+            self.model.as_deref(),
+            &req.model,
+            &self.inner.endpoint.provider,
+        )?;
         build_body(&self.inner.options, model, req)
     }
 }
 
-pub(crate) fn model_name<'a>(bound: Option<&'a str>, requested: &'a str, provider: &str) -> Result<&'a str, Error> {
+pub(crate) fn model_name<'a>(
+    bound: Option<&'a str>,
+    requested: &'a str,
+    provider: &str,
+) -> Result<&'a str, Error> {
     match bound.filter(|m| !m.is_empty()) {
         Some(m) => Ok(m),
         None if !requested.is_empty() => Ok(requested),
-        None => Err(Error::Config(format!("no model named for provider {provider}"))),
+        None => Err(Error::Config(format!(
+            "no model named for provider {provider}"
+        ))),
     }
 }
 
@@ -202,7 +237,13 @@ fn message(m: &crate::Message) -> Value {
 pub(crate) fn schema_name(name: &str) -> String {
     let s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(64)
         .collect();
     if s.is_empty() { "output".into() } else { s }
@@ -222,7 +263,10 @@ fn build_body(opts: &Options, model: &str, req: &ChatRequest) -> Result<Value, E
             if opts.strict_json_schema {
                 js["strict"] = true.into();
             }
-            body.insert("response_format".into(), json!({"type": "json_schema", "json_schema": js}));
+            body.insert(
+                "response_format".into(),
+                json!({"type": "json_schema", "json_schema": js}),
+            );
         }
         Some(ResponseFormat::JsonSchema { schema, .. }) => {
             body.insert("response_format".into(), json!({"type": "json_object"}));
@@ -247,7 +291,7 @@ fn build_body(opts: &Options, model: &str, req: &ChatRequest) -> Result<Value, E
         }
     }
     if let Some(t) = req.temperature {
-        body.insert("temperature".into(), json!(t));
+        body.insert("temperature".into(), http::number(t));
     }
     if let Some(n) = req.max_tokens {
         body.insert(opts.max_tokens_field.clone(), n.into());
@@ -267,27 +311,50 @@ fn build_body(opts: &Options, model: &str, req: &ChatRequest) -> Result<Value, E
 
 #[async_trait]
 impl ChatModel for OpenAi {
-    async fn stream(&self, req: ChatRequest) -> Result<BoxStream<'static, Result<Chunk, Error>>, Error> {
+    async fn stream(
+        &self,
+        req: ChatRequest,
+    ) -> Result<BoxStream<'static, Result<Chunk, Error>>, Error> {
         let i = &self.inner;
-        let model = model_name(self.model.as_deref(), &req.model, &i.endpoint.provider)?.to_string();
+        let model =
+            model_name(self.model.as_deref(), &req.model, &i.endpoint.provider)?.to_string();
         let body = build_body(&i.options, &model, &req)?;
-        let resp =
-            http::post_json(&i.endpoint.provider, &i.client, &i.url, i.headers.clone(), &body, &i.endpoint.timeouts)
-                .await
-                .map_err(|e| name_model(e, &i.endpoint.provider, &model))?;
+        let resp = http::post_json(
+            &i.endpoint.provider,
+            &i.client,
+            &i.url,
+            i.headers.clone(),
+            &body,
+            &i.endpoint.timeouts,
+        )
+        .await
+        .map_err(|e| name_model(e, &i.endpoint.provider, &model))?;
         let parser = Parser::new(&i.endpoint.provider, i.endpoint.prices.get(&model));
-        Ok(http::drive(&i.endpoint.provider, resp, Framing::Sse, parser, &i.endpoint.timeouts))
+        Ok(http::drive(
+            &i.endpoint.provider,
+            resp,
+            Framing::Sse,
+            parser,
+            &i.endpoint.timeouts,
+        ))
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { tools: true, json_schema: self.inner.options.json_schema, streaming: true }
+        Capabilities {
+            tools: true,
+            json_schema: self.inner.options.json_schema,
+            streaming: true,
+        }
     }
 }
 
 /// Puts the model's name into an unknown-model error classified from a bare status.
 pub(crate) fn name_model(e: Error, provider: &str, model: &str) -> Error {
     match e {
-        Error::UnknownModel { reason, .. } => Error::UnknownModel { model: format!("{provider}/{model}"), reason },
+        Error::UnknownModel { reason, .. } => Error::UnknownModel {
+            model: format!("{provider}/{model}"),
+            reason,
+        },
         e => e,
     }
 }
@@ -405,7 +472,10 @@ impl Parser {
         let i = match slot {
             Some(i) => i,
             None => {
-                self.calls.push(PartialCall { index, ..Default::default() });
+                self.calls.push(PartialCall {
+                    index,
+                    ..Default::default()
+                });
                 self.calls.len() - 1
             }
         };
@@ -434,12 +504,22 @@ impl Parser {
         calls.sort_by_key(|c| c.index);
         for (n, c) in calls.into_iter().enumerate() {
             if c.name.is_empty() {
-                return Err(Error::InvalidResponse(format!("tool call {n} in the stream has no function name")));
+                return Err(Error::InvalidResponse(format!(
+                    "tool call {n} in the stream has no function name"
+                )));
             }
             let arguments = http::parse_arguments(&c.name, &c.arguments)?;
-            let id = if c.id.is_empty() { format!("call_{n}") } else { c.id };
+            let id = if c.id.is_empty() {
+                format!("call_{n}")
+            } else {
+                c.id
+            };
             self.had_calls = true;
-            out.push_back(Chunk::ToolCall(ToolCall { id, name: c.name, arguments }));
+            out.push_back(Chunk::ToolCall(ToolCall {
+                id,
+                name: c.name,
+                arguments,
+            }));
         }
         Ok(())
     }
@@ -462,7 +542,11 @@ impl StreamParser for Parser {
             return Ok(());
         }
         let chunk: WireChunk = serde_json::from_str(data).map_err(|e| {
-            Error::InvalidResponse(format!("{}: a streamed event is not a chat-completion chunk ({e}): {}", self.provider, http::snippet(data)))
+            Error::InvalidResponse(format!(
+                "{}: a streamed event is not a chat-completion chunk ({e}): {}",
+                self.provider,
+                http::snippet(data)
+            ))
         })?;
         if let Some(err) = chunk.error {
             let body = json!({ "error": err }).to_string();
@@ -486,7 +570,11 @@ impl StreamParser for Parser {
             }
         }
         if let Some(u) = chunk.usage {
-            let cached = u.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0).min(u.prompt_tokens);
+            let cached = u
+                .prompt_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0)
+                .min(u.prompt_tokens);
             self.usage = Some(Tokens {
                 input: u.prompt_tokens - cached,
                 output: u.completion_tokens,

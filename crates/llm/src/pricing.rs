@@ -70,21 +70,55 @@ impl Tokens {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn cost_and_prefix_lookup() {
         let mut t = PriceTable::default();
-        t.0.insert("gpt-4o".into(), Price { input: 2.5, output: 10.0, ..Default::default() });
-        t.0.insert("gpt-4o-mini".into(), Price { input: 0.15, output: 0.6, cache_read: Some(0.075), cache_write: None });
+        t.0.insert(
+            "gpt-4o".into(),
+            Price {
+                input: 2.5,
+                output: 10.0,
+                ..Default::default()
+            },
+        );
+        t.0.insert(
+            "gpt-4o-mini".into(),
+            Price {
+                input: 0.15,
+                output: 0.6,
+                cache_read: Some(0.075),
+                cache_write: None,
+            },
+        );
         assert_eq!(t.get("gpt-4o-mini-2024-07-18").unwrap().input, 0.15);
         assert_eq!(t.get("gpt-4o-2024-08-06").unwrap().input, 2.5);
         assert!(t.get("o3").is_none());
-        let u = Tokens { input: 1_000_000, output: 500_000, cache_read: 2_000_000, cache_write: 0 }.usage(t.get("gpt-4o-mini"));
+        let u = Tokens {
+            input: 1_000_000,
+            output: 500_000,
+            cache_read: 2_000_000,
+            cache_write: 0,
+        }
+        .usage(t.get("gpt-4o-mini"));
         assert_eq!(u.prompt_tokens, 3_000_000);
         assert_eq!(u.completion_tokens, 500_000);
-        assert!((u.cost_usd - (0.15 + 0.3 + 0.15)).abs() < 1e-9, "{}", u.cost_usd);
-        assert_eq!(Tokens { input: 10, ..Default::default() }.usage(None).cost_usd, 0.0);
+        assert!(
+            (u.cost_usd - (0.15 + 0.3 + 0.15)).abs() < 1e-9,
+            "{}",
+            u.cost_usd
+        );
+        assert_eq!(
+            Tokens {
+                input: 10,
+                ..Default::default()
+            }
+            .usage(None)
+            .cost_usd,
+            0.0
+        );
     }
 }

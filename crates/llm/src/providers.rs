@@ -43,7 +43,10 @@ impl Default for Providers {
         let scripted = Arc::new(ScriptedProvider::default());
         let mut providers: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
         providers.insert("scripted".into(), scripted.clone());
-        Self { providers, scripted }
+        Self {
+            providers,
+            scripted,
+        }
     }
 }
 
@@ -66,7 +69,11 @@ impl Providers {
             model: reference.to_string(),
             reason: format!(
                 "no provider '{p}' is configured (configured: {})",
-                self.providers.keys().cloned().collect::<Vec<_>>().join(", ")
+                self.providers
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         })?;
         Ok((provider, m))

@@ -37,7 +37,10 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     pub fn none() -> Self {
-        Self { max_retries: 0, ..Self::default() }
+        Self {
+            max_retries: 0,
+            ..Self::default()
+        }
     }
 
     /// How long to wait before retry number `attempt` (0 for the first retry) after `err`, or
@@ -78,7 +81,11 @@ pub struct Retrying<M> {
 impl<M: ChatModel> Retrying<M> {
     /// `label` names the model in log lines (e.g. `openai/gpt-4o-mini`).
     pub fn new(inner: M, policy: RetryPolicy, label: impl Into<String>) -> Self {
-        Self { inner, policy, label: label.into() }
+        Self {
+            inner,
+            policy,
+            label: label.into(),
+        }
     }
 
     pub fn inner(&self) -> &M {
@@ -92,7 +99,10 @@ impl<M: ChatModel> Retrying<M> {
 
 #[async_trait]
 impl<M: ChatModel> ChatModel for Retrying<M> {
-    async fn stream(&self, req: ChatRequest) -> Result<BoxStream<'static, Result<Chunk, Error>>, Error> {
+    async fn stream(
+        &self,
+        req: ChatRequest,
+    ) -> Result<BoxStream<'static, Result<Chunk, Error>>, Error> {
         let mut attempt = 0;
         loop {
             let err = match self.inner.stream(req.clone()).await {
@@ -124,6 +134,7 @@ impl<M: ChatModel> ChatModel for Retrying<M> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::Message;
@@ -131,7 +142,11 @@ mod tests {
     use std::sync::Arc;
 
     fn req() -> ChatRequest {
-        ChatRequest { model: "m".into(), messages: vec![Message::user("hi")], ..Default::default() }
+        ChatRequest {
+            model: "m".into(),
+            messages: vec![Message::user("hi")],
+            ..Default::default()
+        }
     }
 
     fn rate_limited(after: Option<u64>) -> Reply {
@@ -147,48 +162,106 @@ mod tests {
 
     #[test]
     fn backoff_grows_with_jitter_and_stops() {
-        let p = RetryPolicy { max_retries: 5, ..Default::default() };
-        let e = Error::Transient { provider: "p".into(), message: "x".into() };
+        let p = RetryPolicy {
+            max_retries: 5,
+            ..Default::default()
+        };
+        let e = Error::Transient {
+            provider: "p".into(),
+            message: "x".into(),
+        };
         for attempt in 0..5 {
             let base = Duration::from_millis(500) * 2u32.pow(attempt);
             let d = p.delay(attempt, &e).unwrap();
             assert!(d >= base / 2 && d <= base, "attempt {attempt}: {d:?}");
         }
         assert_eq!(p.delay(5, &e), None);
-        assert_eq!(p.delay(0, &Error::Auth { provider: "p".into(), message: "x".into() }), None);
-        assert_eq!(p.delay(0, &Error::ContextLength { message: "x".into() }), None);
-        let big = RetryPolicy { max_retries: 50, ..Default::default() };
+        assert_eq!(
+            p.delay(
+                0,
+                &Error::Auth {
+                    provider: "p".into(),
+                    message: "x".into()
+                }
+            ),
+            None
+        );
+        assert_eq!(
+            p.delay(
+                0,
+                &Error::ContextLength {
+                    message: "x".into()
+                }
+            ),
+            None
+        );
+        let big = RetryPolicy {
+            max_retries: 50,
+            ..Default::default()
+        };
         assert!(big.delay(40, &e).unwrap() <= Duration::from_secs(30));
     }
 
     #[test]
     fn retry_after_is_honoured_and_capped() {
         let p = RetryPolicy::default();
-        let e = Error::RateLimited { provider: "p".into(), retry_after: Some(Duration::from_secs(3)) };
+        let e = Error::RateLimited {
+            provider: "p".into(),
+            retry_after: Some(Duration::from_secs(3)),
+        };
         let d = p.delay(0, &e).unwrap();
-        assert!(d >= Duration::from_secs(3) && d <= Duration::from_millis(3300), "{d:?}");
-        let e = Error::RateLimited { provider: "p".into(), retry_after: Some(Duration::from_secs(3600)) };
+        assert!(
+            d >= Duration::from_secs(3) && d <= Duration::from_millis(3300),
+            "{d:?}"
+        );
+        let e = Error::RateLimited {
+            provider: "p".into(),
+            retry_after: Some(Duration::from_secs(3600)),
+        };
         assert_eq!(p.delay(0, &e), None);
     }
 
     #[tokio::test(start_paused = true)]
     async fn retries_then_succeeds() {
-        let m = Arc::new(ScriptedModel::new("t", vec![rate_limited(Some(2)), rate_limited(None), Reply::text("ok")]).unwrap());
+        let m = Arc::new(
+            ScriptedModel::new(
+                "t",
+                vec![rate_limited(Some(2)), rate_limited(None), Reply::text("ok")],
+            )
+            .unwrap(),
+        );
         let r = Retrying::new(m.clone(), RetryPolicy::default(), "scripted/t");
         let start = tokio::time::Instant::now();
         assert_eq!(r.complete(req()).await.unwrap().content, "ok");
         assert_eq!(m.requests().len(), 3);
-        assert!(start.elapsed() >= Duration::from_millis(2250), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() >= Duration::from_millis(2250),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn gives_up_after_max_and_never_retries_auth() {
         let m = Arc::new(ScriptedModel::new("t", vec![rate_limited(None).repeating()]).unwrap());
-        let r = Retrying::new(m.clone(), RetryPolicy { max_retries: 3, ..Default::default() }, "t");
+        let r = Retrying::new(
+            m.clone(),
+            RetryPolicy {
+                max_retries: 3,
+                ..Default::default()
+            },
+            "t",
+        );
         assert_eq!(r.complete(req()).await.unwrap_err().kind(), "rate_limit");
         assert_eq!(m.requests().len(), 4);
 
-        let m = Arc::new(ScriptedModel::new("t", vec![Reply::error("auth", "bad key"), Reply::text("never")]).unwrap());
+        let m = Arc::new(
+            ScriptedModel::new(
+                "t",
+                vec![Reply::error("auth", "bad key"), Reply::text("never")],
+            )
+            .unwrap(),
+        );
         let r = Retrying::new(m.clone(), RetryPolicy::default(), "t");
         assert_eq!(r.complete(req()).await.unwrap_err().kind(), "auth");
         assert_eq!(m.requests().len(), 1);

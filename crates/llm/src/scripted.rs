@@ -52,16 +52,29 @@ pub struct Reply {
 
 impl Reply {
     pub fn text(t: impl Into<String>) -> Self {
-        Self { text: Some(t.into()), ..Default::default() }
+        Self {
+            text: Some(t.into()),
+            ..Default::default()
+        }
     }
     pub fn error(kind: &str, message: &str) -> Self {
         Self {
-            error: Some(ScriptedError { kind: kind.into(), message: message.into(), retry_after: None }),
+            error: Some(ScriptedError {
+                kind: kind.into(),
+                message: message.into(),
+                retry_after: None,
+            }),
             ..Default::default()
         }
     }
     pub fn tool_call(name: &str, arguments: Value) -> Self {
-        Self { tool_calls: vec![ScriptedCall { name: name.into(), arguments }], ..Default::default() }
+        Self {
+            tool_calls: vec![ScriptedCall {
+                name: name.into(),
+                arguments,
+            }],
+            ..Default::default()
+        }
     }
     pub fn repeating(mut self) -> Self {
         self.repeat = true;
@@ -113,7 +126,11 @@ pub struct ScriptedModel {
 
 impl ScriptedModel {
     pub fn new(name: impl Into<String>, replies: Vec<Reply>) -> Result<Self, Error> {
-        let m = Self { name: name.into(), entries: Mutex::new(Vec::new()), calls: Mutex::new(Vec::new()) };
+        let m = Self {
+            name: name.into(),
+            entries: Mutex::new(Vec::new()),
+            calls: Mutex::new(Vec::new()),
+        };
         for r in replies {
             m.push(r)?;
         }
@@ -126,9 +143,8 @@ impl ScriptedModel {
             model: format!("scripted/{name}"),
             reason: format!("cannot read its fixture {}: {e}", path.display()),
         })?;
-        let value = yaml_to_json(&text).map_err(|e| {
-            Error::Config(format!("scripted fixture {}: {e}", path.display()))
-        })?;
+        let value = yaml_to_json(&text)
+            .map_err(|e| Error::Config(format!("scripted fixture {}: {e}", path.display())))?;
         let fx: Fixture = serde_json::from_value(value)
             .map_err(|e| Error::Config(format!("scripted fixture {}: {e}", path.display())))?;
         Self::new(name, fx.replies)
@@ -138,11 +154,18 @@ impl ScriptedModel {
     pub fn push(&self, reply: Reply) -> Result<(), Error> {
         let regex = match &reply.pattern {
             Some(p) => Some(regex::Regex::new(p).map_err(|e| {
-                Error::Config(format!("scripted/{}: bad match pattern '{p}': {e}", self.name))
+                Error::Config(format!(
+                    "scripted/{}: bad match pattern '{p}': {e}",
+                    self.name
+                ))
             })?),
             None => None,
         };
-        lock(&self.entries).push(Entry { reply, regex, used: false });
+        lock(&self.entries).push(Entry {
+            reply,
+            regex,
+            used: false,
+        });
         Ok(())
     }
 
@@ -195,21 +218,35 @@ fn scripted_error(name: &str, e: &ScriptedError) -> Error {
     let provider = format!("scripted/{name}");
     let message = e.message.clone();
     match e.kind.as_str() {
-        "rate_limit" => Error::RateLimited { provider, retry_after: e.retry_after.map(|d| d.0) },
+        "rate_limit" => Error::RateLimited {
+            provider,
+            retry_after: e.retry_after.map(|d| d.0),
+        },
         "auth" => Error::Auth { provider, message },
         "context_length" => Error::ContextLength { message },
         "transient" => Error::Transient { provider, message },
         "invalid_response" => Error::InvalidResponse(message),
         "timeout" => Error::Timeout(e.retry_after.map(|d| d.0).unwrap_or(Duration::from_secs(1))),
-        _ => Error::Provider { provider, status: 500, message },
+        _ => Error::Provider {
+            provider,
+            status: 500,
+            message,
+        },
     }
 }
 
 #[async_trait]
 impl ChatModel for ScriptedModel {
-    async fn stream(&self, req: ChatRequest) -> Result<BoxStream<'static, Result<Chunk, Error>>, Error> {
+    async fn stream(
+        &self,
+        req: ChatRequest,
+    ) -> Result<BoxStream<'static, Result<Chunk, Error>>, Error> {
         let reply = self.take(&req)?;
-        let prompt_tokens: u64 = req.messages.iter().map(|m| estimate_tokens(&m.content)).sum();
+        let prompt_tokens: u64 = req
+            .messages
+            .iter()
+            .map(|m| estimate_tokens(&m.content))
+            .sum();
         lock(&self.calls).push(req);
         if let Some(d) = reply.delay {
             tokio::time::sleep(d.0).await;
@@ -244,12 +281,20 @@ impl ChatModel for ScriptedModel {
             })));
         }
         chunks.push(Ok(Chunk::Usage(usage)));
-        chunks.push(Ok(Chunk::Done(if has_calls { StopReason::ToolCalls } else { StopReason::EndTurn })));
+        chunks.push(Ok(Chunk::Done(if has_calls {
+            StopReason::ToolCalls
+        } else {
+            StopReason::EndTurn
+        })));
         Ok(stream::iter(chunks).boxed())
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { tools: true, json_schema: true, streaming: true }
+        Capabilities {
+            tools: true,
+            json_schema: true,
+            streaming: true,
+        }
     }
 }
 
@@ -330,23 +375,35 @@ pub fn yaml_to_json(text: &str) -> Result<Value, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::Message;
 
     fn req(p: &str) -> ChatRequest {
-        ChatRequest { model: "t".into(), messages: vec![Message::user(p)], ..Default::default() }
+        ChatRequest {
+            model: "t".into(),
+            messages: vec![Message::user(p)],
+            ..Default::default()
+        }
     }
 
     #[tokio::test]
     async fn in_order_then_matched_then_exhausted() {
         let m = ScriptedModel::new(
             "t",
-            vec![Reply::text("first"), Reply::text("matched").matching("^special"), Reply::text("second")],
+            vec![
+                Reply::text("first"),
+                Reply::text("matched").matching("^special"),
+                Reply::text("second"),
+            ],
         )
         .unwrap();
         assert_eq!(m.complete(req("a")).await.unwrap().content, "first");
-        assert_eq!(m.complete(req("special one")).await.unwrap().content, "matched");
+        assert_eq!(
+            m.complete(req("special one")).await.unwrap().content,
+            "matched"
+        );
         assert_eq!(m.complete(req("b")).await.unwrap().content, "second");
         let err = m.complete(req("c")).await.unwrap_err();
         assert!(err.to_string().contains("no scripted reply left"), "{err}");
@@ -356,7 +413,10 @@ mod tests {
     async fn errors_and_tool_calls() {
         let m = ScriptedModel::new(
             "t",
-            vec![Reply::error("rate_limit", "slow"), Reply::tool_call("echo", serde_json::json!({"text": "x"}))],
+            vec![
+                Reply::error("rate_limit", "slow"),
+                Reply::tool_call("echo", serde_json::json!({"text": "x"})),
+            ],
         )
         .unwrap();
         let e = m.complete(req("a")).await.unwrap_err();

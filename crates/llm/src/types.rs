@@ -27,16 +27,36 @@ pub struct Message {
 
 impl Message {
     pub fn system(c: impl Into<String>) -> Self {
-        Self { role: Role::System, content: c.into(), tool_calls: vec![], tool_call_id: None }
+        Self {
+            role: Role::System,
+            content: c.into(),
+            tool_calls: vec![],
+            tool_call_id: None,
+        }
     }
     pub fn user(c: impl Into<String>) -> Self {
-        Self { role: Role::User, content: c.into(), tool_calls: vec![], tool_call_id: None }
+        Self {
+            role: Role::User,
+            content: c.into(),
+            tool_calls: vec![],
+            tool_call_id: None,
+        }
     }
     pub fn assistant(c: impl Into<String>, tool_calls: Vec<ToolCall>) -> Self {
-        Self { role: Role::Assistant, content: c.into(), tool_calls, tool_call_id: None }
+        Self {
+            role: Role::Assistant,
+            content: c.into(),
+            tool_calls,
+            tool_call_id: None,
+        }
     }
     pub fn tool(call_id: impl Into<String>, c: impl Into<String>) -> Self {
-        Self { role: Role::Tool, content: c.into(), tool_calls: vec![], tool_call_id: Some(call_id.into()) }
+        Self {
+            role: Role::Tool,
+            content: c.into(),
+            tool_calls: vec![],
+            tool_call_id: Some(call_id.into()),
+        }
     }
 }
 

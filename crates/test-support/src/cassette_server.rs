@@ -89,7 +89,12 @@ pub struct RecordedResponse {
 
 impl Default for RecordedResponse {
     fn default() -> Self {
-        Self { status: 200, headers: BTreeMap::new(), body: None, chunks: Vec::new() }
+        Self {
+            status: 200,
+            headers: BTreeMap::new(),
+            body: None,
+            chunks: Vec::new(),
+        }
     }
 }
 
@@ -185,13 +190,19 @@ impl CassetteServer {
             .iter()
             .map(|n| load(dir.as_ref().join(n)))
             .collect::<Result<Vec<_>, _>>()?;
-        Self::start(cassettes).await.map_err(|e| format!("cannot start the cassette server: {e}"))
+        Self::start(cassettes)
+            .await
+            .map_err(|e| format!("cannot start the cassette server: {e}"))
     }
 
     async fn spawn(cassettes: Vec<Cassette>, repeat: bool) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let url = format!("http://{}", listener.local_addr()?);
-        let state = Arc::new(Mutex::new(State { cassettes, repeat, ..Default::default() }));
+        let state = Arc::new(Mutex::new(State {
+            cassettes,
+            repeat,
+            ..Default::default()
+        }));
         let changed = Arc::new(Notify::new());
         let (s, n) = (state.clone(), changed.clone());
         let task = tokio::spawn(async move {
@@ -200,7 +211,12 @@ impl CassetteServer {
                 tokio::spawn(serve(sock, s.clone(), n.clone()));
             }
         });
-        Ok(Self { url, state, changed, task })
+        Ok(Self {
+            url,
+            state,
+            changed,
+            task,
+        })
     }
 
     /// Faults applied to every response from now on, over the cassettes' own.
@@ -247,15 +263,29 @@ impl CassetteServer {
         let st = lock(&self.state);
         let mut problems = Vec::new();
         if !st.repeat && st.received.len() != st.cassettes.len() {
-            problems.push(format!("{} cassette(s), {} request(s) received", st.cassettes.len(), st.received.len()));
+            problems.push(format!(
+                "{} cassette(s), {} request(s) received",
+                st.cassettes.len(),
+                st.received.len()
+            ));
         }
         for (i, got) in st.received.iter().enumerate() {
-            let Some(c) = (if st.repeat { st.cassettes.first() } else { st.cassettes.get(i) }) else { break };
+            let Some(c) = (if st.repeat {
+                st.cassettes.first()
+            } else {
+                st.cassettes.get(i)
+            }) else {
+                break;
+            };
             if let Err(p) = check_request(&c.request, got) {
                 problems.push(format!("request {i} ({}): {p}", c.description));
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(problems.join("\n")) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
     }
 }
 
@@ -291,7 +321,11 @@ pub fn check_request(want: &ExpectedRequest, got: &ReceivedRequest) -> Result<()
             Err(e) => p.push(e),
         }
     }
-    if p.is_empty() { Ok(()) } else { Err(p.join("; ")) }
+    if p.is_empty() {
+        Ok(())
+    } else {
+        Err(p.join("; "))
+    }
 }
 
 async fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<ReceivedRequest>> {
@@ -316,10 +350,18 @@ async fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Re
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
-    let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut body = vec![0; len];
     r.read_exact(&mut body).await?;
-    Ok(Some(ReceivedRequest { method, path, headers, body }))
+    Ok(Some(ReceivedRequest {
+        method,
+        path,
+        headers,
+        body,
+    }))
 }
 
 fn reason(status: u16) -> &'static str {
@@ -401,7 +443,10 @@ async fn respond(w: &mut BufReader<TcpStream>, c: &Cassette, faults: &Faults) ->
             return Outcome::Aborted;
         }
     }
-    if faults.drop_after_chunks.is_some_and(|n| n >= r.chunks.len()) {
+    if faults
+        .drop_after_chunks
+        .is_some_and(|n| n >= r.chunks.len())
+    {
         let _ = sock.shutdown().await;
         return Outcome::Dropped;
     }
@@ -420,7 +465,11 @@ async fn serve(sock: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Notify>) 
             st.received.push(req);
             let i = st.next;
             st.next += 1;
-            let c = if st.repeat { st.cassettes.first().cloned() } else { st.cassettes.get(i).cloned() };
+            let c = if st.repeat {
+                st.cassettes.first().cloned()
+            } else {
+                st.cassettes.get(i).cloned()
+            };
             c.map(|c| {
                 let f = st.faults.clone().unwrap_or_else(|| c.faults.clone());
                 (c, f)
