@@ -273,6 +273,7 @@ impl ChatModel for Anthropic {
         let model =
             model_name(self.model.as_deref(), &req.model, &i.endpoint.provider)?.to_string();
         let (body, output_tool) = build_body(&i.options, &model, &req);
+        let started = tokio::time::Instant::now();
         let resp = http::post_json(
             &i.endpoint.provider,
             &i.client,
@@ -282,7 +283,10 @@ impl ChatModel for Anthropic {
             &i.endpoint.timeouts,
         )
         .await
-        .map_err(|e| name_model(e, &i.endpoint.provider, &model))?;
+        .map_err(|e| {
+            i.endpoint
+                .scrub(name_model(e, &i.endpoint.provider, &model))
+        })?;
         let parser = Parser::new(
             &i.endpoint.provider,
             i.endpoint.prices.get(&model),
@@ -294,6 +298,7 @@ impl ChatModel for Anthropic {
             Framing::Sse,
             parser,
             &i.endpoint.timeouts,
+            started,
         ))
     }
 

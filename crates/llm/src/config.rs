@@ -518,9 +518,10 @@ impl HttpProvider {
         } else {
             env(&key_env).map(Secret::new)
         };
-        let required = p
-            .api_key_required
-            .unwrap_or(kind != Kind::Ollama && base_url.trim_end_matches('/') == official);
+        // `api_key_env = ""` means: this provider takes no key.
+        let required = !key_env.is_empty()
+            && p.api_key_required
+                .unwrap_or(kind != Kind::Ollama && base_url.trim_end_matches('/') == official);
         let missing_key = (required && api_key.is_none()).then(|| key_env.clone());
 
         let defaults = Timeouts::default();

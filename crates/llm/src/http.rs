@@ -78,6 +78,52 @@ impl Endpoint {
         self.headers = h;
         self
     }
+
+    /// The error with the API key blanked out of its text, in case a server echoed it back.
+    pub fn scrub(&self, e: Error) -> Error {
+        match self.api_key.as_ref().filter(|k| k.expose().len() >= 4) {
+            Some(k) => scrub(e, k.expose()),
+            None => e,
+        }
+    }
+}
+
+fn scrub(e: Error, secret: &str) -> Error {
+    let s = |m: String| {
+        if m.contains(secret) {
+            m.replace(secret, "***")
+        } else {
+            m
+        }
+    };
+    match e {
+        Error::Auth { provider, message } => Error::Auth {
+            provider,
+            message: s(message),
+        },
+        Error::ContextLength { message } => Error::ContextLength {
+            message: s(message),
+        },
+        Error::Transient { provider, message } => Error::Transient {
+            provider,
+            message: s(message),
+        },
+        Error::Provider {
+            provider,
+            status,
+            message,
+        } => Error::Provider {
+            provider,
+            status,
+            message: s(message),
+        },
+        Error::UnknownModel { model, reason } => Error::UnknownModel {
+            model,
+            reason: s(reason),
+        },
+        Error::InvalidResponse(m) => Error::InvalidResponse(s(m)),
+        e => e,
+    }
 }
 
 /// Builds the HTTP client of a provider. Loopback endpoints never go through a proxy.
@@ -168,8 +214,11 @@ pub async fn post_json(
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(bytes)
         .send();
-    let resp = match tokio::time::timeout(timeouts.idle, send).await {
-        Err(_) => return Err(Error::Timeout(timeouts.idle)),
+    let wait = timeouts
+        .total
+        .map_or(timeouts.idle, |t| t.min(timeouts.idle));
+    let resp = match tokio::time::timeout(wait, send).await {
+        Err(_) => return Err(Error::Timeout(wait)),
         Ok(Err(e)) => return Err(transport_error(provider, url, e)),
         Ok(Ok(r)) => r,
     };
@@ -510,12 +559,15 @@ fn describe(e: &reqwest::Error) -> String {
 
 /// Streams the body of `resp` as chunks. Dropping the stream drops the response, which closes
 /// the connection, so the server stops generating.
+///
+/// `started` is when the request was sent: `total` timeouts count from it.
 pub fn drive<P: StreamParser>(
     provider: &str,
     resp: reqwest::Response,
     framing: Framing,
     parser: P,
     timeouts: &Timeouts,
+    started: tokio::time::Instant,
 ) -> BoxStream<'static, Result<Chunk, Error>> {
     let driver = Driver {
         provider: provider.to_string(),
@@ -527,7 +579,7 @@ pub fn drive<P: StreamParser>(
         parser,
         out: VecDeque::new(),
         idle: timeouts.idle,
-        deadline: timeouts.total.map(|t| tokio::time::Instant::now() + t),
+        deadline: timeouts.total.map(|t| started + t),
         total: timeouts.total,
         done: false,
     };

@@ -188,6 +188,7 @@ impl ChatModel for Ollama {
         let model =
             model_name(self.model.as_deref(), &req.model, &i.endpoint.provider)?.to_string();
         let body = build_body(&i.options, &model, &req);
+        let started = tokio::time::Instant::now();
         let resp = http::post_json(
             &i.endpoint.provider,
             &i.client,
@@ -197,7 +198,10 @@ impl ChatModel for Ollama {
             &i.endpoint.timeouts,
         )
         .await
-        .map_err(|e| name_model(e, &i.endpoint.provider, &model))?;
+        .map_err(|e| {
+            i.endpoint
+                .scrub(name_model(e, &i.endpoint.provider, &model))
+        })?;
         let parser = Parser {
             provider: i.endpoint.provider.clone(),
             price: i.endpoint.prices.get(&model),
@@ -210,6 +214,7 @@ impl ChatModel for Ollama {
             Framing::Ndjson,
             parser,
             &i.endpoint.timeouts,
+            started,
         ))
     }
 

@@ -319,6 +319,7 @@ impl ChatModel for OpenAi {
         let model =
             model_name(self.model.as_deref(), &req.model, &i.endpoint.provider)?.to_string();
         let body = build_body(&i.options, &model, &req)?;
+        let started = tokio::time::Instant::now();
         let resp = http::post_json(
             &i.endpoint.provider,
             &i.client,
@@ -328,7 +329,10 @@ impl ChatModel for OpenAi {
             &i.endpoint.timeouts,
         )
         .await
-        .map_err(|e| name_model(e, &i.endpoint.provider, &model))?;
+        .map_err(|e| {
+            i.endpoint
+                .scrub(name_model(e, &i.endpoint.provider, &model))
+        })?;
         let parser = Parser::new(&i.endpoint.provider, i.endpoint.prices.get(&model));
         Ok(http::drive(
             &i.endpoint.provider,
@@ -336,6 +340,7 @@ impl ChatModel for OpenAi {
             Framing::Sse,
             parser,
             &i.endpoint.timeouts,
+            started,
         ))
     }
 

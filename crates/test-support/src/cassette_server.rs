@@ -314,7 +314,8 @@ pub fn check_request(want: &ExpectedRequest, got: &ReceivedRequest) -> Result<()
         match got.json() {
             Ok(g) if &g == body => {}
             Ok(g) => p.push(format!(
-                "body differs\n--- expected\n{}\n--- sent\n{}",
+                "body differs {}\n--- expected\n{}\n--- sent\n{}",
+                first_difference(body, &g, "").unwrap_or_default(),
                 serde_json::to_string_pretty(body).unwrap_or_default(),
                 serde_json::to_string_pretty(&g).unwrap_or_default()
             )),
@@ -325,6 +326,42 @@ pub fn check_request(want: &ExpectedRequest, got: &ReceivedRequest) -> Result<()
         Ok(())
     } else {
         Err(p.join("; "))
+    }
+}
+
+/// Where two JSON values first differ, as a JSON pointer with both sides.
+fn first_difference(want: &Value, got: &Value, at: &str) -> Option<String> {
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => {
+            for (k, wv) in w {
+                let here = format!("{at}/{k}");
+                match g.get(k) {
+                    Some(gv) => {
+                        if let Some(d) = first_difference(wv, gv, &here) {
+                            return Some(d);
+                        }
+                    }
+                    None => return Some(format!("at {here}: missing from the request")),
+                }
+            }
+            g.keys()
+                .find(|k| !w.contains_key(*k))
+                .map(|k| format!("at {at}/{k}: sent but not expected"))
+        }
+        (Value::Array(w), Value::Array(g)) => {
+            for (i, (wv, gv)) in w.iter().zip(g).enumerate() {
+                if let Some(d) = first_difference(wv, gv, &format!("{at}/{i}")) {
+                    return Some(d);
+                }
+            }
+            (w.len() != g.len())
+                .then(|| format!("at {at}: {} items expected, {} sent", w.len(), g.len()))
+        }
+        (w, g) if w == g => None,
+        (w, g) => Some(format!(
+            "at {}: expected {w}, sent {g}",
+            if at.is_empty() { "/" } else { at }
+        )),
     }
 }
 

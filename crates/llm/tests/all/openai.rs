@@ -227,6 +227,8 @@ async fn classifies_http_errors() {
         "{e:?}"
     );
     assert!(!e.is_retryable());
+    // The server echoed the key back; it must not reach logs or the run log.
+    assert!(!format!("{e} {e:?}").contains("test-key"), "{e:?}");
 
     let e = error_of("openai/error_404_model.json").await;
     assert!(
