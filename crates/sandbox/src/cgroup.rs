@@ -24,6 +24,8 @@ pub struct Layout {
     pub v2: Option<(PathBuf, Vec<String>)>,
     /// v1 controller name -> mount point.
     pub v1: BTreeMap<String, PathBuf>,
+    /// Every cgroup mount point (all v1 hierarchies, named ones too, and v2).
+    pub all: Vec<PathBuf>,
 }
 
 impl Layout {
@@ -51,6 +53,9 @@ impl Layout {
                 continue;
             }
             let mount_point = PathBuf::from(unescape(lf[4]));
+            if matches!(rf[0], "cgroup" | "cgroup2") {
+                layout.all.push(mount_point.clone());
+            }
             match rf[0] {
                 "cgroup2" => {
                     if layout.v2.is_none() {
@@ -131,6 +136,10 @@ pub struct Cgroup {
     version: BTreeMap<&'static str, Version>,
     /// Every directory created, deepest first for removal.
     created: Vec<PathBuf>,
+    name: String,
+    /// v1: an eventfd registered for OOM notifications of our memory cgroup (the v1 oom_kill
+    /// count stays in the cgroup of the killed task, which may be a runtime's child cgroup).
+    oom_events: Option<nix::sys::eventfd::EventFd>,
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -148,9 +157,28 @@ impl Cgroup {
     /// Creates the cgroups for one sandbox beneath this process's own, with `limits` written.
     /// Any limit that cannot be written is an error: nothing runs without it.
     pub fn create(layout: &Layout, limits: &Limits, tag: &str) -> Result<Cgroup, Error> {
-        let (own_v2, own_v1) = own_paths()?;
+        Cgroup::create_in(layout, limits, tag, false)
+    }
+
+    /// Like [`Cgroup::create`], but at the top of every hierarchy, so the same absolute path
+    /// names it in each (OCI runtimes take one `cgroupsPath` for all controllers).
+    pub fn create_at_root(layout: &Layout, limits: &Limits, tag: &str) -> Result<Cgroup, Error> {
+        Cgroup::create_in(layout, limits, tag, true)
+    }
+
+    /// The directory name shared by all hierarchies.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn create_in(layout: &Layout, limits: &Limits, tag: &str, at_root: bool) -> Result<Cgroup, Error> {
+        let (mut own_v2, mut own_v1) = own_paths()?;
+        if at_root {
+            own_v2 = None;
+            own_v1.clear();
+        }
         let name = format!("baton-{tag}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
-        let mut cg = Cgroup { dirs: BTreeMap::new(), version: BTreeMap::new(), created: Vec::new() };
+        let mut cg = Cgroup { dirs: BTreeMap::new(), version: BTreeMap::new(), created: Vec::new(), name: name.clone(), oom_events: None };
         let mut v2_dir: Option<PathBuf> = None;
         let mut v2_ctrls = Vec::new();
         for ctrl in ["memory", "pids", "cpu", "cpuacct"] {
@@ -211,6 +239,9 @@ impl Cgroup {
         if let Err(e) = cg.write_limits(limits) {
             cg.remove();
             return Err(e);
+        }
+        if cg.version["memory"] == Version::V1 {
+            cg.oom_events = register_oom_eventfd(&cg.dirs["memory"]);
         }
         Ok(cg)
     }
@@ -274,6 +305,9 @@ impl Cgroup {
             Version::V1 => {
                 u.peak_memory = read_u64(mem, "memory.max_usage_in_bytes");
                 u.oom_kills = read_kv(mem, "memory.oom_control", "oom_kill").unwrap_or(0);
+                if let Some(efd) = &self.oom_events {
+                    u.oom_kills = u.oom_kills.max(efd.read().unwrap_or(0));
+                }
                 if u.oom_kills == 0 {
                     // Kernels before 4.13 have no oom_kill count: a hit limit shows in failcnt.
                     let failcnt = read_u64(mem, "memory.failcnt").unwrap_or(0);
@@ -291,6 +325,27 @@ impl Cgroup {
             _ => None,
         };
         u
+    }
+
+    /// Removes `/<name>/...` directories a runtime created at the top of hierarchies this
+    /// cgroup does not use (OCI runtimes join every mounted hierarchy).
+    pub fn remove_foreign(&self, layout: &Layout) {
+        fn rm_tree(d: &Path) {
+            if let Ok(rd) = fs::read_dir(d) {
+                for e in rd.flatten() {
+                    if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        rm_tree(&e.path());
+                    }
+                }
+            }
+            let _ = fs::remove_dir(d);
+        }
+        for m in &layout.all {
+            let d = m.join(&self.name);
+            if d.is_dir() && !self.created.contains(&d) {
+                rm_tree(&d);
+            }
+        }
     }
 
     /// Processes still in the sandbox's cgroups.
@@ -352,6 +407,20 @@ impl Drop for Cgroup {
             self.remove();
         }
     }
+}
+
+/// Registers an eventfd with `cgroup.event_control` for OOM events of this v1 memory cgroup and
+/// its descendants. None when the kernel does not offer it (then only oom_kill counts).
+fn register_oom_eventfd(mem: &Path) -> Option<nix::sys::eventfd::EventFd> {
+    use std::os::fd::AsRawFd;
+    use nix::sys::eventfd::{EfdFlags, EventFd};
+    let efd = EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC).ok()?;
+    let ctl = fs::File::open(mem.join("memory.oom_control")).ok()?;
+    let line = format!("{} {}", efd.as_raw_fd(), ctl.as_raw_fd());
+    write(mem, "cgroup.event_control", &line).ok()?;
+    // The kernel holds its own references; our copy of the control file can go.
+    drop(ctl);
+    Some(efd)
 }
 
 fn enable_subtree(parent: &Path, want: &[String]) -> Result<(), Error> {

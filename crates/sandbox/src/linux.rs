@@ -326,12 +326,7 @@ fn run(policy: &Policy, layout: &Layout, filters: &[BpfProgram], req: &ExecReque
             host_payload_uid = md.uid();
         }
         for (name, contents) in &req.files {
-            let p = dir.join(name);
-            if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(&p, contents)?;
-            let _ = nix::unistd::chown(&p, Some(Uid::from_raw(md.uid())), Some(Gid::from_raw(md.gid())));
+            write_no_follow(dir, name, contents.as_bytes(), md.uid(), md.gid())?;
         }
     }
     let plan = build_plan(policy, req, proxy_sock, host_payload_uid)?;
@@ -445,6 +440,43 @@ fn run(policy: &Policy, layout: &Layout, filters: &[BpfProgram], req: &ExecReque
         network: Vec::new(),
         enforced,
     })
+}
+
+/// Writes `name` (relative) under `dir` as root on behalf of the sandbox, never following a
+/// symbolic link: code that ran in the workspace before may have planted links to host files.
+pub(crate) fn write_no_follow(dir: &Path, name: &str, contents: &[u8], uid: u32, gid: u32) -> Result<(), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let rel = Path::new(name);
+    let mut cur = dir.to_path_buf();
+    let comps: Vec<_> = rel.components().collect();
+    for (i, c) in comps.iter().enumerate() {
+        cur.push(c);
+        let last = i + 1 == comps.len();
+        match std::fs::symlink_metadata(&cur) {
+            Ok(md) if md.file_type().is_symlink() => {
+                return Err(Error::InvalidRequest(format!("refusing to write {name}: {} is a symbolic link", cur.display())));
+            }
+            Ok(md) if !last && !md.is_dir() => {
+                return Err(Error::InvalidRequest(format!("refusing to write {name}: {} is not a directory", cur.display())));
+            }
+            Ok(_) => {}
+            Err(_) if !last => {
+                std::fs::create_dir(&cur)?;
+                let _ = nix::unistd::chown(&cur, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+            }
+            Err(_) => {}
+        }
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o644)
+        .open(&cur)?;
+    f.write_all(contents)?;
+    let _ = nix::unistd::fchown(&f, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+    Ok(())
 }
 
 pub(crate) fn net_desc(n: &NetMode) -> String {
@@ -652,6 +684,14 @@ fn die(fd: RawFd, msg: &str) -> ! {
 
 fn child_a(plan: &Plan, filters: &[BpfProgram], p: &Pipes) -> ! {
     let errfd = p.err.1.as_raw_fd();
+    // SAFETY: closing the supervisor's ends of the pipes in this child (they must not be held
+    // open here, or the command would never see EOF on stdin); these OwnedFds are never
+    // dropped in this process, which ends in _exit.
+    unsafe {
+        for fd in [p.to_a.1.as_raw_fd(), p.from_a.0.as_raw_fd(), p.err.0.as_raw_fd(), p.status.0.as_raw_fd(), p.stdin.1.as_raw_fd(), p.stdout.0.as_raw_fd(), p.stderr.0.as_raw_fd()] {
+            libc::close(fd);
+        }
+    }
     // SAFETY: prctl with integer arguments; dup2 onto the standard descriptors.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);

@@ -186,13 +186,19 @@ pub fn spec(policy: &Policy, req: &ExecRequest, host_uid: u32, files_dir: &Path,
     }))
 }
 
-/// A bundle directory, removed on drop.
+/// A bundle directory (and host mounts in it), removed on drop.
 struct Bundle {
     dir: PathBuf,
+    mounts: std::sync::Mutex<Vec<PathBuf>>,
 }
 
 impl Drop for Bundle {
     fn drop(&mut self) {
+        if let Ok(m) = self.mounts.lock() {
+            for p in m.iter() {
+                let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -211,7 +217,7 @@ impl Sandbox for OciSandbox {
     async fn exec(&self, req: ExecRequest) -> Result<ExecOutput, Error> {
         req.validate()?;
         let id = format!("baton-{}-{}", std::process::id(), RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let bundle = Bundle { dir: std::env::temp_dir().join(&id) };
+        let bundle = Bundle { dir: std::env::temp_dir().join(&id), mounts: std::sync::Mutex::new(Vec::new()) };
         let rootfs = bundle.dir.join("rootfs");
         let files_dir = bundle.dir.join("files");
         let state = bundle.dir.join("state");
@@ -243,12 +249,7 @@ impl Sandbox for OciSandbox {
         if !req.files.is_empty() {
             if let Some(dir) = &req.workdir {
                 for (name, contents) in &req.files {
-                    let p = dir.join(name);
-                    if let Some(parent) = p.parent() {
-                        std::fs::create_dir_all(parent)?;
-                    }
-                    std::fs::write(&p, contents)?;
-                    let _ = nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(host_uid)), Some(nix::unistd::Gid::from_raw(host_uid)));
+                    crate::linux::write_no_follow(dir, name, contents.as_bytes(), host_uid, host_uid)?;
                 }
             } else {
                 // The tmpfs workspace exists only inside: copy the files in from a read-only bind.
@@ -293,14 +294,36 @@ impl OciSandbox {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&bundle.dir, std::fs::Permissions::from_mode(0o755))?;
         }
-        let config = spec(policy, req, host_uid, &bundle.dir.join("files"), &format!("{id}-ctr"))?;
+        let mut policy = policy.clone();
+        if self.engine == Engine::Gvisor {
+            // gVisor's own tmpfs ignores size limits: give it host tmpfs mounts that have them.
+            for (name, target) in [("work", WORKSPACE), ("tmp", "/tmp")] {
+                if target == WORKSPACE && req.workdir.is_some() {
+                    continue;
+                }
+                let dir = bundle.dir.join(name);
+                std::fs::create_dir_all(&dir)?;
+                let mode = if target == "/tmp" { "1777" } else { "755" };
+                let data = format!("size={},mode={mode},uid={host_uid},gid={host_uid}", policy.limits.disk_bytes);
+                let flags = nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV;
+                nix::mount::mount(Some("tmpfs"), &dir, Some("tmpfs"), flags, Some(data.as_str()))
+                    .map_err(|e| Error::Unenforceable(format!("cannot mount a size-limited tmpfs for {target}: {e}")))?;
+                bundle.mounts.lock().map_err(|_| Error::Runtime("bundle lock poisoned".into()))?.push(dir.clone());
+                policy.mounts.push(Mount::ReadWrite { source: dir, target: target.into() });
+            }
+        }
+        let policy = &policy;
+        let mut cgroup = {
+            let (extra_mem, extra_pids) = self.overhead();
+            let mut limits = policy.limits.clone();
+            limits.memory_bytes += extra_mem;
+            limits.pids += extra_pids;
+            Cgroup::create_at_root(&self.layout, &limits, "oci")?
+        };
+        let config = spec(policy, req, host_uid, &bundle.dir.join("files"), &format!("/{}/ctr", cgroup.name()))?;
         std::fs::write(bundle.dir.join("config.json"), serde_json::to_vec_pretty(&config).map_err(|e| Error::Runtime(e.to_string()))?)?;
-        // The runtime runs inside the same cgroup as the code: give it its allowance.
+        // The runtime runs inside the same cgroup as the code, with an allowance for itself.
         let (extra_mem, extra_pids) = self.overhead();
-        let mut limits = policy.limits.clone();
-        limits.memory_bytes += extra_mem;
-        limits.pids += extra_pids;
-        let mut cgroup = Cgroup::create(&self.layout, &limits, "oci")?;
         let procs: Vec<OwnedFd> = cgroup
             .procs_files()
             .iter()
@@ -310,7 +333,7 @@ impl OciSandbox {
         let mut cmd = tokio::process::Command::new(&self.runtime.path);
         cmd.arg("--root").arg(&state);
         if self.engine == Engine::Gvisor {
-            cmd.arg("--platform=ptrace").arg("--network=none").arg("--ignore-cgroups");
+            cmd.arg("--platform=ptrace").arg("--network=none").arg("--ignore-cgroups").arg("--oci-seccomp");
         }
         cmd.arg("run").arg("--bundle").arg(&bundle.dir).arg(id);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
@@ -391,6 +414,7 @@ impl OciSandbox {
             .await;
         remove_child_cgroups(&cgroup);
         cgroup.remove();
+        cgroup.remove_foreign(&self.layout);
         use std::os::unix::process::ExitStatusExt;
         let (mut exit_code, mut signal) = match status {
             Some(s) => (s.code(), s.signal()),
@@ -398,7 +422,7 @@ impl OciSandbox {
         };
         // Runtimes report a container killed by signal N as exit status 128+N.
         if let Some(c) = exit_code {
-            if (129..=128 + 64).contains(&c) && self.engine == Engine::Oci {
+            if (129..=128 + 64).contains(&c) {
                 signal = Some(c - 128);
                 exit_code = None;
             }

@@ -1,0 +1,68 @@
+//! Integration tests of baton-sandbox: the hostile-payload suite in every tier that works on
+//! this host, the process tier's features, and a check that the host is left clean.
+
+mod common;
+mod features;
+mod hostile;
+
+use baton_sandbox::Tier;
+
+async fn suite(tier: Tier) {
+    let _guard = common::LOCK.lock().await;
+    let before = common::leftovers();
+    let Some(rows) = hostile::run_suite(tier).await else { return };
+    let mut failed = Vec::new();
+    println!("hostile payloads in the {tier} tier:");
+    for (name, verdict) in &rows {
+        match verdict {
+            Ok(how) => println!("  ok    {name}: {how}"),
+            Err(why) => {
+                println!("  FAIL  {name}: {why}");
+                failed.push(name.clone());
+            }
+        }
+    }
+    println!("{tier}: {} payloads, {} as expected, {} not", rows.len(), rows.len() - failed.len(), failed.len());
+    assert!(rows.len() >= 40, "the suite must have at least 40 payloads");
+    assert!(failed.is_empty(), "payloads with unexpected outcomes in the {tier} tier: {failed:?}");
+    let after = wait_clean(&before).await;
+    assert!(after.is_empty(), "the {tier} suite left things behind on the host: {after:#?}");
+}
+
+/// Leftovers not present before, after giving the kernel a moment to finish teardown.
+pub async fn wait_clean(before: &[String]) -> Vec<String> {
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        left = common::leftovers().into_iter().filter(|l| !before.contains(l)).collect();
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    left
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_payloads_process_tier() {
+    suite(Tier::Process).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_payloads_oci_tier() {
+    suite(Tier::Oci).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_payloads_gvisor_tier() {
+    suite(Tier::Gvisor).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_payloads_microvm_tier() {
+    suite(Tier::Microvm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_payloads_docker_tier() {
+    suite(Tier::Docker).await;
+}

@@ -1,0 +1,73 @@
+//! Helpers shared by the integration tests.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+/// Serialises the tests that start sandboxes, so the host-cleanliness check sees only its own.
+pub static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A descriptor opened without close-on-exec, holding `secret`: a sandbox must not see it.
+pub fn leaked_fd(secret: &str) -> Option<(tempfile::NamedTempFile, OwnedFd)> {
+    let f = tempfile::NamedTempFile::new().ok()?;
+    std::fs::write(f.path(), secret).ok()?;
+    let fd = nix::fcntl::open(f.path(), nix::fcntl::OFlag::O_RDONLY, nix::sys::stat::Mode::empty()).ok()?;
+    Some((f, fd))
+}
+
+/// Whether this process can run the root-only parts (cgroups, OCI runtimes).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// What a sandbox could leave behind on the host: processes of the sandbox uids, cgroups,
+/// bundle and proxy directories, mounts.
+pub fn leftovers() -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if !name.chars().all(|c| c.is_ascii_digit()) {
+                continue;
+            }
+            if let Ok(status) = std::fs::read_to_string(e.path().join("status")) {
+                let uid = status.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|u| u.parse::<u32>().ok());
+                if matches!(uid, Some(100_000..=101_999)) {
+                    let cmd = std::fs::read_to_string(e.path().join("cmdline")).unwrap_or_default().replace('\0', " ");
+                    out.push(format!("process {name} (uid {uid:?}): {cmd}"));
+                }
+            }
+        }
+    }
+    fn walk(dir: PathBuf, depth: usize, out: &mut Vec<String>) {
+        if depth > 6 {
+            return;
+        }
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    let n = e.file_name().to_string_lossy().to_string();
+                    if n.starts_with("baton-") {
+                        out.push(format!("cgroup {}", e.path().display()));
+                    } else {
+                        walk(e.path(), depth + 1, out);
+                    }
+                }
+            }
+        }
+    }
+    walk(PathBuf::from("/sys/fs/cgroup"), 0, &mut out);
+    if let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().to_string();
+            if n.starts_with(&format!("baton-{}-", std::process::id())) || n.starts_with(&format!("baton-proxy-{}-", std::process::id())) {
+                out.push(format!("directory {}", e.path().display()));
+            }
+        }
+    }
+    if let Ok(m) = std::fs::read_to_string("/proc/self/mountinfo") {
+        for l in m.lines().filter(|l| l.contains("baton")) {
+            out.push(format!("mount {l}"));
+        }
+    }
+    out
+}
