@@ -223,6 +223,12 @@ pub async fn post_json(
         Ok(Ok(r)) => r,
     };
     let status = resp.status();
+    tracing::debug!(
+        provider,
+        url = redact_url(url),
+        status = status.as_u16(),
+        "model request answered"
+    );
     if status.is_success() {
         return Ok(resp);
     }
@@ -308,12 +314,16 @@ pub fn error_parts(body: &[u8]) -> (String, String) {
             .map(str::to_string)
             .unwrap_or_else(|| truncate(text.trim(), 500)),
     };
+    // Some gateways put the HTTP status in `code` as a number.
     let code = ["code", "type"]
         .iter()
-        .filter_map(|k| err.get(*k).and_then(Value::as_str))
-        .find(|c| *c != "error" && !c.is_empty())
-        .unwrap_or("")
-        .to_string();
+        .filter_map(|k| match err.get(*k) {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        })
+        .find(|c| c != "error" && !c.is_empty())
+        .unwrap_or_default();
     (message, code)
 }
 
@@ -484,6 +494,19 @@ impl<P: StreamParser> Driver<P> {
         }
     }
 
+    /// The answer is complete, but the body's last bytes (the chunked terminator) may still be
+    /// on the way. Read them in the background so the connection goes back to the pool instead
+    /// of being closed, which saves a new connection (and TLS handshake) on the next call.
+    fn release_connection(&mut self) {
+        let mut body = std::mem::replace(&mut self.body, stream::empty().boxed());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let drain = async { while let Some(Ok(_)) = body.next().await {} };
+                let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+            });
+        }
+    }
+
     async fn next(&mut self) -> Option<Result<Chunk, Error>> {
         loop {
             if let Some(c) = self.out.pop_front() {
@@ -494,6 +517,7 @@ impl<P: StreamParser> Driver<P> {
             }
             if self.parser.finished() {
                 self.done = true;
+                self.release_connection();
                 if let Err(e) = self.parser.end(&mut self.out) {
                     return Some(Err(e));
                 }
@@ -704,6 +728,15 @@ mod tests {
             )
             .kind(),
             "rate_limit"
+        );
+        let in_stream = |b: &[u8]| classify_in_stream("p", b).kind();
+        assert_eq!(
+            in_stream(br#"{"error":{"code":429,"message":"x"}}"#),
+            "rate_limit"
+        );
+        assert_eq!(
+            in_stream(br#"{"error":{"code":401,"message":"x"}}"#),
+            "auth"
         );
     }
 

@@ -372,6 +372,15 @@ struct WireChunk {
     usage: Option<WireUsage>,
     #[serde(default)]
     error: Option<Value>,
+    /// Groq reports usage here rather than in `usage`.
+    #[serde(default)]
+    x_groq: Option<WireVendorExtra>,
+}
+
+#[derive(Deserialize)]
+struct WireVendorExtra {
+    #[serde(default)]
+    usage: Option<WireUsage>,
 }
 
 #[derive(Deserialize)]
@@ -574,7 +583,7 @@ impl StreamParser for Parser {
                 self.flush_calls(out)?;
             }
         }
-        if let Some(u) = chunk.usage {
+        if let Some(u) = chunk.usage.or_else(|| chunk.x_groq.and_then(|x| x.usage)) {
             let cached = u
                 .prompt_tokens_details
                 .and_then(|d| d.cached_tokens)

@@ -112,6 +112,9 @@ pub struct Faults {
     /// Wait before each streamed chunk.
     #[serde(default)]
     pub chunk_delay_ms: u64,
+    /// Wait before ending a streamed body (its last, empty chunk).
+    #[serde(default)]
+    pub delay_end_ms: u64,
     /// Close the connection after this many chunks, without ending the body.
     #[serde(default)]
     pub drop_after_chunks: Option<usize>,
@@ -152,6 +155,7 @@ struct State {
     received: Vec<ReceivedRequest>,
     aborted: usize,
     completed: usize,
+    connections: usize,
     faults: Option<Faults>,
 }
 
@@ -208,6 +212,7 @@ impl CassetteServer {
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
                 let _ = sock.set_nodelay(true);
+                lock(&s).connections += 1;
                 tokio::spawn(serve(sock, s.clone(), n.clone()));
             }
         });
@@ -241,6 +246,11 @@ impl CassetteServer {
     /// Responses sent to their end.
     pub fn completed(&self) -> usize {
         lock(&self.state).completed
+    }
+
+    /// Connections accepted so far (clients reuse one for several requests when they can).
+    pub fn connections(&self) -> usize {
+        lock(&self.state).connections
     }
 
     /// Waits until `n` responses were cut off by their client, or `within` passes.
@@ -487,6 +497,9 @@ async fn respond(w: &mut BufReader<TcpStream>, c: &Cassette, faults: &Faults) ->
         let _ = sock.shutdown().await;
         return Outcome::Dropped;
     }
+    if faults.delay_end_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.delay_end_ms)).await;
+    }
     match sock.write_all(b"0\r\n\r\n").await {
         Ok(()) => Outcome::Completed,
         Err(_) => Outcome::Aborted,
@@ -536,5 +549,57 @@ async fn serve(sock: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Notify>) 
         if !matches!(outcome, Outcome::Completed) {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names_the_first_difference() {
+        let want = json!({"a": [1, {"b": true}], "c": "x"});
+        assert_eq!(first_difference(&want, &want, ""), None);
+        let got = json!({"a": [1, {"b": false}], "c": "x"});
+        assert_eq!(
+            first_difference(&want, &got, "").as_deref(),
+            Some("at /a/1/b: expected true, sent false")
+        );
+        let got = json!({"a": [1], "c": "x", "d": 1});
+        assert_eq!(
+            first_difference(&want, &got, "").as_deref(),
+            Some("at /a: 2 items expected, 1 sent")
+        );
+        let got = json!({"a": [1, {"b": true}], "c": "x", "d": 1});
+        assert_eq!(
+            first_difference(&want, &got, "").as_deref(),
+            Some("at /d: sent but not expected")
+        );
+    }
+
+    #[test]
+    fn checks_headers_and_body() {
+        let want = ExpectedRequest {
+            method: "POST".into(),
+            path: "/v1/x".into(),
+            headers: BTreeMap::from([("Authorization".into(), "Bearer k".into())]),
+            absent_headers: vec!["x-api-key".into()],
+            body: Some(json!({"a": 1})),
+        };
+        let mut got = ReceivedRequest {
+            method: "POST".into(),
+            path: "/v1/x".into(),
+            headers: BTreeMap::from([("authorization".into(), "Bearer k".into())]),
+            body: br#"{"a":1}"#.to_vec(),
+        };
+        assert_eq!(check_request(&want, &got), Ok(()));
+        got.headers.insert("x-api-key".into(), "k".into());
+        got.body = br#"{"a":2}"#.to_vec();
+        let err = check_request(&want, &got).unwrap_err();
+        assert!(
+            err.contains("x-api-key sent") && err.contains("at /a: expected 1, sent 2"),
+            "{err}"
+        );
     }
 }

@@ -202,3 +202,28 @@ async fn refused_connection_is_transient() {
         "{e:?}"
     );
 }
+
+#[tokio::test]
+async fn connections_are_reused_after_complete_answers() {
+    let server = serve(&[
+        "openai/stream_text.json",
+        "openai/stream_text.json",
+        "openai/stream_text.json",
+    ])
+    .await;
+    // The body's end comes late: `complete` has returned at Done long before.
+    server.set_faults(Faults {
+        delay_end_ms: 50,
+        ..Default::default()
+    });
+    let m = model(&server, None);
+    for _ in 0..3 {
+        assert_eq!(
+            m.complete(text_request()).await.unwrap().content,
+            "Hello, Baton!"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert_eq!(server.connections(), 1, "each call opened a new connection");
+    server.verify().unwrap();
+}
