@@ -325,6 +325,11 @@ struct WireEvent {
     delta: Option<WireDelta>,
     #[serde(default)]
     usage: Option<WireUsage>,
+    /// The blocks of a whole (non-streamed) message.
+    #[serde(default)]
+    content: Option<Vec<WireBlock>>,
+    #[serde(default)]
+    stop_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -422,6 +427,24 @@ impl Parser {
         }
     }
 
+    fn start_block(&mut self, b: WireBlock, out: &mut VecDeque<Chunk>) -> Block {
+        match b.kind.as_str() {
+            "text" => {
+                if let Some(t) = b.text.filter(|t| !t.is_empty()) {
+                    out.push_back(Chunk::Text(t));
+                }
+                Block::Text
+            }
+            "tool_use" => Block::ToolUse {
+                id: b.id.unwrap_or_default(),
+                name: b.name.unwrap_or_default(),
+                json: String::new(),
+                initial: b.input,
+            },
+            _ => Block::Other,
+        }
+    }
+
     fn block_mut(&mut self, index: u32) -> Option<&mut Block> {
         self.blocks
             .iter_mut()
@@ -492,19 +515,8 @@ impl StreamParser for Parser {
             "content_block_start" => {
                 let index = ev.index.unwrap_or(0);
                 let block = match ev.content_block {
-                    Some(b) if b.kind == "text" => {
-                        if let Some(t) = b.text.filter(|t| !t.is_empty()) {
-                            out.push_back(Chunk::Text(t));
-                        }
-                        Block::Text
-                    }
-                    Some(b) if b.kind == "tool_use" => Block::ToolUse {
-                        id: b.id.unwrap_or_default(),
-                        name: b.name.unwrap_or_default(),
-                        json: String::new(),
-                        initial: b.input,
-                    },
-                    _ => Block::Other,
+                    Some(b) => self.start_block(b, out),
+                    None => Block::Other,
                 };
                 self.blocks.push((index, block));
             }
@@ -540,6 +552,22 @@ impl StreamParser for Parser {
                 }
             }
             "message_stop" => self.done = true,
+            // A server that answered with the whole message instead of a stream.
+            "message" => {
+                for (i, b) in ev.content.into_iter().flatten().enumerate() {
+                    let index = u32::try_from(i).unwrap_or(u32::MAX);
+                    let block = self.start_block(b, out);
+                    self.blocks.push((index, block));
+                    self.stop_block(index, out)?;
+                }
+                if let Some(r) = ev.stop_reason {
+                    self.stop = Some(stop_reason(&r));
+                }
+                if let Some(u) = &ev.usage {
+                    self.usage(u);
+                }
+                self.done = true;
+            }
             "error" => return Err(http::classify_in_stream(&self.provider, data.as_bytes())),
             // ping, and event types added later.
             _ => {}

@@ -454,7 +454,12 @@ pub enum Framing {
 enum Decoder {
     Sse(SseDecoder),
     Lines(LineDecoder),
+    /// A server that ignored `stream: true` and sent one JSON document: parsed whole at the end.
+    Whole(Vec<u8>),
 }
+
+/// Bodies of one JSON document are kept whole up to this size.
+const MAX_WHOLE_BODY: usize = 64 << 20;
 
 struct Driver<P> {
     provider: String,
@@ -491,6 +496,16 @@ impl<P: StreamParser> Driver<P> {
                     None => return Ok(()),
                 }
             },
+            Decoder::Whole(buf) if at_eof => {
+                let text = std::str::from_utf8(buf).map_err(|e| {
+                    Error::InvalidResponse(format!("the body is not valid UTF-8 ({e})"))
+                })?;
+                self.parser.item("", text, &mut self.out)
+            }
+            Decoder::Whole(buf) if buf.len() > MAX_WHOLE_BODY => Err(Error::InvalidResponse(
+                "the server sent one JSON document of more than 64 MiB instead of a stream".into(),
+            )),
+            Decoder::Whole(_) => Ok(()),
         }
     }
 
@@ -546,6 +561,7 @@ impl<P: StreamParser> Driver<P> {
                     match &mut self.decoder {
                         Decoder::Sse(d) => d.feed(&bytes),
                         Decoder::Lines(d) => d.feed(&bytes),
+                        Decoder::Whole(buf) => buf.extend_from_slice(&bytes),
                     }
                     self.decode(false)
                 }
@@ -593,10 +609,16 @@ pub fn drive<P: StreamParser>(
     timeouts: &Timeouts,
     started: tokio::time::Instant,
 ) -> BoxStream<'static, Result<Chunk, Error>> {
+    let whole = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
     let driver = Driver {
         provider: provider.to_string(),
         body: resp.bytes_stream().boxed(),
         decoder: match framing {
+            Framing::Sse if whole => Decoder::Whole(Vec::new()),
             Framing::Sse => Decoder::Sse(SseDecoder::new()),
             Framing::Ndjson => Decoder::Lines(LineDecoder::new()),
         },

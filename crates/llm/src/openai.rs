@@ -387,7 +387,8 @@ struct WireVendorExtra {
 struct WireChoice {
     #[serde(default)]
     index: u32,
-    #[serde(default)]
+    /// `message` in a whole (non-streamed) completion, which has the same fields.
+    #[serde(default, alias = "message")]
     delta: Option<WireDelta>,
     #[serde(default)]
     finish_reason: Option<String>,

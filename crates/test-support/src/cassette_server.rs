@@ -553,6 +553,7 @@ async fn serve(sock: TcpStream, state: Arc<Mutex<State>>, changed: Arc<Notify>) 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -218,3 +218,27 @@ async fn classifies_errors() {
         "{e:?}"
     );
 }
+
+#[tokio::test]
+async fn a_server_that_ignores_stream_true() {
+    let server = serve(&["anthropic/whole_body.json"]).await;
+    let resp = adapter(&server, Options::default())
+        .complete(simple())
+        .await
+        .unwrap();
+    assert_eq!(resp.content, "Checking.");
+    assert_eq!(
+        resp.tool_calls,
+        vec![ToolCall {
+            id: "toolu_W".into(),
+            name: "get_weather".into(),
+            arguments: json!({"city": "Paris"})
+        }]
+    );
+    assert_eq!(resp.stop_reason, StopReason::ToolCalls);
+    assert_eq!(
+        (resp.usage.prompt_tokens, resp.usage.completion_tokens),
+        (30, 12)
+    );
+    server.verify().unwrap();
+}

@@ -367,3 +367,32 @@ async fn schema_without_server_support_falls_back_to_json_mode() {
             .contains("{\"type\":\"object\"}")
     );
 }
+
+#[tokio::test]
+async fn a_server_that_ignores_stream_true() {
+    let server = serve(&["openai/whole_body.json"]).await;
+    let req = ChatRequest {
+        messages: vec![Message::user("Weather in Paris?")],
+        tools: tools()[..1].to_vec(),
+        ..simple_request()
+    };
+    let (chunks, err) = run(&adapter(&server, Options::default()), req).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(
+        chunks,
+        vec![
+            Chunk::ToolCall(ToolCall {
+                id: "call_W".into(),
+                name: "get_weather".into(),
+                arguments: json!({"city": "Paris"})
+            }),
+            Chunk::Usage(Usage {
+                prompt_tokens: 50,
+                completion_tokens: 10,
+                cost_usd: (50.0 * 0.15 + 10.0 * 0.6) / 1e6
+            }),
+            Chunk::Done(StopReason::ToolCalls),
+        ]
+    );
+    server.verify().unwrap();
+}
