@@ -6,6 +6,7 @@
 //! tests and demos are deterministic.
 
 pub mod anthropic;
+mod cancel;
 pub mod config;
 mod error;
 pub mod http;
@@ -25,6 +26,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
+pub use cancel::cancellable;
 pub use error::Error;
 pub use providers::{Provider, Providers};
 pub use retry::{RetryPolicy, Retrying};

@@ -227,3 +227,19 @@ async fn connections_are_reused_after_complete_answers() {
     assert_eq!(server.connections(), 1, "each call opened a new connection");
     server.verify().unwrap();
 }
+
+#[tokio::test]
+async fn a_cancellation_token_stops_the_stream_and_the_request() {
+    let server = serve(&["openai/slow_stream.json"]).await;
+    let token = tokio_util::sync::CancellationToken::new();
+    let s = model(&server, None).stream(text_request()).await.unwrap();
+    let mut s = baton_llm::cancellable(s, token.clone());
+    assert!(matches!(s.next().await, Some(Ok(Chunk::Text(_)))));
+    token.cancel();
+    assert!(matches!(s.next().await, Some(Err(Error::Cancelled))));
+    assert!(s.next().await.is_none());
+    assert!(
+        server.wait_aborted(1, Duration::from_secs(2)).await,
+        "the server kept streaming after the cancellation"
+    );
+}
