@@ -233,12 +233,25 @@ pub async fn post_json(
         return Ok(resp);
     }
     let headers = resp.headers().clone();
-    // An error body is small; cap what we keep of it anyway.
-    let body = match tokio::time::timeout(timeouts.idle, resp.bytes()).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(_)) | Err(_) => Bytes::new(),
-    };
+    let body = tokio::time::timeout(timeouts.idle, read_capped(resp, 256 << 10))
+        .await
+        .unwrap_or_default();
     Err(classify(provider, status.as_u16(), &headers, &body))
+}
+
+/// The start of a body (an error body is small, but a misbehaving server's may not be); what
+/// could be read when the connection fails.
+async fn read_capped(resp: reqwest::Response, cap: usize) -> Vec<u8> {
+    let mut body = resp.bytes_stream();
+    let mut out = Vec::new();
+    while let Some(Ok(b)) = body.next().await {
+        let room = cap.saturating_sub(out.len());
+        out.extend_from_slice(&b[..b.len().min(room)]);
+        if out.len() >= cap {
+            break;
+        }
+    }
+    out
 }
 
 /// A failure to talk to the server at all.
@@ -343,6 +356,7 @@ fn mentions_context_length(message: &str, code: &str) -> bool {
     let m = message.to_ascii_lowercase();
     code == "context_length_exceeded"
         || code == "request_too_large"
+        || code == "exceed_context_size_error"
         || m.contains("context length")
         || m.contains("context_length")
         || m.contains("context window")
