@@ -791,6 +791,44 @@ mod tests {
     }
 
     #[test]
+    fn official_openai_uses_max_completion_tokens_and_ollama_host_gets_a_scheme() {
+        let env = env_of(&[("OPENAI_API_KEY", "k"), ("OLLAMA_HOST", "127.0.0.1:11435")]);
+        let cfg = Config::defaults();
+        let req = crate::ChatRequest {
+            max_tokens: Some(5),
+            ..Default::default()
+        };
+        let p = HttpProvider::from_config("openai", &cfg.providers["openai"], &env)
+            .unwrap()
+            .unwrap();
+        let Adapter::OpenAi(a) = &p.adapter else {
+            panic!("openai adapter expected")
+        };
+        let body = a.for_model("o3-mini").body(&req).unwrap();
+        assert_eq!(body["max_completion_tokens"], 5);
+        let p = HttpProvider::from_config("ollama", &cfg.providers["ollama"], &env)
+            .unwrap()
+            .unwrap();
+        let Adapter::Ollama(a) = &p.adapter else {
+            panic!("ollama adapter expected")
+        };
+        assert!(format!("{a:?}").contains("http://127.0.0.1:11435"), "{a:?}");
+        // A compatible server elsewhere keeps the field every server knows.
+        let cfg = Config::from_toml(
+            "[providers.vllm]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\n",
+            None,
+        )
+        .unwrap();
+        let p = HttpProvider::from_config("vllm", &cfg.providers["vllm"], &env)
+            .unwrap()
+            .unwrap();
+        let Adapter::OpenAi(a) = &p.adapter else {
+            panic!("openai adapter expected")
+        };
+        assert_eq!(a.for_model("m").body(&req).unwrap()["max_tokens"], 5);
+    }
+
+    #[test]
     fn debug_output_has_no_secrets() {
         let cfg = Config::from_toml(
             "[providers.openai]\nheaders = { \"X-Key\" = \"hdr-secret\" }\n",
