@@ -118,6 +118,10 @@ pub struct Faults {
     /// Close the connection after this many chunks, without ending the body.
     #[serde(default)]
     pub drop_after_chunks: Option<usize>,
+    /// Send the streamed body cut into pieces of this many bytes instead of one piece per
+    /// chunk (applied after `replace_chunk`; `drop_after_chunks` then counts pieces).
+    #[serde(default)]
+    pub rechunk_bytes: Option<usize>,
     /// Replace chunk `index` with these bytes (as text).
     #[serde(default)]
     pub replace_chunk: Option<(usize, String)>,
@@ -470,7 +474,27 @@ async fn respond(w: &mut BufReader<TcpStream>, c: &Cassette, faults: &Faults) ->
             Err(_) => Outcome::Aborted,
         };
     }
-    for (i, chunk) in r.chunks.iter().enumerate() {
+    let chunks: Vec<Vec<u8>> = {
+        let replaced = r
+            .chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match &faults.replace_chunk {
+                Some((n, with)) if *n == i => with.as_bytes().to_vec(),
+                _ => c.as_bytes().to_vec(),
+            });
+        match faults.rechunk_bytes.filter(|n| *n > 0) {
+            // The same bytes cut at other places, as networks and proxies do.
+            Some(n) => replaced
+                .flatten()
+                .collect::<Vec<u8>>()
+                .chunks(n)
+                .map(<[u8]>::to_vec)
+                .collect(),
+            None => replaced.collect(),
+        }
+    };
+    for (i, data) in chunks.iter().enumerate() {
         if faults.drop_after_chunks == Some(i) {
             let _ = sock.flush().await;
             let _ = sock.shutdown().await;
@@ -479,10 +503,6 @@ async fn respond(w: &mut BufReader<TcpStream>, c: &Cassette, faults: &Faults) ->
         if faults.chunk_delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(faults.chunk_delay_ms)).await;
         }
-        let data = match &faults.replace_chunk {
-            Some((n, with)) if *n == i => with.as_bytes(),
-            _ => chunk.as_bytes(),
-        };
         let mut frame = format!("{:x}\r\n", data.len()).into_bytes();
         frame.extend_from_slice(data);
         frame.extend_from_slice(b"\r\n");
@@ -490,10 +510,7 @@ async fn respond(w: &mut BufReader<TcpStream>, c: &Cassette, faults: &Faults) ->
             return Outcome::Aborted;
         }
     }
-    if faults
-        .drop_after_chunks
-        .is_some_and(|n| n >= r.chunks.len())
-    {
+    if faults.drop_after_chunks.is_some_and(|n| n >= chunks.len()) {
         let _ = sock.shutdown().await;
         return Outcome::Dropped;
     }

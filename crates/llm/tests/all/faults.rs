@@ -243,3 +243,48 @@ async fn a_cancellation_token_stops_the_stream_and_the_request() {
         "the server kept streaming after the cancellation"
     );
 }
+
+#[tokio::test]
+async fn streams_cut_at_any_byte_give_the_same_answer() {
+    use baton_llm::anthropic::Anthropic;
+    use baton_llm::ollama::Ollama;
+    // (cassette, base path, which adapter)
+    let cases = [
+        ("openai/tool_calls_parallel.json", "/v1", 0),
+        ("openai/stream_text.json", "/v1", 0),
+        ("anthropic/tool_use.json", "", 1),
+        ("ollama/tool_calls.json", "", 2),
+    ];
+    for (name, suffix, kind) in cases {
+        let mut answers = Vec::new();
+        for cut in [None, Some(1), Some(7), Some(64)] {
+            let server = serve(&[name]).await;
+            server.set_faults(Faults {
+                rechunk_bytes: cut,
+                ..Default::default()
+            });
+            let ep = endpoint(&server, suffix, ["openai", "anthropic", "ollama"][kind]);
+            let m: Box<dyn ChatModel> = match kind {
+                0 => Box::new(OpenAi::new(ep, Options::default()).unwrap()),
+                1 => Box::new(Anthropic::new(ep, Default::default()).unwrap()),
+                _ => Box::new(Ollama::new(ep, Default::default()).unwrap()),
+            };
+            // Only the response matters here: the request is not checked.
+            let body = crate::common::cassette(name).request.body.unwrap();
+            let model = body["model"].as_str().unwrap().to_string();
+            let req = baton_llm::ChatRequest {
+                model,
+                messages: vec![baton_llm::Message::user("x")],
+                ..Default::default()
+            };
+            let (chunks, err) = run(m.as_ref(), req).await;
+            assert!(err.is_none(), "{name} cut every {cut:?} bytes: {err:?}");
+            answers.push(chunks);
+        }
+        assert!(
+            answers.windows(2).all(|w| w[0] == w[1]),
+            "{name}: {answers:#?}"
+        );
+        assert!(answers[0].len() >= 3, "{name}: {:?}", answers[0]);
+    }
+}
