@@ -161,17 +161,17 @@ async fn idle_total_and_header_timeouts() {
     // The whole call, although pieces keep coming.
     let server = serve(&["openai/slow_stream.json"]).await;
     let total = Timeouts {
-        total: Some(Duration::from_millis(200)),
+        total: Some(Duration::from_millis(600)),
         ..Timeouts::default()
     };
     let start = Instant::now();
     let (chunks, err) = run(&model(&server, Some(total)), text_request()).await;
-    assert!(!chunks.is_empty());
+    assert!(!chunks.is_empty(), "pieces were streamed before the limit");
     assert!(
-        matches!(err, Some(Error::Timeout(d)) if d == Duration::from_millis(200)),
+        matches!(err, Some(Error::Timeout(d)) if d == Duration::from_millis(600)),
         "{err:?}"
     );
-    assert!(start.elapsed() < Duration::from_secs(2));
+    assert!(start.elapsed() < Duration::from_secs(3));
 }
 
 #[tokio::test]
@@ -222,7 +222,7 @@ async fn connections_are_reused_after_complete_answers() {
             m.complete(text_request()).await.unwrap().content,
             "Hello, Baton!"
         );
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
     }
     assert_eq!(server.connections(), 1, "each call opened a new connection");
     server.verify().unwrap();
