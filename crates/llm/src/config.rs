@@ -400,6 +400,16 @@ pub fn register_providers(
     register_providers_with(config, providers, &process_env)
 }
 
+/// Loads the configuration ([`load_config`]) and returns a registry holding `scripted` and
+/// every provider it configures (`openai`, `anthropic`, `ollama` by default). Other crates'
+/// providers (`local`) are registered on top by the caller.
+pub fn load_providers(path: Option<&Path>) -> Result<(Config, Providers), Error> {
+    let config = load_config(path)?;
+    let mut providers = Providers::default();
+    register_providers(&config, &mut providers)?;
+    Ok((config, providers))
+}
+
 /// [`register_providers`] with the environment given.
 pub fn register_providers_with(
     config: &Config,
