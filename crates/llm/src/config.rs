@@ -839,6 +839,23 @@ mod tests {
     }
 
     #[test]
+    fn load_providers_from_a_file() {
+        let path = std::env::temp_dir().join(format!("baton-llm-load-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "[providers.lab]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\n",
+        )
+        .unwrap();
+        let (cfg, providers) = load_providers(Some(&path)).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(cfg.source.as_deref(), Some(path.as_path()));
+        let names: Vec<&str> = providers.names().collect();
+        assert_eq!(names, ["anthropic", "lab", "ollama", "openai", "scripted"]);
+        let e = load_providers(Some(Path::new("/nonexistent/baton.toml"))).unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+    }
+
+    #[test]
     fn debug_output_has_no_secrets() {
         let cfg = Config::from_toml(
             "[providers.openai]\nheaders = { \"X-Key\" = \"hdr-secret\" }\n",
