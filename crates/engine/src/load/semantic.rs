@@ -1,0 +1,1292 @@
+//! What a document means: ids, kinds, references, control flow, templates. Every problem is
+//! collected, each at its field path and position.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use baton_types::{END, HumanKind, InputType, OnError, Step, StepKind, WorkflowDoc};
+use serde_json::Value;
+
+use super::suggest::{closest, hint, list};
+use super::{Diagnostic, Loaded, ValidationEnv, index_path, key_path};
+use crate::template;
+
+/// Most retries a step may ask for.
+pub const MAX_RETRIES: u32 = 100;
+
+const KIND_FIELDS: &str = "`agent`, `tool`, `if`, `switch`, `parallel`, `map`, `steps`, `human`";
+const CONTEXT_ROOTS: [&str; 5] = ["inputs", "steps", "state", "run", "loop"];
+
+/// Checks what the document means. Empty: the workflow is valid.
+pub fn validate(loaded: &Loaded, env: &ValidationEnv) -> Vec<Diagnostic> {
+    let mut v = Checker::new(loaded, env);
+    v.run();
+    let mut out = v.out;
+    out.sort_by_key(|d| (d.line, d.column));
+    out
+}
+
+struct Info<'d> {
+    step: &'d Step,
+    path: String,
+    scope: usize,
+    /// Position in its scope's list.
+    index: usize,
+    /// Item names of the maps whose body holds this step.
+    items: Vec<String>,
+}
+
+struct Scope {
+    /// The step whose list this is; `None` for the top level.
+    container: Option<usize>,
+    parallel: bool,
+    members: Vec<usize>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Target {
+    Step(usize),
+    End,
+}
+
+struct Checker<'a, 'd> {
+    loaded: &'d Loaded,
+    doc: &'d WorkflowDoc,
+    env: &'a ValidationEnv<'a>,
+    infos: Vec<Info<'d>>,
+    scopes: Vec<Scope>,
+    /// First step with each id.
+    ids: HashMap<&'d str, usize>,
+    children: Vec<Vec<usize>>,
+    /// Control-flow successors inside each step's scope (valid targets only).
+    succ: Vec<Vec<Target>>,
+    out: Vec<Diagnostic>,
+    globals: HashSet<String>,
+}
+
+impl<'a, 'd> Checker<'a, 'd> {
+    fn new(loaded: &'d Loaded, env: &'a ValidationEnv<'a>) -> Self {
+        let globals = template::environment()
+            .globals()
+            .map(|(k, _)| k.to_string())
+            .collect();
+        let mut c = Checker {
+            loaded,
+            doc: &loaded.doc,
+            env,
+            infos: Vec::new(),
+            scopes: Vec::new(),
+            ids: HashMap::new(),
+            children: Vec::new(),
+            succ: Vec::new(),
+            out: Vec::new(),
+            globals,
+        };
+        c.collect(&loaded.doc.steps, "steps", None, false, &[]);
+        c
+    }
+
+    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let d = self.loaded.diagnostic(path, message);
+        self.out.push(d);
+    }
+
+    fn collect(
+        &mut self,
+        steps: &'d [Step],
+        list_path: &str,
+        container: Option<usize>,
+        parallel: bool,
+        items: &[String],
+    ) {
+        let scope = self.scopes.len();
+        self.scopes.push(Scope {
+            container,
+            parallel,
+            members: Vec::new(),
+        });
+        for (index, step) in steps.iter().enumerate() {
+            let me = self.infos.len();
+            let path = index_path(list_path, index);
+            self.infos.push(Info {
+                step,
+                path: path.clone(),
+                scope,
+                index,
+                items: items.to_vec(),
+            });
+            self.children.push(Vec::new());
+            self.scopes[scope].members.push(me);
+            if let Some(c) = container {
+                self.children[c].push(me);
+            }
+            if let Some(branches) = &step.parallel {
+                self.collect(
+                    branches,
+                    &key_path(&path, "parallel"),
+                    Some(me),
+                    true,
+                    items,
+                );
+            }
+            if let Some(body) = &step.steps {
+                let mut inner = items.to_vec();
+                if let Some(m) = &step.map {
+                    inner.push(m.item.clone().unwrap_or_else(|| "item".into()));
+                }
+                self.collect(body, &key_path(&path, "steps"), Some(me), false, &inner);
+            }
+        }
+    }
+
+    fn run(&mut self) {
+        self.check_header();
+        self.check_ids();
+        for i in 0..self.infos.len() {
+            self.check_step(i);
+        }
+        self.build_flow();
+        self.check_edges();
+        for s in 0..self.scopes.len() {
+            self.check_reachability(s);
+            self.check_loops(s);
+        }
+        self.check_agents();
+        self.check_templates();
+    }
+
+    // ---- the document ------------------------------------------------------------------
+
+    fn check_header(&mut self) {
+        let doc = self.doc;
+        if doc.version != 1 {
+            self.error(
+                "version",
+                format!(
+                    "unsupported `version: {}`; the only version of the format is 1",
+                    doc.version
+                ),
+            );
+        }
+        if doc.name.trim().is_empty() {
+            self.error("name", "the workflow's `name` is empty");
+        }
+        if doc.steps.is_empty() {
+            self.error("steps", "the workflow has no steps");
+        }
+        for (name, input) in &doc.inputs {
+            let path = key_path("inputs", name);
+            if let Some(allowed) = &input.allowed {
+                if allowed.is_empty() {
+                    self.error(
+                        key_path(&path, "enum"),
+                        format!("input `{name}` has an empty `enum`: no value would be allowed"),
+                    );
+                }
+                for (i, v) in allowed.iter().enumerate() {
+                    if !type_matches(input.kind, v) {
+                        self.error(
+                            index_path(&key_path(&path, "enum"), i),
+                            format!(
+                                "{} in the `enum` of input `{name}` is not {}",
+                                show(v),
+                                type_phrase(input.kind)
+                            ),
+                        );
+                    }
+                }
+            }
+            if let Some(default) = &input.default {
+                let dp = key_path(&path, "default");
+                if !type_matches(input.kind, default) {
+                    self.error(
+                        dp,
+                        format!(
+                            "the default of input `{name}` must be {}, not {}",
+                            type_phrase(input.kind),
+                            show(default)
+                        ),
+                    );
+                } else if let Some(allowed) = &input.allowed {
+                    if !allowed.is_empty() && !allowed.contains(default) {
+                        let shown: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
+                        self.error(dp, format!("the default of input `{name}` ({}) is not one of its allowed values: {}", show(default), shown.join(", ")));
+                    }
+                }
+            }
+        }
+        for (i, entry) in doc.policy.http_allow.iter().enumerate() {
+            if let Err(why) = check_host_entry(entry) {
+                self.error(
+                    index_path("policy.http_allow", i),
+                    format!("`{entry}` is not a `host` or `host:port`: {why}"),
+                );
+            }
+        }
+    }
+
+    fn check_ids(&mut self) {
+        for i in 0..self.infos.len() {
+            let (id, path) = (self.infos[i].step.id.as_str(), self.infos[i].path.clone());
+            let id_path = key_path(&path, "id");
+            if id.is_empty() {
+                self.error(id_path, "a step id cannot be empty");
+                continue;
+            }
+            if let Some(bad) = id
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+            {
+                self.error(
+                    id_path.clone(),
+                    format!(
+                        "step id `{id}` contains {}; ids may only use letters, digits, `_` and `-`",
+                        describe_char(bad)
+                    ),
+                );
+            }
+            if id == END {
+                self.error(
+                    id_path,
+                    "`end` cannot be a step id: it is the target that ends a list of steps",
+                );
+                continue;
+            }
+            match self.ids.get(id) {
+                Some(first) => {
+                    let (line, col) = self.loaded.location(&self.infos[*first].path);
+                    self.error(id_path, format!("duplicate step id `{id}` (first used at line {line}, column {col}); step ids are unique in the whole workflow"));
+                }
+                None => {
+                    self.ids.insert(self.infos[i].step.id.as_str(), i);
+                }
+            }
+        }
+    }
+
+    // ---- one step ----------------------------------------------------------------------
+
+    fn check_step(&mut self, i: usize) {
+        let step = self.infos[i].step;
+        let path = self.infos[i].path.clone();
+        let id = step.id.clone();
+        let at = |f: &str| key_path(&path, f);
+        let kinds = step.kinds();
+        let kind = match kinds.as_slice() {
+            [one] => Some(*one),
+            [] => {
+                let extra = if step.prompt.is_some() {
+                    " (it has a `prompt`: is `agent` missing?)"
+                } else {
+                    ""
+                };
+                self.error(
+                    path.clone(),
+                    format!("step `{id}` has no kind: give it exactly one of {KIND_FIELDS}{extra}"),
+                );
+                None
+            }
+            many => {
+                let names: Vec<&str> = many.iter().map(|k| k.name()).collect();
+                self.error(
+                    path.clone(),
+                    format!(
+                        "step `{id}` declares several kinds ({}); a step has exactly one",
+                        list(names)
+                    ),
+                );
+                None
+            }
+        };
+        if let Some(kind) = kind {
+            let kind_name = kind_phrase(kind);
+            let only = |field: &str, wanted: &str| {
+                format!("`{field}` only applies to {wanted}; step `{id}` is {kind_name}")
+            };
+            if step.prompt.is_some() && kind != StepKind::Agent {
+                let mut m = only("prompt", "agent steps");
+                if kind == StepKind::Human {
+                    m.push_str(" (a human step's question goes in `human.prompt`)");
+                }
+                self.error(at("prompt"), m);
+            }
+            if step.with.is_some() && kind != StepKind::Tool {
+                self.error(at("with"), only("with", "tool steps"));
+            }
+            if step.then.is_some() && kind != StepKind::Condition {
+                self.error(at("then"), only("then", "`if` steps"));
+            }
+            if step.otherwise.is_some() && kind != StepKind::Condition {
+                self.error(at("else"), only("else", "`if` steps"));
+            }
+            if step.join.is_some() && kind != StepKind::Parallel {
+                self.error(at("join"), only("join", "parallel steps"));
+            }
+            if step.output.is_some() && kind != StepKind::Agent {
+                self.error(at("output"), only("output", "agent steps"));
+            }
+            if step.max_concurrency.is_some() && !matches!(kind, StepKind::Parallel | StepKind::Map)
+            {
+                self.error(
+                    at("max_concurrency"),
+                    only("max_concurrency", "parallel and map steps"),
+                );
+            }
+            match kind {
+                StepKind::Condition if step.next.is_some() => {
+                    self.error(at("next"), format!("`next` does not apply to an `if` step: use `then` and `else` (each defaults to the next step)"));
+                }
+                StepKind::Switch if step.next.is_some() => {
+                    self.error(at("next"), format!("`next` does not apply to a `switch` step: use the cases' `goto` and `default` (which defaults to the next step)"));
+                }
+                StepKind::Agent if step.prompt.is_none() => {
+                    self.error(path.clone(), format!("agent step `{id}` needs a `prompt`"));
+                }
+                StepKind::Map if step.steps.is_none() => {
+                    self.error(
+                        path.clone(),
+                        format!("map step `{id}` needs `steps`: the sub-steps run for each item"),
+                    );
+                }
+                StepKind::Map | StepKind::Group
+                    if step.steps.as_ref().is_some_and(Vec::is_empty) =>
+                {
+                    self.error(
+                        at("steps"),
+                        format!("step `{id}` has an empty `steps` list"),
+                    );
+                }
+                StepKind::Parallel if step.parallel.as_ref().is_some_and(Vec::is_empty) => {
+                    self.error(
+                        at("parallel"),
+                        format!("parallel step `{id}` has no branches"),
+                    );
+                }
+                StepKind::Switch if step.switch.as_ref().is_some_and(|s| s.cases.is_empty()) => {
+                    self.error(
+                        key_path(&at("switch"), "cases"),
+                        format!("switch step `{id}` has no cases"),
+                    );
+                }
+                _ => {}
+            }
+        }
+        if let Some(agent) = &step.agent {
+            if !self.doc.agents.contains_key(agent) {
+                let names: Vec<&str> = self.doc.agents.keys().map(String::as_str).collect();
+                self.error(
+                    at("agent"),
+                    format!(
+                        "unknown agent `{agent}`{} (defined agents: {})",
+                        hint(agent, names.iter().copied()),
+                        list(names.iter().copied())
+                    ),
+                );
+            }
+        }
+        if let Some(tool) = &step.tool {
+            if !self.env.tools.contains(tool) {
+                let m = self.unknown_tool(tool);
+                self.error(at("tool"), m);
+            }
+        }
+        if step.max_visits == Some(0) {
+            self.error(at("max_visits"), "`max_visits` must be at least 1");
+        }
+        if step.max_concurrency == Some(0) {
+            self.error(
+                at("max_concurrency"),
+                "`max_concurrency` must be at least 1",
+            );
+        }
+        if step.timeout.is_some_and(|t| t.0.is_zero()) {
+            self.error(at("timeout"), "`timeout` must be more than 0");
+        }
+        if let Some(r) = &step.retry {
+            if r.max > MAX_RETRIES {
+                self.error(
+                    key_path(&at("retry"), "max"),
+                    format!(
+                        "`retry.max` is {}; at most {MAX_RETRIES} retries are allowed",
+                        r.max
+                    ),
+                );
+            }
+            if let Some(f) = r.factor {
+                if !f.is_finite() || f < 1.0 {
+                    self.error(
+                        key_path(&at("retry"), "factor"),
+                        format!(
+                            "`retry.factor` must be at least 1 (the delay grows by it), not {f}"
+                        ),
+                    );
+                }
+            }
+            if let (Some(b), Some(m)) = (r.backoff, r.max_delay) {
+                if m < b {
+                    self.error(
+                        key_path(&at("retry"), "max_delay"),
+                        format!("`retry.max_delay` ({m}) is shorter than `retry.backoff` ({b})"),
+                    );
+                }
+            }
+        }
+        if let Some(m) = &step.map {
+            if let Some(name) = &m.item {
+                if !is_identifier(name) {
+                    self.error(key_path(&at("map"), "as"), format!("`{name}` cannot name the item: use letters, digits and `_`, not starting with a digit"));
+                } else if CONTEXT_ROOTS.contains(&name.as_str()) {
+                    self.error(key_path(&at("map"), "as"), format!("`{name}` cannot name the item: it would hide the template variable `{name}`"));
+                }
+            }
+        }
+        if let Some(h) = &step.human {
+            if let Some(schema) = &h.schema {
+                if h.kind == HumanKind::Approval {
+                    self.error(
+                        key_path(&at("human"), "schema"),
+                        "`human.schema` only applies to `kind: input`",
+                    );
+                } else {
+                    self.check_schema(schema, key_path(&at("human"), "schema"));
+                }
+            }
+        }
+        if let Some(schema) = step.output.as_ref().and_then(|o| o.schema.as_ref()) {
+            self.check_schema(schema, key_path(&at("output"), "schema"));
+        }
+    }
+
+    fn unknown_tool(&self, tool: &str) -> String {
+        let names: Vec<&str> = self.env.tools.names().collect();
+        format!(
+            "unknown tool `{tool}`{} (available tools: {})",
+            hint(tool, names.iter().copied()),
+            list(names.iter().copied())
+        )
+    }
+
+    fn check_schema(&mut self, schema: &Value, path: String) {
+        if !(schema.is_object() || schema.is_boolean()) {
+            self.error(
+                path,
+                format!(
+                    "a JSON Schema is a mapping (or true/false), not {}",
+                    show(schema)
+                ),
+            );
+            return;
+        }
+        if let Err(e) = jsonschema::validator_for(schema) {
+            let at = e.instance_path.as_str();
+            let where_ = if at.is_empty() {
+                String::new()
+            } else {
+                format!(" at `{at}`")
+            };
+            self.error(path, format!("invalid JSON Schema{where_}: {e}"));
+        }
+    }
+
+    // ---- control flow ------------------------------------------------------------------
+
+    /// Resolves a jump target; reports unknown targets and targets outside the step's list.
+    fn target(&mut self, from: usize, target: &str, path: String, what: &str) -> Option<Target> {
+        if target == END {
+            return Some(Target::End);
+        }
+        let scope = self.infos[from].scope;
+        match self.ids.get(target).copied() {
+            Some(t) if self.infos[t].scope == scope => Some(Target::Step(t)),
+            Some(_) => {
+                let here = self.scope_phrase(scope);
+                self.error(path, format!("{what} `{target}` is not in the same list as step `{}` ({here}); a step can only go to steps of its own list, or `end` to leave it", self.infos[from].step.id));
+                None
+            }
+            None => {
+                let same: Vec<&str> = self.scopes[scope]
+                    .members
+                    .iter()
+                    .map(|m| self.infos[*m].step.id.as_str())
+                    .collect();
+                let all: Vec<&str> = self.ids.keys().copied().collect();
+                let suggestion = closest(target, same.iter().copied())
+                    .or_else(|| closest(target, all.iter().copied()));
+                let h = suggestion
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                self.error(path, format!("{what} refers to unknown step `{target}`{h}"));
+                None
+            }
+        }
+    }
+
+    fn scope_phrase(&self, scope: usize) -> String {
+        match self.scopes[scope].container {
+            None => "the top-level steps".into(),
+            Some(c) => {
+                let s = self.infos[c].step;
+                if self.scopes[scope].parallel {
+                    format!("the branches of `{}`", s.id)
+                } else if s.map.is_some() {
+                    format!("the body of map `{}`", s.id)
+                } else {
+                    format!("the steps of `{}`", s.id)
+                }
+            }
+        }
+    }
+
+    fn build_flow(&mut self) {
+        self.succ = vec![Vec::new(); self.infos.len()];
+        for i in 0..self.infos.len() {
+            let step = self.infos[i].step;
+            let path = self.infos[i].path.clone();
+            let scope = &self.scopes[self.infos[i].scope];
+            // In a parallel list every item is its own branch: nothing follows it.
+            let seq_next = if scope.parallel {
+                Target::End
+            } else {
+                scope
+                    .members
+                    .get(self.infos[i].index + 1)
+                    .map(|n| Target::Step(*n))
+                    .unwrap_or(Target::End)
+            };
+            let mut succ = Vec::new();
+            match step.kind() {
+                Some(StepKind::Condition) => {
+                    for (field, t) in [("then", &step.then), ("else", &step.otherwise)] {
+                        match t {
+                            Some(t) => succ.extend(self.target(
+                                i,
+                                t,
+                                key_path(&path, field),
+                                &format!("`{field}`"),
+                            )),
+                            None => succ.push(seq_next),
+                        }
+                    }
+                }
+                Some(StepKind::Switch) => {
+                    if let Some(sw) = &step.switch {
+                        let sp = key_path(&path, "switch");
+                        for (n, case) in sw.cases.iter().enumerate() {
+                            let cp = key_path(&index_path(&key_path(&sp, "cases"), n), "goto");
+                            succ.extend(self.target(i, &case.goto, cp, "`goto`"));
+                        }
+                        match &sw.default {
+                            Some(d) => succ.extend(self.target(
+                                i,
+                                d,
+                                key_path(&sp, "default"),
+                                "`default`",
+                            )),
+                            None => succ.push(seq_next),
+                        }
+                    }
+                }
+                _ => match &step.next {
+                    Some(n) => succ.extend(self.target(i, n, key_path(&path, "next"), "`next`")),
+                    None => succ.push(seq_next),
+                },
+            }
+            // `then`/`else` on other kinds were reported already; their targets are still checked.
+            if step.kind() != Some(StepKind::Condition) && step.kind().is_some() {
+                for (field, t) in [("then", &step.then), ("else", &step.otherwise)] {
+                    if let Some(t) = t {
+                        self.target(i, t, key_path(&path, field), &format!("`{field}`"));
+                    }
+                }
+            }
+            if let Some(OnError::Goto(t)) = &step.on_error {
+                succ.extend(self.target(i, t, key_path(&path, "on_error"), "`on_error: goto`"));
+            }
+            self.succ[i] = succ;
+        }
+    }
+
+    fn check_edges(&mut self) {
+        for (n, edge) in self.doc.edges.iter().enumerate() {
+            let ep = index_path("edges", n);
+            let Some(from) = self.ids.get(edge.from.as_str()).copied() else {
+                let all: Vec<&str> = self.ids.keys().copied().collect();
+                self.error(
+                    key_path(&ep, "from"),
+                    format!(
+                        "edge from unknown step `{}`{}",
+                        edge.from,
+                        hint(&edge.from, all.iter().copied())
+                    ),
+                );
+                continue;
+            };
+            if let Some(t) = self.target(from, &edge.to, key_path(&ep, "to"), "edge target") {
+                self.succ[from].push(t);
+            }
+        }
+    }
+
+    fn check_reachability(&mut self, scope: usize) {
+        let members = self.scopes[scope].members.clone();
+        if members.is_empty() {
+            return;
+        }
+        let starts: Vec<usize> = if self.scopes[scope].parallel {
+            members.clone()
+        } else {
+            vec![members[0]]
+        };
+        let mut seen: HashSet<usize> = starts.iter().copied().collect();
+        let mut queue: VecDeque<usize> = starts.into_iter().collect();
+        while let Some(n) = queue.pop_front() {
+            for t in &self.succ[n] {
+                if let Target::Step(s) = t {
+                    if seen.insert(*s) {
+                        queue.push_back(*s);
+                    }
+                }
+            }
+        }
+        let phrase = self.scope_phrase(scope);
+        for m in members {
+            if !seen.contains(&m) {
+                let id = self.infos[m].step.id.clone();
+                let path = self.infos[m].path.clone();
+                self.error(path, format!("step `{id}` can never run: nothing leads to it from the start of {phrase} (a step runs after the one before it, unless that one jumps away with `next`, `then`/`else`, `switch` or `end`)"));
+            }
+        }
+    }
+
+    /// Every cycle must hold a step with `max_visits`: remove those steps, and whatever cycle
+    /// is left is a loop that could run forever.
+    fn check_loops(&mut self, scope: usize) {
+        let members: Vec<usize> = self.scopes[scope]
+            .members
+            .iter()
+            .copied()
+            .filter(|m| self.infos[*m].step.max_visits.is_none())
+            .collect();
+        let inside: HashSet<usize> = members.iter().copied().collect();
+        let edges = |n: usize| -> Vec<usize> {
+            self.succ[n]
+                .iter()
+                .filter_map(|t| match t {
+                    Target::Step(s) if inside.contains(s) => Some(*s),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut found = Vec::new();
+        for component in strongly_connected(&members, &edges) {
+            let first = component.iter().copied().min().unwrap_or(0);
+            let looping = component.len() > 1 || edges(first).contains(&first);
+            if !looping {
+                continue;
+            }
+            let set: HashSet<usize> = component.iter().copied().collect();
+            let cycle = find_cycle(first, &set, &edges);
+            let names: Vec<String> = cycle
+                .iter()
+                .map(|n| format!("`{}`", self.infos[*n].step.id))
+                .collect();
+            let path = self.infos[first].path.clone();
+            found.push((path, format!("loop without `max_visits`: {}; give one of these steps `max_visits` so the loop cannot run forever", names.join(" → "))));
+        }
+        for (path, message) in found {
+            self.error(path, message);
+        }
+    }
+
+    // ---- agents ------------------------------------------------------------------------
+
+    fn check_agents(&mut self) {
+        for (name, agent) in &self.doc.agents {
+            let ap = key_path("agents", name);
+            if let Some(models) = self.env.models {
+                match expand_env(&agent.model) {
+                    Ok(model) => {
+                        if let Err(e) = models.check(&model) {
+                            self.error(key_path(&ap, "model"), format!("agent `{name}`: {e}"));
+                        }
+                    }
+                    Err(m) => self.error(key_path(&ap, "model"), m),
+                }
+            }
+            for (i, tool) in agent.tools.iter().enumerate() {
+                if !self.env.tools.contains(tool) {
+                    let m = self.unknown_tool(tool);
+                    self.error(index_path(&key_path(&ap, "tools"), i), m);
+                }
+            }
+            if let Some(t) = agent.temperature {
+                if !(0.0..=2.0).contains(&t) {
+                    self.error(
+                        key_path(&ap, "temperature"),
+                        format!("`temperature` must be between 0 and 2, not {t}"),
+                    );
+                }
+            }
+            if let Some(schema) = agent.output.as_ref().and_then(|o| o.schema.as_ref()) {
+                self.check_schema(schema, key_path(&key_path(&ap, "output"), "schema"));
+            }
+        }
+    }
+
+    // ---- templates and expressions -----------------------------------------------------
+
+    fn check_templates(&mut self) {
+        let visible = self.visible_sets();
+        for i in 0..self.infos.len() {
+            let step = self.infos[i].step;
+            let path = self.infos[i].path.clone();
+            let ctx = RefCtx {
+                visible: Some(&visible[i]),
+                reader: Some(i),
+                items: self.infos[i].items.clone(),
+            };
+            if let Some(p) = &step.prompt {
+                self.check_text(p, key_path(&path, "prompt"), &ctx, Syntax::Template);
+            }
+            if let Some(c) = &step.condition {
+                self.check_text(c, key_path(&path, "if"), &ctx, Syntax::Expression);
+            }
+            if let Some(sw) = &step.switch {
+                for (n, case) in sw.cases.iter().enumerate() {
+                    let cp = index_path(&key_path(&key_path(&path, "switch"), "cases"), n);
+                    self.check_text(&case.when, key_path(&cp, "when"), &ctx, Syntax::Expression);
+                }
+            }
+            if let Some(m) = &step.map {
+                self.check_text(
+                    &m.over,
+                    key_path(&key_path(&path, "map"), "over"),
+                    &ctx,
+                    Syntax::Expression,
+                );
+            }
+            if let Some(h) = &step.human {
+                self.check_text(
+                    &h.prompt,
+                    key_path(&key_path(&path, "human"), "prompt"),
+                    &ctx,
+                    Syntax::Template,
+                );
+            }
+            if let Some(with) = &step.with {
+                for (k, v) in with {
+                    self.check_value(v, key_path(&key_path(&path, "with"), k), &ctx, 0);
+                }
+            }
+        }
+        let anywhere = RefCtx {
+            visible: None,
+            reader: None,
+            items: Vec::new(),
+        };
+        for (name, agent) in &self.doc.agents {
+            if let Some(ins) = &agent.instructions {
+                self.check_text(
+                    ins,
+                    key_path(&key_path("agents", name), "instructions"),
+                    &anywhere,
+                    Syntax::Template,
+                );
+            }
+        }
+        for (name, t) in &self.doc.outputs {
+            self.check_text(t, key_path("outputs", name), &anywhere, Syntax::Template);
+        }
+        for (n, edge) in self.doc.edges.iter().enumerate() {
+            let Some(when) = &edge.when else { continue };
+            let wp = key_path(&index_path("edges", n), "when");
+            match self.ids.get(edge.from.as_str()).copied() {
+                Some(from) => {
+                    // Evaluated once `from` has ended: it and what it contains can be read.
+                    let mut seen = visible[from].clone();
+                    seen.insert(from);
+                    seen.extend(self.descendants(from));
+                    let ctx = RefCtx {
+                        visible: Some(&seen),
+                        reader: Some(from),
+                        items: self.infos[from].items.clone(),
+                    };
+                    self.check_text(when, wp, &ctx, Syntax::Expression);
+                }
+                None => self.check_text(when, wp, &anywhere, Syntax::Expression),
+            }
+        }
+    }
+
+    fn check_value(&mut self, v: &Value, path: String, ctx: &RefCtx, depth: usize) {
+        match v {
+            Value::String(s) => self.check_text(s, path, ctx, Syntax::Template),
+            Value::Array(a) if depth < super::MAX_DEPTH => {
+                for (i, x) in a.iter().enumerate() {
+                    self.check_value(x, index_path(&path, i), ctx, depth + 1);
+                }
+            }
+            Value::Object(o) if depth < super::MAX_DEPTH => {
+                for (k, x) in o {
+                    self.check_value(x, key_path(&path, k), ctx, depth + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn check_text(&mut self, src: &str, path: String, ctx: &RefCtx, syntax: Syntax) {
+        let (checked, refs) = match syntax {
+            Syntax::Template => (
+                template::check_template(src),
+                template::template_references(src),
+            ),
+            Syntax::Expression => (
+                template::check_expression(src),
+                template::expression_references(src),
+            ),
+        };
+        if let Err(e) = checked {
+            let what = match syntax {
+                Syntax::Template => "template",
+                Syntax::Expression => "expression",
+            };
+            let extra = if syntax == Syntax::Expression && src.contains("{{") {
+                " (conditions are expressions: write them without `{{ }}`)"
+            } else {
+                ""
+            };
+            self.error(path, format!("invalid {what}: {e}{extra}"));
+            return;
+        }
+        for r in refs {
+            if let Some(m) = self.check_reference(&r, ctx) {
+                self.error(path.clone(), m);
+            }
+        }
+    }
+
+    fn check_reference(&self, reference: &str, ctx: &RefCtx) -> Option<String> {
+        let mut parts = reference.split('.');
+        let root = parts.next().unwrap_or_default();
+        let second = parts.next();
+        match root {
+            "steps" => {
+                let x = second?;
+                let Some(&target) = self.ids.get(x) else {
+                    let all: Vec<&str> = self.ids.keys().copied().collect();
+                    let dashed = all
+                        .iter()
+                        .find(|id| id.starts_with(&format!("{x}-")))
+                        .map(|id| format!(" (an id with `-` is read as `steps[\"{id}\"]`)"));
+                    let h = dashed.unwrap_or_else(|| hint(x, all.iter().copied()));
+                    return Some(format!("`{reference}` refers to unknown step `{x}`{h}"));
+                };
+                match (ctx.visible, ctx.reader) {
+                    (Some(visible), Some(reader)) if !visible.contains(&target) => {
+                        let reader_id = &self.infos[reader].step.id;
+                        let why = if target == reader {
+                            "a step cannot read its own output unless it is in a loop".to_string()
+                        } else if self.is_descendant(target, reader) {
+                            format!("`{x}` runs inside step `{reader_id}`")
+                        } else {
+                            format!("no path leads from `{x}` to `{reader_id}`")
+                        };
+                        Some(format!(
+                            "`{reference}`: step `{x}` cannot have run before step `{reader_id}` ({why})"
+                        ))
+                    }
+                    _ => None,
+                }
+            }
+            "inputs" => {
+                let y = second?;
+                if self.doc.inputs.contains_key(y) {
+                    return None;
+                }
+                let names: Vec<&str> = self.doc.inputs.keys().map(String::as_str).collect();
+                Some(format!(
+                    "`{reference}` refers to undeclared input `{y}`{} (declared inputs: {})",
+                    hint(y, names.iter().copied()),
+                    list(names.iter().copied())
+                ))
+            }
+            r if CONTEXT_ROOTS.contains(&r)
+                || ctx.items.iter().any(|i| i == r)
+                || self.globals.contains(r) =>
+            {
+                None
+            }
+            other => {
+                let mut known: Vec<&str> = CONTEXT_ROOTS.to_vec();
+                known.extend(ctx.items.iter().map(String::as_str));
+                let h = hint(other, known.iter().copied());
+                let item_note = if ctx.items.is_empty() {
+                    ""
+                } else {
+                    " and the map item"
+                };
+                Some(format!(
+                    "unknown name `{other}`{h}; templates can read `inputs`, `steps`, `state`, `run`{item_note}"
+                ))
+            }
+        }
+    }
+
+    fn descendants(&self, i: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut stack = self.children[i].clone();
+        while let Some(n) = stack.pop() {
+            out.push(n);
+            stack.extend(self.children[n].iter().copied());
+        }
+        out
+    }
+
+    fn is_descendant(&self, node: usize, ancestor: usize) -> bool {
+        self.descendants(ancestor).contains(&node)
+    }
+
+    /// For each step, the steps whose output it may read: those with a path to it in its list
+    /// (and what they contain), and what its enclosing step may read.
+    fn visible_sets(&self) -> Vec<HashSet<usize>> {
+        let n = self.infos.len();
+        let mut preds: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (from, targets) in self.succ.iter().enumerate() {
+            for t in targets {
+                if let Target::Step(to) = t {
+                    preds[*to].push(from);
+                }
+            }
+        }
+        let mut sets: Vec<HashSet<usize>> = vec![HashSet::new(); n];
+        // Parents come before their children in `infos`, so the container's set is ready.
+        for i in 0..n {
+            let mut set = HashSet::new();
+            let mut queue: VecDeque<usize> = preds[i].iter().copied().collect();
+            let mut seen = HashSet::new();
+            while let Some(p) = queue.pop_front() {
+                if !seen.insert(p) {
+                    continue;
+                }
+                set.insert(p);
+                set.extend(self.descendants(p));
+                queue.extend(preds[p].iter().copied());
+            }
+            if let Some(c) = self.scopes[self.infos[i].scope].container {
+                set.extend(sets[c].iter().copied());
+            }
+            sets[i] = set;
+        }
+        sets
+    }
+}
+
+struct RefCtx<'s> {
+    /// Steps that may have run; `None`: any step may be named.
+    visible: Option<&'s HashSet<usize>>,
+    reader: Option<usize>,
+    items: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Syntax {
+    Template,
+    Expression,
+}
+
+/// Tarjan's algorithm, iterative (no recursion on user input).
+fn strongly_connected(nodes: &[usize], edges: &dyn Fn(usize) -> Vec<usize>) -> Vec<Vec<usize>> {
+    let mut index: HashMap<usize, usize> = HashMap::new();
+    let mut low: HashMap<usize, usize> = HashMap::new();
+    let mut on_stack: HashSet<usize> = HashSet::new();
+    let mut stack: Vec<usize> = Vec::new();
+    let mut out = Vec::new();
+    let mut counter = 0;
+    for &root in nodes {
+        if index.contains_key(&root) {
+            continue;
+        }
+        let mut work: Vec<(usize, Vec<usize>, usize)> = vec![(root, edges(root), 0)];
+        index.insert(root, counter);
+        low.insert(root, counter);
+        counter += 1;
+        stack.push(root);
+        on_stack.insert(root);
+        while let Some((v, succ, pos)) = work.last_mut() {
+            let v = *v;
+            if *pos < succ.len() {
+                let w = succ[*pos];
+                *pos += 1;
+                if !index.contains_key(&w) {
+                    index.insert(w, counter);
+                    low.insert(w, counter);
+                    counter += 1;
+                    stack.push(w);
+                    on_stack.insert(w);
+                    let ws = edges(w);
+                    work.push((w, ws, 0));
+                } else if on_stack.contains(&w) {
+                    let lw = index[&w].min(low[&v]);
+                    low.insert(v, lw);
+                }
+            } else {
+                work.pop();
+                if let Some((parent, _, _)) = work.last() {
+                    let lp = low[parent].min(low[&v]);
+                    low.insert(*parent, lp);
+                }
+                if low[&v] == index[&v] {
+                    let mut component = Vec::new();
+                    while let Some(w) = stack.pop() {
+                        on_stack.remove(&w);
+                        component.push(w);
+                        if w == v {
+                            break;
+                        }
+                    }
+                    component.sort_unstable();
+                    out.push(component);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A cycle through `start` inside `set`, as `start, ..., start`.
+fn find_cycle(
+    start: usize,
+    set: &HashSet<usize>,
+    edges: &dyn Fn(usize) -> Vec<usize>,
+) -> Vec<usize> {
+    let mut prev: HashMap<usize, usize> = HashMap::new();
+    let mut queue = VecDeque::from([start]);
+    let mut seen = HashSet::from([start]);
+    while let Some(n) = queue.pop_front() {
+        let mut next = edges(n);
+        next.sort_unstable();
+        for w in next {
+            if !set.contains(&w) {
+                continue;
+            }
+            if w == start {
+                // Walk back from `n` to `start`, then read it forwards.
+                let mut back = Vec::new();
+                let mut cur = n;
+                while cur != start {
+                    back.push(cur);
+                    cur = prev.get(&cur).copied().unwrap_or(start);
+                }
+                let mut ordered = vec![start];
+                ordered.extend(back.into_iter().rev());
+                ordered.push(start);
+                return ordered;
+            }
+            if seen.insert(w) {
+                prev.insert(w, n);
+                queue.push_back(w);
+            }
+        }
+    }
+    vec![start, start]
+}
+
+fn type_matches(t: InputType, v: &Value) -> bool {
+    match t {
+        InputType::String => v.is_string(),
+        InputType::Number => v.is_number(),
+        InputType::Integer => {
+            v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0)
+        }
+        InputType::Boolean => v.is_boolean(),
+        InputType::Array => v.is_array(),
+        InputType::Object => v.is_object(),
+    }
+}
+
+fn type_phrase(t: InputType) -> &'static str {
+    match t {
+        InputType::String => "a string",
+        InputType::Number => "a number",
+        InputType::Integer => "an integer",
+        InputType::Boolean => "true or false",
+        InputType::Array => "a list",
+        InputType::Object => "a mapping",
+    }
+}
+
+fn kind_phrase(k: StepKind) -> &'static str {
+    match k {
+        StepKind::Agent => "an agent step",
+        StepKind::Tool => "a tool step",
+        StepKind::Condition => "an `if` step",
+        StepKind::Switch => "a `switch` step",
+        StepKind::Parallel => "a parallel step",
+        StepKind::Map => "a map step",
+        StepKind::Group => "a `steps` group",
+        StepKind::Human => "a human step",
+    }
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::Object(_) => "a mapping".into(),
+        Value::Array(_) => "a list".into(),
+        Value::Null => "empty (null)".into(),
+        other => format!("`{other}`"),
+    }
+}
+
+fn describe_char(c: char) -> String {
+    if c == ' ' {
+        "a space".into()
+    } else {
+        format!("`{}`", c.escape_default())
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `host` or `host:port`; IPv6 addresses in brackets.
+fn check_host_entry(entry: &str) -> Result<(), String> {
+    if entry.contains("://") || entry.contains('/') {
+        return Err("write the host alone, without a scheme or path (e.g. `api.example.com` or `localhost:8080`)".into());
+    }
+    if entry.trim() != entry || entry.is_empty() {
+        return Err("it is empty or has spaces around it".into());
+    }
+    let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
+        let Some((addr, after)) = rest.split_once(']') else {
+            return Err("an IPv6 address needs its closing `]`".into());
+        };
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("`{addr}` is not an IPv6 address"));
+        }
+        match after {
+            "" => return Ok(()),
+            p => match p.strip_prefix(':') {
+                Some(p) => (None, Some(p)),
+                None => return Err("only `:port` may follow `]`".into()),
+            },
+        }
+    } else {
+        match entry.rsplit_once(':') {
+            Some((h, p)) => (Some(h), Some(p)),
+            None => (Some(entry), None),
+        }
+    };
+    if let Some(p) = port {
+        match p.parse::<u32>() {
+            Ok(n) if (1..=65535).contains(&n) && p.bytes().all(|b| b.is_ascii_digit()) => {}
+            _ => return Err(format!("`{p}` is not a port (1 to 65535)")),
+        }
+    }
+    if let Some(h) = host {
+        if h.is_empty() || h.len() > 253 {
+            return Err("the host name is empty or too long".into());
+        }
+        for label in h.split('.') {
+            let ok = !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-');
+            if !ok {
+                return Err(format!(
+                    "`{label}` is not a valid part of a host name (letters, digits and `-`, separated by dots)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Expands `${NAME}` and `${NAME:-default}` in a model reference.
+fn expand_env(s: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(format!("`{s}` has a `${{` without its closing `}}`"));
+        };
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        match (std::env::var(name).ok().filter(|v| !v.is_empty()), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => {
+                return Err(format!(
+                    "the model reference `{s}` uses the environment variable `{name}`, which is not set; set it or give a default: `${{{name}:-provider/model}}`"
+                ));
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_entries() {
+        assert!(check_host_entry("example.com").is_ok());
+        assert!(check_host_entry("127.0.0.1:8080").is_ok());
+        assert!(check_host_entry("[::1]:80").is_ok());
+        assert!(check_host_entry("localhost").is_ok());
+        assert!(check_host_entry("https://example.com").is_err());
+        assert!(check_host_entry("example.com:99999").is_err());
+        assert!(check_host_entry("exa mple.com").is_err());
+        assert!(check_host_entry("-bad.com").is_err());
+        assert!(check_host_entry("").is_err());
+    }
+
+    #[test]
+    fn env_expansion() {
+        assert_eq!(expand_env("local/smollm2").unwrap(), "local/smollm2");
+        assert_eq!(
+            expand_env("${BATON_TEST_SURELY_UNSET_VAR:-local/smollm2}").unwrap(),
+            "local/smollm2"
+        );
+        assert!(
+            expand_env("${BATON_TEST_SURELY_UNSET_VAR}")
+                .unwrap_err()
+                .contains("not set")
+        );
+        assert!(expand_env("${oops").is_err());
+    }
+
+    #[test]
+    fn cycles_are_found() {
+        // 0 -> 1 -> 2 -> 0, 3 -> 3, 4 alone.
+        let edges = |n: usize| -> Vec<usize> {
+            match n {
+                0 => vec![1],
+                1 => vec![2],
+                2 => vec![0, 4],
+                3 => vec![3],
+                _ => vec![],
+            }
+        };
+        let sccs = strongly_connected(&[0, 1, 2, 3, 4], &edges);
+        assert_eq!(sccs, vec![vec![0, 1, 2], vec![3], vec![4]]);
+        let set: HashSet<usize> = [0, 1, 2].into();
+        assert_eq!(find_cycle(0, &set, &edges), vec![0, 1, 2, 0]);
+        let set: HashSet<usize> = [3].into();
+        assert_eq!(find_cycle(3, &set, &edges), vec![3, 3]);
+    }
+}
