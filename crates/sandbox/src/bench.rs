@@ -45,14 +45,21 @@ fn stats(mut v: Vec<Duration>) -> (f64, f64) {
     if v.is_empty() {
         return (0.0, 0.0);
     }
-    (ms(v[v.len() / 2]), ms(v[(v.len() * 9 / 10).min(v.len() - 1)]))
+    (
+        ms(v[v.len() / 2]),
+        ms(v[(v.len() * 9 / 10).min(v.len() - 1)]),
+    )
 }
 
 fn bare(argv: &[&str], n: usize) -> Result<Vec<Duration>, String> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let t = Instant::now();
-        let st = std::process::Command::new(argv[0]).args(&argv[1..]).stdout(std::process::Stdio::null()).status().map_err(|e| e.to_string())?;
+        let st = std::process::Command::new(argv[0])
+            .args(&argv[1..])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|e| e.to_string())?;
         out.push(t.elapsed());
         if !st.success() {
             return Err(format!("{} failed bare", argv.join(" ")));
@@ -71,16 +78,40 @@ pub async fn run(tiers: &[Tier], runs: usize, concurrent: usize) -> Report {
         let bare_median = match bare(cmd, runs) {
             Ok(v) => {
                 let (m, p) = stats(v);
-                latency.push(Latency { tier: "bare".into(), command: name.clone(), runs, median_ms: m, p90_ms: p, overhead_ms: None, skipped: None });
+                latency.push(Latency {
+                    tier: "bare".into(),
+                    command: name.clone(),
+                    runs,
+                    median_ms: m,
+                    p90_ms: p,
+                    overhead_ms: None,
+                    skipped: None,
+                });
                 Some(m)
             }
             Err(e) => {
-                latency.push(Latency { tier: "bare".into(), command: name.clone(), runs: 0, median_ms: 0.0, p90_ms: 0.0, overhead_ms: None, skipped: Some(e) });
+                latency.push(Latency {
+                    tier: "bare".into(),
+                    command: name.clone(),
+                    runs: 0,
+                    median_ms: 0.0,
+                    p90_ms: 0.0,
+                    overhead_ms: None,
+                    skipped: Some(e),
+                });
                 None
             }
         };
         for &tier in tiers {
-            let skip = |reason: String| Latency { tier: tier.to_string(), command: name.clone(), runs: 0, median_ms: 0.0, p90_ms: 0.0, overhead_ms: None, skipped: Some(reason) };
+            let skip = |reason: String| Latency {
+                tier: tier.to_string(),
+                command: name.clone(),
+                runs: 0,
+                median_ms: 0.0,
+                p90_ms: 0.0,
+                overhead_ms: None,
+                skipped: Some(reason),
+            };
             let sb = match open(Policy::new(tier)) {
                 Ok(sb) => sb,
                 Err(e) => {
@@ -95,7 +126,12 @@ pub async fn run(tiers: &[Tier], runs: usize, concurrent: usize) -> Report {
                 match sb.exec(ExecRequest::new(cmd.iter().copied())).await {
                     Ok(o) if o.success() => times.push(t.elapsed()),
                     Ok(o) => {
-                        failure = Some(format!("exit {:?}, stop {:?}: {}", o.exit_code, o.stop_reason, o.stderr.trim()));
+                        failure = Some(format!(
+                            "exit {:?}, stop {:?}: {}",
+                            o.exit_code,
+                            o.stop_reason,
+                            o.stderr.trim()
+                        ));
                         break;
                     }
                     Err(e) => {
@@ -109,11 +145,26 @@ pub async fn run(tiers: &[Tier], runs: usize, concurrent: usize) -> Report {
                 continue;
             }
             let (m, p) = stats(times);
-            latency.push(Latency { tier: tier.to_string(), command: name.clone(), runs, median_ms: m, p90_ms: p, overhead_ms: bare_median.map(|b| m - b), skipped: None });
+            latency.push(Latency {
+                tier: tier.to_string(),
+                command: name.clone(),
+                runs,
+                median_ms: m,
+                p90_ms: p,
+                overhead_ms: bare_median.map(|b| m - b),
+                skipped: None,
+            });
         }
     }
-    let concurrency = if concurrent > 0 && tiers.contains(&Tier::Process) { Some(concurrent_runs(Tier::Process, concurrent).await) } else { None };
-    Report { latency, concurrency }
+    let concurrency = if concurrent > 0 && tiers.contains(&Tier::Process) {
+        Some(concurrent_runs(Tier::Process, concurrent).await)
+    } else {
+        None
+    };
+    Report {
+        latency,
+        concurrency,
+    }
 }
 
 /// Starts `n` runs of `/bin/true` at once and counts the successes.
@@ -132,19 +183,31 @@ pub async fn concurrent_runs(tier: Tier, n: usize) -> Concurrency {
             while let Some(r) = set.join_next().await {
                 match r {
                     Ok(Ok(o)) if o.success() => succeeded += 1,
-                    Ok(Ok(o)) => failed.push(format!("exit {:?} stop {:?}", o.exit_code, o.stop_reason)),
+                    Ok(Ok(o)) => {
+                        failed.push(format!("exit {:?} stop {:?}", o.exit_code, o.stop_reason))
+                    }
                     Ok(Err(e)) => failed.push(e.to_string()),
                     Err(e) => failed.push(e.to_string()),
                 }
             }
         }
     }
-    Concurrency { tier, runs: n, succeeded, failed, wall_ms: start.elapsed().as_secs_f64() * 1000.0 }
+    Concurrency {
+        tier,
+        runs: n,
+        succeeded,
+        failed,
+        wall_ms: start.elapsed().as_secs_f64() * 1000.0,
+    }
 }
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "{:<10} {:<26} {:>6} {:>11} {:>9} {:>13}", "tier", "command", "runs", "median ms", "p90 ms", "overhead ms")?;
+        writeln!(
+            f,
+            "{:<10} {:<26} {:>6} {:>11} {:>9} {:>13}",
+            "tier", "command", "runs", "median ms", "p90 ms", "overhead ms"
+        )?;
         for l in &self.latency {
             match &l.skipped {
                 Some(why) => writeln!(f, "{:<10} {:<26} skipped: {why}", l.tier, l.command)?,
@@ -156,12 +219,22 @@ impl std::fmt::Display for Report {
                     l.runs,
                     l.median_ms,
                     l.p90_ms,
-                    l.overhead_ms.map(|o| format!("{o:+.2}")).unwrap_or_else(|| "-".into())
+                    l.overhead_ms
+                        .map(|o| format!("{o:+.2}"))
+                        .unwrap_or_else(|| "-".into())
                 )?,
             }
         }
         if let Some(c) = &self.concurrency {
-            writeln!(f, "concurrent: {} runs of /bin/true in the {} tier: {} succeeded, {} failed, {:.0} ms wall", c.runs, c.tier, c.succeeded, c.failed.len(), c.wall_ms)?;
+            writeln!(
+                f,
+                "concurrent: {} runs of /bin/true in the {} tier: {} succeeded, {} failed, {:.0} ms wall",
+                c.runs,
+                c.tier,
+                c.succeeded,
+                c.failed.len(),
+                c.wall_ms
+            )?;
             for e in c.failed.iter().take(5) {
                 writeln!(f, "  failure: {e}")?;
             }

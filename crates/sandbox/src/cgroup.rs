@@ -46,7 +46,9 @@ impl Layout {
     pub fn parse_mountinfo(info: &str) -> Layout {
         let mut layout = Layout::default();
         for line in info.lines() {
-            let Some((left, right)) = line.split_once(" - ") else { continue };
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
             let lf: Vec<&str> = left.split(' ').collect();
             let rf: Vec<&str> = right.split(' ').collect();
             if lf.len() < 5 || rf.len() < 3 {
@@ -64,8 +66,14 @@ impl Layout {
                 }
                 "cgroup" => {
                     for opt in rf[2].split(',') {
-                        if matches!(opt, "memory" | "pids" | "cpu" | "cpuacct" | "freezer" | "cpuset") {
-                            layout.v1.entry(opt.to_string()).or_insert_with(|| mount_point.clone());
+                        if matches!(
+                            opt,
+                            "memory" | "pids" | "cpu" | "cpuacct" | "freezer" | "cpuset"
+                        ) {
+                            layout
+                                .v1
+                                .entry(opt.to_string())
+                                .or_insert_with(|| mount_point.clone());
                         }
                     }
                 }
@@ -87,20 +95,35 @@ impl Layout {
 
     /// A one-line description, e.g. `hybrid: v1 memory,pids,cpu; v2 mounted (hugetlb)`.
     pub fn describe(&self) -> String {
-        let v1: Vec<&str> = NEEDED.iter().copied().filter(|c| self.source_of(c) == Some(Version::V1)).collect();
-        let v2: Vec<&str> = NEEDED.iter().copied().filter(|c| self.source_of(c) == Some(Version::V2)).collect();
+        let v1: Vec<&str> = NEEDED
+            .iter()
+            .copied()
+            .filter(|c| self.source_of(c) == Some(Version::V1))
+            .collect();
+        let v2: Vec<&str> = NEEDED
+            .iter()
+            .copied()
+            .filter(|c| self.source_of(c) == Some(Version::V2))
+            .collect();
         let kind = match (self.v1.is_empty(), &self.v2) {
             (true, Some(_)) => "v2",
             (false, Some(_)) => "hybrid",
             (false, None) => "v1",
             (true, None) => "none",
         };
-        format!("{kind} (memory, pids, cpu from: v1 [{}], v2 [{}])", v1.join(","), v2.join(","))
+        format!(
+            "{kind} (memory, pids, cpu from: v1 [{}], v2 [{}])",
+            v1.join(","),
+            v2.join(",")
+        )
     }
 }
 
 fn unescape(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -111,12 +134,15 @@ pub enum Version {
 
 /// The current process's cgroup path in each hierarchy (`/proc/self/cgroup`).
 fn own_paths() -> Result<(Option<String>, BTreeMap<String, String>), Error> {
-    let s = fs::read_to_string("/proc/self/cgroup").map_err(|e| Error::Unenforceable(format!("cannot read /proc/self/cgroup: {e}")))?;
+    let s = fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| Error::Unenforceable(format!("cannot read /proc/self/cgroup: {e}")))?;
     let mut v2 = None;
     let mut v1 = BTreeMap::new();
     for line in s.lines() {
         let mut parts = line.splitn(3, ':');
-        let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
         if id == "0" && ctrls.is_empty() {
             v2 = Some(path.to_string());
         } else {
@@ -171,14 +197,29 @@ impl Cgroup {
         &self.name
     }
 
-    fn create_in(layout: &Layout, limits: &Limits, tag: &str, at_root: bool) -> Result<Cgroup, Error> {
+    fn create_in(
+        layout: &Layout,
+        limits: &Limits,
+        tag: &str,
+        at_root: bool,
+    ) -> Result<Cgroup, Error> {
         let (mut own_v2, mut own_v1) = own_paths()?;
         if at_root {
             own_v2 = None;
             own_v1.clear();
         }
-        let name = format!("baton-{tag}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
-        let mut cg = Cgroup { dirs: BTreeMap::new(), version: BTreeMap::new(), created: Vec::new(), name: name.clone(), oom_events: None };
+        let name = format!(
+            "baton-{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut cg = Cgroup {
+            dirs: BTreeMap::new(),
+            version: BTreeMap::new(),
+            created: Vec::new(),
+            name: name.clone(),
+            oom_events: None,
+        };
         let mut v2_dir: Option<PathBuf> = None;
         let mut v2_ctrls = Vec::new();
         for ctrl in ["memory", "pids", "cpu", "cpuacct"] {
@@ -197,8 +238,11 @@ impl Cgroup {
                         v2_ctrls.push(ctrl);
                         d.clone()
                     } else {
-                        let Some((mount, _)) = &layout.v2 else { continue };
-                        let base = mount.join(own_v2.clone().unwrap_or_default().trim_start_matches('/'));
+                        let Some((mount, _)) = &layout.v2 else {
+                            continue;
+                        };
+                        let base =
+                            mount.join(own_v2.clone().unwrap_or_default().trim_start_matches('/'));
                         let d = base.join(&name);
                         v2_ctrls.push(ctrl);
                         v2_dir = Some(d.clone());
@@ -229,7 +273,10 @@ impl Cgroup {
                     }
                 }
                 fs::create_dir(&dir).map_err(|e| {
-                    Error::Unenforceable(format!("cannot create cgroup {}: {e} (is this cgroup delegated to you?)", dir.display()))
+                    Error::Unenforceable(format!(
+                        "cannot create cgroup {}: {e} (is this cgroup delegated to you?)",
+                        dir.display()
+                    ))
                 })?;
                 cg.created.push(dir.clone());
             }
@@ -256,7 +303,11 @@ impl Cgroup {
             }
             Version::V1 => {
                 write(mem, "memory.limit_in_bytes", &l.memory_bytes.to_string())?;
-                write_optional(mem, "memory.memsw.limit_in_bytes", &l.memory_bytes.to_string())?;
+                write_optional(
+                    mem,
+                    "memory.memsw.limit_in_bytes",
+                    &l.memory_bytes.to_string(),
+                )?;
                 write_optional(mem, "memory.swappiness", "0")?;
             }
         }
@@ -320,8 +371,12 @@ impl Cgroup {
         }
         u.pids_max_hits = read_kv(&self.dirs["pids"], "pids.events", "max").unwrap_or(0);
         u.cpu = match (self.version.get("cpuacct"), self.version["cpu"]) {
-            (_, Version::V2) => read_kv(&self.dirs["cpu"], "cpu.stat", "usage_usec").map(Duration::from_micros),
-            (Some(Version::V1), _) => read_u64(&self.dirs["cpuacct"], "cpuacct.usage").map(Duration::from_nanos),
+            (_, Version::V2) => {
+                read_kv(&self.dirs["cpu"], "cpu.stat", "usage_usec").map(Duration::from_micros)
+            }
+            (Some(Version::V1), _) => {
+                read_u64(&self.dirs["cpuacct"], "cpuacct.usage").map(Duration::from_nanos)
+            }
             _ => None,
         };
         u
@@ -375,7 +430,10 @@ impl Cgroup {
                 return;
             }
             for p in pids {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -393,7 +451,9 @@ impl Cgroup {
                     Ok(()) => break,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
                     Err(_) if attempt < 99 => std::thread::sleep(Duration::from_millis(5)),
-                    Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "could not remove sandbox cgroup"),
+                    Err(e) => {
+                        tracing::warn!(dir = %dir.display(), error = %e, "could not remove sandbox cgroup")
+                    }
                 }
             }
         }
@@ -412,9 +472,10 @@ impl Drop for Cgroup {
 /// Registers an eventfd with `cgroup.event_control` for OOM events of this v1 memory cgroup and
 /// its descendants. None when the kernel does not offer it (then only oom_kill counts).
 fn register_oom_eventfd(mem: &Path) -> Option<nix::sys::eventfd::EventFd> {
-    use std::os::fd::AsRawFd;
     use nix::sys::eventfd::{EfdFlags, EventFd};
-    let efd = EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC).ok()?;
+    use std::os::fd::AsRawFd;
+    let efd =
+        EventFd::from_value_and_flags(0, EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC).ok()?;
     let ctl = fs::File::open(mem.join("memory.oom_control")).ok()?;
     let line = format!("{} {}", efd.as_raw_fd(), ctl.as_raw_fd());
     write(mem, "cgroup.event_control", &line).ok()?;
@@ -428,11 +489,18 @@ fn enable_subtree(parent: &Path, want: &[String]) -> Result<(), Error> {
         return Ok(());
     }
     let current = fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
-    let missing: Vec<&String> = want.iter().filter(|w| !current.split_whitespace().any(|c| c == &w[1..])).collect();
+    let missing: Vec<&String> = want
+        .iter()
+        .filter(|w| !current.split_whitespace().any(|c| c == &w[1..]))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let line = missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ");
+    let line = missing
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
     write(parent, "cgroup.subtree_control", &line).map_err(|e| {
         Error::Unenforceable(format!(
             "{e}; run Baton in a delegated cgroup with no processes of its own in the parent (e.g. `systemd-run --user --scope -p Delegate=yes`)"
@@ -446,11 +514,17 @@ fn write(dir: &Path, file: &str, value: &str) -> Result<(), Error> {
         .write(true)
         .open(&p)
         .and_then(|mut f| f.write_all(value.as_bytes()))
-        .map_err(|e| Error::Unenforceable(format!("cannot write '{value}' to {}: {e}", p.display())))
+        .map_err(|e| {
+            Error::Unenforceable(format!("cannot write '{value}' to {}: {e}", p.display()))
+        })
 }
 
 fn write_optional(dir: &Path, file: &str, value: &str) -> Result<(), Error> {
-    if dir.join(file).exists() { write(dir, file, value) } else { Ok(()) }
+    if dir.join(file).exists() {
+        write(dir, file, value)
+    } else {
+        Ok(())
+    }
 }
 
 fn read_u64(dir: &Path, file: &str) -> Option<u64> {
@@ -461,7 +535,9 @@ fn read_kv(dir: &Path, file: &str, key: &str) -> Option<u64> {
     let s = fs::read_to_string(dir.join(file)).ok()?;
     s.lines().find_map(|l| {
         let mut it = l.split_whitespace();
-        (it.next() == Some(key)).then(|| it.next()?.parse().ok()).flatten()
+        (it.next() == Some(key))
+            .then(|| it.next()?.parse().ok())
+            .flatten()
     })
 }
 

@@ -21,7 +21,9 @@ pub fn socket_path() -> Result<PathBuf, String> {
     match std::env::var("DOCKER_HOST") {
         Ok(h) if !h.is_empty() => match h.strip_prefix("unix://") {
             Some(p) => Ok(PathBuf::from(p)),
-            None => Err(format!("DOCKER_HOST={h} is not a unix:// socket; only the local socket is supported")),
+            None => Err(format!(
+                "DOCKER_HOST={h} is not a unix:// socket; only the local socket is supported"
+            )),
         },
         _ => Ok(PathBuf::from("/var/run/docker.sock")),
     }
@@ -35,12 +37,22 @@ pub struct Response {
 }
 
 /// One HTTP/1.1 request over the socket (`Connection: close`, chunked bodies decoded).
-pub async fn request(sock: &Path, method: &str, path: &str, body: Option<&Value>) -> Result<Response, Error> {
-    let mut s = UnixStream::connect(sock).await.map_err(|e| Error::Runtime(format!("cannot reach Docker at {}: {e}", sock.display())))?;
+pub async fn request(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Response, Error> {
+    let mut s = UnixStream::connect(sock)
+        .await
+        .map_err(|e| Error::Runtime(format!("cannot reach Docker at {}: {e}", sock.display())))?;
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n");
     if body.is_some() {
-        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", payload.len()));
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            payload.len()
+        ));
     }
     req.push_str("\r\n");
     req.push_str(&payload);
@@ -52,9 +64,16 @@ pub async fn request(sock: &Path, method: &str, path: &str, body: Option<&Value>
 
 pub fn parse_response(raw: &[u8]) -> Result<Response, Error> {
     let bad = || Error::Runtime("malformed response from the Docker daemon".into());
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(bad)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(bad)?;
     let head = String::from_utf8_lossy(&raw[..split]);
-    let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
     let chunked = head.lines().any(|l| {
         let l = l.to_ascii_lowercase();
         l.starts_with("transfer-encoding:") && l.contains("chunked")
@@ -64,8 +83,18 @@ pub fn parse_response(raw: &[u8]) -> Result<Response, Error> {
         let mut out = Vec::new();
         let mut rest = body.as_slice();
         loop {
-            let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else { break };
-            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..eol]).trim().split(';').next().unwrap_or(""), 16).map_err(|_| bad())?;
+            let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
+                break;
+            };
+            let size = usize::from_str_radix(
+                String::from_utf8_lossy(&rest[..eol])
+                    .trim()
+                    .split(';')
+                    .next()
+                    .unwrap_or(""),
+                16,
+            )
+            .map_err(|_| bad())?;
             rest = &rest[eol + 2..];
             if size == 0 || rest.len() < size {
                 break;
@@ -96,15 +125,28 @@ pub(crate) fn demux(raw: &[u8], out: &mut Capped, err: &mut Capped) {
 pub fn create_body(policy: &Policy, req: &ExecRequest, image: &str) -> Value {
     let l = &policy.limits;
     let uid = policy.uid;
-    let env: Vec<String> = policy.env_for(&req.env).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let env: Vec<String> = policy
+        .env_for(&req.env)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let mut binds = Vec::new();
     if let Some(w) = &req.workdir {
         binds.push(format!("{}:/work:rw", w.display()));
     }
     let mut tmpfs = serde_json::Map::new();
-    tmpfs.insert("/tmp".into(), json!(format!("rw,nosuid,nodev,size={}", l.disk_bytes)));
+    tmpfs.insert(
+        "/tmp".into(),
+        json!(format!("rw,nosuid,nodev,size={}", l.disk_bytes)),
+    );
     if req.workdir.is_none() {
-        tmpfs.insert("/work".into(), json!(format!("rw,nosuid,nodev,size={},uid={uid},gid={uid}", l.disk_bytes)));
+        tmpfs.insert(
+            "/work".into(),
+            json!(format!(
+                "rw,nosuid,nodev,size={},uid={uid},gid={uid}",
+                l.disk_bytes
+            )),
+        );
     }
     json!({
         "Image": image,
@@ -143,16 +185,24 @@ pub struct DockerSandbox {
 pub fn ping(sock: &Path) -> Result<(), String> {
     use std::io::{Read, Write};
     if !sock.exists() {
-        return Err(format!("no Docker daemon: {} does not exist", sock.display()));
+        return Err(format!(
+            "no Docker daemon: {} does not exist",
+            sock.display()
+        ));
     }
-    let mut s = std::os::unix::net::UnixStream::connect(sock).map_err(|e| format!("cannot connect to {}: {e}", sock.display()))?;
+    let mut s = std::os::unix::net::UnixStream::connect(sock)
+        .map_err(|e| format!("cannot connect to {}: {e}", sock.display()))?;
     let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
-    s.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
+    s.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+        .map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     match parse_response(&buf) {
         Ok(r) if r.status == 200 => Ok(()),
-        Ok(r) => Err(format!("the Docker daemon answered /_ping with HTTP {}", r.status)),
+        Ok(r) => Err(format!(
+            "the Docker daemon answered /_ping with HTTP {}",
+            r.status
+        )),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -160,14 +210,24 @@ pub fn ping(sock: &Path) -> Result<(), String> {
 impl DockerSandbox {
     pub fn new(policy: Policy) -> Result<DockerSandbox, Error> {
         policy.validate()?;
-        let unavailable = |reason: String| Error::TierUnavailable { tier: Tier::Docker, reason };
+        let unavailable = |reason: String| Error::TierUnavailable {
+            tier: Tier::Docker,
+            reason,
+        };
         if matches!(policy.net, NetMode::Allow(_)) {
-            return Err(unavailable("the allow-list network mode is provided by the process tier only".into()));
+            return Err(unavailable(
+                "the allow-list network mode is provided by the process tier only".into(),
+            ));
         }
         let sock = socket_path().map_err(unavailable)?;
         ping(&sock).map_err(unavailable)?;
-        let image = std::env::var("BATON_DOCKER_IMAGE").unwrap_or_else(|_| DEFAULT_IMAGE.to_string());
-        Ok(DockerSandbox { policy, sock, image })
+        let image =
+            std::env::var("BATON_DOCKER_IMAGE").unwrap_or_else(|_| DEFAULT_IMAGE.to_string());
+        Ok(DockerSandbox {
+            policy,
+            sock,
+            image,
+        })
     }
 }
 
@@ -175,7 +235,11 @@ fn check(r: &Response, what: &str) -> Result<(), Error> {
     if (200..300).contains(&r.status) {
         Ok(())
     } else {
-        Err(Error::Runtime(format!("Docker {what} failed with HTTP {}: {}", r.status, String::from_utf8_lossy(&r.body).trim())))
+        Err(Error::Runtime(format!(
+            "Docker {what} failed with HTTP {}: {}",
+            r.status,
+            String::from_utf8_lossy(&r.body).trim()
+        )))
     }
 }
 
@@ -190,23 +254,48 @@ impl Sandbox for DockerSandbox {
     async fn exec(&self, req: ExecRequest) -> Result<ExecOutput, Error> {
         req.validate()?;
         if !req.files.is_empty() {
-            return Err(Error::InvalidRequest("the docker tier takes a workdir, not inline files".into()));
+            return Err(Error::InvalidRequest(
+                "the docker tier takes a workdir, not inline files".into(),
+            ));
         }
         let start = Instant::now();
-        let r = request(&self.sock, "POST", "/containers/create", Some(&create_body(&self.policy, &req, &self.image))).await?;
+        let r = request(
+            &self.sock,
+            "POST",
+            "/containers/create",
+            Some(&create_body(&self.policy, &req, &self.image)),
+        )
+        .await?;
         check(&r, "container create")?;
-        let created: Value = serde_json::from_slice(&r.body).map_err(|e| Error::Runtime(format!("bad create response: {e}")))?;
-        let id = created["Id"].as_str().ok_or_else(|| Error::Runtime("Docker returned no container id".into()))?.to_string();
+        let created: Value = serde_json::from_slice(&r.body)
+            .map_err(|e| Error::Runtime(format!("bad create response: {e}")))?;
+        let id = created["Id"]
+            .as_str()
+            .ok_or_else(|| Error::Runtime("Docker returned no container id".into()))?
+            .to_string();
         let result = self.run(&id, start).await;
-        let _ = request(&self.sock, "DELETE", &format!("/containers/{id}?force=1"), None).await;
+        let _ = request(
+            &self.sock,
+            "DELETE",
+            &format!("/containers/{id}?force=1"),
+            None,
+        )
+        .await;
         result
     }
 }
 
 impl DockerSandbox {
     async fn run(&self, id: &str, start: Instant) -> Result<ExecOutput, Error> {
-        check(&request(&self.sock, "POST", &format!("/containers/{id}/start"), None).await?, "container start")?;
-        let waited = tokio::time::timeout(self.policy.limits.time, request(&self.sock, "POST", &format!("/containers/{id}/wait"), None)).await;
+        check(
+            &request(&self.sock, "POST", &format!("/containers/{id}/start"), None).await?,
+            "container start",
+        )?;
+        let waited = tokio::time::timeout(
+            self.policy.limits.time,
+            request(&self.sock, "POST", &format!("/containers/{id}/wait"), None),
+        )
+        .await;
         let (exit, timed_out) = match waited {
             Ok(r) => {
                 let r = r?;
@@ -220,7 +309,13 @@ impl DockerSandbox {
             }
         };
         let wall = start.elapsed();
-        let logs = request(&self.sock, "GET", &format!("/containers/{id}/logs?stdout=1&stderr=1"), None).await?;
+        let logs = request(
+            &self.sock,
+            "GET",
+            &format!("/containers/{id}/logs?stdout=1&stderr=1"),
+            None,
+        )
+        .await?;
         let mut out = Capped::new(self.policy.limits.output_bytes);
         let mut err = Capped::new(self.policy.limits.output_bytes);
         demux(&logs.body, &mut out, &mut err);
@@ -252,8 +347,16 @@ impl DockerSandbox {
             peak_memory_bytes: None,
             network: Vec::new(),
             enforced: vec![
-                format!("Docker container from {} (read-only root, no capabilities, no-new-privileges)", self.image),
-                format!("memory {} B, pids {}, cpu {}", self.policy.limits.memory_bytes, self.policy.limits.pids, self.policy.limits.cpus),
+                format!(
+                    "Docker container from {} (read-only root, no capabilities, no-new-privileges)",
+                    self.image
+                ),
+                format!(
+                    "memory {} B, pids {}, cpu {}",
+                    self.policy.limits.memory_bytes,
+                    self.policy.limits.pids,
+                    self.policy.limits.cpus
+                ),
                 "network: none".into(),
             ],
         })
@@ -281,7 +384,10 @@ mod tests {
         raw.extend_from_slice(b"err");
         let (mut o, mut e) = (Capped::new(100), Capped::new(100));
         demux(&raw, &mut o, &mut e);
-        assert_eq!((o.buf.as_slice(), e.buf.as_slice()), (&b"out"[..], &b"err"[..]));
+        assert_eq!(
+            (o.buf.as_slice(), e.buf.as_slice()),
+            (&b"out"[..], &b"err"[..])
+        );
     }
 
     #[test]
@@ -292,7 +398,12 @@ mod tests {
         assert_eq!(b["HostConfig"]["CapDrop"], json!(["ALL"]));
         assert_eq!(b["HostConfig"]["PidsLimit"], 64);
         assert_eq!(b["User"], "1000:1000");
-        assert!(b["HostConfig"]["Tmpfs"]["/work"].as_str().unwrap().contains("size=104857600"));
+        assert!(
+            b["HostConfig"]["Tmpfs"]["/work"]
+                .as_str()
+                .unwrap()
+                .contains("size=104857600")
+        );
     }
 
     #[tokio::test]
@@ -305,11 +416,17 @@ mod tests {
             let (mut c, _) = listener.accept().await.unwrap();
             let mut buf = vec![0u8; 4096];
             let n = c.read(&mut buf).await.unwrap();
-            c.write_all(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n\r\n{\"Id\":\"x1\"}").await.unwrap();
+            c.write_all(
+                b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n\r\n{\"Id\":\"x1\"}",
+            )
+            .await
+            .unwrap();
             String::from_utf8_lossy(&buf[..n]).into_owned()
         });
         let body = json!({"Image": "img"});
-        let r = request(&sock, "POST", "/containers/create", Some(&body)).await.unwrap();
+        let r = request(&sock, "POST", "/containers/create", Some(&body))
+            .await
+            .unwrap();
         assert_eq!(r.status, 201);
         let seen = server.await.unwrap();
         assert!(seen.starts_with("POST /containers/create HTTP/1.1\r\n"));

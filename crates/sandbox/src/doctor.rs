@@ -30,7 +30,14 @@ pub struct HostReport {
 pub fn landlock_abi() -> Option<i64> {
     // SAFETY: landlock_create_ruleset with a NULL attribute, size 0 and the VERSION flag only
     // returns the ABI version (or -1); it creates nothing.
-    let v = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0usize, 1u32) };
+    let v = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        )
+    };
     (v > 0).then_some(v)
 }
 
@@ -39,24 +46,48 @@ pub async fn doctor() -> HostReport {
     let mut tiers = Vec::new();
     for tier in Tier::ALL {
         let report = match open(Policy::new(tier)) {
-            Err(e) => TierReport { tier, works: false, detail: e.to_string() },
+            Err(e) => TierReport {
+                tier,
+                works: false,
+                detail: e.to_string(),
+            },
             Ok(sb) => match sb.exec(ExecRequest::new(["/bin/true"])).await {
                 Ok(o) if o.success() => TierReport {
                     tier,
                     works: true,
-                    detail: format!("ran /bin/true in {:.1} ms; {}", o.wall_time.as_secs_f64() * 1000.0, o.enforced.first().cloned().unwrap_or_default()),
+                    detail: format!(
+                        "ran /bin/true in {:.1} ms; {}",
+                        o.wall_time.as_secs_f64() * 1000.0,
+                        o.enforced.first().cloned().unwrap_or_default()
+                    ),
                 },
-                Ok(o) => TierReport { tier, works: false, detail: format!("/bin/true did not succeed: stop {:?}, stderr {}", o.stop_reason, o.stderr.trim()) },
-                Err(e) => TierReport { tier, works: false, detail: e.to_string() },
+                Ok(o) => TierReport {
+                    tier,
+                    works: false,
+                    detail: format!(
+                        "/bin/true did not succeed: stop {:?}, stderr {}",
+                        o.stop_reason,
+                        o.stderr.trim()
+                    ),
+                },
+                Err(e) => TierReport {
+                    tier,
+                    works: false,
+                    detail: e.to_string(),
+                },
             },
         };
         tiers.push(report);
     }
-    let kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
     HostReport {
         kernel,
         root: nix::unistd::geteuid().is_root(),
-        cgroups: Layout::detect().map(|l| l.describe()).unwrap_or_else(|e| e.to_string()),
+        cgroups: Layout::detect()
+            .map(|l| l.describe())
+            .unwrap_or_else(|e| e.to_string()),
         landlock_abi: landlock_abi(),
         tiers,
     }

@@ -92,7 +92,10 @@ impl ExecRequest {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        ExecRequest { argv: argv.into_iter().map(Into::into).collect(), ..Default::default() }
+        ExecRequest {
+            argv: argv.into_iter().map(Into::into).collect(),
+            ..Default::default()
+        }
     }
 
     pub fn validate(&self) -> Result<(), Error> {
@@ -100,16 +103,22 @@ impl ExecRequest {
             return Err(Error::InvalidRequest("no command given".into()));
         };
         if cmd.is_empty() {
-            return Err(Error::InvalidRequest("the command is an empty string".into()));
+            return Err(Error::InvalidRequest(
+                "the command is an empty string".into(),
+            ));
         }
         for a in &self.argv {
             if a.contains('\0') {
-                return Err(Error::InvalidRequest("arguments must not contain NUL bytes".into()));
+                return Err(Error::InvalidRequest(
+                    "arguments must not contain NUL bytes".into(),
+                ));
             }
         }
         for (k, v) in &self.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-                return Err(Error::InvalidRequest(format!("bad environment variable name or value: '{k}'")));
+                return Err(Error::InvalidRequest(format!(
+                    "bad environment variable name or value: '{k}'"
+                )));
             }
         }
         for name in self.files.keys() {
@@ -117,7 +126,8 @@ impl ExecRequest {
             if name.is_empty()
                 || p.is_absolute()
                 || name.contains('\0')
-                || p.components().any(|c| !matches!(c, std::path::Component::Normal(_)))
+                || p.components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
             {
                 return Err(Error::InvalidRequest(format!(
                     "workspace file name '{name}' must be a relative path without '..'"
@@ -126,7 +136,10 @@ impl ExecRequest {
         }
         if let Some(w) = &self.workdir {
             if !w.is_dir() {
-                return Err(Error::InvalidRequest(format!("workdir {} is not a directory", w.display())));
+                return Err(Error::InvalidRequest(format!(
+                    "workdir {} is not a directory",
+                    w.display()
+                )));
             }
         }
         Ok(())
@@ -223,7 +236,10 @@ mod opt_millis {
         }
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Ok(Option::<f64>::deserialize(d)?.map(|ms| Duration::from_secs_f64((ms / 1000.0).max(0.0))))
+        Ok(
+            Option::<f64>::deserialize(d)?
+                .map(|ms| Duration::from_secs_f64((ms / 1000.0).max(0.0))),
+        )
     }
 }
 
@@ -281,7 +297,11 @@ pub(crate) fn stop_reason(
     if pids_hits > 0 {
         hit.push(StopReason::PidsLimit);
     }
-    let reason = hit.first().copied().unwrap_or(if signal.is_some() { StopReason::Signal } else { StopReason::Exited });
+    let reason = hit.first().copied().unwrap_or(if signal.is_some() {
+        StopReason::Signal
+    } else {
+        StopReason::Exited
+    });
     (reason, hit)
 }
 
@@ -295,7 +315,11 @@ pub(crate) struct Capped {
 
 impl Capped {
     pub fn new(cap: u64) -> Capped {
-        Capped { buf: Vec::new(), cap: usize::try_from(cap).unwrap_or(usize::MAX), truncated: false }
+        Capped {
+            buf: Vec::new(),
+            cap: usize::try_from(cap).unwrap_or(usize::MAX),
+            truncated: false,
+        }
     }
     pub fn push(&mut self, data: &[u8]) {
         let room = self.cap.saturating_sub(self.buf.len());
@@ -319,7 +343,12 @@ mod tests {
         assert!(ExecRequest::new(["true"]).validate().is_ok());
         let mut r = ExecRequest::new(["true"]);
         r.files.insert("../escape".into(), String::new());
-        assert!(r.validate().unwrap_err().to_string().contains("without '..'"));
+        assert!(
+            r.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("without '..'")
+        );
         let mut r = ExecRequest::new(["true"]);
         r.files.insert("/etc/x".into(), String::new());
         assert!(r.validate().is_err());
@@ -330,11 +359,26 @@ mod tests {
 
     #[test]
     fn stop_reasons_have_a_precedence() {
-        assert_eq!(stop_reason(true, 1, false, 0, Some(9)).0, StopReason::TimeLimit);
-        assert_eq!(stop_reason(false, 1, false, 0, Some(9)).0, StopReason::MemoryLimit);
-        assert_eq!(stop_reason(false, 0, false, 0, Some(libc::SIGXFSZ)).0, StopReason::DiskFull);
-        assert_eq!(stop_reason(false, 0, false, 3, None).0, StopReason::PidsLimit);
-        assert_eq!(stop_reason(false, 0, false, 0, Some(15)).0, StopReason::Signal);
+        assert_eq!(
+            stop_reason(true, 1, false, 0, Some(9)).0,
+            StopReason::TimeLimit
+        );
+        assert_eq!(
+            stop_reason(false, 1, false, 0, Some(9)).0,
+            StopReason::MemoryLimit
+        );
+        assert_eq!(
+            stop_reason(false, 0, false, 0, Some(libc::SIGXFSZ)).0,
+            StopReason::DiskFull
+        );
+        assert_eq!(
+            stop_reason(false, 0, false, 3, None).0,
+            StopReason::PidsLimit
+        );
+        assert_eq!(
+            stop_reason(false, 0, false, 0, Some(15)).0,
+            StopReason::Signal
+        );
         assert_eq!(stop_reason(false, 0, false, 0, None).0, StopReason::Exited);
     }
 

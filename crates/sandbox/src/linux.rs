@@ -61,13 +61,18 @@ impl ProcessSandbox {
     /// controllers, seccomp) and prepares what every run shares.
     pub fn new(policy: Policy) -> Result<ProcessSandbox, Error> {
         policy.validate()?;
-        let unavailable = |reason: String| Error::TierUnavailable { tier: Tier::Process, reason };
+        let unavailable = |reason: String| Error::TierUnavailable {
+            tier: Tier::Process,
+            reason,
+        };
         if !cfg!(target_os = "linux") {
             return Err(unavailable("the process tier needs Linux".into()));
         }
         if let Ok(s) = std::fs::read_to_string("/proc/sys/user/max_user_namespaces") {
             if s.trim() == "0" {
-                return Err(unavailable("user namespaces are disabled (user.max_user_namespaces = 0)".into()));
+                return Err(unavailable(
+                    "user namespaces are disabled (user.max_user_namespaces = 0)".into(),
+                ));
             }
         }
         let layout = Layout::detect()?;
@@ -81,7 +86,11 @@ impl ProcessSandbox {
         }
         let filters = crate::seccomp::compile(&policy.syscall_deny)?;
         policy.resolve_runtimes()?;
-        Ok(ProcessSandbox { policy, layout, filters })
+        Ok(ProcessSandbox {
+            policy,
+            layout,
+            filters,
+        })
     }
 }
 
@@ -103,9 +112,11 @@ impl Sandbox for ProcessSandbox {
         let layout = self.layout.clone();
         let filters = self.filters.clone();
         let sock = proxy.as_ref().map(|p| p.socket_path().to_path_buf());
-        let result = tokio::task::spawn_blocking(move || run(&policy, &layout, &filters, &req, sock.as_deref()))
-            .await
-            .map_err(|e| Error::Runtime(format!("sandbox supervisor thread failed: {e}")))?;
+        let result = tokio::task::spawn_blocking(move || {
+            run(&policy, &layout, &filters, &req, sock.as_deref())
+        })
+        .await
+        .map_err(|e| Error::Runtime(format!("sandbox supervisor thread failed: {e}")))?;
         let mut out = result?;
         if let Some(p) = proxy {
             out.network = p.finish().await;
@@ -118,11 +129,28 @@ impl Sandbox for ProcessSandbox {
 enum Op {
     Mkdir(CString),
     Touch(CString),
-    Bind { src: CString, dst: CString, readonly: bool, device: bool },
-    Tmpfs { dst: CString, data: CString },
-    Proc { dst: CString, sys: CString },
-    Symlink { to: CString, dst: CString },
-    Write { dst: CString, contents: Vec<u8> },
+    Bind {
+        src: CString,
+        dst: CString,
+        readonly: bool,
+        device: bool,
+    },
+    Tmpfs {
+        dst: CString,
+        data: CString,
+    },
+    Proc {
+        dst: CString,
+        sys: CString,
+    },
+    Symlink {
+        to: CString,
+        dst: CString,
+    },
+    Write {
+        dst: CString,
+        contents: Vec<u8>,
+    },
 }
 
 struct Plan {
@@ -145,7 +173,8 @@ struct Plan {
 }
 
 fn cstr(s: impl AsRef<[u8]>) -> Result<CString, Error> {
-    CString::new(s.as_ref()).map_err(|_| Error::InvalidRequest("a path or argument contains a NUL byte".into()))
+    CString::new(s.as_ref())
+        .map_err(|_| Error::InvalidRequest("a path or argument contains a NUL byte".into()))
 }
 
 fn staged(staging: &Path, target: &Path) -> Result<CString, Error> {
@@ -162,18 +191,28 @@ fn pick_staging(sources: &[&Path]) -> Result<PathBuf, Error> {
         .ok_or_else(|| Error::Unenforceable("no directory to build the sandbox root on (tried /mnt, /media, /srv, /opt, /dev/shm, /tmp)".into()))
 }
 
-fn build_plan(policy: &Policy, req: &ExecRequest, proxy_sock: Option<&Path>, host_payload_uid: u32) -> Result<Plan, Error> {
+fn build_plan(
+    policy: &Policy,
+    req: &ExecRequest,
+    proxy_sock: Option<&Path>,
+    host_payload_uid: u32,
+) -> Result<Plan, Error> {
     let privileged = nix::unistd::geteuid().is_root();
     let mut ops = Vec::new();
     let mut made: Vec<PathBuf> = Vec::new();
     let mut mounts = policy.mounts_for(req.workdir.as_deref());
     if let Some(sock) = proxy_sock {
-        mounts.push(Mount::Device { source: sock.to_path_buf(), target: PROXY_SOCK_TARGET.into() });
+        mounts.push(Mount::Device {
+            source: sock.to_path_buf(),
+            target: PROXY_SOCK_TARGET.into(),
+        });
     }
     let sources: Vec<&Path> = mounts
         .iter()
         .filter_map(|m| match m {
-            Mount::ReadOnly { source, .. } | Mount::ReadWrite { source, .. } | Mount::Device { source, .. } => Some(source.as_path()),
+            Mount::ReadOnly { source, .. }
+            | Mount::ReadWrite { source, .. }
+            | Mount::Device { source, .. } => Some(source.as_path()),
             _ => None,
         })
         .collect();
@@ -192,9 +231,12 @@ fn build_plan(policy: &Policy, req: &ExecRequest, proxy_sock: Option<&Path>, hos
     };
     for m in &mounts {
         match m {
-            Mount::ReadOnly { source, target } | Mount::ReadWrite { source, target } | Mount::Device { source, target } => {
-                let md = std::fs::metadata(source)
-                    .map_err(|e| Error::Unenforceable(format!("cannot bind {}: {e}", source.display())))?;
+            Mount::ReadOnly { source, target }
+            | Mount::ReadWrite { source, target }
+            | Mount::Device { source, target } => {
+                let md = std::fs::metadata(source).map_err(|e| {
+                    Error::Unenforceable(format!("cannot bind {}: {e}", source.display()))
+                })?;
                 let src = cstr(source.as_os_str().as_bytes())?;
                 if md.is_dir() {
                     mkdirs(&mut ops, target)?;
@@ -212,31 +254,52 @@ fn build_plan(policy: &Policy, req: &ExecRequest, proxy_sock: Option<&Path>, hos
                     device: matches!(m, Mount::Device { .. }) && !is_socket,
                 });
             }
-            Mount::Tmpfs { target, size_bytes, mode, owned } => {
+            Mount::Tmpfs {
+                target,
+                size_bytes,
+                mode,
+                owned,
+            } => {
                 mkdirs(&mut ops, target)?;
                 let mut data = format!("size={size_bytes},mode={mode:o}");
                 if *owned {
                     // uid= is read in the mounter's user namespace: the host's when root builds it.
-                    let owner = if privileged { host_payload_uid } else { policy.uid };
+                    let owner = if privileged {
+                        host_payload_uid
+                    } else {
+                        policy.uid
+                    };
                     data.push_str(&format!(",uid={owner},gid={owner}"));
                 }
-                ops.push(Op::Tmpfs { dst: staged(st, target)?, data: cstr(data)? });
+                ops.push(Op::Tmpfs {
+                    dst: staged(st, target)?,
+                    data: cstr(data)?,
+                });
             }
             Mount::Proc { target } => {
                 mkdirs(&mut ops, target)?;
-                ops.push(Op::Proc { dst: staged(st, target)?, sys: staged(st, &target.join("sys"))? });
+                ops.push(Op::Proc {
+                    dst: staged(st, target)?,
+                    sys: staged(st, &target.join("sys"))?,
+                });
             }
             Mount::Symlink { target, link_to } => {
                 if let Some(parent) = target.parent() {
                     mkdirs(&mut ops, parent)?;
                 }
-                ops.push(Op::Symlink { to: cstr(link_to.as_os_str().as_bytes())?, dst: staged(st, target)? });
+                ops.push(Op::Symlink {
+                    to: cstr(link_to.as_os_str().as_bytes())?,
+                    dst: staged(st, target)?,
+                });
             }
             Mount::File { target, contents } => {
                 if let Some(parent) = target.parent() {
                     mkdirs(&mut ops, parent)?;
                 }
-                ops.push(Op::Write { dst: staged(st, target)?, contents: contents.as_bytes().to_vec() });
+                ops.push(Op::Write {
+                    dst: staged(st, target)?,
+                    contents: contents.as_bytes().to_vec(),
+                });
             }
         }
     }
@@ -245,7 +308,13 @@ fn build_plan(policy: &Policy, req: &ExecRequest, proxy_sock: Option<&Path>, hos
         let mut extra = req.env.clone();
         if matches!(policy.net, NetMode::Allow(_)) {
             let url = format!("http://127.0.0.1:{PROXY_PORT}");
-            for k in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"] {
+            for k in [
+                "HTTP_PROXY",
+                "HTTPS_PROXY",
+                "http_proxy",
+                "https_proxy",
+                "ALL_PROXY",
+            ] {
                 extra.insert(k.into(), url.clone());
             }
         }
@@ -256,21 +325,35 @@ fn build_plan(policy: &Policy, req: &ExecRequest, proxy_sock: Option<&Path>, hos
     let exec_candidates = if cmd.contains('/') {
         vec![cstr(cmd)?]
     } else {
-        path_var.split(':').filter(|d| !d.is_empty()).map(|d| cstr(format!("{d}/{cmd}"))).collect::<Result<_, _>>()?
+        path_var
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| cstr(format!("{d}/{cmd}")))
+            .collect::<Result<_, _>>()?
     };
     let argv = req.argv.iter().map(cstr).collect::<Result<Vec<_>, _>>()?;
-    let envp = env.iter().map(|(k, v)| cstr(format!("{k}={v}"))).collect::<Result<Vec<_>, _>>()?;
+    let envp = env
+        .iter()
+        .map(|(k, v)| cstr(format!("{k}={v}")))
+        .collect::<Result<Vec<_>, _>>()?;
     let l = &policy.limits;
     let time_secs = l.time.as_secs() + 2;
     let rlimits = vec![
         (libc::RLIMIT_FSIZE as i32, l.disk_bytes),
         (libc::RLIMIT_CORE as i32, 0),
         (libc::RLIMIT_NPROC as i32, u64::from(l.pids)),
-        (libc::RLIMIT_CPU as i32, time_secs.saturating_mul(l.cpus.ceil().max(1.0) as u64)),
+        (
+            libc::RLIMIT_CPU as i32,
+            time_secs.saturating_mul(l.cpus.ceil().max(1.0) as u64),
+        ),
         (libc::RLIMIT_NOFILE as i32, 4096),
         (libc::RLIMIT_MEMLOCK as i32, 64 << 10),
     ];
-    let files = req.files.iter().map(|(k, v)| (Path::new(WORKSPACE).join(k), v.as_bytes().to_vec())).collect();
+    let files = req
+        .files
+        .iter()
+        .map(|(k, v)| (Path::new(WORKSPACE).join(k), v.as_bytes().to_vec()))
+        .collect();
     let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -310,7 +393,13 @@ struct Pipes {
 }
 
 /// Runs one request to completion on the calling (blocking) thread.
-fn run(policy: &Policy, layout: &Layout, filters: &[BpfProgram], req: &ExecRequest, proxy_sock: Option<&Path>) -> Result<ExecOutput, Error> {
+fn run(
+    policy: &Policy,
+    layout: &Layout,
+    filters: &[BpfProgram],
+    req: &ExecRequest,
+    proxy_sock: Option<&Path>,
+) -> Result<ExecOutput, Error> {
     let mut host_payload_uid = policy.host_uid_base + policy.uid;
     if let Some(dir) = &req.workdir {
         use std::os::unix::fs::MetadataExt;
@@ -331,7 +420,15 @@ fn run(policy: &Policy, layout: &Layout, filters: &[BpfProgram], req: &ExecReque
     }
     let plan = build_plan(policy, req, proxy_sock, host_payload_uid)?;
     let mut cgroup = Cgroup::create(layout, &policy.limits, "process")?;
-    let pipes = Pipes { to_a: pipe()?, from_a: pipe()?, err: pipe()?, status: pipe()?, stdin: pipe()?, stdout: pipe()?, stderr: pipe()? };
+    let pipes = Pipes {
+        to_a: pipe()?,
+        from_a: pipe()?,
+        err: pipe()?,
+        status: pipe()?,
+        stdin: pipe()?,
+        stdout: pipe()?,
+        stderr: pipe()?,
+    };
     let start = Instant::now();
     // SAFETY: the child only runs `child_a`, which makes system calls and small allocations
     // (safe after glibc's fork, see the module docs) and ends with `_exit`; it never returns
@@ -341,8 +438,18 @@ fn run(policy: &Policy, layout: &Layout, filters: &[BpfProgram], req: &ExecReque
         ForkResult::Child => child_a(&plan, filters, &pipes),
         ForkResult::Parent { child } => child,
     };
-    let Pipes { to_a, from_a, err, status, stdin, stdout, stderr } = pipes;
-    drop((to_a.0, from_a.1, err.1, status.1, stdin.0, stdout.1, stderr.1));
+    let Pipes {
+        to_a,
+        from_a,
+        err,
+        status,
+        stdin,
+        stdout,
+        stderr,
+    } = pipes;
+    drop((
+        to_a.0, from_a.1, err.1, status.1, stdin.0, stdout.1, stderr.1,
+    ));
     let mut to_a = std::fs::File::from(to_a.1);
     let mut from_a = std::fs::File::from(from_a.0);
     let mut err_r = std::fs::File::from(err.0);
@@ -363,11 +470,19 @@ fn run(policy: &Policy, layout: &Layout, filters: &[BpfProgram], req: &ExecReque
         return Err(e);
     }
     if to_a.write_all(b"g").is_err() {
-        return Err(fail(&mut cgroup, &mut err_r, "the sandbox launcher died before it started".into()));
+        return Err(fail(
+            &mut cgroup,
+            &mut err_r,
+            "the sandbox launcher died before it started".into(),
+        ));
     }
     let mut byte = [0u8; 1];
     if from_a.read_exact(&mut byte).is_err() {
-        return Err(fail(&mut cgroup, &mut err_r, "the sandbox launcher died while creating namespaces".into()));
+        return Err(fail(
+            &mut cgroup,
+            &mut err_r,
+            "the sandbox launcher died while creating namespaces".into(),
+        ));
     }
     if let Err(e) = write_id_maps(a, policy, host_payload_uid) {
         let _ = kill(a, Signal::SIGKILL);
@@ -376,11 +491,19 @@ fn run(policy: &Policy, layout: &Layout, filters: &[BpfProgram], req: &ExecReque
         return Err(e);
     }
     if to_a.write_all(b"m").is_err() {
-        return Err(fail(&mut cgroup, &mut err_r, "the sandbox launcher died after its namespaces were created".into()));
+        return Err(fail(
+            &mut cgroup,
+            &mut err_r,
+            "the sandbox launcher died after its namespaces were created".into(),
+        ));
     }
     let mut pid_bytes = [0u8; 4];
     if from_a.read_exact(&mut pid_bytes).is_err() {
-        return Err(fail(&mut cgroup, &mut err_r, "the sandbox launcher died before starting the sandbox init".into()));
+        return Err(fail(
+            &mut cgroup,
+            &mut err_r,
+            "the sandbox launcher died before starting the sandbox init".into(),
+        ));
     }
     let b = Pid::from_raw(i32::from_le_bytes(pid_bytes));
     drop(to_a);
@@ -396,7 +519,16 @@ fn run(policy: &Policy, layout: &Layout, filters: &[BpfProgram], req: &ExecReque
         drop(stdin.1);
     }
 
-    let sup = supervise(a, b, start + policy.limits.time, policy.limits.output_bytes, stdout.0, stderr.0, err_r, status.0);
+    let sup = supervise(
+        a,
+        b,
+        start + policy.limits.time,
+        policy.limits.output_bytes,
+        stdout.0,
+        stderr.0,
+        err_r,
+        status.0,
+    );
     let wall = start.elapsed();
     // Whatever the outcome, nothing of this sandbox may outlive the call.
     cgroup.kill_all();
@@ -412,23 +544,55 @@ fn run(policy: &Policy, layout: &Layout, filters: &[BpfProgram], req: &ExecReque
         _ => (None, Some(libc::SIGKILL)),
     };
     if sup.status.is_none() && !sup.timed_out {
-        return Err(Error::Runtime("the sandbox init ended without reporting the command's status".into()));
+        return Err(Error::Runtime(
+            "the sandbox init ended without reporting the command's status".into(),
+        ));
     }
-    let (stop, hit) = crate::stop_reason(sup.timed_out, usage.oom_kills, sup.disk_full, usage.pids_max_hits, signal);
+    let (stop, hit) = crate::stop_reason(
+        sup.timed_out,
+        usage.oom_kills,
+        sup.disk_full,
+        usage.pids_max_hits,
+        signal,
+    );
     let mut enforced = vec![
         "namespaces: user, mount, pid, net, ipc, uts, cgroup".to_string(),
-        format!("uid {} inside (host uid {host_payload_uid}), no capabilities, no_new_privs", policy.uid),
-        format!("cgroups {}: memory {} B, pids {}, cpu {}", layout.describe(), policy.limits.memory_bytes, policy.limits.pids, policy.limits.cpus),
-        format!("seccomp: {} syscalls denied + namespace clone flags + raw sockets", policy.syscall_deny.len()),
-        format!("rlimits: fsize {} B, nproc {}, core 0", policy.limits.disk_bytes, policy.limits.pids),
+        format!(
+            "uid {} inside (host uid {host_payload_uid}), no capabilities, no_new_privs",
+            policy.uid
+        ),
+        format!(
+            "cgroups {}: memory {} B, pids {}, cpu {}",
+            layout.describe(),
+            policy.limits.memory_bytes,
+            policy.limits.pids,
+            policy.limits.cpus
+        ),
+        format!(
+            "seccomp: {} syscalls denied + namespace clone flags + raw sockets",
+            policy.syscall_deny.len()
+        ),
+        format!(
+            "rlimits: fsize {} B, nproc {}, core 0",
+            policy.limits.disk_bytes, policy.limits.pids
+        ),
         format!("network: {}", net_desc(&policy.net)),
     ];
-    enforced.extend(sup.messages.lines().filter_map(|l| l.strip_prefix('I')).map(String::from));
+    enforced.extend(
+        sup.messages
+            .lines()
+            .filter_map(|l| l.strip_prefix('I'))
+            .map(String::from),
+    );
     Ok(ExecOutput {
         tier: Tier::Process,
         exit_code,
         signal,
-        stop_reason: if stop == StopReason::Exited && signal.is_some() { StopReason::Signal } else { stop },
+        stop_reason: if stop == StopReason::Exited && signal.is_some() {
+            StopReason::Signal
+        } else {
+            stop
+        },
         limits_hit: hit,
         stdout: sup.stdout.text(),
         stdout_truncated: sup.stdout.truncated,
@@ -444,7 +608,13 @@ fn run(policy: &Policy, layout: &Layout, filters: &[BpfProgram], req: &ExecReque
 
 /// Writes `name` (relative) under `dir` as root on behalf of the sandbox, never following a
 /// symbolic link: code that ran in the workspace before may have planted links to host files.
-pub(crate) fn write_no_follow(dir: &Path, name: &str, contents: &[u8], uid: u32, gid: u32) -> Result<(), Error> {
+pub(crate) fn write_no_follow(
+    dir: &Path,
+    name: &str,
+    contents: &[u8],
+    uid: u32,
+    gid: u32,
+) -> Result<(), Error> {
     use std::os::unix::fs::OpenOptionsExt;
     let rel = Path::new(name);
     let mut cur = dir.to_path_buf();
@@ -454,15 +624,22 @@ pub(crate) fn write_no_follow(dir: &Path, name: &str, contents: &[u8], uid: u32,
         let last = i + 1 == comps.len();
         match std::fs::symlink_metadata(&cur) {
             Ok(md) if md.file_type().is_symlink() => {
-                return Err(Error::InvalidRequest(format!("refusing to write {name}: {} is a symbolic link", cur.display())));
+                return Err(Error::InvalidRequest(format!(
+                    "refusing to write {name}: {} is a symbolic link",
+                    cur.display()
+                )));
             }
             Ok(md) if !last && !md.is_dir() => {
-                return Err(Error::InvalidRequest(format!("refusing to write {name}: {} is not a directory", cur.display())));
+                return Err(Error::InvalidRequest(format!(
+                    "refusing to write {name}: {} is not a directory",
+                    cur.display()
+                )));
             }
             Ok(_) => {}
             Err(_) if !last => {
                 std::fs::create_dir(&cur)?;
-                let _ = nix::unistd::chown(&cur, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+                let _ =
+                    nix::unistd::chown(&cur, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
             }
             Err(_) => {}
         }
@@ -495,7 +672,10 @@ fn setup_error(msgs: &str) -> Option<Error> {
         }
         if let Some(m) = line.strip_prefix('X') {
             let (command, reason) = m.split_once('\t').unwrap_or((m, "cannot be executed"));
-            return Some(Error::Spawn { command: command.to_string(), reason: reason.to_string() });
+            return Some(Error::Spawn {
+                command: command.to_string(),
+                reason: reason.to_string(),
+            });
         }
     }
     None
@@ -506,7 +686,8 @@ fn write_id_maps(a: Pid, policy: &Policy, host_payload_uid: u32) -> Result<(), E
     let uid = policy.uid;
     let proc = PathBuf::from(format!("/proc/{}", a.as_raw()));
     let w = |file: &str, s: &str| {
-        std::fs::write(proc.join(file), s).map_err(|e| Error::Unenforceable(format!("cannot write {file} of the sandbox: {e}")))
+        std::fs::write(proc.join(file), s)
+            .map_err(|e| Error::Unenforceable(format!("cannot write {file} of the sandbox: {e}")))
     };
     if nix::unistd::geteuid().is_root() {
         let map = if host_payload_uid == base + uid {
@@ -551,7 +732,10 @@ fn supervise(
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, a.as_raw(), 0) } as RawFd;
     if pidfd < 0 {
         let _ = kill(b, Signal::SIGKILL);
-        return Err(Error::Runtime(format!("pidfd_open failed: {}", std::io::Error::last_os_error())));
+        return Err(Error::Runtime(format!(
+            "pidfd_open failed: {}",
+            std::io::Error::last_os_error()
+        )));
     }
     // SAFETY: `pidfd` was just returned by the kernel and is owned by nobody else.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
@@ -567,7 +751,12 @@ fn supervise(
     };
     let mut status_buf = Vec::new();
     let mut msg_buf = Vec::new();
-    let fds = [stdout.as_raw_fd(), stderr.as_raw_fd(), err_fd.as_raw_fd(), status.as_raw_fd()];
+    let fds = [
+        stdout.as_raw_fd(),
+        stderr.as_raw_fd(),
+        err_fd.as_raw_fd(),
+        status.as_raw_fd(),
+    ];
     for fd in fds {
         // SAFETY: fcntl on descriptors this function owns.
         unsafe {
@@ -597,11 +786,26 @@ fn supervise(
         }
         let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(5);
         for (i, fd) in fds.iter().enumerate() {
-            pfds.push(libc::pollfd { fd: if open[i] { *fd } else { -1 }, events: libc::POLLIN, revents: 0 });
+            pfds.push(libc::pollfd {
+                fd: if open[i] { *fd } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            });
         }
-        pfds.push(libc::pollfd { fd: if reaped { -1 } else { pidfd.as_raw_fd() }, events: libc::POLLIN, revents: 0 });
-        let wait_until = if out.timed_out || reaped { drain_deadline.unwrap_or(now + Duration::from_millis(100)) } else { deadline };
-        let timeout_ms = wait_until.saturating_duration_since(now).as_millis().clamp(1, 1000) as i32;
+        pfds.push(libc::pollfd {
+            fd: if reaped { -1 } else { pidfd.as_raw_fd() },
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        let wait_until = if out.timed_out || reaped {
+            drain_deadline.unwrap_or(now + Duration::from_millis(100))
+        } else {
+            deadline
+        };
+        let timeout_ms = wait_until
+            .saturating_duration_since(now)
+            .as_millis()
+            .clamp(1, 1000) as i32;
         // SAFETY: `pfds` is a valid array of pollfd of the given length.
         let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
         if n < 0 {
@@ -643,7 +847,9 @@ fn supervise(
             let r = unsafe { libc::wait4(a.as_raw(), &mut st, libc::WNOHANG, &mut ru) };
             if r == a.as_raw() {
                 reaped = true;
-                let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+                let tv = |t: libc::timeval| {
+                    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+                };
                 out.rusage_cpu = Some(tv(ru.ru_utime) + tv(ru.ru_stime));
                 out.rusage_maxrss = Some(ru.ru_maxrss as u64 * 1024);
                 drain_deadline = Some(Instant::now() + Duration::from_secs(2));
@@ -656,7 +862,12 @@ fn supervise(
         let _ = nix::sys::wait::waitpid(a, None);
     }
     if status_buf.len() >= 5 {
-        out.status = Some(i32::from_le_bytes([status_buf[0], status_buf[1], status_buf[2], status_buf[3]]));
+        out.status = Some(i32::from_le_bytes([
+            status_buf[0],
+            status_buf[1],
+            status_buf[2],
+            status_buf[3],
+        ]));
         out.disk_full = status_buf[4] != 0;
     }
     out.messages = String::from_utf8_lossy(&msg_buf).into_owned();
@@ -688,7 +899,15 @@ fn child_a(plan: &Plan, filters: &[BpfProgram], p: &Pipes) -> ! {
     // open here, or the command would never see EOF on stdin); these OwnedFds are never
     // dropped in this process, which ends in _exit.
     unsafe {
-        for fd in [p.to_a.1.as_raw_fd(), p.from_a.0.as_raw_fd(), p.err.0.as_raw_fd(), p.status.0.as_raw_fd(), p.stdin.1.as_raw_fd(), p.stdout.0.as_raw_fd(), p.stderr.0.as_raw_fd()] {
+        for fd in [
+            p.to_a.1.as_raw_fd(),
+            p.from_a.0.as_raw_fd(),
+            p.err.0.as_raw_fd(),
+            p.status.0.as_raw_fd(),
+            p.stdin.1.as_raw_fd(),
+            p.stdout.0.as_raw_fd(),
+            p.stderr.0.as_raw_fd(),
+        ] {
             libc::close(fd);
         }
     }
@@ -708,7 +927,10 @@ fn child_a(plan: &Plan, filters: &[BpfProgram], p: &Pipes) -> ! {
     }
     if plan.privileged {
         if let Err(e) = unshare(CloneFlags::CLONE_NEWNS) {
-            die(errfd, &format!("cannot create the sandbox mount namespace: {e}"));
+            die(
+                errfd,
+                &format!("cannot create the sandbox mount namespace: {e}"),
+            );
         }
         build_fs(plan, errfd);
     }
@@ -720,7 +942,12 @@ fn child_a(plan: &Plan, filters: &[BpfProgram], p: &Pipes) -> ! {
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWCGROUP;
     if let Err(e) = unshare(flags) {
-        die(errfd, &format!("cannot create the sandbox namespaces (user, mount, pid, net, ipc, uts, cgroup): {e}"));
+        die(
+            errfd,
+            &format!(
+                "cannot create the sandbox namespaces (user, mount, pid, net, ipc, uts, cgroup): {e}"
+            ),
+        );
     }
     if nix::unistd::write(&p.from_a.1, b"u").is_err() {
         die(errfd, "the supervisor went away");
@@ -731,9 +958,14 @@ fn child_a(plan: &Plan, filters: &[BpfProgram], p: &Pipes) -> ! {
     if plan.privileged {
         // Become root of the new user namespace (host uid `host_uid_base`) for the setup.
         if let Err(e) = nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-            .and_then(|_| nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)))
+            .and_then(|_| {
+                nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            })
         {
-            die(errfd, &format!("cannot become root of the sandbox's user namespace: {e}"));
+            die(
+                errfd,
+                &format!("cannot become root of the sandbox's user namespace: {e}"),
+            );
         }
     }
     // SAFETY: as for the first fork (see the module docs); the child runs `child_b` only.
@@ -751,12 +983,21 @@ fn child_a(plan: &Plan, filters: &[BpfProgram], p: &Pipes) -> ! {
 
 fn mount_err(errfd: RawFd, what: &str, path: &CString, e: nix::Error) -> ! {
     let shown = path.to_string_lossy();
-    let shown = shown.strip_prefix(STAGING_CANDIDATES.iter().find(|c| shown.starts_with(**c)).copied().unwrap_or("")).unwrap_or(&shown);
+    let shown = shown
+        .strip_prefix(
+            STAGING_CANDIDATES
+                .iter()
+                .find(|c| shown.starts_with(**c))
+                .copied()
+                .unwrap_or(""),
+        )
+        .unwrap_or(&shown);
     die(errfd, &format!("{what} {shown}: {e}"))
 }
 
 fn remount_ro(errfd: RawFd, dst: &CString, device: bool) {
-    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
+    let mut flags =
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
     if !device {
         flags |= MsFlags::MS_NODEV;
     }
@@ -780,7 +1021,13 @@ fn remount_ro(errfd: RawFd, dst: &CString, device: bool) {
             flags |= MsFlags::MS_RELATIME;
         }
     }
-    if let Err(e) = mount(None::<&str>, dst.as_c_str(), None::<&str>, flags, None::<&str>) {
+    if let Err(e) = mount(
+        None::<&str>,
+        dst.as_c_str(),
+        None::<&str>,
+        flags,
+        None::<&str>,
+    ) {
         mount_err(errfd, "cannot make read-only", dst, e);
     }
 }
@@ -790,15 +1037,27 @@ fn remount_ro(errfd: RawFd, dst: &CString, device: bool) {
 fn build_fs(plan: &Plan, errfd: RawFd) {
     let none = None::<&str>;
     if let Err(e) = mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none) {
-        die(errfd, &format!("cannot make the mount namespace private: {e}"));
+        die(
+            errfd,
+            &format!("cannot make the mount namespace private: {e}"),
+        );
     }
-    if let Err(e) = mount(Some("tmpfs"), plan.staging.as_c_str(), Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("size=1m,mode=0755")) {
+    if let Err(e) = mount(
+        Some("tmpfs"),
+        plan.staging.as_c_str(),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("size=1m,mode=0755"),
+    ) {
         die(errfd, &format!("cannot mount the sandbox root: {e}"));
     }
     for op in &plan.ops {
         match op {
             Op::Mkdir(d) => {
-                if let Err(e) = nix::unistd::mkdir(d.as_c_str(), nix::sys::stat::Mode::from_bits_truncate(0o755)) {
+                if let Err(e) = nix::unistd::mkdir(
+                    d.as_c_str(),
+                    nix::sys::stat::Mode::from_bits_truncate(0o755),
+                ) {
                     if e != nix::Error::EEXIST {
                         mount_err(errfd, "cannot create", d, e);
                     }
@@ -806,15 +1065,32 @@ fn build_fs(plan: &Plan, errfd: RawFd) {
             }
             Op::Touch(f) => {
                 // SAFETY: open/close with a valid path.
-                let fd = unsafe { libc::open(f.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644) };
+                let fd = unsafe {
+                    libc::open(
+                        f.as_ptr(),
+                        libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                        0o644,
+                    )
+                };
                 if fd < 0 {
                     mount_err(errfd, "cannot create", f, nix::Error::last());
                 }
                 // SAFETY: closing the descriptor just opened.
                 unsafe { libc::close(fd) };
             }
-            Op::Bind { src, dst, readonly, device } => {
-                if let Err(e) = mount(Some(src.as_c_str()), dst.as_c_str(), none, MsFlags::MS_BIND | MsFlags::MS_REC, none) {
+            Op::Bind {
+                src,
+                dst,
+                readonly,
+                device,
+            } => {
+                if let Err(e) = mount(
+                    Some(src.as_c_str()),
+                    dst.as_c_str(),
+                    none,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    none,
+                ) {
                     mount_err(errfd, "cannot bind", dst, e);
                 }
                 if *readonly {
@@ -845,28 +1121,51 @@ fn build_fs(plan: &Plan, errfd: RawFd) {
                 }
             }
             Op::Tmpfs { dst, data } => {
-                if let Err(e) = mount(Some("tmpfs"), dst.as_c_str(), Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(data.as_c_str())) {
+                if let Err(e) = mount(
+                    Some("tmpfs"),
+                    dst.as_c_str(),
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    Some(data.as_c_str()),
+                ) {
                     mount_err(errfd, "cannot mount tmpfs on", dst, e);
                 }
             }
             Op::Proc { .. } => {}
             Op::Symlink { to, dst } => {
-                if let Err(e) = nix::unistd::symlinkat(to.as_c_str(), nix::fcntl::AT_FDCWD, dst.as_c_str()) {
+                if let Err(e) =
+                    nix::unistd::symlinkat(to.as_c_str(), nix::fcntl::AT_FDCWD, dst.as_c_str())
+                {
                     if e != nix::Error::EEXIST {
                         mount_err(errfd, "cannot create symlink", dst, e);
                     }
                 }
             }
             Op::Write { dst, contents } => {
-                if let Err(e) = std::fs::write(Path::new(std::ffi::OsStr::from_bytes(dst.as_bytes())), contents) {
-                    die(errfd, &format!("cannot write {}: {e}", dst.to_string_lossy()));
+                if let Err(e) = std::fs::write(
+                    Path::new(std::ffi::OsStr::from_bytes(dst.as_bytes())),
+                    contents,
+                ) {
+                    die(
+                        errfd,
+                        &format!("cannot write {}: {e}", dst.to_string_lossy()),
+                    );
                 }
             }
         }
     }
     let ro = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
-    if let Err(e) = mount(None::<&str>, plan.staging.as_c_str(), None::<&str>, ro, Some("size=1m,mode=0755")) {
-        die(errfd, &format!("cannot make the sandbox root read-only: {e}"));
+    if let Err(e) = mount(
+        None::<&str>,
+        plan.staging.as_c_str(),
+        None::<&str>,
+        ro,
+        Some("size=1m,mode=0755"),
+    ) {
+        die(
+            errfd,
+            &format!("cannot make the sandbox root read-only: {e}"),
+        );
     }
 }
 
@@ -881,14 +1180,26 @@ fn child_b(plan: &Plan, filters: &[BpfProgram], p: &Pipes) -> ! {
     // A bind of the new root onto itself: a mount made in this namespace (not locked), which
     // pivot_root accepts; then the PID namespace's own /proc inside it.
     let rec = MsFlags::MS_BIND | MsFlags::MS_REC;
-    if let Err(e) = mount(Some(plan.staging.as_c_str()), plan.staging.as_c_str(), none, rec, none) {
+    if let Err(e) = mount(
+        Some(plan.staging.as_c_str()),
+        plan.staging.as_c_str(),
+        none,
+        rec,
+        none,
+    ) {
         die(errfd, &format!("cannot bind the sandbox root: {e}"));
     }
     for op in &plan.ops {
         if let Op::Proc { dst, sys } = op {
             let f = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
             // hidepid=2: the code sees only its own processes, not the init or the forwarder.
-            if let Err(e) = mount(Some("proc"), dst.as_c_str(), Some("proc"), f, Some("hidepid=2")) {
+            if let Err(e) = mount(
+                Some("proc"),
+                dst.as_c_str(),
+                Some("proc"),
+                f,
+                Some("hidepid=2"),
+            ) {
                 mount_err(errfd, "cannot mount proc on", dst, e);
             }
             if let Err(e) = mount(Some(sys.as_c_str()), sys.as_c_str(), none, rec, none) {
@@ -926,7 +1237,11 @@ fn child_b(plan: &Plan, filters: &[BpfProgram], p: &Pipes) -> ! {
                 }
                 let mut cur = parent.to_path_buf();
                 while cur != Path::new(WORKSPACE) && cur.starts_with(WORKSPACE) {
-                    let _ = nix::unistd::chown(&cur, Some(Uid::from_raw(plan.uid)), Some(Gid::from_raw(plan.uid)));
+                    let _ = nix::unistd::chown(
+                        &cur,
+                        Some(Uid::from_raw(plan.uid)),
+                        Some(Gid::from_raw(plan.uid)),
+                    );
                     if !cur.pop() {
                         break;
                     }
@@ -935,13 +1250,20 @@ fn child_b(plan: &Plan, filters: &[BpfProgram], p: &Pipes) -> ! {
             if let Err(e) = std::fs::write(path, contents) {
                 die(errfd, &format!("cannot write {}: {e}", path.display()));
             }
-            let _ = nix::unistd::chown(path, Some(Uid::from_raw(plan.uid)), Some(Gid::from_raw(plan.uid)));
+            let _ = nix::unistd::chown(
+                path,
+                Some(Uid::from_raw(plan.uid)),
+                Some(Gid::from_raw(plan.uid)),
+            );
         }
     }
     if plan.forwarder {
         let listener = match std::net::TcpListener::bind(("127.0.0.1", PROXY_PORT)) {
             Ok(l) => l,
-            Err(e) => die(errfd, &format!("cannot listen on 127.0.0.1:{PROXY_PORT} for the proxy: {e}")),
+            Err(e) => die(
+                errfd,
+                &format!("cannot listen on 127.0.0.1:{PROXY_PORT} for the proxy: {e}"),
+            ),
         };
         // SAFETY: as for the first fork; the child runs the forwarder loop and exits.
         match unsafe { fork() } {
@@ -970,7 +1292,11 @@ fn child_b(plan: &Plan, filters: &[BpfProgram], p: &Pipes) -> ! {
             break 0x7f00;
         }
     };
-    let full = |p: &str| nix::sys::statvfs::statvfs(p).map(|s| s.blocks_available() == 0).unwrap_or(false);
+    let full = |p: &str| {
+        nix::sys::statvfs::statvfs(p)
+            .map(|s| s.blocks_available() == 0)
+            .unwrap_or(false)
+    };
     let disk_full = full("/tmp") || (plan.workspace_tmpfs && full(WORKSPACE));
     let mut msg = status.to_le_bytes().to_vec();
     msg.push(u8::from(disk_full));
@@ -1023,28 +1349,50 @@ fn child_c(plan: &Plan, filters: &[BpfProgram], errfd: RawFd) -> ! {
         // SAFETY: prctl with integer arguments.
         let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
         if r < 0 && nix::Error::last() != nix::Error::EINVAL {
-            die(errfd, &format!("cannot drop capability {cap} from the bounding set: {}", nix::Error::last()));
+            die(
+                errfd,
+                &format!(
+                    "cannot drop capability {cap} from the bounding set: {}",
+                    nix::Error::last()
+                ),
+            );
         }
     }
     // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
     let id = plan.uid;
     if let Err(e) = nix::unistd::setgroups(&[Gid::from_raw(id)]) {
         if plan.privileged {
             die(errfd, &format!("cannot set the groups: {e}"));
         }
     }
-    if let Err(e) = nix::unistd::setresgid(Gid::from_raw(id), Gid::from_raw(id), Gid::from_raw(id)) {
+    if let Err(e) = nix::unistd::setresgid(Gid::from_raw(id), Gid::from_raw(id), Gid::from_raw(id))
+    {
         die(errfd, &format!("cannot set gid {id}: {e}"));
     }
-    if let Err(e) = nix::unistd::setresuid(Uid::from_raw(id), Uid::from_raw(id), Uid::from_raw(id)) {
+    if let Err(e) = nix::unistd::setresuid(Uid::from_raw(id), Uid::from_raw(id), Uid::from_raw(id))
+    {
         die(errfd, &format!("cannot set uid {id}: {e}"));
     }
     for (res, value) in &plan.rlimits {
-        let lim = libc::rlimit { rlim_cur: *value, rlim_max: *value };
+        let lim = libc::rlimit {
+            rlim_cur: *value,
+            rlim_max: *value,
+        };
         // SAFETY: setrlimit with a valid rlimit value.
         if unsafe { libc::setrlimit(*res as _, &lim) } < 0 {
-            die(errfd, &format!("cannot set rlimit {res}: {}", nix::Error::last()));
+            die(
+                errfd,
+                &format!("cannot set rlimit {res}: {}", nix::Error::last()),
+            );
         }
     }
     if let Err(e) = nix::unistd::chdir(WORKSPACE) {
@@ -1085,49 +1433,80 @@ fn child_c(plan: &Plan, filters: &[BpfProgram], errfd: RawFd) -> ! {
             }
         }
     }
-    report(errfd, b'X', &format!("{}\t{}", plan.argv[0].to_string_lossy(), last.desc()));
+    report(
+        errfd,
+        b'X',
+        &format!("{}\t{}", plan.argv[0].to_string_lossy(), last.desc()),
+    );
     // SAFETY: ends the forked child.
     unsafe { libc::_exit(127) }
 }
 
 fn apply_landlock(net: &NetMode) -> Result<String, String> {
     use landlock::{
-        ABI, Access, AccessFs, AccessNet, NetPort, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
-        path_beneath_rules,
+        ABI, Access, AccessFs, AccessNet, NetPort, Ruleset, RulesetAttr, RulesetCreatedAttr,
+        RulesetStatus, Scope, path_beneath_rules,
     };
     let abi = ABI::V6;
     let read_exec = AccessFs::from_read(abi);
-    let mut ruleset = Ruleset::default().handle_access(AccessFs::from_all(abi)).map_err(|e| e.to_string())?;
+    let mut ruleset = Ruleset::default()
+        .handle_access(AccessFs::from_all(abi))
+        .map_err(|e| e.to_string())?;
     let handle_net = !matches!(net, NetMode::Loopback);
     if handle_net {
-        ruleset = ruleset.handle_access(AccessNet::from_all(abi)).map_err(|e| e.to_string())?;
+        ruleset = ruleset
+            .handle_access(AccessNet::from_all(abi))
+            .map_err(|e| e.to_string())?;
     }
-    ruleset = ruleset.scope(Scope::Signal | Scope::AbstractUnixSocket).map_err(|e| e.to_string())?;
+    ruleset = ruleset
+        .scope(Scope::Signal | Scope::AbstractUnixSocket)
+        .map_err(|e| e.to_string())?;
     let mut created = ruleset
         .create()
         .map_err(|e| e.to_string())?
-        .add_rules(path_beneath_rules(["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/proc", "/dev"].iter().filter(|p| Path::new(p).exists()), read_exec))
+        .add_rules(path_beneath_rules(
+            [
+                "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/proc",
+                "/dev",
+            ]
+            .iter()
+            .filter(|p| Path::new(p).exists()),
+            read_exec,
+        ))
         .map_err(|e| e.to_string())?
         .add_rules(path_beneath_rules(["/"], AccessFs::ReadDir))
         .map_err(|e| e.to_string())?
-        .add_rules(path_beneath_rules(["/tmp", WORKSPACE, "/dev/shm"], AccessFs::from_all(abi)))
+        .add_rules(path_beneath_rules(
+            ["/tmp", WORKSPACE, "/dev/shm"],
+            AccessFs::from_all(abi),
+        ))
         .map_err(|e| e.to_string())?
         .add_rules(path_beneath_rules(
-            crate::policy::DEVICES.iter().filter(|p| Path::new(p).exists()),
+            crate::policy::DEVICES
+                .iter()
+                .filter(|p| Path::new(p).exists()),
             AccessFs::ReadFile | AccessFs::WriteFile,
         ))
         .map_err(|e| e.to_string())?;
     if matches!(net, NetMode::Allow(_)) {
-        created = created.add_rule(NetPort::new(PROXY_PORT, AccessNet::ConnectTcp)).map_err(|e| e.to_string())?;
+        created = created
+            .add_rule(NetPort::new(PROXY_PORT, AccessNet::ConnectTcp))
+            .map_err(|e| e.to_string())?;
     }
     let status = created.restrict_self().map_err(|e| e.to_string())?;
     let state = match status.ruleset {
         RulesetStatus::FullyEnforced => "fully enforced",
         RulesetStatus::PartiallyEnforced => "partially enforced (older kernel ABI)",
-        RulesetStatus::NotEnforced => "not supported by this kernel (mount namespace still applies)",
+        RulesetStatus::NotEnforced => {
+            "not supported by this kernel (mount namespace still applies)"
+        }
     };
     Ok(format!(
         "landlock: {state}; read/exec system dirs, read/write /tmp /work /dev/shm{}",
-        if handle_net { ", TCP bind/connect denied except the proxy port" } else { "" }
+        if handle_net {
+            ", TCP bind/connect denied except the proxy port"
+        } else {
+            ""
+        }
     ))
 }

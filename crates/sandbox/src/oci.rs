@@ -43,7 +43,14 @@ pub struct Runtime {
 pub fn find_binary(name: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
     path.split(':')
-        .chain(["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+        .chain([
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ])
         .map(|d| Path::new(d).join(name))
         .find(|p| p.is_file())
 }
@@ -57,14 +64,28 @@ pub fn runtime_for(engine: Engine) -> Result<Runtime, String> {
     if let Ok(forced) = std::env::var("BATON_OCI_RUNTIME") {
         if engine == Engine::Oci {
             return find_binary(&forced)
-                .map(|path| Runtime { name: forced.clone(), path })
+                .map(|path| Runtime {
+                    name: forced.clone(),
+                    path,
+                })
                 .ok_or_else(|| format!("BATON_OCI_RUNTIME={forced} is not installed"));
         }
     }
     names
         .iter()
-        .find_map(|n| find_binary(n).map(|path| Runtime { name: n.to_string(), path }))
-        .ok_or_else(|| format!("none of {} is installed (Debian packages: {})", names.join(", "), names.join(", ")))
+        .find_map(|n| {
+            find_binary(n).map(|path| Runtime {
+                name: n.to_string(),
+                path,
+            })
+        })
+        .ok_or_else(|| {
+            format!(
+                "none of {} is installed (Debian packages: {})",
+                names.join(", "),
+                names.join(", ")
+            )
+        })
 }
 
 /// An OCI-runtime sandbox.
@@ -79,7 +100,8 @@ impl OciSandbox {
     pub fn new(policy: Policy, engine: Engine) -> Result<OciSandbox, Error> {
         policy.validate()?;
         let tier = policy.tier;
-        let runtime = runtime_for(engine).map_err(|reason| Error::TierUnavailable { tier, reason })?;
+        let runtime =
+            runtime_for(engine).map_err(|reason| Error::TierUnavailable { tier, reason })?;
         if !nix::unistd::geteuid().is_root() {
             return Err(Error::TierUnavailable {
                 tier,
@@ -95,11 +117,19 @@ impl OciSandbox {
         let layout = Layout::detect()?;
         for c in crate::cgroup::NEEDED {
             if layout.source_of(c).is_none() {
-                return Err(Error::TierUnavailable { tier, reason: format!("no cgroup '{c}' controller is mounted") });
+                return Err(Error::TierUnavailable {
+                    tier,
+                    reason: format!("no cgroup '{c}' controller is mounted"),
+                });
             }
         }
         policy.resolve_runtimes()?;
-        Ok(OciSandbox { policy, engine, runtime, layout })
+        Ok(OciSandbox {
+            policy,
+            engine,
+            runtime,
+            layout,
+        })
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -118,7 +148,13 @@ impl OciSandbox {
 
 /// The OCI runtime-spec `config.json` for a run. `host_uid` is the unprivileged host uid the
 /// code runs as; `files_dir` holds generated files (bound read-only).
-pub fn spec(policy: &Policy, req: &ExecRequest, host_uid: u32, files_dir: &Path, cgroups_path: &str) -> Result<Value, Error> {
+pub fn spec(
+    policy: &Policy,
+    req: &ExecRequest,
+    host_uid: u32,
+    files_dir: &Path,
+    cgroups_path: &str,
+) -> Result<Value, Error> {
     let mut mounts = Vec::new();
     for m in policy.mounts_for(req.workdir.as_deref()) {
         match m {
@@ -150,9 +186,19 @@ pub fn spec(policy: &Policy, req: &ExecRequest, host_uid: u32, files_dir: &Path,
             Mount::Device { .. } | Mount::Symlink { .. } => {}
         }
     }
-    let env: Vec<String> = policy.env_for(&req.env).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let env: Vec<String> = policy
+        .env_for(&req.env)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let l = &policy.limits;
-    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"}), json!({"type": "network"})];
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+        json!({"type": "network"}),
+    ];
     if policy.tier != Tier::Gvisor {
         namespaces.push(json!({"type": "cgroup"}));
     }
@@ -216,8 +262,15 @@ impl Sandbox for OciSandbox {
 
     async fn exec(&self, req: ExecRequest) -> Result<ExecOutput, Error> {
         req.validate()?;
-        let id = format!("baton-{}-{}", std::process::id(), RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-        let bundle = Bundle { dir: std::env::temp_dir().join(&id), mounts: std::sync::Mutex::new(Vec::new()) };
+        let id = format!(
+            "baton-{}-{}",
+            std::process::id(),
+            RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let bundle = Bundle {
+            dir: std::env::temp_dir().join(&id),
+            mounts: std::sync::Mutex::new(Vec::new()),
+        };
         let rootfs = bundle.dir.join("rootfs");
         let files_dir = bundle.dir.join("files");
         let state = bundle.dir.join("state");
@@ -249,7 +302,13 @@ impl Sandbox for OciSandbox {
         if !req.files.is_empty() {
             if let Some(dir) = &req.workdir {
                 for (name, contents) in &req.files {
-                    crate::linux::write_no_follow(dir, name, contents.as_bytes(), host_uid, host_uid)?;
+                    crate::linux::write_no_follow(
+                        dir,
+                        name,
+                        contents.as_bytes(),
+                        host_uid,
+                        host_uid,
+                    )?;
                 }
             } else {
                 // The tmpfs workspace exists only inside: copy the files in from a read-only bind.
@@ -262,15 +321,24 @@ impl Sandbox for OciSandbox {
                     std::fs::write(&p, contents)?;
                 }
                 chmod_tree(&input)?;
-                let mut argv = vec!["/bin/sh".to_string(), "-c".into(), "cp -R /.baton-input/. /work/ && exec \"$@\"".into(), "sh".into()];
+                let mut argv = vec![
+                    "/bin/sh".to_string(),
+                    "-c".into(),
+                    "cp -R /.baton-input/. /work/ && exec \"$@\"".into(),
+                    "sh".into(),
+                ];
                 argv.extend(req.argv.iter().cloned());
                 req.argv = argv;
                 let mut p = self.policy.clone();
-                p.mounts.push(Mount::ReadOnly { source: input, target: "/.baton-input".into() });
+                p.mounts.push(Mount::ReadOnly {
+                    source: input,
+                    target: "/.baton-input".into(),
+                });
                 return self.run_bundle(&p, &req, &bundle, &id, host_uid).await;
             }
         }
-        self.run_bundle(&self.policy, &req, &bundle, &id, host_uid).await
+        self.run_bundle(&self.policy, &req, &bundle, &id, host_uid)
+            .await
     }
 }
 
@@ -288,7 +356,14 @@ fn chmod_tree(p: &Path) -> Result<(), Error> {
 }
 
 impl OciSandbox {
-    async fn run_bundle(&self, policy: &Policy, req: &ExecRequest, bundle: &Bundle, id: &str, host_uid: u32) -> Result<ExecOutput, Error> {
+    async fn run_bundle(
+        &self,
+        policy: &Policy,
+        req: &ExecRequest,
+        bundle: &Bundle,
+        id: &str,
+        host_uid: u32,
+    ) -> Result<ExecOutput, Error> {
         // The bundle directory must be reachable by the runtime's unprivileged container user.
         {
             use std::os::unix::fs::PermissionsExt;
@@ -304,12 +379,32 @@ impl OciSandbox {
                 let dir = bundle.dir.join(name);
                 std::fs::create_dir_all(&dir)?;
                 let mode = if target == "/tmp" { "1777" } else { "755" };
-                let data = format!("size={},mode={mode},uid={host_uid},gid={host_uid}", policy.limits.disk_bytes);
+                let data = format!(
+                    "size={},mode={mode},uid={host_uid},gid={host_uid}",
+                    policy.limits.disk_bytes
+                );
                 let flags = nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV;
-                nix::mount::mount(Some("tmpfs"), &dir, Some("tmpfs"), flags, Some(data.as_str()))
-                    .map_err(|e| Error::Unenforceable(format!("cannot mount a size-limited tmpfs for {target}: {e}")))?;
-                bundle.mounts.lock().map_err(|_| Error::Runtime("bundle lock poisoned".into()))?.push(dir.clone());
-                policy.mounts.push(Mount::ReadWrite { source: dir, target: target.into() });
+                nix::mount::mount(
+                    Some("tmpfs"),
+                    &dir,
+                    Some("tmpfs"),
+                    flags,
+                    Some(data.as_str()),
+                )
+                .map_err(|e| {
+                    Error::Unenforceable(format!(
+                        "cannot mount a size-limited tmpfs for {target}: {e}"
+                    ))
+                })?;
+                bundle
+                    .mounts
+                    .lock()
+                    .map_err(|_| Error::Runtime("bundle lock poisoned".into()))?
+                    .push(dir.clone());
+                policy.mounts.push(Mount::ReadWrite {
+                    source: dir,
+                    target: target.into(),
+                });
             }
         }
         let policy = &policy;
@@ -320,26 +415,49 @@ impl OciSandbox {
             limits.pids += extra_pids;
             Cgroup::create_at_root(&self.layout, &limits, "oci")?
         };
-        let config = spec(policy, req, host_uid, &bundle.dir.join("files"), &format!("/{}/ctr", cgroup.name()))?;
-        std::fs::write(bundle.dir.join("config.json"), serde_json::to_vec_pretty(&config).map_err(|e| Error::Runtime(e.to_string()))?)?;
+        let config = spec(
+            policy,
+            req,
+            host_uid,
+            &bundle.dir.join("files"),
+            &format!("/{}/ctr", cgroup.name()),
+        )?;
+        std::fs::write(
+            bundle.dir.join("config.json"),
+            serde_json::to_vec_pretty(&config).map_err(|e| Error::Runtime(e.to_string()))?,
+        )?;
         // The runtime runs inside the same cgroup as the code, with an allowance for itself.
         let (extra_mem, extra_pids) = self.overhead();
         let procs: Vec<OwnedFd> = cgroup
             .procs_files()
             .iter()
-            .map(|p| std::fs::OpenOptions::new().write(true).open(p).map(OwnedFd::from))
+            .map(|p| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(p)
+                    .map(OwnedFd::from)
+            })
             .collect::<Result<_, _>>()?;
         let state = bundle.dir.join("state");
         let mut cmd = tokio::process::Command::new(&self.runtime.path);
         cmd.arg("--root").arg(&state);
         if self.engine == Engine::Gvisor {
-            cmd.arg("--platform=ptrace").arg("--network=none").arg("--ignore-cgroups").arg("--oci-seccomp");
+            cmd.arg("--platform=ptrace")
+                .arg("--network=none")
+                .arg("--ignore-cgroups")
+                .arg("--oci-seccomp");
         }
         cmd.arg("run").arg("--bundle").arg(&bundle.dir).arg(id);
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
         let hide_cgroup2 = self.runtime.name == "crun" && !self.layout.v1.is_empty();
         let unified = match (&self.layout.v2, hide_cgroup2) {
-            (Some((m, _)), true) => Some(CString::new(m.as_os_str().as_bytes()).map_err(|_| Error::Runtime("bad cgroup2 mount path".into()))?),
+            (Some((m, _)), true) => Some(
+                CString::new(m.as_os_str().as_bytes())
+                    .map_err(|_| Error::Runtime("bad cgroup2 mount path".into()))?,
+            ),
             _ => None,
         };
         let raw: Vec<i32> = procs.iter().map(|f| f.as_raw_fd()).collect();
@@ -357,7 +475,14 @@ impl OciSandbox {
                         return Err(std::io::Error::last_os_error());
                     }
                     let root = b"/\0";
-                    if libc::mount(std::ptr::null(), root.as_ptr().cast(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
+                    if libc::mount(
+                        std::ptr::null(),
+                        root.as_ptr().cast(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null(),
+                    ) != 0
+                    {
                         return Err(std::io::Error::last_os_error());
                     }
                     if libc::umount2(u.as_ptr(), libc::MNT_DETACH) != 0 {
@@ -368,7 +493,9 @@ impl OciSandbox {
             });
         }
         let start = Instant::now();
-        let mut child = cmd.spawn().map_err(|e| Error::Runtime(format!("cannot start {}: {e}", self.runtime.path.display())))?;
+        let mut child = cmd.spawn().map_err(|e| {
+            Error::Runtime(format!("cannot start {}: {e}", self.runtime.path.display()))
+        })?;
         drop(procs);
         let cap = policy.limits.output_bytes;
         let mut so = child.stdout.take();
@@ -399,8 +526,16 @@ impl OciSandbox {
             }
         };
         let wall = start.elapsed();
-        let stdout = tokio::time::timeout(Duration::from_secs(5), out_task).await.ok().and_then(|r| r.ok()).unwrap_or_default();
-        let stderr = tokio::time::timeout(Duration::from_secs(5), err_task).await.ok().and_then(|r| r.ok()).unwrap_or_default();
+        let stdout = tokio::time::timeout(Duration::from_secs(5), out_task)
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .unwrap_or_default();
+        let stderr = tokio::time::timeout(Duration::from_secs(5), err_task)
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .unwrap_or_default();
         let usage = cgroup.usage();
         cgroup.kill_all();
         // The runtime's own state for this container (it normally deletes it on exit).
@@ -428,10 +563,24 @@ impl OciSandbox {
             }
         }
         let stderr_text = stderr.text();
-        if exit_code.is_some_and(|c| c != 0) && usage.oom_kills == 0 && !timed_out && runtime_failed(&stderr_text) {
-            return Err(Error::Runtime(format!("{} failed: {}", self.runtime.name, stderr_text.trim())));
+        if exit_code.is_some_and(|c| c != 0)
+            && usage.oom_kills == 0
+            && !timed_out
+            && runtime_failed(&stderr_text)
+        {
+            return Err(Error::Runtime(format!(
+                "{} failed: {}",
+                self.runtime.name,
+                stderr_text.trim()
+            )));
         }
-        let (stop, hit) = crate::stop_reason(timed_out, usage.oom_kills, false, usage.pids_max_hits, signal);
+        let (stop, hit) = crate::stop_reason(
+            timed_out,
+            usage.oom_kills,
+            false,
+            usage.pids_max_hits,
+            signal,
+        );
         Ok(ExecOutput {
             tier: policy.tier,
             exit_code,
@@ -447,8 +596,19 @@ impl OciSandbox {
             peak_memory_bytes: usage.peak_memory,
             network: Vec::new(),
             enforced: vec![
-                format!("runtime: {} ({})", self.runtime.name, self.runtime.path.display()),
-                format!("namespaces: pid, mount, net, ipc, uts{}", if policy.tier == Tier::Gvisor { " inside gVisor's user-space kernel" } else { ", cgroup" }),
+                format!(
+                    "runtime: {} ({})",
+                    self.runtime.name,
+                    self.runtime.path.display()
+                ),
+                format!(
+                    "namespaces: pid, mount, net, ipc, uts{}",
+                    if policy.tier == Tier::Gvisor {
+                        " inside gVisor's user-space kernel"
+                    } else {
+                        ", cgroup"
+                    }
+                ),
                 format!("host uid {host_uid}, no capabilities, no_new_privs"),
                 format!(
                     "cgroups {} (runtime and container inside): memory {} B + {extra_mem} B and pids {} + {extra_pids} for the runtime itself, cpu {}",
@@ -467,9 +627,17 @@ impl OciSandbox {
 /// Whether the runtime, not the command, failed (its messages are recognisable).
 fn runtime_failed(stderr: &str) -> bool {
     let s = stderr.to_ascii_lowercase();
-    ["oci runtime error", "running container:", "container_linux.go", "runc run failed", "crun: ", "error creating container", "creating container: "]
-        .iter()
-        .any(|m| s.contains(m))
+    [
+        "oci runtime error",
+        "running container:",
+        "container_linux.go",
+        "runc run failed",
+        "crun: ",
+        "error creating container",
+        "creating container: ",
+    ]
+    .iter()
+    .any(|m| s.contains(m))
 }
 
 /// Removes sub-cgroups the runtime left behind in ours (deepest first).
@@ -537,9 +705,23 @@ mod tests {
         assert!(usr["options"].as_array().unwrap().contains(&json!("ro")));
         let work = mounts.iter().find(|m| m["destination"] == "/work").unwrap();
         assert_eq!(work["type"], "tmpfs");
-        assert!(work["options"].as_array().unwrap().contains(&json!("size=1048576")));
-        assert!(!mounts.iter().any(|m| m["destination"] == "/home" || m["destination"] == "/root"));
-        let ns: Vec<&str> = s["linux"]["namespaces"].as_array().unwrap().iter().filter_map(|n| n["type"].as_str()).collect();
+        assert!(
+            work["options"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("size=1048576"))
+        );
+        assert!(
+            !mounts
+                .iter()
+                .any(|m| m["destination"] == "/home" || m["destination"] == "/root")
+        );
+        let ns: Vec<&str> = s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n["type"].as_str())
+            .collect();
         assert!(ns.contains(&"network") && ns.contains(&"pid") && ns.contains(&"mount"));
     }
 }

@@ -29,7 +29,13 @@ pub enum Tier {
 }
 
 impl Tier {
-    pub const ALL: [Tier; 5] = [Tier::Process, Tier::Oci, Tier::Gvisor, Tier::Microvm, Tier::Docker];
+    pub const ALL: [Tier; 5] = [
+        Tier::Process,
+        Tier::Oci,
+        Tier::Gvisor,
+        Tier::Microvm,
+        Tier::Docker,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,11 +57,14 @@ impl fmt::Display for Tier {
 impl FromStr for Tier {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        Tier::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| {
-            Error::InvalidPolicy(format!(
-                "unknown tier '{s}': expected one of process, oci, gvisor, microvm, docker"
-            ))
-        })
+        Tier::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| {
+                Error::InvalidPolicy(format!(
+                    "unknown tier '{s}': expected one of process, oci, gvisor, microvm, docker"
+                ))
+            })
     }
 }
 
@@ -80,10 +89,16 @@ impl FromStr for NetMode {
             "loopback" => Ok(NetMode::Loopback),
             _ => match s.strip_prefix("allow:") {
                 Some(list) => {
-                    let hosts: Vec<String> =
-                        list.split(',').map(str::trim).filter(|h| !h.is_empty()).map(String::from).collect();
+                    let hosts: Vec<String> = list
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|h| !h.is_empty())
+                        .map(String::from)
+                        .collect();
                     if hosts.is_empty() {
-                        return Err(Error::InvalidPolicy("--net allow: needs at least one host".into()));
+                        return Err(Error::InvalidPolicy(
+                            "--net allow: needs at least one host".into(),
+                        ));
                     }
                     for h in &hosts {
                         validate_host_pattern(h)?;
@@ -104,11 +119,18 @@ fn validate_host_pattern(h: &str) -> Result<(), Error> {
         _ => (h, None),
     };
     if let Some(p) = port {
-        p.parse::<u16>().map_err(|_| Error::InvalidPolicy(format!("bad port in allowed host '{h}'")))?;
+        p.parse::<u16>()
+            .map_err(|_| Error::InvalidPolicy(format!("bad port in allowed host '{h}'")))?;
     }
     let name = host.strip_prefix("*.").unwrap_or(host);
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
-        return Err(Error::InvalidPolicy(format!("bad allowed host '{h}': expected host, host:port or *.domain")));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        return Err(Error::InvalidPolicy(format!(
+            "bad allowed host '{h}': expected host, host:port or *.domain"
+        )));
     }
     Ok(())
 }
@@ -162,7 +184,12 @@ pub enum Mount {
     /// A host directory bound read-write (nosuid, nodev).
     ReadWrite { source: PathBuf, target: PathBuf },
     /// A fresh tmpfs of `size_bytes`, owned by the sandbox user when `owned`.
-    Tmpfs { target: PathBuf, size_bytes: u64, mode: u32, owned: bool },
+    Tmpfs {
+        target: PathBuf,
+        size_bytes: u64,
+        mode: u32,
+        owned: bool,
+    },
     /// A host device node bound into the sandbox's private /dev.
     Device { source: PathBuf, target: PathBuf },
     /// A fresh procfs for the sandbox's PID namespace (its /proc/sys read-only).
@@ -215,11 +242,27 @@ pub struct Policy {
 }
 
 /// System directories bound read-only into every sandbox (those that exist on the host).
-pub const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+];
 /// Files and directories of /etc a dynamic binary or an HTTPS client needs; nothing else of /etc.
-pub const ETC_ENTRIES: &[&str] =
-    &["/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives", "/etc/ssl", "/etc/ca-certificates", "/etc/localtime", "/etc/nsswitch.conf"];
-pub const DEVICES: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"];
+pub const ETC_ENTRIES: &[&str] = &[
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/localtime",
+    "/etc/nsswitch.conf",
+];
+pub const DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+];
 pub const WORKSPACE: &str = "/work";
 
 /// The syscalls denied by default. `clone` with namespace flags and raw/packet sockets are denied
@@ -298,13 +341,15 @@ impl Policy {
     /// Reads a policy file (JSON, or YAML with the same fields). Missing fields keep the
     /// defaults of [`Policy::new`]; sizes are strings like `256M`, durations like `10s`.
     pub fn from_file(path: &Path) -> Result<Policy, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::InvalidPolicy(format!("cannot read policy file {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::InvalidPolicy(format!("cannot read policy file {}: {e}", path.display()))
+        })?;
         let value: serde_json::Value = if text.trim_start().starts_with('{') {
             serde_json::from_str(&text)
                 .map_err(|e| Error::InvalidPolicy(format!("{}: {e}", path.display())))?
         } else {
-            crate::yaml::to_json(&text).map_err(|e| Error::InvalidPolicy(format!("{}: {e}", path.display())))?
+            crate::yaml::to_json(&text)
+                .map_err(|e| Error::InvalidPolicy(format!("{}: {e}", path.display())))?
         };
         Policy::from_value(&value).map_err(|e| match e {
             Error::InvalidPolicy(m) => Error::InvalidPolicy(format!("{}: {m}", path.display())),
@@ -314,9 +359,14 @@ impl Policy {
 
     /// Builds a policy from a loosely typed document (the policy file format).
     pub fn from_value(v: &serde_json::Value) -> Result<Policy, Error> {
-        let obj = v.as_object().ok_or_else(|| Error::InvalidPolicy("a policy must be a mapping".into()))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| Error::InvalidPolicy("a policy must be a mapping".into()))?;
         let tier = match obj.get("tier") {
-            Some(t) => t.as_str().ok_or_else(|| Error::InvalidPolicy("tier must be a string".into()))?.parse()?,
+            Some(t) => t
+                .as_str()
+                .ok_or_else(|| Error::InvalidPolicy("tier must be a string".into()))?
+                .parse()?,
             None => Tier::Process,
         };
         let mut p = Policy::new(tier);
@@ -335,29 +385,42 @@ impl Policy {
                 "syscall_deny" => p.syscall_deny = string_list(key, val)?,
                 "syscall_deny_extra" => p.syscall_deny.extend(string_list(key, val)?),
                 "landlock" => {
-                    p.landlock = val.as_bool().ok_or_else(|| Error::InvalidPolicy("landlock must be true or false".into()))?
+                    p.landlock = val.as_bool().ok_or_else(|| {
+                        Error::InvalidPolicy("landlock must be true or false".into())
+                    })?
                 }
                 "hostname" => p.hostname = s()?,
                 "advisories" => p.advisories = Some(PathBuf::from(s()?)),
                 "readonly" | "read_only" => {
                     for m in string_list(key, val)? {
                         let (src, dst) = split_mount(&m)?;
-                        p.mounts.push(Mount::ReadOnly { source: src, target: dst });
+                        p.mounts.push(Mount::ReadOnly {
+                            source: src,
+                            target: dst,
+                        });
                     }
                 }
                 "scan" => {
                     let m = val.as_object().ok_or_else(|| {
-                        Error::InvalidPolicy("scan must map severities (high, medium, low) to block|warn|off".into())
+                        Error::InvalidPolicy(
+                            "scan must map severities (high, medium, low) to block|warn|off".into(),
+                        )
                     })?;
                     for (sev, act) in m {
                         if !matches!(sev.as_str(), "high" | "medium" | "low") {
-                            return Err(Error::InvalidPolicy(format!("scan: unknown severity '{sev}'")));
+                            return Err(Error::InvalidPolicy(format!(
+                                "scan: unknown severity '{sev}'"
+                            )));
                         }
                         let a = match act.as_str() {
                             Some("block") => ScanAction::Block,
                             Some("warn") => ScanAction::Warn,
                             Some("off") => ScanAction::Off,
-                            _ => return Err(Error::InvalidPolicy(format!("scan.{sev}: expected block, warn or off"))),
+                            _ => {
+                                return Err(Error::InvalidPolicy(format!(
+                                    "scan.{sev}: expected block, warn or off"
+                                )));
+                            }
                         };
                         p.scan.insert(sev.clone(), a);
                     }
@@ -377,7 +440,10 @@ impl Policy {
     pub fn validate(&self) -> Result<(), Error> {
         let l = &self.limits;
         if !(l.cpus > 0.0 && l.cpus <= 1024.0) {
-            return Err(Error::InvalidPolicy(format!("cpu must be > 0 and <= 1024, got {}", l.cpus)));
+            return Err(Error::InvalidPolicy(format!(
+                "cpu must be > 0 and <= 1024, got {}",
+                l.cpus
+            )));
         }
         if l.memory_bytes < (8 << 20) {
             return Err(Error::InvalidPolicy("memory must be at least 8M".into()));
@@ -392,7 +458,9 @@ impl Policy {
             return Err(Error::InvalidPolicy("time must be more than zero".into()));
         }
         if self.uid == 0 {
-            return Err(Error::InvalidPolicy("uid must not be 0: code never runs as root inside".into()));
+            return Err(Error::InvalidPolicy(
+                "uid must not be 0: code never runs as root inside".into(),
+            ));
         }
         if self.host_uid_base == 0 {
             return Err(Error::InvalidPolicy("host_uid_base must not be 0".into()));
@@ -404,17 +472,27 @@ impl Policy {
         }
         for name in &self.syscall_deny {
             if crate::seccomp::syscall_number(name).is_none() {
-                return Err(Error::InvalidPolicy(format!("syscall_deny: unknown syscall '{name}'")));
+                return Err(Error::InvalidPolicy(format!(
+                    "syscall_deny: unknown syscall '{name}'"
+                )));
             }
         }
         for m in &self.mounts {
             let t = m.target();
-            if !t.is_absolute() || t.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-                return Err(Error::InvalidPolicy(format!("mount target {} must be absolute without '..'", t.display())));
+            if !t.is_absolute()
+                || t.components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return Err(Error::InvalidPolicy(format!(
+                    "mount target {} must be absolute without '..'",
+                    t.display()
+                )));
             }
         }
         if self.hostname.is_empty() || self.hostname.len() > 63 {
-            return Err(Error::InvalidPolicy("hostname must be 1 to 63 characters".into()));
+            return Err(Error::InvalidPolicy(
+                "hostname must be 1 to 63 characters".into(),
+            ));
         }
         Ok(())
     }
@@ -429,17 +507,26 @@ impl Policy {
             match std::fs::symlink_metadata(p) {
                 Ok(md) if md.file_type().is_symlink() => {
                     if let Ok(to) = std::fs::read_link(p) {
-                        out.push(Mount::Symlink { target: p.into(), link_to: to });
+                        out.push(Mount::Symlink {
+                            target: p.into(),
+                            link_to: to,
+                        });
                     }
                 }
-                Ok(md) if md.is_dir() => out.push(Mount::ReadOnly { source: p.into(), target: p.into() }),
+                Ok(md) if md.is_dir() => out.push(Mount::ReadOnly {
+                    source: p.into(),
+                    target: p.into(),
+                }),
                 _ => {}
             }
         }
         for e in ETC_ENTRIES {
             let p = Path::new(e);
             if p.exists() {
-                out.push(Mount::ReadOnly { source: p.into(), target: p.into() });
+                out.push(Mount::ReadOnly {
+                    source: p.into(),
+                    target: p.into(),
+                });
             }
         }
         let uid = self.uid;
@@ -455,21 +542,56 @@ impl Policy {
             target: "/etc/hosts".into(),
             contents: format!("127.0.0.1 localhost {}\n::1 localhost\n", self.hostname),
         });
-        out.push(Mount::Tmpfs { target: "/dev".into(), size_bytes: 64 << 10, mode: 0o755, owned: false });
+        out.push(Mount::Tmpfs {
+            target: "/dev".into(),
+            size_bytes: 64 << 10,
+            mode: 0o755,
+            owned: false,
+        });
         for d in DEVICES {
             if Path::new(d).exists() {
-                out.push(Mount::Device { source: PathBuf::from(d), target: PathBuf::from(d) });
+                out.push(Mount::Device {
+                    source: PathBuf::from(d),
+                    target: PathBuf::from(d),
+                });
             }
         }
-        out.push(Mount::Symlink { target: "/dev/fd".into(), link_to: "/proc/self/fd".into() });
-        out.push(Mount::Symlink { target: "/dev/stdin".into(), link_to: "/proc/self/fd/0".into() });
-        out.push(Mount::Symlink { target: "/dev/stdout".into(), link_to: "/proc/self/fd/1".into() });
-        out.push(Mount::Symlink { target: "/dev/stderr".into(), link_to: "/proc/self/fd/2".into() });
-        out.push(Mount::Tmpfs { target: "/dev/shm".into(), size_bytes: 1 << 20, mode: 0o1777, owned: false });
-        out.push(Mount::Proc { target: "/proc".into() });
-        out.push(Mount::Tmpfs { target: "/tmp".into(), size_bytes: self.limits.disk_bytes, mode: 0o1777, owned: false });
+        out.push(Mount::Symlink {
+            target: "/dev/fd".into(),
+            link_to: "/proc/self/fd".into(),
+        });
+        out.push(Mount::Symlink {
+            target: "/dev/stdin".into(),
+            link_to: "/proc/self/fd/0".into(),
+        });
+        out.push(Mount::Symlink {
+            target: "/dev/stdout".into(),
+            link_to: "/proc/self/fd/1".into(),
+        });
+        out.push(Mount::Symlink {
+            target: "/dev/stderr".into(),
+            link_to: "/proc/self/fd/2".into(),
+        });
+        out.push(Mount::Tmpfs {
+            target: "/dev/shm".into(),
+            size_bytes: 1 << 20,
+            mode: 0o1777,
+            owned: false,
+        });
+        out.push(Mount::Proc {
+            target: "/proc".into(),
+        });
+        out.push(Mount::Tmpfs {
+            target: "/tmp".into(),
+            size_bytes: self.limits.disk_bytes,
+            mode: 0o1777,
+            owned: false,
+        });
         match workdir {
-            Some(dir) => out.push(Mount::ReadWrite { source: dir.into(), target: WORKSPACE.into() }),
+            Some(dir) => out.push(Mount::ReadWrite {
+                source: dir.into(),
+                target: WORKSPACE.into(),
+            }),
             None => out.push(Mount::Tmpfs {
                 target: WORKSPACE.into(),
                 size_bytes: self.limits.disk_bytes,
@@ -484,7 +606,10 @@ impl Policy {
     /// The environment the code starts with: nothing of the host's, plus `extra`.
     pub fn env_for(&self, extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
-        env.insert("PATH".into(), "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin".into());
+        env.insert(
+            "PATH".into(),
+            "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin".into(),
+        );
         env.insert("HOME".into(), WORKSPACE.into());
         env.insert("TMPDIR".into(), "/tmp".into());
         env.insert("LANG".into(), "C.UTF-8".into());
@@ -508,7 +633,10 @@ impl Policy {
             .collect();
         let mut out = Vec::new();
         for name in &self.runtimes {
-            let found = ["/usr/local/bin", "/usr/bin", "/bin"].iter().map(|d| Path::new(d).join(name)).find(|p| p.is_file());
+            let found = ["/usr/local/bin", "/usr/bin", "/bin"]
+                .iter()
+                .map(|d| Path::new(d).join(name))
+                .find(|p| p.is_file());
             let Some(path) = found else {
                 return Err(Error::InvalidPolicy(format!(
                     "runtime '{name}' is not installed in the host's system directories (/usr/local/bin, /usr/bin, /bin)"
@@ -536,14 +664,22 @@ fn val_str(key: &str, v: &serde_json::Value) -> Result<String, Error> {
     match v {
         serde_json::Value::String(s) => Ok(s.clone()),
         serde_json::Value::Number(n) => Ok(n.to_string()),
-        _ => Err(Error::InvalidPolicy(format!("{key} must be a string or a number"))),
+        _ => Err(Error::InvalidPolicy(format!(
+            "{key} must be a string or a number"
+        ))),
     }
 }
 
 fn string_list(key: &str, v: &serde_json::Value) -> Result<Vec<String>, Error> {
-    let arr = v.as_array().ok_or_else(|| Error::InvalidPolicy(format!("{key} must be a list of strings")))?;
+    let arr = v
+        .as_array()
+        .ok_or_else(|| Error::InvalidPolicy(format!("{key} must be a list of strings")))?;
     arr.iter()
-        .map(|x| x.as_str().map(String::from).ok_or_else(|| Error::InvalidPolicy(format!("{key} must be a list of strings"))))
+        .map(|x| {
+            x.as_str()
+                .map(String::from)
+                .ok_or_else(|| Error::InvalidPolicy(format!("{key} must be a list of strings")))
+        })
         .collect()
 }
 
@@ -551,7 +687,9 @@ fn split_mount(s: &str) -> Result<(PathBuf, PathBuf), Error> {
     let (src, dst) = s.split_once(':').unwrap_or((s, s));
     let (src, dst) = (PathBuf::from(src), PathBuf::from(dst));
     if !src.is_absolute() || !dst.is_absolute() {
-        return Err(Error::InvalidPolicy(format!("readonly mount '{s}' must be absolute paths SRC[:DST]")));
+        return Err(Error::InvalidPolicy(format!(
+            "readonly mount '{s}' must be absolute paths SRC[:DST]"
+        )));
     }
     Ok((src, dst))
 }
@@ -559,7 +697,10 @@ fn split_mount(s: &str) -> Result<(PathBuf, PathBuf), Error> {
 /// Parses a size: `1048576`, `512k`, `256M`, `1G` (binary units; a trailing `B`/`iB` is accepted).
 pub fn parse_size(s: &str) -> Result<u64, Error> {
     let t = s.trim();
-    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
     let (num, mult) = match t.chars().last() {
         Some('k' | 'K') => (&t[..t.len() - 1], 1u64 << 10),
         Some('m' | 'M') => (&t[..t.len() - 1], 1 << 20),
@@ -567,10 +708,11 @@ pub fn parse_size(s: &str) -> Result<u64, Error> {
         Some('t' | 'T') => (&t[..t.len() - 1], 1 << 40),
         _ => (t, 1),
     };
-    let n: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| Error::InvalidPolicy(format!("bad size '{s}': expected a number with an optional k, M, G suffix")))?;
+    let n: f64 = num.trim().parse().map_err(|_| {
+        Error::InvalidPolicy(format!(
+            "bad size '{s}': expected a number with an optional k, M, G suffix"
+        ))
+    })?;
     if !(n.is_finite() && n >= 0.0) {
         return Err(Error::InvalidPolicy(format!("bad size '{s}'")));
     }
@@ -590,15 +732,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, Error> {
         }
         return Err(Error::InvalidPolicy(format!("bad duration '{s}'")));
     }
-    humantime::parse_duration(t).map_err(|e| Error::InvalidPolicy(format!("bad duration '{s}': {e}")))
+    humantime::parse_duration(t)
+        .map_err(|e| Error::InvalidPolicy(format!("bad duration '{s}': {e}")))
 }
 
 pub fn parse_cpus(s: &str) -> Result<f64, Error> {
-    s.trim().parse::<f64>().map_err(|_| Error::InvalidPolicy(format!("bad cpu count '{s}': expected a number like 1 or 0.5")))
+    s.trim().parse::<f64>().map_err(|_| {
+        Error::InvalidPolicy(format!(
+            "bad cpu count '{s}': expected a number like 1 or 0.5"
+        ))
+    })
 }
 
 pub fn parse_pids(s: &str) -> Result<u32, Error> {
-    s.trim().parse::<u32>().map_err(|_| Error::InvalidPolicy(format!("bad pids limit '{s}': expected a whole number")))
+    s.trim()
+        .parse::<u32>()
+        .map_err(|_| Error::InvalidPolicy(format!("bad pids limit '{s}': expected a whole number")))
 }
 
 mod duration_str {
@@ -637,7 +786,9 @@ mod tests {
     fn net_modes_parse() {
         assert_eq!("none".parse::<NetMode>().unwrap(), NetMode::None);
         assert_eq!(
-            "allow:example.org,pypi.example:443".parse::<NetMode>().unwrap(),
+            "allow:example.org,pypi.example:443"
+                .parse::<NetMode>()
+                .unwrap(),
             NetMode::Allow(vec!["example.org".into(), "pypi.example:443".into()])
         );
         assert!("allow:".parse::<NetMode>().is_err());
@@ -650,20 +801,50 @@ mod tests {
         let p = Policy::new(Tier::Process);
         p.validate().unwrap();
         assert_eq!(p.net, NetMode::None);
-        for s in ["ptrace", "mount", "bpf", "kexec_load", "init_module", "finit_module", "unshare", "setns"] {
-            assert!(p.syscall_deny.iter().any(|d| d == s), "{s} must be denied by default");
+        for s in [
+            "ptrace",
+            "mount",
+            "bpf",
+            "kexec_load",
+            "init_module",
+            "finit_module",
+            "unshare",
+            "setns",
+        ] {
+            assert!(
+                p.syscall_deny.iter().any(|d| d == s),
+                "{s} must be denied by default"
+            );
         }
         let mounts = p.mounts_for(None);
         let targets: Vec<&Path> = mounts.iter().map(Mount::target).collect();
         for hidden in ["/home", "/root", "/sys", "/etc/shadow", "/etc"] {
-            assert!(!targets.contains(&Path::new(hidden)), "{hidden} must not be mounted");
+            assert!(
+                !targets.contains(&Path::new(hidden)),
+                "{hidden} must not be mounted"
+            );
         }
-        assert!(mounts.iter().any(|m| matches!(m, Mount::ReadOnly { target, .. } if target == Path::new("/usr"))));
+        assert!(
+            mounts.iter().any(
+                |m| matches!(m, Mount::ReadOnly { target, .. } if target == Path::new("/usr"))
+            )
+        );
         assert!(mounts.iter().any(|m| matches!(m, Mount::Tmpfs { target, owned: true, .. } if target == Path::new("/work"))));
-        assert!(mounts.iter().any(|m| matches!(m, Mount::Tmpfs { target, .. } if target == Path::new("/tmp"))));
+        assert!(
+            mounts
+                .iter()
+                .any(|m| matches!(m, Mount::Tmpfs { target, .. } if target == Path::new("/tmp")))
+        );
         assert!(!mounts.iter().any(|m| matches!(m, Mount::ReadWrite { .. })));
-        let devs: Vec<_> = mounts.iter().filter(|m| matches!(m, Mount::Device { .. })).map(Mount::target).collect();
-        assert!(devs.iter().all(|d| DEVICES.contains(&d.to_str().unwrap_or(""))));
+        let devs: Vec<_> = mounts
+            .iter()
+            .filter(|m| matches!(m, Mount::Device { .. }))
+            .map(Mount::target)
+            .collect();
+        assert!(
+            devs.iter()
+                .all(|d| DEVICES.contains(&d.to_str().unwrap_or("")))
+        );
         let env = p.env_for(&BTreeMap::new());
         assert!(!env.contains_key("SSH_AUTH_SOCK") && env["HOME"] == "/work");
     }
@@ -677,9 +858,19 @@ mod tests {
         assert_eq!(p.limits.pids, 10);
         assert_eq!(p.net, NetMode::Loopback);
         let bad = serde_json::json!({"tier": "vm"});
-        assert!(Policy::from_value(&bad).unwrap_err().to_string().contains("unknown tier"));
+        assert!(
+            Policy::from_value(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown tier")
+        );
         let bad = serde_json::json!({"memroy": "1G"});
-        assert!(Policy::from_value(&bad).unwrap_err().to_string().contains("unknown policy field 'memroy'"));
+        assert!(
+            Policy::from_value(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown policy field 'memroy'")
+        );
         let bad = serde_json::json!({"syscall_deny": ["not_a_syscall"]});
         assert!(Policy::from_value(&bad).is_err());
         let bad = serde_json::json!({"memory": "1k"});
@@ -691,6 +882,9 @@ mod tests {
         let p = Policy::new(Tier::Process);
         let m = p.mounts_for(Some(Path::new("/srv/ws")));
         assert!(m.iter().any(|m| matches!(m, Mount::ReadWrite { source, target } if source == Path::new("/srv/ws") && target == Path::new("/work"))));
-        assert!(!m.iter().any(|m| matches!(m, Mount::Tmpfs { target, .. } if target == Path::new("/work"))));
+        assert!(
+            !m.iter()
+                .any(|m| matches!(m, Mount::Tmpfs { target, .. } if target == Path::new("/work")))
+        );
     }
 }

@@ -63,7 +63,10 @@ impl Proxy {
         let dir = std::env::temp_dir().join(format!(
             "baton-proxy-{}-{}",
             std::process::id(),
-            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
         ));
         std::fs::create_dir(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))?;
@@ -83,7 +86,12 @@ impl Proxy {
                 });
             }
         });
-        Ok(Proxy { dir, sock, log, task })
+        Ok(Proxy {
+            dir,
+            sock,
+            log,
+            task,
+        })
     }
 
     pub fn socket_path(&self) -> &Path {
@@ -106,7 +114,10 @@ impl Drop for Proxy {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn record(log: &Mutex<Vec<NetAttempt>>, a: NetAttempt) {
@@ -121,14 +132,17 @@ pub fn parse_head(head: &str) -> Result<(String, String, u16, Option<String>), S
     let mut lines = head.split("\r\n");
     let first = lines.next().unwrap_or_default();
     let mut parts = first.split(' ');
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
         return Err(format!("malformed request line '{first}'"));
     };
     if method == "CONNECT" {
         let (host, port) = split_host_port(target, 443)?;
         return Ok((method.into(), host, port, None));
     }
-    let rest = target.strip_prefix("http://").ok_or_else(|| format!("only CONNECT and absolute http:// URLs are proxied, got '{target}'"))?;
+    let rest = target.strip_prefix("http://").ok_or_else(|| {
+        format!("only CONNECT and absolute http:// URLs are proxied, got '{target}'")
+    })?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -148,7 +162,9 @@ pub fn parse_head(head: &str) -> Result<(String, String, u16, Option<String>), S
 
 fn split_host_port(s: &str, default: u16) -> Result<(String, u16), String> {
     if let Some(rest) = s.strip_prefix('[') {
-        let (h, p) = rest.split_once(']').ok_or_else(|| format!("bad host '{s}'"))?;
+        let (h, p) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("bad host '{s}'"))?;
         let port = match p.strip_prefix(':') {
             Some(p) => p.parse().map_err(|_| format!("bad port in '{s}'"))?,
             None => default,
@@ -156,7 +172,10 @@ fn split_host_port(s: &str, default: u16) -> Result<(String, u16), String> {
         return Ok((h.to_string(), port));
     }
     match s.rsplit_once(':') {
-        Some((h, p)) => Ok((h.to_string(), p.parse().map_err(|_| format!("bad port in '{s}'"))?)),
+        Some((h, p)) => Ok((
+            h.to_string(),
+            p.parse().map_err(|_| format!("bad port in '{s}'"))?,
+        )),
         None => Ok((s.to_string(), default)),
     }
 }
@@ -173,7 +192,11 @@ async fn handle(mut conn: UnixStream, hosts: &[String], log: &Mutex<Vec<NetAttem
             break i + 4;
         }
         if head.len() > 16 << 10 {
-            let _ = conn.write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n").await;
+            let _ = conn
+                .write_all(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n",
+                )
+                .await;
             return;
         }
     };
@@ -181,14 +204,40 @@ async fn handle(mut conn: UnixStream, hosts: &[String], log: &Mutex<Vec<NetAttem
     let (method, host, port, rewritten) = match parse_head(&text) {
         Ok(x) => x,
         Err(e) => {
-            record(log, NetAttempt { host: String::new(), port: 0, method: String::new(), allowed: false, detail: Some(e.clone()), at_ms: now_ms() });
-            let _ = conn.write_all(format!("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n{e}\n").as_bytes()).await;
+            record(
+                log,
+                NetAttempt {
+                    host: String::new(),
+                    port: 0,
+                    method: String::new(),
+                    allowed: false,
+                    detail: Some(e.clone()),
+                    at_ms: now_ms(),
+                },
+            );
+            let _ = conn
+                .write_all(
+                    format!("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n{e}\n")
+                        .as_bytes(),
+                )
+                .await;
             return;
         }
     };
     if !allowed(hosts, &host, port) {
-        record(log, NetAttempt { host: host.clone(), port, method, allowed: false, detail: Some("not on the allow-list".into()), at_ms: now_ms() });
-        let body = format!("baton sandbox proxy: {host}:{port} is not on this sandbox's allow-list\n");
+        record(
+            log,
+            NetAttempt {
+                host: host.clone(),
+                port,
+                method,
+                allowed: false,
+                detail: Some("not on the allow-list".into()),
+                at_ms: now_ms(),
+            },
+        );
+        let body =
+            format!("baton sandbox proxy: {host}:{port} is not on this sandbox's allow-list\n");
         let _ = conn
             .write_all(format!("HTTP/1.1 403 Forbidden\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes())
             .await;
@@ -197,14 +246,39 @@ async fn handle(mut conn: UnixStream, hosts: &[String], log: &Mutex<Vec<NetAttem
     let mut upstream = match TcpStream::connect((host.as_str(), port)).await {
         Ok(s) => s,
         Err(e) => {
-            record(log, NetAttempt { host: host.clone(), port, method, allowed: true, detail: Some(format!("connect failed: {e}")), at_ms: now_ms() });
-            let _ = conn.write_all(b"HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\n\r\n").await;
+            record(
+                log,
+                NetAttempt {
+                    host: host.clone(),
+                    port,
+                    method,
+                    allowed: true,
+                    detail: Some(format!("connect failed: {e}")),
+                    at_ms: now_ms(),
+                },
+            );
+            let _ = conn
+                .write_all(b"HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\n\r\n")
+                .await;
             return;
         }
     };
-    record(log, NetAttempt { host, port, method, allowed: true, detail: None, at_ms: now_ms() });
+    record(
+        log,
+        NetAttempt {
+            host,
+            port,
+            method,
+            allowed: true,
+            detail: None,
+            at_ms: now_ms(),
+        },
+    );
     let ok = match rewritten {
-        None => conn.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await.is_ok(),
+        None => conn
+            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            .await
+            .is_ok(),
         Some(h) => upstream.write_all(h.as_bytes()).await.is_ok(),
     };
     if ok && body_start < head.len() && upstream.write_all(&head[body_start..]).await.is_err() {
@@ -222,8 +296,12 @@ pub(crate) fn forward_loop(listener: std::net::TcpListener, sock: &Path) -> ! {
         let Ok(tcp) = conn else { continue };
         let sock = sock.to_path_buf();
         std::thread::spawn(move || {
-            let Ok(unix) = std::os::unix::net::UnixStream::connect(&sock) else { return };
-            let (Ok(mut t2), Ok(mut u2)) = (tcp.try_clone(), unix.try_clone()) else { return };
+            let Ok(unix) = std::os::unix::net::UnixStream::connect(&sock) else {
+                return;
+            };
+            let (Ok(mut t2), Ok(mut u2)) = (tcp.try_clone(), unix.try_clone()) else {
+                return;
+            };
             let (mut t1, mut u1) = (tcp, unix);
             let up = std::thread::spawn(move || {
                 let _ = std::io::copy(&mut t1, &mut u1);
@@ -244,7 +322,11 @@ mod tests {
 
     #[test]
     fn allow_list_matching() {
-        let l = vec!["example.org".to_string(), "*.pkg.example".to_string(), "127.0.0.1:8080".to_string()];
+        let l = vec![
+            "example.org".to_string(),
+            "*.pkg.example".to_string(),
+            "127.0.0.1:8080".to_string(),
+        ];
         assert!(allowed(&l, "example.org", 443));
         assert!(allowed(&l, "EXAMPLE.org.", 80));
         assert!(!allowed(&l, "example.org", 22));
@@ -257,9 +339,16 @@ mod tests {
 
     #[test]
     fn heads_are_parsed_and_rewritten() {
-        let (m, h, p, r) = parse_head("CONNECT example.org:443 HTTP/1.1\r\nHost: example.org\r\n\r\n").unwrap();
-        assert_eq!((m.as_str(), h.as_str(), p, r), ("CONNECT", "example.org", 443, None));
-        let (_, h, p, r) = parse_head("GET http://a.example:8080/x?y HTTP/1.1\r\nHost: a\r\nProxy-Authorization: z\r\n\r\n").unwrap();
+        let (m, h, p, r) =
+            parse_head("CONNECT example.org:443 HTTP/1.1\r\nHost: example.org\r\n\r\n").unwrap();
+        assert_eq!(
+            (m.as_str(), h.as_str(), p, r),
+            ("CONNECT", "example.org", 443, None)
+        );
+        let (_, h, p, r) = parse_head(
+            "GET http://a.example:8080/x?y HTTP/1.1\r\nHost: a\r\nProxy-Authorization: z\r\n\r\n",
+        )
+        .unwrap();
         assert_eq!((h.as_str(), p), ("a.example", 8080));
         assert_eq!(r.unwrap(), "GET /x?y HTTP/1.1\r\nHost: a\r\n\r\n");
         assert!(parse_head("GET /relative HTTP/1.1\r\n\r\n").is_err());

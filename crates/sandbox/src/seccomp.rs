@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
-    TargetArch,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
 };
 use serde_json::{Value, json};
 
@@ -28,65 +28,209 @@ macro_rules! syscalls {
 }
 
 macro_rules! paste_sys {
-    (ptrace) => { libc::SYS_ptrace };
-    (process_vm_readv) => { libc::SYS_process_vm_readv };
-    (process_vm_writev) => { libc::SYS_process_vm_writev };
-    (mount) => { libc::SYS_mount };
-    (umount2) => { libc::SYS_umount2 };
-    (pivot_root) => { libc::SYS_pivot_root };
-    (chroot) => { libc::SYS_chroot };
-    (fsopen) => { libc::SYS_fsopen };
-    (fsconfig) => { libc::SYS_fsconfig };
-    (fsmount) => { libc::SYS_fsmount };
-    (fspick) => { libc::SYS_fspick };
-    (move_mount) => { libc::SYS_move_mount };
-    (open_tree) => { libc::SYS_open_tree };
-    (mount_setattr) => { libc::SYS_mount_setattr };
-    (bpf) => { libc::SYS_bpf };
-    (kexec_load) => { libc::SYS_kexec_load };
-    (kexec_file_load) => { libc::SYS_kexec_file_load };
-    (init_module) => { libc::SYS_init_module };
-    (finit_module) => { libc::SYS_finit_module };
-    (delete_module) => { libc::SYS_delete_module };
-    (unshare) => { libc::SYS_unshare };
-    (setns) => { libc::SYS_setns };
-    (swapon) => { libc::SYS_swapon };
-    (swapoff) => { libc::SYS_swapoff };
-    (reboot) => { libc::SYS_reboot };
-    (acct) => { libc::SYS_acct };
-    (perf_event_open) => { libc::SYS_perf_event_open };
-    (keyctl) => { libc::SYS_keyctl };
-    (add_key) => { libc::SYS_add_key };
-    (request_key) => { libc::SYS_request_key };
-    (userfaultfd) => { libc::SYS_userfaultfd };
-    (open_by_handle_at) => { libc::SYS_open_by_handle_at };
-    (name_to_handle_at) => { libc::SYS_name_to_handle_at };
-    (quotactl) => { libc::SYS_quotactl };
-    (syslog) => { libc::SYS_syslog };
-    (settimeofday) => { libc::SYS_settimeofday };
-    (clock_settime) => { libc::SYS_clock_settime };
-    (clock_adjtime) => { libc::SYS_clock_adjtime };
-    (adjtimex) => { libc::SYS_adjtimex };
-    (lookup_dcookie) => { libc::SYS_lookup_dcookie };
-    (vhangup) => { libc::SYS_vhangup };
-    (personality) => { libc::SYS_personality };
-    (sethostname) => { libc::SYS_sethostname };
-    (setdomainname) => { libc::SYS_setdomainname };
-    (io_uring_setup) => { libc::SYS_io_uring_setup };
-    (io_uring_enter) => { libc::SYS_io_uring_enter };
-    (io_uring_register) => { libc::SYS_io_uring_register };
-    (mknodat) => { libc::SYS_mknodat };
-    (kcmp) => { libc::SYS_kcmp };
-    (pidfd_getfd) => { libc::SYS_pidfd_getfd };
+    (ptrace) => {
+        libc::SYS_ptrace
+    };
+    (process_vm_readv) => {
+        libc::SYS_process_vm_readv
+    };
+    (process_vm_writev) => {
+        libc::SYS_process_vm_writev
+    };
+    (mount) => {
+        libc::SYS_mount
+    };
+    (umount2) => {
+        libc::SYS_umount2
+    };
+    (pivot_root) => {
+        libc::SYS_pivot_root
+    };
+    (chroot) => {
+        libc::SYS_chroot
+    };
+    (fsopen) => {
+        libc::SYS_fsopen
+    };
+    (fsconfig) => {
+        libc::SYS_fsconfig
+    };
+    (fsmount) => {
+        libc::SYS_fsmount
+    };
+    (fspick) => {
+        libc::SYS_fspick
+    };
+    (move_mount) => {
+        libc::SYS_move_mount
+    };
+    (open_tree) => {
+        libc::SYS_open_tree
+    };
+    (mount_setattr) => {
+        libc::SYS_mount_setattr
+    };
+    (bpf) => {
+        libc::SYS_bpf
+    };
+    (kexec_load) => {
+        libc::SYS_kexec_load
+    };
+    (kexec_file_load) => {
+        libc::SYS_kexec_file_load
+    };
+    (init_module) => {
+        libc::SYS_init_module
+    };
+    (finit_module) => {
+        libc::SYS_finit_module
+    };
+    (delete_module) => {
+        libc::SYS_delete_module
+    };
+    (unshare) => {
+        libc::SYS_unshare
+    };
+    (setns) => {
+        libc::SYS_setns
+    };
+    (swapon) => {
+        libc::SYS_swapon
+    };
+    (swapoff) => {
+        libc::SYS_swapoff
+    };
+    (reboot) => {
+        libc::SYS_reboot
+    };
+    (acct) => {
+        libc::SYS_acct
+    };
+    (perf_event_open) => {
+        libc::SYS_perf_event_open
+    };
+    (keyctl) => {
+        libc::SYS_keyctl
+    };
+    (add_key) => {
+        libc::SYS_add_key
+    };
+    (request_key) => {
+        libc::SYS_request_key
+    };
+    (userfaultfd) => {
+        libc::SYS_userfaultfd
+    };
+    (open_by_handle_at) => {
+        libc::SYS_open_by_handle_at
+    };
+    (name_to_handle_at) => {
+        libc::SYS_name_to_handle_at
+    };
+    (quotactl) => {
+        libc::SYS_quotactl
+    };
+    (syslog) => {
+        libc::SYS_syslog
+    };
+    (settimeofday) => {
+        libc::SYS_settimeofday
+    };
+    (clock_settime) => {
+        libc::SYS_clock_settime
+    };
+    (clock_adjtime) => {
+        libc::SYS_clock_adjtime
+    };
+    (adjtimex) => {
+        libc::SYS_adjtimex
+    };
+    (lookup_dcookie) => {
+        libc::SYS_lookup_dcookie
+    };
+    (vhangup) => {
+        libc::SYS_vhangup
+    };
+    (personality) => {
+        libc::SYS_personality
+    };
+    (sethostname) => {
+        libc::SYS_sethostname
+    };
+    (setdomainname) => {
+        libc::SYS_setdomainname
+    };
+    (io_uring_setup) => {
+        libc::SYS_io_uring_setup
+    };
+    (io_uring_enter) => {
+        libc::SYS_io_uring_enter
+    };
+    (io_uring_register) => {
+        libc::SYS_io_uring_register
+    };
+    (mknodat) => {
+        libc::SYS_mknodat
+    };
+    (kcmp) => {
+        libc::SYS_kcmp
+    };
+    (pidfd_getfd) => {
+        libc::SYS_pidfd_getfd
+    };
 }
 
 syscalls!(
-    ptrace, process_vm_readv, process_vm_writev, mount, umount2, pivot_root, chroot, fsopen, fsconfig, fsmount,
-    fspick, move_mount, open_tree, mount_setattr, bpf, kexec_load, kexec_file_load, init_module, finit_module,
-    delete_module, unshare, setns, swapon, swapoff, reboot, acct, perf_event_open, keyctl, add_key, request_key,
-    userfaultfd, open_by_handle_at, name_to_handle_at, quotactl, syslog, settimeofday, clock_settime, clock_adjtime,
-    adjtimex, lookup_dcookie, vhangup, personality, sethostname, setdomainname, io_uring_setup, io_uring_enter,
-    io_uring_register, mknodat, kcmp, pidfd_getfd,
+    ptrace,
+    process_vm_readv,
+    process_vm_writev,
+    mount,
+    umount2,
+    pivot_root,
+    chroot,
+    fsopen,
+    fsconfig,
+    fsmount,
+    fspick,
+    move_mount,
+    open_tree,
+    mount_setattr,
+    bpf,
+    kexec_load,
+    kexec_file_load,
+    init_module,
+    finit_module,
+    delete_module,
+    unshare,
+    setns,
+    swapon,
+    swapoff,
+    reboot,
+    acct,
+    perf_event_open,
+    keyctl,
+    add_key,
+    request_key,
+    userfaultfd,
+    open_by_handle_at,
+    name_to_handle_at,
+    quotactl,
+    syslog,
+    settimeofday,
+    clock_settime,
+    clock_adjtime,
+    adjtimex,
+    lookup_dcookie,
+    vhangup,
+    personality,
+    sethostname,
+    setdomainname,
+    io_uring_setup,
+    io_uring_enter,
+    io_uring_register,
+    mknodat,
+    kcmp,
+    pidfd_getfd,
 );
 
 /// `clone` flags that create namespaces: denied from inside, like `unshare`.
@@ -106,12 +250,15 @@ fn target_arch() -> Result<TargetArch, Error> {
     } else if cfg!(target_arch = "aarch64") {
         Ok(TargetArch::aarch64)
     } else {
-        Err(Error::Unenforceable("seccomp filters are built for x86_64 and aarch64 only".into()))
+        Err(Error::Unenforceable(
+            "seccomp filters are built for x86_64 and aarch64 only".into(),
+        ))
     }
 }
 
 fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, Error> {
-    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).map_err(|e| Error::Unenforceable(format!("seccomp: {e}")))
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
+        .map_err(|e| Error::Unenforceable(format!("seccomp: {e}")))
 }
 
 fn rule(conds: Vec<SeccompCondition>) -> Result<SeccompRule, Error> {
@@ -125,7 +272,8 @@ pub fn compile(deny: &[String]) -> Result<Vec<BpfProgram>, Error> {
     let arch = target_arch()?;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for name in deny {
-        let nr = syscall_number(name).ok_or_else(|| Error::InvalidPolicy(format!("unknown syscall '{name}'")))?;
+        let nr = syscall_number(name)
+            .ok_or_else(|| Error::InvalidPolicy(format!("unknown syscall '{name}'")))?;
         rules.insert(nr, Vec::new());
     }
     let clone_rules = CLONE_NS_FLAGS
@@ -138,31 +286,59 @@ pub fn compile(deny: &[String]) -> Result<Vec<BpfProgram>, Error> {
         libc::SYS_socket,
         vec![
             rule(vec![cond(0, SeccompCmpOp::Eq, libc::AF_PACKET as u64)?])?,
-            rule(vec![cond(1, SeccompCmpOp::MaskedEq(0xf), libc::SOCK_RAW as u64)?])?,
+            rule(vec![cond(
+                1,
+                SeccompCmpOp::MaskedEq(0xf),
+                libc::SOCK_RAW as u64,
+            )?])?,
         ],
     );
-    let deny_filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)
-        .map_err(|e| Error::Unenforceable(format!("seccomp: {e}")))?;
+    let deny_filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        arch,
+    )
+    .map_err(|e| Error::Unenforceable(format!("seccomp: {e}")))?;
     let mut clone3 = BTreeMap::new();
     clone3.insert(libc::SYS_clone3, Vec::new());
-    let clone3_filter = SeccompFilter::new(clone3, SeccompAction::Allow, SeccompAction::Errno(libc::ENOSYS as u32), arch)
+    let clone3_filter = SeccompFilter::new(
+        clone3,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )
+    .map_err(|e| Error::Unenforceable(format!("seccomp: {e}")))?;
+    let a: BpfProgram = deny_filter
+        .try_into()
         .map_err(|e| Error::Unenforceable(format!("seccomp: {e}")))?;
-    let a: BpfProgram = deny_filter.try_into().map_err(|e| Error::Unenforceable(format!("seccomp: {e}")))?;
-    let b: BpfProgram = clone3_filter.try_into().map_err(|e| Error::Unenforceable(format!("seccomp: {e}")))?;
+    let b: BpfProgram = clone3_filter
+        .try_into()
+        .map_err(|e| Error::Unenforceable(format!("seccomp: {e}")))?;
     Ok(vec![a, b])
 }
 
 /// The same rules as OCI runtime-spec `linux.seccomp`.
 pub fn oci(deny: &[String]) -> Value {
-    let arch = if cfg!(target_arch = "aarch64") { "SCMP_ARCH_AARCH64" } else { "SCMP_ARCH_X86_64" };
-    let mut syscalls = vec![json!({"names": deny, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM})];
+    let arch = if cfg!(target_arch = "aarch64") {
+        "SCMP_ARCH_AARCH64"
+    } else {
+        "SCMP_ARCH_X86_64"
+    };
+    let mut syscalls =
+        vec![json!({"names": deny, "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM})];
     for f in CLONE_NS_FLAGS {
-        syscalls.push(json!({"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
-            "args": [{"index": 0, "value": f, "valueTwo": f, "op": "SCMP_CMP_MASKED_EQ"}]}));
+        syscalls.push(
+            json!({"names": ["clone"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
+            "args": [{"index": 0, "value": f, "valueTwo": f, "op": "SCMP_CMP_MASKED_EQ"}]}),
+        );
     }
-    syscalls.push(json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}));
-    syscalls.push(json!({"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
-        "args": [{"index": 0, "value": libc::AF_PACKET, "op": "SCMP_CMP_EQ"}]}));
+    syscalls
+        .push(json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}));
+    syscalls.push(
+        json!({"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
+        "args": [{"index": 0, "value": libc::AF_PACKET, "op": "SCMP_CMP_EQ"}]}),
+    );
     syscalls.push(json!({"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
         "args": [{"index": 1, "value": 0xf, "valueTwo": libc::SOCK_RAW, "op": "SCMP_CMP_MASKED_EQ"}]}));
     json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": [arch], "syscalls": syscalls})

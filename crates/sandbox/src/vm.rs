@@ -25,7 +25,9 @@ use crate::{Capped, Error, ExecOutput, ExecRequest, Sandbox};
 /// Where the image built by `make sandbox-microvm-image` lives (override with
 /// `BATON_MICROVM_DIR`).
 pub fn image_dir() -> PathBuf {
-    std::env::var_os("BATON_MICROVM_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/lib/baton/microvm"))
+    std::env::var_os("BATON_MICROVM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/baton/microvm"))
 }
 
 /// The pieces a microVM needs on this host.
@@ -46,14 +48,23 @@ pub fn check_host() -> Result<VmHost, String> {
         return Err(format!("/dev/kvm cannot be opened: {e}"));
     }
     let Some(qemu) = find_binary("qemu-system-x86_64") else {
-        return Err("QEMU (qemu-system-x86_64, Debian package qemu-system-x86) is not installed".into());
+        return Err(
+            "QEMU (qemu-system-x86_64, Debian package qemu-system-x86) is not installed".into(),
+        );
     };
     let dir = image_dir();
     let (kernel, initrd) = (dir.join("vmlinuz"), dir.join("initrd.img"));
     if !kernel.is_file() || !initrd.is_file() {
-        return Err(format!("no microVM image in {} (build it with `make sandbox-microvm-image`)", dir.display()));
+        return Err(format!(
+            "no microVM image in {} (build it with `make sandbox-microvm-image`)",
+            dir.display()
+        ));
     }
-    Ok(VmHost { qemu, kernel, initrd })
+    Ok(VmHost {
+        qemu,
+        kernel,
+        initrd,
+    })
 }
 
 /// The QEMU command line for one run (inspectable; the tests check it).
@@ -139,7 +150,11 @@ fn base64_encode(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -166,7 +181,10 @@ fn base64_decode(s: &str) -> Vec<u8> {
     let clean: Vec<u32> = s.bytes().filter_map(val).collect();
     let mut out = Vec::with_capacity(clean.len() * 3 / 4);
     for c in clean.chunks(4) {
-        let n = c.iter().enumerate().fold(0u32, |acc, (i, v)| acc | (v << (18 - 6 * i)));
+        let n = c
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, v)| acc | (v << (18 - 6 * i)));
         let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
         out.extend_from_slice(&bytes[..c.len().saturating_sub(1)]);
     }
@@ -206,9 +224,14 @@ pub struct MicroVm {
 impl MicroVm {
     pub fn new(policy: Policy) -> Result<MicroVm, Error> {
         policy.validate()?;
-        let unavailable = |reason: String| Error::TierUnavailable { tier: Tier::Microvm, reason };
+        let unavailable = |reason: String| Error::TierUnavailable {
+            tier: Tier::Microvm,
+            reason,
+        };
         if matches!(policy.net, NetMode::Allow(_)) {
-            return Err(unavailable("the allow-list network mode is provided by the process tier only".into()));
+            return Err(unavailable(
+                "the allow-list network mode is provided by the process tier only".into(),
+            ));
         }
         let host = check_host().map_err(unavailable)?;
         probe(&host).map_err(unavailable)?;
@@ -227,7 +250,9 @@ impl Sandbox for MicroVm {
     async fn exec(&self, req: ExecRequest) -> Result<ExecOutput, Error> {
         req.validate()?;
         if req.workdir.is_some() {
-            return Err(Error::InvalidRequest("the microvm tier has no host workdir: pass files instead".into()));
+            return Err(Error::InvalidRequest(
+                "the microvm tier has no host workdir: pass files instead".into(),
+            ));
         }
         let start = Instant::now();
         let mut child = tokio::process::Command::new(&self.host.qemu)
@@ -254,7 +279,9 @@ impl Sandbox for MicroVm {
                 }
             }
         };
-        let timed_out = tokio::time::timeout(self.policy.limits.time, read).await.is_err();
+        let timed_out = tokio::time::timeout(self.policy.limits.time, read)
+            .await
+            .is_err();
         if timed_out {
             let _ = child.kill().await;
         }
@@ -264,11 +291,25 @@ impl Sandbox for MicroVm {
         stdout.push(&o);
         let mut stderr = Capped::new(self.policy.limits.output_bytes);
         stderr.push(&e);
-        let (stop, hit) = crate::stop_reason(timed_out, 0, false, 0, if code.is_none() { Some(libc::SIGKILL) } else { None });
+        let (stop, hit) = crate::stop_reason(
+            timed_out,
+            0,
+            false,
+            0,
+            if code.is_none() {
+                Some(libc::SIGKILL)
+            } else {
+                None
+            },
+        );
         Ok(ExecOutput {
             tier: Tier::Microvm,
             exit_code: code,
-            signal: if code.is_none() { Some(libc::SIGKILL) } else { None },
+            signal: if code.is_none() {
+                Some(libc::SIGKILL)
+            } else {
+                None
+            },
             stop_reason: stop,
             limits_hit: hit,
             stdout: stdout.text(),
@@ -280,7 +321,12 @@ impl Sandbox for MicroVm {
             peak_memory_bytes: None,
             network: Vec::new(),
             enforced: vec![
-                format!("KVM microVM ({}), {} MiB RAM, {} vCPU", self.host.qemu.display(), self.policy.limits.memory_bytes >> 20, self.policy.limits.cpus.ceil()),
+                format!(
+                    "KVM microVM ({}), {} MiB RAM, {} vCPU",
+                    self.host.qemu.display(),
+                    self.policy.limits.memory_bytes >> 20,
+                    self.policy.limits.cpus.ceil()
+                ),
                 "no network device".into(),
             ],
         })
@@ -300,14 +346,25 @@ mod tests {
 
     #[test]
     fn console_is_parsed() {
-        let text = format!("boot noise\nBATON-STDOUT\n{}\nBATON-END\nBATON-STDERR\n{}\nBATON-END\nBATON-EXIT 3\n", base64_encode(b"out\n"), base64_encode(b"err"));
+        let text = format!(
+            "boot noise\nBATON-STDOUT\n{}\nBATON-END\nBATON-STDERR\n{}\nBATON-END\nBATON-EXIT 3\n",
+            base64_encode(b"out\n"),
+            base64_encode(b"err")
+        );
         let (o, e, c) = parse_console(&text);
-        assert_eq!((o.as_slice(), e.as_slice(), c), (&b"out\n"[..], &b"err"[..], Some(3)));
+        assert_eq!(
+            (o.as_slice(), e.as_slice(), c),
+            (&b"out\n"[..], &b"err"[..], Some(3))
+        );
     }
 
     #[test]
     fn qemu_command_line_has_limits_and_no_nic() {
-        let host = VmHost { qemu: "/usr/bin/qemu-system-x86_64".into(), kernel: "/k".into(), initrd: "/i".into() };
+        let host = VmHost {
+            qemu: "/usr/bin/qemu-system-x86_64".into(),
+            kernel: "/k".into(),
+            initrd: "/i".into(),
+        };
         let mut p = Policy::new(Tier::Microvm);
         p.limits.memory_bytes = 256 << 20;
         let a = qemu_args(&host, &p, "e30=");

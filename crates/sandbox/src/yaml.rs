@@ -13,7 +13,12 @@ pub fn to_json(text: &str) -> Result<Value, String> {
 
 fn convert(y: Yaml) -> Result<Value, String> {
     Ok(match y {
-        Yaml::Real(s) => s.parse::<f64>().ok().and_then(Number::from_f64).map(Value::Number).unwrap_or(Value::String(s)),
+        Yaml::Real(s) => s
+            .parse::<f64>()
+            .ok()
+            .and_then(Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or(Value::String(s)),
         Yaml::Integer(i) => Value::Number(i.into()),
         Yaml::String(s) => Value::String(s),
         Yaml::Boolean(b) => Value::Bool(b),
@@ -40,7 +45,10 @@ fn convert(y: Yaml) -> Result<Value, String> {
 mod tests {
     #[test]
     fn yaml_policy_converts() {
-        let v = super::to_json("tier: process\nmemory: 64M\npids: 8\nruntimes: [python3]\nscan: {high: warn}\n").unwrap();
+        let v = super::to_json(
+            "tier: process\nmemory: 64M\npids: 8\nruntimes: [python3]\nscan: {high: warn}\n",
+        )
+        .unwrap();
         assert_eq!(v["pids"], 8);
         assert_eq!(v["runtimes"][0], "python3");
         assert_eq!(v["scan"]["high"], "warn");

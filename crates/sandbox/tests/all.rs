@@ -10,7 +10,9 @@ use baton_sandbox::Tier;
 async fn suite(tier: Tier) {
     let _guard = common::LOCK.lock().await;
     let before = common::leftovers();
-    let Some(rows) = hostile::run_suite(tier).await else { return };
+    let Some(rows) = hostile::run_suite(tier).await else {
+        return;
+    };
     let mut failed = Vec::new();
     println!("hostile payloads in the {tier} tier:");
     for (name, verdict) in &rows {
@@ -22,18 +24,32 @@ async fn suite(tier: Tier) {
             }
         }
     }
-    println!("{tier}: {} payloads, {} as expected, {} not", rows.len(), rows.len() - failed.len(), failed.len());
+    println!(
+        "{tier}: {} payloads, {} as expected, {} not",
+        rows.len(),
+        rows.len() - failed.len(),
+        failed.len()
+    );
     assert!(rows.len() >= 40, "the suite must have at least 40 payloads");
-    assert!(failed.is_empty(), "payloads with unexpected outcomes in the {tier} tier: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "payloads with unexpected outcomes in the {tier} tier: {failed:?}"
+    );
     let after = wait_clean(&before).await;
-    assert!(after.is_empty(), "the {tier} suite left things behind on the host: {after:#?}");
+    assert!(
+        after.is_empty(),
+        "the {tier} suite left things behind on the host: {after:#?}"
+    );
 }
 
 /// Leftovers not present before, after giving the kernel a moment to finish teardown.
 pub async fn wait_clean(before: &[String]) -> Vec<String> {
     let mut left = Vec::new();
     for _ in 0..50 {
-        left = common::leftovers().into_iter().filter(|l| !before.contains(l)).collect();
+        left = common::leftovers()
+            .into_iter()
+            .filter(|l| !before.contains(l))
+            .collect();
         if left.is_empty() {
             break;
         }

@@ -10,7 +10,12 @@ pub static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 pub fn leaked_fd(secret: &str) -> Option<(tempfile::NamedTempFile, OwnedFd)> {
     let f = tempfile::NamedTempFile::new().ok()?;
     std::fs::write(f.path(), secret).ok()?;
-    let fd = nix::fcntl::open(f.path(), nix::fcntl::OFlag::O_RDONLY, nix::sys::stat::Mode::empty()).ok()?;
+    let fd = nix::fcntl::open(
+        f.path(),
+        nix::fcntl::OFlag::O_RDONLY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()?;
     Some((f, fd))
 }
 
@@ -30,9 +35,15 @@ pub fn leftovers() -> Vec<String> {
                 continue;
             }
             if let Ok(status) = std::fs::read_to_string(e.path().join("status")) {
-                let uid = status.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|u| u.parse::<u32>().ok());
+                let uid = status
+                    .lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|u| u.parse::<u32>().ok());
                 if matches!(uid, Some(100_000..=101_999)) {
-                    let cmd = std::fs::read_to_string(e.path().join("cmdline")).unwrap_or_default().replace('\0', " ");
+                    let cmd = std::fs::read_to_string(e.path().join("cmdline"))
+                        .unwrap_or_default()
+                        .replace('\0', " ");
                     out.push(format!("process {name} (uid {uid:?}): {cmd}"));
                 }
             }
@@ -59,7 +70,9 @@ pub fn leftovers() -> Vec<String> {
     if let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) {
         for e in rd.flatten() {
             let n = e.file_name().to_string_lossy().to_string();
-            if n.starts_with(&format!("baton-{}-", std::process::id())) || n.starts_with(&format!("baton-proxy-{}-", std::process::id())) {
+            if n.starts_with(&format!("baton-{}-", std::process::id()))
+                || n.starts_with(&format!("baton-proxy-{}-", std::process::id()))
+            {
                 out.push(format!("directory {}", e.path().display()));
             }
         }

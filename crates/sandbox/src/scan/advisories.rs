@@ -33,8 +33,11 @@ fn default_sev() -> Severity {
 }
 
 pub fn load_advisories(path: &Path) -> Result<Vec<Advisory>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::InvalidPolicy(format!("cannot read advisory list {}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| Error::InvalidPolicy(format!("advisory list {}: {e}", path.display())))
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::InvalidPolicy(format!("cannot read advisory list {}: {e}", path.display()))
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::InvalidPolicy(format!("advisory list {}: {e}", path.display())))
 }
 
 fn normalise(name: &str) -> String {
@@ -46,7 +49,10 @@ pub fn cmp_versions(a: &str, b: &str) -> Ordering {
     let pa: Vec<&str> = a.split(['.', '-', '+']).collect();
     let pb: Vec<&str> = b.split(['.', '-', '+']).collect();
     for i in 0..pa.len().max(pb.len()) {
-        let (x, y) = (pa.get(i).copied().unwrap_or("0"), pb.get(i).copied().unwrap_or("0"));
+        let (x, y) = (
+            pa.get(i).copied().unwrap_or("0"),
+            pb.get(i).copied().unwrap_or("0"),
+        );
         let o = match (x.parse::<u64>(), y.parse::<u64>()) {
             (Ok(x), Ok(y)) => x.cmp(&y),
             _ => x.cmp(y),
@@ -75,14 +81,20 @@ pub fn pins(kind: &str, text: &str) -> Vec<(String, String, usize)> {
             }
         }
         "package.json" => {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else { return out };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+                return out;
+            };
             for section in ["dependencies", "devDependencies", "optionalDependencies"] {
                 if let Some(m) = v[section].as_object() {
                     for (name, ver) in m {
                         let Some(ver) = ver.as_str() else { continue };
                         let ver = ver.trim_start_matches(['^', '~', '=', '>', 'v', ' ']);
                         if ver.chars().next().is_some_and(|c| c.is_ascii_digit()) {
-                            let line = text.lines().position(|l| l.contains(&format!("\"{name}\""))).map(|p| p + 1).unwrap_or(1);
+                            let line = text
+                                .lines()
+                                .position(|l| l.contains(&format!("\"{name}\"")))
+                                .map(|p| p + 1)
+                                .unwrap_or(1);
                             out.push((name.to_ascii_lowercase(), ver.to_string(), line));
                         }
                     }
@@ -103,8 +115,14 @@ pub fn check_manifest(kind: &str, file: &str, text: &str, advisories: &[Advisory
     };
     let mut out = Vec::new();
     for (name, ver, line) in pins(kind, text) {
-        for a in advisories.iter().filter(|a| a.ecosystem.eq_ignore_ascii_case(eco) && normalise(&a.package) == name) {
-            let hit = a.versions.iter().any(|v| v == &ver) || a.below.as_deref().is_some_and(|b| cmp_versions(&ver, b) == Ordering::Less);
+        for a in advisories
+            .iter()
+            .filter(|a| a.ecosystem.eq_ignore_ascii_case(eco) && normalise(&a.package) == name)
+        {
+            let hit = a.versions.iter().any(|v| v == &ver)
+                || a.below
+                    .as_deref()
+                    .is_some_and(|b| cmp_versions(&ver, b) == Ordering::Less);
             if hit {
                 out.push(Finding {
                     rule: format!("ADV:{}", a.id),
@@ -144,11 +162,24 @@ mod tests {
 
     #[test]
     fn manifests_are_checked() {
-        let f = check_manifest("requirements.txt", "r.txt", "requests==2.31.0\npyyaml==5.3.1  # old\n", &adv());
+        let f = check_manifest(
+            "requirements.txt",
+            "r.txt",
+            "requests==2.31.0\npyyaml==5.3.1  # old\n",
+            &adv(),
+        );
         assert_eq!(f.len(), 1);
         assert_eq!((f[0].rule.as_str(), f[0].line), ("ADV:ADV-1", 2));
         assert!(check_manifest("requirements.txt", "r.txt", "pyyaml==6.0\n", &adv()).is_empty());
-        let f = check_manifest("package.json", "p.json", "{\n \"dependencies\": {\n  \"lodash\": \"^4.17.15\"\n }\n}", &adv());
-        assert_eq!((f.len(), f[0].severity, f[0].line), (1, Severity::Medium, 3));
+        let f = check_manifest(
+            "package.json",
+            "p.json",
+            "{\n \"dependencies\": {\n  \"lodash\": \"^4.17.15\"\n }\n}",
+            &adv(),
+        );
+        assert_eq!(
+            (f.len(), f[0].severity, f[0].line),
+            (1, Severity::Medium, 3)
+        );
     }
 }

@@ -57,7 +57,10 @@ pub enum Lang {
 impl Lang {
     /// By extension, else by shebang.
     pub fn detect(name: &str, text: &str) -> Option<Lang> {
-        let ext = Path::new(name).extension().and_then(|e| e.to_str()).unwrap_or("");
+        let ext = Path::new(name)
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("");
         match ext {
             "py" | "pyw" => return Some(Lang::Python),
             "js" | "mjs" | "cjs" | "jsx" => return Some(Lang::JavaScript),
@@ -74,7 +77,11 @@ impl Lang {
             Some(Lang::Python)
         } else if first.contains("node") || first.contains("deno") {
             Some(Lang::JavaScript)
-        } else if ["sh", "bash", "dash", "zsh", "ksh"].iter().any(|s| first.ends_with(&format!("/{s}")) || first.contains(&format!("/{s} ")) || first.contains(&format!("env {s}"))) {
+        } else if ["sh", "bash", "dash", "zsh", "ksh"].iter().any(|s| {
+            first.ends_with(&format!("/{s}"))
+                || first.contains(&format!("/{s} "))
+                || first.contains(&format!("env {s}"))
+        }) {
             Some(Lang::Shell)
         } else {
             None
@@ -129,14 +136,19 @@ impl Report {
     }
 
     fn sort(&mut self) {
-        self.findings.sort_by(|a, b| (&a.file, a.line, &a.rule).cmp(&(&b.file, b.line, &b.rule)));
+        self.findings
+            .sort_by(|a, b| (&a.file, a.line, &a.rule).cmp(&(&b.file, b.line, &b.rule)));
         self.findings.dedup();
     }
 }
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: [{}] {} {}: {} (fix: {})", self.file, self.line, self.severity, self.tool, self.rule, self.message, self.fix)
+        write!(
+            f,
+            "{}:{}: [{}] {} {}: {} (fix: {})",
+            self.file, self.line, self.severity, self.tool, self.rule, self.message, self.fix
+        )
     }
 }
 
@@ -160,9 +172,15 @@ const MAX_FILE: u64 = 2 << 20;
 /// over 2 MiB).
 pub fn scan_path(path: &Path, opts: &Options) -> Result<Report, Error> {
     if !path.exists() {
-        return Err(Error::InvalidRequest(format!("{} does not exist", path.display())));
+        return Err(Error::InvalidRequest(format!(
+            "{} does not exist",
+            path.display()
+        )));
     }
-    let mut report = Report { tools: vec!["baton".into()], ..Default::default() };
+    let mut report = Report {
+        tools: vec!["baton".into()],
+        ..Default::default()
+    };
     let mut files = Vec::new();
     collect(path, &mut files)?;
     let advisories = match &opts.advisories {
@@ -171,11 +189,15 @@ pub fn scan_path(path: &Path, opts: &Options) -> Result<Report, Error> {
     };
     for f in &files {
         let name = f.display().to_string();
-        let Ok(text) = std::fs::read_to_string(f) else { continue };
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
         let base = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if let Some(adv) = &advisories {
             if base == "requirements.txt" || base == "package.json" {
-                report.findings.extend(check_manifest(base, &name, &text, adv));
+                report
+                    .findings
+                    .extend(check_manifest(base, &name, &text, adv));
             }
         }
         if let Some(lang) = Lang::detect(&name, &text) {
@@ -192,16 +214,28 @@ pub fn scan_path(path: &Path, opts: &Options) -> Result<Report, Error> {
 
 /// Scans in-memory files (a tool call's or a request's files) with the built-in rules and the
 /// advisory list of the policy, and applies the policy: `Err(Blocked)` when it blocks.
-pub fn check(policy: &Policy, files: &BTreeMap<String, String>, argv: &[String]) -> Result<Report, Error> {
-    let mut report = Report { tools: vec!["baton".into()], ..Default::default() };
+pub fn check(
+    policy: &Policy,
+    files: &BTreeMap<String, String>,
+    argv: &[String],
+) -> Result<Report, Error> {
+    let mut report = Report {
+        tools: vec!["baton".into()],
+        ..Default::default()
+    };
     let advisories = match &policy.advisories {
         Some(p) => Some(load_advisories(p)?),
         None => None,
     };
     for (name, text) in files {
         if let Some(adv) = &advisories {
-            let base = Path::new(name).file_name().and_then(|n| n.to_str()).unwrap_or("");
-            report.findings.extend(check_manifest(base, name, text, adv));
+            let base = Path::new(name)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("");
+            report
+                .findings
+                .extend(check_manifest(base, name, text, adv));
         }
         if let Some(lang) = Lang::detect(name, text) {
             report.files_scanned += 1;
@@ -210,7 +244,10 @@ pub fn check(policy: &Policy, files: &BTreeMap<String, String>, argv: &[String])
     }
     // Inline code: `python3 -c CODE`, `node -e CODE`, `sh -c CODE`.
     if argv.len() >= 3 {
-        let prog = Path::new(&argv[0]).file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let prog = Path::new(&argv[0])
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("");
         let lang = match (prog, argv[1].as_str()) {
             (p, "-c") if p.starts_with("python") => Some(Lang::Python),
             ("node", "-e" | "--eval") => Some(Lang::JavaScript),
@@ -219,7 +256,9 @@ pub fn check(policy: &Policy, files: &BTreeMap<String, String>, argv: &[String])
         };
         if let Some(lang) = lang {
             report.files_scanned += 1;
-            report.findings.extend(rules::scan(lang, "<command line>", &argv[2]));
+            report
+                .findings
+                .extend(rules::scan(lang, "<command line>", &argv[2]));
         }
     }
     report.sort();
@@ -243,10 +282,15 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
         return Ok(());
     }
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    if matches!(name, ".git" | "node_modules" | ".venv" | "venv" | "__pycache__" | "target") {
+    if matches!(
+        name,
+        ".git" | "node_modules" | ".venv" | "venv" | "__pycache__" | "target"
+    ) {
         return Ok(());
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
     entries.sort();
     for e in entries {
         collect(&e, out)?;
@@ -257,16 +301,24 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
 /// Bandit and Semgrep, when installed; their findings join the report.
 fn external(path: &Path, report: &mut Report) {
     match crate::oci::find_binary("bandit") {
-        None => report.skipped.push("bandit: not installed (make sandbox-deps installs it)".into()),
+        None => report
+            .skipped
+            .push("bandit: not installed (make sandbox-deps installs it)".into()),
         Some(bandit) => {
-            let out = std::process::Command::new(bandit).args(["-r", "-f", "json", "-q"]).arg(path).output();
+            let out = std::process::Command::new(bandit)
+                .args(["-r", "-f", "json", "-q"])
+                .arg(path)
+                .output();
             match out {
                 Ok(o) => match parse_bandit(&o.stdout) {
                     Ok(f) => {
                         report.findings.extend(f);
                         report.tools.push("bandit".into());
                     }
-                    Err(e) => report.skipped.push(format!("bandit: {e}: {}", String::from_utf8_lossy(&o.stderr).trim())),
+                    Err(e) => report.skipped.push(format!(
+                        "bandit: {e}: {}",
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    )),
                 },
                 Err(e) => report.skipped.push(format!("bandit: cannot run: {e}")),
             }
@@ -301,8 +353,11 @@ fn sev(s: &str) -> Severity {
 
 /// Bandit's `-f json` output.
 pub fn parse_bandit(out: &[u8]) -> Result<Vec<Finding>, String> {
-    let v: serde_json::Value = serde_json::from_slice(out).map_err(|e| format!("unreadable JSON output ({e})"))?;
-    let results = v["results"].as_array().ok_or("no results in the JSON output")?;
+    let v: serde_json::Value =
+        serde_json::from_slice(out).map_err(|e| format!("unreadable JSON output ({e})"))?;
+    let results = v["results"]
+        .as_array()
+        .ok_or("no results in the JSON output")?;
     Ok(results
         .iter()
         .map(|r| Finding {
@@ -311,7 +366,10 @@ pub fn parse_bandit(out: &[u8]) -> Result<Vec<Finding>, String> {
             file: r["filename"].as_str().unwrap_or("").to_string(),
             line: r["line_number"].as_u64().unwrap_or(0) as usize,
             message: r["issue_text"].as_str().unwrap_or("").to_string(),
-            fix: r["more_info"].as_str().map(|u| format!("see {u}")).unwrap_or_else(|| "see Bandit's documentation".into()),
+            fix: r["more_info"]
+                .as_str()
+                .map(|u| format!("see {u}"))
+                .unwrap_or_else(|| "see Bandit's documentation".into()),
             tool: "bandit".into(),
         })
         .collect())
@@ -319,8 +377,11 @@ pub fn parse_bandit(out: &[u8]) -> Result<Vec<Finding>, String> {
 
 /// Semgrep's `--json` output.
 pub fn parse_semgrep(out: &[u8]) -> Result<Vec<Finding>, String> {
-    let v: serde_json::Value = serde_json::from_slice(out).map_err(|e| format!("unreadable JSON output ({e})"))?;
-    let results = v["results"].as_array().ok_or("no results in the JSON output")?;
+    let v: serde_json::Value =
+        serde_json::from_slice(out).map_err(|e| format!("unreadable JSON output ({e})"))?;
+    let results = v["results"]
+        .as_array()
+        .ok_or("no results in the JSON output")?;
     Ok(results
         .iter()
         .map(|r| Finding {
@@ -329,7 +390,10 @@ pub fn parse_semgrep(out: &[u8]) -> Result<Vec<Finding>, String> {
             file: r["path"].as_str().unwrap_or("").to_string(),
             line: r["start"]["line"].as_u64().unwrap_or(0) as usize,
             message: r["extra"]["message"].as_str().unwrap_or("").to_string(),
-            fix: r["extra"]["fix"].as_str().map(|f| format!("replace with: {f}")).unwrap_or_else(|| "see the rule's documentation".into()),
+            fix: r["extra"]["fix"]
+                .as_str()
+                .map(|f| format!("replace with: {f}"))
+                .unwrap_or_else(|| "see the rule's documentation".into()),
             tool: "semgrep".into(),
         })
         .collect())
@@ -344,15 +408,24 @@ mod tests {
     fn languages_are_detected() {
         assert_eq!(Lang::detect("a.py", ""), Some(Lang::Python));
         assert_eq!(Lang::detect("a.tsx", ""), Some(Lang::Tsx));
-        assert_eq!(Lang::detect("run", "#!/usr/bin/env bash\necho"), Some(Lang::Shell));
-        assert_eq!(Lang::detect("run", "#!/usr/bin/env python3\n"), Some(Lang::Python));
+        assert_eq!(
+            Lang::detect("run", "#!/usr/bin/env bash\necho"),
+            Some(Lang::Shell)
+        );
+        assert_eq!(
+            Lang::detect("run", "#!/usr/bin/env python3\n"),
+            Some(Lang::Python)
+        );
         assert_eq!(Lang::detect("notes.txt", "hello"), None);
     }
 
     #[test]
     fn policy_decides_block_or_warn() {
         let mut files = BTreeMap::new();
-        files.insert("a.py".to_string(), "import os\nos.system('ls ' + x)\neval(input())\n".to_string());
+        files.insert(
+            "a.py".to_string(),
+            "import os\nos.system('ls ' + x)\neval(input())\n".to_string(),
+        );
         let p = Policy::new(Tier::Process);
         let err = check(&p, &files, &[]).unwrap_err();
         assert!(err.to_string().contains("PY001"), "{err}");
@@ -372,17 +445,31 @@ mod tests {
     #[test]
     fn inline_code_is_scanned() {
         let p = Policy::new(Tier::Process);
-        let argv: Vec<String> = ["python3", "-c", "import pickle; pickle.loads(b'')"].iter().map(|s| s.to_string()).collect();
+        let argv: Vec<String> = ["python3", "-c", "import pickle; pickle.loads(b'')"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert!(check(&p, &BTreeMap::new(), &argv).is_err());
-        let ok: Vec<String> = ["python3", "-c", "print(1)"].iter().map(|s| s.to_string()).collect();
-        assert!(check(&p, &BTreeMap::new(), &ok).unwrap().findings.is_empty());
+        let ok: Vec<String> = ["python3", "-c", "print(1)"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(
+            check(&p, &BTreeMap::new(), &ok)
+                .unwrap()
+                .findings
+                .is_empty()
+        );
     }
 
     #[test]
     fn bandit_and_semgrep_output_parse() {
         let b = br#"{"results":[{"test_id":"B602","issue_severity":"HIGH","filename":"x.py","line_number":3,"issue_text":"shell=True","more_info":"https://b"}]}"#;
         let f = parse_bandit(b).unwrap();
-        assert_eq!((f[0].rule.as_str(), f[0].severity, f[0].line), ("bandit:B602", Severity::High, 3));
+        assert_eq!(
+            (f[0].rule.as_str(), f[0].severity, f[0].line),
+            ("bandit:B602", Severity::High, 3)
+        );
         let s = br#"{"results":[{"check_id":"r1","path":"a.js","start":{"line":7},"extra":{"severity":"WARNING","message":"m"}}]}"#;
         let f = parse_semgrep(s).unwrap();
         assert_eq!((f[0].severity, f[0].line), (Severity::Medium, 7));
@@ -390,9 +477,50 @@ mod tests {
     }
 
     #[test]
+    fn bandit_findings_are_merged_when_installed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.py"),
+            "import subprocess\nsubprocess.call(cmd, shell=True)\n",
+        )
+        .unwrap();
+        let r = scan_path(
+            dir.path(),
+            &Options {
+                external: true,
+                advisories: None,
+            },
+        )
+        .unwrap();
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.tool == "baton" && f.rule == "PY002")
+        );
+        if crate::oci::find_binary("bandit").is_some() {
+            assert!(r.tools.contains(&"bandit".to_string()), "{:?}", r.skipped);
+            assert!(
+                r.findings.iter().any(|f| f.tool == "bandit" && f.line == 2),
+                "{:?}",
+                r.findings
+            );
+        } else {
+            assert!(
+                r.skipped
+                    .iter()
+                    .any(|s| s.starts_with("bandit: not installed"))
+            );
+        }
+    }
+
+    #[test]
     fn directories_are_walked() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("a.py"), "import pickle\npickle.loads(data)\n").unwrap();
+        std::fs::write(
+            dir.path().join("a.py"),
+            "import pickle\npickle.loads(data)\n",
+        )
+        .unwrap();
         std::fs::create_dir(dir.path().join("node_modules")).unwrap();
         std::fs::write(dir.path().join("node_modules/x.js"), "eval(x)").unwrap();
         std::fs::write(dir.path().join("b.js"), "const x = 1;\n").unwrap();

