@@ -140,6 +140,7 @@ fn spans(text: &str) -> Result<SpanMap, (u32, u32)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use serde_json::json;

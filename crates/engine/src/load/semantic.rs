@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use baton_types::{END, HumanKind, InputType, OnError, Step, StepKind, WorkflowDoc};
 use serde_json::Value;
 
-use super::suggest::{closest, hint, list};
+use super::suggest::{closest, hint, list, paren_hint};
 use super::{Diagnostic, Loaded, ValidationEnv, index_path, key_path};
 use crate::template;
 
@@ -206,11 +206,12 @@ impl<'a, 'd> Checker<'a, 'd> {
                             show(default)
                         ),
                     );
-                } else if let Some(allowed) = &input.allowed {
-                    if !allowed.is_empty() && !allowed.contains(default) {
-                        let shown: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
-                        self.error(dp, format!("the default of input `{name}` ({}) is not one of its allowed values: {}", show(default), shown.join(", ")));
-                    }
+                } else if let Some(allowed) = &input.allowed
+                    && !allowed.is_empty()
+                    && !allowed.contains(default)
+                {
+                    let shown: Vec<String> = allowed.iter().map(raw).collect();
+                    self.error(dp, format!("the default of input `{name}` ({}) is not one of its allowed values: {}", raw(default), shown.join(", ")));
                 }
             }
         }
@@ -333,10 +334,10 @@ impl<'a, 'd> Checker<'a, 'd> {
             }
             match kind {
                 StepKind::Condition if step.next.is_some() => {
-                    self.error(at("next"), format!("`next` does not apply to an `if` step: use `then` and `else` (each defaults to the next step)"));
+                    self.error(at("next"), "`next` does not apply to an `if` step: use `then` and `else` (each defaults to the next step)".to_string());
                 }
                 StepKind::Switch if step.next.is_some() => {
-                    self.error(at("next"), format!("`next` does not apply to a `switch` step: use the cases' `goto` and `default` (which defaults to the next step)"));
+                    self.error(at("next"), "`next` does not apply to a `switch` step: use the cases' `goto` and `default` (which defaults to the next step)".to_string());
                 }
                 StepKind::Agent if step.prompt.is_none() => {
                     self.error(path.clone(), format!("agent step `{id}` needs a `prompt`"));
@@ -370,24 +371,24 @@ impl<'a, 'd> Checker<'a, 'd> {
                 _ => {}
             }
         }
-        if let Some(agent) = &step.agent {
-            if !self.doc.agents.contains_key(agent) {
-                let names: Vec<&str> = self.doc.agents.keys().map(String::as_str).collect();
-                self.error(
-                    at("agent"),
-                    format!(
-                        "unknown agent `{agent}`{} (defined agents: {})",
-                        hint(agent, names.iter().copied()),
-                        list(names.iter().copied())
-                    ),
-                );
-            }
+        if let Some(agent) = &step.agent
+            && !self.doc.agents.contains_key(agent)
+        {
+            let names: Vec<&str> = self.doc.agents.keys().map(String::as_str).collect();
+            self.error(
+                at("agent"),
+                format!(
+                    "unknown agent `{agent}`{} (defined agents: {})",
+                    hint(agent, names.iter().copied()),
+                    list(names.iter().copied())
+                ),
+            );
         }
-        if let Some(tool) = &step.tool {
-            if !self.env.tools.contains(tool) {
-                let m = self.unknown_tool(tool);
-                self.error(at("tool"), m);
-            }
+        if let Some(tool) = &step.tool
+            && !self.env.tools.contains(tool)
+        {
+            let m = self.unknown_tool(tool);
+            self.error(at("tool"), m);
         }
         if step.max_visits == Some(0) {
             self.error(at("max_visits"), "`max_visits` must be at least 1");
@@ -411,44 +412,42 @@ impl<'a, 'd> Checker<'a, 'd> {
                     ),
                 );
             }
-            if let Some(f) = r.factor {
-                if !f.is_finite() || f < 1.0 {
-                    self.error(
-                        key_path(&at("retry"), "factor"),
-                        format!(
-                            "`retry.factor` must be at least 1 (the delay grows by it), not {f}"
-                        ),
-                    );
-                }
+            if let Some(f) = r.factor
+                && (!f.is_finite() || f < 1.0)
+            {
+                self.error(
+                    key_path(&at("retry"), "factor"),
+                    format!("`retry.factor` must be at least 1 (the delay grows by it), not {f}"),
+                );
             }
-            if let (Some(b), Some(m)) = (r.backoff, r.max_delay) {
-                if m < b {
-                    self.error(
-                        key_path(&at("retry"), "max_delay"),
-                        format!("`retry.max_delay` ({m}) is shorter than `retry.backoff` ({b})"),
-                    );
-                }
+            if let (Some(b), Some(m)) = (r.backoff, r.max_delay)
+                && m < b
+            {
+                self.error(
+                    key_path(&at("retry"), "max_delay"),
+                    format!("`retry.max_delay` ({m}) is shorter than `retry.backoff` ({b})"),
+                );
             }
         }
-        if let Some(m) = &step.map {
-            if let Some(name) = &m.item {
-                if !is_identifier(name) {
-                    self.error(key_path(&at("map"), "as"), format!("`{name}` cannot name the item: use letters, digits and `_`, not starting with a digit"));
-                } else if CONTEXT_ROOTS.contains(&name.as_str()) {
-                    self.error(key_path(&at("map"), "as"), format!("`{name}` cannot name the item: it would hide the template variable `{name}`"));
-                }
+        if let Some(m) = &step.map
+            && let Some(name) = &m.item
+        {
+            if !is_identifier(name) {
+                self.error(key_path(&at("map"), "as"), format!("`{name}` cannot name the item: use letters, digits and `_`, not starting with a digit"));
+            } else if CONTEXT_ROOTS.contains(&name.as_str()) {
+                self.error(key_path(&at("map"), "as"), format!("`{name}` cannot name the item: it would hide the template variable `{name}`"));
             }
         }
-        if let Some(h) = &step.human {
-            if let Some(schema) = &h.schema {
-                if h.kind == HumanKind::Approval {
-                    self.error(
-                        key_path(&at("human"), "schema"),
-                        "`human.schema` only applies to `kind: input`",
-                    );
-                } else {
-                    self.check_schema(schema, key_path(&at("human"), "schema"));
-                }
+        if let Some(h) = &step.human
+            && let Some(schema) = &h.schema
+        {
+            if h.kind == HumanKind::Approval {
+                self.error(
+                    key_path(&at("human"), "schema"),
+                    "`human.schema` only applies to `kind: input`",
+                );
+            } else {
+                self.check_schema(schema, key_path(&at("human"), "schema"));
             }
         }
         if let Some(schema) = step.output.as_ref().and_then(|o| o.schema.as_ref()) {
@@ -478,6 +477,20 @@ impl<'a, 'd> Checker<'a, 'd> {
         }
         if let Err(e) = jsonschema::validator_for(schema) {
             let at = e.instance_path.as_str();
+            if let (true, Some(t)) = (at.ends_with("/type"), e.instance.as_str()) {
+                const TYPES: [&str; 7] = [
+                    "string", "number", "integer", "boolean", "array", "object", "null",
+                ];
+                self.error(
+                    path,
+                    format!(
+                        "invalid JSON Schema at `{at}`: `{t}` is not a JSON type{}; use one of {}",
+                        paren_hint(t, TYPES),
+                        list(TYPES)
+                    ),
+                );
+                return;
+            }
             let where_ = if at.is_empty() {
                 String::new()
             } else {
@@ -499,7 +512,7 @@ impl<'a, 'd> Checker<'a, 'd> {
             Some(t) if self.infos[t].scope == scope => Some(Target::Step(t)),
             Some(_) => {
                 let here = self.scope_phrase(scope);
-                self.error(path, format!("{what} `{target}` is not in the same list as step `{}` ({here}); a step can only go to steps of its own list, or `end` to leave it", self.infos[from].step.id));
+                self.error(path, format!("step `{target}` is not in the same list as step `{}` ({here}): {what} can only go to steps of that list, or `end` to leave it", self.infos[from].step.id));
                 None
             }
             None => {
@@ -640,10 +653,10 @@ impl<'a, 'd> Checker<'a, 'd> {
         let mut queue: VecDeque<usize> = starts.into_iter().collect();
         while let Some(n) = queue.pop_front() {
             for t in &self.succ[n] {
-                if let Target::Step(s) = t {
-                    if seen.insert(*s) {
-                        queue.push_back(*s);
-                    }
+                if let Target::Step(s) = t
+                    && seen.insert(*s)
+                {
+                    queue.push_back(*s);
                 }
             }
         }
@@ -718,13 +731,13 @@ impl<'a, 'd> Checker<'a, 'd> {
                     self.error(index_path(&key_path(&ap, "tools"), i), m);
                 }
             }
-            if let Some(t) = agent.temperature {
-                if !(0.0..=2.0).contains(&t) {
-                    self.error(
-                        key_path(&ap, "temperature"),
-                        format!("`temperature` must be between 0 and 2, not {t}"),
-                    );
-                }
+            if let Some(t) = agent.temperature
+                && !(0.0..=2.0).contains(&t)
+            {
+                self.error(
+                    key_path(&ap, "temperature"),
+                    format!("`temperature` must be between 0 and 2, not {t}"),
+                );
             }
             if let Some(schema) = agent.output.as_ref().and_then(|o| o.schema.as_ref()) {
                 self.check_schema(schema, key_path(&key_path(&ap, "output"), "schema"));
@@ -736,11 +749,11 @@ impl<'a, 'd> Checker<'a, 'd> {
 
     fn check_templates(&mut self) {
         let visible = self.visible_sets();
-        for i in 0..self.infos.len() {
+        for (i, seen) in visible.iter().enumerate() {
             let step = self.infos[i].step;
             let path = self.infos[i].path.clone();
             let ctx = RefCtx {
-                visible: Some(&visible[i]),
+                visible: Some(seen),
                 reader: Some(i),
                 items: self.infos[i].items.clone(),
             };
@@ -919,11 +932,13 @@ impl<'a, 'd> Checker<'a, 'd> {
             other => {
                 let mut known: Vec<&str> = CONTEXT_ROOTS.to_vec();
                 known.extend(ctx.items.iter().map(String::as_str));
-                let h = hint(other, known.iter().copied());
-                let item_note = if ctx.items.is_empty() {
-                    ""
-                } else {
-                    " and the map item"
+                let h = paren_hint(other, known.iter().copied());
+                let item_note = match ctx.items.as_slice() {
+                    [] => String::new(),
+                    items => format!(
+                        " and the map item ({})",
+                        list(items.iter().map(String::as_str))
+                    ),
                 };
                 Some(format!(
                     "unknown name `{other}`{h}; templates can read `inputs`, `steps`, `state`, `run`{item_note}"
@@ -1017,8 +1032,8 @@ fn strongly_connected(nodes: &[usize], edges: &dyn Fn(usize) -> Vec<usize>) -> V
             if *pos < succ.len() {
                 let w = succ[*pos];
                 *pos += 1;
-                if !index.contains_key(&w) {
-                    index.insert(w, counter);
+                if let std::collections::hash_map::Entry::Vacant(e) = index.entry(w) {
+                    e.insert(counter);
                     low.insert(w, counter);
                     counter += 1;
                     stack.push(w);
@@ -1129,11 +1144,22 @@ fn kind_phrase(k: StepKind) -> &'static str {
     }
 }
 
+/// A value with its type, for "must be X, not ...": "a string (`x`)", "a list", ...
 fn show(v: &Value) -> String {
     match v {
         Value::Object(_) => "a mapping".into(),
         Value::Array(_) => "a list".into(),
         Value::Null => "empty (null)".into(),
+        Value::String(s) => format!("a string (`{s}`)"),
+        Value::Number(n) => format!("a number (`{n}`)"),
+        Value::Bool(b) => format!("`{b}`"),
+    }
+}
+
+/// A value as written: `x`, `3`, `[1,2]`.
+fn raw(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("`{s}`"),
         other => format!("`{other}`"),
     }
 }
@@ -1239,6 +1265,7 @@ fn expand_env(s: &str) -> Result<String, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -101,7 +101,7 @@ fn collect(
                     .and_then(Value::as_object)
                     .map(|p| p.keys().map(String::as_str).collect())
                     .unwrap_or_default();
-                let what = describe_object(root, start, &segments, found);
+                let what = describe_object(root, start, &segments, found, &path);
                 for key in unexpected {
                     let extra = if key == "<<" {
                         " (YAML merge keys are not supported: write the keys out)".to_string()
@@ -119,7 +119,7 @@ fn collect(
                 }
             }
             ValidationErrorKind::Required { property } => {
-                let what = describe_object(root, start, &segments, found);
+                let what = describe_object(root, start, &segments, found, &path);
                 let name = property.as_str().unwrap_or_default();
                 out.push((path, format!("missing required key `{name}` in {what}")));
             }
@@ -357,13 +357,25 @@ fn ref_name(node: &Value) -> Option<String> {
 }
 
 /// "step `review`", "agent `pm`", "the workflow", ...
-fn describe_object(root: &Value, start: &Value, segments: &[Seg], found: Option<&Value>) -> String {
-    let last_key = segments.iter().rev().find_map(|s| match s {
-        Seg::Key(k) => Some(k.as_str()),
-        Seg::Index(_) => None,
-    });
-    match def_name(root, start, segments).as_deref() {
-        None if segments.is_empty() => "the workflow".into(),
+fn describe_object(
+    root: &Value,
+    start: &Value,
+    segments: &[Seg],
+    found: Option<&Value>,
+    path: &str,
+) -> String {
+    let last_key = last_key(path);
+    let def = if segments.is_empty() {
+        if std::ptr::eq(start, root) {
+            None
+        } else {
+            def_of(root, start).map(str::to_string)
+        }
+    } else {
+        def_name(root, start, segments)
+    };
+    match def.as_deref() {
+        None if path.is_empty() => "the workflow".into(),
         Some("Step") => match found.and_then(|f| f.get("id")).and_then(Value::as_str) {
             Some(id) => format!("step `{id}`"),
             None => "a step".into(),
@@ -372,15 +384,32 @@ fn describe_object(root: &Value, start: &Value, segments: &[Seg], found: Option<
         Some("InputSpec") => format!("input `{}`", last_key.unwrap_or_default()),
         Some("SwitchCase") => "a switch case".into(),
         Some("EdgeSpec") => "an edge".into(),
-        _ => format!("`{}`", last_key.unwrap_or("value")),
+        _ => match last_key {
+            Some(k) => format!("`{k}`"),
+            None => format!("`{path}`"),
+        },
     }
 }
 
+/// The key a field path ends with (`steps[0].retry` -> `retry`); `None` when it ends with an
+/// index.
+fn last_key(path: &str) -> Option<String> {
+    if let Some(inner) = path.strip_suffix("\"]") {
+        let start = inner.rfind("[\"")?;
+        return serde_json::from_str(&path[start + 1..path.len() - 1]).ok();
+    }
+    if path.ends_with(']') || path.is_empty() {
+        return None;
+    }
+    Some(path.rsplit('.').next().unwrap_or(path).to_string())
+}
+
+/// How a message names the field at `path`: its key, or the whole path for list items.
 fn field_name(path: &str) -> String {
-    if path.is_empty() {
-        "the document".into()
-    } else {
-        format!("`{path}`")
+    match last_key(path) {
+        Some(k) => format!("`{k}`"),
+        None if path.is_empty() => "the document".into(),
+        None => format!("`{path}`"),
     }
 }
 
@@ -543,6 +572,7 @@ fn from<T: DeserializeOwned>(v: Value) -> Result<T, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
@@ -607,9 +637,7 @@ mod tests {
         );
         assert_eq!(
             p,
-            vec![
-                "`steps[0].max_visits` must be at most 4294967295, not 5000000000 @ steps[0].max_visits"
-            ]
+            vec!["`max_visits` must be at most 4294967295, not 5000000000 @ steps[0].max_visits"]
         );
     }
 }

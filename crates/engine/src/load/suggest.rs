@@ -21,7 +21,7 @@ pub(crate) fn closest<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(1).min(3);
+    let limit = (word.chars().count().div_ceil(3)).clamp(1, 3);
     let lower = word.to_lowercase();
     candidates
         .into_iter()
@@ -66,6 +66,7 @@ pub(crate) fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -175,9 +175,10 @@ impl Reader<'_> {
                         }
                     }
                     if self.stack.len() >= MAX_DEPTH {
-                        return Err(self.error(at, &path, format!("the document is nested too deeply (more than {MAX_DEPTH} levels of lists and mappings)")));
+                        return Err(self.error(at, top_key(&path), format!("the document is nested too deeply (more than {MAX_DEPTH} levels of lists and mappings)")));
                     }
-                    let item_map = is_map && matches!(slot, Slot::Item(_));
+                    // A mapping that is a list item (or the document) is found at its first key.
+                    let item_map = is_map && matches!(slot, Slot::Item(_) | Slot::Root);
                     if !item_map {
                         self.spans.entry(path.clone()).or_insert(at);
                     }
@@ -242,7 +243,7 @@ impl Reader<'_> {
                         return Err(self.error(at, &path, format!("aliases expand to more than {MAX_ALIAS_VALUES} values; refusing the document (an alias bomb?)")));
                     }
                     if self.stack.len() + depth > MAX_DEPTH {
-                        return Err(self.error(at, &path, format!("the document is nested too deeply (more than {MAX_DEPTH} levels of lists and mappings)")));
+                        return Err(self.error(at, top_key(&path), format!("the document is nested too deeply (more than {MAX_DEPTH} levels of lists and mappings)")));
                     }
                     self.complete(value, 0, at)?;
                 }
@@ -357,6 +358,13 @@ fn measure(v: &Value) -> (usize, usize) {
     }
 }
 
+/// The first key of a path (`steps[0][0]...` -> `steps`): depth errors would otherwise carry
+/// a path as long as the nesting.
+pub(super) fn top_key(path: &str) -> &str {
+    let end = path.find(['.', '[']).unwrap_or(path.len());
+    &path[..end]
+}
+
 fn short_handle(t: &Tag) -> String {
     if t.handle == CORE_TAG {
         "!!".into()
@@ -421,18 +429,16 @@ pub(super) fn resolve_plain(s: &str) -> Value {
     if let Some(oct) = s
         .strip_prefix("0o")
         .filter(|d| !d.is_empty() && d.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+        && let Ok(i) = i64::from_str_radix(oct, 8)
     {
-        if let Ok(i) = i64::from_str_radix(oct, 8) {
-            return Value::Number(i.into());
-        }
+        return Value::Number(i.into());
     }
     if let Some(hex) = s
         .strip_prefix("0x")
         .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_hexdigit()))
+        && let Ok(i) = i64::from_str_radix(hex, 16)
     {
-        if let Ok(i) = i64::from_str_radix(hex, 16) {
-            return Value::Number(i.into());
-        }
+        return Value::Number(i.into());
     }
     if is_float(s) {
         return float(s);
@@ -480,6 +486,7 @@ fn is_float(s: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use serde_json::json;
