@@ -636,6 +636,16 @@ impl<'a, 'd> Checker<'a, 'd> {
             if let Some(t) = self.target(from, &edge.to, key_path(&ep, "to"), "edge target") {
                 self.succ[from].push(t);
             }
+            // The engine takes `next` before any edge: such an edge is dead.
+            if let Some(next) = &self.infos[from].step.next {
+                self.error(
+                    key_path(&ep, "from"),
+                    format!(
+                        "this edge is never taken: step `{}` has `next: {next}`, which always wins over edges; remove one of them",
+                        edge.from
+                    ),
+                );
+            }
         }
     }
 
