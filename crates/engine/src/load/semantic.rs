@@ -1278,6 +1278,97 @@ fn expand_env(s: &str) -> Result<String, String> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use crate::load::ValidationEnv;
+
+    fn problems(yaml: &str) -> Vec<String> {
+        let loaded = match super::super::load_bytes("w.yaml", yaml.as_bytes()) {
+            Ok(l) => l,
+            Err(d) => {
+                return d
+                    .into_iter()
+                    .map(|d| format!("load: {}", d.message))
+                    .collect();
+            }
+        };
+        let tools = baton_tools::Registry::with_builtins();
+        let env = ValidationEnv {
+            tools: &tools,
+            models: None,
+        };
+        validate(&loaded, &env)
+            .into_iter()
+            .map(|d| format!("{} @ {}", d.message, d.path))
+            .collect()
+    }
+
+    const HEAD: &str = "version: 1\nname: t\n";
+
+    #[test]
+    fn visibility_follows_control_flow() {
+        // A step reading itself outside a loop, and a map reading its own body.
+        let p = problems(&format!(
+            "{HEAD}steps:\n  - {{ id: a, tool: echo, with: {{ x: '{{{{ steps.a.output }}}}' }} }}\n  - id: m\n    map: {{ over: steps.w.output }}\n    steps:\n      - {{ id: w, tool: echo, with: {{ x: '{{{{ item }}}} {{{{ loop.index }}}} {{{{ steps.a.output }}}}' }} }}\n"
+        ));
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].contains("a step cannot read its own output unless it is in a loop"),
+            "{p:?}"
+        );
+        assert!(p[1].contains("`w` runs inside step `m`"), "{p:?}");
+        // In a loop, a step may read itself and the steps after it.
+        let p = problems(&format!(
+            "{HEAD}steps:\n  - {{ id: a, tool: echo, max_visits: 2, with: {{ x: '{{{{ steps.a.output }}}} {{{{ steps.b.output }}}}' }} }}\n  - {{ id: b, tool: echo, next: a }}\n"
+        ));
+        assert!(p.is_empty(), "{p:?}");
+        // Groups: their steps see what came before the group; later steps see inside it.
+        let p = problems(&format!(
+            "{HEAD}steps:\n  - {{ id: a, tool: echo }}\n  - id: g\n    steps:\n      - {{ id: b, tool: echo, with: {{ x: '{{{{ steps.a.output }}}}' }} }}\n  - {{ id: c, tool: echo, with: {{ x: '{{{{ steps.b.output }}}}' }} }}\n"
+        ));
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn map_item_names() {
+        let p = problems(&format!(
+            "{HEAD}steps:\n  - id: m\n    map: {{ over: '[1]', as: file }}\n    steps:\n      - {{ id: w, tool: echo, with: {{ x: '{{{{ file }}}} {{{{ item }}}}' }} }}\n"
+        ));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].starts_with("unknown name `item`"), "{p:?}");
+        assert!(p[0].contains("the map item (`file`)"), "{p:?}");
+        let p = problems(&format!(
+            "{HEAD}steps:\n  - id: m\n    map: {{ over: '[1]', as: steps }}\n    steps: [{{ id: w, tool: echo }}]\n"
+        ));
+        assert_eq!(
+            p,
+            vec![
+                "`steps` cannot name the item: it would hide the template variable `steps` @ steps[0].map.as"
+            ]
+        );
+    }
+
+    #[test]
+    fn loops_through_max_visits_are_fine() {
+        let looped = |extra: &str| {
+            problems(&format!(
+                "{HEAD}steps:\n  - {{ id: a, tool: echo{extra} }}\n  - {{ id: b, tool: echo, next: a }}\n"
+            ))
+        };
+        assert_eq!(looped(", max_visits: 3"), Vec::<String>::new());
+        let p = looped("");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].starts_with("loop without `max_visits`: `a` → `b` → `a`"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn parallel_branches_all_start() {
+        let p = problems(&format!(
+            "{HEAD}steps:\n  - id: p\n    parallel:\n      - {{ id: a, tool: echo }}\n      - {{ id: b, tool: echo }}\n    join: {{ strategy: any }}\n  - {{ id: c, tool: echo, with: {{ x: '{{{{ steps.a.output }}}} {{{{ steps.b.output }}}}' }} }}\n"
+        ));
+        assert!(p.is_empty(), "{p:?}");
+    }
 
     #[test]
     fn host_entries() {
