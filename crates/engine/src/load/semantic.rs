@@ -878,7 +878,14 @@ impl<'a, 'd> Checker<'a, 'd> {
             } else {
                 ""
             };
-            self.error(path, format!("invalid {what}: {e}{extra}"));
+            let mut d = self
+                .loaded
+                .diagnostic(path, format!("invalid {what}: {e}{extra}"));
+            if let Some((line, column)) = self.block_scalar_line(d.line, &e) {
+                d.line = line;
+                d.column = column;
+            }
+            self.out.push(d);
             return;
         }
         for r in refs {
@@ -955,6 +962,39 @@ impl<'a, 'd> Checker<'a, 'd> {
                 ))
             }
         }
+    }
+
+    /// A template written as a block scalar (`prompt: |`) starts on the line after its key:
+    /// an error on its line N is on the file's line `key + N`. Other strings keep the key's
+    /// position.
+    fn block_scalar_line(&self, key_line: u32, error: &str) -> Option<(u32, u32)> {
+        let n: u32 = error
+            .rsplit_once("(template line ")?
+            .1
+            .split(')')
+            .next()?
+            .parse()
+            .ok()?;
+        let source_line = self
+            .loaded
+            .source
+            .lines()
+            .nth(usize::try_from(key_line).ok()?.checked_sub(1)?)?;
+        let after_key = source_line
+            .split_once(": ")
+            .map(|(_, v)| v)
+            .or_else(|| source_line.strip_suffix(':').map(|_| ""))?;
+        if !after_key.trim_start().starts_with(['|', '>']) {
+            return None;
+        }
+        let line = key_line.checked_add(n)?;
+        let text = self
+            .loaded
+            .source
+            .lines()
+            .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+        let column = text.chars().take_while(|c| *c == ' ').count() + 1;
+        Some((line, super::to_u32(column)))
     }
 
     fn descendants(&self, i: usize) -> Vec<usize> {
@@ -1325,6 +1365,25 @@ mod tests {
             "{HEAD}steps:\n  - {{ id: a, tool: echo }}\n  - id: g\n    steps:\n      - {{ id: b, tool: echo, with: {{ x: '{{{{ steps.a.output }}}}' }} }}\n  - {{ id: c, tool: echo, with: {{ x: '{{{{ steps.b.output }}}}' }} }}\n"
         ));
         assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn block_template_errors_point_at_their_line() {
+        let yaml = format!(
+            "{HEAD}steps:\n  - id: a\n    tool: echo\n    with:\n      text: |\n        fine {{{{ x is defined }}}}\n        broken {{{{ x\n"
+        );
+        let loaded = crate::load::load_bytes("w.yaml", yaml.as_bytes()).unwrap();
+        let tools = baton_tools::Registry::with_builtins();
+        let d = validate(
+            &loaded,
+            &ValidationEnv {
+                tools: &tools,
+                models: None,
+            },
+        );
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(d[0].message.contains("(template line 2)"), "{}", d[0]);
+        assert_eq!((d[0].line, d[0].column), (9, 9), "{}", d[0]);
     }
 
     #[test]
