@@ -331,5 +331,10 @@ fn schema_json_is_the_format_schema() {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["title"], "Baton workflow");
     assert!(v["$defs"]["Step"]["properties"]["max_visits"].is_object());
+    // Integers carry the bound loading enforces.
+    assert_eq!(
+        v["$defs"]["Step"]["properties"]["max_visits"]["maximum"],
+        u32::MAX
+    );
     assert!(text.contains('\n'), "pretty-printed");
 }

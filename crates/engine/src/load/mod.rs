@@ -300,9 +300,10 @@ pub fn load_and_validate(path: &Path, env: &ValidationEnv) -> Result<Loaded, Vec
     }
 }
 
-/// The JSON Schema of the workflow format, pretty-printed (`baton schema`).
+/// The JSON Schema of the workflow format, pretty-printed (`baton schema`): the one loading
+/// checks against, so editors flag what `baton validate` would.
 pub fn schema_json() -> String {
-    serde_json::to_string_pretty(&baton_types::workflow_schema()).unwrap_or_else(|_| "{}".into())
+    serde_json::to_string_pretty(shape::schema()).unwrap_or_else(|_| "{}".into())
 }
 
 #[cfg(test)]

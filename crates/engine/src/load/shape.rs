@@ -13,7 +13,7 @@ use super::{Diagnostic, SpanMap, diagnostic_at, index_path, key_path};
 
 /// The format's schema as validation uses it: integers of `format: uint32` also get their
 /// maximum, so a value that would not fit is a schema error with a position.
-fn schema() -> &'static Value {
+pub(super) fn schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
     SCHEMA.get_or_init(|| {
         let mut s = baton_types::workflow_schema();
