@@ -12,6 +12,8 @@ use crate::template;
 
 /// Most retries a step may ask for.
 pub const MAX_RETRIES: u32 = 100;
+/// Most steps in one workflow, nested ones included.
+pub const MAX_STEPS: usize = 10_000;
 
 const KIND_FIELDS: &str = "`agent`, `tool`, `if`, `switch`, `parallel`, `map`, `steps`, `human`";
 const CONTEXT_ROOTS: [&str; 5] = ["inputs", "steps", "state", "run", "loop"];
@@ -59,6 +61,10 @@ struct Checker<'a, 'd> {
     children: Vec<Vec<usize>>,
     /// Control-flow successors inside each step's scope (valid targets only).
     succ: Vec<Vec<Target>>,
+    /// The reverse of `succ`.
+    preds: Vec<Vec<usize>>,
+    /// For a step, the steps with a path to it (see `reaches`).
+    reach_memo: std::cell::RefCell<HashMap<usize, Vec<u64>>>,
     out: Vec<Diagnostic>,
     globals: HashSet<String>,
 }
@@ -78,6 +84,8 @@ impl<'a, 'd> Checker<'a, 'd> {
             ids: HashMap::new(),
             children: Vec::new(),
             succ: Vec::new(),
+            preds: Vec::new(),
+            reach_memo: std::cell::RefCell::new(HashMap::new()),
             out: Vec::new(),
             globals,
         };
@@ -139,6 +147,17 @@ impl<'a, 'd> Checker<'a, 'd> {
     }
 
     fn run(&mut self) {
+        if self.infos.len() > MAX_STEPS {
+            // The flow checks grow with the square of the step count: refuse before them.
+            self.error(
+                "steps",
+                format!(
+                    "the workflow has {} steps (nested ones included); at most {MAX_STEPS} are allowed",
+                    self.infos.len()
+                ),
+            );
+            return;
+        }
         self.check_header();
         self.check_ids();
         for i in 0..self.infos.len() {
@@ -758,13 +777,20 @@ impl<'a, 'd> Checker<'a, 'd> {
     // ---- templates and expressions -----------------------------------------------------
 
     fn check_templates(&mut self) {
-        let visible = self.visible_sets();
-        for (i, seen) in visible.iter().enumerate() {
+        self.preds = vec![Vec::new(); self.infos.len()];
+        for (from, targets) in self.succ.iter().enumerate() {
+            for t in targets {
+                if let Target::Step(to) = t {
+                    self.preds[*to].push(from);
+                }
+            }
+        }
+        for i in 0..self.infos.len() {
             let step = self.infos[i].step;
             let path = self.infos[i].path.clone();
             let ctx = RefCtx {
-                visible: Some(seen),
                 reader: Some(i),
+                after: None,
                 items: self.infos[i].items.clone(),
             };
             if let Some(p) = &step.prompt {
@@ -802,8 +828,8 @@ impl<'a, 'd> Checker<'a, 'd> {
             }
         }
         let anywhere = RefCtx {
-            visible: None,
             reader: None,
+            after: None,
             items: Vec::new(),
         };
         for (name, agent) in &self.doc.agents {
@@ -825,12 +851,9 @@ impl<'a, 'd> Checker<'a, 'd> {
             match self.ids.get(edge.from.as_str()).copied() {
                 Some(from) => {
                     // Evaluated once `from` has ended: it and what it contains can be read.
-                    let mut seen = visible[from].clone();
-                    seen.insert(from);
-                    seen.extend(self.descendants(from));
                     let ctx = RefCtx {
-                        visible: Some(&seen),
                         reader: Some(from),
+                        after: Some(from),
                         items: self.infos[from].items.clone(),
                     };
                     self.check_text(when, wp, &ctx, Syntax::Expression);
@@ -911,8 +934,11 @@ impl<'a, 'd> Checker<'a, 'd> {
                     let h = dashed.unwrap_or_else(|| hint(x, all.iter().copied()));
                     return Some(format!("`{reference}` refers to unknown step `{x}`{h}"));
                 };
-                match (ctx.visible, ctx.reader) {
-                    (Some(visible), Some(reader)) if !visible.contains(&target) => {
+                let after = ctx
+                    .after
+                    .is_some_and(|a| target == a || self.is_descendant(target, a));
+                match ctx.reader {
+                    Some(reader) if !after && !self.can_read(reader, target) => {
                         let reader_id = &self.infos[reader].step.id;
                         let why = if target == reader {
                             "a step cannot read its own output unless it is in a loop".to_string()
@@ -997,59 +1023,75 @@ impl<'a, 'd> Checker<'a, 'd> {
         Some((line, super::to_u32(column)))
     }
 
-    fn descendants(&self, i: usize) -> Vec<usize> {
-        let mut out = Vec::new();
-        let mut stack = self.children[i].clone();
-        while let Some(n) = stack.pop() {
-            out.push(n);
-            stack.extend(self.children[n].iter().copied());
-        }
-        out
-    }
-
+    /// Whether `ancestor` encloses `node` (at any depth).
     fn is_descendant(&self, node: usize, ancestor: usize) -> bool {
-        self.descendants(ancestor).contains(&node)
+        let mut n = node;
+        while let Some(c) = self.scopes[self.infos[n].scope].container {
+            if c == ancestor {
+                return true;
+            }
+            n = c;
+        }
+        false
     }
 
-    /// For each step, the steps whose output it may read: those with a path to it in its list
-    /// (and what they contain), and what its enclosing step may read.
-    fn visible_sets(&self) -> Vec<HashSet<usize>> {
-        let n = self.infos.len();
-        let mut preds: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for (from, targets) in self.succ.iter().enumerate() {
-            for t in targets {
-                if let Target::Step(to) = t {
-                    preds[*to].push(from);
-                }
+    /// Whether step `reader` may read the output of step `target`: some enclosing step of
+    /// `target` (or `target` itself) has a path to `reader` (or to one of `reader`'s
+    /// enclosing steps) in their common list. Parallel siblings have no such path.
+    fn can_read(&self, reader: usize, target: usize) -> bool {
+        // `target` and its enclosing steps, by the list they are in.
+        let mut by_scope: HashMap<usize, usize> = HashMap::new();
+        let mut t = target;
+        loop {
+            by_scope.insert(self.infos[t].scope, t);
+            match self.scopes[self.infos[t].scope].container {
+                Some(c) => t = c,
+                None => break,
             }
         }
-        let mut sets: Vec<HashSet<usize>> = vec![HashSet::new(); n];
-        // Parents come before their children in `infos`, so the container's set is ready.
-        for i in 0..n {
-            let mut set = HashSet::new();
-            let mut queue: VecDeque<usize> = preds[i].iter().copied().collect();
-            let mut seen = HashSet::new();
+        let mut r = reader;
+        loop {
+            let scope = self.infos[r].scope;
+            if let Some(&x) = by_scope.get(&scope)
+                && self.reaches(x, r)
+            {
+                return true;
+            }
+            match self.scopes[scope].container {
+                Some(c) => r = c,
+                None => return false,
+            }
+        }
+    }
+
+    /// Whether a path of at least one edge leads from `from` to `to` (same list). The steps
+    /// that reach `to` are found once per `to`, as a bit set, and only for steps whose
+    /// templates name other steps.
+    fn reaches(&self, from: usize, to: usize) -> bool {
+        let mut memo = self.reach_memo.borrow_mut();
+        let bits = memo.entry(to).or_insert_with(|| {
+            let mut bits = vec![0u64; self.infos.len().div_ceil(64)];
+            let mut queue: VecDeque<usize> = self.preds[to].iter().copied().collect();
             while let Some(p) = queue.pop_front() {
-                if !seen.insert(p) {
+                let (word, bit) = (p / 64, 1u64 << (p % 64));
+                if bits[word] & bit != 0 {
                     continue;
                 }
-                set.insert(p);
-                set.extend(self.descendants(p));
-                queue.extend(preds[p].iter().copied());
+                bits[word] |= bit;
+                queue.extend(self.preds[p].iter().copied());
             }
-            if let Some(c) = self.scopes[self.infos[i].scope].container {
-                set.extend(sets[c].iter().copied());
-            }
-            sets[i] = set;
-        }
-        sets
+            bits
+        });
+        bits.get(from / 64)
+            .is_some_and(|w| w & (1u64 << (from % 64)) != 0)
     }
 }
 
-struct RefCtx<'s> {
-    /// Steps that may have run; `None`: any step may be named.
-    visible: Option<&'s HashSet<usize>>,
+struct RefCtx {
+    /// The step whose text it is; `None`: any step may be named (outputs, instructions).
     reader: Option<usize>,
+    /// A step that has ended when the text is evaluated (an edge's `from`).
+    after: Option<usize>,
     items: Vec<String>,
 }
 
@@ -1384,6 +1426,37 @@ mod tests {
         assert_eq!(d.len(), 1, "{d:?}");
         assert!(d[0].message.contains("(template line 2)"), "{}", d[0]);
         assert_eq!((d[0].line, d[0].column), (9, 9), "{}", d[0]);
+    }
+
+    #[test]
+    fn big_workflows_validate_quickly_or_are_refused() {
+        // A 5,000-step chain where every step reads the one before: every read is checked.
+        let mut yaml = format!("{HEAD}steps:\n  - {{ id: s0, tool: echo }}\n");
+        for i in 1..5000 {
+            yaml.push_str(&format!(
+                "  - {{ id: s{i}, tool: echo, with: {{ x: '{{{{ steps.s{}.output }}}}' }} }}\n",
+                i - 1
+            ));
+        }
+        let started = std::time::Instant::now();
+        assert_eq!(problems(&yaml), Vec::<String>::new());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "{:?}",
+            started.elapsed()
+        );
+        let mut yaml = format!("{HEAD}steps:\n");
+        for i in 0..=MAX_STEPS {
+            yaml.push_str(&format!("  - {{ id: s{i}, tool: echo }}\n"));
+        }
+        let p = problems(&yaml);
+        assert_eq!(
+            p,
+            vec![format!(
+                "the workflow has {} steps (nested ones included); at most {MAX_STEPS} are allowed @ steps",
+                MAX_STEPS + 1
+            )]
+        );
     }
 
     #[test]
