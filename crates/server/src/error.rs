@@ -1,0 +1,72 @@
+//! Errors as HTTP: every failure is one JSON body `{"error": {"code", "message"}}` with a
+//! status that says whose fault it was.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error answered to a client.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> serde_json::Value {
+        json!({ "error": { "code": self.code, "message": self.message } })
+    }
+}
+
+impl From<baton_llm::Error> for ApiError {
+    fn from(e: baton_llm::Error) -> Self {
+        // By kind rather than by variant, so kinds added later land on a sensible default.
+        let (status, code) = match e.kind() {
+            "unknown_model" => (StatusCode::NOT_FOUND, "model_not_found"),
+            "context_length" => (StatusCode::BAD_REQUEST, "context_length_exceeded"),
+            "rate_limit" => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            // The upstream provider refused Baton's credentials: a gateway problem, not the
+            // client's (the client is not authenticated against the upstream).
+            "auth" => (StatusCode::BAD_GATEWAY, "upstream_auth"),
+            "transient" => (StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable"),
+            "timeout" => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            "cancelled" => (StatusCode::SERVICE_UNAVAILABLE, "cancelled"),
+            "config" => (StatusCode::INTERNAL_SERVER_ERROR, "server_config"),
+            "invalid_response" | "invalid_tool_arguments" => {
+                (StatusCode::BAD_GATEWAY, "invalid_model_response")
+            }
+            _ => (StatusCode::BAD_GATEWAY, "upstream_error"),
+        };
+        let mut err = ApiError::new(status, code, e.to_string());
+        if let Some(d) = e.retry_after() {
+            err.message = format!("{} (retry after {}s)", err.message, d.as_secs().max(1));
+        }
+        err
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}
