@@ -34,10 +34,10 @@ impl Layout {
         let info = fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| Error::Unenforceable(format!("cannot read /proc/self/mountinfo: {e}")))?;
         let mut layout = Layout::parse_mountinfo(&info);
-        if let Some((mount, ctrls)) = layout.v2.as_mut() {
-            if let Ok(s) = fs::read_to_string(mount.join("cgroup.controllers")) {
-                *ctrls = s.split_whitespace().map(String::from).collect();
-            }
+        if let Some((mount, ctrls)) = layout.v2.as_mut()
+            && let Ok(s) = fs::read_to_string(mount.join("cgroup.controllers"))
+        {
+            *ctrls = s.split_whitespace().map(String::from).collect();
         }
         Ok(layout)
     }
@@ -59,10 +59,8 @@ impl Layout {
                 layout.all.push(mount_point.clone());
             }
             match rf[0] {
-                "cgroup2" => {
-                    if layout.v2.is_none() {
-                        layout.v2 = Some((mount_point, Vec::new()));
-                    }
+                "cgroup2" if layout.v2.is_none() => {
+                    layout.v2 = Some((mount_point, Vec::new()));
                 }
                 "cgroup" => {
                     for opt in rf[2].split(',') {
@@ -85,10 +83,10 @@ impl Layout {
 
     /// Where each needed controller comes from: `v2` or `v1`.
     pub fn source_of(&self, controller: &str) -> Option<Version> {
-        if let Some((_, ctrls)) = &self.v2 {
-            if ctrls.iter().any(|c| c == controller) {
-                return Some(Version::V2);
-            }
+        if let Some((_, ctrls)) = &self.v2
+            && ctrls.iter().any(|c| c == controller)
+        {
+            return Some(Version::V2);
         }
         self.v1.contains_key(controller).then_some(Version::V1)
     }
@@ -262,15 +260,15 @@ impl Cgroup {
                 }
             };
             if !cg.created.contains(&dir) {
-                if ver == Version::V2 {
-                    if let Some(parent) = dir.parent() {
-                        let want: Vec<String> = ["memory", "pids", "cpu"]
-                            .iter()
-                            .filter(|c| layout.source_of(c) == Some(Version::V2))
-                            .map(|c| format!("+{c}"))
-                            .collect();
-                        enable_subtree(parent, &want)?;
-                    }
+                if ver == Version::V2
+                    && let Some(parent) = dir.parent()
+                {
+                    let want: Vec<String> = ["memory", "pids", "cpu"]
+                        .iter()
+                        .filter(|c| layout.source_of(c) == Some(Version::V2))
+                        .map(|c| format!("+{c}"))
+                        .collect();
+                    enable_subtree(parent, &want)?;
                 }
                 fs::create_dir(&dir).map_err(|e| {
                     Error::Unenforceable(format!(
@@ -542,6 +540,7 @@ fn read_kv(dir: &Path, file: &str, key: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

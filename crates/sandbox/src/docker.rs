@@ -82,10 +82,7 @@ pub fn parse_response(raw: &[u8]) -> Result<Response, Error> {
     if chunked {
         let mut out = Vec::new();
         let mut rest = body.as_slice();
-        loop {
-            let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") else {
-                break;
-            };
+        while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
             let size = usize::from_str_radix(
                 String::from_utf8_lossy(&rest[..eol])
                     .trim()
@@ -364,6 +361,7 @@ impl DockerSandbox {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

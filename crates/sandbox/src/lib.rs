@@ -134,13 +134,13 @@ impl ExecRequest {
                 )));
             }
         }
-        if let Some(w) = &self.workdir {
-            if !w.is_dir() {
-                return Err(Error::InvalidRequest(format!(
-                    "workdir {} is not a directory",
-                    w.display()
-                )));
-            }
+        if let Some(w) = &self.workdir
+            && !w.is_dir()
+        {
+            return Err(Error::InvalidRequest(format!(
+                "workdir {} is not a directory",
+                w.display()
+            )));
         }
         Ok(())
     }
@@ -334,6 +334,7 @@ impl Capped {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

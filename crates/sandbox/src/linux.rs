@@ -68,12 +68,12 @@ impl ProcessSandbox {
         if !cfg!(target_os = "linux") {
             return Err(unavailable("the process tier needs Linux".into()));
         }
-        if let Ok(s) = std::fs::read_to_string("/proc/sys/user/max_user_namespaces") {
-            if s.trim() == "0" {
-                return Err(unavailable(
-                    "user namespaces are disabled (user.max_user_namespaces = 0)".into(),
-                ));
-            }
+        if let Ok(s) = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+            && s.trim() == "0"
+        {
+            return Err(unavailable(
+                "user namespaces are disabled (user.max_user_namespaces = 0)".into(),
+            ));
         }
         let layout = Layout::detect()?;
         for c in crate::cgroup::NEEDED {
@@ -413,6 +413,13 @@ fn run(
                 )));
             }
             host_payload_uid = md.uid();
+            if host_payload_uid == policy.host_uid_base {
+                return Err(Error::InvalidRequest(format!(
+                    "workdir {} is owned by uid {}, the sandbox's setup uid (host_uid_base): use another owner",
+                    dir.display(),
+                    policy.host_uid_base
+                )));
+            }
         }
         for (name, contents) in &req.files {
             write_no_follow(dir, name, contents.as_bytes(), md.uid(), md.gid())?;
@@ -690,11 +697,8 @@ fn write_id_maps(a: Pid, policy: &Policy, host_payload_uid: u32) -> Result<(), E
             .map_err(|e| Error::Unenforceable(format!("cannot write {file} of the sandbox: {e}")))
     };
     if nix::unistd::geteuid().is_root() {
-        let map = if host_payload_uid == base + uid {
-            format!("0 {base} 1\n{uid} {host_payload_uid} 1\n")
-        } else {
-            format!("0 {base} 1\n{uid} {host_payload_uid} 1\n")
-        };
+        // Root inside (setup only) is host `base`; the code's uid is an unprivileged host uid.
+        let map = format!("0 {base} 1\n{uid} {host_payload_uid} 1\n");
         w("uid_map", &map)?;
         w("gid_map", &map)?;
     } else {
@@ -779,10 +783,10 @@ fn supervise(
         if reaped && !open.iter().any(|o| *o) {
             break;
         }
-        if let Some(d) = drain_deadline {
-            if now >= d {
-                break;
-            }
+        if let Some(d) = drain_deadline
+            && now >= d
+        {
+            break;
         }
         let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(5);
         for (i, fd) in fds.iter().enumerate() {
@@ -1057,10 +1061,9 @@ fn build_fs(plan: &Plan, errfd: RawFd) {
                 if let Err(e) = nix::unistd::mkdir(
                     d.as_c_str(),
                     nix::sys::stat::Mode::from_bits_truncate(0o755),
-                ) {
-                    if e != nix::Error::EEXIST {
-                        mount_err(errfd, "cannot create", d, e);
-                    }
+                ) && e != nix::Error::EEXIST
+                {
+                    mount_err(errfd, "cannot create", d, e);
                 }
             }
             Op::Touch(f) => {
@@ -1135,10 +1138,9 @@ fn build_fs(plan: &Plan, errfd: RawFd) {
             Op::Symlink { to, dst } => {
                 if let Err(e) =
                     nix::unistd::symlinkat(to.as_c_str(), nix::fcntl::AT_FDCWD, dst.as_c_str())
+                    && e != nix::Error::EEXIST
                 {
-                    if e != nix::Error::EEXIST {
-                        mount_err(errfd, "cannot create symlink", dst, e);
-                    }
+                    mount_err(errfd, "cannot create symlink", dst, e);
                 }
             }
             Op::Write { dst, contents } => {
@@ -1224,10 +1226,10 @@ fn child_b(plan: &Plan, filters: &[BpfProgram], p: &Pipes) -> ! {
     if let Err(e) = nix::unistd::sethostname(&plan.hostname) {
         die(errfd, &format!("cannot set the hostname: {e}"));
     }
-    if plan.lo_up {
-        if let Err(e) = loopback_up() {
-            die(errfd, &format!("cannot bring up loopback: {e}"));
-        }
+    if plan.lo_up
+        && let Err(e) = loopback_up()
+    {
+        die(errfd, &format!("cannot bring up loopback: {e}"));
     }
     if plan.workspace_tmpfs {
         for (path, contents) in &plan.files {
@@ -1369,10 +1371,10 @@ fn child_c(plan: &Plan, filters: &[BpfProgram], errfd: RawFd) -> ! {
         )
     };
     let id = plan.uid;
-    if let Err(e) = nix::unistd::setgroups(&[Gid::from_raw(id)]) {
-        if plan.privileged {
-            die(errfd, &format!("cannot set the groups: {e}"));
-        }
+    if let Err(e) = nix::unistd::setgroups(&[Gid::from_raw(id)])
+        && plan.privileged
+    {
+        die(errfd, &format!("cannot set the groups: {e}"));
     }
     if let Err(e) = nix::unistd::setresgid(Gid::from_raw(id), Gid::from_raw(id), Gid::from_raw(id))
     {

@@ -61,15 +61,15 @@ pub fn runtime_for(engine: Engine) -> Result<Runtime, String> {
         Engine::Oci => &["crun", "runc"],
         Engine::Gvisor => &["runsc"],
     };
-    if let Ok(forced) = std::env::var("BATON_OCI_RUNTIME") {
-        if engine == Engine::Oci {
-            return find_binary(&forced)
-                .map(|path| Runtime {
-                    name: forced.clone(),
-                    path,
-                })
-                .ok_or_else(|| format!("BATON_OCI_RUNTIME={forced} is not installed"));
-        }
+    if let Ok(forced) = std::env::var("BATON_OCI_RUNTIME")
+        && engine == Engine::Oci
+    {
+        return find_binary(&forced)
+            .map(|path| Runtime {
+                name: forced.clone(),
+                path,
+            })
+            .ok_or_else(|| format!("BATON_OCI_RUNTIME={forced} is not installed"));
     }
     names
         .iter()
@@ -291,11 +291,11 @@ impl Sandbox for OciSandbox {
         }
         // System-dir symlinks (/bin -> usr/bin on merged-/usr hosts) live in the rootfs itself.
         for m in self.policy.mounts_for(None) {
-            if let Mount::Symlink { target, link_to } = m {
-                if !target.starts_with("/dev") {
-                    let p = rootfs.join(target.strip_prefix("/").unwrap_or(&target));
-                    std::os::unix::fs::symlink(&link_to, &p)?;
-                }
+            if let Mount::Symlink { target, link_to } = m
+                && !target.starts_with("/dev")
+            {
+                let p = rootfs.join(target.strip_prefix("/").unwrap_or(&target));
+                std::os::unix::fs::symlink(&link_to, &p)?;
             }
         }
         let mut req = req;
@@ -556,11 +556,11 @@ impl OciSandbox {
             None => (None, Some(libc::SIGKILL)),
         };
         // Runtimes report a container killed by signal N as exit status 128+N.
-        if let Some(c) = exit_code {
-            if (129..=128 + 64).contains(&c) {
-                signal = Some(c - 128);
-                exit_code = None;
-            }
+        if let Some(c) = exit_code
+            && (129..=128 + 64).contains(&c)
+        {
+            signal = Some(c - 128);
+            exit_code = None;
         }
         let stderr_text = stderr.text();
         if exit_code.is_some_and(|c| c != 0)
@@ -684,6 +684,7 @@ pub fn describe(engine: Engine) -> BTreeMap<&'static str, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -317,6 +317,7 @@ pub(crate) fn forward_loop(listener: std::net::TcpListener, sock: &Path) -> ! {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -345,6 +345,7 @@ pub fn oci(deny: &[String]) -> Value {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::policy::DEFAULT_SYSCALL_DENY;

@@ -42,6 +42,7 @@ fn convert(y: Yaml) -> Result<Value, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     #[test]
     fn yaml_policy_converts() {

@@ -143,6 +143,7 @@ pub fn check_manifest(kind: &str, file: &str, text: &str, advisories: &[Advisory
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

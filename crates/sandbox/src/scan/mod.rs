@@ -193,12 +193,12 @@ pub fn scan_path(path: &Path, opts: &Options) -> Result<Report, Error> {
             continue;
         };
         let base = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if let Some(adv) = &advisories {
-            if base == "requirements.txt" || base == "package.json" {
-                report
-                    .findings
-                    .extend(check_manifest(base, &name, &text, adv));
-            }
+        if let Some(adv) = &advisories
+            && (base == "requirements.txt" || base == "package.json")
+        {
+            report
+                .findings
+                .extend(check_manifest(base, &name, &text, adv));
         }
         if let Some(lang) = Lang::detect(&name, &text) {
             report.files_scanned += 1;
@@ -400,6 +400,7 @@ pub fn parse_semgrep(out: &[u8]) -> Result<Vec<Finding>, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::policy::Tier;

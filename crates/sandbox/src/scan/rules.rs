@@ -222,8 +222,7 @@ fn outside(p: &str) -> bool {
 
 fn unquote(s: &str) -> &str {
     let s = s.trim();
-    let s =
-        s.trim_start_matches(|c: char| matches!(c, 'r' | 'b' | 'f' | 'u' | 'R' | 'B' | 'F' | 'U'));
+    let s = s.trim_start_matches(['r', 'b', 'f', 'u', 'R', 'B', 'F', 'U']);
     s.trim_matches(|c| c == '"' || c == '\'' || c == '`')
 }
 
@@ -334,37 +333,35 @@ fn python(ctx: &mut Ctx, n: Node) {
                     ctx.add("PY003", l, &f)
                 }
                 "yaml.unsafe_load" | "yaml.unsafe_load_all" => ctx.add("PY004", l, &f),
-                "yaml.load" | "yaml.load_all" => {
+                "yaml.load" | "yaml.load_all"
                     if !["SafeLoader", "CSafeLoader", "BaseLoader"]
                         .iter()
-                        .any(|s| args.contains(s))
-                    {
-                        ctx.add("PY004", l, &short(&format!("{f}{args}")));
-                    }
+                        .any(|s| args.contains(s)) =>
+                {
+                    ctx.add("PY004", l, &short(&format!("{f}{args}")));
                 }
                 _ => {}
             }
-            if f.starts_with("subprocess.")
+            if (f.starts_with("subprocess.")
                 || f == "Popen"
                 || f == "run"
                 || f == "call"
-                || f == "check_output"
+                || f == "check_output")
+                && let Some(a) = n.child_by_field_name("arguments")
             {
-                if let Some(a) = n.child_by_field_name("arguments") {
-                    let mut c = a.walk();
-                    for kw in a.named_children(&mut c) {
-                        if kw.kind() == "keyword_argument" {
-                            let name = kw
-                                .child_by_field_name("name")
-                                .map(|x| ctx.text(x).to_string())
-                                .unwrap_or_default();
-                            let value = kw
-                                .child_by_field_name("value")
-                                .map(|x| ctx.text(x).to_string())
-                                .unwrap_or_default();
-                            if name == "shell" && value == "True" {
-                                ctx.add("PY002", l, &short(&format!("{f}{args}")));
-                            }
+                let mut c = a.walk();
+                for kw in a.named_children(&mut c) {
+                    if kw.kind() == "keyword_argument" {
+                        let name = kw
+                            .child_by_field_name("name")
+                            .map(|x| ctx.text(x).to_string())
+                            .unwrap_or_default();
+                        let value = kw
+                            .child_by_field_name("value")
+                            .map(|x| ctx.text(x).to_string())
+                            .unwrap_or_default();
+                        if name == "shell" && value == "True" {
+                            ctx.add("PY002", l, &short(&format!("{f}{args}")));
                         }
                     }
                 }
@@ -400,17 +397,17 @@ fn python(ctx: &mut Ctx, n: Node) {
                     ctx.add("FS001", l, &short(&format!("{f}({path})")));
                 }
             }
-            if f.ends_with(".write_text") || f.ends_with(".write_bytes") || f.ends_with(".unlink") {
-                if let Some(inner) = func.child_by_field_name("object") {
-                    let t = ctx.text(inner).to_string();
-                    if let Some(start) = t.find(['"', '\'']) {
-                        let p = unquote(&t[start..])
-                            .trim_end_matches(')')
-                            .trim_end_matches(['"', '\''])
-                            .to_string();
-                        if outside(&p) {
-                            ctx.add("FS001", l, &short(&t));
-                        }
+            if (f.ends_with(".write_text") || f.ends_with(".write_bytes") || f.ends_with(".unlink"))
+                && let Some(inner) = func.child_by_field_name("object")
+            {
+                let t = ctx.text(inner).to_string();
+                if let Some(start) = t.find(['"', '\'']) {
+                    let p = unquote(&t[start..])
+                        .trim_end_matches(')')
+                        .trim_end_matches(['"', '\''])
+                        .to_string();
+                    if outside(&p) {
+                        ctx.add("FS001", l, &short(&t));
                     }
                 }
             }
@@ -461,10 +458,10 @@ fn js(ctx: &mut Ctx, n: Node) {
                         ctx.add("OBF001", l, &short(&args));
                     }
                 }
-                "setTimeout" | "setInterval" => {
-                    if first.is_some_and(|a| matches!(a.kind(), "string" | "template_string")) {
-                        ctx.add("JS001", l, &short(&format!("{f}{args}")));
-                    }
+                "setTimeout" | "setInterval"
+                    if first.is_some_and(|a| matches!(a.kind(), "string" | "template_string")) =>
+                {
+                    ctx.add("JS001", l, &short(&format!("{f}{args}")));
                 }
                 "vm.runInNewContext" | "vm.runInThisContext" | "vm.runInContext" => {
                     ctx.add("JS001", l, &short(&f))
@@ -507,22 +504,21 @@ fn js(ctx: &mut Ctx, n: Node) {
                     | "renameSync"
                     | "mkdirSync"
             ) && (f.starts_with("fs") || f.contains("fs.") || f.starts_with("Deno."));
-            if writes {
-                if let Some(a) = first.filter(|a| matches!(a.kind(), "string" | "template_string"))
-                {
-                    let p = unquote(ctx.text(a)).to_string();
-                    if outside(&p) {
-                        ctx.add("FS001", l, &short(&format!("{f}({p})")));
-                    }
+            if writes
+                && let Some(a) = first.filter(|a| matches!(a.kind(), "string" | "template_string"))
+            {
+                let p = unquote(ctx.text(a)).to_string();
+                if outside(&p) {
+                    ctx.add("FS001", l, &short(&format!("{f}({p})")));
                 }
             }
         }
         "new_expression" => {
-            if let Some(c) = n.child_by_field_name("constructor") {
-                if ctx.text(c) == "Function" {
-                    let t = ctx.text(n).to_string();
-                    ctx.add("JS001", line(n), &short(&t));
-                }
+            if let Some(c) = n.child_by_field_name("constructor")
+                && ctx.text(c) == "Function"
+            {
+                let t = ctx.text(n).to_string();
+                ctx.add("JS001", line(n), &short(&t));
             }
         }
         "string" | "template_string" => {
@@ -674,6 +670,7 @@ fn shell(ctx: &mut Ctx, n: Node) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -19,11 +19,6 @@ pub fn leaked_fd(secret: &str) -> Option<(tempfile::NamedTempFile, OwnedFd)> {
     Some((f, fd))
 }
 
-/// Whether this process can run the root-only parts (cgroups, OCI runtimes).
-pub fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 /// What a sandbox could leave behind on the host: processes of the sandbox uids, cgroups,
 /// bundle and proxy directories, mounts.
 pub fn leftovers() -> Vec<String> {

@@ -509,16 +509,15 @@ pub fn judge(pl: &Payload, tier: Tier, out: &ExecOutput) -> Result<String, Strin
             out.stderr.chars().take(300).collect::<String>()
         ));
     };
-    if tier == Tier::Process {
-        if let Some(h) = pl.process_hit {
-            if !out.limits_hit.contains(&h) {
-                return Err(format!(
-                    "expected the {} limit to be hit, got {:?}",
-                    h.as_str(),
-                    out.limits_hit
-                ));
-            }
-        }
+    if tier == Tier::Process
+        && let Some(h) = pl.process_hit
+        && !out.limits_hit.contains(&h)
+    {
+        return Err(format!(
+            "expected the {} limit to be hit, got {:?}",
+            h.as_str(),
+            out.limits_hit
+        ));
     }
     if pl.name.starts_with("huge stdout") {
         if !out.stdout_truncated || out.stdout.len() as u64 > out_cap() {

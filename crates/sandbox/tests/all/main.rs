@@ -1,6 +1,8 @@
 //! Integration tests of baton-sandbox: the hostile-payload suite in every tier that works on
 //! this host, the process tier's features, and a check that the host is left clean.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 mod features;
 mod hostile;
