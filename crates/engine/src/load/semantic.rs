@@ -403,11 +403,14 @@ impl<'a, 'd> Checker<'a, 'd> {
                 ),
             );
         }
-        if let Some(tool) = &step.tool
-            && !self.env.tools.contains(tool)
-        {
-            let m = self.unknown_tool(tool);
-            self.error(at("tool"), m);
+        if let Some(tool) = &step.tool {
+            match self.env.tools.get(tool) {
+                None => {
+                    let m = self.unknown_tool(tool);
+                    self.error(at("tool"), m);
+                }
+                Some(t) => self.check_tool_arguments(tool, &t.spec().parameters, step, &path),
+            }
         }
         if step.max_visits == Some(0) {
             self.error(at("max_visits"), "`max_visits` must be at least 1");
@@ -471,6 +474,55 @@ impl<'a, 'd> Checker<'a, 'd> {
         }
         if let Some(schema) = step.output.as_ref().and_then(|o| o.schema.as_ref()) {
             self.check_schema(schema, key_path(&at("output"), "schema"));
+        }
+    }
+
+    /// The argument names of `with` against the tool's parameter schema: required ones must be
+    /// there, unknown ones are refused when the tool allows no others. (Values are templates,
+    /// checked when the step runs.)
+    fn check_tool_arguments(&mut self, tool: &str, params: &Value, step: &Step, path: &str) {
+        let given: Vec<&str> = step
+            .with
+            .iter()
+            .flat_map(|w| w.keys().map(String::as_str))
+            .collect();
+        let known: Vec<&str> = params
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|p| p.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let required = params
+            .get("required")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for name in required.iter().filter_map(Value::as_str) {
+            if !given.contains(&name) {
+                let at = if step.with.is_some() {
+                    key_path(path, "with")
+                } else {
+                    key_path(path, "tool")
+                };
+                self.error(
+                    at,
+                    format!(
+                        "tool `{tool}` needs the argument `{name}` in `with` (its arguments: {})",
+                        list(known.iter().copied())
+                    ),
+                );
+            }
+        }
+        if params.get("additionalProperties") == Some(&Value::Bool(false)) {
+            for name in given.iter().filter(|g| !known.contains(g)) {
+                self.error(
+                    key_path(&key_path(path, "with"), name),
+                    format!(
+                        "tool `{tool}` has no argument `{name}`{} (its arguments: {})",
+                        paren_hint(name, known.iter().copied()),
+                        list(known.iter().copied())
+                    ),
+                );
+            }
         }
     }
 
