@@ -1378,8 +1378,9 @@ fn check_host_entry(entry: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Expands `${NAME}` and `${NAME:-default}` in a model reference.
-fn expand_env(s: &str) -> Result<String, String> {
+/// Expands `${NAME}` and `${NAME:-default}` in a model reference (an empty variable counts as
+/// unset). The engine must resolve the same expansion that validation checked.
+pub fn expand_env(s: &str) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = s;
     while let Some(start) = rest.find("${") {
