@@ -4,6 +4,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cmd_bench;
+mod cmd_models;
+mod cmd_run;
+mod cmd_sandbox;
+mod progress;
+mod wiring;
+mod cmd_serve;
+
 #[derive(Parser)]
 #[command(name = "baton", version, about = "Orchestrate teams of LLM agents, durably.")]
 struct Cli {
@@ -13,7 +21,36 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a workflow and show its progress.
+    Run(cmd_run::RunArgs),
+    /// Continue a run that stopped (crash, pause, breakpoint).
+    Resume(cmd_run::ResumeArgs),
+    /// Check workflow files; prints every error with file:line:column.
+    Validate(cmd_run::ValidateArgs),
+    /// Print the JSON Schema of the workflow format.
+    Schema,
+    /// Inspect and control runs.
+    #[command(subcommand)]
+    Runs(cmd_run::RunsCmd),
     // Subcommands from other modules: add a variant here and an arm in `main`.
+    /// Run commands in a sandbox, check which sandbox tiers work here, benchmark them.
+    #[command(subcommand)]
+    Sandbox(cmd_sandbox::SandboxCmd),
+    /// Scan code for security problems (built-in rules, Bandit/Semgrep when installed).
+    Scan(cmd_sandbox::ScanArgs),
+    /// List and install models (`models list`, `models pull smollm2`).
+    Models(cmd_models::ModelsArgs),
+    /// Chat with a model, e.g. `baton chat local/smollm2` (reads stdin when it is not a terminal).
+    Chat(cmd_models::ChatArgs),
+    /// Serve the HTTP API (the OpenAI-compatible /v1 routes).
+    Serve(cmd_serve::ServeArgs),
+    /// Measure Baton on the peer-bench workloads (one JSON line per workload).
+    Bench(cmd_bench::BenchArgs),
+}
+
+/// The step id of a step instance path (`lint[2]` -> `lint`).
+pub(crate) fn split_id(path: &str) -> &str {
+    path.split('[').next().unwrap_or(path)
 }
 
 fn main() -> ExitCode {
@@ -27,7 +64,18 @@ fn main() -> ExitCode {
     };
     let code: anyhow::Result<i32> = rt.block_on(async move {
         match cli.command {
+            Command::Run(args) => cmd_run::run(args).await,
+            Command::Resume(args) => cmd_run::resume(args).await,
+            Command::Validate(args) => cmd_run::validate(args),
+            Command::Schema => cmd_run::schema(),
+            Command::Runs(cmd) => cmd_run::runs(cmd).await,
             // Arms for subcommands from other modules go here.
+            Command::Sandbox(cmd) => cmd_sandbox::sandbox(cmd).await,
+            Command::Scan(args) => cmd_sandbox::scan(args).await,
+            Command::Models(args) => cmd_models::run(args).await,
+            Command::Chat(args) => cmd_models::chat(args).await,
+            Command::Serve(args) => cmd_serve::run(args).await,
+            Command::Bench(args) => cmd_bench::run(args).await,
         }
     });
     match code {

@@ -203,23 +203,34 @@ pub enum Event {
     StepSucceeded {
         step: String,
         output: Value,
+        /// The step taken next in the same sequence; absent: the sequence ends.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
         #[serde(default)]
         duration_ms: u64,
         #[serde(default, skip_serializing_if = "Usage::is_empty")]
         usage: Usage,
     },
-    /// An attempt failed. With `retry_in_ms` another attempt follows after that delay.
+    /// An attempt failed. With `retry_in_ms` another attempt follows after that delay; with
+    /// `recovered` the step's `on_error` (`continue` or `goto`) moves on to `next`; otherwise
+    /// the failure ends the sequence the step is in.
     StepFailed {
         step: String,
         attempt: u32,
         error: StepError,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_in_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        recovered: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
         #[serde(default)]
         duration_ms: u64,
         #[serde(default, skip_serializing_if = "Usage::is_empty")]
         usage: Usage,
     },
+    /// A `map` step evaluated its list.
+    MapStarted { step: String, items: Vec<Value> },
     /// A step that had started was stopped (its parallel join finished without it, or the run was cancelled).
     StepCancelled { step: String },
     /// A `human` step asks a person.
@@ -259,6 +270,7 @@ impl Event {
             Event::StepSucceeded { .. } => "step_succeeded",
             Event::StepFailed { .. } => "step_failed",
             Event::StepCancelled { .. } => "step_cancelled",
+            Event::MapStarted { .. } => "map_started",
             Event::HumanRequested { .. } => "human_requested",
             Event::HumanResponded { .. } => "human_responded",
             Event::StateSet { .. } => "state_set",
@@ -279,6 +291,7 @@ impl Event {
             | Event::StepSucceeded { step, .. }
             | Event::StepFailed { step, .. }
             | Event::StepCancelled { step }
+            | Event::MapStarted { step, .. }
             | Event::HumanRequested { step, .. }
             | Event::HumanResponded { step, .. } => Some(step),
             _ => None,

@@ -1,0 +1,142 @@
+//! Live progress of a run: a spinner per running step on a terminal, plain lines otherwise,
+//! JSON lines with `--json`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use baton_engine::EventSink;
+use baton_types::{Event, EventRecord, Progress};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Tty,
+    Plain,
+    Json,
+}
+
+pub struct Printer {
+    mode: Mode,
+    multi: MultiProgress,
+    bars: Mutex<HashMap<String, ProgressBar>>,
+    tokens: Mutex<HashMap<String, u64>>,
+}
+
+impl Printer {
+    pub fn new(mode: Mode) -> Self {
+        let multi = match mode {
+            Mode::Tty => MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            _ => MultiProgress::with_draw_target(ProgressDrawTarget::hidden()),
+        };
+        Self { mode, multi, bars: Mutex::default(), tokens: Mutex::default() }
+    }
+
+    fn line(&self, s: String) {
+        match self.mode {
+            Mode::Tty => {
+                let _ = self.multi.println(s);
+            }
+            _ => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{s}");
+            }
+        }
+    }
+
+    /// Stops every spinner (before prompting or printing the summary).
+    pub fn clear(&self) {
+        for (_, b) in self.bars.lock().unwrap_or_else(|p| p.into_inner()).drain() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn ms(d: u64) -> String {
+    if d < 1000 { format!("{d}ms") } else { format!("{:.2}s", d as f64 / 1000.0) }
+}
+
+impl EventSink for Printer {
+    fn publish(&self, r: &EventRecord) {
+        if self.mode == Mode::Json {
+            if let Ok(s) = serde_json::to_string(r) {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{s}");
+            }
+            return;
+        }
+        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        match &r.event {
+            Event::RunStarted { resumed } => {
+                self.line(format!("{} run {}", if *resumed { "resuming" } else { "starting" }, r.run_id))
+            }
+            Event::StepStarted { step, attempt, .. } => {
+                let label = if *attempt > 1 { format!("{step} (attempt {attempt})") } else { step.clone() };
+                if self.mode == Mode::Tty {
+                    let b = self.multi.add(ProgressBar::new_spinner());
+                    b.set_style(
+                        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    b.set_message(label);
+                    b.enable_steady_tick(Duration::from_millis(100));
+                    bars.insert(step.clone(), b);
+                } else {
+                    self.line(format!("  ▶ {label}"));
+                }
+            }
+            Event::StepProgress { step, progress } => {
+                if let Progress::ModelReply { usage, .. } = progress {
+                    let mut t = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+                    let n = t.entry(step.clone()).or_default();
+                    *n += usage.total();
+                    if let Some(b) = bars.get(step) {
+                        b.set_message(format!("{step} · {n} tokens"));
+                    }
+                }
+                if let Progress::ToolResult { tool, is_error, .. } = progress {
+                    self.line(format!("    {step}: called {tool}{}", if *is_error { " (error)" } else { "" }));
+                }
+            }
+            Event::StepSucceeded { step, duration_ms, usage, .. } => {
+                if let Some(b) = bars.remove(step) {
+                    b.finish_and_clear();
+                }
+                let tok = if usage.total() > 0 { format!(" · {} tokens", usage.total()) } else { String::new() };
+                self.line(format!("  ✓ {step} {}{tok}", ms(*duration_ms)));
+            }
+            Event::StepFailed { step, error, retry_in_ms, recovered, .. } => {
+                if let Some(b) = bars.remove(step) {
+                    b.finish_and_clear();
+                }
+                let what = match (retry_in_ms, recovered) {
+                    (Some(d), _) => format!(", retrying in {}", ms(*d)),
+                    (None, true) => ", continuing (on_error)".into(),
+                    _ => String::new(),
+                };
+                self.line(format!("  ✗ {step}: {}{what}", error.message));
+            }
+            Event::StepCancelled { step } => {
+                if let Some(b) = bars.remove(step) {
+                    b.finish_and_clear();
+                }
+                self.line(format!("  ⊘ {step} cancelled"));
+            }
+            Event::HumanRequested { step, prompt, .. } => self.line(format!("  ? {step} waits for a person: {prompt}")),
+            Event::HumanResponded { step, approved, .. } => {
+                self.line(format!("  ✓ {step}: {}", if *approved { "approved" } else { "rejected" }))
+            }
+            Event::Paused { pause } => self.line(format!("  ⏸ paused ({})", describe_pause(pause))),
+            Event::Resumed { .. } => self.line("  ▶ resumed".into()),
+            _ => {}
+        }
+    }
+}
+
+pub fn describe_pause(p: &baton_types::PauseReason) -> String {
+    match p {
+        baton_types::PauseReason::User => "by request".into(),
+        baton_types::PauseReason::Breakpoint { step } => format!("before step {step}"),
+    }
+}

@@ -1,0 +1,55 @@
+//! The composition root: which store, models and tools a command uses.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use baton_engine::Services;
+use baton_llm::Providers;
+use baton_store::sqlite::{Durability, SqliteStore};
+use baton_tools::Registry;
+
+/// Where Baton keeps its data: `$BATON_HOME`, else `$XDG_DATA_HOME/baton`, else
+/// `~/.local/share/baton`.
+pub fn data_dir() -> PathBuf {
+    if let Some(h) = std::env::var_os("BATON_HOME") {
+        return PathBuf::from(h);
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(x).join("baton");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/baton")
+}
+
+/// The database path: `--db`, else `$BATON_DB`, else `<data dir>/baton.db`.
+pub fn db_path(flag: Option<&Path>) -> PathBuf {
+    match flag {
+        Some(p) => p.to_path_buf(),
+        None => std::env::var_os("BATON_DB").map(PathBuf::from).unwrap_or_else(|| data_dir().join("baton.db")),
+    }
+}
+
+pub fn open_store(db: Option<&Path>, durability: Durability) -> anyhow::Result<Arc<SqliteStore>> {
+    let path = db_path(db);
+    let store = SqliteStore::open(&path, durability).with_context(|| format!("opening the run log {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// The model providers: `scripted`, the remote adapters (`openai`, `anthropic`, `ollama` and
+/// those configured in baton.toml) and `local`, the embedded model.
+pub fn providers() -> anyhow::Result<Providers> {
+    let (_, mut providers) = baton_llm::config::load_providers(None).context("loading the provider configuration")?;
+    let local = baton_llm_local::LocalConfig::from_env().context("configuring the local model")?;
+    baton_llm_local::register(&mut providers, &local);
+    Ok(providers)
+}
+
+/// The tools: built-ins.
+pub fn tools() -> Registry {
+    Registry::with_builtins()
+}
+
+pub fn services(db: Option<&Path>, durability: Durability) -> anyhow::Result<Services> {
+    Ok(Services { store: open_store(db, durability)?, models: Arc::new(providers()?), tools: Arc::new(tools()) })
+}

@@ -1,0 +1,279 @@
+//! A workflow compiled for execution: steps flattened into indexed nodes grouped in scopes
+//! (the top-level sequence, each parallel branch, each `steps:` body), templates parsed once.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use baton_types::{JoinStrategy, OnError, Step, StepKind, WorkflowDoc, END};
+use minijinja::Environment;
+use serde_json::Value;
+
+use crate::template;
+
+pub type NodeIdx = u32;
+pub type ScopeIdx = u32;
+
+/// The root scope: the workflow's top-level steps.
+pub const ROOT: ScopeIdx = 0;
+
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    Agent { agent: String },
+    Tool { name: String },
+    Condition,
+    Switch,
+    Parallel { branches: Vec<ScopeIdx>, strategy: JoinStrategy },
+    Map { body: ScopeIdx, item: String },
+    Group { body: ScopeIdx },
+    Human,
+}
+
+#[derive(Debug)]
+pub struct Node {
+    pub idx: NodeIdx,
+    pub id: String,
+    pub scope: ScopeIdx,
+    pub kind: NodeKind,
+    pub step: Step,
+    /// The next node of the same list (none at the end of a list and in parallel branches).
+    pub seq_next: Option<NodeIdx>,
+    /// Compiled output schema (agent steps), with how many re-asks are allowed.
+    pub output_schema: Option<(Value, u32)>,
+    /// Explicit `edges:` leaving this node, in document order: (condition, target).
+    pub edges: Vec<(Option<String>, Option<NodeIdx>)>,
+    /// Whether `prompt` needs rendering.
+    pub prompt_is_template: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Scope {
+    pub nodes: Vec<NodeIdx>,
+    /// The parallel/map/group node owning this scope (none for the root).
+    pub owner: Option<NodeIdx>,
+}
+
+/// A compiled workflow.
+pub struct Program {
+    pub doc: WorkflowDoc,
+    /// The folder of the workflow file (scripted fixtures are found from it).
+    pub base_dir: PathBuf,
+    pub nodes: Vec<Node>,
+    pub scopes: Vec<Scope>,
+    pub by_id: HashMap<String, NodeIdx>,
+    pub env: Environment<'static>,
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Program").field("name", &self.doc.name).field("nodes", &self.nodes.len()).finish()
+    }
+}
+
+/// A compile failure: the document was not validated, or validation missed something.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct CompileError {
+    pub path: String,
+    pub message: String,
+}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> CompileError {
+    CompileError { path: path.into(), message: message.into() }
+}
+
+impl Program {
+    pub fn compile(doc: WorkflowDoc, base_dir: PathBuf) -> Result<Program, CompileError> {
+        let mut p = Program {
+            doc: WorkflowDoc { steps: Vec::new(), ..doc.clone() },
+            base_dir,
+            nodes: Vec::new(),
+            scopes: vec![Scope::default()],
+            by_id: HashMap::new(),
+            env: template::environment(),
+        };
+        p.add_list(&doc.steps, ROOT, false, "steps")?;
+        // Resolve explicit edges.
+        for (i, e) in doc.edges.iter().enumerate() {
+            let from = *p.by_id.get(&e.from).ok_or_else(|| err(format!("edges[{i}].from"), format!("unknown step '{}'", e.from)))?;
+            let to = p.target(&e.to, &format!("edges[{i}].to"))?;
+            p.nodes[from as usize].edges.push((e.when.clone(), to));
+        }
+        for (k, agent) in &doc.agents {
+            if let Some(ins) = &agent.instructions {
+                p.add_template(&format!("agents.{k}.instructions"), ins)?;
+            }
+        }
+        for (k, t) in &doc.outputs {
+            p.add_template(&format!("outputs.{k}"), t)?;
+        }
+        p.doc = doc;
+        Ok(p)
+    }
+
+    fn add_template(&mut self, name: &str, src: &str) -> Result<(), CompileError> {
+        self.env
+            .add_template_owned(name.to_string(), src.to_string())
+            .map_err(|e| err(name, template::describe(&e)))
+    }
+
+    fn add_list(&mut self, steps: &[Step], scope: ScopeIdx, branches: bool, path: &str) -> Result<(), CompileError> {
+        let first = self.nodes.len();
+        for (i, s) in steps.iter().enumerate() {
+            let here = format!("{path}[{i}]");
+            if branches {
+                // Each branch is a scope of its own holding one node.
+                let b = self.new_scope(self.scopes[scope as usize].owner);
+                if let Some(owner) = self.scopes[scope as usize].owner
+                    && let NodeKind::Parallel { branches, .. } = &mut self.nodes[owner as usize].kind
+                {
+                    branches.push(b);
+                }
+                self.add_node(s, b, &here)?;
+            } else {
+                self.add_node(s, scope, &here)?;
+            }
+        }
+        if !branches {
+            let idxs: Vec<NodeIdx> = (first..self.nodes.len())
+                .filter(|&n| self.nodes[n].scope == scope)
+                .map(|n| n as NodeIdx)
+                .collect();
+            for w in idxs.windows(2) {
+                self.nodes[w[0] as usize].seq_next = Some(w[1]);
+            }
+        }
+        Ok(())
+    }
+
+    fn new_scope(&mut self, owner: Option<NodeIdx>) -> ScopeIdx {
+        self.scopes.push(Scope { nodes: Vec::new(), owner });
+        (self.scopes.len() - 1) as ScopeIdx
+    }
+
+    fn add_node(&mut self, s: &Step, scope: ScopeIdx, path: &str) -> Result<(), CompileError> {
+        let idx = self.nodes.len() as NodeIdx;
+        if self.by_id.insert(s.id.clone(), idx).is_some() {
+            return Err(err(path, format!("duplicate step id '{}'", s.id)));
+        }
+        let kind = match s.kind() {
+            Some(StepKind::Agent) => {
+                let agent = s.agent.clone().unwrap_or_default();
+                if !self.doc.agents.contains_key(&agent) {
+                    return Err(err(path, format!("unknown agent '{agent}'")));
+                }
+                NodeKind::Agent { agent }
+            }
+            Some(StepKind::Tool) => NodeKind::Tool { name: s.tool.clone().unwrap_or_default() },
+            Some(StepKind::Condition) => NodeKind::Condition,
+            Some(StepKind::Switch) => NodeKind::Switch,
+            Some(StepKind::Parallel) => NodeKind::Parallel {
+                branches: Vec::new(),
+                strategy: s.join.as_ref().map(|j| j.strategy).unwrap_or_default(),
+            },
+            Some(StepKind::Map) => NodeKind::Map {
+                body: 0,
+                item: s.map.as_ref().and_then(|m| m.item.clone()).unwrap_or_else(|| "item".into()),
+            },
+            Some(StepKind::Group) => NodeKind::Group { body: 0 },
+            Some(StepKind::Human) => NodeKind::Human,
+            None => return Err(err(path, format!("step '{}' must have exactly one kind", s.id))),
+        };
+        let agent_output = match &kind {
+            NodeKind::Agent { agent } => self.doc.agents.get(agent).and_then(|a| a.output.clone()),
+            _ => None,
+        };
+        let output_schema = s
+            .output
+            .clone()
+            .or(agent_output)
+            .and_then(|o| o.schema.map(|sch| (sch, o.max_retries.unwrap_or(baton_types::DEFAULT_OUTPUT_RETRIES))));
+        if let Some((schema, _)) = &output_schema {
+            jsonschema::validator_for(schema)
+                .map_err(|e| err(format!("{path}.output.schema"), format!("invalid JSON Schema: {e}")))?;
+        }
+        let prompt_is_template = s.prompt.as_deref().is_some_and(template::is_template);
+        self.nodes.push(Node {
+            idx,
+            id: s.id.clone(),
+            scope,
+            kind,
+            step: s.clone(),
+            seq_next: None,
+            output_schema,
+            edges: Vec::new(),
+            prompt_is_template,
+        });
+        self.scopes[scope as usize].nodes.push(idx);
+        if let Some(p) = &s.prompt
+            && prompt_is_template
+        {
+            self.add_template(&format!("{}.prompt", s.id), p)?;
+        }
+        if let Some(h) = &s.human {
+            self.add_template(&format!("{}.human", s.id), &h.prompt)?;
+        }
+        if let Some(with) = &s.with {
+            self.add_arg_templates(&format!("{}.with", s.id), &Value::Object(with.clone()))?;
+        }
+        if let Some(children) = &s.parallel {
+            self.scopes.push(Scope { nodes: Vec::new(), owner: Some(idx) });
+            let holder = (self.scopes.len() - 1) as ScopeIdx;
+            self.add_list(children, holder, true, &format!("{path}.parallel"))?;
+        }
+        if let Some(children) = &s.steps {
+            let body = self.new_scope(Some(idx));
+            match &mut self.nodes[idx as usize].kind {
+                NodeKind::Map { body: b, .. } | NodeKind::Group { body: b } => *b = body,
+                _ => return Err(err(path, "`steps` belongs to `map` steps and groups")),
+            }
+            self.add_list(children, body, false, &format!("{path}.steps"))?;
+        }
+        Ok(())
+    }
+
+    fn add_arg_templates(&mut self, name: &str, v: &Value) -> Result<(), CompileError> {
+        match v {
+            Value::String(s) if template::is_template(s) && template::sole_expression(s).is_none() => {
+                self.add_template(name, s)
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    self.add_arg_templates(&format!("{name}/{i}"), x)?;
+                }
+                Ok(())
+            }
+            Value::Object(m) => {
+                for (k, x) in m {
+                    self.add_arg_templates(&format!("{name}/{k}"), x)?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Resolves a target name: `end` (or nothing) ends the sequence.
+    pub fn target(&self, name: &str, path: &str) -> Result<Option<NodeIdx>, CompileError> {
+        if name == END {
+            return Ok(None);
+        }
+        self.by_id.get(name).map(|&i| Some(i)).ok_or_else(|| err(path, format!("unknown step '{name}'")))
+    }
+
+    pub fn node(&self, idx: NodeIdx) -> &Node {
+        &self.nodes[idx as usize]
+    }
+
+    pub fn node_by_id(&self, id: &str) -> Option<&Node> {
+        self.by_id.get(id).map(|&i| self.node(i))
+    }
+
+    /// The first node of a scope.
+    pub fn scope_start(&self, scope: ScopeIdx) -> Option<NodeIdx> {
+        self.scopes[scope as usize].nodes.first().copied()
+    }
+
+    pub fn on_error(&self, idx: NodeIdx) -> OnError {
+        self.node(idx).step.on_error.clone().unwrap_or(OnError::Fail)
+    }
+}

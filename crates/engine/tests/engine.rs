@@ -1,0 +1,548 @@
+//! The state machine and executor, driven end to end in memory with the scripted provider.
+
+use std::sync::Arc;
+
+use baton_engine::executor::{create_run, load_state};
+use baton_engine::{Executor, Input, Program, RunOptions, RunState, Services};
+use baton_llm::Providers;
+use baton_llm::scripted::{Reply, ScriptedModel};
+
+use baton_store::memory::MemoryStore;
+use baton_tools::Registry;
+use baton_types::{Event, RunStatus, StepErrorKind, WorkflowDoc};
+use serde_json::{Value, json};
+
+struct Harness {
+    program: Arc<Program>,
+    services: Services,
+    providers: Providers,
+}
+
+fn harness(yaml: &str) -> Harness {
+    let v = baton_llm::scripted::yaml_to_json(yaml).unwrap();
+    let doc: WorkflowDoc = serde_json::from_value(v).unwrap();
+    let program = Arc::new(Program::compile(doc, std::env::temp_dir()).unwrap());
+    let providers = Providers::default();
+    let services = Services {
+        store: Arc::new(MemoryStore::new()),
+        models: Arc::new(providers.clone()),
+        tools: Arc::new(Registry::with_builtins()),
+    };
+    Harness { program, services, providers }
+}
+
+impl Harness {
+    fn model(&self, name: &str, replies: Vec<Reply>) -> Arc<ScriptedModel> {
+        let m = Arc::new(ScriptedModel::new(name, replies).unwrap());
+        self.providers.scripted.insert(name, m.clone());
+        m
+    }
+
+    async fn start(&self, inputs: Value, options: RunOptions) -> RunState {
+        let given = inputs.as_object().cloned().unwrap_or_default();
+        let inputs = baton_engine::inputs::resolve(&self.program.doc, given).unwrap();
+        let id = create_run(&self.services, &self.program, "", None, inputs.clone(), &options).await.unwrap();
+        let st = RunState::new(id, inputs, &self.program, &options);
+        self.drive(st, vec![Input::Start { resumed: false }]).await
+    }
+
+    async fn run(&self, inputs: Value) -> RunState {
+        self.start(inputs, RunOptions::default()).await
+    }
+
+    async fn drive(&self, st: RunState, inputs: Vec<Input>) -> RunState {
+        Executor::new(self.program.clone(), self.services.clone()).drive(st, inputs).await.unwrap()
+    }
+
+    async fn events(&self, st: &RunState) -> Vec<Event> {
+        self.services.store.events(st.run_id, 0).await.unwrap().into_iter().map(|e| e.event).collect()
+    }
+
+    /// The state rebuilt from the log must equal the live state.
+    async fn check_replay(&self, st: &RunState) {
+        let replayed = load_state(&self.services, &self.program, st.run_id).await.unwrap();
+        assert_eq!(&replayed, st, "replaying the log gave another state");
+        // And from scratch, ignoring the checkpoint.
+        let rec = self.services.store.run(st.run_id).await.unwrap().unwrap();
+        let mut fresh = RunState::new(st.run_id, rec.inputs, &self.program, &RunOptions::default());
+        let m = baton_engine::Machine::new(&self.program);
+        for e in self.services.store.events(st.run_id, 0).await.unwrap() {
+            m.apply(&mut fresh, &e.event);
+            fresh.last_seq = e.seq;
+        }
+        fresh.breakpoints = st.breakpoints.clone();
+        assert_eq!(fresh.outputs, st.outputs);
+        assert_eq!(fresh.status, st.status);
+    }
+}
+
+fn started(evs: &[Event], step: &str) -> usize {
+    evs.iter().filter(|e| matches!(e, Event::StepStarted { step: s, .. } if s == step)).count()
+}
+
+#[tokio::test]
+async fn sequence_of_tools_with_templates_and_state() {
+    let h = harness(
+        r#"
+version: 1
+name: seq
+inputs: { who: { type: string } }
+steps:
+  - { id: a, tool: echo, with: { text: "hi {{ inputs.who }}" } }
+  - { id: s, tool: state.set, with: { count: 3, greeting: "{{ steps.a.output }}" } }
+  - { id: b, tool: echo, with: { items: "{{ [state.count, 2] }}", g: "{{ state.greeting }}!" } }
+outputs:
+  final: "{{ steps.b.output.g }}"
+  items: "{{ steps.b.output['items'] }}"
+"#,
+    );
+    let st = h.run(json!({"who": "ann"})).await;
+    assert_eq!(st.status, RunStatus::Succeeded, "{:?}", st.error);
+    assert_eq!(st.outputs["a"], json!("hi ann"));
+    assert_eq!(st.state["count"], json!(3));
+    assert_eq!(st.result, Some(json!({"final": "hi ann!", "items": [3, 2]})));
+    h.check_replay(&st).await;
+}
+
+#[tokio::test]
+async fn agent_with_tool_calls_and_schema_reask() {
+    let h = harness(
+        r#"
+version: 1
+name: agent
+agents:
+  a:
+    model: scripted/a
+    tools: [echo]
+    output: { schema: { type: object, required: [n], properties: { n: { type: integer } } }, max_retries: 2 }
+steps:
+  - { id: ask, agent: a, prompt: "count" }
+"#,
+    );
+    let m = h.model(
+        "a",
+        vec![
+            Reply::tool_call("echo", json!({"text": "tool says 7"})),
+            Reply::text("not json"),
+            Reply::text(r#"{"n": "seven"}"#),
+            Reply::text(r#"{"n": 7}"#),
+        ],
+    );
+    let st = h.run(json!({})).await;
+    assert_eq!(st.status, RunStatus::Succeeded, "{:?}", st.error);
+    assert_eq!(st.outputs["ask"], json!({"n": 7}));
+    let reqs = m.requests();
+    assert_eq!(reqs.len(), 4);
+    // The tool result went back to the model, and so did each validation error.
+    assert!(reqs[1].messages.iter().any(|m| m.content == "tool says 7"));
+    assert!(reqs[3].last_user_text().contains("not valid"), "{}", reqs[3].last_user_text());
+    assert!(st.usage.total() > 0);
+    let evs = h.events(&st).await;
+    assert!(evs.iter().any(|e| matches!(e, Event::StepProgress { progress: baton_types::Progress::OutputRejected { .. }, .. })));
+    h.check_replay(&st).await;
+}
+
+#[tokio::test]
+async fn invalid_output_after_every_reask_fails_the_step() {
+    let h = harness(
+        r#"
+version: 1
+name: bad
+agents:
+  a: { model: scripted/a, output: { schema: { type: object }, max_retries: 1 } }
+steps:
+  - { id: ask, agent: a, prompt: "x" }
+"#,
+    );
+    h.model("a", vec![Reply::text("nope").repeating()]);
+    let st = h.run(json!({})).await;
+    assert_eq!(st.status, RunStatus::Failed);
+    let err = st.error.unwrap();
+    assert!(err.contains("did not match the output schema after 2 attempts"), "{err}");
+}
+
+#[tokio::test]
+async fn never_ending_tool_calls_stop_at_max_tool_turns() {
+    let h = harness(
+        r#"
+version: 1
+name: loop
+agents:
+  a: { model: scripted/a, tools: [echo], max_tool_turns: 3 }
+steps:
+  - { id: ask, agent: a, prompt: "x" }
+"#,
+    );
+    h.model("a", vec![Reply::tool_call("echo", json!({"text": "again"})).repeating()]);
+    let st = h.run(json!({})).await;
+    assert_eq!(st.status, RunStatus::Failed);
+    assert!(st.error.unwrap().contains("max_tool_turns (3)"));
+}
+
+#[tokio::test]
+async fn condition_and_switch_route() {
+    let yaml = r#"
+version: 1
+name: route
+inputs: { n: { type: integer } }
+steps:
+  - id: sw
+    switch:
+      cases:
+        - { when: "inputs.n > 10", goto: big }
+        - { when: "inputs.n > 5", goto: mid }
+      default: small
+  - { id: big, tool: echo, with: { text: big }, next: check }
+  - { id: mid, tool: echo, with: { text: mid }, next: check }
+  - { id: small, tool: echo, with: { text: small } }
+  - id: check
+    if: "inputs.n % 2 == 0"
+    then: even
+    else: end
+  - { id: even, tool: echo, with: { text: even } }
+"#;
+    for (n, want, even) in [(12, "big", true), (7, "mid", false), (1, "small", false)] {
+        let h = harness(yaml);
+        let st = h.run(json!({"n": n})).await;
+        assert_eq!(st.status, RunStatus::Succeeded);
+        assert!(st.outputs.contains_key(want), "{n}: {:?}", st.outputs.keys());
+        assert_eq!(st.outputs.contains_key("even"), even, "{n}");
+        for other in ["big", "mid", "small"].iter().filter(|o| **o != want) {
+            assert!(!st.outputs.contains_key(*other), "{n} ran {other}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn parallel_join_strategies() {
+    let base = |strategy: &str, b_fails: bool| {
+        format!(
+            r#"
+version: 1
+name: par
+steps:
+  - id: p
+    parallel:
+      - {{ id: a, tool: sleep, with: {{ duration: 200ms }} }}
+      - {{ id: b, tool: {}, with: {{ duration: 20ms, message: boom, retryable: false }} }}
+      - {{ id: c, tool: sleep, with: {{ duration: 60ms }} }}
+    join: {{ strategy: {strategy} }}
+"#,
+            if b_fails { "fail" } else { "sleep" }
+        )
+    };
+    // all: every branch's output, by branch id.
+    let h = harness(&base("all", false));
+    let st = h.run(json!({})).await;
+    assert_eq!(st.status, RunStatus::Succeeded);
+    let out = st.outputs["p"].as_object().unwrap();
+    assert_eq!(out.keys().cloned().collect::<Vec<_>>(), vec!["a", "b", "c"]);
+    h.check_replay(&st).await;
+
+    // all fails fast when one branch fails, cancelling the rest.
+    let h = harness(&base("all", true));
+    let st = h.run(json!({})).await;
+    assert_eq!(st.status, RunStatus::Failed);
+    assert!(st.error.as_ref().unwrap().contains("branch 'b' failed"), "{:?}", st.error);
+    let evs = h.events(&st).await;
+    assert!(evs.iter().any(|e| matches!(e, Event::StepCancelled { step } if step == "a")));
+
+    // any: the first branch to end decides, whatever its outcome.
+    let h = harness(&base("any", true));
+    let st = h.run(json!({})).await;
+    assert_eq!(st.status, RunStatus::Failed);
+
+    // first_success: the first success wins (c at 60ms), the failure of b is ignored.
+    let h = harness(&base("first_success", true));
+    let st = h.run(json!({})).await;
+    assert_eq!(st.status, RunStatus::Succeeded, "{:?}", st.error);
+    assert_eq!(st.outputs["p"]["branch"], json!("c"));
+    h.check_replay(&st).await;
+}
+
+#[tokio::test]
+async fn parallel_branches_really_overlap_and_max_concurrency_limits_them() {
+    let yaml = |mc: u32| {
+        format!(
+            r#"
+version: 1
+name: par
+steps:
+  - id: p
+    max_concurrency: {mc}
+    parallel:
+      - {{ id: a, tool: sleep, with: {{ duration: 100ms }} }}
+      - {{ id: b, tool: sleep, with: {{ duration: 100ms }} }}
+      - {{ id: c, tool: sleep, with: {{ duration: 100ms }} }}
+      - {{ id: d, tool: sleep, with: {{ duration: 100ms }} }}
+"#
+        )
+    };
+    // Count the most branches running at once from the log.
+    async fn peak(h: &Harness, st: &RunState) -> usize {
+        let (mut cur, mut max) = (0usize, 0usize);
+        for e in h.events(st).await {
+            match e {
+                Event::StepStarted { step, .. } if step != "p" => cur += 1,
+                Event::StepSucceeded { step, .. } if step != "p" => cur -= 1,
+                _ => {}
+            }
+            max = max.max(cur);
+        }
+        max
+    }
+    let h = harness(&yaml(4));
+    let st = h.run(json!({})).await;
+    assert_eq!(peak(&h, &st).await, 4);
+    let h = harness(&yaml(2));
+    let st = h.run(json!({})).await;
+    assert_eq!(st.status, RunStatus::Succeeded);
+    assert_eq!(peak(&h, &st).await, 2);
+}
+
+#[tokio::test]
+async fn map_collects_in_order() {
+    let h = harness(
+        r#"
+version: 1
+name: map
+inputs: { files: { type: array, default: [x.py, y.py, z.py] } }
+steps:
+  - id: each
+    map: { over: "inputs.files", as: file }
+    max_concurrency: 2
+    steps:
+      - { id: lint, tool: echo, with: { text: "lint {{ file }} #{{ loop.index }}" } }
+      - { id: fix, tool: echo, with: { text: "fixed ({{ steps.lint.output }})" } }
+  - { id: after, tool: echo, with: { text: "{{ steps.each.output | join(', ') }}" } }
+"#,
+    );
+    let st = h.run(json!({})).await;
+    assert_eq!(st.status, RunStatus::Succeeded, "{:?}", st.error);
+    assert_eq!(
+        st.outputs["each"],
+        json!(["fixed (lint x.py #0)", "fixed (lint y.py #1)", "fixed (lint z.py #2)"])
+    );
+    assert_eq!(st.outputs["lint[1]"], json!("lint y.py #1"));
+    h.check_replay(&st).await;
+}
+
+#[tokio::test]
+async fn loops_stop_at_max_visits() {
+    let h = harness(
+        r#"
+version: 1
+name: loop
+steps:
+  - { id: work, tool: echo, with: { text: "again" }, max_visits: 3 }
+  - { id: gate, if: "false", then: end, else: work }
+"#,
+    );
+    let st = h.run(json!({})).await;
+    assert_eq!(st.status, RunStatus::Failed);
+    assert!(st.error.as_ref().unwrap().contains("max_visits of 3"), "{:?}", st.error);
+    assert_eq!(started(&h.events(&st).await, "work"), 3);
+}
+
+#[tokio::test]
+async fn retries_then_on_error_continue_and_goto() {
+    let h = harness(
+        r#"
+version: 1
+name: retry
+steps:
+  - { id: flaky, tool: fail, with: { message: down }, retry: { max: 2, backoff: 10ms }, on_error: continue }
+  - { id: after, tool: echo, with: { text: "error was: {{ steps.flaky.error }}" } }
+  - { id: bad, tool: fail, with: { message: nope, retryable: false }, on_error: goto recover, retry: { max: 5 } }
+  - { id: skipped, tool: echo, with: { text: never } }
+  - { id: recover, tool: echo, with: { text: recovered } }
+"#,
+    );
+    let st = h.run(json!({})).await;
+    assert_eq!(st.status, RunStatus::Succeeded, "{:?}", st.error);
+    let evs = h.events(&st).await;
+    assert_eq!(started(&evs, "flaky"), 3, "1 attempt + 2 retries");
+    assert_eq!(started(&evs, "bad"), 1, "a non-retryable error is not retried");
+    assert_eq!(st.outputs["after"], json!("error was: down"));
+    assert!(!st.outputs.contains_key("skipped"));
+    assert_eq!(st.outputs["recover"], json!("recovered"));
+    // Each attempt has its own idempotency key.
+    let keys: Vec<String> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepStarted { step, key, .. } if step == "flaky" => Some(key.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keys.iter().collect::<std::collections::BTreeSet<_>>().len(), 3);
+    h.check_replay(&st).await;
+}
+
+#[tokio::test]
+async fn timeouts_fail_the_attempt() {
+    let h = harness(
+        r#"
+version: 1
+name: slow
+steps:
+  - { id: slow, tool: sleep, with: { duration: 5s }, timeout: 50ms }
+"#,
+    );
+    let t = std::time::Instant::now();
+    let st = h.run(json!({})).await;
+    assert!(t.elapsed() < std::time::Duration::from_secs(3));
+    assert_eq!(st.status, RunStatus::Failed);
+    let evs = h.events(&st).await;
+    assert!(evs.iter().any(|e| matches!(e, Event::StepFailed { error, .. } if error.kind == StepErrorKind::Timeout)));
+}
+
+#[tokio::test]
+async fn template_errors_at_run_time_fail_the_step_cleanly() {
+    let h = harness(
+        r#"
+version: 1
+name: tpl
+steps:
+  - { id: a, tool: echo, with: { text: "{{ state.missing.deeper }}" } }
+"#,
+    );
+    let st = h.run(json!({})).await;
+    assert_eq!(st.status, RunStatus::Failed);
+    assert!(st.error.as_ref().unwrap().contains("undefined"), "{:?}", st.error);
+}
+
+#[tokio::test]
+async fn breakpoints_pause_and_resume_steps_through() {
+    let h = harness(
+        r#"
+version: 1
+name: bp
+steps:
+  - { id: a, tool: echo, with: { text: a } }
+  - { id: b, tool: echo, with: { text: b } }
+  - { id: c, tool: echo, with: { text: c } }
+"#,
+    );
+    let opts = RunOptions { breakpoints: ["b".to_string()].into(), stepping: false };
+    let st = h.start(json!({}), opts).await;
+    assert_eq!(st.status, RunStatus::Paused);
+    assert!(st.outputs.contains_key("a") && !st.outputs.contains_key("b"));
+    // Resume in stepping mode: runs b, stops before c.
+    let st = h.drive(st, vec![Input::Resume { stepping: true }]).await;
+    assert_eq!(st.status, RunStatus::Paused);
+    assert!(st.outputs.contains_key("b") && !st.outputs.contains_key("c"));
+    h.check_replay(&st).await;
+    // A fresh process picks it up from the log.
+    let st = load_state(&h.services, &h.program, st.run_id).await.unwrap();
+    let st = h.drive(st, vec![Input::Start { resumed: true }, Input::Resume { stepping: false }]).await;
+    assert_eq!(st.status, RunStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn pause_and_cancel_through_controls() {
+    let h = harness(
+        r#"
+version: 1
+name: pc
+steps:
+  - { id: a, tool: sleep, with: { duration: 300ms } }
+  - { id: b, tool: sleep, with: { duration: 300ms } }
+"#,
+    );
+    let id = create_run(&h.services, &h.program, "", None, json!({}), &RunOptions::default()).await.unwrap();
+    let st = RunState::new(id, json!({}), &h.program, &RunOptions::default());
+    h.services.store.send_control(id, baton_store::Control::Pause).await.unwrap();
+    let st = h.drive(st, vec![Input::Start { resumed: false }]).await;
+    // The step already running finishes; nothing new starts.
+    assert_eq!(st.status, RunStatus::Paused);
+    assert!(st.outputs.contains_key("a") && !st.outputs.contains_key("b"));
+    let st = h.drive(st, vec![Input::Resume { stepping: false }, Input::Cancel]).await;
+    assert_eq!(st.status, RunStatus::Cancelled);
+    let evs = h.events(&st).await;
+    assert!(matches!(evs.last(), Some(Event::RunCancelled)));
+}
+
+#[tokio::test]
+async fn human_approval_and_rejection() {
+    let yaml = r#"
+version: 1
+name: hu
+steps:
+  - id: ok
+    human: { prompt: "Ship {{ run.workflow }}?" }
+  - { id: done, tool: echo, with: { text: "shipped: {{ steps.ok.output.approved }}" } }
+"#;
+    let h = harness(yaml);
+    let st = h.run(json!({})).await;
+    assert_eq!(st.status, RunStatus::Waiting);
+    assert_eq!(st.waiting_humans(), vec!["ok".to_string()]);
+    let evs = h.events(&st).await;
+    assert!(evs.iter().any(|e| matches!(e, Event::HumanRequested { prompt, .. } if prompt == "Ship hu?")));
+    let answer = |approved| Input::Human { step: "ok".into(), approved, value: Value::Null, comment: Some("fine".into()), by: None };
+    let st2 = h.drive(st.clone(), vec![answer(true)]).await;
+    assert_eq!(st2.status, RunStatus::Succeeded);
+    // Jinja prints booleans the Python way.
+    assert_eq!(st2.outputs["done"], json!("shipped: True"));
+
+    let h = harness(yaml);
+    let st = h.run(json!({})).await;
+    let st = h.drive(st, vec![answer(false)]).await;
+    assert_eq!(st.status, RunStatus::Failed);
+    assert!(st.error.unwrap().contains("rejected: fine"));
+}
+
+#[tokio::test]
+async fn model_errors_are_classified_and_retried_when_it_helps() {
+    let h = harness(
+        r#"
+version: 1
+name: me
+agents: { a: { model: scripted/a } }
+steps:
+  - { id: ask, agent: a, prompt: x, retry: { max: 2, backoff: 1ms } }
+"#,
+    );
+    h.model("a", vec![Reply::error("rate_limit", "slow down"), Reply::text("ok")]);
+    let st = h.run(json!({})).await;
+    assert_eq!(st.status, RunStatus::Succeeded);
+    assert_eq!(st.outputs["ask"], json!("ok"));
+
+    let h = harness(
+        r#"
+version: 1
+name: me
+agents: { a: { model: scripted/a } }
+steps:
+  - { id: ask, agent: a, prompt: x, retry: { max: 2, backoff: 1ms } }
+"#,
+    );
+    h.model("a", vec![Reply::error("auth", "bad key").repeating()]);
+    let st = h.run(json!({})).await;
+    assert_eq!(st.status, RunStatus::Failed);
+    assert_eq!(started(&h.events(&st).await, "ask"), 1, "auth errors are not retried");
+}
+
+#[tokio::test]
+async fn an_interrupted_step_runs_again_with_the_same_key() {
+    let h = harness(
+        r#"
+version: 1
+name: crash
+steps:
+  - { id: a, tool: echo, with: { text: a } }
+  - { id: b, tool: sleep, with: { duration: 10s } }
+"#,
+    );
+    let id = create_run(&h.services, &h.program, "", None, json!({}), &RunOptions::default()).await.unwrap();
+    let st = RunState::new(id, json!({}), &h.program, &RunOptions::default());
+    // Drive until b has started, then drop the executor (as a crash would).
+    let exec = Executor::new(h.program.clone(), h.services.clone());
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), exec.drive(st, vec![Input::Start { resumed: false }])).await;
+    h.services.store.release(id, &baton_store::sqlite::process_owner()).await.unwrap();
+    let st = load_state(&h.services, &h.program, id).await.unwrap();
+    assert!(st.outputs.contains_key("a"));
+    let running = st.running_work();
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].0, "b");
+    assert_eq!(running[0].1.key, format!("{id}:b:1:1"));
+}
