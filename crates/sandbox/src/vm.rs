@@ -2,9 +2,10 @@
 //! a minimal kernel and an initramfs whose `/init` runs one command and prints its status.
 //!
 //! Protocol with the guest's `/init` (see `mk/sandbox.mk`, target `sandbox-microvm-image`): the
-//! request (argv, env, files) goes in base64 JSON on the kernel command line as `baton.req=`;
-//! the guest writes the command's stdout and stderr base64-encoded between marker lines on the
-//! serial console and ends with `BATON-EXIT <code>`. The workspace is the guest's own tmpfs.
+//! request (files, env, argv) goes in as a base64 shell script on the kernel command line
+//! (`baton.req=`, so requests are limited to about 1.5 KiB); the guest writes the command's
+//! stdout and stderr base64-encoded between marker lines on the serial console and ends with
+//! `BATON-EXIT <code>`. The workspace is the guest's own tmpfs.
 //!
 //! Before a tier is offered, a boot probe must succeed: nested or paravirtual KVM often exists
 //! (`/dev/kvm` opens) but cannot boot a guest; that host gets a plain refusal, never a fallback.
@@ -15,7 +16,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde_json::json;
 use tokio::io::AsyncReadExt;
 
 use crate::oci::find_binary;
@@ -141,9 +141,30 @@ pub fn probe(host: &VmHost) -> Result<(), String> {
         .clone()
 }
 
+/// The request as a POSIX shell script (base64, for the kernel command line): it writes the
+/// files, sets the environment and runs the command in /work. The guest's `/init` runs it.
 pub fn encode_request(req: &ExecRequest) -> String {
-    let v = json!({"argv": req.argv, "env": req.env, "files": req.files});
-    base64_encode(v.to_string().as_bytes())
+    fn q(s: &str) -> String {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+    let mut sh = String::from("set -e\ncd /work\n");
+    for (name, contents) in &req.files {
+        sh.push_str(&format!(
+            "mkdir -p \"$(dirname {n})\"\nprintf %s {b} | base64 -d > {n}\n",
+            n = q(name),
+            b = q(&base64_encode(contents.as_bytes()))
+        ));
+    }
+    for (k, v) in &req.env {
+        sh.push_str(&format!("export {k}={}\n", q(v)));
+    }
+    sh.push_str("set +e\nexec");
+    for a in &req.argv {
+        sh.push(' ');
+        sh.push_str(&q(a));
+    }
+    sh.push('\n');
+    base64_encode(sh.as_bytes())
 }
 
 fn base64_encode(data: &[u8]) -> String {
@@ -254,9 +275,16 @@ impl Sandbox for MicroVm {
                 "the microvm tier has no host workdir: pass files instead".into(),
             ));
         }
+        let encoded = encode_request(&req);
+        if encoded.len() > 1500 {
+            return Err(Error::InvalidRequest(format!(
+                "the request is {} bytes encoded; the microvm tier passes it on the kernel command line, which holds about 1500",
+                encoded.len()
+            )));
+        }
         let start = Instant::now();
         let mut child = tokio::process::Command::new(&self.host.qemu)
-            .args(qemu_args(&self.host, &self.policy, &encode_request(&req)))
+            .args(qemu_args(&self.host, &self.policy, &encoded))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -343,6 +371,20 @@ mod tests {
         for s in ["", "a", "ab", "abc", "abcd", "{\"argv\":[\"true\"]}"] {
             assert_eq!(base64_decode(&base64_encode(s.as_bytes())), s.as_bytes());
         }
+    }
+
+    #[test]
+    fn requests_become_a_quoted_script() {
+        let mut r = ExecRequest::new(["python3", "-c", "print('hi')"]);
+        r.files.insert("a b.txt".into(), "x".into());
+        r.env.insert("K".into(), "it's".into());
+        let script = String::from_utf8(base64_decode(&encode_request(&r))).unwrap();
+        assert!(
+            script.contains("exec 'python3' '-c' 'print('\\''hi'\\'')'"),
+            "{script}"
+        );
+        assert!(script.contains("export K='it'\\''s'"), "{script}");
+        assert!(script.contains("> 'a b.txt'"), "{script}");
     }
 
     #[test]
