@@ -51,11 +51,27 @@ fn stats(mut v: Vec<Duration>) -> (f64, f64) {
     )
 }
 
+/// The executable the sandbox would run for `name` (its PATH, not the caller's), so bare and
+/// sandboxed runs start the same binary.
+fn resolve(name: &str) -> String {
+    if name.contains('/') {
+        return name.to_string();
+    }
+    let env = Policy::new(Tier::Process).env_for(&Default::default());
+    env.get("PATH")
+        .into_iter()
+        .flat_map(|p| p.split(':'))
+        .map(|d| format!("{d}/{name}"))
+        .find(|p| std::path::Path::new(p).is_file())
+        .unwrap_or_else(|| name.to_string())
+}
+
 fn bare(argv: &[&str], n: usize) -> Result<Vec<Duration>, String> {
     let mut out = Vec::with_capacity(n);
+    let exe = resolve(argv[0]);
     for _ in 0..n {
         let t = Instant::now();
-        let st = std::process::Command::new(argv[0])
+        let st = std::process::Command::new(&exe)
             .args(&argv[1..])
             .stdout(std::process::Stdio::null())
             .status()

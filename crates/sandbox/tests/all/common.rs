@@ -3,8 +3,31 @@
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
-/// Serialises the tests that start sandboxes, so the host-cleanliness check sees only its own.
-pub static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Serialises the tests that start sandboxes, so the host-cleanliness checks see only their
+/// own: within this process, and across processes (nextest runs each test in its own) with a
+/// lock on this crate's directory, which the CLI's sandbox tests take too.
+static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub struct Guard {
+    _inner: tokio::sync::MutexGuard<'static, ()>,
+    _file: std::fs::File,
+}
+
+pub async fn lock() -> Guard {
+    let inner = LOCK.lock().await;
+    let file = tokio::task::spawn_blocking(|| {
+        // flock(2) on the directory; released when the File is closed.
+        let dir = std::fs::File::open(env!("CARGO_MANIFEST_DIR")).unwrap();
+        dir.lock().unwrap();
+        dir
+    })
+    .await
+    .unwrap();
+    Guard {
+        _inner: inner,
+        _file: file,
+    }
+}
 
 /// A descriptor opened without close-on-exec, holding `secret`: a sandbox must not see it.
 pub fn leaked_fd(secret: &str) -> Option<(tempfile::NamedTempFile, OwnedFd)> {

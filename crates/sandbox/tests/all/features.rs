@@ -26,7 +26,7 @@ fn process(f: impl FnOnce(&mut Policy)) -> Option<Arc<dyn Sandbox>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_exit_code_output_and_usage() {
-    let _g = common::LOCK.lock().await;
+    let _g = common::lock().await;
     let Some(sb) = process(|_| {}) else { return };
     let mut req = ExecRequest::new(["/bin/sh", "-c", "cat; echo err >&2; exit 3"]);
     req.stdin = b"from stdin".to_vec();
@@ -47,7 +47,7 @@ async fn reports_exit_code_output_and_usage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn system_dirs_are_read_only_nosuid_and_workspace_files_arrive() {
-    let _g = common::LOCK.lock().await;
+    let _g = common::lock().await;
     let Some(sb) = process(|_| {}) else { return };
     let mut req = ExecRequest::new(["python3", "main.py"]);
     req.files.insert(
@@ -74,7 +74,7 @@ async fn system_dirs_are_read_only_nosuid_and_workspace_files_arrive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_command_is_a_clear_error() {
-    let _g = common::LOCK.lock().await;
+    let _g = common::lock().await;
     let Some(sb) = process(|_| {}) else { return };
     match sb.exec(ExecRequest::new(["no-such-command-xyz"])).await {
         Err(Error::Spawn { command, reason }) => {
@@ -106,7 +106,7 @@ async fn an_unavailable_tier_fails_and_never_falls_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_quota_is_enforced() {
-    let _g = common::LOCK.lock().await;
+    let _g = common::lock().await;
     let Some(sb) = process(|p| {
         p.limits.cpus = 0.25;
         p.limits.time = Duration::from_secs(2);
@@ -127,7 +127,7 @@ async fn cpu_quota_is_enforced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loopback_mode_has_its_own_loopback_and_none_has_none() {
-    let _g = common::LOCK.lock().await;
+    let _g = common::lock().await;
     let script = "import socket\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen()\nc=socket.create_connection(s.getsockname())\nprint('loopback ok')";
     let Some(lo) = process(|p| p.net = NetMode::Loopback) else {
         return;
@@ -162,7 +162,7 @@ async fn http_server() -> (u16, tokio::task::JoinHandle<()>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allow_list_proxy_reaches_listed_hosts_only_and_logs_every_attempt() {
-    let _g = common::LOCK.lock().await;
+    let _g = common::lock().await;
     let (port, server) = http_server().await;
     let (other, server2) = http_server().await;
     let Some(sb) = process(|p| p.net = NetMode::Allow(vec![format!("127.0.0.1:{port}")])) else {
@@ -204,7 +204,7 @@ async fn allow_list_proxy_reaches_listed_hosts_only_and_logs_every_attempt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_workdir_is_the_workspace_and_planted_links_are_not_followed() {
-    let _g = common::LOCK.lock().await;
+    let _g = common::lock().await;
     let Some(sb) = process(|_| {}) else { return };
     let dir = tempfile::tempdir().unwrap();
     let ws = dir.path().join("ws");
@@ -250,7 +250,7 @@ async fn host_workdir_is_the_workspace_and_planted_links_are_not_followed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sandboxes_cannot_see_each_other() {
-    let _g = common::LOCK.lock().await;
+    let _g = common::lock().await;
     let Some(sb) = process(|p| p.limits.time = Duration::from_secs(5)) else {
         return;
     };
@@ -282,7 +282,7 @@ async fn concurrent_sandboxes_cannot_see_each_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_runs_complete() {
-    let _g = common::LOCK.lock().await;
+    let _g = common::lock().await;
     if process(|_| {}).is_none() {
         return;
     }
@@ -292,7 +292,7 @@ async fn a_hundred_concurrent_runs_complete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn features_leave_the_host_clean() {
-    let _g = common::LOCK.lock().await;
+    let _g = common::lock().await;
     let before = common::leftovers();
     let Some(sb) = process(|p| p.limits.time = Duration::from_secs(1)) else {
         return;

@@ -10,7 +10,7 @@ mod hostile;
 use baton_sandbox::Tier;
 
 async fn suite(tier: Tier) {
-    let _guard = common::LOCK.lock().await;
+    let _guard = common::lock().await;
     let before = common::leftovers();
     let Some(rows) = hostile::run_suite(tier).await else {
         return;
