@@ -3,8 +3,6 @@
 
 LLM_LOCAL_MODELS_DIR ?= $(or $(BATON_MODELS_DIR),$(if $(BATON_HOME),$(BATON_HOME)/models,$(or $(XDG_DATA_HOME),$(HOME)/.local/share)/baton/models))
 SMOLLM2_GGUF := $(LLM_LOCAL_MODELS_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf
-# llama-bench is built outside the repository, from the llama.cpp sources the
-# llama-cpp-sys-2 crate vendors (the same sources Baton links).
 LLAMA_BENCH_DIR ?= $(HOME)/.cache/baton/llama-bench
 LLM_LOCAL_THREADS ?= 2
 # The same instruction sets as the crate's build of llama.cpp (GGML_NATIVE off: AVX2, FMA, F16C,
@@ -34,21 +32,24 @@ model:
 	  sh crates/llm-local/scripts/fetch-model.sh "$(LLM_LOCAL_MODELS_DIR)"; \
 	fi
 
+# The reference is built with cmake outside the repository from the llama.cpp sources that
+# llama-cpp-sys-2 vendors (the same sources Baton links). Those sources ship without
+# tools/llama-bench/*.cpp, so crates/llm-local/bench/llama_raw_bench.cpp repeats llama-bench's
+# pp/tg method (random tokens, warm-up, 5 repetitions, no sampling) and prints its JSON.
 llm-local-bench: llm-local-deps model
 	@set -e; \
 	ver=$$(awk '/^name = "llama-cpp-sys-2"$$/ { getline; gsub(/"/, "", $$3); print $$3 }' Cargo.lock); \
 	cargo fetch -q; \
 	src=$$(ls -d $${CARGO_HOME:-$$HOME/.cargo}/registry/src/*/llama-cpp-sys-2-$$ver/llama.cpp | head -n 1); \
 	[ -d "$$src" ] || { echo "llm-local-bench: llama.cpp sources of llama-cpp-sys-2 $$ver not found"; exit 1; }; \
-	mkdir -p "$(LLAMA_BENCH_DIR)"; \
-	if [ ! -x "$(LLAMA_BENCH_DIR)/build-$$ver/bin/llama-bench" ]; then \
-	  echo "llm-local-bench: building llama-bench from $$src"; \
-	  cmake -S "$$src" -B "$(LLAMA_BENCH_DIR)/build-$$ver" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF \
-	    -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TESTS=OFF -DBUILD_SHARED_LIBS=OFF $(LLAMA_BENCH_CMAKE_FLAGS) >/dev/null; \
-	  cmake --build "$(LLAMA_BENCH_DIR)/build-$$ver" --target llama-bench -j "$$(nproc)" >/dev/null; \
+	build="$(LLAMA_BENCH_DIR)/build-$$ver"; \
+	if [ ! -x "$$build/llama-raw-bench" ]; then \
+	  echo "llm-local-bench: building the llama.cpp reference from $$src"; \
+	  cmake -S crates/llm-local/bench -B "$$build" -DLLAMA_SRC="$$src" -DCMAKE_BUILD_TYPE=Release \
+	    -DBUILD_SHARED_LIBS=OFF $(LLAMA_BENCH_CMAKE_FLAGS) >/dev/null; \
+	  cmake --build "$$build" --target llama-raw-bench -j "$$(nproc)" >/dev/null; \
 	fi; \
-	"$(LLAMA_BENCH_DIR)/build-$$ver/bin/llama-bench" -m "$(SMOLLM2_GGUF)" -t $(LLM_LOCAL_THREADS) -p 512 -n 128 -o json \
-	  > "$(LLAMA_BENCH_DIR)/llama-bench.json"; \
+	"$$build/llama-raw-bench" "$(SMOLLM2_GGUF)" $(LLM_LOCAL_THREADS) 512 128 > "$(LLAMA_BENCH_DIR)/llama-bench.json"; \
 	BATON_MODELS_DIR="$(LLM_LOCAL_MODELS_DIR)" cargo run -q --release -p baton-llm-local --example bench -- \
 	  --threads $(LLM_LOCAL_THREADS) --llama-bench-json "$(LLAMA_BENCH_DIR)/llama-bench.json"
 

@@ -42,14 +42,6 @@ pub struct ChatArgs {
     temperature: Option<f32>,
 }
 
-/// The providers the CLI offers: `scripted` and `local` (the remote adapters are added by the
-/// configuration).
-pub fn providers(local: &LocalConfig) -> Providers {
-    let mut providers = Providers::default();
-    baton_llm_local::register(&mut providers, local);
-    providers
-}
-
 fn human_size(bytes: u64) -> String {
     let mib = bytes as f64 / (1024.0 * 1024.0);
     if mib >= 1024.0 {
@@ -62,7 +54,7 @@ fn human_size(bytes: u64) -> String {
 pub async fn run(args: ModelsArgs) -> Result<i32> {
     let cfg = LocalConfig::from_env()?;
     match args.command {
-        ModelsCommand::List => list(&cfg, &providers(&cfg)).await,
+        ModelsCommand::List => list(&cfg, &crate::wiring::providers()?).await,
         ModelsCommand::Pull { name } => pull(&cfg, &name).await,
     }
 }
@@ -140,8 +132,7 @@ async fn pull(cfg: &LocalConfig, name: &str) -> Result<i32> {
 }
 
 pub async fn chat(args: ChatArgs) -> Result<i32> {
-    let cfg = LocalConfig::from_env()?;
-    let providers = providers(&cfg);
+    let providers = crate::wiring::providers()?;
     let (_, model_name) = split_ref(&args.model)?;
     let model = providers.resolve(&args.model, Path::new("."))?;
     let mut messages: Vec<Message> = args.system.iter().map(Message::system).collect();

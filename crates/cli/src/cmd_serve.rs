@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
-use baton_llm_local::LocalConfig;
 use baton_server::AppState;
 use clap::Args;
 
@@ -15,8 +14,7 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> Result<i32> {
-    let cfg = LocalConfig::from_env()?;
-    let state = AppState::new(crate::cmd_models::providers(&cfg));
+    let state = AppState::new(crate::wiring::providers()?);
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;

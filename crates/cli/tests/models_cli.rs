@@ -1,5 +1,7 @@
 //! `baton models` and `baton chat`, driving the real binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 

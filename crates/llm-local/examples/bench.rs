@@ -142,7 +142,7 @@ async fn main() -> Result<()> {
         let ref_pp = pick(PP as u64, 0).context("no pp512 row in the llama-bench output")?;
         let ref_tg = pick(0, u64::from(TG)).context("no tg128 row in the llama-bench output")?;
         println!();
-        println!("| test | baton tokens/s | llama-bench tokens/s | ratio |");
+        println!("| test | baton tokens/s | llama.cpp tokens/s | ratio |");
         println!("|---|---|---|---|");
         println!(
             "| pp{PP} | {pp:.1} | {ref_pp:.1} | {:.0} % |",

@@ -250,6 +250,7 @@ pub fn list_installed(dir: &Path) -> Result<Vec<InstalledModel>, Error> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -152,6 +152,7 @@ fn truncate(s: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use baton_llm::Message;

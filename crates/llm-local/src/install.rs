@@ -168,6 +168,7 @@ fn extract_member(archive: &Path, member: &str, dest: &Path) -> Result<String, S
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -365,6 +365,7 @@ impl ChatModel for LocalModel {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,8 @@
 //! Tests with the real model. They need SmolLM2 installed (`make model`, or
 //! `baton models pull smollm2`); without it they fail and say so.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

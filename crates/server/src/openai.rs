@@ -336,13 +336,17 @@ fn sse(
         started: false,
     };
     let events = stream::unfold(st, |mut st| async move {
-        let chunks = st.chunks.as_mut()?;
+        st.chunks.as_ref()?;
         let mut out: Vec<Event> = Vec::new();
         if !st.started {
             st.started = true;
             out.push(st.event(json!({ "role": "assistant", "content": "" }), None));
         }
-        match chunks.next().await {
+        let next = match st.chunks.as_mut() {
+            Some(chunks) => chunks.next().await,
+            None => None,
+        };
+        match next {
             Some(Ok(Chunk::Text(t))) => out.push(st.event(json!({ "content": t }), None)),
             Some(Ok(Chunk::ToolCall(c))) => {
                 out.push(st.event(

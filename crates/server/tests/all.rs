@@ -1,6 +1,8 @@
 //! The `/v1` routes, through the router without a socket (`oneshot`), and streaming over a
 //! real loopback socket with the embedded model.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
