@@ -1,0 +1,505 @@
+//! `baton bench`: Baton's side of the peer benchmarks (`../shared/peer-bench/`).
+//!
+//! Same workloads, shapes, fake model and JSON line as the peers' scripts, so `make bench` can
+//! print the ratios:
+//! `{"framework", "workload", "runs", "median_ms", "p95_ms", "throughput_per_s", "peak_rss_mb"}`.
+//!
+//! - `w1` `chain10`: a workflow of 10 sequential agent steps; the fake model answers at once.
+//! - `w2` `fanout8`: a `parallel` step of 8 agent branches, then a join agent step.
+//! - `w3` `concurrent{N}x10x50ms`: N runs of the chain at once, each a tokio task on the
+//!   multi-thread runtime; every model call first sleeps 50 ms.
+//! - `w4` `chain10_sqlite`: the chain on the SQLite run log in a temp dir (every event logged,
+//!   a checkpoint after every step) with the default durability (WAL, synchronous=NORMAL);
+//!   `w4full` (or `w4 --durability power`) is `chain10_sqlite_full` (synchronous=FULL).
+//! - `w5` `cold_start_one_step`: this binary, spawned as `baton run` on a one-step workflow
+//!   with a fresh `--db` in a temp dir; the median of `--cold-runs` runs.
+//!
+//! In-memory workloads (w1-w3) use the in-memory store; `--memory-log` says what it keeps
+//! (default `events`: every event of the run log, no state snapshots, as durare's in-memory
+//! provider keeps every step's result).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use async_trait::async_trait;
+use baton_engine::executor::create_run;
+use baton_engine::{Executor, Input, Program, RunOptions, RunState, Services};
+use baton_llm::{ChatModel, ChatRequest, ChatResponse, Chunk, Provider, Providers, StopReason};
+use baton_store::RunStore;
+use baton_store::memory::MemoryStore;
+use baton_store::sqlite::{Durability, SqliteStore};
+use baton_tools::Registry;
+use baton_types::{RunStatus, WorkflowDoc};
+use clap::{Args, ValueEnum};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use serde_json::{Map, Value, json};
+
+use crate::cmd_run::DurabilityArg;
+
+const FRAMEWORK: &str = "baton";
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Workloads: w1 (chain10), w2 (fanout8), w3 (concurrent), w4 (chain10_sqlite),
+    /// w4full (chain10_sqlite_full), w5 (cold start). Default: w1 w2 w3 w4.
+    pub workloads: Vec<String>,
+    /// Timed runs per workload (w1, w2, w4).
+    #[arg(long, default_value_t = 200)]
+    pub runs: usize,
+    /// Untimed runs before the timed ones.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Concurrent runs in w3.
+    #[arg(long, default_value_t = 1000)]
+    pub concurrency: usize,
+    /// Durability of the SQLite run log in w4 (`power` names the workload chain10_sqlite_full).
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Process)]
+    pub durability: DurabilityArg,
+    /// What the in-memory store keeps in w1-w3 (other than `events`, the workload name says it).
+    #[arg(long, value_enum, default_value_t = MemoryLog::Events)]
+    pub memory_log: MemoryLog,
+    /// Timed process starts in w5.
+    #[arg(long, default_value_t = 20)]
+    pub cold_runs: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MemoryLog {
+    /// Every event is kept (the run can be rebuilt from them); no state snapshots.
+    Events,
+    /// Every event, plus a snapshot of the run state after every step (as on SQLite).
+    Checkpoints,
+    /// Events are counted, not kept; no snapshots: the engine alone.
+    None,
+}
+
+impl MemoryLog {
+    fn suffix(self) -> &'static str {
+        match self {
+            MemoryLog::Events => "",
+            MemoryLog::Checkpoints => "_memcp",
+            MemoryLog::None => "_nolog",
+        }
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
+    let workloads: Vec<String> = if args.workloads.is_empty() {
+        ["w1", "w2", "w3", "w4"].map(String::from).to_vec()
+    } else {
+        args.workloads.clone()
+    };
+    if args.runs == 0 || args.concurrency == 0 || args.cold_runs == 0 {
+        bail!("--runs, --concurrency and --cold-runs must be at least 1");
+    }
+    for w in &workloads {
+        match w.as_str() {
+            "w1" => {
+                let b = Bench::in_memory(chain_doc(10, "fake/echo")?, args.memory_log)?;
+                let t = timed(&b, args.runs, args.warmup, 10).await?;
+                report(&format!("chain10{}", args.memory_log.suffix()), t, None);
+            }
+            "w2" => {
+                let b = Bench::in_memory(fanout_doc(8)?, args.memory_log)?;
+                let t = timed(&b, args.runs, args.warmup, 9).await?;
+                report(&format!("fanout8{}", args.memory_log.suffix()), t, None);
+            }
+            "w3" => w3(&args).await?,
+            "w4" => w4(&args, args.durability.into()).await?,
+            "w4full" => w4(&args, Durability::Power).await?,
+            "w5" => w5(&args).await?,
+            other => bail!("unknown workload '{other}' (w1 w2 w3 w4 w4full w5)"),
+        }
+    }
+    Ok(0)
+}
+
+/// The fake model of the peers: `"ok:" + prompt[:8]` (the last message), after `delay`.
+struct FakeModel {
+    delay: Option<Duration>,
+}
+
+fn fake_answer(prompt: &str) -> String {
+    let end = prompt
+        .char_indices()
+        .nth(8)
+        .map_or(prompt.len(), |(i, _)| i);
+    format!("ok:{}", &prompt[..end])
+}
+
+#[async_trait]
+impl ChatModel for FakeModel {
+    async fn stream(
+        &self,
+        req: ChatRequest,
+    ) -> Result<BoxStream<'static, Result<Chunk, baton_llm::Error>>, baton_llm::Error> {
+        let r = self.complete(req).await?;
+        Ok(futures::stream::iter([
+            Ok(Chunk::Text(r.content)),
+            Ok(Chunk::Done(StopReason::EndTurn)),
+        ])
+        .boxed())
+    }
+
+    async fn complete(&self, req: ChatRequest) -> Result<ChatResponse, baton_llm::Error> {
+        if let Some(d) = self.delay {
+            tokio::time::sleep(d).await;
+        }
+        let prompt = req.messages.last().map_or("", |m| m.content.as_str());
+        Ok(ChatResponse {
+            content: fake_answer(prompt),
+            ..Default::default()
+        })
+    }
+}
+
+/// `fake/echo` answers at once, `fake/slow50` after 50 ms.
+struct FakeProvider {
+    echo: Arc<dyn ChatModel>,
+    slow: Arc<dyn ChatModel>,
+}
+
+impl Provider for FakeProvider {
+    fn model(&self, model: &str, _base_dir: &Path) -> Result<Arc<dyn ChatModel>, baton_llm::Error> {
+        match model {
+            "echo" => Ok(self.echo.clone()),
+            "slow50" => Ok(self.slow.clone()),
+            other => Err(baton_llm::Error::UnknownModel {
+                model: format!("fake/{other}"),
+                reason: "the bench's fake provider has `echo` and `slow50`".into(),
+            }),
+        }
+    }
+
+    fn list(&self) -> Vec<String> {
+        vec!["echo".into(), "slow50".into()]
+    }
+}
+
+fn providers() -> Providers {
+    let mut p = Providers::default();
+    p.register(
+        "fake",
+        Arc::new(FakeProvider {
+            echo: Arc::new(FakeModel { delay: None }),
+            slow: Arc::new(FakeModel {
+                delay: Some(Duration::from_millis(50)),
+            }),
+        }),
+    );
+    p
+}
+
+fn doc_from(v: Value) -> anyhow::Result<WorkflowDoc> {
+    serde_json::from_value(v).context("building the bench workflow")
+}
+
+/// `n` agent steps in sequence, step `i` prompting `step{i}`.
+fn chain_doc(n: usize, model: &str) -> anyhow::Result<WorkflowDoc> {
+    let steps: Vec<Value> = (0..n)
+        .map(|i| json!({"id": format!("n{i}"), "agent": "a", "prompt": format!("step{i}")}))
+        .collect();
+    doc_from(
+        json!({"version": 1, "name": format!("chain{n}"), "agents": {"a": {"model": model}}, "steps": steps}),
+    )
+}
+
+/// A parallel step of `n` agent branches, then a join agent step.
+fn fanout_doc(n: usize) -> anyhow::Result<WorkflowDoc> {
+    let branches: Vec<Value> = (0..n)
+        .map(|i| json!({"id": format!("b{i}"), "agent": "a", "prompt": format!("step{i}")}))
+        .collect();
+    doc_from(json!({
+        "version": 1,
+        "name": format!("fanout{n}"),
+        "agents": {"a": {"model": "fake/echo"}},
+        "steps": [
+            {"id": "fan", "parallel": branches},
+            {"id": "join", "agent": "a", "prompt": "step99"}
+        ]
+    }))
+}
+
+/// A compiled workflow with its services and executor, ready to run many times.
+struct Bench {
+    program: Arc<Program>,
+    services: Services,
+    exec: Executor,
+    source: String,
+}
+
+impl Bench {
+    fn new(doc: WorkflowDoc, store: Arc<dyn RunStore>, checkpoints: bool) -> anyhow::Result<Bench> {
+        let source = serde_json::to_string(&doc)?;
+        let program = Arc::new(
+            Program::compile(doc, std::env::temp_dir())
+                .map_err(|e| anyhow!("compiling the bench workflow: {e}"))?,
+        );
+        let services = Services {
+            store,
+            models: Arc::new(providers()),
+            tools: Arc::new(Registry::with_builtins()),
+        };
+        let exec = Executor::new(program.clone(), services.clone()).with_checkpoints(checkpoints);
+        Ok(Bench {
+            program,
+            services,
+            exec,
+            source,
+        })
+    }
+
+    fn in_memory(doc: WorkflowDoc, log: MemoryLog) -> anyhow::Result<Bench> {
+        let store = MemoryStore::new().keep_events(log != MemoryLog::None);
+        Bench::new(doc, Arc::new(store), log == MemoryLog::Checkpoints)
+    }
+
+    /// One run from creation to its end; gives the number of agent answers in its outputs.
+    async fn run_once(&self) -> anyhow::Result<usize> {
+        let options = RunOptions::default();
+        let inputs = Value::Object(Map::new());
+        let id = create_run(
+            &self.services,
+            &self.program,
+            &self.source,
+            None,
+            inputs.clone(),
+            &options,
+        )
+        .await?;
+        let st = RunState::new(id, inputs, &self.program, &options);
+        let st = self
+            .exec
+            .drive(st, vec![Input::Start { resumed: false }])
+            .await?;
+        if st.status != RunStatus::Succeeded {
+            bail!(
+                "run {id} ended {} ({})",
+                st.status,
+                st.error.unwrap_or_default()
+            );
+        }
+        Ok(st
+            .outputs
+            .values()
+            .filter(|v| v.as_str().is_some_and(|s| s.starts_with("ok:")))
+            .count())
+    }
+}
+
+/// Per-run latencies (ms) of `runs` sequential runs after `warmup` untimed ones; each run must
+/// give `answers` agent answers.
+async fn timed(b: &Bench, runs: usize, warmup: usize, answers: usize) -> anyhow::Result<Vec<f64>> {
+    for _ in 0..warmup {
+        check(b.run_once().await?, answers)?;
+    }
+    let mut out = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let n = b.run_once().await?;
+        out.push(t.elapsed().as_secs_f64() * 1000.0);
+        check(n, answers)?;
+    }
+    Ok(out)
+}
+
+fn check(got: usize, want: usize) -> anyhow::Result<()> {
+    if got != want {
+        bail!("a run gave {got} agent answers instead of {want}");
+    }
+    Ok(())
+}
+
+async fn w3(args: &BenchArgs) -> anyhow::Result<()> {
+    let b = Arc::new(Bench::in_memory(
+        chain_doc(10, "fake/slow50")?,
+        args.memory_log,
+    )?);
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..args.concurrency)
+        .map(|_| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let n = b.run_once().await?;
+                check(n, 10)?;
+                anyhow::Ok(t.elapsed().as_secs_f64() * 1000.0)
+            })
+        })
+        .collect();
+    let mut times = Vec::with_capacity(handles.len());
+    for h in handles {
+        times.push(h.await.context("a run's task")??);
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    report(
+        &format!(
+            "concurrent{}x10x50ms{}",
+            args.concurrency,
+            args.memory_log.suffix()
+        ),
+        times,
+        Some(wall),
+    );
+    Ok(())
+}
+
+async fn w4(args: &BenchArgs, durability: Durability) -> anyhow::Result<()> {
+    let dir = TempDir::new("w4")?;
+    let store = SqliteStore::open(&dir.0.join("baton.db"), durability)?;
+    let b = Bench::new(chain_doc(10, "fake/echo")?, Arc::new(store), true)?;
+    let t = timed(&b, args.runs, args.warmup, 10).await?;
+    let name = match durability {
+        Durability::Process => "chain10_sqlite",
+        Durability::Power => "chain10_sqlite_full",
+    };
+    report(name, t, None);
+    Ok(())
+}
+
+const COLD_WORKFLOW: &str = "version: 1
+name: one
+agents:
+  a:
+    model: scripted/one
+steps:
+  - id: n0
+    agent: a
+    prompt: step0
+";
+
+const COLD_REPLIES: &str = "replies:
+  - text: \"ok:step0\"
+    repeat: true
+";
+
+async fn w5(args: &BenchArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("finding the baton binary")?;
+    let dir = TempDir::new("w5")?;
+    let file = dir.0.join("one.yaml");
+    std::fs::write(&file, COLD_WORKFLOW)?;
+    std::fs::create_dir_all(dir.0.join("scripted"))?;
+    std::fs::write(dir.0.join("scripted/one.yaml"), COLD_REPLIES)?;
+    let mut times = Vec::with_capacity(args.cold_runs);
+    for i in 0..(args.warmup + args.cold_runs) {
+        let db = dir.0.join(format!("run{i}")).join("baton.db");
+        let t0 = Instant::now();
+        let out = tokio::process::Command::new(&exe)
+            .arg("run")
+            .arg(&file)
+            .arg("--db")
+            .arg(&db)
+            .env_remove("BATON_DB")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .await
+            .context("starting baton run")?;
+        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        if !out.status.success() {
+            bail!(
+                "baton run exited with {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        if i >= args.warmup {
+            times.push(ms);
+        }
+    }
+    report("cold_start_one_step", times, None);
+    Ok(())
+}
+
+/// A folder under the system temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> anyhow::Result<TempDir> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let p =
+            std::env::temp_dir().join(format!("baton-bench-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
+        Ok(TempDir(p))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn round(x: f64, d: i32) -> f64 {
+    let p = 10f64.powi(d);
+    (x * p).round() / p
+}
+
+/// Prints the peers' JSON line (same keys, same order, same rounding).
+fn report(workload: &str, mut times_ms: Vec<f64>, wall_s: Option<f64>) {
+    if times_ms.is_empty() {
+        return;
+    }
+    times_ms.sort_by(f64::total_cmp);
+    let n = times_ms.len();
+    let median = if n % 2 == 1 {
+        times_ms[n / 2]
+    } else {
+        (times_ms[n / 2 - 1] + times_ms[n / 2]) / 2.0
+    };
+    let p95 = times_ms[((0.95 * (n - 1) as f64) as usize).min(n - 1)];
+    let thr = match wall_s {
+        Some(w) => n as f64 / w,
+        None => 1000.0 / median,
+    };
+    println!(
+        "{{\"framework\": {}, \"workload\": {}, \"runs\": {}, \"median_ms\": {}, \"p95_ms\": {}, \"throughput_per_s\": {}, \"peak_rss_mb\": {}}}",
+        Value::from(FRAMEWORK),
+        Value::from(workload),
+        n,
+        Value::from(round(median, 4)),
+        Value::from(round(p95, 4)),
+        Value::from(round(thr, 2)),
+        Value::from(round(peak_rss_mb(), 1)),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fake_answer_is_the_peers() {
+        assert_eq!(fake_answer("step3"), "ok:step3");
+        assert_eq!(fake_answer("step99 and more"), "ok:step99 a");
+        assert_eq!(fake_answer(""), "ok:");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn workloads_run_their_shapes() {
+        let b = Bench::in_memory(chain_doc(10, "fake/echo").unwrap(), MemoryLog::Events).unwrap();
+        assert_eq!(b.run_once().await.unwrap(), 10);
+        let b = Bench::in_memory(fanout_doc(8).unwrap(), MemoryLog::None).unwrap();
+        assert_eq!(b.run_once().await.unwrap(), 9);
+        let dir = TempDir::new("test").unwrap();
+        let store = SqliteStore::open(&dir.0.join("b.db"), Durability::Process).unwrap();
+        let b = Bench::new(chain_doc(10, "fake/echo").unwrap(), Arc::new(store), true).unwrap();
+        assert_eq!(timed(&b, 3, 1, 10).await.unwrap().len(), 3);
+    }
+}
