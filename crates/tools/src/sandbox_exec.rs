@@ -165,6 +165,7 @@ impl Tool for SandboxExec {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use baton_sandbox::{ExecOutput, StopReason, Tier};
