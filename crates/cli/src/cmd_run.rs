@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use baton_engine::load::{self, ValidationEnv};
 use baton_engine::{Executor, Input, Program, RunOptions, RunState, Services};
 use baton_store::sqlite::Durability;
@@ -449,25 +449,14 @@ fn step_rows(evs: &[baton_types::EventRecord]) -> Vec<(String, String, u64, Usag
             }
             Event::StepCancelled { step } => (step, "cancelled", 0, Usage::default()),
             Event::HumanRequested { step, .. } => (step, "waiting", 0, Usage::default()),
-            Event::StepProgress { step, progress: baton_types::Progress::ModelReply { usage, .. } } => {
-                if let Some(&i) = index.get(step) {
-                    let r: &mut (String, String, u64, Usage) = &mut rows[i];
-                    if r.1 == "running" {
-                        r.3.add(usage);
-                    }
-                }
-                continue;
-            }
             _ => continue,
         };
         match index.get(step) {
             Some(&i) => {
-                let r = &mut rows[i];
+                let r: &mut (String, String, u64, Usage) = &mut rows[i];
                 r.1 = status.to_string();
                 r.2 += d;
-                if status != "running" && !u.is_empty() {
-                    r.3 = u;
-                }
+                r.3.add(&u);
             }
             None => {
                 index.insert(step.clone(), rows.len());
@@ -684,8 +673,9 @@ async fn control(db: DbArgs, run: RunId, c: Control) -> anyhow::Result<i32> {
             println!("run {run} is {}", st.status);
         }
         Err(baton_store::Error::Claimed { .. }) => {
+            let what = if c == Control::Cancel { "cancel it" } else { "pause it" };
             services.store.send_control(run, c).await?;
-            println!("asked the process running {run} to {}", match c { Control::Cancel => "cancel it", _ => "pause it" });
+            println!("asked the process running {run} to {what}");
         }
         Err(e) => return Err(e.into()),
     }
