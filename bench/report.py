@@ -64,7 +64,7 @@ def fmt(rec):
 def fmt_value(w, v):
     if is_concurrent(w):
         return f"{v:.2f} s"
-    return f"{v * 1000:.0f} µs" if v < 1 else f"{v:g} ms"
+    return f"{v * 1000:.0f} µs" if v < 1 else f"{v:.2f} ms"
 
 
 def ratio(base, other):
