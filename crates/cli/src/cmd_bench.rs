@@ -481,6 +481,7 @@ fn report(workload: &str, mut times_ms: Vec<f64>, wall_s: Option<f64>) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
