@@ -173,15 +173,25 @@ pub struct HumanArgs {
     pub db: DbArgs,
 }
 
-fn env<'a>(tools: &'a baton_tools::Registry, models: &'a baton_llm::Providers) -> ValidationEnv<'a> {
-    ValidationEnv { tools, models: Some(models) }
+fn env<'a>(
+    tools: &'a baton_tools::Registry,
+    models: &'a baton_llm::Providers,
+) -> ValidationEnv<'a> {
+    ValidationEnv {
+        tools,
+        models: Some(models),
+    }
 }
 
 fn print_diagnostics(diags: &[load::Diagnostic]) {
     for d in diags {
         eprintln!("{d}");
     }
-    eprintln!("{} error{}", diags.len(), if diags.len() == 1 { "" } else { "s" });
+    eprintln!(
+        "{} error{}",
+        diags.len(),
+        if diags.len() == 1 { "" } else { "s" }
+    );
 }
 
 pub fn validate(args: ValidateArgs) -> anyhow::Result<i32> {
@@ -222,7 +232,10 @@ fn parse_inputs(program: &Program, args: &RunArgs) -> Result<Value, Vec<String>>
         match std::fs::read_to_string(f) {
             Ok(text) => match baton_llm::scripted::yaml_to_json(&text) {
                 Ok(Value::Object(m)) => given.extend(m),
-                Ok(_) => errors.push(format!("{}: inputs must be a mapping of names to values", f.display())),
+                Ok(_) => errors.push(format!(
+                    "{}: inputs must be a mapping of names to values",
+                    f.display()
+                )),
                 Err(e) => errors.push(format!("{}: {e}", f.display())),
             },
             Err(e) => errors.push(format!("{}: {e}", f.display())),
@@ -271,7 +284,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
             return Ok(EXIT_INVALID);
         }
     };
-    let base = args.file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = args
+        .file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let program = match Program::compile(loaded.doc.clone(), base) {
         Ok(p) => Arc::new(p),
         Err(e) => {
@@ -299,18 +316,43 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         models: Arc::new(models),
         tools: Arc::new(tools),
     };
-    let options = RunOptions { breakpoints: args.break_before.iter().cloned().collect(), stepping: args.step };
+    let options = RunOptions {
+        breakpoints: args.break_before.iter().cloned().collect(),
+        stepping: args.step,
+    };
     let abs = std::fs::canonicalize(&args.file).unwrap_or(args.file.clone());
-    let id = baton_engine::executor::create_run(&services, &program, &loaded.source, Some(&abs), inputs.clone(), &options).await?;
+    let id = baton_engine::executor::create_run(
+        &services,
+        &program,
+        &loaded.source,
+        Some(&abs),
+        inputs.clone(),
+        &options,
+    )
+    .await?;
     let st = RunState::new(id, inputs, &program, &options);
-    drive_interactive(program, services, st, vec![Input::Start { resumed: false }], args.json).await
+    drive_interactive(
+        program,
+        services,
+        st,
+        vec![Input::Start { resumed: false }],
+        args.json,
+    )
+    .await
 }
 
 /// Loads the program of a stored run.
 fn program_of(rec: &RunRecord) -> anyhow::Result<Program> {
-    let file = rec.workflow_path.clone().unwrap_or_else(|| "<stored workflow>".into());
+    let file = rec
+        .workflow_path
+        .clone()
+        .unwrap_or_else(|| "<stored workflow>".into());
     let loaded = load::load_bytes(&file, rec.workflow_source.as_bytes()).map_err(|d| {
-        anyhow!("the stored workflow of run {} no longer loads: {}", rec.id, d.first().map(|d| d.to_string()).unwrap_or_default())
+        anyhow!(
+            "the stored workflow of run {} no longer loads: {}",
+            rec.id,
+            d.first().map(|d| d.to_string()).unwrap_or_default()
+        )
     })?;
     let base = rec
         .workflow_path
@@ -322,21 +364,34 @@ fn program_of(rec: &RunRecord) -> anyhow::Result<Program> {
 }
 
 async fn get_run(services: &Services, run: RunId) -> anyhow::Result<RunRecord> {
-    services.store.run(run).await?.ok_or_else(|| anyhow!("no run {run} in this database (see `baton runs list`)"))
+    services
+        .store
+        .run(run)
+        .await?
+        .ok_or_else(|| anyhow!("no run {run} in this database (see `baton runs list`)"))
 }
 
 pub async fn resume(args: ResumeArgs) -> anyhow::Result<i32> {
     let services = wiring::services(args.db.db.as_deref(), Durability::Process)?;
     let rec = get_run(&services, args.run).await?;
     if rec.status.is_terminal() {
-        eprintln!("run {} is already {}: nothing to resume", rec.id, rec.status);
-        return Ok(if rec.status == RunStatus::Succeeded { EXIT_OK } else { EXIT_FAILED });
+        eprintln!(
+            "run {} is already {}: nothing to resume",
+            rec.id, rec.status
+        );
+        return Ok(if rec.status == RunStatus::Succeeded {
+            EXIT_OK
+        } else {
+            EXIT_FAILED
+        });
     }
     let program = Arc::new(program_of(&rec)?);
     let st = baton_engine::executor::load_state(&services, &program, rec.id).await?;
     let mut inputs = vec![Input::Start { resumed: true }];
     if st.pause.is_some() || args.step != st.stepping {
-        inputs.push(Input::Resume { stepping: args.step });
+        inputs.push(Input::Resume {
+            stepping: args.step,
+        });
     }
     drive_interactive(program, services, st, inputs, args.json).await
 }
@@ -376,13 +431,24 @@ fn prompt_line(q: &str) -> anyhow::Result<Option<String>> {
     std::io::stderr().flush()?;
     let mut s = String::new();
     let n = std::io::stdin().lock().read_line(&mut s)?;
-    Ok(if n == 0 { None } else { Some(s.trim().to_string()) })
+    Ok(if n == 0 {
+        None
+    } else {
+        Some(s.trim().to_string())
+    })
 }
 
 fn ask_at_pause(st: &RunState) -> anyhow::Result<Option<Input>> {
-    let at = st.pause.as_ref().map(crate::progress::describe_pause).unwrap_or_default();
+    let at = st
+        .pause
+        .as_ref()
+        .map(crate::progress::describe_pause)
+        .unwrap_or_default();
     loop {
-        let Some(a) = prompt_line(&format!("paused {at}: [c]ontinue, [s]tep, [i]nspect state, [q]uit > "))? else {
+        let Some(a) = prompt_line(&format!(
+            "paused {at}: [c]ontinue, [s]tep, [i]nspect state, [q]uit > "
+        ))?
+        else {
             return Ok(None);
         };
         match a.as_str() {
@@ -396,20 +462,28 @@ fn ask_at_pause(st: &RunState) -> anyhow::Result<Option<Input>> {
 }
 
 async fn ask_human(services: &Services, st: &RunState) -> anyhow::Result<Option<Input>> {
-    let Some(step) = st.waiting_humans().into_iter().next() else { return Ok(None) };
+    let Some(step) = st.waiting_humans().into_iter().next() else {
+        return Ok(None);
+    };
     let evs = services.store.events(st.run_id, 0).await?;
     let (prompt, kind) = evs
         .iter()
         .rev()
         .find_map(|e| match &e.event {
-            Event::HumanRequested { step: s, prompt, kind } if *s == step => Some((prompt.clone(), *kind)),
+            Event::HumanRequested {
+                step: s,
+                prompt,
+                kind,
+            } if *s == step => Some((prompt.clone(), *kind)),
             _ => None,
         })
         .unwrap_or_default();
     eprintln!("step {step} asks: {prompt}");
     match kind {
         HumanKind::Approval => loop {
-            let Some(a) = prompt_line("approve? [y/n, q to stop here] > ")? else { return Ok(None) };
+            let Some(a) = prompt_line("approve? [y/n, q to stop here] > ")? else {
+                return Ok(None);
+            };
             match a.as_str() {
                 "y" | "yes" => return Ok(Some(human(step, true, Value::Null, None))),
                 "n" | "no" => {
@@ -421,14 +495,22 @@ async fn ask_human(services: &Services, st: &RunState) -> anyhow::Result<Option<
             }
         },
         HumanKind::Input => {
-            let Some(v) = prompt_line("value (JSON or text) > ")? else { return Ok(None) };
+            let Some(v) = prompt_line("value (JSON or text) > ")? else {
+                return Ok(None);
+            };
             Ok(Some(human(step, true, parse_value(&v), None)))
         }
     }
 }
 
 fn human(step: String, approved: bool, value: Value, comment: Option<String>) -> Input {
-    Input::Human { step, approved, value, comment, by: std::env::var("USER").ok() }
+    Input::Human {
+        step,
+        approved,
+        value,
+        comment,
+        by: std::env::var("USER").ok(),
+    }
 }
 
 fn parse_value(s: &str) -> Value {
@@ -442,9 +524,27 @@ fn step_rows(evs: &[baton_types::EventRecord]) -> Vec<(String, String, u64, Usag
     for e in evs {
         let (step, status, d, u) = match &e.event {
             Event::StepStarted { step, .. } => (step, "running", 0, Usage::default()),
-            Event::StepSucceeded { step, duration_ms, usage, .. } => (step, "succeeded", *duration_ms, *usage),
-            Event::StepFailed { step, duration_ms, usage, retry_in_ms, recovered, .. } => {
-                let s = if retry_in_ms.is_some() { "retrying" } else if *recovered { "failed (continued)" } else { "failed" };
+            Event::StepSucceeded {
+                step,
+                duration_ms,
+                usage,
+                ..
+            } => (step, "succeeded", *duration_ms, *usage),
+            Event::StepFailed {
+                step,
+                duration_ms,
+                usage,
+                retry_in_ms,
+                recovered,
+                ..
+            } => {
+                let s = if retry_in_ms.is_some() {
+                    "retrying"
+                } else if *recovered {
+                    "failed (continued)"
+                } else {
+                    "failed"
+                };
                 (step, s, *duration_ms, *usage)
             }
             Event::StepCancelled { step } => (step, "cancelled", 0, Usage::default()),
@@ -497,11 +597,21 @@ async fn summary(services: &Services, st: &RunState, json: bool) -> anyhow::Resu
     writeln!(out)?;
     writeln!(out, "run {}  {}", st.run_id, st.status)?;
     for (s, status, d, u) in &rows {
-        let tok = if u.total() > 0 { format!("{:>7} tok", u.total()) } else { String::new() };
+        let tok = if u.total() > 0 {
+            format!("{:>7} tok", u.total())
+        } else {
+            String::new()
+        };
         writeln!(out, "  {s:<24} {status:<20} {:>9}  {tok}", format!("{d}ms"))?;
     }
     if st.usage.total() > 0 {
-        writeln!(out, "  tokens: {} ({} prompt, {} completion)", st.usage.total(), st.usage.prompt_tokens, st.usage.completion_tokens)?;
+        writeln!(
+            out,
+            "  tokens: {} ({} prompt, {} completion)",
+            st.usage.total(),
+            st.usage.prompt_tokens,
+            st.usage.completion_tokens
+        )?;
     }
     match st.status {
         RunStatus::Succeeded => {
@@ -514,8 +624,16 @@ async fn summary(services: &Services, st: &RunState, json: bool) -> anyhow::Resu
         }
         RunStatus::Failed => writeln!(out, "error: {}", st.error.clone().unwrap_or_default())?,
         RunStatus::Paused => {
-            let at = st.pause.as_ref().map(crate::progress::describe_pause).unwrap_or_default();
-            writeln!(out, "paused {at}. Inspect: baton runs state {id}   Continue: baton resume {id} [--step]", id = st.run_id)?;
+            let at = st
+                .pause
+                .as_ref()
+                .map(crate::progress::describe_pause)
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "paused {at}. Inspect: baton runs state {id}   Continue: baton resume {id} [--step]",
+                id = st.run_id
+            )?;
         }
         RunStatus::Waiting => {
             for s in st.waiting_humans() {
@@ -557,16 +675,33 @@ fn state_view(st: &RunState) -> Value {
 }
 
 fn fmt_time(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    let t =
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
 pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
     match cmd {
-        RunsCmd::List { status, workflow, limit, json, db } => {
+        RunsCmd::List {
+            status,
+            workflow,
+            limit,
+            json,
+            db,
+        } => {
             let services = wiring::services(db.db.as_deref(), Durability::Process)?;
-            let status = status.map(|s| s.parse::<RunStatus>()).transpose().map_err(|e| anyhow!(e))?;
-            let runs = services.store.list_runs(ListQuery { status, workflow, limit: Some(limit) }).await?;
+            let status = status
+                .map(|s| s.parse::<RunStatus>())
+                .transpose()
+                .map_err(|e| anyhow!(e))?;
+            let runs = services
+                .store
+                .list_runs(ListQuery {
+                    status,
+                    workflow,
+                    limit: Some(limit),
+                })
+                .await?;
             if json {
                 let v: Vec<Value> = runs
                     .iter()
@@ -576,9 +711,18 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
             } else if runs.is_empty() {
                 println!("no runs");
             } else {
-                println!("{:<32}  {:<20}  {:<10}  {}", "ID", "WORKFLOW", "STATUS", "CREATED");
+                println!(
+                    "{:<32}  {:<20}  {:<10}  {}",
+                    "ID", "WORKFLOW", "STATUS", "CREATED"
+                );
                 for r in runs {
-                    println!("{:<32}  {:<20}  {:<10}  {}", r.id.to_string(), r.workflow_name, r.status.as_str(), fmt_time(r.created_at_ms));
+                    println!(
+                        "{:<32}  {:<20}  {:<10}  {}",
+                        r.id.to_string(),
+                        r.workflow_name,
+                        r.status.as_str(),
+                        fmt_time(r.created_at_ms)
+                    );
                 }
             }
             Ok(EXIT_OK)
@@ -596,16 +740,28 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
                     .collect();
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&json!({"id": rec.id.to_string(), "workflow": rec.workflow_name, "path": rec.workflow_path, "status": rec.status, "inputs": rec.inputs, "outputs": rec.outputs, "error": rec.error, "created_at_ms": rec.created_at_ms, "updated_at_ms": rec.updated_at_ms, "tokens": tokens, "steps": steps}))?
+                    serde_json::to_string_pretty(
+                        &json!({"id": rec.id.to_string(), "workflow": rec.workflow_name, "path": rec.workflow_path, "status": rec.status, "inputs": rec.inputs, "outputs": rec.outputs, "error": rec.error, "created_at_ms": rec.created_at_ms, "updated_at_ms": rec.updated_at_ms, "tokens": tokens, "steps": steps})
+                    )?
                 );
             } else {
                 println!("run       {}", rec.id);
-                println!("workflow  {}{}", rec.workflow_name, rec.workflow_path.map(|p| format!(" ({p})")).unwrap_or_default());
+                println!(
+                    "workflow  {}{}",
+                    rec.workflow_name,
+                    rec.workflow_path
+                        .map(|p| format!(" ({p})"))
+                        .unwrap_or_default()
+                );
                 println!("status    {}", rec.status);
                 println!("created   {}", fmt_time(rec.created_at_ms));
                 println!("inputs    {}", rec.inputs);
                 for (s, st, d, u) in &rows {
-                    let tok = if u.total() > 0 { format!("{} tok", u.total()) } else { String::new() };
+                    let tok = if u.total() > 0 {
+                        format!("{} tok", u.total())
+                    } else {
+                        String::new()
+                    };
                     println!("  {s:<24} {st:<20} {:>9}  {tok}", format!("{d}ms"));
                 }
                 if let Some(o) = rec.outputs {
@@ -628,7 +784,13 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
                     if let Value::Object(m) = &mut body {
                         m.remove("type");
                     }
-                    println!("{:>4} {} {:<16} {}", e.seq, fmt_time(e.at_ms), e.event.kind(), body);
+                    println!(
+                        "{:>4} {} {:<16} {}",
+                        e.seq,
+                        fmt_time(e.at_ms),
+                        e.event.kind(),
+                        body
+                    );
                 }
             }
             Ok(EXIT_OK)
@@ -673,7 +835,11 @@ async fn control(db: DbArgs, run: RunId, c: Control) -> anyhow::Result<i32> {
             println!("run {run} is {}", st.status);
         }
         Err(baton_store::Error::Claimed { .. }) => {
-            let what = if c == Control::Cancel { "cancel it" } else { "pause it" };
+            let what = if c == Control::Cancel {
+                "cancel it"
+            } else {
+                "pause it"
+            };
             services.store.send_control(run, c).await?;
             println!("asked the process running {run} to {what}");
         }
@@ -690,14 +856,34 @@ async fn answer(a: HumanArgs, approved: Option<bool>) -> anyhow::Result<i32> {
     let waiting = st.waiting_humans();
     let step = match (&a.step, waiting.as_slice()) {
         (Some(s), w) if w.contains(s) => s.clone(),
-        (Some(s), []) => bail!("step '{s}' of run {} is not waiting for a person (no step is)", a.run),
-        (Some(s), w) => bail!("step '{s}' of run {} is not waiting for a person (waiting: {})", a.run, w.join(", ")),
+        (Some(s), []) => bail!(
+            "step '{s}' of run {} is not waiting for a person (no step is)",
+            a.run
+        ),
+        (Some(s), w) => bail!(
+            "step '{s}' of run {} is not waiting for a person (waiting: {})",
+            a.run,
+            w.join(", ")
+        ),
         (None, [one]) => one.clone(),
-        (None, []) => bail!("no step of run {} is waiting for a person (status: {})", a.run, st.status),
-        (None, w) => bail!("several steps wait ({}): name one with --step", w.join(", ")),
+        (None, []) => bail!(
+            "no step of run {} is waiting for a person (status: {})",
+            a.run,
+            st.status
+        ),
+        (None, w) => bail!(
+            "several steps wait ({}): name one with --step",
+            w.join(", ")
+        ),
     };
-    let node = program.node_by_id(crate::split_id(&step)).ok_or_else(|| anyhow!("unknown step {step}"))?;
-    let spec = node.step.human.clone().ok_or_else(|| anyhow!("step {step} is not a human step"))?;
+    let node = program
+        .node_by_id(crate::split_id(&step))
+        .ok_or_else(|| anyhow!("unknown step {step}"))?;
+    let spec = node
+        .step
+        .human
+        .clone()
+        .ok_or_else(|| anyhow!("step {step} is not a human step"))?;
     let value = a.value.as_deref().map(parse_value).unwrap_or(Value::Null);
     if approved.is_none() {
         if spec.kind != HumanKind::Input {
@@ -718,19 +904,46 @@ async fn answer(a: HumanArgs, approved: Option<bool>) -> anyhow::Result<i32> {
     let approved = approved.unwrap_or(true);
     let by = std::env::var("USER").ok();
     let owner = baton_store::sqlite::process_owner();
-    let held_elsewhere = matches!(services.store.claim(a.run, &owner, 30_000).await, Err(baton_store::Error::Claimed { .. }));
+    let held_elsewhere = matches!(
+        services.store.claim(a.run, &owner, 30_000).await,
+        Err(baton_store::Error::Claimed { .. })
+    );
     if !held_elsewhere {
         services.store.release(a.run, &owner).await?;
     }
     if held_elsewhere || a.no_resume {
         services
             .store
-            .send_control(a.run, Control::Human { step: step.clone(), approved, value, comment: a.comment, by })
+            .send_control(
+                a.run,
+                Control::Human {
+                    step: step.clone(),
+                    approved,
+                    value,
+                    comment: a.comment,
+                    by,
+                },
+            )
             .await?;
-        println!("recorded the answer for step {step}{}", if held_elsewhere { " (the running process takes it)" } else { "; continue with `baton resume`" });
+        println!(
+            "recorded the answer for step {step}{}",
+            if held_elsewhere {
+                " (the running process takes it)"
+            } else {
+                "; continue with `baton resume`"
+            }
+        );
         return Ok(EXIT_OK);
     }
-    let inputs = vec![Input::Start { resumed: true }, Input::Human { step, approved, value, comment: a.comment, by }];
+    let inputs = vec![
+        Input::Start { resumed: true },
+        Input::Human {
+            step,
+            approved,
+            value,
+            comment: a.comment,
+            by,
+        },
+    ];
     drive_interactive(program, services, st, inputs, a.json).await
 }
-

@@ -8,12 +8,16 @@ mod cmd_bench;
 mod cmd_models;
 mod cmd_run;
 mod cmd_sandbox;
+mod cmd_serve;
 mod progress;
 mod wiring;
-mod cmd_serve;
 
 #[derive(Parser)]
-#[command(name = "baton", version, about = "Orchestrate teams of LLM agents, durably.")]
+#[command(
+    name = "baton",
+    version,
+    about = "Orchestrate teams of LLM agents, durably."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,7 +59,10 @@ pub(crate) fn split_id(path: &str) -> &str {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -30,7 +30,12 @@ impl Printer {
             Mode::Tty => MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             _ => MultiProgress::with_draw_target(ProgressDrawTarget::hidden()),
         };
-        Self { mode, multi, bars: Mutex::default(), tokens: Mutex::default() }
+        Self {
+            mode,
+            multi,
+            bars: Mutex::default(),
+            tokens: Mutex::default(),
+        }
     }
 
     fn line(&self, s: String) {
@@ -54,7 +59,11 @@ impl Printer {
 }
 
 fn ms(d: u64) -> String {
-    if d < 1000 { format!("{d}ms") } else { format!("{:.2}s", d as f64 / 1000.0) }
+    if d < 1000 {
+        format!("{d}ms")
+    } else {
+        format!("{:.2}s", d as f64 / 1000.0)
+    }
 }
 
 impl EventSink for Printer {
@@ -68,11 +77,17 @@ impl EventSink for Printer {
         }
         let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
         match &r.event {
-            Event::RunStarted { resumed } => {
-                self.line(format!("{} run {}", if *resumed { "resuming" } else { "starting" }, r.run_id))
-            }
+            Event::RunStarted { resumed } => self.line(format!(
+                "{} run {}",
+                if *resumed { "resuming" } else { "starting" },
+                r.run_id
+            )),
             Event::StepStarted { step, attempt, .. } => {
-                let label = if *attempt > 1 { format!("{step} (attempt {attempt})") } else { step.clone() };
+                let label = if *attempt > 1 {
+                    format!("{step} (attempt {attempt})")
+                } else {
+                    step.clone()
+                };
                 if self.mode == Mode::Tty {
                     let b = self.multi.add(ProgressBar::new_spinner());
                     b.set_style(
@@ -96,23 +111,41 @@ impl EventSink for Printer {
                     }
                 }
                 if let Progress::ToolResult { tool, is_error, .. } = progress {
-                    self.line(format!("    {step}: called {tool}{}", if *is_error { " (error)" } else { "" }));
+                    self.line(format!(
+                        "    {step}: called {tool}{}",
+                        if *is_error { " (error)" } else { "" }
+                    ));
                 }
             }
-            Event::StepSucceeded { step, duration_ms, usage, .. } => {
+            Event::StepSucceeded {
+                step,
+                duration_ms,
+                usage,
+                ..
+            } => {
                 if let Some(b) = bars.remove(step) {
                     b.finish_and_clear();
                 }
-                let tok = if usage.total() > 0 { format!(" · {} tokens", usage.total()) } else { String::new() };
+                let tok = if usage.total() > 0 {
+                    format!(" · {} tokens", usage.total())
+                } else {
+                    String::new()
+                };
                 self.line(format!("  ✓ {step} {}{tok}", ms(*duration_ms)));
             }
-            Event::StepFailed { step, error, retry_in_ms, recovered, .. } => {
+            Event::StepFailed {
+                step,
+                error,
+                retry_in_ms,
+                recovered,
+                ..
+            } => {
                 if let Some(b) = bars.remove(step) {
                     b.finish_and_clear();
                 }
                 let what = match (retry_in_ms, recovered) {
                     (Some(d), _) => format!(", retrying in {}", ms(*d)),
-                    (None, true) => ", continuing (on_error)".into(),
+                    (None, true) => ", going on (on_error)".into(),
                     _ => String::new(),
                 };
                 self.line(format!("  ✗ {step}: {}{what}", error.message));
@@ -123,9 +156,20 @@ impl EventSink for Printer {
                 }
                 self.line(format!("  ⊘ {step} cancelled"));
             }
-            Event::HumanRequested { step, prompt, .. } => self.line(format!("  ? {step} waits for a person: {prompt}")),
-            Event::HumanResponded { step, approved, .. } => {
-                self.line(format!("  ✓ {step}: {}", if *approved { "approved" } else { "rejected" }))
+            Event::HumanRequested { step, prompt, .. } => {
+                let first = prompt.lines().next().unwrap_or("");
+                self.line(format!("  ? {step} waits for a person: {first}"))
+            }
+            Event::HumanResponded {
+                step, approved, by, ..
+            } => {
+                let by = by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default();
+                let (mark, what) = if *approved {
+                    ("✓", "approved")
+                } else {
+                    ("✗", "rejected")
+                };
+                self.line(format!("  {mark} {step}: {what}{by}"))
             }
             Event::Paused { pause } => self.line(format!("  ⏸ paused ({})", describe_pause(pause))),
             Event::Resumed { .. } => self.line("  ▶ resumed".into()),

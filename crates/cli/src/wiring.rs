@@ -18,7 +18,9 @@ pub fn data_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
         return PathBuf::from(x).join("baton");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/baton")
 }
 
@@ -26,30 +28,46 @@ pub fn data_dir() -> PathBuf {
 pub fn db_path(flag: Option<&Path>) -> PathBuf {
     match flag {
         Some(p) => p.to_path_buf(),
-        None => std::env::var_os("BATON_DB").map(PathBuf::from).unwrap_or_else(|| data_dir().join("baton.db")),
+        None => std::env::var_os("BATON_DB")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir().join("baton.db")),
     }
 }
 
 pub fn open_store(db: Option<&Path>, durability: Durability) -> anyhow::Result<Arc<SqliteStore>> {
     let path = db_path(db);
-    let store = SqliteStore::open(&path, durability).with_context(|| format!("opening the run log {}", path.display()))?;
+    let store = SqliteStore::open(&path, durability)
+        .with_context(|| format!("opening the run log {}", path.display()))?;
     Ok(Arc::new(store))
 }
 
 /// The model providers: `scripted`, the remote adapters (`openai`, `anthropic`, `ollama` and
 /// those configured in baton.toml) and `local`, the embedded model.
 pub fn providers() -> anyhow::Result<Providers> {
-    let (_, mut providers) = baton_llm::config::load_providers(None).context("loading the provider configuration")?;
+    let (_, mut providers) =
+        baton_llm::config::load_providers(None).context("loading the provider configuration")?;
     let local = baton_llm_local::LocalConfig::from_env().context("configuring the local model")?;
     baton_llm_local::register(&mut providers, &local);
     Ok(providers)
 }
 
-/// The tools: built-ins.
+/// The tools: built-ins, and `sandbox.exec` (process tier) where this host can sandbox.
 pub fn tools() -> Registry {
-    Registry::with_builtins()
+    let mut r = Registry::with_builtins();
+    match baton_tools::sandbox_exec::SandboxExec::from_policy(baton_sandbox::Policy::new(
+        baton_sandbox::Tier::Process,
+    )) {
+        Ok(t) => r.register(Arc::new(t)),
+        // Workflows naming sandbox.exec then fail validation ("unknown tool"); say why here.
+        Err(e) => eprintln!("warning: sandbox.exec is not available on this host: {e}"),
+    }
+    r
 }
 
 pub fn services(db: Option<&Path>, durability: Durability) -> anyhow::Result<Services> {
-    Ok(Services { store: open_store(db, durability)?, models: Arc::new(providers()?), tools: Arc::new(tools()) })
+    Ok(Services {
+        store: open_store(db, durability)?,
+        models: Arc::new(providers()?),
+        tools: Arc::new(tools()),
+    })
 }

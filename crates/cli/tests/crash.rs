@@ -79,7 +79,9 @@ fn kill_9_at_random_points_then_resume_applies_every_step_once() {
     let port = serve(ledger.clone());
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("crash.db");
-    let mut wf = format!("version: 1\nname: crash\npolicy: {{ http_allow: [\"127.0.0.1:{port}\"] }}\nsteps:\n");
+    let mut wf = format!(
+        "version: 1\nname: crash\npolicy: {{ http_allow: [\"127.0.0.1:{port}\"] }}\nsteps:\n"
+    );
     for i in 0..STEPS {
         wf.push_str(&format!(
             "  - {{ id: s{i}, tool: http.get, with: {{ url: \"http://127.0.0.1:{port}/{{{{ run.id }}}}/s{i}\" }} }}\n"
@@ -92,7 +94,13 @@ fn kill_9_at_random_points_then_resume_applies_every_step_once() {
     let mut killed = 0;
     for _ in 0..20 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(["run", file.to_str().unwrap(), "--json", "--db", db.to_str().unwrap()])
+            .args([
+                "run",
+                file.to_str().unwrap(),
+                "--json",
+                "--db",
+                db.to_str().unwrap(),
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -128,12 +136,24 @@ fn kill_9_at_random_points_then_resume_applies_every_step_once() {
         assert_eq!(status, "succeeded", "run {id} did not finish");
         run_ids.push(id);
     }
-    assert!(killed >= 10, "only {killed} of 20 runs were killed mid-way: the test lost its point");
+    assert!(
+        killed >= 10,
+        "only {killed} of 20 runs were killed mid-way: the test lost its point"
+    );
     let l = ledger.lock().unwrap();
     for id in &run_ids {
         for i in 0..STEPS {
-            let keys = l.applied.get(&format!("/{id}/s{i}")).cloned().unwrap_or_default();
-            assert_eq!(keys.len(), 1, "run {id} step s{i} applied {} times: {keys:?}", keys.len());
+            let keys = l
+                .applied
+                .get(&format!("/{id}/s{i}"))
+                .cloned()
+                .unwrap_or_default();
+            assert_eq!(
+                keys.len(),
+                1,
+                "run {id} step s{i} applied {} times: {keys:?}",
+                keys.len()
+            );
         }
     }
 }

@@ -25,19 +25,32 @@ impl Db {
         self.0.path().join("baton.db")
     }
     fn run(&self, args: &[&str]) -> Output {
-        let out = baton().args(args).arg("--db").arg(self.path()).output().unwrap();
+        let out = baton()
+            .args(args)
+            .arg("--db")
+            .arg(self.path())
+            .output()
+            .unwrap();
         out
     }
 }
 
 fn text(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// The summary line of `--json` output.
 fn summary(o: &Output) -> Value {
     let s = String::from_utf8_lossy(&o.stdout);
-    let line = s.lines().rev().find(|l| l.contains("\"summary\"")).unwrap_or_else(|| panic!("no summary in {}", text(o)));
+    let line = s
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"summary\""))
+        .unwrap_or_else(|| panic!("no summary in {}", text(o)));
     serde_json::from_str::<Value>(line).unwrap()["summary"].clone()
 }
 
@@ -63,12 +76,26 @@ fn hello_runs() {
 #[test]
 fn branching_routes_by_the_classifier() {
     let db = Db::new();
-    let o = db.run(&["run", &example("branching.yaml"), "--json", "--input", "urgent=true"]);
+    let o = db.run(&[
+        "run",
+        &example("branching.yaml"),
+        "--json",
+        "--input",
+        "urgent=true",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let s = summary(&o);
     assert_eq!(s["outputs"]["category"], "bug");
-    let steps: Vec<String> = s["steps"].as_array().unwrap().iter().map(|x| x["step"].as_str().unwrap().to_string()).collect();
-    assert!(steps.contains(&"bug_report".into()) && steps.contains(&"page_oncall".into()), "{steps:?}");
+    let steps: Vec<String> = s["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["step"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        steps.contains(&"bug_report".into()) && steps.contains(&"page_oncall".into()),
+        "{steps:?}"
+    );
     assert!(!steps.contains(&"answer".into()));
 }
 
@@ -92,7 +119,10 @@ fn loop_until_pass_loops_once() {
     assert_eq!(s["outputs"]["code"], "def add(a, b): return a + b");
     assert_eq!(s["outputs"]["passed"], true);
     let evs = String::from_utf8_lossy(&o.stdout);
-    let implement_starts = evs.lines().filter(|l| l.contains("\"step_started\"") && l.contains("\"implement\"")).count();
+    let implement_starts = evs
+        .lines()
+        .filter(|l| l.contains("\"step_started\"") && l.contains("\"implement\""))
+        .count();
     assert_eq!(implement_starts, 2);
 }
 
@@ -109,10 +139,19 @@ fn human_approval_waits_then_continues_from_another_process() {
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let o = db.run(&["runs", "approve", &id, "--step", "approve", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(summary(&o)["outputs"].as_str().unwrap().starts_with("published:"));
+    assert!(
+        summary(&o)["outputs"]
+            .as_str()
+            .unwrap()
+            .starts_with("published:")
+    );
     let o = db.run(&["runs", "approve", &id]);
     assert_ne!(o.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no step of run"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no step of run"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -121,20 +160,33 @@ fn runs_list_show_logs_state() {
     let o = db.run(&["run", &example("hello.yaml"), "--json"]);
     let id = summary(&o)["run_id"].as_str().unwrap().to_string();
     let o = db.run(&["runs", "list"]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains(&id), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&id),
+        "{}",
+        text(&o)
+    );
     let o = db.run(&["runs", "show", &id, "--json"]);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["status"], "succeeded");
     assert_eq!(v["steps"][0]["step"], "greet");
     let o = db.run(&["runs", "logs", &id]);
     let logs = String::from_utf8_lossy(&o.stdout);
-    assert!(logs.contains("run_created") && logs.contains("step_succeeded") && logs.contains("run_succeeded"), "{logs}");
+    assert!(
+        logs.contains("run_created")
+            && logs.contains("step_succeeded")
+            && logs.contains("run_succeeded"),
+        "{logs}"
+    );
     let o = db.run(&["runs", "state", &id]);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["inputs"]["who"], "world");
     let o = db.run(&["runs", "show", "0123456789abcdef0123456789abcdef"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no run"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no run"),
+        "{}",
+        text(&o)
+    );
     let o = db.run(&["runs", "show", "not-an-id"]);
     assert_ne!(o.status.code(), Some(0));
 }
@@ -142,7 +194,13 @@ fn runs_list_show_logs_state() {
 #[test]
 fn breakpoints_stop_and_resume_continues() {
     let db = Db::new();
-    let o = db.run(&["run", &example("branching.yaml"), "--json", "--break-before", "route"]);
+    let o = db.run(&[
+        "run",
+        &example("branching.yaml"),
+        "--json",
+        "--break-before",
+        "route",
+    ]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let s = summary(&o);
     assert_eq!(s["status"], "paused");
@@ -165,13 +223,24 @@ fn bad_input_is_refused_with_clear_errors() {
     let db = Db::new();
     let dir = tempfile::tempdir().unwrap();
     // Unknown input, wrong type.
-    let o = db.run(&["run", &example("branching.yaml"), "--input", "urgent=maybe", "--input", "colour=red"]);
+    let o = db.run(&[
+        "run",
+        &example("branching.yaml"),
+        "--input",
+        "urgent=maybe",
+        "--input",
+        "colour=red",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("urgent") && e.contains("boolean"), "{e}");
     // Invalid workflow: every error with file:line:column.
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "version: 1\nname: bad\nsteps:\n  - id: a\n    tool: nosuchtool\n  - id: a\n    agnt: x\n").unwrap();
+    std::fs::write(
+        &bad,
+        "version: 1\nname: bad\nsteps:\n  - id: a\n    tool: nosuchtool\n  - id: a\n    agnt: x\n",
+    )
+    .unwrap();
     let o = baton().args(["validate"]).arg(&bad).output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let e = String::from_utf8_lossy(&o.stderr);
@@ -183,12 +252,30 @@ fn bad_input_is_refused_with_clear_errors() {
     std::fs::write(&bin, b"version: 1\nname: \xff\xfe\n").unwrap();
     let o = baton().args(["validate"]).arg(&bin).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).to_lowercase().contains("utf-8"), "{}", text(&o));
-    let o = baton().args(["validate", "/nonexistent/x.yaml"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .to_lowercase()
+            .contains("utf-8"),
+        "{}",
+        text(&o)
+    );
+    let o = baton()
+        .args(["validate", "/nonexistent/x.yaml"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     // Every example validates.
-    for e in ["hello", "branching", "parallel-review", "loop-until-pass", "human-approval"] {
-        let o = baton().args(["validate", &example(&format!("{e}.yaml"))]).output().unwrap();
+    for e in [
+        "hello",
+        "branching",
+        "parallel-review",
+        "loop-until-pass",
+        "human-approval",
+    ] {
+        let o = baton()
+            .args(["validate", &example(&format!("{e}.yaml"))])
+            .output()
+            .unwrap();
         assert_eq!(o.status.code(), Some(0), "{e}: {}", text(&o));
     }
 }
@@ -206,9 +293,19 @@ fn cancel_from_another_process() {
     let db = Db::new();
     let dir = tempfile::tempdir().unwrap();
     let wf = dir.path().join("slow.yaml");
-    std::fs::write(&wf, "version: 1\nname: slow\nsteps:\n  - { id: wait, tool: sleep, with: { duration: 30s } }\n").unwrap();
+    std::fs::write(
+        &wf,
+        "version: 1\nname: slow\nsteps:\n  - { id: wait, tool: sleep, with: { duration: 30s } }\n",
+    )
+    .unwrap();
     let mut child = baton()
-        .args(["run", wf.to_str().unwrap(), "--json", "--db", db.path().to_str().unwrap()])
+        .args([
+            "run",
+            wf.to_str().unwrap(),
+            "--json",
+            "--db",
+            db.path().to_str().unwrap(),
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();

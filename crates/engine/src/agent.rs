@@ -24,7 +24,11 @@ pub struct AgentJob {
 }
 
 fn model_error(e: &baton_llm::Error) -> StepError {
-    StepError { kind: StepErrorKind::Model, message: format!("model: {e}"), retryable: e.is_retryable() }
+    StepError {
+        kind: StepErrorKind::Model,
+        message: format!("model: {e}"),
+        retryable: e.is_retryable(),
+    }
 }
 
 /// Strips a Markdown code fence around a JSON answer.
@@ -41,21 +45,34 @@ fn strip_fence(s: &str) -> &str {
 
 /// Checks an answer against a schema; the error lists what is wrong.
 pub fn check_output(schema: &Value, text: &str) -> Result<Value, String> {
-    let v: Value = serde_json::from_str(strip_fence(text)).map_err(|e| format!("the answer is not JSON ({e})"))?;
-    let validator = jsonschema::validator_for(schema).map_err(|e| format!("invalid output schema: {e}"))?;
+    let v: Value = serde_json::from_str(strip_fence(text))
+        .map_err(|e| format!("the answer is not JSON ({e})"))?;
+    let validator =
+        jsonschema::validator_for(schema).map_err(|e| format!("invalid output schema: {e}"))?;
     let errors: Vec<String> = validator
         .iter_errors(&v)
         .take(5)
         .map(|e| {
             let path = e.instance_path.to_string();
-            if path.is_empty() { e.to_string() } else { format!("at {path}: {e}") }
+            if path.is_empty() {
+                e.to_string()
+            } else {
+                format!("at {path}: {e}")
+            }
         })
         .collect();
-    if errors.is_empty() { Ok(v) } else { Err(errors.join("; ")) }
+    if errors.is_empty() {
+        Ok(v)
+    } else {
+        Err(errors.join("; "))
+    }
 }
 
 /// Runs the step. `progress` receives what happens along the way.
-pub async fn run(job: AgentJob, progress: impl Fn(Progress) + Send + Sync) -> (Result<Value, StepError>, Usage) {
+pub async fn run(
+    job: AgentJob,
+    progress: impl Fn(Progress) + Send + Sync,
+) -> (Result<Value, StepError>, Usage) {
     let mut usage = Usage::default();
     let mut messages = Vec::new();
     let mut system = job.system.clone().unwrap_or_default();
@@ -63,24 +80,35 @@ pub async fn run(job: AgentJob, progress: impl Fn(Progress) + Send + Sync) -> (R
         if !system.is_empty() {
             system.push_str("\n\n");
         }
-        system.push_str(&format!("Answer with only a JSON value matching this JSON Schema, nothing else:\n{schema}"));
+        system.push_str(&format!(
+            "Answer with only a JSON value matching this JSON Schema, nothing else:\n{schema}"
+        ));
     }
     if !system.is_empty() {
         messages.push(Message::system(system));
     }
     messages.push(Message::user(job.prompt.clone()));
-    let tools: Vec<_> = job.tools.iter().filter_map(|t| job.registry.get(t).map(|t| t.spec())).collect();
+    let tools: Vec<_> = job
+        .tools
+        .iter()
+        .filter_map(|t| job.registry.get(t).map(|t| t.spec()))
+        .collect();
     let response_format = job
         .schema
         .as_ref()
-        .map(|(s, _)| ResponseFormat::JsonSchema { name: "output".into(), schema: s.clone() });
+        .map(|(s, _)| ResponseFormat::JsonSchema {
+            name: "output".into(),
+            schema: s.clone(),
+        });
     let mut tool_turns = 0u32;
     let mut reasks = 0u32;
     let mut turn = 0u32;
     loop {
         turn += 1;
         let req = ChatRequest {
-            model: baton_llm::split_ref(&job.model_ref).map(|(_, m)| m.to_string()).unwrap_or_default(),
+            model: baton_llm::split_ref(&job.model_ref)
+                .map(|(_, m)| m.to_string())
+                .unwrap_or_default(),
             messages: messages.clone(),
             tools: tools.clone(),
             temperature: job.temperature,
@@ -100,7 +128,11 @@ pub async fn run(job: AgentJob, progress: impl Fn(Progress) + Send + Sync) -> (R
             model: job.model_ref.clone(),
             turn,
             content: resp.content.clone(),
-            tool_calls: resp.tool_calls.iter().map(|c| serde_json::to_value(c).unwrap_or(Value::Null)).collect(),
+            tool_calls: resp
+                .tool_calls
+                .iter()
+                .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
+                .collect(),
             usage: resp.usage,
         });
         if !resp.tool_calls.is_empty() {
@@ -108,13 +140,19 @@ pub async fn run(job: AgentJob, progress: impl Fn(Progress) + Send + Sync) -> (R
                 return (
                     Err(StepError::fatal(
                         StepErrorKind::ToolTurns,
-                        format!("the model kept calling tools past max_tool_turns ({})", job.max_tool_turns),
+                        format!(
+                            "the model kept calling tools past max_tool_turns ({})",
+                            job.max_tool_turns
+                        ),
                     )),
                     usage,
                 );
             }
             tool_turns += 1;
-            messages.push(Message::assistant(resp.content.clone(), resp.tool_calls.clone()));
+            messages.push(Message::assistant(
+                resp.content.clone(),
+                resp.tool_calls.clone(),
+            ));
             for call in &resp.tool_calls {
                 let (out, is_error) = call_tool(&job, call).await;
                 progress(Progress::ToolResult {
@@ -141,13 +179,19 @@ pub async fn run(job: AgentJob, progress: impl Fn(Progress) + Send + Sync) -> (R
                     return (
                         Err(StepError::fatal(
                             StepErrorKind::InvalidOutput,
-                            format!("the answer did not match the output schema after {} attempts: {why}", reasks + 1),
+                            format!(
+                                "the answer did not match the output schema after {} attempts: {why}",
+                                reasks + 1
+                            ),
                         )),
                         usage,
                     );
                 }
                 reasks += 1;
-                progress(Progress::OutputRejected { attempt: reasks, error: why.clone() });
+                progress(Progress::OutputRejected {
+                    attempt: reasks,
+                    error: why.clone(),
+                });
                 messages.push(Message::assistant(resp.content.clone(), Vec::new()));
                 messages.push(Message::user(format!(
                     "Your answer was not valid: {why}. Answer again with only JSON matching the schema."
@@ -159,10 +203,19 @@ pub async fn run(job: AgentJob, progress: impl Fn(Progress) + Send + Sync) -> (R
 
 async fn call_tool(job: &AgentJob, call: &ToolCall) -> (Value, bool) {
     if !job.tools.iter().any(|t| t == &call.name) {
-        return (Value::String(format!("error: tool '{}' is not available to this agent", call.name)), true);
+        return (
+            Value::String(format!(
+                "error: tool '{}' is not available to this agent",
+                call.name
+            )),
+            true,
+        );
     }
     let Some(tool) = job.registry.get(&call.name) else {
-        return (Value::String(format!("error: no tool '{}'", call.name)), true);
+        return (
+            Value::String(format!("error: no tool '{}'", call.name)),
+            true,
+        );
     };
     match tool.call(call.arguments.clone(), &job.tool_ctx).await {
         Ok(v) => (v, false),
@@ -180,6 +233,10 @@ mod tests {
         assert!(check_output(&schema, "```json\n{\"passed\": true}\n```").is_ok());
         let e = check_output(&schema, "{\"passed\": 1}").unwrap_err();
         assert!(e.contains("passed"), "{e}");
-        assert!(check_output(&schema, "not json").unwrap_err().contains("not JSON"));
+        assert!(
+            check_output(&schema, "not json")
+                .unwrap_err()
+                .contains("not JSON")
+        );
     }
 }

@@ -53,24 +53,41 @@ pub fn build_json(program: &Program, st: &RunState, frame: u32) -> Value {
     );
     for (name, value, index) in st.bindings(frame) {
         ctx.insert(name, value);
-        ctx.insert("loop".into(), serde_json::json!({ "index": index, "index1": index + 1 }));
+        ctx.insert(
+            "loop".into(),
+            serde_json::json!({ "index": index, "index1": index + 1 }),
+        );
     }
     Value::Object(ctx)
 }
 
 fn template_error(what: &str, e: &minijinja::Error) -> StepError {
-    StepError::fatal(StepErrorKind::Template, format!("{what}: {}", template::describe(e)))
+    StepError::fatal(
+        StepErrorKind::Template,
+        format!("{what}: {}", template::describe(e)),
+    )
 }
 
 /// Renders the compiled template `name`.
 pub fn render(program: &Program, name: &str, ctx: &MjValue) -> Result<String, StepError> {
-    let t = program.env.get_template(name).map_err(|e| template_error(name, &e))?;
+    let t = program
+        .env
+        .get_template(name)
+        .map_err(|e| template_error(name, &e))?;
     t.render(ctx).map_err(|e| template_error(name, &e))
 }
 
 /// Evaluates an expression.
-pub fn eval(program: &Program, what: &str, expr: &str, ctx: &MjValue) -> Result<MjValue, StepError> {
-    let e = program.env.compile_expression(expr).map_err(|e| template_error(what, &e))?;
+pub fn eval(
+    program: &Program,
+    what: &str,
+    expr: &str,
+    ctx: &MjValue,
+) -> Result<MjValue, StepError> {
+    let e = program
+        .env
+        .compile_expression(expr)
+        .map_err(|e| template_error(what, &e))?;
     e.eval(ctx).map_err(|e| template_error(what, &e))
 }
 
@@ -80,7 +97,12 @@ pub fn to_json(v: &MjValue) -> Value {
 
 /// Renders tool arguments: strings with templates are rendered; a string that is a single
 /// `{{ expression }}` keeps the expression's type (a list stays a list).
-pub fn render_args(program: &Program, name: &str, v: &Value, ctx: &MjValue) -> Result<Value, StepError> {
+pub fn render_args(
+    program: &Program,
+    name: &str,
+    v: &Value,
+    ctx: &MjValue,
+) -> Result<Value, StepError> {
     Ok(match v {
         Value::String(s) if template::is_template(s) => match template::sole_expression(s) {
             Some(expr) => to_json(&eval(program, name, expr, ctx)?),
@@ -94,7 +116,12 @@ pub fn render_args(program: &Program, name: &str, v: &Value, ctx: &MjValue) -> R
         ),
         Value::Object(m) => Value::Object(
             m.iter()
-                .map(|(k, x)| Ok((k.clone(), render_args(program, &format!("{name}/{k}"), x, ctx)?)))
+                .map(|(k, x)| {
+                    Ok((
+                        k.clone(),
+                        render_args(program, &format!("{name}/{k}"), x, ctx)?,
+                    ))
+                })
                 .collect::<Result<_, StepError>>()?,
         ),
         other => other.clone(),

@@ -81,7 +81,10 @@ pub async fn create_run(
                     run_id: id,
                     seq: 1,
                     at_ms: baton_store::now_ms(),
-                    event: Event::RunCreated { workflow: program.doc.name.clone(), inputs },
+                    event: Event::RunCreated {
+                        workflow: program.doc.name.clone(),
+                        inputs,
+                    },
                 }],
                 ..Default::default()
             },
@@ -91,14 +94,24 @@ pub async fn create_run(
 }
 
 /// Rebuilds a run's state from its checkpoint and the events after it.
-pub async fn load_state(services: &Services, program: &Program, run: RunId) -> Result<RunState, Error> {
-    let rec = services.store.run(run).await?.ok_or(baton_store::Error::NotFound(run))?;
+pub async fn load_state(
+    services: &Services,
+    program: &Program,
+    run: RunId,
+) -> Result<RunState, Error> {
+    let rec = services
+        .store
+        .run(run)
+        .await?
+        .ok_or(baton_store::Error::NotFound(run))?;
     let options: RunOptions = serde_json::from_value(rec.options.clone()).unwrap_or_default();
     let machine = Machine::new(program);
     let (mut st, after) = match services.store.checkpoint(run).await? {
         Some(Checkpoint { seq, state }) => {
-            let st: RunState = serde_json::from_value(state)
-                .map_err(|e| Error::State { run, message: e.to_string() })?;
+            let st: RunState = serde_json::from_value(state).map_err(|e| Error::State {
+                run,
+                message: e.to_string(),
+            })?;
             (st, seq)
         }
         None => (RunState::new(run, rec.inputs.clone(), program, &options), 0),
@@ -193,10 +206,17 @@ impl Executor {
                     self.act(st, ev, &mut work, &mut tokens, &progress_tx);
                 }
             }
-            if work.is_empty() && (st.status.is_terminal() || matches!(st.status, RunStatus::Waiting | RunStatus::Paused)) {
+            if work.is_empty()
+                && (st.status.is_terminal()
+                    || matches!(st.status, RunStatus::Waiting | RunStatus::Paused))
+            {
                 return Ok(());
             }
-            if work.is_empty() && st.status == RunStatus::Running && st.ready.is_empty() && st.steps.is_empty() {
+            if work.is_empty()
+                && st.status == RunStatus::Running
+                && st.ready.is_empty()
+                && st.steps.is_empty()
+            {
                 // Nothing can move: a bug, but never hang on it.
                 return Ok(());
             }
@@ -231,7 +251,12 @@ impl Executor {
         let records: Vec<EventRecord> = evs
             .iter()
             .enumerate()
-            .map(|(i, e)| EventRecord { run_id: st.run_id, seq: first + i as u64, at_ms: now, event: e.clone() })
+            .map(|(i, e)| EventRecord {
+                run_id: st.run_id,
+                seq: first + i as u64,
+                at_ms: now,
+                event: e.clone(),
+            })
             .collect();
         st.last_seq += evs.len() as u64;
         let step_ended = evs.iter().any(|e| {
@@ -251,7 +276,10 @@ impl Executor {
         let batch = Batch {
             events: records.clone(),
             status: Some(st.status),
-            outputs: st.result.clone().filter(|_| st.status == RunStatus::Succeeded),
+            outputs: st
+                .result
+                .clone()
+                .filter(|_| st.status == RunStatus::Succeeded),
             error: st.error.clone().filter(|_| st.status == RunStatus::Failed),
             checkpoint,
         };
@@ -280,7 +308,11 @@ impl Executor {
                     work.push(fut);
                 }
             }
-            Event::StepFailed { step, retry_in_ms: Some(ms), .. } => {
+            Event::StepFailed {
+                step,
+                retry_in_ms: Some(ms),
+                ..
+            } => {
                 let (step, ms) = (step.clone(), *ms);
                 work.push(Box::pin(async move {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -330,7 +362,12 @@ impl Executor {
         let fut: BoxFuture<'static, (Result<Value, StepError>, Usage)> = match &node.kind {
             NodeKind::Tool { name } if name != "state.set" => {
                 let ctx = context::build(p, st, sr.frame);
-                let args = node.step.with.clone().map(Value::Object).unwrap_or(Value::Object(Default::default()));
+                let args = node
+                    .step
+                    .with
+                    .clone()
+                    .map(Value::Object)
+                    .unwrap_or(Value::Object(Default::default()));
                 let args = context::render_args(p, &format!("{}.with", node.id), &args, &ctx);
                 let tool = self.services.tools.get(name).cloned();
                 let name = name.clone();
@@ -340,7 +377,13 @@ impl Executor {
                         Err(e) => return (Err(e), Usage::default()),
                     };
                     let Some(tool) = tool else {
-                        return (Err(StepError::fatal(StepErrorKind::Execution, format!("no tool '{name}'"))), Usage::default());
+                        return (
+                            Err(StepError::fatal(
+                                StepErrorKind::Execution,
+                                format!("no tool '{name}'"),
+                            )),
+                            Usage::default(),
+                        );
                     };
                     let r = tool.call(args, &tool_ctx).await.map_err(|e| StepError {
                         retryable: e.is_retryable(),
@@ -359,7 +402,10 @@ impl Executor {
                         Err(e) => return (Err(e), Usage::default()),
                     };
                     agent::run(job, move |pr| {
-                        let _ = tx.send(Input::Progress { step: step_p.clone(), progress: pr });
+                        let _ = tx.send(Input::Progress {
+                            step: step_p.clone(),
+                            progress: pr,
+                        });
                     })
                     .await
                 })
@@ -377,7 +423,10 @@ impl Executor {
                     Err(_) => {
                         cancel.cancel();
                         (
-                            Err(StepError::new(StepErrorKind::Timeout, format!("timed out after {}", humanize(t)))),
+                            Err(StepError::new(
+                                StepErrorKind::Timeout,
+                                format!("timed out after {}", humanize(t)),
+                            )),
                             Usage::default(),
                         )
                     }
@@ -385,7 +434,13 @@ impl Executor {
                 None => fut.await,
             };
             let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            Input::Done { step: step_s, attempt, result, usage, duration_ms }
+            Input::Done {
+                step: step_s,
+                attempt,
+                result,
+                usage,
+                duration_ms,
+            }
         }))
     }
 
@@ -398,13 +453,15 @@ impl Executor {
         tool_ctx: ToolContext,
     ) -> Result<AgentJob, StepError> {
         let p = &self.program;
-        let spec = p
-            .doc
-            .agents
-            .get(agent)
-            .ok_or_else(|| StepError::fatal(StepErrorKind::Execution, format!("unknown agent '{agent}'")))?;
+        let spec = p.doc.agents.get(agent).ok_or_else(|| {
+            StepError::fatal(StepErrorKind::Execution, format!("unknown agent '{agent}'"))
+        })?;
         let needs_ctx = node.prompt_is_template || spec.instructions.is_some();
-        let ctx = if needs_ctx { Some(context::build(p, st, frame)) } else { None };
+        let ctx = if needs_ctx {
+            Some(context::build(p, st, frame))
+        } else {
+            None
+        };
         let prompt = match (&ctx, node.prompt_is_template) {
             (Some(c), true) => context::render(p, &format!("{}.prompt", node.id), c)?,
             _ => node.step.prompt.clone().unwrap_or_default(),
@@ -417,15 +474,22 @@ impl Executor {
             if !system.is_empty() {
                 system.push('\n');
             }
-            system.push_str(&context::render(p, &format!("agents.{agent}.instructions"), c)?);
+            system.push_str(&context::render(
+                p,
+                &format!("agents.{agent}.instructions"),
+                c,
+            )?);
         }
-        let model_ref = crate::load::expand_env(&spec.model)
-            .map_err(|e| StepError::fatal(StepErrorKind::Model, format!("model {}: {e}", spec.model)))?;
+        let model_ref = crate::load::expand_env(&spec.model).map_err(|e| {
+            StepError::fatal(StepErrorKind::Model, format!("model {}: {e}", spec.model))
+        })?;
         let model = self
             .services
             .models
             .resolve(&model_ref, &p.base_dir)
-            .map_err(|e| StepError::fatal(StepErrorKind::Model, format!("model {model_ref}: {e}")))?;
+            .map_err(|e| {
+                StepError::fatal(StepErrorKind::Model, format!("model {model_ref}: {e}"))
+            })?;
         Ok(AgentJob {
             model_ref,
             model,
@@ -435,7 +499,9 @@ impl Executor {
             max_tokens: spec.max_tokens,
             tools: spec.tools.clone(),
             registry: self.services.tools.clone(),
-            max_tool_turns: spec.max_tool_turns.unwrap_or(baton_types::DEFAULT_MAX_TOOL_TURNS),
+            max_tool_turns: spec
+                .max_tool_turns
+                .unwrap_or(baton_types::DEFAULT_MAX_TOOL_TURNS),
             schema: node.output_schema.clone(),
             tool_ctx,
         })
@@ -444,7 +510,11 @@ impl Executor {
 
 fn humanize(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms < 1000 { format!("{ms}ms") } else { format!("{:.1}s", d.as_secs_f64()) }
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
 }
 
 fn control_input(c: Control) -> Input {
@@ -452,6 +522,18 @@ fn control_input(c: Control) -> Input {
         Control::Pause => Input::Pause,
         Control::Resume { stepping } => Input::Resume { stepping },
         Control::Cancel => Input::Cancel,
-        Control::Human { step, approved, value, comment, by } => Input::Human { step, approved, value, comment, by },
+        Control::Human {
+            step,
+            approved,
+            value,
+            comment,
+            by,
+        } => Input::Human {
+            step,
+            approved,
+            value,
+            comment,
+            by,
+        },
     }
 }

@@ -8,7 +8,11 @@ pub fn parse_cli_value(name: &str, t: InputType, raw: &str) -> Result<Value, Str
     let bad = |why: &str| format!("input '{name}': '{raw}' is not {why}");
     match t {
         InputType::String => Ok(Value::String(raw.to_string())),
-        InputType::Integer => raw.trim().parse::<i64>().map(Value::from).map_err(|_| bad("an integer")),
+        InputType::Integer => raw
+            .trim()
+            .parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| bad("an integer")),
         InputType::Number => raw
             .trim()
             .parse::<f64>()
@@ -48,16 +52,27 @@ pub fn resolve(doc: &WorkflowDoc, given: Map<String, Value>) -> Result<Value, Ve
             errors.push(if known.is_empty() {
                 format!("unknown input '{k}': the workflow takes no inputs")
             } else {
-                format!("unknown input '{k}' (the workflow takes: {})", known.join(", "))
+                format!(
+                    "unknown input '{k}' (the workflow takes: {})",
+                    known.join(", ")
+                )
             });
         }
     }
     for (name, spec) in &doc.inputs {
-        let InputSpec { kind, default, allowed, .. } = spec;
+        let InputSpec {
+            kind,
+            default,
+            allowed,
+            ..
+        } = spec;
         let v = match given.get(name).cloned().or_else(|| default.clone()) {
             Some(v) => v,
             None => {
-                errors.push(format!("input '{name}' ({}) is required: pass --input {name}=VALUE", kind.name()));
+                errors.push(format!(
+                    "input '{name}' ({}) is required: pass --input {name}=VALUE",
+                    kind.name()
+                ));
                 continue;
             }
         };
@@ -69,10 +84,17 @@ pub fn resolve(doc: &WorkflowDoc, given: Map<String, Value>) -> Result<Value, Ve
             && !a.contains(&v)
         {
             let opts: Vec<String> = a.iter().map(Value::to_string).collect();
-            errors.push(format!("input '{name}' is {v}, not one of {}", opts.join(", ")));
+            errors.push(format!(
+                "input '{name}' is {v}, not one of {}",
+                opts.join(", ")
+            ));
             continue;
         }
         out.insert(name.clone(), v);
     }
-    if errors.is_empty() { Ok(Value::Object(out)) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(Value::Object(out))
+    } else {
+        Err(errors)
+    }
 }

@@ -1,14 +1,14 @@
 //! Baton's engine: loading and validating workflows, the durable state machine, and the
 //! executor that carries out its actions.
 
+pub mod agent;
 pub mod context;
+pub mod executor;
+pub mod inputs;
 pub mod load;
 pub mod machine;
 pub mod program;
 pub mod template;
-pub mod agent;
-pub mod executor;
-pub mod inputs;
 
 pub use executor::{EventSink, Executor, Services};
 pub use machine::{Input, Machine, RunOptions, RunState};

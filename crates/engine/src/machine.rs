@@ -9,7 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use baton_types::{
-    Event, HumanKind, JoinStrategy, OnError, PauseReason, Progress, RunId, RunStatus, StepError, StepErrorKind, Usage,
+    Event, HumanKind, JoinStrategy, OnError, PauseReason, Progress, RunId, RunStatus, StepError,
+    StepErrorKind, Usage,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -40,9 +41,15 @@ pub enum Phase {
     /// Failed; another attempt starts after the delay.
     RetryWait,
     /// A human step: asked (or about to be), waiting for an answer.
-    Human { requested: bool },
+    Human {
+        requested: bool,
+    },
     /// A human answered; the step ends on the next `handle`.
-    Answered { approved: bool, value: Value, comment: Option<String> },
+    Answered {
+        approved: bool,
+        value: Value,
+        comment: Option<String>,
+    },
 }
 
 /// A sequence being run: the top level, a parallel branch, a group body, a map item.
@@ -90,6 +97,7 @@ pub struct FanFrame {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "frame", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)] // frames live in a map; boxing would cost a pointer chase per step
 pub enum Frame {
     Seq(SeqFrame),
     Fan(FanFrame),
@@ -131,16 +139,37 @@ pub struct RunState {
 #[derive(Clone, Debug)]
 pub enum Input {
     /// A process starts the run (`resumed`: it was started before).
-    Start { resumed: bool },
+    Start {
+        resumed: bool,
+    },
     /// A step's work ended.
-    Done { step: String, attempt: u32, result: Outcome, usage: Usage, duration_ms: u64 },
+    Done {
+        step: String,
+        attempt: u32,
+        result: Outcome,
+        usage: Usage,
+        duration_ms: u64,
+    },
     /// A step reports progress.
-    Progress { step: String, progress: Progress },
+    Progress {
+        step: String,
+        progress: Progress,
+    },
     /// A retry delay passed.
-    RetryDue { step: String },
-    Human { step: String, approved: bool, value: Value, comment: Option<String>, by: Option<String> },
+    RetryDue {
+        step: String,
+    },
+    Human {
+        step: String,
+        approved: bool,
+        value: Value,
+        comment: Option<String>,
+        by: Option<String>,
+    },
     Pause,
-    Resume { stepping: bool },
+    Resume {
+        stepping: bool,
+    },
     Cancel,
 }
 
@@ -250,12 +279,27 @@ impl RunState {
         self.next_frame += 1;
         let cursor = program.scope_start(scope);
         if let Some(c) = cursor {
-            self.ready.insert(format!("{}{suffix}", program.node(c).id), id);
+            self.ready
+                .insert(format!("{}{suffix}", program.node(c).id), id);
         }
-        let outcome = if cursor.is_none() { Some(Ok(Value::Null)) } else { None };
+        let outcome = if cursor.is_none() {
+            Some(Ok(Value::Null))
+        } else {
+            None
+        };
         self.frames.insert(
             id,
-            Frame::Seq(SeqFrame { scope, fan, suffix, binding, cursor, current: None, started: false, last: Value::Null, outcome: None }),
+            Frame::Seq(SeqFrame {
+                scope,
+                fan,
+                suffix,
+                binding,
+                cursor,
+                current: None,
+                started: false,
+                last: Value::Null,
+                outcome: None,
+            }),
         );
         if let Some(o) = outcome {
             self.finish_seq(id, o);
@@ -316,7 +360,10 @@ impl RunState {
 
     /// Where an active or ready step instance lives.
     fn locate(&self, step: &str) -> Option<FrameId> {
-        self.steps.get(step).map(|s| s.frame).or_else(|| self.ready.get(step).copied())
+        self.steps
+            .get(step)
+            .map(|s| s.frame)
+            .or_else(|| self.ready.get(step).copied())
     }
 
     fn recompute_status(&mut self) {
@@ -326,10 +373,20 @@ impl RunState {
         if self.status == RunStatus::Pending {
             return;
         }
-        let working = self.steps.values().any(|s| matches!(s.phase, Phase::Running | Phase::RetryWait | Phase::Answered { .. }));
+        let working = self.steps.values().any(|s| {
+            matches!(
+                s.phase,
+                Phase::Running | Phase::RetryWait | Phase::Answered { .. }
+            )
+        });
         self.status = if self.pause.is_some() {
             RunStatus::Paused
-        } else if !working && self.steps.values().any(|s| matches!(s.phase, Phase::Human { .. })) {
+        } else if !working
+            && self
+                .steps
+                .values()
+                .any(|s| matches!(s.phase, Phase::Human { .. }))
+        {
             RunStatus::Waiting
         } else {
             RunStatus::Running
@@ -356,7 +413,11 @@ impl RunState {
 
     /// Steps waiting for a retry.
     pub fn retry_waits(&self) -> Vec<String> {
-        self.steps.iter().filter(|(_, s)| s.phase == Phase::RetryWait).map(|(k, _)| k.clone()).collect()
+        self.steps
+            .iter()
+            .filter(|(_, s)| s.phase == Phase::RetryWait)
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 }
 
@@ -380,7 +441,12 @@ impl<'p> Machine<'p> {
                     st.status = RunStatus::Running;
                 }
             }
-            Event::StepStarted { step, attempt, visit, key } => {
+            Event::StepStarted {
+                step,
+                attempt,
+                visit,
+                key,
+            } => {
                 let (id, _) = context::split_path(step);
                 let Some(node) = p.node_by_id(id) else { return };
                 if let Some(sr) = st.steps.get_mut(step) {
@@ -388,7 +454,9 @@ impl<'p> Machine<'p> {
                     sr.key = key.clone();
                     sr.phase = Phase::Running;
                 } else {
-                    let Some(frame) = st.ready.remove(step) else { return };
+                    let Some(frame) = st.ready.remove(step) else {
+                        return;
+                    };
                     if st.released.as_deref() == Some(step.as_str()) {
                         st.released = None;
                     }
@@ -396,22 +464,42 @@ impl<'p> Machine<'p> {
                         s.current = Some(step.clone());
                         s.started = true;
                     }
-                    let phase = if matches!(node.kind, NodeKind::Human) { Phase::Human { requested: false } } else { Phase::Running };
+                    let phase = if matches!(node.kind, NodeKind::Human) {
+                        Phase::Human { requested: false }
+                    } else {
+                        Phase::Running
+                    };
                     st.steps.insert(
                         step.clone(),
-                        StepRun { node: node.idx, frame, attempt: *attempt, visit: *visit, key: key.clone(), phase },
+                        StepRun {
+                            node: node.idx,
+                            frame,
+                            attempt: *attempt,
+                            visit: *visit,
+                            key: key.clone(),
+                            phase,
+                        },
                     );
                 }
                 st.visits.insert(step.clone(), *visit);
                 // Fans start with their step (a retry starts a fresh one).
-                let Some(frame) = st.steps.get(step).map(|s| s.frame) else { return };
+                let Some(frame) = st.steps.get(step).map(|s| s.frame) else {
+                    return;
+                };
                 let suffix = st.frame_suffix(frame).to_string();
                 match &node.kind {
                     NodeKind::Parallel { branches, strategy } => {
                         if let Some(old) = st.fan_of_step(step) {
                             st.remove_tree(old);
                         }
-                        let fan = self.new_fan(st, FanKind::Parallel, step, frame, *strategy, node.step.max_concurrency);
+                        let fan = self.new_fan(
+                            st,
+                            FanKind::Parallel,
+                            step,
+                            frame,
+                            *strategy,
+                            node.step.max_concurrency,
+                        );
                         for (slot, b) in branches.iter().enumerate() {
                             let c = st.new_seq(p, *b, Some((fan, slot)), suffix.clone(), None);
                             if let Some(f) = st.fan_mut(fan) {
@@ -423,7 +511,8 @@ impl<'p> Machine<'p> {
                         if let Some(old) = st.fan_of_step(step) {
                             st.remove_tree(old);
                         }
-                        let fan = self.new_fan(st, FanKind::Group, step, frame, JoinStrategy::All, None);
+                        let fan =
+                            self.new_fan(st, FanKind::Group, step, frame, JoinStrategy::All, None);
                         let c = st.new_seq(p, *body, Some((fan, 0)), suffix, None);
                         if let Some(f) = st.fan_mut(fan) {
                             f.children.push(c);
@@ -440,28 +529,59 @@ impl<'p> Machine<'p> {
             Event::MapStarted { step, items } => {
                 let (id, _) = context::split_path(step);
                 let Some(node) = p.node_by_id(id) else { return };
-                let NodeKind::Map { body, item } = &node.kind else { return };
-                let Some(frame) = st.steps.get(step).map(|s| s.frame) else { return };
+                let NodeKind::Map { body, item } = &node.kind else {
+                    return;
+                };
+                let Some(frame) = st.steps.get(step).map(|s| s.frame) else {
+                    return;
+                };
                 let suffix = st.frame_suffix(frame).to_string();
-                let fan = self.new_fan(st, FanKind::Map, step, frame, JoinStrategy::All, node.step.max_concurrency);
+                let fan = self.new_fan(
+                    st,
+                    FanKind::Map,
+                    step,
+                    frame,
+                    JoinStrategy::All,
+                    node.step.max_concurrency,
+                );
                 if let Some(f) = st.fan_mut(fan) {
                     f.results = vec![None; items.len()];
                 }
                 for (i, v) in items.iter().enumerate() {
-                    let c = st.new_seq(p, *body, Some((fan, i)), format!("{suffix}[{i}]"), Some((item.clone(), v.clone(), i)));
+                    let c = st.new_seq(
+                        p,
+                        *body,
+                        Some((fan, i)),
+                        format!("{suffix}[{i}]"),
+                        Some((item.clone(), v.clone(), i)),
+                    );
                     if let Some(f) = st.fan_mut(fan) {
                         f.children.push(c);
                     }
                 }
             }
             Event::StepProgress { .. } => {}
-            Event::StepSucceeded { step, output, next, usage, .. } => {
+            Event::StepSucceeded {
+                step,
+                output,
+                next,
+                usage,
+                ..
+            } => {
                 st.usage.add(usage);
                 st.outputs.insert(step.clone(), output.clone());
                 st.errors.remove(step);
                 self.leave_step(st, step, Ok(output.clone()), next.as_deref(), true);
             }
-            Event::StepFailed { step, error, retry_in_ms, recovered, next, usage, .. } => {
+            Event::StepFailed {
+                step,
+                error,
+                retry_in_ms,
+                recovered,
+                next,
+                usage,
+                ..
+            } => {
                 st.usage.add(usage);
                 if retry_in_ms.is_some() {
                     if let Some(sr) = st.steps.get_mut(step) {
@@ -486,9 +606,19 @@ impl<'p> Machine<'p> {
                     sr.phase = Phase::Human { requested: true };
                 }
             }
-            Event::HumanResponded { step, approved, value, comment, .. } => {
+            Event::HumanResponded {
+                step,
+                approved,
+                value,
+                comment,
+                ..
+            } => {
                 if let Some(sr) = st.steps.get_mut(step) {
-                    sr.phase = Phase::Answered { approved: *approved, value: value.clone(), comment: comment.clone() };
+                    sr.phase = Phase::Answered {
+                        approved: *approved,
+                        value: value.clone(),
+                        comment: comment.clone(),
+                    };
                 }
             }
             Event::StateSet { key, value } => {
@@ -531,7 +661,11 @@ impl<'p> Machine<'p> {
         let id = st.next_frame;
         st.next_frame += 1;
         let n = match kind {
-            FanKind::Parallel => match &self.program.node_by_id(context::split_path(step).0).map(|n| &n.kind) {
+            FanKind::Parallel => match &self
+                .program
+                .node_by_id(context::split_path(step).0)
+                .map(|n| &n.kind)
+            {
                 Some(NodeKind::Parallel { branches, .. }) => branches.len(),
                 _ => 0,
             },
@@ -555,7 +689,14 @@ impl<'p> Machine<'p> {
     }
 
     /// A step instance ended: move its sequence on to `next`, or end the sequence.
-    fn leave_step(&self, st: &mut RunState, step: &str, outcome: Outcome, next: Option<&str>, moves_on: bool) {
+    fn leave_step(
+        &self,
+        st: &mut RunState,
+        step: &str,
+        outcome: Outcome,
+        next: Option<&str>,
+        moves_on: bool,
+    ) {
         let p = self.program;
         let Some(frame) = st.locate(step) else { return };
         st.steps.remove(step);
@@ -603,15 +744,30 @@ impl<'p> Machine<'p> {
         }
         match input {
             Input::Start { resumed } => self.emit(st, &mut out, Event::RunStarted { resumed }),
-            Input::Done { step, attempt, result, usage, duration_ms } => {
-                let current = st.steps.get(&step).is_some_and(|s| s.attempt == attempt && s.phase == Phase::Running);
+            Input::Done {
+                step,
+                attempt,
+                result,
+                usage,
+                duration_ms,
+            } => {
+                let current = st
+                    .steps
+                    .get(&step)
+                    .is_some_and(|s| s.attempt == attempt && s.phase == Phase::Running);
                 if !current {
                     return Ok(out); // a late result of a cancelled or superseded attempt
                 }
                 match result {
                     Ok(output) => {
                         let ev = match self.successor(st, &step) {
-                            Ok(next) => Event::StepSucceeded { step, output, next, duration_ms, usage },
+                            Ok(next) => Event::StepSucceeded {
+                                step,
+                                output,
+                                next,
+                                duration_ms,
+                                usage,
+                            },
                             Err(e) => self.failure(st, &step, attempt, e, usage, duration_ms),
                         };
                         self.emit(st, &mut out, ev);
@@ -632,18 +788,53 @@ impl<'p> Machine<'p> {
                     let attempt = sr.attempt + 1;
                     let visit = sr.visit;
                     let key = idempotency_key(st.run_id, &step, visit, attempt);
-                    self.emit(st, &mut out, Event::StepStarted { step, attempt, visit, key });
+                    self.emit(
+                        st,
+                        &mut out,
+                        Event::StepStarted {
+                            step,
+                            attempt,
+                            visit,
+                            key,
+                        },
+                    );
                 }
             }
-            Input::Human { step, approved, value, comment, by } => {
-                if !st.steps.get(&step).is_some_and(|s| matches!(s.phase, Phase::Human { .. })) {
+            Input::Human {
+                step,
+                approved,
+                value,
+                comment,
+                by,
+            } => {
+                if !st
+                    .steps
+                    .get(&step)
+                    .is_some_and(|s| matches!(s.phase, Phase::Human { .. }))
+                {
                     return Err(Refused::NotWaiting(step));
                 }
-                self.emit(st, &mut out, Event::HumanResponded { step, approved, value, comment, by });
+                self.emit(
+                    st,
+                    &mut out,
+                    Event::HumanResponded {
+                        step,
+                        approved,
+                        value,
+                        comment,
+                        by,
+                    },
+                );
             }
             Input::Pause => {
                 if st.pause.is_none() {
-                    self.emit(st, &mut out, Event::Paused { pause: PauseReason::User });
+                    self.emit(
+                        st,
+                        &mut out,
+                        Event::Paused {
+                            pause: PauseReason::User,
+                        },
+                    );
                 }
             }
             Input::Resume { stepping } => {
@@ -663,7 +854,15 @@ impl<'p> Machine<'p> {
     }
 
     /// The event for a failed attempt: a retry, a recovery through `on_error`, or a failure.
-    fn failure(&self, st: &RunState, step: &str, attempt: u32, error: StepError, usage: Usage, duration_ms: u64) -> Event {
+    fn failure(
+        &self,
+        st: &RunState,
+        step: &str,
+        attempt: u32,
+        error: StepError,
+        usage: Usage,
+        duration_ms: u64,
+    ) -> Event {
         let p = self.program;
         let node = p.node_by_id(context::split_path(step).0);
         let retry = node.and_then(|n| n.step.retry.as_ref());
@@ -692,16 +891,31 @@ impl<'p> Machine<'p> {
             },
             OnError::Goto(t) => (true, if t == baton_types::END { None } else { Some(t) }),
         };
-        Event::StepFailed { step: step.into(), attempt, error, retry_in_ms: None, recovered, next, duration_ms, usage }
+        Event::StepFailed {
+            step: step.into(),
+            attempt,
+            error,
+            retry_in_ms: None,
+            recovered,
+            next,
+            duration_ms,
+            usage,
+        }
     }
 
     /// The step after `step` in its sequence: explicit `next`, else the first matching edge,
     /// else the next in the list. `None`: the sequence ends.
     fn successor(&self, st: &RunState, step: &str) -> Result<Option<String>, StepError> {
         let p = self.program;
-        let Some(node) = p.node_by_id(context::split_path(step).0) else { return Ok(None) };
+        let Some(node) = p.node_by_id(context::split_path(step).0) else {
+            return Ok(None);
+        };
         if let Some(n) = &node.step.next {
-            return Ok(if n == baton_types::END { None } else { Some(n.clone()) });
+            return Ok(if n == baton_types::END {
+                None
+            } else {
+                Some(n.clone())
+            });
         }
         if !node.edges.is_empty() {
             let frame = st.locate(step).unwrap_or(0);
@@ -709,7 +923,9 @@ impl<'p> Machine<'p> {
             for (i, (when, to)) in node.edges.iter().enumerate() {
                 let take = match when {
                     None => true,
-                    Some(w) => context::eval(p, &format!("edge {i} from {}", node.id), w, &ctx)?.is_true(),
+                    Some(w) => {
+                        context::eval(p, &format!("edge {i} from {}", node.id), w, &ctx)?.is_true()
+                    }
                 };
                 if take {
                     return Ok(to.map(|t| p.node(t).id.clone()));
@@ -721,7 +937,6 @@ impl<'p> Machine<'p> {
 
     /// Moves the run forward as far as it can go without outside results.
     fn advance(&self, st: &mut RunState, out: &mut Vec<Event>) {
-
         for _ in 0..100_000 {
             if st.status.is_terminal() {
                 return;
@@ -740,9 +955,13 @@ impl<'p> Machine<'p> {
                 let ev = match outcome {
                     Ok(last) => match self.run_outputs(st, last) {
                         Ok(outputs) => Event::RunSucceeded { outputs },
-                        Err(e) => Event::RunFailed { error: format!("outputs: {}", e.message) },
+                        Err(e) => Event::RunFailed {
+                            error: format!("outputs: {}", e.message),
+                        },
                     },
-                    Err(e) => Event::RunFailed { error: self.describe_failure(st, &e) },
+                    Err(e) => Event::RunFailed {
+                        error: self.describe_failure(st, &e),
+                    },
                 };
                 self.emit(st, out, ev);
                 return;
@@ -787,14 +1006,25 @@ impl<'p> Machine<'p> {
 
     /// The next thing the engine decides on its own, if any.
     fn next_decision(&self, st: &RunState) -> Vec<Event> {
-        let Some(ev) = self.decide(st) else { return Vec::new() };
+        let Some(ev) = self.decide(st) else {
+            return Vec::new();
+        };
         // state.set: the keys are set by events logged before the step's success.
-        if let Event::StepSucceeded { step, output: Value::Object(m), .. } = &ev
+        if let Event::StepSucceeded {
+            step,
+            output: Value::Object(m),
+            ..
+        } = &ev
             && let Some(node) = self.program.node_by_id(context::split_path(step).0)
             && matches!(&node.kind, NodeKind::Tool { name } if name == "state.set")
         {
-            let mut evs: Vec<Event> =
-                m.iter().map(|(k, v)| Event::StateSet { key: k.clone(), value: v.clone() }).collect();
+            let mut evs: Vec<Event> = m
+                .iter()
+                .map(|(k, v)| Event::StateSet {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect();
             evs.push(ev);
             return evs;
         }
@@ -813,10 +1043,16 @@ impl<'p> Machine<'p> {
             })
             .collect();
         for (fid, fan) in fans {
-            if !st.steps.get(&fan.step).is_some_and(|s| s.phase == Phase::Running) {
+            if !st
+                .steps
+                .get(&fan.step)
+                .is_some_and(|s| s.phase == Phase::Running)
+            {
                 continue;
             }
-            let Some(outcome) = join(&fan, p) else { continue };
+            let Some(outcome) = join(&fan, p) else {
+                continue;
+            };
             // Stop branches still running before the fan's step ends.
             if let Some(running) = self.running_under(st, fid) {
                 return Some(Event::StepCancelled { step: running });
@@ -824,7 +1060,13 @@ impl<'p> Machine<'p> {
             let attempt = st.steps.get(&fan.step).map(|s| s.attempt).unwrap_or(1);
             return Some(match outcome {
                 Ok(v) => match self.successor(st, &fan.step) {
-                    Ok(next) => Event::StepSucceeded { step: fan.step, output: v, next, duration_ms: 0, usage: Usage::default() },
+                    Ok(next) => Event::StepSucceeded {
+                        step: fan.step,
+                        output: v,
+                        next,
+                        duration_ms: 0,
+                        usage: Usage::default(),
+                    },
                     Err(e) => self.failure(st, &fan.step, attempt, e, Usage::default(), 0),
                 },
                 Err(e) => self.failure(st, &fan.step, attempt, e, Usage::default(), 0),
@@ -835,13 +1077,26 @@ impl<'p> Machine<'p> {
             match &sr.phase {
                 Phase::Human { requested: false } => {
                     let node = p.node(sr.node);
-                    let (kind, ctx) = (node.step.human.as_ref().map(|h| h.kind).unwrap_or_default(), context::build(p, st, sr.frame));
-                    return Some(match context::render(p, &format!("{}.human", node.id), &ctx) {
-                        Ok(prompt) => Event::HumanRequested { step: step.clone(), prompt, kind },
-                        Err(e) => self.failure(st, step, sr.attempt, e, Usage::default(), 0),
-                    });
+                    let (kind, ctx) = (
+                        node.step.human.as_ref().map(|h| h.kind).unwrap_or_default(),
+                        context::build(p, st, sr.frame),
+                    );
+                    return Some(
+                        match context::render(p, &format!("{}.human", node.id), &ctx) {
+                            Ok(prompt) => Event::HumanRequested {
+                                step: step.clone(),
+                                prompt,
+                                kind,
+                            },
+                            Err(e) => self.failure(st, step, sr.attempt, e, Usage::default(), 0),
+                        },
+                    );
                 }
-                Phase::Answered { approved, value, comment } => {
+                Phase::Answered {
+                    approved,
+                    value,
+                    comment,
+                } => {
                     let node = p.node(sr.node);
                     let kind = node.step.human.as_ref().map(|h| h.kind).unwrap_or_default();
                     if kind == HumanKind::Approval && !approved {
@@ -852,9 +1107,16 @@ impl<'p> Machine<'p> {
                         let e = StepError::fatal(StepErrorKind::Rejected, msg);
                         return Some(self.failure(st, step, sr.attempt, e, Usage::default(), 0));
                     }
-                    let output = json!({ "approved": approved, "value": value, "comment": comment });
+                    let output =
+                        json!({ "approved": approved, "value": value, "comment": comment });
                     return Some(match self.successor(st, step) {
-                        Ok(next) => Event::StepSucceeded { step: step.clone(), output, next, duration_ms: 0, usage: Usage::default() },
+                        Ok(next) => Event::StepSucceeded {
+                            step: step.clone(),
+                            output,
+                            next,
+                            duration_ms: 0,
+                            usage: Usage::default(),
+                        },
                         Err(e) => self.failure(st, step, sr.attempt, e, Usage::default(), 0),
                     });
                 }
@@ -887,23 +1149,35 @@ impl<'p> Machine<'p> {
                 continue;
             }
             let id = context::split_path(&step).0;
-            let Some(node) = p.node_by_id(id) else { continue };
+            let Some(node) = p.node_by_id(id) else {
+                continue;
+            };
             let visit = st.visits.get(&step).copied().unwrap_or(0) + 1;
             if let Some(max) = node.step.max_visits
                 && visit > max
             {
                 let e = StepError::fatal(
                     StepErrorKind::MaxVisits,
-                    format!("step '{id}' would run a {} time, past its max_visits of {max}", ordinal(visit)),
+                    format!(
+                        "step '{id}' would run a {} time, past its max_visits of {max}",
+                        ordinal(visit)
+                    ),
                 );
                 return Some(self.failure(st, &step, 1, e, Usage::default(), 0));
             }
             let breaks = st.stepping || st.breakpoints.contains(id);
             if breaks && st.released.as_deref() != Some(step.as_str()) {
-                return Some(Event::Paused { pause: PauseReason::Breakpoint { step } });
+                return Some(Event::Paused {
+                    pause: PauseReason::Breakpoint { step },
+                });
             }
             let key = idempotency_key(st.run_id, &step, visit, 1);
-            return Some(Event::StepStarted { step, attempt: 1, visit, key });
+            return Some(Event::StepStarted {
+                step,
+                attempt: 1,
+                visit,
+                key,
+            });
         }
         None
     }
@@ -928,22 +1202,34 @@ impl<'p> Machine<'p> {
                 None => {}
             }
         }
-        st.steps.iter().find(|(_, s)| under.contains(&s.frame)).map(|(k, _)| k.clone())
+        st.steps
+            .iter()
+            .find(|(_, s)| under.contains(&s.frame))
+            .map(|(k, _)| k.clone())
     }
 
     /// Whether a sequence may start its next step (its fan's `max_concurrency`).
     fn may_start(&self, st: &RunState, frame: FrameId) -> bool {
-        let Some(seq) = st.seq(frame) else { return false };
+        let Some(seq) = st.seq(frame) else {
+            return false;
+        };
         if seq.started {
             return true;
         }
         let Some((fid, _)) = seq.fan else { return true };
-        let Some(Frame::Fan(fan)) = st.frames.get(&fid) else { return true };
-        let Some(max) = fan.max_concurrency else { return true };
+        let Some(Frame::Fan(fan)) = st.frames.get(&fid) else {
+            return true;
+        };
+        let Some(max) = fan.max_concurrency else {
+            return true;
+        };
         let running = fan
             .children
             .iter()
-            .filter(|c| st.seq(**c).is_some_and(|s| s.started && s.outcome.is_none()))
+            .filter(|c| {
+                st.seq(**c)
+                    .is_some_and(|s| s.started && s.outcome.is_none())
+            })
             .count();
         running < max as usize
     }
@@ -973,16 +1259,23 @@ impl<'p> Machine<'p> {
                 match context::eval(p, &format!("{}.if", node.id), cond, &ctx) {
                     Ok(v) => {
                         let taken = v.is_true();
-                        let next = target(if taken { node.step.then.as_ref() } else { node.step.otherwise.as_ref() });
+                        let next = target(if taken {
+                            node.step.then.as_ref()
+                        } else {
+                            node.step.otherwise.as_ref()
+                        });
                         ok(json!({ "result": taken, "next": next }), next)
                     }
                     Err(e) => fail(e),
                 }
             }
             NodeKind::Switch => {
-                let Some(sw) = &node.step.switch else { return fail(StepError::fatal(StepErrorKind::Template, "no cases")) };
+                let Some(sw) = &node.step.switch else {
+                    return fail(StepError::fatal(StepErrorKind::Template, "no cases"));
+                };
                 for (i, c) in sw.cases.iter().enumerate() {
-                    match context::eval(p, &format!("{}.switch.cases[{i}]", node.id), &c.when, &ctx) {
+                    match context::eval(p, &format!("{}.switch.cases[{i}]", node.id), &c.when, &ctx)
+                    {
                         Ok(v) if v.is_true() => {
                             let next = target(Some(&c.goto));
                             return ok(json!({ "case": i, "next": next }), next);
@@ -995,7 +1288,12 @@ impl<'p> Machine<'p> {
                 ok(json!({ "case": null, "next": next }), next)
             }
             NodeKind::Tool { .. } => {
-                let args = node.step.with.clone().map(Value::Object).unwrap_or(Value::Object(Map::new()));
+                let args = node
+                    .step
+                    .with
+                    .clone()
+                    .map(Value::Object)
+                    .unwrap_or(Value::Object(Map::new()));
                 match context::render_args(p, &format!("{}.with", node.id), &args, &ctx) {
                     Ok(v) => match self.successor(st, step) {
                         Ok(next) => ok(v, next),
@@ -1005,19 +1303,34 @@ impl<'p> Machine<'p> {
                 }
             }
             NodeKind::Map { .. } => {
-                let over = node.step.map.as_ref().map(|m| m.over.as_str()).unwrap_or("[]");
+                let over = node
+                    .step
+                    .map
+                    .as_ref()
+                    .map(|m| m.over.as_str())
+                    .unwrap_or("[]");
                 match context::eval(p, &format!("{}.map.over", node.id), over, &ctx) {
                     Ok(v) => match context::to_json(&v) {
-                        Value::Array(items) => Event::MapStarted { step: step.into(), items },
+                        Value::Array(items) => Event::MapStarted {
+                            step: step.into(),
+                            items,
+                        },
                         other => fail(StepError::fatal(
                             StepErrorKind::Template,
-                            format!("map.over of '{}' gave {} instead of a list", node.id, kind_of(&other)),
+                            format!(
+                                "map.over of '{}' gave {} instead of a list",
+                                node.id,
+                                kind_of(&other)
+                            ),
                         )),
                     },
                     Err(e) => fail(e),
                 }
             }
-            _ => fail(StepError::fatal(StepErrorKind::Execution, "not a synchronous step")),
+            _ => fail(StepError::fatal(
+                StepErrorKind::Execution,
+                "not a synchronous step",
+            )),
         }
     }
 }
@@ -1028,29 +1341,54 @@ fn join(fan: &FanFrame, p: &Program) -> Option<Outcome> {
     match fan.kind {
         FanKind::Group => fan.results.first().cloned().flatten(),
         FanKind::Map => {
-            if let Some(e) = fan.finished.iter().find_map(|&i| fan.results[i].as_ref().and_then(|r| r.as_ref().err())) {
+            if let Some(e) = fan
+                .finished
+                .iter()
+                .find_map(|&i| fan.results[i].as_ref().and_then(|r| r.as_ref().err()))
+            {
                 return Some(Err(wrap(e, "an item failed")));
             }
             if fan.results.iter().all(Option::is_some) {
-                return Some(Ok(Value::Array(fan.results.iter().map(|r| r.clone().and_then(Result::ok).unwrap_or(Value::Null)).collect())));
+                return Some(Ok(Value::Array(
+                    fan.results
+                        .iter()
+                        .map(|r| r.clone().and_then(Result::ok).unwrap_or(Value::Null))
+                        .collect(),
+                )));
             }
             None
         }
         FanKind::Parallel => {
-            let names: Vec<String> = match p.node_by_id(context::split_path(&fan.step).0).map(|n| &n.step) {
+            let names: Vec<String> = match p
+                .node_by_id(context::split_path(&fan.step).0)
+                .map(|n| &n.step)
+            {
                 Some(s) => s.parallel.iter().flatten().map(|b| b.id.clone()).collect(),
                 None => (0..n).map(|i| i.to_string()).collect(),
             };
             match fan.strategy {
                 JoinStrategy::All => {
-                    if let Some(&i) = fan.finished.iter().find(|&&i| fan.results[i].as_ref().is_some_and(|r| r.is_err())) {
+                    if let Some(&i) = fan
+                        .finished
+                        .iter()
+                        .find(|&&i| fan.results[i].as_ref().is_some_and(|r| r.is_err()))
+                    {
                         let e = fan.results[i].clone().and_then(Result::err)?;
-                        return Some(Err(wrap(&e, &format!("branch '{}' failed", names.get(i).cloned().unwrap_or_default()))));
+                        return Some(Err(wrap(
+                            &e,
+                            &format!(
+                                "branch '{}' failed",
+                                names.get(i).cloned().unwrap_or_default()
+                            ),
+                        )));
                     }
                     if fan.results.iter().all(Option::is_some) {
                         let mut m = Map::new();
                         for (i, r) in fan.results.iter().enumerate() {
-                            m.insert(names.get(i).cloned().unwrap_or_else(|| i.to_string()), r.clone().and_then(Result::ok).unwrap_or(Value::Null));
+                            m.insert(
+                                names.get(i).cloned().unwrap_or_else(|| i.to_string()),
+                                r.clone().and_then(Result::ok).unwrap_or(Value::Null),
+                            );
                         }
                         return Some(Ok(Value::Object(m)));
                     }
@@ -1059,12 +1397,27 @@ fn join(fan: &FanFrame, p: &Program) -> Option<Outcome> {
                 JoinStrategy::Any => fan.finished.first().and_then(|&i| {
                     fan.results[i].clone().map(|r| {
                         r.map(|v| json!({ "branch": names.get(i), "output": v }))
-                            .map_err(|e| wrap(&e, &format!("branch '{}' failed", names.get(i).cloned().unwrap_or_default())))
+                            .map_err(|e| {
+                                wrap(
+                                    &e,
+                                    &format!(
+                                        "branch '{}' failed",
+                                        names.get(i).cloned().unwrap_or_default()
+                                    ),
+                                )
+                            })
                     })
                 }),
                 JoinStrategy::FirstSuccess => {
-                    if let Some(&i) = fan.finished.iter().find(|&&i| fan.results[i].as_ref().is_some_and(|r| r.is_ok())) {
-                        let v = fan.results[i].clone().and_then(Result::ok).unwrap_or(Value::Null);
+                    if let Some(&i) = fan
+                        .finished
+                        .iter()
+                        .find(|&&i| fan.results[i].as_ref().is_some_and(|r| r.is_ok()))
+                    {
+                        let v = fan.results[i]
+                            .clone()
+                            .and_then(Result::ok)
+                            .unwrap_or(Value::Null);
                         return Some(Ok(json!({ "branch": names.get(i), "output": v })));
                     }
                     if fan.results.iter().all(Option::is_some) {
@@ -1072,9 +1425,20 @@ fn join(fan: &FanFrame, p: &Program) -> Option<Outcome> {
                             .results
                             .iter()
                             .enumerate()
-                            .filter_map(|(i, r)| r.as_ref().and_then(|r| r.as_ref().err()).map(|e| format!("{}: {}", names.get(i).cloned().unwrap_or_default(), e.message)))
+                            .filter_map(|(i, r)| {
+                                r.as_ref().and_then(|r| r.as_ref().err()).map(|e| {
+                                    format!(
+                                        "{}: {}",
+                                        names.get(i).cloned().unwrap_or_default(),
+                                        e.message
+                                    )
+                                })
+                            })
                             .collect();
-                        return Some(Err(StepError::fatal(StepErrorKind::Branch, format!("every branch failed ({})", msgs.join("; ")))));
+                        return Some(Err(StepError::fatal(
+                            StepErrorKind::Branch,
+                            format!("every branch failed ({})", msgs.join("; ")),
+                        )));
                     }
                     None
                 }
@@ -1084,7 +1448,11 @@ fn join(fan: &FanFrame, p: &Program) -> Option<Outcome> {
 }
 
 fn wrap(e: &StepError, what: &str) -> StepError {
-    StepError { kind: StepErrorKind::Branch, message: format!("{what}: {}", e.message), retryable: e.retryable }
+    StepError {
+        kind: StepErrorKind::Branch,
+        message: format!("{what}: {}", e.message),
+        retryable: e.retryable,
+    }
 }
 
 fn kind_of(v: &Value) -> &'static str {

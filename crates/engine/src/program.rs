@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use baton_types::{JoinStrategy, OnError, Step, StepKind, WorkflowDoc, END};
+use baton_types::{END, JoinStrategy, OnError, Step, StepKind, WorkflowDoc};
 use minijinja::Environment;
 use serde_json::Value;
 
@@ -18,13 +18,25 @@ pub const ROOT: ScopeIdx = 0;
 
 #[derive(Debug, Clone)]
 pub enum NodeKind {
-    Agent { agent: String },
-    Tool { name: String },
+    Agent {
+        agent: String,
+    },
+    Tool {
+        name: String,
+    },
     Condition,
     Switch,
-    Parallel { branches: Vec<ScopeIdx>, strategy: JoinStrategy },
-    Map { body: ScopeIdx, item: String },
-    Group { body: ScopeIdx },
+    Parallel {
+        branches: Vec<ScopeIdx>,
+        strategy: JoinStrategy,
+    },
+    Map {
+        body: ScopeIdx,
+        item: String,
+    },
+    Group {
+        body: ScopeIdx,
+    },
     Human,
 }
 
@@ -65,7 +77,10 @@ pub struct Program {
 
 impl std::fmt::Debug for Program {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Program").field("name", &self.doc.name).field("nodes", &self.nodes.len()).finish()
+        f.debug_struct("Program")
+            .field("name", &self.doc.name)
+            .field("nodes", &self.nodes.len())
+            .finish()
     }
 }
 
@@ -78,13 +93,19 @@ pub struct CompileError {
 }
 
 fn err(path: impl Into<String>, message: impl Into<String>) -> CompileError {
-    CompileError { path: path.into(), message: message.into() }
+    CompileError {
+        path: path.into(),
+        message: message.into(),
+    }
 }
 
 impl Program {
     pub fn compile(doc: WorkflowDoc, base_dir: PathBuf) -> Result<Program, CompileError> {
         let mut p = Program {
-            doc: WorkflowDoc { steps: Vec::new(), ..doc.clone() },
+            doc: WorkflowDoc {
+                steps: Vec::new(),
+                ..doc.clone()
+            },
             base_dir,
             nodes: Vec::new(),
             scopes: vec![Scope::default()],
@@ -94,7 +115,12 @@ impl Program {
         p.add_list(&doc.steps, ROOT, false, "steps")?;
         // Resolve explicit edges.
         for (i, e) in doc.edges.iter().enumerate() {
-            let from = *p.by_id.get(&e.from).ok_or_else(|| err(format!("edges[{i}].from"), format!("unknown step '{}'", e.from)))?;
+            let from = *p.by_id.get(&e.from).ok_or_else(|| {
+                err(
+                    format!("edges[{i}].from"),
+                    format!("unknown step '{}'", e.from),
+                )
+            })?;
             let to = p.target(&e.to, &format!("edges[{i}].to"))?;
             p.nodes[from as usize].edges.push((e.when.clone(), to));
         }
@@ -116,7 +142,13 @@ impl Program {
             .map_err(|e| err(name, template::describe(&e)))
     }
 
-    fn add_list(&mut self, steps: &[Step], scope: ScopeIdx, branches: bool, path: &str) -> Result<(), CompileError> {
+    fn add_list(
+        &mut self,
+        steps: &[Step],
+        scope: ScopeIdx,
+        branches: bool,
+        path: &str,
+    ) -> Result<(), CompileError> {
         let first = self.nodes.len();
         for (i, s) in steps.iter().enumerate() {
             let here = format!("{path}[{i}]");
@@ -124,7 +156,8 @@ impl Program {
                 // Each branch is a scope of its own holding one node.
                 let b = self.new_scope(self.scopes[scope as usize].owner);
                 if let Some(owner) = self.scopes[scope as usize].owner
-                    && let NodeKind::Parallel { branches, .. } = &mut self.nodes[owner as usize].kind
+                    && let NodeKind::Parallel { branches, .. } =
+                        &mut self.nodes[owner as usize].kind
                 {
                     branches.push(b);
                 }
@@ -146,7 +179,10 @@ impl Program {
     }
 
     fn new_scope(&mut self, owner: Option<NodeIdx>) -> ScopeIdx {
-        self.scopes.push(Scope { nodes: Vec::new(), owner });
+        self.scopes.push(Scope {
+            nodes: Vec::new(),
+            owner,
+        });
         (self.scopes.len() - 1) as ScopeIdx
     }
 
@@ -163,7 +199,9 @@ impl Program {
                 }
                 NodeKind::Agent { agent }
             }
-            Some(StepKind::Tool) => NodeKind::Tool { name: s.tool.clone().unwrap_or_default() },
+            Some(StepKind::Tool) => NodeKind::Tool {
+                name: s.tool.clone().unwrap_or_default(),
+            },
             Some(StepKind::Condition) => NodeKind::Condition,
             Some(StepKind::Switch) => NodeKind::Switch,
             Some(StepKind::Parallel) => NodeKind::Parallel {
@@ -172,24 +210,40 @@ impl Program {
             },
             Some(StepKind::Map) => NodeKind::Map {
                 body: 0,
-                item: s.map.as_ref().and_then(|m| m.item.clone()).unwrap_or_else(|| "item".into()),
+                item: s
+                    .map
+                    .as_ref()
+                    .and_then(|m| m.item.clone())
+                    .unwrap_or_else(|| "item".into()),
             },
             Some(StepKind::Group) => NodeKind::Group { body: 0 },
             Some(StepKind::Human) => NodeKind::Human,
-            None => return Err(err(path, format!("step '{}' must have exactly one kind", s.id))),
+            None => {
+                return Err(err(
+                    path,
+                    format!("step '{}' must have exactly one kind", s.id),
+                ));
+            }
         };
         let agent_output = match &kind {
             NodeKind::Agent { agent } => self.doc.agents.get(agent).and_then(|a| a.output.clone()),
             _ => None,
         };
-        let output_schema = s
-            .output
-            .clone()
-            .or(agent_output)
-            .and_then(|o| o.schema.map(|sch| (sch, o.max_retries.unwrap_or(baton_types::DEFAULT_OUTPUT_RETRIES))));
+        let output_schema = s.output.clone().or(agent_output).and_then(|o| {
+            o.schema.map(|sch| {
+                (
+                    sch,
+                    o.max_retries.unwrap_or(baton_types::DEFAULT_OUTPUT_RETRIES),
+                )
+            })
+        });
         if let Some((schema, _)) = &output_schema {
-            jsonschema::validator_for(schema)
-                .map_err(|e| err(format!("{path}.output.schema"), format!("invalid JSON Schema: {e}")))?;
+            jsonschema::validator_for(schema).map_err(|e| {
+                err(
+                    format!("{path}.output.schema"),
+                    format!("invalid JSON Schema: {e}"),
+                )
+            })?;
         }
         let prompt_is_template = s.prompt.as_deref().is_some_and(template::is_template);
         self.nodes.push(Node {
@@ -216,7 +270,10 @@ impl Program {
             self.add_arg_templates(&format!("{}.with", s.id), &Value::Object(with.clone()))?;
         }
         if let Some(children) = &s.parallel {
-            self.scopes.push(Scope { nodes: Vec::new(), owner: Some(idx) });
+            self.scopes.push(Scope {
+                nodes: Vec::new(),
+                owner: Some(idx),
+            });
             let holder = (self.scopes.len() - 1) as ScopeIdx;
             self.add_list(children, holder, true, &format!("{path}.parallel"))?;
         }
@@ -233,7 +290,9 @@ impl Program {
 
     fn add_arg_templates(&mut self, name: &str, v: &Value) -> Result<(), CompileError> {
         match v {
-            Value::String(s) if template::is_template(s) && template::sole_expression(s).is_none() => {
+            Value::String(s)
+                if template::is_template(s) && template::sole_expression(s).is_none() =>
+            {
                 self.add_template(name, s)
             }
             Value::Array(a) => {
@@ -257,7 +316,10 @@ impl Program {
         if name == END {
             return Ok(None);
         }
-        self.by_id.get(name).map(|&i| Some(i)).ok_or_else(|| err(path, format!("unknown step '{name}'")))
+        self.by_id
+            .get(name)
+            .map(|&i| Some(i))
+            .ok_or_else(|| err(path, format!("unknown step '{name}'")))
     }
 
     pub fn node(&self, idx: NodeIdx) -> &Node {
@@ -274,6 +336,10 @@ impl Program {
     }
 
     pub fn on_error(&self, idx: NodeIdx) -> OnError {
-        self.node(idx).step.on_error.clone().unwrap_or(OnError::Fail)
+        self.node(idx)
+            .step
+            .on_error
+            .clone()
+            .unwrap_or(OnError::Fail)
     }
 }

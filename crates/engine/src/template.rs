@@ -21,20 +21,27 @@ fn fromjson(s: String) -> Result<Value, minijinja::Error> {
     serde_json::from_str::<serde_json::Value>(&s)
         .map(|v| Value::from_serialize(&v))
         .map_err(|e| {
-            minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("fromjson: {e}"))
+            minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("fromjson: {e}"),
+            )
         })
 }
 
 /// Checks the syntax of a template; the error says what and where (line in the template).
 pub fn check_template(src: &str) -> Result<(), String> {
     let env = environment();
-    env.template_from_str(src).map(|_| ()).map_err(|e| describe(&e))
+    env.template_from_str(src)
+        .map(|_| ())
+        .map_err(|e| describe(&e))
 }
 
 /// Checks the syntax of an expression.
 pub fn check_expression(src: &str) -> Result<(), String> {
     let env = environment();
-    env.compile_expression(src).map(|_| ()).map_err(|e| describe(&e))
+    env.compile_expression(src)
+        .map(|_| ())
+        .map_err(|e| describe(&e))
 }
 
 /// Names (dotted paths such as `steps.review.output`) a template reads from its context.
@@ -111,7 +118,10 @@ mod tests {
 
     #[test]
     fn sole_expression_detection() {
-        assert_eq!(sole_expression("{{ steps.a.output }}"), Some("steps.a.output"));
+        assert_eq!(
+            sole_expression("{{ steps.a.output }}"),
+            Some("steps.a.output")
+        );
         assert_eq!(sole_expression("x {{ a }}"), None);
         assert_eq!(sole_expression("{{ a }}{{ b }}"), None);
     }

@@ -28,7 +28,11 @@ fn harness(yaml: &str) -> Harness {
         models: Arc::new(providers.clone()),
         tools: Arc::new(Registry::with_builtins()),
     };
-    Harness { program, services, providers }
+    Harness {
+        program,
+        services,
+        providers,
+    }
 }
 
 impl Harness {
@@ -41,7 +45,16 @@ impl Harness {
     async fn start(&self, inputs: Value, options: RunOptions) -> RunState {
         let given = inputs.as_object().cloned().unwrap_or_default();
         let inputs = baton_engine::inputs::resolve(&self.program.doc, given).unwrap();
-        let id = create_run(&self.services, &self.program, "", None, inputs.clone(), &options).await.unwrap();
+        let id = create_run(
+            &self.services,
+            &self.program,
+            "",
+            None,
+            inputs.clone(),
+            &options,
+        )
+        .await
+        .unwrap();
         let st = RunState::new(id, inputs, &self.program, &options);
         self.drive(st, vec![Input::Start { resumed: false }]).await
     }
@@ -51,16 +64,28 @@ impl Harness {
     }
 
     async fn drive(&self, st: RunState, inputs: Vec<Input>) -> RunState {
-        Executor::new(self.program.clone(), self.services.clone()).drive(st, inputs).await.unwrap()
+        Executor::new(self.program.clone(), self.services.clone())
+            .drive(st, inputs)
+            .await
+            .unwrap()
     }
 
     async fn events(&self, st: &RunState) -> Vec<Event> {
-        self.services.store.events(st.run_id, 0).await.unwrap().into_iter().map(|e| e.event).collect()
+        self.services
+            .store
+            .events(st.run_id, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event)
+            .collect()
     }
 
     /// The state rebuilt from the log must equal the live state.
     async fn check_replay(&self, st: &RunState) {
-        let replayed = load_state(&self.services, &self.program, st.run_id).await.unwrap();
+        let replayed = load_state(&self.services, &self.program, st.run_id)
+            .await
+            .unwrap();
         assert_eq!(&replayed, st, "replaying the log gave another state");
         // And from scratch, ignoring the checkpoint.
         let rec = self.services.store.run(st.run_id).await.unwrap().unwrap();
@@ -77,7 +102,9 @@ impl Harness {
 }
 
 fn started(evs: &[Event], step: &str) -> usize {
-    evs.iter().filter(|e| matches!(e, Event::StepStarted { step: s, .. } if s == step)).count()
+    evs.iter()
+        .filter(|e| matches!(e, Event::StepStarted { step: s, .. } if s == step))
+        .count()
 }
 
 #[tokio::test]
@@ -100,7 +127,10 @@ outputs:
     assert_eq!(st.status, RunStatus::Succeeded, "{:?}", st.error);
     assert_eq!(st.outputs["a"], json!("hi ann"));
     assert_eq!(st.state["count"], json!(3));
-    assert_eq!(st.result, Some(json!({"final": "hi ann!", "items": [3, 2]})));
+    assert_eq!(
+        st.result,
+        Some(json!({"final": "hi ann!", "items": [3, 2]}))
+    );
     h.check_replay(&st).await;
 }
 
@@ -135,10 +165,20 @@ steps:
     assert_eq!(reqs.len(), 4);
     // The tool result went back to the model, and so did each validation error.
     assert!(reqs[1].messages.iter().any(|m| m.content == "tool says 7"));
-    assert!(reqs[3].last_user_text().contains("not valid"), "{}", reqs[3].last_user_text());
+    assert!(
+        reqs[3].last_user_text().contains("not valid"),
+        "{}",
+        reqs[3].last_user_text()
+    );
     assert!(st.usage.total() > 0);
     let evs = h.events(&st).await;
-    assert!(evs.iter().any(|e| matches!(e, Event::StepProgress { progress: baton_types::Progress::OutputRejected { .. }, .. })));
+    assert!(evs.iter().any(|e| matches!(
+        e,
+        Event::StepProgress {
+            progress: baton_types::Progress::OutputRejected { .. },
+            ..
+        }
+    )));
     h.check_replay(&st).await;
 }
 
@@ -158,7 +198,10 @@ steps:
     let st = h.run(json!({})).await;
     assert_eq!(st.status, RunStatus::Failed);
     let err = st.error.unwrap();
-    assert!(err.contains("did not match the output schema after 2 attempts"), "{err}");
+    assert!(
+        err.contains("did not match the output schema after 2 attempts"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -173,7 +216,10 @@ steps:
   - { id: ask, agent: a, prompt: "x" }
 "#,
     );
-    h.model("a", vec![Reply::tool_call("echo", json!({"text": "again"})).repeating()]);
+    h.model(
+        "a",
+        vec![Reply::tool_call("echo", json!({"text": "again"})).repeating()],
+    );
     let st = h.run(json!({})).await;
     assert_eq!(st.status, RunStatus::Failed);
     assert!(st.error.unwrap().contains("max_tool_turns (3)"));
@@ -205,7 +251,11 @@ steps:
         let h = harness(yaml);
         let st = h.run(json!({"n": n})).await;
         assert_eq!(st.status, RunStatus::Succeeded);
-        assert!(st.outputs.contains_key(want), "{n}: {:?}", st.outputs.keys());
+        assert!(
+            st.outputs.contains_key(want),
+            "{n}: {:?}",
+            st.outputs.keys()
+        );
         assert_eq!(st.outputs.contains_key("even"), even, "{n}");
         for other in ["big", "mid", "small"].iter().filter(|o| **o != want) {
             assert!(!st.outputs.contains_key(*other), "{n} ran {other}");
@@ -243,9 +293,16 @@ steps:
     let h = harness(&base("all", true));
     let st = h.run(json!({})).await;
     assert_eq!(st.status, RunStatus::Failed);
-    assert!(st.error.as_ref().unwrap().contains("branch 'b' failed"), "{:?}", st.error);
+    assert!(
+        st.error.as_ref().unwrap().contains("branch 'b' failed"),
+        "{:?}",
+        st.error
+    );
     let evs = h.events(&st).await;
-    assert!(evs.iter().any(|e| matches!(e, Event::StepCancelled { step } if step == "a")));
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, Event::StepCancelled { step } if step == "a"))
+    );
 
     // any: the first branch to end decides, whatever its outcome.
     let h = harness(&base("any", true));
@@ -321,7 +378,11 @@ steps:
     assert_eq!(st.status, RunStatus::Succeeded, "{:?}", st.error);
     assert_eq!(
         st.outputs["each"],
-        json!(["fixed (lint x.py #0)", "fixed (lint y.py #1)", "fixed (lint z.py #2)"])
+        json!([
+            "fixed (lint x.py #0)",
+            "fixed (lint y.py #1)",
+            "fixed (lint z.py #2)"
+        ])
     );
     assert_eq!(st.outputs["lint[1]"], json!("lint y.py #1"));
     h.check_replay(&st).await;
@@ -340,7 +401,11 @@ steps:
     );
     let st = h.run(json!({})).await;
     assert_eq!(st.status, RunStatus::Failed);
-    assert!(st.error.as_ref().unwrap().contains("max_visits of 3"), "{:?}", st.error);
+    assert!(
+        st.error.as_ref().unwrap().contains("max_visits of 3"),
+        "{:?}",
+        st.error
+    );
     assert_eq!(started(&h.events(&st).await, "work"), 3);
 }
 
@@ -362,7 +427,11 @@ steps:
     assert_eq!(st.status, RunStatus::Succeeded, "{:?}", st.error);
     let evs = h.events(&st).await;
     assert_eq!(started(&evs, "flaky"), 3, "1 attempt + 2 retries");
-    assert_eq!(started(&evs, "bad"), 1, "a non-retryable error is not retried");
+    assert_eq!(
+        started(&evs, "bad"),
+        1,
+        "a non-retryable error is not retried"
+    );
     assert_eq!(st.outputs["after"], json!("error was: down"));
     assert!(!st.outputs.contains_key("skipped"));
     assert_eq!(st.outputs["recover"], json!("recovered"));
@@ -374,7 +443,10 @@ steps:
             _ => None,
         })
         .collect();
-    assert_eq!(keys.iter().collect::<std::collections::BTreeSet<_>>().len(), 3);
+    assert_eq!(
+        keys.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        3
+    );
     h.check_replay(&st).await;
 }
 
@@ -393,7 +465,9 @@ steps:
     assert!(t.elapsed() < std::time::Duration::from_secs(3));
     assert_eq!(st.status, RunStatus::Failed);
     let evs = h.events(&st).await;
-    assert!(evs.iter().any(|e| matches!(e, Event::StepFailed { error, .. } if error.kind == StepErrorKind::Timeout)));
+    assert!(evs.iter().any(
+        |e| matches!(e, Event::StepFailed { error, .. } if error.kind == StepErrorKind::Timeout)
+    ));
 }
 
 #[tokio::test]
@@ -408,7 +482,11 @@ steps:
     );
     let st = h.run(json!({})).await;
     assert_eq!(st.status, RunStatus::Failed);
-    assert!(st.error.as_ref().unwrap().contains("undefined"), "{:?}", st.error);
+    assert!(
+        st.error.as_ref().unwrap().contains("undefined"),
+        "{:?}",
+        st.error
+    );
 }
 
 #[tokio::test]
@@ -423,7 +501,10 @@ steps:
   - { id: c, tool: echo, with: { text: c } }
 "#,
     );
-    let opts = RunOptions { breakpoints: ["b".to_string()].into(), stepping: false };
+    let opts = RunOptions {
+        breakpoints: ["b".to_string()].into(),
+        stepping: false,
+    };
     let st = h.start(json!({}), opts).await;
     assert_eq!(st.status, RunStatus::Paused);
     assert!(st.outputs.contains_key("a") && !st.outputs.contains_key("b"));
@@ -433,8 +514,18 @@ steps:
     assert!(st.outputs.contains_key("b") && !st.outputs.contains_key("c"));
     h.check_replay(&st).await;
     // A fresh process picks it up from the log.
-    let st = load_state(&h.services, &h.program, st.run_id).await.unwrap();
-    let st = h.drive(st, vec![Input::Start { resumed: true }, Input::Resume { stepping: false }]).await;
+    let st = load_state(&h.services, &h.program, st.run_id)
+        .await
+        .unwrap();
+    let st = h
+        .drive(
+            st,
+            vec![
+                Input::Start { resumed: true },
+                Input::Resume { stepping: false },
+            ],
+        )
+        .await;
     assert_eq!(st.status, RunStatus::Succeeded);
 }
 
@@ -449,14 +540,29 @@ steps:
   - { id: b, tool: sleep, with: { duration: 300ms } }
 "#,
     );
-    let id = create_run(&h.services, &h.program, "", None, json!({}), &RunOptions::default()).await.unwrap();
+    let id = create_run(
+        &h.services,
+        &h.program,
+        "",
+        None,
+        json!({}),
+        &RunOptions::default(),
+    )
+    .await
+    .unwrap();
     let st = RunState::new(id, json!({}), &h.program, &RunOptions::default());
-    h.services.store.send_control(id, baton_store::Control::Pause).await.unwrap();
+    h.services
+        .store
+        .send_control(id, baton_store::Control::Pause)
+        .await
+        .unwrap();
     let st = h.drive(st, vec![Input::Start { resumed: false }]).await;
     // The step already running finishes; nothing new starts.
     assert_eq!(st.status, RunStatus::Paused);
     assert!(st.outputs.contains_key("a") && !st.outputs.contains_key("b"));
-    let st = h.drive(st, vec![Input::Resume { stepping: false }, Input::Cancel]).await;
+    let st = h
+        .drive(st, vec![Input::Resume { stepping: false }, Input::Cancel])
+        .await;
     assert_eq!(st.status, RunStatus::Cancelled);
     let evs = h.events(&st).await;
     assert!(matches!(evs.last(), Some(Event::RunCancelled)));
@@ -477,8 +583,17 @@ steps:
     assert_eq!(st.status, RunStatus::Waiting);
     assert_eq!(st.waiting_humans(), vec!["ok".to_string()]);
     let evs = h.events(&st).await;
-    assert!(evs.iter().any(|e| matches!(e, Event::HumanRequested { prompt, .. } if prompt == "Ship hu?")));
-    let answer = |approved| Input::Human { step: "ok".into(), approved, value: Value::Null, comment: Some("fine".into()), by: None };
+    assert!(
+        evs.iter()
+            .any(|e| matches!(e, Event::HumanRequested { prompt, .. } if prompt == "Ship hu?"))
+    );
+    let answer = |approved| Input::Human {
+        step: "ok".into(),
+        approved,
+        value: Value::Null,
+        comment: Some("fine".into()),
+        by: None,
+    };
     let st2 = h.drive(st.clone(), vec![answer(true)]).await;
     assert_eq!(st2.status, RunStatus::Succeeded);
     // Jinja prints booleans the Python way.
@@ -502,7 +617,10 @@ steps:
   - { id: ask, agent: a, prompt: x, retry: { max: 2, backoff: 1ms } }
 "#,
     );
-    h.model("a", vec![Reply::error("rate_limit", "slow down"), Reply::text("ok")]);
+    h.model(
+        "a",
+        vec![Reply::error("rate_limit", "slow down"), Reply::text("ok")],
+    );
     let st = h.run(json!({})).await;
     assert_eq!(st.status, RunStatus::Succeeded);
     assert_eq!(st.outputs["ask"], json!("ok"));
@@ -519,7 +637,11 @@ steps:
     h.model("a", vec![Reply::error("auth", "bad key").repeating()]);
     let st = h.run(json!({})).await;
     assert_eq!(st.status, RunStatus::Failed);
-    assert_eq!(started(&h.events(&st).await, "ask"), 1, "auth errors are not retried");
+    assert_eq!(
+        started(&h.events(&st).await, "ask"),
+        1,
+        "auth errors are not retried"
+    );
 }
 
 #[tokio::test]
@@ -533,12 +655,29 @@ steps:
   - { id: b, tool: sleep, with: { duration: 10s } }
 "#,
     );
-    let id = create_run(&h.services, &h.program, "", None, json!({}), &RunOptions::default()).await.unwrap();
+    let id = create_run(
+        &h.services,
+        &h.program,
+        "",
+        None,
+        json!({}),
+        &RunOptions::default(),
+    )
+    .await
+    .unwrap();
     let st = RunState::new(id, json!({}), &h.program, &RunOptions::default());
     // Drive until b has started, then drop the executor (as a crash would).
     let exec = Executor::new(h.program.clone(), h.services.clone());
-    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), exec.drive(st, vec![Input::Start { resumed: false }])).await;
-    h.services.store.release(id, &baton_store::sqlite::process_owner()).await.unwrap();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        exec.drive(st, vec![Input::Start { resumed: false }]),
+    )
+    .await;
+    h.services
+        .store
+        .release(id, &baton_store::sqlite::process_owner())
+        .await
+        .unwrap();
     let st = load_state(&h.services, &h.program, id).await.unwrap();
     assert!(st.outputs.contains_key("a"));
     let running = st.running_work();

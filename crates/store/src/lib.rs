@@ -20,7 +20,9 @@ pub enum Error {
     NotFound(RunId),
     #[error("run {run} is being run by {owner} (lease held); stop it first or wait")]
     Claimed { run: RunId, owner: String },
-    #[error("conflicting write to run {run}: event {seq} already exists (another process appended)")]
+    #[error(
+        "conflicting write to run {run}: event {seq} already exists (another process appended)"
+    )]
     Conflict { run: RunId, seq: u64 },
     #[error("database {path}: {message}")]
     Open { path: String, message: String },

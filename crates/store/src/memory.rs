@@ -7,7 +7,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use baton_types::{EventRecord, RunId};
 
-use crate::{Batch, Checkpoint, Control, Error, ListQuery, NewRun, Result, RunRecord, RunStore, now_ms};
+use crate::{
+    Batch, Checkpoint, Control, Error, ListQuery, NewRun, Result, RunRecord, RunStore, now_ms,
+};
 
 #[derive(Default)]
 struct Run {
@@ -27,7 +29,11 @@ pub struct MemoryStore {
 
 impl Default for MemoryStore {
     fn default() -> Self {
-        Self { runs: Mutex::default(), order: Mutex::default(), keep_events: true }
+        Self {
+            runs: Mutex::default(),
+            order: Mutex::default(),
+            keep_events: true,
+        }
     }
 }
 
@@ -72,9 +78,18 @@ impl RunStore for MemoryStore {
         if runs.contains_key(&run.id) {
             return Err(Error::Db(format!("run {} already exists", run.id)));
         }
-        runs.insert(run.id, Run { record: Some(rec), ..Default::default() });
+        runs.insert(
+            run.id,
+            Run {
+                record: Some(rec),
+                ..Default::default()
+            },
+        );
         drop(runs);
-        self.order.lock().unwrap_or_else(|p| p.into_inner()).insert((run.created_at_ms, run.id), ());
+        self.order
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((run.created_at_ms, run.id), ());
         Ok(())
     }
 
@@ -129,7 +144,9 @@ impl RunStore for MemoryStore {
     }
 
     async fn events(&self, run: RunId, after: u64) -> Result<Vec<EventRecord>> {
-        self.with(run, |r| Ok(r.events.iter().filter(|e| e.seq > after).cloned().collect()))
+        self.with(run, |r| {
+            Ok(r.events.iter().filter(|e| e.seq > after).cloned().collect())
+        })
     }
 
     async fn checkpoint(&self, run: RunId) -> Result<Option<Checkpoint>> {
@@ -149,7 +166,10 @@ impl RunStore for MemoryStore {
 
     async fn claim(&self, run: RunId, owner: &str, _lease_ms: u64) -> Result<()> {
         self.with(run, |r| match &r.owner {
-            Some(o) if o != owner => Err(Error::Claimed { run, owner: o.clone() }),
+            Some(o) if o != owner => Err(Error::Claimed {
+                run,
+                owner: o.clone(),
+            }),
             _ => {
                 r.owner = Some(owner.to_string());
                 Ok(())

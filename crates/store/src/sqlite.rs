@@ -10,7 +10,9 @@ use baton_types::{Event, EventRecord, RunId};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use crate::{Batch, Checkpoint, Control, Error, ListQuery, NewRun, Result, RunRecord, RunStore, now_ms};
+use crate::{
+    Batch, Checkpoint, Control, Error, ListQuery, NewRun, Result, RunRecord, RunStore, now_ms,
+};
 
 /// How hard a commit is pushed to disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -71,7 +73,12 @@ enum Op {
     Append(RunId, Batch),
     SendControl(RunId, Control),
     TakeControls(RunId),
-    Claim { run: RunId, owner: String, lease_ms: u64, renew: bool },
+    Claim {
+        run: RunId,
+        owner: String,
+        lease_ms: u64,
+        renew: bool,
+    },
     Release(RunId, String),
 }
 
@@ -91,9 +98,13 @@ fn db_err(e: rusqlite::Error) -> Error {
 }
 
 fn open_conn(path: &Path, durability: Durability) -> Result<Connection> {
-    let open_err = |e: rusqlite::Error| Error::Open { path: path.display().to_string(), message: e.to_string() };
+    let open_err = |e: rusqlite::Error| Error::Open {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
     let conn = Connection::open(path).map_err(open_err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(open_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(open_err)?;
     let sync = match durability {
         Durability::Process => "NORMAL",
         Durability::Power => "FULL",
@@ -121,8 +132,15 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("baton-sqlite-writer".into())
             .spawn(move || writer_loop(wconn, rx))
-            .map_err(|e| Error::Open { path: path.display().to_string(), message: e.to_string() })?;
-        Ok(Self { path: path.to_path_buf(), writer: tx, reader: Mutex::new(reader) })
+            .map_err(|e| Error::Open {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            writer: tx,
+            reader: Mutex::new(reader),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -134,7 +152,8 @@ impl SqliteStore {
         self.writer
             .send((op, tx))
             .map_err(|_| Error::Db("the database writer has stopped".into()))?;
-        rx.await.map_err(|_| Error::Db("the database writer has stopped".into()))?
+        rx.await
+            .map_err(|_| Error::Db("the database writer has stopped".into()))?
     }
 
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
@@ -144,7 +163,9 @@ impl SqliteStore {
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
-    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)?;
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db_err)?;
     if v > SCHEMA_VERSION {
         return Err(Error::Open {
             path: path.display().to_string(),
@@ -156,7 +177,8 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     if v < 1 {
         let tx = conn.transaction().map_err(db_err)?;
         tx.execute_batch(MIGRATION_1).map_err(db_err)?;
-        tx.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}")).map_err(db_err)?;
+        tx.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
+            .map_err(db_err)?;
         tx.commit().map_err(db_err)?;
     }
     Ok(())
@@ -221,7 +243,9 @@ fn apply(tx: &rusqlite::Savepoint<'_>, op: &Op, host: &str) -> Result<Vec<Contro
         Op::Append(run, batch) => append(tx, *run, batch).map(|()| Vec::new()),
         Op::SendControl(run, control) => {
             let exists: Option<i64> = tx
-                .query_row("SELECT 1 FROM runs WHERE id = ?1", [run.to_string()], |r| r.get(0))
+                .query_row("SELECT 1 FROM runs WHERE id = ?1", [run.to_string()], |r| {
+                    r.get(0)
+                })
                 .optional()
                 .map_err(db_err)?;
             if exists.is_none() {
@@ -236,14 +260,23 @@ fn apply(tx: &rusqlite::Savepoint<'_>, op: &Op, host: &str) -> Result<Vec<Contro
             Ok(Vec::new())
         }
         Op::TakeControls(run) => take_controls(tx, *run),
-        Op::Claim { run, owner, lease_ms, renew } => {
+        Op::Claim {
+            run,
+            owner,
+            lease_ms,
+            renew,
+        } => {
             let row: Option<(Option<String>, Option<i64>)> = tx
-                .query_row("SELECT owner, lease_until_ms FROM runs WHERE id = ?1", [run.to_string()], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+                .query_row(
+                    "SELECT owner, lease_until_ms FROM runs WHERE id = ?1",
+                    [run.to_string()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .optional()
                 .map_err(db_err)?;
-            let Some((cur, until)) = row else { return Err(Error::NotFound(*run)) };
+            let Some((cur, until)) = row else {
+                return Err(Error::NotFound(*run));
+            };
             let now = now_ms();
             let free = match &cur {
                 None => true,
@@ -252,7 +285,10 @@ fn apply(tx: &rusqlite::Savepoint<'_>, op: &Op, host: &str) -> Result<Vec<Contro
                 Some(o) => until.unwrap_or(0) < now || !owner_alive(o, host),
             };
             if !free {
-                return Err(Error::Claimed { run: *run, owner: cur.unwrap_or_default() });
+                return Err(Error::Claimed {
+                    run: *run,
+                    owner: cur.unwrap_or_default(),
+                });
             }
             let lease = i64::try_from(*lease_ms).unwrap_or(i64::MAX / 2);
             tx.execute(
@@ -285,8 +321,12 @@ fn take_controls(tx: &rusqlite::Savepoint<'_>, run: RunId) -> Result<Vec<Control
     drop(stmt);
     let mut out = Vec::new();
     for (id, json) in rows {
-        tx.execute("DELETE FROM controls WHERE id = ?1", [id]).map_err(db_err)?;
-        out.push(serde_json::from_str(&json).map_err(|e| Error::Corrupt(format!("control {id}: {e}")))?);
+        tx.execute("DELETE FROM controls WHERE id = ?1", [id])
+            .map_err(db_err)?;
+        out.push(
+            serde_json::from_str(&json)
+                .map_err(|e| Error::Corrupt(format!("control {id}: {e}")))?,
+        );
     }
     Ok(out)
 }
@@ -297,7 +337,9 @@ fn append(tx: &rusqlite::Savepoint<'_>, run: RunId, batch: &Batch) -> Result<()>
         .prepare_cached("SELECT last_seq FROM runs WHERE id = ?1")
         .and_then(|mut s| s.query_row([&id], |r| r.get(0)).optional())
         .map_err(db_err)?;
-    let Some(last) = last else { return Err(Error::NotFound(run)) };
+    let Some(last) = last else {
+        return Err(Error::NotFound(run));
+    };
     let mut expect = u64::try_from(last).unwrap_or(0) + 1;
     {
         let mut ins = tx
@@ -338,11 +380,17 @@ fn append(tx: &rusqlite::Savepoint<'_>, run: RunId, batch: &Batch) -> Result<()>
     ])
     .map_err(db_err)?;
     if let Some(cp) = &batch.checkpoint {
-        tx.prepare_cached("INSERT OR REPLACE INTO checkpoints (run_id, seq, state) VALUES (?1, ?2, ?3)")
-            .and_then(|mut s| {
-                s.execute(params![&id, i64::try_from(cp.seq).unwrap_or(i64::MAX), cp.state.to_string()])
-            })
-            .map_err(db_err)?;
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO checkpoints (run_id, seq, state) VALUES (?1, ?2, ?3)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                &id,
+                i64::try_from(cp.seq).unwrap_or(i64::MAX),
+                cp.state.to_string()
+            ])
+        })
+        .map_err(db_err)?;
     }
     Ok(())
 }
@@ -366,7 +414,9 @@ fn owner_alive(owner: &str, host: &str) -> bool {
             Ok(pid) => {
                 // A zombie is dead for our purposes.
                 match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-                    Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+                    Ok(stat) => !stat
+                        .rsplit_once(')')
+                        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
                     Err(_) => false,
                 }
             }
@@ -378,11 +428,15 @@ fn owner_alive(owner: &str, host: &str) -> bool {
 
 fn parse_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     let id: String = r.get(0)?;
-    let conv = |i: usize, e: String| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into());
+    let conv = |i: usize, e: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    };
     let json = |i: usize, s: String| serde_json::from_str(&s).map_err(|e| conv(i, e.to_string()));
     let status: String = r.get(6)?;
     Ok(RunRecord {
-        id: id.parse().map_err(|e: baton_types::ids::ParseRunIdError| conv(0, e.to_string()))?,
+        id: id
+            .parse()
+            .map_err(|e: baton_types::ids::ParseRunIdError| conv(0, e.to_string()))?,
         workflow_name: r.get(1)?,
         workflow_source: r.get(2)?,
         workflow_path: r.get(3)?,
@@ -391,7 +445,10 @@ fn parse_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         status: status.parse().map_err(|e: String| conv(6, e))?,
         created_at_ms: r.get(7)?,
         updated_at_ms: r.get(8)?,
-        outputs: r.get::<_, Option<String>>(9)?.map(|s| json(9, s)).transpose()?,
+        outputs: r
+            .get::<_, Option<String>>(9)?
+            .map(|s| json(9, s))
+            .transpose()?,
         error: r.get(10)?,
         last_seq: u64::try_from(r.get::<_, i64>(11)?).unwrap_or(0),
     })
@@ -425,8 +482,11 @@ impl RunStore for SqliteStore {
                  ORDER BY created_at_ms DESC, id DESC LIMIT ?3"
             ))?;
             let limit = i64::from(q.limit.unwrap_or(u32::MAX));
-            stmt.query_map(params![q.status.map(|s| s.as_str()), q.workflow, limit], parse_run)?
-                .collect()
+            stmt.query_map(
+                params![q.status.map(|s| s.as_str()), q.workflow, limit],
+                parse_run,
+            )?
+            .collect()
         })
     }
 
@@ -443,7 +503,12 @@ impl RunStore for SqliteStore {
             .map(|(seq, at_ms, payload)| {
                 let event: Event = serde_json::from_str(&payload)
                     .map_err(|e| Error::Corrupt(format!("run {run} event {seq}: {e}")))?;
-                Ok(EventRecord { run_id: run, seq: u64::try_from(seq).unwrap_or(0), at_ms, event })
+                Ok(EventRecord {
+                    run_id: run,
+                    seq: u64::try_from(seq).unwrap_or(0),
+                    at_ms,
+                    event,
+                })
             })
             .collect()
     }
@@ -457,7 +522,8 @@ impl RunStore for SqliteStore {
         row.map(|(seq, state)| {
             Ok(Checkpoint {
                 seq: u64::try_from(seq).unwrap_or(0),
-                state: serde_json::from_str(&state).map_err(|e| Error::Corrupt(format!("checkpoint of {run}: {e}")))?,
+                state: serde_json::from_str(&state)
+                    .map_err(|e| Error::Corrupt(format!("checkpoint of {run}: {e}")))?,
             })
         })
         .transpose()
@@ -480,14 +546,30 @@ impl RunStore for SqliteStore {
     }
 
     async fn claim(&self, run: RunId, owner: &str, lease_ms: u64) -> Result<()> {
-        self.write(Op::Claim { run, owner: owner.to_string(), lease_ms, renew: false }).await.map(drop)
+        self.write(Op::Claim {
+            run,
+            owner: owner.to_string(),
+            lease_ms,
+            renew: false,
+        })
+        .await
+        .map(drop)
     }
 
     async fn renew(&self, run: RunId, owner: &str, lease_ms: u64) -> Result<()> {
-        self.write(Op::Claim { run, owner: owner.to_string(), lease_ms, renew: true }).await.map(drop)
+        self.write(Op::Claim {
+            run,
+            owner: owner.to_string(),
+            lease_ms,
+            renew: true,
+        })
+        .await
+        .map(drop)
     }
 
     async fn release(&self, run: RunId, owner: &str) -> Result<()> {
-        self.write(Op::Release(run, owner.to_string())).await.map(drop)
+        self.write(Op::Release(run, owner.to_string()))
+            .await
+            .map(drop)
     }
 }

@@ -21,7 +21,12 @@ fn new_run(name: &str, at: i64) -> NewRun {
 }
 
 fn ev(run: RunId, seq: u64, event: Event) -> EventRecord {
-    EventRecord { run_id: run, seq, at_ms: 1, event }
+    EventRecord {
+        run_id: run,
+        seq,
+        at_ms: 1,
+        event,
+    }
 }
 
 async fn conformance(store: Arc<dyn RunStore>) {
@@ -35,10 +40,22 @@ async fn conformance(store: Arc<dyn RunStore>) {
     let batch = Batch {
         events: vec![
             ev(ida, 1, Event::RunStarted { resumed: false }),
-            ev(ida, 2, Event::StepStarted { step: "s".into(), attempt: 1, visit: 1, key: "k".into() }),
+            ev(
+                ida,
+                2,
+                Event::StepStarted {
+                    step: "s".into(),
+                    attempt: 1,
+                    visit: 1,
+                    key: "k".into(),
+                },
+            ),
         ],
         status: Some(RunStatus::Running),
-        checkpoint: Some(Checkpoint { seq: 2, state: json!({"x": 1}) }),
+        checkpoint: Some(Checkpoint {
+            seq: 2,
+            state: json!({"x": 1}),
+        }),
         ..Default::default()
     };
     store.append(ida, batch).await.unwrap();
@@ -50,11 +67,21 @@ async fn conformance(store: Arc<dyn RunStore>) {
 
     // A gap or a duplicate seq is a conflict and changes nothing.
     let err = store
-        .append(ida, Batch { events: vec![ev(ida, 2, Event::RunCancelled)], status: Some(RunStatus::Failed), ..Default::default() })
+        .append(
+            ida,
+            Batch {
+                events: vec![ev(ida, 2, Event::RunCancelled)],
+                status: Some(RunStatus::Failed),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Conflict { seq: 2, .. }), "{err}");
-    assert_eq!(store.run(ida).await.unwrap().unwrap().status, RunStatus::Running);
+    assert_eq!(
+        store.run(ida).await.unwrap().unwrap().status,
+        RunStatus::Running
+    );
 
     let evs = store.events(ida, 0).await.unwrap();
     assert_eq!(evs.len(), 2);
@@ -63,17 +90,35 @@ async fn conformance(store: Arc<dyn RunStore>) {
     // Listing: newest first, filters.
     let all = store.list_runs(ListQuery::default()).await.unwrap();
     assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), vec![idb, ida]);
-    let running = store.list_runs(ListQuery { status: Some(RunStatus::Running), ..Default::default() }).await.unwrap();
+    let running = store
+        .list_runs(ListQuery {
+            status: Some(RunStatus::Running),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(running.len(), 1);
-    let by_name = store.list_runs(ListQuery { workflow: Some("wf-b".into()), ..Default::default() }).await.unwrap();
+    let by_name = store
+        .list_runs(ListQuery {
+            workflow: Some("wf-b".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(by_name[0].id, idb);
 
     // Controls are queued and taken once.
     store.send_control(ida, Control::Pause).await.unwrap();
     store.send_control(ida, Control::Cancel).await.unwrap();
-    assert_eq!(store.take_controls(ida).await.unwrap(), vec![Control::Pause, Control::Cancel]);
+    assert_eq!(
+        store.take_controls(ida).await.unwrap(),
+        vec![Control::Pause, Control::Cancel]
+    );
     assert!(store.take_controls(ida).await.unwrap().is_empty());
-    assert!(matches!(store.send_control(RunId::new(), Control::Pause).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        store.send_control(RunId::new(), Control::Pause).await,
+        Err(Error::NotFound(_))
+    ));
 
     // Claims.
     store.claim(ida, "h:1", 60_000).await.unwrap();
@@ -83,7 +128,10 @@ async fn conformance(store: Arc<dyn RunStore>) {
 
     // Unknown runs.
     assert!(store.run(RunId::new()).await.unwrap().is_none());
-    assert!(matches!(store.append(RunId::new(), Batch::default()).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        store.append(RunId::new(), Batch::default()).await,
+        Err(Error::NotFound(_))
+    ));
 }
 
 #[tokio::test]
@@ -94,7 +142,10 @@ async fn memory_conformance() {
 #[tokio::test]
 async fn sqlite_conformance() {
     let dir = tempfile::tempdir().unwrap();
-    conformance(Arc::new(SqliteStore::open(&dir.path().join("x/baton.db"), Durability::Process).unwrap())).await;
+    conformance(Arc::new(
+        SqliteStore::open(&dir.path().join("x/baton.db"), Durability::Process).unwrap(),
+    ))
+    .await;
 }
 
 #[tokio::test]
@@ -109,9 +160,15 @@ async fn sqlite_claims_follow_process_liveness_and_survive_reopen() {
         let s = SqliteStore::open(&path, Durability::Power).unwrap();
         s.create_run(run).await.unwrap();
         s.claim(id, &me, 60_000).await.unwrap();
-        s.append(id, Batch { events: vec![ev(id, 1, Event::RunStarted { resumed: false })], ..Default::default() })
-            .await
-            .unwrap();
+        s.append(
+            id,
+            Batch {
+                events: vec![ev(id, 1, Event::RunStarted { resumed: false })],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     }
     let s = SqliteStore::open(&path, Durability::Process).unwrap();
     assert_eq!(s.run(id).await.unwrap().unwrap().last_seq, 1);
@@ -122,7 +179,9 @@ async fn sqlite_claims_follow_process_liveness_and_survive_reopen() {
     assert!(s.renew(id, "someone-else", 60_000).await.is_err());
     // A claim by a process that no longer exists is taken over.
     s.release(id, &me).await.unwrap();
-    s.claim(id, &format!("{host}:999999999"), 60_000).await.unwrap();
+    s.claim(id, &format!("{host}:999999999"), 60_000)
+        .await
+        .unwrap();
     s.claim(id, "newcomer", 60_000).await.unwrap();
 }
 
@@ -138,6 +197,8 @@ async fn sqlite_refuses_a_newer_schema_and_a_bad_path() {
     assert!(err.to_string().contains("newer Baton"), "{err}");
     let file = dir.path().join("file");
     std::fs::write(&file, "x").unwrap();
-    let err = SqliteStore::open(&file.join("sub/db"), Durability::Process).err().unwrap();
+    let err = SqliteStore::open(&file.join("sub/db"), Durability::Process)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("cannot create folder"), "{err}");
 }

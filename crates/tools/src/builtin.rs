@@ -17,11 +17,18 @@ pub fn register(r: &mut Registry) {
 }
 
 fn spec(name: &str, description: &str, parameters: Value) -> ToolSpec {
-    ToolSpec { name: name.into(), description: description.into(), parameters }
+    ToolSpec {
+        name: name.into(),
+        description: description.into(),
+        parameters,
+    }
 }
 
 fn invalid(tool: &str, message: impl Into<String>) -> Error {
-    Error::InvalidArguments { tool: tool.into(), message: message.into() }
+    Error::InvalidArguments {
+        tool: tool.into(),
+        message: message.into(),
+    }
 }
 
 /// `echo`: returns its arguments (`text` alone when that is the only one).
@@ -57,7 +64,11 @@ impl Tool for Fail {
         )
     }
     async fn call(&self, args: Value, _: &ToolContext) -> Result<Value, Error> {
-        let msg = args.get("message").and_then(Value::as_str).unwrap_or("the fail tool failed, as asked").to_string();
+        let msg = args
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("the fail tool failed, as asked")
+            .to_string();
         if args.get("retryable").and_then(Value::as_bool) == Some(false) {
             Err(invalid("fail", msg))
         } else {
@@ -83,7 +94,8 @@ impl Tool for Sleep {
             .get("duration")
             .and_then(Value::as_str)
             .ok_or_else(|| invalid("sleep", "`duration` (a string such as `200ms`) is required"))?;
-        let dur: Duration = humantime::parse_duration(d).map_err(|e| invalid("sleep", format!("'{d}': {e}")))?;
+        let dur: Duration =
+            humantime::parse_duration(d).map_err(|e| invalid("sleep", format!("'{d}': {e}")))?;
         tokio::select! {
             _ = tokio::time::sleep(dur) => Ok(json!({ "slept": d })),
             _ = ctx.cancel.cancelled() => Err(Error::Cancelled),
@@ -107,7 +119,10 @@ impl Tool for StateSet {
     async fn call(&self, args: Value, _: &ToolContext) -> Result<Value, Error> {
         match args {
             Value::Object(_) => Ok(args),
-            _ => Err(invalid("state.set", "arguments must be a mapping of keys to values")),
+            _ => Err(invalid(
+                "state.set",
+                "arguments must be a mapping of keys to values",
+            )),
         }
     }
 }
@@ -137,7 +152,9 @@ impl Default for HttpGet {
 
 /// Whether `url`'s host is in `allow` (`host` or `host:port` entries).
 pub fn host_allowed(url: &reqwest::Url, allow: &[String]) -> bool {
-    let Some(host) = url.host_str() else { return false };
+    let Some(host) = url.host_str() else {
+        return false;
+    };
     let port = url.port_or_known_default();
     allow.iter().any(|a| {
         let a = a.trim();
@@ -166,12 +183,19 @@ impl Tool for HttpGet {
             .get("url")
             .and_then(Value::as_str)
             .ok_or_else(|| invalid("http.get", "`url` is required"))?;
-        let url = reqwest::Url::parse(raw).map_err(|e| invalid("http.get", format!("'{raw}' is not a URL: {e}")))?;
+        let url = reqwest::Url::parse(raw)
+            .map_err(|e| invalid("http.get", format!("'{raw}' is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid("http.get", format!("'{raw}': only http and https URLs")));
+            return Err(invalid(
+                "http.get",
+                format!("'{raw}': only http and https URLs"),
+            ));
         }
         if !host_allowed(&url, &ctx.http_allow) {
-            return Err(Error::NotAllowed { tool: "http.get".into(), host: url.host_str().unwrap_or("").into() });
+            return Err(Error::NotAllowed {
+                tool: "http.get".into(),
+                host: url.host_str().unwrap_or("").into(),
+            });
         }
         let mut req = self.client.get(url.clone());
         if !ctx.idempotency_key.is_empty() {
@@ -185,14 +209,21 @@ impl Tool for HttpGet {
             }
         }
         let send = async {
-            let resp = req.send().await.map_err(|e| Error::Transient(format!("GET {url}: {e}")))?;
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| Error::Transient(format!("GET {url}: {e}")))?;
             let status = resp.status().as_u16();
             let is_json = resp
                 .headers()
                 .get(reqwest::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.contains("json"));
-            let mut body = resp.bytes().await.map_err(|e| Error::Transient(format!("GET {url}: {e}")))?.to_vec();
+            let mut body = resp
+                .bytes()
+                .await
+                .map_err(|e| Error::Transient(format!("GET {url}: {e}")))?
+                .to_vec();
             let truncated = body.len() > MAX_BODY;
             body.truncate(MAX_BODY);
             let text = String::from_utf8_lossy(&body).into_owned();
@@ -202,7 +233,9 @@ impl Tool for HttpGet {
                 Value::String(text)
             };
             if status >= 500 {
-                return Err(Error::Transient(format!("GET {url}: server answered {status}")));
+                return Err(Error::Transient(format!(
+                    "GET {url}: server answered {status}"
+                )));
             }
             Ok(json!({ "status": status, "body": body, "truncated": truncated }))
         };
@@ -229,9 +262,15 @@ mod tests {
     #[tokio::test]
     async fn echo_and_fail() {
         let ctx = ToolContext::default();
-        assert_eq!(Echo.call(json!({"text": "hi"}), &ctx).await.unwrap(), json!("hi"));
+        assert_eq!(
+            Echo.call(json!({"text": "hi"}), &ctx).await.unwrap(),
+            json!("hi")
+        );
         assert!(Fail.call(json!({}), &ctx).await.is_err());
-        let e = HttpGet::new().call(json!({"url": "http://example.invalid/"}), &ctx).await.unwrap_err();
+        let e = HttpGet::new()
+            .call(json!({"url": "http://example.invalid/"}), &ctx)
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::NotAllowed { .. }), "{e}");
     }
 }

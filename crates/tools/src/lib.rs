@@ -2,6 +2,7 @@
 //! built-in tools (`echo`, `fail`, `sleep`, `state.set`, `http.get`).
 
 pub mod builtin;
+pub mod sandbox_exec;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -129,11 +129,18 @@ impl StepError {
         Self {
             kind,
             message: message.into(),
-            retryable: matches!(kind, StepErrorKind::Execution | StepErrorKind::Timeout | StepErrorKind::Model),
+            retryable: matches!(
+                kind,
+                StepErrorKind::Execution | StepErrorKind::Timeout | StepErrorKind::Model
+            ),
         }
     }
     pub fn fatal(kind: StepErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), retryable: false }
+        Self {
+            kind,
+            message: message.into(),
+            retryable: false,
+        }
     }
 }
 
@@ -185,7 +192,10 @@ pub enum Progress {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// The run was created with these inputs (after defaults).
-    RunCreated { workflow: String, inputs: Value },
+    RunCreated {
+        workflow: String,
+        inputs: Value,
+    },
     /// A process started (or took back) the run.
     RunStarted {
         #[serde(default)]
@@ -199,7 +209,10 @@ pub enum Event {
         visit: u32,
         key: String,
     },
-    StepProgress { step: String, progress: Progress },
+    StepProgress {
+        step: String,
+        progress: Progress,
+    },
     StepSucceeded {
         step: String,
         output: Value,
@@ -230,11 +243,20 @@ pub enum Event {
         usage: Usage,
     },
     /// A `map` step evaluated its list.
-    MapStarted { step: String, items: Vec<Value> },
+    MapStarted {
+        step: String,
+        items: Vec<Value>,
+    },
     /// A step that had started was stopped (its parallel join finished without it, or the run was cancelled).
-    StepCancelled { step: String },
+    StepCancelled {
+        step: String,
+    },
     /// A `human` step asks a person.
-    HumanRequested { step: String, prompt: String, kind: crate::HumanKind },
+    HumanRequested {
+        step: String,
+        prompt: String,
+        kind: crate::HumanKind,
+    },
     /// A person answered.
     HumanResponded {
         step: String,
@@ -247,16 +269,25 @@ pub enum Event {
         by: Option<String>,
     },
     /// `state.<key>` was set.
-    StateSet { key: String, value: Value },
-    Paused { pause: PauseReason },
+    StateSet {
+        key: String,
+        value: Value,
+    },
+    Paused {
+        pause: PauseReason,
+    },
     Resumed {
         /// Pause again before every step (step-through debugging).
         #[serde(default)]
         stepping: bool,
     },
     CancelRequested,
-    RunSucceeded { outputs: Value },
-    RunFailed { error: String },
+    RunSucceeded {
+        outputs: Value,
+    },
+    RunFailed {
+        error: String,
+    },
     RunCancelled,
 }
 

@@ -62,7 +62,11 @@ impl Graph {
         let mut header = doc.clone();
         header.steps.clear();
         header.edges.clear();
-        let mut g = Graph { header, nodes: Vec::new(), edges: Vec::new() };
+        let mut g = Graph {
+            header,
+            nodes: Vec::new(),
+            edges: Vec::new(),
+        };
         add_seq(&mut g, &doc.steps, None, false);
         for e in &doc.edges {
             g.edges.push(Edge {
@@ -82,7 +86,11 @@ impl Graph {
             .edges
             .iter()
             .filter(|e| e.kind == EdgeKind::Explicit)
-            .map(|e| crate::EdgeSpec { from: e.from.clone(), to: e.to.clone(), when: e.when.clone() })
+            .map(|e| crate::EdgeSpec {
+                from: e.from.clone(),
+                to: e.to.clone(),
+                when: e.when.clone(),
+            })
             .collect();
         doc
     }
@@ -105,14 +113,27 @@ fn add_seq(g: &mut Graph, steps: &[Step], parent: Option<&str>, branch: bool) {
             step: own,
         });
         // In a parallel list each item is its own branch: no sequence between them.
-        let seq_next = if branch { None } else { steps.get(i + 1).map(|n| n.id.clone()) };
+        let seq_next = if branch {
+            None
+        } else {
+            steps.get(i + 1).map(|n| n.id.clone())
+        };
         let mut edge = |to: String, kind, when: Option<String>| {
-            g.edges.push(Edge { from: s.id.clone(), to, kind, when });
+            g.edges.push(Edge {
+                from: s.id.clone(),
+                to,
+                kind,
+                when,
+            });
         };
         match s.kind() {
             Some(StepKind::Condition) => {
                 let dflt = seq_next.clone().unwrap_or_else(|| END.into());
-                edge(s.then.clone().unwrap_or_else(|| dflt.clone()), EdgeKind::Then, s.condition.clone());
+                edge(
+                    s.then.clone().unwrap_or_else(|| dflt.clone()),
+                    EdgeKind::Then,
+                    s.condition.clone(),
+                );
                 edge(s.otherwise.clone().unwrap_or(dflt), EdgeKind::Else, None);
             }
             Some(StepKind::Switch) => {
@@ -120,7 +141,11 @@ fn add_seq(g: &mut Graph, steps: &[Step], parent: Option<&str>, branch: bool) {
                     for c in &sw.cases {
                         edge(c.goto.clone(), EdgeKind::Case, Some(c.when.clone()));
                     }
-                    let d = sw.default.clone().or(seq_next.clone()).unwrap_or_else(|| END.into());
+                    let d = sw
+                        .default
+                        .clone()
+                        .or(seq_next.clone())
+                        .unwrap_or_else(|| END.into());
                     edge(d, EdgeKind::Default, None);
                 }
             }

@@ -9,7 +9,9 @@ pub mod tool;
 pub mod workflow;
 
 pub use duration::Dur;
-pub use event::{Event, EventRecord, PauseReason, Progress, RunStatus, StepError, StepErrorKind, Usage};
+pub use event::{
+    Event, EventRecord, PauseReason, Progress, RunStatus, StepError, StepErrorKind, Usage,
+};
 pub use ids::RunId;
 pub use tool::ToolSpec;
 pub use workflow::*;
