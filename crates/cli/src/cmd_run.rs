@@ -712,8 +712,8 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
                 println!("no runs");
             } else {
                 println!(
-                    "{:<32}  {:<20}  {:<10}  {}",
-                    "ID", "WORKFLOW", "STATUS", "CREATED"
+                    "{:<32}  {:<20}  {:<10}  CREATED",
+                    "ID", "WORKFLOW", "STATUS"
                 );
                 for r in runs {
                     println!(
@@ -892,11 +892,11 @@ async fn answer(a: HumanArgs, approved: Option<bool>) -> anyhow::Result<i32> {
         if a.value.is_none() {
             bail!("step {step} asks for a value: pass --value");
         }
-        if let Some(schema) = &spec.schema {
-            if let Err(e) = baton_engine::agent::check_output(schema, &value.to_string()) {
-                eprintln!("error: the value does not match step {step}'s schema: {e}");
-                return Ok(EXIT_INVALID);
-            }
+        if let Some(schema) = &spec.schema
+            && let Err(e) = baton_engine::agent::check_output(schema, &value.to_string())
+        {
+            eprintln!("error: the value does not match step {step}'s schema: {e}");
+            return Ok(EXIT_INVALID);
         }
     } else if spec.kind == HumanKind::Input {
         bail!("step {step} asks for a value: use `baton runs input --value ...`");

@@ -11,6 +11,7 @@ use baton_sandbox::{ExecOutput, ExecRequest, Policy, ScanAction, Tier};
 use clap::{Args, Subcommand};
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 pub enum SandboxCmd {
     /// Run a command in a sandbox: `baton sandbox exec [flags] -- CMD ARGS...`.
     ///

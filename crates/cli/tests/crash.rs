@@ -3,6 +3,8 @@
 //! steps call a loopback server that honours `Idempotency-Key`, and the server counts what
 //! it applied per step.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;

@@ -1,5 +1,7 @@
 //! End-to-end tests: the real `baton` binary on the examples and on bad input.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -25,13 +27,12 @@ impl Db {
         self.0.path().join("baton.db")
     }
     fn run(&self, args: &[&str]) -> Output {
-        let out = baton()
+        baton()
             .args(args)
             .arg("--db")
             .arg(self.path())
             .output()
-            .unwrap();
-        out
+            .unwrap()
     }
 }
 

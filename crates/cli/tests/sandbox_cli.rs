@@ -1,5 +1,7 @@
 //! `baton sandbox exec|doctor` and `baton scan`, driving the real binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::{Command, Output};
 
 fn baton(args: &[&str]) -> Output {

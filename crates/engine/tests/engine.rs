@@ -1,5 +1,7 @@
 //! The state machine and executor, driven end to end in memory with the scripted provider.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use baton_engine::executor::{create_run, load_state};

@@ -1,5 +1,7 @@
 //! The store conformance suite, run against every backend.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use baton_store::memory::MemoryStore;
