@@ -9,7 +9,8 @@ use serde_json::Value;
 
 fn baton() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_baton"));
-    c.env_remove("BATON_DB").env("NO_COLOR", "1");
+    // One inference thread: two spin against each other on a busy 2-core machine.
+    c.env_remove("BATON_DB").env_remove("BATON_MODEL").env("NO_COLOR", "1").env("BATON_LOCAL_THREADS", "1");
     c
 }
 
@@ -60,7 +61,7 @@ fn example(name: &str) -> String {
 }
 
 #[test]
-fn hello_runs() {
+fn hello_runs_on_the_embedded_model() {
     let db = Db::new();
     let o = db.run(&["run", &example("hello.yaml"), "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -72,6 +73,19 @@ fn hello_runs() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("succeeded") && out.contains("greet"), "{out}");
+}
+
+#[test]
+fn hello_runs_scripted_when_asked() {
+    let db = Db::new();
+    let o = baton()
+        .env("BATON_MODEL", "scripted/hello")
+        .args(["run", &example("hello.yaml"), "--json", "--db"])
+        .arg(db.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(summary(&o)["outputs"], "Hello there! It is a pleasure to meet you.");
 }
 
 #[test]
@@ -158,7 +172,7 @@ fn human_approval_waits_then_continues_from_another_process() {
 #[test]
 fn runs_list_show_logs_state() {
     let db = Db::new();
-    let o = db.run(&["run", &example("hello.yaml"), "--json"]);
+    let o = db.run(&["run", &example("branching.yaml"), "--json"]);
     let id = summary(&o)["run_id"].as_str().unwrap().to_string();
     let o = db.run(&["runs", "list"]);
     assert!(
@@ -169,7 +183,7 @@ fn runs_list_show_logs_state() {
     let o = db.run(&["runs", "show", &id, "--json"]);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["status"], "succeeded");
-    assert_eq!(v["steps"][0]["step"], "greet");
+    assert_eq!(v["steps"][0]["step"], "classify");
     let o = db.run(&["runs", "logs", &id]);
     let logs = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -180,7 +194,7 @@ fn runs_list_show_logs_state() {
     );
     let o = db.run(&["runs", "state", &id]);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["inputs"]["who"], "world");
+    assert_eq!(v["inputs"]["urgent"], false);
     let o = db.run(&["runs", "show", "0123456789abcdef0123456789abcdef"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
