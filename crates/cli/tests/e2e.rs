@@ -10,7 +10,10 @@ use serde_json::Value;
 fn baton() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_baton"));
     // One inference thread: two spin against each other on a busy 2-core machine.
-    c.env_remove("BATON_DB").env_remove("BATON_MODEL").env("NO_COLOR", "1").env("BATON_LOCAL_THREADS", "1");
+    c.env_remove("BATON_DB")
+        .env_remove("BATON_MODEL")
+        .env("NO_COLOR", "1")
+        .env("BATON_LOCAL_THREADS", "1");
     c
 }
 
@@ -85,7 +88,10 @@ fn hello_runs_scripted_when_asked() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_eq!(summary(&o)["outputs"], "Hello there! It is a pleasure to meet you.");
+    assert_eq!(
+        summary(&o)["outputs"],
+        "Hello there! It is a pleasure to meet you."
+    );
 }
 
 #[test]
