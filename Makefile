@@ -10,6 +10,11 @@ TEST_DEPS :=
 RUN_DEPS :=
 BENCH_TARGETS :=
 
+# Included before the rules below: prerequisites are expanded when a rule is read, so the
+# areas' additions to TEST_DEPS/RUN_DEPS/BENCH_TARGETS must already be there.
+include $(wildcard mk/*.mk)
+.DEFAULT_GOAL := all
+
 .PHONY: all run test bench build lint fmt rust-check test-rust
 
 all: build
@@ -44,4 +49,3 @@ fmt:
 
 bench: rust-check peer-bench-deps baton-bench $(BENCH_TARGETS)
 
-include $(wildcard mk/*.mk)
