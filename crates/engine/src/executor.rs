@@ -273,8 +273,10 @@ impl Executor {
             seq: st.last_seq,
             state: serde_json::to_value(&*st).unwrap_or(Value::Null),
         });
+        // Copies for the sink only when there is one: this runs once per step.
+        let published = self.sink.as_ref().map(|_| records.clone());
         let batch = Batch {
-            events: records.clone(),
+            events: records,
             status: Some(st.status),
             outputs: st
                 .result
@@ -284,7 +286,7 @@ impl Executor {
             checkpoint,
         };
         self.services.store.append(st.run_id, batch).await?;
-        if let Some(sink) = &self.sink {
+        if let (Some(sink), Some(records)) = (&self.sink, published) {
             for r in &records {
                 sink.publish(r);
             }

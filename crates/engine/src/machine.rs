@@ -131,6 +131,9 @@ pub struct RunState {
     pub usage: Usage,
     pub result: Option<Value>,
     pub error: Option<String>,
+    /// The step instance whose failure last ended a sequence (named in the run's error).
+    #[serde(default)]
+    pub last_failed: Option<String>,
     /// Seq of the last event applied.
     pub last_seq: u64,
 }
@@ -215,6 +218,7 @@ impl RunState {
             usage: Usage::default(),
             result: None,
             error: None,
+            last_failed: None,
             // Event 1 is always `RunCreated`, written when the run is created.
             last_seq: 1,
         };
@@ -593,6 +597,7 @@ impl<'p> Machine<'p> {
                         st.outputs.insert(step.clone(), Value::Null);
                         self.leave_step(st, step, Ok(Value::Null), next.as_deref(), true);
                     } else {
+                        st.last_failed = Some(step.clone());
                         self.leave_step(st, step, Err(error.clone()), None, false);
                     }
                 }
@@ -779,9 +784,11 @@ impl<'p> Machine<'p> {
                 }
             }
             Input::Progress { step, progress } => {
+                // Progress decides nothing: log it (while the step is active) and stop here.
                 if st.steps.contains_key(&step) {
                     self.emit(st, &mut out, Event::StepProgress { step, progress });
                 }
+                return Ok(out);
             }
             Input::RetryDue { step } => {
                 if let Some(sr) = st.steps.get(&step).filter(|s| s.phase == Phase::RetryWait) {
@@ -977,9 +984,7 @@ impl<'p> Machine<'p> {
     }
 
     fn describe_failure(&self, st: &RunState, e: &StepError) -> String {
-        // Name the step that failed first, when known.
-        let failed = st.errors.keys().last().cloned();
-        match failed {
+        match &st.last_failed {
             Some(s) => format!("step '{s}' failed: {}", e.message),
             None => e.message.clone(),
         }

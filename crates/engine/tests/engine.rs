@@ -404,6 +404,11 @@ steps:
     let st = h.run(json!({})).await;
     assert_eq!(st.status, RunStatus::Failed);
     assert!(
+        st.error.as_ref().unwrap().starts_with("step 'work' failed"),
+        "{:?}",
+        st.error
+    );
+    assert!(
         st.error.as_ref().unwrap().contains("max_visits of 3"),
         "{:?}",
         st.error
