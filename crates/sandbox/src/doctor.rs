@@ -41,43 +41,47 @@ pub fn landlock_abi() -> Option<i64> {
     (v > 0).then_some(v)
 }
 
-/// Checks every tier by opening it and running `/bin/true` in it.
-pub async fn doctor() -> HostReport {
-    let mut tiers = Vec::new();
-    for tier in Tier::ALL {
-        let report = match open(Policy::new(tier)) {
+/// Checks one tier by opening it and running `/bin/true` in it.
+pub async fn check(tier: Tier) -> TierReport {
+    match open(Policy::new(tier)) {
+        Err(e) => TierReport {
+            tier,
+            works: false,
+            detail: e.to_string(),
+        },
+        Ok(sb) => match sb.exec(ExecRequest::new(["/bin/true"])).await {
+            Ok(o) if o.success() => TierReport {
+                tier,
+                works: true,
+                detail: format!(
+                    "ran /bin/true in {:.1} ms; {}",
+                    o.wall_time.as_secs_f64() * 1000.0,
+                    o.enforced.first().cloned().unwrap_or_default()
+                ),
+            },
+            Ok(o) => TierReport {
+                tier,
+                works: false,
+                detail: format!(
+                    "/bin/true did not succeed: stop {:?}, stderr {}",
+                    o.stop_reason,
+                    o.stderr.trim()
+                ),
+            },
             Err(e) => TierReport {
                 tier,
                 works: false,
                 detail: e.to_string(),
             },
-            Ok(sb) => match sb.exec(ExecRequest::new(["/bin/true"])).await {
-                Ok(o) if o.success() => TierReport {
-                    tier,
-                    works: true,
-                    detail: format!(
-                        "ran /bin/true in {:.1} ms; {}",
-                        o.wall_time.as_secs_f64() * 1000.0,
-                        o.enforced.first().cloned().unwrap_or_default()
-                    ),
-                },
-                Ok(o) => TierReport {
-                    tier,
-                    works: false,
-                    detail: format!(
-                        "/bin/true did not succeed: stop {:?}, stderr {}",
-                        o.stop_reason,
-                        o.stderr.trim()
-                    ),
-                },
-                Err(e) => TierReport {
-                    tier,
-                    works: false,
-                    detail: e.to_string(),
-                },
-            },
-        };
-        tiers.push(report);
+        },
+    }
+}
+
+/// Checks every tier by opening it and running `/bin/true` in it.
+pub async fn doctor() -> HostReport {
+    let mut tiers = Vec::new();
+    for tier in Tier::ALL {
+        tiers.push(check(tier).await);
     }
     let kernel = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())

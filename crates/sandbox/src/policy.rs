@@ -239,6 +239,13 @@ pub struct Policy {
     /// Advisory list (JSON) the scanner checks dependency manifests against, when set.
     pub advisories: Option<PathBuf>,
     pub hostname: String,
+    /// docker tier: the image to run (never pulled; default `baton-sandbox:debian`, see
+    /// `make sandbox-docker-image`); `BATON_DOCKER_IMAGE` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_image: Option<String>,
+    /// docker tier: the daemon's socket (`unix:///path` or a path); `DOCKER_HOST` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_host: Option<String>,
 }
 
 /// System directories bound read-only into every sandbox (those that exist on the host).
@@ -335,6 +342,8 @@ impl Policy {
             scan,
             advisories: None,
             hostname: "baton-sandbox".into(),
+            docker_image: None,
+            docker_host: None,
         }
     }
 
@@ -391,6 +400,8 @@ impl Policy {
                 }
                 "hostname" => p.hostname = s()?,
                 "advisories" => p.advisories = Some(PathBuf::from(s()?)),
+                "docker_image" => p.docker_image = Some(s()?),
+                "docker_host" => p.docker_host = Some(s()?),
                 "readonly" | "read_only" => {
                     for m in string_list(key, val)? {
                         let (src, dst) = split_mount(&m)?;
@@ -427,7 +438,7 @@ impl Policy {
                 }
                 other => {
                     return Err(Error::InvalidPolicy(format!(
-                        "unknown policy field '{other}' (fields: tier, cpu, memory, pids, disk, time, output, net, runtimes, syscall_deny, syscall_deny_extra, landlock, hostname, advisories, readonly, scan)"
+                        "unknown policy field '{other}' (fields: tier, cpu, memory, pids, disk, time, output, net, runtimes, syscall_deny, syscall_deny_extra, landlock, hostname, advisories, readonly, scan, docker_image, docker_host)"
                     )));
                 }
             }
