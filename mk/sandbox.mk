@@ -100,7 +100,7 @@ $(DOCKER_ROOTFS):
 
 sandbox-docker-image: $(DOCKER_ROOTFS)
 	@if docker version >/dev/null 2>&1; then \
-	  docker import -q -c 'USER 1000:1000' -c 'WORKDIR /work' -c 'CMD ["/bin/sh"]' \
+	  docker import -c 'USER 1000:1000' -c 'WORKDIR /work' -c 'CMD ["/bin/sh"]' \
 	    -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin' \
 	    $(DOCKER_ROOTFS) $(DOCKER_IMAGE) >/dev/null && echo "sandbox: imported $(DOCKER_IMAGE)"; \
 	else echo "sandbox: no Docker daemon answers here; import later with: docker import $(DOCKER_ROOTFS) $(DOCKER_IMAGE)"; fi

@@ -66,7 +66,8 @@ fn api(sock: &Path, method: &str, path: &str) -> Result<docker::Response, String
 }
 
 impl Daemon {
-    fn start() -> Result<Daemon, String> {
+    /// Starts the daemon; returns it and the image root to import.
+    fn start() -> Result<(Daemon, String), String> {
         if !nix::unistd::geteuid().is_root() {
             return Err("not root: a private dockerd needs root".into());
         }
@@ -151,17 +152,22 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(50));
         }
         println!("dockerd answered in {:.2} s", t0.elapsed().as_secs_f64());
-        let t1 = Instant::now();
+        Ok((d, rootfs))
+    }
+
+    /// Imports the image root as the default image; a failure here is a real failure.
+    fn import(&self, rootfs: &str) -> Result<(), String> {
+        let t = Instant::now();
         let (repo, tag) = docker::DEFAULT_IMAGE
             .split_once(':')
             .unwrap_or((docker::DEFAULT_IMAGE, "latest"));
         let (status, body) = post_file(
-            &d.sock,
+            &self.sock,
             &format!(
                 "{}/images/create?fromSrc=-&repo={repo}&tag={tag}",
                 docker::API
             ),
-            Path::new(&rootfs),
+            Path::new(rootfs),
         )?;
         if status != 200 || body.contains("errorDetail") {
             return Err(format!("importing {rootfs} failed: HTTP {status}: {body}"));
@@ -169,9 +175,9 @@ impl Daemon {
         println!(
             "imported {rootfs} as {} in {:.2} s",
             docker::DEFAULT_IMAGE,
-            t1.elapsed().as_secs_f64()
+            t.elapsed().as_secs_f64()
         );
-        Ok(d)
+        Ok(())
     }
 
     /// Containers (running or not) Baton left in the daemon.
@@ -597,7 +603,7 @@ fn docker_tier_against_a_private_daemon() {
     let guard = rt().block_on(common::lock());
     let before = common::leftovers();
     let t = Instant::now();
-    let mut daemon = match Daemon::start() {
+    let (mut daemon, rootfs) = match Daemon::start() {
         Ok(d) => d,
         Err(why) => {
             println!("docker tier tests skipped: {why}");
@@ -605,6 +611,9 @@ fn docker_tier_against_a_private_daemon() {
             return;
         }
     };
+    if let Err(e) = daemon.import(&rootfs) {
+        panic!("{e}");
+    }
     // SAFETY: no other thread of this test reads the environment now (the runtime below is
     // not built yet), and this binary has this one test.
     unsafe {
