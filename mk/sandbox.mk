@@ -3,7 +3,8 @@
 
 # OCI runtimes (oci tier: crun or runc) and gVisor (gvisor tier); python3 and bash are used by
 # the hostile-payload suite; docker.io (dockerd, containerd) lets the docker tier's tests start
-# a private daemon of their own (the host's daemon, if any, is never touched).
+# a private daemon of their own (the host's daemon, if any, is never touched). It is skipped
+# when a dockerd is already installed (Docker's own docker-ce conflicts with docker.io).
 SANDBOX_DEBS ?= runc crun runsc python3 bash docker.io
 SANDBOX_BENCH_RUNS ?= 100
 SANDBOX_BENCH_CONCURRENT ?= 100
@@ -13,7 +14,10 @@ SANDBOX_BENCH_CONCURRENT ?= 100
 # Installs only what is missing (a no-op in well under a second when all is there).
 sandbox-deps:
 	@missing=""; \
-	for p in $(SANDBOX_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for p in $(SANDBOX_DEBS); do \
+	  case $$p in docker.io) { command -v dockerd || [ -x /usr/sbin/dockerd ]; } >/dev/null 2>&1 && continue;; esac; \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "sandbox: installing$$missing"; \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
