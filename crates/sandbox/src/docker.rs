@@ -121,6 +121,36 @@ pub async fn request(
     parse_response(&raw)
 }
 
+/// How long one API call (other than waiting for the container) may take.
+pub const API_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// [`request`] bounded by [`API_TIMEOUT`]: a daemon that stops answering is an error, not a hang.
+async fn call(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Response, Error> {
+    call_within(API_TIMEOUT, sock, method, path, body).await
+}
+
+async fn call_within(
+    limit: Duration,
+    sock: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Response, Error> {
+    match tokio::time::timeout(limit, request(sock, method, path, body)).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Runtime(format!(
+            "the Docker daemon at {} did not answer {method} {path} within {} s",
+            sock.display(),
+            limit.as_secs_f64()
+        ))),
+    }
+}
+
 /// The same request, blocking, with a timeout (used while opening the tier).
 pub fn request_blocking(
     sock: &Path,
@@ -513,7 +543,7 @@ struct Cleanup {
 impl Cleanup {
     async fn finish(mut self) {
         if let Some(id) = self.id.take() {
-            let _ = request(
+            let _ = call(
                 &self.sock,
                 "DELETE",
                 &format!("{API}/containers/{id}?force=1&v=1"),
@@ -674,7 +704,7 @@ impl Sandbox for DockerSandbox {
             user,
             cleanup.input.as_deref(),
         );
-        let r = request(
+        let r = call(
             &self.sock,
             "POST",
             &format!("{API}/containers/create"),
@@ -746,7 +776,7 @@ impl DockerSandbox {
     /// How often the running container hit its pids limit (0 when unknown: a remote daemon,
     /// or a host whose cgroups are not visible here).
     async fn pids_hits(&self, id: &str) -> u64 {
-        let Ok(r) = request(
+        let Ok(r) = call(
             &self.sock,
             "GET",
             &format!("{API}/containers/{id}/json"),
@@ -766,7 +796,15 @@ impl DockerSandbox {
     async fn run(&self, id: &str, req: &ExecRequest, start: Instant) -> Result<ExecOutput, Error> {
         let limits = &self.policy.limits;
         let with_stdin = !req.stdin.is_empty();
-        let (stream, first) = attach(&self.sock, id, with_stdin).await?;
+        let (stream, first) = tokio::time::timeout(API_TIMEOUT, attach(&self.sock, id, with_stdin))
+            .await
+            .map_err(|_| {
+                Error::Runtime(format!(
+                    "the Docker daemon at {} did not answer the attach within {} s",
+                    self.sock.display(),
+                    API_TIMEOUT.as_secs()
+                ))
+            })??;
         let (mut rd, mut wr) = stream.into_split();
         let cap = limits.output_bytes;
         let reader = tokio::spawn(async move {
@@ -782,7 +820,7 @@ impl DockerSandbox {
             }
             (out, err)
         });
-        let started = request(
+        let started = call(
             &self.sock,
             "POST",
             &format!("{API}/containers/{id}/start"),
@@ -830,7 +868,7 @@ impl DockerSandbox {
                 pids_hits = self.pids_hits(id).await;
                 // Time limit: SIGKILL to the container's init ends its whole PID namespace.
                 let kill = format!("{API}/containers/{id}/kill?signal=KILL");
-                let _ = request(&self.sock, "POST", &kill, None).await;
+                let _ = call(&self.sock, "POST", &kill, None).await;
                 let _ = tokio::time::timeout(
                     Duration::from_secs(10),
                     request(&self.sock, "POST", &wait_path, None),
@@ -846,7 +884,7 @@ impl DockerSandbox {
             _ => (Capped::new(cap), Capped::new(cap)),
         };
         writer.abort();
-        let info = request(
+        let info = call(
             &self.sock,
             "GET",
             &format!("{API}/containers/{id}/json"),
@@ -1073,6 +1111,17 @@ mod tests {
         let seen = server.await.unwrap();
         assert!(seen.starts_with("POST /containers/create HTTP/1.1\r\n"));
         assert!(seen.ends_with("{\"Image\":\"img\"}"));
+    }
+
+    #[tokio::test]
+    async fn a_daemon_that_never_answers_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("d.sock");
+        let _listener = tokio::net::UnixListener::bind(&sock).unwrap();
+        let e = call_within(Duration::from_millis(200), &sock, "GET", "/x", None)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("did not answer GET /x"), "{e}");
     }
 
     #[test]
