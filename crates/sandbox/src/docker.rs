@@ -158,6 +158,17 @@ pub fn request_blocking(
     path: &str,
     timeout: Duration,
 ) -> Result<Response, String> {
+    request_blocking_json(sock, method, path, None, timeout)
+}
+
+/// A blocking request with an optional JSON body.
+pub fn request_blocking_json(
+    sock: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    timeout: Duration,
+) -> Result<Response, String> {
     use std::io::{Read, Write};
     if !sock.exists() {
         return Err(format!(
@@ -173,7 +184,8 @@ pub fn request_blocking(
     })?;
     let _ = s.set_read_timeout(Some(timeout));
     let _ = s.set_write_timeout(Some(timeout));
-    s.write_all(request_head(method, path, None).as_bytes())
+    let payload = body.map(|b| b.to_string());
+    s.write_all(request_head(method, path, payload.as_deref()).as_bytes())
         .map_err(|e| {
             format!(
                 "cannot talk to the Docker daemon at {}: {e}",
@@ -188,6 +200,75 @@ pub fn request_blocking(
         )
     })?;
     parse_response(&buf).map_err(|e| e.to_string())
+}
+
+/// Checks each of the policy's `runtimes` exists in the image (in /usr/local/bin, /usr/bin or
+/// /bin, or at the absolute path given), through a container that is created, never started,
+/// and removed.
+fn check_runtimes(sock: &Path, image: &str, runtimes: &[String]) -> Result<(), Error> {
+    if runtimes.is_empty() {
+        return Ok(());
+    }
+    let t = Duration::from_secs(30);
+    let runtime_err = |m: String| Error::Runtime(format!("checking the policy's runtimes: {m}"));
+    let body = json!({"Image": image, "Entrypoint": [""], "Cmd": ["/bin/true"],
+        "Labels": {LABEL: "1"}, "NetworkDisabled": true,
+        "HostConfig": {"NetworkMode": "none", "LogConfig": {"Type": "none", "Config": {}}}});
+    let r = request_blocking_json(
+        sock,
+        "POST",
+        &format!("{API}/containers/create"),
+        Some(&body),
+        t,
+    )
+    .map_err(runtime_err)?;
+    if r.status != 201 {
+        return Err(runtime_err(format!(
+            "HTTP {}: {}",
+            r.status,
+            api_message(&r)
+        )));
+    }
+    let created: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    let Some(id) = created["Id"].as_str() else {
+        return Err(runtime_err("Docker returned no container id".into()));
+    };
+    let mut missing = None;
+    for name in runtimes {
+        let candidates: Vec<String> = if name.starts_with('/') {
+            vec![name.clone()]
+        } else {
+            ["/usr/local/bin", "/usr/bin", "/bin"]
+                .iter()
+                .map(|d| format!("{d}/{name}"))
+                .collect()
+        };
+        let found = candidates.iter().any(|p| {
+            request_blocking(
+                sock,
+                "HEAD",
+                &format!("{API}/containers/{id}/archive?path={}", enc(p)),
+                t,
+            )
+            .is_ok_and(|r| r.status == 200)
+        });
+        if !found {
+            missing = Some(name.clone());
+            break;
+        }
+    }
+    let _ = request_blocking(
+        sock,
+        "DELETE",
+        &format!("{API}/containers/{id}?force=1&v=1"),
+        t,
+    );
+    match missing {
+        Some(name) => Err(Error::InvalidPolicy(format!(
+            "runtime '{name}' is not in image '{image}' (looked in /usr/local/bin, /usr/bin, /bin)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 pub fn parse_response(raw: &[u8]) -> Result<Response, Error> {
@@ -483,6 +564,7 @@ impl DockerSandbox {
                 )));
             }
         }
+        check_runtimes(&sock, &image, &policy.runtimes)?;
         Ok(DockerSandbox {
             policy,
             sock,

@@ -504,6 +504,17 @@ async fn features(sock: &Path) {
     let e = baton_sandbox::open(p).err().unwrap();
     assert!(e.to_string().contains("never pulls"), "{e}");
 
+    // The policy's runtimes must be in the image.
+    let mut p = policy(sock);
+    p.runtimes = vec!["python3".into(), "bash".into()];
+    assert!(baton_sandbox::open(p.clone()).is_ok());
+    p.runtimes.push("node".into());
+    let e = baton_sandbox::open(p).err().unwrap();
+    assert!(
+        e.to_string().contains("runtime 'node' is not in image"),
+        "{e}"
+    );
+
     // Cancelling a run (dropping it) still removes its container.
     let fut = sb.exec(ExecRequest::new(["sleep", "30"]));
     let _ = tokio::time::timeout(Duration::from_millis(1500), fut).await;
