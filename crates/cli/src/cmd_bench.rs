@@ -18,24 +18,17 @@
 //! (default `events`: every event of the run log, no state snapshots, as durare's in-memory
 //! provider keeps every step's result).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, anyhow, bail};
-use async_trait::async_trait;
-use baton_engine::executor::create_run;
-use baton_engine::{Executor, Input, Program, RunOptions, RunState, Services};
-use baton_llm::{ChatModel, ChatRequest, ChatResponse, Chunk, Provider, Providers, StopReason};
-use baton_store::RunStore;
+use anyhow::{Context, bail};
+use baton_engine::bench::{self, Bench, chain_doc, fanout_doc};
 use baton_store::memory::MemoryStore;
 use baton_store::sqlite::{Durability, SqliteStore};
-use baton_tools::Registry;
-use baton_types::{RunStatus, WorkflowDoc};
+use baton_types::WorkflowDoc;
 use clap::{Args, ValueEnum};
-use futures::StreamExt;
-use futures::stream::BoxStream;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::cmd_run::DurabilityArg;
 
@@ -98,13 +91,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     for w in &workloads {
         match w.as_str() {
             "w1" => {
-                let b = Bench::in_memory(chain_doc(10, "fake/echo")?, args.memory_log)?;
-                let t = timed(&b, args.runs, args.warmup, 10).await?;
+                let b = in_memory(chain_doc(10, "fake/echo")?, args.memory_log)?;
+                let t = bench::timed(&b, args.runs, args.warmup, 10).await?;
                 report(&format!("chain10{}", args.memory_log.suffix()), t, None);
             }
             "w2" => {
-                let b = Bench::in_memory(fanout_doc(8)?, args.memory_log)?;
-                let t = timed(&b, args.runs, args.warmup, 9).await?;
+                let b = in_memory(fanout_doc(8)?, args.memory_log)?;
+                let t = bench::timed(&b, args.runs, args.warmup, 9).await?;
                 report(&format!("fanout8{}", args.memory_log.suffix()), t, None);
             }
             "w3" => w3(&args).await?,
@@ -117,224 +110,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The fake model of the peers: `"ok:" + prompt[:8]` (the last message), after `delay`.
-struct FakeModel {
-    delay: Option<Duration>,
-}
-
-fn fake_answer(prompt: &str) -> String {
-    let end = prompt
-        .char_indices()
-        .nth(8)
-        .map_or(prompt.len(), |(i, _)| i);
-    format!("ok:{}", &prompt[..end])
-}
-
-#[async_trait]
-impl ChatModel for FakeModel {
-    async fn stream(
-        &self,
-        req: ChatRequest,
-    ) -> Result<BoxStream<'static, Result<Chunk, baton_llm::Error>>, baton_llm::Error> {
-        let r = self.complete(req).await?;
-        Ok(futures::stream::iter([
-            Ok(Chunk::Text(r.content)),
-            Ok(Chunk::Done(StopReason::EndTurn)),
-        ])
-        .boxed())
-    }
-
-    async fn complete(&self, req: ChatRequest) -> Result<ChatResponse, baton_llm::Error> {
-        if let Some(d) = self.delay {
-            tokio::time::sleep(d).await;
-        }
-        let prompt = req.messages.last().map_or("", |m| m.content.as_str());
-        Ok(ChatResponse {
-            content: fake_answer(prompt),
-            ..Default::default()
-        })
-    }
-}
-
-/// `fake/echo` answers at once, `fake/slow50` after 50 ms.
-struct FakeProvider {
-    echo: Arc<dyn ChatModel>,
-    slow: Arc<dyn ChatModel>,
-}
-
-impl Provider for FakeProvider {
-    fn model(&self, model: &str, _base_dir: &Path) -> Result<Arc<dyn ChatModel>, baton_llm::Error> {
-        match model {
-            "echo" => Ok(self.echo.clone()),
-            "slow50" => Ok(self.slow.clone()),
-            other => Err(baton_llm::Error::UnknownModel {
-                model: format!("fake/{other}"),
-                reason: "the bench's fake provider has `echo` and `slow50`".into(),
-            }),
-        }
-    }
-
-    fn list(&self) -> Vec<String> {
-        vec!["echo".into(), "slow50".into()]
-    }
-}
-
-fn providers() -> Providers {
-    let mut p = Providers::default();
-    p.register(
-        "fake",
-        Arc::new(FakeProvider {
-            echo: Arc::new(FakeModel { delay: None }),
-            slow: Arc::new(FakeModel {
-                delay: Some(Duration::from_millis(50)),
-            }),
-        }),
-    );
-    p
-}
-
-fn doc_from(v: Value) -> anyhow::Result<WorkflowDoc> {
-    serde_json::from_value(v).context("building the bench workflow")
-}
-
-/// `n` agent steps in sequence, step `i` prompting `step{i}`.
-fn chain_doc(n: usize, model: &str) -> anyhow::Result<WorkflowDoc> {
-    let steps: Vec<Value> = (0..n)
-        .map(|i| json!({"id": format!("n{i}"), "agent": "a", "prompt": format!("step{i}")}))
-        .collect();
-    doc_from(
-        json!({"version": 1, "name": format!("chain{n}"), "agents": {"a": {"model": model}}, "steps": steps}),
-    )
-}
-
-/// A parallel step of `n` agent branches, then a join agent step.
-fn fanout_doc(n: usize) -> anyhow::Result<WorkflowDoc> {
-    let branches: Vec<Value> = (0..n)
-        .map(|i| json!({"id": format!("b{i}"), "agent": "a", "prompt": format!("step{i}")}))
-        .collect();
-    doc_from(json!({
-        "version": 1,
-        "name": format!("fanout{n}"),
-        "agents": {"a": {"model": "fake/echo"}},
-        "steps": [
-            {"id": "fan", "parallel": branches},
-            {"id": "join", "agent": "a", "prompt": "step99"}
-        ]
-    }))
-}
-
-/// A compiled workflow with its services and executor, ready to run many times.
-struct Bench {
-    program: Arc<Program>,
-    services: Services,
-    exec: Executor,
-    source: String,
-}
-
-impl Bench {
-    fn new(doc: WorkflowDoc, store: Arc<dyn RunStore>, checkpoints: bool) -> anyhow::Result<Bench> {
-        let source = serde_json::to_string(&doc)?;
-        let program = Arc::new(
-            Program::compile(doc, std::env::temp_dir())
-                .map_err(|e| anyhow!("compiling the bench workflow: {e}"))?,
-        );
-        let services = Services {
-            store,
-            models: Arc::new(providers()),
-            tools: Arc::new(Registry::with_builtins()),
-        };
-        let exec = Executor::new(program.clone(), services.clone()).with_checkpoints(checkpoints);
-        Ok(Bench {
-            program,
-            services,
-            exec,
-            source,
-        })
-    }
-
-    fn in_memory(doc: WorkflowDoc, log: MemoryLog) -> anyhow::Result<Bench> {
-        let store = MemoryStore::new().keep_events(log != MemoryLog::None);
-        Bench::new(doc, Arc::new(store), log == MemoryLog::Checkpoints)
-    }
-
-    /// One run from creation to its end; gives the number of agent answers in its outputs.
-    async fn run_once(&self) -> anyhow::Result<usize> {
-        let options = RunOptions::default();
-        let inputs = Value::Object(Map::new());
-        let id = create_run(
-            &self.services,
-            &self.program,
-            &self.source,
-            None,
-            inputs.clone(),
-            &options,
-        )
-        .await?;
-        let st = RunState::new(id, inputs, &self.program, &options);
-        let st = self
-            .exec
-            .drive(st, vec![Input::Start { resumed: false }])
-            .await?;
-        if st.status != RunStatus::Succeeded {
-            bail!(
-                "run {id} ended {} ({})",
-                st.status,
-                st.error.unwrap_or_default()
-            );
-        }
-        Ok(st
-            .outputs
-            .values()
-            .filter(|v| v.as_str().is_some_and(|s| s.starts_with("ok:")))
-            .count())
-    }
-}
-
-/// Per-run latencies (ms) of `runs` sequential runs after `warmup` untimed ones; each run must
-/// give `answers` agent answers.
-async fn timed(b: &Bench, runs: usize, warmup: usize, answers: usize) -> anyhow::Result<Vec<f64>> {
-    for _ in 0..warmup {
-        check(b.run_once().await?, answers)?;
-    }
-    let mut out = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let t = Instant::now();
-        let n = b.run_once().await?;
-        out.push(t.elapsed().as_secs_f64() * 1000.0);
-        check(n, answers)?;
-    }
-    Ok(out)
-}
-
-fn check(got: usize, want: usize) -> anyhow::Result<()> {
-    if got != want {
-        bail!("a run gave {got} agent answers instead of {want}");
-    }
-    Ok(())
+/// A workload on the in-memory store, keeping what `log` says.
+fn in_memory(doc: WorkflowDoc, log: MemoryLog) -> anyhow::Result<Bench> {
+    let store = MemoryStore::new().keep_events(log != MemoryLog::None);
+    Ok(Bench::new(
+        doc,
+        Arc::new(store),
+        log == MemoryLog::Checkpoints,
+    )?)
 }
 
 async fn w3(args: &BenchArgs) -> anyhow::Result<()> {
-    let b = Arc::new(Bench::in_memory(
-        chain_doc(10, "fake/slow50")?,
-        args.memory_log,
-    )?);
-    let t0 = Instant::now();
-    let handles: Vec<_> = (0..args.concurrency)
-        .map(|_| {
-            let b = b.clone();
-            tokio::spawn(async move {
-                let t = Instant::now();
-                let n = b.run_once().await?;
-                check(n, 10)?;
-                anyhow::Ok(t.elapsed().as_secs_f64() * 1000.0)
-            })
-        })
-        .collect();
-    let mut times = Vec::with_capacity(handles.len());
-    for h in handles {
-        times.push(h.await.context("a run's task")??);
-    }
-    let wall = t0.elapsed().as_secs_f64();
+    let b = Arc::new(in_memory(chain_doc(10, "fake/slow50")?, args.memory_log)?);
+    let (times, wall) = bench::concurrent(b, args.concurrency, 10).await?;
     report(
         &format!(
             "concurrent{}x10x50ms{}",
@@ -351,7 +139,7 @@ async fn w4(args: &BenchArgs, durability: Durability) -> anyhow::Result<()> {
     let dir = TempDir::new("w4")?;
     let store = SqliteStore::open(&dir.0.join("baton.db"), durability)?;
     let b = Bench::new(chain_doc(10, "fake/echo")?, Arc::new(store), true)?;
-    let t = timed(&b, args.runs, args.warmup, 10).await?;
+    let t = bench::timed(&b, args.runs, args.warmup, 10).await?;
     let name = match durability {
         Durability::Process => "chain10_sqlite",
         Durability::Power => "chain10_sqlite_full",
@@ -485,22 +273,13 @@ fn report(workload: &str, mut times_ms: Vec<f64>, wall_s: Option<f64>) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn fake_answer_is_the_peers() {
-        assert_eq!(fake_answer("step3"), "ok:step3");
-        assert_eq!(fake_answer("step99 and more"), "ok:step99 a");
-        assert_eq!(fake_answer(""), "ok:");
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn workloads_run_their_shapes() {
-        let b = Bench::in_memory(chain_doc(10, "fake/echo").unwrap(), MemoryLog::Events).unwrap();
-        assert_eq!(b.run_once().await.unwrap(), 10);
-        let b = Bench::in_memory(fanout_doc(8).unwrap(), MemoryLog::None).unwrap();
+    async fn sqlite_workload_runs_its_shape() {
+        let b = in_memory(fanout_doc(8).unwrap(), MemoryLog::None).unwrap();
         assert_eq!(b.run_once().await.unwrap(), 9);
         let dir = TempDir::new("test").unwrap();
         let store = SqliteStore::open(&dir.0.join("b.db"), Durability::Process).unwrap();
         let b = Bench::new(chain_doc(10, "fake/echo").unwrap(), Arc::new(store), true).unwrap();
-        assert_eq!(timed(&b, 3, 1, 10).await.unwrap().len(), 3);
+        assert_eq!(bench::timed(&b, 3, 1, 10).await.unwrap().len(), 3);
     }
 }

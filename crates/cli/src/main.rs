@@ -12,6 +12,11 @@ mod cmd_serve;
 mod progress;
 mod wiring;
 
+// mimalloc: the engine allocates small objects at every step; measured on `baton bench`,
+// chain10 went from 40 µs to 26 µs per run against glibc's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "baton",

@@ -3,9 +3,9 @@
 //! spawned task each), schedules retries, polls for control requests from other processes,
 //! and publishes events to a sink (CLI progress, later the API's streams).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use baton_llm::ModelResolver;
@@ -131,14 +131,82 @@ pub struct Executor {
     owner: String,
     http_allow: Vec<String>,
     checkpoints: bool,
+    /// Each agent's model, once resolved.
+    models: HashMap<String, OnceLock<ResolvedModel>>,
 }
 
 type Work = BoxFuture<'static, Input>;
 
+/// A model reference with the environment expanded, and the model it names.
+type ResolvedModel = (String, Arc<dyn baton_llm::ChatModel>);
+
+/// Progress reported by running steps, for the executor's loop. Allocates only when used (a
+/// channel would allocate a block per run up front: it counts at 10,000 runs at once).
+#[derive(Default)]
+struct ProgressQueue {
+    items: std::sync::Mutex<Vec<Input>>,
+    notify: tokio::sync::Notify,
+}
+
+impl ProgressQueue {
+    fn push(&self, input: Input) {
+        self.items
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(input);
+        self.notify.notify_one();
+    }
+
+    fn drain_into(&self, queue: &mut VecDeque<Input>) {
+        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        queue.extend(items.drain(..));
+    }
+}
+
+/// What the executor does once a logged event says so.
+enum Action {
+    /// Start the work of a step that started (agent or tool).
+    Launch(String),
+    /// Ask for another attempt after a delay.
+    RetryAfter(String, u64),
+    /// Stop a step's work.
+    Cancel(String),
+    /// Stop all work.
+    CancelAll,
+    /// A step ended: drop its cancellation handle.
+    Forget(String),
+}
+
+impl Action {
+    fn of(ev: &Event) -> Option<Action> {
+        Some(match ev {
+            Event::StepStarted { step, .. } => Action::Launch(step.clone()),
+            Event::StepFailed {
+                step,
+                retry_in_ms: Some(ms),
+                ..
+            } => Action::RetryAfter(step.clone(), *ms),
+            Event::StepCancelled { step } => Action::Cancel(step.clone()),
+            Event::RunCancelled => Action::CancelAll,
+            Event::StepSucceeded { step, .. } | Event::StepFailed { step, .. } => {
+                Action::Forget(step.clone())
+            }
+            _ => return None,
+        })
+    }
+}
+
 impl Executor {
     pub fn new(program: Arc<Program>, services: Services) -> Self {
         let http_allow = program.doc.policy.http_allow.clone();
+        let models = program
+            .doc
+            .agents
+            .keys()
+            .map(|k| (k.clone(), OnceLock::new()))
+            .collect();
         Self {
+            models,
             program,
             services,
             sink: None,
@@ -171,39 +239,55 @@ impl Executor {
 
     async fn drive_claimed(&self, st: &mut RunState, inputs: Vec<Input>) -> Result<(), Error> {
         let machine = Machine::new(&self.program);
+        let run_str = st.run_id.to_string();
+        let resumed = inputs
+            .iter()
+            .any(|i| matches!(i, Input::Start { resumed: true }));
         let mut queue: VecDeque<Input> = inputs.into();
         let mut work: FuturesUnordered<Work> = FuturesUnordered::new();
-        let mut tokens: HashMap<String, CancellationToken> = HashMap::new();
-        let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel::<Input>();
+        let mut tokens: BTreeMap<String, (u32, CancellationToken)> = BTreeMap::new();
+        let progress_tx = Arc::new(ProgressQueue::default());
+        let mut evs: Vec<Event> = Vec::new();
+        let mut actions: Vec<Action> = Vec::new();
 
         // Work that was running when the last process stopped runs again, same key.
         for (step, sr) in st.running_work() {
-            if let Some(fut) = self.launch(st, &step, &sr, &progress_tx, &mut tokens) {
+            if let Some(fut) = self.launch(st, &step, &sr, &run_str, &progress_tx, &mut tokens) {
                 work.push(fut);
             }
         }
         for step in st.retry_waits() {
             work.push(Box::pin(async move { Input::RetryDue { step } }));
         }
+        // A run taken back may have requests waiting; a new one cannot.
+        if resumed {
+            for c in self.services.store.take_controls(st.run_id).await? {
+                queue.push_back(control_input(c));
+            }
+        }
 
-        let mut poll = tokio::time::interval(CONTROL_POLL);
+        let mut poll =
+            tokio::time::interval_at(tokio::time::Instant::now() + CONTROL_POLL, CONTROL_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_renew = Instant::now();
         loop {
+            // Every input ready now is decided, then all their events go to the log in one
+            // write, and only then is anything acted on.
             while let Some(input) = queue.pop_front() {
-                let evs = match machine.handle(st, input) {
-                    Ok(evs) => evs,
-                    Err(refused) => {
-                        tracing::info!("input refused: {refused}");
-                        continue;
-                    }
-                };
-                if evs.is_empty() {
-                    continue;
+                let before = evs.len();
+                if let Err(refused) = machine.handle_into(st, input, &mut evs) {
+                    tracing::info!("input refused: {refused}");
                 }
-                self.commit(st, &evs).await?;
-                for ev in &evs {
-                    self.act(st, ev, &mut work, &mut tokens, &progress_tx);
+                for ev in &evs[before..] {
+                    if let Some(a) = Action::of(ev) {
+                        actions.push(a);
+                    }
+                }
+            }
+            if !evs.is_empty() {
+                self.commit(st, &mut evs).await?;
+                for a in actions.drain(..) {
+                    self.act(st, a, &run_str, &mut work, &mut tokens, &progress_tx);
                 }
             }
             if work.is_empty()
@@ -223,13 +307,16 @@ impl Executor {
             tokio::select! {
                 biased;
                 // Progress first: a step's progress is sent before its result.
-                Some(input) = progress_rx.recv() => queue.push_back(input),
+                () = progress_tx.notify.notified() => progress_tx.drain_into(&mut queue),
                 Some(input) = work.next() => {
                     // Progress sent while the result was produced goes first.
-                    while let Ok(p) = progress_rx.try_recv() {
-                        queue.push_back(p);
-                    }
+                    progress_tx.drain_into(&mut queue);
                     queue.push_back(input);
+                    // Other results already there join the same write.
+                    while let Some(Some(input)) = futures::FutureExt::now_or_never(work.next()) {
+                        progress_tx.drain_into(&mut queue);
+                        queue.push_back(input);
+                    }
                 }
                 _ = poll.tick() => {
                     for c in self.services.store.take_controls(st.run_id).await? {
@@ -244,21 +331,11 @@ impl Executor {
         }
     }
 
-    /// Appends events (with status, and a checkpoint when a step ended) in one write.
-    async fn commit(&self, st: &mut RunState, evs: &[Event]) -> Result<(), Error> {
+    /// Appends events (with status, and a checkpoint when a step ended) in one write; takes
+    /// the events out of `evs`.
+    async fn commit(&self, st: &mut RunState, evs: &mut Vec<Event>) -> Result<(), Error> {
         let now = baton_store::now_ms();
         let first = st.last_seq + 1;
-        let records: Vec<EventRecord> = evs
-            .iter()
-            .enumerate()
-            .map(|(i, e)| EventRecord {
-                run_id: st.run_id,
-                seq: first + i as u64,
-                at_ms: now,
-                event: e.clone(),
-            })
-            .collect();
-        st.last_seq += evs.len() as u64;
         let step_ended = evs.iter().any(|e| {
             matches!(
                 e,
@@ -269,11 +346,22 @@ impl Executor {
                     | Event::RunCancelled
             )
         });
+        st.last_seq += evs.len() as u64;
+        let records: Vec<EventRecord> = evs
+            .drain(..)
+            .enumerate()
+            .map(|(i, event)| EventRecord {
+                run_id: st.run_id,
+                seq: first + i as u64,
+                at_ms: now,
+                event,
+            })
+            .collect();
         let checkpoint = (self.checkpoints && step_ended).then(|| Checkpoint {
             seq: st.last_seq,
             state: serde_json::to_value(&*st).unwrap_or(Value::Null),
         });
-        // Copies for the sink only when there is one: this runs once per step.
+        // Copies for the sink only when there is one.
         let published = self.sink.as_ref().map(|_| records.clone());
         let batch = Batch {
             events: records,
@@ -297,44 +385,41 @@ impl Executor {
     fn act(
         &self,
         st: &RunState,
-        ev: &Event,
+        action: Action,
+        run_str: &str,
         work: &mut FuturesUnordered<Work>,
-        tokens: &mut HashMap<String, CancellationToken>,
-        progress: &tokio::sync::mpsc::UnboundedSender<Input>,
+        tokens: &mut BTreeMap<String, (u32, CancellationToken)>,
+        progress: &Arc<ProgressQueue>,
     ) {
-        match ev {
-            Event::StepStarted { step, .. } => {
-                if let Some(sr) = st.steps.get(step)
-                    && let Some(fut) = self.launch(st, step, sr, progress, tokens)
+        match action {
+            Action::Launch(step) => {
+                // Once per attempt, for the attempt running now.
+                if let Some(sr) = st.steps.get(&step)
+                    && tokens.get(&step).is_none_or(|(a, _)| *a != sr.attempt)
+                    && let Some(fut) = self.launch(st, &step, sr, run_str, progress, tokens)
                 {
                     work.push(fut);
                 }
             }
-            Event::StepFailed {
-                step,
-                retry_in_ms: Some(ms),
-                ..
-            } => {
-                let (step, ms) = (step.clone(), *ms);
+            Action::RetryAfter(step, ms) => {
                 work.push(Box::pin(async move {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     Input::RetryDue { step }
                 }));
             }
-            Event::StepCancelled { step } => {
-                if let Some(t) = tokens.remove(step) {
+            Action::Cancel(step) => {
+                if let Some((_, t)) = tokens.remove(&step) {
                     t.cancel();
                 }
             }
-            Event::RunCancelled => {
-                for (_, t) in tokens.drain() {
+            Action::CancelAll => {
+                for (_, (_, t)) in std::mem::take(tokens) {
                     t.cancel();
                 }
             }
-            Event::StepSucceeded { step, .. } | Event::StepFailed { step, .. } => {
-                tokens.remove(step);
+            Action::Forget(step) => {
+                tokens.remove(&step);
             }
-            _ => {}
         }
     }
 
@@ -344,18 +429,19 @@ impl Executor {
         st: &RunState,
         step: &str,
         sr: &crate::machine::StepRun,
-        progress: &tokio::sync::mpsc::UnboundedSender<Input>,
-        tokens: &mut HashMap<String, CancellationToken>,
+        run_str: &str,
+        progress: &Arc<ProgressQueue>,
+        tokens: &mut BTreeMap<String, (u32, CancellationToken)>,
     ) -> Option<Work> {
         let p = &self.program;
         let node = p.node(sr.node);
         let attempt = sr.attempt;
         let step_s = step.to_string();
         let cancel = CancellationToken::new();
-        tokens.insert(step_s.clone(), cancel.clone());
+        tokens.insert(step_s.clone(), (attempt, cancel.clone()));
         let tool_ctx = ToolContext {
             idempotency_key: sr.key.clone(),
-            run_id: st.run_id.to_string(),
+            run_id: run_str.to_string(),
             step: step_s.clone(),
             http_allow: self.http_allow.clone(),
             cancel: cancel.clone(),
@@ -404,7 +490,7 @@ impl Executor {
                         Err(e) => return (Err(e), Usage::default()),
                     };
                     agent::run(job, move |pr| {
-                        let _ = tx.send(Input::Progress {
+                        tx.push(Input::Progress {
                             step: step_p.clone(),
                             progress: pr,
                         });
@@ -446,6 +532,34 @@ impl Executor {
         }))
     }
 
+    /// The model of `agent` (its reference with the environment expanded, resolved), resolved
+    /// once per executor; a failure is not kept, so the next attempt tries again.
+    fn model_of(
+        &self,
+        agent: &str,
+        model: &str,
+    ) -> Result<ResolvedModel, StepError> {
+        if let Some(cell) = self.models.get(agent)
+            && let Some(m) = cell.get()
+        {
+            return Ok(m.clone());
+        }
+        let model_ref = crate::load::expand_env(model)
+            .map_err(|e| StepError::fatal(StepErrorKind::Model, format!("model {model}: {e}")))?;
+        let resolved = self
+            .services
+            .models
+            .resolve(&model_ref, &self.program.base_dir)
+            .map_err(|e| {
+                StepError::fatal(StepErrorKind::Model, format!("model {model_ref}: {e}"))
+            })?;
+        let m = (model_ref, resolved);
+        if let Some(cell) = self.models.get(agent) {
+            let _ = cell.set(m.clone());
+        }
+        Ok(m)
+    }
+
     fn agent_job(
         &self,
         st: &RunState,
@@ -482,16 +596,7 @@ impl Executor {
                 c,
             )?);
         }
-        let model_ref = crate::load::expand_env(&spec.model).map_err(|e| {
-            StepError::fatal(StepErrorKind::Model, format!("model {}: {e}", spec.model))
-        })?;
-        let model = self
-            .services
-            .models
-            .resolve(&model_ref, &p.base_dir)
-            .map_err(|e| {
-                StepError::fatal(StepErrorKind::Model, format!("model {model_ref}: {e}"))
-            })?;
+        let (model_ref, model) = self.model_of(agent, &spec.model)?;
         Ok(AgentJob {
             model_ref,
             model,

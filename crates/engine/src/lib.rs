@@ -2,6 +2,7 @@
 //! executor that carries out its actions.
 
 pub mod agent;
+pub mod bench;
 pub mod context;
 pub mod executor;
 pub mod inputs;

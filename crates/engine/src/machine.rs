@@ -47,7 +47,8 @@ pub enum Phase {
     /// A human answered; the step ends on the next `handle`.
     Answered {
         approved: bool,
-        value: Value,
+        /// Boxed: every step run carries a `Phase`, and few are answers.
+        value: Box<Value>,
         comment: Option<String>,
     },
 }
@@ -97,7 +98,7 @@ pub struct FanFrame {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "frame", rename_all = "snake_case")]
-#[allow(clippy::large_enum_variant)] // frames live in a map; boxing would cost a pointer chase per step
+#[allow(clippy::large_enum_variant)] // boxed as a whole in `RunState::frames`
 pub enum Frame {
     Seq(SeqFrame),
     Fan(FanFrame),
@@ -114,7 +115,8 @@ pub struct RunState {
     pub outputs: BTreeMap<String, Value>,
     pub errors: BTreeMap<String, String>,
     pub visits: BTreeMap<String, u32>,
-    pub frames: BTreeMap<FrameId, Frame>,
+    /// Boxed: a map node holds eleven entries, allocated in full even for one frame.
+    pub frames: BTreeMap<FrameId, Box<Frame>>,
     pub next_frame: FrameId,
     /// Active step instances.
     pub steps: BTreeMap<String, StepRun>,
@@ -227,21 +229,21 @@ impl RunState {
     }
 
     pub fn seq(&self, f: FrameId) -> Option<&SeqFrame> {
-        match self.frames.get(&f) {
+        match self.frames.get(&f).map(Box::as_ref) {
             Some(Frame::Seq(s)) => Some(s),
             _ => None,
         }
     }
 
     fn seq_mut(&mut self, f: FrameId) -> Option<&mut SeqFrame> {
-        match self.frames.get_mut(&f) {
+        match self.frames.get_mut(&f).map(Box::as_mut) {
             Some(Frame::Seq(s)) => Some(s),
             _ => None,
         }
     }
 
     fn fan_mut(&mut self, f: FrameId) -> Option<&mut FanFrame> {
-        match self.frames.get_mut(&f) {
+        match self.frames.get_mut(&f).map(Box::as_mut) {
             Some(Frame::Fan(s)) => Some(s),
             _ => None,
         }
@@ -256,7 +258,7 @@ impl RunState {
         let mut out = Vec::new();
         let mut cur = Some(f);
         while let Some(id) = cur {
-            match self.frames.get(&id) {
+            match self.frames.get(&id).map(Box::as_ref) {
                 Some(Frame::Seq(s)) => {
                     if let Some(b) = &s.binding {
                         out.push(b.clone());
@@ -293,7 +295,7 @@ impl RunState {
         };
         self.frames.insert(
             id,
-            Frame::Seq(SeqFrame {
+            Box::new(Frame::Seq(SeqFrame {
                 scope,
                 fan,
                 suffix,
@@ -303,7 +305,7 @@ impl RunState {
                 started: false,
                 last: Value::Null,
                 outcome: None,
-            }),
+            })),
         );
         if let Some(o) = outcome {
             self.finish_seq(id, o);
@@ -331,7 +333,7 @@ impl RunState {
         let mut stack = vec![f];
         while let Some(id) = stack.pop() {
             if let Some(fr) = self.frames.remove(&id) {
-                match fr {
+                match *fr {
                     Frame::Fan(fan) => stack.extend(fan.children),
                     Frame::Seq(s) => {
                         if let Some(cur) = &s.current
@@ -344,7 +346,7 @@ impl RunState {
                         let hosted: Vec<FrameId> = self
                             .frames
                             .iter()
-                            .filter(|(_, fr)| matches!(fr, Frame::Fan(x) if x.host == id))
+                            .filter(|(_, fr)| matches!(fr.as_ref(), Frame::Fan(x) if x.host == id))
                             .map(|(k, _)| *k)
                             .collect();
                         stack.extend(hosted);
@@ -356,7 +358,7 @@ impl RunState {
     }
 
     fn fan_of_step(&self, step: &str) -> Option<FrameId> {
-        self.frames.iter().find_map(|(id, f)| match f {
+        self.frames.iter().find_map(|(id, f)| match f.as_ref() {
             Frame::Fan(x) if x.step == step => Some(*id),
             _ => None,
         })
@@ -621,7 +623,7 @@ impl<'p> Machine<'p> {
                 if let Some(sr) = st.steps.get_mut(step) {
                     sr.phase = Phase::Answered {
                         approved: *approved,
-                        value: value.clone(),
+                        value: Box::new(value.clone()),
                         comment: comment.clone(),
                     };
                 }
@@ -679,7 +681,7 @@ impl<'p> Machine<'p> {
         };
         st.frames.insert(
             id,
-            Frame::Fan(FanFrame {
+            Box::new(Frame::Fan(FanFrame {
                 kind,
                 step: step.to_string(),
                 host,
@@ -688,7 +690,7 @@ impl<'p> Machine<'p> {
                 finished: Vec::new(),
                 strategy,
                 max_concurrency,
-            }),
+            })),
         );
         id
     }
@@ -741,14 +743,25 @@ impl<'p> Machine<'p> {
     /// Takes an input and returns the events it leads to (already applied to `st`).
     pub fn handle(&self, st: &mut RunState, input: Input) -> Result<Vec<Event>, Refused> {
         let mut out = Vec::new();
+        self.handle_into(st, input, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Machine::handle`], appending the events to `out` (left as it was when refused).
+    pub fn handle_into(
+        &self,
+        st: &mut RunState,
+        input: Input,
+        out: &mut Vec<Event>,
+    ) -> Result<(), Refused> {
         if st.status.is_terminal() {
             return match input {
-                Input::Done { .. } | Input::Progress { .. } | Input::RetryDue { .. } => Ok(out),
+                Input::Done { .. } | Input::Progress { .. } | Input::RetryDue { .. } => Ok(()),
                 _ => Err(Refused::Terminal(st.status)),
             };
         }
         match input {
-            Input::Start { resumed } => self.emit(st, &mut out, Event::RunStarted { resumed }),
+            Input::Start { resumed } => self.emit(st, out, Event::RunStarted { resumed }),
             Input::Done {
                 step,
                 attempt,
@@ -761,7 +774,7 @@ impl<'p> Machine<'p> {
                     .get(&step)
                     .is_some_and(|s| s.attempt == attempt && s.phase == Phase::Running);
                 if !current {
-                    return Ok(out); // a late result of a cancelled or superseded attempt
+                    return Ok(()); // a late result of a cancelled or superseded attempt
                 }
                 match result {
                     Ok(output) => {
@@ -775,20 +788,20 @@ impl<'p> Machine<'p> {
                             },
                             Err(e) => self.failure(st, &step, attempt, e, usage, duration_ms),
                         };
-                        self.emit(st, &mut out, ev);
+                        self.emit(st, out, ev);
                     }
                     Err(e) => {
                         let ev = self.failure(st, &step, attempt, e, usage, duration_ms);
-                        self.emit(st, &mut out, ev);
+                        self.emit(st, out, ev);
                     }
                 }
             }
             Input::Progress { step, progress } => {
                 // Progress decides nothing: log it (while the step is active) and stop here.
                 if st.steps.contains_key(&step) {
-                    self.emit(st, &mut out, Event::StepProgress { step, progress });
+                    self.emit(st, out, Event::StepProgress { step, progress });
                 }
-                return Ok(out);
+                return Ok(());
             }
             Input::RetryDue { step } => {
                 if let Some(sr) = st.steps.get(&step).filter(|s| s.phase == Phase::RetryWait) {
@@ -797,7 +810,7 @@ impl<'p> Machine<'p> {
                     let key = idempotency_key(st.run_id, &step, visit, attempt);
                     self.emit(
                         st,
-                        &mut out,
+                        out,
                         Event::StepStarted {
                             step,
                             attempt,
@@ -823,7 +836,7 @@ impl<'p> Machine<'p> {
                 }
                 self.emit(
                     st,
-                    &mut out,
+                    out,
                     Event::HumanResponded {
                         step,
                         approved,
@@ -837,7 +850,7 @@ impl<'p> Machine<'p> {
                 if st.pause.is_none() {
                     self.emit(
                         st,
-                        &mut out,
+                        out,
                         Event::Paused {
                             pause: PauseReason::User,
                         },
@@ -848,16 +861,16 @@ impl<'p> Machine<'p> {
                 if st.pause.is_none() && stepping == st.stepping {
                     return Err(Refused::NotPaused);
                 }
-                self.emit(st, &mut out, Event::Resumed { stepping });
+                self.emit(st, out, Event::Resumed { stepping });
             }
             Input::Cancel => {
                 if !st.cancelling {
-                    self.emit(st, &mut out, Event::CancelRequested);
+                    self.emit(st, out, Event::CancelRequested);
                 }
             }
         }
-        self.advance(st, &mut out);
-        Ok(out)
+        self.advance(st, out);
+        Ok(())
     }
 
     /// The event for a failed attempt: a retry, a recovery through `on_error`, or a failure.
@@ -956,7 +969,7 @@ impl<'p> Machine<'p> {
                 self.emit(st, out, Event::RunCancelled);
                 return;
             }
-            if let Some(Frame::Seq(root)) = st.frames.get(&0)
+            if let Some(Frame::Seq(root)) = st.frames.get(&0).map(Box::as_ref)
                 && let Some(outcome) = root.outcome.clone()
             {
                 let ev = match outcome {
@@ -1039,15 +1052,10 @@ impl<'p> Machine<'p> {
     fn decide(&self, st: &RunState) -> Option<Event> {
         let p = self.program;
         // 1. Fans whose join is decided.
-        let fans: Vec<(FrameId, FanFrame)> = st
-            .frames
-            .iter()
-            .filter_map(|(id, f)| match f {
-                Frame::Fan(x) => Some((*id, x.clone())),
-                _ => None,
-            })
-            .collect();
-        for (fid, fan) in fans {
+        for (&fid, f) in &st.frames {
+            let Frame::Fan(fan) = f.as_ref() else {
+                continue;
+            };
             if !st
                 .steps
                 .get(&fan.step)
@@ -1055,7 +1063,7 @@ impl<'p> Machine<'p> {
             {
                 continue;
             }
-            let Some(outcome) = join(&fan, p) else {
+            let Some(outcome) = join(fan, p) else {
                 continue;
             };
             // Stop branches still running before the fan's step ends.
@@ -1066,7 +1074,7 @@ impl<'p> Machine<'p> {
             return Some(match outcome {
                 Ok(v) => match self.successor(st, &fan.step) {
                     Ok(next) => Event::StepSucceeded {
-                        step: fan.step,
+                        step: fan.step.clone(),
                         output: v,
                         next,
                         duration_ms: 0,
@@ -1148,16 +1156,22 @@ impl<'p> Machine<'p> {
         if st.pause.is_some() {
             return None;
         }
-        let ready: Vec<(String, FrameId)> = st.ready.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        for (step, frame) in ready {
+        for (step, &frame) in &st.ready {
             if !self.may_start(st, frame) {
                 continue;
             }
-            let id = context::split_path(&step).0;
-            let Some(node) = p.node_by_id(id) else {
+            let id = context::split_path(step).0;
+            // The sequence's cursor is the ready step's node.
+            let Some(node) = st
+                .seq(frame)
+                .and_then(|s| s.cursor)
+                .map(|c| p.node(c))
+                .filter(|n| n.id == id)
+                .or_else(|| p.node_by_id(id))
+            else {
                 continue;
             };
-            let visit = st.visits.get(&step).copied().unwrap_or(0) + 1;
+            let visit = st.visits.get(step).copied().unwrap_or(0) + 1;
             if let Some(max) = node.step.max_visits
                 && visit > max
             {
@@ -1168,17 +1182,17 @@ impl<'p> Machine<'p> {
                         ordinal(visit)
                     ),
                 );
-                return Some(self.failure(st, &step, 1, e, Usage::default(), 0));
+                return Some(self.failure(st, step, 1, e, Usage::default(), 0));
             }
             let breaks = st.stepping || st.breakpoints.contains(id);
             if breaks && st.released.as_deref() != Some(step.as_str()) {
                 return Some(Event::Paused {
-                    pause: PauseReason::Breakpoint { step },
+                    pause: PauseReason::Breakpoint { step: step.clone() },
                 });
             }
-            let key = idempotency_key(st.run_id, &step, visit, 1);
+            let key = idempotency_key(st.run_id, step, visit, 1);
             return Some(Event::StepStarted {
-                step,
+                step: step.clone(),
                 attempt: 1,
                 visit,
                 key,
@@ -1193,11 +1207,11 @@ impl<'p> Machine<'p> {
         let mut stack = vec![fid];
         while let Some(id) = stack.pop() {
             under.insert(id);
-            match st.frames.get(&id) {
+            match st.frames.get(&id).map(Box::as_ref) {
                 Some(Frame::Fan(f)) => stack.extend(f.children.iter().copied()),
                 Some(Frame::Seq(_)) => {
                     for (k, f) in &st.frames {
-                        if let Frame::Fan(x) = f
+                        if let Frame::Fan(x) = f.as_ref()
                             && x.host == id
                         {
                             stack.push(*k);
@@ -1222,7 +1236,7 @@ impl<'p> Machine<'p> {
             return true;
         }
         let Some((fid, _)) = seq.fan else { return true };
-        let Some(Frame::Fan(fan)) = st.frames.get(&fid) else {
+        let Some(Frame::Fan(fan)) = st.frames.get(&fid).map(Box::as_ref) else {
             return true;
         };
         let Some(max) = fan.max_concurrency else {
@@ -1483,5 +1497,14 @@ fn ordinal(n: u32) -> String {
 
 /// The idempotency key of one attempt of one visit of a step instance.
 pub fn idempotency_key(run: RunId, step: &str, visit: u32, attempt: u32) -> String {
-    format!("{run}:{step}:{visit}:{attempt}")
+    // Written by hand: `format!` costs more than the rest of starting a step.
+    let mut key = String::with_capacity(32 + step.len() + 24);
+    run.write_to(&mut key);
+    key.push(':');
+    key.push_str(step);
+    key.push(':');
+    key.push_str(itoa::Buffer::new().format(visit));
+    key.push(':');
+    key.push_str(itoa::Buffer::new().format(attempt));
+    key
 }

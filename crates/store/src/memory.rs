@@ -120,6 +120,10 @@ impl RunStore for MemoryStore {
                 if batch.checkpoint.is_some() {
                     r.checkpoint = batch.checkpoint;
                 }
+                // A finished run's log no longer grows: give back the room kept for growth.
+                if rec.status.is_terminal() {
+                    r.events.shrink_to_fit();
+                }
             }
             Ok(())
         })

@@ -24,6 +24,12 @@ impl RunId {
     pub fn new() -> Self {
         Self(uuid::Uuid::now_v7())
     }
+
+    /// Appends the 32 hex digits to `out` (what `Display` writes, without a formatter).
+    pub fn write_to(&self, out: &mut String) {
+        let mut buf = [0u8; uuid::fmt::Simple::LENGTH];
+        out.push_str(self.0.simple().encode_lower(&mut buf));
+    }
 }
 
 impl Default for RunId {
@@ -43,7 +49,8 @@ impl schemars::JsonSchema for RunId {
 
 impl fmt::Display for RunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.simple().fmt(f)
+        let mut buf = [0u8; uuid::fmt::Simple::LENGTH];
+        f.pad(self.0.simple().encode_lower(&mut buf))
     }
 }
 
