@@ -4,7 +4,9 @@
 LLM_LOCAL_MODELS_DIR ?= $(or $(BATON_MODELS_DIR),$(if $(BATON_HOME),$(BATON_HOME)/models,$(or $(XDG_DATA_HOME),$(HOME)/.local/share)/baton/models))
 SMOLLM2_GGUF := $(LLM_LOCAL_MODELS_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf
 LLAMA_BENCH_DIR ?= $(HOME)/.cache/baton/llama-bench
-LLM_LOCAL_THREADS ?= 2
+# 1 by default: the shared 2-core machines this runs on are rarely idle, and with more threads
+# than free cores both sides collapse and the ratio says nothing (docs/local-model.md).
+LLM_LOCAL_THREADS ?= 1
 # The same instruction sets as the crate's build of llama.cpp (GGML_NATIVE off: AVX2, FMA, F16C,
 # BMI2), so the comparison measures Baton, not compiler flags.
 LLAMA_BENCH_CMAKE_FLAGS ?= -DGGML_NATIVE=OFF
@@ -32,26 +34,32 @@ model:
 	  sh crates/llm-local/scripts/fetch-model.sh "$(LLM_LOCAL_MODELS_DIR)"; \
 	fi
 
-# The reference is built with cmake outside the repository from the llama.cpp sources that
-# llama-cpp-sys-2 vendors (the same sources Baton links). Those sources ship without
-# tools/llama-bench/*.cpp, so crates/llm-local/bench/llama_raw_bench.cpp repeats llama-bench's
-# pp/tg method (random tokens, warm-up, 5 repetitions, no sampling) and prints its JSON.
+# The reference is llama.cpp's own llama-bench, built with cmake outside the repository
+# ($(LLAMA_BENCH_DIR)) against the llama.cpp sources that llama-cpp-sys-2 vendors (the same llama,
+# ggml and common sources Baton links, the same instruction sets and OpenMP). Those sources ship
+# tools/llama-bench/ without its .cpp: crates/llm-local/bench/llama-bench.sh takes it from the
+# PyPI sdist of llama-cpp-python (pip download, sha256 checked), the closest published llama.cpp
+# release. llama-bench runs right before and right after Baton's bench, in the same make run, and
+# the ratio is to the mean of its two runs, so that both sides see the same load.
 llm-local-bench: llm-local-deps model
 	@set -e; \
 	ver=$$(awk '/^name = "llama-cpp-sys-2"$$/ { getline; gsub(/"/, "", $$3); print $$3 }' Cargo.lock); \
 	cargo fetch -q; \
 	src=$$(ls -d $${CARGO_HOME:-$$HOME/.cargo}/registry/src/*/llama-cpp-sys-2-$$ver/llama.cpp | head -n 1); \
 	[ -d "$$src" ] || { echo "llm-local-bench: llama.cpp sources of llama-cpp-sys-2 $$ver not found"; exit 1; }; \
-	build="$(LLAMA_BENCH_DIR)/build-$$ver"; \
-	if [ ! -x "$$build/llama-raw-bench" ]; then \
-	  echo "llm-local-bench: building the llama.cpp reference from $$src"; \
-	  cmake -S crates/llm-local/bench -B "$$build" -DLLAMA_SRC="$$src" -DCMAKE_BUILD_TYPE=Release \
-	    -DBUILD_SHARED_LIBS=OFF $(LLAMA_BENCH_CMAKE_FLAGS) >/dev/null; \
-	  cmake --build "$$build" --target llama-raw-bench -j "$$(nproc)" >/dev/null; \
-	fi; \
-	"$$build/llama-raw-bench" "$(SMOLLM2_GGUF)" $(LLM_LOCAL_THREADS) 512 128 > "$(LLAMA_BENCH_DIR)/llama-bench.json"; \
-	BATON_MODELS_DIR="$(LLM_LOCAL_MODELS_DIR)" cargo run -q --release -p baton-llm-local --example bench -- \
-	  --threads $(LLM_LOCAL_THREADS) --llama-bench-json "$(LLAMA_BENCH_DIR)/llama-bench.json"
+	mkdir -p "$(LLAMA_BENCH_DIR)"; \
+	bin=$$(sh crates/llm-local/bench/llama-bench.sh "$(LLAMA_BENCH_DIR)" "$$src" $(LLAMA_BENCH_CMAKE_FLAGS)); \
+	cargo build -q --release -p baton-llm-local --example bench; \
+	lb() { echo "llm-local-bench: llama-bench, load average $$(cut -d' ' -f1-3 /proc/loadavg)"; \
+	  "$$bin" -m "$(SMOLLM2_GGUF)" -p 512 -n 128 -t $(LLM_LOCAL_THREADS) -o json > "$$1"; }; \
+	ours="$${CARGO_TARGET_DIR:-target}/release/examples/bench"; \
+	lb "$(LLAMA_BENCH_DIR)/llama-bench-before.json"; \
+	BATON_MODELS_DIR="$(LLM_LOCAL_MODELS_DIR)" "$$ours" --threads $(LLM_LOCAL_THREADS) \
+	  --save "$(LLAMA_BENCH_DIR)/baton-bench.json"; \
+	lb "$(LLAMA_BENCH_DIR)/llama-bench-after.json"; \
+	"$$ours" --threads $(LLM_LOCAL_THREADS) --saved "$(LLAMA_BENCH_DIR)/baton-bench.json" \
+	  --llama-bench-json "$(LLAMA_BENCH_DIR)/llama-bench-before.json" \
+	  --llama-bench-json "$(LLAMA_BENCH_DIR)/llama-bench-after.json"
 
 TEST_DEPS += llm-local-deps model
 RUN_DEPS += llm-local-deps model

@@ -1,8 +1,14 @@
 //! `make llm-local-bench`: Baton's local inference against llama.cpp's own `llama-bench` on the
 //! same model, threads and sizes.
 //!
-//! cargo run --release -p baton-llm-local --example bench -- [--threads N] [--model FILE]
-//!     [--llama-bench-json FILE]
+//! cargo run --release -p baton-llm-local --example bench -- [--threads N [--auto-threads]] [--model FILE]
+//!     [--llama-bench-json FILE]... [--save FILE | --saved FILE]
+//!
+//! Each `--llama-bench-json` is the output of `llama-bench -p 512 -n 128 -o json`; with two (one
+//! run before this bench, one after, as `make llm-local-bench` does) the reference is their mean,
+//! so that a change of the machine's load during the run weighs on both sides alike.
+//! `--save FILE` keeps this bench's pp and tg; `--saved FILE` compares those instead of measuring
+//! again (make measures between the two llama-bench runs, then compares).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -16,7 +22,7 @@ use serde_json::Value;
 
 const PP: usize = 512;
 const TG: u32 = 128;
-const REPS: usize = 3;
+const REPS: usize = 5;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -26,19 +32,112 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let mut threads = 2u32;
+    let mut auto = false;
     let mut model_path: Option<PathBuf> = None;
-    let mut reference: Option<PathBuf> = None;
+    let mut references: Vec<PathBuf> = Vec::new();
+    let mut save: Option<PathBuf> = None;
+    let mut saved: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--threads" => threads = args.next().context("--threads N")?.parse()?,
+            "--auto-threads" => auto = true,
             "--model" => model_path = Some(args.next().context("--model FILE")?.into()),
             "--llama-bench-json" => {
-                reference = Some(args.next().context("--llama-bench-json FILE")?.into())
+                references.push(args.next().context("--llama-bench-json FILE")?.into())
             }
+            "--save" => save = Some(args.next().context("--save FILE")?.into()),
+            "--saved" => saved = Some(args.next().context("--saved FILE")?.into()),
             other => bail!("unknown argument {other}"),
         }
     }
+    let (pp, tg) = match &saved {
+        Some(file) => {
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(file)?)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            if v["threads"].as_u64() != Some(u64::from(threads)) {
+                bail!("{} was measured with other threads", file.display());
+            }
+            (
+                v["pp"].as_f64().context("no pp")?,
+                v["tg"].as_f64().context("no tg")?,
+            )
+        }
+        None => measure(threads, auto, model_path).await?,
+    };
+    if let Some(file) = &save {
+        let v = serde_json::json!({ "threads": threads, "pp": pp, "tg": tg });
+        std::fs::write(file, v.to_string())?;
+    }
+
+    if !references.is_empty() {
+        let threads_n = threads;
+        // (test, ours in tokens/s, n_prompt, n_gen, llama-bench's (avg, stddev, threads) per run)
+        let mut rows = vec![(format!("pp{PP}"), pp, PP as u64, 0, Vec::new())];
+        rows.push((format!("tg{TG}"), tg, 0, u64::from(TG), Vec::new()));
+        for file in &references {
+            let json: Value = serde_json::from_str(&std::fs::read_to_string(file)?)
+                .with_context(|| format!("cannot read llama-bench output {}", file.display()))?;
+            for (name, _, n_prompt, n_gen, runs) in &mut rows {
+                let r = json
+                    .as_array()
+                    .and_then(|a| {
+                        a.iter().find(|r| {
+                            r["n_prompt"].as_u64() == Some(*n_prompt)
+                                && r["n_gen"].as_u64() == Some(*n_gen)
+                        })
+                    })
+                    .with_context(|| format!("no {name} row in {}", file.display()))?;
+                let avg = r["avg_ts"]
+                    .as_f64()
+                    .context("llama-bench row without avg_ts")?;
+                let sd = r["stddev_ts"].as_f64().unwrap_or(0.0);
+                let threads = r["n_threads"].as_u64().unwrap_or(0);
+                if threads != u64::from(threads_n) {
+                    bail!(
+                        "{} ran llama-bench with {threads} threads, this bench {threads_n}",
+                        file.display()
+                    );
+                }
+                runs.push((avg, sd, threads));
+            }
+        }
+        println!();
+        println!(
+            "| test | baton tokens/s | llama-bench tokens/s (each run) | ratio to their mean |"
+        );
+        println!("|---|---|---|---|");
+        for (name, ours, _, _, runs) in rows {
+            let mean = runs.iter().map(|r| r.0).sum::<f64>() / runs.len() as f64;
+            let each = runs
+                .iter()
+                .map(|(avg, sd, _)| format!("{avg:.1} ± {sd:.1}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            println!(
+                "| {name} | {ours:.1} | {each} | {:.0} % |",
+                100.0 * ours / mean
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Measures and prints Baton's figures; returns pp and tg in tokens/s.
+/// With `auto`, each generation takes `threads::for_now(threads)`, as the provider does.
+async fn measure(threads: u32, auto: bool, model_path: Option<PathBuf>) -> Result<(f64, f64)> {
+    let picked = std::sync::Mutex::new(Vec::new());
+    let threads_now = || {
+        let n = if auto {
+            baton_llm_local::threads::for_now(threads)
+        } else {
+            threads
+        };
+        if let Ok(mut p) = picked.lock() {
+            p.push(n);
+        }
+        n as i32
+    };
     let cfg = LocalConfig {
         threads,
         ..LocalConfig::default()
@@ -49,6 +148,7 @@ async fn main() -> Result<()> {
     };
     let model = LocalProvider::new(cfg.clone()).local_model(&name, Path::new("."))?;
 
+    let load_before = loadavg();
     let t = Instant::now();
     let loaded = model.loaded().await?;
     let load_wall = t.elapsed();
@@ -57,7 +157,7 @@ async fn main() -> Result<()> {
         max_tokens,
         temperature,
         seed: 42,
-        threads: threads as i32,
+        threads: threads_now(),
         context_size: 4096,
         grammar: None,
         ignore_eos,
@@ -72,12 +172,15 @@ async fn main() -> Result<()> {
     }
     tokens.truncate(PP);
     let mut pp = Vec::new();
+    let mut setup = Vec::new();
     for _ in 0..=REPS {
         let stats = engine::generate(&loaded, &tokens, &params(1, 0.0, true), &mut |_| true)?;
-        pp.push(PP as f64 / stats.prompt_time.as_secs_f64());
+        pp.push(PP as f64 / stats.prompt_eval_time.as_secs_f64());
+        setup.push(ms(stats.prompt_time - stats.prompt_eval_time));
     }
     pp.remove(0); // warm-up
-    let pp = median(pp);
+    setup.remove(0);
+    let (pp, setup) = (median(pp), median(setup));
 
     // Generation: TG tokens after a one-token prompt, as llama-bench's tg128 (which does no
     // sampling: greedy is the closest; the sampling chain of chat is reported beside it).
@@ -114,46 +217,41 @@ async fn main() -> Result<()> {
     let ttft = median(ttft);
 
     println!("model: {}", loaded.path.display());
-    println!("threads: {threads}");
+    let picked = picked.into_inner().unwrap_or_default();
+    if auto {
+        let two = picked.iter().filter(|&&n| n >= 2).count();
+        println!(
+            "threads: at most {threads}, chosen per generation: {} of {} with {threads}, the others fewer",
+            two,
+            picked.len()
+        );
+    } else {
+        println!("threads: {threads}");
+    }
+    println!(
+        "load average (1, 5, 15 min): {load_before} before, {} after",
+        loadavg()
+    );
     println!(
         "load time: {:.1} ms (llama.cpp load {:.1} ms)",
         ms(load_wall),
         ms(loaded.load_time)
     );
     println!("time to first token: {ttft:.1} ms (median of 5, chat prompt)");
-    println!("prompt processing pp{PP}: {pp:.1} tokens/s");
+    println!(
+        "prompt processing pp{PP}: {pp:.1} tokens/s (evaluation; creating the context before it: {setup:.1} ms)"
+    );
     println!(
         "generation tg{TG}: {tg:.1} tokens/s greedy, {tg_sampled:.1} tokens/s with chat sampling"
     );
+    Ok((pp, tg))
+}
 
-    if let Some(file) = reference {
-        let json: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)
-            .with_context(|| format!("cannot read llama-bench output {}", file.display()))?;
-        let pick = |n_prompt: u64, n_gen: u64| {
-            json.as_array()
-                .and_then(|a| {
-                    a.iter().find(|r| {
-                        r["n_prompt"].as_u64() == Some(n_prompt)
-                            && r["n_gen"].as_u64() == Some(n_gen)
-                    })
-                })
-                .and_then(|r| r["avg_ts"].as_f64())
-        };
-        let ref_pp = pick(PP as u64, 0).context("no pp512 row in the llama-bench output")?;
-        let ref_tg = pick(0, u64::from(TG)).context("no tg128 row in the llama-bench output")?;
-        println!();
-        println!("| test | baton tokens/s | llama.cpp tokens/s | ratio |");
-        println!("|---|---|---|---|");
-        println!(
-            "| pp{PP} | {pp:.1} | {ref_pp:.1} | {:.0} % |",
-            100.0 * pp / ref_pp
-        );
-        println!(
-            "| tg{TG} | {tg:.1} | {ref_tg:.1} | {:.0} % |",
-            100.0 * tg / ref_tg
-        );
-    }
-    Ok(())
+/// The first three fields of /proc/loadavg ("?" where it cannot be read).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 fn ms(d: Duration) -> f64 {

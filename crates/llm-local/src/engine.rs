@@ -219,8 +219,10 @@ pub struct GenStats {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
     pub finish: Finish,
-    /// From the call to the end of the prompt's evaluation.
+    /// From the call to the end of the prompt's evaluation (context creation included).
     pub prompt_time: Duration,
+    /// The prompt's evaluation alone (what llama-bench's pp tests time).
+    pub prompt_eval_time: Duration,
     /// From the call to the first generated piece.
     pub first_token: Option<Duration>,
     /// From the first generated token to the last.
@@ -387,8 +389,10 @@ pub fn generate(
             .add(*t, i as i32, &[0], i == last)
             .map_err(|e| Error::Inference(format!("cannot batch the prompt: {e}")))?;
     }
+    let eval_started = Instant::now();
     ctx.decode(&mut batch)
         .map_err(|e| Error::Inference(format!("cannot evaluate the prompt: {e}")))?;
+    let prompt_eval_time = eval_started.elapsed();
     let prompt_time = started.elapsed();
 
     let vocab = loaded.model.vocab();
@@ -436,6 +440,7 @@ pub fn generate(
         completion_tokens: generated,
         finish,
         prompt_time,
+        prompt_eval_time,
         first_token,
         gen_time: gen_started.map(|t| t.elapsed()).unwrap_or_default(),
     })

@@ -17,6 +17,7 @@ mod provider;
 pub mod catalog;
 pub mod engine;
 pub mod install;
+pub mod threads;
 
 use std::sync::Arc;
 

@@ -16,12 +16,16 @@ use crate::Error;
 use crate::catalog::{self, KnownModel};
 use crate::constrain::{self, Shape, ToolReply};
 use crate::engine::{self, Finish, GenParams, ModelCache};
+use crate::threads;
 
 /// Settings of the embedded model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LocalConfig {
-    /// Inference threads (the machines we target have 2 cores).
+    /// Inference threads at most (the machines we target have 2 cores). Each generation takes
+    /// fewer when fewer cores are free at its start (see `threads::for_now`): llama.cpp's threads
+    /// wait for each other after every operation, so one more thread than free cores costs far
+    /// more than it brings.
     pub threads: u32,
     /// Upper bound of the context window, in tokens (the model's own limit still applies).
     pub context_size: u32,
@@ -266,7 +270,8 @@ impl LocalModel {
                 .temperature
                 .unwrap_or(if constrained { 0.0 } else { 0.4 }),
             seed: seed(&self.cfg),
-            threads: i32::try_from(self.cfg.threads.max(1)).unwrap_or(2),
+            // The most; `run` lowers it to the cores free when generation starts.
+            threads: i32::try_from(self.cfg.threads.max(1)).unwrap_or(1),
             context_size: self.cfg.context_size,
             grammar,
             ignore_eos: false,
@@ -284,10 +289,13 @@ impl LocalModel {
 fn run(
     loaded: Arc<engine::Loaded>,
     tokens: Vec<llama_cpp_2::token::LlamaToken>,
-    params: GenParams,
+    mut params: GenParams,
     shape: Shape,
     tx: mpsc::Sender<Result<Chunk, baton_llm::Error>>,
 ) {
+    let most = u32::try_from(params.threads).unwrap_or(1);
+    params.threads = i32::try_from(threads::for_now(most)).unwrap_or(1);
+    tracing::debug!(threads = params.threads, most, "local generation threads");
     let mut whole = String::new();
     let stream_text = !matches!(shape, Shape::Tools { .. });
     let result = engine::generate(&loaded, &tokens, &params, &mut |piece| {
