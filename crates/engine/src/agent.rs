@@ -91,6 +91,7 @@ pub async fn run(
     let tools: Vec<_> = job
         .tools
         .iter()
+        .filter(|t| *t != baton_tools::sandbox_step::STEP_TOOL)
         .filter_map(|t| job.registry.get(t).map(|t| t.spec()))
         .collect();
     let response_format = job
@@ -202,7 +203,10 @@ pub async fn run(
 }
 
 async fn call_tool(job: &AgentJob, call: &ToolCall) -> (Value, bool) {
-    if !job.tools.iter().any(|t| t == &call.name) {
+    // `sandbox.step` takes its policy from its arguments: a model must never choose one.
+    if call.name == baton_tools::sandbox_step::STEP_TOOL
+        || !job.tools.iter().any(|t| t == &call.name)
+    {
         return (
             Value::String(format!(
                 "error: tool '{}' is not available to this agent",

@@ -2,11 +2,13 @@
 //! (the top-level sequence, each parallel branch, each `steps:` body), templates parsed once.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use baton_types::{END, JoinStrategy, OnError, Step, StepKind, WorkflowDoc};
+use baton_types::{
+    END, JoinStrategy, OnError, SandboxCommand, SandboxSpec, Scalar, Step, StepKind, WorkflowDoc,
+};
 use minijinja::Environment;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::template;
 
@@ -82,6 +84,68 @@ impl std::fmt::Debug for Program {
             .field("nodes", &self.nodes.len())
             .finish()
     }
+}
+
+/// The arguments of the `sandbox.step` call a sandbox step makes. Strings stay templates
+/// (rendered per attempt); `workdir` and `policy` are paths relative to the workflow's folder.
+fn sandbox_args(spec: &SandboxSpec, base_dir: &Path) -> Map<String, Value> {
+    let mut a = Map::new();
+    let command = match &spec.command {
+        SandboxCommand::Shell(s) => Value::String(s.clone()),
+        SandboxCommand::Argv(v) => Value::Array(v.iter().cloned().map(Value::String).collect()),
+    };
+    a.insert("command".into(), command);
+    let texts = |m: &indexmap::IndexMap<String, String>| -> Value {
+        Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect(),
+        )
+    };
+    if !spec.files.is_empty() {
+        a.insert("files".into(), texts(&spec.files));
+    }
+    if !spec.env.is_empty() {
+        a.insert("env".into(), texts(&spec.env));
+    }
+    if let Some(i) = &spec.stdin {
+        a.insert("stdin".into(), Value::String(i.clone()));
+    }
+    let path = |p: &str| Value::String(base_dir.join(p).display().to_string());
+    if let Some(w) = &spec.workdir {
+        a.insert("workdir".into(), path(w));
+    }
+    if let Some(f) = &spec.policy {
+        a.insert("policy_file".into(), path(f));
+    }
+    let mut policy = Map::new();
+    if let Some(t) = &spec.tier {
+        policy.insert("tier".into(), Value::String(t.clone()));
+    }
+    for (name, f) in [
+        ("cpu", &spec.cpu),
+        ("memory", &spec.memory),
+        ("pids", &spec.pids),
+        ("disk", &spec.disk),
+        ("time", &spec.time),
+        ("output", &spec.output),
+    ] {
+        match f {
+            Some(Scalar::Number(n)) => policy.insert(name.into(), Value::Number(n.clone())),
+            Some(Scalar::Text(t)) => policy.insert(name.into(), Value::String(t.clone())),
+            None => None,
+        };
+    }
+    if let Some(n) = &spec.net {
+        policy.insert("net".into(), Value::String(n.clone()));
+    }
+    if !policy.is_empty() {
+        a.insert("policy".into(), Value::Object(policy));
+    }
+    if let Some(f) = spec.allow_failure {
+        a.insert("allow_failure".into(), Value::Bool(f));
+    }
+    a
 }
 
 /// A compile failure: the document was not validated, or validation missed something.
@@ -191,6 +255,19 @@ impl Program {
         if self.by_id.insert(s.id.clone(), idx).is_some() {
             return Err(err(path, format!("duplicate step id '{}'", s.id)));
         }
+        // A sandbox step is a call of the `sandbox.step` tool with the step's settings as its
+        // arguments (the tool registry provides the sandbox; the engine names no backend).
+        let as_call;
+        let s = match &s.sandbox {
+            Some(spec) => {
+                as_call = Step {
+                    with: Some(sandbox_args(spec, &self.base_dir)),
+                    ..s.clone()
+                };
+                &as_call
+            }
+            None => s,
+        };
         let kind = match s.kind() {
             Some(StepKind::Agent) => {
                 let agent = s.agent.clone().unwrap_or_default();
@@ -218,6 +295,9 @@ impl Program {
             },
             Some(StepKind::Group) => NodeKind::Group { body: 0 },
             Some(StepKind::Human) => NodeKind::Human,
+            Some(StepKind::Sandbox) => NodeKind::Tool {
+                name: baton_tools::sandbox_step::STEP_TOOL.into(),
+            },
             None => {
                 return Err(err(
                     path,

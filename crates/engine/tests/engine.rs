@@ -21,6 +21,10 @@ struct Harness {
 }
 
 fn harness(yaml: &str) -> Harness {
+    harness_with(yaml, Registry::with_builtins())
+}
+
+fn harness_with(yaml: &str, tools: Registry) -> Harness {
     let v = baton_llm::scripted::yaml_to_json(yaml).unwrap();
     let doc: WorkflowDoc = serde_json::from_value(v).unwrap();
     let program = Arc::new(Program::compile(doc, std::env::temp_dir()).unwrap());
@@ -28,7 +32,7 @@ fn harness(yaml: &str) -> Harness {
     let services = Services {
         store: Arc::new(MemoryStore::new()),
         models: Arc::new(providers.clone()),
-        tools: Arc::new(Registry::with_builtins()),
+        tools: Arc::new(tools),
     };
     Harness {
         program,
@@ -691,4 +695,155 @@ steps:
     assert_eq!(running.len(), 1);
     assert_eq!(running[0].0, "b");
     assert_eq!(running[0].1.key, format!("{id}:b:1:1"));
+}
+
+/// A sandbox that exits with the code its request's `EXIT` variable names (0 without one) and
+/// counts its runs; `microvm` is unavailable. The real tiers run in baton-sandbox's and the
+/// CLI's tests.
+mod fake_sandbox {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use baton_tools::sandbox::{ExecOutput, ExecRequest, Policy, Sandbox, StopReason, Tier};
+
+    pub struct Fake {
+        policy: Policy,
+        runs: Arc<AtomicUsize>,
+        seen: Arc<Mutex<Vec<ExecRequest>>>,
+    }
+
+    #[async_trait]
+    impl Sandbox for Fake {
+        fn tier(&self) -> Tier {
+            self.policy.tier
+        }
+        fn policy(&self) -> &Policy {
+            &self.policy
+        }
+        async fn exec(&self, req: ExecRequest) -> Result<ExecOutput, baton_tools::sandbox::Error> {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            let code = req.env.get("EXIT").map(|e| e.parse().unwrap()).unwrap_or(0);
+            let stdout = req.files.values().cloned().collect::<Vec<_>>().join("|");
+            self.seen.lock().unwrap().push(req);
+            Ok(ExecOutput {
+                tier: self.policy.tier,
+                exit_code: Some(code),
+                signal: None,
+                stop_reason: StopReason::Exited,
+                limits_hit: vec![],
+                stdout,
+                stdout_truncated: false,
+                stderr: if code == 0 {
+                    String::new()
+                } else {
+                    "it broke".into()
+                },
+                stderr_truncated: false,
+                wall_time: Duration::from_millis(2),
+                cpu_time: Some(Duration::from_millis(1)),
+                peak_memory_bytes: Some(4096),
+                network: vec![],
+                enforced: vec![],
+            })
+        }
+    }
+
+    pub fn registry() -> (
+        baton_tools::Registry,
+        Arc<AtomicUsize>,
+        Arc<Mutex<Vec<ExecRequest>>>,
+    ) {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (r2, s2) = (runs.clone(), seen.clone());
+        let open = move |policy: Policy| -> Result<Arc<dyn Sandbox>, baton_tools::sandbox::Error> {
+            if policy.tier == Tier::Microvm {
+                return Err(baton_tools::sandbox::Error::TierUnavailable {
+                    tier: Tier::Microvm,
+                    reason: "no KVM in this test".into(),
+                });
+            }
+            Ok(Arc::new(Fake {
+                policy,
+                runs: r2.clone(),
+                seen: s2.clone(),
+            }))
+        };
+        let mut tools = baton_tools::Registry::with_builtins();
+        tools.register(Arc::new(
+            baton_tools::sandbox_step::SandboxStep::with_opener(Arc::new(open)),
+        ));
+        (tools, runs, seen)
+    }
+}
+
+#[tokio::test]
+async fn sandbox_steps_run_retry_recover_and_refuse_unavailable_tiers() {
+    let (tools, runs, seen) = fake_sandbox::registry();
+    let h = harness_with(
+        r#"
+version: 1
+name: sandboxed
+inputs: { n: { type: integer, default: 7 } }
+steps:
+  - id: gen
+    tool: echo
+    with: { code: "print({{ inputs.n }})" }
+  - id: flaky
+    sandbox: { command: "exit 3", env: { EXIT: "3" }, memory: 64M }
+    retry: { max: 1, backoff: 10ms }
+    on_error: continue
+  - id: after
+    tool: echo
+    with: { text: "{{ steps.flaky.error }}" }
+  - id: inspect
+    sandbox: { command: ["sh", "-c", "exit 5"], env: { EXIT: "5" }, allow_failure: true }
+  - id: ok
+    sandbox:
+      command: ["python3", "main.py", "{{ inputs.n }}"]
+      files: { main.py: "{{ steps.gen.output.code }}", data.json: "{{ {'n': inputs.n} }}" }
+      tier: gvisor
+      time: "{{ inputs.n }}s"
+  - id: micro
+    sandbox: { command: "true", tier: microvm }
+    retry: { max: 2, backoff: 10ms }
+"#,
+        tools,
+    );
+    let st = h.run(json!({})).await;
+    assert_eq!(st.status, RunStatus::Failed);
+    let evs = h.events(&st).await;
+    // A non-zero exit fails the attempt, is retried, then `on_error: continue` goes on.
+    assert_eq!(started(&evs, "flaky"), 2);
+    let err = st.errors.get("flaky").unwrap();
+    assert!(
+        err.starts_with(
+            "the sandboxed command exited with code 3 (tier process, 2 ms); stderr: it broke"
+        ),
+        "{err}"
+    );
+    let record = baton_tools::sandbox_step::result_in_error(err).unwrap();
+    assert_eq!(record["exit_code"], 3);
+    assert_eq!(record["policy"]["limits"]["memory_bytes"], 64 << 20);
+    assert_eq!(st.outputs["after"], json!(err));
+    // allow_failure: the step succeeds and its output says what happened.
+    assert_eq!(st.outputs["inspect"]["exit_code"], 5);
+    // Templated arguments and limits; the tier the step asked for.
+    let ok = &st.outputs["ok"];
+    assert_eq!(ok["tier"], "gvisor");
+    assert_eq!(ok["policy"]["limits"]["time"], "7s");
+    assert_eq!(ok["stdout"], json!("{\n  \"n\": 7\n}|print(7)"));
+    assert!(ok["scan"]["findings"].as_array().unwrap().is_empty());
+    assert_eq!(seen.lock().unwrap()[3].argv, ["python3", "main.py", "7"]);
+    // An unavailable tier fails the step at once (no retry) with the tier's reason.
+    assert_eq!(started(&evs, "micro"), 1);
+    let e = st.error.clone().unwrap();
+    assert!(
+        e.contains("sandbox tier 'microvm' is not available here: no KVM in this test"),
+        "{e}"
+    );
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 4);
+    h.check_replay(&st).await;
 }

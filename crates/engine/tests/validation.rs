@@ -39,7 +39,10 @@ impl baton_llm::ModelResolver for TestModels {
 }
 
 fn check(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
-    let tools = baton_tools::Registry::with_builtins();
+    // What the CLI registers: the built-ins and the tool `sandbox:` steps run (validation
+    // never opens a sandbox).
+    let mut tools = baton_tools::Registry::with_builtins();
+    tools.register(Arc::new(baton_tools::sandbox_step::SandboxStep::host()));
     let env = ValidationEnv {
         tools: &tools,
         models: Some(&TestModels),
@@ -130,6 +133,49 @@ fn valid_fixtures_round_trip_through_the_graph() {
         let again: Graph = serde_json::from_str(&serde_json::to_string(&graph).unwrap()).unwrap();
         assert_eq!(again.to_doc(), loaded.doc, "{}", path.display());
     }
+}
+
+#[test]
+fn sandbox_steps_need_the_step_tool() {
+    let tools = baton_tools::Registry::with_builtins();
+    let env = ValidationEnv {
+        tools: &tools,
+        models: Some(&TestModels),
+    };
+    let e =
+        load::load_and_validate(Path::new("tests/fixtures/valid/sandbox.yaml"), &env).unwrap_err();
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].message
+            .contains("sandbox steps need the `sandbox.step` tool"),
+        "{}",
+        e[0]
+    );
+    assert_eq!(e[0].path, "steps[1].sandbox");
+}
+
+#[test]
+fn sandbox_steps_compile_to_a_call_of_the_step_tool() {
+    let loaded = check(Path::new("tests/fixtures/valid/sandbox.yaml")).unwrap();
+    let p = baton_engine::Program::compile(loaded.doc, PathBuf::from("/flows")).unwrap();
+    let node = p.node_by_id("run").unwrap();
+    match &node.kind {
+        baton_engine::program::NodeKind::Tool { name } => assert_eq!(name, "sandbox.step"),
+        other => panic!("{other:?}"),
+    }
+    let with = serde_json::Value::Object(node.step.with.clone().unwrap());
+    assert_eq!(with["command"][2], "{{ inputs.n }}");
+    assert_eq!(with["files"]["lib/util.py"], "X = 1");
+    assert_eq!(with["policy_file"], "/flows/policies/small.yaml");
+    assert_eq!(with["policy"]["cpu"], 0.5);
+    assert_eq!(with["policy"]["pids"], 16);
+    assert_eq!(
+        with["policy"]["net"],
+        "allow:example.org,*.example.com:8443"
+    );
+    assert_eq!(with["allow_failure"], true);
+    // The document the program keeps is the one written.
+    assert!(p.doc.steps[1].with.is_none());
 }
 
 #[test]

@@ -97,7 +97,7 @@ impl FromStr for NetMode {
                         .collect();
                     if hosts.is_empty() {
                         return Err(Error::InvalidPolicy(
-                            "--net allow: needs at least one host".into(),
+                            "`allow:` needs at least one host: allow:host[,host...]".into(),
                         ));
                     }
                     for h in &hosts {
@@ -380,71 +380,81 @@ impl Policy {
         };
         let mut p = Policy::new(tier);
         for (key, val) in obj {
-            let s = || val_str(key, val);
-            match key.as_str() {
-                "tier" => {}
-                "cpu" | "cpus" => p.limits.cpus = parse_cpus(&s()?)?,
-                "memory" => p.limits.memory_bytes = parse_size(&s()?)?,
-                "pids" => p.limits.pids = parse_pids(&s()?)?,
-                "disk" => p.limits.disk_bytes = parse_size(&s()?)?,
-                "time" => p.limits.time = parse_duration(&s()?)?,
-                "output" => p.limits.output_bytes = parse_size(&s()?)?,
-                "net" => p.net = s()?.parse()?,
-                "runtimes" => p.runtimes = string_list(key, val)?,
-                "syscall_deny" => p.syscall_deny = string_list(key, val)?,
-                "syscall_deny_extra" => p.syscall_deny.extend(string_list(key, val)?),
-                "landlock" => {
-                    p.landlock = val.as_bool().ok_or_else(|| {
-                        Error::InvalidPolicy("landlock must be true or false".into())
-                    })?
-                }
-                "hostname" => p.hostname = s()?,
-                "advisories" => p.advisories = Some(PathBuf::from(s()?)),
-                "docker_image" => p.docker_image = Some(s()?),
-                "docker_host" => p.docker_host = Some(s()?),
-                "readonly" | "read_only" => {
-                    for m in string_list(key, val)? {
-                        let (src, dst) = split_mount(&m)?;
-                        p.mounts.push(Mount::ReadOnly {
-                            source: src,
-                            target: dst,
-                        });
-                    }
-                }
-                "scan" => {
-                    let m = val.as_object().ok_or_else(|| {
-                        Error::InvalidPolicy(
-                            "scan must map severities (high, medium, low) to block|warn|off".into(),
-                        )
-                    })?;
-                    for (sev, act) in m {
-                        if !matches!(sev.as_str(), "high" | "medium" | "low") {
-                            return Err(Error::InvalidPolicy(format!(
-                                "scan: unknown severity '{sev}'"
-                            )));
-                        }
-                        let a = match act.as_str() {
-                            Some("block") => ScanAction::Block,
-                            Some("warn") => ScanAction::Warn,
-                            Some("off") => ScanAction::Off,
-                            _ => {
-                                return Err(Error::InvalidPolicy(format!(
-                                    "scan.{sev}: expected block, warn or off"
-                                )));
-                            }
-                        };
-                        p.scan.insert(sev.clone(), a);
-                    }
-                }
-                other => {
-                    return Err(Error::InvalidPolicy(format!(
-                        "unknown policy field '{other}' (fields: tier, cpu, memory, pids, disk, time, output, net, runtimes, syscall_deny, syscall_deny_extra, landlock, hostname, advisories, readonly, scan, docker_image, docker_host)"
-                    )));
-                }
+            if key != "tier" {
+                p.set(key, val)?;
             }
         }
         p.validate()?;
         Ok(p)
+    }
+
+    /// Sets one field of the policy file format (`tier`, `memory`, `net`, ...) from its value,
+    /// as a policy file or an override would; [`Policy::validate`] checks the whole afterwards.
+    pub fn set(&mut self, key: &str, val: &serde_json::Value) -> Result<(), Error> {
+        let p = self;
+        let s = || val_str(key, val);
+        match key {
+            "tier" => p.tier = s()?.parse()?,
+            "cpu" | "cpus" => p.limits.cpus = parse_cpus(&s()?)?,
+            "memory" => p.limits.memory_bytes = parse_size(&s()?)?,
+            "pids" => p.limits.pids = parse_pids(&s()?)?,
+            "disk" => p.limits.disk_bytes = parse_size(&s()?)?,
+            "time" => p.limits.time = parse_duration(&s()?)?,
+            "output" => p.limits.output_bytes = parse_size(&s()?)?,
+            "net" => p.net = s()?.parse()?,
+            "runtimes" => p.runtimes = string_list(key, val)?,
+            "syscall_deny" => p.syscall_deny = string_list(key, val)?,
+            "syscall_deny_extra" => p.syscall_deny.extend(string_list(key, val)?),
+            "landlock" => {
+                p.landlock = val
+                    .as_bool()
+                    .ok_or_else(|| Error::InvalidPolicy("landlock must be true or false".into()))?
+            }
+            "hostname" => p.hostname = s()?,
+            "advisories" => p.advisories = Some(PathBuf::from(s()?)),
+            "docker_image" => p.docker_image = Some(s()?),
+            "docker_host" => p.docker_host = Some(s()?),
+            "readonly" | "read_only" => {
+                for m in string_list(key, val)? {
+                    let (src, dst) = split_mount(&m)?;
+                    p.mounts.push(Mount::ReadOnly {
+                        source: src,
+                        target: dst,
+                    });
+                }
+            }
+            "scan" => {
+                let m = val.as_object().ok_or_else(|| {
+                    Error::InvalidPolicy(
+                        "scan must map severities (high, medium, low) to block|warn|off".into(),
+                    )
+                })?;
+                for (sev, act) in m {
+                    if !matches!(sev.as_str(), "high" | "medium" | "low") {
+                        return Err(Error::InvalidPolicy(format!(
+                            "scan: unknown severity '{sev}'"
+                        )));
+                    }
+                    let a = match act.as_str() {
+                        Some("block") => ScanAction::Block,
+                        Some("warn") => ScanAction::Warn,
+                        Some("off") => ScanAction::Off,
+                        _ => {
+                            return Err(Error::InvalidPolicy(format!(
+                                "scan.{sev}: expected block, warn or off"
+                            )));
+                        }
+                    };
+                    p.scan.insert(sev.clone(), a);
+                }
+            }
+            other => {
+                return Err(Error::InvalidPolicy(format!(
+                    "unknown policy field '{other}' (fields: tier, cpu, memory, pids, disk, time, output, net, runtimes, syscall_deny, syscall_deny_extra, landlock, hostname, advisories, readonly, scan, docker_image, docker_host)"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Checks the values make sense; called by every backend before it starts anything.

@@ -3,6 +3,7 @@
 
 pub mod builtin;
 pub mod sandbox_exec;
+pub mod sandbox_step;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,6 +13,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 pub use baton_types::ToolSpec;
+/// The sandbox types [`sandbox_step::SandboxStep::with_opener`] and `sandbox.exec` work with.
+pub use baton_sandbox as sandbox;
 
 /// What a tool call knows about where it runs.
 #[derive(Clone, Debug, Default)]
@@ -37,6 +40,10 @@ pub enum Error {
     Transient(String),
     #[error("{tool} may not reach '{host}': it is not in the workflow's policy.http_allow")]
     NotAllowed { tool: String, host: String },
+    /// What the call needs cannot be had here (e.g. a sandbox tier this host lacks); another
+    /// attempt would fail the same way.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("cancelled")]
     Cancelled,
 }

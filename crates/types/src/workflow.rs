@@ -198,6 +198,10 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub human: Option<HumanSpec>,
 
+    /// Sandbox step: runs a command in a Baton sandbox; its output is the execution result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxSpec>,
+
     /// Agent step: the output contract (schema and re-asks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputSpec>,
@@ -234,6 +238,7 @@ pub enum StepKind {
     Map,
     Group,
     Human,
+    Sandbox,
 }
 
 impl StepKind {
@@ -247,6 +252,7 @@ impl StepKind {
             Self::Map => "map",
             Self::Group => "steps",
             Self::Human => "human",
+            Self::Sandbox => "sandbox",
         }
     }
 }
@@ -277,6 +283,9 @@ impl Step {
         }
         if self.human.is_some() {
             k.push(StepKind::Human);
+        }
+        if self.sandbox.is_some() {
+            k.push(StepKind::Sandbox);
         }
         k
     }
@@ -369,6 +378,136 @@ pub enum HumanKind {
     #[default]
     Approval,
     Input,
+}
+
+/// `sandbox:` settings: what runs, with which files, under which policy. Every string but
+/// `policy` and `workdir` is a template; the limits and `tier`/`net` override the policy file
+/// (or the defaults of the `process` tier).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSpec {
+    /// An argv list, or a string run by `/bin/sh -c`.
+    pub command: SandboxCommand,
+    /// Files written into the workspace (`/work`) first: relative path -> contents (templates).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub files: IndexMap<String, String>,
+    /// Text fed to the command's standard input (a template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    /// Environment variables inside (values are templates); the host's are never passed in.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub env: IndexMap<String, String>,
+    /// A host directory bound read-write as `/work` instead of a fresh tmpfs (relative to the
+    /// workflow file; not a template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// A sandbox policy file (JSON or YAML, relative to the workflow file; not a template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// `process`, `oci`, `gvisor`, `microvm` or `docker`. An unavailable tier fails the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    /// CPUs (fractions allowed), e.g. `0.5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Scalar>,
+    /// Memory limit, e.g. `256M`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Scalar>,
+    /// Most processes and threads at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<Scalar>,
+    /// Size of the workspace and of /tmp, each, e.g. `100M`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<Scalar>,
+    /// Wall-clock limit of the command, e.g. `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Scalar>,
+    /// Bytes kept of stdout and of stderr, each, e.g. `64k`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Scalar>,
+    /// `none` (default), `loopback` or `allow:host[,host...]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<String>,
+    /// Succeed whatever the exit code or limit stop (the result says what happened). Default
+    /// false: a non-zero exit or a limit stop fails the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_failure: Option<bool>,
+}
+
+impl SandboxSpec {
+    /// The policy fields this step overrides, as `(name, value)`, in document order.
+    pub fn overrides(&self) -> Vec<(&'static str, String)> {
+        let mut v = Vec::new();
+        if let Some(t) = &self.tier {
+            v.push(("tier", t.clone()));
+        }
+        for (name, f) in [
+            ("cpu", &self.cpu),
+            ("memory", &self.memory),
+            ("pids", &self.pids),
+            ("disk", &self.disk),
+            ("time", &self.time),
+            ("output", &self.output),
+        ] {
+            if let Some(x) = f {
+                v.push((name, x.to_string()));
+            }
+        }
+        if let Some(n) = &self.net {
+            v.push(("net", n.clone()));
+        }
+        v
+    }
+}
+
+/// A sandbox command: an argv list, or one string run by `/bin/sh -c`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SandboxCommand {
+    Shell(String),
+    Argv(Vec<String>),
+}
+
+impl JsonSchema for SandboxCommand {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SandboxCommand".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": ["string", "array"],
+            "items": {"type": "string"},
+            "description": "An argv list, or a string run by `/bin/sh -c`."
+        })
+    }
+}
+
+/// A number or a string (`cpu: 0.5`, `memory: 256M`, `pids: 64`, `time: "{{ inputs.t }}"`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Scalar {
+    Number(serde_json::Number),
+    Text(String),
+}
+
+impl std::fmt::Display for Scalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scalar::Number(n) => write!(f, "{n}"),
+            Scalar::Text(s) => f.write_str(s),
+        }
+    }
+}
+
+impl JsonSchema for Scalar {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Scalar".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": ["number", "string"],
+            "description": "A number, or a string such as `256M`, `10s` or a template."
+        })
+    }
 }
 
 /// Retries of a failed attempt: `max` more attempts, waiting `backoff`, then twice as long

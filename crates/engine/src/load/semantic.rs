@@ -3,7 +3,10 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use baton_types::{END, HumanKind, InputType, OnError, Step, StepKind, WorkflowDoc};
+use baton_tools::sandbox_step::{self, STEP_TOOL};
+use baton_types::{
+    END, HumanKind, InputType, OnError, SandboxCommand, SandboxSpec, Step, StepKind, WorkflowDoc,
+};
 use serde_json::Value;
 
 use super::suggest::{closest, hint, list, paren_hint};
@@ -15,7 +18,8 @@ pub const MAX_RETRIES: u32 = 100;
 /// Most steps in one workflow, nested ones included.
 pub const MAX_STEPS: usize = 10_000;
 
-const KIND_FIELDS: &str = "`agent`, `tool`, `if`, `switch`, `parallel`, `map`, `steps`, `human`";
+const KIND_FIELDS: &str =
+    "`agent`, `tool`, `if`, `switch`, `parallel`, `map`, `steps`, `human`, `sandbox`";
 const CONTEXT_ROOTS: [&str; 5] = ["inputs", "steps", "state", "run", "loop"];
 
 /// Checks what the document means. Empty: the workflow is valid.
@@ -403,8 +407,14 @@ impl<'a, 'd> Checker<'a, 'd> {
                 ),
             );
         }
+        if let Some(spec) = &step.sandbox {
+            self.check_sandbox(spec, &at("sandbox"));
+        }
         if let Some(tool) = &step.tool {
             match self.env.tools.get(tool) {
+                _ if tool == STEP_TOOL => {
+                    self.error(at("tool"), format!("`{STEP_TOOL}` is what `sandbox:` steps run; write a `sandbox:` step instead (see docs/workflow-format.md)"));
+                }
                 None => {
                     let m = self.unknown_tool(tool);
                     self.error(at("tool"), m);
@@ -526,8 +536,97 @@ impl<'a, 'd> Checker<'a, 'd> {
         }
     }
 
+    /// A `sandbox:` step's settings: what can be known before it runs (templates are
+    /// checked with the other templates, and their values when the step runs).
+    fn check_sandbox(&mut self, spec: &SandboxSpec, path: &str) {
+        let at = |f: &str| key_path(path, f);
+        if !self.env.tools.contains(STEP_TOOL) {
+            self.error(
+                path.to_string(),
+                format!("sandbox steps need the `{STEP_TOOL}` tool, which this Baton does not provide (it was started without sandbox support)"),
+            );
+        }
+        match &spec.command {
+            SandboxCommand::Shell(c) if c.trim().is_empty() => {
+                self.error(
+                    at("command"),
+                    "`sandbox.command` is empty: give a shell command or an argv list",
+                );
+            }
+            SandboxCommand::Argv(v) if v.is_empty() => {
+                self.error(
+                    at("command"),
+                    "`sandbox.command` is an empty list: give at least the program to run",
+                );
+            }
+            SandboxCommand::Argv(v) if v[0].is_empty() => {
+                self.error(
+                    index_path(&at("command"), 0),
+                    "the program to run (`sandbox.command[0]`) is an empty string",
+                );
+            }
+            _ => {}
+        }
+        for name in spec.files.keys() {
+            let p = std::path::Path::new(name);
+            if name.is_empty()
+                || p.is_absolute()
+                || p.components()
+                    .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            {
+                self.error(
+                    key_path(&at("files"), name),
+                    format!("workspace file `{name}` must be a relative path inside /work, without `..` or `.`"),
+                );
+            }
+        }
+        for name in spec.env.keys() {
+            if name.is_empty() || name.contains(['=', '\0']) {
+                self.error(
+                    key_path(&at("env"), name),
+                    format!("`{name}` is not an environment variable name"),
+                );
+            }
+        }
+        for (name, value) in spec.overrides() {
+            if template::is_template(&value) {
+                continue;
+            }
+            if let Err(m) = sandbox_step::check_policy_field(name, &value) {
+                self.error(at(name), format!("`sandbox.{name}`: {m}"));
+            }
+        }
+        let base = std::path::Path::new(&self.loaded.file)
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        if let Some(f) = &spec.policy {
+            if template::is_template(f) {
+                self.error(
+                    at("policy"),
+                    "`sandbox.policy` is a file path, not a template",
+                );
+            } else if let Err(m) = sandbox_step::check_policy_file(&base.join(f)) {
+                self.error(at("policy"), format!("`sandbox.policy`: {m}"));
+            }
+        }
+        if let Some(w) = &spec.workdir {
+            if template::is_template(w) {
+                self.error(
+                    at("workdir"),
+                    "`sandbox.workdir` is a directory path, not a template",
+                );
+            } else if !base.join(w).is_dir() {
+                self.error(
+                    at("workdir"),
+                    format!("`sandbox.workdir`: `{w}` is not a directory (paths are relative to the workflow file)"),
+                );
+            }
+        }
+    }
+
     fn unknown_tool(&self, tool: &str) -> String {
-        let names: Vec<&str> = self.env.tools.names().collect();
+        let names: Vec<&str> = self.env.tools.names().filter(|n| *n != STEP_TOOL).collect();
         format!(
             "unknown tool `{tool}`{} (available tools: {})",
             hint(tool, names.iter().copied()),
@@ -807,7 +906,12 @@ impl<'a, 'd> Checker<'a, 'd> {
                 }
             }
             for (i, tool) in agent.tools.iter().enumerate() {
-                if !self.env.tools.contains(tool) {
+                if tool == STEP_TOOL {
+                    self.error(
+                        index_path(&key_path(&ap, "tools"), i),
+                        format!("agents cannot use `{STEP_TOOL}`: it runs with the policy of a `sandbox:` step; give agents `sandbox.exec`"),
+                    );
+                } else if !self.env.tools.contains(tool) {
                     let m = self.unknown_tool(tool);
                     self.error(index_path(&key_path(&ap, "tools"), i), m);
                 }
@@ -876,6 +980,42 @@ impl<'a, 'd> Checker<'a, 'd> {
             if let Some(with) = &step.with {
                 for (k, v) in with {
                     self.check_value(v, key_path(&key_path(&path, "with"), k), &ctx, 0);
+                }
+            }
+            if let Some(spec) = &step.sandbox {
+                let sp = key_path(&path, "sandbox");
+                match &spec.command {
+                    SandboxCommand::Shell(c) => {
+                        self.check_text(c, key_path(&sp, "command"), &ctx, Syntax::Template);
+                    }
+                    SandboxCommand::Argv(v) => {
+                        for (n, a) in v.iter().enumerate() {
+                            let ap = index_path(&key_path(&sp, "command"), n);
+                            self.check_text(a, ap, &ctx, Syntax::Template);
+                        }
+                    }
+                }
+                for (k, v) in &spec.files {
+                    self.check_text(
+                        v,
+                        key_path(&key_path(&sp, "files"), k),
+                        &ctx,
+                        Syntax::Template,
+                    );
+                }
+                for (k, v) in &spec.env {
+                    self.check_text(
+                        v,
+                        key_path(&key_path(&sp, "env"), k),
+                        &ctx,
+                        Syntax::Template,
+                    );
+                }
+                if let Some(i) = &spec.stdin {
+                    self.check_text(i, key_path(&sp, "stdin"), &ctx, Syntax::Template);
+                }
+                for (name, value) in spec.overrides() {
+                    self.check_text(&value, key_path(&sp, name), &ctx, Syntax::Template);
                 }
             }
         }
@@ -1285,6 +1425,7 @@ fn kind_phrase(k: StepKind) -> &'static str {
         StepKind::Map => "a map step",
         StepKind::Group => "a `steps` group",
         StepKind::Human => "a human step",
+        StepKind::Sandbox => "a sandbox step",
     }
 }
 
