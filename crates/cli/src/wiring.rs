@@ -51,9 +51,12 @@ pub fn providers() -> anyhow::Result<Providers> {
     Ok(providers)
 }
 
-/// The tools: built-ins, and `sandbox.exec` (process tier) where this host can sandbox.
+/// The tools: built-ins, `sandbox.exec` (process tier) where this host can sandbox, and
+/// `sandbox.step`, which `sandbox:` steps run under their own policy (a step whose tier this
+/// host lacks fails with the tier's reason when it runs).
 pub fn tools() -> Registry {
     let mut r = Registry::with_builtins();
+    r.register(Arc::new(baton_tools::sandbox_step::SandboxStep::host()));
     match baton_tools::sandbox_exec::SandboxExec::from_policy(baton_sandbox::Policy::new(
         baton_sandbox::Tier::Process,
     )) {
