@@ -51,30 +51,35 @@ async fn main() -> Result<()> {
             other => bail!("unknown argument {other}"),
         }
     }
-    let (pp, tg) = match &saved {
+    let ours = match &saved {
         Some(file) => {
             let v: Value = serde_json::from_str(&std::fs::read_to_string(file)?)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             if v["threads"].as_u64() != Some(u64::from(threads)) {
                 bail!("{} was measured with other threads", file.display());
             }
-            (
-                v["pp"].as_f64().context("no pp")?,
-                v["tg"].as_f64().context("no tg")?,
-            )
+            Figures {
+                pp: v["pp"].as_f64().context("no pp")?,
+                tg: v["tg"].as_f64().context("no tg")?,
+                ttft_ms: v["ttft_ms"].as_f64().context("no ttft_ms")?,
+                load_ms: v["load_ms"].as_f64().context("no load_ms")?,
+            }
         }
         None => measure(threads, auto, model_path).await?,
     };
     if let Some(file) = &save {
-        let v = serde_json::json!({ "threads": threads, "pp": pp, "tg": tg });
+        let v = serde_json::json!({
+            "threads": threads, "pp": ours.pp, "tg": ours.tg,
+            "ttft_ms": ours.ttft_ms, "load_ms": ours.load_ms,
+        });
         std::fs::write(file, v.to_string())?;
     }
 
     if !references.is_empty() {
         let threads_n = threads;
         // (test, ours in tokens/s, n_prompt, n_gen, llama-bench's (avg, stddev, threads) per run)
-        let mut rows = vec![(format!("pp{PP}"), pp, PP as u64, 0, Vec::new())];
-        rows.push((format!("tg{TG}"), tg, 0, u64::from(TG), Vec::new()));
+        let mut rows = vec![(format!("pp{PP}"), ours.pp, PP as u64, 0, Vec::new())];
+        rows.push((format!("tg{TG}"), ours.tg, 0, u64::from(TG), Vec::new()));
         for file in &references {
             let json: Value = serde_json::from_str(&std::fs::read_to_string(file)?)
                 .with_context(|| format!("cannot read llama-bench output {}", file.display()))?;
@@ -107,7 +112,7 @@ async fn main() -> Result<()> {
             "| test | baton tokens/s | llama-bench tokens/s (each run) | ratio to their mean |"
         );
         println!("|---|---|---|---|");
-        for (name, ours, _, _, runs) in rows {
+        for (name, baton, _, _, runs) in rows {
             let mean = runs.iter().map(|r| r.0).sum::<f64>() / runs.len() as f64;
             let each = runs
                 .iter()
@@ -115,17 +120,29 @@ async fn main() -> Result<()> {
                 .collect::<Vec<_>>()
                 .join(", ");
             println!(
-                "| {name} | {ours:.1} | {each} | {:.0} % |",
-                100.0 * ours / mean
+                "| {name} | {baton:.1} | {each} | {:.0} % |",
+                100.0 * baton / mean
             );
         }
+        println!(
+            "\nBaton: time to first token {:.1} ms, model load {:.1} ms",
+            ours.ttft_ms, ours.load_ms
+        );
     }
     Ok(())
 }
 
-/// Measures and prints Baton's figures; returns pp and tg in tokens/s.
+/// Baton's figures: pp and tg in tokens/s, time to first token and model load in ms.
+struct Figures {
+    pp: f64,
+    tg: f64,
+    ttft_ms: f64,
+    load_ms: f64,
+}
+
+/// Measures and prints Baton's figures.
 /// With `auto`, each generation takes `threads::for_now(threads)`, as the provider does.
-async fn measure(threads: u32, auto: bool, model_path: Option<PathBuf>) -> Result<(f64, f64)> {
+async fn measure(threads: u32, auto: bool, model_path: Option<PathBuf>) -> Result<Figures> {
     let picked = std::sync::Mutex::new(Vec::new());
     let threads_now = || {
         let n = if auto {
@@ -244,7 +261,12 @@ async fn measure(threads: u32, auto: bool, model_path: Option<PathBuf>) -> Resul
     println!(
         "generation tg{TG}: {tg:.1} tokens/s greedy, {tg_sampled:.1} tokens/s with chat sampling"
     );
-    Ok((pp, tg))
+    Ok(Figures {
+        pp,
+        tg,
+        ttft_ms: ttft,
+        load_ms: ms(load_wall),
+    })
 }
 
 /// The first three fields of /proc/loadavg ("?" where it cannot be read).
