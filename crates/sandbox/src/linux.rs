@@ -1307,7 +1307,7 @@ fn child_b(plan: &Plan, filters: &[BpfProgram], p: &Pipes) -> ! {
     unsafe { libc::_exit(0) }
 }
 
-fn loopback_up() -> Result<(), std::io::Error> {
+pub(crate) fn loopback_up() -> Result<(), std::io::Error> {
     // SAFETY: a datagram socket used only for the interface ioctls, closed below; the ifreq
     // is zero-initialised and its name is NUL-terminated.
     unsafe {

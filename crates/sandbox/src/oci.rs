@@ -108,12 +108,6 @@ impl OciSandbox {
                 reason: "the oci and gvisor tiers run the runtime as root; use the process tier when not root".into(),
             });
         }
-        if matches!(policy.net, NetMode::Allow(_)) {
-            return Err(Error::TierUnavailable {
-                tier,
-                reason: "the allow-list network mode is provided by the process tier only; use --net none or loopback here".into(),
-            });
-        }
         let layout = Layout::detect()?;
         for c in crate::cgroup::NEEDED {
             if layout.source_of(c).is_none() {
@@ -408,6 +402,26 @@ impl OciSandbox {
             }
         }
         let policy = &policy;
+        // `allow:`: Baton's proxy for this run, and the network namespace the container joins
+        // (loopback with a forwarder to the proxy, nothing else).
+        let (proxy, netns) = match &policy.net {
+            NetMode::Allow(hosts) => {
+                let proxy = crate::proxy::Proxy::start(hosts.clone()).await?;
+                let netns = ProxyNetns::start(proxy.socket_path().to_path_buf()).await?;
+                (Some(proxy), Some(netns))
+            }
+            _ => (None, None),
+        };
+        let with_proxy_env;
+        let req = match &netns {
+            Some(_) => {
+                let mut r = req.clone();
+                r.env.extend(crate::proxy::env_vars());
+                with_proxy_env = r;
+                &with_proxy_env
+            }
+            None => req,
+        };
         let mut cgroup = {
             let (extra_mem, extra_pids) = self.overhead();
             let mut limits = policy.limits.clone();
@@ -415,13 +429,16 @@ impl OciSandbox {
             limits.pids += extra_pids;
             Cgroup::create_at_root(&self.layout, &limits, "oci")?
         };
-        let config = spec(
+        let mut config = spec(
             policy,
             req,
             host_uid,
             &bundle.dir.join("files"),
             &format!("/{}/ctr", cgroup.name()),
         )?;
+        if let Some(n) = &netns {
+            join_netns(&mut config, &n.path);
+        }
         std::fs::write(
             bundle.dir.join("config.json"),
             serde_json::to_vec_pretty(&config).map_err(|e| Error::Runtime(e.to_string()))?,
@@ -442,8 +459,16 @@ impl OciSandbox {
         let mut cmd = tokio::process::Command::new(&self.runtime.path);
         cmd.arg("--root").arg(&state);
         if self.engine == Engine::Gvisor {
+            // `allow:` runs the sentry in the prepared namespace with the host's network
+            // stack for it (loopback and the forwarder only); otherwise gVisor's own stack
+            // with loopback alone.
+            let network = if netns.is_some() {
+                "--network=host"
+            } else {
+                "--network=none"
+            };
             cmd.arg("--platform=ptrace")
-                .arg("--network=none")
+                .arg(network)
                 .arg("--ignore-cgroups")
                 .arg("--oci-seccomp");
         }
@@ -550,6 +575,13 @@ impl OciSandbox {
         remove_child_cgroups(&cgroup);
         cgroup.remove();
         cgroup.remove_foreign(&self.layout);
+        if let Some(n) = netns {
+            n.stop();
+        }
+        let network = match proxy {
+            Some(p) => p.finish().await,
+            None => Vec::new(),
+        };
         use std::os::unix::process::ExitStatusExt;
         let (mut exit_code, mut signal) = match status {
             Some(s) => (s.code(), s.signal()),
@@ -594,7 +626,7 @@ impl OciSandbox {
             wall_time: wall,
             cpu_time: usage.cpu,
             peak_memory_bytes: usage.peak_memory,
-            network: Vec::new(),
+            network,
             enforced: vec![
                 format!(
                     "runtime: {} ({})",
@@ -618,9 +650,119 @@ impl OciSandbox {
                     policy.limits.cpus
                 ),
                 format!("seccomp: {} syscalls denied", policy.syscall_deny.len()),
-                format!("network: {}", crate::linux::net_desc(&policy.net)),
+                match &policy.net {
+                    NetMode::Allow(_) => format!(
+                        "network: {}, reached at 127.0.0.1:{} in a network namespace with loopback only{}",
+                        crate::linux::net_desc(&policy.net),
+                        crate::linux::PROXY_PORT,
+                        if policy.tier == Tier::Gvisor {
+                            " (gVisor's sentry uses that namespace's stack)"
+                        } else {
+                            ""
+                        }
+                    ),
+                    other => format!("network: {}", crate::linux::net_desc(other)),
+                },
             ],
         })
+    }
+}
+
+/// Points the spec's network namespace at `path` (a namespace Baton prepared).
+fn join_netns(config: &mut Value, path: &Path) {
+    if let Some(list) = config["linux"]["namespaces"].as_array_mut() {
+        for ns in list {
+            if ns["type"] == "network" {
+                ns["path"] = json!(path);
+            }
+        }
+    }
+}
+
+/// The network namespace of an `allow:` run: a thread of Baton's unshares its network
+/// namespace, brings loopback up and listens on 127.0.0.1:3128 there; the container joins
+/// that namespace (by the thread's `/proc/.../ns/net`), so the only thing it can reach is
+/// the forwarder, which passes each connection to the run's allow-list proxy.
+struct ProxyNetns {
+    path: PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProxyNetns {
+    async fn start(proxy_sock: PathBuf) -> Result<ProxyNetns, Error> {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<PathBuf, String>>();
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("baton-netns".into())
+            .spawn(move || {
+                // SAFETY: unshare with an integer flag; it changes only this thread's network
+                // namespace (the rest of Baton keeps the host's).
+                if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                    let e = std::io::Error::last_os_error();
+                    let _ = tx.send(Err(format!("cannot create a network namespace: {e}")));
+                    return;
+                }
+                if let Err(e) = crate::linux::loopback_up() {
+                    let _ = tx.send(Err(format!("cannot bring loopback up: {e}")));
+                    return;
+                }
+                let listener =
+                    match std::net::TcpListener::bind(("127.0.0.1", crate::linux::PROXY_PORT)) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = tx.send(Err(format!(
+                                "cannot listen on 127.0.0.1:{} for the proxy: {e}",
+                                crate::linux::PROXY_PORT
+                            )));
+                            return;
+                        }
+                    };
+                // SAFETY: gettid has no arguments and cannot fail.
+                let tid = unsafe { libc::gettid() };
+                let path = PathBuf::from(format!("/proc/{}/task/{tid}/ns/net", std::process::id()));
+                if tx.send(Ok(path)).is_err() {
+                    return;
+                }
+                crate::proxy::forward_until(&listener, &proxy_sock, &flag);
+            })
+            .map_err(|e| Error::Unenforceable(format!("cannot start the proxy forwarder: {e}")))?;
+        let mut netns = ProxyNetns {
+            path: PathBuf::new(),
+            stop,
+            thread: Some(thread),
+        };
+        match rx.await {
+            Ok(Ok(path)) => {
+                netns.path = path;
+                Ok(netns)
+            }
+            Ok(Err(m)) => Err(Error::Unenforceable(format!(
+                "the allow-list network mode: {m}"
+            ))),
+            Err(_) => Err(Error::Unenforceable(
+                "the allow-list network mode: the forwarder thread ended early".into(),
+            )),
+        }
+    }
+
+    /// Stops accepting connections; the namespace goes when its last socket closes.
+    fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ProxyNetns {
+    fn drop(&mut self) {
+        self.halt();
     }
 }
 

@@ -289,6 +289,65 @@ async fn handle(mut conn: UnixStream, hosts: &[String], log: &Mutex<Vec<NetAttem
     }
 }
 
+/// The variables that point HTTP clients inside at the forwarder (`allow:` mode).
+pub(crate) fn env_vars() -> Vec<(String, String)> {
+    let url = format!("http://127.0.0.1:{}", crate::linux::PROXY_PORT);
+    [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "ALL_PROXY",
+    ]
+    .into_iter()
+    .map(|k| (k.to_string(), url.clone()))
+    .collect()
+}
+
+/// Passes one accepted connection to the proxy's unix socket, both ways, on threads.
+fn forward_one(tcp: std::net::TcpStream, sock: PathBuf) {
+    std::thread::spawn(move || {
+        let Ok(unix) = std::os::unix::net::UnixStream::connect(&sock) else {
+            return;
+        };
+        let (Ok(mut t2), Ok(mut u2)) = (tcp.try_clone(), unix.try_clone()) else {
+            return;
+        };
+        let (mut t1, mut u1) = (tcp, unix);
+        let up = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut t1, &mut u1);
+            let _ = u1.shutdown(std::net::Shutdown::Write);
+        });
+        let _ = std::io::copy(&mut u2, &mut t2);
+        let _ = t2.shutdown(std::net::Shutdown::Write);
+        let _ = up.join();
+    });
+}
+
+/// The OCI tiers' forwarder (a thread of Baton's in the container's network namespace):
+/// forwards connections to the proxy's socket until `stop` is set (checked every 50 ms).
+pub(crate) fn forward_until(
+    listener: &std::net::TcpListener,
+    sock: &Path,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::os::fd::AsRawFd;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let mut pfd = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, 50) };
+        if n > 0
+            && let Ok((tcp, _)) = listener.accept()
+        {
+            forward_one(tcp, sock.to_path_buf());
+        }
+    }
+}
+
 /// The in-sandbox forwarder (runs in the forked process D): TCP on loopback to the proxy's
 /// unix socket. Never returns.
 pub(crate) fn forward_loop(listener: std::net::TcpListener, sock: &Path) -> ! {

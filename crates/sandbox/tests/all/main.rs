@@ -6,6 +6,7 @@
 mod common;
 mod features;
 mod hostile;
+mod oci_net;
 
 use baton_sandbox::Tier;
 
