@@ -4,7 +4,8 @@
 //!     valgrind --tool=callgrind target/release/examples/hotpath chain 2000
 //!
 //! Workloads: `chain` (chain10), `fanout` (fanout8), `concurrent` (N runs of the chain with a
-//! 50 ms model), each on the in-memory store keeping every event. Prints the median per run.
+//! 50 ms model), each on the in-memory store keeping every event, and `sqlite` (chain10 on the
+//! SQLite run log, synchronous=NORMAL, a checkpoint after every step). Prints the median per run.
 //! The figures of record come from `baton bench` (`make bench`), next to the peers.
 
 use std::sync::Arc;
@@ -38,6 +39,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "{workload}: median {:.2} µs over {n} runs",
                 t[n / 2] * 1000.0
             );
+        }
+        "sqlite" => {
+            let dir = tempfile::tempdir()?;
+            let store = baton_store::sqlite::SqliteStore::open(
+                &dir.path().join("baton.db"),
+                baton_store::sqlite::Durability::Process,
+            )?;
+            let b = Bench::new(chain_doc(10, "fake/echo")?, Arc::new(store), true)?;
+            let mut t = bench::timed(&b, n, 1, 10).await?;
+            t.sort_by(f64::total_cmp);
+            println!("sqlite: median {:.2} µs over {n} runs", t[n / 2] * 1000.0);
         }
         "concurrent" => {
             let b = Arc::new(Bench::new(chain_doc(10, "fake/slow50")?, store, false)?);

@@ -60,6 +60,8 @@ pub async fn create_run(
     options: &RunOptions,
 ) -> Result<RunId, Error> {
     let id = RunId::new();
+    let now = baton_store::now_ms();
+    // The run and its first event in one write.
     services
         .store
         .create_run(NewRun {
@@ -69,26 +71,17 @@ pub async fn create_run(
             workflow_path: path.map(|p| p.display().to_string()),
             inputs: inputs.clone(),
             options: serde_json::to_value(options).unwrap_or(Value::Null),
-            created_at_ms: baton_store::now_ms(),
+            created_at_ms: now,
+            events: vec![EventRecord {
+                run_id: id,
+                seq: 1,
+                at_ms: now,
+                event: Event::RunCreated {
+                    workflow: program.doc.name.clone(),
+                    inputs,
+                },
+            }],
         })
-        .await?;
-    services
-        .store
-        .append(
-            id,
-            Batch {
-                events: vec![EventRecord {
-                    run_id: id,
-                    seq: 1,
-                    at_ms: baton_store::now_ms(),
-                    event: Event::RunCreated {
-                        workflow: program.doc.name.clone(),
-                        inputs,
-                    },
-                }],
-                ..Default::default()
-            },
-        )
         .await?;
     Ok(id)
 }
@@ -108,7 +101,7 @@ pub async fn load_state(
     let machine = Machine::new(program);
     let (mut st, after) = match services.store.checkpoint(run).await? {
         Some(Checkpoint { seq, state }) => {
-            let st: RunState = serde_json::from_value(state).map_err(|e| Error::State {
+            let st: RunState = serde_json::from_str(&state).map_err(|e| Error::State {
                 run,
                 message: e.to_string(),
             })?;
@@ -357,10 +350,15 @@ impl Executor {
                 event,
             })
             .collect();
-        let checkpoint = (self.checkpoints && step_ended).then(|| Checkpoint {
-            seq: st.last_seq,
-            state: serde_json::to_value(&*st).unwrap_or(Value::Null),
-        });
+        // A state that cannot be written (it always can) only costs the checkpoint: the
+        // events alone rebuild it.
+        let checkpoint = (self.checkpoints && step_ended)
+            .then(|| serde_json::to_string(&*st).ok())
+            .flatten()
+            .map(|state| Checkpoint {
+                seq: st.last_seq,
+                state,
+            });
         // Copies for the sink only when there is one.
         let published = self.sink.as_ref().map(|_| records.clone());
         let batch = Batch {
@@ -534,11 +532,7 @@ impl Executor {
 
     /// The model of `agent` (its reference with the environment expanded, resolved), resolved
     /// once per executor; a failure is not kept, so the next attempt tries again.
-    fn model_of(
-        &self,
-        agent: &str,
-        model: &str,
-    ) -> Result<ResolvedModel, StepError> {
+    fn model_of(&self, agent: &str, model: &str) -> Result<ResolvedModel, StepError> {
         if let Some(cell) = self.models.get(agent)
             && let Some(m) = cell.get()
         {

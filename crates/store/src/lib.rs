@@ -47,6 +47,8 @@ pub struct NewRun {
     /// Engine options (breakpoints, stepping) as JSON.
     pub options: Value,
     pub created_at_ms: i64,
+    /// The run's first events (seqs from 1), written in the same write as the run.
+    pub events: Vec<EventRecord>,
 }
 
 /// A stored run.
@@ -71,7 +73,9 @@ pub struct RunRecord {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub seq: u64,
-    pub state: Value,
+    /// The engine's run state as JSON text (written once per step: kept as text, never as a
+    /// `Value` tree).
+    pub state: String,
 }
 
 /// One atomic write to a run.

@@ -60,6 +60,14 @@ impl MemoryStore {
 #[async_trait]
 impl RunStore for MemoryStore {
     async fn create_run(&self, run: NewRun) -> Result<()> {
+        for (i, ev) in run.events.iter().enumerate() {
+            if ev.seq != i as u64 + 1 {
+                return Err(Error::Conflict {
+                    run: run.id,
+                    seq: ev.seq,
+                });
+            }
+        }
         let rec = RunRecord {
             id: run.id,
             workflow_name: run.workflow_name,
@@ -72,20 +80,27 @@ impl RunStore for MemoryStore {
             updated_at_ms: run.created_at_ms,
             outputs: None,
             error: None,
-            last_seq: 0,
+            last_seq: run.events.len() as u64,
         };
-        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-        if runs.contains_key(&run.id) {
-            return Err(Error::Db(format!("run {} already exists", run.id)));
+        let events = if self.keep_events {
+            run.events
+        } else {
+            Vec::new()
+        };
+        {
+            let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+            if runs.contains_key(&run.id) {
+                return Err(Error::Db(format!("run {} already exists", run.id)));
+            }
+            runs.insert(
+                run.id,
+                Run {
+                    record: Some(rec),
+                    events,
+                    ..Default::default()
+                },
+            );
         }
-        runs.insert(
-            run.id,
-            Run {
-                record: Some(rec),
-                ..Default::default()
-            },
-        );
-        drop(runs);
         self.order
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -238,6 +238,13 @@ fn apply(tx: &rusqlite::Savepoint<'_>, op: &Op, host: &str) -> Result<Vec<Contro
                 ],
             )
             .map_err(db_err)?;
+            if !run.events.is_empty() {
+                let first = Batch {
+                    events: run.events.clone(),
+                    ..Default::default()
+                };
+                append(tx, run.id, &first)?;
+            }
             Ok(Vec::new())
         }
         Op::Append(run, batch) => append(tx, *run, batch).map(|()| Vec::new()),
@@ -387,7 +394,7 @@ fn append(tx: &rusqlite::Savepoint<'_>, run: RunId, batch: &Batch) -> Result<()>
             s.execute(params![
                 &id,
                 i64::try_from(cp.seq).unwrap_or(i64::MAX),
-                cp.state.to_string()
+                cp.state
             ])
         })
         .map_err(db_err)?;
@@ -519,14 +526,10 @@ impl RunStore for SqliteStore {
                 .query_row([run.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()
         })?;
-        row.map(|(seq, state)| {
-            Ok(Checkpoint {
-                seq: u64::try_from(seq).unwrap_or(0),
-                state: serde_json::from_str(&state)
-                    .map_err(|e| Error::Corrupt(format!("checkpoint of {run}: {e}")))?,
-            })
-        })
-        .transpose()
+        Ok(row.map(|(seq, state)| Checkpoint {
+            seq: u64::try_from(seq).unwrap_or(0),
+            state,
+        }))
     }
 
     async fn send_control(&self, run: RunId, control: Control) -> Result<()> {

@@ -12,6 +12,7 @@ use serde_json::json;
 
 fn new_run(name: &str, at: i64) -> NewRun {
     NewRun {
+        events: Vec::new(),
         id: RunId::new(),
         workflow_name: name.into(),
         workflow_source: "version: 1".into(),
@@ -56,7 +57,7 @@ async fn conformance(store: Arc<dyn RunStore>) {
         status: Some(RunStatus::Running),
         checkpoint: Some(Checkpoint {
             seq: 2,
-            state: json!({"x": 1}),
+            state: json!({"x": 1}).to_string(),
         }),
         ..Default::default()
     };
@@ -127,6 +128,40 @@ async fn conformance(store: Arc<dyn RunStore>) {
     store.claim(ida, "h:1", 60_000).await.unwrap();
     store.release(ida, "h:1").await.unwrap();
     store.claim(ida, "other", 60_000).await.unwrap();
+
+    // A run created with its first events: one write, the seqs go on from them.
+    let mut c = new_run("wf-c", 30);
+    let idc = c.id;
+    c.events = vec![ev(
+        idc,
+        1,
+        Event::RunCreated {
+            workflow: "wf-c".into(),
+            inputs: json!({}),
+        },
+    )];
+    store.create_run(c).await.unwrap();
+    assert_eq!(store.run(idc).await.unwrap().unwrap().last_seq, 1);
+    assert_eq!(store.events(idc, 0).await.unwrap().len(), 1);
+    store
+        .append(
+            idc,
+            Batch {
+                events: vec![ev(idc, 2, Event::RunStarted { resumed: false })],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // First events must start at seq 1; nothing is created otherwise.
+    let mut d = new_run("wf-d", 40);
+    let idd = d.id;
+    d.events = vec![ev(idd, 2, Event::RunStarted { resumed: false })];
+    assert!(matches!(
+        store.create_run(d).await,
+        Err(Error::Conflict { .. })
+    ));
+    assert!(store.run(idd).await.unwrap().is_none());
 
     // Unknown runs.
     assert!(store.run(RunId::new()).await.unwrap().is_none());
