@@ -200,7 +200,10 @@ fn the_example_runs_the_tests_in_a_sandbox_until_they_pass() {
         out.contains("test attempt 1 (step): tier process, exited, exit 1; wall "),
         "{out}"
     );
-    assert!(out.contains("test visit 2 attempt 1 (step): tier process, exited, exit 0; wall "), "{out}");
+    assert!(
+        out.contains("test visit 2 attempt 1 (step): tier process, exited, exit 0; wall "),
+        "{out}"
+    );
     assert!(
         out.contains(
             "limits: cpu 1.0, memory 128.0 MiB, pids 16, disk 100.0 MiB, time 10s, output 1.0 MiB, net none"
@@ -357,4 +360,95 @@ fn an_unavailable_tier_fails_the_run_with_its_reason() {
         .count();
     assert_eq!(started, 1, "{}", text(&o));
     assert!(!text(&o).contains("\"tier\":\"process\""), "{}", text(&o));
+}
+
+/// A one-shot HTTP server on the host's loopback: the "allowed host".
+fn http_server() -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        if let Ok((mut c, _)) = l.accept() {
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let _ = c.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\nfetched",
+            );
+        }
+    });
+    (port, h)
+}
+
+#[test]
+fn the_step_picks_its_tier_and_network_and_agents_calls_are_recorded_too() {
+    let _lock = lock();
+    if !process_tier_works() {
+        return;
+    }
+    // gVisor when it works here, else the process tier: both offer `allow:`.
+    let tier = if tier_works("gvisor") {
+        "gvisor"
+    } else {
+        "process"
+    };
+    let (port, server) = http_server();
+    let db = Db::new();
+    std::fs::create_dir_all(db.0.path().join("scripted")).unwrap();
+    std::fs::write(
+        db.0.path().join("scripted/runner.yaml"),
+        "replies:\n  - tool_calls: [{ name: sandbox.exec, arguments: { command: \"echo from-agent\" } }]\n  - text: done\n",
+    )
+    .unwrap();
+    let wf = db.workflow(
+        "net.yaml",
+        &format!(
+            r#"version: 1
+name: sandbox-net
+agents:
+  runner: {{ model: scripted/runner, tools: [sandbox.exec] }}
+steps:
+  - id: fetch
+    sandbox:
+      command: ["python3", "-c", "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/', timeout=10).read().decode())"]
+      tier: {tier}
+      net: "allow:127.0.0.1:{port}"
+      time: 20s
+  - id: agent
+    agent: runner
+    prompt: "run something"
+"#
+        ),
+    );
+    let o = db.run(&["run", &wf, "--json"]);
+    server.join().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let fetch = events(&o)
+        .into_iter()
+        .find(|e| e["type"] == "step_succeeded" && e["step"] == "fetch")
+        .unwrap();
+    let out = &fetch["output"];
+    assert_eq!(out["tier"], tier);
+    assert_eq!(out["stdout"], "fetched\n");
+    assert_eq!(out["policy"]["net"]["mode"], "allow");
+    assert_eq!(out["network"][0]["port"], port);
+    assert_eq!(out["network"][0]["allowed"], true);
+    let id = run_id(&o);
+    let o = db.run(&["runs", "show", &id]);
+    let shown = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        shown.contains(&format!(
+            "fetch attempt 1 (step): tier {tier}, exited, exit 0"
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("net allow:127.0.0.1:{port}")),
+        "{shown}"
+    );
+    assert!(shown.contains("    network: {"), "{shown}");
+    // The agent's own sandbox.exec call is an execution of the run too.
+    assert!(
+        shown.contains("agent attempt 1 (sandbox.exec): tier process, exited, exit 0"),
+        "{shown}"
+    );
 }
