@@ -184,8 +184,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
     let host = hostname();
+    conn.set_prepared_statement_cache_capacity(64);
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < 256 {
@@ -194,40 +195,72 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let results: Vec<Result<Vec<Control>>> = match conn.transaction() {
-            Ok(mut tx) => {
-                let mut results = Vec::with_capacity(jobs.len());
-                for (op, _) in &jobs {
-                    // A savepoint per op: a failing op is rolled back alone.
-                    let r = match tx.savepoint() {
-                        Ok(sp) => match apply(&sp, op, &host) {
-                            Ok(v) => sp.commit().map(|()| v).map_err(db_err),
-                            Err(e) => Err(e),
-                        },
-                        Err(e) => Err(db_err(e)),
-                    };
-                    results.push(r);
-                }
-                match tx.commit() {
-                    Ok(()) => results,
-                    Err(e) => jobs.iter().map(|_| Err(Error::Db(e.to_string()))).collect(),
-                }
-            }
-            Err(e) => jobs.iter().map(|_| Err(Error::Db(e.to_string()))).collect(),
-        };
+        let results = write_group(&conn, &jobs, &host);
         for ((_, reply), r) in jobs.into_iter().zip(results) {
             let _ = reply.send(r);
         }
     }
 }
 
-fn apply(tx: &rusqlite::Savepoint<'_>, op: &Op, host: &str) -> Result<Vec<Control>> {
+/// Runs a statement without parameters through the statement cache (transaction control runs
+/// several times per step: parsing it each time cost a quarter of a write).
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// Writes a group of jobs in one transaction (one commit); each job is all or nothing.
+fn write_group(conn: &Connection, jobs: &[Job], host: &str) -> Vec<Result<Vec<Control>>> {
+    let all_failed = |e: &dyn std::fmt::Display| {
+        jobs.iter()
+            .map(|_| Err(Error::Db(e.to_string())))
+            .collect::<Vec<_>>()
+    };
+    if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
+        return all_failed(&e);
+    }
+    // One job: the transaction is its unit. Several: a savepoint each, so that a failing job
+    // is rolled back alone.
+    let single = jobs.len() == 1;
+    let mut results = Vec::with_capacity(jobs.len());
+    for (op, _) in jobs {
+        let r = if single {
+            apply(conn, op, host)
+        } else {
+            match exec_cached(conn, "SAVEPOINT job") {
+                Err(e) => Err(db_err(e)),
+                Ok(()) => match apply(conn, op, host) {
+                    Ok(v) => exec_cached(conn, "RELEASE job").map(|()| v).map_err(db_err),
+                    Err(e) => {
+                        let _ = exec_cached(conn, "ROLLBACK TO job");
+                        let _ = exec_cached(conn, "RELEASE job");
+                        Err(e)
+                    }
+                },
+            }
+        };
+        results.push(r);
+    }
+    if single && results.iter().any(Result::is_err) {
+        let _ = exec_cached(conn, "ROLLBACK");
+        return results;
+    }
+    match exec_cached(conn, "COMMIT") {
+        Ok(()) => results,
+        Err(e) => {
+            let _ = exec_cached(conn, "ROLLBACK");
+            all_failed(&e)
+        }
+    }
+}
+
+fn apply(tx: &Connection, op: &Op, host: &str) -> Result<Vec<Control>> {
     match op {
         Op::Create(run) => {
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO runs (id, workflow_name, workflow_source, workflow_path, inputs, options, status, created_at_ms, updated_at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
-                params![
+            )
+            .and_then(|mut st| st.execute(params![
                     run.id.to_string(),
                     run.workflow_name,
                     run.workflow_source,
@@ -235,8 +268,7 @@ fn apply(tx: &rusqlite::Savepoint<'_>, op: &Op, host: &str) -> Result<Vec<Contro
                     run.inputs.to_string(),
                     run.options.to_string(),
                     run.created_at_ms
-                ],
-            )
+                ]))
             .map_err(db_err)?;
             if !run.events.is_empty() {
                 let first = Batch {
@@ -259,11 +291,9 @@ fn apply(tx: &rusqlite::Savepoint<'_>, op: &Op, host: &str) -> Result<Vec<Contro
                 return Err(Error::NotFound(*run));
             }
             let json = serde_json::to_string(control).map_err(|e| Error::Db(e.to_string()))?;
-            tx.execute(
-                "INSERT INTO controls (run_id, control, at_ms) VALUES (?1, ?2, ?3)",
-                params![run.to_string(), json, now_ms()],
-            )
-            .map_err(db_err)?;
+            tx.prepare_cached("INSERT INTO controls (run_id, control, at_ms) VALUES (?1, ?2, ?3)")
+                .and_then(|mut st| st.execute(params![run.to_string(), json, now_ms()]))
+                .map_err(db_err)?;
             Ok(Vec::new())
         }
         Op::TakeControls(run) => take_controls(tx, *run),
@@ -274,11 +304,8 @@ fn apply(tx: &rusqlite::Savepoint<'_>, op: &Op, host: &str) -> Result<Vec<Contro
             renew,
         } => {
             let row: Option<(Option<String>, Option<i64>)> = tx
-                .query_row(
-                    "SELECT owner, lease_until_ms FROM runs WHERE id = ?1",
-                    [run.to_string()],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
+                .prepare_cached("SELECT owner, lease_until_ms FROM runs WHERE id = ?1")
+                .and_then(|mut st| st.query_row([run.to_string()], |r| Ok((r.get(0)?, r.get(1)?))))
                 .optional()
                 .map_err(db_err)?;
             let Some((cur, until)) = row else {
@@ -298,25 +325,25 @@ fn apply(tx: &rusqlite::Savepoint<'_>, op: &Op, host: &str) -> Result<Vec<Contro
                 });
             }
             let lease = i64::try_from(*lease_ms).unwrap_or(i64::MAX / 2);
-            tx.execute(
-                "UPDATE runs SET owner = ?2, lease_until_ms = ?3 WHERE id = ?1",
-                params![run.to_string(), owner, now.saturating_add(lease)],
-            )
-            .map_err(db_err)?;
+            tx.prepare_cached("UPDATE runs SET owner = ?2, lease_until_ms = ?3 WHERE id = ?1")
+                .and_then(|mut st| {
+                    st.execute(params![run.to_string(), owner, now.saturating_add(lease)])
+                })
+                .map_err(db_err)?;
             Ok(Vec::new())
         }
         Op::Release(run, owner) => {
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE runs SET owner = NULL, lease_until_ms = NULL WHERE id = ?1 AND owner = ?2",
-                params![run.to_string(), owner],
             )
+            .and_then(|mut st| st.execute(params![run.to_string(), owner]))
             .map_err(db_err)?;
             Ok(Vec::new())
         }
     }
 }
 
-fn take_controls(tx: &rusqlite::Savepoint<'_>, run: RunId) -> Result<Vec<Control>> {
+fn take_controls(tx: &Connection, run: RunId) -> Result<Vec<Control>> {
     let mut stmt = tx
         .prepare_cached("SELECT id, control FROM controls WHERE run_id = ?1 ORDER BY id")
         .map_err(db_err)?;
@@ -328,7 +355,8 @@ fn take_controls(tx: &rusqlite::Savepoint<'_>, run: RunId) -> Result<Vec<Control
     drop(stmt);
     let mut out = Vec::new();
     for (id, json) in rows {
-        tx.execute("DELETE FROM controls WHERE id = ?1", [id])
+        tx.prepare_cached("DELETE FROM controls WHERE id = ?1")
+            .and_then(|mut st| st.execute([id]))
             .map_err(db_err)?;
         out.push(
             serde_json::from_str(&json)
@@ -338,7 +366,7 @@ fn take_controls(tx: &rusqlite::Savepoint<'_>, run: RunId) -> Result<Vec<Control
     Ok(out)
 }
 
-fn append(tx: &rusqlite::Savepoint<'_>, run: RunId, batch: &Batch) -> Result<()> {
+fn append(tx: &Connection, run: RunId, batch: &Batch) -> Result<()> {
     let id = run.to_string();
     let last: Option<i64> = tx
         .prepare_cached("SELECT last_seq FROM runs WHERE id = ?1")
