@@ -799,6 +799,31 @@ fn describe_sandbox(r: &SandboxRecord) -> Vec<String> {
         s("tier"),
         s("stop_reason"),
     )];
+    if let Some(argv) = v["request"]["argv"].as_array() {
+        let argv: Vec<String> = argv
+            .iter()
+            .map(|a| {
+                let a = a.as_str().unwrap_or_default();
+                if a.contains(char::is_whitespace) || a.is_empty() {
+                    format!("{a:?}")
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect();
+        let files: Vec<String> = v["request"]["files"]
+            .as_object()
+            .map(|f| f.iter().map(|(k, n)| format!("{k} {n} B")).collect())
+            .unwrap_or_default();
+        let mut line = format!("    command: {}", argv.join(" "));
+        if !files.is_empty() {
+            line.push_str(&format!(" (files: {})", files.join(", ")));
+        }
+        if let Some(w) = v["request"]["workdir"].as_str() {
+            line.push_str(&format!(" in {w}"));
+        }
+        lines.push(line);
+    }
     let p = &v["policy"];
     let l = &p["limits"];
     let net = match p["net"]["mode"].as_str() {

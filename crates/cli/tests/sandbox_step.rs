@@ -197,6 +197,10 @@ fn the_example_runs_the_tests_in_a_sandbox_until_they_pass() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("sandbox executions:"), "{out}");
     assert!(
+        out.contains("    command: python3 test_add.py (files: add.py 32 B, test_add.py "),
+        "{out}"
+    );
+    assert!(
         out.contains("test attempt 1 (step): tier process, exited, exit 1; wall "),
         "{out}"
     );
@@ -231,6 +235,7 @@ fn the_example_runs_the_tests_in_a_sandbox_until_they_pass() {
             "scan",
             "enforced",
             "stdout_truncated",
+            "request",
         ] {
             assert!(rec.get(k).is_some(), "{k} missing from {rec}");
         }

@@ -292,16 +292,35 @@ pub fn failure(out: &ExecOutput, policy: &Policy) -> Option<String> {
     Some(line)
 }
 
+/// What ran, for the record: the argv, the workspace files' names and sizes, the names of
+/// the environment variables (their values may be secrets), the workdir and stdin's size.
+fn request_summary(req: &ExecRequest) -> Value {
+    let files: Map<String, Value> = req
+        .files
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v.len())))
+        .collect();
+    json!({
+        "argv": req.argv,
+        "files": files,
+        "env": req.env.keys().collect::<Vec<_>>(),
+        "workdir": req.workdir.as_ref().map(|w| w.display().to_string()),
+        "stdin_bytes": req.stdin.len(),
+    })
+}
+
 /// The record of one execution, as the step's output and the run log keep it: the result,
-/// the policy it ran under and the scan's findings.
+/// what ran, the policy it ran under and the scan's findings.
 fn record(
     out: &ExecOutput,
+    request: Value,
     policy: &Policy,
     policy_file: Option<&Path>,
     report: &scan::Report,
 ) -> Result<Value, Error> {
     let mut v = serde_json::to_value(out).map_err(|e| Error::Failed(e.to_string()))?;
     if let Value::Object(m) = &mut v {
+        m.insert("request".into(), request);
         let mut p = json!({"tier": policy.tier, "limits": policy.limits, "net": policy.net});
         if let (Some(f), Value::Object(pm)) = (policy_file, &mut p) {
             pm.insert("file".into(), json!(f.display().to_string()));
@@ -352,6 +371,7 @@ impl Tool for SandboxStep {
             e if e.is_retryable() => Error::Transient(e.to_string()),
             e => Error::Unavailable(e.to_string()),
         })?;
+        let request = request_summary(&call.req);
         let out = tokio::select! {
             r = sandbox.exec(call.req) => r,
             _ = ctx.cancel.cancelled() => return Err(Error::Cancelled),
@@ -362,7 +382,13 @@ impl Tool for SandboxStep {
             baton_sandbox::Error::TierUnavailable { .. } => Error::Unavailable(e.to_string()),
             e => Error::Failed(e.to_string()),
         })?;
-        let v = record(&out, &call.policy, call.policy_file.as_deref(), &report)?;
+        let v = record(
+            &out,
+            request,
+            &call.policy,
+            call.policy_file.as_deref(),
+            &report,
+        )?;
         match failure(&out, &call.policy) {
             Some(line) if !call.allow_failure => Err(Error::Failed(format!(
                 "{line}{RESULT_MARKER}{}",
@@ -460,6 +486,10 @@ mod tests {
         assert_eq!(v["policy"]["net"]["hosts"][0], "example.org");
         assert!(v["scan"]["findings"].as_array().unwrap().is_empty());
         assert_eq!(v["peak_memory_bytes"], 1 << 20);
+        assert_eq!(v["request"]["argv"], json!(["python3", "main.py"]));
+        assert_eq!(v["request"]["files"]["main.py"], 8);
+        assert_eq!(v["request"]["env"], json!(["N"]));
+        assert_eq!(v["request"]["stdin_bytes"], 2);
         let seen = seen.lock().unwrap();
         let (p, req) = &seen[0];
         assert_eq!(p.limits.cpus, 0.5);
