@@ -457,3 +457,46 @@ steps:
         "{shown}"
     );
 }
+
+#[test]
+fn a_workdir_beside_the_workflow_is_the_workspace() {
+    let _lock = lock();
+    if !process_tier_works() {
+        return;
+    }
+    let db = Db::new();
+    let ws = db.0.path().join("project");
+    std::fs::create_dir(&ws).unwrap();
+    std::fs::write(ws.join("input.txt"), "from the host\n").unwrap();
+    // Code never runs as host root: the directory belongs to an unprivileged user.
+    std::os::unix::fs::chown(&ws, Some(101_000), Some(101_000)).unwrap();
+    std::os::unix::fs::chown(ws.join("input.txt"), Some(101_000), Some(101_000)).unwrap();
+    let wf = db.workflow(
+        "wd.yaml",
+        "version: 1\nname: wd\nsteps:\n  - id: build\n    sandbox:\n      command: \"cat input.txt; echo built > out.txt\"\n      workdir: project\n",
+    );
+    let o = db.run(&["run", &wf, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let s = summary(&o);
+    assert_eq!(s["outputs"]["stdout"], "from the host\n", "{s}");
+    assert_eq!(
+        s["outputs"]["request"]["workdir"],
+        ws.canonicalize().unwrap().display().to_string()
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("out.txt")).unwrap(),
+        "built\n"
+    );
+    // A workdir that is not there is refused before anything runs.
+    let bad = db.workflow(
+        "wd-bad.yaml",
+        "version: 1\nname: wd\nsteps:\n  - id: build\n    sandbox:\n      command: \"true\"\n      workdir: nowhere\n",
+    );
+    let o = db.run(&["run", &bad]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("`sandbox.workdir`: `nowhere` is not a directory"),
+        "{}",
+        text(&o)
+    );
+}
