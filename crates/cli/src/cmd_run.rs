@@ -622,7 +622,11 @@ async fn summary(services: &Services, st: &RunState, json: bool) -> anyhow::Resu
             };
             writeln!(out, "output:\n{text}")?;
         }
-        RunStatus::Failed => writeln!(out, "error: {}", st.error.clone().unwrap_or_default())?,
+        RunStatus::Failed => writeln!(
+            out,
+            "error: {}",
+            crate::progress::brief(st.error.as_deref().unwrap_or_default())
+        )?,
         RunStatus::Paused => {
             let at = st
                 .pause
@@ -1017,7 +1021,7 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
                     println!("outputs   {o}");
                 }
                 if let Some(e) = rec.error {
-                    println!("error     {e}");
+                    println!("error     {}", crate::progress::brief(&e));
                 }
             }
             Ok(EXIT_OK)

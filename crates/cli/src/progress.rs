@@ -148,7 +148,7 @@ impl EventSink for Printer {
                     (None, true) => ", going on (on_error)".into(),
                     _ => String::new(),
                 };
-                self.line(format!("  ✗ {step}: {}{what}", error.message));
+                self.line(format!("  ✗ {step}: {}{what}", brief(&error.message)));
             }
             Event::StepCancelled { step } => {
                 if let Some(b) = bars.remove(step) {
@@ -183,4 +183,12 @@ pub fn describe_pause(p: &baton_types::PauseReason) -> String {
         baton_types::PauseReason::User => "by request".into(),
         baton_types::PauseReason::Breakpoint { step } => format!("before step {step}"),
     }
+}
+
+/// An error message for a line on the terminal: a failed sandbox step's message without the
+/// execution record it carries (`baton runs show` and `--json` have it).
+pub fn brief(message: &str) -> &str {
+    message
+        .split_once(baton_tools::sandbox_step::RESULT_MARKER)
+        .map_or(message, |(line, _)| line)
 }

@@ -313,6 +313,16 @@ steps:
             .starts_with("the sandboxed command was stopped by the time limit (1s)"),
         "{s}"
     );
+    // On a terminal (plain lines) the failure is one line; the record stays in the log.
+    let plain = db.run(&["run", &wf]);
+    let shown = String::from_utf8_lossy(&plain.stdout);
+    assert!(
+        shown.contains("✗ flaky: the sandboxed command exited with code 3 (tier process, "),
+        "{shown}"
+    );
+    // (The run's output below the summary is `last`'s text, which quotes the whole error.)
+    let progress = shown.split("\nrun ").next().unwrap();
+    assert!(!progress.contains("sandbox result:"), "{shown}");
     // `runs logs` shows the record as JSON, and `runs show` each attempt.
     let id = run_id(&o);
     let o = db.run(&["runs", "logs", &id]);
