@@ -699,7 +699,7 @@ fn sandbox_records(
     program: Option<&Program>,
 ) -> Vec<SandboxRecord> {
     let is_sandbox_step = |step: &str| {
-        let id = step.split(['[', '/']).next().unwrap_or(step);
+        let id = baton_engine::context::split_path(step).0;
         program
             .and_then(|p| p.node_by_id(id))
             .is_some_and(|n| n.step.sandbox.is_some())
