@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-pub use baton_types::ToolSpec;
 /// The sandbox types [`sandbox_step::SandboxStep::with_opener`] and `sandbox.exec` work with.
 pub use baton_sandbox as sandbox;
+pub use baton_types::ToolSpec;
 
 /// What a tool call knows about where it runs.
 #[derive(Clone, Debug, Default)]
