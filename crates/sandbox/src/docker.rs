@@ -519,7 +519,7 @@ impl DockerSandbox {
         };
         if matches!(policy.net, NetMode::Allow(_)) {
             return Err(unavailable(
-                "the allow-list network mode is provided by the process tier only (a Docker container has no route to Baton's proxy)".into(),
+                "the allow-list network mode is provided by the process, oci and gvisor tiers (a Docker container has no route to Baton's proxy)".into(),
             ));
         }
         let sock = socket_path(&policy).map_err(unavailable)?;

@@ -251,7 +251,7 @@ impl MicroVm {
         };
         if matches!(policy.net, NetMode::Allow(_)) {
             return Err(unavailable(
-                "the allow-list network mode is provided by the process tier only".into(),
+                "the allow-list network mode is provided by the process, oci and gvisor tiers (a microVM has no route to Baton's proxy)".into(),
             ));
         }
         let host = check_host().map_err(unavailable)?;
