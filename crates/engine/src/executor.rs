@@ -233,9 +233,9 @@ impl Executor {
     async fn drive_claimed(&self, st: &mut RunState, inputs: Vec<Input>) -> Result<(), Error> {
         let machine = Machine::new(&self.program);
         let run_str = st.run_id.to_string();
-        let resumed = inputs
-            .iter()
-            .any(|i| matches!(i, Input::Start { resumed: true }));
+        // A run with more than its `RunCreated` event has been driven before: requests may
+        // wait for it. One this process just created cannot have any yet.
+        let driven_before = st.last_seq > 1;
         let mut queue: VecDeque<Input> = inputs.into();
         let mut work: FuturesUnordered<Work> = FuturesUnordered::new();
         let mut tokens: BTreeMap<String, (u32, CancellationToken)> = BTreeMap::new();
@@ -252,8 +252,7 @@ impl Executor {
         for step in st.retry_waits() {
             work.push(Box::pin(async move { Input::RetryDue { step } }));
         }
-        // A run taken back may have requests waiting; a new one cannot.
-        if resumed {
+        if driven_before {
             for c in self.services.store.take_controls(st.run_id).await? {
                 queue.push_back(control_input(c));
             }
