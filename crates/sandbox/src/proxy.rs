@@ -353,23 +353,7 @@ pub(crate) fn forward_until(
 pub(crate) fn forward_loop(listener: std::net::TcpListener, sock: &Path) -> ! {
     for conn in listener.incoming() {
         let Ok(tcp) = conn else { continue };
-        let sock = sock.to_path_buf();
-        std::thread::spawn(move || {
-            let Ok(unix) = std::os::unix::net::UnixStream::connect(&sock) else {
-                return;
-            };
-            let (Ok(mut t2), Ok(mut u2)) = (tcp.try_clone(), unix.try_clone()) else {
-                return;
-            };
-            let (mut t1, mut u1) = (tcp, unix);
-            let up = std::thread::spawn(move || {
-                let _ = std::io::copy(&mut t1, &mut u1);
-                let _ = u1.shutdown(std::net::Shutdown::Write);
-            });
-            let _ = std::io::copy(&mut u2, &mut t2);
-            let _ = t2.shutdown(std::net::Shutdown::Write);
-            let _ = up.join();
-        });
+        forward_one(tcp, sock.to_path_buf());
     }
     // SAFETY: ends the forked forwarder process.
     unsafe { libc::_exit(0) }

@@ -2,8 +2,8 @@
 //! every run queued at that moment in one transaction (group commit), and a reader connection.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use baton_types::{Event, EventRecord, RunId};
@@ -90,6 +90,12 @@ type Job = (Op, Reply);
 pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::Sender<Job>,
+    /// The writing connection: taken by a caller that finds it free (`Process` durability), or
+    /// by the writer thread for a group of writes queued while it was busy.
+    wconn: Arc<Mutex<Connection>>,
+    /// Whether a caller may write on its own thread when the connection is free.
+    inline: bool,
+    host: String,
     reader: Mutex<Connection>,
 }
 
@@ -148,11 +154,15 @@ impl SqliteStore {
                 message: e.to_string(),
             })?;
         }
+        wconn.set_prepared_statement_cache_capacity(64);
         let reader = open_conn(path, Some(durability))?;
+        let wconn = Arc::new(Mutex::new(wconn));
+        let host = hostname();
         let (tx, rx) = mpsc::channel::<Job>();
+        let (thread_conn, thread_host) = (wconn.clone(), host.clone());
         std::thread::Builder::new()
             .name("baton-sqlite-writer".into())
-            .spawn(move || writer_loop(wconn, rx))
+            .spawn(move || writer_loop(&thread_conn, rx, &thread_host))
             .map_err(|e| Error::Open {
                 path: path.display().to_string(),
                 message: e.to_string(),
@@ -160,6 +170,11 @@ impl SqliteStore {
         Ok(Self {
             path: path.to_path_buf(),
             writer: tx,
+            wconn,
+            // With `Power` every commit is an fsync: writes go through the writer thread, which
+            // makes one commit of all the writes queued meanwhile.
+            inline: durability == Durability::Process,
+            host,
             reader: Mutex::new(reader),
         })
     }
@@ -169,6 +184,17 @@ impl SqliteStore {
     }
 
     async fn write(&self, op: Op) -> Result<Vec<Control>> {
+        // No other write in progress: write here and now. Handing the write to another thread
+        // costs two thread wake-ups, each 50-100 µs on an idle virtual machine (measured:
+        // chain10_sqlite 1.5 ms with the hand-off against 0.4 ms on a busy machine); a write
+        // under synchronous=NORMAL is tens of microseconds.
+        if self.inline
+            && let Ok(conn) = self.wconn.try_lock()
+        {
+            return write_group(&conn, &[&op], &self.host)
+                .pop()
+                .unwrap_or_else(|| Err(Error::Db("no result from the database writer".into())));
+        }
         let (tx, rx) = oneshot::channel();
         self.writer
             .send((op, tx))
@@ -205,9 +231,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
-    let host = hostname();
-    conn.set_prepared_statement_cache_capacity(64);
+fn writer_loop(conn: &Mutex<Connection>, rx: mpsc::Receiver<Job>, host: &str) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < 256 {
@@ -216,7 +240,11 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let results = write_group(&conn, &jobs, &host);
+        let ops: Vec<&Op> = jobs.iter().map(|(op, _)| op).collect();
+        let results = {
+            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            write_group(&conn, &ops, host)
+        };
         for ((_, reply), r) in jobs.into_iter().zip(results) {
             let _ = reply.send(r);
         }
@@ -230,7 +258,7 @@ fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 }
 
 /// Writes a group of jobs in one transaction (one commit); each job is all or nothing.
-fn write_group(conn: &Connection, jobs: &[Job], host: &str) -> Vec<Result<Vec<Control>>> {
+fn write_group(conn: &Connection, jobs: &[&Op], host: &str) -> Vec<Result<Vec<Control>>> {
     let all_failed = |e: &dyn std::fmt::Display| {
         jobs.iter()
             .map(|_| Err(Error::Db(e.to_string())))
@@ -243,7 +271,7 @@ fn write_group(conn: &Connection, jobs: &[Job], host: &str) -> Vec<Result<Vec<Co
     // is rolled back alone.
     let single = jobs.len() == 1;
     let mut results = Vec::with_capacity(jobs.len());
-    for (op, _) in jobs {
+    for op in jobs {
         let r = if single {
             apply(conn, op, host)
         } else {
@@ -437,7 +465,8 @@ fn append(tx: &Connection, run: RunId, batch: &Batch) -> Result<()> {
     .map_err(db_err)?;
     if let Some(cp) = &batch.checkpoint {
         tx.prepare_cached(
-            "INSERT OR REPLACE INTO checkpoints (run_id, seq, state) VALUES (?1, ?2, ?3)",
+            "INSERT INTO checkpoints (run_id, seq, state) VALUES (?1, ?2, ?3)
+             ON CONFLICT (run_id) DO UPDATE SET seq = excluded.seq, state = excluded.state",
         )
         .and_then(|mut s| {
             s.execute(params![
