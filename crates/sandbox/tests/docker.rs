@@ -498,7 +498,10 @@ async fn features(sock: &Path) {
     let mut p = policy(sock);
     p.net = "allow:example.com".parse().unwrap();
     let e = baton_sandbox::open(p).err().unwrap();
-    assert!(e.to_string().contains("process, oci and gvisor tiers"), "{e}");
+    assert!(
+        e.to_string().contains("process, oci and gvisor tiers"),
+        "{e}"
+    );
     let mut p = policy(sock);
     p.docker_image = Some("baton-no-such-image:1".into());
     let e = baton_sandbox::open(p).err().unwrap();
