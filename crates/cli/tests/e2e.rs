@@ -2,61 +2,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
+use common::{Db, baton, summary, text};
 use serde_json::Value;
-
-fn baton() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_baton"));
-    // One inference thread: two spin against each other on a busy 2-core machine.
-    c.env_remove("BATON_DB")
-        .env_remove("BATON_MODEL")
-        .env("NO_COLOR", "1")
-        .env("BATON_LOCAL_THREADS", "1");
-    c
-}
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
-
-struct Db(tempfile::TempDir);
-
-impl Db {
-    fn new() -> Self {
-        Db(tempfile::tempdir().unwrap())
-    }
-    fn path(&self) -> PathBuf {
-        self.0.path().join("baton.db")
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        baton()
-            .args(args)
-            .arg("--db")
-            .arg(self.path())
-            .output()
-            .unwrap()
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// The summary line of `--json` output.
-fn summary(o: &Output) -> Value {
-    let s = String::from_utf8_lossy(&o.stdout);
-    let line = s
-        .lines()
-        .rev()
-        .find(|l| l.contains("\"summary\""))
-        .unwrap_or_else(|| panic!("no summary in {}", text(o)));
-    serde_json::from_str::<Value>(line).unwrap()["summary"].clone()
 }
 
 fn example(name: &str) -> String {

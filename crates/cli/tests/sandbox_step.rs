@@ -4,18 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+use std::process::Output;
+
+use common::{Db, baton, summary, text};
 use serde_json::Value;
-
-fn baton() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_baton"));
-    c.env_remove("BATON_DB")
-        .env_remove("BATON_MODEL")
-        .env("NO_COLOR", "1");
-    c
-}
 
 /// Sandbox runs are serialised with baton-sandbox's own tests (a lock on that crate's
 /// directory), whose host-cleanliness checks must see only their own sandboxes.
@@ -23,14 +18,6 @@ fn lock() -> std::fs::File {
     let dir = std::fs::File::open(concat!(env!("CARGO_MANIFEST_DIR"), "/../sandbox")).unwrap();
     dir.lock().unwrap();
     dir
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Whether the process tier works here; the doctor says why not.
@@ -70,41 +57,6 @@ fn tier_works(tier: &str) -> bool {
         .unwrap()
         .iter()
         .any(|t| t["tier"] == tier && t["works"] == true)
-}
-
-struct Db(tempfile::TempDir);
-
-impl Db {
-    fn new() -> Self {
-        Db(tempfile::tempdir().unwrap())
-    }
-    fn path(&self) -> PathBuf {
-        self.0.path().join("baton.db")
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        baton()
-            .args(args)
-            .arg("--db")
-            .arg(self.path())
-            .output()
-            .unwrap()
-    }
-    /// A workflow file in the test's directory.
-    fn workflow(&self, name: &str, yaml: &str) -> String {
-        let p = self.0.path().join(name);
-        std::fs::write(&p, yaml).unwrap();
-        p.display().to_string()
-    }
-}
-
-fn summary(o: &Output) -> Value {
-    let s = String::from_utf8_lossy(&o.stdout);
-    let line = s
-        .lines()
-        .rev()
-        .find(|l| l.contains("\"summary\""))
-        .unwrap_or_else(|| panic!("no summary in {}", text(o)));
-    serde_json::from_str::<Value>(line).unwrap()["summary"].clone()
 }
 
 fn events(o: &Output) -> Vec<Value> {

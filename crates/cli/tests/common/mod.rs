@@ -1,0 +1,71 @@
+//! What the end-to-end test files share: the `baton` binary with a clean environment, a
+//! database in a temp dir, and readers of its output.
+
+// Each test file uses its own part of this module.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The binary under test, without the caller's database, model or colours.
+pub fn baton() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_baton"));
+    // One inference thread: two spin against each other on a busy 2-core machine.
+    c.env_remove("BATON_DB")
+        .env_remove("BATON_MODEL")
+        .env("NO_COLOR", "1")
+        .env("BATON_LOCAL_THREADS", "1");
+    c
+}
+
+/// A run log of the test's own, in a temp dir that holds its workflow files too.
+pub struct Db(pub tempfile::TempDir);
+
+impl Db {
+    pub fn new() -> Self {
+        Db(tempfile::tempdir().unwrap())
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.0.path().join("baton.db")
+    }
+
+    /// `baton ARGS --db <this database>`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        baton()
+            .args(args)
+            .arg("--db")
+            .arg(self.path())
+            .output()
+            .unwrap()
+    }
+
+    /// A workflow file in the test's directory.
+    pub fn workflow(&self, name: &str, yaml: &str) -> String {
+        let p = self.0.path().join(name);
+        std::fs::write(&p, yaml).unwrap();
+        p.display().to_string()
+    }
+}
+
+/// Both output streams, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The summary line of `--json` output.
+pub fn summary(o: &Output) -> Value {
+    let s = String::from_utf8_lossy(&o.stdout);
+    let line = s
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"summary\""))
+        .unwrap_or_else(|| panic!("no summary in {}", text(o)));
+    serde_json::from_str::<Value>(line).unwrap()["summary"].clone()
+}
