@@ -33,7 +33,7 @@ sandbox-test: sandbox-deps
 	cargo test -p baton-sandbox
 
 sandbox-bench: sandbox-deps
-	@cargo run -q --release -p baton-sandbox --example bench -- $(SANDBOX_BENCH_RUNS) $(SANDBOX_BENCH_CONCURRENT)
+	@cargo run -q --release -p baton-sandbox --example sandbox_bench -- $(SANDBOX_BENCH_RUNS) $(SANDBOX_BENCH_CONCURRENT)
 
 # The microvm tier's image: a Debian kernel and a busybox initramfs whose /init runs the
 # request (a shell script passed on the kernel command line) and reports on the serial console.

@@ -1,7 +1,7 @@
 //! `make sandbox-bench`: cold start-to-exit latency (median of N) of `/bin/true` and
 //! `python3 -c 'print(1)'` per tier against the bare command, then N concurrent runs.
 //!
-//! Usage: `bench [RUNS] [CONCURRENT] [--json]`.
+//! Usage: `sandbox_bench [RUNS] [CONCURRENT] [--json]`.
 
 use baton_sandbox::Tier;
 
