@@ -447,12 +447,7 @@ impl Executor {
         let fut: BoxFuture<'static, (Result<Value, StepError>, Usage)> = match &node.kind {
             NodeKind::Tool { name } if name != "state.set" => {
                 let ctx = context::build(p, st, sr.frame);
-                let args = node
-                    .step
-                    .with
-                    .clone()
-                    .map(Value::Object)
-                    .unwrap_or(Value::Object(Default::default()));
+                let args = node.tool_args();
                 let args = context::render_args(p, &format!("{}.with", node.id), &args, &ctx);
                 let tool = self.services.tools.get(name).cloned();
                 let name = name.clone();

@@ -1307,12 +1307,7 @@ impl<'p> Machine<'p> {
                 ok(json!({ "case": null, "next": next }), next)
             }
             NodeKind::Tool { .. } => {
-                let args = node
-                    .step
-                    .with
-                    .clone()
-                    .map(Value::Object)
-                    .unwrap_or(Value::Object(Map::new()));
+                let args = node.tool_args();
                 match context::render_args(p, &format!("{}.with", node.id), &args, &ctx) {
                     Ok(v) => match self.successor(st, step) {
                         Ok(next) => ok(v, next),

@@ -59,6 +59,13 @@ pub struct Node {
     pub prompt_is_template: bool,
 }
 
+impl Node {
+    /// A tool step's `with:` arguments, unrendered (an empty object when there are none).
+    pub fn tool_args(&self) -> Value {
+        Value::Object(self.step.with.clone().unwrap_or_default())
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Scope {
     pub nodes: Vec<NodeIdx>,
