@@ -2,7 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::process::{Command, Output};
+
+use common::{lock, process_tier_works};
 
 fn baton(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_baton"))
@@ -11,34 +15,8 @@ fn baton(args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// Sandbox runs are serialised with baton-sandbox's own tests (a lock on that crate's
-/// directory), whose host-cleanliness checks must see only their own sandboxes.
-fn lock() -> std::fs::File {
-    let dir = std::fs::File::open(concat!(env!("CARGO_MANIFEST_DIR"), "/../sandbox")).unwrap();
-    dir.lock().unwrap();
-    dir
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// Whether the process tier works here (root with cgroups); the doctor says why not.
-fn process_tier_works() -> bool {
-    let out = baton(&["sandbox", "doctor", "--json"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let tiers = v["tiers"].as_array().unwrap();
-    assert_eq!(tiers.len(), 5, "doctor must report every tier");
-    let process = tiers.iter().find(|t| t["tier"] == "process").unwrap();
-    if process["works"] != true {
-        eprintln!(
-            "skipping: the process tier does not work here: {}",
-            process["detail"]
-        );
-        return false;
-    }
-    true
 }
 
 #[test]

@@ -9,55 +9,8 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{Db, baton, summary, text};
+use common::{Db, baton, lock, process_tier_works, summary, text, tier_works};
 use serde_json::Value;
-
-/// Sandbox runs are serialised with baton-sandbox's own tests (a lock on that crate's
-/// directory), whose host-cleanliness checks must see only their own sandboxes.
-fn lock() -> std::fs::File {
-    let dir = std::fs::File::open(concat!(env!("CARGO_MANIFEST_DIR"), "/../sandbox")).unwrap();
-    dir.lock().unwrap();
-    dir
-}
-
-/// Whether the process tier works here; the doctor says why not.
-fn process_tier_works() -> bool {
-    let out = baton()
-        .args(["sandbox", "doctor", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let process = v["tiers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["tier"] == "process")
-        .unwrap()
-        .clone();
-    if process["works"] != true {
-        eprintln!(
-            "skipping: the process tier does not work here: {}",
-            process["detail"]
-        );
-        return false;
-    }
-    true
-}
-
-/// Whether `tier` works here, per the doctor.
-fn tier_works(tier: &str) -> bool {
-    let out = baton()
-        .args(["sandbox", "doctor", "--json"])
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["tiers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|t| t["tier"] == tier && t["works"] == true)
-}
 
 fn events(o: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&o.stdout)

@@ -69,3 +69,45 @@ pub fn summary(o: &Output) -> Value {
         .unwrap_or_else(|| panic!("no summary in {}", text(o)));
     serde_json::from_str::<Value>(line).unwrap()["summary"].clone()
 }
+
+/// Sandbox runs are serialised with baton-sandbox's own tests (a lock on that crate's
+/// directory), whose host-cleanliness checks must see only their own sandboxes.
+pub fn lock() -> std::fs::File {
+    let dir = std::fs::File::open(concat!(env!("CARGO_MANIFEST_DIR"), "/../sandbox")).unwrap();
+    dir.lock().unwrap();
+    dir
+}
+
+/// The tiers `baton sandbox doctor --json` reports (it must report all five).
+fn doctor_tiers() -> Vec<Value> {
+    let out = baton()
+        .args(["sandbox", "doctor", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tiers = v["tiers"].as_array().unwrap().clone();
+    assert_eq!(tiers.len(), 5, "doctor must report every tier");
+    tiers
+}
+
+/// Whether `tier` works here, per the doctor.
+pub fn tier_works(tier: &str) -> bool {
+    doctor_tiers()
+        .iter()
+        .any(|t| t["tier"] == tier && t["works"] == true)
+}
+
+/// Whether the process tier works here (root with cgroups); says why not when it does not.
+pub fn process_tier_works() -> bool {
+    let tiers = doctor_tiers();
+    let process = tiers.iter().find(|t| t["tier"] == "process").unwrap();
+    if process["works"] != true {
+        eprintln!(
+            "skipping: the process tier does not work here: {}",
+            process["detail"]
+        );
+        return false;
+    }
+    true
+}
