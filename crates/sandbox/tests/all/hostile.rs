@@ -539,6 +539,34 @@ fn out_cap() -> u64 {
     Policy::new(Tier::Process).limits.output_bytes
 }
 
+/// Prints the suite's rows for `tier` and fails unless there are at least 40 payloads and
+/// every one ended as expected.
+pub fn report(tier: Tier, rows: &[(String, Result<String, String>)], took: std::time::Duration) {
+    let mut failed = Vec::new();
+    println!("hostile payloads in the {tier} tier:");
+    for (name, verdict) in rows {
+        match verdict {
+            Ok(how) => println!("  ok    {name}: {how}"),
+            Err(why) => {
+                println!("  FAIL  {name}: {why}");
+                failed.push(name.clone());
+            }
+        }
+    }
+    println!(
+        "{tier}: {} payloads, {} as expected, {} not ({:.1} s)",
+        rows.len(),
+        rows.len() - failed.len(),
+        failed.len(),
+        took.as_secs_f64()
+    );
+    assert!(rows.len() >= 40, "the suite must have at least 40 payloads");
+    assert!(
+        failed.is_empty(),
+        "payloads with unexpected outcomes in the {tier} tier: {failed:?}"
+    );
+}
+
 /// Runs every payload in `tier`; returns (name, verdict) rows, failing on any unexpected outcome.
 pub async fn run_suite(tier: Tier) -> Option<Vec<(String, Result<String, String>)>> {
     let base = Policy::new(tier);
