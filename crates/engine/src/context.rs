@@ -61,10 +61,35 @@ pub fn build_json(program: &Program, st: &RunState, frame: u32) -> Value {
     Value::Object(ctx)
 }
 
-fn template_error(what: &str, e: &minijinja::Error) -> StepError {
+fn template_error(what: &str, src: &str, e: &minijinja::Error) -> StepError {
     StepError::fatal(
         StepErrorKind::Template,
-        format!("{what}: {}", template::describe(e)),
+        format!("{what}: {} in `{}`", template::describe(e), excerpt(src, e)),
+    )
+}
+
+/// The part of `src` an error is about (minijinja's span when it has one), else all of it;
+/// cut to a readable length.
+fn excerpt<'a>(src: &'a str, e: &minijinja::Error) -> std::borrow::Cow<'a, str> {
+    let part = e
+        .range()
+        .and_then(|r| src.get(r))
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or(src)
+        .trim();
+    if part.chars().count() <= 120 {
+        return part.into();
+    }
+    let cut: String = part.chars().take(117).collect();
+    format!("{cut}...").into()
+}
+
+fn undefined(what: &str, expr: &str) -> StepError {
+    StepError::fatal(
+        StepErrorKind::Template,
+        format!(
+            "{what}: undefined value: `{expr}` names nothing (use `{expr} is defined` or `{expr} | default(...)` for optional values)"
+        ),
     )
 }
 
@@ -73,11 +98,14 @@ pub fn render(program: &Program, name: &str, ctx: &MjValue) -> Result<String, St
     let t = program
         .env
         .get_template(name)
-        .map_err(|e| template_error(name, &e))?;
-    t.render(ctx).map_err(|e| template_error(name, &e))
+        .map_err(|e| template_error(name, "", &e))?;
+    t.render(ctx)
+        .map_err(|e| template_error(name, t.source(), &e))
 }
 
-/// Evaluates an expression.
+/// Evaluates an expression. An expression whose value is undefined (`state.nokey`,
+/// `steps.x.output[7]`) is an error, as in templates: only `is defined` and `default` make a
+/// name optional.
 pub fn eval(
     program: &Program,
     what: &str,
@@ -87,8 +115,12 @@ pub fn eval(
     let e = program
         .env
         .compile_expression(expr)
-        .map_err(|e| template_error(what, &e))?;
-    e.eval(ctx).map_err(|e| template_error(what, &e))
+        .map_err(|e| template_error(what, expr, &e))?;
+    let v = e.eval(ctx).map_err(|e| template_error(what, expr, &e))?;
+    if v.is_undefined() {
+        return Err(undefined(what, expr));
+    }
+    Ok(v)
 }
 
 pub fn to_json(v: &MjValue) -> Value {
