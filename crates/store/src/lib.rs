@@ -125,8 +125,11 @@ pub trait RunStore: Send + Sync {
     /// error and checkpoint when given: all or nothing.
     async fn append(&self, run: RunId, batch: Batch) -> Result<()>;
     async fn run(&self, run: RunId) -> Result<Option<RunRecord>>;
-    /// Newest first.
+    /// Newest first. A `running` run that no live process holds is listed as `interrupted`.
     async fn list_runs(&self, q: ListQuery) -> Result<Vec<RunRecord>>;
+    /// The ids that start with `prefix` (hex digits, as `baton runs list` prints them), in id
+    /// order, at most `limit`: lets people name a run by a unique prefix, as git does.
+    async fn runs_by_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<RunId>>;
     /// Events with seq > `after`, in order.
     async fn events(&self, run: RunId, after: u64) -> Result<Vec<EventRecord>>;
     async fn checkpoint(&self, run: RunId) -> Result<Option<Checkpoint>>;

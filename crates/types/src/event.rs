@@ -20,9 +20,24 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Cancelled,
+    /// Shown, never stored: the run log says `running` but no live process holds the run (it
+    /// was killed, or its host went away). `baton resume` continues it.
+    Interrupted,
 }
 
 impl RunStatus {
+    /// Every status, in the order people read them.
+    pub const ALL: [RunStatus; 8] = [
+        Self::Pending,
+        Self::Running,
+        Self::Interrupted,
+        Self::Paused,
+        Self::Waiting,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
     }
@@ -35,6 +50,7 @@ impl RunStatus {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
         }
     }
 }
@@ -50,6 +66,7 @@ impl std::str::FromStr for RunStatus {
             "succeeded" => Self::Succeeded,
             "failed" => Self::Failed,
             "cancelled" => Self::Cancelled,
+            "interrupted" => Self::Interrupted,
             _ => return Err(format!("unknown run status '{s}'")),
         })
     }
