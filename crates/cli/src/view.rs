@@ -43,15 +43,34 @@ impl StepRow {
 pub fn step_rows(evs: &[EventRecord]) -> Vec<StepRow> {
     let mut rows: Vec<StepRow> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
+    // When each step's current attempt started: a parent (parallel, map, group) reports no
+    // duration of its own, so its row shows its span, from its start to its end.
+    let mut started: HashMap<&str, i64> = HashMap::new();
+    let span = |started: &HashMap<&str, i64>, step: &str, d: u64, at: i64| {
+        if d > 0 {
+            return d;
+        }
+        started
+            .get(step)
+            .map_or(0, |s| u64::try_from(at - s).unwrap_or(0))
+    };
     for e in evs {
         let (step, status, d, u) = match &e.event {
-            Event::StepStarted { step, .. } => (step, "running", 0, Usage::default()),
+            Event::StepStarted { step, .. } => {
+                started.insert(step, e.at_ms);
+                (step, "running", 0, Usage::default())
+            }
             Event::StepSucceeded {
                 step,
                 duration_ms,
                 usage,
                 ..
-            } => (step, "succeeded", *duration_ms, *usage),
+            } => (
+                step,
+                "succeeded",
+                span(&started, step, *duration_ms, e.at_ms),
+                *usage,
+            ),
             Event::StepFailed {
                 step,
                 duration_ms,
@@ -67,7 +86,7 @@ pub fn step_rows(evs: &[EventRecord]) -> Vec<StepRow> {
                 } else {
                     "failed"
                 };
-                (step, s, *duration_ms, *usage)
+                (step, s, span(&started, step, *duration_ms, e.at_ms), *usage)
             }
             Event::StepCancelled { step } => (step, "cancelled", 0, Usage::default()),
             Event::HumanRequested { step, .. } => (step, "waiting", 0, Usage::default()),

@@ -83,6 +83,10 @@ fn parallel_review_fans_out_and_joins() {
     assert!(summary(&o)["outputs"].as_str().unwrap().contains("Verdict"));
     // Three 50 ms reviews ran at once, not one after the other (with generous slack).
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    // The parallel parent reports its span: at least its slowest child's 50 ms.
+    let steps = summary(&o)["steps"].as_array().unwrap().clone();
+    let reviews = steps.iter().find(|s| s["step"] == "reviews").unwrap();
+    assert!(reviews["duration_ms"].as_u64().unwrap() >= 50, "{reviews}");
 }
 
 #[test]
