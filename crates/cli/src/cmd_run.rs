@@ -699,7 +699,7 @@ fn sandbox_records(
     program: Option<&Program>,
 ) -> Vec<SandboxRecord> {
     let is_sandbox_step = |step: &str| {
-        let id = baton_engine::context::split_path(step).0;
+        let id = baton_types::StepPath::parse(step).id();
         program
             .and_then(|p| p.node_by_id(id))
             .is_some_and(|n| n.step.sandbox.is_some())
@@ -728,12 +728,10 @@ fn sandbox_records(
                 attempt,
                 error,
                 ..
-            } if is_sandbox_step(step) => {
-                match baton_tools::sandbox_step::result_in_error(&error.message) {
-                    Some(record) => (step, Some(*attempt), "step", record),
-                    None => continue,
-                }
-            }
+            } if is_sandbox_step(step) => match &error.sandbox {
+                Some(record) => (step, Some(*attempt), "step", (**record).clone()),
+                None => continue,
+            },
             Event::StepProgress {
                 step,
                 progress: baton_types::Progress::ToolResult { tool, output, .. },
@@ -1039,14 +1037,10 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
                         // A failed sandbox step carries its execution record in its message:
                         // show it as JSON, not as an escaped string.
                         if let Event::StepFailed { error, .. } = &e.event
-                            && let Some((line, _)) = error
-                                .message
-                                .split_once(baton_tools::sandbox_step::RESULT_MARKER)
-                            && let Some(record) =
-                                baton_tools::sandbox_step::result_in_error(&error.message)
+                            && let Some(record) = &error.sandbox
                         {
-                            m["error"]["message"] = Value::String(line.to_string());
-                            m.insert("sandbox".into(), record);
+                            m["error"]["message"] = Value::String(error.message.clone());
+                            m.insert("sandbox".into(), (**record).clone());
                         }
                     }
                     println!(

@@ -25,9 +25,8 @@ pub struct AgentJob {
 
 fn model_error(e: &baton_llm::Error) -> StepError {
     StepError {
-        kind: StepErrorKind::Model,
-        message: format!("model: {e}"),
         retryable: e.is_retryable(),
+        ..StepError::new(StepErrorKind::Model, format!("model: {e}"))
     }
 }
 
