@@ -36,9 +36,7 @@ impl Machine<'_> {
                 ..
             } => {
                 st.usage.add(usage);
-                st.outputs.insert(step.clone(), output.clone());
-                st.errors.remove(step);
-                self.leave_step(st, step, Ok(output.clone()), next.as_deref(), true);
+                self.step_succeeded(st, step, output, next.as_deref());
             }
             Event::StepFailed {
                 step,
@@ -70,37 +68,24 @@ impl Machine<'_> {
                 ..
             } => {
                 if let Some(sr) = st.steps.get_mut(step) {
+                    let value = Box::new(value.clone());
+                    let comment = comment.clone();
                     sr.phase = Phase::Answered {
                         approved: *approved,
-                        value: Box::new(value.clone()),
-                        comment: comment.clone(),
+                        value,
+                        comment,
                     };
                 }
             }
             Event::StateSet { key, value } => {
                 st.state.insert(key.clone(), value.clone());
             }
-            Event::Paused { pause } => st.pause = Some(pause.clone()),
-            Event::Resumed { stepping } => {
-                if let Some(PauseReason::Breakpoint { step }) = st.pause.take() {
-                    st.released = Some(step);
-                }
-                st.stepping = *stepping;
-            }
-            Event::CancelRequested => st.cancelling = true,
-            Event::RunSucceeded { outputs } => {
-                st.status = RunStatus::Succeeded;
-                st.result = Some(outputs.clone());
-            }
-            Event::RunFailed { error } => {
-                st.status = RunStatus::Failed;
-                st.error = Some(error.clone());
-            }
-            Event::RunCancelled => {
-                st.status = RunStatus::Cancelled;
-                st.steps.clear();
-                st.ready.clear();
-            }
+            Event::Paused { .. }
+            | Event::Resumed { .. }
+            | Event::CancelRequested
+            | Event::RunSucceeded { .. }
+            | Event::RunFailed { .. }
+            | Event::RunCancelled => run_event(st, ev),
         }
         st.recompute_status();
     }
@@ -211,6 +196,13 @@ impl Machine<'_> {
         }
     }
 
+    /// A step instance succeeded: its output is kept and its sequence goes on to `next`.
+    fn step_succeeded(&self, st: &mut RunState, step: &str, output: &Value, next: Option<&str>) {
+        st.outputs.insert(step.to_string(), output.clone());
+        st.errors.remove(step);
+        self.leave_step(st, step, Ok(output.clone()), next, true);
+    }
+
     /// An attempt failed: it waits for a retry, or the step ends (recovered: its sequence
     /// goes on to `next`; else the sequence fails).
     fn step_failed(
@@ -277,5 +269,33 @@ impl Machine<'_> {
             }
             None => st.finish_seq(frame, Ok(last)),
         }
+    }
+}
+
+/// The events about the run as a whole: pauses, resumes, cancellation, its end.
+fn run_event(st: &mut RunState, ev: &Event) {
+    match ev {
+        Event::Paused { pause } => st.pause = Some(pause.clone()),
+        Event::Resumed { stepping } => {
+            if let Some(PauseReason::Breakpoint { step }) = st.pause.take() {
+                st.released = Some(step);
+            }
+            st.stepping = *stepping;
+        }
+        Event::CancelRequested => st.cancelling = true,
+        Event::RunSucceeded { outputs } => {
+            st.status = RunStatus::Succeeded;
+            st.result = Some(outputs.clone());
+        }
+        Event::RunFailed { error } => {
+            st.status = RunStatus::Failed;
+            st.error = Some(error.clone());
+        }
+        Event::RunCancelled => {
+            st.status = RunStatus::Cancelled;
+            st.steps.clear();
+            st.ready.clear();
+        }
+        _ => {}
     }
 }
