@@ -538,3 +538,54 @@ impl Program {
         self.scopes[scope as usize].nodes.first().copied()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn compile(steps: Value) -> Result<Program, CompileError> {
+        let doc = serde_json::json!({ "version": 1, "name": "t", "steps": steps });
+        Program::compile(
+            serde_json::from_value(doc).unwrap(),
+            PathBuf::from("/flows"),
+        )
+    }
+
+    #[test]
+    fn successors_come_from_the_flow_as_node_indexes() {
+        let p = compile(serde_json::json!([
+            { "id": "gate", "if": "x", "then": "c" },
+            { "id": "b", "tool": "echo", "next": "end", "on_error": "goto c" },
+            { "id": "c", "tool": "state.set", "with": { "k": 1 } },
+            { "id": "s", "sandbox": { "command": "true" } }
+        ]))
+        .unwrap();
+        let [gate, b, c, s] = ["gate", "b", "c", "s"].map(|id| p.node_by_id(id).unwrap());
+        match &gate.branches {
+            Branches::Condition {
+                expr,
+                then,
+                otherwise,
+            } => {
+                assert_eq!(expr, "x");
+                assert_eq!((*then, *otherwise), (Some(c.idx), Some(b.idx)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(b.next, Some(None), "`next: end` leaves the list");
+        assert_eq!(b.recovery, Recovery::Goto(Some(c.idx)));
+        assert!(matches!(c.kind, NodeKind::StateSet));
+        assert_eq!(c.tool_args()["k"], 1);
+        assert!(matches!(s.kind, NodeKind::Sandbox));
+        assert_eq!(s.tool_args()["command"], "true");
+    }
+
+    #[test]
+    fn a_target_the_flow_could_not_resolve_fails_compilation() {
+        let e = compile(serde_json::json!([{ "id": "a", "tool": "echo", "next": "nowhere" }]))
+            .unwrap_err();
+        assert_eq!(e.path, "step 'a'");
+        assert!(e.message.contains("unknown step 'nowhere'"), "{e}");
+    }
+}
