@@ -124,14 +124,10 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
                         // A failed sandbox step carries its execution record in its message:
                         // show it as JSON, not as an escaped string.
                         if let Event::StepFailed { error, .. } = &e.event
-                            && let Some((line, _)) = error
-                                .message
-                                .split_once(baton_tools::sandbox_step::RESULT_MARKER)
-                            && let Some(record) =
-                                baton_tools::sandbox_step::result_in_error(&error.message)
+                            && let Some(record) = &error.sandbox
                         {
-                            m["error"]["message"] = Value::String(line.to_string());
-                            m.insert("sandbox".into(), record);
+                            m["error"]["message"] = Value::String(error.message.clone());
+                            m.insert("sandbox".into(), (**record).clone());
                         }
                     }
                     outln!(

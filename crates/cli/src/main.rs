@@ -69,7 +69,7 @@ enum Command {
 
 /// The step id of a step instance path (`lint[2]` -> `lint`).
 pub(crate) fn split_id(path: &str) -> &str {
-    path.split('[').next().unwrap_or(path)
+    baton_types::StepPath::parse(path).id()
 }
 
 fn main() -> ExitCode {

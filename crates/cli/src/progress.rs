@@ -198,6 +198,6 @@ pub fn describe_pause(p: &baton_types::PauseReason) -> String {
 /// execution record it carries (`baton runs show` and `--json` have it).
 pub fn brief(message: &str) -> &str {
     message
-        .split_once(baton_tools::sandbox_step::RESULT_MARKER)
+        .split_once(baton_types::SANDBOX_RECORD_MARKER)
         .map_or(message, |(line, _)| line)
 }

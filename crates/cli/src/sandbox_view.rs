@@ -25,7 +25,7 @@ pub fn sandbox_records(
     program: Option<&Program>,
 ) -> Vec<SandboxRecord> {
     let is_sandbox_step = |step: &str| {
-        let id = baton_engine::context::split_path(step).0;
+        let id = baton_types::StepPath::parse(step).id();
         program
             .and_then(|p| p.node_by_id(id))
             .is_some_and(|n| n.step.sandbox.is_some())
@@ -54,12 +54,10 @@ pub fn sandbox_records(
                 attempt,
                 error,
                 ..
-            } if is_sandbox_step(step) => {
-                match baton_tools::sandbox_step::result_in_error(&error.message) {
-                    Some(record) => (step, Some(*attempt), "step", record),
-                    None => continue,
-                }
-            }
+            } if is_sandbox_step(step) => match &error.sandbox {
+                Some(record) => (step, Some(*attempt), "step", (**record).clone()),
+                None => continue,
+            },
             Event::StepProgress {
                 step,
                 progress: baton_types::Progress::ToolResult { tool, output, .. },

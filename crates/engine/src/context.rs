@@ -1,65 +1,14 @@
-//! What templates and expressions see: `inputs`, `steps.<id>.output` (and `.error`), `state`,
-//! `run`, and inside a `map` the item (default name `item`) and `loop.index`.
+//! Templates and expressions evaluated against a run's context (the context itself is built
+//! by the run state: [`crate::machine::RunState::template_context`]). Names are the compiled
+//! templates' (`<step>.prompt`, `<step>.with/<key>`, `outputs.<name>`...) so errors say which
+//! field failed.
 
 use baton_types::{StepError, StepErrorKind};
 use minijinja::Value as MjValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::machine::RunState;
 use crate::program::Program;
 use crate::template;
-
-/// Splits a step path `id[2][0]` into `id` and `[2][0]`.
-pub fn split_path(path: &str) -> (&str, &str) {
-    match path.find('[') {
-        Some(i) => (&path[..i], &path[i..]),
-        None => (path, ""),
-    }
-}
-
-/// The context of a step running in frame `frame`.
-pub fn build(program: &Program, st: &RunState, frame: u32) -> MjValue {
-    MjValue::from_serialize(build_json(program, st, frame))
-}
-
-pub fn build_json(program: &Program, st: &RunState, frame: u32) -> Value {
-    let suffix = st.frame_suffix(frame);
-    let mut steps: Map<String, Value> = Map::new();
-    // For each step id, the output of the innermost iteration that encloses this frame.
-    let mut best: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for (path, out) in &st.outputs {
-        let (id, sfx) = split_path(path);
-        if !suffix.starts_with(sfx) {
-            continue;
-        }
-        if best.get(id).is_some_and(|&l| l > sfx.len()) {
-            continue;
-        }
-        best.insert(id, sfx.len());
-        let mut o = Map::new();
-        o.insert("output".into(), out.clone());
-        if let Some(e) = st.errors.get(path) {
-            o.insert("error".into(), Value::String(e.clone()));
-        }
-        steps.insert(id.to_string(), Value::Object(o));
-    }
-    let mut ctx = Map::new();
-    ctx.insert("inputs".into(), st.inputs.clone());
-    ctx.insert("steps".into(), Value::Object(steps));
-    ctx.insert("state".into(), Value::Object(st.state.clone()));
-    ctx.insert(
-        "run".into(),
-        serde_json::json!({ "id": st.run_id.to_string(), "workflow": program.doc.name }),
-    );
-    for (name, value, index) in st.bindings(frame) {
-        ctx.insert(name, value);
-        ctx.insert(
-            "loop".into(),
-            serde_json::json!({ "index": index, "index1": index + 1 }),
-        );
-    }
-    Value::Object(ctx)
-}
 
 fn template_error(what: &str, src: &str, e: &minijinja::Error) -> StepError {
     StepError::fatal(
@@ -123,6 +72,7 @@ pub fn eval(
     Ok(v)
 }
 
+/// A template value as JSON (`null` for what JSON cannot hold).
 pub fn to_json(v: &MjValue) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }

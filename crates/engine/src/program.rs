@@ -1,11 +1,17 @@
 //! A workflow compiled for execution: steps flattened into indexed nodes grouped in scopes
 //! (the top-level sequence, each parallel branch, each `steps:` body), templates parsed once.
+//! Where control goes after each node comes from the document's [`Flow`] (the successors
+//! validation checked), resolved to node indexes once; the kind of each node says what runs
+//! it (the engine itself for `state.set`, the `sandbox.step` tool for `sandbox:` steps).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use baton_types::flow::{Edge, Flow, Target};
+use baton_types::graph::EdgeKind;
 use baton_types::{
-    END, JoinStrategy, OnError, SandboxCommand, SandboxSpec, Scalar, Step, StepKind, WorkflowDoc,
+    HumanKind, JoinStrategy, OnError, RetrySpec, SandboxCommand, SandboxSpec, Scalar, Step,
+    StepKind, WorkflowDoc,
 };
 use minijinja::Environment;
 use serde_json::{Map, Value};
@@ -18,6 +24,9 @@ pub type ScopeIdx = u32;
 /// The root scope: the workflow's top-level steps.
 pub const ROOT: ScopeIdx = 0;
 
+/// The tool name a `state.set` step is written with (the engine runs it itself).
+pub const STATE_SET: &str = "state.set";
+
 #[derive(Debug, Clone)]
 pub enum NodeKind {
     Agent {
@@ -26,6 +35,10 @@ pub enum NodeKind {
     Tool {
         name: String,
     },
+    /// `tool: state.set`: the engine sets the keys itself, logged before the step ends.
+    StateSet,
+    /// A `sandbox:` step: a call of the `sandbox.step` tool with the step's settings.
+    Sandbox,
     Condition,
     Switch,
     Parallel {
@@ -42,6 +55,37 @@ pub enum NodeKind {
     Human,
 }
 
+/// Where a sequence goes after a node: the node to run next, or `None` to end the list.
+pub type Goto = Option<NodeIdx>;
+
+/// How a condition or a switch picks the node after it.
+#[derive(Debug, Clone, Default)]
+pub enum Branches {
+    #[default]
+    None,
+    /// `if`: `then` when the expression holds, else `otherwise`.
+    Condition {
+        expr: String,
+        then: Goto,
+        otherwise: Goto,
+    },
+    /// `switch`: the first case whose expression holds, else `default`.
+    Switch {
+        cases: Vec<(String, Goto)>,
+        default: Goto,
+    },
+}
+
+/// What a failure that is not retried does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Recovery {
+    #[default]
+    Fail,
+    /// Go on as if the step gave `null`.
+    Continue,
+    Goto(Goto),
+}
+
 #[derive(Debug)]
 pub struct Node {
     pub idx: NodeIdx,
@@ -51,18 +95,34 @@ pub struct Node {
     pub step: Step,
     /// The next node of the same list (none at the end of a list and in parallel branches).
     pub seq_next: Option<NodeIdx>,
+    /// An explicit `next:`.
+    pub next: Option<Goto>,
+    /// Explicit `edges:` leaving this node, in document order: (condition, target).
+    pub edges: Vec<(Option<String>, Goto)>,
+    pub branches: Branches,
+    pub recovery: Recovery,
+    pub retry: Option<RetrySpec>,
+    pub max_visits: Option<u32>,
+    pub max_concurrency: Option<u32>,
+    /// A human step's kind.
+    pub human: HumanKind,
+    /// Tool, `state.set` and sandbox arguments, unrendered (an empty object when none).
+    pub args: Value,
     /// Compiled output schema (agent steps), with how many re-asks are allowed.
     pub output_schema: Option<(Value, u32)>,
-    /// Explicit `edges:` leaving this node, in document order: (condition, target).
-    pub edges: Vec<(Option<String>, Option<NodeIdx>)>,
     /// Whether `prompt` needs rendering.
     pub prompt_is_template: bool,
 }
 
 impl Node {
-    /// A tool step's `with:` arguments, unrendered (an empty object when there are none).
-    pub fn tool_args(&self) -> Value {
-        Value::Object(self.step.with.clone().unwrap_or_default())
+    /// A tool step's arguments, unrendered (an empty object when there are none).
+    pub fn tool_args(&self) -> &Value {
+        &self.args
+    }
+
+    /// The id of the node `goto` names (`None`: the end of the list), as events name it.
+    pub fn goto_id(program: &Program, goto: Goto) -> Option<String> {
+        goto.map(|n| program.node(n).id.clone())
     }
 }
 
@@ -155,6 +215,36 @@ fn sandbox_args(spec: &SandboxSpec, base_dir: &Path) -> Map<String, Value> {
     a
 }
 
+/// What runs a step, from its kind (`None`: not exactly one kind).
+fn node_kind(s: &Step) -> Option<NodeKind> {
+    Some(match s.kind()? {
+        StepKind::Agent => NodeKind::Agent {
+            agent: s.agent.clone().unwrap_or_default(),
+        },
+        StepKind::Tool => match s.tool.as_deref().unwrap_or_default() {
+            STATE_SET => NodeKind::StateSet,
+            name => NodeKind::Tool { name: name.into() },
+        },
+        StepKind::Condition => NodeKind::Condition,
+        StepKind::Switch => NodeKind::Switch,
+        StepKind::Parallel => NodeKind::Parallel {
+            branches: Vec::new(),
+            strategy: s.join.as_ref().map(|j| j.strategy).unwrap_or_default(),
+        },
+        StepKind::Map => NodeKind::Map {
+            body: 0,
+            item: s
+                .map
+                .as_ref()
+                .and_then(|m| m.item.clone())
+                .unwrap_or_else(|| "item".into()),
+        },
+        StepKind::Group => NodeKind::Group { body: 0 },
+        StepKind::Human => NodeKind::Human,
+        StepKind::Sandbox => NodeKind::Sandbox,
+    })
+}
+
 /// A compile failure: the document was not validated, or validation missed something.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
@@ -184,17 +274,7 @@ impl Program {
             env: template::environment(),
         };
         p.add_list(&doc.steps, ROOT, false, "steps")?;
-        // Resolve explicit edges.
-        for (i, e) in doc.edges.iter().enumerate() {
-            let from = *p.by_id.get(&e.from).ok_or_else(|| {
-                err(
-                    format!("edges[{i}].from"),
-                    format!("unknown step '{}'", e.from),
-                )
-            })?;
-            let to = p.target(&e.to, &format!("edges[{i}].to"))?;
-            p.nodes[from as usize].edges.push((e.when.clone(), to));
-        }
+        p.add_exits(&Flow::build(&doc))?;
         for (k, agent) in &doc.agents {
             if let Some(ins) = &agent.instructions {
                 p.add_template(&format!("agents.{k}.instructions"), ins)?;
@@ -211,6 +291,70 @@ impl Program {
         self.env
             .add_template_owned(name.to_string(), src.to_string())
             .map_err(|e| err(name, template::describe(&e)))
+    }
+
+    /// Each node's successors, from the flow (numbered as the nodes are). A target the flow
+    /// could not resolve means the document was not validated.
+    fn add_exits(&mut self, flow: &Flow) -> Result<(), CompileError> {
+        for e in &flow.edges {
+            let goto = self.goto_of(flow, e)?;
+            let node = &mut self.nodes[e.from];
+            let when = e.when.map(str::to_string);
+            match e.kind {
+                EdgeKind::Sequence => {}
+                EdgeKind::Next => node.next = Some(goto),
+                EdgeKind::Explicit => node.edges.push((when, goto)),
+                EdgeKind::OnError => node.recovery = Recovery::Goto(goto),
+                EdgeKind::Then => {
+                    node.branches = Branches::Condition {
+                        expr: when.unwrap_or_else(|| "false".into()),
+                        then: goto,
+                        otherwise: None,
+                    }
+                }
+                EdgeKind::Else => {
+                    if let Branches::Condition { otherwise, .. } = &mut node.branches {
+                        *otherwise = goto;
+                    }
+                }
+                EdgeKind::Case => {
+                    if !matches!(node.branches, Branches::Switch { .. }) {
+                        node.branches = Branches::Switch {
+                            cases: Vec::new(),
+                            default: None,
+                        };
+                    }
+                    if let Branches::Switch { cases, .. } = &mut node.branches {
+                        cases.push((when.unwrap_or_default(), goto));
+                    }
+                }
+                EdgeKind::Default => match &mut node.branches {
+                    Branches::Switch { default, .. } => *default = goto,
+                    other => {
+                        *other = Branches::Switch {
+                            cases: Vec::new(),
+                            default: goto,
+                        }
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+
+    fn goto_of(&self, flow: &Flow, e: &Edge) -> Result<Goto, CompileError> {
+        let from = &flow.steps[e.from].step.id;
+        if self.nodes.get(e.from).is_none_or(|n| &n.id != from) {
+            return Err(err(format!("step '{from}'"), "steps out of order"));
+        }
+        match e.target {
+            Ok(Target::Step(t)) => Ok(Some(t as NodeIdx)),
+            Ok(Target::End) => Ok(None),
+            Err(_) => Err(err(
+                format!("step '{from}'"),
+                format!("unknown step '{}' (or not in the same list)", e.to),
+            )),
+        }
     }
 
     fn add_list(
@@ -259,9 +403,8 @@ impl Program {
 
     fn add_node(&mut self, s: &Step, scope: ScopeIdx, path: &str) -> Result<(), CompileError> {
         let idx = self.nodes.len() as NodeIdx;
-        if self.by_id.insert(s.id.clone(), idx).is_some() {
-            return Err(err(path, format!("duplicate step id '{}'", s.id)));
-        }
+        // Validation reported duplicate ids; the first one is the one jumps name.
+        self.by_id.entry(s.id.clone()).or_insert(idx);
         // A sandbox step is a call of the `sandbox.step` tool with the step's settings as its
         // arguments (the tool registry provides the sandbox; the engine names no backend).
         let as_call;
@@ -275,63 +418,9 @@ impl Program {
             }
             None => s,
         };
-        let kind = match s.kind() {
-            Some(StepKind::Agent) => {
-                let agent = s.agent.clone().unwrap_or_default();
-                if !self.doc.agents.contains_key(&agent) {
-                    return Err(err(path, format!("unknown agent '{agent}'")));
-                }
-                NodeKind::Agent { agent }
-            }
-            Some(StepKind::Tool) => NodeKind::Tool {
-                name: s.tool.clone().unwrap_or_default(),
-            },
-            Some(StepKind::Condition) => NodeKind::Condition,
-            Some(StepKind::Switch) => NodeKind::Switch,
-            Some(StepKind::Parallel) => NodeKind::Parallel {
-                branches: Vec::new(),
-                strategy: s.join.as_ref().map(|j| j.strategy).unwrap_or_default(),
-            },
-            Some(StepKind::Map) => NodeKind::Map {
-                body: 0,
-                item: s
-                    .map
-                    .as_ref()
-                    .and_then(|m| m.item.clone())
-                    .unwrap_or_else(|| "item".into()),
-            },
-            Some(StepKind::Group) => NodeKind::Group { body: 0 },
-            Some(StepKind::Human) => NodeKind::Human,
-            Some(StepKind::Sandbox) => NodeKind::Tool {
-                name: baton_tools::sandbox_step::STEP_TOOL.into(),
-            },
-            None => {
-                return Err(err(
-                    path,
-                    format!("step '{}' must have exactly one kind", s.id),
-                ));
-            }
-        };
-        let agent_output = match &kind {
-            NodeKind::Agent { agent } => self.doc.agents.get(agent).and_then(|a| a.output.clone()),
-            _ => None,
-        };
-        let output_schema = s.output.clone().or(agent_output).and_then(|o| {
-            o.schema.map(|sch| {
-                (
-                    sch,
-                    o.max_retries.unwrap_or(baton_types::DEFAULT_OUTPUT_RETRIES),
-                )
-            })
-        });
-        if let Some((schema, _)) = &output_schema {
-            jsonschema::validator_for(schema).map_err(|e| {
-                err(
-                    format!("{path}.output.schema"),
-                    format!("invalid JSON Schema: {e}"),
-                )
-            })?;
-        }
+        let kind = node_kind(s)
+            .ok_or_else(|| err(path, format!("step '{}' must have exactly one kind", s.id)))?;
+        let output_schema = self.output_schema(s, &kind);
         let prompt_is_template = s.prompt.as_deref().is_some_and(template::is_template);
         self.nodes.push(Node {
             idx,
@@ -340,22 +429,24 @@ impl Program {
             kind,
             step: s.clone(),
             seq_next: None,
-            output_schema,
+            next: None,
             edges: Vec::new(),
+            branches: Branches::None,
+            recovery: match s.on_error {
+                Some(OnError::Continue) => Recovery::Continue,
+                // `goto` targets come from the flow.
+                _ => Recovery::Fail,
+            },
+            retry: s.retry.clone(),
+            max_visits: s.max_visits,
+            max_concurrency: s.max_concurrency,
+            human: s.human.as_ref().map(|h| h.kind).unwrap_or_default(),
+            args: Value::Object(s.with.clone().unwrap_or_default()),
+            output_schema,
             prompt_is_template,
         });
         self.scopes[scope as usize].nodes.push(idx);
-        if let Some(p) = &s.prompt
-            && prompt_is_template
-        {
-            self.add_template(&format!("{}.prompt", s.id), p)?;
-        }
-        if let Some(h) = &s.human {
-            self.add_template(&format!("{}.human", s.id), &h.prompt)?;
-        }
-        if let Some(with) = &s.with {
-            self.add_arg_templates(&format!("{}.with", s.id), &Value::Object(with.clone()))?;
-        }
+        self.add_step_templates(s, prompt_is_template)?;
         if let Some(children) = &s.parallel {
             self.scopes.push(Scope {
                 nodes: Vec::new(),
@@ -371,6 +462,42 @@ impl Program {
                 _ => return Err(err(path, "`steps` belongs to `map` steps and groups")),
             }
             self.add_list(children, body, false, &format!("{path}.steps"))?;
+        }
+        Ok(())
+    }
+
+    /// An agent step's output schema (its own, else its agent's), with its re-asks.
+    fn output_schema(&self, s: &Step, kind: &NodeKind) -> Option<(Value, u32)> {
+        let agent_output = match kind {
+            NodeKind::Agent { agent } => self.doc.agents.get(agent).and_then(|a| a.output.clone()),
+            _ => None,
+        };
+        s.output.clone().or(agent_output).and_then(|o| {
+            o.schema.map(|sch| {
+                (
+                    sch,
+                    o.max_retries.unwrap_or(baton_types::DEFAULT_OUTPUT_RETRIES),
+                )
+            })
+        })
+    }
+
+    /// Parses a step's templates once: its prompt, its human prompt, its arguments.
+    fn add_step_templates(
+        &mut self,
+        s: &Step,
+        prompt_is_template: bool,
+    ) -> Result<(), CompileError> {
+        if let Some(p) = &s.prompt
+            && prompt_is_template
+        {
+            self.add_template(&format!("{}.prompt", s.id), p)?;
+        }
+        if let Some(h) = &s.human {
+            self.add_template(&format!("{}.human", s.id), &h.prompt)?;
+        }
+        if let Some(with) = &s.with {
+            self.add_arg_templates(&format!("{}.with", s.id), &Value::Object(with.clone()))?;
         }
         Ok(())
     }
@@ -398,17 +525,6 @@ impl Program {
         }
     }
 
-    /// Resolves a target name: `end` (or nothing) ends the sequence.
-    pub fn target(&self, name: &str, path: &str) -> Result<Option<NodeIdx>, CompileError> {
-        if name == END {
-            return Ok(None);
-        }
-        self.by_id
-            .get(name)
-            .map(|&i| Some(i))
-            .ok_or_else(|| err(path, format!("unknown step '{name}'")))
-    }
-
     pub fn node(&self, idx: NodeIdx) -> &Node {
         &self.nodes[idx as usize]
     }
@@ -421,12 +537,55 @@ impl Program {
     pub fn scope_start(&self, scope: ScopeIdx) -> Option<NodeIdx> {
         self.scopes[scope as usize].nodes.first().copied()
     }
+}
 
-    pub fn on_error(&self, idx: NodeIdx) -> OnError {
-        self.node(idx)
-            .step
-            .on_error
-            .clone()
-            .unwrap_or(OnError::Fail)
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn compile(steps: Value) -> Result<Program, CompileError> {
+        let doc = serde_json::json!({ "version": 1, "name": "t", "steps": steps });
+        Program::compile(
+            serde_json::from_value(doc).unwrap(),
+            PathBuf::from("/flows"),
+        )
+    }
+
+    #[test]
+    fn successors_come_from_the_flow_as_node_indexes() {
+        let p = compile(serde_json::json!([
+            { "id": "gate", "if": "x", "then": "c" },
+            { "id": "b", "tool": "echo", "next": "end", "on_error": "goto c" },
+            { "id": "c", "tool": "state.set", "with": { "k": 1 } },
+            { "id": "s", "sandbox": { "command": "true" } }
+        ]))
+        .unwrap();
+        let [gate, b, c, s] = ["gate", "b", "c", "s"].map(|id| p.node_by_id(id).unwrap());
+        match &gate.branches {
+            Branches::Condition {
+                expr,
+                then,
+                otherwise,
+            } => {
+                assert_eq!(expr, "x");
+                assert_eq!((*then, *otherwise), (Some(c.idx), Some(b.idx)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(b.next, Some(None), "`next: end` leaves the list");
+        assert_eq!(b.recovery, Recovery::Goto(Some(c.idx)));
+        assert!(matches!(c.kind, NodeKind::StateSet));
+        assert_eq!(c.tool_args()["k"], 1);
+        assert!(matches!(s.kind, NodeKind::Sandbox));
+        assert_eq!(s.tool_args()["command"], "true");
+    }
+
+    #[test]
+    fn a_target_the_flow_could_not_resolve_fails_compilation() {
+        let e = compile(serde_json::json!([{ "id": "a", "tool": "echo", "next": "nowhere" }]))
+            .unwrap_err();
+        assert_eq!(e.path, "step 'a'");
+        assert!(e.message.contains("unknown step 'nowhere'"), "{e}");
     }
 }

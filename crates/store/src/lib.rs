@@ -145,6 +145,17 @@ pub trait RunStore: Send + Sync {
     async fn release(&self, run: RunId, owner: &str) -> Result<()>;
 }
 
+/// The owner string of this process, as [`RunStore::claim`] takes it: `host:pid`.
+pub fn process_owner() -> String {
+    format!("{}:{}", hostname(), std::process::id())
+}
+
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
 /// Current Unix time in milliseconds.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

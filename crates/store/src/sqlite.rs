@@ -537,16 +537,10 @@ fn append(tx: &Connection, run: RunId, batch: &Batch) -> Result<()> {
     Ok(())
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
-/// The owner string of this process: `host:pid`.
-pub fn process_owner() -> String {
-    format!("{}:{}", hostname(), std::process::id())
-}
+// The owner string is every store's (see `RunStore::claim`); re-exported for callers that
+// name it here.
+use crate::hostname;
+pub use crate::process_owner;
 
 /// Whether the process named by an owner string still runs. Owners on other hosts are
 /// assumed alive (their lease decides).
