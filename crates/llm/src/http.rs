@@ -117,6 +117,17 @@ fn scrub(e: Error, secret: &str) -> Error {
             status,
             message: s(message),
         },
+        Error::InvalidRequest {
+            provider,
+            status,
+            field,
+            message,
+        } => Error::InvalidRequest {
+            provider,
+            status,
+            field,
+            message: s(message),
+        },
         Error::UnknownModel { model, reason } => Error::UnknownModel {
             model,
             reason: s(reason),
@@ -309,14 +320,37 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     )
 }
 
-/// The message and the machine-readable kind (`type` or `code`) of an error body, in the shapes
-/// the providers use: `{"error":{"message","type","code"}}`, `{"error":"..."}`,
-/// `{"type":"error","error":{"type","message"}}`, `{"message": ...}`.
-pub fn error_parts(body: &[u8]) -> (String, String) {
+/// What an error body says, in the shapes servers use: `{"error":{"message","type","code",
+/// "param"}}`, `{"error":"..."}`, `{"type":"error","error":{"type","message"}}`, `{"message"}`,
+/// and FastAPI/pydantic's `{"detail":[{"loc":[...],"msg":"..."}]}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// The server's words.
+    pub message: String,
+    /// The machine-readable kind (`type` or `code`), when given.
+    pub code: String,
+    /// The request field the server named (`param`, or a validation error's `loc`).
+    pub field: Option<String>,
+    /// The body is a validation report (pydantic's `detail` list).
+    pub validation: bool,
+}
+
+/// Reads an error body (see [`ErrorBody`]); a body that is not JSON is quoted as text.
+pub fn error_parts(body: &[u8]) -> ErrorBody {
     let text = String::from_utf8_lossy(body);
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return (truncate(text.trim(), 500), String::new());
+        let message = match html_page(&text) {
+            Some(page) => format!("an HTML page ({page})"),
+            None => truncate(text.trim(), 500),
+        };
+        return ErrorBody {
+            message,
+            ..ErrorBody::default()
+        };
     };
+    if let Some(report) = validation_report(&v) {
+        return report;
+    }
     let err = v.get("error").unwrap_or(&v);
     let message = match err {
         Value::String(s) => s.clone(),
@@ -337,7 +371,123 @@ pub fn error_parts(body: &[u8]) -> (String, String) {
         })
         .find(|c| c != "error" && !c.is_empty())
         .unwrap_or_default();
-    (message, code)
+    if let Some(report) = python_validation_report(&message, &code) {
+        return report;
+    }
+    let field = err
+        .get("param")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .or_else(|| field_in_words(&message));
+    ErrorBody {
+        message,
+        code,
+        field,
+        validation: false,
+    }
+}
+
+/// A pydantic validation error printed into a message, as llama-cpp-python's server sends it
+/// with HTTP 500: `1 validation error:\n  {'type': ..., 'loc': ('body', 'response_format',
+/// 'type'), 'msg': "Input should be 'text' or 'json_object'", 'input': ...}` followed by a
+/// traceback. Keeps the field and the `msg`, drops the traceback.
+fn python_validation_report(message: &str, code: &str) -> Option<ErrorBody> {
+    static LOC: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"'loc':\s*\(([^)]*)\)").ok());
+    static MSG: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"'msg':\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')"#).ok()
+    });
+    if !message.contains("validation error") {
+        return None;
+    }
+    let field = LOC.as_ref()?.captures(message).map(|c| {
+        c[1].split(',')
+            .map(|p| p.trim().trim_matches(|q| q == '\'' || q == '"'))
+            .filter(|p| !p.is_empty())
+            .skip_while(|p| *p == "body")
+            .collect::<Vec<_>>()
+            .join(".")
+    });
+    let msgs: Vec<&str> = MSG
+        .as_ref()?
+        .captures_iter(message)
+        .filter_map(|c| c.get(1).or_else(|| c.get(2)).map(|m| m.as_str()))
+        .collect();
+    let words = if msgs.is_empty() {
+        // The first paragraph: the report without the traceback after it.
+        message
+            .split("\n\n")
+            .next()
+            .unwrap_or(message)
+            .trim()
+            .to_string()
+    } else {
+        msgs.join("; ")
+    };
+    Some(ErrorBody {
+        message: truncate(&words, 500),
+        code: code.to_string(),
+        field: field.filter(|f| !f.is_empty()),
+        validation: true,
+    })
+}
+
+/// FastAPI/pydantic's `{"detail": [{"loc": ["body", "response_format", "type"], "msg": ...}]}`.
+fn validation_report(v: &Value) -> Option<ErrorBody> {
+    let items = v.get("detail")?.as_array()?;
+    let mut field = None;
+    let mut words = Vec::new();
+    for item in items {
+        let loc: Vec<String> = item
+            .get("loc")
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(|p| match p {
+                        Value::String(s) => Some(s.clone()),
+                        Value::Number(n) => Some(n.to_string()),
+                        _ => None,
+                    })
+                    .skip_while(|p| p == "body")
+                    .collect()
+            })
+            .unwrap_or_default();
+        let msg = item.get("msg").and_then(Value::as_str).unwrap_or_default();
+        let at = loc.join(".");
+        if field.is_none() && !at.is_empty() {
+            field = Some(at.clone());
+        }
+        words.push(if at.is_empty() {
+            msg.to_string()
+        } else {
+            format!("{at}: {msg}")
+        });
+    }
+    Some(ErrorBody {
+        message: truncate(&words.join("; "), 500),
+        code: String::new(),
+        field,
+        validation: true,
+    })
+}
+
+/// A request field a message names in quotes or after `body ->` (`'response_format.type'`).
+fn field_in_words(message: &str) -> Option<String> {
+    static FIELD: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"(?:['"`]|\bbody\s*->\s*)([a-z_][a-z0-9_]*(?:(?:\.|\s*->\s*)[a-z0-9_]+)+)['"`]?"#,
+        )
+        .ok()
+    });
+    let caps = FIELD.as_ref()?.captures(message)?;
+    let f = caps.get(1)?.as_str();
+    Some(
+        f.split(|c: char| c == '.' || c == '-' || c == '>' || c.is_whitespace())
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("."),
+    )
 }
 
 /// The start of a long text, for error messages.
@@ -367,53 +517,106 @@ fn mentions_context_length(message: &str, code: &str) -> bool {
         || m.contains("input is too long")
 }
 
+/// Whether an error body says the request itself is invalid (rather than the server failing):
+/// servers that answer a field they do not accept with a 500 say so in the body.
+fn says_request_invalid(e: &ErrorBody) -> bool {
+    const CODES: [&str; 8] = [
+        "invalid_request_error",
+        "invalid_request",
+        "invalid_value",
+        "invalid_type",
+        "unsupported_parameter",
+        "unsupported_value",
+        "validation_error",
+        "BadRequestError",
+    ];
+    const WORDS: [&str; 12] = [
+        "validation error",
+        "input should be",
+        "not supported",
+        "unsupported",
+        "not permitted",
+        "not allowed",
+        "unrecognized",
+        "unknown field",
+        "unexpected field",
+        "invalid value",
+        "is not one of",
+        "must be one of",
+    ];
+    let m = e.message.to_ascii_lowercase();
+    e.validation || CODES.contains(&e.code.as_str()) || WORDS.iter().any(|w| m.contains(w))
+}
+
 /// Classifies a failure answer from its status, headers and body.
+///
+/// Only 408, 429, 502, 503, 504 and 529 (overloaded) are transient. A request the server
+/// rejects as invalid is [`Error::InvalidRequest`] whatever its status (400 and 422 always; any
+/// other status when the body says so); any other failure keeps its status in
+/// [`Error::Provider`], which is not retried.
 pub fn classify(provider: &str, status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
-    let (message, code) = error_parts(body);
-    let message = if message.is_empty() {
-        format!("HTTP {status}")
-    } else {
-        message
-    };
+    let mut parts = error_parts(body);
+    if parts.message.is_empty() {
+        parts.message = format!("HTTP {status}");
+    }
     let p = provider.to_string();
     match status {
         401 | 403 => Error::Auth {
             provider: p,
-            message,
+            message: parts.message,
         },
         404 => Error::UnknownModel {
             model: format!("{provider}/?"),
             reason: format!(
-                "the server answered 404 (the model does not exist there, or base_url is wrong): {message}"
+                "the server answered 404 (the model does not exist there, or base_url is wrong): {}",
+                parts.message
             ),
         },
-        429 if code == "insufficient_quota" => Error::Provider {
+        429 if parts.code == "insufficient_quota" => Error::Provider {
             provider: p,
             status,
-            message,
+            message: parts.message,
         },
         429 => Error::RateLimited {
             provider: p,
             retry_after: retry_after(headers),
         },
-        400 | 413 | 422 if mentions_context_length(&message, &code) => {
-            Error::ContextLength { message }
-        }
-        408 | 409 | 425 | 500..=599 => Error::Transient {
+        408 | 502 | 503 | 504 | 529 => Error::Transient {
             provider: p,
-            message: format!("HTTP {status}: {message}"),
+            message: format!("HTTP {status}: {}", parts.message),
         },
+        400 | 413 | 422 | 500 if mentions_context_length(&parts.message, &parts.code) => {
+            Error::ContextLength {
+                message: parts.message,
+            }
+        }
+        400 | 422 => invalid_request(p, status, parts),
+        _ if says_request_invalid(&parts) => invalid_request(p, status, parts),
         _ => Error::Provider {
             provider: p,
             status,
-            message,
+            message: parts.message,
         },
+    }
+}
+
+fn invalid_request(provider: String, status: u16, parts: ErrorBody) -> Error {
+    Error::InvalidRequest {
+        provider,
+        status,
+        field: parts.field,
+        message: parts.message,
     }
 }
 
 /// Classifies an error object sent inside a stream (after a 200), where only its kind is known.
 pub fn classify_in_stream(provider: &str, body: &[u8]) -> Error {
-    let (message, code) = error_parts(body);
+    let ErrorBody {
+        message,
+        code,
+        field,
+        ..
+    } = error_parts(body);
     let p = provider.to_string();
     let c = code.as_str();
     if mentions_context_length(&message, c) {
@@ -434,9 +637,10 @@ pub fn classify_in_stream(provider: &str, body: &[u8]) -> Error {
             model: format!("{provider}/?"),
             reason: message,
         },
-        "invalid_request_error" | "400" => Error::Provider {
+        "invalid_request_error" | "400" => Error::InvalidRequest {
             provider: p,
             status: 400,
+            field,
             message,
         },
         // overloaded_error, api_error, server_error and anything unnamed: the server gave up on
@@ -446,6 +650,43 @@ pub fn classify_in_stream(provider: &str, body: &[u8]) -> Error {
             message: format!("error in the stream: {message}"),
         },
     }
+}
+
+/// A finished tool call as a chunk: the answer itself (its arguments as JSON text) when it
+/// calls `output_tool`, the tool that carries structured output; a tool call otherwise.
+/// Returns whether it was a tool call.
+pub fn call_chunk(
+    output_tool: Option<&str>,
+    call: crate::ToolCall,
+    out: &mut VecDeque<Chunk>,
+) -> bool {
+    if output_tool == Some(call.name.as_str()) {
+        out.push_back(Chunk::Text(call.arguments.to_string()));
+        return false;
+    }
+    out.push_back(Chunk::ToolCall(call));
+    true
+}
+
+/// Parses one streamed item as `T`; an item that is not one is an invalid response saying what
+/// it should have been (`what`: "a chat-completion chunk").
+pub fn parse_item<T: serde::de::DeserializeOwned>(
+    provider: &str,
+    what: &str,
+    data: &str,
+) -> Result<T, Error> {
+    serde_json::from_str(data).map_err(|e| {
+        Error::InvalidResponse(format!(
+            "{provider}: a streamed item is not {what} ({e}): {}",
+            snippet(data)
+        ))
+    })
+}
+
+/// The error an `error` object sent inside a stream stands for.
+pub fn stream_error(provider: &str, err: Value) -> Error {
+    let body = serde_json::json!({ "error": err }).to_string();
+    classify_in_stream(provider, body.as_bytes())
 }
 
 /// Turns a decoded stream item into chunks. One parser per response.
@@ -484,6 +725,8 @@ struct Driver<P> {
     idle: Duration,
     deadline: Option<tokio::time::Instant>,
     total: Option<Duration>,
+    /// Bytes of body read so far.
+    received: usize,
     done: bool,
 }
 
@@ -514,6 +757,12 @@ impl<P: StreamParser> Driver<P> {
                 let text = std::str::from_utf8(buf).map_err(|e| {
                     Error::InvalidResponse(format!("the body is not valid UTF-8 ({e})"))
                 })?;
+                if let Some(page) = html_page(text) {
+                    return Err(Error::InvalidResponse(format!(
+                        "{} answered an HTML page instead of a chat answer ({page}); is base_url the API's URL?",
+                        self.provider
+                    )));
+                }
                 self.parser.item("", text, &mut self.out)
             }
             Decoder::Whole(buf) if buf.len() > MAX_WHOLE_BODY => Err(Error::InvalidResponse(
@@ -572,6 +821,7 @@ impl<P: StreamParser> Driver<P> {
             };
             let step = match read {
                 Some(Ok(bytes)) => {
+                    self.received += bytes.len();
                     match &mut self.decoder {
                         Decoder::Sse(d) => d.feed(&bytes),
                         Decoder::Lines(d) => d.feed(&bytes),
@@ -586,6 +836,13 @@ impl<P: StreamParser> Driver<P> {
                         describe(&e)
                     ),
                 }),
+                None if self.received == 0 => {
+                    self.done = true;
+                    Err(Error::Transient {
+                        provider: self.provider.clone(),
+                        message: "the server answered with an empty body".into(),
+                    })
+                }
                 None => {
                     self.done = true;
                     self.decode(true)
@@ -599,6 +856,26 @@ impl<P: StreamParser> Driver<P> {
             }
         }
     }
+}
+
+/// When `text` is an HTML page: its title (or its start).
+fn html_page(text: &str) -> Option<String> {
+    let t = text.trim_start();
+    let head = t.get(..t.len().min(15))?.to_ascii_lowercase();
+    if !(head.starts_with("<!doctype html") || head.starts_with("<html")) {
+        return None;
+    }
+    let lower = t.to_ascii_lowercase();
+    let title = lower
+        .find("<title>")
+        .map(|i| i + "<title>".len())
+        .and_then(|start| {
+            let end = start + lower[start..].find("</title>")?;
+            t.get(start..end)
+        })
+        .map(|x| format!("title \"{}\"", x.trim()))
+        .unwrap_or_else(|| format!("starting {}", snippet(t)));
+    Some(title)
 }
 
 fn describe(e: &reqwest::Error) -> String {
@@ -623,17 +900,23 @@ pub fn drive<P: StreamParser>(
     timeouts: &Timeouts,
     started: tokio::time::Instant,
 ) -> BoxStream<'static, Result<Chunk, Error>> {
-    let whole = resp
+    // One JSON document (a server that ignored `stream: true`), or a web page where the API
+    // was expected: read whole, so the page can be named rather than parsed line by line.
+    let content_type = resp
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        .unwrap_or_default()
+        .trim_start();
+    let html = content_type.starts_with("text/html");
+    let whole = html || content_type.starts_with("application/json");
     let driver = Driver {
         provider: provider.to_string(),
         body: resp.bytes_stream().boxed(),
         decoder: match framing {
             Framing::Sse if whole => Decoder::Whole(Vec::new()),
             Framing::Sse => Decoder::Sse(SseDecoder::new()),
+            Framing::Ndjson if html => Decoder::Whole(Vec::new()),
             Framing::Ndjson => Decoder::Lines(LineDecoder::new()),
         },
         parser,
@@ -641,6 +924,7 @@ pub fn drive<P: StreamParser>(
         idle: timeouts.idle,
         deadline: timeouts.total.map(|t| started + t),
         total: timeouts.total,
+        received: 0,
         done: false,
     };
     stream::unfold(driver, |mut d| async move {
@@ -738,7 +1022,8 @@ mod tests {
         assert_eq!(e.kind(), "context_length");
         let e = classify("p", 400, &none, br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#);
         assert_eq!(e.kind(), "context_length");
-        assert_eq!(classify("p", 400, &none, b"{}").kind(), "provider");
+        assert_eq!(classify("p", 400, &none, b"{}").kind(), "invalid_request");
+        assert_eq!(classify("p", 402, &none, b"{}").kind(), "provider");
         assert!(classify("p", 503, &none, b"").is_retryable());
         assert!(
             classify(
@@ -773,6 +1058,70 @@ mod tests {
         assert_eq!(
             in_stream(br#"{"error":{"code":401,"message":"x"}}"#),
             "auth"
+        );
+    }
+
+    #[test]
+    fn invalid_requests_are_told_by_their_body_whatever_the_status() {
+        let none = HeaderMap::new();
+        // OpenAI names the field in `param`.
+        let e = classify(
+            "p",
+            400,
+            &none,
+            br#"{"error":{"message":"Invalid value: 'xml'.","type":"invalid_request_error","param":"response_format.type","code":"invalid_value"}}"#,
+        );
+        assert!(
+            matches!(&e, Error::InvalidRequest { status: 400, field: Some(f), message, .. } if f == "response_format.type" && message == "Invalid value: 'xml'."),
+            "{e:?}"
+        );
+        // FastAPI's 422 report.
+        let e = classify(
+            "p",
+            422,
+            &none,
+            br#"{"detail":[{"type":"literal_error","loc":["body","response_format","type"],"msg":"Input should be 'text' or 'json_object'","input":"json_schema"}]}"#,
+        );
+        assert!(
+            matches!(&e, Error::InvalidRequest { field: Some(f), message, .. } if f == "response_format.type" && message == "response_format.type: Input should be 'text' or 'json_object'"),
+            "{e:?}"
+        );
+        // A 500 whose words say the request is invalid; the traceback after them is dropped.
+        let body = br#"{"error":{"message":"1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'messages', 0, 'role'), 'msg': \"Input should be 'user'\", 'input': 'x'}\n\n  File \"app.py\", line 3","type":"internal_server_error","param":null,"code":null}}"#;
+        let e = classify("p", 500, &none, body);
+        assert!(
+            matches!(&e, Error::InvalidRequest { status: 500, field: Some(f), message, .. } if f == "messages.0.role" && message == "Input should be 'user'"),
+            "{e:?}"
+        );
+        assert!(!e.is_retryable());
+        let e = classify(
+            "p",
+            500,
+            &none,
+            br#"{"error":{"message":"'response_format.json_schema' is not supported"}}"#,
+        );
+        assert!(
+            matches!(&e, Error::InvalidRequest { field: Some(f), .. } if f == "response_format.json_schema"),
+            "{e:?}"
+        );
+        // A 500 that says nothing of the kind is the server's failure: not retried either.
+        let e = classify("p", 500, &none, br#"{"error":"out of memory"}"#);
+        assert!(matches!(&e, Error::Provider { status: 500, .. }), "{e:?}");
+        assert!(!e.is_retryable());
+        for status in [408, 502, 503, 504, 529] {
+            assert!(classify("p", status, &none, b"").is_retryable(), "{status}");
+        }
+        // An HTML error page is named by its title.
+        let e = classify(
+            "p",
+            502,
+            &none,
+            b"<html><head><title>502 Bad Gateway</title></head><body></body></html>",
+        );
+        assert!(
+            e.to_string()
+                .contains("HTML page (title \"502 Bad Gateway\")"),
+            "{e}"
         );
     }
 
