@@ -8,6 +8,7 @@
 pub mod adapter;
 pub mod anthropic;
 mod cancel;
+mod classify;
 pub mod config;
 mod error;
 pub mod http;
