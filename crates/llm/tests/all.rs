@@ -6,13 +6,19 @@ use baton_test_support::cassette_server;
 
 #[path = "all/anthropic.rs"]
 mod anthropic;
+#[path = "all/bad_input.rs"]
+mod bad_input;
 #[path = "all/common.rs"]
 mod common;
 #[path = "all/config.rs"]
 mod config;
+#[path = "all/fallback.rs"]
+mod fallback;
 #[path = "all/faults.rs"]
 mod faults;
 #[path = "all/ollama.rs"]
 mod ollama;
 #[path = "all/openai.rs"]
 mod openai;
+#[path = "all/real_server.rs"]
+mod real_server;
