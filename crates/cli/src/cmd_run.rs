@@ -126,28 +126,71 @@ fn print_diagnostics(diags: &[load::Diagnostic]) {
     );
 }
 
+/// What would stop an agent's first model call although the workflow is valid: a scripted
+/// model with no reply file, a provider whose API key variable is unset, a local model that is
+/// not installed. `validate` reports them as warnings (the file may be valid elsewhere); `run`
+/// refuses to start with them.
+fn model_problems(
+    loaded: &load::Loaded,
+    models: &baton_llm::Providers,
+    base: &Path,
+) -> Vec<load::Diagnostic> {
+    use baton_llm::ModelResolver;
+    let mut out = Vec::new();
+    for (name, agent) in &loaded.doc.agents {
+        let Ok(reference) = baton_llm::config::expand_env(&agent.model) else {
+            continue; // validation reported it
+        };
+        if let Err(e) = models.resolve(&reference, base) {
+            out.push(loaded.diagnostic(
+                format!("agents.{name}.model"),
+                format!("agent `{name}` cannot call `{reference}`: {e}"),
+            ));
+        }
+    }
+    out
+}
+
+fn base_dir(file: &Path) -> PathBuf {
+    file.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
 pub fn validate(args: ValidateArgs) -> anyhow::Result<i32> {
     let tools = wiring::tools();
     let models = wiring::providers()?;
     let mut all = Vec::new();
+    let mut warnings = Vec::new();
     for f in &args.files {
         match load::load_and_validate(f, &env(&tools, &models)) {
-            Ok(_) => {
+            Ok(loaded) => {
+                let problems = model_problems(&loaded, &models, &base_dir(f));
                 if !args.json {
-                    outln!("{}: ok", f.display());
+                    let note = match problems.len() {
+                        0 => String::new(),
+                        n => format!(" ({n} warning{})", if n == 1 { "" } else { "s" }),
+                    };
+                    outln!("{}: ok{note}", f.display());
                 }
+                warnings.extend(problems);
             }
             Err(d) => all.extend(d),
         }
     }
     if args.json {
+        let level = |d: &load::Diagnostic, level: &str| json!({"level": level, "file": d.file, "line": d.line, "column": d.column, "path": d.path, "message": d.message});
         let v: Vec<Value> = all
             .iter()
-            .map(|d| json!({"file": d.file, "line": d.line, "column": d.column, "path": d.path, "message": d.message}))
+            .map(|d| level(d, "error"))
+            .chain(warnings.iter().map(|d| level(d, "warning")))
             .collect();
         outln!("{}", serde_json::to_string_pretty(&v)?);
-    } else if !all.is_empty() {
-        print_diagnostics(&all);
+    } else {
+        for w in &warnings {
+            errln!("{}", w.to_string().replacen(": error: ", ": warning: ", 1));
+        }
+        if !all.is_empty() {
+            print_diagnostics(&all);
+        }
     }
     Ok(if all.is_empty() {
         EXIT_OK
@@ -238,6 +281,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
+    // Checked before the run is created: a run that cannot make its first call never starts.
+    let problems = model_problems(&loaded, &models, &base);
+    if !problems.is_empty() {
+        print_diagnostics(&problems);
+        return Ok(EXIT_INVALID);
+    }
     let program = match Program::compile(loaded.doc.clone(), base) {
         Ok(p) => Arc::new(p),
         Err(e) => {

@@ -412,3 +412,65 @@ fn the_binary_links_only_the_system_runtime() {
         );
     }
 }
+
+/// A workflow certain to fail at its first model call is reported before anything runs:
+/// `validate` warns (exit 0), `run` refuses to start (exit 2) and stores nothing.
+#[test]
+fn a_model_that_cannot_be_called_is_reported_before_the_run() {
+    let db = Db::new();
+    let wf = db.workflow(
+        "m.yaml",
+        "version: 1\nname: m\nagents:\n  a: { model: scripted/nofixture }\n  b: { model: openai/gpt-x }\nsteps:\n  - { id: s, agent: a, prompt: hi }\n  - { id: t, agent: b, prompt: hi }\n",
+    );
+    let o = baton()
+        .args(["validate", &wf])
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("m.yaml:4:") && e.contains("warning") && e.contains("nofixture"),
+        "{e}"
+    );
+    assert!(e.contains("OPENAI_API_KEY"), "{e}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("ok (2 warnings)"),
+        "{}",
+        text(&o)
+    );
+    let o = baton()
+        .args(["run", &wf, "--db"])
+        .arg(db.path())
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        stderr(&o).contains("error") && stderr(&o).contains("nofixture"),
+        "{}",
+        text(&o)
+    );
+    let o = db.run(&["runs", "list", "--json"]);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&o.stdout).unwrap(),
+        serde_json::json!([])
+    );
+    // A local model that is not installed.
+    let models = db.0.path().join("no-models");
+    let wf = db.workflow(
+        "l.yaml",
+        "version: 1\nname: l\nagents:\n  a: { model: local/smollm2 }\nsteps:\n  - { id: s, agent: a, prompt: hi }\n",
+    );
+    let o = baton()
+        .args(["validate", &wf])
+        .env("BATON_MODELS_DIR", &models)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        stderr(&o).contains("warning") && stderr(&o).contains("smollm2"),
+        "{}",
+        text(&o)
+    );
+}
