@@ -576,7 +576,7 @@ fn run(
             policy.limits.cpus
         ),
         format!(
-            "seccomp: {} syscalls denied + namespace clone flags + raw sockets",
+            "seccomp: {} syscalls denied + namespace clone flags + raw, packet and vsock sockets",
             policy.syscall_deny.len()
         ),
         format!(
@@ -1299,7 +1299,7 @@ fn child_b(plan: &Plan, filters: &[BpfProgram], p: &Pipes) -> ! {
             .map(|s| s.blocks_available() == 0)
             .unwrap_or(false)
     };
-    let disk_full = full("/tmp") || (plan.workspace_tmpfs && full(WORKSPACE));
+    let disk_full = full("/tmp") || full(WORKSPACE);
     let mut msg = status.to_le_bytes().to_vec();
     msg.push(u8::from(disk_full));
     let _ = nix::unistd::write(&p.status.1, &msg);
