@@ -6,9 +6,8 @@
 //! The [`scan`] module checks code before it runs.
 //!
 //! This is the one crate of Baton that spawns processes and contains `unsafe` code (fork,
-//! mount, seccomp); every unsafe block says why it is sound.
-
-#![allow(unsafe_code)]
+//! mount, seccomp). `unsafe` is allowed only in the modules that need it (`linux`, `proxy`,
+//! `doctor`, `oci::run`, `oci::netns`), and every unsafe block says why it is sound.
 
 pub mod bench;
 pub mod cgroup;

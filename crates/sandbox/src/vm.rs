@@ -302,21 +302,8 @@ impl Sandbox for MicroVm {
             .spawn()
             .map_err(|e| Error::Runtime(format!("cannot start QEMU: {e}")))?;
         let mut console = Vec::new();
-        let mut so = child.stdout.take();
         let limit = self.policy.limits.output_bytes.saturating_mul(2) + (64 << 10);
-        let read = async {
-            let mut buf = vec![0u8; 64 << 10];
-            if let Some(s) = so.as_mut() {
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    if (console.len() as u64) < limit {
-                        console.extend_from_slice(&buf[..n]);
-                    }
-                }
-            }
-        };
+        let read = read_console(child.stdout.take(), limit, &mut console);
         let timed_out = tokio::time::timeout(self.policy.limits.time, read)
             .await
             .is_err();
@@ -329,25 +316,12 @@ impl Sandbox for MicroVm {
         stdout.push(&o);
         let mut stderr = Capped::new(self.policy.limits.output_bytes);
         stderr.push(&e);
-        let (stop, hit) = crate::stop_reason(
-            timed_out,
-            0,
-            false,
-            0,
-            if code.is_none() {
-                Some(libc::SIGKILL)
-            } else {
-                None
-            },
-        );
+        let signal = code.is_none().then_some(libc::SIGKILL);
+        let (stop, hit) = crate::stop_reason(timed_out, 0, false, 0, signal);
         Ok(ExecOutput {
             tier: Tier::Microvm,
             exit_code: code,
-            signal: if code.is_none() {
-                Some(libc::SIGKILL)
-            } else {
-                None
-            },
+            signal,
             stop_reason: stop,
             limits_hit: hit,
             stdout: stdout.text(),
@@ -368,6 +342,20 @@ impl Sandbox for MicroVm {
                 "no network device".into(),
             ],
         })
+    }
+}
+
+/// Reads QEMU's serial console into `console`, keeping at most `limit` bytes.
+async fn read_console(out: Option<tokio::process::ChildStdout>, limit: u64, console: &mut Vec<u8>) {
+    let Some(mut s) = out else { return };
+    let mut buf = vec![0u8; 64 << 10];
+    while let Ok(n) = s.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        if (console.len() as u64) < limit {
+            console.extend_from_slice(&buf[..n]);
+        }
     }
 }
 
