@@ -214,13 +214,9 @@ async fn exec(a: ExecArgs) -> Result<i32> {
     Ok(status_of(&out))
 }
 
-/// The exit status `baton sandbox exec` returns for a result.
+/// The exit status `baton sandbox exec` returns for a result (never 0 when a limit stopped it).
 pub fn status_of(out: &ExecOutput) -> i32 {
-    match (out.exit_code, out.signal) {
-        (Some(c), _) => c,
-        (None, Some(s)) => 128 + s,
-        (None, None) => 1,
-    }
+    out.exit_status()
 }
 
 fn mib(b: u64) -> String {

@@ -75,6 +75,22 @@ fn exec_json_reports_a_time_limit() {
 }
 
 #[test]
+fn exec_stopped_by_the_pids_limit_does_not_exit_0() {
+    let _lock = lock();
+    if !process_tier_works() {
+        return;
+    }
+    // The parent exits 0 once fork fails; the run still must not look like a success.
+    let bomb = "import os, time\ntry:\n    while True:\n        if os.fork() == 0:\n            time.sleep(30)\n            os._exit(0)\nexcept OSError:\n    pass";
+    let out = baton(&[
+        "sandbox", "exec", "--pids", "16", "--time", "20s", "--", "python3", "-c", bomb,
+    ]);
+    let err = text(&out.stderr);
+    assert!(err.contains("stopped: pids_limit"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+}
+
+#[test]
 fn exec_isolates_the_host() {
     let _lock = lock();
     if !process_tier_works() {

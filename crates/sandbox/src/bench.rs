@@ -91,85 +91,41 @@ pub async fn run(tiers: &[Tier], runs: usize, concurrent: usize) -> Report {
     let mut latency = Vec::new();
     for cmd in commands {
         let name = cmd.join(" ");
-        let bare_median = match bare(cmd, runs) {
-            Ok(v) => {
-                let (m, p) = stats(v);
-                latency.push(Latency {
-                    tier: "bare".into(),
-                    command: name.clone(),
-                    runs,
-                    median_ms: m,
-                    p90_ms: p,
-                    overhead_ms: None,
-                    skipped: None,
-                });
-                Some(m)
-            }
-            Err(e) => {
-                latency.push(Latency {
-                    tier: "bare".into(),
+        let row = |tier: String, runs, times: Result<Vec<Duration>, String>, bare: Option<f64>| {
+            match times {
+                Ok(v) => {
+                    let (m, p) = stats(v);
+                    Latency {
+                        tier,
+                        command: name.clone(),
+                        runs,
+                        median_ms: m,
+                        p90_ms: p,
+                        overhead_ms: bare.map(|b| m - b),
+                        skipped: None,
+                    }
+                }
+                Err(e) => Latency {
+                    tier,
                     command: name.clone(),
                     runs: 0,
                     median_ms: 0.0,
                     p90_ms: 0.0,
                     overhead_ms: None,
                     skipped: Some(e),
-                });
-                None
+                },
             }
         };
+        let bare_row = row("bare".into(), runs, bare(cmd, runs), None);
+        let bare_median = bare_row.skipped.is_none().then_some(bare_row.median_ms);
+        latency.push(bare_row);
         for &tier in tiers {
-            let skip = |reason: String| Latency {
-                tier: tier.to_string(),
-                command: name.clone(),
-                runs: 0,
-                median_ms: 0.0,
-                p90_ms: 0.0,
-                overhead_ms: None,
-                skipped: Some(reason),
-            };
-            let sb = match open(Policy::new(tier)) {
-                Ok(sb) => sb,
-                Err(e) => {
-                    latency.push(skip(e.to_string()));
-                    continue;
-                }
-            };
-            let mut times = Vec::with_capacity(runs);
-            let mut failure = None;
-            for _ in 0..runs {
-                let t = Instant::now();
-                match sb.exec(ExecRequest::new(cmd.iter().copied())).await {
-                    Ok(o) if o.success() => times.push(t.elapsed()),
-                    Ok(o) => {
-                        failure = Some(format!(
-                            "exit {:?}, stop {:?}: {}",
-                            o.exit_code,
-                            o.stop_reason,
-                            o.stderr.trim()
-                        ));
-                        break;
-                    }
-                    Err(e) => {
-                        failure = Some(e.to_string());
-                        break;
-                    }
-                }
-            }
-            if let Some(f) = failure {
-                latency.push(skip(f));
-                continue;
-            }
-            let (m, p) = stats(times);
-            latency.push(Latency {
-                tier: tier.to_string(),
-                command: name.clone(),
+            latency.push(row(
+                tier.to_string(),
                 runs,
-                median_ms: m,
-                p90_ms: p,
-                overhead_ms: bare_median.map(|b| m - b),
-                skipped: None,
-            });
+                tier_times(tier, cmd, runs).await,
+                bare_median,
+            ));
         }
     }
     let concurrency = if concurrent > 0 && tiers.contains(&Tier::Process) {
@@ -181,6 +137,28 @@ pub async fn run(tiers: &[Tier], runs: usize, concurrent: usize) -> Report {
         latency,
         concurrency,
     }
+}
+
+/// `runs` sequential start-to-exit times of `cmd` in `tier`, or why they could not be taken.
+async fn tier_times(tier: Tier, cmd: &[&str], runs: usize) -> Result<Vec<Duration>, String> {
+    let sb = open(Policy::new(tier)).map_err(|e| e.to_string())?;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        match sb.exec(ExecRequest::new(cmd.iter().copied())).await {
+            Ok(o) if o.success() => times.push(t.elapsed()),
+            Ok(o) => {
+                return Err(format!(
+                    "exit {:?}, stop {:?}: {}",
+                    o.exit_code,
+                    o.stop_reason,
+                    o.stderr.trim()
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(times)
 }
 
 /// Starts `n` runs of `/bin/true` at once and counts the successes.

@@ -260,23 +260,7 @@ impl Cgroup {
                 }
             };
             if !cg.created.contains(&dir) {
-                if ver == Version::V2
-                    && let Some(parent) = dir.parent()
-                {
-                    let want: Vec<String> = ["memory", "pids", "cpu"]
-                        .iter()
-                        .filter(|c| layout.source_of(c) == Some(Version::V2))
-                        .map(|c| format!("+{c}"))
-                        .collect();
-                    enable_subtree(parent, &want)?;
-                }
-                fs::create_dir(&dir).map_err(|e| {
-                    Error::Unenforceable(format!(
-                        "cannot create cgroup {}: {e} (is this cgroup delegated to you?)",
-                        dir.display()
-                    ))
-                })?;
-                cg.created.push(dir.clone());
+                cg.make_dir(layout, &dir, ver)?;
             }
             cg.dirs.insert(ctrl, dir);
             cg.version.insert(ctrl, ver);
@@ -289,6 +273,29 @@ impl Cgroup {
             cg.oom_events = register_oom_eventfd(&cg.dirs["memory"]);
         }
         Ok(cg)
+    }
+
+    /// Creates one of this cgroup's directories (on v2 after enabling the controllers in its
+    /// parent's subtree).
+    fn make_dir(&mut self, layout: &Layout, dir: &Path, ver: Version) -> Result<(), Error> {
+        if ver == Version::V2
+            && let Some(parent) = dir.parent()
+        {
+            let want: Vec<String> = ["memory", "pids", "cpu"]
+                .iter()
+                .filter(|c| layout.source_of(c) == Some(Version::V2))
+                .map(|c| format!("+{c}"))
+                .collect();
+            enable_subtree(parent, &want)?;
+        }
+        fs::create_dir(dir).map_err(|e| {
+            Error::Unenforceable(format!(
+                "cannot create cgroup {}: {e} (is this cgroup delegated to you?)",
+                dir.display()
+            ))
+        })?;
+        self.created.push(dir.to_path_buf());
+        Ok(())
     }
 
     fn write_limits(&self, l: &Limits) -> Result<(), Error> {

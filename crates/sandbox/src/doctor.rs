@@ -1,6 +1,8 @@
 //! `baton sandbox doctor`: which tiers work on this host, and why the others do not. A tier is
 //! reported as working only after it has really run `/bin/true`.
 
+#![allow(unsafe_code)]
+
 use serde::Serialize;
 
 use crate::cgroup::Layout;

@@ -6,9 +6,8 @@
 //! The [`scan`] module checks code before it runs.
 //!
 //! This is the one crate of Baton that spawns processes and contains `unsafe` code (fork,
-//! mount, seccomp); every unsafe block says why it is sound.
-
-#![allow(unsafe_code)]
+//! mount, seccomp). `unsafe` is allowed only in the modules that need it (`linux`, `proxy`,
+//! `doctor`, `oci::run`, `oci::netns`), and every unsafe block says why it is sound.
 
 pub mod bench;
 pub mod cgroup;
@@ -21,6 +20,7 @@ pub mod proxy;
 pub mod scan;
 pub mod seccomp;
 pub mod vm;
+pub mod workspace;
 mod yaml;
 
 use std::collections::BTreeMap;
@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 pub use doctor::{TierReport, doctor};
 pub use policy::{Limits, Mount, NetMode, Policy, ScanAction, Tier};
 pub use proxy::NetAttempt;
+use workspace::CappedWorkdir;
 
 /// The crate's error. "Could not enforce" is always an error, never a quiet downgrade.
 #[derive(Debug, thiserror::Error)]
@@ -204,9 +205,21 @@ pub struct ExecOutput {
 }
 
 impl ExecOutput {
-    /// True when the command exited with status 0.
+    /// True when the command exited with status 0 on its own: a run stopped by a limit (a
+    /// fork bomb whose shell still exited 0, a write cut short by the disk limit) never is.
     pub fn success(&self) -> bool {
-        self.exit_code == Some(0)
+        self.stop_reason == StopReason::Exited && self.exit_code == Some(0)
+    }
+
+    /// The status a command-line front end exits with: the command's exit code, or 128 + the
+    /// signal that ended it; a run stopped by a limit is never 0 (its own non-zero status, or 1).
+    pub fn exit_status(&self) -> i32 {
+        let own = match (self.exit_code, self.signal) {
+            (Some(c), _) => c,
+            (None, Some(s)) => 128 + s,
+            (None, None) => 1,
+        };
+        if own == 0 && !self.success() { 1 } else { own }
     }
 }
 
@@ -268,11 +281,18 @@ impl<T: Sandbox + ?Sized> Sandbox for Arc<T> {
 pub fn open(policy: Policy) -> Result<Arc<dyn Sandbox>, Error> {
     policy.validate()?;
     Ok(match policy.tier {
-        Tier::Process => Arc::new(linux::ProcessSandbox::new(policy)?),
-        Tier::Oci => Arc::new(oci::OciSandbox::new(policy, oci::Engine::Oci)?),
-        Tier::Gvisor => Arc::new(oci::OciSandbox::new(policy, oci::Engine::Gvisor)?),
+        Tier::Process => Arc::new(CappedWorkdir(linux::ProcessSandbox::new(policy)?)),
+        Tier::Oci => Arc::new(CappedWorkdir(oci::OciSandbox::new(
+            policy,
+            oci::Engine::Oci,
+        )?)),
+        Tier::Gvisor => Arc::new(CappedWorkdir(oci::OciSandbox::new(
+            policy,
+            oci::Engine::Gvisor,
+        )?)),
+        // It takes no workdir (refused with a reason).
         Tier::Microvm => Arc::new(vm::MicroVm::new(policy)?),
-        Tier::Docker => Arc::new(docker::DockerSandbox::new(policy)?),
+        Tier::Docker => Arc::new(CappedWorkdir(docker::DockerSandbox::new(policy)?)),
     })
 }
 
@@ -381,6 +401,57 @@ mod tests {
             StopReason::Signal
         );
         assert_eq!(stop_reason(false, 0, false, 0, None).0, StopReason::Exited);
+    }
+
+    fn output(stop: StopReason, exit_code: Option<i32>, signal: Option<i32>) -> ExecOutput {
+        ExecOutput {
+            tier: Tier::Process,
+            exit_code,
+            signal,
+            stop_reason: stop,
+            limits_hit: if stop == StopReason::Exited || stop == StopReason::Signal {
+                Vec::new()
+            } else {
+                vec![stop]
+            },
+            stdout: String::new(),
+            stdout_truncated: false,
+            stderr: String::new(),
+            stderr_truncated: false,
+            wall_time: Duration::ZERO,
+            cpu_time: None,
+            peak_memory_bytes: None,
+            network: Vec::new(),
+            enforced: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_run_stopped_by_a_limit_is_never_a_success() {
+        let ok = output(StopReason::Exited, Some(0), None);
+        assert!(ok.success());
+        assert_eq!(ok.exit_status(), 0);
+        assert_eq!(output(StopReason::Exited, Some(3), None).exit_status(), 3);
+        assert_eq!(
+            output(StopReason::Signal, None, Some(15)).exit_status(),
+            143
+        );
+        // A fork bomb's shell exits 0 while the pids limit stops its children.
+        for stop in [
+            StopReason::PidsLimit,
+            StopReason::DiskFull,
+            StopReason::MemoryLimit,
+            StopReason::TimeLimit,
+        ] {
+            let o = output(stop, Some(0), None);
+            assert!(!o.success(), "{stop:?}");
+            assert_eq!(o.exit_status(), 1, "{stop:?}");
+        }
+        assert_eq!(
+            output(StopReason::TimeLimit, None, Some(9)).exit_status(),
+            137
+        );
+        assert_eq!(output(StopReason::DiskFull, Some(2), None).exit_status(), 2);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! 127.0.0.1:3128 in the sandbox's own network namespace). It serves `CONNECT host:port` and
 //! absolute-URI HTTP requests, refuses every host not on the list, and logs every attempt.
 
+#![allow(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -181,99 +183,51 @@ fn split_host_port(s: &str, default: u16) -> Result<(String, u16), String> {
 }
 
 async fn handle(mut conn: UnixStream, hosts: &[String], log: &Mutex<Vec<NetAttempt>>) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    let body_start = loop {
-        match conn.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if head.len() > 16 << 10 {
-            let _ = conn
-                .write_all(
-                    b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n",
-                )
-                .await;
-            return;
-        }
+    let Some((head, body_start)) = read_head(&mut conn).await else {
+        return;
     };
     let text = String::from_utf8_lossy(&head[..body_start]).into_owned();
     let (method, host, port, rewritten) = match parse_head(&text) {
         Ok(x) => x,
         Err(e) => {
-            record(
-                log,
-                NetAttempt {
-                    host: String::new(),
-                    port: 0,
-                    method: String::new(),
-                    allowed: false,
-                    detail: Some(e.clone()),
-                    at_ms: now_ms(),
-                },
-            );
-            let _ = conn
-                .write_all(
-                    format!("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n{e}\n")
-                        .as_bytes(),
-                )
-                .await;
+            let reply = format!("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n{e}\n");
+            refuse(&mut conn, log, attempt("", 0, "", false, Some(e)), &reply).await;
             return;
         }
     };
     if !allowed(hosts, &host, port) {
-        record(
-            log,
-            NetAttempt {
-                host: host.clone(),
-                port,
-                method,
-                allowed: false,
-                detail: Some("not on the allow-list".into()),
-                at_ms: now_ms(),
-            },
-        );
         let body =
             format!("baton sandbox proxy: {host}:{port} is not on this sandbox's allow-list\n");
-        let _ = conn
-            .write_all(format!("HTTP/1.1 403 Forbidden\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes())
-            .await;
+        let reply = format!(
+            "HTTP/1.1 403 Forbidden\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let why = Some("not on the allow-list".into());
+        refuse(
+            &mut conn,
+            log,
+            attempt(&host, port, &method, false, why),
+            &reply,
+        )
+        .await;
         return;
     }
     let mut upstream = match TcpStream::connect((host.as_str(), port)).await {
         Ok(s) => s,
         Err(e) => {
-            record(
+            let why = Some(format!("connect failed: {e}"));
+            let reply = "HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\n\r\n";
+            refuse(
+                &mut conn,
                 log,
-                NetAttempt {
-                    host: host.clone(),
-                    port,
-                    method,
-                    allowed: true,
-                    detail: Some(format!("connect failed: {e}")),
-                    at_ms: now_ms(),
-                },
-            );
-            let _ = conn
-                .write_all(b"HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\n\r\n")
-                .await;
+                attempt(&host, port, &method, true, why),
+                reply,
+            )
+            .await;
             return;
         }
     };
-    record(
-        log,
-        NetAttempt {
-            host,
-            port,
-            method,
-            allowed: true,
-            detail: None,
-            at_ms: now_ms(),
-        },
-    );
+    record(log, attempt(&host, port, &method, true, None));
     let ok = match rewritten {
         None => conn
             .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -287,6 +241,57 @@ async fn handle(mut conn: UnixStream, hosts: &[String], log: &Mutex<Vec<NetAttem
     if ok {
         let _ = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await;
     }
+}
+
+/// Reads a request head (up to 16 KiB); returns the bytes read and where the body starts.
+async fn read_head(conn: &mut UnixStream) -> Option<(Vec<u8>, usize)> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match conn.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some((head, i + 4));
+        }
+        if head.len() > 16 << 10 {
+            let _ = conn
+                .write_all(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n",
+                )
+                .await;
+            return None;
+        }
+    }
+}
+
+fn attempt(
+    host: &str,
+    port: u16,
+    method: &str,
+    allowed: bool,
+    detail: Option<String>,
+) -> NetAttempt {
+    NetAttempt {
+        host: host.to_string(),
+        port,
+        method: method.to_string(),
+        allowed,
+        detail,
+        at_ms: now_ms(),
+    }
+}
+
+/// Logs a refused attempt and answers it.
+async fn refuse(
+    conn: &mut UnixStream,
+    log: &Mutex<Vec<NetAttempt>>,
+    attempt: NetAttempt,
+    reply: &str,
+) {
+    record(log, attempt);
+    let _ = conn.write_all(reply.as_bytes()).await;
 }
 
 /// The variables that point HTTP clients inside at the forwarder (`allow:` mode).

@@ -11,227 +11,91 @@ use serde_json::{Value, json};
 
 use crate::Error;
 
-macro_rules! syscalls {
-    ($($name:ident),* $(,)?) => {
-        /// The syscall number of `name` on this architecture, for the names a policy may deny.
-        pub fn syscall_number(name: &str) -> Option<i64> {
-            match name {
-                $(stringify!($name) => Some(paste_sys!($name)),)*
-                #[cfg(target_arch = "x86_64")]
-                "iopl" => Some(libc::SYS_iopl),
-                #[cfg(target_arch = "x86_64")]
-                "ioperm" => Some(libc::SYS_ioperm),
-                _ => None,
-            }
-        }
-    };
-}
+/// Every syscall a policy may deny, by name, with its number on this architecture.
+const SYSCALLS: &[(&str, i64)] = &[
+    ("ptrace", libc::SYS_ptrace),
+    ("process_vm_readv", libc::SYS_process_vm_readv),
+    ("process_vm_writev", libc::SYS_process_vm_writev),
+    ("kcmp", libc::SYS_kcmp),
+    ("pidfd_getfd", libc::SYS_pidfd_getfd),
+    ("process_madvise", libc::SYS_process_madvise),
+    ("mount", libc::SYS_mount),
+    ("umount2", libc::SYS_umount2),
+    ("pivot_root", libc::SYS_pivot_root),
+    ("chroot", libc::SYS_chroot),
+    ("fsopen", libc::SYS_fsopen),
+    ("fsconfig", libc::SYS_fsconfig),
+    ("fsmount", libc::SYS_fsmount),
+    ("fspick", libc::SYS_fspick),
+    ("move_mount", libc::SYS_move_mount),
+    ("open_tree", libc::SYS_open_tree),
+    ("mount_setattr", libc::SYS_mount_setattr),
+    ("bpf", libc::SYS_bpf),
+    ("perf_event_open", libc::SYS_perf_event_open),
+    ("fanotify_init", libc::SYS_fanotify_init),
+    ("lookup_dcookie", libc::SYS_lookup_dcookie),
+    ("kexec_load", libc::SYS_kexec_load),
+    ("kexec_file_load", libc::SYS_kexec_file_load),
+    ("init_module", libc::SYS_init_module),
+    ("finit_module", libc::SYS_finit_module),
+    ("delete_module", libc::SYS_delete_module),
+    ("unshare", libc::SYS_unshare),
+    ("setns", libc::SYS_setns),
+    ("keyctl", libc::SYS_keyctl),
+    ("add_key", libc::SYS_add_key),
+    ("request_key", libc::SYS_request_key),
+    ("userfaultfd", libc::SYS_userfaultfd),
+    ("io_uring_setup", libc::SYS_io_uring_setup),
+    ("io_uring_enter", libc::SYS_io_uring_enter),
+    ("io_uring_register", libc::SYS_io_uring_register),
+    ("open_by_handle_at", libc::SYS_open_by_handle_at),
+    ("name_to_handle_at", libc::SYS_name_to_handle_at),
+    ("mbind", libc::SYS_mbind),
+    ("set_mempolicy", libc::SYS_set_mempolicy),
+    ("get_mempolicy", libc::SYS_get_mempolicy),
+    ("migrate_pages", libc::SYS_migrate_pages),
+    ("move_pages", libc::SYS_move_pages),
+    ("set_mempolicy_home_node", libc::SYS_set_mempolicy_home_node),
+    ("swapon", libc::SYS_swapon),
+    ("swapoff", libc::SYS_swapoff),
+    ("reboot", libc::SYS_reboot),
+    ("acct", libc::SYS_acct),
+    ("quotactl", libc::SYS_quotactl),
+    ("quotactl_fd", libc::SYS_quotactl_fd),
+    ("syslog", libc::SYS_syslog),
+    ("vhangup", libc::SYS_vhangup),
+    ("personality", libc::SYS_personality),
+    ("settimeofday", libc::SYS_settimeofday),
+    ("clock_settime", libc::SYS_clock_settime),
+    ("clock_adjtime", libc::SYS_clock_adjtime),
+    ("adjtimex", libc::SYS_adjtimex),
+    ("sethostname", libc::SYS_sethostname),
+    ("setdomainname", libc::SYS_setdomainname),
+    ("mknodat", libc::SYS_mknodat),
+];
 
-macro_rules! paste_sys {
-    (ptrace) => {
-        libc::SYS_ptrace
-    };
-    (process_vm_readv) => {
-        libc::SYS_process_vm_readv
-    };
-    (process_vm_writev) => {
-        libc::SYS_process_vm_writev
-    };
-    (mount) => {
-        libc::SYS_mount
-    };
-    (umount2) => {
-        libc::SYS_umount2
-    };
-    (pivot_root) => {
-        libc::SYS_pivot_root
-    };
-    (chroot) => {
-        libc::SYS_chroot
-    };
-    (fsopen) => {
-        libc::SYS_fsopen
-    };
-    (fsconfig) => {
-        libc::SYS_fsconfig
-    };
-    (fsmount) => {
-        libc::SYS_fsmount
-    };
-    (fspick) => {
-        libc::SYS_fspick
-    };
-    (move_mount) => {
-        libc::SYS_move_mount
-    };
-    (open_tree) => {
-        libc::SYS_open_tree
-    };
-    (mount_setattr) => {
-        libc::SYS_mount_setattr
-    };
-    (bpf) => {
-        libc::SYS_bpf
-    };
-    (kexec_load) => {
-        libc::SYS_kexec_load
-    };
-    (kexec_file_load) => {
-        libc::SYS_kexec_file_load
-    };
-    (init_module) => {
-        libc::SYS_init_module
-    };
-    (finit_module) => {
-        libc::SYS_finit_module
-    };
-    (delete_module) => {
-        libc::SYS_delete_module
-    };
-    (unshare) => {
-        libc::SYS_unshare
-    };
-    (setns) => {
-        libc::SYS_setns
-    };
-    (swapon) => {
-        libc::SYS_swapon
-    };
-    (swapoff) => {
-        libc::SYS_swapoff
-    };
-    (reboot) => {
-        libc::SYS_reboot
-    };
-    (acct) => {
-        libc::SYS_acct
-    };
-    (perf_event_open) => {
-        libc::SYS_perf_event_open
-    };
-    (keyctl) => {
-        libc::SYS_keyctl
-    };
-    (add_key) => {
-        libc::SYS_add_key
-    };
-    (request_key) => {
-        libc::SYS_request_key
-    };
-    (userfaultfd) => {
-        libc::SYS_userfaultfd
-    };
-    (open_by_handle_at) => {
-        libc::SYS_open_by_handle_at
-    };
-    (name_to_handle_at) => {
-        libc::SYS_name_to_handle_at
-    };
-    (quotactl) => {
-        libc::SYS_quotactl
-    };
-    (syslog) => {
-        libc::SYS_syslog
-    };
-    (settimeofday) => {
-        libc::SYS_settimeofday
-    };
-    (clock_settime) => {
-        libc::SYS_clock_settime
-    };
-    (clock_adjtime) => {
-        libc::SYS_clock_adjtime
-    };
-    (adjtimex) => {
-        libc::SYS_adjtimex
-    };
-    (lookup_dcookie) => {
-        libc::SYS_lookup_dcookie
-    };
-    (vhangup) => {
-        libc::SYS_vhangup
-    };
-    (personality) => {
-        libc::SYS_personality
-    };
-    (sethostname) => {
-        libc::SYS_sethostname
-    };
-    (setdomainname) => {
-        libc::SYS_setdomainname
-    };
-    (io_uring_setup) => {
-        libc::SYS_io_uring_setup
-    };
-    (io_uring_enter) => {
-        libc::SYS_io_uring_enter
-    };
-    (io_uring_register) => {
-        libc::SYS_io_uring_register
-    };
-    (mknodat) => {
-        libc::SYS_mknodat
-    };
-    (kcmp) => {
-        libc::SYS_kcmp
-    };
-    (pidfd_getfd) => {
-        libc::SYS_pidfd_getfd
-    };
-}
+/// Legacy and port-I/O syscalls that exist on x86_64 only.
+#[cfg(target_arch = "x86_64")]
+const SYSCALLS_X86_64: &[(&str, i64)] = &[
+    ("iopl", libc::SYS_iopl),
+    ("ioperm", libc::SYS_ioperm),
+    ("uselib", libc::SYS_uselib),
+    ("ustat", libc::SYS_ustat),
+    ("sysfs", libc::SYS_sysfs),
+    ("_sysctl", libc::SYS__sysctl),
+    ("nfsservctl", libc::SYS_nfsservctl),
+];
+#[cfg(not(target_arch = "x86_64"))]
+const SYSCALLS_X86_64: &[(&str, i64)] = &[];
 
-syscalls!(
-    ptrace,
-    process_vm_readv,
-    process_vm_writev,
-    mount,
-    umount2,
-    pivot_root,
-    chroot,
-    fsopen,
-    fsconfig,
-    fsmount,
-    fspick,
-    move_mount,
-    open_tree,
-    mount_setattr,
-    bpf,
-    kexec_load,
-    kexec_file_load,
-    init_module,
-    finit_module,
-    delete_module,
-    unshare,
-    setns,
-    swapon,
-    swapoff,
-    reboot,
-    acct,
-    perf_event_open,
-    keyctl,
-    add_key,
-    request_key,
-    userfaultfd,
-    open_by_handle_at,
-    name_to_handle_at,
-    quotactl,
-    syslog,
-    settimeofday,
-    clock_settime,
-    clock_adjtime,
-    adjtimex,
-    lookup_dcookie,
-    vhangup,
-    personality,
-    sethostname,
-    setdomainname,
-    io_uring_setup,
-    io_uring_enter,
-    io_uring_register,
-    mknodat,
-    kcmp,
-    pidfd_getfd,
-);
+/// The syscall number of `name` on this architecture, for the names a policy may deny.
+pub fn syscall_number(name: &str) -> Option<i64> {
+    SYSCALLS
+        .iter()
+        .chain(SYSCALLS_X86_64)
+        .find(|(n, _)| *n == name)
+        .map(|(_, nr)| *nr)
+}
 
 /// `clone` flags that create namespaces: denied from inside, like `unshare`.
 pub const CLONE_NS_FLAGS: &[u64] = &[
@@ -281,11 +145,13 @@ pub fn compile(deny: &[String]) -> Result<Vec<BpfProgram>, Error> {
         .map(|f| rule(vec![cond(0, SeccompCmpOp::MaskedEq(*f), *f)?]))
         .collect::<Result<Vec<_>, _>>()?;
     rules.insert(libc::SYS_clone, clone_rules);
-    // Raw and packet sockets: socket(AF_PACKET, ..) and socket(.., SOCK_RAW, ..).
+    // Raw, packet and vsock sockets: socket(AF_PACKET, ..), socket(AF_VSOCK, ..) (vsock is not
+    // namespaced: it reaches the hypervisor or the host) and socket(.., SOCK_RAW, ..).
     rules.insert(
         libc::SYS_socket,
         vec![
             rule(vec![cond(0, SeccompCmpOp::Eq, libc::AF_PACKET as u64)?])?,
+            rule(vec![cond(0, SeccompCmpOp::Eq, libc::AF_VSOCK as u64)?])?,
             rule(vec![cond(
                 1,
                 SeccompCmpOp::MaskedEq(0xf),
@@ -335,10 +201,12 @@ pub fn oci(deny: &[String]) -> Value {
     }
     syscalls
         .push(json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}));
-    syscalls.push(
-        json!({"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
-        "args": [{"index": 0, "value": libc::AF_PACKET, "op": "SCMP_CMP_EQ"}]}),
-    );
+    for family in [libc::AF_PACKET, libc::AF_VSOCK] {
+        syscalls.push(
+            json!({"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
+            "args": [{"index": 0, "value": family, "op": "SCMP_CMP_EQ"}]}),
+        );
+    }
     syscalls.push(json!({"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EPERM,
         "args": [{"index": 1, "value": 0xf, "valueTwo": libc::SOCK_RAW, "op": "SCMP_CMP_MASKED_EQ"}]}));
     json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": [arch], "syscalls": syscalls})
@@ -348,15 +216,59 @@ pub fn oci(deny: &[String]) -> Value {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::policy::DEFAULT_SYSCALL_DENY;
+    use crate::policy::{DEFAULT_SYSCALL_DENY, Policy, Tier};
 
     #[test]
     fn default_deny_list_compiles() {
-        let deny: Vec<String> = DEFAULT_SYSCALL_DENY.iter().map(|s| s.to_string()).collect();
+        let deny = Policy::new(Tier::Process).syscall_deny;
         let progs = compile(&deny).unwrap();
         assert_eq!(progs.len(), 2);
         assert!(progs[0].len() > deny.len());
         assert!(compile(&["nope".to_string()]).is_err());
+    }
+
+    /// What Docker's default profile refuses to a container without capabilities, and the
+    /// io_uring family, are denied by default (each family has a hostile payload too).
+    #[test]
+    fn the_default_list_covers_dockers_refusals_and_io_uring() {
+        let deny = Policy::new(Tier::Process).syscall_deny;
+        for name in [
+            "add_key",
+            "bpf",
+            "fanotify_init",
+            "fsopen",
+            "io_uring_enter",
+            "io_uring_register",
+            "io_uring_setup",
+            "kcmp",
+            "kexec_file_load",
+            "kexec_load",
+            "keyctl",
+            "mbind",
+            "mount",
+            "move_pages",
+            "open_by_handle_at",
+            "open_tree",
+            "perf_event_open",
+            "pidfd_getfd",
+            "process_madvise",
+            "process_vm_readv",
+            "process_vm_writev",
+            "ptrace",
+            "quotactl_fd",
+            "request_key",
+            "set_mempolicy",
+            "sethostname",
+            "setns",
+            "unshare",
+            "userfaultfd",
+        ] {
+            assert!(deny.iter().any(|d| d == name), "{name} is not denied");
+        }
+        // Every name is known on x86_64 (others may lack a few legacy calls).
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(deny.len(), DEFAULT_SYSCALL_DENY.len());
+        }
     }
 
     #[test]
@@ -365,5 +277,10 @@ mod tests {
         let v = oci(&deny);
         assert_eq!(v["syscalls"][0]["names"], json!(["ptrace", "bpf"]));
         assert_eq!(v["defaultAction"], "SCMP_ACT_ALLOW");
+        let vsock =
+            v["syscalls"].as_array().unwrap().iter().any(|r| {
+                r["names"] == json!(["socket"]) && r["args"][0]["value"] == libc::AF_VSOCK
+            });
+        assert!(vsock, "{v}");
     }
 }

@@ -40,19 +40,29 @@ pub struct VmHost {
 
 /// Checks everything short of booting: KVM, QEMU, the image.
 pub fn check_host() -> Result<VmHost, String> {
-    let kvm = Path::new("/dev/kvm");
+    check_host_with(
+        Path::new("/dev/kvm"),
+        find_binary("qemu-system-x86_64"),
+        &image_dir(),
+    )
+}
+
+/// [`check_host`] for a given KVM device, QEMU binary and image directory.
+fn check_host_with(kvm: &Path, qemu: Option<PathBuf>, dir: &Path) -> Result<VmHost, String> {
     if !kvm.exists() {
-        return Err("/dev/kvm does not exist (no KVM on this host)".into());
+        return Err(format!(
+            "{} does not exist (no KVM on this host)",
+            kvm.display()
+        ));
     }
     if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open(kvm) {
-        return Err(format!("/dev/kvm cannot be opened: {e}"));
+        return Err(format!("{} cannot be opened: {e}", kvm.display()));
     }
-    let Some(qemu) = find_binary("qemu-system-x86_64") else {
+    let Some(qemu) = qemu else {
         return Err(
             "QEMU (qemu-system-x86_64, Debian package qemu-system-x86) is not installed".into(),
         );
     };
-    let dir = image_dir();
     let (kernel, initrd) = (dir.join("vmlinuz"), dir.join("initrd.img"));
     if !kernel.is_file() || !initrd.is_file() {
         return Err(format!(
@@ -292,21 +302,8 @@ impl Sandbox for MicroVm {
             .spawn()
             .map_err(|e| Error::Runtime(format!("cannot start QEMU: {e}")))?;
         let mut console = Vec::new();
-        let mut so = child.stdout.take();
         let limit = self.policy.limits.output_bytes.saturating_mul(2) + (64 << 10);
-        let read = async {
-            let mut buf = vec![0u8; 64 << 10];
-            if let Some(s) = so.as_mut() {
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    if (console.len() as u64) < limit {
-                        console.extend_from_slice(&buf[..n]);
-                    }
-                }
-            }
-        };
+        let read = read_console(child.stdout.take(), limit, &mut console);
         let timed_out = tokio::time::timeout(self.policy.limits.time, read)
             .await
             .is_err();
@@ -319,25 +316,12 @@ impl Sandbox for MicroVm {
         stdout.push(&o);
         let mut stderr = Capped::new(self.policy.limits.output_bytes);
         stderr.push(&e);
-        let (stop, hit) = crate::stop_reason(
-            timed_out,
-            0,
-            false,
-            0,
-            if code.is_none() {
-                Some(libc::SIGKILL)
-            } else {
-                None
-            },
-        );
+        let signal = code.is_none().then_some(libc::SIGKILL);
+        let (stop, hit) = crate::stop_reason(timed_out, 0, false, 0, signal);
         Ok(ExecOutput {
             tier: Tier::Microvm,
             exit_code: code,
-            signal: if code.is_none() {
-                Some(libc::SIGKILL)
-            } else {
-                None
-            },
+            signal,
             stop_reason: stop,
             limits_hit: hit,
             stdout: stdout.text(),
@@ -358,6 +342,20 @@ impl Sandbox for MicroVm {
                 "no network device".into(),
             ],
         })
+    }
+}
+
+/// Reads QEMU's serial console into `console`, keeping at most `limit` bytes.
+async fn read_console(out: Option<tokio::process::ChildStdout>, limit: u64, console: &mut Vec<u8>) {
+    let Some(mut s) = out else { return };
+    let mut buf = vec![0u8; 64 << 10];
+    while let Ok(n) = s.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        if (console.len() as u64) < limit {
+            console.extend_from_slice(&buf[..n]);
+        }
     }
 }
 
@@ -417,12 +415,31 @@ mod tests {
         assert!(a.contains(&"-nodefaults".to_string()));
     }
 
+    /// The documented reasons, in order: no KVM device, KVM not openable, no QEMU, no image.
     #[test]
-    fn this_host_refuses_with_a_reason_or_boots() {
-        match MicroVm::new(Policy::new(Tier::Microvm)) {
-            Ok(_) => {}
-            Err(Error::TierUnavailable { reason, .. }) => assert!(!reason.is_empty()),
-            Err(e) => panic!("unexpected error kind: {e}"),
-        }
+    fn the_host_check_names_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let kvm = dir.path().join("kvm");
+        let qemu = Some(dir.path().join("qemu"));
+        let e = check_host_with(&kvm, qemu.clone(), dir.path()).unwrap_err();
+        assert_eq!(
+            e,
+            format!("{} does not exist (no KVM on this host)", kvm.display())
+        );
+        std::fs::write(&kvm, "").unwrap();
+        let e = check_host_with(&kvm, None, dir.path()).unwrap_err();
+        assert!(e.starts_with("QEMU (qemu-system-x86_64"), "{e}");
+        let e = check_host_with(&kvm, qemu.clone(), dir.path()).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "no microVM image in {} (build it with `make sandbox-microvm-image`)",
+                dir.path().display()
+            )
+        );
+        std::fs::write(dir.path().join("vmlinuz"), "").unwrap();
+        std::fs::write(dir.path().join("initrd.img"), "").unwrap();
+        let host = check_host_with(&kvm, qemu, dir.path()).unwrap();
+        assert_eq!(host.kernel, dir.path().join("vmlinuz"));
     }
 }

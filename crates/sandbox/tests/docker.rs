@@ -16,6 +16,8 @@
 mod common;
 #[path = "all/hostile.rs"]
 mod hostile;
+#[path = "all/workdir.rs"]
+mod workdir;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -378,6 +380,11 @@ async fn features(sock: &Path) {
     );
     println!("docker: enforced {:#?}", o.enforced);
 
+    // A host workdir is held to the disk limit as a whole.
+    let mut p = policy(sock);
+    workdir::tweak(&mut p);
+    workdir::four_files_over_the_total(open(p), Tier::Docker).await;
+
     // stdin reaches the command; exit codes come back; stderr is separate.
     let mut req = ExecRequest::new(["/bin/sh", "-c", "cat; echo oops >&2; exit 3"]);
     req.stdin = b"from stdin\n".to_vec();
@@ -598,8 +605,7 @@ fn docker_tier_against_a_private_daemon() {
     let (mut daemon, rootfs) = match Daemon::start() {
         Ok(d) => d,
         Err(why) => {
-            println!("docker tier tests skipped: {why}");
-            eprintln!("docker tier tests skipped: {why}");
+            common::skip(Tier::Docker, "the docker tier tests (private daemon)", &why);
             return;
         }
     };

@@ -98,13 +98,27 @@ pub fn tier_works(tier: &str) -> bool {
         .any(|t| t["tier"] == tier && t["works"] == true)
 }
 
-/// Whether the process tier works here (root with cgroups); says why not when it does not.
+/// Whether the process tier works here (root with cgroups); says why not when it does not,
+/// and fails when BATON_REQUIRE_TIERS lists it.
 pub fn process_tier_works() -> bool {
     let tiers = doctor_tiers();
     let process = tiers.iter().find(|t| t["tier"] == "process").unwrap();
     if process["works"] != true {
+        let required = std::env::var("BATON_REQUIRE_TIERS")
+            .unwrap_or_default()
+            .split(',')
+            .any(|t| t.trim() == "process");
+        assert!(
+            !required,
+            "the process tier is required here (BATON_REQUIRE_TIERS) but does not work: {}",
+            process["detail"]
+        );
+        println!(
+            "SKIPPED: the process tier does not work here: {}",
+            process["detail"]
+        );
         eprintln!(
-            "skipping: the process tier does not work here: {}",
+            "SKIPPED: the process tier does not work here: {}",
             process["detail"]
         );
         return false;

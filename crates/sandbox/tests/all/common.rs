@@ -102,3 +102,27 @@ pub fn leftovers() -> Vec<String> {
     }
     out
 }
+
+/// Whether `BATON_REQUIRE_TIERS` (a comma-separated list of tier names, as `make test` sets
+/// it) lists `tier`: then a test that cannot run it fails instead of skipping.
+pub fn required(tier: baton_sandbox::Tier) -> bool {
+    let list = std::env::var("BATON_REQUIRE_TIERS").unwrap_or_default();
+    let mut found = false;
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let t: baton_sandbox::Tier = name
+            .parse()
+            .unwrap_or_else(|e| panic!("BATON_REQUIRE_TIERS: {e}"));
+        found |= t == tier;
+    }
+    found
+}
+
+/// Skips `what` in `tier` loudly, saying why; fails instead when the tier is required.
+pub fn skip(tier: baton_sandbox::Tier, what: &str, why: &dyn std::fmt::Display) {
+    assert!(
+        !required(tier),
+        "{what}: the {tier} tier is required here (BATON_REQUIRE_TIERS) but cannot run: {why}"
+    );
+    println!("SKIPPED {what} in the {tier} tier: {why}");
+    eprintln!("SKIPPED {what} in the {tier} tier: {why}");
+}

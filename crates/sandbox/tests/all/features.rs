@@ -18,7 +18,7 @@ fn process(f: impl FnOnce(&mut Policy)) -> Option<Arc<dyn Sandbox>> {
     match open(p) {
         Ok(s) => Some(s),
         Err(e) => {
-            eprintln!("skipping: the process tier is not available here: {e}");
+            common::skip(Tier::Process, "a feature test", &e);
             None
         }
     }
@@ -91,14 +91,6 @@ async fn a_missing_command_is_a_clear_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unavailable_tier_fails_and_never_falls_back() {
-    match open(Policy::new(Tier::Microvm)) {
-        Ok(sb) => assert_eq!(sb.tier(), Tier::Microvm),
-        Err(Error::TierUnavailable { tier, reason }) => {
-            assert_eq!(tier, Tier::Microvm);
-            assert!(!reason.is_empty());
-        }
-        Err(e) => panic!("unexpected error: {e}"),
-    }
     // The tiers that cannot offer `allow:` refuse it (the oci and gvisor tiers offer it:
     // see oci_net.rs).
     for tier in [Tier::Microvm, Tier::Docker] {
@@ -314,4 +306,26 @@ async fn features_leave_the_host_clean() {
         .unwrap();
     let left = crate::wait_clean(&before).await;
     assert!(left.is_empty(), "{left:#?}");
+}
+
+/// Forks children that sleep until fork fails (the pids limit), then exits 0 itself.
+pub const FORK_UNTIL_REFUSED: &str = "import os, time\ntry:\n    while True:\n        if os.fork() == 0:\n            time.sleep(30)\n            os._exit(0)\nexcept OSError:\n    pass\nprint('fork refused')";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stopped_by_the_pids_limit_is_not_a_success() {
+    let _g = common::lock().await;
+    let Some(sb) = process(|p| {
+        p.limits.pids = 16;
+        p.limits.time = Duration::from_secs(20);
+    }) else {
+        return;
+    };
+    let out = sb
+        .exec(ExecRequest::new(["python3", "-c", FORK_UNTIL_REFUSED]))
+        .await
+        .unwrap();
+    assert_eq!(out.stop_reason, StopReason::PidsLimit, "{out:?}");
+    assert_eq!(out.exit_code, Some(0), "{out:?}");
+    assert!(!out.success(), "{out:?}");
+    assert_eq!(out.exit_status(), 1);
 }

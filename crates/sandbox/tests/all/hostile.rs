@@ -59,6 +59,17 @@ def sysc(nr, *args):
     return r, ctypes.get_errno()
 def verdict(escaped):
     print("ESCAPED" if escaped else "CONTAINED")
+def probe(calls):
+    # Each call must be refused by the filter (EPERM) or not exist (ENOSYS): any other
+    # outcome, success or an argument error, means the kernel's handler was reached.
+    reached = []
+    for name, nr, args in calls:
+        r, e = sysc(nr, *args)
+        if r != -1 or e not in (1, 38):
+            reached.append("%s=%d/%d" % (name, r, e))
+    if reached:
+        print("reached:", " ".join(reached))
+    verdict(bool(reached))
 "#;
 
 fn pysys(body: &str) -> Vec<String> {
@@ -366,6 +377,78 @@ pub fn payloads(host_port: u16) -> Vec<Payload> {
             ),
             vec![Contained],
         ),
+        // One payload per family the seccomp filter refuses (x86_64 numbers, valid arguments
+        // where the call would succeed unfiltered).
+        p(
+            "io_uring (setup, enter, register)",
+            pysys(
+                "params = ctypes.create_string_buffer(120)\nprobe([('io_uring_setup', 425, (1, params)), ('io_uring_enter', 426, (-1, 0, 0, 0, 0, 0)), ('io_uring_register', 427, (-1, 0, 0, 0))])",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "kcmp, pidfd_getfd, process_madvise",
+            pysys(
+                "me = os.getpid()\npidfd, _ = sysc(434, me, 0)\nprobe([('kcmp', 312, (me, me, 0, 0, 0)), ('pidfd_getfd', 438, (pidfd, 0, 0)), ('process_madvise', 440, (pidfd, 0, 0, 20, 0))])",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "the new mount API (fsopen, open_tree, fspick, move_mount, mount_setattr)",
+            pysys(
+                "probe([('fsopen', 430, (b'tmpfs', 0)), ('open_tree', 428, (-100, b'/', 0)), ('fspick', 433, (-100, b'/', 0)), ('move_mount', 429, (-1, b'', -1, b'', 0)), ('mount_setattr', 442, (-1, b'', 0, 0, 0))])",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "file handles (name_to_handle_at, open_by_handle_at)",
+            pysys(
+                "h = ctypes.create_string_buffer(136)\nctypes.memmove(h, (128).to_bytes(4, 'little'), 4)\nmid = ctypes.create_string_buffer(8)\nprobe([('name_to_handle_at', 303, (-100, b'/', h, mid, 0)), ('open_by_handle_at', 304, (-100, h, 0))])",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "the kernel keyring (keyctl, request_key)",
+            pysys(
+                "probe([('keyctl', 250, (0, -3, 0)), ('request_key', 249, (b'user', b'k', 0, 0))])",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "NUMA memory policy (mbind, set_mempolicy, get_mempolicy, migrate_pages, move_pages)",
+            pysys(
+                "mode = ctypes.create_string_buffer(8)\nprobe([('set_mempolicy', 238, (0, 0, 0)), ('get_mempolicy', 239, (mode, 0, 0, 0, 0)), ('mbind', 237, (0, 0, 0, 0, 0, 0)), ('migrate_pages', 256, (0, 0, 0, 0)), ('move_pages', 279, (0, 0, 0, 0, 0, 0))])",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "namespaces through clone and clone3",
+            pysys(
+                "r, e = sysc(56, 0x10000000 | 17, 0, 0, 0, 0)\nif r == 0:\n    os._exit(0)\nif r > 0:\n    os.waitpid(r, 0)\nok = r == -1 and e in (1, 38)\nif not ok:\n    print('reached: clone', r, e)\nr, e = sysc(435, 0, 0)\nif r != -1 or e not in (1, 38):\n    print('reached: clone3', r, e)\n    ok = False\nverdict(not ok)",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "host clocks, kernel log, swap, accounting, quotas",
+            pysys(
+                "tv = ctypes.create_string_buffer(16)\ntx = ctypes.create_string_buffer(256)\nprobe([('settimeofday', 164, (0, 0)), ('clock_settime', 227, (0, tv)), ('adjtimex', 159, (tx,)), ('clock_adjtime', 305, (0, tx)), ('syslog', 103, (10, 0, 0)), ('swapon', 167, (b'/nonexistent', 0)), ('acct', 163, (0,)), ('quotactl', 179, (0, 0, 0, 0)), ('quotactl_fd', 443, (-1, 0, 0, 0)), ('vhangup', 153, ()), ('reboot', 169, (0, 0, 0, 0))])",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "port I/O, execution domains, fanotify, obsolete calls",
+            pysys(
+                "buf = ctypes.create_string_buffer(64)\nprobe([('iopl', 172, (3,)), ('ioperm', 173, (0x80, 1, 1)), ('personality', 135, (0xffffffff,)), ('fanotify_init', 300, (0, 0)), ('lookup_dcookie', 212, (0, buf, 64)), ('sysfs', 139, (3,)), ('ustat', 136, (0, buf)), ('uselib', 134, (b'/nonexistent',))])",
+            ),
+            vec![Contained],
+        ),
+        p(
+            "vsock sockets (not namespaced)",
+            pysys(
+                "import socket\nok = False\ntry:\n    socket.socket(40, socket.SOCK_STREAM, 0)\n    ok = True\nexcept OSError:\n    pass\nverdict(ok)",
+            ),
+            vec![Contained],
+        ),
         p(
             "chroot",
             pysys(
@@ -539,9 +622,12 @@ fn out_cap() -> u64 {
     Policy::new(Tier::Process).limits.output_bytes
 }
 
+/// One payload's row: its name and how it ended (a failure says why).
+pub type Row = (String, Result<String, String>);
+
 /// Prints the suite's rows for `tier` and fails unless there are at least 40 payloads and
-/// every one ended as expected.
-pub fn report(tier: Tier, rows: &[(String, Result<String, String>)], took: std::time::Duration) {
+/// every one ran and ended as expected.
+pub fn report(tier: Tier, rows: &[Row], took: std::time::Duration) {
     let mut failed = Vec::new();
     println!("hostile payloads in the {tier} tier:");
     for (name, verdict) in rows {
@@ -554,11 +640,17 @@ pub fn report(tier: Tier, rows: &[(String, Result<String, String>)], took: std::
         }
     }
     println!(
-        "{tier}: {} payloads, {} as expected, {} not ({:.1} s)",
+        "{tier}: {} of {} payloads ran, {} as expected, {} not ({:.1} s)",
         rows.len(),
+        payloads(0).len(),
         rows.len() - failed.len(),
         failed.len(),
         took.as_secs_f64()
+    );
+    assert_eq!(
+        rows.len(),
+        payloads(0).len(),
+        "every payload must give a row in the {tier} tier"
     );
     assert!(rows.len() >= 40, "the suite must have at least 40 payloads");
     assert!(
@@ -567,55 +659,70 @@ pub fn report(tier: Tier, rows: &[(String, Result<String, String>)], took: std::
     );
 }
 
-/// Runs every payload in `tier`; returns (name, verdict) rows, failing on any unexpected outcome.
-pub async fn run_suite(tier: Tier) -> Option<Vec<(String, Result<String, String>)>> {
+/// Runs every payload in `tier`; returns one row per payload, or None (having said why, or
+/// failed when the tier is required) when the tier cannot run here.
+pub async fn run_suite(tier: Tier) -> Option<Vec<Row>> {
     let base = Policy::new(tier);
     if let Err(e) = baton_sandbox::open(base.clone()) {
-        eprintln!("hostile payloads: skipping the {tier} tier: {e}");
+        let what = format!("the hostile payloads (0 of {} ran)", payloads(0).len());
+        common::skip(tier, &what, &e);
         return None;
     }
     // A host service on loopback the payloads must not reach, and a leaked descriptor.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
-    let port = listener.local_addr().ok()?.port();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
     let leak = common::leaked_fd("LEAKED-SECRET");
-    let rows = {
-        let payloads = payloads(port);
-        let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(3));
-        let mut set = tokio::task::JoinSet::new();
-        for (i, pl) in payloads.into_iter().enumerate() {
-            let mut pol = base.clone();
-            (pl.tweak)(&mut pol);
-            let sem = sem.clone();
-            set.spawn(async move {
-                let _permit = sem.acquire().await;
-                let sb = match baton_sandbox::open(pol) {
-                    Ok(sb) => sb,
-                    Err(e) => return (i, pl.name.to_string(), Err(format!("cannot open: {e}"))),
-                };
-                let mut req = ExecRequest::new(pl.argv.clone());
-                let env: BTreeMap<String, String> = pl
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.clone()))
-                    .collect();
-                req.env = env;
-                let verdict = match sb.exec(req).await {
-                    Ok(out) => judge(&pl, tier, &out),
-                    Err(e) => Err(format!("error: {e}")),
-                };
-                (i, pl.name.to_string(), verdict)
-            });
-        }
-        let mut rows = Vec::new();
-        while let Some(r) = set.join_next().await {
-            if let Ok(row) = r {
-                rows.push(row);
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(3));
+    let mut set = tokio::task::JoinSet::new();
+    let mut names = BTreeMap::new();
+    for (i, pl) in payloads(port).into_iter().enumerate() {
+        let mut pol = base.clone();
+        (pl.tweak)(&mut pol);
+        let sem = sem.clone();
+        let name = pl.name.to_string();
+        let task = set.spawn(async move {
+            let _permit = sem.acquire().await;
+            let sb = match baton_sandbox::open(pol) {
+                Ok(sb) => sb,
+                Err(e) => return Err(format!("cannot open: {e}")),
+            };
+            let mut req = ExecRequest::new(pl.argv.clone());
+            req.env = pl
+                .env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            match sb.exec(req).await {
+                Ok(out) => judge(&pl, tier, &out),
+                Err(e) => Err(format!("error: {e}")),
             }
-        }
-        rows.sort_by_key(|r| r.0);
-        rows.into_iter().map(|(_, n, v)| (n, v)).collect::<Vec<_>>()
-    };
+        });
+        names.insert(task.id(), (i, name));
+    }
+    let rows = collect(set, &names).await;
     drop(leak);
     drop(listener);
     Some(rows)
+}
+
+/// The rows of finished payload tasks in payload order; a task that panicked or was
+/// cancelled is a failed row, never a dropped one.
+pub async fn collect(
+    mut set: tokio::task::JoinSet<Result<String, String>>,
+    names: &BTreeMap<tokio::task::Id, (usize, String)>,
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    while let Some(r) = set.join_next_with_id().await {
+        let (id, verdict) = match r {
+            Ok((id, v)) => (id, v),
+            Err(e) => (e.id(), Err(format!("the payload's task failed: {e}"))),
+        };
+        let (i, name) = names
+            .get(&id)
+            .cloned()
+            .unwrap_or((usize::MAX, format!("unknown task {id}")));
+        rows.push((i, name, verdict));
+    }
+    rows.sort_by_key(|r| r.0);
+    rows.into_iter().map(|(_, n, v)| (n, v)).collect()
 }
