@@ -10,10 +10,8 @@ use baton_types::{Event, HumanKind, RunStatus};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::cmd_run::{
-    DbArgs, EXIT_INVALID, EXIT_OK, drive_interactive, get_run, parse_value, program_of,
-    services_for_run,
-};
+use crate::cmd_run::{DbArgs, EXIT_INVALID, EXIT_OK, get_run, program_of, services_for_run};
+use crate::interactive::{drive_interactive, parse_value};
 use crate::sandbox_view::{describe_sandbox, sandbox_records};
 use crate::view::{self, fmt_time};
 use crate::wiring;

@@ -14,6 +14,7 @@ mod cmd_run;
 mod cmd_runs;
 mod cmd_sandbox;
 mod cmd_serve;
+mod interactive;
 mod progress;
 mod sandbox_view;
 mod view;

@@ -2,7 +2,8 @@
 //! Every run must finish, and every step's side effect must be applied exactly once: the
 //! steps call a loopback server that honours `Idempotency-Key`, and the server counts what
 //! it applied per step.
-
+// End-to-end tests run (and kill) the real binary.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;

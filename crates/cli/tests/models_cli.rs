@@ -1,5 +1,6 @@
 //! `baton models` and `baton chat`, driving the real binary.
-
+// End-to-end tests run the real binary.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;

@@ -1,5 +1,6 @@
 //! `baton sandbox exec|doctor` and `baton scan`, driving the real binary.
-
+// End-to-end tests run the real binary.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -1,7 +1,8 @@
 //! What a new user hit, fixed: closed pipes, exit codes, run id prefixes, strict inputs and their
 //! size cap, `--config`, a run keeping its durability, crashed runs shown as `interrupted`, the
 //! whole `--json` stream and whole human prompts.
-
+// End-to-end tests run the real binary (and ldd on it).
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

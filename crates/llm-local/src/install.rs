@@ -5,6 +5,8 @@
 //! Spawning `pip` belongs to the sandbox crate by the architecture's rule; this installer is the
 //! one exception, kept in `llm-local` (which is allowed native code) because it runs a trusted,
 //! fixed command line and no user input.
+// This crate starts processes (ARCHITECTURE §2): here `pip download`.
+#![allow(clippy::disallowed_methods)]
 
 use std::fs::File;
 use std::io::{Read, Write};

@@ -7,7 +7,8 @@
 //!
 //! Skips, saying why, when not root, when `dockerd` is not installed, when the root tarball is
 //! missing, or when the daemon does not come up (its log is printed).
-
+// The tests start a private Docker daemon.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 // One `unsafe`: setting DOCKER_HOST before any thread of this test exists (see `main`).
 #![allow(unsafe_code)]

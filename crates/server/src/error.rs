@@ -44,6 +44,9 @@ impl From<baton_llm::Error> for ApiError {
         let (status, code) = match e.kind() {
             "unknown_model" => (StatusCode::NOT_FOUND, "model_not_found"),
             "context_length" => (StatusCode::BAD_REQUEST, "context_length_exceeded"),
+            // The model's server refused the request as invalid (a field it does not accept):
+            // the caller's request, not the gateway, is what has to change.
+            "invalid_request" => (StatusCode::BAD_REQUEST, "invalid_request"),
             "rate_limit" => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             // The upstream provider refused Baton's credentials: a gateway problem, not the
             // client's (the client is not authenticated against the upstream).

@@ -1,6 +1,7 @@
 //! What the end-to-end test files share: the `baton` binary with a clean environment, a
 //! database in a temp dir, and readers of its output.
-
+// End-to-end tests run the real binary.
+#![allow(clippy::disallowed_methods)]
 // Each test file uses its own part of this module.
 #![allow(dead_code)]
 

@@ -1,6 +1,7 @@
 //! One run of a bundle: size-limited host tmpfs mounts (gVisor), the `allow:` network, the
 //! runtime started inside the sandbox's cgroup, its output and status, and the teardown.
-
+// This crate starts processes (ARCHITECTURE §2): here the OCI runtime.
+#![allow(clippy::disallowed_methods)]
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
