@@ -702,7 +702,7 @@ fn sandbox_records(
         let id = baton_engine::context::split_path(step).0;
         program
             .and_then(|p| p.node_by_id(id))
-            .is_some_and(|n| n.step.sandbox.is_some())
+            .is_some_and(|n| matches!(n.step.kind, baton_types::StepKind::Sandbox(_)))
     };
     // Step -> (visit, attempt) of its latest start.
     let mut started: std::collections::HashMap<&str, (u32, u32)> = Default::default();
@@ -1144,11 +1144,9 @@ async fn answer(a: HumanArgs, approved: Option<bool>) -> anyhow::Result<i32> {
     let node = program
         .node_by_id(crate::split_id(&step))
         .ok_or_else(|| anyhow!("unknown step {step}"))?;
-    let spec = node
-        .step
-        .human
-        .clone()
-        .ok_or_else(|| anyhow!("step {step} is not a human step"))?;
+    let baton_types::StepKind::Human(spec) = node.step.kind.clone() else {
+        bail!("step {step} is not a human step");
+    };
     let value = a.value.as_deref().map(parse_value).unwrap_or(Value::Null);
     if approved.is_none() {
         if spec.kind != HumanKind::Input {

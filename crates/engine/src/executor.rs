@@ -568,7 +568,7 @@ impl Executor {
         };
         let prompt = match (&ctx, node.prompt_is_template) {
             (Some(c), true) => context::render(p, &format!("{}.prompt", node.id), c)?,
-            _ => node.step.prompt.clone().unwrap_or_default(),
+            _ => node.prompt().to_string(),
         };
         let mut system = String::new();
         if let Some(role) = &spec.role {

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use baton_types::{
     Event, HumanKind, JoinStrategy, OnError, PauseReason, Progress, RunId, RunStatus, StepError,
-    StepErrorKind, Usage,
+    StepErrorKind, StepKind, Usage,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -504,7 +504,7 @@ impl<'p> Machine<'p> {
                             step,
                             frame,
                             *strategy,
-                            node.step.max_concurrency,
+                            node.step.max_concurrency(),
                         );
                         for (slot, b) in branches.iter().enumerate() {
                             let c = st.new_seq(p, *b, Some((fan, slot)), suffix.clone(), None);
@@ -548,7 +548,7 @@ impl<'p> Machine<'p> {
                     step,
                     frame,
                     JoinStrategy::All,
-                    node.step.max_concurrency,
+                    node.step.max_concurrency(),
                 );
                 if let Some(f) = st.fan_mut(fan) {
                     f.results = vec![None; items.len()];
@@ -1090,10 +1090,7 @@ impl<'p> Machine<'p> {
             match &sr.phase {
                 Phase::Human { requested: false } => {
                     let node = p.node(sr.node);
-                    let (kind, ctx) = (
-                        node.step.human.as_ref().map(|h| h.kind).unwrap_or_default(),
-                        context::build(p, st, sr.frame),
-                    );
+                    let (kind, ctx) = (human_kind(node), context::build(p, st, sr.frame));
                     return Some(
                         match context::render(p, &format!("{}.human", node.id), &ctx) {
                             Ok(prompt) => Event::HumanRequested {
@@ -1111,7 +1108,7 @@ impl<'p> Machine<'p> {
                     comment,
                 } => {
                     let node = p.node(sr.node);
-                    let kind = node.step.human.as_ref().map(|h| h.kind).unwrap_or_default();
+                    let kind = human_kind(node);
                     if kind == HumanKind::Approval && !approved {
                         let msg = match comment {
                             Some(c) => format!("rejected: {c}"),
@@ -1274,14 +1271,16 @@ impl<'p> Machine<'p> {
         };
         match &node.kind {
             NodeKind::Condition => {
-                let cond = node.step.condition.as_deref().unwrap_or("false");
-                match context::eval(p, &format!("{}.if", node.id), cond, &ctx) {
+                let StepKind::Condition(c) = &node.step.kind else {
+                    return fail(StepError::fatal(StepErrorKind::Template, "no condition"));
+                };
+                match context::eval(p, &format!("{}.if", node.id), &c.condition, &ctx) {
                     Ok(v) => {
                         let taken = v.is_true();
                         let next = target(if taken {
-                            node.step.then.as_ref()
+                            c.then.as_ref()
                         } else {
-                            node.step.otherwise.as_ref()
+                            c.otherwise.as_ref()
                         });
                         ok(json!({ "result": taken, "next": next }), next)
                     }
@@ -1289,7 +1288,7 @@ impl<'p> Machine<'p> {
                 }
             }
             NodeKind::Switch => {
-                let Some(sw) = &node.step.switch else {
+                let StepKind::Switch(sw) = &node.step.kind else {
                     return fail(StepError::fatal(StepErrorKind::Template, "no cases"));
                 };
                 for (i, c) in sw.cases.iter().enumerate() {
@@ -1317,12 +1316,10 @@ impl<'p> Machine<'p> {
                 }
             }
             NodeKind::Map { .. } => {
-                let over = node
-                    .step
-                    .map
-                    .as_ref()
-                    .map(|m| m.over.as_str())
-                    .unwrap_or("[]");
+                let over = match &node.step.kind {
+                    StepKind::Map(m) => m.map.over.as_str(),
+                    _ => "[]",
+                };
                 match context::eval(p, &format!("{}.map.over", node.id), over, &ctx) {
                     Ok(v) => match context::to_json(&v) {
                         Value::Array(items) => Event::MapStarted {
@@ -1377,7 +1374,7 @@ fn join(fan: &FanFrame, p: &Program) -> Option<Outcome> {
                 .node_by_id(context::split_path(&fan.step).0)
                 .map(|n| &n.step)
             {
-                Some(s) => s.parallel.iter().flatten().map(|b| b.id.clone()).collect(),
+                Some(s) => s.children().iter().map(|b| b.id.clone()).collect(),
                 None => (0..n).map(|i| i.to_string()).collect(),
             };
             match fan.strategy {
@@ -1458,6 +1455,13 @@ fn join(fan: &FanFrame, p: &Program) -> Option<Outcome> {
                 }
             }
         }
+    }
+}
+
+fn human_kind(node: &crate::program::Node) -> HumanKind {
+    match &node.step.kind {
+        StepKind::Human(h) => h.kind,
+        _ => HumanKind::default(),
     }
 }
 

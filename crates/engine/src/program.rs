@@ -57,12 +57,22 @@ pub struct Node {
     pub edges: Vec<(Option<String>, Option<NodeIdx>)>,
     /// Whether `prompt` needs rendering.
     pub prompt_is_template: bool,
+    /// A tool step's `with:` (a sandbox step's settings as `sandbox.step` arguments).
+    pub args: Map<String, Value>,
 }
 
 impl Node {
     /// A tool step's `with:` arguments, unrendered (an empty object when there are none).
     pub fn tool_args(&self) -> Value {
-        Value::Object(self.step.with.clone().unwrap_or_default())
+        Value::Object(self.args.clone())
+    }
+
+    /// An agent step's prompt (empty for other kinds).
+    pub fn prompt(&self) -> &str {
+        match &self.step.kind {
+            StepKind::Agent(a) => &a.prompt,
+            _ => "",
+        }
     }
 }
 
@@ -264,59 +274,47 @@ impl Program {
         }
         // A sandbox step is a call of the `sandbox.step` tool with the step's settings as its
         // arguments (the tool registry provides the sandbox; the engine names no backend).
-        let as_call;
-        let s = match &s.sandbox {
-            Some(spec) => {
-                as_call = Step {
-                    with: Some(sandbox_args(spec, &self.base_dir)),
-                    ..s.clone()
-                };
-                &as_call
-            }
-            None => s,
+        let args = match &s.kind {
+            StepKind::Tool(t) => t.with.clone().unwrap_or_default(),
+            StepKind::Sandbox(spec) => sandbox_args(spec, &self.base_dir),
+            _ => Map::new(),
         };
-        let kind = match s.kind() {
-            Some(StepKind::Agent) => {
-                let agent = s.agent.clone().unwrap_or_default();
+        let kind = match &s.kind {
+            StepKind::Agent(a) => {
+                let agent = a.agent.clone();
                 if !self.doc.agents.contains_key(&agent) {
                     return Err(err(path, format!("unknown agent '{agent}'")));
                 }
                 NodeKind::Agent { agent }
             }
-            Some(StepKind::Tool) => NodeKind::Tool {
-                name: s.tool.clone().unwrap_or_default(),
+            StepKind::Tool(t) => NodeKind::Tool {
+                name: t.tool.clone(),
             },
-            Some(StepKind::Condition) => NodeKind::Condition,
-            Some(StepKind::Switch) => NodeKind::Switch,
-            Some(StepKind::Parallel) => NodeKind::Parallel {
+            StepKind::Condition(_) => NodeKind::Condition,
+            StepKind::Switch(_) => NodeKind::Switch,
+            StepKind::Parallel(p) => NodeKind::Parallel {
                 branches: Vec::new(),
-                strategy: s.join.as_ref().map(|j| j.strategy).unwrap_or_default(),
+                strategy: p.join.as_ref().map(|j| j.strategy).unwrap_or_default(),
             },
-            Some(StepKind::Map) => NodeKind::Map {
+            StepKind::Map(m) => NodeKind::Map {
                 body: 0,
-                item: s
-                    .map
-                    .as_ref()
-                    .and_then(|m| m.item.clone())
-                    .unwrap_or_else(|| "item".into()),
+                item: m.map.item.clone().unwrap_or_else(|| "item".into()),
             },
-            Some(StepKind::Group) => NodeKind::Group { body: 0 },
-            Some(StepKind::Human) => NodeKind::Human,
-            Some(StepKind::Sandbox) => NodeKind::Tool {
+            StepKind::Group(_) => NodeKind::Group { body: 0 },
+            StepKind::Human(_) => NodeKind::Human,
+            StepKind::Sandbox(_) => NodeKind::Tool {
                 name: baton_tools::sandbox_step::STEP_TOOL.into(),
             },
-            None => {
-                return Err(err(
-                    path,
-                    format!("step '{}' must have exactly one kind", s.id),
-                ));
-            }
         };
         let agent_output = match &kind {
             NodeKind::Agent { agent } => self.doc.agents.get(agent).and_then(|a| a.output.clone()),
             _ => None,
         };
-        let output_schema = s.output.clone().or(agent_output).and_then(|o| {
+        let (prompt, step_output) = match &s.kind {
+            StepKind::Agent(a) => (Some(a.prompt.as_str()), a.output.clone()),
+            _ => (None, None),
+        };
+        let output_schema = step_output.or(agent_output).and_then(|o| {
             o.schema.map(|sch| {
                 (
                     sch,
@@ -332,7 +330,8 @@ impl Program {
                 )
             })?;
         }
-        let prompt_is_template = s.prompt.as_deref().is_some_and(template::is_template);
+        let prompt_is_template = prompt.is_some_and(template::is_template);
+        let with = (!args.is_empty()).then(|| Value::Object(args.clone()));
         self.nodes.push(Node {
             idx,
             id: s.id.clone(),
@@ -343,20 +342,22 @@ impl Program {
             output_schema,
             edges: Vec::new(),
             prompt_is_template,
+            args,
         });
         self.scopes[scope as usize].nodes.push(idx);
-        if let Some(p) = &s.prompt
+        if let Some(p) = prompt
             && prompt_is_template
         {
             self.add_template(&format!("{}.prompt", s.id), p)?;
         }
-        if let Some(h) = &s.human {
+        if let StepKind::Human(h) = &s.kind {
             self.add_template(&format!("{}.human", s.id), &h.prompt)?;
         }
-        if let Some(with) = &s.with {
-            self.add_arg_templates(&format!("{}.with", s.id), &Value::Object(with.clone()))?;
+        if let Some(with) = &with {
+            self.add_arg_templates(&format!("{}.with", s.id), with)?;
         }
-        if let Some(children) = &s.parallel {
+        if let StepKind::Parallel(p) = &s.kind {
+            let children = &p.branches;
             self.scopes.push(Scope {
                 nodes: Vec::new(),
                 owner: Some(idx),
@@ -364,7 +365,8 @@ impl Program {
             let holder = (self.scopes.len() - 1) as ScopeIdx;
             self.add_list(children, holder, true, &format!("{path}.parallel"))?;
         }
-        if let Some(children) = &s.steps {
+        if let StepKind::Map(_) | StepKind::Group(_) = &s.kind {
+            let children = s.children();
             let body = self.new_scope(Some(idx));
             match &mut self.nodes[idx as usize].kind {
                 NodeKind::Map { body: b, .. } | NodeKind::Group { body: b } => *b = body,

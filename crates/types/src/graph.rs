@@ -7,7 +7,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{END, Step, StepKind, WorkflowDoc};
+use crate::{END, Step, StepKind, StepTag, WorkflowDoc};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Graph {
@@ -21,7 +21,7 @@ pub struct Graph {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Node {
     pub id: String,
-    pub kind: Option<StepKind>,
+    pub kind: StepTag,
     /// The enclosing step, for branches, map bodies and groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
@@ -99,15 +99,12 @@ impl Graph {
 fn add_seq(g: &mut Graph, steps: &[Step], parent: Option<&str>, branch: bool) {
     for (i, s) in steps.iter().enumerate() {
         let mut own = s.clone();
-        if own.parallel.is_some() {
-            own.parallel = Some(Vec::new());
-        }
-        if own.steps.is_some() {
-            own.steps = Some(Vec::new());
+        if let Some(children) = own.children_mut() {
+            children.clear();
         }
         g.nodes.push(Node {
             id: s.id.clone(),
-            kind: s.kind(),
+            kind: s.tag(),
             parent: parent.map(str::to_string),
             branch,
             step: own,
@@ -126,28 +123,26 @@ fn add_seq(g: &mut Graph, steps: &[Step], parent: Option<&str>, branch: bool) {
                 when,
             });
         };
-        match s.kind() {
-            Some(StepKind::Condition) => {
+        match &s.kind {
+            StepKind::Condition(c) => {
                 let dflt = seq_next.clone().unwrap_or_else(|| END.into());
                 edge(
-                    s.then.clone().unwrap_or_else(|| dflt.clone()),
+                    c.then.clone().unwrap_or_else(|| dflt.clone()),
                     EdgeKind::Then,
-                    s.condition.clone(),
+                    Some(c.condition.clone()),
                 );
-                edge(s.otherwise.clone().unwrap_or(dflt), EdgeKind::Else, None);
+                edge(c.otherwise.clone().unwrap_or(dflt), EdgeKind::Else, None);
             }
-            Some(StepKind::Switch) => {
-                if let Some(sw) = &s.switch {
-                    for c in &sw.cases {
-                        edge(c.goto.clone(), EdgeKind::Case, Some(c.when.clone()));
-                    }
-                    let d = sw
-                        .default
-                        .clone()
-                        .or(seq_next.clone())
-                        .unwrap_or_else(|| END.into());
-                    edge(d, EdgeKind::Default, None);
+            StepKind::Switch(sw) => {
+                for c in &sw.cases {
+                    edge(c.goto.clone(), EdgeKind::Case, Some(c.when.clone()));
                 }
+                let d = sw
+                    .default
+                    .clone()
+                    .or(seq_next.clone())
+                    .unwrap_or_else(|| END.into());
+                edge(d, EdgeKind::Default, None);
             }
             _ => match (&s.next, seq_next) {
                 (Some(n), _) => edge(n.clone(), EdgeKind::Next, None),
@@ -158,12 +153,8 @@ fn add_seq(g: &mut Graph, steps: &[Step], parent: Option<&str>, branch: bool) {
         if let Some(crate::OnError::Goto(t)) = &s.on_error {
             edge(t.clone(), EdgeKind::OnError, None);
         }
-        if let Some(p) = &s.parallel {
-            add_seq(g, p, Some(&s.id), true);
-        }
-        if let Some(c) = &s.steps {
-            add_seq(g, c, Some(&s.id), false);
-        }
+        let branches = s.tag() == StepTag::Parallel;
+        add_seq(g, s.children(), Some(&s.id), branches);
     }
 }
 
@@ -173,11 +164,9 @@ fn build_seq(nodes: &[Node], parent: Option<&str>, branch: bool) -> Vec<Step> {
         .filter(|n| n.parent.as_deref() == parent && n.branch == branch)
         .map(|n| {
             let mut s = n.step.clone();
-            if s.parallel.is_some() {
-                s.parallel = Some(build_seq(nodes, Some(&n.id), true));
-            }
-            if s.steps.is_some() {
-                s.steps = Some(build_seq(nodes, Some(&n.id), false));
+            let branches = s.tag() == StepTag::Parallel;
+            if let Some(children) = s.children_mut() {
+                *children = build_seq(nodes, Some(&n.id), branches);
             }
             s
         })

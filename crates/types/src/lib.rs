@@ -5,6 +5,7 @@ pub mod duration;
 pub mod event;
 pub mod graph;
 pub mod ids;
+pub mod step;
 pub mod tool;
 pub mod workflow;
 
@@ -13,5 +14,6 @@ pub use event::{
     Event, EventRecord, PauseReason, Progress, RunStatus, StepError, StepErrorKind, Usage,
 };
 pub use ids::RunId;
+pub use step::*;
 pub use tool::ToolSpec;
 pub use workflow::*;
