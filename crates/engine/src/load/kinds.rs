@@ -37,3 +37,24 @@ pub(super) fn check(
     }
     Ok(written.with_steps(steps))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    #[test]
+    fn every_kind_problem_is_reported_at_its_key() {
+        let yaml = "version: 1\nname: t\nsteps:\n  - id: p\n    parallel:\n      - { id: a, tool: echo }\n      - id: b\n        tool: echo\n        then: a\n  - id: c\n    prompt: hi\n";
+        let e = crate::load::load_bytes("w.yaml", yaml.as_bytes()).unwrap_err();
+        let got: Vec<String> = e
+            .iter()
+            .map(|d| format!("{}:{} {} @ {}", d.line, d.column, d.message, d.path))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "9:9 `then` only applies to `if` steps; step `b` is a tool step @ steps[0].parallel[1].then",
+                "10:5 step `c` has no kind: give it exactly one of `agent`, `tool`, `if`, `switch`, `parallel`, `map`, `steps`, `human`, `sandbox` (it has a `prompt`: is `agent` missing?) @ steps[1]",
+            ]
+        );
+    }
+}
