@@ -256,7 +256,7 @@ fn report(workload: &str, mut times_ms: Vec<f64>, wall_s: Option<f64>) {
         Some(w) => n as f64 / w,
         None => 1000.0 / median,
     };
-    println!(
+    outln!(
         "{{\"framework\": {}, \"workload\": {}, \"runs\": {}, \"median_ms\": {}, \"p95_ms\": {}, \"throughput_per_s\": {}, \"peak_rss_mb\": {}}}",
         Value::from(FRAMEWORK),
         Value::from(workload),

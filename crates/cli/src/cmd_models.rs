@@ -65,8 +65,8 @@ async fn list(cfg: &LocalConfig, providers: &Providers) -> Result<i32> {
         let dir = dir.clone();
         tokio::task::spawn_blocking(move || catalog::list_installed(&dir)).await??
     };
-    println!("models directory: {}", dir.display());
-    println!("{:<40} {:>10}  {:<15} PATH", "MODEL", "SIZE", "CHECKSUM");
+    outln!("models directory: {}", dir.display());
+    outln!("{:<40} {:>10}  {:<15} PATH", "MODEL", "SIZE", "CHECKSUM");
     for e in &entries {
         let size = e.size.map(human_size).unwrap_or_else(|| "-".into());
         let status = match &e.checksum {
@@ -75,7 +75,7 @@ async fn list(cfg: &LocalConfig, providers: &Providers) -> Result<i32> {
             Some(ChecksumStatus::Mismatch { .. }) => "MISMATCH".into(),
             Some(ChecksumStatus::Unknown) => "unknown".into(),
         };
-        println!(
+        outln!(
             "{:<40} {:>10}  {:<15} {}",
             e.reference,
             size,
@@ -86,7 +86,7 @@ async fn list(cfg: &LocalConfig, providers: &Providers) -> Result<i32> {
     for e in &entries {
         if e.checksum.is_none() || matches!(e.checksum, Some(ChecksumStatus::Mismatch { .. })) {
             let name = e.reference.trim_start_matches("local/");
-            println!("  {}: run `baton models pull {name}`", e.reference);
+            outln!("  {}: run `baton models pull {name}`", e.reference);
         }
     }
     let mut configured = Vec::new();
@@ -96,9 +96,9 @@ async fn list(cfg: &LocalConfig, providers: &Providers) -> Result<i32> {
         }
     }
     if !configured.is_empty() {
-        println!("configured:");
+        outln!("configured:");
         for m in configured {
-            println!("  {m}");
+            outln!("  {m}");
         }
     }
     Ok(0)
@@ -118,15 +118,15 @@ async fn pull(cfg: &LocalConfig, name: &str) -> Result<i32> {
     };
     let dir = cfg.models_dir();
     let pulled = tokio::task::spawn_blocking(move || {
-        install::pull(model, &dir, &mut |line| eprintln!("{line}"))
+        install::pull(model, &dir, &mut |line| errln!("{line}"))
     })
     .await??;
     match pulled {
-        install::Pulled::AlreadyInstalled(p) => println!(
+        install::Pulled::AlreadyInstalled(p) => outln!(
             "local/{name} is already installed at {} (verified)",
             p.display()
         ),
-        install::Pulled::Installed(p) => println!("installed local/{name} at {}", p.display()),
+        install::Pulled::Installed(p) => outln!("installed local/{name} at {}", p.display()),
     }
     Ok(0)
 }
@@ -153,7 +153,7 @@ pub async fn chat(args: ChatArgs) -> Result<i32> {
         reply(model.as_ref(), model_name, &args, &mut messages).await?;
         return Ok(0);
     }
-    eprintln!(
+    errln!(
         "chatting with {} (an empty line or Ctrl-D ends)",
         args.model
     );
@@ -202,9 +202,10 @@ async fn reply(
             }
             Chunk::Usage(u) => {
                 if std::io::stderr().is_terminal() {
-                    eprintln!(
+                    errln!(
                         "\n[{} prompt + {} completion tokens]",
-                        u.prompt_tokens, u.completion_tokens
+                        u.prompt_tokens,
+                        u.completion_tokens
                     );
                 }
             }

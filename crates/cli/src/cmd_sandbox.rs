@@ -171,19 +171,19 @@ async fn exec(a: ExecArgs) -> Result<i32> {
         match scan::check(&policy, &BTreeMap::new(), &a.command) {
             Ok(r) => report.findings.extend(r.findings),
             Err(e) => {
-                eprintln!("{e}");
+                errln!("{e}");
                 return Ok(2);
             }
         }
         let d = report.decide(&policy);
         for f in &d.warnings {
-            eprintln!("scan warning: {f}");
+            errln!("scan warning: {f}");
         }
         if !d.blocked.is_empty() {
             for f in &d.blocked {
-                eprintln!("scan blocked: {f}");
+                errln!("scan blocked: {f}");
             }
-            eprintln!(
+            errln!(
                 "not run: {} finding(s) the policy blocks on",
                 d.blocked.len()
             );
@@ -200,14 +200,16 @@ async fn exec(a: ExecArgs) -> Result<i32> {
     };
     let out = sb.exec(req).await?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
     } else {
+        // The command's own output, byte for byte; a reader that went away stops it quietly.
         let mut so = std::io::stdout();
-        so.write_all(out.stdout.as_bytes())?;
-        so.flush()?;
+        let _ = so
+            .write_all(out.stdout.as_bytes())
+            .and_then(|()| so.flush());
         let mut se = std::io::stderr();
-        se.write_all(out.stderr.as_bytes())?;
-        eprint!("{}", report(&out));
+        let _ = se.write_all(out.stderr.as_bytes());
+        errln!("{}", report(&out).trim_end_matches('\n'));
     }
     Ok(status_of(&out))
 }
@@ -275,10 +277,10 @@ pub fn report(o: &ExecOutput) -> String {
 async fn doctor(json: bool) -> Result<i32> {
     let r = baton_sandbox::doctor().await;
     if json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        outln!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(0);
     }
-    println!(
+    outln!(
         "kernel {}  ·  root: {}  ·  landlock ABI: {}",
         r.kernel,
         r.root,
@@ -286,9 +288,9 @@ async fn doctor(json: bool) -> Result<i32> {
             .map(|v| v.to_string())
             .unwrap_or_else(|| "none".into())
     );
-    println!("cgroups: {}", r.cgroups);
+    outln!("cgroups: {}", r.cgroups);
     for t in &r.tiers {
-        println!(
+        outln!(
             "{:<8} {:<6} {}",
             t.tier.as_str(),
             if t.works { "works" } else { "no" },
@@ -312,9 +314,9 @@ async fn bench(a: BenchArgs) -> Result<i32> {
     }
     let r = baton_sandbox::bench::run(&tiers, a.runs, a.concurrent).await;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        outln!("{}", serde_json::to_string_pretty(&r)?);
     } else {
-        print!("{r}");
+        outln!("{}", r.to_string().trim_end_matches('\n'));
     }
     let failed = r
         .concurrency
@@ -339,7 +341,7 @@ pub async fn scan(a: ScanArgs) -> Result<i32> {
     let d = report.decide(&policy);
     if a.json {
         let v = serde_json::json!({"report": report, "blocked": d.blocked.len(), "warnings": d.warnings.len()});
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         for f in &report.findings {
             let action = match policy.scan_action(f.severity.as_str()) {
@@ -347,9 +349,9 @@ pub async fn scan(a: ScanArgs) -> Result<i32> {
                 ScanAction::Warn => "warn ",
                 ScanAction::Off => "off  ",
             };
-            println!("{action} {f}");
+            outln!("{action} {f}");
         }
-        println!(
+        outln!(
             "{} file(s) scanned with {}; {} finding(s): {} blocking, {} warning(s)",
             report.files_scanned,
             report.tools.join(", "),
@@ -358,7 +360,7 @@ pub async fn scan(a: ScanArgs) -> Result<i32> {
             d.warnings.len()
         );
         for s in &report.skipped {
-            println!("not run: {s}");
+            outln!("not run: {s}");
         }
     }
     Ok(if d.blocked.is_empty() { 0 } else { 2 })

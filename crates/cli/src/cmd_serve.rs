@@ -19,7 +19,7 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
-    eprintln!("baton serving on http://{addr} (OpenAI-compatible API at http://{addr}/v1)");
+    errln!("baton serving on http://{addr} (OpenAI-compatible API at http://{addr}/v1)");
     baton_server::serve(listener, state, async {
         let _ = tokio::signal::ctrl_c().await;
     })

@@ -4,12 +4,19 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// Output macros (`outln!`, `errln!`) for every module below: declared first.
+#[macro_use]
+mod out;
+
 mod cmd_bench;
 mod cmd_models;
 mod cmd_run;
+mod cmd_runs;
 mod cmd_sandbox;
 mod cmd_serve;
 mod progress;
+mod sandbox_view;
+mod view;
 mod wiring;
 
 // mimalloc: the engine allocates small objects at every step; measured on `baton bench`,
@@ -24,6 +31,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Orchestrate teams of LLM agents, durably."
 )]
 struct Cli {
+    /// The configuration file (baton.toml) to read instead of searching for one; it must exist.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,7 +50,7 @@ enum Command {
     Schema,
     /// Inspect and control runs.
     #[command(subcommand)]
-    Runs(cmd_run::RunsCmd),
+    Runs(cmd_runs::RunsCmd),
     // Subcommands from other modules: add a variant here and an arm in `main`.
     /// Run commands in a sandbox, check which sandbox tiers work here, benchmark them.
     #[command(subcommand)]
@@ -59,18 +69,19 @@ enum Command {
 
 /// The step id of a step instance path (`lint[2]` -> `lint`).
 pub(crate) fn split_id(path: &str) -> &str {
-    path.split('[').next().unwrap_or(path)
+    baton_types::StepPath::parse(path).id()
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    wiring::set_config(cli.config.clone());
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
@@ -80,7 +91,7 @@ fn main() -> ExitCode {
             Command::Resume(args) => cmd_run::resume(args).await,
             Command::Validate(args) => cmd_run::validate(args),
             Command::Schema => cmd_run::schema(),
-            Command::Runs(cmd) => cmd_run::runs(cmd).await,
+            Command::Runs(cmd) => cmd_runs::runs(cmd).await,
             // Arms for subcommands from other modules go here.
             Command::Sandbox(cmd) => cmd_sandbox::sandbox(cmd).await,
             Command::Scan(args) => cmd_sandbox::scan(args).await,
@@ -93,7 +104,7 @@ fn main() -> ExitCode {
     match code {
         Ok(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             ExitCode::from(1)
         }
     }

@@ -157,8 +157,17 @@ impl EventSink for Printer {
                 self.line(format!("  ⊘ {step} cancelled"));
             }
             Event::HumanRequested { step, prompt, .. } => {
-                let first = prompt.lines().next().unwrap_or("");
-                self.line(format!("  ? {step} waits for a person: {first}"))
+                // The whole prompt: a person answering from another shell has only this.
+                let mut lines = prompt.lines();
+                let mut text = format!(
+                    "  ? {step} waits for a person: {}",
+                    lines.next().unwrap_or("")
+                );
+                for l in lines {
+                    text.push_str("\n      ");
+                    text.push_str(l);
+                }
+                self.line(text)
             }
             Event::HumanResponded {
                 step, approved, by, ..
@@ -189,6 +198,6 @@ pub fn describe_pause(p: &baton_types::PauseReason) -> String {
 /// execution record it carries (`baton runs show` and `--json` have it).
 pub fn brief(message: &str) -> &str {
     message
-        .split_once(baton_tools::sandbox_step::RESULT_MARKER)
+        .split_once(baton_types::SANDBOX_RECORD_MARKER)
         .map_or(message, |(line, _)| line)
 }

@@ -41,11 +41,25 @@ pub fn open_store(db: Option<&Path>, durability: Durability) -> anyhow::Result<A
     Ok(Arc::new(store))
 }
 
+/// `--config PATH`, set once by `main` before any command runs.
+static CONFIG: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+/// Records `--config PATH` (the configuration file every command reads instead of searching).
+pub fn set_config(path: Option<PathBuf>) {
+    let _ = CONFIG.set(path);
+}
+
+/// `--config PATH` when given (then the file must exist), else `None`: `baton.toml` is found
+/// through `BATON_CONFIG`, the working directory and the user's config directory.
+pub fn config_path() -> Option<&'static Path> {
+    CONFIG.get().and_then(|p| p.as_deref())
+}
+
 /// The model providers: `scripted`, the remote adapters (`openai`, `anthropic`, `ollama` and
 /// those configured in baton.toml) and `local`, the embedded model.
 pub fn providers() -> anyhow::Result<Providers> {
-    let (_, mut providers) =
-        baton_llm::config::load_providers(None).context("loading the provider configuration")?;
+    let (_, mut providers) = baton_llm::config::load_providers(config_path())
+        .context("loading the provider configuration")?;
     let local = baton_llm_local::LocalConfig::from_env().context("configuring the local model")?;
     baton_llm_local::register(&mut providers, &local);
     Ok(providers)
@@ -62,14 +76,19 @@ pub fn tools() -> Registry {
     )) {
         Ok(t) => r.register(Arc::new(t)),
         // Workflows naming sandbox.exec then fail validation ("unknown tool"); say why here.
-        Err(e) => eprintln!("warning: sandbox.exec is not available on this host: {e}"),
+        Err(e) => errln!("warning: sandbox.exec is not available on this host: {e}"),
     }
     r
 }
 
 pub fn services(db: Option<&Path>, durability: Durability) -> anyhow::Result<Services> {
+    services_on(open_store(db, durability)?)
+}
+
+/// The services over a store already open.
+pub fn services_on(store: Arc<SqliteStore>) -> anyhow::Result<Services> {
     Ok(Services {
-        store: open_store(db, durability)?,
+        store,
         models: Arc::new(providers()?),
         tools: Arc::new(tools()),
     })

@@ -83,6 +83,10 @@ fn parallel_review_fans_out_and_joins() {
     assert!(summary(&o)["outputs"].as_str().unwrap().contains("Verdict"));
     // Three 50 ms reviews ran at once, not one after the other (with generous slack).
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    // The parallel parent reports its span: at least its slowest child's 50 ms.
+    let steps = summary(&o)["steps"].as_array().unwrap().clone();
+    let reviews = steps.iter().find(|s| s["step"] == "reviews").unwrap();
+    assert!(reviews["duration_ms"].as_u64().unwrap() >= 50, "{reviews}");
 }
 
 #[test]
@@ -108,7 +112,7 @@ fn human_approval_waits_then_continues_from_another_process() {
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let s = summary(&o);
     assert_eq!(s["status"], "waiting");
-    let id = s["run_id"].as_str().unwrap().to_string();
+    let id = s["id"].as_str().unwrap().to_string();
     // Rejecting goes back to the draft (on_error: goto draft), which waits again.
     let o = db.run(&["runs", "reject", &id, "--comment", "too short", "--json"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
@@ -133,7 +137,7 @@ fn human_approval_waits_then_continues_from_another_process() {
 fn runs_list_show_logs_state() {
     let db = Db::new();
     let o = db.run(&["run", &example("branching.yaml"), "--json"]);
-    let id = summary(&o)["run_id"].as_str().unwrap().to_string();
+    let id = summary(&o)["id"].as_str().unwrap().to_string();
     let o = db.run(&["runs", "list"]);
     assert!(
         String::from_utf8_lossy(&o.stdout).contains(&id),
@@ -179,7 +183,7 @@ fn breakpoints_stop_and_resume_continues() {
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let s = summary(&o);
     assert_eq!(s["status"], "paused");
-    let id = s["run_id"].as_str().unwrap().to_string();
+    let id = s["id"].as_str().unwrap().to_string();
     let o = db.run(&["runs", "state", &id]);
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["steps"]["classify"]["output"]["category"], "bug");
@@ -217,7 +221,7 @@ fn bad_input_is_refused_with_clear_errors() {
     )
     .unwrap();
     let o = baton().args(["validate"]).arg(&bad).output().unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("bad.yaml:"), "{e}");
     let o = db.run(&["run", bad.to_str().unwrap()]);
@@ -226,7 +230,7 @@ fn bad_input_is_refused_with_clear_errors() {
     let bin = dir.path().join("bin.yaml");
     std::fs::write(&bin, b"version: 1\nname: \xff\xfe\n").unwrap();
     let o = baton().args(["validate"]).arg(&bin).output().unwrap();
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&o.stderr)
             .to_lowercase()
@@ -238,7 +242,7 @@ fn bad_input_is_refused_with_clear_errors() {
         .args(["validate", "/nonexistent/x.yaml"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     // Every example validates.
     for e in [
         "hello",

@@ -21,7 +21,7 @@ fn events(o: &Output) -> Vec<Value> {
 }
 
 fn run_id(o: &Output) -> String {
-    summary(o)["run_id"].as_str().unwrap().to_string()
+    summary(o)["id"].as_str().unwrap().to_string()
 }
 
 fn example() -> String {
@@ -41,7 +41,7 @@ fn the_example_validates_and_its_settings_are_checked() {
         "version: 1\nname: bad\nsteps:\n  - id: t\n    sandbox:\n      command: [\"true\"]\n      tier: vm\n      memory: 12Q\n      net: everywhere\n      files: { \"../x\": y }\n",
     );
     let o = baton().args(["validate", &bad]).output().unwrap();
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     for needle in [
         "bad.yaml:7:7: error: `sandbox.tier`: unknown tier 'vm'",

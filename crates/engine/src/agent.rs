@@ -25,9 +25,8 @@ pub struct AgentJob {
 
 fn model_error(e: &baton_llm::Error) -> StepError {
     StepError {
-        kind: StepErrorKind::Model,
-        message: format!("model: {e}"),
         retryable: e.is_retryable(),
+        ..StepError::new(StepErrorKind::Model, format!("model: {e}"))
     }
 }
 
@@ -74,20 +73,7 @@ pub async fn run(
     progress: impl Fn(Progress) + Send + Sync,
 ) -> (Result<Value, StepError>, Usage) {
     let mut usage = Usage::default();
-    let mut messages = Vec::new();
-    let mut system = job.system.clone().unwrap_or_default();
-    if let Some((schema, _)) = &job.schema {
-        if !system.is_empty() {
-            system.push_str("\n\n");
-        }
-        system.push_str(&format!(
-            "Answer with only a JSON value matching this JSON Schema, nothing else:\n{schema}"
-        ));
-    }
-    if !system.is_empty() {
-        messages.push(Message::system(system));
-    }
-    messages.push(Message::user(job.prompt.clone()));
+    let mut messages = opening_messages(&job);
     let tools: Vec<_> = job
         .tools
         .iter()
@@ -101,15 +87,16 @@ pub async fn run(
             name: "output".into(),
             schema: s.clone(),
         });
+    let model_name = baton_llm::split_ref(&job.model_ref)
+        .map(|(_, m)| m.to_string())
+        .unwrap_or_default();
     let mut tool_turns = 0u32;
     let mut reasks = 0u32;
     let mut turn = 0u32;
     loop {
         turn += 1;
         let req = ChatRequest {
-            model: baton_llm::split_ref(&job.model_ref)
-                .map(|(_, m)| m.to_string())
-                .unwrap_or_default(),
+            model: model_name.clone(),
             messages: messages.clone(),
             tools: tools.clone(),
             temperature: job.temperature,
@@ -125,49 +112,17 @@ pub async fn run(
             Err(e) => return (Err(model_error(&e)), usage),
         };
         usage.add(&resp.usage);
-        progress(Progress::ModelReply {
-            model: job.model_ref.clone(),
-            turn,
-            content: resp.content.clone(),
-            tool_calls: resp
-                .tool_calls
-                .iter()
-                .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
-                .collect(),
-            usage: resp.usage,
-        });
+        progress(model_reply(&job, turn, &resp));
         if !resp.tool_calls.is_empty() {
             if tool_turns >= job.max_tool_turns {
-                return (
-                    Err(StepError::fatal(
-                        StepErrorKind::ToolTurns,
-                        format!(
-                            "the model kept calling tools past max_tool_turns ({})",
-                            job.max_tool_turns
-                        ),
-                    )),
-                    usage,
+                let msg = format!(
+                    "the model kept calling tools past max_tool_turns ({})",
+                    job.max_tool_turns
                 );
+                return (Err(StepError::fatal(StepErrorKind::ToolTurns, msg)), usage);
             }
             tool_turns += 1;
-            messages.push(Message::assistant(
-                resp.content.clone(),
-                resp.tool_calls.clone(),
-            ));
-            for call in &resp.tool_calls {
-                let (out, is_error) = call_tool(&job, call).await;
-                progress(Progress::ToolResult {
-                    tool: call.name.clone(),
-                    arguments: call.arguments.clone(),
-                    output: out.clone(),
-                    is_error,
-                });
-                let text = match &out {
-                    Value::String(s) => s.clone(),
-                    v => v.to_string(),
-                };
-                messages.push(Message::tool(call.id.clone(), text));
-            }
+            answer_tool_calls(&job, &resp, &mut messages, &progress).await;
             continue;
         }
         let Some((schema, max_retries)) = &job.schema else {
@@ -175,19 +130,17 @@ pub async fn run(
         };
         match check_output(schema, &resp.content) {
             Ok(v) => return (Ok(v), usage),
+            Err(why) if reasks >= *max_retries => {
+                let msg = format!(
+                    "the answer did not match the output schema after {} attempts: {why}",
+                    reasks + 1
+                );
+                return (
+                    Err(StepError::fatal(StepErrorKind::InvalidOutput, msg)),
+                    usage,
+                );
+            }
             Err(why) => {
-                if reasks >= *max_retries {
-                    return (
-                        Err(StepError::fatal(
-                            StepErrorKind::InvalidOutput,
-                            format!(
-                                "the answer did not match the output schema after {} attempts: {why}",
-                                reasks + 1
-                            ),
-                        )),
-                        usage,
-                    );
-                }
                 reasks += 1;
                 progress(Progress::OutputRejected {
                     attempt: reasks,
@@ -199,6 +152,67 @@ pub async fn run(
                 )));
             }
         }
+    }
+}
+
+/// The progress report of one model reply.
+fn model_reply(job: &AgentJob, turn: u32, resp: &baton_llm::ChatResponse) -> Progress {
+    Progress::ModelReply {
+        model: job.model_ref.clone(),
+        turn,
+        content: resp.content.clone(),
+        tool_calls: resp
+            .tool_calls
+            .iter()
+            .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
+            .collect(),
+        usage: resp.usage,
+    }
+}
+
+/// The system message (with the output schema, when there is one) and the prompt.
+fn opening_messages(job: &AgentJob) -> Vec<Message> {
+    let mut messages = Vec::new();
+    let mut system = job.system.clone().unwrap_or_default();
+    if let Some((schema, _)) = &job.schema {
+        if !system.is_empty() {
+            system.push_str("\n\n");
+        }
+        system.push_str(&format!(
+            "Answer with only a JSON value matching this JSON Schema, nothing else:\n{schema}"
+        ));
+    }
+    if !system.is_empty() {
+        messages.push(Message::system(system));
+    }
+    messages.push(Message::user(job.prompt.clone()));
+    messages
+}
+
+/// Runs the tools a reply calls, in order, and answers each call in `messages`.
+async fn answer_tool_calls(
+    job: &AgentJob,
+    resp: &baton_llm::ChatResponse,
+    messages: &mut Vec<Message>,
+    progress: &(impl Fn(Progress) + Send + Sync),
+) {
+    messages.push(Message::assistant(
+        resp.content.clone(),
+        resp.tool_calls.clone(),
+    ));
+    for call in &resp.tool_calls {
+        let (out, is_error) = call_tool(job, call).await;
+        progress(Progress::ToolResult {
+            tool: call.name.clone(),
+            arguments: call.arguments.clone(),
+            output: out.clone(),
+            is_error,
+        });
+        let text = match &out {
+            Value::String(s) => s.clone(),
+            v => v.to_string(),
+        };
+        messages.push(Message::tool(call.id.clone(), text));
     }
 }
 

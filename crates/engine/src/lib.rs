@@ -12,5 +12,5 @@ pub mod program;
 pub mod template;
 
 pub use executor::{EventSink, Executor, Services};
-pub use machine::{Input, Machine, RunOptions, RunState};
+pub use machine::{Action, Decision, Input, Machine, RunOptions, RunState};
 pub use program::Program;

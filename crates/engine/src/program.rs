@@ -1,11 +1,17 @@
 //! A workflow compiled for execution: steps flattened into indexed nodes grouped in scopes
 //! (the top-level sequence, each parallel branch, each `steps:` body), templates parsed once.
+//! Where control goes after each node comes from the document's [`Flow`] (the successors
+//! validation checked), resolved to node indexes once; the kind of each node says what runs
+//! it (the engine itself for `state.set`, the `sandbox.step` tool for `sandbox:` steps).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use baton_types::flow::{Edge, Flow, Target};
+use baton_types::graph::EdgeKind;
 use baton_types::{
-    END, JoinStrategy, OnError, SandboxCommand, SandboxSpec, Scalar, Step, StepKind, WorkflowDoc,
+    HumanKind, JoinStrategy, MapStep, OnError, RetrySpec, SandboxCommand, SandboxSpec, Scalar,
+    Step, StepKind, WorkflowDoc,
 };
 use minijinja::Environment;
 use serde_json::{Map, Value};
@@ -18,6 +24,9 @@ pub type ScopeIdx = u32;
 /// The root scope: the workflow's top-level steps.
 pub const ROOT: ScopeIdx = 0;
 
+/// The tool name a `state.set` step is written with (the engine runs it itself).
+pub const STATE_SET: &str = "state.set";
+
 #[derive(Debug, Clone)]
 pub enum NodeKind {
     Agent {
@@ -26,6 +35,10 @@ pub enum NodeKind {
     Tool {
         name: String,
     },
+    /// `tool: state.set`: the engine sets the keys itself, logged before the step ends.
+    StateSet,
+    /// A `sandbox:` step: a call of the `sandbox.step` tool with the step's settings.
+    Sandbox,
     Condition,
     Switch,
     Parallel {
@@ -42,6 +55,37 @@ pub enum NodeKind {
     Human,
 }
 
+/// Where a sequence goes after a node: the node to run next, or `None` to end the list.
+pub type Goto = Option<NodeIdx>;
+
+/// How a condition or a switch picks the node after it.
+#[derive(Debug, Clone, Default)]
+pub enum Branches {
+    #[default]
+    None,
+    /// `if`: `then` when the expression holds, else `otherwise`.
+    Condition {
+        expr: String,
+        then: Goto,
+        otherwise: Goto,
+    },
+    /// `switch`: the first case whose expression holds, else `default`.
+    Switch {
+        cases: Vec<(String, Goto)>,
+        default: Goto,
+    },
+}
+
+/// What a failure that is not retried does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Recovery {
+    #[default]
+    Fail,
+    /// Go on as if the step gave `null`.
+    Continue,
+    Goto(Goto),
+}
+
 #[derive(Debug)]
 pub struct Node {
     pub idx: NodeIdx,
@@ -51,20 +95,29 @@ pub struct Node {
     pub step: Step,
     /// The next node of the same list (none at the end of a list and in parallel branches).
     pub seq_next: Option<NodeIdx>,
+    /// An explicit `next:`.
+    pub next: Option<Goto>,
+    /// Explicit `edges:` leaving this node, in document order: (condition, target).
+    pub edges: Vec<(Option<String>, Goto)>,
+    pub branches: Branches,
+    pub recovery: Recovery,
+    pub retry: Option<RetrySpec>,
+    pub max_visits: Option<u32>,
+    pub max_concurrency: Option<u32>,
+    /// A human step's kind.
+    pub human: HumanKind,
+    /// Tool, `state.set` and sandbox arguments, unrendered (an empty object when none).
+    pub args: Value,
     /// Compiled output schema (agent steps), with how many re-asks are allowed.
     pub output_schema: Option<(Value, u32)>,
-    /// Explicit `edges:` leaving this node, in document order: (condition, target).
-    pub edges: Vec<(Option<String>, Option<NodeIdx>)>,
     /// Whether `prompt` needs rendering.
     pub prompt_is_template: bool,
-    /// A tool step's `with:` (a sandbox step's settings as `sandbox.step` arguments).
-    pub args: Map<String, Value>,
 }
 
 impl Node {
-    /// A tool step's `with:` arguments, unrendered (an empty object when there are none).
-    pub fn tool_args(&self) -> Value {
-        Value::Object(self.args.clone())
+    /// A tool step's arguments, unrendered (an empty object when there are none).
+    pub fn tool_args(&self) -> &Value {
+        &self.args
     }
 
     /// An agent step's prompt (empty for other kinds).
@@ -73,6 +126,11 @@ impl Node {
             StepKind::Agent(a) => &a.prompt,
             _ => "",
         }
+    }
+
+    /// The id of the node `goto` names (`None`: the end of the list), as events name it.
+    pub fn goto_id(program: &Program, goto: Goto) -> Option<String> {
+        goto.map(|n| program.node(n).id.clone())
     }
 }
 
@@ -165,6 +223,32 @@ fn sandbox_args(spec: &SandboxSpec, base_dir: &Path) -> Map<String, Value> {
     a
 }
 
+/// What runs a step, from its kind.
+fn node_kind(s: &Step) -> NodeKind {
+    match &s.kind {
+        StepKind::Agent(a) => NodeKind::Agent {
+            agent: a.agent.clone(),
+        },
+        StepKind::Tool(t) => match t.tool.as_str() {
+            STATE_SET => NodeKind::StateSet,
+            name => NodeKind::Tool { name: name.into() },
+        },
+        StepKind::Condition(_) => NodeKind::Condition,
+        StepKind::Switch(_) => NodeKind::Switch,
+        StepKind::Parallel(p) => NodeKind::Parallel {
+            branches: Vec::new(),
+            strategy: p.join.as_ref().map(|j| j.strategy).unwrap_or_default(),
+        },
+        StepKind::Map(m) => NodeKind::Map {
+            body: 0,
+            item: m.map.item.clone().unwrap_or_else(|| "item".into()),
+        },
+        StepKind::Group(_) => NodeKind::Group { body: 0 },
+        StepKind::Human(_) => NodeKind::Human,
+        StepKind::Sandbox(_) => NodeKind::Sandbox,
+    }
+}
+
 /// A compile failure: the document was not validated, or validation missed something.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
@@ -194,17 +278,7 @@ impl Program {
             env: template::environment(),
         };
         p.add_list(&doc.steps, ROOT, false, "steps")?;
-        // Resolve explicit edges.
-        for (i, e) in doc.edges.iter().enumerate() {
-            let from = *p.by_id.get(&e.from).ok_or_else(|| {
-                err(
-                    format!("edges[{i}].from"),
-                    format!("unknown step '{}'", e.from),
-                )
-            })?;
-            let to = p.target(&e.to, &format!("edges[{i}].to"))?;
-            p.nodes[from as usize].edges.push((e.when.clone(), to));
-        }
+        p.add_exits(&Flow::build(&doc))?;
         for (k, agent) in &doc.agents {
             if let Some(ins) = &agent.instructions {
                 p.add_template(&format!("agents.{k}.instructions"), ins)?;
@@ -221,6 +295,70 @@ impl Program {
         self.env
             .add_template_owned(name.to_string(), src.to_string())
             .map_err(|e| err(name, template::describe(&e)))
+    }
+
+    /// Each node's successors, from the flow (numbered as the nodes are). A target the flow
+    /// could not resolve means the document was not validated.
+    fn add_exits(&mut self, flow: &Flow) -> Result<(), CompileError> {
+        for e in &flow.edges {
+            let goto = self.goto_of(flow, e)?;
+            let node = &mut self.nodes[e.from];
+            let when = e.when.map(str::to_string);
+            match e.kind {
+                EdgeKind::Sequence => {}
+                EdgeKind::Next => node.next = Some(goto),
+                EdgeKind::Explicit => node.edges.push((when, goto)),
+                EdgeKind::OnError => node.recovery = Recovery::Goto(goto),
+                EdgeKind::Then => {
+                    node.branches = Branches::Condition {
+                        expr: when.unwrap_or_else(|| "false".into()),
+                        then: goto,
+                        otherwise: None,
+                    }
+                }
+                EdgeKind::Else => {
+                    if let Branches::Condition { otherwise, .. } = &mut node.branches {
+                        *otherwise = goto;
+                    }
+                }
+                EdgeKind::Case => {
+                    if !matches!(node.branches, Branches::Switch { .. }) {
+                        node.branches = Branches::Switch {
+                            cases: Vec::new(),
+                            default: None,
+                        };
+                    }
+                    if let Branches::Switch { cases, .. } = &mut node.branches {
+                        cases.push((when.unwrap_or_default(), goto));
+                    }
+                }
+                EdgeKind::Default => match &mut node.branches {
+                    Branches::Switch { default, .. } => *default = goto,
+                    other => {
+                        *other = Branches::Switch {
+                            cases: Vec::new(),
+                            default: goto,
+                        }
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+
+    fn goto_of(&self, flow: &Flow, e: &Edge) -> Result<Goto, CompileError> {
+        let from = &flow.steps[e.from].step.id;
+        if self.nodes.get(e.from).is_none_or(|n| &n.id != from) {
+            return Err(err(format!("step '{from}'"), "steps out of order"));
+        }
+        match e.target {
+            Ok(Target::Step(t)) => Ok(Some(t as NodeIdx)),
+            Ok(Target::End) => Ok(None),
+            Err(_) => Err(err(
+                format!("step '{from}'"),
+                format!("unknown step '{}' (or not in the same list)", e.to),
+            )),
+        }
     }
 
     fn add_list(
@@ -269,9 +407,8 @@ impl Program {
 
     fn add_node(&mut self, s: &Step, scope: ScopeIdx, path: &str) -> Result<(), CompileError> {
         let idx = self.nodes.len() as NodeIdx;
-        if self.by_id.insert(s.id.clone(), idx).is_some() {
-            return Err(err(path, format!("duplicate step id '{}'", s.id)));
-        }
+        // Validation reported duplicate ids; the first one is the one jumps name.
+        self.by_id.entry(s.id.clone()).or_insert(idx);
         // A sandbox step is a call of the `sandbox.step` tool with the step's settings as its
         // arguments (the tool registry provides the sandbox; the engine names no backend).
         let args = match &s.kind {
@@ -279,59 +416,14 @@ impl Program {
             StepKind::Sandbox(spec) => sandbox_args(spec, &self.base_dir),
             _ => Map::new(),
         };
-        let kind = match &s.kind {
-            StepKind::Agent(a) => {
-                let agent = a.agent.clone();
-                if !self.doc.agents.contains_key(&agent) {
-                    return Err(err(path, format!("unknown agent '{agent}'")));
-                }
-                NodeKind::Agent { agent }
-            }
-            StepKind::Tool(t) => NodeKind::Tool {
-                name: t.tool.clone(),
-            },
-            StepKind::Condition(_) => NodeKind::Condition,
-            StepKind::Switch(_) => NodeKind::Switch,
-            StepKind::Parallel(p) => NodeKind::Parallel {
-                branches: Vec::new(),
-                strategy: p.join.as_ref().map(|j| j.strategy).unwrap_or_default(),
-            },
-            StepKind::Map(m) => NodeKind::Map {
-                body: 0,
-                item: m.map.item.clone().unwrap_or_else(|| "item".into()),
-            },
-            StepKind::Group(_) => NodeKind::Group { body: 0 },
-            StepKind::Human(_) => NodeKind::Human,
-            StepKind::Sandbox(_) => NodeKind::Tool {
-                name: baton_tools::sandbox_step::STEP_TOOL.into(),
-            },
+        let args = Value::Object(args);
+        let kind = node_kind(s);
+        let output_schema = self.output_schema(s, &kind);
+        let prompt_is_template = match &s.kind {
+            StepKind::Agent(a) => template::is_template(&a.prompt),
+            _ => false,
         };
-        let agent_output = match &kind {
-            NodeKind::Agent { agent } => self.doc.agents.get(agent).and_then(|a| a.output.clone()),
-            _ => None,
-        };
-        let (prompt, step_output) = match &s.kind {
-            StepKind::Agent(a) => (Some(a.prompt.as_str()), a.output.clone()),
-            _ => (None, None),
-        };
-        let output_schema = step_output.or(agent_output).and_then(|o| {
-            o.schema.map(|sch| {
-                (
-                    sch,
-                    o.max_retries.unwrap_or(baton_types::DEFAULT_OUTPUT_RETRIES),
-                )
-            })
-        });
-        if let Some((schema, _)) = &output_schema {
-            jsonschema::validator_for(schema).map_err(|e| {
-                err(
-                    format!("{path}.output.schema"),
-                    format!("invalid JSON Schema: {e}"),
-                )
-            })?;
-        }
-        let prompt_is_template = prompt.is_some_and(template::is_template);
-        let with = (!args.is_empty()).then(|| Value::Object(args.clone()));
+        self.add_step_templates(s, &args, prompt_is_template)?;
         self.nodes.push(Node {
             idx,
             id: s.id.clone(),
@@ -339,23 +431,26 @@ impl Program {
             kind,
             step: s.clone(),
             seq_next: None,
-            output_schema,
+            next: None,
             edges: Vec::new(),
-            prompt_is_template,
+            branches: Branches::None,
+            recovery: match s.on_error {
+                Some(OnError::Continue) => Recovery::Continue,
+                // `goto` targets come from the flow.
+                _ => Recovery::Fail,
+            },
+            retry: s.retry.clone(),
+            max_visits: s.max_visits,
+            max_concurrency: s.max_concurrency(),
+            human: match &s.kind {
+                StepKind::Human(h) => h.kind,
+                _ => HumanKind::default(),
+            },
             args,
+            output_schema,
+            prompt_is_template,
         });
         self.scopes[scope as usize].nodes.push(idx);
-        if let Some(p) = prompt
-            && prompt_is_template
-        {
-            self.add_template(&format!("{}.prompt", s.id), p)?;
-        }
-        if let StepKind::Human(h) = &s.kind {
-            self.add_template(&format!("{}.human", s.id), &h.prompt)?;
-        }
-        if let Some(with) = &with {
-            self.add_arg_templates(&format!("{}.with", s.id), with)?;
-        }
         if let StepKind::Parallel(p) = &s.kind {
             let children = &p.branches;
             self.scopes.push(Scope {
@@ -365,14 +460,60 @@ impl Program {
             let holder = (self.scopes.len() - 1) as ScopeIdx;
             self.add_list(children, holder, true, &format!("{path}.parallel"))?;
         }
-        if let StepKind::Map(_) | StepKind::Group(_) = &s.kind {
-            let children = s.children();
+        if let StepKind::Map(MapStep {
+            steps: children, ..
+        })
+        | StepKind::Group(children) = &s.kind
+        {
             let body = self.new_scope(Some(idx));
             match &mut self.nodes[idx as usize].kind {
                 NodeKind::Map { body: b, .. } | NodeKind::Group { body: b } => *b = body,
                 _ => return Err(err(path, "`steps` belongs to `map` steps and groups")),
             }
             self.add_list(children, body, false, &format!("{path}.steps"))?;
+        }
+        Ok(())
+    }
+
+    /// An agent step's output schema (its own, else its agent's), with its re-asks.
+    fn output_schema(&self, s: &Step, kind: &NodeKind) -> Option<(Value, u32)> {
+        let agent_output = match kind {
+            NodeKind::Agent { agent } => self.doc.agents.get(agent).and_then(|a| a.output.clone()),
+            _ => None,
+        };
+        let own = match &s.kind {
+            StepKind::Agent(a) => a.output.clone(),
+            _ => None,
+        };
+        own.or(agent_output).and_then(|o| {
+            o.schema.map(|sch| {
+                (
+                    sch,
+                    o.max_retries.unwrap_or(baton_types::DEFAULT_OUTPUT_RETRIES),
+                )
+            })
+        })
+    }
+
+    /// Parses a step's templates once: its prompt, its human prompt, its arguments.
+    fn add_step_templates(
+        &mut self,
+        s: &Step,
+        args: &Value,
+        prompt_is_template: bool,
+    ) -> Result<(), CompileError> {
+        match &s.kind {
+            StepKind::Agent(a) if prompt_is_template => {
+                self.add_template(&format!("{}.prompt", s.id), &a.prompt)?;
+            }
+            StepKind::Human(h) => {
+                self.add_template(&format!("{}.human", s.id), &h.prompt)?;
+            }
+            _ => {}
+        }
+        // Tool arguments, and a sandbox step's settings as `sandbox.step` arguments.
+        if args.as_object().is_some_and(|m| !m.is_empty()) {
+            self.add_arg_templates(&format!("{}.with", s.id), args)?;
         }
         Ok(())
     }
@@ -400,17 +541,6 @@ impl Program {
         }
     }
 
-    /// Resolves a target name: `end` (or nothing) ends the sequence.
-    pub fn target(&self, name: &str, path: &str) -> Result<Option<NodeIdx>, CompileError> {
-        if name == END {
-            return Ok(None);
-        }
-        self.by_id
-            .get(name)
-            .map(|&i| Some(i))
-            .ok_or_else(|| err(path, format!("unknown step '{name}'")))
-    }
-
     pub fn node(&self, idx: NodeIdx) -> &Node {
         &self.nodes[idx as usize]
     }
@@ -423,12 +553,55 @@ impl Program {
     pub fn scope_start(&self, scope: ScopeIdx) -> Option<NodeIdx> {
         self.scopes[scope as usize].nodes.first().copied()
     }
+}
 
-    pub fn on_error(&self, idx: NodeIdx) -> OnError {
-        self.node(idx)
-            .step
-            .on_error
-            .clone()
-            .unwrap_or(OnError::Fail)
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn compile(steps: Value) -> Result<Program, CompileError> {
+        let doc = serde_json::json!({ "version": 1, "name": "t", "steps": steps });
+        Program::compile(
+            serde_json::from_value(doc).unwrap(),
+            PathBuf::from("/flows"),
+        )
+    }
+
+    #[test]
+    fn successors_come_from_the_flow_as_node_indexes() {
+        let p = compile(serde_json::json!([
+            { "id": "gate", "if": "x", "then": "c" },
+            { "id": "b", "tool": "echo", "next": "end", "on_error": "goto c" },
+            { "id": "c", "tool": "state.set", "with": { "k": 1 } },
+            { "id": "s", "sandbox": { "command": "true" } }
+        ]))
+        .unwrap();
+        let [gate, b, c, s] = ["gate", "b", "c", "s"].map(|id| p.node_by_id(id).unwrap());
+        match &gate.branches {
+            Branches::Condition {
+                expr,
+                then,
+                otherwise,
+            } => {
+                assert_eq!(expr, "x");
+                assert_eq!((*then, *otherwise), (Some(c.idx), Some(b.idx)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(b.next, Some(None), "`next: end` leaves the list");
+        assert_eq!(b.recovery, Recovery::Goto(Some(c.idx)));
+        assert!(matches!(c.kind, NodeKind::StateSet));
+        assert_eq!(c.tool_args()["k"], 1);
+        assert!(matches!(s.kind, NodeKind::Sandbox));
+        assert_eq!(s.tool_args()["command"], "true");
+    }
+
+    #[test]
+    fn a_target_the_flow_could_not_resolve_fails_compilation() {
+        let e = compile(serde_json::json!([{ "id": "a", "tool": "echo", "next": "nowhere" }]))
+            .unwrap_err();
+        assert_eq!(e.path, "step 'a'");
+        assert!(e.message.contains("unknown step 'nowhere'"), "{e}");
     }
 }

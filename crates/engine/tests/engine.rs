@@ -824,7 +824,15 @@ steps:
         ),
         "{err}"
     );
-    let record = baton_tools::sandbox_step::result_in_error(err).unwrap();
+    // The failure carries the execution record as a typed field of its error.
+    let record = evs
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::StepFailed { step, error, .. } if step == "flaky" => error.sandbox.clone(),
+            _ => None,
+        })
+        .unwrap();
     assert_eq!(record["exit_code"], 3);
     assert_eq!(record["policy"]["limits"]["memory_bytes"], 64 << 20);
     assert_eq!(st.outputs["after"], json!(err));

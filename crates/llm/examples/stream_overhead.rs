@@ -11,16 +11,14 @@
 
 #![allow(clippy::print_stdout)]
 
-#[allow(dead_code)]
-#[path = "../../test-support/src/cassette_server.rs"]
-mod cassette_server;
-
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use baton_llm::http::{Endpoint, Timeouts};
 use baton_llm::{ChatModel, ChatRequest, Chunk, Message, Secret};
-use cassette_server::{Cassette, CassetteServer, ExpectedRequest, RecordedResponse};
+use baton_test_support::cassette_server::{
+    Cassette, CassetteServer, ExpectedRequest, RecordedResponse,
+};
 use futures::StreamExt;
 use serde_json::json;
 

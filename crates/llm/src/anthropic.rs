@@ -3,21 +3,17 @@
 //! schema is the wanted schema, which the model is made to call; its input comes back as text.
 
 use std::collections::VecDeque;
-use std::fmt;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::adapter::{Adapter, Connection, KeyHeader};
 use crate::http::{self, Endpoint, Framing, StreamParser};
-use crate::openai::{model_name, name_model, schema_name};
+use crate::openai::schema_name;
 use crate::pricing::{Price, Tokens};
-use crate::{
-    Capabilities, ChatModel, ChatRequest, Chunk, Error, ResponseFormat, Role, StopReason, ToolCall,
-};
+use crate::{ChatRequest, Chunk, Error, ResponseFormat, Role, StopReason, ToolCall};
 
 /// The default base URL of the Anthropic API.
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -55,82 +51,24 @@ impl Default for Options {
     }
 }
 
-struct Inner {
-    endpoint: Endpoint,
-    options: Options,
-    client: reqwest::Client,
-    url: String,
-    headers: HeaderMap,
-}
-
 /// An Anthropic model. Cheap to clone.
-#[derive(Clone)]
-pub struct Anthropic {
-    inner: Arc<Inner>,
-    model: Option<String>,
-}
+pub type Anthropic = Adapter<Protocol>;
 
-impl fmt::Debug for Anthropic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Anthropic")
-            .field("endpoint", &self.inner.endpoint)
-            .field("options", &self.inner.options)
-            .field("model", &self.model)
-            .finish()
-    }
+/// The Messages API wire format, with its options.
+#[derive(Debug)]
+pub struct Protocol {
+    options: Options,
 }
 
 impl Anthropic {
     pub fn new(endpoint: Endpoint, options: Options) -> Result<Self, Error> {
-        let client = http::client(&endpoint.base_url, &endpoint.timeouts)?;
-        let url = http::join(&endpoint.base_url, "v1/messages");
-        let mut headers = endpoint.headers.clone();
-        if let Some(key) = endpoint.api_key.as_ref().filter(|k| !k.is_empty()) {
-            headers.insert("x-api-key", http::secret_header(key.expose())?);
-        }
-        let version = HeaderValue::from_str(&options.api_version).map_err(|e| {
-            Error::Config(format!(
-                "api_version '{}' is invalid: {e}",
-                options.api_version
-            ))
-        })?;
-        headers.insert("anthropic-version", version);
+        let key = KeyHeader::Named("x-api-key".into());
+        let mut conn = Connection::new(endpoint, "v1/messages", &key, "text/event-stream")?;
+        conn.set_header("anthropic-version", &options.api_version, "api_version")?;
         if !options.beta.is_empty() {
-            let beta = HeaderValue::from_str(&options.beta.join(","))
-                .map_err(|e| Error::Config(format!("anthropic beta names are invalid: {e}")))?;
-            headers.insert("anthropic-beta", beta);
+            conn.set_header("anthropic-beta", &options.beta.join(","), "beta")?;
         }
-        headers.insert(
-            reqwest::header::ACCEPT,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        Ok(Self {
-            inner: Arc::new(Inner {
-                endpoint,
-                options,
-                client,
-                url,
-                headers,
-            }),
-            model: None,
-        })
-    }
-
-    pub fn for_model(&self, model: impl Into<String>) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            model: Some(model.into()),
-        }
-    }
-
-    /// The request body sent for `req`.
-    pub fn body(&self, req: &ChatRequest) -> Result<Value, Error> {
-        let model = model_name(
-            self.model.as_deref(),
-            &req.model,
-            &self.inner.endpoint.provider,
-        )?;
-        Ok(build_body(&self.inner.options, model, req).0)
+        Ok(Adapter::with_protocol(conn, Protocol { options }))
     }
 }
 
@@ -264,50 +202,22 @@ fn build_body(opts: &Options, model: &str, req: &ChatRequest) -> (Value, Option<
 }
 
 #[async_trait]
-impl ChatModel for Anthropic {
-    async fn stream(
-        &self,
-        req: ChatRequest,
-    ) -> Result<BoxStream<'static, Result<Chunk, Error>>, Error> {
-        let i = &self.inner;
-        let model =
-            model_name(self.model.as_deref(), &req.model, &i.endpoint.provider)?.to_string();
-        let (body, output_tool) = build_body(&i.options, &model, &req);
-        let started = tokio::time::Instant::now();
-        let resp = http::post_json(
-            &i.endpoint.provider,
-            &i.client,
-            &i.url,
-            i.headers.clone(),
-            &body,
-            &i.endpoint.timeouts,
-        )
-        .await
-        .map_err(|e| {
-            i.endpoint
-                .scrub(name_model(e, &i.endpoint.provider, &model))
-        })?;
-        let parser = Parser::new(
-            &i.endpoint.provider,
-            i.endpoint.prices.get(&model),
-            output_tool,
-        );
-        Ok(http::drive(
-            &i.endpoint.provider,
-            resp,
-            Framing::Sse,
-            parser,
-            &i.endpoint.timeouts,
-            started,
-        ))
+impl crate::adapter::Protocol for Protocol {
+    const NAME: &'static str = "Anthropic";
+
+    fn body(&self, model: &str, req: &ChatRequest) -> Result<Value, Error> {
+        Ok(build_body(&self.options, model, req).0)
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            tools: true,
-            json_schema: true,
-            streaming: true,
-        }
+    async fn call(
+        &self,
+        conn: &Connection,
+        model: &str,
+        req: ChatRequest,
+    ) -> Result<BoxStream<'static, Result<Chunk, Error>>, Error> {
+        let (body, output_tool) = build_body(&self.options, model, &req);
+        let parser = Parser::new(conn.provider(), conn.price(model), output_tool);
+        conn.call(model, &body, Framing::Sse, parser).await
     }
 }
 
@@ -472,16 +382,12 @@ impl Parser {
             } else {
                 http::parse_arguments(&name, &json)?
             };
-            if self.output_tool.as_deref() == Some(name.as_str()) {
-                out.push_back(Chunk::Text(arguments.to_string()));
-            } else {
-                self.had_calls = true;
-                out.push_back(Chunk::ToolCall(ToolCall {
-                    id,
-                    name,
-                    arguments,
-                }));
-            }
+            let call = ToolCall {
+                id,
+                name,
+                arguments,
+            };
+            self.had_calls |= http::call_chunk(self.output_tool.as_deref(), call, out);
         }
         Ok(())
     }
@@ -499,13 +405,7 @@ fn stop_reason(r: &str) -> StopReason {
 
 impl StreamParser for Parser {
     fn item(&mut self, _event: &str, data: &str, out: &mut VecDeque<Chunk>) -> Result<(), Error> {
-        let ev: WireEvent = serde_json::from_str(data).map_err(|e| {
-            Error::InvalidResponse(format!(
-                "{}: a streamed event is not a Messages API event ({e}): {}",
-                self.provider,
-                http::snippet(data)
-            ))
-        })?;
+        let ev: WireEvent = http::parse_item(&self.provider, "a Messages API event", data)?;
         match ev.kind.as_str() {
             "message_start" => {
                 if let Some(u) = ev.message.and_then(|m| m.usage) {

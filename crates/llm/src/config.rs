@@ -14,7 +14,9 @@ use serde_json::{Map, Value};
 use crate::http::{Endpoint, Timeouts};
 use crate::pricing::PriceTable;
 use crate::retry::{RetryPolicy, Retrying};
-use crate::{ChatModel, Error, Provider, Providers, Secret, anthropic, ollama, openai};
+use crate::{
+    ChatModel, Error, Provider, Providers, Secret, StructuredOutput, anthropic, ollama, openai,
+};
 
 /// The whole `baton.toml` as far as this crate reads it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -86,6 +88,11 @@ pub struct ProviderConfig {
     pub stream_usage: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tokens_field: Option<String>,
+    /// How a schema is asked for: `auto` (default), `json_schema`, `json_object`, `tools`,
+    /// `prompt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structured_output: Option<StructuredOutput>,
+    /// The older spelling: `json_schema = false` is `structured_output = "json_object"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json_schema: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -226,6 +233,16 @@ impl ProviderConfig {
             Kind::OpenAi,
         )?;
         set(self.json_schema.is_some(), "json_schema", Kind::OpenAi)?;
+        set(
+            self.structured_output.is_some(),
+            "structured_output",
+            Kind::OpenAi,
+        )?;
+        if self.structured_output.is_some() && self.json_schema.is_some() {
+            return Err(Error::Config(format!(
+                "providers.{name}: set `structured_output` or the older `json_schema`, not both"
+            )));
+        }
         set(
             self.strict_json_schema.is_some(),
             "strict_json_schema",
@@ -565,7 +582,11 @@ impl HttpProvider {
                             d.max_tokens_field
                         }
                     }),
-                    json_schema: p.json_schema.unwrap_or(d.json_schema),
+                    structured_output: match (p.structured_output, p.json_schema) {
+                        (Some(m), _) => m,
+                        (None, Some(false)) => StructuredOutput::JsonObject,
+                        (None, _) => d.structured_output,
+                    },
                     strict_json_schema: p.strict_json_schema.unwrap_or(d.strict_json_schema),
                     parallel_tool_calls: p.parallel_tool_calls,
                     api_key_header: p.api_key_header.clone(),
@@ -650,6 +671,38 @@ impl Provider for HttpProvider {
     }
 }
 
+/// Expands `${NAME}` and `${NAME:-default}` in a model reference, as workflows write agents'
+/// models (an empty variable counts as unset). Validation checks a workflow's references with
+/// it and the engine resolves the same expansion.
+pub fn expand_env(s: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(format!("`{s}` has a `${{` without its closing `}}`"));
+        };
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        match (process_env(name), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => {
+                return Err(format!(
+                    "the model reference `{s}` uses the environment variable `{name}`, which is not set; set it or give a default: `${{{name}:-provider/model}}`"
+                ));
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -663,6 +716,21 @@ mod tests {
                 .find(|(n, _)| *n == k)
                 .map(|(_, v)| v.to_string())
         }
+    }
+
+    #[test]
+    fn env_expansion() {
+        assert_eq!(expand_env("local/smollm2").unwrap(), "local/smollm2");
+        assert_eq!(
+            expand_env("${BATON_TEST_SURELY_UNSET_VAR:-local/smollm2}").unwrap(),
+            "local/smollm2"
+        );
+        assert!(
+            expand_env("${BATON_TEST_SURELY_UNSET_VAR}")
+                .unwrap_err()
+                .contains("not set")
+        );
+        assert!(expand_env("${oops").is_err());
     }
 
     #[test]
@@ -691,6 +759,43 @@ mod tests {
         assert!(e.to_string().contains("OPENAI_API_KEY"), "{e}");
         // Ollama needs none.
         assert!(p.resolve("ollama/llama3", Path::new(".")).is_ok());
+    }
+
+    #[test]
+    fn structured_output_setting() {
+        let cfg = Config::from_toml(
+            "[providers.a]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\nstructured_output = \"tools\"\n[providers.b]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\njson_schema = false\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.providers["a"].structured_output,
+            Some(StructuredOutput::Tools)
+        );
+        let e = Config::from_toml(
+            "[providers.a]\nkind = \"openai\"\nbase_url = \"http://x/v1\"\nstructured_output = \"xml\"\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("structured_output"), "{e}");
+        let e = Config::from_toml(
+            "[providers.a]\nkind = \"openai\"\nbase_url = \"http://x/v1\"\nstructured_output = \"auto\"\njson_schema = true\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+        let e = Config::from_toml(
+            "[providers.anthropic]\nstructured_output = \"tools\"\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("only applies to kind = \"openai\""),
+            "{e}"
+        );
+        let mut p = Providers::default();
+        register_providers_with(&cfg, &mut p, &env_of(&[])).unwrap();
+        assert!(p.resolve("b/m", Path::new(".")).is_ok());
     }
 
     #[test]

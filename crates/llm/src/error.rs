@@ -14,6 +14,17 @@ pub enum Error {
     ContextLength { message: String },
     #[error("transient error from {provider}: {message}")]
     Transient { provider: String, message: String },
+    /// The server rejected the request itself as invalid (a field it does not accept, a value
+    /// out of range), whatever the status code it used: sending it again cannot succeed.
+    #[error("{provider} rejected the request as invalid (HTTP {status}){}: {message}", field.as_ref().map(|f| format!(", field `{f}`")).unwrap_or_default())]
+    InvalidRequest {
+        provider: String,
+        status: u16,
+        /// The field the server named, when it named one (`response_format.type`).
+        field: Option<String>,
+        /// The server's own words.
+        message: String,
+    },
     #[error("{provider} answered {status}: {message}")]
     Provider {
         provider: String,
@@ -27,6 +38,9 @@ pub enum Error {
     /// The model called a tool with arguments that are not valid JSON.
     #[error("the model called tool '{tool}' with arguments that are not valid JSON: {message}")]
     InvalidToolArguments { tool: String, message: String },
+    /// The answer never matched the requested output schema, after the re-asks allowed.
+    #[error("the answer did not match the output schema after {attempts} attempts: {message}")]
+    InvalidOutput { attempts: u32, message: String },
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("cancelled")]
@@ -36,12 +50,20 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether sending the same request again may succeed.
+    /// Whether sending the same request again may succeed: only rate limits, timeouts and
+    /// transient failures (502/503/504, overloaded, refused or dropped connections). A server
+    /// error that is not one of those (a plain 500) is not retried.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
             Error::RateLimited { .. } | Error::Transient { .. } | Error::Timeout(_)
-        ) || matches!(self, Error::Provider { status, .. } if *status >= 500)
+        )
+    }
+
+    /// Whether the server refused the request as invalid (what structured-output fallback
+    /// reacts to).
+    pub fn is_invalid_request(&self) -> bool {
+        matches!(self, Error::InvalidRequest { .. })
     }
 
     /// How long the provider asked us to wait, if it did.
@@ -59,10 +81,12 @@ impl Error {
             Error::Auth { .. } => "auth",
             Error::ContextLength { .. } => "context_length",
             Error::Transient { .. } => "transient",
+            Error::InvalidRequest { .. } => "invalid_request",
             Error::Provider { .. } => "provider",
             Error::UnknownModel { .. } => "unknown_model",
             Error::InvalidResponse(_) => "invalid_response",
             Error::InvalidToolArguments { .. } => "invalid_tool_arguments",
+            Error::InvalidOutput { .. } => "invalid_output",
             Error::Timeout(_) => "timeout",
             Error::Cancelled => "cancelled",
             Error::Config(_) => "config",

@@ -1,9 +1,10 @@
-//! What the HTTP adapters share: the client, sending a request with timeouts, classifying
-//! failures into [`Error`] kinds, and driving a streamed body through a decoder and a parser
-//! into [`Chunk`]s.
+//! The HTTP layer under the adapters: the endpoint and its client, sending a request with
+//! timeouts, a failure status turned into an [`Error`] (by `classify`, in its own module and
+//! re-exported here), and driving a streamed body through a decoder and a parser into
+//! [`Chunk`]s.
 
 use std::collections::VecDeque;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
@@ -11,6 +12,8 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use crate::sse::{LineDecoder, SseDecoder};
+
+pub use crate::classify::{ErrorBody, classify, classify_in_stream, error_parts, retry_after};
 use crate::{Chunk, Error};
 
 /// Timeouts of one provider.
@@ -115,6 +118,17 @@ fn scrub(e: Error, secret: &str) -> Error {
         } => Error::Provider {
             provider,
             status,
+            message: s(message),
+        },
+        Error::InvalidRequest {
+            provider,
+            status,
+            field,
+            message,
+        } => Error::InvalidRequest {
+            provider,
+            status,
+            field,
             message: s(message),
         },
         Error::UnknownModel { model, reason } => Error::UnknownModel {
@@ -285,167 +299,53 @@ fn redact_url(url: &str) -> &str {
     url.split('?').next().unwrap_or(url)
 }
 
-/// How long a `Retry-After` (seconds or an HTTP date) or `retry-after-ms` header asks to wait.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok())
-        && let Ok(ms) = ms.trim().parse::<f64>()
-        && ms.is_finite()
-        && ms >= 0.0
-    {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
-    }
-    let v = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
-    }
-    let at = httpdate::parse_http_date(v).ok()?;
-    Some(
-        at.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
-/// The message and the machine-readable kind (`type` or `code`) of an error body, in the shapes
-/// the providers use: `{"error":{"message","type","code"}}`, `{"error":"..."}`,
-/// `{"type":"error","error":{"type","message"}}`, `{"message": ...}`.
-pub fn error_parts(body: &[u8]) -> (String, String) {
-    let text = String::from_utf8_lossy(body);
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return (truncate(text.trim(), 500), String::new());
-    };
-    let err = v.get("error").unwrap_or(&v);
-    let message = match err {
-        Value::String(s) => s.clone(),
-        _ => err
-            .get("message")
-            .or_else(|| err.get("detail"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| truncate(text.trim(), 500)),
-    };
-    // Some gateways put the HTTP status in `code` as a number.
-    let code = ["code", "type"]
-        .iter()
-        .filter_map(|k| match err.get(*k) {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            _ => None,
-        })
-        .find(|c| c != "error" && !c.is_empty())
-        .unwrap_or_default();
-    (message, code)
-}
-
 /// The start of a long text, for error messages.
 pub fn snippet(s: &str) -> String {
     truncate(s, 200)
 }
 
-fn truncate(s: &str, n: usize) -> String {
+pub(crate) fn truncate(s: &str, n: usize) -> String {
     match s.char_indices().nth(n) {
         Some((i, _)) => format!("{}...", &s[..i]),
         None => s.to_string(),
     }
 }
 
-fn mentions_context_length(message: &str, code: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    code == "context_length_exceeded"
-        || code == "request_too_large"
-        || code == "exceed_context_size_error"
-        || m.contains("context length")
-        || m.contains("context_length")
-        || m.contains("context window")
-        || m.contains("maximum context")
-        || m.contains("prompt is too long")
-        || m.contains("too many tokens")
-        || m.contains("exceeds the available context")
-        || m.contains("input is too long")
+/// A finished tool call as a chunk: the answer itself (its arguments as JSON text) when it
+/// calls `output_tool`, the tool that carries structured output; a tool call otherwise.
+/// Returns whether it was a tool call.
+pub fn call_chunk(
+    output_tool: Option<&str>,
+    call: crate::ToolCall,
+    out: &mut VecDeque<Chunk>,
+) -> bool {
+    if output_tool == Some(call.name.as_str()) {
+        out.push_back(Chunk::Text(call.arguments.to_string()));
+        return false;
+    }
+    out.push_back(Chunk::ToolCall(call));
+    true
 }
 
-/// Classifies a failure answer from its status, headers and body.
-pub fn classify(provider: &str, status: u16, headers: &HeaderMap, body: &[u8]) -> Error {
-    let (message, code) = error_parts(body);
-    let message = if message.is_empty() {
-        format!("HTTP {status}")
-    } else {
-        message
-    };
-    let p = provider.to_string();
-    match status {
-        401 | 403 => Error::Auth {
-            provider: p,
-            message,
-        },
-        404 => Error::UnknownModel {
-            model: format!("{provider}/?"),
-            reason: format!(
-                "the server answered 404 (the model does not exist there, or base_url is wrong): {message}"
-            ),
-        },
-        429 if code == "insufficient_quota" => Error::Provider {
-            provider: p,
-            status,
-            message,
-        },
-        429 => Error::RateLimited {
-            provider: p,
-            retry_after: retry_after(headers),
-        },
-        400 | 413 | 422 if mentions_context_length(&message, &code) => {
-            Error::ContextLength { message }
-        }
-        408 | 409 | 425 | 500..=599 => Error::Transient {
-            provider: p,
-            message: format!("HTTP {status}: {message}"),
-        },
-        _ => Error::Provider {
-            provider: p,
-            status,
-            message,
-        },
-    }
+/// Parses one streamed item as `T`; an item that is not one is an invalid response saying what
+/// it should have been (`what`: "a chat-completion chunk").
+pub fn parse_item<T: serde::de::DeserializeOwned>(
+    provider: &str,
+    what: &str,
+    data: &str,
+) -> Result<T, Error> {
+    serde_json::from_str(data).map_err(|e| {
+        Error::InvalidResponse(format!(
+            "{provider}: a streamed item is not {what} ({e}): {}",
+            snippet(data)
+        ))
+    })
 }
 
-/// Classifies an error object sent inside a stream (after a 200), where only its kind is known.
-pub fn classify_in_stream(provider: &str, body: &[u8]) -> Error {
-    let (message, code) = error_parts(body);
-    let p = provider.to_string();
-    let c = code.as_str();
-    if mentions_context_length(&message, c) {
-        return Error::ContextLength { message };
-    }
-    match c {
-        "rate_limit_error" | "rate_limit_exceeded" | "rate_limit" | "429" => Error::RateLimited {
-            provider: p,
-            retry_after: None,
-        },
-        "authentication_error" | "permission_error" | "invalid_api_key" | "401" | "403" => {
-            Error::Auth {
-                provider: p,
-                message,
-            }
-        }
-        "not_found_error" | "model_not_found" | "404" => Error::UnknownModel {
-            model: format!("{provider}/?"),
-            reason: message,
-        },
-        "invalid_request_error" | "400" => Error::Provider {
-            provider: p,
-            status: 400,
-            message,
-        },
-        // overloaded_error, api_error, server_error and anything unnamed: the server gave up on
-        // this answer; another try may well work.
-        _ => Error::Transient {
-            provider: p,
-            message: format!("error in the stream: {message}"),
-        },
-    }
+/// The error an `error` object sent inside a stream stands for.
+pub fn stream_error(provider: &str, err: Value) -> Error {
+    let body = serde_json::json!({ "error": err }).to_string();
+    classify_in_stream(provider, body.as_bytes())
 }
 
 /// Turns a decoded stream item into chunks. One parser per response.
@@ -484,6 +384,8 @@ struct Driver<P> {
     idle: Duration,
     deadline: Option<tokio::time::Instant>,
     total: Option<Duration>,
+    /// Bytes of body read so far.
+    received: usize,
     done: bool,
 }
 
@@ -514,6 +416,12 @@ impl<P: StreamParser> Driver<P> {
                 let text = std::str::from_utf8(buf).map_err(|e| {
                     Error::InvalidResponse(format!("the body is not valid UTF-8 ({e})"))
                 })?;
+                if let Some(page) = html_page(text) {
+                    return Err(Error::InvalidResponse(format!(
+                        "{} answered an HTML page instead of a chat answer ({page}); is base_url the API's URL?",
+                        self.provider
+                    )));
+                }
                 self.parser.item("", text, &mut self.out)
             }
             Decoder::Whole(buf) if buf.len() > MAX_WHOLE_BODY => Err(Error::InvalidResponse(
@@ -572,6 +480,7 @@ impl<P: StreamParser> Driver<P> {
             };
             let step = match read {
                 Some(Ok(bytes)) => {
+                    self.received += bytes.len();
                     match &mut self.decoder {
                         Decoder::Sse(d) => d.feed(&bytes),
                         Decoder::Lines(d) => d.feed(&bytes),
@@ -586,6 +495,13 @@ impl<P: StreamParser> Driver<P> {
                         describe(&e)
                     ),
                 }),
+                None if self.received == 0 => {
+                    self.done = true;
+                    Err(Error::Transient {
+                        provider: self.provider.clone(),
+                        message: "the server answered with an empty body".into(),
+                    })
+                }
                 None => {
                     self.done = true;
                     self.decode(true)
@@ -599,6 +515,26 @@ impl<P: StreamParser> Driver<P> {
             }
         }
     }
+}
+
+/// When `text` is an HTML page: its title (or its start).
+pub(crate) fn html_page(text: &str) -> Option<String> {
+    let t = text.trim_start();
+    let head = t.get(..t.len().min(15))?.to_ascii_lowercase();
+    if !(head.starts_with("<!doctype html") || head.starts_with("<html")) {
+        return None;
+    }
+    let lower = t.to_ascii_lowercase();
+    let title = lower
+        .find("<title>")
+        .map(|i| i + "<title>".len())
+        .and_then(|start| {
+            let end = start + lower[start..].find("</title>")?;
+            t.get(start..end)
+        })
+        .map(|x| format!("title \"{}\"", x.trim()))
+        .unwrap_or_else(|| format!("starting {}", snippet(t)));
+    Some(title)
 }
 
 fn describe(e: &reqwest::Error) -> String {
@@ -623,17 +559,23 @@ pub fn drive<P: StreamParser>(
     timeouts: &Timeouts,
     started: tokio::time::Instant,
 ) -> BoxStream<'static, Result<Chunk, Error>> {
-    let whole = resp
+    // One JSON document (a server that ignored `stream: true`), or a web page where the API
+    // was expected: read whole, so the page can be named rather than parsed line by line.
+    let content_type = resp
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        .unwrap_or_default()
+        .trim_start();
+    let html = content_type.starts_with("text/html");
+    let whole = html || content_type.starts_with("application/json");
     let driver = Driver {
         provider: provider.to_string(),
         body: resp.bytes_stream().boxed(),
         decoder: match framing {
             Framing::Sse if whole => Decoder::Whole(Vec::new()),
             Framing::Sse => Decoder::Sse(SseDecoder::new()),
+            Framing::Ndjson if html => Decoder::Whole(Vec::new()),
             Framing::Ndjson => Decoder::Lines(LineDecoder::new()),
         },
         parser,
@@ -641,6 +583,7 @@ pub fn drive<P: StreamParser>(
         idle: timeouts.idle,
         deadline: timeouts.total.map(|t| started + t),
         total: timeouts.total,
+        received: 0,
         done: false,
     };
     stream::unfold(driver, |mut d| async move {
@@ -673,108 +616,6 @@ pub fn parse_arguments(tool: &str, raw: &str) -> Result<Value, Error> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
-
-    #[test]
-    fn retry_after_forms() {
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", "7")])),
-            Some(Duration::from_secs(7))
-        );
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", "1.5")])),
-            Some(Duration::from_millis(1500))
-        );
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", "3"), ("retry-after-ms", "250")])),
-            Some(Duration::from_millis(250))
-        );
-        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
-        let d = retry_after(&headers(&[("retry-after", &later)])).unwrap();
-        assert!(
-            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
-            "{d:?}"
-        );
-        assert_eq!(retry_after(&headers(&[("retry-after", "soon")])), None);
-        assert_eq!(retry_after(&HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn classification() {
-        let none = HeaderMap::new();
-        let e = classify(
-            "p",
-            401,
-            &none,
-            br#"{"error":{"message":"Incorrect API key","type":"invalid_request_error"}}"#,
-        );
-        assert!(
-            matches!(e, Error::Auth { ref message, .. } if message == "Incorrect API key"),
-            "{e:?}"
-        );
-        assert_eq!(classify("p", 403, &none, b"forbidden").kind(), "auth");
-        assert_eq!(
-            classify("p", 404, &none, br#"{"error":"model 'x' not found"}"#).kind(),
-            "unknown_model"
-        );
-        let e = classify("p", 429, &headers(&[("retry-after", "2")]), b"{}");
-        assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
-        assert!(e.is_retryable());
-        let e = classify(
-            "p",
-            429,
-            &none,
-            br#"{"error":{"code":"insufficient_quota","message":"quota"}}"#,
-        );
-        assert!(!e.is_retryable(), "{e:?}");
-        let e = classify("p", 400, &none, br#"{"error":{"message":"This model's maximum context length is 8192 tokens","code":"context_length_exceeded"}}"#);
-        assert_eq!(e.kind(), "context_length");
-        let e = classify("p", 400, &none, br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#);
-        assert_eq!(e.kind(), "context_length");
-        assert_eq!(classify("p", 400, &none, b"{}").kind(), "provider");
-        assert!(classify("p", 503, &none, b"").is_retryable());
-        assert!(
-            classify(
-                "p",
-                529,
-                &none,
-                br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
-            )
-            .is_retryable()
-        );
-        assert_eq!(
-            classify_in_stream(
-                "p",
-                br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#
-            )
-            .kind(),
-            "transient"
-        );
-        assert_eq!(
-            classify_in_stream(
-                "p",
-                br#"{"error":{"type":"rate_limit_error","message":"x"}}"#
-            )
-            .kind(),
-            "rate_limit"
-        );
-        let in_stream = |b: &[u8]| classify_in_stream("p", b).kind();
-        assert_eq!(
-            in_stream(br#"{"error":{"code":429,"message":"x"}}"#),
-            "rate_limit"
-        );
-        assert_eq!(
-            in_stream(br#"{"error":{"code":401,"message":"x"}}"#),
-            "auth"
-        );
-    }
 
     #[test]
     fn loopback_and_join() {

@@ -5,8 +5,10 @@
 //! [`ModelResolver`]. The scripted provider (`scripted/<name>`) replies from a fixture file so
 //! tests and demos are deterministic.
 
+pub mod adapter;
 pub mod anthropic;
 mod cancel;
+mod classify;
 pub mod config;
 mod error;
 pub mod http;
@@ -18,6 +20,7 @@ pub mod retry;
 pub mod scripted;
 mod secret;
 pub mod sse;
+pub mod structured;
 mod types;
 
 use std::sync::Arc;
@@ -31,6 +34,7 @@ pub use error::Error;
 pub use providers::{Provider, Providers};
 pub use retry::{RetryPolicy, Retrying};
 pub use secret::Secret;
+pub use structured::StructuredOutput;
 pub use types::*;
 
 /// A chat model. Implement `stream`; `complete` collects it.

@@ -2,21 +2,16 @@
 //! and structured output (`format`).
 
 use std::collections::VecDeque;
-use std::fmt;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::adapter::{Adapter, Connection, KeyHeader};
 use crate::http::{self, Endpoint, Framing, StreamParser};
-use crate::openai::{model_name, name_model};
 use crate::pricing::{Price, Tokens};
-use crate::{
-    Capabilities, ChatModel, ChatRequest, Chunk, Error, ResponseFormat, Role, StopReason, ToolCall,
-};
+use crate::{ChatRequest, Chunk, Error, ResponseFormat, Role, StopReason, ToolCall};
 
 /// The default base URL of a local Ollama server.
 pub const DEFAULT_BASE_URL: &str = "http://localhost:11434";
@@ -32,74 +27,25 @@ pub struct Options {
     pub extra_body: Map<String, Value>,
 }
 
-struct Inner {
-    endpoint: Endpoint,
-    options: Options,
-    client: reqwest::Client,
-    url: String,
-    headers: HeaderMap,
-}
-
 /// A model served by Ollama. Cheap to clone.
-#[derive(Clone)]
-pub struct Ollama {
-    inner: Arc<Inner>,
-    model: Option<String>,
-}
+pub type Ollama = Adapter<Protocol>;
 
-impl fmt::Debug for Ollama {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ollama")
-            .field("endpoint", &self.inner.endpoint)
-            .field("options", &self.inner.options)
-            .field("model", &self.model)
-            .finish()
-    }
+/// Ollama's `/api/chat` wire format, with its options.
+#[derive(Debug)]
+pub struct Protocol {
+    options: Options,
 }
 
 impl Ollama {
     pub fn new(endpoint: Endpoint, options: Options) -> Result<Self, Error> {
-        let client = http::client(&endpoint.base_url, &endpoint.timeouts)?;
-        let url = http::join(&endpoint.base_url, "api/chat");
-        let mut headers = endpoint.headers.clone();
         // Ollama itself takes no key, but it is often put behind a proxy that does.
-        if let Some(key) = endpoint.api_key.as_ref().filter(|k| !k.is_empty()) {
-            headers.insert(
-                reqwest::header::AUTHORIZATION,
-                http::secret_header(&format!("Bearer {}", key.expose()))?,
-            );
-        }
-        headers.insert(
-            reqwest::header::ACCEPT,
-            HeaderValue::from_static("application/x-ndjson"),
-        );
-        Ok(Self {
-            inner: Arc::new(Inner {
-                endpoint,
-                options,
-                client,
-                url,
-                headers,
-            }),
-            model: None,
-        })
-    }
-
-    pub fn for_model(&self, model: impl Into<String>) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            model: Some(model.into()),
-        }
-    }
-
-    /// The request body sent for `req`.
-    pub fn body(&self, req: &ChatRequest) -> Result<Value, Error> {
-        let model = model_name(
-            self.model.as_deref(),
-            &req.model,
-            &self.inner.endpoint.provider,
+        let conn = Connection::new(
+            endpoint,
+            "api/chat",
+            &KeyHeader::Bearer,
+            "application/x-ndjson",
         )?;
-        Ok(build_body(&self.inner.options, model, req))
+        Ok(Adapter::with_protocol(conn, Protocol { options }))
     }
 }
 
@@ -179,51 +125,27 @@ fn build_body(opts: &Options, model: &str, req: &ChatRequest) -> Value {
 }
 
 #[async_trait]
-impl ChatModel for Ollama {
-    async fn stream(
+impl crate::adapter::Protocol for Protocol {
+    const NAME: &'static str = "Ollama";
+
+    fn body(&self, model: &str, req: &ChatRequest) -> Result<Value, Error> {
+        Ok(build_body(&self.options, model, req))
+    }
+
+    async fn call(
         &self,
+        conn: &Connection,
+        model: &str,
         req: ChatRequest,
     ) -> Result<BoxStream<'static, Result<Chunk, Error>>, Error> {
-        let i = &self.inner;
-        let model =
-            model_name(self.model.as_deref(), &req.model, &i.endpoint.provider)?.to_string();
-        let body = build_body(&i.options, &model, &req);
-        let started = tokio::time::Instant::now();
-        let resp = http::post_json(
-            &i.endpoint.provider,
-            &i.client,
-            &i.url,
-            i.headers.clone(),
-            &body,
-            &i.endpoint.timeouts,
-        )
-        .await
-        .map_err(|e| {
-            i.endpoint
-                .scrub(name_model(e, &i.endpoint.provider, &model))
-        })?;
+        let body = build_body(&self.options, model, &req);
         let parser = Parser {
-            provider: i.endpoint.provider.clone(),
-            price: i.endpoint.prices.get(&model),
+            provider: conn.provider().to_string(),
+            price: conn.price(model),
             calls: 0,
             done: false,
         };
-        Ok(http::drive(
-            &i.endpoint.provider,
-            resp,
-            Framing::Ndjson,
-            parser,
-            &i.endpoint.timeouts,
-            started,
-        ))
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            tools: true,
-            json_schema: true,
-            streaming: true,
-        }
+        conn.call(model, &body, Framing::Ndjson, parser).await
     }
 }
 
@@ -274,16 +196,9 @@ struct Parser {
 
 impl StreamParser for Parser {
     fn item(&mut self, _event: &str, data: &str, out: &mut VecDeque<Chunk>) -> Result<(), Error> {
-        let line: WireLine = serde_json::from_str(data).map_err(|e| {
-            Error::InvalidResponse(format!(
-                "{}: a streamed line is not an Ollama chat message ({e}): {}",
-                self.provider,
-                http::snippet(data)
-            ))
-        })?;
+        let line: WireLine = http::parse_item(&self.provider, "an Ollama chat message", data)?;
         if let Some(err) = line.error {
-            let body = json!({ "error": err }).to_string();
-            return Err(http::classify_in_stream(&self.provider, body.as_bytes()));
+            return Err(http::stream_error(&self.provider, err));
         }
         if let Some(m) = line.message {
             if let Some(t) = m.content.filter(|t| !t.is_empty()) {

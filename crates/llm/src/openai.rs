@@ -8,15 +8,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::adapter::{Adapter, Connection, KeyHeader};
 use crate::http::{self, Endpoint, Framing, StreamParser};
 use crate::pricing::{Price, Tokens};
-use crate::{
-    Capabilities, ChatModel, ChatRequest, Chunk, Error, ResponseFormat, Role, StopReason, ToolCall,
-};
+use crate::structured::{self, Learned, StructuredOutput};
+use crate::{Capabilities, ChatRequest, Chunk, Error, ResponseFormat, Role, StopReason, ToolCall};
 
 /// The default base URL of the OpenAI API.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -39,9 +38,9 @@ pub struct Options {
     /// The body field that carries `max_tokens` (`max_tokens`, or `max_completion_tokens` that
     /// OpenAI's reasoning models require).
     pub max_tokens_field: String,
-    /// The server supports `response_format: {type: json_schema}`. When not, a schema request
-    /// is sent as JSON mode with the schema in a system message.
-    pub json_schema: bool,
+    /// How a schema is asked for; `auto` falls back as the server refuses (see
+    /// [`crate::structured`]).
+    pub structured_output: StructuredOutput,
     /// Send `strict: true` with JSON schemas (OpenAI then guarantees the shape but only accepts
     /// schemas of its strict subset).
     pub strict_json_schema: bool,
@@ -63,7 +62,7 @@ impl Default for Options {
             chat_path: "chat/completions".into(),
             stream_usage: true,
             max_tokens_field: "max_tokens".into(),
-            json_schema: true,
+            structured_output: StructuredOutput::Auto,
             strict_json_schema: false,
             parallel_tool_calls: None,
             api_key_header: None,
@@ -81,7 +80,7 @@ impl fmt::Debug for Options {
             .field("chat_path", &self.chat_path)
             .field("stream_usage", &self.stream_usage)
             .field("max_tokens_field", &self.max_tokens_field)
-            .field("json_schema", &self.json_schema)
+            .field("structured_output", &self.structured_output)
             .field("strict_json_schema", &self.strict_json_schema)
             .field("parallel_tool_calls", &self.parallel_tool_calls)
             .field("api_key_header", &self.api_key_header)
@@ -91,109 +90,40 @@ impl fmt::Debug for Options {
     }
 }
 
-struct Inner {
-    endpoint: Endpoint,
+/// An OpenAI-compatible model. Cheap to clone; clones share the connection pool and what was
+/// learned about the server's structured output.
+pub type OpenAi = Adapter<Protocol>;
+
+/// The OpenAI chat-completions wire format, with its options.
+#[derive(Debug)]
+pub struct Protocol {
     options: Options,
-    client: reqwest::Client,
-    url: String,
-    headers: HeaderMap,
-}
-
-/// An OpenAI-compatible model. Cheap to clone; clones share the connection pool.
-#[derive(Clone)]
-pub struct OpenAi {
-    inner: Arc<Inner>,
-    model: Option<String>,
-}
-
-impl fmt::Debug for OpenAi {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OpenAi")
-            .field("endpoint", &self.inner.endpoint)
-            .field("options", &self.inner.options)
-            .field("model", &self.model)
-            .finish()
-    }
+    learned: Learned,
 }
 
 impl OpenAi {
     pub fn new(endpoint: Endpoint, options: Options) -> Result<Self, Error> {
-        let client = http::client(&endpoint.base_url, &endpoint.timeouts)?;
-        let url = http::join(&endpoint.base_url, &options.chat_path);
-        let mut headers = endpoint.headers.clone();
-        if let Some(key) = endpoint.api_key.as_ref().filter(|k| !k.is_empty()) {
-            match &options.api_key_header {
-                None => {
-                    headers.insert(
-                        AUTHORIZATION,
-                        http::secret_header(&format!("Bearer {}", key.expose()))?,
-                    );
-                }
-                Some(h) => {
-                    let name = HeaderName::from_bytes(h.as_bytes()).map_err(|e| {
-                        Error::Config(format!("api_key_header '{h}' is not a header name: {e}"))
-                    })?;
-                    headers.insert(name, http::secret_header(key.expose())?);
-                }
-            }
+        let key = match &options.api_key_header {
+            None => KeyHeader::Bearer,
+            Some(h) => KeyHeader::Named(h.clone()),
+        };
+        let mut conn = Connection::new(endpoint, &options.chat_path, &key, "text/event-stream")?;
+        if let Some(o) = &options.organization {
+            conn.set_header("openai-organization", o, "organization")?;
         }
-        for (name, value) in [
-            ("openai-organization", &options.organization),
-            ("openai-project", &options.project),
-        ] {
-            if let Some(v) = value {
-                let v = HeaderValue::from_str(v).map_err(|e| {
-                    Error::Config(format!("the {name} header value is invalid: {e}"))
-                })?;
-                headers.insert(name, v);
-            }
+        if let Some(p) = &options.project {
+            conn.set_header("openai-project", p, "project")?;
         }
-        headers.insert(
-            reqwest::header::ACCEPT,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        Ok(Self {
-            inner: Arc::new(Inner {
-                endpoint,
-                options,
-                client,
-                url,
-                headers,
-            }),
-            model: None,
-        })
+        let protocol = Protocol {
+            options,
+            learned: Learned::default(),
+        };
+        Ok(Adapter::with_protocol(conn, protocol))
     }
 
-    /// The same adapter, bound to `model` (used when a request names none).
-    pub fn for_model(&self, model: impl Into<String>) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            model: Some(model.into()),
-        }
-    }
-
-    /// The request body sent for `req`.
-    pub fn body(&self, req: &ChatRequest) -> Result<Value, Error> {
-        let model = model_name(
-            self.model.as_deref(),
-            &req.model,
-            &self.inner.endpoint.provider,
-        )?;
-        build_body(&self.inner.options, model, req)
-    }
-}
-
-pub(crate) fn model_name<'a>(
-    bound: Option<&'a str>,
-    requested: &'a str,
-    provider: &str,
-) -> Result<&'a str, Error> {
-    match bound.filter(|m| !m.is_empty()) {
-        Some(m) => Ok(m),
-        None if !requested.is_empty() => Ok(requested),
-        None => Err(Error::Config(format!(
-            "no model named for provider {provider}"
-        ))),
+    /// The way of asking for structured output that worked for `model`, once one has.
+    pub fn learned_structured_output(&self, model: &str) -> Option<StructuredOutput> {
+        self.protocol().learned.get(model)
     }
 }
 
@@ -249,42 +179,73 @@ pub(crate) fn schema_name(name: &str) -> String {
     if s.is_empty() { "output".into() } else { s }
 }
 
-fn build_body(opts: &Options, model: &str, req: &ChatRequest) -> Result<Value, Error> {
+/// The description of the tool that carries structured output in `tools` mode.
+const OUTPUT_TOOL_DESCRIPTION: &str =
+    "Give the final answer as the arguments of this function, matching its parameters.";
+
+/// The body for `req`, asking for its schema (if any) the way `mode` says, and the name of the
+/// tool that carries the answer in `tools` mode.
+fn build_body(
+    opts: &Options,
+    model: &str,
+    req: &ChatRequest,
+    mode: StructuredOutput,
+) -> Result<(Value, Option<String>), Error> {
     let mut messages: Vec<Value> = req.messages.iter().map(message).collect();
     let mut body = Map::new();
+    let mut output_tool = None;
     body.insert("model".into(), model.into());
     match &req.response_format {
         None => {}
         Some(ResponseFormat::JsonObject) => {
             body.insert("response_format".into(), json!({"type": "json_object"}));
         }
-        Some(ResponseFormat::JsonSchema { name, schema }) if opts.json_schema => {
-            let mut js = json!({"name": schema_name(name), "schema": schema});
-            if opts.strict_json_schema {
-                js["strict"] = true.into();
+        Some(ResponseFormat::JsonSchema { name, schema }) => match mode {
+            StructuredOutput::Auto | StructuredOutput::JsonSchema => {
+                let mut js = json!({"name": schema_name(name), "schema": schema});
+                if opts.strict_json_schema {
+                    js["strict"] = true.into();
+                }
+                body.insert(
+                    "response_format".into(),
+                    json!({"type": "json_schema", "json_schema": js}),
+                );
             }
-            body.insert(
-                "response_format".into(),
-                json!({"type": "json_schema", "json_schema": js}),
-            );
-        }
-        Some(ResponseFormat::JsonSchema { schema, .. }) => {
-            body.insert("response_format".into(), json!({"type": "json_object"}));
-            messages.insert(
-                0,
-                json!({"role": "system", "content": format!("Reply with one JSON value that matches this JSON Schema, and nothing else:\n{schema}")}),
-            );
-        }
+            StructuredOutput::JsonObject => {
+                body.insert(
+                    "response_format".into(),
+                    json!({"type": "json_object", "schema": schema}),
+                );
+                let instruction = structured::instruction(schema);
+                messages.insert(0, json!({"role": "system", "content": instruction}));
+            }
+            StructuredOutput::Tools => {
+                let tool = schema_name(name);
+                let choice = if req.tools.is_empty() {
+                    json!({"type": "function", "function": {"name": tool}})
+                } else {
+                    json!("required")
+                };
+                body.insert("tool_choice".into(), choice);
+                output_tool = Some((tool, schema.clone()));
+            }
+            StructuredOutput::Prompt => {
+                let instruction = structured::instruction(schema);
+                messages.insert(0, json!({"role": "system", "content": instruction}));
+            }
+        },
     }
     body.insert("messages".into(), messages.into());
-    if !req.tools.is_empty() {
-        let tools = req
-            .tools
-            .iter()
-            .map(|t| {
-                json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}})
-            })
-            .collect::<Vec<_>>();
+    let function = |name: &str, description: &str, parameters: &Value| json!({"type": "function", "function": {"name": name, "description": description, "parameters": parameters}});
+    let mut tools: Vec<Value> = req
+        .tools
+        .iter()
+        .map(|t| function(&t.name, &t.description, &t.parameters))
+        .collect();
+    if let Some((name, schema)) = &output_tool {
+        tools.push(function(name, OUTPUT_TOOL_DESCRIPTION, schema));
+    }
+    if !tools.is_empty() {
         body.insert("tools".into(), tools.into());
         if let Some(p) = opts.parallel_tool_calls {
             body.insert("parallel_tool_calls".into(), p.into());
@@ -306,61 +267,84 @@ fn build_body(opts: &Options, model: &str, req: &ChatRequest) -> Result<Value, E
     if let Some(hook) = &opts.request_hook {
         hook(req, &mut body);
     }
-    Ok(Value::Object(body))
+    Ok((Value::Object(body), output_tool.map(|(name, _)| name)))
 }
 
 #[async_trait]
-impl ChatModel for OpenAi {
-    async fn stream(
+impl crate::adapter::Protocol for Protocol {
+    const NAME: &'static str = "OpenAi";
+
+    fn body(&self, model: &str, req: &ChatRequest) -> Result<Value, Error> {
+        let mode = self.first_mode(model, req);
+        Ok(build_body(&self.options, model, req, mode)?.0)
+    }
+
+    /// Sends `req`; under `auto`, a schema request the server refuses as invalid is sent again
+    /// the next way (each way once), and the way that worked is remembered for the model.
+    async fn call(
         &self,
+        conn: &Connection,
+        model: &str,
         req: ChatRequest,
     ) -> Result<BoxStream<'static, Result<Chunk, Error>>, Error> {
-        let i = &self.inner;
-        let model =
-            model_name(self.model.as_deref(), &req.model, &i.endpoint.provider)?.to_string();
-        let body = build_body(&i.options, &model, &req)?;
-        let started = tokio::time::Instant::now();
-        let resp = http::post_json(
-            &i.endpoint.provider,
-            &i.client,
-            &i.url,
-            i.headers.clone(),
-            &body,
-            &i.endpoint.timeouts,
-        )
-        .await
-        .map_err(|e| {
-            i.endpoint
-                .scrub(name_model(e, &i.endpoint.provider, &model))
-        })?;
-        let parser = Parser::new(&i.endpoint.provider, i.endpoint.prices.get(&model));
-        Ok(http::drive(
-            &i.endpoint.provider,
-            resp,
-            Framing::Sse,
-            parser,
-            &i.endpoint.timeouts,
-            started,
-        ))
+        let auto = self.options.structured_output == StructuredOutput::Auto
+            && matches!(req.response_format, Some(ResponseFormat::JsonSchema { .. }));
+        let mut mode = self.first_mode(model, &req);
+        let mut refused: Option<Error> = None;
+        loop {
+            let (body, output_tool) = build_body(&self.options, model, &req, mode)?;
+            let parser = Parser::new(conn.provider(), conn.price(model), output_tool);
+            let err = match conn.call(model, &body, Framing::Sse, parser).await {
+                Ok(s) => {
+                    if auto {
+                        self.learned
+                            .remember(conn.provider(), model, mode, refused.as_ref());
+                    }
+                    return Ok(s);
+                }
+                Err(e) => e,
+            };
+            match mode.fallback() {
+                Some(next) if auto && err.is_invalid_request() => {
+                    tracing::debug!(
+                        provider = conn.provider(),
+                        model,
+                        refused = mode.as_str(),
+                        next = next.as_str(),
+                        error = %err,
+                        "structured output refused; trying the next way"
+                    );
+                    refused = Some(err);
+                    mode = next;
+                }
+                _ => return Err(err),
+            }
+        }
     }
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             tools: true,
-            json_schema: self.inner.options.json_schema,
+            json_schema: self.options.structured_output != StructuredOutput::Prompt,
             streaming: true,
         }
     }
 }
 
-/// Puts the model's name into an unknown-model error classified from a bare status.
-pub(crate) fn name_model(e: Error, provider: &str, model: &str) -> Error {
-    match e {
-        Error::UnknownModel { reason, .. } => Error::UnknownModel {
-            model: format!("{provider}/{model}"),
-            reason,
-        },
-        e => e,
+impl Protocol {
+    /// The way a request is asked first: the configured one, or under `auto` what worked for
+    /// the model before (`json_schema` until something has).
+    fn first_mode(&self, model: &str, req: &ChatRequest) -> StructuredOutput {
+        match self.options.structured_output {
+            StructuredOutput::Auto
+                if matches!(req.response_format, Some(ResponseFormat::JsonSchema { .. })) =>
+            {
+                self.learned
+                    .get(model)
+                    .unwrap_or(StructuredOutput::JsonSchema)
+            }
+            m => m,
+        }
     }
 }
 
@@ -451,6 +435,8 @@ struct PartialCall {
 struct Parser {
     provider: String,
     price: Option<Price>,
+    /// The tool whose arguments are the answer (structured output in `tools` mode).
+    output_tool: Option<String>,
     calls: Vec<PartialCall>,
     calls_sent: bool,
     had_calls: bool,
@@ -460,10 +446,11 @@ struct Parser {
 }
 
 impl Parser {
-    fn new(provider: &str, price: Option<Price>) -> Self {
+    fn new(provider: &str, price: Option<Price>, output_tool: Option<String>) -> Self {
         Self {
             provider: provider.into(),
             price,
+            output_tool,
             calls: Vec::new(),
             calls_sent: false,
             had_calls: false,
@@ -529,12 +516,12 @@ impl Parser {
             } else {
                 c.id
             };
-            self.had_calls = true;
-            out.push_back(Chunk::ToolCall(ToolCall {
+            let call = ToolCall {
                 id,
                 name: c.name,
                 arguments,
-            }));
+            };
+            self.had_calls |= http::call_chunk(self.output_tool.as_deref(), call, out);
         }
         Ok(())
     }
@@ -556,16 +543,9 @@ impl StreamParser for Parser {
             self.done = true;
             return Ok(());
         }
-        let chunk: WireChunk = serde_json::from_str(data).map_err(|e| {
-            Error::InvalidResponse(format!(
-                "{}: a streamed event is not a chat-completion chunk ({e}): {}",
-                self.provider,
-                http::snippet(data)
-            ))
-        })?;
+        let chunk: WireChunk = http::parse_item(&self.provider, "a chat-completion chunk", data)?;
         if let Some(err) = chunk.error {
-            let body = json!({ "error": err }).to_string();
-            return Err(http::classify_in_stream(&self.provider, body.as_bytes()));
+            return Err(http::stream_error(&self.provider, err));
         }
         for choice in chunk.choices.into_iter().flatten().filter(|c| c.index == 0) {
             if let Some(delta) = choice.delta {
@@ -618,6 +598,10 @@ impl StreamParser for Parser {
         let reason = match self.finish {
             // Some servers end a tool-calling turn with "stop".
             Some(StopReason::EndTurn) | None if self.had_calls => StopReason::ToolCalls,
+            // The only call carried the answer.
+            Some(StopReason::ToolCalls) if !self.had_calls && self.output_tool.is_some() => {
+                StopReason::EndTurn
+            }
             Some(r) => r,
             None => StopReason::EndTurn,
         };

@@ -195,13 +195,37 @@ fn to_request(w: WireRequest, model: &str) -> Result<ChatRequest, ApiError> {
                 .unwrap_or_else(|| json!({ "type": "object" })),
         });
     }
+    if let Some(t) = w.temperature
+        && !(0.0..=2.0).contains(&t)
+    {
+        return Err(ApiError::bad_request(format!(
+            "`temperature` is {t}: it must be between 0 and 2"
+        )));
+    }
+    if let Some(0) = w.max_completion_tokens.or(w.max_tokens) {
+        return Err(ApiError::bad_request(
+            "`max_tokens` is 0: ask for at least 1 token",
+        ));
+    }
     let response_format = match w.response_format {
         None | Some(WireResponseFormat::Text) => None,
+        Some(WireResponseFormat::JsonSchema { json_schema }) if !json_schema.schema.is_object() => {
+            return Err(ApiError::bad_request(
+                "`response_format.json_schema.schema` must be a JSON Schema object",
+            ));
+        }
         Some(WireResponseFormat::JsonObject) => Some(ResponseFormat::JsonObject),
-        Some(WireResponseFormat::JsonSchema { json_schema }) => Some(ResponseFormat::JsonSchema {
-            name: json_schema.name,
-            schema: json_schema.schema,
-        }),
+        Some(WireResponseFormat::JsonSchema { json_schema }) => {
+            if let Err(e) = jsonschema::validator_for(&json_schema.schema) {
+                return Err(ApiError::bad_request(format!(
+                    "`response_format.json_schema.schema` is not a valid JSON Schema: {e}"
+                )));
+            }
+            Some(ResponseFormat::JsonSchema {
+                name: json_schema.name,
+                schema: json_schema.schema,
+            })
+        }
     };
     Ok(ChatRequest {
         model: model.to_string(),

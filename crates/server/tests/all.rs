@@ -243,6 +243,59 @@ async fn errors_are_one_json_body_with_the_right_status() {
     assert_eq!(json_of(&text)["error"]["code"], "not_found");
 }
 
+/// Requests the server cannot serve as asked are 4xx with the JSON body and a message naming
+/// the field, never a 500 from deeper down or an empty body.
+#[tokio::test]
+async fn bad_requests_name_the_field_with_a_json_body() {
+    let user = json!([{ "role": "user", "content": "hi" }]);
+    let cases = [
+        (
+            json!({ "model": "scripted/bot", "messages": user, "response_format": { "type": "json_schema", "json_schema": { "name": "x", "schema": { "type": "frobnicate" } } } }),
+            "response_format.json_schema.schema",
+        ),
+        (
+            json!({ "model": "scripted/bot", "messages": user, "response_format": { "type": "json_schema", "json_schema": { "name": "x", "schema": "not a schema" } } }),
+            "response_format.json_schema.schema",
+        ),
+        (
+            json!({ "model": "scripted/bot", "messages": user, "temperature": 99 }),
+            "temperature",
+        ),
+        (
+            json!({ "model": "scripted/bot", "messages": user, "temperature": -1 }),
+            "temperature",
+        ),
+        (
+            json!({ "model": "scripted/bot", "messages": user, "max_tokens": 0 }),
+            "max_tokens",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, text) = call(
+            state_with(vec![Reply::text("x")]),
+            "POST",
+            "/v1/chat/completions",
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {text}");
+        let v = json_of(&text);
+        assert_eq!(v["error"]["code"], "invalid_request", "{text}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(field),
+            "{body}: the message should name {field}: {text}"
+        );
+    }
+    let (status, text) = call(state_with(vec![]), "GET", "/v1/chat/completions", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{text}");
+    let v = json_of(&text);
+    assert_eq!(v["error"]["code"], "method_not_allowed", "{text}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("GET"),
+        "{text}"
+    );
+}
+
 fn baton_types_dur(secs: u64) -> baton_types::Dur {
     baton_types::Dur(Duration::from_secs(secs))
 }

@@ -125,8 +125,11 @@ pub trait RunStore: Send + Sync {
     /// error and checkpoint when given: all or nothing.
     async fn append(&self, run: RunId, batch: Batch) -> Result<()>;
     async fn run(&self, run: RunId) -> Result<Option<RunRecord>>;
-    /// Newest first.
+    /// Newest first. A `running` run that no live process holds is listed as `interrupted`.
     async fn list_runs(&self, q: ListQuery) -> Result<Vec<RunRecord>>;
+    /// The ids that start with `prefix` (hex digits, as `baton runs list` prints them), in id
+    /// order, at most `limit`: lets people name a run by a unique prefix, as git does.
+    async fn runs_by_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<RunId>>;
     /// Events with seq > `after`, in order.
     async fn events(&self, run: RunId, after: u64) -> Result<Vec<EventRecord>>;
     async fn checkpoint(&self, run: RunId) -> Result<Option<Checkpoint>>;
@@ -140,6 +143,17 @@ pub trait RunStore: Send + Sync {
     /// Extends the lease (called periodically by the owner).
     async fn renew(&self, run: RunId, owner: &str, lease_ms: u64) -> Result<()>;
     async fn release(&self, run: RunId, owner: &str) -> Result<()>;
+}
+
+/// The owner string of this process, as [`RunStore::claim`] takes it: `host:pid`.
+pub fn process_owner() -> String {
+    format!("{}:{}", hostname(), std::process::id())
+}
+
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// Current Unix time in milliseconds.

@@ -162,6 +162,19 @@ impl RunStore for MemoryStore {
             .collect())
     }
 
+    async fn runs_by_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<RunId>> {
+        let prefix = prefix.trim().to_ascii_lowercase().replace('-', "");
+        let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ids: Vec<RunId> = runs
+            .keys()
+            .filter(|id| !prefix.is_empty() && id.to_string().starts_with(&prefix))
+            .copied()
+            .collect();
+        ids.sort_by_key(|id| id.to_string());
+        ids.truncate(limit as usize);
+        Ok(ids)
+    }
+
     async fn events(&self, run: RunId, after: u64) -> Result<Vec<EventRecord>> {
         self.with(run, |r| {
             Ok(r.events.iter().filter(|e| e.seq > after).cloned().collect())

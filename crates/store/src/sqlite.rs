@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use baton_types::{Event, EventRecord, RunId};
+use baton_types::{Event, EventRecord, RunId, RunStatus};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
@@ -25,7 +25,16 @@ pub enum Durability {
     Power,
 }
 
-const SCHEMA_VERSION: i64 = 1;
+impl Durability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Process => "process",
+            Self::Power => "power",
+        }
+    }
+}
+
+const SCHEMA_VERSION: i64 = 2;
 
 const MIGRATION_1: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -68,8 +77,13 @@ CREATE TABLE IF NOT EXISTS controls (
 CREATE INDEX IF NOT EXISTS controls_by_run ON controls (run_id, id);
 ";
 
+/// Version 2: a run keeps the durability it was started with (`resume` and the answers to a
+/// waiting run use it again). NULL (runs created before) reads as `process`.
+const MIGRATION_2: &str = "ALTER TABLE runs ADD COLUMN durability TEXT;";
+
 enum Op {
-    Create(Box<NewRun>),
+    Create(Box<NewRun>, Durability),
+    SetDurability(RunId, Durability),
     Append(RunId, Batch),
     SendControl(RunId, Control),
     TakeControls(RunId),
@@ -97,6 +111,7 @@ pub struct SqliteStore {
     inline: bool,
     host: String,
     reader: Mutex<Connection>,
+    durability: Durability,
 }
 
 fn db_err(e: rusqlite::Error) -> Error {
@@ -176,11 +191,37 @@ impl SqliteStore {
             inline: durability == Durability::Process,
             host,
             reader: Mutex::new(reader),
+            durability,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The durability this store commits with (and records on the runs it creates).
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// The durability a run was started with (`None`: no such run).
+    pub fn run_durability(&self, run: RunId) -> Result<Option<Durability>> {
+        let d: Option<Option<String>> = self.read(|c| {
+            c.prepare_cached("SELECT durability FROM runs WHERE id = ?1")?
+                .query_row([run.to_string()], |r| r.get(0))
+                .optional()
+        })?;
+        Ok(d.map(|d| match d.as_deref() {
+            Some("power") => Durability::Power,
+            _ => Durability::Process,
+        }))
+    }
+
+    /// Records a run's new durability (`baton resume --durability`).
+    pub async fn set_run_durability(&self, run: RunId, durability: Durability) -> Result<()> {
+        self.write(Op::SetDurability(run, durability))
+            .await
+            .map(drop)
     }
 
     async fn write(&self, op: Op) -> Result<Vec<Control>> {
@@ -221,9 +262,14 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
             ),
         });
     }
-    if v < 1 {
+    if v < SCHEMA_VERSION {
         let tx = conn.transaction().map_err(db_err)?;
-        tx.execute_batch(MIGRATION_1).map_err(db_err)?;
+        if v < 1 {
+            tx.execute_batch(MIGRATION_1).map_err(db_err)?;
+        }
+        if v < 2 {
+            tx.execute_batch(MIGRATION_2).map_err(db_err)?;
+        }
         tx.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
             .map_err(db_err)?;
         tx.commit().map_err(db_err)?;
@@ -304,10 +350,10 @@ fn write_group(conn: &Connection, jobs: &[&Op], host: &str) -> Vec<Result<Vec<Co
 
 fn apply(tx: &Connection, op: &Op, host: &str) -> Result<Vec<Control>> {
     match op {
-        Op::Create(run) => {
+        Op::Create(run, durability) => {
             tx.prepare_cached(
-                "INSERT INTO runs (id, workflow_name, workflow_source, workflow_path, inputs, options, status, created_at_ms, updated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+                "INSERT INTO runs (id, workflow_name, workflow_source, workflow_path, inputs, options, status, created_at_ms, updated_at_ms, durability)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8)",
             )
             .and_then(|mut st| st.execute(params![
                     run.id.to_string(),
@@ -316,7 +362,8 @@ fn apply(tx: &Connection, op: &Op, host: &str) -> Result<Vec<Control>> {
                     run.workflow_path,
                     run.inputs.to_string(),
                     run.options.to_string(),
-                    run.created_at_ms
+                    run.created_at_ms,
+                    durability.as_str()
                 ]))
             .map_err(db_err)?;
             if !run.events.is_empty() {
@@ -387,6 +434,16 @@ fn apply(tx: &Connection, op: &Op, host: &str) -> Result<Vec<Control>> {
             )
             .and_then(|mut st| st.execute(params![run.to_string(), owner]))
             .map_err(db_err)?;
+            Ok(Vec::new())
+        }
+        Op::SetDurability(run, durability) => {
+            let n = tx
+                .prepare_cached("UPDATE runs SET durability = ?2 WHERE id = ?1")
+                .and_then(|mut st| st.execute(params![run.to_string(), durability.as_str()]))
+                .map_err(db_err)?;
+            if n == 0 {
+                return Err(Error::NotFound(*run));
+            }
             Ok(Vec::new())
         }
     }
@@ -480,16 +537,10 @@ fn append(tx: &Connection, run: RunId, batch: &Batch) -> Result<()> {
     Ok(())
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
-}
-
-/// The owner string of this process: `host:pid`.
-pub fn process_owner() -> String {
-    format!("{}:{}", hostname(), std::process::id())
-}
+// The owner string is every store's (see `RunStore::claim`); re-exported for callers that
+// name it here.
+use crate::hostname;
+pub use crate::process_owner;
 
 /// Whether the process named by an owner string still runs. Owners on other hosts are
 /// assumed alive (their lease decides).
@@ -511,7 +562,25 @@ fn owner_alive(owner: &str, host: &str) -> bool {
     }
 }
 
-fn parse_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+/// A stored `running` run that no live process holds (its owner died, or its lease ran out,
+/// or it was released mid-run) is reported as `interrupted`: nothing will move it until
+/// someone resumes it. The status column keeps `running`.
+fn live_status(
+    status: RunStatus,
+    owner: Option<&str>,
+    lease_until_ms: Option<i64>,
+    host: &str,
+) -> RunStatus {
+    let held =
+        owner.is_some_and(|o| lease_until_ms.unwrap_or(0) >= now_ms() && owner_alive(o, host));
+    if status == RunStatus::Running && !held {
+        RunStatus::Interrupted
+    } else {
+        status
+    }
+}
+
+fn parse_run(r: &rusqlite::Row<'_>, host: &str) -> rusqlite::Result<RunRecord> {
     let id: String = r.get(0)?;
     let conv = |i: usize, e: String| {
         rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
@@ -527,7 +596,12 @@ fn parse_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         workflow_path: r.get(3)?,
         inputs: json(4, r.get(4)?)?,
         options: json(5, r.get(5)?)?,
-        status: status.parse().map_err(|e: String| conv(6, e))?,
+        status: live_status(
+            status.parse().map_err(|e: String| conv(6, e))?,
+            r.get::<_, Option<String>>(12)?.as_deref(),
+            r.get(13)?,
+            host,
+        ),
         created_at_ms: r.get(7)?,
         updated_at_ms: r.get(8)?,
         outputs: r
@@ -539,12 +613,14 @@ fn parse_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     })
 }
 
-const RUN_COLS: &str = "id, workflow_name, workflow_source, workflow_path, inputs, options, status, created_at_ms, updated_at_ms, outputs, error, last_seq";
+const RUN_COLS: &str = "id, workflow_name, workflow_source, workflow_path, inputs, options, status, created_at_ms, updated_at_ms, outputs, error, last_seq, owner, lease_until_ms";
 
 #[async_trait]
 impl RunStore for SqliteStore {
     async fn create_run(&self, run: NewRun) -> Result<()> {
-        self.write(Op::Create(Box::new(run))).await.map(drop)
+        self.write(Op::Create(Box::new(run), self.durability))
+            .await
+            .map(drop)
     }
 
     async fn append(&self, run: RunId, batch: Batch) -> Result<()> {
@@ -554,25 +630,60 @@ impl RunStore for SqliteStore {
     async fn run(&self, run: RunId) -> Result<Option<RunRecord>> {
         self.read(|c| {
             c.prepare_cached(&format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"))?
-                .query_row([run.to_string()], parse_run)
+                .query_row([run.to_string()], |r| parse_run(r, &self.host))
                 .optional()
         })
     }
 
     async fn list_runs(&self, q: ListQuery) -> Result<Vec<RunRecord>> {
+        // `running` and `interrupted` share the stored status: filter on the live one.
+        let stored = match q.status {
+            Some(RunStatus::Interrupted) => Some(RunStatus::Running),
+            s => s,
+        };
+        let live = matches!(q.status, Some(RunStatus::Running | RunStatus::Interrupted));
+        let limit = q.limit.map_or(usize::MAX, |l| l as usize);
         self.read(|c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {RUN_COLS} FROM runs
                  WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow_name = ?2)
                  ORDER BY created_at_ms DESC, id DESC LIMIT ?3"
             ))?;
-            let limit = i64::from(q.limit.unwrap_or(u32::MAX));
+            let sql_limit = if live {
+                -1
+            } else {
+                i64::try_from(limit).unwrap_or(-1)
+            };
             stmt.query_map(
-                params![q.status.map(|s| s.as_str()), q.workflow, limit],
-                parse_run,
+                params![stored.map(|s| s.as_str()), q.workflow, sql_limit],
+                |r| parse_run(r, &self.host),
             )?
+            .filter(|r| !live || r.as_ref().map_or(true, |r| Some(r.status) == q.status))
+            .take(limit)
             .collect()
         })
+    }
+
+    async fn runs_by_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<RunId>> {
+        let prefix = prefix.trim().to_ascii_lowercase();
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id FROM runs WHERE id >= ?1 AND id < ?1 || 'g' ORDER BY id LIMIT ?2",
+            )?;
+            stmt.query_map(params![prefix.replace('-', ""), i64::from(limit)], |r| {
+                r.get(0)
+            })?
+            .collect()
+        })?;
+        ids.iter()
+            .map(|s| {
+                s.parse()
+                    .map_err(|e: baton_types::ids::ParseRunIdError| Error::Corrupt(e.to_string()))
+            })
+            .collect()
     }
 
     async fn events(&self, run: RunId, after: u64) -> Result<Vec<EventRecord>> {

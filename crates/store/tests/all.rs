@@ -37,6 +37,11 @@ async fn conformance(store: Arc<dyn RunStore>) {
     let b = new_run("wf-b", 20);
     let (ida, idb) = (a.id, b.id);
     store.create_run(a).await.unwrap();
+    // A run is running while a live process holds it (an executor claims before it appends).
+    store
+        .claim(ida, &baton_store::sqlite::process_owner(), 60_000)
+        .await
+        .unwrap();
     store.create_run(b).await.unwrap();
 
     // Append with status and checkpoint, atomically.
@@ -124,6 +129,10 @@ async fn conformance(store: Arc<dyn RunStore>) {
     ));
 
     // Claims.
+    store
+        .release(ida, &baton_store::sqlite::process_owner())
+        .await
+        .unwrap();
     store.claim(ida, "h:1", 60_000).await.unwrap();
     store.claim(ida, "h:1", 60_000).await.unwrap();
     store.release(ida, "h:1").await.unwrap();
@@ -238,4 +247,146 @@ async fn sqlite_refuses_a_newer_schema_and_a_bad_path() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("cannot create folder"), "{err}");
+}
+
+/// A `running` run that no live process holds reads as `interrupted` (listed, shown and
+/// filtered so), while its stored status stays `running` for the process that resumes it.
+#[tokio::test]
+async fn sqlite_a_running_run_nobody_holds_reads_as_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("baton.db"), Durability::Process).unwrap();
+    let me = baton_store::sqlite::process_owner();
+    let host = me.rsplit_once(':').unwrap().0.to_string();
+    let run = new_run("wf", 1);
+    let id = run.id;
+    s.create_run(run).await.unwrap();
+    let running = Batch {
+        events: vec![ev(id, 1, Event::RunStarted { resumed: false })],
+        status: Some(RunStatus::Running),
+        ..Default::default()
+    };
+    // Held by a process that is gone (a kill -9).
+    s.claim(id, &format!("{host}:999999999"), 60_000)
+        .await
+        .unwrap();
+    s.append(id, running).await.unwrap();
+    let status = |q| {
+        let s = &s;
+        async move {
+            s.list_runs(ListQuery {
+                status: q,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.status)
+            .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        s.run(id).await.unwrap().unwrap().status,
+        RunStatus::Interrupted
+    );
+    assert_eq!(
+        status(Some(RunStatus::Interrupted)).await,
+        vec![RunStatus::Interrupted]
+    );
+    assert_eq!(status(Some(RunStatus::Running)).await, vec![]);
+    assert_eq!(status(None).await, vec![RunStatus::Interrupted]);
+    // Taken back by a live process: running again.
+    s.claim(id, &me, 60_000).await.unwrap();
+    assert_eq!(s.run(id).await.unwrap().unwrap().status, RunStatus::Running);
+    assert_eq!(
+        status(Some(RunStatus::Running)).await,
+        vec![RunStatus::Running]
+    );
+    // Released mid-run (the process stopped driving it without an end): interrupted.
+    s.release(id, &me).await.unwrap();
+    assert_eq!(
+        s.run(id).await.unwrap().unwrap().status,
+        RunStatus::Interrupted
+    );
+}
+
+/// Runs are found by a unique prefix of their id, in id order.
+#[tokio::test]
+async fn runs_are_found_by_id_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn RunStore> =
+        Arc::new(SqliteStore::open(&dir.path().join("baton.db"), Durability::Process).unwrap());
+    for store in [sqlite, Arc::new(MemoryStore::new()) as Arc<dyn RunStore>] {
+        let (a, b) = (new_run("wf", 1), new_run("wf", 2));
+        let (ida, idb) = (a.id, b.id);
+        store.create_run(a).await.unwrap();
+        store.create_run(b).await.unwrap();
+        let full = ida.to_string();
+        assert_eq!(store.runs_by_prefix(&full, 5).await.unwrap(), vec![ida]);
+        let shared = full
+            .chars()
+            .zip(idb.to_string().chars())
+            .take_while(|(x, y)| x == y)
+            .count();
+        let both = store.runs_by_prefix(&full[..shared], 5).await.unwrap();
+        assert_eq!(both.len(), 2, "{full} {idb}");
+        assert_eq!(
+            store.runs_by_prefix(&full[..shared + 1], 5).await.unwrap(),
+            vec![ida]
+        );
+        assert_eq!(
+            store
+                .runs_by_prefix(&full[..shared], 1)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(store.runs_by_prefix("", 5).await.unwrap().is_empty());
+        assert!(store.runs_by_prefix("zz", 5).await.unwrap().is_empty());
+    }
+}
+
+/// A run keeps the durability it was created with; it can be changed on purpose.
+#[tokio::test]
+async fn sqlite_runs_keep_their_durability() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("baton.db");
+    let run = new_run("wf", 1);
+    let id = run.id;
+    SqliteStore::open(&path, Durability::Power)
+        .unwrap()
+        .create_run(run)
+        .await
+        .unwrap();
+    let s = SqliteStore::open(&path, Durability::Process).unwrap();
+    assert_eq!(s.run_durability(id).unwrap(), Some(Durability::Power));
+    s.set_run_durability(id, Durability::Process).await.unwrap();
+    assert_eq!(s.run_durability(id).unwrap(), Some(Durability::Process));
+    assert_eq!(s.run_durability(RunId::new()).unwrap(), None);
+    assert!(matches!(
+        s.set_run_durability(RunId::new(), Durability::Power).await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+/// A database written by the previous schema (no durability column) opens and migrates.
+#[tokio::test]
+async fn sqlite_migrates_a_version_1_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let run = new_run("wf", 1);
+    let id = run.id;
+    {
+        let s = SqliteStore::open(&path, Durability::Process).unwrap();
+        s.create_run(run).await.unwrap();
+    }
+    {
+        // Back to version 1's shape.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("ALTER TABLE runs DROP COLUMN durability; PRAGMA user_version=1;")
+            .unwrap();
+    }
+    let s = SqliteStore::open(&path, Durability::Process).unwrap();
+    assert_eq!(s.run(id).await.unwrap().unwrap().workflow_name, "wf");
+    assert_eq!(s.run_durability(id).unwrap(), Some(Durability::Process));
 }

@@ -46,11 +46,21 @@ pub enum Error {
     Unavailable(String),
     #[error("cancelled")]
     Cancelled,
+    /// A sandboxed command failed (non-zero exit, a limit): the message, and the whole
+    /// execution record for the run log (it becomes the step error's `sandbox` record).
+    #[error("{message}")]
+    SandboxFailed {
+        message: String,
+        record: Box<serde_json::Value>,
+    },
 }
 
 impl Error {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Transient(_) | Error::Failed(_))
+        matches!(
+            self,
+            Error::Transient(_) | Error::Failed(_) | Error::SandboxFailed { .. }
+        )
     }
 }
 

@@ -7,8 +7,8 @@
 //! The call scans the code, opens the sandbox the policy names (an unavailable tier is an
 //! error carrying the tier's reason, never a fallback), runs the command and returns the
 //! execution record. A non-zero exit or a limit stop is an error (retryable, so `retry` and
-//! `on_error` apply) whose message ends with the whole record after [`RESULT_MARKER`], unless
-//! the call says `allow_failure`.
+//! `on_error` apply) carrying the whole record ([`Error::SandboxFailed`]), unless the call says
+//! `allow_failure`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,9 +22,6 @@ use crate::{Error, Tool, ToolContext, ToolSpec};
 
 /// The tool `sandbox:` steps compile to. Reserved: not for agents, not for `tool:` steps.
 pub const STEP_TOOL: &str = "sandbox.step";
-
-/// Where the execution record starts in the message of a failed call.
-pub const RESULT_MARKER: &str = "\nsandbox result: ";
 
 /// The policy fields a step may override (the rest comes from its policy file).
 pub const OVERRIDES: [&str; 8] = [
@@ -108,12 +105,6 @@ pub fn step_policy(file: Option<&Path>, overrides: &Map<String, Value>) -> Resul
     }
     p.validate().map_err(|e| policy_message(&e))?;
     Ok(p)
-}
-
-/// The execution record a failed call carries in its message, if `message` has one.
-pub fn result_in_error(message: &str) -> Option<Value> {
-    let (_, json) = message.rsplit_once(RESULT_MARKER)?;
-    serde_json::from_str(json).ok()
 }
 
 /// Text for a templated value: strings as they are, anything else as JSON.
@@ -390,10 +381,10 @@ impl Tool for SandboxStep {
             &report,
         )?;
         match failure(&out, &call.policy) {
-            Some(line) if !call.allow_failure => Err(Error::Failed(format!(
-                "{line}{RESULT_MARKER}{}",
-                serde_json::to_string(&v).unwrap_or_default()
-            ))),
+            Some(line) if !call.allow_failure => Err(Error::SandboxFailed {
+                message: line,
+                record: Box::new(v),
+            }),
             _ => Ok(v),
         }
     }
@@ -514,25 +505,30 @@ mod tests {
             ),
             "{m}"
         );
-        let rec = result_in_error(&m).unwrap();
+        let Error::SandboxFailed { record: rec, .. } = e else {
+            panic!("{e:?}")
+        };
         assert_eq!(rec["exit_code"], 3);
         assert_eq!(rec["stdout"], "out\n");
         assert_eq!(rec["policy"]["tier"], "process");
 
         let (_, t) = tool(None, StopReason::TimeLimit);
-        let m = t
+        let e = t
             .call(
                 json!({"command": "sleep 9", "policy": {"time": "2s"}}),
                 &ToolContext::default(),
             )
             .await
-            .unwrap_err()
-            .to_string();
+            .unwrap_err();
+        let m = e.to_string();
         assert!(
             m.starts_with("the sandboxed command was stopped by the time limit (2s)"),
             "{m}"
         );
-        assert_eq!(result_in_error(&m).unwrap()["stop_reason"], "time_limit");
+        let Error::SandboxFailed { record, .. } = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(record["stop_reason"], "time_limit");
     }
 
     #[tokio::test]

@@ -20,9 +20,24 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Cancelled,
+    /// Shown, never stored: the run log says `running` but no live process holds the run (it
+    /// was killed, or its host went away). `baton resume` continues it.
+    Interrupted,
 }
 
 impl RunStatus {
+    /// Every status, in the order people read them.
+    pub const ALL: [RunStatus; 8] = [
+        Self::Pending,
+        Self::Running,
+        Self::Interrupted,
+        Self::Paused,
+        Self::Waiting,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
     }
@@ -35,6 +50,7 @@ impl RunStatus {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
         }
     }
 }
@@ -50,6 +66,7 @@ impl std::str::FromStr for RunStatus {
             "succeeded" => Self::Succeeded,
             "failed" => Self::Failed,
             "cancelled" => Self::Cancelled,
+            "interrupted" => Self::Interrupted,
             _ => return Err(format!("unknown run status '{s}'")),
         })
     }
@@ -115,13 +132,63 @@ pub enum StepErrorKind {
 }
 
 /// A step's error, as logged.
+///
+/// A failed `sandbox:` step carries its execution record in [`StepError::sandbox`]. The run
+/// log keeps the format it always had: the record follows the message after
+/// [`SANDBOX_RECORD_MARKER`], so logs written before the field existed read the same (this
+/// serde conversion is the only place that knows the marker).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(from = "LoggedStepError", into = "LoggedStepError")]
 pub struct StepError {
     pub kind: StepErrorKind,
+    /// What went wrong, one line for people (without the sandbox record).
     pub message: String,
     /// Whether another attempt may succeed (a retry policy only retries these).
-    #[serde(default)]
     pub retryable: bool,
+    /// The execution record of a failed sandbox run (the JSON `sandbox.step` returns).
+    pub sandbox: Option<Box<Value>>,
+}
+
+/// Where a sandbox execution record starts in a logged error message.
+pub const SANDBOX_RECORD_MARKER: &str = "\nsandbox result: ";
+
+/// A step's error, as logged.
+#[derive(Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "StepError")]
+struct LoggedStepError {
+    kind: StepErrorKind,
+    message: String,
+    /// Whether another attempt may succeed (a retry policy only retries these).
+    #[serde(default)]
+    retryable: bool,
+}
+
+impl From<LoggedStepError> for StepError {
+    fn from(e: LoggedStepError) -> Self {
+        let (message, sandbox) = match e.message.rsplit_once(SANDBOX_RECORD_MARKER) {
+            Some((line, json)) => match serde_json::from_str::<Value>(json) {
+                Ok(record) => (line.to_string(), Some(Box::new(record))),
+                Err(_) => (e.message, None),
+            },
+            None => (e.message, None),
+        };
+        StepError {
+            kind: e.kind,
+            message,
+            retryable: e.retryable,
+            sandbox,
+        }
+    }
+}
+
+impl From<StepError> for LoggedStepError {
+    fn from(e: StepError) -> Self {
+        LoggedStepError {
+            message: e.logged_message().into_owned(),
+            kind: e.kind,
+            retryable: e.retryable,
+        }
+    }
 }
 
 impl StepError {
@@ -133,6 +200,7 @@ impl StepError {
                 kind,
                 StepErrorKind::Execution | StepErrorKind::Timeout | StepErrorKind::Model
             ),
+            sandbox: None,
         }
     }
     pub fn fatal(kind: StepErrorKind, message: impl Into<String>) -> Self {
@@ -140,6 +208,26 @@ impl StepError {
             kind,
             message: message.into(),
             retryable: false,
+            sandbox: None,
+        }
+    }
+
+    /// The same error with `sandbox` as its execution record.
+    pub fn with_sandbox(mut self, record: Value) -> Self {
+        self.sandbox = Some(Box::new(record));
+        self
+    }
+
+    /// The message with the sandbox record after it, as the run log writes it (and as
+    /// `steps.<id>.error` and a failed run's error have always shown it).
+    pub fn logged_message(&self) -> std::borrow::Cow<'_, str> {
+        match &self.sandbox {
+            None => std::borrow::Cow::Borrowed(&self.message),
+            Some(record) => std::borrow::Cow::Owned(format!(
+                "{}{SANDBOX_RECORD_MARKER}{}",
+                self.message,
+                serde_json::to_string(record).unwrap_or_default()
+            )),
         }
     }
 }
@@ -340,4 +428,45 @@ pub struct EventRecord {
     pub at_ms: i64,
     #[serde(flatten)]
     pub event: Event,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_sandbox_record_is_logged_after_the_message_and_read_back() {
+        let e = StepError::new(StepErrorKind::Execution, "exited with code 3")
+            .with_sandbox(json!({ "exit_code": 3, "stdout": "x" }));
+        let logged = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            logged["message"],
+            "exited with code 3\nsandbox result: {\"exit_code\":3,\"stdout\":\"x\"}"
+        );
+        let back: StepError = serde_json::from_value(logged).unwrap();
+        assert_eq!(back, e);
+        assert_eq!(back.message, "exited with code 3");
+    }
+
+    #[test]
+    fn errors_without_a_record_log_as_before() {
+        let e = StepError::fatal(StepErrorKind::Template, "undefined value");
+        let logged = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            logged,
+            json!({ "kind": "template", "message": "undefined value", "retryable": false })
+        );
+        let old: StepError =
+            serde_json::from_value(json!({ "kind": "template", "message": "m" })).unwrap();
+        assert_eq!(old, StepError::fatal(StepErrorKind::Template, "m"));
+        // A marker followed by something that is not JSON stays part of the message.
+        let odd: StepError = serde_json::from_value(
+            json!({ "kind": "execution", "message": "a\nsandbox result: {oops" }),
+        )
+        .unwrap();
+        assert_eq!(odd.message, "a\nsandbox result: {oops");
+        assert!(odd.sandbox.is_none());
+    }
 }

@@ -1,13 +1,15 @@
 //! The canonical form of a workflow: a graph of nodes and edges.
 //!
 //! The document's sugar (sequence by default, `next`, `then`/`else`, `switch`, nested
-//! `parallel`/`steps`) becomes explicit edges here; `Graph::to_doc` gives the same document
+//! `parallel`/`steps`) becomes explicit edges here (read from the document's
+//! [`Flow`](crate::flow::Flow), the same successors the engine follows); `Graph::to_doc` gives the same document
 //! back, so the CLI, the API and the visual builder can all edit either form without loss.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{END, Step, StepKind, StepTag, WorkflowDoc};
+use crate::flow::{Flow, Target};
+use crate::{Step, StepTag, WorkflowDoc};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Graph {
@@ -67,7 +69,8 @@ impl Graph {
             nodes: Vec::new(),
             edges: Vec::new(),
         };
-        add_seq(&mut g, &doc.steps, None, false);
+        add_nodes(&mut g, &doc.steps, None, false);
+        add_step_edges(&mut g, doc);
         for e in &doc.edges {
             g.edges.push(Edge {
                 from: e.from.clone(),
@@ -96,8 +99,9 @@ impl Graph {
     }
 }
 
-fn add_seq(g: &mut Graph, steps: &[Step], parent: Option<&str>, branch: bool) {
-    for (i, s) in steps.iter().enumerate() {
+/// The steps as nodes, parents before children, in document order.
+fn add_nodes(g: &mut Graph, steps: &[Step], parent: Option<&str>, branch: bool) {
+    for s in steps {
         let mut own = s.clone();
         if let Some(children) = own.children_mut() {
             children.clear();
@@ -109,52 +113,27 @@ fn add_seq(g: &mut Graph, steps: &[Step], parent: Option<&str>, branch: bool) {
             branch,
             step: own,
         });
-        // In a parallel list each item is its own branch: no sequence between them.
-        let seq_next = if branch {
-            None
-        } else {
-            steps.get(i + 1).map(|n| n.id.clone())
-        };
-        let mut edge = |to: String, kind, when: Option<String>| {
-            g.edges.push(Edge {
-                from: s.id.clone(),
-                to,
-                kind,
-                when,
-            });
-        };
-        match &s.kind {
-            StepKind::Condition(c) => {
-                let dflt = seq_next.clone().unwrap_or_else(|| END.into());
-                edge(
-                    c.then.clone().unwrap_or_else(|| dflt.clone()),
-                    EdgeKind::Then,
-                    Some(c.condition.clone()),
-                );
-                edge(c.otherwise.clone().unwrap_or(dflt), EdgeKind::Else, None);
-            }
-            StepKind::Switch(sw) => {
-                for c in &sw.cases {
-                    edge(c.goto.clone(), EdgeKind::Case, Some(c.when.clone()));
-                }
-                let d = sw
-                    .default
-                    .clone()
-                    .or(seq_next.clone())
-                    .unwrap_or_else(|| END.into());
-                edge(d, EdgeKind::Default, None);
-            }
-            _ => match (&s.next, seq_next) {
-                (Some(n), _) => edge(n.clone(), EdgeKind::Next, None),
-                (None, Some(n)) => edge(n, EdgeKind::Sequence, None),
-                (None, None) => {}
-            },
-        }
-        if let Some(crate::OnError::Goto(t)) = &s.on_error {
-            edge(t.clone(), EdgeKind::OnError, None);
-        }
         let branches = s.tag() == StepTag::Parallel;
-        add_seq(g, s.children(), Some(&s.id), branches);
+        add_nodes(g, s.children(), Some(&s.id), branches);
+    }
+}
+
+/// The steps' own edges, from the document's [`Flow`]. The end of a list is implicit (no
+/// `sequence` edge to `end`); the document's `edges:` are written by the caller as they are,
+/// unknown steps included.
+fn add_step_edges(g: &mut Graph, doc: &WorkflowDoc) {
+    let flow = Flow::build(doc);
+    for e in &flow.edges {
+        let implicit_end = e.kind == EdgeKind::Sequence && e.target == Ok(Target::End);
+        if e.kind == EdgeKind::Explicit || implicit_end {
+            continue;
+        }
+        g.edges.push(Edge {
+            from: flow.steps[e.from].step.id.clone(),
+            to: e.to.to_string(),
+            kind: e.kind,
+            when: e.when.map(str::to_string),
+        });
     }
 }
 

@@ -3,17 +3,22 @@
 
 pub mod duration;
 pub mod event;
+pub mod flow;
 pub mod graph;
 pub mod ids;
 pub mod step;
+pub mod step_path;
 pub mod tool;
 pub mod workflow;
 
 pub use duration::Dur;
 pub use event::{
-    Event, EventRecord, PauseReason, Progress, RunStatus, StepError, StepErrorKind, Usage,
+    Event, EventRecord, PauseReason, Progress, RunStatus, SANDBOX_RECORD_MARKER, StepError,
+    StepErrorKind, Usage,
 };
+pub use flow::Flow;
 pub use ids::RunId;
 pub use step::*;
+pub use step_path::StepPath;
 pub use tool::ToolSpec;
 pub use workflow::*;

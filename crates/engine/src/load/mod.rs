@@ -26,7 +26,7 @@ use std::path::Path;
 
 use baton_types::WorkflowDoc;
 
-pub use semantic::{MAX_RETRIES, MAX_STEPS, expand_env, validate};
+pub use semantic::{MAX_RETRIES, MAX_STEPS, validate};
 
 /// Files larger than this are refused before they are read.
 pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;

@@ -11,15 +11,15 @@ mod document;
 mod steps;
 mod templates;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
-use baton_types::{END, OnError, Step, StepKind, WorkflowDoc};
+use baton_types::flow::{Flow, Target, Unresolved};
+use baton_types::graph::EdgeKind;
+use baton_types::{Step, StepKind, WorkflowDoc};
 
 use super::suggest::{closest, hint};
 use super::{Diagnostic, Loaded, ValidationEnv, index_path, key_path};
 use crate::template;
-
-pub use agents::expand_env;
 
 /// Most retries a step may ask for.
 pub const MAX_RETRIES: u32 = 100;
@@ -41,23 +41,8 @@ struct Info<'d> {
     step: &'d Step,
     path: String,
     scope: usize,
-    /// Position in its scope's list.
-    index: usize,
     /// Item names of the maps whose body holds this step.
     items: Vec<String>,
-}
-
-struct Scope {
-    /// The step whose list this is; `None` for the top level.
-    container: Option<usize>,
-    parallel: bool,
-    members: Vec<usize>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-enum Target {
-    Step(usize),
-    End,
 }
 
 struct Checker<'a, 'd> {
@@ -65,7 +50,8 @@ struct Checker<'a, 'd> {
     doc: &'d WorkflowDoc,
     env: &'a ValidationEnv<'a>,
     infos: Vec<Info<'d>>,
-    scopes: Vec<Scope>,
+    /// The document's control flow: scopes (numbered as `Info::scope`), successors, loops.
+    flow: Flow<'d>,
     /// First step with each id.
     ids: HashMap<&'d str, usize>,
     children: Vec<Vec<usize>>,
@@ -90,7 +76,7 @@ impl<'a, 'd> Checker<'a, 'd> {
             doc: &loaded.doc,
             env,
             infos: Vec::new(),
-            scopes: Vec::new(),
+            flow: Flow::build(&loaded.doc),
             ids: HashMap::new(),
             children: Vec::new(),
             succ: Vec::new(),
@@ -99,7 +85,7 @@ impl<'a, 'd> Checker<'a, 'd> {
             out: Vec::new(),
             globals,
         };
-        c.collect(&loaded.doc.steps, "steps", None, false, &[]);
+        c.collect(&loaded.doc.steps, "steps", None, &[]);
         c
     }
 
@@ -113,42 +99,35 @@ impl<'a, 'd> Checker<'a, 'd> {
         steps: &'d [Step],
         list_path: &str,
         container: Option<usize>,
-        parallel: bool,
         items: &[String],
     ) {
-        let scope = self.scopes.len();
-        self.scopes.push(Scope {
-            container,
-            parallel,
-            members: Vec::new(),
-        });
         for (index, step) in steps.iter().enumerate() {
             let me = self.infos.len();
             let path = index_path(list_path, index);
+            // The flow numbers steps and scopes in this same order.
+            let scope = self.flow.steps.get(me).map_or(0, |s| s.scope);
             self.infos.push(Info {
                 step,
                 path: path.clone(),
                 scope,
-                index,
                 items: items.to_vec(),
             });
             self.children.push(Vec::new());
-            self.scopes[scope].members.push(me);
             if let Some(c) = container {
                 self.children[c].push(me);
             }
             match &step.kind {
                 StepKind::Parallel(p) => {
                     let at = key_path(&path, "parallel");
-                    self.collect(&p.branches, &at, Some(me), true, items);
+                    self.collect(&p.branches, &at, Some(me), items);
                 }
                 StepKind::Map(m) => {
                     let mut inner = items.to_vec();
                     inner.push(m.map.item.clone().unwrap_or_else(|| "item".into()));
-                    self.collect(&m.steps, &key_path(&path, "steps"), Some(me), false, &inner);
+                    self.collect(&m.steps, &key_path(&path, "steps"), Some(me), &inner);
                 }
                 StepKind::Group(body) => {
-                    self.collect(body, &key_path(&path, "steps"), Some(me), false, items);
+                    self.collect(body, &key_path(&path, "steps"), Some(me), items);
                 }
                 _ => {}
             }
@@ -174,7 +153,7 @@ impl<'a, 'd> Checker<'a, 'd> {
         }
         self.build_flow();
         self.check_edges();
-        for s in 0..self.scopes.len() {
+        for s in 0..self.flow.scopes.len() {
             self.check_reachability(s);
             self.check_loops(s);
         }
@@ -184,43 +163,43 @@ impl<'a, 'd> Checker<'a, 'd> {
 
     // ---- control flow ------------------------------------------------------------------
 
-    /// Resolves a jump target; reports unknown targets and targets outside the step's list.
-    fn target(&mut self, from: usize, target: &str, path: String, what: &str) -> Option<Target> {
-        if target == END {
-            return Some(Target::End);
-        }
+    fn report_target(
+        &mut self,
+        from: usize,
+        target: &str,
+        why: Unresolved,
+        path: String,
+        what: &str,
+    ) {
         let scope = self.infos[from].scope;
-        match self.ids.get(target).copied() {
-            Some(t) if self.infos[t].scope == scope => Some(Target::Step(t)),
-            Some(_) => {
+        match why {
+            Unresolved::OtherList => {
                 let here = self.scope_phrase(scope);
                 self.error(path, format!("step `{target}` is not in the same list as step `{}` ({here}): {what} can only go to steps of that list, or `end` to leave it", self.infos[from].step.id));
-                None
             }
-            None => {
-                let same: Vec<&str> = self.scopes[scope]
+            Unresolved::Unknown => {
+                let same: Vec<&str> = self.flow.scopes[scope]
                     .members
                     .iter()
                     .map(|m| self.infos[*m].step.id.as_str())
                     .collect();
-                let all: Vec<&str> = self.ids.keys().copied().collect();
+                let all: Vec<&str> = self.flow.ids.keys().copied().collect();
                 let suggestion = closest(target, same.iter().copied())
                     .or_else(|| closest(target, all.iter().copied()));
                 let h = suggestion
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
                 self.error(path, format!("{what} refers to unknown step `{target}`{h}"));
-                None
             }
         }
     }
 
     fn scope_phrase(&self, scope: usize) -> String {
-        match self.scopes[scope].container {
+        match self.flow.scopes[scope].container {
             None => "the top-level steps".into(),
             Some(c) => {
                 let s = self.infos[c].step;
-                if self.scopes[scope].parallel {
+                if self.flow.scopes[scope].parallel {
                     format!("the branches of `{}`", s.id)
                 } else if matches!(s.kind, StepKind::Map(_)) {
                     format!("the body of map `{}`", s.id)
@@ -231,65 +210,39 @@ impl<'a, 'd> Checker<'a, 'd> {
         }
     }
 
+    /// Reports the jump targets the flow could not resolve, at the field that names them,
+    /// and takes the flow's successors.
     fn build_flow(&mut self) {
-        self.succ = vec![Vec::new(); self.infos.len()];
-        for i in 0..self.infos.len() {
-            let step = self.infos[i].step;
-            let path = self.infos[i].path.clone();
-            let scope = &self.scopes[self.infos[i].scope];
-            // In a parallel list every item is its own branch: nothing follows it.
-            let seq_next = if scope.parallel {
-                Target::End
-            } else {
-                scope
-                    .members
-                    .get(self.infos[i].index + 1)
-                    .map(|n| Target::Step(*n))
-                    .unwrap_or(Target::End)
+        let unresolved: Vec<(usize, EdgeKind, usize, &'d str, Unresolved)> = self
+            .flow
+            .edges
+            .iter()
+            .filter_map(|e| Some((e.from, e.kind, e.index, e.to, e.target.err()?)))
+            .collect();
+        for (from, kind, index, to, why) in unresolved {
+            let path = self.infos[from].path.clone();
+            let (path, what) = match kind {
+                EdgeKind::Then => (key_path(&path, "then"), "`then`"),
+                EdgeKind::Else => (key_path(&path, "else"), "`else`"),
+                EdgeKind::Case => {
+                    let cases = key_path(&key_path(&path, "switch"), "cases");
+                    (key_path(&index_path(&cases, index), "goto"), "`goto`")
+                }
+                EdgeKind::Default => (key_path(&key_path(&path, "switch"), "default"), "`default`"),
+                EdgeKind::Next => (key_path(&path, "next"), "`next`"),
+                EdgeKind::OnError => (key_path(&path, "on_error"), "`on_error: goto`"),
+                EdgeKind::Explicit => (key_path(&index_path("edges", index), "to"), "edge target"),
+                EdgeKind::Sequence => continue,
             };
-            let mut succ = Vec::new();
-            match &step.kind {
-                StepKind::Condition(c) => {
-                    for (field, t) in [("then", &c.then), ("else", &c.otherwise)] {
-                        match t {
-                            Some(t) => succ.extend(self.target(
-                                i,
-                                t,
-                                key_path(&path, field),
-                                &format!("`{field}`"),
-                            )),
-                            None => succ.push(seq_next),
-                        }
-                    }
-                }
-                StepKind::Switch(sw) => {
-                    let sp = key_path(&path, "switch");
-                    for (n, case) in sw.cases.iter().enumerate() {
-                        let cp = key_path(&index_path(&key_path(&sp, "cases"), n), "goto");
-                        succ.extend(self.target(i, &case.goto, cp, "`goto`"));
-                    }
-                    match &sw.default {
-                        Some(d) => {
-                            succ.extend(self.target(i, d, key_path(&sp, "default"), "`default`"))
-                        }
-                        None => succ.push(seq_next),
-                    }
-                }
-                _ => match &step.next {
-                    Some(n) => succ.extend(self.target(i, n, key_path(&path, "next"), "`next`")),
-                    None => succ.push(seq_next),
-                },
-            }
-            if let Some(OnError::Goto(t)) = &step.on_error {
-                succ.extend(self.target(i, t, key_path(&path, "on_error"), "`on_error: goto`"));
-            }
-            self.succ[i] = succ;
+            self.report_target(from, to, why, path, what);
         }
+        self.succ = self.flow.successors();
     }
 
     fn check_edges(&mut self) {
         for (n, edge) in self.doc.edges.iter().enumerate() {
             let ep = index_path("edges", n);
+            // Targets are the flow's (see `build_flow`).
             let Some(from) = self.ids.get(edge.from.as_str()).copied() else {
                 let all: Vec<&str> = self.ids.keys().copied().collect();
                 self.error(
@@ -302,9 +255,6 @@ impl<'a, 'd> Checker<'a, 'd> {
                 );
                 continue;
             };
-            if let Some(t) = self.target(from, &edge.to, key_path(&ep, "to"), "edge target") {
-                self.succ[from].push(t);
-            }
             // The engine takes `next` before any edge: such an edge is dead.
             if let Some(next) = &self.infos[from].step.next {
                 self.error(
@@ -319,173 +269,35 @@ impl<'a, 'd> Checker<'a, 'd> {
     }
 
     fn check_reachability(&mut self, scope: usize) {
-        let members = self.scopes[scope].members.clone();
-        if members.is_empty() {
-            return;
-        }
-        let starts: Vec<usize> = if self.scopes[scope].parallel {
-            members.clone()
-        } else {
-            vec![members[0]]
-        };
-        let mut seen: HashSet<usize> = starts.iter().copied().collect();
-        let mut queue: VecDeque<usize> = starts.into_iter().collect();
-        while let Some(n) = queue.pop_front() {
-            for t in &self.succ[n] {
-                if let Target::Step(s) = t
-                    && seen.insert(*s)
-                {
-                    queue.push_back(*s);
-                }
-            }
-        }
         let phrase = self.scope_phrase(scope);
-        for m in members {
-            if !seen.contains(&m) {
-                let id = self.infos[m].step.id.clone();
-                let path = self.infos[m].path.clone();
-                self.error(path, format!("step `{id}` can never run: nothing leads to it from the start of {phrase} (a step runs after the one before it, unless that one jumps away with `next`, `then`/`else`, `switch` or `end`)"));
-            }
+        for m in self.flow.unreachable(scope, &self.succ) {
+            let id = self.infos[m].step.id.clone();
+            let path = self.infos[m].path.clone();
+            self.error(path, format!("step `{id}` can never run: nothing leads to it from the start of {phrase} (a step runs after the one before it, unless that one jumps away with `next`, `then`/`else`, `switch` or `end`)"));
         }
     }
 
     /// Every cycle must hold a step with `max_visits`: remove those steps, and whatever cycle
     /// is left is a loop that could run forever.
     fn check_loops(&mut self, scope: usize) {
-        let members: Vec<usize> = self.scopes[scope]
-            .members
-            .iter()
-            .copied()
-            .filter(|m| self.infos[*m].step.max_visits.is_none())
+        let bounded = |m: usize| self.infos[m].step.max_visits.is_some();
+        let found: Vec<(String, String)> = self
+            .flow
+            .unbounded_loops(scope, &self.succ, &bounded)
+            .into_iter()
+            .map(|cycle| {
+                let names: Vec<String> = cycle
+                    .iter()
+                    .map(|n| format!("`{}`", self.infos[*n].step.id))
+                    .collect();
+                let path = self.infos[cycle[0]].path.clone();
+                (path, format!("loop without `max_visits`: {}; give one of these steps `max_visits` so the loop cannot run forever", names.join(" → ")))
+            })
             .collect();
-        let inside: HashSet<usize> = members.iter().copied().collect();
-        let edges = |n: usize| -> Vec<usize> {
-            self.succ[n]
-                .iter()
-                .filter_map(|t| match t {
-                    Target::Step(s) if inside.contains(s) => Some(*s),
-                    _ => None,
-                })
-                .collect()
-        };
-        let mut found = Vec::new();
-        for component in strongly_connected(&members, &edges) {
-            let first = component.iter().copied().min().unwrap_or(0);
-            let looping = component.len() > 1 || edges(first).contains(&first);
-            if !looping {
-                continue;
-            }
-            let set: HashSet<usize> = component.iter().copied().collect();
-            let cycle = find_cycle(first, &set, &edges);
-            let names: Vec<String> = cycle
-                .iter()
-                .map(|n| format!("`{}`", self.infos[*n].step.id))
-                .collect();
-            let path = self.infos[first].path.clone();
-            found.push((path, format!("loop without `max_visits`: {}; give one of these steps `max_visits` so the loop cannot run forever", names.join(" → "))));
-        }
         for (path, message) in found {
             self.error(path, message);
         }
     }
-}
-
-/// Tarjan's algorithm, iterative (no recursion on user input).
-fn strongly_connected(nodes: &[usize], edges: &dyn Fn(usize) -> Vec<usize>) -> Vec<Vec<usize>> {
-    let mut index: HashMap<usize, usize> = HashMap::new();
-    let mut low: HashMap<usize, usize> = HashMap::new();
-    let mut on_stack: HashSet<usize> = HashSet::new();
-    let mut stack: Vec<usize> = Vec::new();
-    let mut out = Vec::new();
-    let mut counter = 0;
-    for &root in nodes {
-        if index.contains_key(&root) {
-            continue;
-        }
-        let mut work: Vec<(usize, Vec<usize>, usize)> = vec![(root, edges(root), 0)];
-        index.insert(root, counter);
-        low.insert(root, counter);
-        counter += 1;
-        stack.push(root);
-        on_stack.insert(root);
-        while let Some((v, succ, pos)) = work.last_mut() {
-            let v = *v;
-            if *pos < succ.len() {
-                let w = succ[*pos];
-                *pos += 1;
-                if let std::collections::hash_map::Entry::Vacant(e) = index.entry(w) {
-                    e.insert(counter);
-                    low.insert(w, counter);
-                    counter += 1;
-                    stack.push(w);
-                    on_stack.insert(w);
-                    let ws = edges(w);
-                    work.push((w, ws, 0));
-                } else if on_stack.contains(&w) {
-                    let lw = index[&w].min(low[&v]);
-                    low.insert(v, lw);
-                }
-            } else {
-                work.pop();
-                if let Some((parent, _, _)) = work.last() {
-                    let lp = low[parent].min(low[&v]);
-                    low.insert(*parent, lp);
-                }
-                if low[&v] == index[&v] {
-                    let mut component = Vec::new();
-                    while let Some(w) = stack.pop() {
-                        on_stack.remove(&w);
-                        component.push(w);
-                        if w == v {
-                            break;
-                        }
-                    }
-                    component.sort_unstable();
-                    out.push(component);
-                }
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// A cycle through `start` inside `set`, as `start, ..., start`.
-fn find_cycle(
-    start: usize,
-    set: &HashSet<usize>,
-    edges: &dyn Fn(usize) -> Vec<usize>,
-) -> Vec<usize> {
-    let mut prev: HashMap<usize, usize> = HashMap::new();
-    let mut queue = VecDeque::from([start]);
-    let mut seen = HashSet::from([start]);
-    while let Some(n) = queue.pop_front() {
-        let mut next = edges(n);
-        next.sort_unstable();
-        for w in next {
-            if !set.contains(&w) {
-                continue;
-            }
-            if w == start {
-                // Walk back from `n` to `start`, then read it forwards.
-                let mut back = Vec::new();
-                let mut cur = n;
-                while cur != start {
-                    back.push(cur);
-                    cur = prev.get(&cur).copied().unwrap_or(start);
-                }
-                let mut ordered = vec![start];
-                ordered.extend(back.into_iter().rev());
-                ordered.push(start);
-                return ordered;
-            }
-            if seen.insert(w) {
-                prev.insert(w, n);
-                queue.push_back(w);
-            }
-        }
-    }
-    vec![start, start]
 }
 
 #[cfg(test)]
@@ -632,25 +444,5 @@ mod tests {
             "{HEAD}steps:\n  - id: p\n    parallel:\n      - {{ id: a, tool: echo }}\n      - {{ id: b, tool: echo }}\n    join: {{ strategy: any }}\n  - {{ id: c, tool: echo, with: {{ x: '{{{{ steps.a.output }}}} {{{{ steps.b.output }}}}' }} }}\n"
         ));
         assert!(p.is_empty(), "{p:?}");
-    }
-
-    #[test]
-    fn cycles_are_found() {
-        // 0 -> 1 -> 2 -> 0, 3 -> 3, 4 alone.
-        let edges = |n: usize| -> Vec<usize> {
-            match n {
-                0 => vec![1],
-                1 => vec![2],
-                2 => vec![0, 4],
-                3 => vec![3],
-                _ => vec![],
-            }
-        };
-        let sccs = strongly_connected(&[0, 1, 2, 3, 4], &edges);
-        assert_eq!(sccs, vec![vec![0, 1, 2], vec![3], vec![4]]);
-        let set: HashSet<usize> = [0, 1, 2].into();
-        assert_eq!(find_cycle(0, &set, &edges), vec![0, 1, 2, 0]);
-        let set: HashSet<usize> = [3].into();
-        assert_eq!(find_cycle(3, &set, &edges), vec![3, 3]);
     }
 }

@@ -4,8 +4,8 @@ use std::time::Duration;
 use baton_llm::openai::{OpenAi, Options};
 use baton_llm::pricing::Price;
 use baton_llm::{
-    ChatModel, ChatRequest, Chunk, Error, Message, ResponseFormat, StopReason, ToolCall, ToolSpec,
-    Usage,
+    ChatModel, ChatRequest, Chunk, Error, Message, ResponseFormat, StopReason, StructuredOutput,
+    ToolCall, ToolSpec, Usage,
 };
 use serde_json::json;
 
@@ -334,19 +334,19 @@ async fn request_hook_and_extra_body_shape_the_request() {
 }
 
 #[tokio::test]
-async fn schema_without_server_support_falls_back_to_json_mode() {
+async fn structured_output_json_object_sends_the_schema_in_a_system_message() {
     let server = serve(&["openai/json_mode.json"]).await;
     let ep = endpoint(&server, "/v1", "old");
     let m = OpenAi::new(
         ep,
         Options {
-            json_schema: false,
+            structured_output: StructuredOutput::JsonObject,
             stream_usage: false,
             ..Default::default()
         },
     )
     .unwrap();
-    assert!(!m.capabilities().json_schema);
+    assert!(m.capabilities().json_schema);
     let req = ChatRequest {
         model: "qwen2.5".into(),
         messages: vec![Message::user("Give me a JSON object with ok=true.")],
@@ -358,7 +358,11 @@ async fn schema_without_server_support_falls_back_to_json_mode() {
     };
     m.complete(req).await.unwrap();
     let sent = server.requests()[0].json().unwrap();
-    assert_eq!(sent["response_format"], json!({"type": "json_object"}));
+    // `schema` is llama.cpp's extension of JSON mode; other servers ignore it.
+    assert_eq!(
+        sent["response_format"],
+        json!({"type": "json_object", "schema": {"type": "object"}})
+    );
     assert_eq!(sent["messages"][0]["role"], "system");
     assert!(
         sent["messages"][0]["content"]

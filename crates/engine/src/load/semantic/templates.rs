@@ -293,7 +293,7 @@ impl Checker<'_, '_> {
     /// Whether `ancestor` encloses `node` (at any depth).
     fn is_descendant(&self, node: usize, ancestor: usize) -> bool {
         let mut n = node;
-        while let Some(c) = self.scopes[self.infos[n].scope].container {
+        while let Some(c) = self.flow.scopes[self.infos[n].scope].container {
             if c == ancestor {
                 return true;
             }
@@ -311,7 +311,7 @@ impl Checker<'_, '_> {
         let mut t = target;
         loop {
             by_scope.insert(self.infos[t].scope, t);
-            match self.scopes[self.infos[t].scope].container {
+            match self.flow.scopes[self.infos[t].scope].container {
                 Some(c) => t = c,
                 None => break,
             }
@@ -324,7 +324,7 @@ impl Checker<'_, '_> {
             {
                 return true;
             }
-            match self.scopes[scope].container {
+            match self.flow.scopes[scope].container {
                 Some(c) => r = c,
                 None => return false,
             }

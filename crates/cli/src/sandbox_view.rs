@@ -1,0 +1,236 @@
+//! Sandbox executions found in a run's log, and how `runs show` prints them.
+
+use baton_engine::Program;
+use baton_types::Event;
+use serde_json::Value;
+
+/// One sandbox execution found in a run's log: a `sandbox:` step's result (succeeded, or
+/// carried by its failure) or an agent's `sandbox.exec` call.
+pub struct SandboxRecord {
+    pub step: String,
+    /// Which run of the step (a loop runs it again) and which attempt of that run.
+    pub visit: Option<u32>,
+    pub attempt: Option<u32>,
+    /// `step` (a `sandbox:` step) or the tool an agent called.
+    pub via: &'static str,
+    pub record: Value,
+}
+
+fn is_exec_record(v: &Value) -> bool {
+    v.get("stop_reason").is_some() && v.get("policy").is_some_and(|p| p.get("tier").is_some())
+}
+
+pub fn sandbox_records(
+    evs: &[baton_types::EventRecord],
+    program: Option<&Program>,
+) -> Vec<SandboxRecord> {
+    let is_sandbox_step = |step: &str| {
+        let id = baton_types::StepPath::parse(step).id();
+        program
+            .and_then(|p| p.node_by_id(id))
+            .is_some_and(|n| matches!(n.kind, baton_engine::program::NodeKind::Sandbox))
+    };
+    // Step -> (visit, attempt) of its latest start.
+    let mut started: std::collections::HashMap<&str, (u32, u32)> = Default::default();
+    let mut out = Vec::new();
+    for e in evs {
+        let (step, attempt, via, record) = match &e.event {
+            Event::StepStarted {
+                step,
+                attempt,
+                visit,
+                ..
+            } => {
+                started.insert(step, (*visit, *attempt));
+                continue;
+            }
+            Event::StepSucceeded { step, output, .. }
+                if is_sandbox_step(step) && is_exec_record(output) =>
+            {
+                (step, None, "step", output.clone())
+            }
+            Event::StepFailed {
+                step,
+                attempt,
+                error,
+                ..
+            } if is_sandbox_step(step) => match &error.sandbox {
+                Some(record) => (step, Some(*attempt), "step", (**record).clone()),
+                None => continue,
+            },
+            Event::StepProgress {
+                step,
+                progress: baton_types::Progress::ToolResult { tool, output, .. },
+            } if tool == "sandbox.exec" && is_exec_record(output) => {
+                (step, None, "sandbox.exec", output.clone())
+            }
+            _ => continue,
+        };
+        let (visit, last) = started.get(step.as_str()).copied().unzip();
+        out.push(SandboxRecord {
+            step: step.clone(),
+            visit,
+            attempt: attempt.or(last),
+            via,
+            record,
+        });
+    }
+    out
+}
+
+fn fmt_bytes(b: u64) -> String {
+    if b >= 1 << 20 {
+        format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", b as f64 / 1024.0)
+    }
+}
+
+/// One execution in a few lines: what ran where, under which limits, what it used, why it
+/// stopped, what the scan found and which hosts it tried.
+pub fn describe_sandbox(r: &SandboxRecord) -> Vec<String> {
+    let v = &r.record;
+    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
+    let visit = r
+        .visit
+        .filter(|v| *v > 1)
+        .map(|v| format!(" visit {v}"))
+        .unwrap_or_default();
+    let attempt = r
+        .attempt
+        .map(|a| format!(" attempt {a}"))
+        .unwrap_or_default();
+    let exit = match (
+        v.get("exit_code").and_then(Value::as_i64),
+        v.get("signal").and_then(Value::as_i64),
+    ) {
+        (Some(c), _) => format!("exit {c}"),
+        (None, Some(sig)) => format!("signal {sig}"),
+        _ => "no exit code".into(),
+    };
+    let ms = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_f64)
+            .map(|m| format!("{m:.0}ms"))
+    };
+    let mut usage = format!("wall {}", ms("wall_time").unwrap_or_else(|| "?".into()));
+    if let Some(c) = ms("cpu_time") {
+        usage.push_str(&format!(", cpu {c}"));
+    }
+    if let Some(m) = v.get("peak_memory_bytes").and_then(Value::as_u64) {
+        usage.push_str(&format!(", peak memory {}", fmt_bytes(m)));
+    }
+    let mut lines = vec![format!(
+        "  {}{visit}{attempt} ({}): tier {}, {}, {exit}; {usage}",
+        r.step,
+        r.via,
+        s("tier"),
+        s("stop_reason"),
+    )];
+    if let Some(argv) = v["request"]["argv"].as_array() {
+        let argv: Vec<String> = argv
+            .iter()
+            .map(|a| {
+                let a = a.as_str().unwrap_or_default();
+                if a.contains(char::is_whitespace) || a.is_empty() {
+                    format!("{a:?}")
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect();
+        let files: Vec<String> = v["request"]["files"]
+            .as_object()
+            .map(|f| f.iter().map(|(k, n)| format!("{k} {n} B")).collect())
+            .unwrap_or_default();
+        let mut line = format!("    command: {}", argv.join(" "));
+        if !files.is_empty() {
+            line.push_str(&format!(" (files: {})", files.join(", ")));
+        }
+        if let Some(w) = v["request"]["workdir"].as_str() {
+            line.push_str(&format!(" in {w}"));
+        }
+        lines.push(line);
+    }
+    let p = &v["policy"];
+    let l = &p["limits"];
+    let net = match p["net"]["mode"].as_str() {
+        Some("allow") => format!(
+            "allow:{}",
+            p["net"]["hosts"]
+                .as_array()
+                .map(|h| h
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","))
+                .unwrap_or_default()
+        ),
+        Some(m) => m.to_string(),
+        None => "?".into(),
+    };
+    let num = |k: &str| {
+        l.get(k)
+            .map(|x| x.to_string().trim_matches('"').to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    let bytes = |k: &str| {
+        l.get(k)
+            .and_then(Value::as_u64)
+            .map(fmt_bytes)
+            .unwrap_or_else(|| "?".into())
+    };
+    let mut limits = format!(
+        "    limits: cpu {}, memory {}, pids {}, disk {}, time {}, output {}, net {net}",
+        num("cpus"),
+        bytes("memory_bytes"),
+        num("pids"),
+        bytes("disk_bytes"),
+        num("time"),
+        bytes("output_bytes"),
+    );
+    if let Some(f) = p.get("file").and_then(Value::as_str) {
+        limits.push_str(&format!(" (policy file {f})"));
+    }
+    lines.push(limits);
+    let hit: Vec<&str> = v["limits_hit"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !hit.is_empty() {
+        lines.push(format!("    limits hit: {}", hit.join(", ")));
+    }
+    for k in ["stdout", "stderr"] {
+        if v[format!("{k}_truncated")] == true {
+            lines.push(format!("    {k} truncated at the output limit"));
+        }
+    }
+    let findings = v["scan"]["findings"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    lines.push(format!("    scan: {} finding(s)", findings.len()));
+    for f in findings {
+        let g = |k: &str| {
+            f.get(k)
+                .map(|x| {
+                    x.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| x.to_string())
+                })
+                .unwrap_or_default()
+        };
+        lines.push(format!(
+            "      {}:{} {} {} {}",
+            g("file"),
+            g("line"),
+            g("severity"),
+            g("rule"),
+            g("message")
+        ));
+    }
+    for a in v["network"].as_array().cloned().unwrap_or_default() {
+        lines.push(format!("    network: {a}"));
+    }
+    lines
+}

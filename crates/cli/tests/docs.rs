@@ -1,0 +1,100 @@
+//! Every workflow shown in the README and in `docs/` runs as shown. Each such YAML block names
+//! its file under `examples/` on its first line (`# examples/NAME.yaml`); the block must be that
+//! file, byte for byte, and the file must validate and run to success (answering `human`
+//! approvals from another "shell", as the README shows).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Db, baton, summary, text};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// (markdown file, first line of the block, the block) for every fenced YAML block that is a
+/// whole workflow (`version: 1` at the top level).
+fn workflow_blocks() -> Vec<(String, usize, String)> {
+    let mut files = vec![root().join("README.md")];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(root().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    files.extend(docs);
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let mut block: Option<(usize, String)> = None;
+        for (i, line) in text.lines().enumerate() {
+            match &mut block {
+                None if line.trim_start().starts_with("```yaml") => {
+                    block = Some((i + 2, String::new()))
+                }
+                Some((start, body)) if line.trim_start().starts_with("```") => {
+                    if body.lines().any(|l| l == "version: 1") {
+                        out.push((f.display().to_string(), *start, std::mem::take(body)));
+                    }
+                    block = None;
+                }
+                Some((_, body)) => {
+                    body.push_str(line);
+                    body.push('\n');
+                }
+                None => {}
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_workflow_in_the_docs_is_an_example_that_runs() {
+    let blocks = workflow_blocks();
+    assert!(
+        blocks.len() >= 2,
+        "expected the README's and docs/workflow-format.md's workflows, found {}",
+        blocks.len()
+    );
+    for (md, line, body) in blocks {
+        let first = body.lines().next().unwrap_or_default();
+        let Some(name) = first.strip_prefix("# examples/") else {
+            panic!(
+                "{md}:{line}: a workflow shown in the docs names its file on its first line (`# examples/NAME.yaml`), found `{first}`"
+            );
+        };
+        let file = root().join("examples").join(name.trim());
+        let on_disk = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{md}:{line}: {}: {e}", file.display()));
+        assert_eq!(
+            on_disk,
+            body,
+            "{md}:{line}: the block differs from {}",
+            file.display()
+        );
+        let file = file.display().to_string();
+        let db = Db::new();
+        let o = baton().args(["validate", &file]).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{md}:{line}: {}", text(&o));
+        let mut o = db.run(&["run", &file, "--json"]);
+        // A run waiting for a person stops with exit 3; approve from "another shell".
+        for _ in 0..5 {
+            if o.status.code() != Some(3) {
+                break;
+            }
+            let id = summary(&o)["id"].as_str().unwrap().to_string();
+            o = db.run(&["runs", "approve", &id, "--json"]);
+        }
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{md}:{line}: {file}: {}",
+            text(&o)
+        );
+        assert_eq!(summary(&o)["status"], "succeeded", "{}", text(&o));
+    }
+}

@@ -1,0 +1,352 @@
+//! The executor: the outer loop around the state machine. For every batch of inputs it asks
+//! the machine to decide, logs all the events in one write, then performs the actions the
+//! machine returned: it runs model and tool calls concurrently (as futures of one task:
+//! branches need no spawned task each), schedules retries, cancels work, polls for control
+//! requests from other processes, and publishes events to a sink (CLI progress, later the
+//! API's streams).
+//!
+//! - `runs`: creating a run and rebuilding its state from the store;
+//! - `work`: the future of a step's work (tool call, sandbox step, agent loop).
+
+mod runs;
+mod work;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use baton_llm::ModelResolver;
+use baton_store::{Batch, Checkpoint, Control, RunStore};
+use baton_tools::Registry;
+use baton_types::{Event, EventRecord, RunId, RunStatus};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+
+pub use runs::{create_run, load_state};
+
+use crate::machine::{Action, Decision, Input, Machine, RunState};
+use crate::program::Program;
+use work::Tokens;
+
+/// Receives every event once it is in the log.
+pub trait EventSink: Send + Sync {
+    fn publish(&self, ev: &EventRecord);
+}
+
+/// What the executor uses to act.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Arc<dyn RunStore>,
+    pub models: Arc<dyn ModelResolver>,
+    pub tools: Arc<Registry>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] baton_store::Error),
+    #[error("the stored state of run {run} cannot be read: {message}")]
+    State { run: RunId, message: String },
+    #[error("{0}")]
+    Refused(#[from] crate::machine::Refused),
+}
+
+/// How often a running executor looks for control requests from other processes.
+const CONTROL_POLL: Duration = Duration::from_millis(200);
+const LEASE_MS: u64 = 30_000;
+
+/// Runs one run until it ends, waits for a person, or pauses.
+pub struct Executor {
+    program: Arc<Program>,
+    services: Services,
+    sink: Option<Arc<dyn EventSink>>,
+    owner: String,
+    http_allow: Vec<String>,
+    checkpoints: bool,
+    /// Each agent's model, once resolved.
+    models: HashMap<String, OnceLock<ResolvedModel>>,
+}
+
+type Work = BoxFuture<'static, Input>;
+
+/// A model reference with the environment expanded, and the model it names.
+type ResolvedModel = (String, Arc<dyn baton_llm::ChatModel>);
+
+/// Progress reported by running steps, for the executor's loop. Allocates only when used (a
+/// channel would allocate a block per run up front: it counts at 10,000 runs at once).
+#[derive(Default)]
+struct ProgressQueue {
+    items: std::sync::Mutex<Vec<Input>>,
+    notify: tokio::sync::Notify,
+}
+
+impl ProgressQueue {
+    fn push(&self, input: Input) {
+        self.items
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(input);
+        self.notify.notify_one();
+    }
+
+    fn drain_into(&self, queue: &mut VecDeque<Input>) {
+        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        queue.extend(items.drain(..));
+    }
+}
+
+/// One drive of a run: what the loop holds between batches.
+struct Drive {
+    run_str: String,
+    queue: VecDeque<Input>,
+    work: FuturesUnordered<Work>,
+    tokens: Tokens,
+    progress: Arc<ProgressQueue>,
+    decided: Decision,
+}
+
+impl Executor {
+    pub fn new(program: Arc<Program>, services: Services) -> Self {
+        let http_allow = program.doc.policy.http_allow.clone();
+        let models = program
+            .doc
+            .agents
+            .keys()
+            .map(|k| (k.clone(), OnceLock::new()))
+            .collect();
+        Self {
+            models,
+            program,
+            services,
+            sink: None,
+            owner: baton_store::process_owner(),
+            http_allow,
+            checkpoints: true,
+        }
+    }
+
+    pub fn with_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Whether a checkpoint is written with each finished step (default true).
+    pub fn with_checkpoints(mut self, on: bool) -> Self {
+        self.checkpoints = on;
+        self
+    }
+
+    /// Drives the run: takes it (claim), feeds `inputs`, then runs until nothing can move
+    /// without outside help. Returns the state reached.
+    pub async fn drive(&self, mut st: RunState, inputs: Vec<Input>) -> Result<RunState, Error> {
+        let store = &self.services.store;
+        store.claim(st.run_id, &self.owner, LEASE_MS).await?;
+        let r = self.drive_claimed(&mut st, inputs).await;
+        let _ = store.release(st.run_id, &self.owner).await;
+        r.map(|()| st)
+    }
+
+    async fn drive_claimed(&self, st: &mut RunState, inputs: Vec<Input>) -> Result<(), Error> {
+        let machine = Machine::new(&self.program);
+        let mut d = Drive {
+            run_str: st.run_id.to_string(),
+            queue: inputs.into(),
+            work: FuturesUnordered::new(),
+            tokens: Tokens::new(),
+            progress: Arc::new(ProgressQueue::default()),
+            decided: Decision::default(),
+        };
+        self.resume_work(st, &mut d).await?;
+        let mut poll =
+            tokio::time::interval_at(tokio::time::Instant::now() + CONTROL_POLL, CONTROL_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_renew = Instant::now();
+        loop {
+            // Every input ready now is decided, then all their events go to the log in one
+            // write, and only then is anything acted on.
+            while let Some(input) = d.queue.pop_front() {
+                if let Err(refused) = machine.handle_into(st, input, &mut d.decided) {
+                    tracing::info!("input refused: {refused}");
+                }
+            }
+            if !d.decided.events.is_empty() {
+                self.commit(st, &mut d.decided.events).await?;
+            }
+            for a in std::mem::take(&mut d.decided.actions) {
+                self.act(st, a, &mut d);
+            }
+            if d.work.is_empty() && !can_move(st) {
+                return Ok(());
+            }
+            tokio::select! {
+                biased;
+                // Progress first: a step's progress is sent before its result.
+                () = d.progress.notify.notified() => d.progress.drain_into(&mut d.queue),
+                Some(input) = d.work.next() => {
+                    // Progress sent while the result was produced goes first.
+                    d.progress.drain_into(&mut d.queue);
+                    d.queue.push_back(input);
+                    // Other results already there join the same write.
+                    while let Some(Some(input)) = futures::FutureExt::now_or_never(d.work.next()) {
+                        d.progress.drain_into(&mut d.queue);
+                        d.queue.push_back(input);
+                    }
+                }
+                _ = poll.tick() => {
+                    for c in self.services.store.take_controls(st.run_id).await? {
+                        d.queue.push_back(control_input(c));
+                    }
+                    if last_renew.elapsed() > Duration::from_millis(LEASE_MS / 3) {
+                        self.services.store.renew(st.run_id, &self.owner, LEASE_MS).await?;
+                        last_renew = Instant::now();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Work that was running when the last process stopped runs again (same key), retries
+    /// wait again, and control requests sent meanwhile are taken.
+    async fn resume_work(&self, st: &RunState, d: &mut Drive) -> Result<(), Error> {
+        // A run with more than its `RunCreated` event has been driven before: requests may
+        // wait for it. One this process just created cannot have any yet.
+        let driven_before = st.last_seq > 1;
+        for (step, sr) in st.running_work() {
+            if let Some(fut) = self.launch(st, &step, &sr, &d.run_str, &d.progress, &mut d.tokens) {
+                d.work.push(fut);
+            }
+        }
+        for step in st.retry_waits() {
+            d.work
+                .push(Box::pin(async move { Input::RetryDue { step } }));
+        }
+        if driven_before {
+            for c in self.services.store.take_controls(st.run_id).await? {
+                d.queue.push_back(control_input(c));
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends events (with status, and a checkpoint when a step ended) in one write; takes
+    /// the events out of `evs`.
+    async fn commit(&self, st: &mut RunState, evs: &mut Vec<Event>) -> Result<(), Error> {
+        let now = baton_store::now_ms();
+        let first = st.last_seq + 1;
+        let step_ended = evs.iter().any(|e| {
+            matches!(
+                e,
+                Event::StepSucceeded { .. }
+                    | Event::StepFailed { .. }
+                    | Event::RunSucceeded { .. }
+                    | Event::RunFailed { .. }
+                    | Event::RunCancelled
+            )
+        });
+        st.last_seq += evs.len() as u64;
+        let records: Vec<EventRecord> = evs
+            .drain(..)
+            .enumerate()
+            .map(|(i, event)| EventRecord {
+                run_id: st.run_id,
+                seq: first + i as u64,
+                at_ms: now,
+                event,
+            })
+            .collect();
+        // A state that cannot be written (it always can) only costs the checkpoint: the
+        // events alone rebuild it.
+        let checkpoint = (self.checkpoints && step_ended)
+            .then(|| serde_json::to_string(&*st).ok())
+            .flatten()
+            .map(|state| Checkpoint {
+                seq: st.last_seq,
+                state,
+            });
+        // Copies for the sink only when there is one.
+        let published = self.sink.as_ref().map(|_| records.clone());
+        let batch = Batch {
+            events: records,
+            status: Some(st.status),
+            outputs: st
+                .result
+                .clone()
+                .filter(|_| st.status == RunStatus::Succeeded),
+            error: st.error.clone().filter(|_| st.status == RunStatus::Failed),
+            checkpoint,
+        };
+        self.services.store.append(st.run_id, batch).await?;
+        if let (Some(sink), Some(records)) = (&self.sink, published) {
+            for r in &records {
+                sink.publish(r);
+            }
+        }
+        Ok(())
+    }
+
+    /// Performs one action of a logged decision.
+    fn act(&self, st: &RunState, action: Action, d: &mut Drive) {
+        match action {
+            Action::Launch { step } => {
+                // Once per attempt, for the attempt running now.
+                if let Some(sr) = st.steps.get(&step)
+                    && d.tokens.get(&step).is_none_or(|(a, _)| *a != sr.attempt)
+                    && let Some(fut) =
+                        self.launch(st, &step, sr, &d.run_str, &d.progress, &mut d.tokens)
+                {
+                    d.work.push(fut);
+                }
+            }
+            Action::RetryAfter { step, delay_ms } => {
+                d.work.push(Box::pin(async move {
+                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                    Input::RetryDue { step }
+                }));
+            }
+            Action::Cancel { step } => {
+                if let Some((_, t)) = d.tokens.remove(&step) {
+                    t.cancel();
+                }
+            }
+            Action::CancelAll => {
+                for (_, (_, t)) in std::mem::take(&mut d.tokens) {
+                    t.cancel();
+                }
+            }
+            Action::Release { step } => {
+                d.tokens.remove(&step);
+            }
+        }
+    }
+}
+
+/// Whether a run with no work in flight can still move without outside help.
+fn can_move(st: &RunState) -> bool {
+    if st.status.is_terminal() || matches!(st.status, RunStatus::Waiting | RunStatus::Paused) {
+        return false;
+    }
+    // Running with nothing ready or active: a bug, but never hang on it.
+    !(st.status == RunStatus::Running && st.ready.is_empty() && st.steps.is_empty())
+}
+
+fn control_input(c: Control) -> Input {
+    match c {
+        Control::Pause => Input::Pause,
+        Control::Resume { stepping } => Input::Resume { stepping },
+        Control::Cancel => Input::Cancel,
+        Control::Human {
+            step,
+            approved,
+            value,
+            comment,
+            by,
+        } => Input::Human {
+            step,
+            approved,
+            value,
+            comment,
+            by,
+        },
+    }
+}

@@ -1,0 +1,249 @@
+//! The work of a step, as a future giving its result: a tool call (a `sandbox:` step is a
+//! call of the `sandbox.step` tool) or an agent's model + tool loop, under the step's
+//! timeout and a cancellation token the executor keeps per attempt.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_tools::ToolContext;
+use baton_types::{StepError, StepErrorKind, Usage};
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::{Executor, ProgressQueue, ResolvedModel, Work};
+use crate::agent::{self, AgentJob};
+use crate::context;
+use crate::machine::{Input, RunState, StepRun};
+use crate::program::{Node, NodeKind};
+
+/// The cancellation token of each step's running attempt.
+pub(super) type Tokens = BTreeMap<String, (u32, CancellationToken)>;
+
+type WorkResult = (Result<Value, StepError>, Usage);
+
+impl Executor {
+    /// The work of an agent, tool or sandbox step, as a future giving its result (`None` for
+    /// steps the machine runs itself).
+    pub(super) fn launch(
+        &self,
+        st: &RunState,
+        step: &str,
+        sr: &StepRun,
+        run_str: &str,
+        progress: &Arc<ProgressQueue>,
+        tokens: &mut Tokens,
+    ) -> Option<Work> {
+        let node = self.program.node(sr.node);
+        let tool = match &node.kind {
+            NodeKind::Tool { name } => Some(name.as_str()),
+            NodeKind::Sandbox => Some(baton_tools::sandbox_step::STEP_TOOL),
+            NodeKind::Agent { .. } => None,
+            _ => return None,
+        };
+        let cancel = CancellationToken::new();
+        tokens.insert(step.to_string(), (sr.attempt, cancel.clone()));
+        let tool_ctx = ToolContext {
+            idempotency_key: sr.key.clone(),
+            run_id: run_str.to_string(),
+            step: step.to_string(),
+            http_allow: self.http_allow.clone(),
+            cancel: cancel.clone(),
+        };
+        let fut = match (tool, &node.kind) {
+            (Some(name), _) => self.tool_work(st, node, sr, name, tool_ctx),
+            (None, NodeKind::Agent { agent }) => {
+                self.agent_work(st, node, sr, agent, step, progress, tool_ctx)
+            }
+            _ => return None,
+        };
+        let timeout = node.step.timeout.map(|d| d.0);
+        let (step, attempt) = (step.to_string(), sr.attempt);
+        Some(Box::pin(async move {
+            let started = Instant::now();
+            let (result, usage) = with_timeout(fut, timeout, &cancel).await;
+            let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            Input::Done {
+                step,
+                attempt,
+                result,
+                usage,
+                duration_ms,
+            }
+        }))
+    }
+
+    /// A tool call with the step's arguments rendered now.
+    fn tool_work(
+        &self,
+        st: &RunState,
+        node: &Node,
+        sr: &StepRun,
+        name: &str,
+        tool_ctx: ToolContext,
+    ) -> BoxFuture<'static, WorkResult> {
+        let p = &self.program;
+        let ctx = st.template_context(p, sr.frame);
+        let what = format!("{}.with", node.id);
+        let args = context::render_args(p, &what, node.tool_args(), &ctx);
+        let tool = self.services.tools.get(name).cloned();
+        let name = name.to_string();
+        Box::pin(async move {
+            let args = match args {
+                Ok(a) => a,
+                Err(e) => return (Err(e), Usage::default()),
+            };
+            let Some(tool) = tool else {
+                let e = StepError::fatal(StepErrorKind::Execution, format!("no tool '{name}'"));
+                return (Err(e), Usage::default());
+            };
+            let r = tool.call(args, &tool_ctx).await.map_err(tool_error);
+            (r, Usage::default())
+        })
+    }
+
+    /// An agent's model + tool loop; its progress goes to the executor's queue.
+    #[allow(clippy::too_many_arguments)]
+    fn agent_work(
+        &self,
+        st: &RunState,
+        node: &Node,
+        sr: &StepRun,
+        agent: &str,
+        step: &str,
+        progress: &Arc<ProgressQueue>,
+        tool_ctx: ToolContext,
+    ) -> BoxFuture<'static, WorkResult> {
+        let job = self.agent_job(st, node, agent, sr.frame, tool_ctx);
+        let tx = progress.clone();
+        let step = step.to_string();
+        Box::pin(async move {
+            let job = match job {
+                Ok(j) => j,
+                Err(e) => return (Err(e), Usage::default()),
+            };
+            agent::run(job, move |pr| {
+                tx.push(Input::Progress {
+                    step: step.clone(),
+                    progress: pr,
+                });
+            })
+            .await
+        })
+    }
+
+    /// The model of `agent` (its reference with the environment expanded, resolved), resolved
+    /// once per executor; a failure is not kept, so the next attempt tries again.
+    fn model_of(&self, agent: &str, model: &str) -> Result<ResolvedModel, StepError> {
+        if let Some(cell) = self.models.get(agent)
+            && let Some(m) = cell.get()
+        {
+            return Ok(m.clone());
+        }
+        let model_ref = baton_llm::config::expand_env(model)
+            .map_err(|e| StepError::fatal(StepErrorKind::Model, format!("model {model}: {e}")))?;
+        let resolved = self
+            .services
+            .models
+            .resolve(&model_ref, &self.program.base_dir)
+            .map_err(|e| {
+                StepError::fatal(StepErrorKind::Model, format!("model {model_ref}: {e}"))
+            })?;
+        let m = (model_ref, resolved);
+        if let Some(cell) = self.models.get(agent) {
+            let _ = cell.set(m.clone());
+        }
+        Ok(m)
+    }
+
+    fn agent_job(
+        &self,
+        st: &RunState,
+        node: &Node,
+        agent: &str,
+        frame: u32,
+        tool_ctx: ToolContext,
+    ) -> Result<AgentJob, StepError> {
+        let p = &self.program;
+        let spec = p.doc.agents.get(agent).ok_or_else(|| {
+            StepError::fatal(StepErrorKind::Execution, format!("unknown agent '{agent}'"))
+        })?;
+        let needs_ctx = node.prompt_is_template || spec.instructions.is_some();
+        let ctx = needs_ctx.then(|| st.template_context(p, frame));
+        let prompt = match (&ctx, node.prompt_is_template) {
+            (Some(c), true) => context::render(p, &format!("{}.prompt", node.id), c)?,
+            _ => node.prompt().to_string(),
+        };
+        let mut system = String::new();
+        if let Some(role) = &spec.role {
+            system.push_str(&format!("You are the {role}."));
+        }
+        if let (Some(_), Some(c)) = (&spec.instructions, &ctx) {
+            if !system.is_empty() {
+                system.push('\n');
+            }
+            let name = format!("agents.{agent}.instructions");
+            system.push_str(&context::render(p, &name, c)?);
+        }
+        let (model_ref, model) = self.model_of(agent, &spec.model)?;
+        Ok(AgentJob {
+            model_ref,
+            model,
+            system: (!system.is_empty()).then_some(system),
+            prompt,
+            temperature: spec.temperature,
+            max_tokens: spec.max_tokens,
+            tools: spec.tools.clone(),
+            registry: self.services.tools.clone(),
+            max_tool_turns: spec
+                .max_tool_turns
+                .unwrap_or(baton_types::DEFAULT_MAX_TOOL_TURNS),
+            schema: node.output_schema.clone(),
+            tool_ctx,
+        })
+    }
+}
+
+/// A tool's failure as the step's error; a failed sandbox run keeps its execution record.
+fn tool_error(e: baton_tools::Error) -> StepError {
+    let retryable = e.is_retryable();
+    let err = match e {
+        baton_tools::Error::SandboxFailed { message, record } => {
+            StepError::new(StepErrorKind::Execution, message).with_sandbox(*record)
+        }
+        e => StepError::new(StepErrorKind::Execution, e.to_string()),
+    };
+    StepError { retryable, ..err }
+}
+
+/// Runs `fut` under the step's timeout (cancelling its work when it runs out).
+async fn with_timeout(
+    fut: BoxFuture<'static, WorkResult>,
+    timeout: Option<Duration>,
+    cancel: &CancellationToken,
+) -> WorkResult {
+    let Some(t) = timeout else {
+        return fut.await;
+    };
+    match tokio::time::timeout(t, fut).await {
+        Ok(r) => r,
+        Err(_) => {
+            cancel.cancel();
+            let e = StepError::new(
+                StepErrorKind::Timeout,
+                format!("timed out after {}", humanize(t)),
+            );
+            (Err(e), Usage::default())
+        }
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}

@@ -1,0 +1,301 @@
+//! The fold: [`Machine::apply`] changes the state for one event and nothing else. Every
+//! decision is already in the event (which step comes next, whether a failure is retried or
+//! recovered), so replaying the log rebuilds exactly the state the run had.
+
+use baton_types::{
+    Event, JoinStrategy, PauseReason, RunStatus, StepError, StepErrorKind, StepPath,
+};
+use serde_json::Value;
+
+use super::Machine;
+use super::state::{FanKind, FrameId, Outcome, Phase, RunState, StepRun};
+use crate::program::{Node, NodeKind};
+
+impl Machine<'_> {
+    /// Applies one event to the state.
+    pub fn apply(&self, st: &mut RunState, ev: &Event) {
+        match ev {
+            Event::RunCreated { .. } | Event::StepProgress { .. } => {}
+            Event::RunStarted { .. } => {
+                if !st.status.is_terminal() {
+                    st.status = RunStatus::Running;
+                }
+            }
+            Event::StepStarted {
+                step,
+                attempt,
+                visit,
+                key,
+            } => self.step_started(st, step, *attempt, *visit, key),
+            Event::MapStarted { step, items } => self.map_started(st, step, items),
+            Event::StepSucceeded {
+                step,
+                output,
+                next,
+                usage,
+                ..
+            } => {
+                st.usage.add(usage);
+                self.step_succeeded(st, step, output, next.as_deref());
+            }
+            Event::StepFailed {
+                step,
+                error,
+                retry_in_ms,
+                recovered,
+                next,
+                usage,
+                ..
+            } => {
+                st.usage.add(usage);
+                let ended = retry_in_ms.is_none();
+                self.step_failed(st, step, error, ended, *recovered, next.as_deref());
+            }
+            Event::StepCancelled { step } => {
+                let err = StepError::fatal(StepErrorKind::Cancelled, "cancelled");
+                self.leave_step(st, step, Err(err), None, false);
+            }
+            Event::HumanRequested { step, .. } => {
+                if let Some(sr) = st.steps.get_mut(step) {
+                    sr.phase = Phase::Human { requested: true };
+                }
+            }
+            Event::HumanResponded {
+                step,
+                approved,
+                value,
+                comment,
+                ..
+            } => {
+                if let Some(sr) = st.steps.get_mut(step) {
+                    let value = Box::new(value.clone());
+                    let comment = comment.clone();
+                    sr.phase = Phase::Answered {
+                        approved: *approved,
+                        value,
+                        comment,
+                    };
+                }
+            }
+            Event::StateSet { key, value } => {
+                st.state.insert(key.clone(), value.clone());
+            }
+            Event::Paused { .. }
+            | Event::Resumed { .. }
+            | Event::CancelRequested
+            | Event::RunSucceeded { .. }
+            | Event::RunFailed { .. }
+            | Event::RunCancelled => run_event(st, ev),
+        }
+        st.recompute_status();
+    }
+
+    /// An attempt starts: a ready instance becomes active (a retry only updates it), and a
+    /// parallel step or group starts its fan (a map's fan waits for its list).
+    fn step_started(&self, st: &mut RunState, step: &str, attempt: u32, visit: u32, key: &str) {
+        let Some(node) = self.program.node_by_id(StepPath::parse(step).id()) else {
+            return;
+        };
+        if let Some(sr) = st.steps.get_mut(step) {
+            sr.attempt = attempt;
+            sr.key = key.to_string();
+            sr.phase = Phase::Running;
+        } else {
+            let Some(frame) = st.ready.remove(step) else {
+                return;
+            };
+            if st.released.as_deref() == Some(step) {
+                st.released = None;
+            }
+            if let Some(s) = st.seq_mut(frame) {
+                s.current = Some(step.to_string());
+                s.started = true;
+            }
+            let phase = match node.kind {
+                NodeKind::Human => Phase::Human { requested: false },
+                _ => Phase::Running,
+            };
+            let run = StepRun {
+                node: node.idx,
+                frame,
+                attempt,
+                visit,
+                key: key.to_string(),
+                phase,
+            };
+            st.steps.insert(step.to_string(), run);
+        }
+        st.visits.insert(step.to_string(), visit);
+        // Fans start with their step (a retry starts a fresh one).
+        let Some(frame) = st.steps.get(step).map(|s| s.frame) else {
+            return;
+        };
+        if matches!(
+            node.kind,
+            NodeKind::Parallel { .. } | NodeKind::Group { .. } | NodeKind::Map { .. }
+        ) && let Some(old) = st.fan_of_step(step)
+        {
+            st.remove_tree(old);
+        }
+        self.start_fan(st, node, step, frame);
+    }
+
+    /// Starts the sequences of a parallel step's branches or a group's body.
+    fn start_fan(&self, st: &mut RunState, node: &Node, step: &str, host: FrameId) {
+        let p = self.program;
+        let suffix = st.frame_suffix(host).to_string();
+        let (kind, scopes, join) = match &node.kind {
+            NodeKind::Parallel { branches, strategy } => (
+                FanKind::Parallel,
+                branches.as_slice(),
+                (*strategy, node.max_concurrency),
+            ),
+            NodeKind::Group { body } => (
+                FanKind::Group,
+                std::slice::from_ref(body),
+                (JoinStrategy::All, None),
+            ),
+            _ => return,
+        };
+        let fan = st.new_fan(kind, step, host, join, scopes.len());
+        for (slot, scope) in scopes.iter().enumerate() {
+            let c = st.new_seq(p, *scope, Some((fan, slot)), suffix.clone(), None);
+            if let Some(f) = st.fan_mut(fan) {
+                f.children.push(c);
+            }
+        }
+    }
+
+    /// A map's list is known: one sequence per item, each binding the item.
+    fn map_started(&self, st: &mut RunState, step: &str, items: &[Value]) {
+        let p = self.program;
+        let Some(node) = p.node_by_id(StepPath::parse(step).id()) else {
+            return;
+        };
+        let NodeKind::Map { body, item } = &node.kind else {
+            return;
+        };
+        let Some(frame) = st.steps.get(step).map(|s| s.frame) else {
+            return;
+        };
+        let suffix = st.frame_suffix(frame).to_string();
+        let join = (JoinStrategy::All, node.max_concurrency);
+        let fan = st.new_fan(FanKind::Map, step, frame, join, items.len());
+        for (i, v) in items.iter().enumerate() {
+            let binding = Some((item.clone(), v.clone(), i));
+            let c = st.new_seq(
+                p,
+                *body,
+                Some((fan, i)),
+                StepPath::item(&suffix, i),
+                binding,
+            );
+            if let Some(f) = st.fan_mut(fan) {
+                f.children.push(c);
+            }
+        }
+    }
+
+    /// A step instance succeeded: its output is kept and its sequence goes on to `next`.
+    fn step_succeeded(&self, st: &mut RunState, step: &str, output: &Value, next: Option<&str>) {
+        st.outputs.insert(step.to_string(), output.clone());
+        st.errors.remove(step);
+        self.leave_step(st, step, Ok(output.clone()), next, true);
+    }
+
+    /// An attempt failed: it waits for a retry, or the step ends (recovered: its sequence
+    /// goes on to `next`; else the sequence fails).
+    fn step_failed(
+        &self,
+        st: &mut RunState,
+        step: &str,
+        error: &StepError,
+        ended: bool,
+        recovered: bool,
+        next: Option<&str>,
+    ) {
+        if !ended {
+            if let Some(sr) = st.steps.get_mut(step) {
+                sr.phase = Phase::RetryWait;
+            }
+            return;
+        }
+        st.errors
+            .insert(step.to_string(), error.logged_message().into_owned());
+        if recovered {
+            st.outputs.insert(step.to_string(), Value::Null);
+            self.leave_step(st, step, Ok(Value::Null), next, true);
+        } else {
+            st.last_failed = Some(step.to_string());
+            self.leave_step(st, step, Err(error.clone()), None, false);
+        }
+    }
+
+    /// A step instance ended: move its sequence on to `next`, or end the sequence.
+    fn leave_step(
+        &self,
+        st: &mut RunState,
+        step: &str,
+        outcome: Outcome,
+        next: Option<&str>,
+        moves_on: bool,
+    ) {
+        let p = self.program;
+        let Some(frame) = st.locate(step) else { return };
+        st.steps.remove(step);
+        st.ready.remove(step);
+        if let Some(fan) = st.fan_of_step(step) {
+            st.remove_tree(fan);
+        }
+        if !st.frames.contains_key(&frame) {
+            return;
+        }
+        if !moves_on {
+            st.finish_seq(frame, outcome);
+            return;
+        }
+        let suffix = st.frame_suffix(frame).to_string();
+        let next_node = next.and_then(|n| p.node_by_id(n)).map(|n| n.idx);
+        let last = outcome.unwrap_or(Value::Null);
+        if let Some(s) = st.seq_mut(frame) {
+            s.current = None;
+            s.last = last.clone();
+            s.cursor = next_node;
+        }
+        let path = next_node.map(|n| StepPath::instance(&p.node(n).id, &suffix));
+        match path {
+            Some(path) => {
+                st.ready.insert(path, frame);
+            }
+            None => st.finish_seq(frame, Ok(last)),
+        }
+    }
+}
+
+/// The events about the run as a whole: pauses, resumes, cancellation, its end.
+fn run_event(st: &mut RunState, ev: &Event) {
+    match ev {
+        Event::Paused { pause } => st.pause = Some(pause.clone()),
+        Event::Resumed { stepping } => {
+            if let Some(PauseReason::Breakpoint { step }) = st.pause.take() {
+                st.released = Some(step);
+            }
+            st.stepping = *stepping;
+        }
+        Event::CancelRequested => st.cancelling = true,
+        Event::RunSucceeded { outputs } => {
+            st.status = RunStatus::Succeeded;
+            st.result = Some(outputs.clone());
+        }
+        Event::RunFailed { error } => {
+            st.status = RunStatus::Failed;
+            st.error = Some(error.clone());
+        }
+        Event::RunCancelled => {
+            st.status = RunStatus::Cancelled;
+            st.steps.clear();
+            st.ready.clear();
+        }
+        _ => {}
+    }
+}
