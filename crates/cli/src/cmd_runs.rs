@@ -223,11 +223,9 @@ async fn answer(a: HumanArgs, approved: Option<bool>) -> anyhow::Result<i32> {
     let node = program
         .node_by_id(crate::split_id(&step))
         .ok_or_else(|| anyhow!("unknown step {step}"))?;
-    let spec = node
-        .step
-        .human
-        .clone()
-        .ok_or_else(|| anyhow!("step {step} is not a human step"))?;
+    let baton_types::StepKind::Human(spec) = node.step.kind.clone() else {
+        bail!("step {step} is not a human step");
+    };
     let value = a.value.as_deref().map(parse_value).unwrap_or(Value::Null);
     if approved.is_none() {
         if spec.kind != HumanKind::Input {

@@ -28,7 +28,7 @@ pub fn sandbox_records(
         let id = baton_types::StepPath::parse(step).id();
         program
             .and_then(|p| p.node_by_id(id))
-            .is_some_and(|n| n.step.sandbox.is_some())
+            .is_some_and(|n| matches!(n.kind, baton_engine::program::NodeKind::Sandbox))
     };
     // Step -> (visit, attempt) of its latest start.
     let mut started: std::collections::HashMap<&str, (u32, u32)> = Default::default();

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use baton_types::flow::{Edge, Flow, Target};
 use baton_types::graph::EdgeKind;
 use baton_types::{
-    HumanKind, JoinStrategy, OnError, RetrySpec, SandboxCommand, SandboxSpec, Scalar, Step,
-    StepKind, WorkflowDoc,
+    HumanKind, JoinStrategy, MapStep, OnError, RetrySpec, SandboxCommand, SandboxSpec, Scalar,
+    Step, StepKind, WorkflowDoc,
 };
 use minijinja::Environment;
 use serde_json::{Map, Value};
@@ -120,6 +120,14 @@ impl Node {
         &self.args
     }
 
+    /// An agent step's prompt (empty for other kinds).
+    pub fn prompt(&self) -> &str {
+        match &self.step.kind {
+            StepKind::Agent(a) => &a.prompt,
+            _ => "",
+        }
+    }
+
     /// The id of the node `goto` names (`None`: the end of the list), as events name it.
     pub fn goto_id(program: &Program, goto: Goto) -> Option<String> {
         goto.map(|n| program.node(n).id.clone())
@@ -215,34 +223,30 @@ fn sandbox_args(spec: &SandboxSpec, base_dir: &Path) -> Map<String, Value> {
     a
 }
 
-/// What runs a step, from its kind (`None`: not exactly one kind).
-fn node_kind(s: &Step) -> Option<NodeKind> {
-    Some(match s.kind()? {
-        StepKind::Agent => NodeKind::Agent {
-            agent: s.agent.clone().unwrap_or_default(),
+/// What runs a step, from its kind.
+fn node_kind(s: &Step) -> NodeKind {
+    match &s.kind {
+        StepKind::Agent(a) => NodeKind::Agent {
+            agent: a.agent.clone(),
         },
-        StepKind::Tool => match s.tool.as_deref().unwrap_or_default() {
+        StepKind::Tool(t) => match t.tool.as_str() {
             STATE_SET => NodeKind::StateSet,
             name => NodeKind::Tool { name: name.into() },
         },
-        StepKind::Condition => NodeKind::Condition,
-        StepKind::Switch => NodeKind::Switch,
-        StepKind::Parallel => NodeKind::Parallel {
+        StepKind::Condition(_) => NodeKind::Condition,
+        StepKind::Switch(_) => NodeKind::Switch,
+        StepKind::Parallel(p) => NodeKind::Parallel {
             branches: Vec::new(),
-            strategy: s.join.as_ref().map(|j| j.strategy).unwrap_or_default(),
+            strategy: p.join.as_ref().map(|j| j.strategy).unwrap_or_default(),
         },
-        StepKind::Map => NodeKind::Map {
+        StepKind::Map(m) => NodeKind::Map {
             body: 0,
-            item: s
-                .map
-                .as_ref()
-                .and_then(|m| m.item.clone())
-                .unwrap_or_else(|| "item".into()),
+            item: m.map.item.clone().unwrap_or_else(|| "item".into()),
         },
-        StepKind::Group => NodeKind::Group { body: 0 },
-        StepKind::Human => NodeKind::Human,
-        StepKind::Sandbox => NodeKind::Sandbox,
-    })
+        StepKind::Group(_) => NodeKind::Group { body: 0 },
+        StepKind::Human(_) => NodeKind::Human,
+        StepKind::Sandbox(_) => NodeKind::Sandbox,
+    }
 }
 
 /// A compile failure: the document was not validated, or validation missed something.
@@ -407,21 +411,19 @@ impl Program {
         self.by_id.entry(s.id.clone()).or_insert(idx);
         // A sandbox step is a call of the `sandbox.step` tool with the step's settings as its
         // arguments (the tool registry provides the sandbox; the engine names no backend).
-        let as_call;
-        let s = match &s.sandbox {
-            Some(spec) => {
-                as_call = Step {
-                    with: Some(sandbox_args(spec, &self.base_dir)),
-                    ..s.clone()
-                };
-                &as_call
-            }
-            None => s,
+        let args = match &s.kind {
+            StepKind::Tool(t) => t.with.clone().unwrap_or_default(),
+            StepKind::Sandbox(spec) => sandbox_args(spec, &self.base_dir),
+            _ => Map::new(),
         };
-        let kind = node_kind(s)
-            .ok_or_else(|| err(path, format!("step '{}' must have exactly one kind", s.id)))?;
+        let args = Value::Object(args);
+        let kind = node_kind(s);
         let output_schema = self.output_schema(s, &kind);
-        let prompt_is_template = s.prompt.as_deref().is_some_and(template::is_template);
+        let prompt_is_template = match &s.kind {
+            StepKind::Agent(a) => template::is_template(&a.prompt),
+            _ => false,
+        };
+        self.add_step_templates(s, &args, prompt_is_template)?;
         self.nodes.push(Node {
             idx,
             id: s.id.clone(),
@@ -439,15 +441,18 @@ impl Program {
             },
             retry: s.retry.clone(),
             max_visits: s.max_visits,
-            max_concurrency: s.max_concurrency,
-            human: s.human.as_ref().map(|h| h.kind).unwrap_or_default(),
-            args: Value::Object(s.with.clone().unwrap_or_default()),
+            max_concurrency: s.max_concurrency(),
+            human: match &s.kind {
+                StepKind::Human(h) => h.kind,
+                _ => HumanKind::default(),
+            },
+            args,
             output_schema,
             prompt_is_template,
         });
         self.scopes[scope as usize].nodes.push(idx);
-        self.add_step_templates(s, prompt_is_template)?;
-        if let Some(children) = &s.parallel {
+        if let StepKind::Parallel(p) = &s.kind {
+            let children = &p.branches;
             self.scopes.push(Scope {
                 nodes: Vec::new(),
                 owner: Some(idx),
@@ -455,7 +460,11 @@ impl Program {
             let holder = (self.scopes.len() - 1) as ScopeIdx;
             self.add_list(children, holder, true, &format!("{path}.parallel"))?;
         }
-        if let Some(children) = &s.steps {
+        if let StepKind::Map(MapStep {
+            steps: children, ..
+        })
+        | StepKind::Group(children) = &s.kind
+        {
             let body = self.new_scope(Some(idx));
             match &mut self.nodes[idx as usize].kind {
                 NodeKind::Map { body: b, .. } | NodeKind::Group { body: b } => *b = body,
@@ -472,7 +481,11 @@ impl Program {
             NodeKind::Agent { agent } => self.doc.agents.get(agent).and_then(|a| a.output.clone()),
             _ => None,
         };
-        s.output.clone().or(agent_output).and_then(|o| {
+        let own = match &s.kind {
+            StepKind::Agent(a) => a.output.clone(),
+            _ => None,
+        };
+        own.or(agent_output).and_then(|o| {
             o.schema.map(|sch| {
                 (
                     sch,
@@ -486,18 +499,21 @@ impl Program {
     fn add_step_templates(
         &mut self,
         s: &Step,
+        args: &Value,
         prompt_is_template: bool,
     ) -> Result<(), CompileError> {
-        if let Some(p) = &s.prompt
-            && prompt_is_template
-        {
-            self.add_template(&format!("{}.prompt", s.id), p)?;
+        match &s.kind {
+            StepKind::Agent(a) if prompt_is_template => {
+                self.add_template(&format!("{}.prompt", s.id), &a.prompt)?;
+            }
+            StepKind::Human(h) => {
+                self.add_template(&format!("{}.human", s.id), &h.prompt)?;
+            }
+            _ => {}
         }
-        if let Some(h) = &s.human {
-            self.add_template(&format!("{}.human", s.id), &h.prompt)?;
-        }
-        if let Some(with) = &s.with {
-            self.add_arg_templates(&format!("{}.with", s.id), &Value::Object(with.clone()))?;
+        // Tool arguments, and a sandbox step's settings as `sandbox.step` arguments.
+        if args.as_object().is_some_and(|m| !m.is_empty()) {
+            self.add_arg_templates(&format!("{}.with", s.id), args)?;
         }
         Ok(())
     }

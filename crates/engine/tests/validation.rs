@@ -163,7 +163,7 @@ fn sandbox_steps_compile_to_a_call_of_the_step_tool() {
         baton_engine::program::NodeKind::Sandbox => {}
         other => panic!("{other:?}"),
     }
-    let with = serde_json::Value::Object(node.step.with.clone().unwrap());
+    let with = node.tool_args();
     assert_eq!(with["command"][2], "{{ inputs.n }}");
     assert_eq!(with["files"]["lib/util.py"], "X = 1");
     assert_eq!(with["policy_file"], "/flows/policies/small.yaml");
@@ -175,7 +175,10 @@ fn sandbox_steps_compile_to_a_call_of_the_step_tool() {
     );
     assert_eq!(with["allow_failure"], true);
     // The document the program keeps is the one written.
-    assert!(p.doc.steps[1].with.is_none());
+    assert!(matches!(
+        p.doc.steps[1].kind,
+        baton_types::StepKind::Sandbox(_)
+    ));
 }
 
 #[test]

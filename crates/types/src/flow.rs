@@ -115,11 +115,11 @@ impl<'d> Flow<'d> {
             self.steps.push(FlowStep { step, scope, index });
             self.scopes[scope].members.push(me);
             self.ids.entry(step.id.as_str()).or_insert(me);
-            if let Some(branches) = &step.parallel {
-                self.collect(branches, Some(me), true);
-            }
-            if let Some(body) = &step.steps {
-                self.collect(body, Some(me), false);
+            match &step.kind {
+                StepKind::Parallel(p) => self.collect(&p.branches, Some(me), true),
+                StepKind::Map(m) => self.collect(&m.steps, Some(me), false),
+                StepKind::Group(body) => self.collect(body, Some(me), false),
+                _ => {}
             }
         }
     }
@@ -163,25 +163,23 @@ impl<'d> Flow<'d> {
                 target,
             });
         };
-        match step.kind() {
-            Some(StepKind::Condition) => {
-                let when = step.condition.as_deref();
-                edge(self, EdgeKind::Then, 0, when, step.then.as_ref());
-                edge(self, EdgeKind::Else, 0, None, step.otherwise.as_ref());
+        match &step.kind {
+            StepKind::Condition(c) => {
+                let when = Some(c.condition.as_str());
+                edge(self, EdgeKind::Then, 0, when, c.then.as_ref());
+                edge(self, EdgeKind::Else, 0, None, c.otherwise.as_ref());
             }
-            Some(StepKind::Switch) => {
-                if let Some(sw) = &step.switch {
-                    for (n, case) in sw.cases.iter().enumerate() {
-                        edge(
-                            self,
-                            EdgeKind::Case,
-                            n,
-                            Some(case.when.as_str()),
-                            Some(&case.goto),
-                        );
-                    }
-                    edge(self, EdgeKind::Default, 0, None, sw.default.as_ref());
+            StepKind::Switch(sw) => {
+                for (n, case) in sw.cases.iter().enumerate() {
+                    edge(
+                        self,
+                        EdgeKind::Case,
+                        n,
+                        Some(case.when.as_str()),
+                        Some(&case.goto),
+                    );
                 }
+                edge(self, EdgeKind::Default, 0, None, sw.default.as_ref());
             }
             _ => match &step.next {
                 Some(n) => edge(self, EdgeKind::Next, 0, None, Some(n)),

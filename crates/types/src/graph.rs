@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::flow::{Flow, Target};
-use crate::{Step, StepKind, WorkflowDoc};
+use crate::{Step, StepTag, WorkflowDoc};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Graph {
@@ -23,7 +23,7 @@ pub struct Graph {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Node {
     pub id: String,
-    pub kind: Option<StepKind>,
+    pub kind: StepTag,
     /// The enclosing step, for branches, map bodies and groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
@@ -103,25 +103,18 @@ impl Graph {
 fn add_nodes(g: &mut Graph, steps: &[Step], parent: Option<&str>, branch: bool) {
     for s in steps {
         let mut own = s.clone();
-        if own.parallel.is_some() {
-            own.parallel = Some(Vec::new());
-        }
-        if own.steps.is_some() {
-            own.steps = Some(Vec::new());
+        if let Some(children) = own.children_mut() {
+            children.clear();
         }
         g.nodes.push(Node {
             id: s.id.clone(),
-            kind: s.kind(),
+            kind: s.tag(),
             parent: parent.map(str::to_string),
             branch,
             step: own,
         });
-        if let Some(p) = &s.parallel {
-            add_nodes(g, p, Some(&s.id), true);
-        }
-        if let Some(c) = &s.steps {
-            add_nodes(g, c, Some(&s.id), false);
-        }
+        let branches = s.tag() == StepTag::Parallel;
+        add_nodes(g, s.children(), Some(&s.id), branches);
     }
 }
 
@@ -150,11 +143,9 @@ fn build_seq(nodes: &[Node], parent: Option<&str>, branch: bool) -> Vec<Step> {
         .filter(|n| n.parent.as_deref() == parent && n.branch == branch)
         .map(|n| {
             let mut s = n.step.clone();
-            if s.parallel.is_some() {
-                s.parallel = Some(build_seq(nodes, Some(&n.id), true));
-            }
-            if s.steps.is_some() {
-                s.steps = Some(build_seq(nodes, Some(&n.id), false));
+            let branches = s.tag() == StepTag::Parallel;
+            if let Some(children) = s.children_mut() {
+                *children = build_seq(nodes, Some(&n.id), branches);
             }
             s
         })

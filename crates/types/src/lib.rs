@@ -6,6 +6,7 @@ pub mod event;
 pub mod flow;
 pub mod graph;
 pub mod ids;
+pub mod step;
 pub mod step_path;
 pub mod tool;
 pub mod workflow;
@@ -17,6 +18,7 @@ pub use event::{
 };
 pub use flow::Flow;
 pub use ids::RunId;
+pub use step::*;
 pub use step_path::StepPath;
 pub use tool::ToolSpec;
 pub use workflow::*;

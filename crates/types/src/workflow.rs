@@ -8,13 +8,15 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::Dur;
+use crate::{Dur, Step};
 
+// Its steps are typed `Step`s; the loader reads them as written (`WorkflowDoc<StepFields>`)
+// first, to report every step that breaks the kind rules.
 /// A workflow document.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(title = "Baton workflow")]
-pub struct WorkflowDoc {
+pub struct WorkflowDoc<S = Step> {
     /// Format version; only `1` exists.
     pub version: u32,
     /// Name of the workflow, shown in `baton runs list`.
@@ -34,7 +36,7 @@ pub struct WorkflowDoc {
     #[serde(default, skip_serializing_if = "Policy::is_empty")]
     pub policy: Policy,
     /// The steps, run in order unless `next`, a condition, or `edges` say otherwise.
-    pub steps: Vec<Step>,
+    pub steps: Vec<S>,
     /// Extra edges of the graph: from a step to another, optionally guarded by a condition.
     /// Evaluated in order after the step ends; the first whose `when` holds is taken.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -43,6 +45,36 @@ pub struct WorkflowDoc {
     /// Without it, the run's output is the output of the last step that ran.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub outputs: IndexMap<String, String>,
+}
+
+impl<S> WorkflowDoc<S> {
+    /// The same document with other steps.
+    pub fn with_steps<T>(self, steps: Vec<T>) -> WorkflowDoc<T> {
+        let WorkflowDoc {
+            version,
+            name,
+            description,
+            inputs,
+            agents,
+            state,
+            policy,
+            steps: _,
+            edges,
+            outputs,
+        } = self;
+        WorkflowDoc {
+            version,
+            name,
+            description,
+            inputs,
+            agents,
+            state,
+            policy,
+            steps,
+            edges,
+            outputs,
+        }
+    }
 }
 
 /// Type of an input value.
@@ -139,171 +171,6 @@ pub struct Policy {
 impl Policy {
     pub fn is_empty(&self) -> bool {
         self.http_allow.is_empty()
-    }
-}
-
-/// One step. Exactly one of `agent`, `tool`, `if`, `switch`, `parallel`, `map`, `steps`,
-/// `human` says what kind of step it is; the other fields apply to every kind.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Step {
-    /// Unique in the whole workflow: letters, digits, `_` and `-`.
-    pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-
-    /// Agent step: the agent that answers `prompt`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agent: Option<String>,
-    /// Agent step: the prompt (a template).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prompt: Option<String>,
-
-    /// Tool step: the registered tool to call.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool: Option<String>,
-    /// Tool step: its arguments; every string in it is a template.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub with: Option<serde_json::Map<String, Value>>,
-
-    /// Condition step: an expression; `then` is taken when it is true, `else` otherwise.
-    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
-    pub condition: Option<String>,
-    /// Step id (or `end`) to go to when the condition holds; default: the next step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub then: Option<String>,
-    /// Step id (or `end`) to go to when it does not; default: the next step.
-    #[serde(default, rename = "else", skip_serializing_if = "Option::is_none")]
-    pub otherwise: Option<String>,
-
-    /// Switch step: several cases, the first that holds is taken.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub switch: Option<SwitchSpec>,
-
-    /// Parallel step: branches run at the same time, then joined.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parallel: Option<Vec<Step>>,
-    /// Parallel step: how the branches are joined (default `all`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub join: Option<JoinSpec>,
-
-    /// Map step: run `steps` once per item of a list.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub map: Option<MapSpec>,
-    /// Map step: the sub-steps run per item. Alone (without `map`): a group run in sequence.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub steps: Option<Vec<Step>>,
-
-    /// Human step: the run waits for approval or input.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub human: Option<HumanSpec>,
-
-    /// Sandbox step: runs a command in a Baton sandbox; its output is the execution result.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sandbox: Option<SandboxSpec>,
-
-    /// Agent step: the output contract (schema and re-asks).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<OutputSpec>,
-
-    /// The step to run after this one (or `end`); default: the next in the list.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next: Option<String>,
-    /// How many times this step may run in one run; required on every loop.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_visits: Option<u32>,
-    /// Parallel and map steps: how many branches or items run at once (default: all).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_concurrency: Option<u32>,
-    /// Time limit of one attempt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<Dur>,
-    /// Retries after a failed attempt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<RetrySpec>,
-    /// What a failure (after retries) does: `fail` (default), `continue`, or `goto STEP`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_error: Option<OnError>,
-}
-
-/// The kind of a step, as found from its fields.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum StepKind {
-    Agent,
-    Tool,
-    Condition,
-    Switch,
-    Parallel,
-    Map,
-    Group,
-    Human,
-    Sandbox,
-}
-
-impl StepKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Agent => "agent",
-            Self::Tool => "tool",
-            Self::Condition => "if",
-            Self::Switch => "switch",
-            Self::Parallel => "parallel",
-            Self::Map => "map",
-            Self::Group => "steps",
-            Self::Human => "human",
-            Self::Sandbox => "sandbox",
-        }
-    }
-}
-
-impl Step {
-    /// The kinds this step's fields declare. A valid step declares exactly one.
-    pub fn kinds(&self) -> Vec<StepKind> {
-        let mut k = Vec::new();
-        if self.agent.is_some() {
-            k.push(StepKind::Agent);
-        }
-        if self.tool.is_some() {
-            k.push(StepKind::Tool);
-        }
-        if self.condition.is_some() {
-            k.push(StepKind::Condition);
-        }
-        if self.switch.is_some() {
-            k.push(StepKind::Switch);
-        }
-        if self.parallel.is_some() {
-            k.push(StepKind::Parallel);
-        }
-        if self.map.is_some() {
-            k.push(StepKind::Map);
-        } else if self.steps.is_some() {
-            k.push(StepKind::Group);
-        }
-        if self.human.is_some() {
-            k.push(StepKind::Human);
-        }
-        if self.sandbox.is_some() {
-            k.push(StepKind::Sandbox);
-        }
-        k
-    }
-
-    /// The step's kind when it declares exactly one.
-    pub fn kind(&self) -> Option<StepKind> {
-        match self.kinds().as_slice() {
-            [one] => Some(*one),
-            _ => None,
-        }
-    }
-
-    /// Sub-steps (parallel branches, map body, group), in document order.
-    pub fn children(&self) -> impl Iterator<Item = &Step> {
-        self.parallel
-            .iter()
-            .flatten()
-            .chain(self.steps.iter().flatten())
     }
 }
 

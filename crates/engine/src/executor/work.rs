@@ -173,7 +173,7 @@ impl Executor {
         let ctx = needs_ctx.then(|| st.template_context(p, frame));
         let prompt = match (&ctx, node.prompt_is_template) {
             (Some(c), true) => context::render(p, &format!("{}.prompt", node.id), c)?,
-            _ => node.step.prompt.clone().unwrap_or_default(),
+            _ => node.prompt().to_string(),
         };
         let mut system = String::new();
         if let Some(role) = &spec.role {

@@ -41,84 +41,92 @@ enum Ctx {
     Array { path: String, next: usize },
 }
 
+/// Where the values of the lists and mappings being read go.
+#[derive(Default)]
+struct Scanner {
+    spans: SpanMap,
+    stack: Vec<Ctx>,
+}
+
+impl Scanner {
+    /// A value starts at `at`: its path (a list item is recorded there), or `None` when an
+    /// object waits for its key instead.
+    fn value_starts(&mut self, at: (u32, u32)) -> Option<String> {
+        match self.stack.last_mut() {
+            None => Some(String::new()),
+            Some(Ctx::Array { path, next }) => {
+                let p = index_path(path, *next);
+                *next += 1;
+                self.spans.entry(p.clone()).or_insert(at);
+                Some(p)
+            }
+            Some(Ctx::Object { path, key: Some(k) }) => Some(key_path(path, k)),
+            Some(Ctx::Object { key: None, .. }) => None,
+        }
+    }
+
+    /// A value ended: the object it is in waits for its next key.
+    fn value_ends(&mut self) {
+        if let Some(Ctx::Object { key, .. }) = self.stack.last_mut() {
+            *key = None;
+        }
+    }
+
+    /// A string at `at`: a key of the object being read, or a value.
+    fn string(&mut self, raw: &str, at: (u32, u32)) {
+        if let Some(Ctx::Object {
+            path,
+            key: slot @ None,
+        }) = self.stack.last_mut()
+        {
+            let key: String = serde_json::from_str(raw).unwrap_or_default();
+            self.spans.entry(key_path(path, &key)).or_insert(at);
+            *slot = Some(key);
+        } else {
+            self.value_starts(at);
+            self.value_ends();
+        }
+    }
+}
+
 /// Positions of the fields of a valid JSON text; `Err` with the position where nesting went
 /// beyond [`MAX_DEPTH`].
 fn spans(text: &str) -> Result<SpanMap, (u32, u32)> {
-    let mut spans = SpanMap::new();
-    let mut stack: Vec<Ctx> = Vec::new();
+    let mut scan = Scanner::default();
     let chars: Vec<char> = text.chars().collect();
     let (mut i, mut line, mut col) = (0usize, 1u32, 1u32);
     while i < chars.len() {
         let c = chars[i];
         let at = (line, col);
-        // A value starts here unless we are inside an object waiting for its key.
-        let value_path = |stack: &mut Vec<Ctx>, spans: &mut SpanMap| -> Option<String> {
-            match stack.last_mut() {
-                None => Some(String::new()),
-                Some(Ctx::Array { path, next }) => {
-                    let p = index_path(path, *next);
-                    *next += 1;
-                    spans.entry(p.clone()).or_insert(at);
-                    Some(p)
-                }
-                Some(Ctx::Object { path, key: Some(k) }) => {
-                    let p = key_path(path, k);
-                    Some(p)
-                }
-                Some(Ctx::Object { key: None, .. }) => None,
-            }
-        };
         match c {
             '{' | '[' => {
-                let path = value_path(&mut stack, &mut spans).unwrap_or_default();
-                if stack.len() >= MAX_DEPTH {
+                let path = scan.value_starts(at).unwrap_or_default();
+                if scan.stack.len() >= MAX_DEPTH {
                     return Err(at);
                 }
-                stack.push(if c == '{' {
+                scan.stack.push(if c == '{' {
                     Ctx::Object { path, key: None }
                 } else {
                     Ctx::Array { path, next: 0 }
                 });
             }
             '}' | ']' => {
-                stack.pop();
-                if let Some(Ctx::Object { key, .. }) = stack.last_mut() {
-                    *key = None;
-                }
+                scan.stack.pop();
+                scan.value_ends();
             }
             '"' => {
                 let start = i;
-                i += 1;
-                while i < chars.len() && chars[i] != '"' {
-                    if chars[i] == '\\' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
+                i = string_end(&chars, i);
                 let raw: String = chars[start..=i.min(chars.len() - 1)].iter().collect();
                 col += to_u32(i - start);
-                let is_key = matches!(stack.last(), Some(Ctx::Object { key: None, .. }));
-                if is_key {
-                    let key: String = serde_json::from_str(&raw).unwrap_or_default();
-                    if let Some(Ctx::Object { path, key: slot }) = stack.last_mut() {
-                        spans.entry(key_path(path, &key)).or_insert(at);
-                        *slot = Some(key);
-                    }
-                } else {
-                    value_path(&mut stack, &mut spans);
-                    if let Some(Ctx::Object { key, .. }) = stack.last_mut() {
-                        *key = None;
-                    }
-                }
+                scan.string(&raw, at);
             }
             ',' | ':' => {}
             c if c.is_whitespace() => {}
             _ => {
                 // A number, `true`, `false` or `null`: runs to the next delimiter.
-                value_path(&mut stack, &mut spans);
-                if let Some(Ctx::Object { key, .. }) = stack.last_mut() {
-                    *key = None;
-                }
+                scan.value_starts(at);
+                scan.value_ends();
                 while i + 1 < chars.len()
                     && !matches!(chars[i + 1], ',' | '}' | ']')
                     && !chars[i + 1].is_whitespace()
@@ -136,7 +144,19 @@ fn spans(text: &str) -> Result<SpanMap, (u32, u32)> {
         }
         i += 1;
     }
-    Ok(spans)
+    Ok(scan.spans)
+}
+
+/// The index of the quote that closes the string opening at `start`.
+fn string_end(chars: &[char], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < chars.len() && chars[i] != '"' {
+        if chars[i] == '\\' {
+            i += 1;
+        }
+        i += 1;
+    }
+    i
 }
 
 #[cfg(test)]

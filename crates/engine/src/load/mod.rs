@@ -1,15 +1,19 @@
 //! Loading and validating workflow documents.
 //!
-//! A file goes through three gates, and each reports every problem it finds with the file, the
+//! A file goes through four gates, and each reports every problem it finds with the file, the
 //! line and column, and the field path (`steps[2].agent`):
 //!
 //! 1. **Reading**: size limit, UTF-8, YAML/JSON syntax, nesting depth, aliases (`yaml`).
 //! 2. **Shape**: the JSON Schema of the format: unknown keys, wrong types, missing fields
-//!    (`shape`). Only a document that passes becomes a typed [`WorkflowDoc`].
-//! 3. **Meaning**: [`validate`]: ids, kinds, references to steps, agents, tools and models,
+//!    (`shape`). A document that passes is read with its steps as written.
+//! 3. **Kinds**: each step becomes a typed [`baton_types::Step`] by the one table of which key
+//!    goes with which kind: a step without a kind, with several, or with a key of another kind
+//!    is refused here (`kinds`). Only a document that passes is [`Loaded`].
+//! 4. **Meaning**: [`validate`]: ids, references to steps, agents, tools and models,
 //!    reachability, loops, templates and expressions (`semantic`).
 
 mod json;
+mod kinds;
 mod semantic;
 mod shape;
 mod suggest;
@@ -60,7 +64,7 @@ impl fmt::Display for Diagnostic {
 /// A mapping entry is found at its key, a list item at its first character.
 pub type SpanMap = BTreeMap<String, (u32, u32)>;
 
-/// A document that was read and matches the format's schema.
+/// A document that was read, matches the format's schema, and whose steps each have one kind.
 #[derive(Clone, Debug)]
 pub struct Loaded {
     pub doc: WorkflowDoc,
@@ -157,7 +161,7 @@ pub(crate) fn index_path(parent: &str, i: usize) -> String {
     format!("{parent}[{i}]")
 }
 
-/// Reads, parses and schema-checks a workflow file.
+/// Reads, parses, schema-checks and types a workflow file.
 pub fn load_file(path: &Path) -> Result<Loaded, Vec<Diagnostic>> {
     let name = path.display().to_string();
     let whole = |message: String| {
@@ -196,7 +200,7 @@ fn too_big(len: u64) -> String {
     )
 }
 
-/// Parses and schema-checks a workflow given as bytes (YAML or JSON); `file` names it in
+/// Parses, schema-checks and types a workflow given as bytes (YAML or JSON); `file` names it in
 /// diagnostics.
 pub fn load_bytes(file: &str, bytes: &[u8]) -> Result<Loaded, Vec<Diagnostic>> {
     let whole = |line: u32, column: u32, message: String| {
@@ -228,7 +232,8 @@ pub fn load_bytes(file: &str, bytes: &[u8]) -> Result<Loaded, Vec<Diagnostic>> {
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let (value, spans) = read_value(file, text)?;
-    let doc = shape::check(file, &value, &spans)?;
+    let written = shape::check(file, &value, &spans)?;
+    let doc = kinds::check(file, written, &spans)?;
     Ok(Loaded {
         doc,
         source: text.to_string(),

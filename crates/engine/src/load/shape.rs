@@ -1,13 +1,24 @@
 //! The shape of a document: its JSON value checked against the format's JSON Schema, every
-//! error turned into a message a person can act on, then the typed [`WorkflowDoc`].
+//! error turned into a message a person can act on, then the [`WorkflowDoc`] with its steps as
+//! written. Finding things in the schema is `nav`, wording messages `words`, and finding the
+//! field serde refused after the schema passed `blame`.
+
+mod blame;
+mod nav;
+mod words;
 
 use std::sync::OnceLock;
 
-use baton_types::WorkflowDoc;
+use baton_types::{StepFields, WorkflowDoc};
 use jsonschema::error::ValidationErrorKind;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use self::blame::blame;
+use self::nav::{Seg, def_of, lookup, node_at};
+use self::words::{
+    allowed_values, describe_found, describe_object, describe_value, expected_types, field_name,
+    field_name_of,
+};
 use super::suggest::{hint, list, paren_hint};
 use super::{Diagnostic, SpanMap, diagnostic_at, index_path, key_path};
 
@@ -45,17 +56,18 @@ fn validator() -> Result<&'static jsonschema::Validator, String> {
         .map_err(Clone::clone)
 }
 
-/// Checks `value` against the schema and, when it passes, makes it a [`WorkflowDoc`].
+/// Checks `value` against the schema and, when it passes, makes it a [`WorkflowDoc`] whose
+/// steps are as written (their kinds are checked next).
 pub(super) fn check(
     file: &str,
     value: &Value,
     spans: &SpanMap,
-) -> Result<WorkflowDoc, Vec<Diagnostic>> {
+) -> Result<WorkflowDoc<StepFields>, Vec<Diagnostic>> {
     // Fast path: a document serde accepts is valid under the schema too (unknown keys,
     // types, enums, required keys and durations are all checked by the typed decoding), and
     // compiling the schema validator costs tens of milliseconds of every `baton run`. Only a
     // document with problems pays for the full check, which reports every problem at once.
-    if let Ok(doc) = serde_json::from_value::<WorkflowDoc>(value.clone()) {
+    if let Ok(doc) = serde_json::from_value::<WorkflowDoc<StepFields>>(value.clone()) {
         return Ok(doc);
     }
     let mut problems: Vec<(String, String)> = Vec::new();
@@ -67,7 +79,7 @@ pub(super) fn check(
         )),
     }
     if problems.is_empty() {
-        return match serde_json::from_value::<WorkflowDoc>(value.clone()) {
+        return match serde_json::from_value::<WorkflowDoc<StepFields>>(value.clone()) {
             Ok(doc) => Ok(doc),
             Err(e) => {
                 let (path, message) = blame(value).unwrap_or((String::new(), e.to_string()));
@@ -98,134 +110,175 @@ fn collect(
 ) {
     for error in validator.iter_errors(instance) {
         let (path, segments) = pointer_to_path(instance, error.instance_path.as_str(), base);
-        let here = node_at(root, start, &segments);
-        let found = lookup(instance, &segments);
+        let at = At {
+            root,
+            start,
+            here: node_at(root, start, &segments),
+            found: lookup(instance, &segments),
+            segments,
+            path,
+        };
         match &error.kind {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
-                let expected: Vec<&str> = here
-                    .as_ref()
-                    .and_then(|n| n.get("properties"))
-                    .and_then(Value::as_object)
-                    .map(|p| p.keys().map(String::as_str).collect())
-                    .unwrap_or_default();
-                let what = describe_object(root, start, &segments, found, &path);
-                for key in unexpected {
-                    let extra = if key == "<<" {
-                        " (YAML merge keys are not supported: write the keys out)".to_string()
-                    } else {
-                        format!(
-                            "{}; expected one of: {}",
-                            paren_hint(key, expected.iter().copied()),
-                            list(expected.iter().copied())
-                        )
-                    };
-                    out.push((
-                        key_path(&path, key),
-                        format!("unknown key `{key}` in {what}{extra}"),
-                    ));
-                }
+                unknown_keys(&at, unexpected, out);
             }
             ValidationErrorKind::Required { property } => {
-                let what = describe_object(root, start, &segments, found, &path);
+                let what = at.describe_object();
                 let name = property.as_str().unwrap_or_default();
-                out.push((path, format!("missing required key `{name}` in {what}")));
+                out.push((at.path, format!("missing required key `{name}` in {what}")));
             }
             ValidationErrorKind::Type { .. } => {
-                let expected = here
+                let expected = at
+                    .here
                     .as_ref()
                     .map(expected_types)
                     .unwrap_or_else(|| "another type".into());
-                out.push((
-                    path.clone(),
-                    format!(
-                        "{} must be {expected}, not {}",
-                        field_name(&path),
-                        describe_found(&error.instance)
-                    ),
-                ));
+                let m = format!(
+                    "{} must be {expected}, not {}",
+                    field_name(&at.path),
+                    describe_found(&error.instance)
+                );
+                out.push((at.path, m));
             }
-            ValidationErrorKind::AnyOf => {
-                // `Option<T>` fields are `anyOf: [T, null]`; `here` is already the `T`: report
-                // why the value is not one.
-                match here.as_ref().filter(|n| n.get("anyOf").is_none()) {
-                    Some(only) => {
-                        let mut sub = only.clone();
-                        if let (Value::Object(o), Some(defs)) = (&mut sub, root.get("$defs")) {
-                            o.insert("$defs".into(), defs.clone());
-                        }
-                        match jsonschema::validator_for(&sub) {
-                            Ok(v) => {
-                                let before = out.len();
-                                collect(root, only, &v, &error.instance, &path, out);
-                                if out.len() == before {
-                                    out.push((
-                                        path,
-                                        format!("invalid value for {}", field_name_of(&segments)),
-                                    ));
-                                }
-                            }
-                            Err(_) => out.push((path, error.to_string())),
-                        }
-                    }
-                    None => out.push((path, error.to_string())),
-                }
-            }
+            ValidationErrorKind::AnyOf => any_of(at, &error, out),
             ValidationErrorKind::OneOfNotValid | ValidationErrorKind::Enum { .. } => {
-                let allowed = here.as_ref().map(allowed_values).unwrap_or_default();
-                let shown = describe_value(&error.instance);
-                let mut msg = format!("{shown} is not a valid {}", field_name_of(&segments));
-                if !allowed.is_empty() {
-                    let word = error.instance.as_str().unwrap_or_default();
-                    msg.push_str(&format!(
-                        "; expected one of: {}{}",
-                        list(allowed.iter().map(String::as_str)),
-                        hint(word, allowed.iter().map(String::as_str))
-                    ));
-                }
-                out.push((path, msg));
+                let m = not_allowed(&at, &error.instance);
+                out.push((at.path, m));
             }
             ValidationErrorKind::Pattern { .. } => {
-                let shown = describe_value(&error.instance);
-                let def = here.as_ref().and_then(|n| def_of(root, n));
-                let msg = match def {
-                    Some("Duration") => format!(
-                        "{shown} is not a duration; write e.g. `500ms`, `10s`, `2m` or `1h 30m`"
-                    ),
-                    Some("OnError") => format!(
-                        "{shown} is not an `on_error` action; write `fail`, `continue` or `goto STEP`"
-                    ),
-                    _ => {
-                        let d = here
-                            .as_ref()
-                            .and_then(|n| n.get("description"))
-                            .and_then(Value::as_str)
-                            .unwrap_or("the expected form");
-                        format!("{shown} does not match {d}")
-                    }
-                };
-                out.push((path, msg));
+                let m = no_match(&at, &error.instance);
+                out.push((at.path, m));
             }
             ValidationErrorKind::Minimum { limit } => {
-                out.push((
-                    path.clone(),
-                    format!(
-                        "{} must be at least {limit}, not {}",
-                        field_name(&path),
-                        error.instance
-                    ),
-                ));
+                let m = format!(
+                    "{} must be at least {limit}, not {}",
+                    field_name(&at.path),
+                    error.instance
+                );
+                out.push((at.path, m));
             }
             ValidationErrorKind::Maximum { limit } => {
-                out.push((
-                    path.clone(),
-                    format!(
-                        "{} must be at most {limit}, not {}",
-                        field_name(&path),
-                        error.instance
-                    ),
-                ));
+                let m = format!(
+                    "{} must be at most {limit}, not {}",
+                    field_name(&at.path),
+                    error.instance
+                );
+                out.push((at.path, m));
             }
-            _ => out.push((path, error.to_string())),
+            _ => out.push((at.path, error.to_string())),
+        }
+    }
+}
+
+/// Where a schema error is: in the document and in the schema.
+struct At<'s, 'v> {
+    root: &'s Value,
+    start: &'s Value,
+    /// The schema of the value (refs followed, nullable unwrapped).
+    here: Option<Value>,
+    /// The value itself.
+    found: Option<&'v Value>,
+    segments: Vec<Seg>,
+    path: String,
+}
+
+impl At<'_, '_> {
+    fn describe_object(&self) -> String {
+        describe_object(
+            self.root,
+            self.start,
+            &self.segments,
+            self.found,
+            &self.path,
+        )
+    }
+}
+
+fn unknown_keys(at: &At, unexpected: &[String], out: &mut Vec<(String, String)>) {
+    let expected: Vec<&str> = at
+        .here
+        .as_ref()
+        .and_then(|n| n.get("properties"))
+        .and_then(Value::as_object)
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let what = at.describe_object();
+    for key in unexpected {
+        let extra = if key == "<<" {
+            " (YAML merge keys are not supported: write the keys out)".to_string()
+        } else {
+            format!(
+                "{}; expected one of: {}",
+                paren_hint(key, expected.iter().copied()),
+                list(expected.iter().copied())
+            )
+        };
+        out.push((
+            key_path(&at.path, key),
+            format!("unknown key `{key}` in {what}{extra}"),
+        ));
+    }
+}
+
+/// `Option<T>` fields are `anyOf: [T, null]`; `here` is already the `T`: report why the value
+/// is not one.
+fn any_of(at: At, error: &jsonschema::ValidationError, out: &mut Vec<(String, String)>) {
+    let Some(only) = at.here.as_ref().filter(|n| n.get("anyOf").is_none()) else {
+        out.push((at.path, error.to_string()));
+        return;
+    };
+    let mut sub = only.clone();
+    if let (Value::Object(o), Some(defs)) = (&mut sub, at.root.get("$defs")) {
+        o.insert("$defs".into(), defs.clone());
+    }
+    match jsonschema::validator_for(&sub) {
+        Ok(v) => {
+            let before = out.len();
+            collect(at.root, only, &v, &error.instance, &at.path, out);
+            if out.len() == before {
+                let m = format!("invalid value for {}", field_name_of(&at.segments));
+                out.push((at.path, m));
+            }
+        }
+        Err(_) => out.push((at.path, error.to_string())),
+    }
+}
+
+/// A value outside an enum: the allowed ones, and the closest.
+fn not_allowed(at: &At, instance: &Value) -> String {
+    let allowed = at.here.as_ref().map(allowed_values).unwrap_or_default();
+    let shown = describe_value(instance);
+    let mut msg = format!("{shown} is not a valid {}", field_name_of(&at.segments));
+    if !allowed.is_empty() {
+        let word = instance.as_str().unwrap_or_default();
+        msg.push_str(&format!(
+            "; expected one of: {}{}",
+            list(allowed.iter().map(String::as_str)),
+            hint(word, allowed.iter().map(String::as_str))
+        ));
+    }
+    msg
+}
+
+/// A string that does not match its pattern: what the pattern is for.
+fn no_match(at: &At, instance: &Value) -> String {
+    let shown = describe_value(instance);
+    let def = at.here.as_ref().and_then(|n| def_of(at.root, n));
+    match def {
+        Some("Duration") => {
+            format!("{shown} is not a duration; write e.g. `500ms`, `10s`, `2m` or `1h 30m`")
+        }
+        Some("OnError") => {
+            format!("{shown} is not an `on_error` action; write `fail`, `continue` or `goto STEP`")
+        }
+        _ => {
+            let d = at
+                .here
+                .as_ref()
+                .and_then(|n| n.get("description"))
+                .and_then(Value::as_str)
+                .unwrap_or("the expected form");
+            format!("{shown} does not match {d}")
         }
     }
 }
@@ -252,330 +305,6 @@ fn pointer_to_path(instance: &Value, pointer: &str, base: &str) -> (String, Vec<
         }
     }
     (path, segments)
-}
-
-#[derive(Clone, Debug)]
-enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-fn lookup<'v>(instance: &'v Value, segments: &[Seg]) -> Option<&'v Value> {
-    segments.iter().try_fold(instance, |v, s| match s {
-        Seg::Key(k) => v.get(k),
-        Seg::Index(i) => v.get(i),
-    })
-}
-
-/// Follows `$ref`s into `root`'s `$defs`.
-fn deref<'s>(root: &'s Value, mut node: &'s Value) -> &'s Value {
-    for _ in 0..16 {
-        match node
-            .get("$ref")
-            .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix("#/$defs/"))
-        {
-            Some(name) => match root.get("$defs").and_then(|d| d.get(name)) {
-                Some(n) => node = n,
-                None => return node,
-            },
-            None => return node,
-        }
-    }
-    node
-}
-
-/// The `T` of `anyOf: [T, null]`, else the node itself.
-fn non_null(root: &Value, node: &Value) -> Option<Value> {
-    let node = deref(root, node);
-    if let Some(branches) = node.get("anyOf").and_then(Value::as_array) {
-        let mut others = branches
-            .iter()
-            .filter(|b| b.get("type").and_then(Value::as_str) != Some("null"));
-        if let (Some(one), None) = (others.next(), others.next()) {
-            return Some(deref(root, one).clone());
-        }
-    }
-    Some(node.clone())
-}
-
-/// The schema (refs followed, nullable unwrapped) of the value at `segments`.
-fn node_at(root: &Value, start: &Value, segments: &[Seg]) -> Option<Value> {
-    let mut node = non_null(root, start)?;
-    for s in segments {
-        let next = match s {
-            Seg::Key(k) => node
-                .get("properties")
-                .and_then(|p| p.get(k))
-                .or_else(|| node.get("additionalProperties").filter(|a| a.is_object()))?,
-            Seg::Index(_) => node.get("items")?,
-        };
-        node = non_null(root, next)?;
-    }
-    Some(node)
-}
-
-/// The `$defs` name of the type at `segments`, when it has one.
-fn def_name(root: &Value, start: &Value, segments: &[Seg]) -> Option<String> {
-    let mut node = start;
-    let mut name = ref_name(node);
-    for s in segments {
-        let here = deref(root, unwrap_any(root, node));
-        node = match s {
-            Seg::Key(k) => here
-                .get("properties")
-                .and_then(|p| p.get(k))
-                .or_else(|| here.get("additionalProperties").filter(|a| a.is_object()))?,
-            Seg::Index(_) => here.get("items")?,
-        };
-        name = ref_name(unwrap_any(root, node));
-    }
-    name
-}
-
-fn unwrap_any<'s>(root: &'s Value, node: &'s Value) -> &'s Value {
-    let node = deref(root, node)
-        .get("anyOf")
-        .map(|_| deref(root, node))
-        .unwrap_or(node);
-    match node.get("anyOf").and_then(Value::as_array) {
-        Some(b) => b
-            .iter()
-            .find(|b| b.get("type").and_then(Value::as_str) != Some("null"))
-            .unwrap_or(node),
-        None => node,
-    }
-}
-
-/// The name of the `$defs` entry that is exactly `node`.
-fn def_of<'s>(root: &'s Value, node: &Value) -> Option<&'s str> {
-    root.get("$defs")?
-        .as_object()?
-        .iter()
-        .find(|(_, d)| *d == node)
-        .map(|(k, _)| k.as_str())
-}
-
-fn ref_name(node: &Value) -> Option<String> {
-    node.get("$ref")
-        .and_then(Value::as_str)
-        .and_then(|r| r.strip_prefix("#/$defs/"))
-        .map(str::to_string)
-}
-
-/// "step `review`", "agent `pm`", "the workflow", ...
-fn describe_object(
-    root: &Value,
-    start: &Value,
-    segments: &[Seg],
-    found: Option<&Value>,
-    path: &str,
-) -> String {
-    let last_key = last_key(path);
-    let def = if segments.is_empty() {
-        if std::ptr::eq(start, root) {
-            None
-        } else {
-            def_of(root, start).map(str::to_string)
-        }
-    } else {
-        def_name(root, start, segments)
-    };
-    match def.as_deref() {
-        None if path.is_empty() => "the workflow".into(),
-        Some("Step") => match found.and_then(|f| f.get("id")).and_then(Value::as_str) {
-            Some(id) => format!("step `{id}`"),
-            None => "a step".into(),
-        },
-        Some("AgentSpec") => format!("agent `{}`", last_key.unwrap_or_default()),
-        Some("InputSpec") => format!("input `{}`", last_key.unwrap_or_default()),
-        Some("SwitchCase") => "a switch case".into(),
-        Some("EdgeSpec") => "an edge".into(),
-        _ => match last_key {
-            Some(k) => format!("`{k}`"),
-            None => format!("`{path}`"),
-        },
-    }
-}
-
-/// The key a field path ends with (`steps[0].retry` -> `retry`); `None` when it ends with an
-/// index.
-fn last_key(path: &str) -> Option<String> {
-    if let Some(inner) = path.strip_suffix("\"]") {
-        let start = inner.rfind("[\"")?;
-        return serde_json::from_str(&path[start + 1..path.len() - 1]).ok();
-    }
-    if path.ends_with(']') || path.is_empty() {
-        return None;
-    }
-    Some(path.rsplit('.').next().unwrap_or(path).to_string())
-}
-
-/// How a message names the field at `path`: its key, or the whole path for list items.
-fn field_name(path: &str) -> String {
-    match last_key(path) {
-        Some(k) => format!("`{k}`"),
-        None if path.is_empty() => "the document".into(),
-        None => format!("`{path}`"),
-    }
-}
-
-fn field_name_of(segments: &[Seg]) -> String {
-    match segments.last() {
-        Some(Seg::Key(k)) => format!("`{k}`"),
-        Some(Seg::Index(_)) | None => "value".into(),
-    }
-}
-
-fn type_phrase(t: &str) -> &'static str {
-    match t {
-        "object" => "a mapping",
-        "array" => "a list",
-        "string" => "a string",
-        "integer" => "an integer",
-        "number" => "a number",
-        "boolean" => "true or false",
-        "null" => "empty",
-        _ => "a value",
-    }
-}
-
-fn expected_types(node: &Value) -> String {
-    let types: Vec<&str> = match node.get("type") {
-        Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .filter(|t| *t != "null")
-            .collect(),
-        _ => Vec::new(),
-    };
-    let phrases: Vec<&str> = types.into_iter().map(type_phrase).collect();
-    if phrases.is_empty() {
-        "another type".into()
-    } else {
-        phrases.join(" or ")
-    }
-}
-
-fn allowed_values(node: &Value) -> Vec<String> {
-    let from_enum = node.get("enum").and_then(Value::as_array).map(|a| {
-        a.iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect::<Vec<_>>()
-    });
-    let from_one_of = node.get("oneOf").and_then(Value::as_array).map(|a| {
-        a.iter()
-            .filter_map(|b| b.get("const").and_then(Value::as_str).map(str::to_string))
-            .collect::<Vec<_>>()
-    });
-    from_enum.or(from_one_of).unwrap_or_default()
-}
-
-/// What was found instead of the expected type: "a string (`1`)", "a list", ...
-fn describe_found(v: &Value) -> String {
-    match v {
-        Value::String(s) => format!("a string (`{}`)", shorten(s)),
-        Value::Number(n) => format!("a number (`{n}`)"),
-        Value::Bool(b) => format!("`{b}`"),
-        other => describe_value(other),
-    }
-}
-
-/// A value as shown in messages: `text`, a list, ...
-fn describe_value(v: &Value) -> String {
-    match v {
-        Value::Object(_) => "a mapping".into(),
-        Value::Array(_) => "a list".into(),
-        Value::Null => "empty (null)".into(),
-        Value::String(s) => format!("`{}`", shorten(s)),
-        other => format!("`{}`", shorten(&other.to_string())),
-    }
-}
-
-fn shorten(s: &str) -> String {
-    let flat = s.replace('\n', "\\n");
-    if flat.chars().count() > 40 {
-        format!("{}...", flat.chars().take(40).collect::<String>())
-    } else {
-        flat
-    }
-}
-
-/// Finds the field that made deserialization fail (the schema lets a few values through that
-/// serde refuses, such as `10 parsecs` as a duration).
-fn blame(doc: &Value) -> Option<(String, String)> {
-    let obj = doc.as_object()?;
-    for (key, v) in obj {
-        let path = key_path("", key);
-        let found = match key.as_str() {
-            "steps" => blame_steps(v, &path),
-            "agents" => blame_entries::<baton_types::AgentSpec>(v, &path, "model", json!("x/y")),
-            "inputs" => blame_entries::<baton_types::InputSpec>(v, &path, "type", json!("string")),
-            _ => None,
-        };
-        if found.is_some() {
-            return found;
-        }
-        let mut only = serde_json::Map::new();
-        only.insert("version".into(), json!(1));
-        only.insert("name".into(), json!("x"));
-        only.insert("steps".into(), json!([]));
-        only.insert(key.clone(), v.clone());
-        if let Err(e) = serde_json::from_value::<WorkflowDoc>(Value::Object(only)) {
-            return Some((path, e.to_string()));
-        }
-    }
-    None
-}
-
-fn blame_steps(list: &Value, path: &str) -> Option<(String, String)> {
-    for (i, step) in list.as_array()?.iter().enumerate() {
-        let sp = index_path(path, i);
-        let Some(fields) = step.as_object() else {
-            continue;
-        };
-        for (k, v) in fields {
-            let fp = key_path(&sp, k);
-            if k == "parallel" || k == "steps" {
-                if let Some(found) = blame_steps(v, &fp) {
-                    return Some(found);
-                }
-                continue;
-            }
-            if k == "id" {
-                continue;
-            }
-            if let Err(e) = from::<baton_types::Step>(json!({ "id": "x", k.as_str(): v })) {
-                return Some((fp, e));
-            }
-        }
-    }
-    None
-}
-
-fn blame_entries<T: DeserializeOwned>(
-    map: &Value,
-    path: &str,
-    required: &str,
-    filler: Value,
-) -> Option<(String, String)> {
-    for (name, entry) in map.as_object()? {
-        let ep = key_path(path, name);
-        for (k, v) in entry.as_object()? {
-            let mut one = serde_json::Map::new();
-            one.insert(required.into(), filler.clone());
-            one.insert(k.clone(), v.clone());
-            if let Err(e) = from::<T>(Value::Object(one)) {
-                return Some((key_path(&ep, k), e));
-            }
-        }
-    }
-    None
-}
-
-fn from<T: DeserializeOwned>(v: Value) -> Result<T, String> {
-    serde_json::from_value(v).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -4,11 +4,14 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+use self::scalar::{scalar, short_handle};
 use super::{Diagnostic, MAX_DEPTH, SpanMap, index_path, key_path, to_u32};
+
+mod scalar;
 
 /// How many values aliases may expand to in all, to refuse "billion laughs" documents.
 const MAX_ALIAS_VALUES: usize = 100_000;
@@ -130,125 +133,144 @@ impl Reader<'_> {
                     }
                 }
                 Event::Scalar(text, style, anchor, tag) => {
-                    let slot = self.slot();
-                    if let Slot::Key = slot {
-                        if tag.is_some() {
-                            return Err(self.error(
-                                at,
-                                &self.current_path(),
-                                "tags are not supported on keys".into(),
-                            ));
-                        }
-                        self.push_key(text, at)?;
-                        continue;
-                    }
-                    let path = self.slot_path(&slot);
-                    self.spans.entry(path.clone()).or_insert(at);
-                    let value =
-                        scalar(&text, style, tag.as_ref()).map_err(|m| self.error(at, &path, m))?;
-                    self.complete(value, anchor, at)?;
+                    self.on_scalar(text, style, anchor, tag, at)?;
                 }
-                Event::SequenceStart(..) | Event::MappingStart(..) => {
-                    let (is_map, anchor, tag) = match event {
-                        Event::MappingStart(a, t) => (true, a, t),
-                        Event::SequenceStart(a, t) => (false, a, t),
-                        _ => (false, 0, None),
-                    };
-                    let slot = self.slot();
-                    if let Slot::Key = slot {
-                        return Err(self.error(
-                            at,
-                            &self.current_path(),
-                            "a key must be a plain string, not a list or mapping".into(),
-                        ));
-                    }
-                    let path = self.slot_path(&slot);
-                    if let Some(t) = tag.as_ref() {
-                        let ok =
-                            t.handle == CORE_TAG && t.suffix == if is_map { "map" } else { "seq" };
-                        if !ok {
-                            return Err(self.error(
-                                at,
-                                &path,
-                                format!("unsupported tag `{}{}`", short_handle(t), t.suffix),
-                            ));
-                        }
-                    }
-                    if self.stack.len() >= MAX_DEPTH {
-                        return Err(self.error(at, top_key(&path), format!("the document is nested too deeply (more than {MAX_DEPTH} levels of lists and mappings)")));
-                    }
-                    // A mapping that is a list item (or the document) is found at its first key.
-                    let item_map = is_map && matches!(slot, Slot::Item(_) | Slot::Root);
-                    if !item_map {
-                        self.spans.entry(path.clone()).or_insert(at);
-                    }
-                    self.stack.push(if is_map {
-                        Frame::Map {
-                            path,
-                            map: Map::new(),
-                            key: None,
-                            key_pos: HashMap::new(),
-                            anchor,
-                            locate_at_first_key: item_map,
-                        }
-                    } else {
-                        Frame::Seq {
-                            path,
-                            items: Vec::new(),
-                            anchor,
-                        }
-                    });
-                }
-                Event::SequenceEnd | Event::MappingEnd => {
-                    let Some(frame) = self.stack.pop() else {
-                        return Err(self.error(
-                            at,
-                            "",
-                            "YAML syntax error: unbalanced end of a list or mapping".into(),
-                        ));
-                    };
-                    let (value, anchor) = match frame {
-                        Frame::Seq { items, anchor, .. } => (Value::Array(items), anchor),
-                        Frame::Map {
-                            map,
-                            anchor,
-                            locate_at_first_key,
-                            path,
-                            ..
-                        } => {
-                            if locate_at_first_key {
-                                self.spans.entry(path).or_insert(at);
-                            }
-                            (Value::Object(map), anchor)
-                        }
-                    };
-                    self.complete(value, anchor, at)?;
-                }
-                Event::Alias(id) => {
-                    let slot = self.slot();
-                    if let Slot::Key = slot {
-                        return Err(self.error(
-                            at,
-                            &self.current_path(),
-                            "an alias cannot be used as a key".into(),
-                        ));
-                    }
-                    let path = self.slot_path(&slot);
-                    self.spans.entry(path.clone()).or_insert(at);
-                    let Some((value, count, depth)) = self.anchors.get(&id).cloned() else {
-                        return Err(self.error(at, &path, "alias to an unknown anchor".into()));
-                    };
-                    self.alias_values = self.alias_values.saturating_add(count);
-                    if self.alias_values > MAX_ALIAS_VALUES {
-                        return Err(self.error(at, &path, format!("aliases expand to more than {MAX_ALIAS_VALUES} values; refusing the document (an alias bomb?)")));
-                    }
-                    if self.stack.len() + depth > MAX_DEPTH {
-                        return Err(self.error(at, top_key(&path), format!("the document is nested too deeply (more than {MAX_DEPTH} levels of lists and mappings)")));
-                    }
-                    self.complete(value, 0, at)?;
-                }
+                Event::SequenceStart(anchor, tag) => self.on_start(false, anchor, tag, at)?,
+                Event::MappingStart(anchor, tag) => self.on_start(true, anchor, tag, at)?,
+                Event::SequenceEnd | Event::MappingEnd => self.on_end(at)?,
+                Event::Alias(id) => self.on_alias(id, at)?,
             }
         }
+    }
+
+    fn on_scalar(
+        &mut self,
+        text: String,
+        style: TScalarStyle,
+        anchor: usize,
+        tag: Option<Tag>,
+        at: (u32, u32),
+    ) -> Result<(), Diagnostic> {
+        let slot = self.slot();
+        if let Slot::Key = slot {
+            if tag.is_some() {
+                return Err(self.error(
+                    at,
+                    &self.current_path(),
+                    "tags are not supported on keys".into(),
+                ));
+            }
+            return self.push_key(text, at);
+        }
+        let path = self.slot_path(&slot);
+        self.spans.entry(path.clone()).or_insert(at);
+        let value = scalar(&text, style, tag.as_ref()).map_err(|m| self.error(at, &path, m))?;
+        self.complete(value, anchor, at)
+    }
+
+    /// A list or mapping starts.
+    fn on_start(
+        &mut self,
+        is_map: bool,
+        anchor: usize,
+        tag: Option<Tag>,
+        at: (u32, u32),
+    ) -> Result<(), Diagnostic> {
+        let slot = self.slot();
+        if let Slot::Key = slot {
+            return Err(self.error(
+                at,
+                &self.current_path(),
+                "a key must be a plain string, not a list or mapping".into(),
+            ));
+        }
+        let path = self.slot_path(&slot);
+        if let Some(t) = tag.as_ref() {
+            let ok = t.handle == CORE_TAG && t.suffix == if is_map { "map" } else { "seq" };
+            if !ok {
+                return Err(self.error(
+                    at,
+                    &path,
+                    format!("unsupported tag `{}{}`", short_handle(t), t.suffix),
+                ));
+            }
+        }
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(self.error(at, top_key(&path), format!("the document is nested too deeply (more than {MAX_DEPTH} levels of lists and mappings)")));
+        }
+        // A mapping that is a list item (or the document) is found at its first key.
+        let item_map = is_map && matches!(slot, Slot::Item(_) | Slot::Root);
+        if !item_map {
+            self.spans.entry(path.clone()).or_insert(at);
+        }
+        self.stack.push(if is_map {
+            Frame::Map {
+                path,
+                map: Map::new(),
+                key: None,
+                key_pos: HashMap::new(),
+                anchor,
+                locate_at_first_key: item_map,
+            }
+        } else {
+            Frame::Seq {
+                path,
+                items: Vec::new(),
+                anchor,
+            }
+        });
+        Ok(())
+    }
+
+    /// A list or mapping ends.
+    fn on_end(&mut self, at: (u32, u32)) -> Result<(), Diagnostic> {
+        let Some(frame) = self.stack.pop() else {
+            return Err(self.error(
+                at,
+                "",
+                "YAML syntax error: unbalanced end of a list or mapping".into(),
+            ));
+        };
+        let (value, anchor) = match frame {
+            Frame::Seq { items, anchor, .. } => (Value::Array(items), anchor),
+            Frame::Map {
+                map,
+                anchor,
+                locate_at_first_key,
+                path,
+                ..
+            } => {
+                if locate_at_first_key {
+                    self.spans.entry(path).or_insert(at);
+                }
+                (Value::Object(map), anchor)
+            }
+        };
+        self.complete(value, anchor, at)
+    }
+
+    fn on_alias(&mut self, id: usize, at: (u32, u32)) -> Result<(), Diagnostic> {
+        let slot = self.slot();
+        if let Slot::Key = slot {
+            return Err(self.error(
+                at,
+                &self.current_path(),
+                "an alias cannot be used as a key".into(),
+            ));
+        }
+        let path = self.slot_path(&slot);
+        self.spans.entry(path.clone()).or_insert(at);
+        let Some((value, count, depth)) = self.anchors.get(&id).cloned() else {
+            return Err(self.error(at, &path, "alias to an unknown anchor".into()));
+        };
+        self.alias_values = self.alias_values.saturating_add(count);
+        if self.alias_values > MAX_ALIAS_VALUES {
+            return Err(self.error(at, &path, format!("aliases expand to more than {MAX_ALIAS_VALUES} values; refusing the document (an alias bomb?)")));
+        }
+        if self.stack.len() + depth > MAX_DEPTH {
+            return Err(self.error(at, top_key(&path), format!("the document is nested too deeply (more than {MAX_DEPTH} levels of lists and mappings)")));
+        }
+        self.complete(value, 0, at)
     }
 
     fn slot(&self) -> Slot {
@@ -365,129 +387,10 @@ pub(super) fn top_key(path: &str) -> &str {
     &path[..end]
 }
 
-fn short_handle(t: &Tag) -> String {
-    if t.handle == CORE_TAG {
-        "!!".into()
-    } else {
-        t.handle.clone()
-    }
-}
-
-fn scalar(text: &str, style: TScalarStyle, tag: Option<&Tag>) -> Result<Value, String> {
-    let Some(tag) = tag else {
-        return Ok(match style {
-            TScalarStyle::Plain => resolve_plain(text),
-            _ => Value::String(text.to_string()),
-        });
-    };
-    if tag.handle != CORE_TAG {
-        return Err(format!(
-            "unsupported tag `{}{}`",
-            short_handle(tag),
-            tag.suffix
-        ));
-    }
-    let resolved = resolve_plain(text);
-    let bad = |what: &str| Err(format!("`{text}` is not {what} (tag `!!{}`)", tag.suffix));
-    match tag.suffix.as_str() {
-        "str" => Ok(Value::String(text.to_string())),
-        "null" if resolved.is_null() => Ok(Value::Null),
-        "null" => bad("null"),
-        "bool" if resolved.is_boolean() => Ok(resolved),
-        "bool" => bad("a boolean"),
-        "int" if resolved.is_i64() || resolved.is_u64() => Ok(resolved),
-        "int" => bad("an integer"),
-        "float" => match resolved {
-            Value::Number(n) => Ok(n
-                .as_f64()
-                .and_then(Number::from_f64)
-                .map(Value::Number)
-                .unwrap_or(Value::Number(n))),
-            _ => bad("a number"),
-        },
-        other => Err(format!("unsupported tag `!!{other}`")),
-    }
-}
-
-/// YAML 1.2 core schema resolution of a plain scalar.
-pub(super) fn resolve_plain(s: &str) -> Value {
-    match s {
-        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
-        "true" | "True" | "TRUE" => return Value::Bool(true),
-        "false" | "False" | "FALSE" => return Value::Bool(false),
-        _ => {}
-    }
-    if is_decimal_int(s) {
-        if let Ok(i) = s.parse::<i64>() {
-            return Value::Number(i.into());
-        }
-        if let Ok(u) = s.trim_start_matches('+').parse::<u64>() {
-            return Value::Number(u.into());
-        }
-        return float(s);
-    }
-    if let Some(oct) = s
-        .strip_prefix("0o")
-        .filter(|d| !d.is_empty() && d.bytes().all(|b| (b'0'..=b'7').contains(&b)))
-        && let Ok(i) = i64::from_str_radix(oct, 8)
-    {
-        return Value::Number(i.into());
-    }
-    if let Some(hex) = s
-        .strip_prefix("0x")
-        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_hexdigit()))
-        && let Ok(i) = i64::from_str_radix(hex, 16)
-    {
-        return Value::Number(i.into());
-    }
-    if is_float(s) {
-        return float(s);
-    }
-    // `.inf` and `.nan` have no JSON form: they stay strings.
-    Value::String(s.to_string())
-}
-
-fn float(s: &str) -> Value {
-    s.parse::<f64>()
-        .ok()
-        .and_then(Number::from_f64)
-        .map(Value::Number)
-        .unwrap_or_else(|| Value::String(s.to_string()))
-}
-
-fn is_decimal_int(s: &str) -> bool {
-    let d = s.strip_prefix(['-', '+']).unwrap_or(s);
-    !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// `[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?`
-fn is_float(s: &str) -> bool {
-    let s = s.strip_prefix(['-', '+']).unwrap_or(s);
-    let (mantissa, exp) = match s.find(['e', 'E']) {
-        Some(i) => (&s[..i], Some(&s[i + 1..])),
-        None => (s, None),
-    };
-    let mantissa_ok = match mantissa.split_once('.') {
-        Some((int, frac)) => {
-            int.bytes().all(|b| b.is_ascii_digit())
-                && frac.bytes().all(|b| b.is_ascii_digit())
-                && !(int.is_empty() && frac.is_empty())
-        }
-        None => !mantissa.is_empty() && mantissa.bytes().all(|b| b.is_ascii_digit()),
-    };
-    let exp_ok = match exp {
-        None => true,
-        Some(e) => {
-            let e = e.strip_prefix(['-', '+']).unwrap_or(e);
-            !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit())
-        }
-    };
-    mantissa_ok && exp_ok
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use super::scalar::resolve_plain;
     use super::*;
     use serde_json::json;
 

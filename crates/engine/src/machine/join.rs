@@ -4,7 +4,7 @@
 //! `any` (the first branch to finish, success or failure), `first_success` (the first
 //! success; a failure only when every branch failed). `None`: not decided yet.
 
-use baton_types::{JoinStrategy, StepError, StepErrorKind, StepPath};
+use baton_types::{JoinStrategy, StepError, StepErrorKind, StepKind, StepPath};
 use serde_json::{Map, Value, json};
 
 use super::state::{FanFrame, FanKind, Outcome};
@@ -29,13 +29,10 @@ pub(super) fn outcome(fan: &FanFrame, p: &Program) -> Option<Outcome> {
 /// The branches' step ids, by slot.
 fn branch_names(fan: &FanFrame, p: &Program) -> Vec<String> {
     match p.node_by_id(StepPath::parse(&fan.step).id()) {
-        Some(n) => n
-            .step
-            .parallel
-            .iter()
-            .flatten()
-            .map(|b| b.id.clone())
-            .collect(),
+        Some(n) => match &n.step.kind {
+            StepKind::Parallel(par) => par.branches.iter().map(|b| b.id.clone()).collect(),
+            _ => Vec::new(),
+        },
         None => (0..fan.results.len()).map(|i| i.to_string()).collect(),
     }
 }

@@ -2,7 +2,7 @@
 //! the next step, `state.set` sets keys of the run's state (logged before the step ends), and
 //! a map evaluates its list (its items then run as a fan).
 
-use baton_types::{Event, StepError, StepErrorKind, Usage};
+use baton_types::{Event, StepError, StepErrorKind, StepKind, Usage};
 use serde_json::{Value, json};
 
 use super::Machine;
@@ -122,12 +122,10 @@ impl Machine<'_> {
 
     /// A map's list.
     fn map_items(&self, node: &Node, ctx: &minijinja::Value) -> Result<Vec<Value>, StepError> {
-        let over = node
-            .step
-            .map
-            .as_ref()
-            .map(|m| m.over.as_str())
-            .unwrap_or("[]");
+        let over = match &node.step.kind {
+            StepKind::Map(m) => m.map.over.as_str(),
+            _ => "[]",
+        };
         let v = context::eval(self.program, &format!("{}.map.over", node.id), over, ctx)?;
         match context::to_json(&v) {
             Value::Array(items) => Ok(items),
