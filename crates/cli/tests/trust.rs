@@ -475,3 +475,23 @@ fn a_model_that_cannot_be_called_is_reported_before_the_run() {
         text(&o)
     );
 }
+
+#[test]
+fn state_set_needs_a_key_and_ids_are_ascii() {
+    let db = Db::new();
+    let wf = db.workflow(
+        "v.yaml",
+        "version: 1\nname: t\nsteps:\n  - { id: café, tool: echo, with: { text: hi } }\n  - { id: s, tool: state.set, with: {} }\n",
+    );
+    let o = baton().args(["validate", &wf]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("`é` (U+00E9); ids may only use ASCII letters"),
+        "{e}"
+    );
+    assert!(
+        e.contains("v.yaml:5:") && e.contains("`state.set` needs at least one key"),
+        "{e}"
+    );
+}

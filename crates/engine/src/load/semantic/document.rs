@@ -103,7 +103,7 @@ impl Checker<'_, '_> {
                 self.error(
                     id_path.clone(),
                     format!(
-                        "step id `{id}` contains {}; ids may only use letters, digits, `_` and `-`",
+                        "step id `{id}` contains {}; ids may only use ASCII letters and digits, `_` and `-`",
                         describe_char(bad)
                     ),
                 );
@@ -175,8 +175,10 @@ fn raw(v: &Value) -> String {
 fn describe_char(c: char) -> String {
     if c == ' ' {
         "a space".into()
-    } else {
+    } else if c.is_control() || c.is_whitespace() {
         format!("`{}`", c.escape_default())
+    } else {
+        format!("`{c}` (U+{:04X})", u32::from(c))
     }
 }
 

@@ -79,6 +79,12 @@ impl Checker<'_, '_> {
                 let m = self.unknown_tool(tool);
                 self.error(key_path(path, "tool"), m);
             }
+            _ if tool == "state.set" && step.with.as_ref().is_none_or(|w| w.is_empty()) => {
+                self.error(
+                    key_path(path, "with"),
+                    "`state.set` needs at least one key in `with` (each key becomes `state.KEY`)",
+                );
+            }
             Some(t) => self.check_tool_arguments(&t.spec().parameters, step, path),
         }
     }
