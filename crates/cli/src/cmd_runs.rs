@@ -197,29 +197,7 @@ async fn answer(a: HumanArgs, approved: Option<bool>) -> anyhow::Result<i32> {
     let run = rec.id;
     let program = Arc::new(program_of(&rec)?);
     let st = baton_engine::executor::load_state(&services, &program, run).await?;
-    let waiting = st.waiting_humans();
-    let step = match (&a.step, waiting.as_slice()) {
-        (Some(s), w) if w.contains(s) => s.clone(),
-        (Some(s), []) => bail!(
-            "step '{s}' of run {} is not waiting for a person (no step is)",
-            run
-        ),
-        (Some(s), w) => bail!(
-            "step '{s}' of run {} is not waiting for a person (waiting: {})",
-            run,
-            w.join(", ")
-        ),
-        (None, [one]) => one.clone(),
-        (None, []) => bail!(
-            "no step of run {} is waiting for a person (status: {})",
-            run,
-            st.status
-        ),
-        (None, w) => bail!(
-            "several steps wait ({}): name one with --step",
-            w.join(", ")
-        ),
-    };
+    let step = waiting_step(&st, a.step.as_deref())?;
     let node = program
         .node_by_id(crate::split_id(&step))
         .ok_or_else(|| anyhow!("unknown step {step}"))?;
@@ -289,6 +267,30 @@ async fn answer(a: HumanArgs, approved: Option<bool>) -> anyhow::Result<i32> {
     ];
     drive_interactive(program, services, st, inputs, a.json).await
 }
+
+/// The step an answer is for: the one named (it must be waiting), or the only one waiting.
+fn waiting_step(st: &baton_engine::RunState, named: Option<&str>) -> anyhow::Result<String> {
+    let run = st.run_id;
+    let waiting = st.waiting_humans();
+    Ok(match (named, waiting.as_slice()) {
+        (Some(s), w) if w.iter().any(|x| x == s) => s.to_string(),
+        (Some(s), []) => bail!("step '{s}' of run {run} is not waiting for a person (no step is)"),
+        (Some(s), w) => bail!(
+            "step '{s}' of run {run} is not waiting for a person (waiting: {})",
+            w.join(", ")
+        ),
+        (None, [one]) => one.clone(),
+        (None, []) => bail!(
+            "no step of run {run} is waiting for a person (status: {})",
+            st.status
+        ),
+        (None, w) => bail!(
+            "several steps wait ({}): name one with --step",
+            w.join(", ")
+        ),
+    })
+}
+
 async fn list(
     status: Option<String>,
     workflow: Option<String>,

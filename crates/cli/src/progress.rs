@@ -2,7 +2,6 @@
 //! JSON lines with `--json`.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -43,10 +42,7 @@ impl Printer {
             Mode::Tty => {
                 let _ = self.multi.println(s);
             }
-            _ => {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{s}");
-            }
+            _ => crate::out::line(s),
         }
     }
 
@@ -66,12 +62,75 @@ fn ms(d: u64) -> String {
     }
 }
 
+type Bars = HashMap<String, ProgressBar>;
+
+impl Printer {
+    fn started(&self, bars: &mut Bars, step: &str, attempt: u32) {
+        let label = if attempt > 1 {
+            format!("{step} (attempt {attempt})")
+        } else {
+            step.to_string()
+        };
+        if self.mode != Mode::Tty {
+            return self.line(format!("  ▶ {label}"));
+        }
+        let b = self.multi.add(ProgressBar::new_spinner());
+        b.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        b.set_message(label);
+        b.enable_steady_tick(Duration::from_millis(100));
+        bars.insert(step.to_string(), b);
+    }
+
+    fn progressed(&self, bars: &Bars, step: &str, progress: &Progress) {
+        match progress {
+            Progress::ModelReply { usage, .. } => {
+                let mut t = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+                let n = t.entry(step.to_string()).or_default();
+                *n += usage.total();
+                if let Some(b) = bars.get(step) {
+                    b.set_message(format!("{step} · {n} tokens"));
+                }
+            }
+            Progress::ToolResult { tool, is_error, .. } => self.line(format!(
+                "    {step}: called {tool}{}",
+                if *is_error { " (error)" } else { "" }
+            )),
+            _ => {}
+        }
+    }
+
+    /// A step's end: its spinner goes, a line stays.
+    fn ended(&self, bars: &mut Bars, step: &str, line: String) {
+        if let Some(b) = bars.remove(step) {
+            b.finish_and_clear();
+        }
+        self.line(line);
+    }
+}
+
+/// `  ? step waits for a person: first line`, and the prompt's other lines below it: a person
+/// answering from another shell has only this.
+fn human_prompt(step: &str, prompt: &str) -> String {
+    let mut lines = prompt.lines();
+    let mut text = format!(
+        "  ? {step} waits for a person: {}",
+        lines.next().unwrap_or("")
+    );
+    for l in lines {
+        text.push_str("\n      ");
+        text.push_str(l);
+    }
+    text
+}
+
 impl EventSink for Printer {
     fn publish(&self, r: &EventRecord) {
         if self.mode == Mode::Json {
             if let Ok(s) = serde_json::to_string(r) {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{s}");
+                crate::out::line(s);
             }
             return;
         }
@@ -82,56 +141,21 @@ impl EventSink for Printer {
                 if *resumed { "resuming" } else { "starting" },
                 r.run_id
             )),
-            Event::StepStarted { step, attempt, .. } => {
-                let label = if *attempt > 1 {
-                    format!("{step} (attempt {attempt})")
-                } else {
-                    step.clone()
-                };
-                if self.mode == Mode::Tty {
-                    let b = self.multi.add(ProgressBar::new_spinner());
-                    b.set_style(
-                        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                    );
-                    b.set_message(label);
-                    b.enable_steady_tick(Duration::from_millis(100));
-                    bars.insert(step.clone(), b);
-                } else {
-                    self.line(format!("  ▶ {label}"));
-                }
-            }
-            Event::StepProgress { step, progress } => {
-                if let Progress::ModelReply { usage, .. } = progress {
-                    let mut t = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-                    let n = t.entry(step.clone()).or_default();
-                    *n += usage.total();
-                    if let Some(b) = bars.get(step) {
-                        b.set_message(format!("{step} · {n} tokens"));
-                    }
-                }
-                if let Progress::ToolResult { tool, is_error, .. } = progress {
-                    self.line(format!(
-                        "    {step}: called {tool}{}",
-                        if *is_error { " (error)" } else { "" }
-                    ));
-                }
-            }
+            Event::StepStarted { step, attempt, .. } => self.started(&mut bars, step, *attempt),
+            Event::StepProgress { step, progress } => self.progressed(&bars, step, progress),
             Event::StepSucceeded {
                 step,
                 duration_ms,
                 usage,
                 ..
             } => {
-                if let Some(b) = bars.remove(step) {
-                    b.finish_and_clear();
-                }
                 let tok = if usage.total() > 0 {
                     format!(" · {} tokens", usage.total())
                 } else {
                     String::new()
                 };
-                self.line(format!("  ✓ {step} {}{tok}", ms(*duration_ms)));
+                let line = format!("  ✓ {step} {}{tok}", ms(*duration_ms));
+                self.ended(&mut bars, step, line);
             }
             Event::StepFailed {
                 step,
@@ -140,35 +164,18 @@ impl EventSink for Printer {
                 recovered,
                 ..
             } => {
-                if let Some(b) = bars.remove(step) {
-                    b.finish_and_clear();
-                }
                 let what = match (retry_in_ms, recovered) {
                     (Some(d), _) => format!(", retrying in {}", ms(*d)),
                     (None, true) => ", going on (on_error)".into(),
                     _ => String::new(),
                 };
-                self.line(format!("  ✗ {step}: {}{what}", brief(&error.message)));
+                let line = format!("  ✗ {step}: {}{what}", brief(&error.message));
+                self.ended(&mut bars, step, line);
             }
             Event::StepCancelled { step } => {
-                if let Some(b) = bars.remove(step) {
-                    b.finish_and_clear();
-                }
-                self.line(format!("  ⊘ {step} cancelled"));
+                self.ended(&mut bars, step, format!("  ⊘ {step} cancelled"));
             }
-            Event::HumanRequested { step, prompt, .. } => {
-                // The whole prompt: a person answering from another shell has only this.
-                let mut lines = prompt.lines();
-                let mut text = format!(
-                    "  ? {step} waits for a person: {}",
-                    lines.next().unwrap_or("")
-                );
-                for l in lines {
-                    text.push_str("\n      ");
-                    text.push_str(l);
-                }
-                self.line(text)
-            }
+            Event::HumanRequested { step, prompt, .. } => self.line(human_prompt(step, prompt)),
             Event::HumanResponded {
                 step, approved, by, ..
             } => {

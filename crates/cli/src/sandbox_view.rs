@@ -90,6 +90,31 @@ fn fmt_bytes(b: u64) -> String {
 /// stopped, what the scan found and which hosts it tried.
 pub fn describe_sandbox(r: &SandboxRecord) -> Vec<String> {
     let v = &r.record;
+    let mut lines = vec![headline(r)];
+    lines.extend(command_line(v));
+    lines.push(limits_line(&v["policy"]));
+    let hit: Vec<&str> = v["limits_hit"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !hit.is_empty() {
+        lines.push(format!("    limits hit: {}", hit.join(", ")));
+    }
+    for k in ["stdout", "stderr"] {
+        if v[format!("{k}_truncated")] == true {
+            lines.push(format!("    {k} truncated at the output limit"));
+        }
+    }
+    lines.extend(scan_lines(&v["scan"]));
+    for a in v["network"].as_array().cloned().unwrap_or_default() {
+        lines.push(format!("    network: {a}"));
+    }
+    lines
+}
+
+/// `step visit 2 attempt 1 (step): tier process, exited, exit 0; wall 12ms, cpu 3ms, ...`
+fn headline(r: &SandboxRecord) -> String {
+    let v = &r.record;
     let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("?").to_string();
     let visit = r
         .visit
@@ -120,39 +145,45 @@ pub fn describe_sandbox(r: &SandboxRecord) -> Vec<String> {
     if let Some(m) = v.get("peak_memory_bytes").and_then(Value::as_u64) {
         usage.push_str(&format!(", peak memory {}", fmt_bytes(m)));
     }
-    let mut lines = vec![format!(
+    format!(
         "  {}{visit}{attempt} ({}): tier {}, {}, {exit}; {usage}",
         r.step,
         r.via,
         s("tier"),
         s("stop_reason"),
-    )];
-    if let Some(argv) = v["request"]["argv"].as_array() {
-        let argv: Vec<String> = argv
-            .iter()
-            .map(|a| {
-                let a = a.as_str().unwrap_or_default();
-                if a.contains(char::is_whitespace) || a.is_empty() {
-                    format!("{a:?}")
-                } else {
-                    a.to_string()
-                }
-            })
-            .collect();
-        let files: Vec<String> = v["request"]["files"]
-            .as_object()
-            .map(|f| f.iter().map(|(k, n)| format!("{k} {n} B")).collect())
-            .unwrap_or_default();
-        let mut line = format!("    command: {}", argv.join(" "));
-        if !files.is_empty() {
-            line.push_str(&format!(" (files: {})", files.join(", ")));
-        }
-        if let Some(w) = v["request"]["workdir"].as_str() {
-            line.push_str(&format!(" in {w}"));
-        }
-        lines.push(line);
+    )
+}
+
+/// `command: python3 -m pytest (files: t.py 120 B) in /work`, when the record has the request.
+fn command_line(v: &Value) -> Option<String> {
+    let argv = v["request"]["argv"].as_array()?;
+    let argv: Vec<String> = argv
+        .iter()
+        .map(|a| {
+            let a = a.as_str().unwrap_or_default();
+            if a.contains(char::is_whitespace) || a.is_empty() {
+                format!("{a:?}")
+            } else {
+                a.to_string()
+            }
+        })
+        .collect();
+    let files: Vec<String> = v["request"]["files"]
+        .as_object()
+        .map(|f| f.iter().map(|(k, n)| format!("{k} {n} B")).collect())
+        .unwrap_or_default();
+    let mut line = format!("    command: {}", argv.join(" "));
+    if !files.is_empty() {
+        line.push_str(&format!(" (files: {})", files.join(", ")));
     }
-    let p = &v["policy"];
+    if let Some(w) = v["request"]["workdir"].as_str() {
+        line.push_str(&format!(" in {w}"));
+    }
+    Some(line)
+}
+
+/// `limits: cpu 1, memory 128.0 MiB, ... net none (policy file p.toml)`.
+fn limits_line(p: &Value) -> String {
     let l = &p["limits"];
     let net = match p["net"]["mode"].as_str() {
         Some("allow") => format!(
@@ -192,24 +223,13 @@ pub fn describe_sandbox(r: &SandboxRecord) -> Vec<String> {
     if let Some(f) = p.get("file").and_then(Value::as_str) {
         limits.push_str(&format!(" (policy file {f})"));
     }
-    lines.push(limits);
-    let hit: Vec<&str> = v["limits_hit"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    if !hit.is_empty() {
-        lines.push(format!("    limits hit: {}", hit.join(", ")));
-    }
-    for k in ["stdout", "stderr"] {
-        if v[format!("{k}_truncated")] == true {
-            lines.push(format!("    {k} truncated at the output limit"));
-        }
-    }
-    let findings = v["scan"]["findings"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    lines.push(format!("    scan: {} finding(s)", findings.len()));
+    limits
+}
+
+/// `scan: N finding(s)` and one line per finding.
+fn scan_lines(scan: &Value) -> Vec<String> {
+    let findings = scan["findings"].as_array().cloned().unwrap_or_default();
+    let mut lines = vec![format!("    scan: {} finding(s)", findings.len())];
     for f in findings {
         let g = |k: &str| {
             f.get(k)
@@ -228,9 +248,6 @@ pub fn describe_sandbox(r: &SandboxRecord) -> Vec<String> {
             g("rule"),
             g("message")
         ));
-    }
-    for a in v["network"].as_array().cloned().unwrap_or_default() {
-        lines.push(format!("    network: {a}"));
     }
     lines
 }
