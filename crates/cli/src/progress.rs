@@ -127,6 +127,17 @@ fn human_prompt(step: &str, prompt: &str) -> String {
 }
 
 impl EventSink for Printer {
+    /// `--json` shows agents typing: model output as `model_delta` lines between the events.
+    fn wants_deltas(&self) -> bool {
+        self.mode == Mode::Json
+    }
+
+    fn delta(&self, d: &baton_types::ModelDelta) {
+        if let Ok(s) = serde_json::to_string(d) {
+            crate::out::line(s);
+        }
+    }
+
     fn publish(&self, r: &EventRecord) {
         if self.mode == Mode::Json {
             if let Ok(s) = serde_json::to_string(r) {

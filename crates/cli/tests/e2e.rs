@@ -25,6 +25,19 @@ fn hello_runs_on_the_embedded_model() {
     let s = summary(&o);
     assert_eq!(s["status"], "succeeded");
     assert!(!s["outputs"].as_str().unwrap_or("").is_empty(), "{s}");
+    // The embedded model's tokens arrive as model_delta lines that add up to its answer.
+    let typed: String = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "model_delta")
+        .map(|v| v["text"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        typed.trim(),
+        s["outputs"].as_str().unwrap().trim(),
+        "{}",
+        text(&o)
+    );
     // Plain output ends with a readable summary.
     let o = db.run(&["run", &example("hello.yaml"), "--input", "who=Ada"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));

@@ -495,3 +495,42 @@ fn state_set_needs_a_key_and_ids_are_ascii() {
         "{e}"
     );
 }
+
+/// `--json` shows agents typing: `model_delta` lines (no seq; not in the run log) whose texts
+/// add up to the answer.
+#[test]
+fn json_streams_model_deltas_that_are_not_logged() {
+    let db = Db::new();
+    let dir = db.0.path();
+    std::fs::create_dir_all(dir.join("scripted")).unwrap();
+    std::fs::write(
+        dir.join("scripted/talker.yaml"),
+        "replies:\n  - text: \"Hello from a scripted agent.\"\n",
+    )
+    .unwrap();
+    let wf = db.workflow(
+        "talk.yaml",
+        "version: 1\nname: talk\nagents:\n  talker: { model: scripted/talker }\nsteps:\n  - { id: say, agent: talker, prompt: hi }\n",
+    );
+    let o = db.run(&["run", &wf, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let deltas: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "model_delta")
+        .collect();
+    assert!(!deltas.is_empty(), "{}", text(&o));
+    let joined: String = deltas.iter().map(|d| d["text"].as_str().unwrap()).collect();
+    assert_eq!(joined, "Hello from a scripted agent.");
+    assert_eq!(deltas[0]["step"], "say");
+    assert_eq!(deltas[0]["agent"], "talker");
+    assert_eq!(deltas[0]["turn"], 1);
+    assert!(deltas[0].get("seq").is_none(), "{}", deltas[0]);
+    let id = summary(&o)["id"].as_str().unwrap().to_string();
+    let o = db.run(&["runs", "logs", &id, "--json"]);
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("model_delta"),
+        "{}",
+        text(&o)
+    );
+}

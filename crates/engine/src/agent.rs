@@ -21,6 +21,54 @@ pub struct AgentJob {
     pub max_tool_turns: u32,
     pub schema: Option<(Value, u32)>,
     pub tool_ctx: ToolContext,
+    /// Where streamed text goes (turn, text), when someone watches; `None`: whole answers.
+    pub deltas: Option<DeltaFn>,
+}
+
+/// Receives a step's model output as it streams: (turn, text since the last call).
+pub type DeltaFn = Arc<dyn Fn(u32, &str) + Send + Sync>;
+
+/// How often streamed text is passed on: often enough to look live, rarely enough that a fast
+/// model does not flood a WebSocket or a terminal with one event per token.
+const DELTA_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// One model call: streamed (and passed on, coalesced) when someone watches, else whole.
+async fn call_model(
+    job: &AgentJob,
+    req: baton_llm::ChatRequest,
+    turn: u32,
+) -> Result<baton_llm::ChatResponse, baton_llm::Error> {
+    let Some(deltas) = &job.deltas else {
+        return job.model.complete(req).await;
+    };
+    use futures::StreamExt;
+    let mut s = job.model.stream(req).await?;
+    let mut resp = baton_llm::ChatResponse::default();
+    let mut pending = String::new();
+    let mut last = std::time::Instant::now();
+    while let Some(chunk) = s.next().await {
+        match chunk? {
+            baton_llm::Chunk::Text(t) => {
+                resp.content.push_str(&t);
+                pending.push_str(&t);
+                if last.elapsed() >= DELTA_EVERY {
+                    deltas(turn, &pending);
+                    pending.clear();
+                    last = std::time::Instant::now();
+                }
+            }
+            baton_llm::Chunk::ToolCall(c) => resp.tool_calls.push(c),
+            baton_llm::Chunk::Usage(u) => resp.usage.add(&u),
+            baton_llm::Chunk::Done(r) => {
+                resp.stop_reason = r;
+                break;
+            }
+        }
+    }
+    if !pending.is_empty() {
+        deltas(turn, &pending);
+    }
+    Ok(resp)
 }
 
 fn model_error(e: &baton_llm::Error) -> StepError {
@@ -104,7 +152,7 @@ pub async fn run(
             response_format: response_format.clone(),
         };
         let resp = tokio::select! {
-            r = job.model.complete(req) => r,
+            r = call_model(&job, req, turn) => r,
             _ = job.tool_ctx.cancel.cancelled() => return (Err(StepError::fatal(StepErrorKind::Cancelled, "cancelled")), usage),
         };
         let resp = match resp {

@@ -470,3 +470,18 @@ mod tests {
         assert!(odd.sandbox.is_none());
     }
 }
+
+/// Text a model is producing, as it streams: for front ends that show an agent typing. Not part
+/// of the run log (replay never needs it: the step's `model_reply` progress holds the whole
+/// answer) and has no `seq`; deltas are coalesced (about one per 50 ms of output per step).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename = "model_delta")]
+pub struct ModelDelta {
+    pub run_id: RunId,
+    /// The step instance (`id` or `id[2]` inside a map).
+    pub step: String,
+    pub agent: String,
+    /// The model turn within the step (1, then one more after each round of tool calls).
+    pub turn: u32,
+    pub text: String,
+}

@@ -13,8 +13,8 @@ pub mod workflow;
 
 pub use duration::Dur;
 pub use event::{
-    Event, EventRecord, PauseReason, Progress, RunStatus, SANDBOX_RECORD_MARKER, StepError,
-    StepErrorKind, Usage,
+    Event, EventRecord, ModelDelta, PauseReason, Progress, RunStatus, SANDBOX_RECORD_MARKER,
+    StepError, StepErrorKind, Usage,
 };
 pub use flow::Flow;
 pub use ids::RunId;

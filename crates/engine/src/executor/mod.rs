@@ -32,6 +32,15 @@ use work::Tokens;
 /// Receives every event once it is in the log.
 pub trait EventSink: Send + Sync {
     fn publish(&self, ev: &EventRecord);
+
+    /// Whether this sink shows model output as it streams ([`EventSink::delta`]). Agents then
+    /// stream their answers; otherwise they ask for whole answers (cheaper).
+    fn wants_deltas(&self) -> bool {
+        false
+    }
+
+    /// Model output as it streams (not logged; see [`baton_types::ModelDelta`]).
+    fn delta(&self, _delta: &baton_types::ModelDelta) {}
 }
 
 /// What the executor uses to act.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_tools::ToolContext;
-use baton_types::{StepError, StepErrorKind, Usage};
+use baton_types::{ModelDelta, RunId, StepError, StepErrorKind, Usage};
 use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -115,7 +115,12 @@ impl Executor {
         progress: &Arc<ProgressQueue>,
         tool_ctx: ToolContext,
     ) -> BoxFuture<'static, WorkResult> {
-        let job = self.agent_job(st, node, agent, sr.frame, tool_ctx);
+        let job = self
+            .agent_job(st, node, agent, sr.frame, tool_ctx)
+            .map(|mut j| {
+                j.deltas = self.delta_fn(st.run_id, step, agent);
+                j
+            });
         let tx = progress.clone();
         let step = step.to_string();
         Box::pin(async move {
@@ -201,7 +206,23 @@ impl Executor {
                 .unwrap_or(baton_types::DEFAULT_MAX_TOOL_TURNS),
             schema: node.output_schema.clone(),
             tool_ctx,
+            deltas: None,
         })
+    }
+
+    /// Passes an agent's streamed text to the sink, when it shows it.
+    fn delta_fn(&self, run_id: RunId, step: &str, agent: &str) -> Option<agent::DeltaFn> {
+        let sink = self.sink.clone().filter(|s| s.wants_deltas())?;
+        let (step, agent) = (step.to_string(), agent.to_string());
+        Some(Arc::new(move |turn, text: &str| {
+            sink.delta(&ModelDelta {
+                run_id,
+                step: step.clone(),
+                agent: agent.clone(),
+                turn,
+                text: text.to_string(),
+            });
+        }))
     }
 }
 
