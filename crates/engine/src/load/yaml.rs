@@ -176,15 +176,8 @@ impl Reader<'_> {
         tag: Option<Tag>,
         at: (u32, u32),
     ) -> Result<(), Diagnostic> {
-        let slot = self.slot();
-        if let Slot::Key = slot {
-            return Err(self.error(
-                at,
-                &self.current_path(),
-                "a key must be a plain string, not a list or mapping".into(),
-            ));
-        }
-        let path = self.slot_path(&slot);
+        let in_item = matches!(self.slot(), Slot::Item(_) | Slot::Root);
+        let path = self.value_path(at, "a key must be a plain string, not a list or mapping")?;
         if let Some(t) = tag.as_ref() {
             let ok = t.handle == CORE_TAG && t.suffix == if is_map { "map" } else { "seq" };
             if !ok {
@@ -199,7 +192,7 @@ impl Reader<'_> {
             return Err(self.error(at, top_key(&path), format!("the document is nested too deeply (more than {MAX_DEPTH} levels of lists and mappings)")));
         }
         // A mapping that is a list item (or the document) is found at its first key.
-        let item_map = is_map && matches!(slot, Slot::Item(_) | Slot::Root);
+        let item_map = is_map && in_item;
         if !item_map {
             self.spans.entry(path.clone()).or_insert(at);
         }
@@ -250,15 +243,7 @@ impl Reader<'_> {
     }
 
     fn on_alias(&mut self, id: usize, at: (u32, u32)) -> Result<(), Diagnostic> {
-        let slot = self.slot();
-        if let Slot::Key = slot {
-            return Err(self.error(
-                at,
-                &self.current_path(),
-                "an alias cannot be used as a key".into(),
-            ));
-        }
-        let path = self.slot_path(&slot);
+        let path = self.value_path(at, "an alias cannot be used as a key")?;
         self.spans.entry(path.clone()).or_insert(at);
         let Some((value, count, depth)) = self.anchors.get(&id).cloned() else {
             return Err(self.error(at, &path, "alias to an unknown anchor".into()));
@@ -271,6 +256,15 @@ impl Reader<'_> {
             return Err(self.error(at, top_key(&path), format!("the document is nested too deeply (more than {MAX_DEPTH} levels of lists and mappings)")));
         }
         self.complete(value, 0, at)
+    }
+
+    /// The path of the value that starts here; where a key is expected, `not_a_key` is the error.
+    fn value_path(&self, at: (u32, u32), not_a_key: &str) -> Result<String, Diagnostic> {
+        let slot = self.slot();
+        if let Slot::Key = slot {
+            return Err(self.error(at, &self.current_path(), not_a_key.into()));
+        }
+        Ok(self.slot_path(&slot))
     }
 
     fn slot(&self) -> Slot {
