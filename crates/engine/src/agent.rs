@@ -122,19 +122,7 @@ pub async fn run(
 ) -> (Result<Value, StepError>, Usage) {
     let mut usage = Usage::default();
     let mut messages = opening_messages(&job);
-    let tools: Vec<_> = job
-        .tools
-        .iter()
-        .filter(|t| *t != baton_tools::sandbox_step::STEP_TOOL)
-        .filter_map(|t| job.registry.get(t).map(|t| t.spec()))
-        .collect();
-    let response_format = job
-        .schema
-        .as_ref()
-        .map(|(s, _)| ResponseFormat::JsonSchema {
-            name: "output".into(),
-            schema: s.clone(),
-        });
+    let (tools, response_format) = offered(&job);
     let model_name = baton_llm::split_ref(&job.model_ref)
         .map(|(_, m)| m.to_string())
         .unwrap_or_default();
@@ -201,6 +189,25 @@ pub async fn run(
             }
         }
     }
+}
+
+/// What every request of the step offers the model: its tools (never the reserved sandbox step
+/// tool) and, with an output schema, the structured answer asked for.
+fn offered(job: &AgentJob) -> (Vec<baton_types::ToolSpec>, Option<ResponseFormat>) {
+    let tools = job
+        .tools
+        .iter()
+        .filter(|t| *t != baton_tools::sandbox_step::STEP_TOOL)
+        .filter_map(|t| job.registry.get(t).map(|t| t.spec()))
+        .collect();
+    let response_format = job
+        .schema
+        .as_ref()
+        .map(|(s, _)| ResponseFormat::JsonSchema {
+            name: "output".into(),
+            schema: s.clone(),
+        });
+    (tools, response_format)
 }
 
 /// The progress report of one model reply.
