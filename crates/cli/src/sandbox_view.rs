@@ -1,6 +1,7 @@
 //! Sandbox executions found in a run's log, and how `runs show` prints them.
 
 use baton_engine::Program;
+use baton_engine::inputs::fmt_size as fmt_bytes;
 use baton_types::Event;
 use serde_json::Value;
 
@@ -76,14 +77,6 @@ pub fn sandbox_records(
         });
     }
     out
-}
-
-fn fmt_bytes(b: u64) -> String {
-    if b >= 1 << 20 {
-        format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
-    } else {
-        format!("{:.1} KiB", b as f64 / 1024.0)
-    }
 }
 
 /// One execution in a few lines: what ran where, under which limits, what it used, why it

@@ -29,25 +29,38 @@ fn run_id(db: &Db, file: &str) -> String {
     summary(&o)["id"].as_str().unwrap().to_string()
 }
 
-#[test]
-fn a_closed_pipe_ends_output_quietly() {
-    let db = Db::new();
-    let wf = db.workflow("one.yaml", ONE_STEP);
-    // `baton run X --json | head -1`: the run still completes and is recorded.
-    let mut child = baton()
-        .args(["run", &wf, "--json", "--db"])
+/// `baton ARGS --db <db>` started with its stdout piped to the test.
+fn spawn(db: &Db, args: &[&str]) -> std::process::Child {
+    baton()
+        .args(args)
+        .arg("--db")
         .arg(db.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `baton ARGS`, reads one line of its output and closes the pipe (`| head -1`); the
+/// command must end by itself, with its own exit code and no panic.
+fn first_line_then_close(db: &Db, args: &[&str]) -> (String, std::process::Output) {
+    let mut child = spawn(db, args);
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut first = String::new();
     out.read_line(&mut first).unwrap();
     drop(out);
     let o = child.wait_with_output().unwrap();
+    assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
+    (first, o)
+}
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    let db = Db::new();
+    let wf = db.workflow("one.yaml", ONE_STEP);
+    // `baton run X --json | head -1`: the run still completes and is recorded.
+    let (first, o) = first_line_then_close(&db, &["run", &wf, "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
     let id = serde_json::from_str::<Value>(&first).unwrap()["run_id"]
         .as_str()
         .unwrap()
@@ -67,21 +80,8 @@ fn a_closed_pipe_ends_output_quietly() {
         vec!["runs", "logs", id.as_str()],
         vec!["runs", "state", id.as_str()],
     ] {
-        let mut child = baton()
-            .args(&args)
-            .arg("--db")
-            .arg(db.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        drop(out);
-        let o = child.wait_with_output().unwrap();
+        let (_, o) = first_line_then_close(&db, &args);
         assert_eq!(o.status.code(), Some(0), "{args:?}: {}", text(&o));
-        assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
     }
 }
 
@@ -249,13 +249,7 @@ fn a_run_keeps_its_durability() {
 fn a_killed_run_is_shown_as_interrupted_then_resumes() {
     let db = Db::new();
     let wf = db.workflow("slow.yaml", SLOW);
-    let mut child = baton()
-        .args(["run", &wf, "--json", "--db"])
-        .arg(db.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&db, &["run", &wf, "--json"]);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut id = String::new();
     // Wait until the sleep step has started, then kill -9.
@@ -289,13 +283,7 @@ fn a_killed_run_is_shown_as_interrupted_then_resumes() {
         text(&o)
     );
     // Resuming it (the step that was cut short runs again) ends it; cancel to keep this short.
-    let mut resumed = baton()
-        .args(["resume", &id, "--json", "--db"])
-        .arg(db.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut resumed = spawn(&db, &["resume", &id, "--json"]);
     let mut lines = BufReader::new(resumed.stdout.take().unwrap()).lines();
     for line in lines.by_ref() {
         let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
