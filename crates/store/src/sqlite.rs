@@ -34,7 +34,7 @@ impl Durability {
     }
 }
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const MIGRATION_1: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -80,6 +80,16 @@ CREATE INDEX IF NOT EXISTS controls_by_run ON controls (run_id, id);
 /// Version 2: a run keeps the durability it was started with (`resume` and the answers to a
 /// waiting run use it again). NULL (runs created before) reads as `process`.
 const MIGRATION_2: &str = "ALTER TABLE runs ADD COLUMN durability TEXT;";
+
+/// Version 3: a run's inputs live in a table of their own, written once. In the `runs` row they
+/// were rewritten by every update of the row (each step, each lease renewal): a 6 MiB input
+/// cost 6 MiB of writes per step. Runs created before keep theirs in `runs.inputs`.
+const MIGRATION_3: &str = "
+CREATE TABLE IF NOT EXISTS run_inputs (
+    run_id TEXT PRIMARY KEY,
+    inputs TEXT NOT NULL
+);
+";
 
 enum Op {
     Create(Box<NewRun>, Durability),
@@ -270,6 +280,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         if v < 2 {
             tx.execute_batch(MIGRATION_2).map_err(db_err)?;
         }
+        if v < 3 {
+            tx.execute_batch(MIGRATION_3).map_err(db_err)?;
+        }
         tx.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
             .map_err(db_err)?;
         tx.commit().map_err(db_err)?;
@@ -360,18 +373,22 @@ fn apply(tx: &Connection, op: &Op, host: &str) -> Result<Vec<Control>> {
                     run.workflow_name,
                     run.workflow_source,
                     run.workflow_path,
-                    run.inputs.to_string(),
+                    // In `run_inputs` (see MIGRATION_3).
+                    "",
                     run.options.to_string(),
                     run.created_at_ms,
                     durability.as_str()
                 ]))
             .map_err(db_err)?;
+            tx.prepare_cached("INSERT INTO run_inputs (run_id, inputs) VALUES (?1, ?2)")
+                .and_then(|mut st| st.execute(params![run.id.to_string(), run.inputs.to_string()]))
+                .map_err(db_err)?;
             if !run.events.is_empty() {
-                let first = Batch {
-                    events: run.events.clone(),
-                    ..Default::default()
-                };
-                append(tx, run.id, &first)?;
+                let id = run.id.to_string();
+                let last = insert_events(tx, run.id, &id, &run.events)?;
+                tx.prepare_cached("UPDATE runs SET last_seq = ?2 WHERE id = ?1")
+                    .and_then(|mut st| st.execute(params![id, last]))
+                    .map_err(db_err)?;
             }
             Ok(Vec::new())
         }
@@ -472,11 +489,11 @@ fn take_controls(tx: &Connection, run: RunId) -> Result<Vec<Control>> {
     Ok(out)
 }
 
-fn append(tx: &Connection, run: RunId, batch: &Batch) -> Result<()> {
-    let id = run.to_string();
+/// Inserts `events` after the run's last; returns the new last seq.
+fn insert_events(tx: &Connection, run: RunId, id: &str, events: &[EventRecord]) -> Result<i64> {
     let last: Option<i64> = tx
         .prepare_cached("SELECT last_seq FROM runs WHERE id = ?1")
-        .and_then(|mut s| s.query_row([&id], |r| r.get(0)).optional())
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
         .map_err(db_err)?;
     let Some(last) = last else {
         return Err(Error::NotFound(run));
@@ -486,13 +503,13 @@ fn append(tx: &Connection, run: RunId, batch: &Batch) -> Result<()> {
         let mut ins = tx
             .prepare_cached("INSERT INTO events (run_id, seq, at_ms, kind, step, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
             .map_err(db_err)?;
-        for ev in &batch.events {
+        for ev in events {
             if ev.seq != expect {
                 return Err(Error::Conflict { run, seq: ev.seq });
             }
-            let payload = serde_json::to_string(&ev.event).map_err(|e| Error::Db(e.to_string()))?;
+            let payload = crate::stored_payload(&ev.event).map_err(|e| Error::Db(e.to_string()))?;
             ins.execute(params![
-                &id,
+                id,
                 i64::try_from(ev.seq).unwrap_or(i64::MAX),
                 ev.at_ms,
                 ev.event.kind(),
@@ -503,7 +520,12 @@ fn append(tx: &Connection, run: RunId, batch: &Batch) -> Result<()> {
             expect += 1;
         }
     }
-    let new_last = i64::try_from(expect - 1).unwrap_or(i64::MAX);
+    Ok(i64::try_from(expect - 1).unwrap_or(i64::MAX))
+}
+
+fn append(tx: &Connection, run: RunId, batch: &Batch) -> Result<()> {
+    let id = run.to_string();
+    let new_last = insert_events(tx, run, &id, &batch.events)?;
     let mut upd = tx
         .prepare_cached(
             "UPDATE runs SET last_seq = ?2, updated_at_ms = ?3,
@@ -613,7 +635,8 @@ fn parse_run(r: &rusqlite::Row<'_>, host: &str) -> rusqlite::Result<RunRecord> {
     })
 }
 
-const RUN_COLS: &str = "id, workflow_name, workflow_source, workflow_path, inputs, options, status, created_at_ms, updated_at_ms, outputs, error, last_seq, owner, lease_until_ms";
+const RUN_COLS: &str = "id, workflow_name, workflow_source, workflow_path,
+    COALESCE((SELECT inputs FROM run_inputs WHERE run_id = runs.id), inputs), options, status, created_at_ms, updated_at_ms, outputs, error, last_seq, owner, lease_until_ms";
 
 #[async_trait]
 impl RunStore for SqliteStore {
@@ -695,7 +718,8 @@ impl RunStore for SqliteStore {
             })?
             .collect()
         })?;
-        rows.into_iter()
+        let mut events = rows
+            .into_iter()
             .map(|(seq, at_ms, payload)| {
                 let event: Event = serde_json::from_str(&payload)
                     .map_err(|e| Error::Corrupt(format!("run {run} event {seq}: {e}")))?;
@@ -706,7 +730,18 @@ impl RunStore for SqliteStore {
                     event,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        crate::restore_inputs(&mut events, || {
+            let text: String = self.read(|c| {
+                c.prepare_cached(
+                    "SELECT COALESCE((SELECT inputs FROM run_inputs WHERE run_id = ?1), inputs) FROM runs WHERE id = ?1",
+                )?
+                    .query_row([run.to_string()], |r| r.get(0))
+            })?;
+            serde_json::from_str(&text)
+                .map_err(|e| Error::Corrupt(format!("run {run} inputs: {e}")))
+        })?;
+        Ok(events)
     }
 
     async fn checkpoint(&self, run: RunId) -> Result<Option<Checkpoint>> {
