@@ -90,6 +90,8 @@ pub fn step_rows(evs: &[EventRecord]) -> Vec<StepRow> {
             }
             Event::StepCancelled { step } => (step, "cancelled", 0, Usage::default()),
             Event::HumanRequested { step, .. } => (step, "waiting", 0, Usage::default()),
+            Event::StepAmbiguous { step, .. } => (step, "ambiguous", 0, Usage::default()),
+            Event::StepResolved { step, .. } => (step, "running", 0, Usage::default()),
             _ => continue,
         };
         match index.get(step.as_str()) {

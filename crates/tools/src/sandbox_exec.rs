@@ -128,11 +128,15 @@ impl Tool for SandboxExec {
                 "required": ["command"],
                 "additionalProperties": false
             }),
+            // The key reaches the command as BATON_IDEMPOTENCY_KEY; what the sandbox itself
+            // changes is thrown away with it.
+            effects: crate::Effects::IdempotentWithKey,
         }
     }
 
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<Value, Error> {
-        let req = request_from_args(&args)?;
+        let mut req = request_from_args(&args)?;
+        crate::pass_key(&mut req.env, ctx);
         let policy = self.sandbox.policy();
         let report = match scan::check(policy, &req.files, &req.argv) {
             Ok(r) => r,

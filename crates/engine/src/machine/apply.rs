@@ -3,19 +3,85 @@
 //! recovered), so replaying the log rebuilds exactly the state the run had.
 
 use baton_types::{
-    Event, JoinStrategy, PauseReason, RunStatus, StepError, StepErrorKind, StepPath,
+    Event, JoinStrategy, PauseReason, Progress, Resolution, RunStatus, StepError, StepErrorKind,
+    StepPath,
 };
 use serde_json::Value;
 
 use super::Machine;
-use super::state::{FanKind, FrameId, Outcome, Phase, RunState, StepRun};
+use super::state::{
+    CallRecord, FanKind, FrameId, Journal, Outcome, Phase, ReplyRecord, RunState, StepRun,
+};
 use crate::program::{Node, NodeKind};
 
 impl Machine<'_> {
     /// Applies one event to the state.
     pub fn apply(&self, st: &mut RunState, ev: &Event) {
         match ev {
-            Event::RunCreated { .. } | Event::StepProgress { .. } => {}
+            Event::RunCreated { .. } => {}
+            Event::StepProgress { step, progress } => journal_progress(st, step, progress),
+            Event::ToolCallStarted {
+                step,
+                attempt,
+                call,
+                tool,
+                arguments,
+                key,
+            } => {
+                if let Some(j) = journal_of(st, step, *attempt) {
+                    j.resend = false;
+                    j.set_call(CallRecord {
+                        call: *call,
+                        tool: tool.clone(),
+                        arguments: arguments.clone(),
+                        key: key.clone(),
+                        result: None,
+                    });
+                }
+            }
+            Event::ToolCallFinished {
+                step,
+                attempt,
+                call,
+                tool,
+                output,
+                is_error,
+            } => {
+                if let Some(j) = journal_of(st, step, *attempt) {
+                    let result = Some((output.clone(), *is_error));
+                    match j.call(*call) {
+                        Some(c) if c.call == *call => {
+                            let mut c = c.clone();
+                            c.result = result;
+                            j.set_call(c);
+                        }
+                        // A call answered without being sent (a tool the agent may not use).
+                        _ => j.set_call(CallRecord {
+                            call: *call,
+                            tool: tool.clone(),
+                            arguments: Value::Null,
+                            key: String::new(),
+                            result,
+                        }),
+                    }
+                }
+            }
+            Event::StepAmbiguous {
+                step, call, tool, ..
+            } => {
+                if let Some(sr) = st.steps.get_mut(step) {
+                    sr.phase = Phase::Ambiguous {
+                        call: *call,
+                        tool: tool.clone(),
+                    };
+                }
+            }
+            Event::StepResolved {
+                step,
+                resolution,
+                value,
+                ..
+            } => resolved(st, step, *resolution, value),
             Event::RunStarted { .. } => {
                 if !st.status.is_terminal() {
                     st.status = RunStatus::Running;
@@ -122,6 +188,7 @@ impl Machine<'_> {
                 visit,
                 key: key.to_string(),
                 phase,
+                journal: None,
             };
             st.steps.insert(step.to_string(), run);
         }
@@ -269,6 +336,67 @@ impl Machine<'_> {
             }
             None => st.finish_seq(frame, Ok(last)),
         }
+    }
+}
+
+/// The journal of `attempt` of `step`, when that attempt is the step's current one.
+fn journal_of<'s>(st: &'s mut RunState, step: &str, attempt: u32) -> Option<&'s mut Journal> {
+    let sr = st.steps.get_mut(step).filter(|s| s.attempt == attempt)?;
+    Some(sr.journal.get_or_insert_with(Default::default))
+}
+
+/// A model's reply and a logged prompt context go into the step's journal.
+fn journal_progress(st: &mut RunState, step: &str, progress: &Progress) {
+    let Some(sr) = st.steps.get_mut(step) else {
+        return;
+    };
+    match progress {
+        Progress::ModelReply { turn, .. } => {
+            let attempt = sr.attempt;
+            let j = sr.journal.get_or_insert_with(Default::default);
+            let Some(i) = usize::try_from(*turn).ok().and_then(|t| t.checked_sub(1)) else {
+                return;
+            };
+            j.replies.truncate(i);
+            if j.replies.len() == i {
+                let reply = serde_json::to_value(progress).unwrap_or(Value::Null);
+                j.replies.push(ReplyRecord { attempt, reply });
+            }
+        }
+        Progress::Prompt {
+            context_hash,
+            context: Some(_),
+            ..
+        } => {
+            let j = sr.journal.get_or_insert_with(Default::default);
+            j.prompts.insert(context_hash.clone());
+        }
+        _ => {}
+    }
+}
+
+/// A person resolved an ambiguous step: it runs again, either with the effect's result
+/// recorded (`done`, for an agent's call) or told to send it again (`retry`). A `tool:` step
+/// resolved `done` ends with the value (the machine logs that right after).
+fn resolved(st: &mut RunState, step: &str, resolution: Resolution, value: &Value) {
+    let Some(sr) = st.steps.get_mut(step) else {
+        return;
+    };
+    let Phase::Ambiguous { call, .. } = sr.phase.clone() else {
+        return;
+    };
+    sr.phase = Phase::Running;
+    let j = sr.journal.get_or_insert_with(Default::default);
+    match (resolution, call) {
+        (Resolution::Retry, _) => j.resend = true,
+        (Resolution::Done, Some(n)) => {
+            if let Some(c) = j.call(n) {
+                let mut c = c.clone();
+                c.result = Some((value.clone(), false));
+                j.set_call(c);
+            }
+        }
+        (Resolution::Done, None) => {}
     }
 }
 

@@ -7,11 +7,11 @@
 //! 3. a synchronous step that started is run (see `sync`);
 //! 4. a ready step starts (or stops at a breakpoint, or fails past its `max_visits`).
 
-use baton_types::{Event, PauseReason, StepError, StepErrorKind, StepPath, Usage};
+use baton_types::{Event, PauseReason, Resolution, StepError, StepErrorKind, StepPath, Usage};
 use serde_json::{Map, Value, json};
 
 use super::state::{FrameId, Phase, RunState};
-use super::{Action, Decision, Input, Machine, Refused, idempotency_key, join};
+use super::{Action, Decision, Input, Machine, Refused, ToolCall, idempotency_key, join};
 use crate::context;
 use crate::program::{Node, NodeKind, Recovery};
 
@@ -96,6 +96,76 @@ impl Machine<'_> {
                 return Ok(false);
             }
             Input::RetryDue { step } => self.retry_due(st, step, out),
+            Input::ToolCall {
+                step,
+                attempt,
+                call,
+            } => {
+                // Logged before the call is sent, and only for the attempt running now.
+                if !st
+                    .steps
+                    .get(&step)
+                    .is_some_and(|s| s.attempt == attempt && s.phase == Phase::Running)
+                {
+                    return Err(Refused::NotRunning(step, attempt));
+                }
+                let ev = match call {
+                    ToolCall::Started {
+                        call,
+                        tool,
+                        arguments,
+                        key,
+                    } => Event::ToolCallStarted {
+                        step,
+                        attempt,
+                        call,
+                        tool,
+                        arguments,
+                        key,
+                    },
+                    ToolCall::Finished {
+                        call,
+                        tool,
+                        output,
+                        is_error,
+                    } => Event::ToolCallFinished {
+                        step,
+                        attempt,
+                        call,
+                        tool,
+                        output,
+                        is_error,
+                    },
+                };
+                self.emit(st, out, ev);
+                return Ok(false);
+            }
+            Input::Ambiguous {
+                step,
+                attempt,
+                effect,
+            } => {
+                let current = st.steps.get(&step);
+                if !current.is_some_and(|s| s.attempt == attempt && s.phase == Phase::Running) {
+                    return Ok(true); // a late report of a cancelled or superseded attempt
+                }
+                let ev = Event::StepAmbiguous {
+                    step: step.clone(),
+                    attempt,
+                    call: effect.call,
+                    tool: effect.tool,
+                    arguments: effect.arguments,
+                    key: effect.key,
+                };
+                self.emit(st, out, ev);
+                out.actions.push(Action::Release { step });
+            }
+            Input::Resolve {
+                step,
+                resolution,
+                value,
+                by,
+            } => self.resolve(st, step, resolution, value, by, out)?,
             Input::Human {
                 step,
                 approved,
@@ -145,7 +215,8 @@ impl Machine<'_> {
         let attempt = sr.attempt + 1;
         let visit = sr.visit;
         let launch = self.is_work(sr.node);
-        let key = idempotency_key(st.run_id, &step, visit, attempt);
+        // The same effect as the first attempt: the same key.
+        let key = sr.key.clone();
         let ev = Event::StepStarted {
             step: step.clone(),
             attempt,
@@ -156,6 +227,40 @@ impl Machine<'_> {
         if launch {
             out.actions.push(Action::Launch { step });
         }
+    }
+
+    /// A person resolved an ambiguous step: the step runs again from its journal (the call's
+    /// result recorded, or sent again), or a `tool:` step resolved `done` ends with the value.
+    fn resolve(
+        &self,
+        st: &mut RunState,
+        step: String,
+        resolution: Resolution,
+        value: Value,
+        by: Option<String>,
+        out: &mut Decision,
+    ) -> Result<(), Refused> {
+        let Some(sr) = st.steps.get(&step) else {
+            return Err(Refused::NotAmbiguous(step));
+        };
+        let Phase::Ambiguous { call, .. } = sr.phase else {
+            return Err(Refused::NotAmbiguous(step));
+        };
+        let attempt = sr.attempt;
+        let ev = Event::StepResolved {
+            step: step.clone(),
+            resolution,
+            value: value.clone(),
+            by,
+        };
+        self.emit(st, out, ev);
+        if resolution == Resolution::Done && call.is_none() {
+            let d = self.step_ended(st, &step, Ok(value), Ended::sync(attempt));
+            self.record(st, out, d);
+        } else {
+            out.actions.push(Action::Launch { step });
+        }
+        Ok(())
     }
 
     /// Logs a decision: its events, then its action.
@@ -345,7 +450,7 @@ impl Machine<'_> {
                 let pause = PauseReason::Breakpoint { step: step.clone() };
                 return Some(Decided::event(Event::Paused { pause }));
             }
-            let key = idempotency_key(st.run_id, step, visit, 1);
+            let key = idempotency_key(st.run_id, step, visit);
             let ev = Event::StepStarted {
                 step: step.clone(),
                 attempt: 1,
