@@ -59,14 +59,20 @@ pub async fn resolve(a: ResolveArgs) -> anyhow::Result<i32> {
     let (services, rec) = services_for_run(&a.db, &a.run, None).await?;
     let run = rec.id;
     if rec.status.is_terminal() {
-        bail!("run {run} is already {}: there is nothing to resolve", rec.status);
+        bail!(
+            "run {run} is already {}: there is nothing to resolve",
+            rec.status
+        );
     }
     let program = Arc::new(program_of(&rec)?);
     let st = baton_engine::executor::load_state(&services, &program, run).await?;
     let ambiguous = st.ambiguous_steps();
-    if !ambiguous.iter().any(|s| *s == a.step) {
+    if !ambiguous.contains(&a.step) {
         match ambiguous.as_slice() {
-            [] => bail!("step '{}' of run {run} is not ambiguous (no step is)", a.step),
+            [] => bail!(
+                "step '{}' of run {run} is not ambiguous (no step is)",
+                a.step
+            ),
             w => bail!(
                 "step '{}' of run {run} is not ambiguous (ambiguous: {})",
                 a.step,

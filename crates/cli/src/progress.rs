@@ -228,7 +228,10 @@ impl EventSink for Printer {
                 ..
             } => {
                 let by = by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default();
-                self.line(format!("  ✓ {step}: resolved as {}{by}", resolution.as_str()))
+                self.line(format!(
+                    "  ✓ {step}: resolved as {}{by}",
+                    resolution.as_str()
+                ))
             }
             _ => {}
         }

@@ -232,7 +232,9 @@ pub fn steps_in(evs: &[EventRecord]) -> Vec<String> {
 pub fn detail_lines(d: &StepDetail) -> Vec<String> {
     let mut lines = vec![format!("step      {}", d.step)];
     if d.prompts.is_empty() {
-        lines.push("prompts   none logged (not an agent step, or a run logged before prompts were)".into());
+        lines.push(
+            "prompts   none logged (not an agent step, or a run logged before prompts were)".into(),
+        );
     }
     let mut shown: Option<&str> = None;
     for p in &d.prompts {
@@ -245,10 +247,7 @@ pub fn detail_lines(d: &StepDetail) -> Vec<String> {
         if shown != Some(p.context_hash.as_str()) {
             match &p.context {
                 Some(c) => lines.extend(context_lines(c)),
-                None => lines.push(format!(
-                    "  (context {} is not in the log)",
-                    p.context_hash
-                )),
+                None => lines.push(format!("  (context {} is not in the log)", p.context_hash)),
             }
             shown = Some(&p.context_hash);
         }
@@ -283,11 +282,7 @@ fn context_lines(c: &PromptContext) -> Vec<String> {
         lines.extend(labelled("system", s));
     }
     if !c.tools.is_empty() {
-        let names: Vec<&str> = c
-            .tools
-            .iter()
-            .filter_map(|t| t["name"].as_str())
-            .collect();
+        let names: Vec<&str> = c.tools.iter().filter_map(|t| t["name"].as_str()).collect();
         lines.push(format!("  tools: {}", names.join(", ")));
     }
     if let Some(f) = &c.response_format {

@@ -58,14 +58,17 @@ fn serve(counter: Arc<Mutex<Counter>>) -> u16 {
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut first = String::new();
-                if reader.read_line(&mut first).is_err() {
-                    return;
+                if reader.read_line(&mut first).unwrap_or(0) == 0 {
+                    return; // a connection the killed client never used
                 }
                 let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
                 let (mut key, mut length) = (None, 0usize);
                 loop {
                     let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return; // cut off before its headers ended: not a request
+                    }
+                    if line == "\r\n" {
                         break;
                     }
                     if let Some((k, v)) = line.split_once(':') {
@@ -77,7 +80,9 @@ fn serve(counter: Arc<Mutex<Counter>>) -> u16 {
                     }
                 }
                 let mut body = vec![0u8; length];
-                let _ = reader.read_exact(&mut body);
+                if reader.read_exact(&mut body).is_err() {
+                    return; // cut off before its body ended: not a request
+                }
                 let fresh = {
                     let mut c = counter.lock().unwrap();
                     c.deliveries.push((path.clone(), key.clone()));
@@ -289,7 +294,9 @@ fn kill_9_at_random_points_then_resume_applies_every_effect_once() {
                 std::thread::sleep(Duration::from_millis(ms));
                 id
             }
-            KillAt::InCall(n) => wait_for(&rx, |v| v["type"] == "tool_call_started" && v["call"] == n),
+            KillAt::InCall(n) => {
+                wait_for(&rx, |v| v["type"] == "tool_call_started" && v["call"] == n)
+            }
         };
         let id = id.expect("the run printed no event");
         let alive = child.try_wait().unwrap().is_none();
@@ -374,7 +381,9 @@ fn kill_9_at_random_points_then_resume_applies_every_effect_once() {
         }
         runs.push(id);
     }
-    eprintln!("{killed} of {rounds} runs killed mid-way, {in_retry} inside a retry, {in_call} between a call's start and its result");
+    eprintln!(
+        "{killed} of {rounds} runs killed mid-way, {in_retry} inside a retry, {in_call} between a call's start and its result"
+    );
     assert!(
         killed >= 20,
         "only {killed} of {rounds} runs were killed mid-way: the test lost its point"
@@ -411,7 +420,9 @@ fn kill_9_at_random_points_then_resume_applies_every_effect_once() {
         .filter(|id| {
             c.deliveries
                 .iter()
-                .filter(|(p, k)| p == "/slow" && k.as_deref().is_some_and(|k| k.starts_with(id.as_str())))
+                .filter(|(p, k)| {
+                    p == "/slow" && k.as_deref().is_some_and(|k| k.starts_with(id.as_str()))
+                })
                 .count()
                 > 1
         })
@@ -426,7 +437,11 @@ fn kill_9_at_random_points_then_resume_applies_every_effect_once() {
         let applied = c.applied.get(effect).map_or(0, Vec::len);
         assert_eq!(applied, 1, "{effect} was applied {applied} times");
     }
-    assert_eq!(per_effect.len(), expected.len(), "requests for unknown effects");
+    assert_eq!(
+        per_effect.len(),
+        expected.len(),
+        "requests for unknown effects"
+    );
     // The first delivery of `slow` is answered after the step's timeout, in every run: the
     // step's retry (or its resume) delivered the same key again, and the service did not
     // apply it twice (asserted above).

@@ -111,7 +111,9 @@ fn an_ambiguous_step_is_explained_then_resolved_by_a_person() {
         "{}",
         text(&o)
     );
-    let o = db.run(&["runs", "resolve", &id_s, "pay", "--as", "retry", "--value", "1"]);
+    let o = db.run(&[
+        "runs", "resolve", &id_s, "pay", "--as", "retry", "--value", "1",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let o = db.run(&["runs", "resolve", &id_s, "pay", "--as", "maybe"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));

@@ -23,7 +23,8 @@ use crate::machine::{self, Journal, Pending};
 #[derive(Debug)]
 pub enum WorkEnd {
     Done(Result<Value, StepError>),
-    Ambiguous(Pending),
+    /// Boxed: rare, and larger than a result.
+    Ambiguous(Box<Pending>),
 }
 
 /// What a running agent reports: progress, and its tool calls for the journal (a call is
@@ -211,7 +212,8 @@ pub async fn run(job: AgentJob, report: impl Fn(Report) + Send + Sync) -> (WorkE
                 return fail(StepError::fatal(StepErrorKind::ToolTurns, msg), usage);
             }
             tool_turns += 1;
-            if let Err(end) = answer_tool_calls(&job, &resp, &mut messages, &mut calls, &report).await
+            if let Err(end) =
+                answer_tool_calls(&job, &resp, &mut messages, &mut calls, &report).await
             {
                 return (end, usage);
             }
@@ -471,12 +473,12 @@ async fn answer_tool_calls(
                     .get(&call.name)
                     .is_some_and(|t| t.spec().effects.may_repeat());
                 if !(may_repeat || job.journal.resend) {
-                    return Err(WorkEnd::Ambiguous(Pending {
+                    return Err(WorkEnd::Ambiguous(Box::new(Pending {
                         call: Some(n),
                         tool: c.tool.clone(),
                         arguments: c.arguments.clone(),
                         key: c.key.clone(),
-                    }));
+                    })));
                 }
                 send(job, call, n, report).await?
             }

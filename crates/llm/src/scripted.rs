@@ -189,7 +189,10 @@ impl ScriptedModel {
             .count();
         let mut entries = lock(&self.entries);
         let open = |e: &Entry| {
-            !e.used && e.reply.turn.is_none_or(|t| usize::try_from(t).ok() == Some(turn))
+            !e.used
+                && e.reply
+                    .turn
+                    .is_none_or(|t| usize::try_from(t).ok() == Some(turn))
         };
         let pick = entries
             .iter()

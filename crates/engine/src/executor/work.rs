@@ -86,7 +86,7 @@ impl Executor {
                 WorkEnd::Ambiguous(effect) => Input::Ambiguous {
                     step,
                     attempt,
-                    effect,
+                    effect: *effect,
                 },
             }
         }))
@@ -127,7 +127,7 @@ impl Executor {
                     arguments: args,
                     key: tool_ctx.idempotency_key,
                 };
-                return (WorkEnd::Ambiguous(effect), Usage::default());
+                return (WorkEnd::Ambiguous(Box::new(effect)), Usage::default());
             }
             done(tool.call(args, &tool_ctx).await.map_err(tool_error))
         })

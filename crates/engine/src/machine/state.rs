@@ -84,7 +84,10 @@ impl Journal {
 
     /// Records call `n` (from 1), replacing what was there.
     pub(super) fn set_call(&mut self, rec: CallRecord) {
-        let Some(i) = usize::try_from(rec.call).ok().and_then(|n| n.checked_sub(1)) else {
+        let Some(i) = usize::try_from(rec.call)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+        else {
             return;
         };
         if self.calls.len() <= i {

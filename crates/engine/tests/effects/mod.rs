@@ -376,10 +376,7 @@ steps:
 "#,
         &effect,
     );
-    let m = h.model(
-        "a",
-        vec![calls(&[json!({"n": 1})]), Reply::text("done")],
-    );
+    let m = h.model("a", vec![calls(&[json!({"n": 1})]), Reply::text("done")]);
     let st = h.run(json!({})).await;
     assert_eq!(st.status, RunStatus::Succeeded, "{:?}", st.error);
     let key = format!("{}:ask:1/1", st.run_id);
