@@ -395,6 +395,7 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
             tokens,
             steps: &rows,
             sandbox: sandboxed.iter().map(view::SandboxRow::of).collect(),
+            ambiguous: step_view::ambiguities(&evs),
         };
         outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(EXIT_OK);

@@ -145,6 +145,9 @@ pub struct RunView<'a> {
     pub tokens: u64,
     pub steps: &'a [StepRow],
     pub sandbox: Vec<SandboxRow<'a>>,
+    /// Steps whose effect may or may not have happened, waiting for `baton runs resolve`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ambiguous: Vec<crate::step_view::Ambiguity>,
 }
 
 /// One sandbox execution in `runs show --json`.

@@ -100,6 +100,10 @@ fn an_ambiguous_step_is_explained_then_resolved_by_a_person() {
         "{shown}"
     );
     assert!(shown.contains("--as retry"), "{shown}");
+    let o = db.run(&["runs", "show", &id_s, "--json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ambiguous"][0]["step"], "pay", "{v}");
+    assert_eq!(v["ambiguous"][0]["key"], format!("{id}:pay:1"));
     // Resuming does not send it again: the step waits.
     let o = db.run(&["resume", &id_s, "--json"]);
     assert_eq!(summary(&o)["status"], "waiting", "{}", text(&o));

@@ -292,6 +292,79 @@ mod tests {
         assert!(!host_allowed(&u, &[]));
     }
 
+    /// One request read off a loopback socket: (request line, headers, body).
+    fn one_request(listener: std::net::TcpListener) -> (String, Vec<(String, String)>, String) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut first = String::new();
+        reader.read_line(&mut first).unwrap();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            let (k, v) = line.split_once(':').unwrap();
+            headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
+        }
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let reply = "{\"ok\":1}";
+        write!(
+            stream,
+            "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+            reply.len()
+        )
+        .unwrap();
+        (first, headers, String::from_utf8(body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn http_post_sends_the_body_and_the_call_key() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || one_request(listener));
+        let ctx = ToolContext {
+            idempotency_key: "run:pay:1".into(),
+            http_allow: vec![format!("127.0.0.1:{port}")],
+            ..ToolContext::default()
+        };
+        let v = Http::post()
+            .call(
+                json!({"url": format!("http://127.0.0.1:{port}/pay"), "body": {"amount": 5}}),
+                &ctx,
+            )
+            .await
+            .unwrap();
+        assert_eq!(v["status"], 201);
+        assert_eq!(v["body"], json!({"ok": 1}));
+        let (first, headers, body) = server.join().unwrap();
+        assert!(first.starts_with("POST /pay "), "{first}");
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(header("idempotency-key").as_deref(), Some("run:pay:1"));
+        assert_eq!(header("content-type").as_deref(), Some("application/json"));
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap(),
+            json!({"amount": 5})
+        );
+        assert_eq!(
+            Http::post().spec().effects,
+            crate::Effects::IdempotentWithKey
+        );
+        assert_eq!(Echo.spec().effects, crate::Effects::None);
+    }
+
     #[tokio::test]
     async fn echo_and_fail() {
         let ctx = ToolContext::default();

@@ -237,6 +237,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_call_key_reaches_the_command() {
+        let (rec, t) = tool();
+        let ctx = ToolContext {
+            idempotency_key: "run:step:1/2".into(),
+            ..ToolContext::default()
+        };
+        t.call(json!({"command": "true"}), &ctx).await.unwrap();
+        // Arguments that set the variable themselves keep their value.
+        t.call(
+            json!({"command": "true", "env": {"BATON_IDEMPOTENCY_KEY": "mine"}}),
+            &ctx,
+        )
+        .await
+        .unwrap();
+        let seen = rec.seen.lock().unwrap();
+        assert_eq!(seen[0].env[crate::KEY_ENV], "run:step:1/2");
+        assert_eq!(seen[1].env[crate::KEY_ENV], "mine");
+        assert_eq!(t.spec().effects, crate::Effects::IdempotentWithKey);
+    }
+
+    #[tokio::test]
     async fn blocked_code_never_runs() {
         let (rec, t) = tool();
         let err = t.call(json!({"command": "python3 a.py", "files": {"a.py": "import os\nos.system(input())"}}), &ToolContext::default()).await.unwrap_err();
