@@ -258,11 +258,18 @@ pub fn detail_lines(d: &StepDetail) -> Vec<String> {
     if !d.tool_calls.is_empty() {
         lines.push("tool calls".into());
         for c in &d.tool_calls {
+            let key = if c.key.is_empty() {
+                "(not sent)".to_string()
+            } else {
+                format!("key {}", c.key)
+            };
             lines.push(format!(
-                "  #{} {}  (attempt {})  {}  key {}",
-                c.call, c.tool, c.attempt, c.status, c.key
+                "  #{} {}  (attempt {})  {}  {key}",
+                c.call, c.tool, c.attempt, c.status
             ));
-            lines.push(format!("      arguments {}", c.arguments));
+            if !c.arguments.is_null() {
+                lines.push(format!("      arguments {}", c.arguments));
+            }
             if let Some(o) = &c.output {
                 lines.push(format!("      output    {}", one_line(o, 300)));
             }

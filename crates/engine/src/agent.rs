@@ -258,24 +258,16 @@ fn recorded_reply(journal: &Journal, turn: u32) -> Option<(ChatResponse, u32)> {
     let logged = journal
         .replies
         .get(usize::try_from(turn).ok()?.checked_sub(1)?)?;
-    let Ok(Progress::ModelReply {
-        content,
-        tool_calls,
-        usage,
-        ..
-    }) = serde_json::from_value::<Progress>(logged.reply.clone())
-    else {
-        return None;
-    };
-    let tool_calls = tool_calls
-        .into_iter()
-        .map(serde_json::from_value::<ToolCall>)
+    let tool_calls = logged
+        .tool_calls
+        .iter()
+        .map(|c| serde_json::from_value::<ToolCall>(c.clone()))
         .collect::<Result<Vec<_>, _>>()
         .ok()?;
     let resp = ChatResponse {
-        content,
+        content: logged.content.clone(),
         tool_calls,
-        usage,
+        usage: logged.usage,
         stop_reason: Default::default(),
     };
     Some((resp, logged.attempt))

@@ -351,7 +351,13 @@ fn journal_progress(st: &mut RunState, step: &str, progress: &Progress) {
         return;
     };
     match progress {
-        Progress::ModelReply { turn, .. } => {
+        Progress::ModelReply {
+            turn,
+            content,
+            tool_calls,
+            usage,
+            ..
+        } => {
             let attempt = sr.attempt;
             let j = sr.journal.get_or_insert_with(Default::default);
             let Some(i) = usize::try_from(*turn).ok().and_then(|t| t.checked_sub(1)) else {
@@ -359,8 +365,12 @@ fn journal_progress(st: &mut RunState, step: &str, progress: &Progress) {
             };
             j.replies.truncate(i);
             if j.replies.len() == i {
-                let reply = serde_json::to_value(progress).unwrap_or(Value::Null);
-                j.replies.push(ReplyRecord { attempt, reply });
+                j.replies.push(ReplyRecord {
+                    attempt,
+                    content: content.clone(),
+                    tool_calls: tool_calls.clone(),
+                    usage: *usage,
+                });
             }
         }
         Progress::Prompt {

@@ -58,8 +58,12 @@ pub struct Journal {
 pub struct ReplyRecord {
     /// The attempt that got it (its usage counts once, with that attempt).
     pub attempt: u32,
-    /// The `model_reply` progress as logged.
-    pub reply: Value,
+    pub content: String,
+    /// The tool calls it asked for, as logged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<Value>,
+    #[serde(default)]
+    pub usage: Usage,
 }
 
 /// One tool call of an agent step: started (logged before it was sent), and its result once
