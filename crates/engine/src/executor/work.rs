@@ -4,8 +4,7 @@
 //!
 //! A `tool:` step's call carries the step's key. Launched again after a crash (`resumed`), a
 //! call of a tool that cannot be repeated safely ([`baton_tools::Effects::Unguarded`]) is not
-//! sent: the step becomes ambiguous, unless a person said to send it again. An agent replays
-//! its journal (see [`crate::agent`]).
+//! sent: the step becomes ambiguous. An agent replays its journal (see [`crate::agent`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -93,7 +92,8 @@ impl Executor {
     }
 
     /// A tool call with the step's arguments rendered now. Resumed, a call of a tool that
-    /// cannot be repeated safely is not sent again (unless a person said so): ambiguous.
+    /// cannot be repeated safely is not sent again: ambiguous (a person's `retry` is a new
+    /// attempt, launched fresh).
     fn tool_work(
         &self,
         st: &RunState,
@@ -109,7 +109,6 @@ impl Executor {
         let args = context::render_args(p, &what, node.tool_args(), &ctx);
         let tool = self.services.tools.get(name).cloned();
         let name = name.to_string();
-        let resend = sr.journal.as_ref().is_some_and(|j| j.resend);
         Box::pin(async move {
             let done = |r| (WorkEnd::Done(r), Usage::default());
             let args = match args {
@@ -120,7 +119,7 @@ impl Executor {
                 let e = StepError::fatal(StepErrorKind::Execution, format!("no tool '{name}'"));
                 return done(Err(e));
             };
-            if resumed && !resend && !tool.spec().effects.may_repeat() {
+            if resumed && !tool.spec().effects.may_repeat() {
                 let effect = Pending {
                     call: None,
                     tool: name,

@@ -387,7 +387,8 @@ fn journal_progress(st: &mut RunState, step: &str, progress: &Progress) {
 
 /// A person resolved an ambiguous step: it runs again, either with the effect's result
 /// recorded (`done`, for an agent's call) or told to send it again (`retry`). A `tool:` step
-/// resolved `done` ends with the value (the machine logs that right after).
+/// resolved `done` ends with the value, and `retry` starts a new attempt (the machine logs
+/// either right after).
 fn resolved(st: &mut RunState, step: &str, resolution: Resolution, value: &Value) {
     let Some(sr) = st.steps.get_mut(step) else {
         return;
@@ -398,7 +399,9 @@ fn resolved(st: &mut RunState, step: &str, resolution: Resolution, value: &Value
     sr.phase = Phase::Running;
     let j = sr.journal.get_or_insert_with(Default::default);
     match (resolution, call) {
-        (Resolution::Retry, _) => j.resend = true,
+        (Resolution::Retry, Some(_)) => j.resend = true,
+        // A `tool:` step's retry is a new attempt (its `step_started` follows).
+        (Resolution::Retry, None) => {}
         (Resolution::Done, Some(n)) => {
             if let Some(c) = j.call(n) {
                 let mut c = c.clone();

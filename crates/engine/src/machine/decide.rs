@@ -246,7 +246,7 @@ impl Machine<'_> {
         let Phase::Ambiguous { call, .. } = sr.phase else {
             return Err(Refused::NotAmbiguous(step));
         };
-        let attempt = sr.attempt;
+        let (attempt, visit, key) = (sr.attempt, sr.visit, sr.key.clone());
         let ev = Event::StepResolved {
             step: step.clone(),
             resolution,
@@ -254,11 +254,26 @@ impl Machine<'_> {
             by,
         };
         self.emit(st, out, ev);
-        if resolution == Resolution::Done && call.is_none() {
-            let d = self.step_ended(st, &step, Ok(value), Ended::sync(attempt));
-            self.record(st, out, d);
-        } else {
-            out.actions.push(Action::Launch { step });
+        match (resolution, call) {
+            (Resolution::Done, None) => {
+                let d = self.step_ended(st, &step, Ok(value), Ended::sync(attempt));
+                self.record(st, out, d);
+            }
+            // A `tool:` step sends its call again as a new attempt (with the same key): if that
+            // one is interrupted too, it is ambiguous again.
+            (Resolution::Retry, None) => {
+                let ev = Event::StepStarted {
+                    step: step.clone(),
+                    attempt: attempt + 1,
+                    visit,
+                    key,
+                };
+                self.emit(st, out, ev);
+                out.actions.push(Action::Launch { step });
+            }
+            // An agent goes on from its journal: the call's result is recorded (`done`), or
+            // it may send the call again (`retry`; its new start clears that).
+            (_, Some(_)) => out.actions.push(Action::Launch { step }),
         }
         Ok(())
     }

@@ -45,7 +45,8 @@ pub struct Journal {
     /// Each tool call, call 1 first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub calls: Vec<CallRecord>,
-    /// A person chose `retry` for the ambiguous effect: send it again (same key).
+    /// A person chose `retry` for the agent's ambiguous call: send it again (same key); its
+    /// next `tool_call_started` clears this.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resend: bool,
     /// Hashes of the prompt contexts already logged in this visit (see `Progress::Prompt`).

@@ -15,17 +15,18 @@ use serde_json::{Value, json};
 
 use super::{Harness, harness_with};
 
-/// A tool with an effect: it records every call (arguments, key); the call numbered
-/// `hang_on` (counting from 1, in this process or any) never returns.
+/// A tool with an effect: it records every call (arguments, key); the calls numbered in
+/// `hang_on` (counting from 1) never return.
 struct Effect {
     effects: Effects,
     calls: Mutex<Vec<(Value, String)>>,
-    hang_on: Option<usize>,
+    hang_on: Vec<usize>,
     hung: tokio::sync::Notify,
 }
 
 impl Effect {
-    fn new(effects: Effects, hang_on: Option<usize>) -> Arc<Effect> {
+    fn new(effects: Effects, hang_on: impl Into<Vec<usize>>) -> Arc<Effect> {
+        let hang_on = hang_on.into();
         Arc::new(Effect {
             effects,
             calls: Mutex::new(Vec::new()),
@@ -56,7 +57,7 @@ impl Tool for Effect {
             c.push((args.clone(), ctx.idempotency_key.clone()));
             c.len()
         };
-        if Some(n) == self.hang_on {
+        if self.hang_on.contains(&n) {
             self.hung.notify_one();
             std::future::pending::<()>().await;
         }
@@ -100,9 +101,17 @@ impl Harness {
             .await
             .unwrap();
         let st = RunState::new(id, json!({}), &self.program, &opts);
+        self.crash_in(st, vec![Input::Start { resumed: false }], effect)
+            .await;
+        id
+    }
+
+    /// Drives `st` with `inputs` until `effect` hangs, then drops the executor.
+    async fn crash_in(&self, st: RunState, inputs: Vec<Input>, effect: &Effect) {
+        let id = st.run_id;
         let exec = Executor::new(self.program.clone(), self.services.clone());
         tokio::select! {
-            r = exec.drive(st, vec![Input::Start { resumed: false }]) => {
+            r = exec.drive(st, inputs) => {
                 panic!("the run ended before the crash: {:?}", r.map(|s| s.status))
             }
             () = effect.hung.notified() => {}
@@ -112,7 +121,6 @@ impl Harness {
             .release(id, &baton_store::sqlite::process_owner())
             .await
             .unwrap();
-        id
     }
 
     async fn resume(&self, id: RunId, inputs: Vec<Input>) -> RunState {
@@ -129,7 +137,7 @@ fn count(evs: &[Event], kind: &str) -> usize {
 
 #[tokio::test]
 async fn each_tool_call_has_its_own_key_and_is_journaled_with_the_prompts() {
-    let effect = Effect::new(Effects::IdempotentWithKey, None);
+    let effect = Effect::new(Effects::IdempotentWithKey, []);
     let h = with_effect(AGENT, &effect);
     let m = h.model(
         "a",
@@ -214,7 +222,7 @@ async fn each_tool_call_has_its_own_key_and_is_journaled_with_the_prompts() {
 
 #[tokio::test]
 async fn a_resumed_agent_reuses_recorded_results_and_resends_a_keyed_call() {
-    let effect = Effect::new(Effects::IdempotentWithKey, Some(2));
+    let effect = Effect::new(Effects::IdempotentWithKey, [2]);
     let h = with_effect(AGENT, &effect);
     let m = h.model(
         "a",
@@ -248,7 +256,7 @@ async fn a_resumed_agent_reuses_recorded_results_and_resends_a_keyed_call() {
 #[tokio::test]
 async fn an_unguarded_call_whose_result_was_lost_waits_for_a_person() {
     for resolution in [Resolution::Done, Resolution::Retry] {
-        let effect = Effect::new(Effects::Unguarded, Some(2));
+        let effect = Effect::new(Effects::Unguarded, [2]);
         let h = with_effect(AGENT, &effect);
         let m = h.model(
             "a",
@@ -328,7 +336,7 @@ steps:
 #[tokio::test]
 async fn an_interrupted_tool_step_is_resent_with_its_key_or_left_to_a_person() {
     // A tool that takes the key: sent again, same key.
-    let effect = Effect::new(Effects::IdempotentWithKey, Some(1));
+    let effect = Effect::new(Effects::IdempotentWithKey, [1]);
     let h = with_effect(TOOL_STEP, &effect);
     let id = h.crash_on(&effect).await;
     let st = h.resume(id, vec![]).await;
@@ -338,7 +346,7 @@ async fn an_interrupted_tool_step_is_resent_with_its_key_or_left_to_a_person() {
         vec![format!("{id}:pay:1"), format!("{id}:pay:1")]
     );
     // One that does not: ambiguous, then resolved with the result a person found.
-    let effect = Effect::new(Effects::Unguarded, Some(1));
+    let effect = Effect::new(Effects::Unguarded, [1]);
     let h = with_effect(TOOL_STEP, &effect);
     let id = h.crash_on(&effect).await;
     let st = h.resume(id, vec![]).await;
@@ -360,11 +368,40 @@ async fn an_interrupted_tool_step_is_resent_with_its_key_or_left_to_a_person() {
     assert_eq!(st.outputs["pay"], json!({"receipt": 7}));
     assert_eq!(effect.keys().len(), 1, "never sent twice");
     h.check_replay(&st).await;
+
+    // Resolved as retry: a new attempt with the same key; interrupted too, ambiguous again.
+    let effect = Effect::new(Effects::Unguarded, [1, 2]);
+    let h = with_effect(TOOL_STEP, &effect);
+    let id = h.crash_on(&effect).await;
+    let st = h.resume(id, vec![]).await;
+    assert_eq!(st.status, RunStatus::Waiting);
+    let retry = |step: &str| Input::Resolve {
+        step: step.into(),
+        resolution: Resolution::Retry,
+        value: Value::Null,
+        by: None,
+    };
+    let st = load_state(&h.services, &h.program, id).await.unwrap();
+    h.crash_in(
+        st,
+        vec![Input::Start { resumed: true }, retry("pay")],
+        &effect,
+    )
+    .await;
+    assert_eq!(effect.keys(), vec![format!("{id}:pay:1"); 2]);
+    let st = h.resume(id, vec![]).await;
+    assert_eq!(st.status, RunStatus::Waiting, "ambiguous again");
+    assert_eq!(st.steps["pay"].attempt, 2);
+    assert_eq!(effect.keys().len(), 2, "not sent a third time by itself");
+    let st = h.resume(id, vec![retry("pay")]).await;
+    assert_eq!(st.status, RunStatus::Succeeded, "{:?}", st.error);
+    assert_eq!(effect.keys(), vec![format!("{id}:pay:1"); 3]);
+    h.check_replay(&st).await;
 }
 
 #[tokio::test]
 async fn a_retry_after_a_timeout_continues_from_the_journal_with_the_same_key() {
-    let effect = Effect::new(Effects::IdempotentWithKey, Some(1));
+    let effect = Effect::new(Effects::IdempotentWithKey, [1]);
     let h = with_effect(
         r#"
 version: 1
@@ -387,7 +424,7 @@ steps:
 
 #[tokio::test]
 async fn long_prompts_are_recorded_cut_with_a_marker() {
-    let effect = Effect::new(Effects::None, None);
+    let effect = Effect::new(Effects::None, []);
     let h = with_effect(
         r#"
 version: 1
