@@ -442,6 +442,21 @@ fn kill_9_at_random_points_then_resume_applies_every_effect_once() {
         expected.len(),
         "requests for unknown effects"
     );
+    let repeated = expected
+        .iter()
+        .filter(|(effect, _)| {
+            c.deliveries
+                .iter()
+                .filter(|(p, k)| effect_of(p, k.as_deref().unwrap_or_default()) == *effect)
+                .count()
+                > 1
+        })
+        .count();
+    eprintln!(
+        "{} effects, {} deliveries; {repeated} effects delivered more than once, each time with its one key; every effect applied once",
+        expected.len(),
+        c.deliveries.len()
+    );
     // The first delivery of `slow` is answered after the step's timeout, in every run: the
     // step's retry (or its resume) delivered the same key again, and the service did not
     // apply it twice (asserted above).
