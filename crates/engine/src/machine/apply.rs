@@ -29,6 +29,7 @@ impl Machine<'_> {
                 key,
             } => {
                 if let Some(j) = journal_of(st, step, *attempt) {
+                    // A call sent again uses up a person's `retry`.
                     j.resend = false;
                     j.set_call(CallRecord {
                         call: *call,
@@ -48,22 +49,7 @@ impl Machine<'_> {
                 is_error,
             } => {
                 if let Some(j) = journal_of(st, step, *attempt) {
-                    let result = Some((output.clone(), *is_error));
-                    match j.call(*call) {
-                        Some(c) if c.call == *call => {
-                            let mut c = c.clone();
-                            c.result = result;
-                            j.set_call(c);
-                        }
-                        // A call answered without being sent (a tool the agent may not use).
-                        _ => j.set_call(CallRecord {
-                            call: *call,
-                            tool: tool.clone(),
-                            arguments: Value::Null,
-                            key: String::new(),
-                            result,
-                        }),
-                    }
+                    j.set_result(*call, tool, (output.clone(), *is_error));
                 }
             }
             Event::StepAmbiguous {
@@ -403,11 +389,8 @@ fn resolved(st: &mut RunState, step: &str, resolution: Resolution, value: &Value
         // A `tool:` step's retry is a new attempt (its `step_started` follows).
         (Resolution::Retry, None) => {}
         (Resolution::Done, Some(n)) => {
-            if let Some(c) = j.call(n) {
-                let mut c = c.clone();
-                c.result = Some((value.clone(), false));
-                j.set_call(c);
-            }
+            let tool = j.call(n).map(|c| c.tool.clone()).unwrap_or_default();
+            j.set_result(n, &tool, (value.clone(), false));
         }
         (Resolution::Done, None) => {}
     }

@@ -101,65 +101,14 @@ impl Machine<'_> {
                 attempt,
                 call,
             } => {
-                // Logged before the call is sent, and only for the attempt running now.
-                if !st
-                    .steps
-                    .get(&step)
-                    .is_some_and(|s| s.attempt == attempt && s.phase == Phase::Running)
-                {
-                    return Err(Refused::NotRunning(step, attempt));
-                }
-                let ev = match call {
-                    ToolCall::Started {
-                        call,
-                        tool,
-                        arguments,
-                        key,
-                    } => Event::ToolCallStarted {
-                        step,
-                        attempt,
-                        call,
-                        tool,
-                        arguments,
-                        key,
-                    },
-                    ToolCall::Finished {
-                        call,
-                        tool,
-                        output,
-                        is_error,
-                    } => Event::ToolCallFinished {
-                        step,
-                        attempt,
-                        call,
-                        tool,
-                        output,
-                        is_error,
-                    },
-                };
-                self.emit(st, out, ev);
+                self.tool_call(st, step, attempt, call, out)?;
                 return Ok(false);
             }
             Input::Ambiguous {
                 step,
                 attempt,
                 effect,
-            } => {
-                let current = st.steps.get(&step);
-                if !current.is_some_and(|s| s.attempt == attempt && s.phase == Phase::Running) {
-                    return Ok(true); // a late report of a cancelled or superseded attempt
-                }
-                let ev = Event::StepAmbiguous {
-                    step: step.clone(),
-                    attempt,
-                    call: effect.call,
-                    tool: effect.tool,
-                    arguments: effect.arguments,
-                    key: effect.key,
-                };
-                self.emit(st, out, ev);
-                out.actions.push(Action::Release { step });
-            }
+            } => self.ambiguous(st, step, attempt, effect, out),
             Input::Resolve {
                 step,
                 resolution,
@@ -227,6 +176,80 @@ impl Machine<'_> {
         if launch {
             out.actions.push(Action::Launch { step });
         }
+    }
+
+    /// Logs an agent's tool call (its start before it is sent, or its result), only for the
+    /// attempt running now.
+    fn tool_call(
+        &self,
+        st: &mut RunState,
+        step: String,
+        attempt: u32,
+        call: ToolCall,
+        out: &mut Decision,
+    ) -> Result<(), Refused> {
+        if !st
+            .steps
+            .get(&step)
+            .is_some_and(|s| s.attempt == attempt && s.phase == Phase::Running)
+        {
+            return Err(Refused::NotRunning(step, attempt));
+        }
+        let ev = match call {
+            ToolCall::Started {
+                call,
+                tool,
+                arguments,
+                key,
+            } => Event::ToolCallStarted {
+                step,
+                attempt,
+                call,
+                tool,
+                arguments,
+                key,
+            },
+            ToolCall::Finished {
+                call,
+                tool,
+                output,
+                is_error,
+            } => Event::ToolCallFinished {
+                step,
+                attempt,
+                call,
+                tool,
+                output,
+                is_error,
+            },
+        };
+        self.emit(st, out, ev);
+        Ok(())
+    }
+
+    /// A resumed attempt cannot go on without a person: the step becomes ambiguous.
+    fn ambiguous(
+        &self,
+        st: &mut RunState,
+        step: String,
+        attempt: u32,
+        effect: super::Pending,
+        out: &mut Decision,
+    ) {
+        let current = st.steps.get(&step);
+        if !current.is_some_and(|s| s.attempt == attempt && s.phase == Phase::Running) {
+            return; // a late report of a cancelled or superseded attempt
+        }
+        let ev = Event::StepAmbiguous {
+            step: step.clone(),
+            attempt,
+            call: effect.call,
+            tool: effect.tool,
+            arguments: effect.arguments,
+            key: effect.key,
+        };
+        self.emit(st, out, ev);
+        out.actions.push(Action::Release { step });
     }
 
     /// A person resolved an ambiguous step: the step runs again from its journal (the call's

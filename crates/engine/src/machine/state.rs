@@ -87,6 +87,23 @@ impl Journal {
         self.calls.get(usize::try_from(n).ok()?.checked_sub(1)?)
     }
 
+    /// Records the result of call `n` (a call answered without being sent, e.g. of a tool the
+    /// agent may not use, has no start).
+    pub(super) fn set_result(&mut self, n: u32, tool: &str, result: (Value, bool)) {
+        let mut rec = match self.call(n) {
+            Some(c) if c.call == n => c.clone(),
+            _ => CallRecord {
+                call: n,
+                tool: tool.to_string(),
+                arguments: Value::Null,
+                key: String::new(),
+                result: None,
+            },
+        };
+        rec.result = Some(result);
+        self.set_call(rec);
+    }
+
     /// Records call `n` (from 1), replacing what was there.
     pub(super) fn set_call(&mut self, rec: CallRecord) {
         let Some(i) = usize::try_from(rec.call)
