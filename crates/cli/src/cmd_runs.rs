@@ -299,10 +299,15 @@ fn waiting_step(st: &baton_engine::RunState, named: Option<&str>) -> anyhow::Res
             w.join(", ")
         ),
         (None, [one]) => one.clone(),
-        (None, []) => bail!(
-            "no step of run {run} is waiting for a person (status: {})",
-            st.status
-        ),
+        (None, []) => match st.ambiguous_steps().first() {
+            Some(step) => bail!(
+                "no step of run {run} asks a question, but step '{step}' is ambiguous: see `baton runs show {run}`, then `baton runs resolve {run} {step} --as done|retry`"
+            ),
+            None => bail!(
+                "no step of run {run} is waiting for a person (status: {})",
+                st.status
+            ),
+        },
         (None, w) => bail!(
             "several steps wait ({}): name one with --step",
             w.join(", ")

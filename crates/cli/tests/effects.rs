@@ -107,6 +107,13 @@ fn an_ambiguous_step_is_explained_then_resolved_by_a_person() {
     // Resuming does not send it again: the step waits.
     let o = db.run(&["resume", &id_s, "--json"]);
     assert_eq!(summary(&o)["status"], "waiting", "{}", text(&o));
+    // An approval is not what it needs.
+    let o = db.run(&["runs", "approve", &id_s]);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("step 'pay' is ambiguous"),
+        "{}",
+        text(&o)
+    );
     // Wrong answers are refused, naming the problem.
     let o = db.run(&["runs", "resolve", &id_s, "after", "--as", "done"]);
     assert!(!o.status.success());
