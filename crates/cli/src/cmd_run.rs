@@ -489,6 +489,11 @@ pub(crate) async fn summary(services: &Services, st: &RunState, json: bool) -> a
             );
         }
         RunStatus::Waiting => {
+            for a in crate::step_view::ambiguities(&evs) {
+                for line in crate::step_view::ambiguity_lines(st.run_id, &a) {
+                    outln!("{line}");
+                }
+            }
             for s in st.waiting_humans() {
                 outln!(
                     "waiting for a person at step {s}. Answer: baton runs approve {id} --step {s}  (or reject / input --value ...)",

@@ -13,6 +13,7 @@ use serde_json::Value;
 use crate::cmd_run::{DbArgs, EXIT_INVALID, EXIT_OK, get_run, program_of, services_for_run};
 use crate::interactive::{drive_interactive, parse_value};
 use crate::sandbox_view::{describe_sandbox, sandbox_records};
+use crate::step_view;
 use crate::view::{self, fmt_time};
 use crate::wiring;
 
@@ -31,10 +32,14 @@ pub enum RunsCmd {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// A run's status, inputs, outputs and per-step durations and tokens.
+    /// A run's status, inputs, outputs and per-step durations and tokens; with `--step`, one
+    /// step's prompts (what its model was sent, turn by turn) and tool calls.
     Show {
         /// The run id, or a unique prefix of it.
         run: String,
+        /// Show this step (`id`, or `id[2]` inside a map) in detail.
+        #[arg(long)]
+        step: Option<String>,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -76,6 +81,8 @@ pub enum RunsCmd {
     Reject(HumanArgs),
     /// Answer a waiting `human` input step with a value, then continue the run.
     Input(HumanArgs),
+    /// Say what became of an ambiguous step's effect (`--as done|retry`), then continue the run.
+    Resolve(crate::cmd_resolve::ResolveArgs),
 }
 
 #[derive(Args, Debug)]
@@ -108,7 +115,18 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
             json,
             db,
         } => list(status, workflow, limit, json, db).await,
-        RunsCmd::Show { run, json, db } => show(run, json, db).await,
+        RunsCmd::Show {
+            run,
+            step: Some(step),
+            json,
+            db,
+        } => show_step(run, step, json, db).await,
+        RunsCmd::Show {
+            run,
+            step: None,
+            json,
+            db,
+        } => show(run, json, db).await,
         RunsCmd::Logs { run, json, db } => {
             let services = wiring::services(db.db.as_deref(), Durability::Process)?;
             let run = get_run(&services, &run).await?.id;
@@ -152,6 +170,7 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
         RunsCmd::Approve(a) => answer(a, Some(true)).await,
         RunsCmd::Reject(a) => answer(a, Some(false)).await,
         RunsCmd::Input(a) => answer(a, None).await,
+        RunsCmd::Resolve(a) => crate::cmd_resolve::resolve(a).await,
     }
 }
 
@@ -280,10 +299,15 @@ fn waiting_step(st: &baton_engine::RunState, named: Option<&str>) -> anyhow::Res
             w.join(", ")
         ),
         (None, [one]) => one.clone(),
-        (None, []) => bail!(
-            "no step of run {run} is waiting for a person (status: {})",
-            st.status
-        ),
+        (None, []) => match st.ambiguous_steps().first() {
+            Some(step) => bail!(
+                "no step of run {run} asks a question, but step '{step}' is ambiguous: see `baton runs show {run}`, then `baton runs resolve {run} {step} --as done|retry`"
+            ),
+            None => bail!(
+                "no step of run {run} is waiting for a person (status: {})",
+                st.status
+            ),
+        },
         (None, w) => bail!(
             "several steps wait ({}): name one with --step",
             w.join(", ")
@@ -376,6 +400,7 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
             tokens,
             steps: &rows,
             sandbox: sandboxed.iter().map(view::SandboxRow::of).collect(),
+            ambiguous: step_view::ambiguities(&evs),
         };
         outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(EXIT_OK);
@@ -408,11 +433,45 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
             }
         }
     }
+    for a in step_view::ambiguities(&evs) {
+        for line in step_view::ambiguity_lines(rec.id, &a) {
+            outln!("{line}");
+        }
+    }
     if let Some(o) = &rec.outputs {
         outln!("outputs   {o}");
     }
     if let Some(e) = &rec.error {
         outln!("error     {}", crate::progress::brief(e));
+    }
+    Ok(EXIT_OK)
+}
+
+/// `baton runs show RUN --step STEP`: what the step's model was sent, turn by turn, and its
+/// tool calls.
+async fn show_step(run: String, step: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
+    let services = wiring::services(db.db.as_deref(), Durability::Process)?;
+    let rec = get_run(&services, &run).await?;
+    let evs = services.store.events(rec.id, 0).await?;
+    let Some(detail) = step_view::step_detail(rec.id, &evs, &step) else {
+        let known = step_view::steps_in(&evs);
+        errln!(
+            "error: run {} has no step '{step}' in its log (steps: {})",
+            rec.id,
+            if known.is_empty() {
+                "none yet".to_string()
+            } else {
+                known.join(", ")
+            }
+        );
+        return Ok(EXIT_INVALID);
+    };
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&detail)?);
+    } else {
+        for line in step_view::detail_lines(&detail) {
+            outln!("{line}");
+        }
     }
     Ok(EXIT_OK)
 }

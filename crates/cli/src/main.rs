@@ -10,6 +10,7 @@ mod out;
 
 mod cmd_bench;
 mod cmd_models;
+mod cmd_resolve;
 mod cmd_run;
 mod cmd_runs;
 mod cmd_sandbox;
@@ -17,6 +18,7 @@ mod cmd_serve;
 mod interactive;
 mod progress;
 mod sandbox_view;
+mod step_view;
 mod view;
 mod wiring;
 

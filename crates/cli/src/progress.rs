@@ -200,6 +200,39 @@ impl EventSink for Printer {
             }
             Event::Paused { pause } => self.line(format!("  ⏸ paused ({})", describe_pause(pause))),
             Event::Resumed { .. } => self.line("  ▶ resumed".into()),
+            Event::ToolCallFinished {
+                step,
+                tool,
+                is_error,
+                ..
+            } => self.line(format!(
+                "    {step}: called {tool}{}",
+                if *is_error { " (error)" } else { "" }
+            )),
+            Event::StepAmbiguous {
+                step, call, tool, ..
+            } => {
+                let what = match call {
+                    Some(n) => format!("tool call {n} ({tool})"),
+                    None => format!("its call of {tool}"),
+                };
+                let line = format!(
+                    "  ? {step}: ambiguous: {what} was sent but its result never logged; see `baton runs show`, then `baton runs resolve`"
+                );
+                self.ended(&mut bars, step, line);
+            }
+            Event::StepResolved {
+                step,
+                resolution,
+                by,
+                ..
+            } => {
+                let by = by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default();
+                self.line(format!(
+                    "  ✓ {step}: resolved as {}{by}",
+                    resolution.as_str()
+                ))
+            }
             _ => {}
         }
     }

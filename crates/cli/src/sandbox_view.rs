@@ -65,6 +65,15 @@ pub fn sandbox_records(
             } if tool == "sandbox.exec" && is_exec_record(output) => {
                 (step, None, "sandbox.exec", output.clone())
             }
+            Event::ToolCallFinished {
+                step,
+                attempt,
+                tool,
+                output,
+                ..
+            } if tool == "sandbox.exec" && is_exec_record(output) => {
+                (step, Some(*attempt), "sandbox.exec", output.clone())
+            }
             _ => continue,
         };
         let (visit, last) = started.get(step.as_str()).copied().unzip();

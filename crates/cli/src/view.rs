@@ -90,6 +90,8 @@ pub fn step_rows(evs: &[EventRecord]) -> Vec<StepRow> {
             }
             Event::StepCancelled { step } => (step, "cancelled", 0, Usage::default()),
             Event::HumanRequested { step, .. } => (step, "waiting", 0, Usage::default()),
+            Event::StepAmbiguous { step, .. } => (step, "ambiguous", 0, Usage::default()),
+            Event::StepResolved { step, .. } => (step, "running", 0, Usage::default()),
             _ => continue,
         };
         match index.get(step.as_str()) {
@@ -143,6 +145,9 @@ pub struct RunView<'a> {
     pub tokens: u64,
     pub steps: &'a [StepRow],
     pub sandbox: Vec<SandboxRow<'a>>,
+    /// Steps whose effect may or may not have happened, waiting for `baton runs resolve`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ambiguous: Vec<crate::step_view::Ambiguity>,
 }
 
 /// One sandbox execution in `runs show --json`.

@@ -1,12 +1,45 @@
 //! An agent step: prompt -> model -> tool calls (up to `max_tool_turns` rounds) -> answer,
 //! checked against the output schema, re-asking the model with the error when it does not fit.
+//!
+//! Journaled: what each turn sent is logged (`Progress::Prompt`, deduplicated and capped),
+//! then the model's reply (`Progress::ModelReply`); each tool call gets its own idempotency key
+//! (the step's key, `/`, the call's number), its start is logged before it is sent and its
+//! result when it returns. An attempt that runs again (after a crash, or as a retry) replays
+//! the journal: recorded replies and results are reused, not asked or called again; a call
+//! started but never finished is sent again with its key when its tool allows that, and
+//! otherwise ends the attempt as ambiguous, for a person to resolve.
 
 use std::sync::Arc;
 
-use baton_llm::{ChatModel, ChatRequest, Message, ResponseFormat, ToolCall};
+use baton_llm::{ChatModel, ChatRequest, ChatResponse, Message, ResponseFormat, Role, ToolCall};
 use baton_tools::{Registry, ToolContext};
-use baton_types::{Progress, StepError, StepErrorKind, Usage};
+use baton_types::{Progress, PromptContext, StepError, StepErrorKind, Usage};
 use serde_json::Value;
+
+use crate::machine::{self, Journal, Pending};
+
+/// How a step's work ended: with its result, or ambiguous (an effect that may have happened
+/// and cannot be repeated safely).
+#[derive(Debug)]
+pub enum WorkEnd {
+    Done(Result<Value, StepError>),
+    /// Boxed: rare, and larger than a result.
+    Ambiguous(Box<Pending>),
+}
+
+/// What a running agent reports: progress, and its tool calls for the journal (a call is
+/// sent only once `logged` has fired: its start is in the run log).
+pub enum Report {
+    Progress(Progress),
+    Call {
+        call: machine::ToolCall,
+        logged: Option<tokio::sync::oneshot::Sender<()>>,
+    },
+}
+
+/// The most bytes of one text (a message, the system prompt, a tool's description) a prompt
+/// record keeps; the rest is cut, with a marker saying how much.
+pub const PROMPT_TEXT_CAP: usize = 16 * 1024;
 
 /// Everything an agent step needs, rendered.
 pub struct AgentJob {
@@ -23,6 +56,10 @@ pub struct AgentJob {
     pub tool_ctx: ToolContext,
     /// Where streamed text goes (turn, text), when someone watches; `None`: whole answers.
     pub deltas: Option<DeltaFn>,
+    /// What the step did so far in this visit, replayed before anything new is done.
+    pub journal: Journal,
+    /// The attempt running (replayed replies of earlier attempts were counted with those).
+    pub attempt: u32,
 }
 
 /// Receives a step's model output as it streams: (turn, text since the last call).
@@ -115,73 +152,94 @@ pub fn check_output(schema: &Value, text: &str) -> Result<Value, String> {
     }
 }
 
-/// Runs the step. `progress` receives what happens along the way.
-pub async fn run(
-    job: AgentJob,
-    progress: impl Fn(Progress) + Send + Sync,
-) -> (Result<Value, StepError>, Usage) {
+/// Runs the step. `report` receives what happens along the way.
+pub async fn run(job: AgentJob, report: impl Fn(Report) + Send + Sync) -> (WorkEnd, Usage) {
+    let progress = |p| report(Report::Progress(p));
     let mut usage = Usage::default();
     let mut messages = opening_messages(&job);
     let (tools, response_format) = offered(&job);
+    let mut prompts = PromptLog::new(&job, &messages, &tools, response_format.as_ref());
     let model_name = baton_llm::split_ref(&job.model_ref)
         .map(|(_, m)| m.to_string())
         .unwrap_or_default();
     let mut tool_turns = 0u32;
     let mut reasks = 0u32;
     let mut turn = 0u32;
+    let mut calls = 0u32;
+    let fail = |e: StepError, usage| (WorkEnd::Done(Err(e)), usage);
     loop {
         turn += 1;
-        let req = ChatRequest {
-            model: model_name.clone(),
-            messages: messages.clone(),
-            tools: tools.clone(),
-            temperature: job.temperature,
-            max_tokens: job.max_tokens,
-            response_format: response_format.clone(),
+        let recorded = recorded_reply(&job.journal, turn);
+        let replayed = recorded.is_some();
+        let resp = match recorded {
+            Some((r, attempt)) => {
+                prompts.replayed(&messages);
+                // Tokens an earlier attempt spent were counted when it ended.
+                if attempt == job.attempt {
+                    usage.add(&r.usage);
+                }
+                r
+            }
+            None => {
+                progress(prompts.record(turn, &messages));
+                let req = ChatRequest {
+                    model: model_name.clone(),
+                    messages: messages.clone(),
+                    tools: tools.clone(),
+                    temperature: job.temperature,
+                    max_tokens: job.max_tokens,
+                    response_format: response_format.clone(),
+                };
+                let resp = tokio::select! {
+                    r = call_model(&job, req, turn) => r,
+                    _ = job.tool_ctx.cancel.cancelled() => return fail(cancelled(), usage),
+                };
+                let resp = match resp {
+                    Ok(r) => r,
+                    Err(e) => return fail(model_error(&e), usage),
+                };
+                progress(model_reply(&job, turn, &resp));
+                usage.add(&resp.usage);
+                resp
+            }
         };
-        let resp = tokio::select! {
-            r = call_model(&job, req, turn) => r,
-            _ = job.tool_ctx.cancel.cancelled() => return (Err(StepError::fatal(StepErrorKind::Cancelled, "cancelled")), usage),
-        };
-        let resp = match resp {
-            Ok(r) => r,
-            Err(e) => return (Err(model_error(&e)), usage),
-        };
-        usage.add(&resp.usage);
-        progress(model_reply(&job, turn, &resp));
         if !resp.tool_calls.is_empty() {
             if tool_turns >= job.max_tool_turns {
                 let msg = format!(
                     "the model kept calling tools past max_tool_turns ({})",
                     job.max_tool_turns
                 );
-                return (Err(StepError::fatal(StepErrorKind::ToolTurns, msg)), usage);
+                return fail(StepError::fatal(StepErrorKind::ToolTurns, msg), usage);
             }
             tool_turns += 1;
-            answer_tool_calls(&job, &resp, &mut messages, &progress).await;
+            if let Err(end) =
+                answer_tool_calls(&job, &resp, &mut messages, &mut calls, &report).await
+            {
+                return (end, usage);
+            }
             continue;
         }
         let Some((schema, max_retries)) = &job.schema else {
-            return (Ok(Value::String(resp.content)), usage);
+            return (WorkEnd::Done(Ok(Value::String(resp.content))), usage);
         };
         match check_output(schema, &resp.content) {
-            Ok(v) => return (Ok(v), usage),
+            Ok(v) => return (WorkEnd::Done(Ok(v)), usage),
             Err(why) if reasks >= *max_retries => {
                 let msg = format!(
                     "the answer did not match the output schema after {} attempts: {why}",
                     reasks + 1
                 );
-                return (
-                    Err(StepError::fatal(StepErrorKind::InvalidOutput, msg)),
-                    usage,
-                );
+                return fail(StepError::fatal(StepErrorKind::InvalidOutput, msg), usage);
             }
             Err(why) => {
                 reasks += 1;
-                progress(Progress::OutputRejected {
-                    attempt: reasks,
-                    error: why.clone(),
-                });
+                // A replayed turn's rejection is in the log already.
+                if !replayed {
+                    progress(Progress::OutputRejected {
+                        attempt: reasks,
+                        error: why.clone(),
+                    });
+                }
                 messages.push(Message::assistant(resp.content.clone(), Vec::new()));
                 messages.push(Message::user(format!(
                     "Your answer was not valid: {why}. Answer again with only JSON matching the schema."
@@ -189,6 +247,143 @@ pub async fn run(
             }
         }
     }
+}
+
+fn cancelled() -> StepError {
+    StepError::fatal(StepErrorKind::Cancelled, "cancelled")
+}
+
+/// The reply of `turn` as the journal recorded it, if it did, and the attempt that got it.
+fn recorded_reply(journal: &Journal, turn: u32) -> Option<(ChatResponse, u32)> {
+    let logged = journal
+        .replies
+        .get(usize::try_from(turn).ok()?.checked_sub(1)?)?;
+    let tool_calls = logged
+        .tool_calls
+        .iter()
+        .map(|c| serde_json::from_value::<ToolCall>(c.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    let resp = ChatResponse {
+        content: logged.content.clone(),
+        tool_calls,
+        usage: logged.usage,
+        stop_reason: Default::default(),
+    };
+    Some((resp, logged.attempt))
+}
+
+/// What the step logs of its prompts: the shared part (system message, tools, answer format)
+/// once per visit, referenced by its hash after that, and each turn's new messages.
+struct PromptLog {
+    model: String,
+    context: PromptContext,
+    cut: u64,
+    hash: String,
+    /// Whether the context is in the log already.
+    logged: bool,
+    /// How many messages earlier records hold.
+    sent: usize,
+}
+
+impl PromptLog {
+    fn new(
+        job: &AgentJob,
+        messages: &[Message],
+        tools: &[baton_types::ToolSpec],
+        format: Option<&ResponseFormat>,
+    ) -> PromptLog {
+        let mut cut = 0u64;
+        let system = messages
+            .first()
+            .filter(|m| m.role == Role::System)
+            .map(|m| cap_text(&m.content, &mut cut));
+        let tools = tools
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "name": t.name,
+                    "description": cap_text(&t.description, &mut cut),
+                    "parameters": t.parameters,
+                })
+            })
+            .collect();
+        let response_format = format.and_then(|f| serde_json::to_value(f).ok());
+        let context = PromptContext {
+            system,
+            tools,
+            response_format,
+        };
+        let hash = fnv_hex(&serde_json::to_string(&context).unwrap_or_default());
+        PromptLog {
+            model: job.model_ref.clone(),
+            logged: job.journal.prompts.contains(&hash),
+            context,
+            cut,
+            hash,
+            sent: usize::from(messages.first().is_some_and(|m| m.role == Role::System)),
+        }
+    }
+
+    /// The record of a turn about to be sent.
+    fn record(&mut self, turn: u32, messages: &[Message]) -> Progress {
+        let mut cut = 0u64;
+        let new = messages
+            .get(self.sent..)
+            .unwrap_or_default()
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                m.content = cap_text(&m.content, &mut cut);
+                serde_json::to_value(m).unwrap_or(Value::Null)
+            })
+            .collect();
+        self.sent = messages.len();
+        let context = (!self.logged).then(|| {
+            cut += self.cut;
+            self.context.clone()
+        });
+        self.logged = true;
+        Progress::Prompt {
+            turn,
+            model: self.model.clone(),
+            context_hash: self.hash.clone(),
+            context,
+            messages: new,
+            cut_bytes: cut,
+        }
+    }
+
+    /// A turn replayed from the journal: its prompt was logged when it was first sent.
+    fn replayed(&mut self, messages: &[Message]) {
+        self.sent = messages.len();
+        self.logged = true;
+    }
+}
+
+/// `s`, cut to [`PROMPT_TEXT_CAP`] bytes (at a character boundary) with a marker saying how
+/// much was cut; adds that to `cut`.
+fn cap_text(s: &str, cut: &mut u64) -> String {
+    if s.len() <= PROMPT_TEXT_CAP {
+        return s.to_string();
+    }
+    let mut end = PROMPT_TEXT_CAP;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let gone = s.len() - end;
+    *cut += gone as u64;
+    format!("{}[... {gone} more bytes cut from the record]", &s[..end])
+}
+
+/// A 64-bit FNV-1a hash, in hex: names a prompt context within a step's records.
+fn fnv_hex(s: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 /// What every request of the step offers the model: its tools (never the reserved sandbox step
@@ -244,56 +439,122 @@ fn opening_messages(job: &AgentJob) -> Vec<Message> {
     messages
 }
 
-/// Runs the tools a reply calls, in order, and answers each call in `messages`.
+/// Runs the tools a reply calls, in order, and answers each call in `messages`. A call the
+/// journal holds a result for is not made again; one it holds only the start of is sent again
+/// when its tool allows that, and otherwise ends the attempt as ambiguous.
 async fn answer_tool_calls(
     job: &AgentJob,
-    resp: &baton_llm::ChatResponse,
+    resp: &ChatResponse,
     messages: &mut Vec<Message>,
-    progress: &(impl Fn(Progress) + Send + Sync),
-) {
+    calls: &mut u32,
+    report: &(impl Fn(Report) + Send + Sync),
+) -> Result<(), WorkEnd> {
     messages.push(Message::assistant(
         resp.content.clone(),
         resp.tool_calls.clone(),
     ));
     for call in &resp.tool_calls {
-        let (out, is_error) = call_tool(job, call).await;
-        progress(Progress::ToolResult {
-            tool: call.name.clone(),
-            arguments: call.arguments.clone(),
-            output: out.clone(),
-            is_error,
-        });
+        *calls += 1;
+        let n = *calls;
+        let recorded = job.journal.call(n).filter(|c| c.call == n);
+        let (out, _) = match recorded {
+            Some(c) if c.result.is_some() => c.result.clone().unwrap_or_default(),
+            Some(c) => {
+                let may_repeat = job
+                    .registry
+                    .get(&call.name)
+                    .is_some_and(|t| t.spec().effects.may_repeat());
+                if !(may_repeat || job.journal.resend) {
+                    return Err(WorkEnd::Ambiguous(Box::new(Pending {
+                        call: Some(n),
+                        tool: c.tool.clone(),
+                        arguments: c.arguments.clone(),
+                        key: c.key.clone(),
+                    })));
+                }
+                send(job, call, n, report).await?
+            }
+            None => send(job, call, n, report).await?,
+        };
         let text = match &out {
             Value::String(s) => s.clone(),
             v => v.to_string(),
         };
         messages.push(Message::tool(call.id.clone(), text));
     }
+    Ok(())
 }
 
-async fn call_tool(job: &AgentJob, call: &ToolCall) -> (Value, bool) {
+/// Sends call `n` with its own key, once its start is logged, and logs its result.
+async fn send(
+    job: &AgentJob,
+    call: &ToolCall,
+    n: u32,
+    report: &(impl Fn(Report) + Send + Sync),
+) -> Result<(Value, bool), WorkEnd> {
+    let key = machine::call_key(&job.tool_ctx.idempotency_key, n);
+    let finished = |output: Value, is_error: bool| {
+        report(Report::Call {
+            call: machine::ToolCall::Finished {
+                call: n,
+                tool: call.name.clone(),
+                output: output.clone(),
+                is_error,
+            },
+            logged: None,
+        });
+        Ok((output, is_error))
+    };
+    let tool = match available(job, call) {
+        Ok(t) => t,
+        // Answered without being sent: nothing to log first.
+        Err(why) => return finished(Value::String(why), true),
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    report(Report::Call {
+        call: machine::ToolCall::Started {
+            call: n,
+            tool: call.name.clone(),
+            arguments: call.arguments.clone(),
+            key: key.clone(),
+        },
+        logged: Some(tx),
+    });
+    // Not logged (the attempt is over): never sent.
+    let logged = tokio::select! {
+        r = rx => r.is_ok(),
+        _ = job.tool_ctx.cancel.cancelled() => false,
+    };
+    if !logged {
+        return Err(WorkEnd::Done(Err(cancelled())));
+    }
+    let ctx = ToolContext {
+        idempotency_key: key,
+        ..job.tool_ctx.clone()
+    };
+    match tool.call(call.arguments.clone(), &ctx).await {
+        Ok(v) => finished(v, false),
+        Err(e) => finished(Value::String(format!("error: {e}")), true),
+    }
+}
+
+/// The tool a call names, when this agent may use it; else the error the model is told.
+fn available<'j>(
+    job: &'j AgentJob,
+    call: &ToolCall,
+) -> Result<&'j Arc<dyn baton_tools::Tool>, String> {
     // `sandbox.step` takes its policy from its arguments: a model must never choose one.
     if call.name == baton_tools::sandbox_step::STEP_TOOL
         || !job.tools.iter().any(|t| t == &call.name)
     {
-        return (
-            Value::String(format!(
-                "error: tool '{}' is not available to this agent",
-                call.name
-            )),
-            true,
-        );
+        return Err(format!(
+            "error: tool '{}' is not available to this agent",
+            call.name
+        ));
     }
-    let Some(tool) = job.registry.get(&call.name) else {
-        return (
-            Value::String(format!("error: no tool '{}'", call.name)),
-            true,
-        );
-    };
-    match tool.call(call.arguments.clone(), &job.tool_ctx).await {
-        Ok(v) => (v, false),
-        Err(e) => (Value::String(format!("error: {e}")), true),
-    }
+    job.registry
+        .get(&call.name)
+        .ok_or_else(|| format!("error: no tool '{}'", call.name))
 }
 
 #[cfg(test)]

@@ -162,6 +162,7 @@ mod tests {
             name: "get_weather".into(),
             description: "Weather of a city.".into(),
             parameters: json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}),
+            effects: Default::default(),
         }
     }
 

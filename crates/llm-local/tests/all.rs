@@ -98,6 +98,7 @@ fn weather_tool() -> ToolSpec {
             "required": ["city", "unit"],
             "additionalProperties": false
         }),
+        effects: Default::default(),
     }
 }
 
@@ -111,6 +112,7 @@ fn search_tool() -> ToolSpec {
             "required": ["query"],
             "additionalProperties": false
         }),
+        effects: Default::default(),
     }
 }
 

@@ -13,6 +13,8 @@
 //!   - error: { kind: rate_limit, message: slow down, retry_after: 1s }
 //!     delay: 50ms
 //!     repeat: true               # may be used any number of times
+//!   - turn: 2                    # only as the step's 2nd model call (after one round of tools)
+//!     text: done
 //! ```
 
 use std::collections::HashMap;
@@ -48,6 +50,10 @@ pub struct Reply {
     pub usage: Option<Usage>,
     #[serde(default)]
     pub repeat: bool,
+    /// Only for this turn of an agent step (1 + the assistant messages in the request): a
+    /// step resumed in a new process asks for its next turn, not its first.
+    #[serde(default)]
+    pub turn: Option<u32>,
 }
 
 impl Reply {
@@ -176,11 +182,22 @@ impl ScriptedModel {
 
     fn take(&self, req: &ChatRequest) -> Result<Reply, Error> {
         let prompt = req.last_user_text();
+        let turn = 1 + req
+            .messages
+            .iter()
+            .filter(|m| m.role == crate::Role::Assistant)
+            .count();
         let mut entries = lock(&self.entries);
+        let open = |e: &Entry| {
+            !e.used
+                && e.reply
+                    .turn
+                    .is_none_or(|t| usize::try_from(t).ok() == Some(turn))
+        };
         let pick = entries
             .iter()
-            .position(|e| !e.used && e.regex.as_ref().is_some_and(|r| r.is_match(prompt)))
-            .or_else(|| entries.iter().position(|e| !e.used && e.regex.is_none()));
+            .position(|e| open(e) && e.regex.as_ref().is_some_and(|r| r.is_match(prompt)))
+            .or_else(|| entries.iter().position(|e| open(e) && e.regex.is_none()));
         match pick {
             Some(i) => {
                 let e = &mut entries[i];

@@ -193,6 +193,7 @@ fn to_request(w: WireRequest, model: &str) -> Result<ChatRequest, ApiError> {
                 .function
                 .parameters
                 .unwrap_or_else(|| json!({ "type": "object" })),
+            effects: Default::default(),
         });
     }
     if let Some(t) = w.temperature

@@ -108,6 +108,15 @@ pub enum Control {
         #[serde(default)]
         by: Option<String>,
     },
+    /// A person resolved an ambiguous step (`baton runs resolve`).
+    Resolve {
+        step: String,
+        resolution: baton_types::Resolution,
+        #[serde(default)]
+        value: Value,
+        #[serde(default)]
+        by: Option<String>,
+    },
 }
 
 /// Filters of `list_runs`.

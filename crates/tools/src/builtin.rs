@@ -1,4 +1,6 @@
-//! Built-in tools.
+//! Built-in tools. What each does when called again (its [`crate::Effects`]): `echo`, `fail`,
+//! `sleep` and `state.set` change nothing outside the run; `http.get` and `http.post` send the
+//! call's idempotency key as `Idempotency-Key`, so a server that honours it applies a repeat once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,15 +15,13 @@ pub fn register(r: &mut Registry) {
     r.register(Arc::new(Fail));
     r.register(Arc::new(Sleep));
     r.register(Arc::new(StateSet));
-    r.register(Arc::new(HttpGet::new()));
+    r.register(Arc::new(Http::get()));
+    r.register(Arc::new(Http::post()));
 }
 
+/// The spec of a tool that changes nothing outside the run.
 fn spec(name: &str, description: &str, parameters: Value) -> ToolSpec {
-    ToolSpec {
-        name: name.into(),
-        description: description.into(),
-        parameters,
-    }
+    ToolSpec::new(name, description, parameters).with_effects(crate::Effects::None)
 }
 
 fn invalid(tool: &str, message: impl Into<String>) -> Error {
@@ -127,26 +127,38 @@ impl Tool for StateSet {
     }
 }
 
-/// `http.get`: GET a URL on a host in the workflow's `policy.http_allow`, sending the step's
-/// idempotency key as `Idempotency-Key`.
-pub struct HttpGet {
+/// `http.get` and `http.post`: a request to a host in the workflow's `policy.http_allow`,
+/// sending the call's idempotency key as `Idempotency-Key`.
+pub struct Http {
     client: reqwest::Client,
+    method: reqwest::Method,
 }
 
-impl HttpGet {
-    pub fn new() -> Self {
+impl Http {
+    fn new(method: reqwest::Method) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default();
-        Self { client }
+        Self { client, method }
     }
-}
 
-impl Default for HttpGet {
-    fn default() -> Self {
-        Self::new()
+    pub fn get() -> Self {
+        Self::new(reqwest::Method::GET)
+    }
+
+    /// `http.post`: sends `body` (JSON, or a string as text).
+    pub fn post() -> Self {
+        Self::new(reqwest::Method::POST)
+    }
+
+    fn name(&self) -> &'static str {
+        if self.method == reqwest::Method::POST {
+            "http.post"
+        } else {
+            "http.get"
+        }
     }
 }
 
@@ -170,34 +182,42 @@ pub fn host_allowed(url: &reqwest::Url, allow: &[String]) -> bool {
 const MAX_BODY: usize = 1 << 20;
 
 #[async_trait]
-impl Tool for HttpGet {
+impl Tool for Http {
     fn spec(&self) -> ToolSpec {
-        spec(
-            "http.get",
-            "GET a URL (only hosts in the workflow's policy.http_allow). Returns status, headers and body (JSON when the response is JSON).",
-            json!({"type": "object", "properties": {"url": {"type": "string"}, "headers": {"type": "object", "additionalProperties": {"type": "string"}}}, "required": ["url"]}),
-        )
+        let (description, parameters) = if self.method == reqwest::Method::POST {
+            (
+                "POST to a URL (only hosts in the workflow's policy.http_allow), with `body` as JSON (a string is sent as text). Returns status and body (JSON when the response is JSON).",
+                json!({"type": "object", "properties": {"url": {"type": "string"}, "body": {}, "headers": {"type": "object", "additionalProperties": {"type": "string"}}}, "required": ["url"]}),
+            )
+        } else {
+            (
+                "GET a URL (only hosts in the workflow's policy.http_allow). Returns status and body (JSON when the response is JSON).",
+                json!({"type": "object", "properties": {"url": {"type": "string"}, "headers": {"type": "object", "additionalProperties": {"type": "string"}}}, "required": ["url"]}),
+            )
+        };
+        ToolSpec::new(self.name(), description, parameters)
+            .with_effects(crate::Effects::IdempotentWithKey)
     }
+
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<Value, Error> {
+        let tool = self.name();
         let raw = args
             .get("url")
             .and_then(Value::as_str)
-            .ok_or_else(|| invalid("http.get", "`url` is required"))?;
+            .ok_or_else(|| invalid(tool, "`url` is required"))?;
         let url = reqwest::Url::parse(raw)
-            .map_err(|e| invalid("http.get", format!("'{raw}' is not a URL: {e}")))?;
+            .map_err(|e| invalid(tool, format!("'{raw}' is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid(
-                "http.get",
-                format!("'{raw}': only http and https URLs"),
-            ));
+            return Err(invalid(tool, format!("'{raw}': only http and https URLs")));
         }
         if !host_allowed(&url, &ctx.http_allow) {
             return Err(Error::NotAllowed {
-                tool: "http.get".into(),
+                tool: tool.into(),
                 host: url.host_str().unwrap_or("").into(),
             });
         }
-        let mut req = self.client.get(url.clone());
+        let method = self.method.as_str();
+        let mut req = self.client.request(self.method.clone(), url.clone());
         if !ctx.idempotency_key.is_empty() {
             req = req.header("Idempotency-Key", &ctx.idempotency_key);
         }
@@ -208,11 +228,24 @@ impl Tool for HttpGet {
                 }
             }
         }
+        match args.get("body") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(text)) => {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                    .body(text.clone());
+            }
+            Some(v) => {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(v.to_string());
+            }
+        }
         let send = async {
             let resp = req
                 .send()
                 .await
-                .map_err(|e| Error::Transient(format!("GET {url}: {e}")))?;
+                .map_err(|e| Error::Transient(format!("{method} {url}: {e}")))?;
             let status = resp.status().as_u16();
             let is_json = resp
                 .headers()
@@ -222,7 +255,7 @@ impl Tool for HttpGet {
             let mut body = resp
                 .bytes()
                 .await
-                .map_err(|e| Error::Transient(format!("GET {url}: {e}")))?
+                .map_err(|e| Error::Transient(format!("{method} {url}: {e}")))?
                 .to_vec();
             let truncated = body.len() > MAX_BODY;
             body.truncate(MAX_BODY);
@@ -234,7 +267,7 @@ impl Tool for HttpGet {
             };
             if status >= 500 {
                 return Err(Error::Transient(format!(
-                    "GET {url}: server answered {status}"
+                    "{method} {url}: server answered {status}"
                 )));
             }
             Ok(json!({ "status": status, "body": body, "truncated": truncated }))
@@ -259,6 +292,79 @@ mod tests {
         assert!(!host_allowed(&u, &[]));
     }
 
+    /// One request read off a loopback socket: (request line, headers, body).
+    fn one_request(listener: std::net::TcpListener) -> (String, Vec<(String, String)>, String) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut first = String::new();
+        reader.read_line(&mut first).unwrap();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            let (k, v) = line.split_once(':').unwrap();
+            headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
+        }
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let reply = "{\"ok\":1}";
+        write!(
+            stream,
+            "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+            reply.len()
+        )
+        .unwrap();
+        (first, headers, String::from_utf8(body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn http_post_sends_the_body_and_the_call_key() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || one_request(listener));
+        let ctx = ToolContext {
+            idempotency_key: "run:pay:1".into(),
+            http_allow: vec![format!("127.0.0.1:{port}")],
+            ..ToolContext::default()
+        };
+        let v = Http::post()
+            .call(
+                json!({"url": format!("http://127.0.0.1:{port}/pay"), "body": {"amount": 5}}),
+                &ctx,
+            )
+            .await
+            .unwrap();
+        assert_eq!(v["status"], 201);
+        assert_eq!(v["body"], json!({"ok": 1}));
+        let (first, headers, body) = server.join().unwrap();
+        assert!(first.starts_with("POST /pay "), "{first}");
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(header("idempotency-key").as_deref(), Some("run:pay:1"));
+        assert_eq!(header("content-type").as_deref(), Some("application/json"));
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap(),
+            json!({"amount": 5})
+        );
+        assert_eq!(
+            Http::post().spec().effects,
+            crate::Effects::IdempotentWithKey
+        );
+        assert_eq!(Echo.spec().effects, crate::Effects::None);
+    }
+
     #[tokio::test]
     async fn echo_and_fail() {
         let ctx = ToolContext::default();
@@ -267,7 +373,7 @@ mod tests {
             json!("hi")
         );
         assert!(Fail.call(json!({}), &ctx).await.is_err());
-        let e = HttpGet::new()
+        let e = Http::get()
             .call(json!({"url": "http://example.invalid/"}), &ctx)
             .await
             .unwrap_err();

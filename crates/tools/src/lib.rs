@@ -1,5 +1,9 @@
 //! Baton's tools: the [`Tool`] trait, the [`Registry`] steps and agents find them in, and the
-//! built-in tools (`echo`, `fail`, `sleep`, `state.set`, `http.get`).
+//! built-in tools (`echo`, `fail`, `sleep`, `state.set`, `http.get`, `http.post`).
+//!
+//! Every call carries an idempotency key ([`ToolContext::idempotency_key`]) that identifies its
+//! effect: the same for every attempt and every resume. A tool says in its spec what calling it
+//! again does ([`Effects`]); the engine reads that when a run resumes after a crash.
 
 pub mod builtin;
 pub mod sandbox_exec;
@@ -14,18 +18,34 @@ use tokio_util::sync::CancellationToken;
 
 /// The sandbox types [`sandbox_step::SandboxStep::with_opener`] and `sandbox.exec` work with.
 pub use baton_sandbox as sandbox;
-pub use baton_types::ToolSpec;
+pub use baton_types::{Effects, ToolSpec};
 
 /// What a tool call knows about where it runs.
 #[derive(Clone, Debug, Default)]
 pub struct ToolContext {
-    /// The step attempt's idempotency key: the same when a crashed attempt is run again.
+    /// The effect's idempotency key: a `tool:` step's key (one per visit of the step, the
+    /// same for its retries and after a crash), or for a model's tool call the step's key,
+    /// `/`, and the call's number. Tools with effects pass it on (`http.*` as the
+    /// `Idempotency-Key` header, the sandbox tools as `BATON_IDEMPOTENCY_KEY`); a plugin tool
+    /// gets it in its call's metadata.
     pub idempotency_key: String,
     pub run_id: String,
     pub step: String,
     /// Hosts the `http.*` tools may reach (the workflow's `policy.http_allow`).
     pub http_allow: Vec<String>,
     pub cancel: CancellationToken,
+}
+
+/// The environment variable a sandboxed command finds its call's idempotency key in.
+pub const KEY_ENV: &str = "BATON_IDEMPOTENCY_KEY";
+
+/// Puts the call's idempotency key into a sandboxed command's environment (unless the
+/// arguments set the variable themselves).
+fn pass_key(env: &mut BTreeMap<String, String>, ctx: &ToolContext) {
+    if !ctx.idempotency_key.is_empty() {
+        env.entry(KEY_ENV.to_string())
+            .or_insert_with(|| ctx.idempotency_key.clone());
+    }
 }
 
 /// A tool failure.

@@ -128,11 +128,15 @@ impl Tool for SandboxExec {
                 "required": ["command"],
                 "additionalProperties": false
             }),
+            // The key reaches the command as BATON_IDEMPOTENCY_KEY; what the sandbox itself
+            // changes is thrown away with it.
+            effects: crate::Effects::IdempotentWithKey,
         }
     }
 
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<Value, Error> {
-        let req = request_from_args(&args)?;
+        let mut req = request_from_args(&args)?;
+        crate::pass_key(&mut req.env, ctx);
         let policy = self.sandbox.policy();
         let report = match scan::check(policy, &req.files, &req.argv) {
             Ok(r) => r,
@@ -230,6 +234,27 @@ mod tests {
         let seen = rec.seen.lock().unwrap();
         assert_eq!(seen[0].argv, ["python3", "main.py"]);
         assert_eq!(seen[0].files["main.py"], "print(1)");
+    }
+
+    #[tokio::test]
+    async fn the_call_key_reaches_the_command() {
+        let (rec, t) = tool();
+        let ctx = ToolContext {
+            idempotency_key: "run:step:1/2".into(),
+            ..ToolContext::default()
+        };
+        t.call(json!({"command": "true"}), &ctx).await.unwrap();
+        // Arguments that set the variable themselves keep their value.
+        t.call(
+            json!({"command": "true", "env": {"BATON_IDEMPOTENCY_KEY": "mine"}}),
+            &ctx,
+        )
+        .await
+        .unwrap();
+        let seen = rec.seen.lock().unwrap();
+        assert_eq!(seen[0].env[crate::KEY_ENV], "run:step:1/2");
+        assert_eq!(seen[1].env[crate::KEY_ENV], "mine");
+        assert_eq!(t.spec().effects, crate::Effects::IdempotentWithKey);
     }
 
     #[tokio::test]

@@ -346,11 +346,15 @@ impl Tool for SandboxStep {
                 "required": ["command"],
                 "additionalProperties": false
             }),
+            // The key reaches the command as BATON_IDEMPOTENCY_KEY; what the sandbox itself
+            // changes is thrown away with it.
+            effects: crate::Effects::IdempotentWithKey,
         }
     }
 
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<Value, Error> {
-        let call = read_call(&args)?;
+        let mut call = read_call(&args)?;
+        crate::pass_key(&mut call.req.env, ctx);
         let report = match scan::check(&call.policy, &call.req.files, &call.req.argv) {
             Ok(r) => r,
             // Blocked code stays blocked on a retry: not retryable.

@@ -273,6 +273,57 @@ pub enum Progress {
     OutputRejected { attempt: u32, error: String },
     /// A line of text for people (e.g. a tool's log).
     Note { message: String },
+    /// What a model was sent for one turn of an agent step. Deduplicated: the part every turn
+    /// shares (system message, tools offered, answer format) is carried once per step visit,
+    /// in `context`, and referenced by `context_hash` after that; `messages` are the messages
+    /// added since the step's previous turn (turn 1: the prompt). Long texts are cut to a cap,
+    /// with a marker saying how much was cut (`cut_bytes` in all).
+    Prompt {
+        turn: u32,
+        model: String,
+        context_hash: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<PromptContext>,
+        messages: Vec<Value>,
+        #[serde(default, skip_serializing_if = "is_zero_u64")]
+        cut_bytes: u64,
+    },
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+
+/// The part of an agent step's prompt that every turn shares (see [`Progress::Prompt`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PromptContext {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// The tools offered (name, description, parameters).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<Value>,
+    /// The answer format asked for (a JSON Schema), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<Value>,
+}
+
+/// How a person resolved an ambiguous step (`baton runs resolve --as done|retry`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// The effect happened: its result is the given value, and the step goes on from there.
+    Done,
+    /// Send the call again, with the same idempotency key.
+    Retry,
+}
+
+impl Resolution {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resolution::Done => "done",
+            Resolution::Retry => "retry",
+        }
+    }
 }
 
 /// One event of the run log.
@@ -292,8 +343,10 @@ pub enum Event {
         #[serde(default)]
         resumed: bool,
     },
-    /// A step began an attempt. `key` is the idempotency key of the attempt: a step
-    /// interrupted by a crash is run again with the same key.
+    /// A step began an attempt. `key` is the idempotency key of the step's effect: every
+    /// attempt of one visit of a step instance has the same key (runs logged before keys
+    /// identified effects have one key per attempt), and a step interrupted by a crash is run
+    /// again with it.
     StepStarted {
         step: String,
         attempt: u32,
@@ -332,6 +385,52 @@ pub enum Event {
         duration_ms: u64,
         #[serde(default, skip_serializing_if = "Usage::is_empty")]
         usage: Usage,
+    },
+    /// A tool call of an agent step is about to be sent (logged before it is). `call` counts
+    /// the attempt's calls from 1 across its turns; `key` (the step's key, `/`, `call`) is
+    /// the call's idempotency key. A call started and never finished is ambiguous on resume.
+    ToolCallStarted {
+        step: String,
+        attempt: u32,
+        call: u32,
+        tool: String,
+        #[serde(default)]
+        arguments: Value,
+        key: String,
+    },
+    /// A tool call of an agent step returned: a resumed attempt reuses this result instead of
+    /// calling again.
+    ToolCallFinished {
+        step: String,
+        attempt: u32,
+        call: u32,
+        tool: String,
+        output: Value,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        is_error: bool,
+    },
+    /// A resumed step found an effect that was started but whose result was never logged, of a
+    /// tool that cannot be sent again safely (`call`: the agent's tool call; absent: the tool
+    /// step itself). The step waits for a person: `baton runs resolve`.
+    StepAmbiguous {
+        step: String,
+        attempt: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<u32>,
+        tool: String,
+        #[serde(default)]
+        arguments: Value,
+        key: String,
+    },
+    /// A person resolved an ambiguous step: `done` (with the effect's result in `value`) or
+    /// `retry` (sent again with the same key).
+    StepResolved {
+        step: String,
+        resolution: Resolution,
+        #[serde(default)]
+        value: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// A `map` step evaluated its list.
     MapStarted {
@@ -392,6 +491,10 @@ impl Event {
             Event::StepSucceeded { .. } => "step_succeeded",
             Event::StepFailed { .. } => "step_failed",
             Event::StepCancelled { .. } => "step_cancelled",
+            Event::ToolCallStarted { .. } => "tool_call_started",
+            Event::ToolCallFinished { .. } => "tool_call_finished",
+            Event::StepAmbiguous { .. } => "step_ambiguous",
+            Event::StepResolved { .. } => "step_resolved",
             Event::MapStarted { .. } => "map_started",
             Event::HumanRequested { .. } => "human_requested",
             Event::HumanResponded { .. } => "human_responded",
@@ -413,6 +516,10 @@ impl Event {
             | Event::StepSucceeded { step, .. }
             | Event::StepFailed { step, .. }
             | Event::StepCancelled { step }
+            | Event::ToolCallStarted { step, .. }
+            | Event::ToolCallFinished { step, .. }
+            | Event::StepAmbiguous { step, .. }
+            | Event::StepResolved { step, .. }
             | Event::MapStarted { step, .. }
             | Event::HumanRequested { step, .. }
             | Event::HumanResponded { step, .. } => Some(step),

@@ -13,12 +13,12 @@ pub mod workflow;
 
 pub use duration::Dur;
 pub use event::{
-    Event, EventRecord, ModelDelta, PauseReason, Progress, RunStatus, SANDBOX_RECORD_MARKER,
-    StepError, StepErrorKind, Usage,
+    Event, EventRecord, ModelDelta, PauseReason, Progress, PromptContext, Resolution, RunStatus,
+    SANDBOX_RECORD_MARKER, StepError, StepErrorKind, Usage,
 };
 pub use flow::Flow;
 pub use ids::RunId;
 pub use step::*;
 pub use step_path::StepPath;
-pub use tool::ToolSpec;
+pub use tool::{Effects, ToolSpec};
 pub use workflow::*;

@@ -27,7 +27,7 @@ pub use runs::{create_run, load_state};
 
 use crate::machine::{Action, Decision, Input, Machine, RunState};
 use crate::program::Program;
-use work::Tokens;
+use work::{Launch, Tokens};
 
 /// Receives every event once it is in the log.
 pub trait EventSink: Send + Sync {
@@ -82,24 +82,31 @@ type Work = BoxFuture<'static, Input>;
 /// A model reference with the environment expanded, and the model it names.
 type ResolvedModel = (String, Arc<dyn baton_llm::ChatModel>);
 
+/// Said once an input is in the log (an agent's tool call is sent only then); dropped when
+/// the input was refused.
+type Ack = tokio::sync::oneshot::Sender<()>;
+
+/// An input waiting for the machine, with who waits for it to be logged.
+type Queued = (Input, Option<Ack>);
+
 /// Progress reported by running steps, for the executor's loop. Allocates only when used (a
 /// channel would allocate a block per run up front: it counts at 10,000 runs at once).
 #[derive(Default)]
 struct ProgressQueue {
-    items: std::sync::Mutex<Vec<Input>>,
+    items: std::sync::Mutex<Vec<Queued>>,
     notify: tokio::sync::Notify,
 }
 
 impl ProgressQueue {
-    fn push(&self, input: Input) {
+    fn push(&self, input: Input, logged: Option<Ack>) {
         self.items
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(input);
+            .push((input, logged));
         self.notify.notify_one();
     }
 
-    fn drain_into(&self, queue: &mut VecDeque<Input>) {
+    fn drain_into(&self, queue: &mut VecDeque<Queued>) {
         let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
         queue.extend(items.drain(..));
     }
@@ -108,7 +115,7 @@ impl ProgressQueue {
 /// One drive of a run: what the loop holds between batches.
 struct Drive {
     run_str: String,
-    queue: VecDeque<Input>,
+    queue: VecDeque<Queued>,
     work: FuturesUnordered<Work>,
     tokens: Tokens,
     progress: Arc<ProgressQueue>,
@@ -160,7 +167,7 @@ impl Executor {
         let machine = Machine::new(&self.program);
         let mut d = Drive {
             run_str: st.run_id.to_string(),
-            queue: inputs.into(),
+            queue: inputs.into_iter().map(|i| (i, None)).collect(),
             work: FuturesUnordered::new(),
             tokens: Tokens::new(),
             progress: Arc::new(ProgressQueue::default()),
@@ -174,13 +181,18 @@ impl Executor {
         loop {
             // Every input ready now is decided, then all their events go to the log in one
             // write, and only then is anything acted on.
-            while let Some(input) = d.queue.pop_front() {
-                if let Err(refused) = machine.handle_into(st, input, &mut d.decided) {
-                    tracing::info!("input refused: {refused}");
+            let mut acks = Vec::new();
+            while let Some((input, ack)) = d.queue.pop_front() {
+                match machine.handle_into(st, input, &mut d.decided) {
+                    Ok(()) => acks.extend(ack),
+                    Err(refused) => tracing::info!("input refused: {refused}"),
                 }
             }
             if !d.decided.events.is_empty() {
                 self.commit(st, &mut d.decided.events).await?;
+            }
+            for ack in acks {
+                let _ = ack.send(());
             }
             for a in std::mem::take(&mut d.decided.actions) {
                 self.act(st, a, &mut d);
@@ -195,16 +207,16 @@ impl Executor {
                 Some(input) = d.work.next() => {
                     // Progress sent while the result was produced goes first.
                     d.progress.drain_into(&mut d.queue);
-                    d.queue.push_back(input);
+                    d.queue.push_back((input, None));
                     // Other results already there join the same write.
                     while let Some(Some(input)) = futures::FutureExt::now_or_never(d.work.next()) {
                         d.progress.drain_into(&mut d.queue);
-                        d.queue.push_back(input);
+                        d.queue.push_back((input, None));
                     }
                 }
                 _ = poll.tick() => {
                     for c in self.services.store.take_controls(st.run_id).await? {
-                        d.queue.push_back(control_input(c));
+                        d.queue.push_back((control_input(c), None));
                     }
                     if last_renew.elapsed() > Duration::from_millis(LEASE_MS / 3) {
                         self.services.store.renew(st.run_id, &self.owner, LEASE_MS).await?;
@@ -215,14 +227,20 @@ impl Executor {
         }
     }
 
-    /// Work that was running when the last process stopped runs again (same key), retries
-    /// wait again, and control requests sent meanwhile are taken.
+    /// Work that was running when the last process stopped runs again (same key, from its
+    /// journal; an effect it cannot repeat safely makes it ambiguous), retries wait again, and
+    /// control requests sent meanwhile are taken.
     async fn resume_work(&self, st: &RunState, d: &mut Drive) -> Result<(), Error> {
         // A run with more than its `RunCreated` event has been driven before: requests may
         // wait for it. One this process just created cannot have any yet.
         let driven_before = st.last_seq > 1;
         for (step, sr) in st.running_work() {
-            if let Some(fut) = self.launch(st, &step, &sr, &d.run_str, &d.progress, &mut d.tokens) {
+            let how = Launch {
+                resumed: true,
+                run_str: &d.run_str,
+                progress: &d.progress,
+            };
+            if let Some(fut) = self.launch(st, &step, &sr, how, &mut d.tokens) {
                 d.work.push(fut);
             }
         }
@@ -232,7 +250,7 @@ impl Executor {
         }
         if driven_before {
             for c in self.services.store.take_controls(st.run_id).await? {
-                d.queue.push_back(control_input(c));
+                d.queue.push_back((control_input(c), None));
             }
         }
         Ok(())
@@ -306,10 +324,14 @@ impl Executor {
         match action {
             Action::Launch { step } => {
                 // Once per attempt, for the attempt running now.
+                let how = Launch {
+                    resumed: false,
+                    run_str: &d.run_str,
+                    progress: &d.progress,
+                };
                 if let Some(sr) = st.steps.get(&step)
                     && d.tokens.get(&step).is_none_or(|(a, _)| *a != sr.attempt)
-                    && let Some(fut) =
-                        self.launch(st, &step, sr, &d.run_str, &d.progress, &mut d.tokens)
+                    && let Some(fut) = self.launch(st, &step, sr, how, &mut d.tokens)
                 {
                     d.work.push(fut);
                 }
@@ -362,6 +384,17 @@ fn control_input(c: Control) -> Input {
             approved,
             value,
             comment,
+            by,
+        },
+        Control::Resolve {
+            step,
+            resolution,
+            value,
+            by,
+        } => Input::Resolve {
+            step,
+            resolution,
+            value,
             by,
         },
     }

@@ -1,6 +1,10 @@
 //! The work of a step, as a future giving its result: a tool call (a `sandbox:` step is a
 //! call of the `sandbox.step` tool) or an agent's model + tool loop, under the step's
 //! timeout and a cancellation token the executor keeps per attempt.
+//!
+//! A `tool:` step's call carries the step's key. Launched again after a crash (`resumed`), a
+//! call of a tool that cannot be repeated safely ([`baton_tools::Effects::Unguarded`]) is not
+//! sent: the step becomes ambiguous. An agent replays its journal (see [`crate::agent`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,19 +13,26 @@ use std::time::{Duration, Instant};
 use baton_tools::ToolContext;
 use baton_types::{ModelDelta, RunId, StepError, StepErrorKind, Usage};
 use futures::future::BoxFuture;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{Executor, ProgressQueue, ResolvedModel, Work};
-use crate::agent::{self, AgentJob};
+use crate::agent::{self, AgentJob, Report, WorkEnd};
 use crate::context;
-use crate::machine::{Input, RunState, StepRun};
+use crate::machine::{Input, Pending, RunState, StepRun};
 use crate::program::{Node, NodeKind};
 
 /// The cancellation token of each step's running attempt.
 pub(super) type Tokens = BTreeMap<String, (u32, CancellationToken)>;
 
-type WorkResult = (Result<Value, StepError>, Usage);
+type WorkResult = (WorkEnd, Usage);
+
+/// How a step's work is launched.
+pub(super) struct Launch<'a> {
+    /// The attempt was launched before, by a process that stopped before its result.
+    pub resumed: bool,
+    pub run_str: &'a str,
+    pub progress: &'a Arc<ProgressQueue>,
+}
 
 impl Executor {
     /// The work of an agent, tool or sandbox step, as a future giving its result (`None` for
@@ -31,8 +42,7 @@ impl Executor {
         st: &RunState,
         step: &str,
         sr: &StepRun,
-        run_str: &str,
-        progress: &Arc<ProgressQueue>,
+        how: Launch<'_>,
         tokens: &mut Tokens,
     ) -> Option<Work> {
         let node = self.program.node(sr.node);
@@ -46,15 +56,15 @@ impl Executor {
         tokens.insert(step.to_string(), (sr.attempt, cancel.clone()));
         let tool_ctx = ToolContext {
             idempotency_key: sr.key.clone(),
-            run_id: run_str.to_string(),
+            run_id: how.run_str.to_string(),
             step: step.to_string(),
             http_allow: self.http_allow.clone(),
             cancel: cancel.clone(),
         };
         let fut = match (tool, &node.kind) {
-            (Some(name), _) => self.tool_work(st, node, sr, name, tool_ctx),
+            (Some(name), _) => self.tool_work(st, node, sr, name, how.resumed, tool_ctx),
             (None, NodeKind::Agent { agent }) => {
-                self.agent_work(st, node, sr, agent, step, progress, tool_ctx)
+                self.agent_work(st, node, sr, agent, step, how.progress, tool_ctx)
             }
             _ => return None,
         };
@@ -62,25 +72,35 @@ impl Executor {
         let (step, attempt) = (step.to_string(), sr.attempt);
         Some(Box::pin(async move {
             let started = Instant::now();
-            let (result, usage) = with_timeout(fut, timeout, &cancel).await;
+            let (end, usage) = with_timeout(fut, timeout, &cancel).await;
             let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            Input::Done {
-                step,
-                attempt,
-                result,
-                usage,
-                duration_ms,
+            match end {
+                WorkEnd::Done(result) => Input::Done {
+                    step,
+                    attempt,
+                    result,
+                    usage,
+                    duration_ms,
+                },
+                WorkEnd::Ambiguous(effect) => Input::Ambiguous {
+                    step,
+                    attempt,
+                    effect: *effect,
+                },
             }
         }))
     }
 
-    /// A tool call with the step's arguments rendered now.
+    /// A tool call with the step's arguments rendered now. Resumed, a call of a tool that
+    /// cannot be repeated safely is not sent again: ambiguous (a person's `retry` is a new
+    /// attempt, launched fresh).
     fn tool_work(
         &self,
         st: &RunState,
         node: &Node,
         sr: &StepRun,
         name: &str,
+        resumed: bool,
         tool_ctx: ToolContext,
     ) -> BoxFuture<'static, WorkResult> {
         let p = &self.program;
@@ -90,16 +110,25 @@ impl Executor {
         let tool = self.services.tools.get(name).cloned();
         let name = name.to_string();
         Box::pin(async move {
+            let done = |r| (WorkEnd::Done(r), Usage::default());
             let args = match args {
                 Ok(a) => a,
-                Err(e) => return (Err(e), Usage::default()),
+                Err(e) => return done(Err(e)),
             };
             let Some(tool) = tool else {
                 let e = StepError::fatal(StepErrorKind::Execution, format!("no tool '{name}'"));
-                return (Err(e), Usage::default());
+                return done(Err(e));
             };
-            let r = tool.call(args, &tool_ctx).await.map_err(tool_error);
-            (r, Usage::default())
+            if resumed && !tool.spec().effects.may_repeat() {
+                let effect = Pending {
+                    call: None,
+                    tool: name,
+                    arguments: args,
+                    key: tool_ctx.idempotency_key,
+                };
+                return (WorkEnd::Ambiguous(Box::new(effect)), Usage::default());
+            }
+            done(tool.call(args, &tool_ctx).await.map_err(tool_error))
         })
     }
 
@@ -119,20 +148,33 @@ impl Executor {
             .agent_job(st, node, agent, sr.frame, tool_ctx)
             .map(|mut j| {
                 j.deltas = self.delta_fn(st.run_id, step, agent);
+                j.journal = sr.journal.as_deref().cloned().unwrap_or_default();
+                j.attempt = sr.attempt;
                 j
             });
         let tx = progress.clone();
-        let step = step.to_string();
+        let (step, attempt) = (step.to_string(), sr.attempt);
         Box::pin(async move {
             let job = match job {
                 Ok(j) => j,
-                Err(e) => return (Err(e), Usage::default()),
+                Err(e) => return (WorkEnd::Done(Err(e)), Usage::default()),
             };
-            agent::run(job, move |pr| {
-                tx.push(Input::Progress {
-                    step: step.clone(),
-                    progress: pr,
-                });
+            agent::run(job, move |report| match report {
+                Report::Progress(progress) => tx.push(
+                    Input::Progress {
+                        step: step.clone(),
+                        progress,
+                    },
+                    None,
+                ),
+                Report::Call { call, logged } => tx.push(
+                    Input::ToolCall {
+                        step: step.clone(),
+                        attempt,
+                        call,
+                    },
+                    logged,
+                ),
             })
             .await
         })
@@ -207,6 +249,8 @@ impl Executor {
             schema: node.output_schema.clone(),
             tool_ctx,
             deltas: None,
+            journal: Default::default(),
+            attempt: 1,
         })
     }
 
@@ -255,7 +299,7 @@ async fn with_timeout(
                 StepErrorKind::Timeout,
                 format!("timed out after {}", humanize(t)),
             );
-            (Err(e), Usage::default())
+            (WorkEnd::Done(Err(e)), Usage::default())
         }
     }
 }

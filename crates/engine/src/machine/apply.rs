@@ -3,19 +3,71 @@
 //! recovered), so replaying the log rebuilds exactly the state the run had.
 
 use baton_types::{
-    Event, JoinStrategy, PauseReason, RunStatus, StepError, StepErrorKind, StepPath,
+    Event, JoinStrategy, PauseReason, Progress, Resolution, RunStatus, StepError, StepErrorKind,
+    StepPath,
 };
 use serde_json::Value;
 
 use super::Machine;
-use super::state::{FanKind, FrameId, Outcome, Phase, RunState, StepRun};
+use super::state::{
+    CallRecord, FanKind, FrameId, Journal, Outcome, Phase, ReplyRecord, RunState, StepRun,
+};
 use crate::program::{Node, NodeKind};
 
 impl Machine<'_> {
     /// Applies one event to the state.
     pub fn apply(&self, st: &mut RunState, ev: &Event) {
         match ev {
-            Event::RunCreated { .. } | Event::StepProgress { .. } => {}
+            Event::RunCreated { .. } => {}
+            Event::StepProgress { step, progress } => journal_progress(st, step, progress),
+            Event::ToolCallStarted {
+                step,
+                attempt,
+                call,
+                tool,
+                arguments,
+                key,
+            } => {
+                if let Some(j) = journal_of(st, step, *attempt) {
+                    // A call sent again uses up a person's `retry`.
+                    j.resend = false;
+                    j.set_call(CallRecord {
+                        call: *call,
+                        tool: tool.clone(),
+                        arguments: arguments.clone(),
+                        key: key.clone(),
+                        result: None,
+                    });
+                }
+            }
+            Event::ToolCallFinished {
+                step,
+                attempt,
+                call,
+                tool,
+                output,
+                is_error,
+            } => {
+                if let Some(j) = journal_of(st, step, *attempt) {
+                    j.set_result(*call, tool, (output.clone(), *is_error));
+                }
+            }
+            Event::StepAmbiguous {
+                step, call, tool, ..
+            } => {
+                if let Some(sr) = st.steps.get_mut(step) {
+                    sr.phase = Phase::Ambiguous {
+                        call: *call,
+                        tool: tool.clone(),
+                    };
+                }
+            }
+            Event::StepResolved {
+                step,
+                resolution,
+                value,
+                ..
+            } => resolved(st, step, *resolution, value),
             Event::RunStarted { .. } => {
                 if !st.status.is_terminal() {
                     st.status = RunStatus::Running;
@@ -122,6 +174,7 @@ impl Machine<'_> {
                 visit,
                 key: key.to_string(),
                 phase,
+                journal: None,
             };
             st.steps.insert(step.to_string(), run);
         }
@@ -269,6 +322,77 @@ impl Machine<'_> {
             }
             None => st.finish_seq(frame, Ok(last)),
         }
+    }
+}
+
+/// The journal of `attempt` of `step`, when that attempt is the step's current one.
+fn journal_of<'s>(st: &'s mut RunState, step: &str, attempt: u32) -> Option<&'s mut Journal> {
+    let sr = st.steps.get_mut(step).filter(|s| s.attempt == attempt)?;
+    Some(sr.journal.get_or_insert_with(Default::default))
+}
+
+/// A model's reply and a logged prompt context go into the step's journal.
+fn journal_progress(st: &mut RunState, step: &str, progress: &Progress) {
+    let Some(sr) = st.steps.get_mut(step) else {
+        return;
+    };
+    match progress {
+        Progress::ModelReply {
+            turn,
+            content,
+            tool_calls,
+            usage,
+            ..
+        } => {
+            let attempt = sr.attempt;
+            let j = sr.journal.get_or_insert_with(Default::default);
+            let Some(i) = usize::try_from(*turn).ok().and_then(|t| t.checked_sub(1)) else {
+                return;
+            };
+            j.replies.truncate(i);
+            if j.replies.len() == i {
+                j.replies.push(ReplyRecord {
+                    attempt,
+                    content: content.clone(),
+                    tool_calls: tool_calls.clone(),
+                    usage: *usage,
+                });
+            }
+        }
+        Progress::Prompt {
+            context_hash,
+            context: Some(_),
+            ..
+        } => {
+            let j = sr.journal.get_or_insert_with(Default::default);
+            j.prompts.insert(context_hash.clone());
+        }
+        _ => {}
+    }
+}
+
+/// A person resolved an ambiguous step: it runs again, either with the effect's result
+/// recorded (`done`, for an agent's call) or told to send it again (`retry`). A `tool:` step
+/// resolved `done` ends with the value, and `retry` starts a new attempt (the machine logs
+/// either right after).
+fn resolved(st: &mut RunState, step: &str, resolution: Resolution, value: &Value) {
+    let Some(sr) = st.steps.get_mut(step) else {
+        return;
+    };
+    let Phase::Ambiguous { call, .. } = sr.phase.clone() else {
+        return;
+    };
+    sr.phase = Phase::Running;
+    let j = sr.journal.get_or_insert_with(Default::default);
+    match (resolution, call) {
+        (Resolution::Retry, Some(_)) => j.resend = true,
+        // A `tool:` step's retry is a new attempt (its `step_started` follows).
+        (Resolution::Retry, None) => {}
+        (Resolution::Done, Some(n)) => {
+            let tool = j.call(n).map(|c| c.tool.clone()).unwrap_or_default();
+            j.set_result(n, &tool, (value.clone(), false));
+        }
+        (Resolution::Done, None) => {}
     }
 }
 

@@ -7,11 +7,11 @@
 //! 3. a synchronous step that started is run (see `sync`);
 //! 4. a ready step starts (or stops at a breakpoint, or fails past its `max_visits`).
 
-use baton_types::{Event, PauseReason, StepError, StepErrorKind, StepPath, Usage};
+use baton_types::{Event, PauseReason, Resolution, StepError, StepErrorKind, StepPath, Usage};
 use serde_json::{Map, Value, json};
 
 use super::state::{FrameId, Phase, RunState};
-use super::{Action, Decision, Input, Machine, Refused, idempotency_key, join};
+use super::{Action, Decision, Input, Machine, Refused, ToolCall, idempotency_key, join};
 use crate::context;
 use crate::program::{Node, NodeKind, Recovery};
 
@@ -96,6 +96,25 @@ impl Machine<'_> {
                 return Ok(false);
             }
             Input::RetryDue { step } => self.retry_due(st, step, out),
+            Input::ToolCall {
+                step,
+                attempt,
+                call,
+            } => {
+                self.tool_call(st, step, attempt, call, out)?;
+                return Ok(false);
+            }
+            Input::Ambiguous {
+                step,
+                attempt,
+                effect,
+            } => self.ambiguous(st, step, attempt, effect, out),
+            Input::Resolve {
+                step,
+                resolution,
+                value,
+                by,
+            } => self.resolve(st, step, resolution, value, by, out)?,
             Input::Human {
                 step,
                 approved,
@@ -145,7 +164,8 @@ impl Machine<'_> {
         let attempt = sr.attempt + 1;
         let visit = sr.visit;
         let launch = self.is_work(sr.node);
-        let key = idempotency_key(st.run_id, &step, visit, attempt);
+        // The same effect as the first attempt: the same key.
+        let key = sr.key.clone();
         let ev = Event::StepStarted {
             step: step.clone(),
             attempt,
@@ -156,6 +176,129 @@ impl Machine<'_> {
         if launch {
             out.actions.push(Action::Launch { step });
         }
+    }
+
+    /// Logs an agent's tool call (its start before it is sent, or its result), only for the
+    /// attempt running now.
+    fn tool_call(
+        &self,
+        st: &mut RunState,
+        step: String,
+        attempt: u32,
+        call: ToolCall,
+        out: &mut Decision,
+    ) -> Result<(), Refused> {
+        if !st
+            .steps
+            .get(&step)
+            .is_some_and(|s| s.attempt == attempt && s.phase == Phase::Running)
+        {
+            return Err(Refused::NotRunning(step, attempt));
+        }
+        let ev = match call {
+            ToolCall::Started {
+                call,
+                tool,
+                arguments,
+                key,
+            } => Event::ToolCallStarted {
+                step,
+                attempt,
+                call,
+                tool,
+                arguments,
+                key,
+            },
+            ToolCall::Finished {
+                call,
+                tool,
+                output,
+                is_error,
+            } => Event::ToolCallFinished {
+                step,
+                attempt,
+                call,
+                tool,
+                output,
+                is_error,
+            },
+        };
+        self.emit(st, out, ev);
+        Ok(())
+    }
+
+    /// A resumed attempt cannot go on without a person: the step becomes ambiguous.
+    fn ambiguous(
+        &self,
+        st: &mut RunState,
+        step: String,
+        attempt: u32,
+        effect: super::Pending,
+        out: &mut Decision,
+    ) {
+        let current = st.steps.get(&step);
+        if !current.is_some_and(|s| s.attempt == attempt && s.phase == Phase::Running) {
+            return; // a late report of a cancelled or superseded attempt
+        }
+        let ev = Event::StepAmbiguous {
+            step: step.clone(),
+            attempt,
+            call: effect.call,
+            tool: effect.tool,
+            arguments: effect.arguments,
+            key: effect.key,
+        };
+        self.emit(st, out, ev);
+        out.actions.push(Action::Release { step });
+    }
+
+    /// A person resolved an ambiguous step: the step runs again from its journal (the call's
+    /// result recorded, or sent again), or a `tool:` step resolved `done` ends with the value.
+    fn resolve(
+        &self,
+        st: &mut RunState,
+        step: String,
+        resolution: Resolution,
+        value: Value,
+        by: Option<String>,
+        out: &mut Decision,
+    ) -> Result<(), Refused> {
+        let Some(sr) = st.steps.get(&step) else {
+            return Err(Refused::NotAmbiguous(step));
+        };
+        let Phase::Ambiguous { call, .. } = sr.phase else {
+            return Err(Refused::NotAmbiguous(step));
+        };
+        let (attempt, visit, key) = (sr.attempt, sr.visit, sr.key.clone());
+        let ev = Event::StepResolved {
+            step: step.clone(),
+            resolution,
+            value: value.clone(),
+            by,
+        };
+        self.emit(st, out, ev);
+        match (resolution, call) {
+            (Resolution::Done, None) => {
+                let d = self.step_ended(st, &step, Ok(value), Ended::sync(attempt));
+                self.record(st, out, d);
+            }
+            // A `tool:` step sends its call again as a new attempt (with the same key): if that
+            // one is interrupted too, it is ambiguous again.
+            (Resolution::Retry, None) => {
+                let ev = Event::StepStarted {
+                    step: step.clone(),
+                    attempt: attempt + 1,
+                    visit,
+                    key,
+                };
+                self.emit(st, out, ev);
+                out.actions.push(Action::Launch { step });
+            }
+            // An agent goes on from its journal: the call's result is recorded (`done`), or
+            // it may send the call again (`retry`; its new start clears that).
+            (_, Some(_)) => out.actions.push(Action::Launch { step }),
+        }
+        Ok(())
     }
 
     /// Logs a decision: its events, then its action.
@@ -345,7 +488,7 @@ impl Machine<'_> {
                 let pause = PauseReason::Breakpoint { step: step.clone() };
                 return Some(Decided::event(Event::Paused { pause }));
             }
-            let key = idempotency_key(st.run_id, step, visit, 1);
+            let key = idempotency_key(st.run_id, step, visit);
             let ev = Event::StepStarted {
                 step: step.clone(),
                 attempt: 1,

@@ -22,11 +22,12 @@ mod sync;
 #[cfg(test)]
 mod tests;
 
-use baton_types::{Event, Progress, RunStatus, Usage};
+use baton_types::{Event, Progress, Resolution, RunStatus, Usage};
 use serde_json::Value;
 
 pub use state::{
-    FanFrame, FanKind, Frame, FrameId, Outcome, Phase, RunOptions, RunState, SeqFrame, StepRun,
+    CallRecord, FanFrame, FanKind, Frame, FrameId, Journal, Outcome, Phase, ReplyRecord,
+    RunOptions, RunState, SeqFrame, StepRun,
 };
 
 use crate::program::Program;
@@ -51,6 +52,28 @@ pub enum Input {
         step: String,
         progress: Progress,
     },
+    /// An agent's tool call is about to be sent, or returned (see [`ToolCall`]). Refused
+    /// ([`Refused::NotRunning`]) unless `attempt` of `step` is running: a call is sent only
+    /// once its start is in the log.
+    ToolCall {
+        step: String,
+        attempt: u32,
+        call: ToolCall,
+    },
+    /// A resumed attempt found an effect that may have happened and cannot be repeated
+    /// safely: the step waits for a person.
+    Ambiguous {
+        step: String,
+        attempt: u32,
+        effect: Pending,
+    },
+    /// A person resolved an ambiguous step.
+    Resolve {
+        step: String,
+        resolution: Resolution,
+        value: Value,
+        by: Option<String>,
+    },
     /// A retry delay passed.
     RetryDue {
         step: String,
@@ -69,6 +92,33 @@ pub enum Input {
     Cancel,
 }
 
+/// An agent's tool call, for the journal.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ToolCall {
+    Started {
+        call: u32,
+        tool: String,
+        arguments: Value,
+        key: String,
+    },
+    Finished {
+        call: u32,
+        tool: String,
+        output: Value,
+        is_error: bool,
+    },
+}
+
+/// An effect that was started but whose result was never logged: an agent's tool call
+/// (`call`), or a `tool:` step's own call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pending {
+    pub call: Option<u32>,
+    pub tool: String,
+    pub arguments: Value,
+    pub key: String,
+}
+
 /// Why an input was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Refused {
@@ -78,6 +128,10 @@ pub enum Refused {
     Terminal(RunStatus),
     #[error("the run is not paused")]
     NotPaused,
+    #[error("step '{0}' is not ambiguous: there is nothing to resolve")]
+    NotAmbiguous(String),
+    #[error("attempt {1} of step '{0}' is not running")]
+    NotRunning(String, u32),
 }
 
 /// What the executor does once the events of a decision are in the log.
@@ -153,16 +207,21 @@ impl<'p> Machine<'p> {
     }
 }
 
-/// The idempotency key of one attempt of one visit of a step instance.
-pub fn idempotency_key(run: baton_types::RunId, step: &str, visit: u32, attempt: u32) -> String {
+/// The idempotency key of one visit of a step instance: it identifies the step's effect, so
+/// every attempt of the visit (retries, and a run of it again after a crash) sends the same key.
+pub fn idempotency_key(run: baton_types::RunId, step: &str, visit: u32) -> String {
     // Written by hand: `format!` costs more than the rest of starting a step.
-    let mut key = String::with_capacity(32 + step.len() + 24);
+    let mut key = String::with_capacity(32 + step.len() + 12);
     run.write_to(&mut key);
     key.push(':');
     key.push_str(step);
     key.push(':');
     key.push_str(itoa::Buffer::new().format(visit));
-    key.push(':');
-    key.push_str(itoa::Buffer::new().format(attempt));
     key
+}
+
+/// The idempotency key of an agent's tool call: the step's key, `/`, the call's number (from 1,
+/// counted across the attempt's turns).
+pub fn call_key(step_key: &str, call: u32) -> String {
+    format!("{step_key}/{call}")
 }

@@ -345,3 +345,74 @@ fn a_failed_sandbox_steps_record_reaches_its_error_and_the_log_format() {
         "exited with code 3\nsandbox result: {\"exit_code\":3}"
     );
 }
+
+#[test]
+fn a_call_is_logged_only_for_the_running_attempt_and_an_ambiguous_step_waits_for_a_person() {
+    use super::{Pending, ToolCall};
+    use baton_types::Resolution;
+    let p = program(json!([{ "id": "pay", "tool": "charge" }, { "id": "after", "tool": "echo" }]));
+    let (mut st, d0) = start(&p, RunOptions::default());
+    let m = Machine::new(&p);
+    let key = st.steps["pay"].key.clone();
+    assert_eq!(key, format!("{}:pay:1", st.run_id));
+    // A call of another attempt is refused (its sender is told it was not logged).
+    let stale = Input::ToolCall {
+        step: "pay".into(),
+        attempt: 2,
+        call: ToolCall::Finished {
+            call: 1,
+            tool: "charge".into(),
+            output: Value::Null,
+            is_error: false,
+        },
+    };
+    assert_eq!(
+        m.handle(&mut st, stale).unwrap_err(),
+        Refused::NotRunning("pay".into(), 2)
+    );
+    let resolve = |r| Input::Resolve {
+        step: "pay".into(),
+        resolution: r,
+        value: json!("receipt"),
+        by: None,
+    };
+    assert_eq!(
+        m.handle(&mut st, resolve(Resolution::Done)).unwrap_err(),
+        Refused::NotAmbiguous("pay".into())
+    );
+    let effect = Pending {
+        call: None,
+        tool: "charge".into(),
+        arguments: json!({}),
+        key: key.clone(),
+    };
+    let d1 = m
+        .handle(
+            &mut st,
+            Input::Ambiguous {
+                step: "pay".into(),
+                attempt: 1,
+                effect,
+            },
+        )
+        .unwrap();
+    assert!(matches!(
+        &d1.events[..],
+        [Event::StepAmbiguous { call: None, .. }]
+    ));
+    assert_eq!(d1.actions, [Action::Release { step: "pay".into() }]);
+    assert_eq!(st.status, RunStatus::Waiting);
+    assert_eq!(st.ambiguous_steps(), ["pay"]);
+    // Retried: a new attempt with the same key.
+    let d2 = m.handle(&mut st, resolve(Resolution::Retry)).unwrap();
+    assert_eq!(said(&d2)[1], "start pay#2");
+    assert_eq!(st.steps["pay"].key, key);
+    assert_eq!(d2.actions, [launch("pay")]);
+    // Replaying the log gives the same state.
+    let mut replayed = RunState::new(st.run_id, json!({}), &p, &RunOptions::default());
+    for ev in d0.events.iter().chain(&d1.events).chain(&d2.events) {
+        m.apply(&mut replayed, ev);
+    }
+    replayed.last_seq = st.last_seq;
+    assert_eq!(replayed, st);
+}

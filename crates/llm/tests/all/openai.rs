@@ -61,11 +61,13 @@ pub fn tools() -> Vec<ToolSpec> {
             name: "get_weather".into(),
             description: "Current weather in a city".into(),
             parameters: params.clone(),
+            effects: Default::default(),
         },
         ToolSpec {
             name: "get_time".into(),
             description: "Local time in a city".into(),
             parameters: params,
+            effects: Default::default(),
         },
     ]
 }
