@@ -42,6 +42,9 @@ pub async fn create_run(
                     inputs,
                 },
             }],
+            tenant: baton_types::TenantId::default(),
+            started_by: None,
+            idempotency: None,
         })
         .await?;
     Ok(id)
