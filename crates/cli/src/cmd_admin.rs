@@ -160,9 +160,13 @@ fn tenant(s: &str) -> anyhow::Result<TenantId> {
     Ok(s.parse()?)
 }
 
-/// The local admin acting in `t` (the operator may act in any tenant).
-fn caller_in(t: &str) -> anyhow::Result<Caller> {
-    Ok(Caller::local().in_tenant(tenant(t)?))
+/// The local admin acting in `t` (the operator may act in any tenant that exists).
+async fn caller_in(control: &Control, t: &str) -> anyhow::Result<Caller> {
+    let t = tenant(t)?;
+    if control.tenancy().tenant(&t).await?.is_none() {
+        bail!("no tenant {t} (see `baton tenants list`)");
+    }
+    Ok(Caller::local().in_tenant(t))
 }
 
 /// `--expires`: a duration from now, or an RFC 3339 time; Unix ms.
@@ -332,7 +336,7 @@ pub async fn workflows(cmd: WorkflowsCmd) -> anyhow::Result<i32> {
             let text = read_doc(&file)?;
             let name = file.display().to_string();
             match control
-                .create_workflow(&caller_in(&tenant.tenant)?, &name, &text)
+                .create_workflow(&caller_in(&control, &tenant.tenant).await?, &name, &text)
                 .await
             {
                 Ok(w) => {
@@ -349,7 +353,7 @@ pub async fn workflows(cmd: WorkflowsCmd) -> anyhow::Result<i32> {
             let control = wiring::control(db.db.as_deref())?;
             let text = read_doc(&file)?;
             let name = file.display().to_string();
-            let caller = caller_in(&tenant.tenant)?;
+            let caller = caller_in(&control, &tenant.tenant).await?;
             let doc_name = match baton_engine::load::load_bytes(&name, text.as_bytes()) {
                 Ok(l) => l.doc.name,
                 Err(d) => {
@@ -373,7 +377,9 @@ pub async fn workflows(cmd: WorkflowsCmd) -> anyhow::Result<i32> {
         }
         WorkflowsCmd::List { json, tenant, db } => {
             let control = wiring::control(db.db.as_deref())?;
-            let ws = control.list_workflows(&caller_in(&tenant.tenant)?).await?;
+            let ws = control
+                .list_workflows(&caller_in(&control, &tenant.tenant).await?)
+                .await?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&ws)?);
             } else if ws.is_empty() {
@@ -406,7 +412,7 @@ pub async fn workflows(cmd: WorkflowsCmd) -> anyhow::Result<i32> {
             };
             let control = wiring::control(db.db.as_deref())?;
             let w = control
-                .get_workflow(&caller_in(&tenant.tenant)?, &r)
+                .get_workflow(&caller_in(&control, &tenant.tenant).await?, &r)
                 .await?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&w)?);
@@ -429,7 +435,7 @@ pub async fn workflows(cmd: WorkflowsCmd) -> anyhow::Result<i32> {
         WorkflowsCmd::Delete { name, tenant, db } => {
             let control = wiring::control(db.db.as_deref())?;
             control
-                .delete_workflow(&caller_in(&tenant.tenant)?, &name)
+                .delete_workflow(&caller_in(&control, &tenant.tenant).await?, &name)
                 .await?;
             outln!("deleted workflow {name}");
             Ok(EXIT_OK)

@@ -169,6 +169,10 @@ fn workflows_are_stored_with_versions_and_run_by_tenant() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no workflow one"), "{}", text(&o));
 
+    let o = db.run(&["workflows", "list", "--tenant", "ghost"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no tenant ghost"), "{}", text(&o));
+
     // An invalid document: every diagnostic, as `baton validate` prints them; nothing stored.
     let bad = db.workflow(
         "bad.yaml",

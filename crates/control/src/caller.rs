@@ -36,6 +36,16 @@ impl Caller {
         }
     }
 
+    /// The process itself acting as the operator (a server resuming runs at start, a
+    /// webhook's delivery): admin of `default`, key id `system`.
+    pub fn system(source: &str) -> Self {
+        Self {
+            key_id: "system".into(),
+            source: Some(source.into()),
+            ..Self::local()
+        }
+    }
+
     /// The same caller acting in another tenant (the local CLI's `--tenant`; only the
     /// operator may, see [`Caller::check`] with [`Permission::Platform`]).
     pub fn in_tenant(&self, tenant: TenantId) -> Self {

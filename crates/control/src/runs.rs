@@ -89,6 +89,9 @@ pub struct Started {
     pub drive: Option<Drive>,
 }
 
+/// The most runs one page holds.
+pub const MAX_PAGE: u32 = 10_000;
+
 /// Filters of [`Control::list_runs`].
 #[derive(Clone, Debug, Default)]
 pub struct RunQuery {
@@ -98,7 +101,7 @@ pub struct RunQuery {
     pub since_ms: Option<i64>,
     /// Text in the workflow name, inputs, outputs or error.
     pub text: Option<String>,
-    /// At most this many (default 50, at most 1000).
+    /// At most this many (default 50, at most [`MAX_PAGE`]).
     pub limit: Option<u32>,
     /// A cursor from a previous page's `next`.
     pub cursor: Option<String>,
@@ -204,8 +207,8 @@ pub fn model_problems(
     out
 }
 
-/// The program of a stored run.
-pub(crate) fn program_of(rec: &RunRecord) -> Result<Program> {
+/// The program of a stored run (its frozen document, compiled again).
+pub fn program_of(rec: &RunRecord) -> Result<Program> {
     let file = rec
         .workflow_path
         .clone()
@@ -517,7 +520,7 @@ impl Control {
     /// The caller's tenant's runs, newest first, a page at a time.
     pub async fn list_runs(&self, caller: &Caller, q: RunQuery) -> Result<RunPage> {
         caller.check(Permission::Read)?;
-        let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+        let limit = q.limit.unwrap_or(50).min(MAX_PAGE);
         let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
         let runs = self
             .services
@@ -535,7 +538,7 @@ impl Control {
                 },
             )
             .await?;
-        let next = (runs.len() == limit as usize)
+        let next = (limit > 0 && runs.len() == limit as usize)
             .then(|| runs.last().map(cursor_of))
             .flatten();
         Ok(RunPage { runs, next })
