@@ -746,3 +746,100 @@ fn errors_map_to_stable_codes() {
         assert_eq!(e.body()["error"]["code"], code);
     }
 }
+
+#[tokio::test]
+async fn concurrent_starts_with_one_idempotency_key_make_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, store) = sqlite(&dir);
+    let me = Caller::local();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let c = c.clone();
+        let me = me.clone();
+        tasks.push(tokio::spawn(async move {
+            c.start_run(
+                &me,
+                WorkflowSource::Inline { text: ECHO.into() },
+                RunRequest {
+                    idempotency_key: Some("same".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+        }));
+    }
+    let mut runs = Vec::new();
+    let mut fresh = 0;
+    for t in tasks {
+        let s = t.await.unwrap();
+        fresh += usize::from(!s.reused);
+        runs.push(s.run);
+    }
+    assert_eq!(fresh, 1, "exactly one start creates the run");
+    runs.dedup();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let all = store
+        .list_runs(&TenantId::default(), baton_store::ListQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+}
+
+#[tokio::test]
+async fn runs_are_listed_a_page_at_a_time() {
+    let c = memory();
+    let me = Caller::local();
+    let mut started = Vec::new();
+    for _ in 0..5 {
+        started.push(start(&c, &me, ECHO).await);
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = c
+            .list_runs(
+                &me,
+                RunQuery {
+                    limit: Some(2),
+                    cursor: cursor.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        seen.extend(page.runs.iter().map(|r| r.id));
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    started.reverse();
+    assert_eq!(seen, started, "newest first, each once");
+    let e = c
+        .list_runs(
+            &me,
+            RunQuery {
+                cursor: Some("nonsense".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), e.details()["field"].as_str()),
+        (Code::Invalid, Some("cursor"))
+    );
+    let by_text = c
+        .list_runs(
+            &me,
+            RunQuery {
+                text: Some("ECHO-ONCE".into()),
+                status: Some(RunStatus::Succeeded),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_text.runs.len(), 5);
+}
