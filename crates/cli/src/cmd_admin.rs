@@ -156,6 +156,49 @@ pub enum AuditCmd {
     },
 }
 
+#[derive(Args, Debug)]
+pub struct ApprovalsArgs {
+    /// Whose runs (default: `default`).
+    #[arg(long, default_value = TenantId::DEFAULT)]
+    pub tenant: String,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// `baton approvals`: every `human` step waiting for an answer, oldest first.
+pub async fn approvals(args: ApprovalsArgs) -> anyhow::Result<i32> {
+    let control = wiring::control(args.db.db.as_deref())?;
+    let caller = caller_in(&control, &args.tenant).await?;
+    let waiting = control.approvals(&caller).await?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&waiting)?);
+        return Ok(EXIT_OK);
+    }
+    if waiting.is_empty() {
+        outln!("nothing waits for an answer");
+        return Ok(EXIT_OK);
+    }
+    for a in &waiting {
+        let kind = match a.kind {
+            baton_types::HumanKind::Approval => "approve",
+            baton_types::HumanKind::Input => "input",
+        };
+        outln!(
+            "{}  {}  step {} ({kind}) since {}",
+            a.run,
+            a.workflow,
+            a.step,
+            fmt_time(a.requested_at_ms)
+        );
+        for line in a.prompt.lines() {
+            outln!("    {line}");
+        }
+    }
+    Ok(EXIT_OK)
+}
+
 fn tenant(s: &str) -> anyhow::Result<TenantId> {
     Ok(s.parse()?)
 }

@@ -76,6 +76,8 @@ enum Command {
     /// Store workflows with versions: create, update, list, show NAME[@VERSION], delete.
     #[command(subcommand)]
     Workflows(cmd_admin::WorkflowsCmd),
+    /// The `human` steps waiting for an answer, in every run.
+    Approvals(cmd_admin::ApprovalsArgs),
     /// Read and verify the audit log (a hash chain per tenant).
     #[command(subcommand)]
     Audit(cmd_admin::AuditCmd),
@@ -120,6 +122,7 @@ fn main() -> ExitCode {
             Command::Tenants(cmd) => cmd_admin::tenants(cmd).await,
             Command::Workflows(cmd) => cmd_admin::workflows(cmd).await,
             Command::Audit(cmd) => cmd_admin::audit(cmd).await,
+            Command::Approvals(args) => cmd_admin::approvals(args).await,
         }
     });
     match code {

@@ -273,3 +273,38 @@ fn runs_of_old_databases_belong_to_default_and_stay_usable() {
     let v = json(&db.run(&["tenants", "list", "--json"]));
     assert_eq!(v[0]["id"], "default");
 }
+
+#[test]
+fn approvals_lists_every_waiting_human_step() {
+    let db = Db::new();
+    let o = db.run(&["approvals"]);
+    ok(&o);
+    assert!(stdout(&o).contains("nothing waits"), "{}", text(&o));
+    let f = db.workflow(
+        "ask.yaml",
+        "version: 1\nname: ask\nsteps:\n  - id: ok\n    human: { prompt: \"Ship it?\" }\n",
+    );
+    let o = db.run(&["run", &f, "--json"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let run = summary(&o)["id"].as_str().unwrap().to_string();
+    let v = json(&db.run(&["approvals", "--json"]));
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(
+        (v[0]["run"].as_str(), v[0]["step"].as_str()),
+        (Some(run.as_str()), Some("ok"))
+    );
+    assert_eq!(v[0]["prompt"], "Ship it?");
+    let o = db.run(&["approvals"]);
+    assert!(
+        stdout(&o).contains(&run) && stdout(&o).contains("Ship it?"),
+        "{}",
+        text(&o)
+    );
+    ok(&db.run(&["runs", "approve", &run]));
+    assert!(
+        json(&db.run(&["approvals", "--json"]))
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
