@@ -255,14 +255,14 @@ fn runs_of_old_databases_belong_to_default_and_stay_usable() {
     let o = db.run(&["run", &f, "--json"]);
     ok(&o);
     let run = summary(&o)["id"].as_str().unwrap().to_string();
-    // Back to schema 2 (before tenants), as an old Baton left it.
+    // Back to schema 3 (before tenants), as an old Baton left it.
     {
         let c = rusqlite_open(&db);
         c.execute_batch(
             "DROP INDEX runs_by_tenant; ALTER TABLE runs DROP COLUMN tenant;
              ALTER TABLE runs DROP COLUMN started_by; DROP TABLE tenants; DROP TABLE api_keys;
              DROP TABLE audit; DROP TABLE workflows; DROP TABLE workflow_versions;
-             DROP TABLE run_starts; PRAGMA user_version=2;",
+             DROP TABLE run_starts; PRAGMA user_version=3;",
         )
         .unwrap();
     }

@@ -15,7 +15,7 @@ pub use tenancy::{
 };
 
 use async_trait::async_trait;
-use baton_types::{EventRecord, RunId, RunStatus, TenantId};
+use baton_types::{Event, EventRecord, RunId, RunStatus, TenantId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -257,4 +257,35 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// An event as stored: `run_created` without its inputs, which the run's row holds (a large
+/// input is stored once; [`restore_inputs`] puts them back when the event is read).
+pub(crate) fn stored_payload(ev: &Event) -> serde_json::Result<String> {
+    match ev {
+        Event::RunCreated { workflow, inputs } if !inputs.is_null() => {
+            serde_json::to_string(&Event::RunCreated {
+                workflow: workflow.clone(),
+                inputs: Value::Null,
+            })
+        }
+        ev => serde_json::to_string(ev),
+    }
+}
+
+/// Gives `run_created` (when among `events`) the run's inputs back; `inputs` is asked only
+/// then.
+pub(crate) fn restore_inputs(
+    events: &mut [EventRecord],
+    inputs: impl FnOnce() -> Result<Value>,
+) -> Result<()> {
+    if let Some(EventRecord {
+        event: Event::RunCreated { inputs: slot, .. },
+        ..
+    }) = events.first_mut()
+        && slot.is_null()
+    {
+        *slot = inputs()?;
+    }
+    Ok(())
 }

@@ -129,7 +129,16 @@ impl RunStore for MemoryStore {
             started_by: run.started_by.clone(),
         };
         let events = if self.keep_events {
-            run.events
+            let mut events = run.events;
+            // The inputs are kept once, in the record (as in every store).
+            if let Some(EventRecord {
+                event: baton_types::Event::RunCreated { inputs, .. },
+                ..
+            }) = events.first_mut()
+            {
+                *inputs = serde_json::Value::Null;
+            }
+            events
         } else {
             Vec::new()
         };
@@ -251,7 +260,15 @@ impl RunStore for MemoryStore {
 
     async fn events(&self, run: RunId, after: u64) -> Result<Vec<EventRecord>> {
         self.with(run, |r| {
-            Ok(r.events.iter().filter(|e| e.seq > after).cloned().collect())
+            let mut events: Vec<EventRecord> =
+                r.events.iter().filter(|e| e.seq > after).cloned().collect();
+            crate::restore_inputs(&mut events, || {
+                Ok(r.record
+                    .as_ref()
+                    .map(|x| x.inputs.clone())
+                    .unwrap_or_default())
+            })?;
+            Ok(events)
         })
     }
 

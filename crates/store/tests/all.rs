@@ -835,12 +835,12 @@ async fn sqlite_tenancy_conformance() {
     .await;
 }
 
-/// A database of schema 2 (before tenants) opens: its runs belong to `default`, and the new
+/// A database of schema 3 (before tenants) opens: its runs belong to `default`, and the new
 /// tables are there.
 #[tokio::test]
-async fn sqlite_migrates_a_version_2_database_into_tenants() {
+async fn sqlite_migrates_a_version_3_database_into_tenants() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v2.db");
+    let path = dir.path().join("v3.db");
     let run = new_run("old-wf", 1);
     let id = run.id;
     {
@@ -853,7 +853,7 @@ async fn sqlite_migrates_a_version_2_database_into_tenants() {
             "DROP INDEX runs_by_tenant; ALTER TABLE runs DROP COLUMN tenant;
              ALTER TABLE runs DROP COLUMN started_by; DROP TABLE tenants; DROP TABLE api_keys;
              DROP TABLE audit; DROP TABLE workflows; DROP TABLE workflow_versions;
-             DROP TABLE run_starts; PRAGMA user_version=2;",
+             DROP TABLE run_starts; PRAGMA user_version=3;",
         )
         .unwrap();
     }

@@ -279,9 +279,12 @@ pub enum Progress {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    /// The run was created with these inputs (after defaults).
+    /// The run was created with these inputs (after defaults). Stores keep the inputs once,
+    /// in the run's row, and put them back here when they give the event out: a large input is
+    /// stored once, not once per copy.
     RunCreated {
         workflow: String,
+        #[serde(default, skip_serializing_if = "Value::is_null")]
         inputs: Value,
     },
     /// A process started (or took back) the run.

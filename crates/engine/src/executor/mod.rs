@@ -266,8 +266,15 @@ impl Executor {
             .collect();
         // A state that cannot be written (it always can) only costs the checkpoint: the
         // events alone rebuild it.
+        // The inputs are left out: the run's row holds them once (`load_state` puts them
+        // back), so a large input is not written again with every step.
         let checkpoint = (self.checkpoints && step_ended)
-            .then(|| serde_json::to_string(&*st).ok())
+            .then(|| {
+                let inputs = std::mem::take(&mut st.inputs);
+                let state = serde_json::to_string(&*st).ok();
+                st.inputs = inputs;
+                state
+            })
             .flatten()
             .map(|state| Checkpoint {
                 seq: st.last_seq,

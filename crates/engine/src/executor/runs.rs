@@ -30,16 +30,18 @@ pub async fn create_run(
             workflow_name: program.doc.name.clone(),
             workflow_source: source.to_string(),
             workflow_path: path.map(|p| p.display().to_string()),
-            inputs: inputs.clone(),
+            inputs,
             options: serde_json::to_value(options).unwrap_or(Value::Null),
             created_at_ms: now,
             events: vec![EventRecord {
                 run_id: id,
                 seq: 1,
                 at_ms: now,
+                // The store keeps the inputs once, in the run's row, and gives them back
+                // with this event.
                 event: Event::RunCreated {
                     workflow: program.doc.name.clone(),
-                    inputs,
+                    inputs: Value::Null,
                 },
             }],
             tenant: baton_types::TenantId::default(),
@@ -65,13 +67,17 @@ pub async fn load_state(
     let machine = Machine::new(program);
     let (mut st, after) = match services.store.checkpoint(run).await? {
         Some(Checkpoint { seq, state }) => {
-            let st: RunState = serde_json::from_str(&state).map_err(|e| Error::State {
+            let mut st: RunState = serde_json::from_str(&state).map_err(|e| Error::State {
                 run,
                 message: e.to_string(),
             })?;
+            // Checkpoints leave the inputs to the run's row (see `Executor`'s checkpoint).
+            if st.inputs.is_null() {
+                st.inputs = rec.inputs;
+            }
             (st, seq)
         }
-        None => (RunState::new(run, rec.inputs.clone(), program, &options), 0),
+        None => (RunState::new(run, rec.inputs, program, &options), 0),
     };
     for ev in services.store.events(run, after).await? {
         machine.apply(&mut st, &ev.event);
