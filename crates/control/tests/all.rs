@@ -329,6 +329,33 @@ async fn background_runs_wait_are_answered_and_finish() {
     let tail = c.events(&me, &run.to_string(), 3, Some(2)).await.unwrap();
     assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
     assert!(all.len() > 5);
+    let f = |step: Option<&str>, kinds: &[&str], text: Option<&str>| baton_control::EventFilter {
+        step: step.map(String::from),
+        kinds: kinds.iter().map(|k| k.to_string()).collect(),
+        text: text.map(String::from),
+        ..Default::default()
+    };
+    let about_done = c
+        .search_events(&me, &run.to_string(), &f(Some("done"), &[], None))
+        .await
+        .unwrap();
+    assert!(!about_done.is_empty());
+    assert!(about_done.iter().all(|e| e.event.step() == Some("done")));
+    let answers = c
+        .search_events(
+            &me,
+            &run.to_string(),
+            &f(None, &["human_responded"], Some("LOOKS GOOD")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answers.len(), 1);
+    assert!(
+        c.search_events(&me, &run.to_string(), &f(None, &[], Some("no such text")))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // A finished run is not resumed, paused or cancelled.
     assert!(matches!(
         c.resume(&me, &run.to_string(), false).await,
