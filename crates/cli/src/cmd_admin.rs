@@ -1,6 +1,7 @@
-//! `baton keys`, `tenants`, `workflows` and `audit`: the platform's administration, thin over
-//! `baton_control`. The CLI acts as the local admin of tenant `default` (the operator), on the
-//! same database a running `baton serve` uses.
+//! `baton keys`, `tenants`, `workflows`, `audit` and `approvals`: the platform's
+//! administration, thin over `baton_control`. The CLI acts as the local admin of tenant
+//! `default` (the operator), in the tenant `--tenant` names, on the same database a running
+//! `baton serve` uses.
 
 use std::path::PathBuf;
 
@@ -16,11 +17,9 @@ use crate::wiring;
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCmd {
-    /// Create an API key and print it (only the key, once: it is stored hashed).
+    /// Create an API key and print it (only the key, once: it is stored hashed). It acts in
+    /// `--tenant` (default `default`).
     Create {
-        /// The tenant the key acts in.
-        #[arg(long, default_value = TenantId::DEFAULT)]
-        tenant: String,
         /// admin, editor, runner or viewer.
         #[arg(long)]
         role: String,
@@ -33,11 +32,8 @@ pub enum KeysCmd {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// List keys (never their secrets).
+    /// List keys (never their secrets): `--tenant`'s, else every tenant's.
     List {
-        /// Only this tenant's keys (default: every tenant's).
-        #[arg(long)]
-        tenant: Option<String>,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -73,20 +69,11 @@ pub enum TenantsCmd {
     },
 }
 
-#[derive(Args, Debug)]
-pub struct TenantArg {
-    /// The tenant (default: `default`).
-    #[arg(long, default_value = TenantId::DEFAULT)]
-    pub tenant: String,
-}
-
 #[derive(Subcommand, Debug)]
 pub enum WorkflowsCmd {
     /// Validate a workflow file and store it as version 1 of its `name:`.
     Create {
         file: PathBuf,
-        #[command(flatten)]
-        tenant: TenantArg,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -94,16 +81,12 @@ pub enum WorkflowsCmd {
     Update {
         file: PathBuf,
         #[command(flatten)]
-        tenant: TenantArg,
-        #[command(flatten)]
         db: DbArgs,
     },
     /// List stored workflows.
     List {
         #[arg(long)]
         json: bool,
-        #[command(flatten)]
-        tenant: TenantArg,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -113,15 +96,11 @@ pub enum WorkflowsCmd {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        tenant: TenantArg,
-        #[command(flatten)]
         db: DbArgs,
     },
     /// Delete a stored workflow (its versions are kept; runs keep their copy).
     Delete {
         name: String,
-        #[command(flatten)]
-        tenant: TenantArg,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -129,11 +108,8 @@ pub enum WorkflowsCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCmd {
-    /// List audit entries, oldest first.
+    /// List `--tenant`'s audit entries (default `default`), oldest first.
     List {
-        /// Whose entries (default: `default`).
-        #[arg(long, default_value = TenantId::DEFAULT)]
-        tenant: String,
         /// Only this action (e.g. run.start, key.create, auth).
         #[arg(long)]
         action: Option<String>,
@@ -147,10 +123,9 @@ pub enum AuditCmd {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Check the hash chains (every tenant's, or one); exits 1 naming the first broken entry.
+    /// Check the hash chains (`--tenant`'s, else every tenant's); exits 1 naming the first
+    /// broken entry.
     Verify {
-        #[arg(long)]
-        tenant: Option<String>,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -158,9 +133,6 @@ pub enum AuditCmd {
 
 #[derive(Args, Debug)]
 pub struct ApprovalsArgs {
-    /// Whose runs (default: `default`).
-    #[arg(long, default_value = TenantId::DEFAULT)]
-    pub tenant: String,
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -170,7 +142,7 @@ pub struct ApprovalsArgs {
 /// `baton approvals`: every `human` step waiting for an answer, oldest first.
 pub async fn approvals(args: ApprovalsArgs) -> anyhow::Result<i32> {
     let control = wiring::control(args.db.db.as_deref())?;
-    let caller = caller_in(&control, &args.tenant).await?;
+    let caller = args.db.caller(&control).await?;
     let waiting = control.approvals(&caller).await?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&waiting)?);
@@ -199,19 +171,6 @@ pub async fn approvals(args: ApprovalsArgs) -> anyhow::Result<i32> {
     Ok(EXIT_OK)
 }
 
-fn tenant(s: &str) -> anyhow::Result<TenantId> {
-    Ok(s.parse()?)
-}
-
-/// The local admin acting in `t` (the operator may act in any tenant that exists).
-async fn caller_in(control: &Control, t: &str) -> anyhow::Result<Caller> {
-    let t = tenant(t)?;
-    if control.tenancy().tenant(&t).await?.is_none() {
-        bail!("no tenant {t} (see `baton tenants list`)");
-    }
-    Ok(Caller::local().in_tenant(t))
-}
-
 /// `--expires`: a duration from now, or an RFC 3339 time; Unix ms.
 fn parse_expiry(s: &str) -> anyhow::Result<i64> {
     if let Ok(d) = humantime::parse_duration(s) {
@@ -230,7 +189,6 @@ fn parse_expiry(s: &str) -> anyhow::Result<i64> {
 pub async fn keys(cmd: KeysCmd) -> anyhow::Result<i32> {
     match cmd {
         KeysCmd::Create {
-            tenant: t,
             role,
             expires,
             name,
@@ -249,7 +207,7 @@ pub async fn keys(cmd: KeysCmd) -> anyhow::Result<i32> {
                 .create_key(
                     &Caller::local(),
                     NewKey {
-                        tenant: Some(tenant(&t)?),
+                        tenant: Some(db.tenant_id()?.unwrap_or_default()),
                         role,
                         name,
                         expires_at_ms,
@@ -260,14 +218,10 @@ pub async fn keys(cmd: KeysCmd) -> anyhow::Result<i32> {
             outln!("{}", k.key);
             Ok(EXIT_OK)
         }
-        KeysCmd::List {
-            tenant: t,
-            json,
-            db,
-        } => {
+        KeysCmd::List { json, db } => {
             let control = wiring::control(db.db.as_deref())?;
-            let tenants = match t {
-                Some(t) => vec![tenant(&t)?],
+            let tenants = match db.tenant_id()? {
+                Some(t) => vec![t],
                 None => all_tenants(&control).await?,
             };
             let mut keys = Vec::new();
@@ -374,12 +328,12 @@ fn refused(e: baton_control::Error) -> anyhow::Result<i32> {
 
 pub async fn workflows(cmd: WorkflowsCmd) -> anyhow::Result<i32> {
     match cmd {
-        WorkflowsCmd::Create { file, tenant, db } => {
+        WorkflowsCmd::Create { file, db } => {
             let control = wiring::control(db.db.as_deref())?;
             let text = read_doc(&file)?;
             let name = file.display().to_string();
             match control
-                .create_workflow(&caller_in(&control, &tenant.tenant).await?, &name, &text)
+                .create_workflow(&db.caller(&control).await?, &name, &text)
                 .await
             {
                 Ok(w) => {
@@ -392,11 +346,11 @@ pub async fn workflows(cmd: WorkflowsCmd) -> anyhow::Result<i32> {
                 Err(e) => refused(e),
             }
         }
-        WorkflowsCmd::Update { file, tenant, db } => {
+        WorkflowsCmd::Update { file, db } => {
             let control = wiring::control(db.db.as_deref())?;
             let text = read_doc(&file)?;
             let name = file.display().to_string();
-            let caller = caller_in(&control, &tenant.tenant).await?;
+            let caller = db.caller(&control).await?;
             let doc_name = match baton_engine::load::load_bytes(&name, text.as_bytes()) {
                 Ok(l) => l.doc.name,
                 Err(d) => {
@@ -418,11 +372,9 @@ pub async fn workflows(cmd: WorkflowsCmd) -> anyhow::Result<i32> {
                 Err(e) => refused(e),
             }
         }
-        WorkflowsCmd::List { json, tenant, db } => {
+        WorkflowsCmd::List { json, db } => {
             let control = wiring::control(db.db.as_deref())?;
-            let ws = control
-                .list_workflows(&caller_in(&control, &tenant.tenant).await?)
-                .await?;
+            let ws = control.list_workflows(&db.caller(&control).await?).await?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&ws)?);
             } else if ws.is_empty() {
@@ -440,12 +392,7 @@ pub async fn workflows(cmd: WorkflowsCmd) -> anyhow::Result<i32> {
             }
             Ok(EXIT_OK)
         }
-        WorkflowsCmd::Show {
-            workflow,
-            json,
-            tenant,
-            db,
-        } => {
+        WorkflowsCmd::Show { workflow, json, db } => {
             let r: WorkflowRef = match workflow.parse() {
                 Ok(r) => r,
                 Err(e) => {
@@ -455,7 +402,7 @@ pub async fn workflows(cmd: WorkflowsCmd) -> anyhow::Result<i32> {
             };
             let control = wiring::control(db.db.as_deref())?;
             let w = control
-                .get_workflow(&caller_in(&control, &tenant.tenant).await?, &r)
+                .get_workflow(&db.caller(&control).await?, &r)
                 .await?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&w)?);
@@ -475,10 +422,10 @@ pub async fn workflows(cmd: WorkflowsCmd) -> anyhow::Result<i32> {
             outln!("{}", w.source.trim_end());
             Ok(EXIT_OK)
         }
-        WorkflowsCmd::Delete { name, tenant, db } => {
+        WorkflowsCmd::Delete { name, db } => {
             let control = wiring::control(db.db.as_deref())?;
             control
-                .delete_workflow(&caller_in(&control, &tenant.tenant).await?, &name)
+                .delete_workflow(&db.caller(&control).await?, &name)
                 .await?;
             outln!("deleted workflow {name}");
             Ok(EXIT_OK)
@@ -489,7 +436,6 @@ pub async fn workflows(cmd: WorkflowsCmd) -> anyhow::Result<i32> {
 pub async fn audit(cmd: AuditCmd) -> anyhow::Result<i32> {
     match cmd {
         AuditCmd::List {
-            tenant: t,
             action,
             after,
             limit,
@@ -503,7 +449,7 @@ pub async fn audit(cmd: AuditCmd) -> anyhow::Result<i32> {
                 action,
                 ..Default::default()
             };
-            let t = tenant(&t)?;
+            let t = db.tenant_id()?.unwrap_or_default();
             let entries = control.audit(&Caller::local(), Some(&t), &q).await?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&entries)?);
@@ -535,10 +481,10 @@ pub async fn audit(cmd: AuditCmd) -> anyhow::Result<i32> {
             }
             Ok(EXIT_OK)
         }
-        AuditCmd::Verify { tenant: t, db } => {
+        AuditCmd::Verify { db } => {
             let control = wiring::control(db.db.as_deref())?;
-            let tenants = match t {
-                Some(t) => vec![tenant(&t)?],
+            let tenants = match db.tenant_id()? {
+                Some(t) => vec![t],
                 None => all_tenants(&control).await?,
             };
             let mut code = EXIT_OK;

@@ -11,7 +11,7 @@ use baton_engine::load::{self, ValidationEnv};
 use baton_engine::{Program, RunState};
 use baton_store::RunRecord;
 use baton_store::sqlite::Durability;
-use baton_types::RunStatus;
+use baton_types::{RunStatus, TenantId};
 use clap::{Args, ValueEnum};
 use serde_json::{Map, Value, json};
 
@@ -30,6 +30,27 @@ pub struct DbArgs {
     /// The run log (SQLite). Default: $BATON_DB, else ~/.local/share/baton/baton.db.
     #[arg(long, global = true, value_name = "PATH")]
     pub db: Option<PathBuf>,
+    /// The tenant to act in (default: `default`; `keys list` and `audit verify`: every tenant).
+    #[arg(long, global = true, value_name = "TENANT")]
+    pub tenant: Option<String>,
+}
+
+impl DbArgs {
+    /// The tenant named by `--tenant`, if any (it must be a tenant id).
+    pub fn tenant_id(&self) -> anyhow::Result<Option<TenantId>> {
+        Ok(self.tenant.as_deref().map(str::parse).transpose()?)
+    }
+
+    /// The local admin acting in `--tenant` (default `default`), which must exist.
+    pub async fn caller(&self, control: &Control) -> anyhow::Result<Caller> {
+        let Some(t) = self.tenant_id()? else {
+            return Ok(Caller::local());
+        };
+        if control.tenancy().tenant(&t).await?.is_none() {
+            bail!("no tenant {t} (see `baton tenants list`)");
+        }
+        Ok(Caller::local().in_tenant(t))
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
@@ -256,7 +277,7 @@ pub(crate) fn report_invalid(e: baton_control::Error) -> anyhow::Result<i32> {
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let store = wiring::open_store(args.db.db.as_deref(), args.durability.into())?;
     let control = wiring::control_on(store)?;
-    let caller = Caller::local();
+    let caller = args.db.caller(&control).await?;
     let w = match control
         .load_workflow(&caller, WorkflowSource::File(args.file.clone()))
         .await
@@ -323,7 +344,7 @@ pub(crate) async fn control_for_run(
     let store = wiring::open_store(db.db.as_deref(), Durability::Process)?;
     let control = wiring::control_on(store.clone())?;
     let rec = control
-        .find_run(&Caller::local(), run)
+        .find_run(&db.caller(&control).await?, run)
         .await
         .map_err(|e| run_error(e, run))?;
     let kept = store.run_durability(rec.id)?.unwrap_or_default();
@@ -343,7 +364,11 @@ pub(crate) async fn control_for_run(
 pub async fn resume(args: ResumeArgs) -> anyhow::Result<i32> {
     let (control, rec) = control_for_run(&args.db, &args.run, args.durability).await?;
     let resumed = control
-        .resume(&Caller::local(), &rec.id.to_string(), args.step)
+        .resume(
+            &args.db.caller(&control).await?,
+            &rec.id.to_string(),
+            args.step,
+        )
         .await
         .map_err(|e| run_error(e, &args.run))?;
     match resumed {

@@ -1,9 +1,7 @@
 //! `baton runs ...`: list, show, logs and state of stored runs; pause, cancel and answer them.
 
 use baton_control::view::{RunListItem, state_view};
-use baton_control::{
-    Answer, Answered, Caller, ControlOutcome, Decision, Details, RunControl, RunQuery,
-};
+use baton_control::{Answer, Answered, ControlOutcome, Decision, Details, RunControl, RunQuery};
 use baton_store::sqlite::Durability;
 use baton_types::{Event, RunStatus};
 use clap::{Args, Subcommand};
@@ -111,7 +109,7 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
         RunsCmd::Logs { run, json, db } => {
             let control = wiring::control(db.db.as_deref())?;
             let evs = control
-                .events(&Caller::local(), &run, 0, None)
+                .events(&db.caller(&control).await?, &run, 0, None)
                 .await
                 .map_err(|e| run_error(e, &run))?;
             for e in evs {
@@ -144,7 +142,7 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
         RunsCmd::State { run, db } => {
             let control = wiring::control(db.db.as_deref())?;
             let st = control
-                .run_state(&Caller::local(), &run)
+                .run_state(&db.caller(&control).await?, &run)
                 .await
                 .map_err(|e| run_error(e, &run))?;
             outln!("{}", serde_json::to_string_pretty(&state_view(&st))?);
@@ -163,7 +161,7 @@ async fn control(db: DbArgs, run: String, c: RunControl) -> anyhow::Result<i32> 
     let (control, rec) = control_for_run(&db, &run, None).await?;
     let run = rec.id;
     match control
-        .control_run(&Caller::local(), &run.to_string(), c)
+        .control_run(&db.caller(&control).await?, &run.to_string(), c)
         .await?
     {
         ControlOutcome::Applied(status) => outln!("run {run} is {status}"),
@@ -194,7 +192,7 @@ async fn answer(a: HumanArgs, approved: Option<bool>) -> anyhow::Result<i32> {
         no_resume: a.no_resume,
     };
     let answered = match control
-        .answer(&Caller::local(), &rec.id.to_string(), answer)
+        .answer(&a.db.caller(&control).await?, &rec.id.to_string(), answer)
         .await
     {
         Ok(x) => x,
@@ -249,7 +247,7 @@ async fn list(
     let control = wiring::control(db.db.as_deref())?;
     let runs = control
         .list_runs(
-            &Caller::local(),
+            &db.caller(&control).await?,
             RunQuery {
                 status,
                 workflow,
@@ -294,7 +292,7 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
     let store = wiring::open_store(db.db.as_deref(), Durability::Process)?;
     let control = wiring::control_on(store.clone())?;
     let detail = control
-        .run_detail(&Caller::local(), &run)
+        .run_detail(&db.caller(&control).await?, &run)
         .await
         .map_err(|e| run_error(e, &run))?;
     let rec = &detail.run;

@@ -308,3 +308,38 @@ fn approvals_lists_every_waiting_human_step() {
             .is_empty()
     );
 }
+
+#[test]
+fn run_commands_act_in_the_tenant_they_are_given() {
+    let db = Db::new();
+    let f = db.workflow("one.yaml", ONE_STEP);
+    let o = db.run(&["run", &f, "--tenant", "acme"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(stderr(&o).contains("no tenant acme"), "{}", text(&o));
+    ok(&db.run(&["tenants", "create", "acme"]));
+    let o = db.run(&["run", &f, "--json", "--tenant", "acme"]);
+    ok(&o);
+    let run = summary(&o)["id"].as_str().unwrap().to_string();
+    let v = json(&db.run(&["runs", "list", "--json", "--tenant", "acme"]));
+    assert_eq!(v[0]["id"], run);
+    assert!(
+        json(&db.run(&["runs", "list", "--json"]))
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let o = db.run(&["runs", "show", &run]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("in this database"), "{}", text(&o));
+    ok(&db.run(&["runs", "show", &run[..8], "--tenant", "acme"]));
+    // The start is in acme's audit chain, not in default's.
+    let v = json(&db.run(&["audit", "list", "--tenant", "acme", "--json"]));
+    assert_eq!(v[0]["object"], format!("run/{run}"));
+    assert!(
+        json(&db.run(&["audit", "list", "--json"]))
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["action"] != "run.start")
+    );
+}
