@@ -94,9 +94,18 @@ impl Control {
     }
 
     /// Drives `d` on a tokio task until the run ends, waits for a person or pauses. Its
-    /// events go to the bus. The handle gives the status reached (dropping it detaches).
+    /// events go to the bus. The handle gives the status reached (dropping it detaches). A run
+    /// a task of this process already drives is not driven twice: that handle gives `Conflict`.
     pub fn spawn(&self, d: Drive) -> JoinHandle<Result<RunStatus>> {
         let runner = self.runner.clone();
+        if runner.is_active(d.run) {
+            let run = d.run;
+            return tokio::spawn(async move {
+                Err(Error::conflict(format!(
+                    "run {run} is already being driven by this process"
+                )))
+            });
+        }
         let exec = self.executor(d.program).with_sink(Arc::new(BusSink {
             tenant: d.tenant,
             bus: runner.bus.clone(),

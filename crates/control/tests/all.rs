@@ -411,6 +411,24 @@ async fn a_run_held_by_this_process_gets_its_controls_queued() {
     );
     let queued = c.services().store.take_controls(rec.id).await.unwrap();
     assert_eq!(queued.len(), 2);
+    // A run a task of this process drives is not driven a second time.
+    c.services()
+        .store
+        .release(rec.id, "elsewhere:1")
+        .await
+        .unwrap();
+    let d = match c.resume(&me, &run.to_string(), false).await.unwrap() {
+        baton_control::Resumed::Drive(d) => d,
+        _ => panic!("nobody holds it now"),
+    };
+    let d2 = match c.resume(&me, &run.to_string(), false).await.unwrap() {
+        baton_control::Resumed::Drive(d) => d,
+        _ => panic!("nobody holds it now"),
+    };
+    let first = c.spawn(*d);
+    let second = c.spawn(*d2).await.unwrap();
+    assert_eq!(second.unwrap_err().code(), Code::Conflict);
+    first.await.unwrap().unwrap();
 }
 
 #[tokio::test]
