@@ -53,6 +53,8 @@ pub struct Control {
     services: Services,
     tenancy: Arc<dyn TenantStore>,
     runner: runner::Runner,
+    /// Where the relative files (scripted replies) of workflows that are not files are found.
+    base_dir: std::path::PathBuf,
 }
 
 impl Control {
@@ -63,7 +65,16 @@ impl Control {
             services,
             tenancy,
             runner: runner::Runner::new(),
+            base_dir: std::path::PathBuf::new(),
         }
+    }
+
+    /// The folder where inline and stored workflows find their relative files (a `scripted/`
+    /// model's replies), as a file workflow finds them next to itself. Default: the working
+    /// directory. A server sets it from its configuration, never from a request.
+    pub fn with_base_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.base_dir = dir.into();
+        self
     }
 
     /// The engine's services (store, models, tools).

@@ -153,7 +153,7 @@ impl Control {
                 if self.runner.is_active(rec.id) {
                     continue;
                 }
-                let program = match crate::runs::program_of(&rec) {
+                let program = match self.program(&rec) {
                     Ok(p) => Arc::new(p),
                     Err(e) => {
                         tracing::warn!(run = %rec.id, "cannot resume: {e}");

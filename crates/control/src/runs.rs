@@ -221,8 +221,14 @@ pub fn model_problems(
     out
 }
 
-/// The program of a stored run (its frozen document, compiled again).
+/// The program of a stored run (its frozen document, compiled again); relative files
+/// (scripted replies) are found next to its workflow file, else in the working directory.
 pub fn program_of(rec: &RunRecord) -> Result<Program> {
+    program_in(rec, Path::new(""))
+}
+
+/// [`program_of`], with `base` for runs whose workflow was not a file.
+fn program_in(rec: &RunRecord, base_dir: &Path) -> Result<Program> {
     let file = rec
         .workflow_path
         .clone()
@@ -234,12 +240,13 @@ pub fn program_of(rec: &RunRecord) -> Result<Program> {
             d.first().map(|d| d.to_string()).unwrap_or_default()
         ))
     })?;
-    let base = rec
-        .workflow_path
-        .as_deref()
-        .and_then(|p| Path::new(p).parent())
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let base = match rec.workflow_path.as_deref() {
+        Some(p) => Path::new(p)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        None => base_dir.to_path_buf(),
+    };
     Program::compile(loaded.doc, base).map_err(|e| Error::internal(format!("run {}: {e}", rec.id)))
 }
 
@@ -270,6 +277,11 @@ fn parse_cursor(c: &str) -> Result<(i64, RunId)> {
 }
 
 impl Control {
+    /// The program of a stored run (see [`program_of`]), with this control's base folder.
+    pub fn program(&self, rec: &RunRecord) -> Result<Program> {
+        program_in(rec, &self.base_dir)
+    }
+
     fn env(&self) -> ValidationEnv<'_> {
         ValidationEnv {
             tools: &self.services.tools,
@@ -291,7 +303,7 @@ impl Control {
             return Err(diagnostics(ds));
         }
         Ok(self
-            .model_problems(&loaded, Path::new(""))
+            .model_problems(&loaded, &self.base_dir)
             .into_iter()
             .map(|d| Diagnostic {
                 level: "warning",
@@ -332,11 +344,10 @@ impl Control {
                 return Err(diagnostics(ds));
             }
         }
-        let base = path
-            .as_deref()
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let base = match path.as_deref() {
+            Some(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
+            None => self.base_dir.clone(),
+        };
         // Checked before a run is created: a run that cannot make its first call never starts.
         let problems = self.model_problems(&loaded, &base);
         if !problems.is_empty() {
@@ -570,7 +581,7 @@ impl Control {
         }
         // The program tells `sandbox:` steps apart (a run whose workflow no longer compiles
         // still shows agents' sandbox.exec calls).
-        let program = program_of(&rec).ok();
+        let program = self.program(&rec).ok();
         let sandbox = view::sandbox_records(&evs, program.as_ref());
         let waiting = steps
             .iter()
@@ -641,7 +652,7 @@ impl Control {
     /// The engine state of a run, rebuilt from its checkpoint and the events after it.
     pub async fn run_state(&self, caller: &Caller, run: &str) -> Result<RunState> {
         let rec = self.find_run(caller, run).await?;
-        let program = program_of(&rec)?;
+        let program = self.program(&rec)?;
         Ok(baton_engine::executor::load_state(&self.services, &program, rec.id).await?)
     }
 
@@ -684,7 +695,7 @@ impl Control {
                 rec.id, rec.status
             )));
         }
-        let program = Arc::new(program_of(&rec)?);
+        let program = Arc::new(self.program(&rec)?);
         let st = baton_engine::executor::load_state(&self.services, &program, rec.id).await?;
         let outcome = if self.held_elsewhere(rec.id).await? {
             let c = match what {
@@ -734,7 +745,7 @@ impl Control {
                 .await?;
             return Ok(Resumed::Queued);
         }
-        let program = Arc::new(program_of(&rec)?);
+        let program = Arc::new(self.program(&rec)?);
         let st = baton_engine::executor::load_state(&self.services, &program, rec.id).await?;
         let mut inputs = vec![Input::Start { resumed: true }];
         if st.pause.is_some() || stepping != st.stepping {
@@ -757,7 +768,7 @@ impl Control {
         if let Err(e) = caller.check(Permission::AnswerApprovals) {
             return Err(self.denied(caller, "run.answer", Some(&object), e).await);
         }
-        let program = Arc::new(program_of(&rec)?);
+        let program = Arc::new(self.program(&rec)?);
         let st = baton_engine::executor::load_state(&self.services, &program, rec.id).await?;
         let step = waiting_step(&st, a.step.as_deref())?;
         let node = program
@@ -860,7 +871,7 @@ impl Control {
         };
         let mut out = Vec::new();
         for rec in self.services.store.list_runs(&caller.tenant, q).await? {
-            let Ok(program) = program_of(&rec) else {
+            let Ok(program) = self.program(&rec) else {
                 continue;
             };
             let st = baton_engine::executor::load_state(&self.services, &program, rec.id).await?;

@@ -888,3 +888,53 @@ async fn runs_are_listed_a_page_at_a_time() {
         .unwrap();
     assert_eq!(by_text.runs.len(), 5);
 }
+
+#[tokio::test]
+async fn inline_workflows_find_scripted_replies_in_the_base_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("scripted")).unwrap();
+    std::fs::write(
+        dir.path().join("scripted/greet.yaml"),
+        "replies:\n  - text: \"Hello, Ann.\"\n    repeat: true\n",
+    )
+    .unwrap();
+    let doc = "version: 1\nname: greet\nagents:\n  g: { model: scripted/greet }\nsteps:\n  - { id: hi, agent: g, prompt: \"Greet Ann.\" }\n";
+    let me = Caller::local();
+    // Without the folder, the model cannot be called: refused before anything is stored.
+    let c = memory();
+    let e = c
+        .start_run(
+            &me,
+            WorkflowSource::Inline { text: doc.into() },
+            RunRequest::default(),
+        )
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.code(), Code::Invalid);
+    assert_eq!(e.diagnostics()[0].path, "agents.g.model");
+    assert!(
+        c.list_runs(&me, RunQuery::default())
+            .await
+            .unwrap()
+            .runs
+            .is_empty()
+    );
+    let c = memory().with_base_dir(dir.path());
+    let s = c
+        .start_run(
+            &me,
+            WorkflowSource::Inline { text: doc.into() },
+            RunRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        c.spawn(s.drive.unwrap()).await.unwrap().unwrap(),
+        RunStatus::Succeeded
+    );
+    let detail = c.run_detail(&me, &s.run.to_string()).await.unwrap();
+    assert_eq!(detail.run.outputs, Some(json!("Hello, Ann.")));
+    // Its program compiles again from the log with the same folder (resume, answers).
+    assert!(c.program(&detail.run).is_ok());
+}
