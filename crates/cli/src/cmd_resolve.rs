@@ -10,7 +10,7 @@ use baton_types::Resolution;
 use clap::{Args, ValueEnum};
 use serde_json::Value;
 
-use crate::cmd_run::{DbArgs, EXIT_INVALID, EXIT_OK, program_of, services_for_run};
+use crate::cmd_run::{DbArgs, EXIT_INVALID, EXIT_OK, control_for_run};
 use crate::interactive::{drive_interactive, parse_value};
 
 #[derive(Args, Debug)]
@@ -56,7 +56,8 @@ pub async fn resolve(a: ResolveArgs) -> anyhow::Result<i32> {
         errln!("error: --value goes with --as done (a retry gets its result from the call)");
         return Ok(EXIT_INVALID);
     }
-    let (services, rec) = services_for_run(&a.db, &a.run, None).await?;
+    let (control, rec) = control_for_run(&a.db, &a.run, None).await?;
+    let services = control.services();
     let run = rec.id;
     if rec.status.is_terminal() {
         bail!(
@@ -64,8 +65,8 @@ pub async fn resolve(a: ResolveArgs) -> anyhow::Result<i32> {
             rec.status
         );
     }
-    let program = Arc::new(program_of(&rec)?);
-    let st = baton_engine::executor::load_state(&services, &program, run).await?;
+    let program = Arc::new(control.program(&rec)?);
+    let st = baton_engine::executor::load_state(services, &program, run).await?;
     let ambiguous = st.ambiguous_steps();
     if !ambiguous.contains(&a.step) {
         match ambiguous.as_slice() {
@@ -82,7 +83,7 @@ pub async fn resolve(a: ResolveArgs) -> anyhow::Result<i32> {
     }
     let value = a.value.as_deref().map(parse_value).unwrap_or(Value::Null);
     let by = std::env::var("USER").ok();
-    let owner = baton_store::sqlite::process_owner();
+    let owner = baton_store::process_owner();
     let held_elsewhere = matches!(
         services.store.claim(run, &owner, 30_000).await,
         Err(baton_store::Error::Claimed { .. })
@@ -119,5 +120,12 @@ pub async fn resolve(a: ResolveArgs) -> anyhow::Result<i32> {
             by,
         },
     ];
-    drive_interactive(program, services, st, inputs, a.json).await
+    let d = baton_control::Drive {
+        run,
+        tenant: rec.tenant,
+        program,
+        state: st,
+        inputs,
+    };
+    drive_interactive(&control, d, a.json).await
 }

@@ -2,14 +2,16 @@
 //! database and durability flags, exit codes, loading a stored run, driving a run on a terminal.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{anyhow, bail};
+use baton_control::runs::model_problems;
+use baton_control::view::step_rows;
+use baton_control::{Caller, Control, Details, Diagnostic, Resumed, RunRequest, WorkflowSource};
 use baton_engine::load::{self, ValidationEnv};
-use baton_engine::{Input, Program, RunOptions, RunState, Services};
+use baton_engine::{Program, RunState};
 use baton_store::RunRecord;
 use baton_store::sqlite::Durability;
-use baton_types::{RunId, RunStatus};
+use baton_types::{RunStatus, TenantId};
 use clap::{Args, ValueEnum};
 use serde_json::{Map, Value, json};
 
@@ -28,6 +30,27 @@ pub struct DbArgs {
     /// The run log (SQLite). Default: $BATON_DB, else ~/.local/share/baton/baton.db.
     #[arg(long, global = true, value_name = "PATH")]
     pub db: Option<PathBuf>,
+    /// The tenant to act in (default: `default`; `keys list` and `audit verify`: every tenant).
+    #[arg(long, global = true, value_name = "TENANT")]
+    pub tenant: Option<String>,
+}
+
+impl DbArgs {
+    /// The tenant named by `--tenant`, if any (it must be a tenant id).
+    pub fn tenant_id(&self) -> anyhow::Result<Option<TenantId>> {
+        Ok(self.tenant.as_deref().map(str::parse).transpose()?)
+    }
+
+    /// The local admin acting in `--tenant` (default `default`), which must exist.
+    pub async fn caller(&self, control: &Control) -> anyhow::Result<Caller> {
+        let Some(t) = self.tenant_id()? else {
+            return Ok(Caller::local());
+        };
+        if control.tenancy().tenant(&t).await?.is_none() {
+            bail!("no tenant {t} (see `baton tenants list`)");
+        }
+        Ok(Caller::local().in_tenant(t))
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]
@@ -114,7 +137,7 @@ pub(crate) fn env<'a>(
     }
 }
 
-fn print_diagnostics(diags: &[load::Diagnostic]) {
+pub(crate) fn print_diagnostics<D: std::fmt::Display>(diags: &[D]) {
     for d in diags {
         errln!("{d}");
     }
@@ -123,31 +146,6 @@ fn print_diagnostics(diags: &[load::Diagnostic]) {
         diags.len(),
         if diags.len() == 1 { "" } else { "s" }
     );
-}
-
-/// What would stop an agent's first model call although the workflow is valid: a scripted
-/// model with no reply file, a provider whose API key variable is unset, a local model that is
-/// not installed. `validate` reports them as warnings (the file may be valid elsewhere); `run`
-/// refuses to start with them.
-fn model_problems(
-    loaded: &load::Loaded,
-    models: &baton_llm::Providers,
-    base: &Path,
-) -> Vec<load::Diagnostic> {
-    use baton_llm::ModelResolver;
-    let mut out = Vec::new();
-    for (name, agent) in &loaded.doc.agents {
-        let Ok(reference) = baton_llm::config::expand_env(&agent.model) else {
-            continue; // validation reported it
-        };
-        if let Err(e) = models.resolve(&reference, base) {
-            out.push(loaded.diagnostic(
-                format!("agents.{name}.model"),
-                format!("agent `{name}` cannot call `{reference}`: {e}"),
-            ));
-        }
-    }
-    out
 }
 
 fn base_dir(file: &Path) -> PathBuf {
@@ -162,7 +160,7 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<i32> {
     for f in &args.files {
         match load::load_and_validate(f, &env(&tools, &models)) {
             Ok(loaded) => {
-                let problems = model_problems(&loaded, &models, &base_dir(f));
+                let problems = model_problems(&models, &loaded, &base_dir(f));
                 if !args.json {
                     let note = match problems.len() {
                         0 => String::new(),
@@ -172,11 +170,11 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<i32> {
                 }
                 warnings.extend(problems);
             }
-            Err(d) => all.extend(d),
+            Err(d) => all.extend(d.into_iter().map(Diagnostic::from)),
         }
     }
     if args.json {
-        let level = |d: &load::Diagnostic, level: &str| json!({"level": level, "file": d.file, "line": d.line, "column": d.column, "path": d.path, "message": d.message});
+        let level = |d: &Diagnostic, level: &str| json!({"level": level, "file": d.file, "line": d.line, "column": d.column, "path": d.path, "message": d.message});
         let v: Vec<Value> = all
             .iter()
             .map(|d| level(d, "error"))
@@ -203,7 +201,9 @@ pub fn schema() -> anyhow::Result<i32> {
     Ok(EXIT_OK)
 }
 
-fn parse_inputs(program: &Program, args: &RunArgs) -> Result<Value, Vec<String>> {
+/// The inputs given on the command line (`--input-file`, then `--input NAME=VALUE`, typed by
+/// the workflow's declarations); `Control::create_run` checks them and fills defaults.
+fn parse_inputs(program: &Program, args: &RunArgs) -> Result<Map<String, Value>, Vec<String>> {
     let mut given = Map::new();
     let mut errors = Vec::new();
     if let Some(f) = &args.input_file {
@@ -247,49 +247,51 @@ fn parse_inputs(program: &Program, args: &RunArgs) -> Result<Value, Vec<String>>
             }
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
+    if errors.is_empty() {
+        Ok(given)
+    } else {
+        Err(errors)
     }
-    let inputs = baton_engine::inputs::resolve(&program.doc, given)?;
-    baton_engine::inputs::check_size(&inputs, args.max_input_size).map_err(|e| vec![e])?;
-    Ok(inputs)
+}
+
+/// Prints a use case's refusal of a workflow or a run's inputs as `baton` always has; the exit
+/// code for it, or the error itself when it is not about the request.
+pub(crate) fn report_invalid(e: baton_control::Error) -> anyhow::Result<i32> {
+    match &e {
+        baton_control::Error::Invalid { details, message } => {
+            match details {
+                Details::Diagnostics { diagnostics } => print_diagnostics(diagnostics),
+                Details::Inputs { problems } => {
+                    for p in problems {
+                        errln!("error: {p}");
+                    }
+                }
+                _ => errln!("{message}"),
+            }
+            Ok(EXIT_INVALID)
+        }
+        _ => Err(e.into()),
+    }
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let tools = wiring::tools();
-    let models = wiring::providers()?;
-    let loaded = match load::load_and_validate(&args.file, &env(&tools, &models)) {
-        Ok(l) => l,
-        Err(d) => {
-            print_diagnostics(&d);
-            return Ok(EXIT_INVALID);
-        }
-    };
-    let base = args
-        .file
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    // Checked before the run is created: a run that cannot make its first call never starts.
-    let problems = model_problems(&loaded, &models, &base);
-    if !problems.is_empty() {
-        print_diagnostics(&problems);
-        return Ok(EXIT_INVALID);
-    }
-    let program = match Program::compile(loaded.doc.clone(), base) {
-        Ok(p) => Arc::new(p),
-        Err(e) => {
-            errln!("{}: error: {e}", args.file.display());
-            return Ok(EXIT_INVALID);
-        }
+    let store = wiring::open_store(args.db.db.as_deref(), args.durability.into())?;
+    let control = wiring::control_on(store)?;
+    let caller = args.db.caller(&control).await?;
+    let w = match control
+        .load_workflow(&caller, WorkflowSource::File(args.file.clone()))
+        .await
+    {
+        Ok(w) => w,
+        Err(e) => return report_invalid(e),
     };
     for b in &args.break_before {
-        if program.node_by_id(b).is_none() {
+        if w.program.node_by_id(b).is_none() {
             errln!("error: --break-before {b}: the workflow has no step '{b}'");
             return Ok(EXIT_INVALID);
         }
     }
-    let inputs = match parse_inputs(&program, &args) {
+    let given = match parse_inputs(&w.program, &args) {
         Ok(v) => v,
         Err(errs) => {
             for e in &errs {
@@ -298,142 +300,97 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
             return Ok(EXIT_INVALID);
         }
     };
-    let services = Services {
-        store: wiring::open_store(args.db.db.as_deref(), args.durability.into())?,
-        models: Arc::new(models),
-        tools: Arc::new(tools),
-    };
-    let options = RunOptions {
-        breakpoints: args.break_before.iter().cloned().collect(),
+    let req = RunRequest {
+        inputs: given,
+        breakpoints: args.break_before.clone(),
         stepping: args.step,
+        idempotency_key: None,
+        max_input_size: Some(args.max_input_size),
     };
-    let abs = std::fs::canonicalize(&args.file).unwrap_or(args.file.clone());
-    let id = baton_engine::executor::create_run(
-        &services,
-        &program,
-        &loaded.source,
-        Some(&abs),
-        inputs.clone(),
-        &options,
-    )
-    .await?;
+    let started = match control.create_run(&caller, &w, req).await {
+        Ok(s) => s,
+        Err(e) => return report_invalid(e),
+    };
+    let Some(drive) = started.drive else {
+        bail!("run {} was started before", started.run);
+    };
     // The events written with the run (`run_created`): the sink sees only those that follow.
     if args.json {
-        for e in services.store.events(id, 0).await? {
+        for e in control.services().store.events(drive.run, 0).await? {
             outln!("{}", serde_json::to_string(&e)?);
         }
     }
-    let st = RunState::new(id, inputs, &program, &options);
-    drive_interactive(
-        program,
-        services,
-        st,
-        vec![Input::Start { resumed: false }],
-        args.json,
-    )
-    .await
+    drive_interactive(&control, drive, args.json).await
 }
 
-/// Loads the program of a stored run.
-pub(crate) fn program_of(rec: &RunRecord) -> anyhow::Result<Program> {
-    let file = rec
-        .workflow_path
-        .clone()
-        .unwrap_or_else(|| "<stored workflow>".into());
-    let loaded = load::load_bytes(&file, rec.workflow_source.as_bytes()).map_err(|d| {
-        anyhow!(
-            "the stored workflow of run {} no longer loads: {}",
-            rec.id,
-            d.first().map(|d| d.to_string()).unwrap_or_default()
-        )
-    })?;
-    let base = rec
-        .workflow_path
-        .as_deref()
-        .and_then(|p| Path::new(p).parent())
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    Program::compile(loaded.doc, base).map_err(|e| anyhow!("run {}: {e}", rec.id))
+/// A run-naming error as `baton` words it (a run not found is "not in this database").
+pub(crate) fn run_error(e: baton_control::Error, run: &str) -> anyhow::Error {
+    match e {
+        baton_control::Error::NotFound { .. } => {
+            anyhow!("no run {run} in this database (see `baton runs list`)")
+        }
+        e => e.into(),
+    }
 }
 
-/// Opens the run log for a stored run (named by id or unique prefix) with the durability the run
-/// was started with, or with `change`, which is then recorded as the run's durability.
-pub(crate) async fn services_for_run(
+/// The use cases over the run log, for a stored run (named by id or unique prefix) with the
+/// durability the run was started with, or with `change`, which is then recorded as the run's
+/// durability.
+pub(crate) async fn control_for_run(
     db: &DbArgs,
     run: &str,
     change: Option<DurabilityArg>,
-) -> anyhow::Result<(Services, RunRecord)> {
+) -> anyhow::Result<(Control, RunRecord)> {
     let store = wiring::open_store(db.db.as_deref(), Durability::Process)?;
-    let services = wiring::services_on(store.clone())?;
-    let rec = get_run(&services, run).await?;
+    let control = wiring::control_on(store.clone())?;
+    let rec = control
+        .find_run(&db.caller(&control).await?, run)
+        .await
+        .map_err(|e| run_error(e, run))?;
     let kept = store.run_durability(rec.id)?.unwrap_or_default();
     let want = change.map(Durability::from).unwrap_or(kept);
     if want != kept {
         store.set_run_durability(rec.id, want).await?;
     }
     if want == Durability::Process {
-        return Ok((services, rec));
+        return Ok((control, rec));
     }
-    drop(services);
+    drop(control);
     drop(store);
-    let services = wiring::services_on(wiring::open_store(db.db.as_deref(), want)?)?;
-    Ok((services, rec))
-}
-
-/// Finds a stored run by its id or a unique prefix of it (as git does with commits).
-pub(crate) async fn get_run(services: &Services, run: &str) -> anyhow::Result<RunRecord> {
-    let not_found = || anyhow!("no run {run} in this database (see `baton runs list`)");
-    if let Ok(id) = run.parse::<RunId>() {
-        return services.store.run(id).await?.ok_or_else(not_found);
-    }
-    if run.len() < 4 || !run.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!(
-            "'{run}' is not a run id: give the 32 hex digits `baton runs list` prints, or a unique prefix of at least 4"
-        );
-    }
-    let ids = services.store.runs_by_prefix(run, 6).await?;
-    match ids.as_slice() {
-        [] => Err(not_found()),
-        [id] => services.store.run(*id).await?.ok_or_else(not_found),
-        many => {
-            let listed: Vec<String> = many.iter().take(5).map(ToString::to_string).collect();
-            bail!(
-                "run id prefix '{run}' is ambiguous: it matches {}{}; give more digits",
-                listed.join(", "),
-                if many.len() > 5 { ", ..." } else { "" }
-            )
-        }
-    }
+    let control = wiring::control_on(wiring::open_store(db.db.as_deref(), want)?)?;
+    Ok((control, rec))
 }
 
 pub async fn resume(args: ResumeArgs) -> anyhow::Result<i32> {
-    let (services, rec) = services_for_run(&args.db, &args.run, args.durability).await?;
-    if rec.status.is_terminal() {
-        errln!(
-            "run {} is already {}: nothing to resume",
-            rec.id,
-            rec.status
-        );
-        return Ok(if rec.status == RunStatus::Succeeded {
-            EXIT_OK
-        } else {
-            EXIT_FAILED
-        });
+    let (control, rec) = control_for_run(&args.db, &args.run, args.durability).await?;
+    let resumed = control
+        .resume(
+            &args.db.caller(&control).await?,
+            &rec.id.to_string(),
+            args.step,
+        )
+        .await
+        .map_err(|e| run_error(e, &args.run))?;
+    match resumed {
+        Resumed::Finished(status) => {
+            errln!("run {} is already {}: nothing to resume", rec.id, status);
+            Ok(if status == RunStatus::Succeeded {
+                EXIT_OK
+            } else {
+                EXIT_FAILED
+            })
+        }
+        Resumed::Queued => {
+            outln!("asked the process running {} to resume it", rec.id);
+            Ok(EXIT_OK)
+        }
+        Resumed::Drive(d) => drive_interactive(&control, *d, args.json).await,
     }
-    let program = Arc::new(program_of(&rec)?);
-    let st = baton_engine::executor::load_state(&services, &program, rec.id).await?;
-    let mut inputs = vec![Input::Start { resumed: true }];
-    if st.pause.is_some() || args.step != st.stepping {
-        inputs.push(Input::Resume {
-            stepping: args.step,
-        });
-    }
-    drive_interactive(program, services, st, inputs, args.json).await
 }
 
-pub(crate) async fn summary(services: &Services, st: &RunState, json: bool) -> anyhow::Result<i32> {
-    let evs = services.store.events(st.run_id, 0).await?;
-    let rows = view::step_rows(&evs);
+pub(crate) async fn summary(control: &Control, st: &RunState, json: bool) -> anyhow::Result<i32> {
+    let evs = control.services().store.events(st.run_id, 0).await?;
+    let rows = step_rows(&evs);
     let code = match st.status {
         RunStatus::Succeeded => EXIT_OK,
         RunStatus::Failed | RunStatus::Cancelled => EXIT_FAILED,
@@ -454,7 +411,7 @@ pub(crate) async fn summary(services: &Services, st: &RunState, json: bool) -> a
     outln!();
     outln!("run {}  {}", st.run_id, st.status);
     for r in &rows {
-        outln!("{}", r.line());
+        outln!("{}", view::step_line(r));
     }
     if st.usage.total() > 0 {
         outln!(

@@ -1,18 +1,15 @@
 //! `baton runs ...`: list, show, logs and state of stored runs; pause, cancel and answer them.
 
-use std::sync::Arc;
-
-use anyhow::{anyhow, bail};
-use baton_engine::{Executor, Input};
+use baton_control::view::{RunListItem, state_view};
+use baton_control::{Answer, Answered, ControlOutcome, Decision, Details, RunControl, RunQuery};
 use baton_store::sqlite::Durability;
-use baton_store::{Control, ListQuery};
-use baton_types::{Event, HumanKind, RunStatus};
+use baton_types::{Event, RunStatus};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::cmd_run::{DbArgs, EXIT_INVALID, EXIT_OK, get_run, program_of, services_for_run};
+use crate::cmd_run::{DbArgs, EXIT_INVALID, EXIT_OK, control_for_run, run_error};
 use crate::interactive::{drive_interactive, parse_value};
-use crate::sandbox_view::{describe_sandbox, sandbox_records};
+use crate::sandbox_view::describe_sandbox;
 use crate::step_view;
 use crate::view::{self, fmt_time};
 use crate::wiring;
@@ -128,9 +125,12 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
             db,
         } => show(run, json, db).await,
         RunsCmd::Logs { run, json, db } => {
-            let services = wiring::services(db.db.as_deref(), Durability::Process)?;
-            let run = get_run(&services, &run).await?.id;
-            for e in services.store.events(run, 0).await? {
+            let control = wiring::control(db.db.as_deref())?;
+            let evs = control
+                .events(&db.caller(&control).await?, &run, 0, None)
+                .await
+                .map_err(|e| run_error(e, &run))?;
+            for e in evs {
                 if json {
                     outln!("{}", serde_json::to_string(&e)?);
                 } else {
@@ -158,15 +158,16 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
             Ok(EXIT_OK)
         }
         RunsCmd::State { run, db } => {
-            let services = wiring::services(db.db.as_deref(), Durability::Process)?;
-            let rec = get_run(&services, &run).await?;
-            let program = program_of(&rec)?;
-            let st = baton_engine::executor::load_state(&services, &program, rec.id).await?;
-            outln!("{}", serde_json::to_string_pretty(&view::state_view(&st))?);
+            let control = wiring::control(db.db.as_deref())?;
+            let st = control
+                .run_state(&db.caller(&control).await?, &run)
+                .await
+                .map_err(|e| run_error(e, &run))?;
+            outln!("{}", serde_json::to_string_pretty(&state_view(&st))?);
             Ok(EXIT_OK)
         }
-        RunsCmd::Pause { run, db } => control(db, run, Control::Pause).await,
-        RunsCmd::Cancel { run, db } => control(db, run, Control::Cancel).await,
+        RunsCmd::Pause { run, db } => control(db, run, RunControl::Pause).await,
+        RunsCmd::Cancel { run, db } => control(db, run, RunControl::Cancel).await,
         RunsCmd::Approve(a) => answer(a, Some(true)).await,
         RunsCmd::Reject(a) => answer(a, Some(false)).await,
         RunsCmd::Input(a) => answer(a, None).await,
@@ -175,144 +176,73 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
 }
 
 /// Applies a control: queued for the process running the run, or applied here when none does.
-async fn control(db: DbArgs, run: String, c: Control) -> anyhow::Result<i32> {
-    let (services, rec) = services_for_run(&db, &run, None).await?;
+async fn control(db: DbArgs, run: String, c: RunControl) -> anyhow::Result<i32> {
+    let (control, rec) = control_for_run(&db, &run, None).await?;
     let run = rec.id;
-    if rec.status.is_terminal() {
-        bail!("run {run} is already {}", rec.status);
-    }
-    let program = Arc::new(program_of(&rec)?);
-    let st = baton_engine::executor::load_state(&services, &program, run).await?;
-    let owner = baton_store::sqlite::process_owner();
-    // If no live process holds the run, apply it here; else queue it for that process.
-    match services.store.claim(run, &owner, 30_000).await {
-        Ok(()) => {
-            services.store.release(run, &owner).await?;
-            let input = match &c {
-                Control::Pause => Input::Pause,
-                Control::Cancel => Input::Cancel,
-                _ => return Ok(EXIT_OK),
-            };
-            let exec = Executor::new(program, services.clone());
-            let st = exec.drive(st, vec![input]).await?;
-            outln!("run {run} is {}", st.status);
-        }
-        Err(baton_store::Error::Claimed { .. }) => {
-            let what = if c == Control::Cancel {
+    match control
+        .control_run(&db.caller(&control).await?, &run.to_string(), c)
+        .await?
+    {
+        ControlOutcome::Applied(status) => outln!("run {run} is {status}"),
+        ControlOutcome::Queued => {
+            let what = if c == RunControl::Cancel {
                 "cancel it"
             } else {
                 "pause it"
             };
-            services.store.send_control(run, c).await?;
             outln!("asked the process running {run} to {what}");
         }
-        Err(e) => return Err(e.into()),
     }
     Ok(EXIT_OK)
 }
 
 async fn answer(a: HumanArgs, approved: Option<bool>) -> anyhow::Result<i32> {
-    let (services, rec) = services_for_run(&a.db, &a.run, None).await?;
-    let run = rec.id;
-    let program = Arc::new(program_of(&rec)?);
-    let st = baton_engine::executor::load_state(&services, &program, run).await?;
-    let step = waiting_step(&st, a.step.as_deref())?;
-    let node = program
-        .node_by_id(crate::split_id(&step))
-        .ok_or_else(|| anyhow!("unknown step {step}"))?;
-    let baton_types::StepKind::Human(spec) = node.step.kind.clone() else {
-        bail!("step {step} is not a human step");
+    let (control, rec) = control_for_run(&a.db, &a.run, None).await?;
+    let decision = match approved {
+        Some(true) => Decision::Approve,
+        Some(false) => Decision::Reject,
+        None => Decision::Input(a.value.as_deref().map(parse_value)),
     };
-    let value = a.value.as_deref().map(parse_value).unwrap_or(Value::Null);
-    if approved.is_none() {
-        if spec.kind != HumanKind::Input {
-            bail!("step {step} asks for approval: use `baton runs approve` or `reject`");
-        }
-        if a.value.is_none() {
-            bail!("step {step} asks for a value: pass --value");
-        }
-        if let Some(schema) = &spec.schema
-            && let Err(e) = baton_engine::agent::check_output(schema, &value.to_string())
-        {
-            errln!("error: the value does not match step {step}'s schema: {e}");
+    let answer = Answer {
+        step: a.step,
+        decision,
+        comment: a.comment,
+        by: std::env::var("USER").ok(),
+        no_resume: a.no_resume,
+    };
+    let answered = match control
+        .answer(&a.db.caller(&control).await?, &rec.id.to_string(), answer)
+        .await
+    {
+        Ok(x) => x,
+        Err(
+            e @ baton_control::Error::Invalid {
+                details: Details::Schema { .. },
+                ..
+            },
+        ) => {
+            errln!("error: {e}");
             return Ok(EXIT_INVALID);
         }
-    } else if spec.kind == HumanKind::Input {
-        bail!("step {step} asks for a value: use `baton runs input --value ...`");
-    }
-    let approved = approved.unwrap_or(true);
-    let by = std::env::var("USER").ok();
-    let owner = baton_store::sqlite::process_owner();
-    let held_elsewhere = matches!(
-        services.store.claim(run, &owner, 30_000).await,
-        Err(baton_store::Error::Claimed { .. })
-    );
-    if !held_elsewhere {
-        services.store.release(run, &owner).await?;
-    }
-    if held_elsewhere || a.no_resume {
-        services
-            .store
-            .send_control(
-                run,
-                Control::Human {
-                    step: step.clone(),
-                    approved,
-                    value,
-                    comment: a.comment,
-                    by,
-                },
-            )
-            .await?;
-        outln!(
-            "recorded the answer for step {step}{}",
-            if held_elsewhere {
-                " (the running process takes it)"
-            } else {
-                "; continue with `baton resume`"
-            }
-        );
-        return Ok(EXIT_OK);
-    }
-    let inputs = vec![
-        Input::Start { resumed: true },
-        Input::Human {
+        Err(e) => return Err(e.into()),
+    };
+    match answered {
+        Answered::Recorded {
             step,
-            approved,
-            value,
-            comment: a.comment,
-            by,
-        },
-    ];
-    drive_interactive(program, services, st, inputs, a.json).await
-}
-
-/// The step an answer is for: the one named (it must be waiting), or the only one waiting.
-fn waiting_step(st: &baton_engine::RunState, named: Option<&str>) -> anyhow::Result<String> {
-    let run = st.run_id;
-    let waiting = st.waiting_humans();
-    Ok(match (named, waiting.as_slice()) {
-        (Some(s), w) if w.iter().any(|x| x == s) => s.to_string(),
-        (Some(s), []) => bail!("step '{s}' of run {run} is not waiting for a person (no step is)"),
-        (Some(s), w) => bail!(
-            "step '{s}' of run {run} is not waiting for a person (waiting: {})",
-            w.join(", ")
-        ),
-        (None, [one]) => one.clone(),
-        (None, []) => match st.ambiguous_steps().first() {
-            Some(step) => bail!(
-                "no step of run {run} asks a question, but step '{step}' is ambiguous: see `baton runs show {run}`, then `baton runs resolve {run} {step} --as done|retry`"
-            ),
-            None => bail!(
-                "no step of run {run} is waiting for a person (status: {})",
-                st.status
-            ),
-        },
-        (None, w) => bail!(
-            "several steps wait ({}): name one with --step",
-            w.join(", ")
-        ),
-    })
+            held_elsewhere,
+        } => {
+            outln!(
+                "recorded the answer for step {step}{}",
+                if held_elsewhere {
+                    " (the running process takes it)"
+                } else {
+                    "; continue with `baton resume`"
+                }
+            );
+            Ok(EXIT_OK)
+        }
+        Answered::Drive(d) => drive_interactive(&control, *d, a.json).await,
+    }
 }
 
 async fn list(
@@ -333,17 +263,21 @@ async fn list(
             return Ok(EXIT_INVALID);
         }
     };
-    let services = wiring::services(db.db.as_deref(), Durability::Process)?;
-    let runs = services
-        .store
-        .list_runs(ListQuery {
-            status,
-            workflow,
-            limit: Some(limit),
-        })
-        .await?;
+    let control = wiring::control(db.db.as_deref())?;
+    let runs = control
+        .list_runs(
+            &db.caller(&control).await?,
+            RunQuery {
+                status,
+                workflow,
+                limit: Some(limit),
+                ..Default::default()
+            },
+        )
+        .await?
+        .runs;
     if json {
-        let v: Vec<view::RunListItem> = runs.iter().map(view::RunListItem::of).collect();
+        let v: Vec<RunListItem> = runs.iter().map(RunListItem::of).collect();
         outln!("{}", serde_json::to_string_pretty(&v)?);
     } else if runs.is_empty() {
         outln!("no runs");
@@ -375,16 +309,16 @@ async fn list(
 
 async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
     let store = wiring::open_store(db.db.as_deref(), Durability::Process)?;
-    let services = wiring::services_on(store.clone())?;
-    let rec = get_run(&services, &run).await?;
+    let control = wiring::control_on(store.clone())?;
+    let detail = control
+        .run_detail(&db.caller(&control).await?, &run)
+        .await
+        .map_err(|e| run_error(e, &run))?;
+    let rec = &detail.run;
+    let evs = control.services().store.events(rec.id, 0).await?;
     let durability = store.run_durability(rec.id)?.unwrap_or_default().as_str();
-    let evs = services.store.events(rec.id, 0).await?;
-    let rows = view::step_rows(&evs);
-    let tokens: u64 = rows.iter().map(|r| r.tokens).sum();
-    // The program tells `sandbox:` steps apart (a run whose workflow no longer compiles still
-    // shows agents' sandbox.exec calls).
-    let program = program_of(&rec).ok();
-    let sandboxed = sandbox_records(&evs, program.as_ref());
+    let rows = detail.rows();
+    let sandboxed = &detail.sandbox;
     if json {
         let v = view::RunView {
             id: rec.id.to_string(),
@@ -397,7 +331,7 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
             error: &rec.error,
             created_at_ms: rec.created_at_ms,
             updated_at_ms: rec.updated_at_ms,
-            tokens,
+            tokens: detail.tokens,
             steps: &rows,
             sandbox: sandboxed.iter().map(view::SandboxRow::of).collect(),
             ambiguous: step_view::ambiguities(&evs),
@@ -423,11 +357,11 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
     outln!("durable   {durability} (resume --durability changes it)");
     outln!("inputs    {}", rec.inputs);
     for r in &rows {
-        outln!("{}", r.line());
+        outln!("{}", view::step_line(r));
     }
     if !sandboxed.is_empty() {
         outln!("sandbox executions:");
-        for r in &sandboxed {
+        for r in sandboxed {
             for line in describe_sandbox(r) {
                 outln!("{line}");
             }
@@ -450,9 +384,8 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
 /// `baton runs show RUN --step STEP`: what the step's model was sent, turn by turn, and its
 /// tool calls.
 async fn show_step(run: String, step: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
-    let services = wiring::services(db.db.as_deref(), Durability::Process)?;
-    let rec = get_run(&services, &run).await?;
-    let evs = services.store.events(rec.id, 0).await?;
+    let (control, rec) = control_for_run(&db, &run, None).await?;
+    let evs = control.services().store.events(rec.id, 0).await?;
     let Some(detail) = step_view::step_detail(rec.id, &evs, &step) else {
         let known = step_view::steps_in(&evs);
         errln!(

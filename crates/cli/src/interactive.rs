@@ -5,13 +5,14 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 
-use baton_engine::{Executor, Input, Program, RunState, Services};
+use baton_control::view::state_view;
+use baton_control::{Control, Drive};
+use baton_engine::{Input, RunState};
 use baton_types::{Event, HumanKind, RunStatus};
 use serde_json::Value;
 
 use crate::cmd_run::summary;
 use crate::progress::{Mode, Printer};
-use crate::view;
 
 fn mode(json: bool) -> Mode {
     if json {
@@ -25,16 +26,20 @@ fn mode(json: bool) -> Mode {
 
 /// Drives a run; on a terminal, asks the person at breakpoints and human steps.
 pub(crate) async fn drive_interactive(
-    program: Arc<Program>,
-    services: Services,
-    mut st: RunState,
-    mut inputs: Vec<Input>,
+    control: &Control,
+    d: Drive,
     json: bool,
 ) -> anyhow::Result<i32> {
+    let Drive {
+        program,
+        state: mut st,
+        mut inputs,
+        ..
+    } = d;
     let mode = mode(json);
     let printer = Arc::new(Printer::new(mode));
     let interactive = !json && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    let exec = Executor::new(program.clone(), services.clone()).with_sink(printer.clone());
+    let exec = control.executor(program).with_sink(printer.clone());
     loop {
         st = exec.drive(st, std::mem::take(&mut inputs)).await?;
         printer.clear();
@@ -43,14 +48,14 @@ pub(crate) async fn drive_interactive(
                 Some(i) => inputs.push(i),
                 None => break,
             },
-            RunStatus::Waiting if interactive => match ask_human(&services, &st).await? {
+            RunStatus::Waiting if interactive => match ask_human(control, &st).await? {
                 Some(i) => inputs.push(i),
                 None => break,
             },
             _ => break,
         }
     }
-    summary(&services, &st, json).await
+    summary(control, &st, json).await
 }
 
 fn prompt_line(q: &str) -> anyhow::Result<Option<String>> {
@@ -81,18 +86,18 @@ fn ask_at_pause(st: &RunState) -> anyhow::Result<Option<Input>> {
         match a.as_str() {
             "c" | "" => return Ok(Some(Input::Resume { stepping: false })),
             "s" => return Ok(Some(Input::Resume { stepping: true })),
-            "i" => errln!("{}", serde_json::to_string_pretty(&view::state_view(st))?),
+            "i" => errln!("{}", serde_json::to_string_pretty(&state_view(st))?),
             "q" => return Ok(None),
             _ => errln!("answer c, s, i or q"),
         }
     }
 }
 
-async fn ask_human(services: &Services, st: &RunState) -> anyhow::Result<Option<Input>> {
+async fn ask_human(control: &Control, st: &RunState) -> anyhow::Result<Option<Input>> {
     let Some(step) = st.waiting_humans().into_iter().next() else {
         return Ok(None);
     };
-    let evs = services.store.events(st.run_id, 0).await?;
+    let evs = control.services().store.events(st.run_id, 0).await?;
     let (prompt, kind) = evs
         .iter()
         .rev()

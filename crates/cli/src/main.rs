@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 #[macro_use]
 mod out;
 
+mod cmd_admin;
 mod cmd_bench;
 mod cmd_models;
 mod cmd_resolve;
@@ -68,11 +69,20 @@ enum Command {
     Serve(cmd_serve::ServeArgs),
     /// Measure Baton on the peer-bench workloads (one JSON line per workload).
     Bench(cmd_bench::BenchArgs),
-}
-
-/// The step id of a step instance path (`lint[2]` -> `lint`).
-pub(crate) fn split_id(path: &str) -> &str {
-    baton_types::StepPath::parse(path).id()
+    /// Create, list and revoke API keys (`keys create --tenant T --role R [--expires 30d]`).
+    #[command(subcommand)]
+    Keys(cmd_admin::KeysCmd),
+    /// Create and list tenants.
+    #[command(subcommand)]
+    Tenants(cmd_admin::TenantsCmd),
+    /// Store workflows with versions: create, update, list, show NAME[@VERSION], delete.
+    #[command(subcommand)]
+    Workflows(cmd_admin::WorkflowsCmd),
+    /// The `human` steps waiting for an answer, in every run.
+    Approvals(cmd_admin::ApprovalsArgs),
+    /// Read and verify the audit log (a hash chain per tenant).
+    #[command(subcommand)]
+    Audit(cmd_admin::AuditCmd),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +112,11 @@ fn main() -> ExitCode {
             Command::Chat(args) => cmd_models::chat(args).await,
             Command::Serve(args) => cmd_serve::run(args).await,
             Command::Bench(args) => cmd_bench::run(args).await,
+            Command::Keys(cmd) => cmd_admin::keys(cmd).await,
+            Command::Tenants(cmd) => cmd_admin::tenants(cmd).await,
+            Command::Workflows(cmd) => cmd_admin::workflows(cmd).await,
+            Command::Audit(cmd) => cmd_admin::audit(cmd).await,
+            Command::Approvals(args) => cmd_admin::approvals(args).await,
         }
     });
     match code {

@@ -1,92 +1,9 @@
-//! Sandbox executions found in a run's log, and how `runs show` prints them.
+//! How `runs show` prints the sandbox executions of a run (found by
+//! `baton_control::view::sandbox_records`).
 
-use baton_engine::Program;
+use baton_control::view::SandboxRecord;
 use baton_engine::inputs::fmt_size as fmt_bytes;
-use baton_types::Event;
 use serde_json::Value;
-
-/// One sandbox execution found in a run's log: a `sandbox:` step's result (succeeded, or
-/// carried by its failure) or an agent's `sandbox.exec` call.
-pub struct SandboxRecord {
-    pub step: String,
-    /// Which run of the step (a loop runs it again) and which attempt of that run.
-    pub visit: Option<u32>,
-    pub attempt: Option<u32>,
-    /// `step` (a `sandbox:` step) or the tool an agent called.
-    pub via: &'static str,
-    pub record: Value,
-}
-
-fn is_exec_record(v: &Value) -> bool {
-    v.get("stop_reason").is_some() && v.get("policy").is_some_and(|p| p.get("tier").is_some())
-}
-
-pub fn sandbox_records(
-    evs: &[baton_types::EventRecord],
-    program: Option<&Program>,
-) -> Vec<SandboxRecord> {
-    let is_sandbox_step = |step: &str| {
-        let id = baton_types::StepPath::parse(step).id();
-        program
-            .and_then(|p| p.node_by_id(id))
-            .is_some_and(|n| matches!(n.kind, baton_engine::program::NodeKind::Sandbox))
-    };
-    // Step -> (visit, attempt) of its latest start.
-    let mut started: std::collections::HashMap<&str, (u32, u32)> = Default::default();
-    let mut out = Vec::new();
-    for e in evs {
-        let (step, attempt, via, record) = match &e.event {
-            Event::StepStarted {
-                step,
-                attempt,
-                visit,
-                ..
-            } => {
-                started.insert(step, (*visit, *attempt));
-                continue;
-            }
-            Event::StepSucceeded { step, output, .. }
-                if is_sandbox_step(step) && is_exec_record(output) =>
-            {
-                (step, None, "step", output.clone())
-            }
-            Event::StepFailed {
-                step,
-                attempt,
-                error,
-                ..
-            } if is_sandbox_step(step) => match &error.sandbox {
-                Some(record) => (step, Some(*attempt), "step", (**record).clone()),
-                None => continue,
-            },
-            Event::StepProgress {
-                step,
-                progress: baton_types::Progress::ToolResult { tool, output, .. },
-            } if tool == "sandbox.exec" && is_exec_record(output) => {
-                (step, None, "sandbox.exec", output.clone())
-            }
-            Event::ToolCallFinished {
-                step,
-                attempt,
-                tool,
-                output,
-                ..
-            } if tool == "sandbox.exec" && is_exec_record(output) => {
-                (step, Some(*attempt), "sandbox.exec", output.clone())
-            }
-            _ => continue,
-        };
-        let (visit, last) = started.get(step.as_str()).copied().unzip();
-        out.push(SandboxRecord {
-            step: step.clone(),
-            visit,
-            attempt: attempt.or(last),
-            via,
-            record,
-        });
-    }
-    out
-}
 
 /// One execution in a few lines: what ran where, under which limits, what it used, why it
 /// stopped, what the scan found and which hosts it tried.

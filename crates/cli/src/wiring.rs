@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use baton_control::Control;
 use baton_engine::Services;
 use baton_llm::Providers;
 use baton_store::sqlite::{Durability, SqliteStore};
@@ -81,10 +82,6 @@ pub fn tools() -> Registry {
     r
 }
 
-pub fn services(db: Option<&Path>, durability: Durability) -> anyhow::Result<Services> {
-    services_on(open_store(db, durability)?)
-}
-
 /// The services over a store already open.
 pub fn services_on(store: Arc<SqliteStore>) -> anyhow::Result<Services> {
     Ok(Services {
@@ -92,4 +89,20 @@ pub fn services_on(store: Arc<SqliteStore>) -> anyhow::Result<Services> {
         models: Arc::new(providers()?),
         tools: Arc::new(tools()),
     })
+}
+
+/// The use cases over a store already open, with these services (whose store it is).
+pub fn control_with(store: Arc<SqliteStore>, services: Services) -> Control {
+    Control::new(services, store)
+}
+
+/// The use cases over a store already open.
+pub fn control_on(store: Arc<SqliteStore>) -> anyhow::Result<Control> {
+    let services = services_on(store.clone())?;
+    Ok(control_with(store, services))
+}
+
+/// The use cases over the database `--db` names (default durability).
+pub fn control(db: Option<&Path>) -> anyhow::Result<Control> {
+    control_on(open_store(db, Durability::Process)?)
 }

@@ -10,7 +10,7 @@ mod common;
 
 use baton_store::sqlite::{Durability, SqliteStore};
 use baton_store::{Batch, NewRun, RunStore};
-use baton_types::{Event, EventRecord, RunId, RunStatus};
+use baton_types::{Event, EventRecord, RunId, RunStatus, TenantId};
 use common::{Db, summary, text};
 use serde_json::{Value, json};
 
@@ -46,6 +46,9 @@ fn ambiguous_run(db: &Db) -> RunId {
                         inputs: json!({}),
                     },
                 )],
+                tenant: TenantId::default(),
+                started_by: Some("local".into()),
+                idempotency: None,
             })
             .await
             .unwrap();

@@ -7,9 +7,15 @@
 
 pub mod memory;
 pub mod sqlite;
+pub mod tenancy;
+
+pub use tenancy::{
+    ApiKeyRecord, AuditEntry, AuditQuery, NewAuditEntry, NewWorkflowVersion, TenantRecord,
+    TenantStore, WorkflowFormat, WorkflowRecord, WorkflowSummary, WorkflowWrite,
+};
 
 use async_trait::async_trait;
-use baton_types::{Event, EventRecord, RunId, RunStatus};
+use baton_types::{Event, EventRecord, RunId, RunStatus, TenantId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -30,6 +36,20 @@ pub enum Error {
     Db(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A tenant, key or workflow with that name exists already.
+    #[error("{what} already exists")]
+    Exists { what: String },
+    /// No such tenant, key or workflow (in the tenant asked about).
+    #[error("no {what}")]
+    Missing { what: String },
+    /// A run was already started with this idempotency key (in this tenant).
+    #[error("idempotency key '{key}' already started run {run}")]
+    KeyUsed {
+        key: String,
+        run: RunId,
+        /// The fingerprint of the request that started it.
+        fingerprint: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -49,6 +69,24 @@ pub struct NewRun {
     pub created_at_ms: i64,
     /// The run's first events (seqs from 1), written in the same write as the run.
     pub events: Vec<EventRecord>,
+    /// The tenant that owns the run.
+    #[serde(default)]
+    pub tenant: TenantId,
+    /// The key that started it (`local` for the CLI); lets a `runner` key see its own runs.
+    #[serde(default)]
+    pub started_by: Option<String>,
+    /// Makes a retried start return the same run: a second create with the same key in the
+    /// same tenant fails with [`Error::KeyUsed`] and creates nothing.
+    #[serde(default)]
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// An idempotency key of a run start, with the fingerprint of the request that used it (a
+/// retry with another request under the same key is a conflict, not the same run).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub fingerprint: String,
 }
 
 /// A stored run.
@@ -67,6 +105,12 @@ pub struct RunRecord {
     pub error: Option<String>,
     /// Seq of the last event appended (0: none).
     pub last_seq: u64,
+    /// The tenant that owns the run (`default` for runs from before tenants).
+    #[serde(default)]
+    pub tenant: TenantId,
+    /// The key that started it, if recorded.
+    #[serde(default)]
+    pub started_by: Option<String>,
 }
 
 /// The engine's state after event `seq`.
@@ -119,12 +163,48 @@ pub enum Control {
     },
 }
 
-/// Filters of `list_runs`.
+/// Filters of `list_runs` (the tenant is its own argument: no query forgets it).
 #[derive(Clone, Debug, Default)]
 pub struct ListQuery {
     pub status: Option<RunStatus>,
     pub workflow: Option<String>,
     pub limit: Option<u32>,
+    /// Only runs created at or after this time (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Only runs whose workflow name, inputs, outputs or error contain this text
+    /// (case-insensitive for ASCII).
+    pub text: Option<String>,
+    /// Only runs started by this key.
+    pub started_by: Option<String>,
+    /// Cursor: only runs listed after this one (its `created_at_ms` and id), newest first.
+    pub after: Option<(i64, RunId)>,
+}
+
+impl ListQuery {
+    /// Whether `r` passes the filters other than status, limit and cursor (backends that
+    /// filter in memory share this).
+    pub fn matches(&self, r: &RunRecord) -> bool {
+        self.workflow.as_ref().is_none_or(|w| &r.workflow_name == w)
+            && self.since_ms.is_none_or(|t| r.created_at_ms >= t)
+            && self
+                .started_by
+                .as_ref()
+                .is_none_or(|k| r.started_by.as_ref() == Some(k))
+            && self
+                .after
+                .is_none_or(|(at, id)| (r.created_at_ms, r.id) < (at, id))
+            && self.text.as_ref().is_none_or(|t| {
+                let t = t.to_ascii_lowercase();
+                r.workflow_name.to_ascii_lowercase().contains(&t)
+                    || r.inputs.to_string().to_ascii_lowercase().contains(&t)
+                    || r.outputs
+                        .as_ref()
+                        .is_some_and(|o| o.to_string().to_ascii_lowercase().contains(&t))
+                    || r.error
+                        .as_ref()
+                        .is_some_and(|e| e.to_ascii_lowercase().contains(&t))
+            })
+    }
 }
 
 #[async_trait]
@@ -133,12 +213,27 @@ pub trait RunStore: Send + Sync {
     /// Appends events (their seqs must follow the run's last), and sets status, outputs,
     /// error and checkpoint when given: all or nothing.
     async fn append(&self, run: RunId, batch: Batch) -> Result<()>;
+    /// A run by id, whatever its tenant: for the executor, which already holds the run. Front
+    /// ends read through [`RunStore::tenant_run`].
     async fn run(&self, run: RunId) -> Result<Option<RunRecord>>;
-    /// Newest first. A `running` run that no live process holds is listed as `interrupted`.
-    async fn list_runs(&self, q: ListQuery) -> Result<Vec<RunRecord>>;
-    /// The ids that start with `prefix` (hex digits, as `baton runs list` prints them), in id
-    /// order, at most `limit`: lets people name a run by a unique prefix, as git does.
-    async fn runs_by_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<RunId>>;
+    /// A run of `tenant` (another tenant's run is `None`, as if it did not exist).
+    async fn tenant_run(&self, tenant: &TenantId, run: RunId) -> Result<Option<RunRecord>> {
+        Ok(self.run(run).await?.filter(|r| &r.tenant == tenant))
+    }
+    /// The runs of `tenant`, newest first (`created_at_ms`, then id). A `running` run that no
+    /// live process holds is listed as `interrupted`.
+    async fn list_runs(&self, tenant: &TenantId, q: ListQuery) -> Result<Vec<RunRecord>>;
+    /// The ids of `tenant`'s runs that start with `prefix` (hex digits, as `baton runs list`
+    /// prints them), in id order, at most `limit`: lets people name a run by a unique prefix,
+    /// as git does.
+    async fn runs_by_prefix(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<RunId>>;
+    /// The run an idempotency key of `tenant` started, with its request fingerprint.
+    async fn run_for_key(&self, tenant: &TenantId, key: &str) -> Result<Option<(RunId, String)>>;
     /// Events with seq > `after`, in order.
     async fn events(&self, run: RunId, after: u64) -> Result<Vec<EventRecord>>;
     async fn checkpoint(&self, run: RunId) -> Result<Option<Checkpoint>>;

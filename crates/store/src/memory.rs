@@ -5,8 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use baton_types::{EventRecord, RunId};
+use baton_types::{EventRecord, RunId, TenantId};
 
+use crate::tenancy::{
+    ApiKeyRecord, AuditEntry, AuditQuery, GENESIS_HASH, NewAuditEntry, NewWorkflowVersion,
+    TenantRecord, TenantStore, WorkflowRecord, WorkflowSummary, WorkflowWrite, audit_hash,
+};
 use crate::{
     Batch, Checkpoint, Control, Error, ListQuery, NewRun, Result, RunRecord, RunStore, now_ms,
 };
@@ -20,10 +24,45 @@ struct Run {
     owner: Option<String>,
 }
 
+/// A stored workflow: its versions, oldest first.
+struct Workflow {
+    versions: Vec<WorkflowRecord>,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+    deleted: bool,
+}
+
+/// Tenants, keys, audit chains, workflows and idempotency keys.
+struct Tenancy {
+    tenants: BTreeMap<TenantId, TenantRecord>,
+    keys: Vec<ApiKeyRecord>,
+    audit: HashMap<TenantId, Vec<AuditEntry>>,
+    workflows: BTreeMap<(TenantId, String), Workflow>,
+    run_starts: HashMap<(TenantId, String), (RunId, String)>,
+}
+
+impl Default for Tenancy {
+    fn default() -> Self {
+        let default = TenantRecord {
+            id: TenantId::default(),
+            name: TenantId::DEFAULT.into(),
+            created_at_ms: 0,
+        };
+        Self {
+            tenants: BTreeMap::from([(default.id.clone(), default)]),
+            keys: Vec::new(),
+            audit: HashMap::new(),
+            workflows: BTreeMap::new(),
+            run_starts: HashMap::new(),
+        }
+    }
+}
+
 /// Runs kept in memory. With `keep_events(false)` events are counted but not kept (benchmarks).
 pub struct MemoryStore {
     runs: Mutex<HashMap<RunId, Run>>,
     order: Mutex<BTreeMap<(i64, RunId), ()>>,
+    tenancy: Mutex<Tenancy>,
     keep_events: bool,
 }
 
@@ -32,6 +71,7 @@ impl Default for MemoryStore {
         Self {
             runs: Mutex::default(),
             order: Mutex::default(),
+            tenancy: Mutex::default(),
             keep_events: true,
         }
     }
@@ -46,6 +86,10 @@ impl MemoryStore {
     pub fn keep_events(mut self, keep: bool) -> Self {
         self.keep_events = keep;
         self
+    }
+
+    fn tenancy(&self) -> std::sync::MutexGuard<'_, Tenancy> {
+        self.tenancy.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn with<T>(&self, run: RunId, f: impl FnOnce(&mut Run) -> Result<T>) -> Result<T> {
@@ -81,6 +125,8 @@ impl RunStore for MemoryStore {
             outputs: None,
             error: None,
             last_seq: run.events.len() as u64,
+            tenant: run.tenant.clone(),
+            started_by: run.started_by.clone(),
         };
         let events = if self.keep_events {
             let mut events = run.events;
@@ -100,6 +146,18 @@ impl RunStore for MemoryStore {
             let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
             if runs.contains_key(&run.id) {
                 return Err(Error::Db(format!("run {} already exists", run.id)));
+            }
+            if let Some(k) = &run.idempotency {
+                let mut t = self.tenancy();
+                let slot = (run.tenant.clone(), k.key.clone());
+                if let Some((id, fingerprint)) = t.run_starts.get(&slot) {
+                    return Err(Error::KeyUsed {
+                        key: k.key.clone(),
+                        run: *id,
+                        fingerprint: fingerprint.clone(),
+                    });
+                }
+                t.run_starts.insert(slot, (run.id, k.fingerprint.clone()));
             }
             runs.insert(
                 run.id,
@@ -158,24 +216,40 @@ impl RunStore for MemoryStore {
         Ok(runs.get(&run).and_then(|r| r.record.clone()))
     }
 
-    async fn list_runs(&self, q: ListQuery) -> Result<Vec<RunRecord>> {
+    async fn run_for_key(&self, tenant: &TenantId, key: &str) -> Result<Option<(RunId, String)>> {
+        Ok(self
+            .tenancy()
+            .run_starts
+            .get(&(tenant.clone(), key.to_string()))
+            .cloned())
+    }
+
+    async fn list_runs(&self, tenant: &TenantId, q: ListQuery) -> Result<Vec<RunRecord>> {
         let order = self.order.lock().unwrap_or_else(|p| p.into_inner());
         let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
         Ok(order
             .keys()
             .rev()
             .filter_map(|(_, id)| runs.get(id).and_then(|r| r.record.clone()))
+            .filter(|r| &r.tenant == tenant)
             .filter(|r| q.status.is_none_or(|s| r.status == s))
-            .filter(|r| q.workflow.as_ref().is_none_or(|w| &r.workflow_name == w))
+            .filter(|r| q.matches(r))
             .take(q.limit.map_or(usize::MAX, |l| l as usize))
             .collect())
     }
 
-    async fn runs_by_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<RunId>> {
+    async fn runs_by_prefix(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<RunId>> {
         let prefix = prefix.trim().to_ascii_lowercase().replace('-', "");
         let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
         let mut ids: Vec<RunId> = runs
-            .keys()
+            .iter()
+            .filter(|(_, r)| r.record.as_ref().is_some_and(|r| &r.tenant == tenant))
+            .map(|(id, _)| id)
             .filter(|id| !prefix.is_empty() && id.to_string().starts_with(&prefix))
             .copied()
             .collect();
@@ -237,5 +311,223 @@ impl RunStore for MemoryStore {
             }
             Ok(())
         })
+    }
+}
+
+#[async_trait]
+impl TenantStore for MemoryStore {
+    async fn create_tenant(&self, t: TenantRecord) -> Result<()> {
+        let mut ten = self.tenancy();
+        if ten.tenants.contains_key(&t.id) {
+            return Err(Error::Exists {
+                what: format!("tenant {}", t.id),
+            });
+        }
+        ten.tenants.insert(t.id.clone(), t);
+        Ok(())
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantRecord>> {
+        Ok(self.tenancy().tenants.values().cloned().collect())
+    }
+
+    async fn tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>> {
+        Ok(self.tenancy().tenants.get(id).cloned())
+    }
+
+    async fn create_key(&self, key: ApiKeyRecord) -> Result<()> {
+        let mut t = self.tenancy();
+        if !t.tenants.contains_key(&key.tenant) {
+            return Err(Error::Missing {
+                what: format!("tenant {}", key.tenant),
+            });
+        }
+        if t.keys.iter().any(|k| k.id == key.id) {
+            return Err(Error::Exists {
+                what: format!("key {}", key.id),
+            });
+        }
+        t.keys.push(key);
+        Ok(())
+    }
+
+    async fn keys(&self, tenant: &TenantId) -> Result<Vec<ApiKeyRecord>> {
+        let mut keys: Vec<ApiKeyRecord> = self
+            .tenancy()
+            .keys
+            .iter()
+            .filter(|k| &k.tenant == tenant)
+            .cloned()
+            .collect();
+        keys.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        Ok(keys)
+    }
+
+    async fn key(&self, tenant: &TenantId, id: &str) -> Result<Option<ApiKeyRecord>> {
+        Ok(self
+            .tenancy()
+            .keys
+            .iter()
+            .find(|k| &k.tenant == tenant && k.id == id)
+            .cloned())
+    }
+
+    async fn key_for_auth(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        Ok(self.tenancy().keys.iter().find(|k| k.id == id).cloned())
+    }
+
+    async fn revoke_key(&self, tenant: &TenantId, id: &str, at_ms: i64) -> Result<()> {
+        let mut t = self.tenancy();
+        match t
+            .keys
+            .iter_mut()
+            .find(|k| &k.tenant == tenant && k.id == id)
+        {
+            Some(k) => {
+                k.revoked_at_ms.get_or_insert(at_ms);
+                Ok(())
+            }
+            None => Err(Error::Missing {
+                what: format!("key {id}"),
+            }),
+        }
+    }
+
+    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
+        let mut t = self.tenancy();
+        let chain = t.audit.entry(entry.tenant.clone()).or_default();
+        let (seq, prev_hash) = chain.last().map_or((1, GENESIS_HASH.to_string()), |e| {
+            (e.seq + 1, e.hash.clone())
+        });
+        let hash = audit_hash(&prev_hash, seq, &entry);
+        let e = AuditEntry {
+            seq,
+            entry,
+            prev_hash,
+            hash,
+        };
+        chain.push(e.clone());
+        Ok(e)
+    }
+
+    async fn audit(&self, tenant: &TenantId, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        Ok(self
+            .tenancy()
+            .audit
+            .get(tenant)
+            .map(|chain| {
+                chain
+                    .iter()
+                    .filter(|e| q.matches(e))
+                    .take(q.limit.map_or(usize::MAX, |l| l as usize))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    async fn put_workflow(
+        &self,
+        w: NewWorkflowVersion,
+        write: WorkflowWrite,
+    ) -> Result<WorkflowRecord> {
+        let mut t = self.tenancy();
+        let slot = (w.tenant.clone(), w.name.clone());
+        let live = t.workflows.get(&slot).is_some_and(|x| !x.deleted);
+        match write {
+            WorkflowWrite::Create if live => {
+                return Err(Error::Exists {
+                    what: format!("workflow {}", w.name),
+                });
+            }
+            WorkflowWrite::Update if !live => {
+                return Err(Error::Missing {
+                    what: format!("workflow {}", w.name),
+                });
+            }
+            _ => {}
+        }
+        let entry = t.workflows.entry(slot).or_insert_with(|| Workflow {
+            versions: Vec::new(),
+            created_at_ms: w.created_at_ms,
+            updated_at_ms: w.created_at_ms,
+            deleted: false,
+        });
+        if entry.deleted {
+            entry.created_at_ms = w.created_at_ms;
+        }
+        entry.deleted = false;
+        entry.updated_at_ms = w.created_at_ms;
+        let version = entry.versions.last().map_or(1, |v| v.version + 1);
+        let rec = WorkflowRecord {
+            tenant: w.tenant,
+            name: w.name,
+            version,
+            source: w.source,
+            format: w.format,
+            created_at_ms: w.created_at_ms,
+            created_by: w.created_by,
+            latest: version,
+        };
+        entry.versions.push(rec.clone());
+        Ok(rec)
+    }
+
+    async fn workflows(&self, tenant: &TenantId) -> Result<Vec<WorkflowSummary>> {
+        Ok(self
+            .tenancy()
+            .workflows
+            .iter()
+            .filter(|((t, _), w)| t == tenant && !w.deleted)
+            .map(|((_, name), w)| WorkflowSummary {
+                name: name.clone(),
+                latest: w.versions.last().map_or(0, |v| v.version),
+                created_at_ms: w.created_at_ms,
+                updated_at_ms: w.updated_at_ms,
+            })
+            .collect())
+    }
+
+    async fn workflow(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<WorkflowRecord>> {
+        let t = self.tenancy();
+        let Some(w) = t
+            .workflows
+            .get(&(tenant.clone(), name.to_string()))
+            .filter(|w| !w.deleted)
+        else {
+            return Ok(None);
+        };
+        let latest = w.versions.last().map_or(0, |v| v.version);
+        let want = version.unwrap_or(latest);
+        Ok(w.versions
+            .iter()
+            .find(|v| v.version == want)
+            .map(|v| WorkflowRecord {
+                latest,
+                ..v.clone()
+            }))
+    }
+
+    async fn delete_workflow(&self, tenant: &TenantId, name: &str, at_ms: i64) -> Result<()> {
+        let mut t = self.tenancy();
+        match t
+            .workflows
+            .get_mut(&(tenant.clone(), name.to_string()))
+            .filter(|w| !w.deleted)
+        {
+            Some(w) => {
+                w.deleted = true;
+                w.updated_at_ms = at_ms;
+                Ok(())
+            }
+            None => Err(Error::Missing {
+                what: format!("workflow {name}"),
+            }),
+        }
     }
 }

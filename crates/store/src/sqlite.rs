@@ -13,6 +13,9 @@ use tokio::sync::oneshot;
 use crate::{
     Batch, Checkpoint, Control, Error, ListQuery, NewRun, Result, RunRecord, RunStore, now_ms,
 };
+use baton_types::TenantId;
+
+mod tenancy;
 
 /// How hard a commit is pushed to disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -34,7 +37,7 @@ impl Durability {
     }
 }
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const MIGRATION_1: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -91,6 +94,78 @@ CREATE TABLE IF NOT EXISTS run_inputs (
 );
 ";
 
+/// Version 4: tenants own runs (those from before belong to `default`), API keys (hashed),
+/// the audit log (a hash chain per tenant), stored workflows with immutable versions, and the
+/// idempotency keys of run starts.
+const MIGRATION_4: &str = "
+ALTER TABLE runs ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+ALTER TABLE runs ADD COLUMN started_by TEXT;
+CREATE INDEX IF NOT EXISTS runs_by_tenant ON runs (tenant, created_at_ms DESC, id DESC);
+CREATE TABLE IF NOT EXISTS tenants (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO tenants (id, name, created_at_ms) VALUES ('default', 'default', 0);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL REFERENCES tenants (id),
+    role TEXT NOT NULL,
+    name TEXT,
+    hash TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    created_by TEXT,
+    expires_at_ms INTEGER,
+    revoked_at_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS api_keys_by_tenant ON api_keys (tenant, created_at_ms);
+CREATE TABLE IF NOT EXISTS audit (
+    tenant TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    key_id TEXT,
+    action TEXT NOT NULL,
+    object TEXT,
+    request_id TEXT,
+    source TEXT,
+    outcome TEXT NOT NULL,
+    details TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (tenant, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS workflows (
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    latest INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    deleted_at_ms INTEGER,
+    PRIMARY KEY (tenant, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS workflow_versions (
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    format TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    created_by TEXT,
+    PRIMARY KEY (tenant, name, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS run_starts (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
+";
+
+/// A write in the writer's transaction (see `Op::Call`).
+type WriteFn = dyn Fn(&Connection) -> Result<()> + Send;
+
 enum Op {
     Create(Box<NewRun>, Durability),
     SetDurability(RunId, Durability),
@@ -104,6 +179,9 @@ enum Op {
         renew: bool,
     },
     Release(RunId, String),
+    /// Any other write (tenants, keys, audit, workflows): rare, so one boxed closure covers
+    /// them all; it returns its result through its own slot (see `SqliteStore::call`).
+    Call(Box<WriteFn>),
 }
 
 /// What an op gives back: nothing, or the controls it took.
@@ -254,6 +332,23 @@ impl SqliteStore {
             .map_err(|_| Error::Db("the database writer has stopped".into()))?
     }
 
+    /// Runs `f` as one write (in the writer's transaction) and returns what it returned.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl Fn(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let slot = Arc::new(Mutex::new(None));
+        let out = slot.clone();
+        self.write(Op::Call(Box::new(move |c| {
+            let v = f(c)?;
+            *out.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+            Ok(())
+        })))
+        .await?;
+        let v = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        v.ok_or_else(|| Error::Db("the database writer returned no result".into()))
+    }
+
     fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let conn = self.reader.lock().unwrap_or_else(|p| p.into_inner());
         f(&conn).map_err(db_err)
@@ -282,6 +377,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         }
         if v < 3 {
             tx.execute_batch(MIGRATION_3).map_err(db_err)?;
+        }
+        if v < 4 {
+            tx.execute_batch(MIGRATION_4).map_err(db_err)?;
         }
         tx.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
             .map_err(db_err)?;
@@ -364,9 +462,42 @@ fn write_group(conn: &Connection, jobs: &[&Op], host: &str) -> Vec<Result<Vec<Co
 fn apply(tx: &Connection, op: &Op, host: &str) -> Result<Vec<Control>> {
     match op {
         Op::Create(run, durability) => {
+            if let Some(k) = &run.idempotency {
+                let used: Option<(String, String)> = tx
+                    .prepare_cached(
+                        "SELECT run_id, fingerprint FROM run_starts WHERE tenant = ?1 AND key = ?2",
+                    )
+                    .and_then(|mut st| {
+                        st.query_row(params![run.tenant.as_str(), k.key], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })
+                        .optional()
+                    })
+                    .map_err(db_err)?;
+                if let Some((id, fingerprint)) = used {
+                    return Err(Error::KeyUsed {
+                        key: k.key.clone(),
+                        run: parse_id(&id)?,
+                        fingerprint,
+                    });
+                }
+                tx.prepare_cached(
+                    "INSERT INTO run_starts (tenant, key, run_id, fingerprint, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        run.tenant.as_str(),
+                        k.key,
+                        run.id.to_string(),
+                        k.fingerprint,
+                        run.created_at_ms
+                    ])
+                })
+                .map_err(db_err)?;
+            }
             tx.prepare_cached(
-                "INSERT INTO runs (id, workflow_name, workflow_source, workflow_path, inputs, options, status, created_at_ms, updated_at_ms, durability)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8)",
+                "INSERT INTO runs (id, workflow_name, workflow_source, workflow_path, inputs, options, status, created_at_ms, updated_at_ms, durability, tenant, started_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8, ?9, ?10)",
             )
             .and_then(|mut st| st.execute(params![
                     run.id.to_string(),
@@ -377,7 +508,9 @@ fn apply(tx: &Connection, op: &Op, host: &str) -> Result<Vec<Control>> {
                     "",
                     run.options.to_string(),
                     run.created_at_ms,
-                    durability.as_str()
+                    durability.as_str(),
+                    run.tenant.as_str(),
+                    run.started_by
                 ]))
             .map_err(db_err)?;
             tx.prepare_cached("INSERT INTO run_inputs (run_id, inputs) VALUES (?1, ?2)")
@@ -453,6 +586,7 @@ fn apply(tx: &Connection, op: &Op, host: &str) -> Result<Vec<Control>> {
             .map_err(db_err)?;
             Ok(Vec::new())
         }
+        Op::Call(f) => f(tx).map(|()| Vec::new()),
         Op::SetDurability(run, durability) => {
             let n = tx
                 .prepare_cached("UPDATE runs SET durability = ?2 WHERE id = ?1")
@@ -632,11 +766,21 @@ fn parse_run(r: &rusqlite::Row<'_>, host: &str) -> rusqlite::Result<RunRecord> {
             .transpose()?,
         error: r.get(10)?,
         last_seq: u64::try_from(r.get::<_, i64>(11)?).unwrap_or(0),
+        tenant: r
+            .get::<_, String>(14)?
+            .parse()
+            .map_err(|e: baton_types::tenancy::ParseTenantIdError| conv(14, e.to_string()))?,
+        started_by: r.get(15)?,
     })
 }
 
+fn parse_id(s: &str) -> Result<RunId> {
+    s.parse()
+        .map_err(|e: baton_types::ids::ParseRunIdError| Error::Corrupt(e.to_string()))
+}
+
 const RUN_COLS: &str = "id, workflow_name, workflow_source, workflow_path,
-    COALESCE((SELECT inputs FROM run_inputs WHERE run_id = runs.id), inputs), options, status, created_at_ms, updated_at_ms, outputs, error, last_seq, owner, lease_until_ms";
+    COALESCE((SELECT inputs FROM run_inputs WHERE run_id = runs.id), inputs), options, status, created_at_ms, updated_at_ms, outputs, error, last_seq, owner, lease_until_ms, tenant, started_by";
 
 #[async_trait]
 impl RunStore for SqliteStore {
@@ -658,7 +802,32 @@ impl RunStore for SqliteStore {
         })
     }
 
-    async fn list_runs(&self, q: ListQuery) -> Result<Vec<RunRecord>> {
+    async fn tenant_run(&self, tenant: &TenantId, run: RunId) -> Result<Option<RunRecord>> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {RUN_COLS} FROM runs WHERE id = ?1 AND tenant = ?2"
+            ))?
+            .query_row(params![run.to_string(), tenant.as_str()], |r| {
+                parse_run(r, &self.host)
+            })
+            .optional()
+        })
+    }
+
+    async fn run_for_key(&self, tenant: &TenantId, key: &str) -> Result<Option<(RunId, String)>> {
+        let row: Option<(String, String)> = self.read(|c| {
+            c.prepare_cached(
+                "SELECT run_id, fingerprint FROM run_starts WHERE tenant = ?1 AND key = ?2",
+            )?
+            .query_row(params![tenant.as_str(), key], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+        })?;
+        row.map(|(id, f)| Ok((parse_id(&id)?, f))).transpose()
+    }
+
+    async fn list_runs(&self, tenant: &TenantId, q: ListQuery) -> Result<Vec<RunRecord>> {
         // `running` and `interrupted` share the stored status: filter on the live one.
         let stored = match q.status {
             Some(RunStatus::Interrupted) => Some(RunStatus::Running),
@@ -669,7 +838,13 @@ impl RunStore for SqliteStore {
         self.read(|c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {RUN_COLS} FROM runs
-                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow_name = ?2)
+                 WHERE tenant = ?4 AND (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow_name = ?2)
+                   AND (?5 IS NULL OR created_at_ms >= ?5)
+                   AND (?6 IS NULL OR started_by = ?6)
+                   AND (?7 IS NULL OR created_at_ms < ?7 OR (created_at_ms = ?7 AND id < ?8))
+                   AND (?9 IS NULL OR instr(lower(workflow_name || char(1)
+                        || COALESCE((SELECT inputs FROM run_inputs WHERE run_id = runs.id), inputs) || char(1)
+                        || COALESCE(outputs, '') || char(1) || COALESCE(error, '')), ?9) > 0)
                  ORDER BY created_at_ms DESC, id DESC LIMIT ?3"
             ))?;
             let sql_limit = if live {
@@ -678,7 +853,17 @@ impl RunStore for SqliteStore {
                 i64::try_from(limit).unwrap_or(-1)
             };
             stmt.query_map(
-                params![stored.map(|s| s.as_str()), q.workflow, sql_limit],
+                params![
+                    stored.map(|s| s.as_str()),
+                    q.workflow,
+                    sql_limit,
+                    tenant.as_str(),
+                    q.since_ms,
+                    q.started_by,
+                    q.after.map(|(at, _)| at),
+                    q.after.map(|(_, id)| id.to_string()),
+                    q.text.as_ref().map(|t| t.to_ascii_lowercase())
+                ],
                 |r| parse_run(r, &self.host),
             )?
             .filter(|r| !live || r.as_ref().map_or(true, |r| Some(r.status) == q.status))
@@ -687,18 +872,24 @@ impl RunStore for SqliteStore {
         })
     }
 
-    async fn runs_by_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<RunId>> {
+    async fn runs_by_prefix(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<RunId>> {
         let prefix = prefix.trim().to_ascii_lowercase();
         if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
             return Ok(Vec::new());
         }
         let ids: Vec<String> = self.read(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id FROM runs WHERE id >= ?1 AND id < ?1 || 'g' ORDER BY id LIMIT ?2",
+                "SELECT id FROM runs WHERE id >= ?1 AND id < ?1 || 'g' AND tenant = ?3 ORDER BY id LIMIT ?2",
             )?;
-            stmt.query_map(params![prefix.replace('-', ""), i64::from(limit)], |r| {
-                r.get(0)
-            })?
+            stmt.query_map(
+                params![prefix.replace('-', ""), i64::from(limit), tenant.as_str()],
+                |r| r.get(0),
+            )?
             .collect()
         })?;
         ids.iter()

@@ -8,6 +8,7 @@ pub mod graph;
 pub mod ids;
 pub mod step;
 pub mod step_path;
+pub mod tenancy;
 pub mod tool;
 pub mod workflow;
 
@@ -20,5 +21,6 @@ pub use flow::Flow;
 pub use ids::RunId;
 pub use step::*;
 pub use step_path::StepPath;
+pub use tenancy::{Role, TenantId};
 pub use tool::{Effects, ToolSpec};
 pub use workflow::*;

@@ -44,6 +44,9 @@ pub async fn create_run(
                     inputs: Value::Null,
                 },
             }],
+            tenant: baton_types::TenantId::default(),
+            started_by: None,
+            idempotency: None,
         })
         .await?;
     Ok(id)

@@ -1,0 +1,188 @@
+//! Driving runs: in the foreground (the caller drives a [`Drive`] with [`Control::executor`])
+//! or in the background (a tokio task per run, [`Control::spawn`]). Background runs publish
+//! every event on an in-process bus and are known to this process, so a pause, cancel or
+//! answer for one of them is queued for its task (the executor takes control requests while
+//! it runs) instead of being driven a second time here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use baton_engine::{EventSink, Executor, Input, Program, RunState};
+use baton_types::{EventRecord, RunId, RunStatus, TenantId};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::{Caller, Control, Permission};
+
+/// A run ready to be driven: its program, its state and the inputs to feed first.
+pub struct Drive {
+    pub run: RunId,
+    pub tenant: TenantId,
+    pub program: Arc<Program>,
+    pub state: RunState,
+    pub inputs: Vec<Input>,
+}
+
+/// An event of a background run, with its tenant (subscribers filter on it).
+#[derive(Clone, Debug)]
+pub struct BusEvent {
+    pub tenant: TenantId,
+    pub record: Arc<EventRecord>,
+}
+
+/// How many events the bus keeps for a slow subscriber before it lags (it can then read the
+/// rest from the store with `Control::events`).
+const BUS_CAPACITY: usize = 4096;
+
+#[derive(Clone)]
+pub(crate) struct Runner {
+    active: Arc<Mutex<HashMap<RunId, tokio::task::AbortHandle>>>,
+    bus: broadcast::Sender<BusEvent>,
+}
+
+impl Runner {
+    pub(crate) fn new() -> Self {
+        Self {
+            active: Arc::default(),
+            bus: broadcast::channel(BUS_CAPACITY).0,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, tokio::task::AbortHandle>> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a task of this process is driving `run`.
+    pub(crate) fn is_active(&self, run: RunId) -> bool {
+        self.lock().contains_key(&run)
+    }
+}
+
+struct BusSink {
+    tenant: TenantId,
+    bus: broadcast::Sender<BusEvent>,
+}
+
+impl EventSink for BusSink {
+    fn publish(&self, ev: &EventRecord) {
+        // No subscriber is not an error.
+        let _ = self.bus.send(BusEvent {
+            tenant: self.tenant.clone(),
+            record: Arc::new(ev.clone()),
+        });
+    }
+}
+
+/// Removes a run from the active set when its task ends, however it ends.
+struct ActiveGuard {
+    runner: Runner,
+    run: RunId,
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.runner.lock().remove(&self.run);
+    }
+}
+
+impl Control {
+    /// An executor for `program` over this control's services (the foreground drive: the
+    /// caller adds its sink and loops on `drive`).
+    pub fn executor(&self, program: Arc<Program>) -> Executor {
+        Executor::new(program, self.services.clone())
+    }
+
+    /// Drives `d` on a tokio task until the run ends, waits for a person or pauses. Its
+    /// events go to the bus. The handle gives the status reached (dropping it detaches). A run
+    /// a task of this process already drives is not driven twice: that handle gives `Conflict`.
+    pub fn spawn(&self, d: Drive) -> JoinHandle<Result<RunStatus>> {
+        let runner = self.runner.clone();
+        if runner.is_active(d.run) {
+            let run = d.run;
+            return tokio::spawn(async move {
+                Err(Error::conflict(format!(
+                    "run {run} is already being driven by this process"
+                )))
+            });
+        }
+        let exec = self.executor(d.program).with_sink(Arc::new(BusSink {
+            tenant: d.tenant,
+            bus: runner.bus.clone(),
+        }));
+        let mut active = runner.lock();
+        let guard = ActiveGuard {
+            runner: runner.clone(),
+            run: d.run,
+        };
+        let (run, state, inputs) = (d.run, d.state, d.inputs);
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            let st = exec.drive(state, inputs).await.map_err(Error::from);
+            if let Err(e) = &st {
+                tracing::warn!(run = %run, "background run stopped: {e}");
+            }
+            st.map(|st| st.status)
+        });
+        active.insert(run, task.abort_handle());
+        task
+    }
+
+    /// Every event of the runs this process drives in the background, as they are logged.
+    pub fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
+        self.runner.bus.subscribe()
+    }
+
+    /// The runs a task of this process is driving now.
+    pub fn active_runs(&self) -> Vec<RunId> {
+        self.runner.lock().keys().copied().collect()
+    }
+
+    /// Resumes in the background every run of every tenant that was running when the
+    /// process driving it stopped (`interrupted`), and returns their ids. For a server
+    /// starting up; needs the operator ([`Permission::Platform`]).
+    pub async fn resume_interrupted(&self, caller: &Caller) -> Result<Vec<RunId>> {
+        caller.check(Permission::Platform)?;
+        let mut out = Vec::new();
+        for t in self.tenancy.tenants().await? {
+            let q = baton_store::ListQuery {
+                status: Some(RunStatus::Interrupted),
+                ..Default::default()
+            };
+            for rec in self.services.store.list_runs(&t.id, q).await? {
+                if self.runner.is_active(rec.id) {
+                    continue;
+                }
+                let program = match self.program(&rec) {
+                    Ok(p) => Arc::new(p),
+                    Err(e) => {
+                        tracing::warn!(run = %rec.id, "cannot resume: {e}");
+                        continue;
+                    }
+                };
+                let state =
+                    baton_engine::executor::load_state(&self.services, &program, rec.id).await?;
+                self.spawn(Drive {
+                    run: rec.id,
+                    tenant: rec.tenant.clone(),
+                    program,
+                    state,
+                    inputs: vec![Input::Start { resumed: true }],
+                });
+                out.push(rec.id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stops every background run of this process where it is (their claims are released,
+    /// so they read as `interrupted` and the next start resumes them from their log).
+    pub async fn shutdown(&self) {
+        let runs: Vec<(RunId, tokio::task::AbortHandle)> = self.runner.lock().drain().collect();
+        let owner = baton_store::process_owner();
+        for (run, task) in runs {
+            task.abort();
+            let _ = self.services.store.release(run, &owner).await;
+        }
+    }
+}

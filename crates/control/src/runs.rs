@@ -1,0 +1,967 @@
+//! Runs: start (a file, an inline document or a stored workflow; inputs; an idempotency key),
+//! list and filter, show, events, state, pause, cancel, resume, answer `human` steps, and the
+//! approvals inbox.
+//!
+//! Every run is found through the caller's tenant (`RunStore::tenant_run`, `list_runs`,
+//! `runs_by_prefix`); a `runner` key sees only the runs it started. The engine is used
+//! exactly as the CLI always did: `create` writes the run with its `run_created` event, a
+//! [`Drive`] starts from `RunState::new` or `load_state`, and control requests go to the
+//! process that holds the run (a claim) or are applied here when none does.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use baton_engine::load::{self, ValidationEnv};
+use baton_engine::{Input, Program, RunOptions, RunState};
+use baton_store::{Control as StoreControl, IdempotencyKey, ListQuery, NewRun, RunRecord};
+use baton_types::{Event, EventRecord, HumanKind, RunId, RunStatus};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::audit::Outcome;
+use crate::error::{Details, Diagnostic, Error, Result};
+use crate::runner::Drive;
+use crate::view::{self, RunDetail};
+use crate::workflows::WorkflowRef;
+use crate::{Caller, Control, Permission};
+
+/// How long a claim taken only to check whether a run is held lasts.
+const PROBE_LEASE_MS: u64 = 30_000;
+
+/// Where a run's workflow comes from.
+#[derive(Clone, Debug)]
+pub enum WorkflowSource {
+    /// A file on this machine. For the local CLI only: a network front end must never pass a
+    /// path a client chose.
+    File(PathBuf),
+    /// A document sent with the request, YAML or JSON (diagnostics name it `<inline>`).
+    Inline { text: String },
+    /// A stored workflow of the caller's tenant: its latest version or a pinned one.
+    Stored(WorkflowRef),
+}
+
+/// A workflow that loaded, validated and compiled: ready to start runs of.
+#[derive(Clone)]
+pub struct LoadedWorkflow {
+    pub program: Arc<Program>,
+    /// The document's text (frozen into each run).
+    pub source: String,
+    /// The absolute path of a file workflow (scripted fixtures are found next to it).
+    pub path: Option<PathBuf>,
+    /// The name diagnostics use (the path as given, `<inline>`, or `name@version`).
+    pub file: String,
+    /// The stored workflow and version, when it is one.
+    pub stored: Option<(String, u32)>,
+}
+
+impl LoadedWorkflow {
+    pub fn name(&self) -> &str {
+        &self.program.doc.name
+    }
+}
+
+/// What a new run takes besides its workflow.
+#[derive(Clone, Debug, Default)]
+pub struct RunRequest {
+    /// The inputs given (checked against the workflow's `inputs:`, defaults filled).
+    pub inputs: Map<String, Value>,
+    /// Pause before these steps.
+    pub breakpoints: Vec<String>,
+    /// Pause before every step.
+    pub stepping: bool,
+    /// A retried start with the same key (and the same request) returns the same run.
+    pub idempotency_key: Option<String>,
+    /// The most the inputs may take as JSON, in bytes (`None`: 8 MiB).
+    pub max_input_size: Option<u64>,
+}
+
+/// The default limit on a run's inputs.
+pub const DEFAULT_MAX_INPUT_SIZE: u64 = 8 << 20;
+
+/// A started run.
+pub struct Started {
+    pub run: RunId,
+    /// `true`: the idempotency key had already started this run; nothing new was created and
+    /// there is nothing to drive.
+    pub reused: bool,
+    /// The new run, ready to drive (foreground) or [`Control::spawn`] (background).
+    pub drive: Option<Drive>,
+}
+
+/// The most runs one page holds.
+pub const MAX_PAGE: u32 = 10_000;
+
+/// Filters of [`Control::list_runs`].
+#[derive(Clone, Debug, Default)]
+pub struct RunQuery {
+    pub status: Option<RunStatus>,
+    pub workflow: Option<String>,
+    /// Only runs created at or after this time (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Text in the workflow name, inputs, outputs or error.
+    pub text: Option<String>,
+    /// At most this many (default 50, at most [`MAX_PAGE`]).
+    pub limit: Option<u32>,
+    /// A cursor from a previous page's `next`.
+    pub cursor: Option<String>,
+}
+
+/// Which events of a run [`Control::search_events`] returns.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    /// Only events with seq > `after`.
+    pub after: u64,
+    /// Only events about this step (an id matches every instance: `lint` matches `lint[2]`).
+    pub step: Option<String>,
+    /// Only these kinds (`step_failed`, `human_requested`, ...); empty: all.
+    pub kinds: Vec<String>,
+    /// Only events whose JSON contains this text (case-insensitive).
+    pub text: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// A page of runs, newest first.
+#[derive(Clone, Debug)]
+pub struct RunPage {
+    pub runs: Vec<RunRecord>,
+    /// The cursor of the next page, when there may be one.
+    pub next: Option<String>,
+}
+
+/// A request to change a run's course.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunControl {
+    Pause,
+    Cancel,
+}
+
+/// What [`Control::control_run`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlOutcome {
+    /// No process held the run: applied here; the run is now in this status.
+    Applied(RunStatus),
+    /// A process runs it: the request is queued for it.
+    Queued,
+}
+
+/// What [`Control::resume`] found.
+pub enum Resumed {
+    /// The run is over: nothing to resume.
+    Finished(RunStatus),
+    /// A task of this process drives it: the request was queued for it.
+    Queued,
+    Drive(Box<Drive>),
+}
+
+/// An answer to a `human` step.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    Approve,
+    Reject,
+    /// A value for an `input` step (`None`: refused, naming what is missing).
+    Input(Option<Value>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Answer {
+    /// The step (default: the only one waiting).
+    pub step: Option<String>,
+    pub decision: Decision,
+    pub comment: Option<String>,
+    /// Who answers, as logged (default: the caller's key id).
+    pub by: Option<String>,
+    /// Only record the answer; do not continue the run.
+    pub no_resume: bool,
+}
+
+/// What [`Control::answer`] did.
+pub enum Answered {
+    /// The answer is queued for the run: the process holding it takes it
+    /// (`held_elsewhere`), or whoever resumes it next.
+    Recorded { step: String, held_elsewhere: bool },
+    /// Nobody holds the run: drive it with the answer.
+    Drive(Box<Drive>),
+}
+
+/// A `human` step waiting for an answer.
+#[derive(Clone, Debug, Serialize)]
+pub struct Approval {
+    pub run: RunId,
+    pub workflow: String,
+    pub step: String,
+    pub prompt: String,
+    pub kind: HumanKind,
+    /// The JSON Schema of the value (`input` steps).
+    pub schema: Option<Value>,
+    pub requested_at_ms: i64,
+    pub started_by: Option<String>,
+}
+
+/// Problems that would stop an agent's first model call although the workflow is valid: a
+/// scripted model with no reply file, a provider whose key is unset, a local model not
+/// installed. `baton validate` shows them as warnings; a run refuses to start with them.
+pub fn model_problems(
+    models: &dyn baton_llm::ModelResolver,
+    loaded: &load::Loaded,
+    base: &Path,
+) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for (name, agent) in &loaded.doc.agents {
+        let Ok(reference) = baton_llm::config::expand_env(&agent.model) else {
+            continue; // validation reported it
+        };
+        if let Err(e) = models.resolve(&reference, base) {
+            out.push(Diagnostic::from(loaded.diagnostic(
+                format!("agents.{name}.model"),
+                format!("agent `{name}` cannot call `{reference}`: {e}"),
+            )));
+        }
+    }
+    out
+}
+
+/// The program of a stored run (its frozen document, compiled again); relative files
+/// (scripted replies) are found next to its workflow file, else in the working directory.
+pub fn program_of(rec: &RunRecord) -> Result<Program> {
+    program_in(rec, Path::new(""))
+}
+
+/// [`program_of`], with `base` for runs whose workflow was not a file.
+fn program_in(rec: &RunRecord, base_dir: &Path) -> Result<Program> {
+    let file = rec
+        .workflow_path
+        .clone()
+        .unwrap_or_else(|| "<stored workflow>".into());
+    let loaded = load::load_bytes(&file, rec.workflow_source.as_bytes()).map_err(|d| {
+        Error::internal(format!(
+            "the stored workflow of run {} no longer loads: {}",
+            rec.id,
+            d.first().map(|d| d.to_string()).unwrap_or_default()
+        ))
+    })?;
+    let base = match rec.workflow_path.as_deref() {
+        Some(p) => Path::new(p)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        None => base_dir.to_path_buf(),
+    };
+    Program::compile(loaded.doc, base).map_err(|e| Error::internal(format!("run {}: {e}", rec.id)))
+}
+
+fn diagnostics(ds: Vec<load::Diagnostic>) -> Error {
+    let diagnostics: Vec<Diagnostic> = ds.into_iter().map(Diagnostic::from).collect();
+    let n = diagnostics.len();
+    Error::Invalid {
+        message: match diagnostics.first() {
+            Some(d) if n == 1 => d.to_string(),
+            Some(d) => format!("{d} (and {} more)", n - 1),
+            None => "the workflow is not valid".into(),
+        },
+        details: Details::Diagnostics { diagnostics },
+    }
+}
+
+fn cursor_of(r: &RunRecord) -> String {
+    format!("{}.{}", r.created_at_ms, r.id)
+}
+
+fn parse_cursor(c: &str) -> Result<(i64, RunId)> {
+    let bad = || Error::invalid_field("cursor", format!("'{c}' is not a cursor of this listing"));
+    let (at, id) = c.split_once('.').ok_or_else(bad)?;
+    Ok((
+        at.parse().map_err(|_| bad())?,
+        id.parse().map_err(|_| bad())?,
+    ))
+}
+
+impl Control {
+    /// The program of a stored run (see [`program_of`]), with this control's base folder.
+    pub fn program(&self, rec: &RunRecord) -> Result<Program> {
+        program_in(rec, &self.base_dir)
+    }
+
+    fn env(&self) -> ValidationEnv<'_> {
+        ValidationEnv {
+            tools: &self.services.tools,
+            models: Some(self.services.models.as_ref()),
+        }
+    }
+
+    /// [`model_problems`] with this control's models.
+    pub fn model_problems(&self, loaded: &load::Loaded, base: &Path) -> Vec<Diagnostic> {
+        model_problems(self.services.models.as_ref(), loaded, base)
+    }
+
+    /// Validates a document without storing or running anything: every problem, then the
+    /// model problems as warnings. `Ok` when it has no error.
+    pub fn validate(&self, file: &str, text: &str) -> std::result::Result<Vec<Diagnostic>, Error> {
+        let loaded = load::load_bytes(file, text.as_bytes()).map_err(diagnostics)?;
+        let ds = load::validate(&loaded, &self.env());
+        if !ds.is_empty() {
+            return Err(diagnostics(ds));
+        }
+        Ok(self
+            .model_problems(&loaded, &self.base_dir)
+            .into_iter()
+            .map(|d| Diagnostic {
+                level: "warning",
+                ..d
+            })
+            .collect())
+    }
+
+    /// Loads, validates and compiles a workflow to start runs of. Every problem comes back
+    /// as [`Error::Invalid`] with [`Details::Diagnostics`]; a workflow that cannot compile
+    /// as `Invalid` with the message `file: error: ...`.
+    pub async fn load_workflow(
+        &self,
+        caller: &Caller,
+        source: WorkflowSource,
+    ) -> Result<LoadedWorkflow> {
+        caller.check(Permission::Read)?;
+        let (loaded, path, stored) = match source {
+            WorkflowSource::File(p) => {
+                let loaded = load::load_and_validate(&p, &self.env()).map_err(diagnostics)?;
+                let abs = std::fs::canonicalize(&p).unwrap_or(p);
+                (loaded, Some(abs), None)
+            }
+            WorkflowSource::Inline { text } => {
+                let loaded = load::load_bytes("<inline>", text.as_bytes()).map_err(diagnostics)?;
+                (loaded, None, None)
+            }
+            WorkflowSource::Stored(r) => {
+                let w = self.stored_workflow(caller, &r).await?;
+                let file = format!("{}@{}", w.name, w.version);
+                let loaded = load::load_bytes(&file, w.source.as_bytes()).map_err(diagnostics)?;
+                (loaded, None, Some((w.name, w.version)))
+            }
+        };
+        if path.is_none() {
+            let ds = load::validate(&loaded, &self.env());
+            if !ds.is_empty() {
+                return Err(diagnostics(ds));
+            }
+        }
+        let base = match path.as_deref() {
+            Some(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
+            None => self.base_dir.clone(),
+        };
+        // Checked before a run is created: a run that cannot make its first call never starts.
+        let problems = self.model_problems(&loaded, &base);
+        if !problems.is_empty() {
+            let n = problems.len();
+            return Err(Error::Invalid {
+                message: format!(
+                    "{} ({n} problem{})",
+                    problems[0],
+                    if n == 1 { "" } else { "s" }
+                ),
+                details: Details::Diagnostics {
+                    diagnostics: problems,
+                },
+            });
+        }
+        let program = Program::compile(loaded.doc.clone(), base)
+            .map_err(|e| Error::invalid(format!("{}: error: {e}", loaded.file)))?;
+        Ok(LoadedWorkflow {
+            program: Arc::new(program),
+            source: loaded.source,
+            path,
+            file: loaded.file,
+            stored,
+        })
+    }
+
+    /// Creates a run of `w` (its first event, `run_created`, in the same write) and hands it
+    /// back ready to drive. With an idempotency key already used by the same request, the
+    /// run it started comes back instead (`reused`); used by another request: `Conflict`.
+    pub async fn create_run(
+        &self,
+        caller: &Caller,
+        w: &LoadedWorkflow,
+        req: RunRequest,
+    ) -> Result<Started> {
+        if let Err(e) = caller.check(Permission::StartRuns) {
+            return Err(self.denied(caller, "run.start", None, e).await);
+        }
+        for b in &req.breakpoints {
+            if w.program.node_by_id(b).is_none() {
+                return Err(Error::invalid_field(
+                    "breakpoints",
+                    format!("the workflow has no step '{b}'"),
+                ));
+            }
+        }
+        let inputs = baton_engine::inputs::resolve(&w.program.doc, req.inputs).map_err(|p| {
+            Error::Invalid {
+                message: p.join("; "),
+                details: Details::Inputs { problems: p },
+            }
+        })?;
+        let limit = req.max_input_size.unwrap_or(DEFAULT_MAX_INPUT_SIZE);
+        baton_engine::inputs::check_size(&inputs, limit).map_err(|p| Error::Invalid {
+            message: p.clone(),
+            details: Details::Inputs { problems: vec![p] },
+        })?;
+        let options = RunOptions {
+            breakpoints: req.breakpoints.iter().cloned().collect(),
+            stepping: req.stepping,
+        };
+        let options_json = serde_json::to_value(&options).unwrap_or(Value::Null);
+        let idempotency = req.idempotency_key.map(|key| IdempotencyKey {
+            fingerprint: fingerprint(&w.source, &inputs, &options_json),
+            key,
+        });
+        if let Some(k) = &idempotency {
+            if k.key.is_empty() || k.key.len() > 255 {
+                return Err(Error::invalid_field(
+                    "idempotency_key",
+                    "an idempotency key has 1 to 255 characters",
+                ));
+            }
+            if let Some((run, fp)) = self
+                .services
+                .store
+                .run_for_key(&caller.tenant, &k.key)
+                .await?
+            {
+                return reuse(k, run, &fp);
+            }
+        }
+        let id = RunId::new();
+        let now = baton_store::now_ms();
+        let created = self
+            .services
+            .store
+            .create_run(NewRun {
+                id,
+                workflow_name: w.program.doc.name.clone(),
+                workflow_source: w.source.clone(),
+                workflow_path: w.path.as_ref().map(|p| p.display().to_string()),
+                inputs: inputs.clone(),
+                options: options_json,
+                created_at_ms: now,
+                events: vec![EventRecord {
+                    run_id: id,
+                    seq: 1,
+                    at_ms: now,
+                    event: Event::RunCreated {
+                        workflow: w.program.doc.name.clone(),
+                        inputs: inputs.clone(),
+                    },
+                }],
+                tenant: caller.tenant.clone(),
+                started_by: Some(caller.key_id.clone()),
+                idempotency: idempotency.clone(),
+            })
+            .await;
+        match (created, &idempotency) {
+            (Ok(()), _) => {}
+            // Another start with the same key won the race.
+            (
+                Err(baton_store::Error::KeyUsed {
+                    run, fingerprint, ..
+                }),
+                Some(k),
+            ) => return reuse(k, run, &fingerprint),
+            (Err(e), _) => return Err(e.into()),
+        }
+        let object = format!("run/{id}");
+        let details = json!({"workflow": w.program.doc.name, "stored": w.stored});
+        self.record(caller, "run.start", Some(&object), Outcome::Ok, details)
+            .await?;
+        let state = RunState::new(id, inputs, &w.program, &options);
+        Ok(Started {
+            run: id,
+            reused: false,
+            drive: Some(Drive {
+                run: id,
+                tenant: caller.tenant.clone(),
+                program: w.program.clone(),
+                state,
+                inputs: vec![Input::Start { resumed: false }],
+            }),
+        })
+    }
+
+    /// [`Control::load_workflow`] then [`Control::create_run`].
+    pub async fn start_run(
+        &self,
+        caller: &Caller,
+        source: WorkflowSource,
+        req: RunRequest,
+    ) -> Result<Started> {
+        if let Err(e) = caller.check(Permission::StartRuns) {
+            return Err(self.denied(caller, "run.start", None, e).await);
+        }
+        let w = self.load_workflow(caller, source).await?;
+        self.create_run(caller, &w, req).await
+    }
+
+    /// A run of the caller's tenant by its id or a unique prefix of it (at least 4 hex
+    /// digits, as git does with commits). A `runner` finds only the runs it started.
+    pub async fn find_run(&self, caller: &Caller, run: &str) -> Result<RunRecord> {
+        caller.check(Permission::Read)?;
+        let store = &self.services.store;
+        let not_found = || Error::not_found(format!("no run {run}"));
+        let rec = if let Ok(id) = run.parse::<RunId>() {
+            store.tenant_run(&caller.tenant, id).await?
+        } else {
+            if run.len() < 4 || !run.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Error::invalid_field(
+                    "run",
+                    format!(
+                        "'{run}' is not a run id: give the 32 hex digits `baton runs list` prints, or a unique prefix of at least 4"
+                    ),
+                ));
+            }
+            let ids = store.runs_by_prefix(&caller.tenant, run, 6).await?;
+            match ids.as_slice() {
+                [] => None,
+                [id] => store.tenant_run(&caller.tenant, *id).await?,
+                many => {
+                    let listed: Vec<String> =
+                        many.iter().take(5).map(ToString::to_string).collect();
+                    return Err(Error::invalid_field(
+                        "run",
+                        format!(
+                            "run id prefix '{run}' is ambiguous: it matches {}{}; give more digits",
+                            listed.join(", "),
+                            if many.len() > 5 { ", ..." } else { "" }
+                        ),
+                    ));
+                }
+            }
+        };
+        let rec = rec.ok_or_else(not_found)?;
+        if caller.own_runs_only() && rec.started_by.as_deref() != Some(caller.key_id.as_str()) {
+            return Err(not_found());
+        }
+        Ok(rec)
+    }
+
+    /// The caller's tenant's runs, newest first, a page at a time.
+    pub async fn list_runs(&self, caller: &Caller, q: RunQuery) -> Result<RunPage> {
+        caller.check(Permission::Read)?;
+        let limit = q.limit.unwrap_or(50).min(MAX_PAGE);
+        let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
+        let runs = self
+            .services
+            .store
+            .list_runs(
+                &caller.tenant,
+                ListQuery {
+                    status: q.status,
+                    workflow: q.workflow,
+                    limit: Some(limit),
+                    since_ms: q.since_ms,
+                    text: q.text,
+                    started_by: caller.own_runs_only().then(|| caller.key_id.clone()),
+                    after,
+                },
+            )
+            .await?;
+        let next = (limit > 0 && runs.len() == limit as usize)
+            .then(|| runs.last().map(cursor_of))
+            .flatten();
+        Ok(RunPage { runs, next })
+    }
+
+    /// A run in full: record, per-step status, outputs, errors, timings and tokens, sandbox
+    /// executions, the steps waiting for a person.
+    pub async fn run_detail(&self, caller: &Caller, run: &str) -> Result<RunDetail> {
+        let rec = self.find_run(caller, run).await?;
+        let evs = self.services.store.events(rec.id, 0).await?;
+        let steps = view::step_details(&evs);
+        let mut usage = baton_types::Usage::default();
+        for s in &steps {
+            usage.add(&s.usage);
+        }
+        // The program tells `sandbox:` steps apart (a run whose workflow no longer compiles
+        // still shows agents' sandbox.exec calls).
+        let program = self.program(&rec).ok();
+        let sandbox = view::sandbox_records(&evs, program.as_ref());
+        let waiting = steps
+            .iter()
+            .filter(|s| s.row.status == "waiting")
+            .map(|s| s.row.step.clone())
+            .collect();
+        Ok(RunDetail {
+            tokens: steps.iter().map(|s| s.row.tokens).sum(),
+            usage,
+            steps,
+            sandbox,
+            waiting,
+            run: rec,
+        })
+    }
+
+    /// A run's events with seq > `after`, in order (at most `limit`).
+    pub async fn events(
+        &self,
+        caller: &Caller,
+        run: &str,
+        after: u64,
+        limit: Option<usize>,
+    ) -> Result<Vec<EventRecord>> {
+        let rec = self.find_run(caller, run).await?;
+        let mut evs = self.services.store.events(rec.id, after).await?;
+        if let Some(l) = limit {
+            evs.truncate(l);
+        }
+        Ok(evs)
+    }
+
+    /// A run's events that match `f` (the logs query: step, kind, text), in order.
+    pub async fn search_events(
+        &self,
+        caller: &Caller,
+        run: &str,
+        f: &EventFilter,
+    ) -> Result<Vec<EventRecord>> {
+        let rec = self.find_run(caller, run).await?;
+        let text = f.text.as_ref().map(|t| t.to_lowercase());
+        let mut out: Vec<EventRecord> = self
+            .services
+            .store
+            .events(rec.id, f.after)
+            .await?
+            .into_iter()
+            .filter(|e| {
+                let step_ok = f.step.as_ref().is_none_or(|s| {
+                    e.event
+                        .step()
+                        .is_some_and(|x| x == s || baton_types::StepPath::parse(x).id() == s)
+                });
+                let kind_ok = f.kinds.is_empty() || f.kinds.iter().any(|k| k == e.event.kind());
+                let text_ok = text.as_ref().is_none_or(|t| {
+                    serde_json::to_string(&e.event)
+                        .is_ok_and(|j| j.to_lowercase().contains(t.as_str()))
+                });
+                step_ok && kind_ok && text_ok
+            })
+            .collect();
+        if let Some(l) = f.limit {
+            out.truncate(l);
+        }
+        Ok(out)
+    }
+
+    /// The engine state of a run, rebuilt from its checkpoint and the events after it.
+    pub async fn run_state(&self, caller: &Caller, run: &str) -> Result<RunState> {
+        let rec = self.find_run(caller, run).await?;
+        let program = self.program(&rec)?;
+        Ok(baton_engine::executor::load_state(&self.services, &program, rec.id).await?)
+    }
+
+    /// Whether a live process holds `run` (a task of this one, or another process's claim).
+    async fn held_elsewhere(&self, run: RunId) -> Result<bool> {
+        if self.runner.is_active(run) {
+            return Ok(true);
+        }
+        let owner = baton_store::process_owner();
+        match self.services.store.claim(run, &owner, PROBE_LEASE_MS).await {
+            Ok(()) => {
+                self.services.store.release(run, &owner).await?;
+                Ok(false)
+            }
+            Err(baton_store::Error::Claimed { .. }) => Ok(true),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Pauses or cancels a run: queued for the process running it, or applied here when none
+    /// does.
+    pub async fn control_run(
+        &self,
+        caller: &Caller,
+        run: &str,
+        what: RunControl,
+    ) -> Result<ControlOutcome> {
+        let action = match what {
+            RunControl::Pause => "run.pause",
+            RunControl::Cancel => "run.cancel",
+        };
+        let rec = self.find_run(caller, run).await?;
+        let object = format!("run/{}", rec.id);
+        if let Err(e) = caller.check(Permission::OperateRuns) {
+            return Err(self.denied(caller, action, Some(&object), e).await);
+        }
+        if rec.status.is_terminal() {
+            return Err(Error::conflict(format!(
+                "run {} is already {}",
+                rec.id, rec.status
+            )));
+        }
+        let program = Arc::new(self.program(&rec)?);
+        let st = baton_engine::executor::load_state(&self.services, &program, rec.id).await?;
+        let outcome = if self.held_elsewhere(rec.id).await? {
+            let c = match what {
+                RunControl::Pause => StoreControl::Pause,
+                RunControl::Cancel => StoreControl::Cancel,
+            };
+            self.services.store.send_control(rec.id, c).await?;
+            ControlOutcome::Queued
+        } else {
+            let input = match what {
+                RunControl::Pause => Input::Pause,
+                RunControl::Cancel => Input::Cancel,
+            };
+            let st = self.executor(program).drive(st, vec![input]).await?;
+            ControlOutcome::Applied(st.status)
+        };
+        let details = json!({"queued": outcome == ControlOutcome::Queued});
+        self.record(caller, action, Some(&object), Outcome::Ok, details)
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Continues a run that stopped (a crash, a pause, a breakpoint): a [`Drive`] from its
+    /// log, or the request queued for this process's task that drives it. `stepping`: pause
+    /// before every step from here on.
+    pub async fn resume(&self, caller: &Caller, run: &str, stepping: bool) -> Result<Resumed> {
+        let rec = self.find_run(caller, run).await?;
+        let object = format!("run/{}", rec.id);
+        if let Err(e) = caller.check(Permission::OperateRuns) {
+            return Err(self.denied(caller, "run.resume", Some(&object), e).await);
+        }
+        if rec.status.is_terminal() {
+            return Ok(Resumed::Finished(rec.status));
+        }
+        self.record(
+            caller,
+            "run.resume",
+            Some(&object),
+            Outcome::Ok,
+            json!({"stepping": stepping}),
+        )
+        .await?;
+        if self.runner.is_active(rec.id) {
+            self.services
+                .store
+                .send_control(rec.id, StoreControl::Resume { stepping })
+                .await?;
+            return Ok(Resumed::Queued);
+        }
+        let program = Arc::new(self.program(&rec)?);
+        let st = baton_engine::executor::load_state(&self.services, &program, rec.id).await?;
+        let mut inputs = vec![Input::Start { resumed: true }];
+        if st.pause.is_some() || stepping != st.stepping {
+            inputs.push(Input::Resume { stepping });
+        }
+        Ok(Resumed::Drive(Box::new(Drive {
+            run: rec.id,
+            tenant: rec.tenant,
+            program,
+            state: st,
+            inputs,
+        })))
+    }
+
+    /// Answers a waiting `human` step: approve, reject, or a value (checked against the
+    /// step's schema). Recorded for the process holding the run, or handed back to drive.
+    pub async fn answer(&self, caller: &Caller, run: &str, a: Answer) -> Result<Answered> {
+        let rec = self.find_run(caller, run).await?;
+        let object = format!("run/{}", rec.id);
+        if let Err(e) = caller.check(Permission::AnswerApprovals) {
+            return Err(self.denied(caller, "run.answer", Some(&object), e).await);
+        }
+        let program = Arc::new(self.program(&rec)?);
+        let st = baton_engine::executor::load_state(&self.services, &program, rec.id).await?;
+        let step = waiting_step(&st, a.step.as_deref())?;
+        let node = program
+            .node_by_id(baton_types::StepPath::parse(&step).id())
+            .ok_or_else(|| Error::internal(format!("unknown step {step}")))?;
+        let baton_types::StepKind::Human(spec) = node.step.kind.clone() else {
+            return Err(Error::invalid_field(
+                "step",
+                format!("step {step} is not a human step"),
+            ));
+        };
+        let (approved, value) = match a.decision {
+            Decision::Input(value) => {
+                if spec.kind != HumanKind::Input {
+                    return Err(Error::invalid_field(
+                        "decision",
+                        format!(
+                            "step {step} asks for approval: use `baton runs approve` or `reject`"
+                        ),
+                    ));
+                }
+                let Some(value) = value else {
+                    return Err(Error::invalid_field(
+                        "value",
+                        format!("step {step} asks for a value: pass --value"),
+                    ));
+                };
+                if let Some(schema) = &spec.schema
+                    && let Err(e) = baton_engine::agent::check_output(schema, &value.to_string())
+                {
+                    return Err(Error::Invalid {
+                        message: format!("the value does not match step {step}'s schema: {e}"),
+                        details: Details::Schema {
+                            field: "value".into(),
+                        },
+                    });
+                }
+                (true, value)
+            }
+            d => {
+                if spec.kind == HumanKind::Input {
+                    return Err(Error::invalid_field(
+                        "decision",
+                        format!("step {step} asks for a value: use `baton runs input --value ...`"),
+                    ));
+                }
+                (d == Decision::Approve, Value::Null)
+            }
+        };
+        let by = a.by.or_else(|| Some(caller.key_id.clone()));
+        let held_elsewhere = self.held_elsewhere(rec.id).await?;
+        let details = json!({"step": step, "approved": approved, "comment": a.comment});
+        self.record(caller, "run.answer", Some(&object), Outcome::Ok, details)
+            .await?;
+        if held_elsewhere || a.no_resume {
+            self.services
+                .store
+                .send_control(
+                    rec.id,
+                    StoreControl::Human {
+                        step: step.clone(),
+                        approved,
+                        value,
+                        comment: a.comment,
+                        by,
+                    },
+                )
+                .await?;
+            return Ok(Answered::Recorded {
+                step,
+                held_elsewhere,
+            });
+        }
+        Ok(Answered::Drive(Box::new(Drive {
+            run: rec.id,
+            tenant: rec.tenant,
+            program,
+            state: st,
+            inputs: vec![
+                Input::Start { resumed: true },
+                Input::Human {
+                    step,
+                    approved,
+                    value,
+                    comment: a.comment,
+                    by,
+                },
+            ],
+        })))
+    }
+
+    /// Every `human` step waiting in the caller's tenant's runs (a `runner`: in the runs it
+    /// started), oldest request first.
+    pub async fn approvals(&self, caller: &Caller) -> Result<Vec<Approval>> {
+        caller.check(Permission::Read)?;
+        let q = ListQuery {
+            status: Some(RunStatus::Waiting),
+            started_by: caller.own_runs_only().then(|| caller.key_id.clone()),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        for rec in self.services.store.list_runs(&caller.tenant, q).await? {
+            let Ok(program) = self.program(&rec) else {
+                continue;
+            };
+            let st = baton_engine::executor::load_state(&self.services, &program, rec.id).await?;
+            let waiting = st.waiting_humans();
+            if waiting.is_empty() {
+                continue;
+            }
+            let evs = self.services.store.events(rec.id, 0).await?;
+            for step in waiting {
+                let Some((prompt, kind, at)) = evs.iter().rev().find_map(|e| match &e.event {
+                    Event::HumanRequested {
+                        step: s,
+                        prompt,
+                        kind,
+                    } if *s == step => Some((prompt.clone(), *kind, e.at_ms)),
+                    _ => None,
+                }) else {
+                    continue;
+                };
+                let schema = program
+                    .node_by_id(baton_types::StepPath::parse(&step).id())
+                    .and_then(|n| match &n.step.kind {
+                        baton_types::StepKind::Human(h) => h.schema.clone(),
+                        _ => None,
+                    });
+                out.push(Approval {
+                    run: rec.id,
+                    workflow: rec.workflow_name.clone(),
+                    step,
+                    prompt,
+                    kind,
+                    schema,
+                    requested_at_ms: at,
+                    started_by: rec.started_by.clone(),
+                });
+            }
+        }
+        out.sort_by_key(|a| a.requested_at_ms);
+        Ok(out)
+    }
+}
+
+fn reuse(k: &IdempotencyKey, run: RunId, fingerprint: &str) -> Result<Started> {
+    if fingerprint == k.fingerprint {
+        Ok(Started {
+            run,
+            reused: true,
+            drive: None,
+        })
+    } else {
+        Err(Error::conflict(format!(
+            "idempotency key '{}' already started run {run} with another request",
+            k.key
+        )))
+    }
+}
+
+/// The fingerprint of a start request: SHA-256 of the document, inputs and options.
+fn fingerprint(source: &str, inputs: &Value, options: &Value) -> String {
+    let body = json!([source, inputs, options]).to_string();
+    baton_store::tenancy::hex(&Sha256::digest(body.as_bytes()))
+}
+
+/// The step an answer is for: the one named (it must be waiting), or the only one waiting.
+fn waiting_step(st: &RunState, named: Option<&str>) -> Result<String> {
+    let run = st.run_id;
+    let waiting = st.waiting_humans();
+    let err = |m: String| Err(Error::invalid_field("step", m));
+    match (named, waiting.as_slice()) {
+        (Some(s), w) if w.iter().any(|x| x == s) => Ok(s.to_string()),
+        (Some(s), []) => err(format!(
+            "step '{s}' of run {run} is not waiting for a person (no step is)"
+        )),
+        (Some(s), w) => err(format!(
+            "step '{s}' of run {run} is not waiting for a person (waiting: {})",
+            w.join(", ")
+        )),
+        (None, [one]) => Ok(one.clone()),
+        (None, []) => Err(Error::conflict(match st.ambiguous_steps().first() {
+            Some(step) => format!(
+                "no step of run {run} asks a question, but step '{step}' is ambiguous: see `baton runs show {run}`, then `baton runs resolve {run} {step} --as done|retry`"
+            ),
+            None => format!(
+                "no step of run {run} is waiting for a person (status: {})",
+                st.status
+            ),
+        })),
+        (None, w) => err(format!(
+            "several steps wait ({}): name one with --step",
+            w.join(", ")
+        )),
+    }
+}

@@ -1,0 +1,422 @@
+//! What a run looks like to a front end, as typed values built from its log: per-step
+//! figures, sandbox executions, the engine state as people read it. The CLI prints them and
+//! the server serializes them; neither reads the log itself.
+
+use std::collections::HashMap;
+
+use baton_engine::{Program, RunState};
+use baton_store::RunRecord;
+use baton_types::{Event, EventRecord, RunStatus, StepError, Usage};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+/// One step's figures over a run: its last status, its summed duration and tokens.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepRow {
+    pub step: String,
+    pub status: &'static str,
+    pub duration_ms: u64,
+    pub tokens: u64,
+    #[serde(skip)]
+    pub usage: Usage,
+}
+
+/// Per-step figures from the log, in the order steps first appear.
+pub fn step_rows(evs: &[EventRecord]) -> Vec<StepRow> {
+    step_details(evs).into_iter().map(|d| d.row).collect()
+}
+
+/// A step of a run in full: its figures, when it started and ended, its last output or error.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepDetail {
+    #[serde(flatten)]
+    pub row: StepRow,
+    /// Tokens and cost of the step's model calls.
+    pub usage: Usage,
+    /// When its first attempt started, and when it last ended (Unix ms).
+    pub started_at_ms: Option<i64>,
+    pub ended_at_ms: Option<i64>,
+    pub attempts: u32,
+    pub output: Option<Value>,
+    pub error: Option<StepError>,
+}
+
+/// Per-step details from the log, in the order steps first appear.
+pub fn step_details(evs: &[EventRecord]) -> Vec<StepDetail> {
+    let mut rows: Vec<StepDetail> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    // When each step's current attempt started: a parent (parallel, map, group) reports no
+    // duration of its own, so its row shows its span, from its start to its end.
+    let mut started: HashMap<&str, i64> = HashMap::new();
+    let span = |started: &HashMap<&str, i64>, step: &str, d: u64, at: i64| {
+        if d > 0 {
+            return d;
+        }
+        started
+            .get(step)
+            .map_or(0, |s| u64::try_from(at - s).unwrap_or(0))
+    };
+    for e in evs {
+        let mut output = None;
+        let mut error = None;
+        let mut ended = false;
+        let (step, status, d, u) = match &e.event {
+            Event::StepStarted { step, .. } => {
+                started.insert(step, e.at_ms);
+                (step, "running", 0, Usage::default())
+            }
+            Event::StepSucceeded {
+                step,
+                duration_ms,
+                usage,
+                output: out,
+                ..
+            } => {
+                output = Some(out.clone());
+                ended = true;
+                (
+                    step,
+                    "succeeded",
+                    span(&started, step, *duration_ms, e.at_ms),
+                    *usage,
+                )
+            }
+            Event::StepFailed {
+                step,
+                duration_ms,
+                usage,
+                retry_in_ms,
+                recovered,
+                error: err,
+                ..
+            } => {
+                let s = if retry_in_ms.is_some() {
+                    "retrying"
+                } else if *recovered {
+                    "failed (continued)"
+                } else {
+                    "failed"
+                };
+                error = Some(err.clone());
+                ended = true;
+                (step, s, span(&started, step, *duration_ms, e.at_ms), *usage)
+            }
+            Event::StepCancelled { step } => {
+                ended = true;
+                (step, "cancelled", 0, Usage::default())
+            }
+            Event::HumanRequested { step, .. } => (step, "waiting", 0, Usage::default()),
+            Event::StepAmbiguous { step, .. } => (step, "ambiguous", 0, Usage::default()),
+            Event::StepResolved { step, .. } => (step, "running", 0, Usage::default()),
+            _ => continue,
+        };
+        let is_start = matches!(e.event, Event::StepStarted { .. });
+        let i = match index.get(step.as_str()) {
+            Some(&i) => i,
+            None => {
+                index.insert(step, rows.len());
+                rows.push(StepDetail {
+                    row: StepRow {
+                        step: step.clone(),
+                        status,
+                        duration_ms: 0,
+                        tokens: 0,
+                        usage: Usage::default(),
+                    },
+                    usage: Usage::default(),
+                    started_at_ms: None,
+                    ended_at_ms: None,
+                    attempts: 0,
+                    output: None,
+                    error: None,
+                });
+                rows.len() - 1
+            }
+        };
+        let r = &mut rows[i];
+        r.row.status = status;
+        r.row.duration_ms += d;
+        r.row.usage.add(&u);
+        r.row.tokens = r.row.usage.total();
+        r.usage = r.row.usage;
+        if is_start {
+            r.attempts += 1;
+            r.started_at_ms.get_or_insert(e.at_ms);
+        }
+        if ended {
+            r.ended_at_ms = Some(e.at_ms);
+        }
+        if output.is_some() {
+            r.output = output;
+            r.error = None;
+        }
+        if error.is_some() {
+            r.error = error;
+        }
+    }
+    rows
+}
+
+/// One sandbox execution found in a run's log: a `sandbox:` step's result (succeeded, or
+/// carried by its failure) or an agent's `sandbox.exec` call.
+#[derive(Clone, Debug, Serialize)]
+pub struct SandboxRecord {
+    pub step: String,
+    /// Which run of the step (a loop runs it again) and which attempt of that run.
+    pub visit: Option<u32>,
+    pub attempt: Option<u32>,
+    /// `step` (a `sandbox:` step) or the tool an agent called.
+    pub via: &'static str,
+    pub record: Value,
+}
+
+fn is_exec_record(v: &Value) -> bool {
+    v.get("stop_reason").is_some() && v.get("policy").is_some_and(|p| p.get("tier").is_some())
+}
+
+/// The sandbox executions of a run, in log order. The program tells `sandbox:` steps apart (a
+/// run whose workflow no longer compiles still shows agents' `sandbox.exec` calls).
+pub fn sandbox_records(evs: &[EventRecord], program: Option<&Program>) -> Vec<SandboxRecord> {
+    let is_sandbox_step = |step: &str| {
+        let id = baton_types::StepPath::parse(step).id();
+        program
+            .and_then(|p| p.node_by_id(id))
+            .is_some_and(|n| matches!(n.kind, baton_engine::program::NodeKind::Sandbox))
+    };
+    // Step -> (visit, attempt) of its latest start.
+    let mut started: HashMap<&str, (u32, u32)> = HashMap::new();
+    let mut out = Vec::new();
+    for e in evs {
+        let (step, attempt, via, record) = match &e.event {
+            Event::StepStarted {
+                step,
+                attempt,
+                visit,
+                ..
+            } => {
+                started.insert(step, (*visit, *attempt));
+                continue;
+            }
+            Event::StepSucceeded { step, output, .. }
+                if is_sandbox_step(step) && is_exec_record(output) =>
+            {
+                (step, None, "step", output.clone())
+            }
+            Event::StepFailed {
+                step,
+                attempt,
+                error,
+                ..
+            } if is_sandbox_step(step) => match &error.sandbox {
+                Some(record) => (step, Some(*attempt), "step", (**record).clone()),
+                None => continue,
+            },
+            Event::StepProgress {
+                step,
+                progress: baton_types::Progress::ToolResult { tool, output, .. },
+            } if tool == "sandbox.exec" && is_exec_record(output) => {
+                (step, None, "sandbox.exec", output.clone())
+            }
+            Event::ToolCallFinished {
+                step,
+                attempt,
+                tool,
+                output,
+                ..
+            } if tool == "sandbox.exec" && is_exec_record(output) => {
+                (step, Some(*attempt), "sandbox.exec", output.clone())
+            }
+            _ => continue,
+        };
+        let (visit, last) = started.get(step.as_str()).copied().unzip();
+        out.push(SandboxRecord {
+            step: step.clone(),
+            visit,
+            attempt: attempt.or(last),
+            via,
+            record,
+        });
+    }
+    out
+}
+
+/// One run in a listing.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunListItem {
+    pub id: String,
+    pub workflow: String,
+    pub status: RunStatus,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub error: Option<String>,
+}
+
+impl RunListItem {
+    pub fn of(r: &RunRecord) -> Self {
+        Self {
+            id: r.id.to_string(),
+            workflow: r.workflow_name.clone(),
+            status: r.status,
+            created_at_ms: r.created_at_ms,
+            updated_at_ms: r.updated_at_ms,
+            error: r.error.clone(),
+        }
+    }
+}
+
+/// A run in full: its record, its steps and its sandbox executions.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunDetail {
+    #[serde(serialize_with = "ser_record")]
+    pub run: RunRecord,
+    /// Tokens over all steps.
+    pub tokens: u64,
+    pub usage: Usage,
+    pub steps: Vec<StepDetail>,
+    pub sandbox: Vec<SandboxRecord>,
+    /// The `human` steps waiting for an answer.
+    pub waiting: Vec<String>,
+}
+
+fn ser_record<S: serde::Serializer>(r: &RunRecord, s: S) -> Result<S::Ok, S::Error> {
+    json!({
+        "id": r.id,
+        "tenant": r.tenant,
+        "workflow": r.workflow_name,
+        "status": r.status,
+        "inputs": r.inputs,
+        "outputs": r.outputs,
+        "error": r.error,
+        "created_at_ms": r.created_at_ms,
+        "updated_at_ms": r.updated_at_ms,
+        "last_seq": r.last_seq,
+        "started_by": r.started_by,
+    })
+    .serialize(s)
+}
+
+impl RunDetail {
+    pub fn rows(&self) -> Vec<StepRow> {
+        self.steps.iter().map(|s| s.row.clone()).collect()
+    }
+}
+
+/// The engine state as people read it (`baton runs state`, a breakpoint's inspection).
+pub fn state_view(st: &RunState) -> Value {
+    let active: Vec<Value> = st
+        .steps
+        .iter()
+        .map(|(k, s)| json!({"step": k, "attempt": s.attempt, "visit": s.visit, "phase": s.phase}))
+        .collect();
+    let steps: Map<String, Value> = st
+        .outputs
+        .iter()
+        .map(|(k, v)| (k.clone(), json!({"output": v, "error": st.errors.get(k)})))
+        .collect();
+    json!({
+        "id": st.run_id.to_string(),
+        "status": st.status,
+        "paused": st.pause,
+        "stepping": st.stepping,
+        "breakpoints": st.breakpoints,
+        "inputs": st.inputs,
+        "state": st.state,
+        "steps": steps,
+        "active": active,
+        "ready": st.ready.keys().collect::<Vec<_>>(),
+        "visits": st.visits,
+        "tokens": st.usage.total(),
+        "outputs": st.result,
+        "error": st.error,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_types::RunId;
+
+    fn rec(seq: u64, at_ms: i64, event: Event) -> EventRecord {
+        EventRecord {
+            run_id: RunId::default(),
+            seq,
+            at_ms,
+            event,
+        }
+    }
+
+    #[test]
+    fn step_details_sum_attempts_and_keep_the_last_result() {
+        let usage = Usage {
+            prompt_tokens: 3,
+            completion_tokens: 4,
+            cost_usd: 0.0,
+        };
+        let evs = vec![
+            rec(
+                1,
+                10,
+                Event::StepStarted {
+                    step: "a".into(),
+                    attempt: 1,
+                    visit: 1,
+                    key: "k".into(),
+                },
+            ),
+            rec(
+                2,
+                15,
+                Event::StepFailed {
+                    step: "a".into(),
+                    attempt: 1,
+                    error: StepError {
+                        kind: baton_types::StepErrorKind::Execution,
+                        message: "boom".into(),
+                        retryable: true,
+                        sandbox: None,
+                    },
+                    retry_in_ms: Some(1),
+                    recovered: false,
+                    next: None,
+                    duration_ms: 5,
+                    usage,
+                },
+            ),
+            rec(
+                3,
+                20,
+                Event::StepStarted {
+                    step: "a".into(),
+                    attempt: 2,
+                    visit: 1,
+                    key: "k".into(),
+                },
+            ),
+            rec(
+                4,
+                27,
+                Event::StepSucceeded {
+                    step: "a".into(),
+                    output: json!("ok"),
+                    next: None,
+                    duration_ms: 7,
+                    usage,
+                },
+            ),
+        ];
+        let d = step_details(&evs);
+        assert_eq!(d.len(), 1);
+        let a = &d[0];
+        assert_eq!(
+            (a.row.status, a.row.duration_ms, a.row.tokens),
+            ("succeeded", 12, 14)
+        );
+        assert_eq!(
+            (a.started_at_ms, a.ended_at_ms, a.attempts),
+            (Some(10), Some(27), 2)
+        );
+        assert_eq!(a.output, Some(json!("ok")));
+        assert!(a.error.is_none());
+        assert_eq!(step_rows(&evs)[0].tokens, 14);
+    }
+}
