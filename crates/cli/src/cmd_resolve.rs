@@ -1,14 +1,10 @@
 //! `baton runs resolve RUN_ID STEP --as done|retry`: a person says what became of an effect
-//! whose result was never logged (see `baton runs show`), and the run goes on.
+//! whose result was never logged (see `baton runs show`), and the run goes on. Thin over
+//! `Control::resolve`, which checks, audits, and queues or hands back the run to drive.
 
-use std::sync::Arc;
-
-use anyhow::bail;
-use baton_engine::Input;
-use baton_store::Control;
+use baton_control::{Resolve, Resolved};
 use baton_types::Resolution;
 use clap::{Args, ValueEnum};
-use serde_json::Value;
 
 use crate::cmd_run::{DbArgs, EXIT_INVALID, EXIT_OK, control_for_run};
 use crate::interactive::{drive_interactive, parse_value};
@@ -57,75 +53,33 @@ pub async fn resolve(a: ResolveArgs) -> anyhow::Result<i32> {
         return Ok(EXIT_INVALID);
     }
     let (control, rec) = control_for_run(&a.db, &a.run, None).await?;
-    let services = control.services();
-    let run = rec.id;
-    if rec.status.is_terminal() {
-        bail!(
-            "run {run} is already {}: there is nothing to resolve",
-            rec.status
-        );
-    }
-    let program = Arc::new(control.program(&rec)?);
-    let st = baton_engine::executor::load_state(services, &program, run).await?;
-    let ambiguous = st.ambiguous_steps();
-    if !ambiguous.contains(&a.step) {
-        match ambiguous.as_slice() {
-            [] => bail!(
-                "step '{}' of run {run} is not ambiguous (no step is)",
-                a.step
-            ),
-            w => bail!(
-                "step '{}' of run {run} is not ambiguous (ambiguous: {})",
-                a.step,
-                w.join(", ")
-            ),
-        }
-    }
-    let value = a.value.as_deref().map(parse_value).unwrap_or(Value::Null);
-    let by = std::env::var("USER").ok();
-    let owner = baton_store::process_owner();
-    let held_elsewhere = matches!(
-        services.store.claim(run, &owner, 30_000).await,
-        Err(baton_store::Error::Claimed { .. })
-    );
-    if !held_elsewhere {
-        services.store.release(run, &owner).await?;
-    }
-    if held_elsewhere || a.no_resume {
-        let c = Control::Resolve {
-            step: a.step.clone(),
-            resolution,
-            value,
-            by,
-        };
-        services.store.send_control(run, c).await?;
-        outln!(
-            "recorded: step {} resolved as {}{}",
-            a.step,
-            resolution.as_str(),
-            if held_elsewhere {
-                " (the running process takes it)"
-            } else {
-                "; continue with `baton resume`"
-            }
-        );
-        return Ok(EXIT_OK);
-    }
-    let inputs = vec![
-        Input::Start { resumed: true },
-        Input::Resolve {
-            step: a.step,
-            resolution,
-            value,
-            by,
-        },
-    ];
-    let d = baton_control::Drive {
-        run,
-        tenant: rec.tenant,
-        program,
-        state: st,
-        inputs,
+    let request = Resolve {
+        step: a.step,
+        resolution,
+        value: a.value.as_deref().map(parse_value),
+        by: std::env::var("USER").ok(),
+        no_resume: a.no_resume,
     };
-    drive_interactive(&control, d, a.json).await
+    match control
+        .resolve(&a.db.caller(&control).await?, &rec.id.to_string(), request)
+        .await?
+    {
+        Resolved::Recorded {
+            step,
+            resolution,
+            held_elsewhere,
+        } => {
+            outln!(
+                "recorded: step {step} resolved as {}{}",
+                resolution.as_str(),
+                if held_elsewhere {
+                    " (the running process takes it)"
+                } else {
+                    "; continue with `baton resume`"
+                }
+            );
+            Ok(EXIT_OK)
+        }
+        Resolved::Drive(d) => drive_interactive(&control, *d, a.json).await,
+    }
 }

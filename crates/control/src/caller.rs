@@ -100,7 +100,7 @@ pub enum Permission {
     StartRuns,
     /// Answer `human` steps (a `runner` only in its own runs).
     AnswerApprovals,
-    /// Pause, resume, cancel any run of the tenant.
+    /// Pause, resume, cancel any run of the tenant, and resolve its ambiguous steps.
     OperateRuns,
     EditWorkflows,
     /// Keys and the audit log of the tenant.
@@ -115,7 +115,7 @@ impl Permission {
             Self::Read => "read",
             Self::StartRuns => "start runs",
             Self::AnswerApprovals => "answer approvals",
-            Self::OperateRuns => "pause, resume or cancel runs",
+            Self::OperateRuns => "pause, resume, cancel or resolve runs",
             Self::EditWorkflows => "create, change or delete workflows",
             Self::Admin => "manage keys or read the audit log",
             Self::Platform => "manage tenants (only an admin key of tenant `default` may)",

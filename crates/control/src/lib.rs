@@ -41,8 +41,8 @@ pub use error::{Code, Details, Diagnostic, Error, Result};
 pub use keys::{Authenticated, CreatedKey, KeyInfo, NewKey};
 pub use runner::{BusEvent, Drive};
 pub use runs::{
-    Answer, Answered, Approval, ControlOutcome, Decision, EventFilter, LoadedWorkflow, Resumed,
-    RunControl, RunPage, RunQuery, RunRequest, Started, WorkflowSource,
+    Answer, Answered, Approval, ControlOutcome, Decision, EventFilter, LoadedWorkflow, Resolve,
+    Resolved, Resumed, RunControl, RunPage, RunQuery, RunRequest, Started, WorkflowSource,
 };
 pub use workflows::{WorkflowInfo, WorkflowRef, WorkflowVersion};
 

@@ -1,6 +1,6 @@
 //! Runs: start (a file, an inline document or a stored workflow; inputs; an idempotency key),
-//! list and filter, show, events, state, pause, cancel, resume, answer `human` steps, and the
-//! approvals inbox.
+//! list and filter, show, events, state, pause, cancel, resume, answer `human` steps, resolve
+//! ambiguous steps, and the approvals inbox.
 //!
 //! Every run is found through the caller's tenant (`RunStore::tenant_run`, `list_runs`,
 //! `runs_by_prefix`); a `runner` key sees only the runs it started. The engine is used
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use baton_engine::load::{self, ValidationEnv};
 use baton_engine::{Input, Program, RunOptions, RunState};
 use baton_store::{Control as StoreControl, IdempotencyKey, ListQuery, NewRun, RunRecord};
-use baton_types::{Event, EventRecord, HumanKind, RunId, RunStatus};
+use baton_types::{Event, EventRecord, HumanKind, Resolution, RunId, RunStatus};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -181,6 +181,34 @@ pub enum Answered {
     /// (`held_elsewhere`), or whoever resumes it next.
     Recorded { step: String, held_elsewhere: bool },
     /// Nobody holds the run: drive it with the answer.
+    Drive(Box<Drive>),
+}
+
+/// What a person found out about an ambiguous step's effect (`baton runs resolve`).
+#[derive(Clone, Debug)]
+pub struct Resolve {
+    /// The ambiguous step (a step instance, as `runs show` names it).
+    pub step: String,
+    pub resolution: Resolution,
+    /// With [`Resolution::Done`]: what the call returned (default null). Refused with
+    /// [`Resolution::Retry`], whose result comes from the call.
+    pub value: Option<Value>,
+    /// Who resolves it, as logged (default: the caller's key id).
+    pub by: Option<String>,
+    /// Only record the resolution; do not continue the run.
+    pub no_resume: bool,
+}
+
+/// What [`Control::resolve`] did.
+pub enum Resolved {
+    /// The resolution is queued for the run: the process holding it takes it
+    /// (`held_elsewhere`), or whoever resumes it next.
+    Recorded {
+        step: String,
+        resolution: Resolution,
+        held_elsewhere: bool,
+    },
+    /// Nobody holds the run: drive it with the resolution.
     Drive(Box<Drive>),
 }
 
@@ -854,6 +882,90 @@ impl Control {
                     approved,
                     value,
                     comment: a.comment,
+                    by,
+                },
+            ],
+        })))
+    }
+
+    /// Resolves an ambiguous step: its effect happened (`done`, with what it returned) or did
+    /// not (`retry`: sent again with the same idempotency key). Recorded for the process
+    /// holding the run, or handed back to drive.
+    pub async fn resolve(&self, caller: &Caller, run: &str, r: Resolve) -> Result<Resolved> {
+        let rec = self.find_run(caller, run).await?;
+        let object = format!("run/{}", rec.id);
+        if let Err(e) = caller.check(Permission::OperateRuns) {
+            return Err(self.denied(caller, "run.resolve", Some(&object), e).await);
+        }
+        if r.resolution == Resolution::Retry && r.value.is_some() {
+            return Err(Error::invalid_field(
+                "value",
+                "a value goes with resolving as done (a retry gets its result from the call)",
+            ));
+        }
+        if rec.status.is_terminal() {
+            return Err(Error::conflict(format!(
+                "run {} is already {}: there is nothing to resolve",
+                rec.id, rec.status
+            )));
+        }
+        let program = Arc::new(self.program(&rec)?);
+        let st = baton_engine::executor::load_state(&self.services, &program, rec.id).await?;
+        let ambiguous = st.ambiguous_steps();
+        if !ambiguous.contains(&r.step) {
+            let which = match ambiguous.as_slice() {
+                [] => "no step is".to_string(),
+                w => format!("ambiguous: {}", w.join(", ")),
+            };
+            return Err(Error::invalid_field(
+                "step",
+                format!(
+                    "step '{}' of run {} is not ambiguous ({which})",
+                    r.step, rec.id
+                ),
+            ));
+        }
+        let value = r.value.unwrap_or(Value::Null);
+        let by = r.by.or_else(|| Some(caller.key_id.clone()));
+        let held_elsewhere = self.held_elsewhere(rec.id).await?;
+        let queued = held_elsewhere || r.no_resume;
+        let details = json!({
+            "step": r.step,
+            "resolution": r.resolution,
+            "queued": queued,
+        });
+        self.record(caller, "run.resolve", Some(&object), Outcome::Ok, details)
+            .await?;
+        if queued {
+            self.services
+                .store
+                .send_control(
+                    rec.id,
+                    StoreControl::Resolve {
+                        step: r.step.clone(),
+                        resolution: r.resolution,
+                        value,
+                        by,
+                    },
+                )
+                .await?;
+            return Ok(Resolved::Recorded {
+                step: r.step,
+                resolution: r.resolution,
+                held_elsewhere,
+            });
+        }
+        Ok(Resolved::Drive(Box::new(Drive {
+            run: rec.id,
+            tenant: rec.tenant,
+            program,
+            state: st,
+            inputs: vec![
+                Input::Start { resumed: true },
+                Input::Resolve {
+                    step: r.step,
+                    resolution: r.resolution,
+                    value,
                     by,
                 },
             ],

@@ -7,14 +7,14 @@
 use std::sync::Arc;
 
 use baton_control::{
-    Answer, Answered, Caller, Code, Control, Decision, Error, NewKey, RunControl, RunQuery,
-    RunRequest, WorkflowSource,
+    Answer, Answered, Caller, Code, Control, Decision, Error, NewKey, Resolve, Resolved,
+    RunControl, RunQuery, RunRequest, WorkflowSource,
 };
 use baton_engine::Services;
 use baton_store::memory::MemoryStore;
 use baton_store::sqlite::{Durability, SqliteStore};
 use baton_store::{AuditQuery, RunStore};
-use baton_types::{Role, RunStatus, TenantId};
+use baton_types::{Resolution, Role, RunStatus, TenantId};
 use serde_json::json;
 
 const GATE: &str = r#"version: 1
@@ -937,4 +937,246 @@ async fn inline_workflows_find_scripted_replies_in_the_base_folder() {
     assert_eq!(detail.run.outputs, Some(json!("Hello, Ann.")));
     // Its program compiles again from the log with the same folder (resume, answers).
     assert!(c.program(&detail.run).is_ok());
+}
+
+const PAY: &str = "version: 1\nname: pay\nsteps:\n  - { id: pay, tool: echo, with: { text: paid } }\n  - { id: after, tool: echo, with: { text: \"after {{ steps.pay.output }}\" } }\n";
+
+/// A run of `PAY` in tenant `default` as a process leaves it when, resumed after a crash, it
+/// finds `pay`'s call started with no result and its tool unable to repeat it safely.
+async fn ambiguous_run(c: &Control) -> baton_types::RunId {
+    use baton_types::{Event, EventRecord, RunId};
+    let id = RunId::new();
+    let rec = |seq: u64, event: Event| EventRecord {
+        run_id: id,
+        seq,
+        at_ms: seq as i64,
+        event,
+    };
+    let store = &c.services().store;
+    store
+        .create_run(baton_store::NewRun {
+            id,
+            workflow_name: "pay".into(),
+            workflow_source: PAY.into(),
+            workflow_path: None,
+            inputs: json!({}),
+            options: serde_json::Value::Null,
+            created_at_ms: 1,
+            events: vec![rec(
+                1,
+                Event::RunCreated {
+                    workflow: "pay".into(),
+                    inputs: json!({}),
+                },
+            )],
+            tenant: TenantId::default(),
+            started_by: Some("local".into()),
+            idempotency: None,
+        })
+        .await
+        .unwrap();
+    let key = format!("{id}:pay:1");
+    let events = vec![
+        rec(2, Event::RunStarted { resumed: false }),
+        rec(
+            3,
+            Event::StepStarted {
+                step: "pay".into(),
+                attempt: 1,
+                visit: 1,
+                key: key.clone(),
+            },
+        ),
+        rec(4, Event::RunStarted { resumed: true }),
+        rec(
+            5,
+            Event::StepAmbiguous {
+                step: "pay".into(),
+                attempt: 1,
+                call: None,
+                tool: "echo".into(),
+                arguments: json!({"text": "paid"}),
+                key,
+            },
+        ),
+    ];
+    store
+        .append(
+            id,
+            baton_store::Batch {
+                events,
+                status: Some(RunStatus::Waiting),
+                outputs: None,
+                error: None,
+                checkpoint: None,
+            },
+        )
+        .await
+        .unwrap();
+    id
+}
+
+fn resolve(step: &str, resolution: Resolution, value: Option<serde_json::Value>) -> Resolve {
+    Resolve {
+        step: step.into(),
+        resolution,
+        value,
+        by: None,
+        no_resume: false,
+    }
+}
+
+#[tokio::test]
+async fn an_ambiguous_step_is_shown_then_resolved_through_control() {
+    let c = memory();
+    let me = Caller::local();
+    let run = ambiguous_run(&c).await;
+    let id = run.to_string();
+
+    // The detail shows the step as ambiguous, not as a question for a person.
+    let detail = c.run_detail(&me, &id).await.unwrap();
+    assert_eq!(detail.steps[0].row.status, "ambiguous");
+    assert!(detail.waiting.is_empty());
+
+    // An answer is not what it needs; wrong resolutions are refused, naming the problem.
+    let e = c
+        .answer(
+            &me,
+            &id,
+            Answer {
+                step: None,
+                decision: Decision::Approve,
+                comment: None,
+                by: None,
+                no_resume: false,
+            },
+        )
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("step 'pay' is ambiguous"), "{e}");
+    let e = c
+        .resolve(&me, &id, resolve("after", Resolution::Done, None))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.code(), Code::Invalid);
+    assert!(
+        e.to_string().contains("not ambiguous (ambiguous: pay)"),
+        "{e}"
+    );
+    let e = c
+        .resolve(&me, &id, resolve("pay", Resolution::Retry, Some(json!(1))))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.details(), json!({"kind": "field", "field": "value"}));
+
+    // Only a role that operates runs resolves, and a denial is audited.
+    let viewer = caller("default", "kv", Role::Viewer);
+    let e = c
+        .resolve(&viewer, &id, resolve("pay", Resolution::Done, None))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.code(), Code::Forbidden);
+
+    // Held by another process: queued for it.
+    c.services()
+        .store
+        .claim(run, "elsewhere:1", 60_000)
+        .await
+        .unwrap();
+    let r = c
+        .resolve(&me, &id, resolve("pay", Resolution::Done, Some(json!("x"))))
+        .await
+        .unwrap();
+    assert!(matches!(
+        r,
+        Resolved::Recorded {
+            held_elsewhere: true,
+            resolution: Resolution::Done,
+            ..
+        }
+    ));
+    let queued = c.services().store.take_controls(run).await.unwrap();
+    assert!(
+        matches!(
+            queued.as_slice(),
+            [baton_store::Control::Resolve { step, resolution: Resolution::Done, value, .. }]
+                if step == "pay" && *value == json!("x")
+        ),
+        "{queued:?}"
+    );
+    c.services()
+        .store
+        .release(run, "elsewhere:1")
+        .await
+        .unwrap();
+
+    // Nobody holds it: handed back to drive, and the run goes on from the given result.
+    let Resolved::Drive(d) = c
+        .resolve(
+            &me,
+            &id,
+            resolve("pay", Resolution::Done, Some(json!("receipt 7"))),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("nobody holds the run: it is handed back to drive")
+    };
+    assert_eq!(c.spawn(*d).await.unwrap().unwrap(), RunStatus::Succeeded);
+    let detail = c.run_detail(&me, &id).await.unwrap();
+    assert_eq!(detail.run.outputs, Some(json!("after receipt 7")));
+    assert_eq!(detail.steps[0].row.status, "succeeded");
+    let e = c
+        .resolve(&me, &id, resolve("pay", Resolution::Retry, None))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.code(), Code::Conflict);
+
+    // Audited: both resolutions, and the denial.
+    let entries = c.audit(&me, None, &AuditQuery::default()).await.unwrap();
+    let resolves: Vec<(&str, &str)> = entries
+        .iter()
+        .filter(|e| e.entry.action == "run.resolve")
+        .map(|e| {
+            (
+                e.entry.key_id.as_deref().unwrap_or(""),
+                e.entry.outcome.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        resolves,
+        vec![("kv", "denied"), ("local", "ok"), ("local", "ok")],
+        "{entries:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_ambiguous_step_resolved_as_retry_is_sent_again() {
+    let c = memory();
+    let me = Caller::local();
+    let run = ambiguous_run(&c).await;
+    let Resolved::Drive(d) = c
+        .resolve(
+            &me,
+            &run.to_string(),
+            resolve("pay", Resolution::Retry, None),
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("nobody holds the run")
+    };
+    assert_eq!(c.spawn(*d).await.unwrap().unwrap(), RunStatus::Succeeded);
+    let detail = c.run_detail(&me, &run.to_string()).await.unwrap();
+    assert_eq!(
+        detail.run.outputs,
+        Some(json!("after paid")),
+        "pay ran again"
+    );
 }
