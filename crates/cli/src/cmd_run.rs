@@ -446,7 +446,7 @@ pub(crate) async fn summary(control: &Control, st: &RunState, json: bool) -> any
             );
         }
         RunStatus::Waiting => {
-            for a in crate::step_view::ambiguities(&evs) {
+            for a in baton_control::view::ambiguities(&evs) {
                 for line in crate::step_view::ambiguity_lines(st.run_id, &a) {
                     outln!("{line}");
                 }

@@ -315,7 +315,6 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
         .await
         .map_err(|e| run_error(e, &run))?;
     let rec = &detail.run;
-    let evs = control.services().store.events(rec.id, 0).await?;
     let durability = store.run_durability(rec.id)?.unwrap_or_default().as_str();
     let rows = detail.rows();
     let sandboxed = &detail.sandbox;
@@ -334,7 +333,7 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
             tokens: detail.tokens,
             steps: &rows,
             sandbox: sandboxed.iter().map(view::SandboxRow::of).collect(),
-            ambiguous: step_view::ambiguities(&evs),
+            ambiguous: &detail.ambiguous,
         };
         outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(EXIT_OK);
@@ -367,8 +366,8 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    for a in step_view::ambiguities(&evs) {
-        for line in step_view::ambiguity_lines(rec.id, &a) {
+    for a in &detail.ambiguous {
+        for line in step_view::ambiguity_lines(rec.id, a) {
             outln!("{line}");
         }
     }
@@ -384,25 +383,27 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
 /// `baton runs show RUN --step STEP`: what the step's model was sent, turn by turn, and its
 /// tool calls.
 async fn show_step(run: String, step: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
-    let (control, rec) = control_for_run(&db, &run, None).await?;
-    let evs = control.services().store.events(rec.id, 0).await?;
-    let Some(detail) = step_view::step_detail(rec.id, &evs, &step) else {
-        let known = step_view::steps_in(&evs);
-        errln!(
-            "error: run {} has no step '{step}' in its log (steps: {})",
-            rec.id,
-            if known.is_empty() {
-                "none yet".to_string()
-            } else {
-                known.join(", ")
-            }
-        );
-        return Ok(EXIT_INVALID);
+    let control = wiring::control(db.db.as_deref())?;
+    let caller = db.caller(&control).await?;
+    let rec = control
+        .find_run(&caller, &run)
+        .await
+        .map_err(|e| run_error(e, &run))?;
+    let trace = match control
+        .step_trace(&caller, &rec.id.to_string(), &step)
+        .await
+    {
+        Ok(t) => t,
+        Err(e @ baton_control::Error::NotFound { .. }) => {
+            errln!("error: {e}");
+            return Ok(EXIT_INVALID);
+        }
+        Err(e) => return Err(e.into()),
     };
     if json {
-        outln!("{}", serde_json::to_string_pretty(&detail)?);
+        outln!("{}", serde_json::to_string_pretty(&trace)?);
     } else {
-        for line in step_view::detail_lines(&detail) {
+        for line in step_view::detail_lines(&trace) {
             outln!("{line}");
         }
     }

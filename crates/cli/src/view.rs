@@ -2,7 +2,7 @@
 //! `runs show`. The values themselves (per-step rows, sandbox records, the state view) come
 //! from `baton_control::view`, shared with the server.
 
-use baton_control::view::{SandboxRecord, StepRow};
+use baton_control::view::{Ambiguity, SandboxRecord, StepRow};
 use baton_types::RunStatus;
 use serde::Serialize;
 use serde_json::Value;
@@ -51,8 +51,8 @@ pub struct RunView<'a> {
     pub steps: &'a [StepRow],
     pub sandbox: Vec<SandboxRow<'a>>,
     /// Steps whose effect may or may not have happened, waiting for `baton runs resolve`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ambiguous: Vec<crate::step_view::Ambiguity>,
+    #[serde(skip_serializing_if = "<[Ambiguity]>::is_empty")]
+    pub ambiguous: &'a [Ambiguity],
 }
 
 /// One sandbox execution in `runs show --json`.

@@ -1,6 +1,6 @@
 //! Runs: start (a file, an inline document or a stored workflow; inputs; an idempotency key),
-//! list and filter, show, events, state, pause, cancel, resume, answer `human` steps, resolve
-//! ambiguous steps, and the approvals inbox.
+//! list and filter, show (a run, or one step's prompts and tool calls), events, state, pause,
+//! cancel, resume, answer `human` steps, resolve ambiguous steps, and the approvals inbox.
 //!
 //! Every run is found through the caller's tenant (`RunStore::tenant_run`, `list_runs`,
 //! `runs_by_prefix`); a `runner` key sees only the runs it started. The engine is used
@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::audit::Outcome;
 use crate::error::{Details, Diagnostic, Error, Result};
 use crate::runner::Drive;
-use crate::view::{self, RunDetail};
+use crate::view::{self, RunDetail, StepTrace};
 use crate::workflows::WorkflowRef;
 use crate::{Caller, Control, Permission};
 
@@ -622,7 +622,29 @@ impl Control {
             steps,
             sandbox,
             waiting,
+            ambiguous: view::ambiguities(&evs),
             run: rec,
+        })
+    }
+
+    /// What one step of a run did (a step instance: `id`, or `id[2]` inside a map): the
+    /// prompts its model was sent, turn by turn, its tool calls with their keys, and its
+    /// ambiguity if it waits for a resolution. Not found when the log never mentions the step
+    /// (the message lists the steps it does mention).
+    pub async fn step_trace(&self, caller: &Caller, run: &str, step: &str) -> Result<StepTrace> {
+        let rec = self.find_run(caller, run).await?;
+        let evs = self.services.store.events(rec.id, 0).await?;
+        view::step_trace(rec.id, &evs, step).ok_or_else(|| {
+            let known = view::steps_in(&evs);
+            Error::not_found(format!(
+                "run {} has no step '{step}' in its log (steps: {})",
+                rec.id,
+                if known.is_empty() {
+                    "none yet".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
         })
     }
 

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use baton_engine::{Program, RunState};
 use baton_store::RunRecord;
-use baton_types::{Event, EventRecord, RunStatus, StepError, Usage};
+use baton_types::{
+    Event, EventRecord, Progress, PromptContext, RunId, RunStatus, StepError, Usage,
+};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -157,6 +159,206 @@ pub fn step_details(evs: &[EventRecord]) -> Vec<StepDetail> {
     rows
 }
 
+/// A step waiting for a person because an effect may or may not have happened (a call was
+/// logged as started, its result never was, and its tool cannot be sent again safely).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Ambiguity {
+    pub step: String,
+    pub attempt: u32,
+    /// The agent's tool call (absent: the `tool:` step's own call).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<u32>,
+    pub tool: String,
+    /// The idempotency key the call was sent with.
+    pub key: String,
+    pub arguments: Value,
+}
+
+/// The steps ambiguous now: an ambiguity not followed by a resolution or the step's end.
+pub fn ambiguities(evs: &[EventRecord]) -> Vec<Ambiguity> {
+    let mut open: Vec<Ambiguity> = Vec::new();
+    for e in evs {
+        match &e.event {
+            Event::StepAmbiguous {
+                step,
+                attempt,
+                call,
+                tool,
+                arguments,
+                key,
+            } => {
+                open.retain(|a| a.step != *step);
+                open.push(Ambiguity {
+                    step: step.clone(),
+                    attempt: *attempt,
+                    call: *call,
+                    tool: tool.clone(),
+                    key: key.clone(),
+                    arguments: arguments.clone(),
+                });
+            }
+            Event::StepResolved { step, .. }
+            | Event::StepSucceeded { step, .. }
+            | Event::StepFailed { step, .. }
+            | Event::StepCancelled { step } => open.retain(|a| a.step != *step),
+            Event::RunCancelled | Event::RunFailed { .. } | Event::RunSucceeded { .. } => {
+                open.clear()
+            }
+            _ => {}
+        }
+    }
+    open
+}
+
+/// One turn's prompt as the model got it: the shared part (resolved from its hash) and the
+/// messages this turn added.
+#[derive(Clone, Debug, Serialize)]
+pub struct TurnPrompt {
+    pub turn: u32,
+    pub model: String,
+    pub context_hash: String,
+    /// The system message, tools and answer format (`null` when the record it refers to is
+    /// missing from the log).
+    pub context: Option<PromptContext>,
+    /// The messages added since the previous turn (turn 1: the prompt).
+    pub messages: Vec<Value>,
+    /// Bytes cut from this record to keep it under the cap.
+    pub cut_bytes: u64,
+}
+
+/// One tool call of an agent step.
+#[derive(Clone, Debug, Serialize)]
+pub struct ToolCall {
+    pub attempt: u32,
+    pub call: u32,
+    pub tool: String,
+    /// The call's idempotency key (empty: answered without being sent).
+    pub key: String,
+    pub arguments: Value,
+    /// `finished`, `error`, or `no result` (started, its result never logged).
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+}
+
+/// What one step did, from the log (`baton runs show RUN --step STEP`): the prompts its model
+/// was sent, turn by turn, rebuilt from the deduplicated records; its tool calls with their
+/// keys; and its ambiguity, if it waits for `runs resolve`.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepTrace {
+    pub run: String,
+    pub step: String,
+    pub prompts: Vec<TurnPrompt>,
+    pub tool_calls: Vec<ToolCall>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ambiguous: Option<Ambiguity>,
+}
+
+/// The trace of `step` (a step instance: `id`, or `id[2]` inside a map); `None` when the log
+/// never mentions it.
+pub fn step_trace(run: RunId, evs: &[EventRecord], step: &str) -> Option<StepTrace> {
+    if !evs.iter().any(|e| e.event.step() == Some(step)) {
+        return None;
+    }
+    let mut contexts: HashMap<&str, &PromptContext> = HashMap::new();
+    let mut prompts = Vec::new();
+    let mut calls: Vec<ToolCall> = Vec::new();
+    for e in evs.iter().filter(|e| e.event.step() == Some(step)) {
+        match &e.event {
+            Event::StepProgress {
+                progress:
+                    Progress::Prompt {
+                        turn,
+                        model,
+                        context_hash,
+                        context,
+                        messages,
+                        cut_bytes,
+                    },
+                ..
+            } => {
+                if let Some(c) = context {
+                    contexts.insert(context_hash, c);
+                }
+                prompts.push(TurnPrompt {
+                    turn: *turn,
+                    model: model.clone(),
+                    context_hash: context_hash.clone(),
+                    context: contexts.get(context_hash.as_str()).map(|c| (*c).clone()),
+                    messages: messages.clone(),
+                    cut_bytes: *cut_bytes,
+                });
+            }
+            Event::ToolCallStarted {
+                attempt,
+                call,
+                tool,
+                arguments,
+                key,
+                ..
+            } => calls.push(ToolCall {
+                attempt: *attempt,
+                call: *call,
+                tool: tool.clone(),
+                key: key.clone(),
+                arguments: arguments.clone(),
+                status: "no result",
+                output: None,
+            }),
+            Event::ToolCallFinished {
+                attempt,
+                call,
+                tool,
+                output,
+                is_error,
+                ..
+            } => {
+                let status = if *is_error { "error" } else { "finished" };
+                match calls
+                    .iter_mut()
+                    .rev()
+                    .find(|c| c.call == *call && c.output.is_none())
+                {
+                    Some(c) => {
+                        c.status = status;
+                        c.output = Some(output.clone());
+                    }
+                    // Answered without being sent (a tool the agent may not use).
+                    None => calls.push(ToolCall {
+                        attempt: *attempt,
+                        call: *call,
+                        tool: tool.clone(),
+                        key: String::new(),
+                        arguments: Value::Null,
+                        status,
+                        output: Some(output.clone()),
+                    }),
+                }
+            }
+            _ => {}
+        }
+    }
+    let ambiguous = ambiguities(evs).into_iter().find(|a| a.step == step);
+    Some(StepTrace {
+        run: run.to_string(),
+        step: step.to_string(),
+        prompts,
+        tool_calls: calls,
+        ambiguous,
+    })
+}
+
+/// The steps the log mentions, in order of first appearance (for "did you mean").
+pub fn steps_in(evs: &[EventRecord]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in evs.iter().filter_map(|e| e.event.step()) {
+        if !out.iter().any(|o| o == s) {
+            out.push(s.to_string());
+        }
+    }
+    out
+}
+
 /// One sandbox execution found in a run's log: a `sandbox:` step's result (succeeded, or
 /// carried by its failure) or an agent's `sandbox.exec` call.
 #[derive(Clone, Debug, Serialize)]
@@ -276,6 +478,8 @@ pub struct RunDetail {
     pub sandbox: Vec<SandboxRecord>,
     /// The `human` steps waiting for an answer.
     pub waiting: Vec<String>,
+    /// The steps whose effect may or may not have happened, waiting for a resolution.
+    pub ambiguous: Vec<Ambiguity>,
 }
 
 fn ser_record<S: serde::Serializer>(r: &RunRecord, s: S) -> Result<S::Ok, S::Error> {
@@ -418,5 +622,168 @@ mod tests {
         assert_eq!(a.output, Some(json!("ok")));
         assert!(a.error.is_none());
         assert_eq!(step_rows(&evs)[0].tokens, 14);
+    }
+
+    #[test]
+    fn ambiguity_resolution_tool_calls_and_prompts_are_read_from_the_log() {
+        let run = RunId::default();
+        let exec = json!({"stop_reason": "exited", "policy": {"tier": "process"}, "exit_code": 0});
+        let ctx = PromptContext {
+            system: Some("You are a helper.".into()),
+            tools: vec![json!({"name": "sandbox.exec"})],
+            response_format: None,
+        };
+        let started = |seq, attempt| {
+            rec(
+                seq,
+                seq as i64,
+                Event::StepStarted {
+                    step: "a".into(),
+                    attempt,
+                    visit: 1,
+                    key: "r:a:1".into(),
+                },
+            )
+        };
+        let progress = |seq, progress| {
+            rec(
+                seq,
+                seq as i64,
+                Event::StepProgress {
+                    step: "a".into(),
+                    progress,
+                },
+            )
+        };
+        let evs = vec![
+            started(1, 1),
+            progress(
+                2,
+                Progress::Prompt {
+                    turn: 1,
+                    model: "scripted/a".into(),
+                    context_hash: "h1".into(),
+                    context: Some(ctx.clone()),
+                    messages: vec![json!({"role": "user", "content": "go"})],
+                    cut_bytes: 0,
+                },
+            ),
+            rec(
+                3,
+                3,
+                Event::ToolCallStarted {
+                    step: "a".into(),
+                    attempt: 1,
+                    call: 1,
+                    tool: "sandbox.exec".into(),
+                    arguments: json!({"argv": ["true"]}),
+                    key: "r:a:1/1".into(),
+                },
+            ),
+            rec(
+                4,
+                4,
+                Event::ToolCallFinished {
+                    step: "a".into(),
+                    attempt: 1,
+                    call: 1,
+                    tool: "sandbox.exec".into(),
+                    output: exec.clone(),
+                    is_error: false,
+                },
+            ),
+            // An older log's form of an agent's sandbox call: a tool_result progress.
+            progress(
+                5,
+                Progress::ToolResult {
+                    tool: "sandbox.exec".into(),
+                    arguments: json!({"argv": ["true"]}),
+                    output: exec.clone(),
+                    is_error: false,
+                },
+            ),
+            progress(
+                6,
+                Progress::Prompt {
+                    turn: 2,
+                    model: "scripted/a".into(),
+                    context_hash: "h1".into(),
+                    context: None,
+                    messages: vec![json!({"role": "tool", "content": "ok"})],
+                    cut_bytes: 0,
+                },
+            ),
+            rec(
+                7,
+                7,
+                Event::ToolCallStarted {
+                    step: "a".into(),
+                    attempt: 1,
+                    call: 2,
+                    tool: "http.post".into(),
+                    arguments: json!({"url": "http://127.0.0.1/pay"}),
+                    key: "r:a:1/2".into(),
+                },
+            ),
+            rec(
+                8,
+                8,
+                Event::StepAmbiguous {
+                    step: "a".into(),
+                    attempt: 1,
+                    call: Some(2),
+                    tool: "http.post".into(),
+                    arguments: json!({"url": "http://127.0.0.1/pay"}),
+                    key: "r:a:1/2".into(),
+                },
+            ),
+        ];
+        assert_eq!(step_rows(&evs)[0].status, "ambiguous");
+        let open = ambiguities(&evs);
+        assert_eq!(
+            (open.len(), open[0].call, open[0].key.as_str()),
+            (1, Some(2), "r:a:1/2")
+        );
+        let sandbox = sandbox_records(&evs, None);
+        assert_eq!(sandbox.len(), 2, "{sandbox:?}");
+        assert_eq!(
+            (sandbox[0].via, sandbox[0].attempt, sandbox[0].visit),
+            ("sandbox.exec", Some(1), Some(1))
+        );
+        let t = step_trace(run, &evs, "a").unwrap();
+        assert_eq!(t.prompts.len(), 2);
+        assert_eq!(
+            t.prompts[1].context.as_ref(),
+            Some(&ctx),
+            "a later turn's context is resolved from its hash"
+        );
+        let calls: Vec<(u32, &str, &str)> = t
+            .tool_calls
+            .iter()
+            .map(|c| (c.call, c.status, c.key.as_str()))
+            .collect();
+        assert_eq!(
+            calls,
+            vec![(1, "finished", "r:a:1/1"), (2, "no result", "r:a:1/2")]
+        );
+        assert!(t.ambiguous.is_some());
+        assert!(step_trace(run, &evs, "b").is_none());
+        assert_eq!(steps_in(&evs), vec!["a".to_string()]);
+
+        // Resolved: running again, no longer ambiguous.
+        let mut evs = evs;
+        evs.push(rec(
+            9,
+            9,
+            Event::StepResolved {
+                step: "a".into(),
+                resolution: baton_types::Resolution::Retry,
+                value: Value::Null,
+                by: Some("ann".into()),
+            },
+        ));
+        assert_eq!(step_rows(&evs)[0].status, "running");
+        assert!(ambiguities(&evs).is_empty());
+        assert!(step_trace(run, &evs, "a").unwrap().ambiguous.is_none());
     }
 }

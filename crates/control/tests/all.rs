@@ -1033,10 +1033,22 @@ async fn an_ambiguous_step_is_shown_then_resolved_through_control() {
     let run = ambiguous_run(&c).await;
     let id = run.to_string();
 
-    // The detail shows the step as ambiguous, not as a question for a person.
+    // The detail and the step's trace say which call is ambiguous and with which key.
     let detail = c.run_detail(&me, &id).await.unwrap();
+    assert_eq!(detail.ambiguous.len(), 1);
+    assert_eq!(detail.ambiguous[0].key, format!("{run}:pay:1"));
     assert_eq!(detail.steps[0].row.status, "ambiguous");
-    assert!(detail.waiting.is_empty());
+    assert!(detail.waiting.is_empty(), "not a question for a person");
+    let trace = c.step_trace(&me, &id, "pay").await.unwrap();
+    assert_eq!(trace.ambiguous.as_ref().unwrap().tool, "echo");
+    assert!(trace.prompts.is_empty() && trace.tool_calls.is_empty());
+    let e = c.step_trace(&me, &id, "nope").await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(
+        e.to_string()
+            .contains("no step 'nope' in its log (steps: pay)"),
+        "{e}"
+    );
 
     // An answer is not what it needs; wrong resolutions are refused, naming the problem.
     let e = c
@@ -1129,7 +1141,14 @@ async fn an_ambiguous_step_is_shown_then_resolved_through_control() {
     assert_eq!(c.spawn(*d).await.unwrap().unwrap(), RunStatus::Succeeded);
     let detail = c.run_detail(&me, &id).await.unwrap();
     assert_eq!(detail.run.outputs, Some(json!("after receipt 7")));
-    assert_eq!(detail.steps[0].row.status, "succeeded");
+    assert!(detail.ambiguous.is_empty());
+    assert!(
+        c.step_trace(&me, &id, "pay")
+            .await
+            .unwrap()
+            .ambiguous
+            .is_none()
+    );
     let e = c
         .resolve(&me, &id, resolve("pay", Resolution::Retry, None))
         .await
