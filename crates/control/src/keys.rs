@@ -122,9 +122,12 @@ impl Control {
         }
         let mut id = [0u8; ID_BYTES];
         let mut secret = [0u8; SECRET_BYTES];
-        let mut rng = rand::rng();
-        rng.fill_bytes(&mut id);
-        rng.fill_bytes(&mut secret);
+        {
+            // Dropped before the next await: the thread's generator is not `Send`.
+            let mut rng = rand::rng();
+            rng.fill_bytes(&mut id);
+            rng.fill_bytes(&mut secret);
+        }
         let id = baton_store::tenancy::hex(&id);
         let key = format!("{KEY_PREFIX}{id}_{}", baton_store::tenancy::hex(&secret));
         let rec = ApiKeyRecord {
