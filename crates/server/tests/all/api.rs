@@ -672,12 +672,7 @@ async fn read_sse(
     let mut buf = String::new();
     let mut ids = Vec::new();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, resp.chunk())
-        .await
-        .unwrap_or(Ok(None))
-        .map(Some)
-        .and_then(|c| Ok(c.flatten()))
-    {
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline, resp.chunk()).await {
         buf.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buf.find("\n\n") {
             let frame: String = buf.drain(..end + 2).collect();
