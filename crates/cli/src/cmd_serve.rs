@@ -28,6 +28,10 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     cors_origins: Vec<String>,
+    /// Requests per second each API key may make (bursts of twice that; over it: 429 with
+    /// Retry-After), or `off`.
+    #[arg(long, default_value = "50", env = "BATON_RATE_LIMIT")]
+    rate_limit: String,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -60,12 +64,26 @@ async fn first_key(control: &baton_control::Control) -> Result<Option<String>> {
 pub async fn run(args: ServeArgs) -> Result<i32> {
     let body_limit =
         parse_size(&args.body_limit).map_err(|e| anyhow::anyhow!("--body-limit: {e}"))?;
+    let rate_limit = match args.rate_limit.trim() {
+        "off" => None,
+        r => Some(
+            r.parse::<f64>()
+                .ok()
+                .filter(|r| r.is_finite() && *r > 0.0)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--rate-limit: '{r}' is not a number of requests a second above 0, nor `off`"
+                    )
+                })?,
+        ),
+    };
     let control = crate::wiring::control(args.db.db.as_deref())?;
     let state =
         AppState::new(control.clone(), crate::wiring::providers()?).with_config(ServerConfig {
             body_limit: usize::try_from(body_limit).unwrap_or(usize::MAX),
             cors_origins: args.cors_origins.clone(),
             poll: Duration::from_millis(500),
+            rate_limit,
         });
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
@@ -77,14 +95,18 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
     errln!("baton serving on http://{addr}");
     errln!("  REST API:    http://{addr}/api/v1   (key: Authorization: Bearer <key>)");
     errln!("  OpenAI API:  http://{addr}/v1");
-    errln!("  health:      http://{addr}/healthz, /readyz; metrics: /metrics");
+    errln!("  API reference: http://{addr}/api/v1/docs (OpenAPI: /api/v1/openapi.json)");
     if !resumed.is_empty() {
         errln!("  resumed {} interrupted run(s)", resumed.len());
     }
     if let Some(k) = key {
-        errln!("first start: an admin key for tenant 'default' (shown only now; store it):");
+        errln!(
+            "  first start: an admin key for tenant 'default' on stdout (shown only now; store it)"
+        );
         outln!("{k}");
     }
+    // Always the banner's last line.
+    errln!("  health:      http://{addr}/healthz, /readyz; metrics: /metrics");
     baton_server::serve(listener, state, async {
         let _ = tokio::signal::ctrl_c().await;
     })

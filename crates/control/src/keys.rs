@@ -31,7 +31,7 @@ pub struct NewKey {
 }
 
 /// A key as listed: never its secret, never its hash.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct KeyInfo {
     pub id: String,
     pub tenant: TenantId,
@@ -70,7 +70,7 @@ impl KeyInfo {
 }
 
 /// A key just created: the only time its secret exists outside the client.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct CreatedKey {
     /// The whole key, `bk_<id>_<secret>`.
     pub key: String,

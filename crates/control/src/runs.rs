@@ -185,7 +185,7 @@ pub enum Answered {
 }
 
 /// A `human` step waiting for an answer.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Approval {
     pub run: RunId,
     pub workflow: String,

@@ -1,56 +1,123 @@
 //! `/api/v1`: each handler reads the request, calls one `baton_control` use case with the
 //! authenticated caller, and answers its result as JSON (or its error as the one error body).
 
+use aide::axum::ApiRouter;
+use aide::axum::routing::{delete_with, get_with, post_with};
+use aide::transform::TransformOperation;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use baton_control::runs::{EventFilter, RunControl};
 use baton_control::{
     Answer, Answered, ControlOutcome, Decision, NewKey, Resumed, RunQuery, RunRequest, WorkflowRef,
     WorkflowSource,
 };
 use baton_store::AuditQuery;
-use baton_types::{RunStatus, TenantId};
-use serde::Deserialize;
+use baton_types::{EventRecord, RunStatus, TenantId};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::auth::Auth;
-use crate::{ApiError, AppState, events};
+use crate::{ApiError, AppState};
 
-type ApiResult = Result<Response, ApiError>;
+/// A JSON answer (200), or the one error body.
+type Out<T> = Result<Json<T>, ApiError>;
+/// A JSON answer with its status (201 for what a request created).
+type Made<T> = Result<(StatusCode, Json<T>), ApiError>;
 
-pub(crate) fn routes() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/runs", post(start_run).get(list_runs))
-        .route("/runs/{id}", get(get_run))
-        .route("/runs/{id}/state", get(run_state))
-        .route("/runs/{id}/events", get(run_events))
-        .route("/runs/{id}/stream", get(events::sse))
-        .route("/runs/{id}/logs", get(run_logs))
-        .route("/runs/{id}/pause", post(pause_run))
-        .route("/runs/{id}/cancel", post(cancel_run))
-        .route("/runs/{id}/resume", post(resume_run))
-        .route("/runs/{id}/approve", post(approve))
-        .route("/runs/{id}/reject", post(reject))
-        .route("/runs/{id}/input", post(input))
-        .route("/approvals", get(approvals))
-        .route("/workflows", post(create_workflow).get(list_workflows))
-        .route("/workflows/validate", post(validate_workflow))
-        .route(
-            "/workflows/{name}",
-            get(get_workflow)
-                .put(update_workflow)
-                .delete(delete_workflow),
+pub(crate) fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/runs",
+            post_with(start_run, |o| doc(o, "Start a run of a stored workflow or of a document sent along")
+                .response_with::<201, Json<RunStarted>, _>(|r| r.description("a new run"))
+                .response_with::<200, Json<RunStarted>, _>(|r| r.description("the run this Idempotency-Key already started")))
+            .get_with(list_runs, |o| doc(o, "List the tenant's runs, newest first")),
         )
-        .route("/keys", post(create_key).get(list_keys))
-        .route("/keys/{id}", axum::routing::delete(revoke_key))
-        .route("/tenants", post(create_tenant).get(list_tenants))
-        .route("/audit", get(audit))
-        .route("/audit/verify", get(verify_audit))
-        .route("/ws", get(events::ws))
+        .api_route("/runs/{id}", get_with(get_run, |o| doc(o, "A run in full: status, inputs, outputs, steps, usage, sandbox executions")))
+        .api_route("/runs/{id}/state", get_with(run_state, |o| doc(o, "The engine state of a run")))
+        .api_route("/runs/{id}/events", get_with(run_events, |o| doc(o, "A run's logged events after a seq")))
+        .api_route(
+            "/runs/{id}/stream",
+            get_with(crate::events::sse, |o| {
+                doc(o, "A run's events live, as server-sent events (id = seq; reconnect with Last-Event-ID)")
+                    .response_with::<200, String, _>(|r| r.description("text/event-stream: `id: <seq>`, `event: <kind>`, `data: <event JSON>`; `model_delta` events carry no id"))
+            }),
+        )
+        .api_route(
+            "/runs/{id}/logs",
+            get_with(run_logs, |o| {
+                doc(o, "A run's events by step, kind and text; `format=jsonl` exports JSON Lines")
+                    .response_with::<200, Json<Vec<EventRecord>>, _>(|r| r.description("the matching events (JSON, or JSON Lines with format=jsonl)"))
+            }),
+        )
+        .api_route("/runs/{id}/pause", post_with(pause_run, |o| doc(o, "Pause a run")))
+        .api_route("/runs/{id}/cancel", post_with(cancel_run, |o| doc(o, "Cancel a run")))
+        .api_route("/runs/{id}/resume", post_with(resume_run, |o| doc(o, "Resume a paused or interrupted run")))
+        .api_route("/runs/{id}/approve", post_with(approve, |o| doc(o, "Approve a waiting human step")))
+        .api_route("/runs/{id}/reject", post_with(reject, |o| doc(o, "Reject a waiting human step")))
+        .api_route("/runs/{id}/input", post_with(input, |o| doc(o, "Answer a waiting human input step with a value")))
+        .api_route("/approvals", get_with(approvals, |o| doc(o, "Every human step waiting in the tenant's runs")))
+        .api_route(
+            "/workflows",
+            post_with(create_workflow, |o| yaml_body(doc(o, "Store a workflow (YAML or JSON) as version 1")))
+                .get_with(list_workflows, |o| doc(o, "The tenant's stored workflows")),
+        )
+        .api_route("/workflows/validate", post_with(validate_workflow, |o| yaml_body(doc(o, "Validate a workflow document without storing it"))))
+        .api_route(
+            "/workflows/{name}",
+            get_with(get_workflow, |o| doc(o, "A stored workflow's latest version, or `name@3`"))
+                .put_with(update_workflow, |o| yaml_body(doc(o, "Store the next version of a workflow")))
+                .delete_with(delete_workflow, |o| doc(o, "Delete a workflow (its versions are kept)")),
+        )
+        .api_route(
+            "/keys",
+            post_with(create_key, |o| doc(o, "Create an API key (its secret is in this answer only)"))
+                .get_with(list_keys, |o| doc(o, "The tenant's API keys, without secrets")),
+        )
+        .api_route("/keys/{id}", delete_with(revoke_key, |o| doc(o, "Revoke an API key")))
+        .api_route(
+            "/tenants",
+            post_with(create_tenant, |o| doc(o, "Create a tenant (the operator)"))
+                .get_with(list_tenants, |o| doc(o, "The tenants (the operator)")),
+        )
+        .api_route("/audit", get_with(audit, |o| doc(o, "The tenant's audit log")))
+        .api_route("/audit/verify", get_with(verify_audit, |o| doc(o, "Check the audit log's hash chain")))
+        .api_route(
+            "/ws",
+            get_with(crate::events::ws, |o| {
+                doc(o, "A WebSocket for run events: subscribe to runs (from a seq) or to the tenant")
+                    .response_with::<101, (), _>(|r| r.description("switching to the WebSocket protocol"))
+            }),
+        )
+}
+
+/// Every operation: its summary, the key it needs, and the errors any route may answer.
+fn doc<'a>(o: TransformOperation<'a>, summary: &str) -> TransformOperation<'a> {
+    type E = Json<crate::error::ErrorBody>;
+    o.summary(summary)
+        .security_requirement("api_key")
+        .response_with::<400, E, _>(|r| {
+            r.description("malformed request (JSON syntax, query string)")
+        })
+        .response_with::<401, E, _>(|r| {
+            r.description("no key, or an unknown, revoked or expired one")
+        })
+        .response_with::<403, E, _>(|r| r.description("the key's role may not do this"))
+        .response_with::<404, E, _>(|r| r.description("no such object in the key's tenant"))
+        .response_with::<409, E, _>(|r| r.description("conflict with the current state"))
+        .response_with::<413, E, _>(|r| r.description("body over the size limit"))
+        .response_with::<415, E, _>(|r| r.description("wrong content type"))
+        .response_with::<422, E, _>(|r| r.description("well-formed but invalid (details say what)"))
+        .response_with::<429, E, _>(|r| r.description("the key is over its rate (see Retry-After)"))
+}
+
+/// A route whose body is a workflow document (YAML or JSON text).
+fn yaml_body(o: TransformOperation<'_>) -> TransformOperation<'_> {
+    o.description("The body is the workflow document: `Content-Type: application/yaml` (or `text/yaml`) for YAML, `application/json` for JSON.")
 }
 
 /// A JSON body that fits `T`, or the standard 4xx.
@@ -95,17 +162,84 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestP
     }
 }
 
-fn ok(v: impl serde::Serialize) -> ApiResult {
-    Ok(Json(v).into_response())
+fn ok<T>(v: T) -> Out<T> {
+    Ok(Json(v))
 }
 
-fn created(v: impl serde::Serialize) -> ApiResult {
-    Ok((StatusCode::CREATED, Json(v)).into_response())
+fn created<T>(v: T) -> Made<T> {
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+/// A started run.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct RunStarted {
+    id: String,
+    /// True when the request's Idempotency-Key had already started this run.
+    reused: bool,
+    url: String,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct RunPageJson {
+    runs: Vec<baton_control::view::RunListItem>,
+    /// The cursor of the next page (absent on the last).
+    next: Option<String>,
+}
+
+/// What a pause, cancel or resume did.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Applied {
+    /// Done here (no process held the run) or queued for the process that holds it.
+    applied: bool,
+    queued: bool,
+    /// The run's status when applied here, or when it had already ended.
+    status: Option<RunStatus>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct AnswerJson {
+    step: Option<String>,
+    recorded: bool,
+    /// The run went on (in the background) with the answer.
+    continued: bool,
+    /// A process holds the run: it takes the answer.
+    held_elsewhere: bool,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Approvals {
+    approvals: Vec<baton_control::runs::Approval>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Validation {
+    valid: bool,
+    diagnostics: Vec<baton_control::Diagnostic>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Workflows {
+    workflows: Vec<baton_control::WorkflowInfo>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Keys {
+    keys: Vec<baton_control::KeyInfo>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Tenants {
+    tenants: Vec<baton_store::TenantRecord>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct AuditPage {
+    entries: Vec<baton_store::AuditEntry>,
 }
 
 // ---- runs ----------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct StartRun {
     /// A stored workflow: `name` (its latest version) or `name@3`.
@@ -125,7 +259,7 @@ async fn start_run(
     Auth(c): Auth,
     headers: HeaderMap,
     Body(b): Body<StartRun>,
-) -> ApiResult {
+) -> Made<RunStarted> {
     let source = match (b.workflow, b.source) {
         (Some(w), None) => WorkflowSource::Stored(w.parse::<WorkflowRef>()?),
         (None, Some(text)) => WorkflowSource::Inline { text },
@@ -166,19 +300,19 @@ async fn start_run(
     if let Some(d) = started.drive {
         drop(s.control.spawn(d));
     }
-    let body = json!({
-        "id": started.run.to_string(),
-        "reused": started.reused,
-        "url": format!("/api/v1/runs/{}", started.run),
-    });
+    let body = RunStarted {
+        id: started.run.to_string(),
+        reused: started.reused,
+        url: format!("/api/v1/runs/{}", started.run),
+    };
     if started.reused {
-        ok(body)
+        Ok((StatusCode::OK, Json(body)))
     } else {
         created(body)
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ListRuns {
     status: Option<String>,
@@ -209,7 +343,7 @@ async fn list_runs(
     State(s): State<AppState>,
     Auth(c): Auth,
     Params(q): Params<ListRuns>,
-) -> ApiResult {
+) -> Out<RunPageJson> {
     let status = q
         .status
         .as_deref()
@@ -238,19 +372,26 @@ async fn list_runs(
         .iter()
         .map(baton_control::view::RunListItem::of)
         .collect();
-    ok(json!({"runs": runs, "next": page.next}))
+    ok(RunPageJson {
+        runs,
+        next: page.next,
+    })
 }
 
-async fn get_run(State(s): State<AppState>, Auth(c): Auth, Path(id): Path<String>) -> ApiResult {
+async fn get_run(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> Out<baton_control::view::RunDetail> {
     ok(s.control.run_detail(&c, &id).await?)
 }
 
-async fn run_state(State(s): State<AppState>, Auth(c): Auth, Path(id): Path<String>) -> ApiResult {
+async fn run_state(State(s): State<AppState>, Auth(c): Auth, Path(id): Path<String>) -> Out<Value> {
     let st = s.control.run_state(&c, &id).await?;
     ok(baton_control::view::state_view(&st))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
     #[serde(default)]
@@ -263,11 +404,11 @@ async fn run_events(
     Auth(c): Auth,
     Path(id): Path<String>,
     Params(q): Params<EventsQuery>,
-) -> ApiResult {
+) -> Out<Vec<EventRecord>> {
     ok(s.control.events(&c, &id, q.after, q.limit).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct LogsQuery {
     step: Option<String>,
@@ -286,7 +427,7 @@ async fn run_logs(
     Auth(c): Auth,
     Path(id): Path<String>,
     Params(q): Params<LogsQuery>,
-) -> ApiResult {
+) -> Result<Response, ApiError> {
     let jsonl = match q.format.as_deref() {
         None | Some("json") => false,
         Some("jsonl") => true,
@@ -308,7 +449,7 @@ async fn run_logs(
     };
     let evs = s.control.search_events(&c, &id, &filter).await?;
     if !jsonl {
-        return ok(evs);
+        return Ok(Json(evs).into_response());
     }
     let mut out = String::new();
     for e in &evs {
@@ -320,26 +461,42 @@ async fn run_logs(
     Ok(([(header::CONTENT_TYPE, "application/jsonl")], out).into_response())
 }
 
-fn outcome(o: ControlOutcome) -> Value {
+fn outcome(o: ControlOutcome) -> Applied {
     match o {
-        ControlOutcome::Applied(status) => json!({"applied": true, "status": status}),
-        ControlOutcome::Queued => json!({"applied": false, "queued": true}),
+        ControlOutcome::Applied(status) => Applied {
+            applied: true,
+            queued: false,
+            status: Some(status),
+        },
+        ControlOutcome::Queued => Applied {
+            applied: false,
+            queued: true,
+            status: None,
+        },
     }
 }
 
-async fn pause_run(State(s): State<AppState>, Auth(c): Auth, Path(id): Path<String>) -> ApiResult {
+async fn pause_run(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> Out<Applied> {
     ok(outcome(
         s.control.control_run(&c, &id, RunControl::Pause).await?,
     ))
 }
 
-async fn cancel_run(State(s): State<AppState>, Auth(c): Auth, Path(id): Path<String>) -> ApiResult {
+async fn cancel_run(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> Out<Applied> {
     ok(outcome(
         s.control.control_run(&c, &id, RunControl::Cancel).await?,
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ResumeBody {
     /// Pause again before the next step.
@@ -352,18 +509,30 @@ async fn resume_run(
     Auth(c): Auth,
     Path(id): Path<String>,
     Body(b): Body<ResumeBody>,
-) -> ApiResult {
+) -> Out<Applied> {
     match s.control.resume(&c, &id, b.stepping).await? {
-        Resumed::Finished(status) => ok(json!({"resumed": false, "status": status})),
-        Resumed::Queued => ok(json!({"resumed": true, "queued": true})),
+        Resumed::Finished(status) => ok(Applied {
+            applied: false,
+            queued: false,
+            status: Some(status),
+        }),
+        Resumed::Queued => ok(Applied {
+            applied: false,
+            queued: true,
+            status: None,
+        }),
         Resumed::Drive(d) => {
             drop(s.control.spawn(*d));
-            ok(json!({"resumed": true}))
+            ok(Applied {
+                applied: true,
+                queued: false,
+                status: Some(RunStatus::Running),
+            })
         }
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AnswerBody {
     /// The step (default: the only one waiting).
@@ -382,7 +551,7 @@ async fn answer(
     id: String,
     decision: Decision,
     b: AnswerBody,
-) -> ApiResult {
+) -> Out<AnswerJson> {
     let a = Answer {
         step: b.step,
         decision,
@@ -394,12 +563,20 @@ async fn answer(
         Answered::Recorded {
             step,
             held_elsewhere,
-        } => ok(
-            json!({"step": step, "recorded": true, "continued": false, "held_elsewhere": held_elsewhere}),
-        ),
+        } => ok(AnswerJson {
+            step: Some(step),
+            recorded: true,
+            continued: false,
+            held_elsewhere,
+        }),
         Answered::Drive(d) => {
             drop(s.control.spawn(*d));
-            ok(json!({"recorded": true, "continued": true}))
+            ok(AnswerJson {
+                step: None,
+                recorded: true,
+                continued: true,
+                held_elsewhere: false,
+            })
         }
     }
 }
@@ -409,7 +586,7 @@ async fn approve(
     Auth(c): Auth,
     Path(id): Path<String>,
     Body(b): Body<AnswerBody>,
-) -> ApiResult {
+) -> Out<AnswerJson> {
     answer(s, c, id, Decision::Approve, b).await
 }
 
@@ -418,7 +595,7 @@ async fn reject(
     Auth(c): Auth,
     Path(id): Path<String>,
     Body(b): Body<AnswerBody>,
-) -> ApiResult {
+) -> Out<AnswerJson> {
     answer(s, c, id, Decision::Reject, b).await
 }
 
@@ -427,13 +604,15 @@ async fn input(
     Auth(c): Auth,
     Path(id): Path<String>,
     Body(mut b): Body<AnswerBody>,
-) -> ApiResult {
+) -> Out<AnswerJson> {
     let value = b.value.take();
     answer(s, c, id, Decision::Input(value), b).await
 }
 
-async fn approvals(State(s): State<AppState>, Auth(c): Auth) -> ApiResult {
-    ok(json!({"approvals": s.control.approvals(&c).await?}))
+async fn approvals(State(s): State<AppState>, Auth(c): Auth) -> Out<Approvals> {
+    ok(Approvals {
+        approvals: s.control.approvals(&c).await?,
+    })
 }
 
 // ---- workflows -----------------------------------------------------------------------------
@@ -475,7 +654,7 @@ async fn create_workflow(
     Auth(c): Auth,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult {
+) -> Made<baton_control::WorkflowVersion> {
     let (file, text) = document(&headers, &body)?;
     created(s.control.create_workflow(&c, &file, &text).await?)
 }
@@ -485,26 +664,32 @@ async fn validate_workflow(
     Auth(_c): Auth,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult {
+) -> Out<Validation> {
     let (file, text) = document(&headers, &body)?;
     match s.control.validate(&file, &text) {
-        Ok(warnings) => ok(json!({"valid": true, "diagnostics": warnings})),
-        Err(e) if !e.diagnostics().is_empty() => {
-            ok(json!({"valid": false, "diagnostics": e.diagnostics()}))
-        }
+        Ok(warnings) => ok(Validation {
+            valid: true,
+            diagnostics: warnings,
+        }),
+        Err(e) if !e.diagnostics().is_empty() => ok(Validation {
+            valid: false,
+            diagnostics: e.diagnostics().to_vec(),
+        }),
         Err(e) => Err(e.into()),
     }
 }
 
-async fn list_workflows(State(s): State<AppState>, Auth(c): Auth) -> ApiResult {
-    ok(json!({"workflows": s.control.list_workflows(&c).await?}))
+async fn list_workflows(State(s): State<AppState>, Auth(c): Auth) -> Out<Workflows> {
+    ok(Workflows {
+        workflows: s.control.list_workflows(&c).await?,
+    })
 }
 
 async fn get_workflow(
     State(s): State<AppState>,
     Auth(c): Auth,
     Path(name): Path<String>,
-) -> ApiResult {
+) -> Out<baton_control::WorkflowVersion> {
     let r: WorkflowRef = name.parse()?;
     ok(s.control.get_workflow(&c, &r).await?)
 }
@@ -515,7 +700,7 @@ async fn update_workflow(
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult {
+) -> Out<baton_control::WorkflowVersion> {
     let (file, text) = document(&headers, &body)?;
     ok(s.control.update_workflow(&c, &name, &file, &text).await?)
 }
@@ -524,14 +709,14 @@ async fn delete_workflow(
     State(s): State<AppState>,
     Auth(c): Auth,
     Path(name): Path<String>,
-) -> ApiResult {
+) -> Result<axum::response::NoContent, ApiError> {
     s.control.delete_workflow(&c, &name).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(axum::response::NoContent)
 }
 
 // ---- keys, tenants, audit ------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateKey {
     role: String,
@@ -545,7 +730,7 @@ async fn create_key(
     State(s): State<AppState>,
     Auth(c): Auth,
     Body(b): Body<CreateKey>,
-) -> ApiResult {
+) -> Made<baton_control::CreatedKey> {
     let role = b.role.parse().map_err(|e: String| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -595,7 +780,7 @@ async fn create_key(
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TenantQuery {
     tenant: Option<String>,
@@ -611,16 +796,22 @@ async fn list_keys(
     State(s): State<AppState>,
     Auth(c): Auth,
     Params(q): Params<TenantQuery>,
-) -> ApiResult {
+) -> Out<Keys> {
     let t = tenant_param(q.tenant)?;
-    ok(json!({"keys": s.control.list_keys(&c, t.as_ref()).await?}))
+    ok(Keys {
+        keys: s.control.list_keys(&c, t.as_ref()).await?,
+    })
 }
 
-async fn revoke_key(State(s): State<AppState>, Auth(c): Auth, Path(id): Path<String>) -> ApiResult {
+async fn revoke_key(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> Out<baton_control::KeyInfo> {
     ok(s.control.revoke_key(&c, &id).await?)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateTenant {
     id: String,
@@ -631,15 +822,17 @@ async fn create_tenant(
     State(s): State<AppState>,
     Auth(c): Auth,
     Body(b): Body<CreateTenant>,
-) -> ApiResult {
+) -> Made<baton_store::TenantRecord> {
     created(s.control.create_tenant(&c, &b.id, b.name).await?)
 }
 
-async fn list_tenants(State(s): State<AppState>, Auth(c): Auth) -> ApiResult {
-    ok(json!({"tenants": s.control.list_tenants(&c).await?}))
+async fn list_tenants(State(s): State<AppState>, Auth(c): Auth) -> Out<Tenants> {
+    ok(Tenants {
+        tenants: s.control.list_tenants(&c).await?,
+    })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AuditParams {
     tenant: Option<String>,
@@ -654,7 +847,7 @@ async fn audit(
     State(s): State<AppState>,
     Auth(c): Auth,
     Params(q): Params<AuditParams>,
-) -> ApiResult {
+) -> Out<AuditPage> {
     let t = tenant_param(q.tenant)?;
     let query = AuditQuery {
         after: q.after,
@@ -663,14 +856,34 @@ async fn audit(
         key_id: q.key_id,
         since_ms: q.since.as_deref().map(parse_since).transpose()?,
     };
-    ok(json!({"entries": s.control.audit(&c, t.as_ref(), &query).await?}))
+    ok(AuditPage {
+        entries: s.control.audit(&c, t.as_ref(), &query).await?,
+    })
 }
 
 async fn verify_audit(
     State(s): State<AppState>,
     Auth(c): Auth,
     Params(q): Params<TenantQuery>,
-) -> ApiResult {
+) -> Out<baton_control::audit::Verified> {
     let t = tenant_param(q.tenant)?;
     ok(s.control.verify_audit(&c, t.as_ref()).await?)
+}
+
+impl<T: JsonSchema> aide::OperationInput for Body<T> {
+    fn operation_input(
+        ctx: &mut aide::generate::GenContext,
+        operation: &mut aide::openapi::Operation,
+    ) {
+        Json::<T>::operation_input(ctx, operation);
+    }
+}
+
+impl<T: JsonSchema> aide::OperationInput for Params<T> {
+    fn operation_input(
+        ctx: &mut aide::generate::GenContext,
+        operation: &mut aide::openapi::Operation,
+    ) {
+        Query::<T>::operation_input(ctx, operation);
+    }
 }

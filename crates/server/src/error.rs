@@ -13,8 +13,11 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    /// Structured details (validation diagnostics, the field at fault...), `null` when none.
-    pub details: serde_json::Value,
+    /// Structured details (validation diagnostics, the field at fault...); `null` when none.
+    /// Boxed: most errors have none, and every handler's result carries this type.
+    pub details: Option<Box<serde_json::Value>>,
+    /// Sent as `Retry-After` (seconds).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -23,12 +26,13 @@ impl ApiError {
             status,
             code,
             message: message.into(),
-            details: serde_json::Value::Null,
+            details: None,
+            retry_after: None,
         }
     }
 
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
-        self.details = details;
+        self.details = (!details.is_null()).then(|| Box::new(details));
         self
     }
 
@@ -42,7 +46,8 @@ impl ApiError {
 
     /// The JSON body.
     pub fn body(&self) -> serde_json::Value {
-        json!({ "error": { "code": self.code, "message": self.message, "details": self.details } })
+        let details = self.details.as_deref().unwrap_or(&serde_json::Value::Null);
+        json!({ "error": { "code": self.code, "message": self.message, "details": details } })
     }
 }
 
@@ -71,6 +76,7 @@ impl From<baton_llm::Error> for ApiError {
         let mut err = ApiError::new(status, code, e.to_string());
         if let Some(d) = e.retry_after() {
             err.message = format!("{} (retry after {}s)", err.message, d.as_secs().max(1));
+            err.retry_after = Some(u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX));
         }
         err
     }
@@ -125,6 +131,34 @@ pub(crate) fn too_large_or(status: StatusCode, text: String) -> ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut resp = (self.status, Json(self.body())).into_response();
+        if let Some(s) = self.retry_after
+            && let Ok(v) = axum::http::HeaderValue::from_str(&s.to_string())
+        {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
+        }
+        resp
     }
+}
+
+/// The one error body, as the API documents it.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ErrorBody {
+    pub error: ErrorFields,
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ErrorFields {
+    /// A stable code: `invalid`, `not_found`, `unauthenticated`, `forbidden`, ...
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// What a program needs to fix the request (validation diagnostics, the field at fault), or
+    /// null.
+    pub details: serde_json::Value,
+}
+
+impl aide::OperationOutput for ApiError {
+    type Inner = ErrorBody;
 }

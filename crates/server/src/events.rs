@@ -22,7 +22,7 @@ use crate::api::Params;
 use crate::auth::Auth;
 use crate::{ApiError, AppState};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StreamQuery {
     /// Send the events after this seq (the `Last-Event-ID` header wins when both are given).

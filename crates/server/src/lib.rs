@@ -12,6 +12,7 @@ mod auth;
 pub mod error;
 mod events;
 mod openai;
+mod openapi;
 mod ops;
 
 use std::path::PathBuf;
@@ -43,6 +44,8 @@ pub struct ServerConfig {
     /// How often an event stream reads the run log while the bus is quiet (runs driven by
     /// another process).
     pub poll: Duration,
+    /// Requests per second each key may make (with a burst of twice that); `None`: no limit.
+    pub rate_limit: Option<f64>,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +54,7 @@ impl Default for ServerConfig {
             body_limit: 10 << 20,
             cors_origins: Vec::new(),
             poll: Duration::from_millis(500),
+            rate_limit: Some(50.0),
         }
     }
 }
@@ -65,6 +69,9 @@ pub struct AppState {
     pub base_dir: PathBuf,
     pub config: Arc<ServerConfig>,
     pub metrics: Arc<Metrics>,
+    pub(crate) limiter: Arc<auth::Limiter>,
+    /// The OpenAPI document of `/api/v1`, made from the handlers' types when the app is built.
+    pub(crate) openapi: Arc<aide::openapi::OpenApi>,
 }
 
 impl AppState {
@@ -75,6 +82,8 @@ impl AppState {
             base_dir: PathBuf::from("."),
             config: Arc::new(ServerConfig::default()),
             metrics: Arc::new(Metrics::default()),
+            limiter: Arc::new(auth::Limiter::default()),
+            openapi: Arc::default(),
         }
     }
 
@@ -87,10 +96,20 @@ impl AppState {
 /// The router; tests drive it without a socket.
 pub fn app(state: AppState) -> Router {
     let config = state.config.clone();
+    let mut doc = openapi::base();
+    let api_router: Router<AppState> = aide::axum::ApiRouter::new()
+        .nest("/api/v1", api::routes())
+        .finish_api(&mut doc);
+    let state = AppState {
+        openapi: Arc::new(doc),
+        ..state
+    };
     let router = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
-        .nest("/api/v1", api::routes())
+        .merge(api_router)
+        .route("/api/v1/openapi.json", get(openapi::json))
+        .route("/api/v1/docs", get(openapi::page))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -696,3 +696,121 @@ async fn read_sse(
     }
     panic!("the stream ended before `{until}`: saw {ids:?}");
 }
+
+#[tokio::test]
+async fn a_key_over_its_rate_gets_429_with_retry_after() {
+    let state = test_state(Providers::default()).with_config(baton_server::ServerConfig {
+        rate_limit: Some(5.0),
+        ..Default::default()
+    });
+    let key = key_for(&state).await;
+    let api = Api { state, key };
+    for _ in 0..10 {
+        assert_eq!(
+            api.json("GET", "/api/v1/runs", None).await.status,
+            StatusCode::OK
+        );
+    }
+    let req = Request::builder()
+        .uri("/api/v1/runs")
+        .header("authorization", format!("Bearer {}", api.key))
+        .body(Body::empty())
+        .unwrap();
+    let resp = app(api.state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    // Another key is not held back.
+    let other = key_for(&api.state).await;
+    assert_eq!(
+        api.json_as(Some(&other), "GET", "/api/v1/runs", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_route_and_its_errors() {
+    let api = Api::new().await;
+    let a = api.json_as(None, "GET", "/api/v1/openapi.json", None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let doc = a.body;
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    let want = [
+        ("/api/v1/runs", "post"),
+        ("/api/v1/runs", "get"),
+        ("/api/v1/runs/{id}", "get"),
+        ("/api/v1/runs/{id}/state", "get"),
+        ("/api/v1/runs/{id}/events", "get"),
+        ("/api/v1/runs/{id}/stream", "get"),
+        ("/api/v1/runs/{id}/logs", "get"),
+        ("/api/v1/runs/{id}/pause", "post"),
+        ("/api/v1/runs/{id}/cancel", "post"),
+        ("/api/v1/runs/{id}/resume", "post"),
+        ("/api/v1/runs/{id}/approve", "post"),
+        ("/api/v1/runs/{id}/reject", "post"),
+        ("/api/v1/runs/{id}/input", "post"),
+        ("/api/v1/approvals", "get"),
+        ("/api/v1/workflows", "post"),
+        ("/api/v1/workflows", "get"),
+        ("/api/v1/workflows/validate", "post"),
+        ("/api/v1/workflows/{name}", "get"),
+        ("/api/v1/workflows/{name}", "put"),
+        ("/api/v1/workflows/{name}", "delete"),
+        ("/api/v1/keys", "post"),
+        ("/api/v1/keys", "get"),
+        ("/api/v1/keys/{id}", "delete"),
+        ("/api/v1/tenants", "post"),
+        ("/api/v1/tenants", "get"),
+        ("/api/v1/audit", "get"),
+        ("/api/v1/audit/verify", "get"),
+        ("/api/v1/ws", "get"),
+    ];
+    let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(
+        documented,
+        want.len(),
+        "documented routes: {:?}",
+        paths.keys().collect::<Vec<_>>()
+    );
+    for (path, method) in want {
+        let op = &paths[path][method];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        for code in ["401", "403", "404", "422"] {
+            assert!(
+                op["responses"][code].is_object(),
+                "{method} {path}: no {code}"
+            );
+        }
+        assert_eq!(op["security"][0]["api_key"], json!([]), "{method} {path}");
+    }
+    // Responses carry their types' schemas.
+    let get_run = &paths["/api/v1/runs/{id}"]["get"]["responses"]["200"];
+    assert!(
+        get_run["content"]["application/json"]["schema"].is_object(),
+        "{get_run}"
+    );
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "RunDetail",
+        "StepDetail",
+        "ErrorBody",
+        "WorkflowVersion",
+        "KeyInfo",
+    ] {
+        assert!(
+            schemas.contains_key(name),
+            "no schema {name}: {:?}",
+            schemas.keys().collect::<Vec<_>>()
+        );
+    }
+    // And a reference page made from it.
+    let a = api.json_as(None, "GET", "/api/v1/docs", None).await;
+    let html = a.body.as_str().unwrap();
+    assert!(html.contains("<code>POST /api/v1/runs</code>"), "{html}");
+}
