@@ -1,25 +1,112 @@
-//! `baton serve`: the HTTP server (for now the OpenAI-compatible `/v1` API).
+//! `baton serve`: the platform over HTTP (the REST API under `/api/v1`, run events as SSE and
+//! over a WebSocket, the OpenAI-compatible `/v1` routes, `/healthz`, `/readyz`, `/metrics`).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use baton_server::AppState;
+use baton_control::{Caller, NewKey};
+use baton_server::{AppState, ServerConfig};
+use baton_types::{Role, TenantId};
 use clap::Args;
+
+use crate::cmd_run::DbArgs;
+use baton_engine::inputs::parse_size;
 
 #[derive(Args)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8787", env = "BATON_ADDR")]
     addr: SocketAddr,
+    /// The largest request body accepted (`10M`, `512K`...).
+    #[arg(long, default_value = "10M", env = "BATON_BODY_LIMIT")]
+    body_limit: String,
+    /// An origin allowed to call the API from a browser (repeat for more); none: CORS off.
+    #[arg(
+        long = "cors-origin",
+        env = "BATON_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    cors_origins: Vec<String>,
+    /// Requests per second each API key may make (bursts of twice that; over it: 429 with
+    /// Retry-After), or `off`.
+    #[arg(long, default_value = "50", env = "BATON_RATE_LIMIT")]
+    rate_limit: String,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
+/// On the first start (no key was ever made for tenant `default`), an admin key to begin with.
+async fn first_key(control: &baton_control::Control) -> Result<Option<String>> {
+    let local = Caller::local();
+    if !control
+        .tenancy()
+        .keys(&TenantId::default())
+        .await?
+        .is_empty()
+    {
+        return Ok(None);
+    }
+    let k = control
+        .create_key(
+            &local,
+            NewKey {
+                tenant: None,
+                role: Role::Admin,
+                name: Some("first start".into()),
+                expires_at_ms: None,
+            },
+        )
+        .await?;
+    Ok(Some(k.key))
 }
 
 pub async fn run(args: ServeArgs) -> Result<i32> {
-    let state = AppState::new(crate::wiring::providers()?);
+    let body_limit =
+        parse_size(&args.body_limit).map_err(|e| anyhow::anyhow!("--body-limit: {e}"))?;
+    let rate_limit = match args.rate_limit.trim() {
+        "off" => None,
+        r => Some(
+            r.parse::<f64>()
+                .ok()
+                .filter(|r| r.is_finite() && *r > 0.0)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--rate-limit: '{r}' is not a number of requests a second above 0, nor `off`"
+                    )
+                })?,
+        ),
+    };
+    let control = crate::wiring::control(args.db.db.as_deref())?;
+    let state =
+        AppState::new(control.clone(), crate::wiring::providers()?).with_config(ServerConfig {
+            body_limit: usize::try_from(body_limit).unwrap_or(usize::MAX),
+            cors_origins: args.cors_origins.clone(),
+            poll: Duration::from_millis(500),
+            rate_limit,
+        });
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
-    errln!("baton serving on http://{addr} (OpenAI-compatible API at http://{addr}/v1)");
+    let key = first_key(&control).await?;
+    // Runs left in flight when the server (or any process) last stopped.
+    let resumed = control.resume_interrupted(&Caller::system("serve")).await?;
+    errln!("baton serving on http://{addr}");
+    errln!("  REST API:    http://{addr}/api/v1   (key: Authorization: Bearer <key>)");
+    errln!("  OpenAI API:  http://{addr}/v1");
+    errln!("  API reference: http://{addr}/api/v1/docs (OpenAPI: /api/v1/openapi.json)");
+    if !resumed.is_empty() {
+        errln!("  resumed {} interrupted run(s)", resumed.len());
+    }
+    if let Some(k) = key {
+        errln!(
+            "  first start: an admin key for tenant 'default' on stdout (shown only now; store it)"
+        );
+        outln!("{k}");
+    }
+    // Always the banner's last line.
+    errln!("  health:      http://{addr}/healthz, /readyz; metrics: /metrics");
     baton_server::serve(listener, state, async {
         let _ = tokio::signal::ctrl_c().await;
     })

@@ -28,7 +28,7 @@ fn python() -> PathBuf {
 const CLIENT: &str = r#"
 import json, sys
 import openai
-client = openai.OpenAI(base_url=sys.argv[1], api_key="unused", max_retries=0, timeout=30)
+client = openai.OpenAI(base_url=sys.argv[1], api_key=sys.argv[2], max_retries=0, timeout=30)
 messages = [{"role": "user", "content": "say hello"}]
 chat = client.chat.completions.create(model="scripted/hello", messages=messages)
 stream = client.chat.completions.create(model="scripted/hello", messages=messages, stream=True)
@@ -83,9 +83,23 @@ fn the_official_openai_python_client_talks_to_baton_serve() {
         .unwrap()
         .port();
     let addr = format!("127.0.0.1:{port}");
+    // A key of any role opens `/v1` (a served model is not an open relay).
+    let db = dir.path().join("baton.db");
+    let made = common::baton()
+        .args(["keys", "create", "--role", "viewer", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let key = String::from_utf8(made.stdout).unwrap().trim().to_string();
     let _serve = Serve(
         common::baton()
-            .args(["serve", "--addr", &addr])
+            .args(["serve", "--addr", &addr, "--db"])
+            .arg(&db)
             .current_dir(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -101,7 +115,7 @@ fn the_official_openai_python_client_talks_to_baton_serve() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = Command::new(&py)
-        .args(["-c", CLIENT, &format!("http://{addr}/v1")])
+        .args(["-c", CLIENT, &format!("http://{addr}/v1"), &key])
         .env("NO_PROXY", "127.0.0.1")
         .output()
         .unwrap();

@@ -37,7 +37,7 @@ impl Outcome {
 }
 
 /// The result of checking a tenant's chain.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Verified {
     pub tenant: TenantId,
     /// Entries checked.
@@ -46,7 +46,7 @@ pub struct Verified {
     pub broken: Option<Broken>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Broken {
     pub seq: u64,
     pub reason: String,

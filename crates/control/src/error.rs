@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// A problem in a workflow document (or in a request field), located as precisely as known.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Diagnostic {
     /// `error` or `warning`.
     pub level: &'static str,
@@ -50,7 +50,7 @@ impl std::fmt::Display for Diagnostic {
 }
 
 /// What an `invalid` error is about, beyond its message.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Details {
     #[default]
@@ -66,7 +66,7 @@ pub enum Details {
 }
 
 /// The stable codes of [`Error`], as they appear in the API's error body.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Code {
     NotFound,

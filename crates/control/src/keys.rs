@@ -31,7 +31,7 @@ pub struct NewKey {
 }
 
 /// A key as listed: never its secret, never its hash.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct KeyInfo {
     pub id: String,
     pub tenant: TenantId,
@@ -70,7 +70,7 @@ impl KeyInfo {
 }
 
 /// A key just created: the only time its secret exists outside the client.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct CreatedKey {
     /// The whole key, `bk_<id>_<secret>`.
     pub key: String,
@@ -122,9 +122,12 @@ impl Control {
         }
         let mut id = [0u8; ID_BYTES];
         let mut secret = [0u8; SECRET_BYTES];
-        let mut rng = rand::rng();
-        rng.fill_bytes(&mut id);
-        rng.fill_bytes(&mut secret);
+        {
+            // Dropped before the next await: the thread's generator is not `Send`.
+            let mut rng = rand::rng();
+            rng.fill_bytes(&mut id);
+            rng.fill_bytes(&mut secret);
+        }
         let id = baton_store::tenancy::hex(&id);
         let key = format!("{KEY_PREFIX}{id}_{}", baton_store::tenancy::hex(&secret));
         let rec = ApiKeyRecord {

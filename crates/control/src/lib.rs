@@ -24,6 +24,7 @@
 pub mod audit;
 pub mod caller;
 pub mod error;
+pub mod follow;
 pub mod keys;
 pub mod runner;
 pub mod runs;
@@ -38,8 +39,9 @@ use baton_store::TenantStore;
 
 pub use caller::{Caller, LOCAL, Permission};
 pub use error::{Code, Details, Diagnostic, Error, Result};
+pub use follow::{Followed, Follower};
 pub use keys::{Authenticated, CreatedKey, KeyInfo, NewKey};
-pub use runner::{BusEvent, Drive};
+pub use runner::{BusEvent, BusItem, Drive};
 pub use runs::{
     Answer, Answered, Approval, ControlOutcome, Decision, EventFilter, LoadedWorkflow, Resolve,
     Resolved, Resumed, RunControl, RunPage, RunQuery, RunRequest, Started, WorkflowSource,

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use baton_engine::{EventSink, Executor, Input, Program, RunState};
-use baton_types::{EventRecord, RunId, RunStatus, TenantId};
+use baton_types::{EventRecord, ModelDelta, RunId, RunStatus, TenantId};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
@@ -24,11 +24,27 @@ pub struct Drive {
     pub inputs: Vec<Input>,
 }
 
-/// An event of a background run, with its tenant (subscribers filter on it).
+/// What the bus carries for a background run, with its tenant (subscribers filter on it).
 #[derive(Clone, Debug)]
 pub struct BusEvent {
     pub tenant: TenantId,
-    pub record: Arc<EventRecord>,
+    pub item: BusItem,
+}
+
+/// A logged event, or model output as it streams (never logged; see [`ModelDelta`]).
+#[derive(Clone, Debug)]
+pub enum BusItem {
+    Event(Arc<EventRecord>),
+    Delta(Arc<ModelDelta>),
+}
+
+impl BusEvent {
+    pub fn run_id(&self) -> RunId {
+        match &self.item {
+            BusItem::Event(r) => r.run_id,
+            BusItem::Delta(d) => d.run_id,
+        }
+    }
 }
 
 /// How many events the bus keeps for a slow subscriber before it lags (it can then read the
@@ -69,7 +85,20 @@ impl EventSink for BusSink {
         // No subscriber is not an error.
         let _ = self.bus.send(BusEvent {
             tenant: self.tenant.clone(),
-            record: Arc::new(ev.clone()),
+            item: BusItem::Event(Arc::new(ev.clone())),
+        });
+    }
+
+    /// Agents stream their answers only while someone follows the bus (a subscriber that
+    /// comes later sees the next turns' output).
+    fn wants_deltas(&self) -> bool {
+        self.bus.receiver_count() > 0
+    }
+
+    fn delta(&self, delta: &ModelDelta) {
+        let _ = self.bus.send(BusEvent {
+            tenant: self.tenant.clone(),
+            item: BusItem::Delta(Arc::new(delta.clone())),
         });
     }
 }

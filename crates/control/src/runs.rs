@@ -213,7 +213,7 @@ pub enum Resolved {
 }
 
 /// A `human` step waiting for an answer.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Approval {
     pub run: RunId,
     pub workflow: String,

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 /// One step's figures over a run: its last status, its summed duration and tokens.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct StepRow {
     pub step: String,
     pub status: &'static str,
@@ -29,7 +29,7 @@ pub fn step_rows(evs: &[EventRecord]) -> Vec<StepRow> {
 }
 
 /// A step of a run in full: its figures, when it started and ended, its last output or error.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct StepDetail {
     #[serde(flatten)]
     pub row: StepRow,
@@ -361,7 +361,7 @@ pub fn steps_in(evs: &[EventRecord]) -> Vec<String> {
 
 /// One sandbox execution found in a run's log: a `sandbox:` step's result (succeeded, or
 /// carried by its failure) or an agent's `sandbox.exec` call.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct SandboxRecord {
     pub step: String,
     /// Which run of the step (a loop runs it again) and which attempt of that run.
@@ -443,7 +443,7 @@ pub fn sandbox_records(evs: &[EventRecord], program: Option<&Program>) -> Vec<Sa
 }
 
 /// One run in a listing.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct RunListItem {
     pub id: String,
     pub workflow: String,
@@ -467,9 +467,10 @@ impl RunListItem {
 }
 
 /// A run in full: its record, its steps and its sandbox executions.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct RunDetail {
     #[serde(serialize_with = "ser_record")]
+    #[schemars(with = "RunJson")]
     pub run: RunRecord,
     /// Tokens over all steps.
     pub tokens: u64,
@@ -482,20 +483,36 @@ pub struct RunDetail {
     pub ambiguous: Vec<Ambiguity>,
 }
 
+/// A run's record as the API shows it.
+#[derive(Serialize, schemars::JsonSchema)]
+struct RunJson<'a> {
+    id: String,
+    tenant: &'a baton_types::TenantId,
+    workflow: &'a str,
+    status: RunStatus,
+    inputs: &'a Value,
+    outputs: &'a Option<Value>,
+    error: &'a Option<String>,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+    last_seq: u64,
+    started_by: &'a Option<String>,
+}
+
 fn ser_record<S: serde::Serializer>(r: &RunRecord, s: S) -> Result<S::Ok, S::Error> {
-    json!({
-        "id": r.id,
-        "tenant": r.tenant,
-        "workflow": r.workflow_name,
-        "status": r.status,
-        "inputs": r.inputs,
-        "outputs": r.outputs,
-        "error": r.error,
-        "created_at_ms": r.created_at_ms,
-        "updated_at_ms": r.updated_at_ms,
-        "last_seq": r.last_seq,
-        "started_by": r.started_by,
-    })
+    RunJson {
+        id: r.id.to_string(),
+        tenant: &r.tenant,
+        workflow: &r.workflow_name,
+        status: r.status,
+        inputs: &r.inputs,
+        outputs: &r.outputs,
+        error: &r.error,
+        created_at_ms: r.created_at_ms,
+        updated_at_ms: r.updated_at_ms,
+        last_seq: r.last_seq,
+        started_by: &r.started_by,
+    }
     .serialize(s)
 }
 

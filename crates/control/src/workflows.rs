@@ -71,7 +71,7 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 /// A stored workflow in a listing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct WorkflowInfo {
     pub name: String,
     pub latest: u32,
@@ -80,7 +80,7 @@ pub struct WorkflowInfo {
 }
 
 /// One version of a stored workflow.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct WorkflowVersion {
     pub name: String,
     pub version: u32,

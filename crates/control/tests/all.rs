@@ -286,7 +286,7 @@ async fn background_runs_wait_are_answered_and_finish() {
     // The bus carried the run's events with their tenant.
     let first = bus.recv().await.unwrap();
     assert_eq!(first.tenant, TenantId::default());
-    assert_eq!(first.record.run_id, run);
+    assert_eq!(first.run_id(), run);
 
     let answered = c
         .answer(
@@ -760,7 +760,9 @@ async fn interrupted_runs_are_resumed_in_the_background() {
     assert_eq!(c.resume_interrupted(&me).await.unwrap(), vec![s.run]);
     loop {
         let ev = bus.recv().await.unwrap();
-        if matches!(ev.record.event, baton_types::Event::RunSucceeded { .. }) {
+        if let baton_control::BusItem::Event(r) = &ev.item
+            && matches!(r.event, baton_types::Event::RunSucceeded { .. })
+        {
             break;
         }
     }

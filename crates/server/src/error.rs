@@ -1,5 +1,5 @@
-//! Errors as HTTP: every failure is one JSON body `{"error": {"code", "message"}}` with a
-//! status that says whose fault it was.
+//! Errors as HTTP: every failure is one JSON body `{"error": {"code", "message", "details"}}`
+//! with a status that says whose fault it was.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -13,6 +13,11 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Structured details (validation diagnostics, the field at fault...); `null` when none.
+    /// Boxed: most errors have none, and every handler's result carries this type.
+    pub details: Option<Box<serde_json::Value>>,
+    /// Sent as `Retry-After` (seconds).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -21,7 +26,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            details: None,
+            retry_after: None,
         }
+    }
+
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = (!details.is_null()).then(|| Box::new(details));
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -34,7 +46,8 @@ impl ApiError {
 
     /// The JSON body.
     pub fn body(&self) -> serde_json::Value {
-        json!({ "error": { "code": self.code, "message": self.message } })
+        let details = self.details.as_deref().unwrap_or(&serde_json::Value::Null);
+        json!({ "error": { "code": self.code, "message": self.message, "details": details } })
     }
 }
 
@@ -63,13 +76,89 @@ impl From<baton_llm::Error> for ApiError {
         let mut err = ApiError::new(status, code, e.to_string());
         if let Some(d) = e.retry_after() {
             err.message = format!("{} (retry after {}s)", err.message, d.as_secs().max(1));
+            err.retry_after = Some(u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX));
         }
         err
     }
 }
 
+impl From<baton_control::Error> for ApiError {
+    fn from(e: baton_control::Error) -> Self {
+        let status =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::error!("request failed: {e}");
+        }
+        ApiError::new(status, e.code().as_str(), e.to_string()).with_details(e.details())
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(r: axum::extract::rejection::JsonRejection) -> Self {
+        use axum::extract::rejection::JsonRejection as J;
+        match r {
+            J::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON, sent with `Content-Type: application/json`",
+            ),
+            J::JsonSyntaxError(e) => {
+                ApiError::bad_request(format!("malformed JSON: {}", e.body_text()))
+            }
+            J::JsonDataError(e) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!("the JSON does not fit the request: {}", e.body_text()),
+            ),
+            J::BytesRejection(e) => too_large_or(e.status(), e.body_text()),
+            other => ApiError::bad_request(other.body_text()),
+        }
+    }
+}
+
+/// A body refused while being read: over the size limit (413), or unreadable (400).
+pub(crate) fn too_large_or(status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the body is over the server's size limit",
+        )
+    } else {
+        ApiError::bad_request(text)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut resp = (self.status, Json(self.body())).into_response();
+        if let Some(s) = self.retry_after
+            && let Ok(v) = axum::http::HeaderValue::from_str(&s.to_string())
+        {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
+        }
+        resp
     }
+}
+
+/// The one error body, as the API documents it.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ErrorBody {
+    pub error: ErrorFields,
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct ErrorFields {
+    /// A stable code: `invalid`, `not_found`, `unauthenticated`, `forbidden`, ...
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// What a program needs to fix the request (validation diagnostics, the field at fault), or
+    /// null.
+    pub details: serde_json::Value,
+}
+
+impl aide::OperationOutput for ApiError {
+    type Inner = ErrorBody;
 }

@@ -1,61 +1,183 @@
-//! Baton's HTTP server. For now it serves what Baton has: an OpenAI-compatible
-//! `POST /v1/chat/completions` (streaming and not) and `GET /v1/models` over the configured
-//! providers, so other tools can use Baton's models (the embedded one included).
+//! Baton's HTTP server: the platform's REST API under `/api/v1` (runs, workflows, approvals,
+//! keys, tenants, audit; run events as server-sent events and over a WebSocket), the
+//! OpenAI-compatible `/v1` routes over the configured providers, and operations routes
+//! (`/healthz`, `/readyz`, `/metrics`). Every route but the operations ones needs an API key.
+//!
+//! The handlers are thin: they establish who the caller is (`auth`), turn the request into a
+//! call of a `baton_control` use case, and its result or error into JSON. Nothing here
+//! re-implements a use case.
 
+mod api;
+mod auth;
 pub mod error;
+mod events;
 mod openai;
+mod openapi;
+mod ops;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::routing::{get, post};
+use baton_control::Control;
 use baton_llm::Providers;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 pub use error::ApiError;
+pub use ops::Metrics;
+
+/// The header that carries a request's id (set by the client or made here, echoed back).
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// How the server behaves towards clients.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The largest request body accepted, in bytes (413 above it).
+    pub body_limit: usize,
+    /// Origins allowed to call the API from a browser (CORS); empty: CORS off.
+    pub cors_origins: Vec<String>,
+    /// How often an event stream reads the run log while the bus is quiet (runs driven by
+    /// another process).
+    pub poll: Duration,
+    /// Requests per second each key may make (with a burst of twice that); `None`: no limit.
+    pub rate_limit: Option<f64>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: 10 << 20,
+            cors_origins: Vec::new(),
+            poll: Duration::from_millis(500),
+            rate_limit: Some(50.0),
+        }
+    }
+}
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
+    pub control: Control,
+    /// The models the `/v1` routes serve.
     pub providers: Arc<Providers>,
     /// Where relative model references (`local/models/x.gguf`, scripted fixtures) are found.
     pub base_dir: PathBuf,
+    pub config: Arc<ServerConfig>,
+    pub metrics: Arc<Metrics>,
+    pub(crate) limiter: Arc<auth::Limiter>,
+    /// The OpenAPI document of `/api/v1`, made from the handlers' types when the app is built.
+    pub(crate) openapi: Arc<aide::openapi::OpenApi>,
 }
 
 impl AppState {
-    pub fn new(providers: Providers) -> Self {
+    pub fn new(control: Control, providers: Providers) -> Self {
         Self {
+            control,
             providers: Arc::new(providers),
             base_dir: PathBuf::from("."),
+            config: Arc::new(ServerConfig::default()),
+            metrics: Arc::new(Metrics::default()),
+            limiter: Arc::new(auth::Limiter::default()),
+            openapi: Arc::default(),
         }
+    }
+
+    pub fn with_config(mut self, config: ServerConfig) -> Self {
+        self.config = Arc::new(config);
+        self
     }
 }
 
 /// The router; tests drive it without a socket.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let config = state.config.clone();
+    let mut doc = openapi::base();
+    let api_router: Router<AppState> = aide::axum::ApiRouter::new()
+        .nest("/api/v1", api::routes())
+        .finish_api(&mut doc);
+    let state = AppState {
+        openapi: Arc::new(doc),
+        ..state
+    };
+    let router = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
+        .merge(api_router)
+        .route("/api/v1/openapi.json", get(openapi::json))
+        .route("/api/v1/docs", get(openapi::page))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(
             |method: axum::http::Method, uri: axum::http::Uri| async move {
                 ApiError::new(
-                    axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                    StatusCode::METHOD_NOT_ALLOWED,
                     "method_not_allowed",
                     format!("{} does not accept {method}", uri.path()),
                 )
             },
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ops::observe,
+        ))
+        .layer(RequestBodyLimitLayer::new(config.body_limit))
+        .layer(axum::extract::DefaultBodyLimit::max(config.body_limit));
+    let router = match cors(&config.cors_origins) {
+        Some(c) => router.layer(c),
+        None => router,
+    };
+    router
+        // Outermost: the id is set before anything else runs, and echoed on every answer.
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
 }
 
-/// Serves `app(state)` on `listener` until `shutdown` completes.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let list: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(list))
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::CONTENT_TYPE,
+                HeaderName::from_static("last-event-id"),
+                HeaderName::from_static("idempotency-key"),
+                REQUEST_ID,
+            ])
+            .expose_headers([REQUEST_ID]),
+    )
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` completes, then stops the runs this
+/// process drives at their last checkpoint (they read as `interrupted` and the next start
+/// resumes them).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let control = state.control.clone();
+    let served = axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    control.shutdown().await;
+    served
 }

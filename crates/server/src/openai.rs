@@ -270,6 +270,8 @@ fn now() -> u64 {
 /// `POST /v1/chat/completions`.
 pub(crate) async fn chat_completions(
     State(state): State<AppState>,
+    // Any role: a served model is not an open relay.
+    _auth: crate::auth::Auth,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let wire: WireRequest = serde_json::from_slice(&body).map_err(|e| {
@@ -419,7 +421,7 @@ fn sse(
 }
 
 /// `GET /v1/models`: every model the providers list, as `provider/model`.
-pub(crate) async fn models(State(state): State<AppState>) -> Json<Value> {
+pub(crate) async fn models(State(state): State<AppState>, _auth: crate::auth::Auth) -> Json<Value> {
     let mut data = Vec::new();
     for name in state.providers.names() {
         if let Some(p) = state.providers.get(name) {

@@ -1,5 +1,5 @@
 //! The `/v1` routes, through the router without a socket (`oneshot`), and streaming over a
-//! real loopback socket with the embedded model.
+//! real loopback socket with the embedded model. `api.rs`: the `/api/v1` routes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,12 +15,45 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+#[path = "all/api.rs"]
+mod api;
+
+/// An app over an in-memory store with these model providers (tests ask for keys with
+/// [`key_for`]).
+pub fn test_state(providers: Providers) -> AppState {
+    let store = Arc::new(baton_store::memory::MemoryStore::new());
+    let services = baton_engine::Services {
+        store: store.clone(),
+        models: Arc::new(Providers::default()),
+        tools: Arc::new(baton_tools::Registry::with_builtins()),
+    };
+    AppState::new(baton_control::Control::new(services, store), providers)
+}
+
+/// A new admin key of tenant `default`.
+pub async fn key_for(state: &AppState) -> String {
+    state
+        .control
+        .create_key(
+            &baton_control::Caller::local(),
+            baton_control::NewKey {
+                tenant: None,
+                role: baton_types::Role::Admin,
+                name: None,
+                expires_at_ms: None,
+            },
+        )
+        .await
+        .unwrap()
+        .key
+}
+
 fn state_with(replies: Vec<Reply>) -> AppState {
     let providers = Providers::default();
     providers
         .scripted
         .insert("bot", Arc::new(ScriptedModel::new("bot", replies).unwrap()));
-    AppState::new(providers)
+    test_state(providers)
 }
 
 async fn call(
@@ -29,9 +62,11 @@ async fn call(
     uri: &str,
     body: Option<Value>,
 ) -> (StatusCode, String) {
+    let key = key_for(&state).await;
     let req = Request::builder()
         .method(method)
         .uri(uri)
+        .header("authorization", format!("Bearer {key}"))
         .header("content-type", "application/json")
         .body(
             body.map(|b| Body::from(b.to_string()))
@@ -81,7 +116,7 @@ async fn tool_calls_use_the_openai_shape_and_requests_are_translated() {
     let providers = Providers::default();
     providers.scripted.insert("bot", model.clone());
     let (status, body) = call(
-        AppState::new(providers),
+        test_state(providers),
         "POST",
         "/v1/chat/completions",
         Some(json!({
@@ -311,7 +346,7 @@ async fn lists_the_models_of_every_provider() {
             ..Default::default()
         },
     );
-    let (status, body) = call(AppState::new(providers), "GET", "/v1/models", None).await;
+    let (status, body) = call(test_state(providers), "GET", "/v1/models", None).await;
     assert_eq!(status, StatusCode::OK);
     let v = json_of(&body);
     assert_eq!(v["object"], "list");
@@ -344,17 +379,16 @@ async fn streams_the_local_model_over_a_real_socket() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(baton_server::serve(
-        listener,
-        AppState::new(providers),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let state = test_state(providers);
+    let key = key_for(&state).await;
+    let server = tokio::spawn(baton_server::serve(listener, state, async move {
+        let _ = stop_rx.await;
+    }));
 
     let client = reqwest::Client::new();
     let resp = client
         .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth(&key)
         .json(&json!({
             "model": "local/smollm2",
             "messages": [{ "role": "user", "content": "Name three colours." }],
@@ -400,6 +434,7 @@ async fn streams_the_local_model_over_a_real_socket() {
     let schema = json!({ "type": "object", "properties": { "colours": { "type": "array", "items": { "type": "string", "maxLength": 20 }, "minItems": 3, "maxItems": 3 } }, "required": ["colours"], "additionalProperties": false });
     let v: Value = client
         .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth(&key)
         .json(&json!({
             "model": "local/smollm2",
             "messages": [{ "role": "user", "content": "Name three colours." }],

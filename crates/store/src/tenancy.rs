@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::Result;
 
 /// A tenant.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TenantRecord {
     pub id: TenantId,
     /// A display name (defaults to the id).
@@ -25,7 +25,7 @@ pub struct TenantRecord {
 }
 
 /// A stored API key: never the key itself, only its SHA-256.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApiKeyRecord {
     /// The key's visible id (the part between `bk_` and the secret).
     pub id: String,
@@ -42,7 +42,7 @@ pub struct ApiKeyRecord {
 }
 
 /// An audit entry as appended: the store gives it its `seq` and hashes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NewAuditEntry {
     pub tenant: TenantId,
     pub at_ms: i64,
@@ -63,7 +63,7 @@ pub struct NewAuditEntry {
 }
 
 /// An audit entry in its tenant's chain.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditEntry {
     /// 1, 2, ... within the tenant.
     pub seq: u64,
@@ -132,7 +132,7 @@ impl AuditQuery {
 }
 
 /// How a workflow document was written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WorkflowFormat {
     Yaml,
@@ -157,7 +157,7 @@ impl WorkflowFormat {
 }
 
 /// A version of a stored workflow, as written.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NewWorkflowVersion {
     pub tenant: TenantId,
     pub name: String,
@@ -178,7 +178,7 @@ pub enum WorkflowWrite {
 }
 
 /// One immutable version of a stored workflow.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WorkflowRecord {
     pub tenant: TenantId,
     pub name: String,
@@ -192,7 +192,7 @@ pub struct WorkflowRecord {
 }
 
 /// A stored workflow in a listing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WorkflowSummary {
     pub name: String,
     pub latest: u32,

@@ -1,0 +1,173 @@
+//! `baton serve` as a user starts it: the first start prints an admin key once, the API runs
+//! workflows, and a server killed with `kill -9` in the middle of 100 runs resumes them all on
+//! its next start.
+// End-to-end tests run the real binary.
+#![allow(clippy::disallowed_methods)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+use common::{Db, baton};
+use serde_json::{Value, json};
+
+const SLOW: &str = "version: 1\nname: slow\ninputs:\n  n: { type: integer }\nsteps:\n  - { id: first, tool: echo, with: { text: \"{{ inputs.n }}\" } }\n  - { id: nap, tool: sleep, with: { duration: 2s } }\n  - { id: last, tool: echo, with: { text: done } }\n";
+
+struct Server {
+    child: Child,
+    addr: String,
+    /// What it printed on stdout (the first-start key, if any).
+    key: Option<String>,
+    /// How many interrupted runs it said it resumed.
+    resumed: usize,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // A failing test must not leave a server behind.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `baton serve` on a free loopback port; waits until it says where it listens.
+fn serve(db: &Db) -> Server {
+    let mut child = baton()
+        .args(["serve", "--addr", "127.0.0.1:0", "--rate-limit", "off"])
+        .arg("--db")
+        .arg(db.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut addr = None;
+    let mut first_start = false;
+    let mut resumed = 0;
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 {
+        if let Some(a) = line.trim().strip_prefix("baton serving on http://") {
+            addr = Some(a.to_string());
+        }
+        if line.contains("first start") {
+            first_start = true;
+        }
+        if let Some(rest) = line.trim().strip_prefix("resumed ") {
+            resumed = rest.split(' ').next().unwrap().parse().unwrap();
+        }
+        // The banner's last line.
+        if line.contains("metrics:") {
+            break;
+        }
+        line.clear();
+    }
+    // The rest of stderr is drained so the server never blocks on it.
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    let mut key = None;
+    if first_start {
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut k = String::new();
+        out.read_line(&mut k).unwrap();
+        key = Some(k.trim().to_string());
+    }
+    Server {
+        child,
+        addr: addr.expect("the server did not say where it listens"),
+        key,
+        resumed,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_resumes_every_run_on_its_next_start() {
+    let db = Db::new();
+    let mut s = serve(&db);
+    let key = s.key.clone().expect("the first start prints an admin key");
+    assert!(key.starts_with("bk_"), "{key}");
+    let base = format!("http://{}", s.addr);
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // No key, no API.
+    assert_eq!(
+        http.get(format!("{base}/api/v1/runs"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let mut ids = Vec::new();
+    for n in 0..100 {
+        let r: Value = http
+            .post(format!("{base}/api/v1/runs"))
+            .bearer_auth(&key)
+            .json(&json!({"source": SLOW, "inputs": {"n": n}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(r["id"].as_str().expect("a run id").to_string());
+    }
+    // Mid-flight: the runs are sleeping in their second step.
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+
+    let mut s2 = serve(&db);
+    assert_eq!(
+        s2.key, None,
+        "the admin key is printed on the first start only"
+    );
+    // Every run was still sleeping when the server was killed: all were resumed.
+    assert_eq!(s2.resumed, 100);
+    let base = format!("http://{}", s2.addr);
+    for (n, id) in ids.iter().enumerate() {
+        // Follow each run to its end (the stream ends with the event that ends the run).
+        let text = http
+            .get(format!("{base}/api/v1/runs/{id}/stream"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            text.contains("event: run_succeeded"),
+            "run {n} {id}:\n{text}"
+        );
+        let d: Value = http
+            .get(format!("{base}/api/v1/runs/{id}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(d["run"]["status"], "succeeded", "{d}");
+        assert_eq!(d["run"]["outputs"], "done");
+        // The first step finished before the kill and did not run again.
+        let firsts: Vec<&Value> = d["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["step"] == "first")
+            .collect();
+        assert_eq!(firsts.len(), 1, "{d}");
+        assert_eq!(firsts[0]["attempts"], 1, "{d}");
+        assert_eq!(firsts[0]["output"], n, "{d}");
+    }
+    s2.child.kill().unwrap();
+    s2.child.wait().unwrap();
+}

@@ -1,0 +1,889 @@
+//! `/api/v1`: each handler reads the request, calls one `baton_control` use case with the
+//! authenticated caller, and answers its result as JSON (or its error as the one error body).
+
+use aide::axum::ApiRouter;
+use aide::axum::routing::{delete_with, get_with, post_with};
+use aide::transform::TransformOperation;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use baton_control::runs::{EventFilter, RunControl};
+use baton_control::{
+    Answer, Answered, ControlOutcome, Decision, NewKey, Resumed, RunQuery, RunRequest, WorkflowRef,
+    WorkflowSource,
+};
+use baton_store::AuditQuery;
+use baton_types::{EventRecord, RunStatus, TenantId};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::auth::Auth;
+use crate::{ApiError, AppState};
+
+/// A JSON answer (200), or the one error body.
+type Out<T> = Result<Json<T>, ApiError>;
+/// A JSON answer with its status (201 for what a request created).
+type Made<T> = Result<(StatusCode, Json<T>), ApiError>;
+
+pub(crate) fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
+        .api_route(
+            "/runs",
+            post_with(start_run, |o| doc(o, "Start a run of a stored workflow or of a document sent along")
+                .response_with::<201, Json<RunStarted>, _>(|r| r.description("a new run"))
+                .response_with::<200, Json<RunStarted>, _>(|r| r.description("the run this Idempotency-Key already started")))
+            .get_with(list_runs, |o| doc(o, "List the tenant's runs, newest first")),
+        )
+        .api_route("/runs/{id}", get_with(get_run, |o| doc(o, "A run in full: status, inputs, outputs, steps, usage, sandbox executions")))
+        .api_route("/runs/{id}/state", get_with(run_state, |o| doc(o, "The engine state of a run")))
+        .api_route("/runs/{id}/events", get_with(run_events, |o| doc(o, "A run's logged events after a seq")))
+        .api_route(
+            "/runs/{id}/stream",
+            get_with(crate::events::sse, |o| {
+                doc(o, "A run's events live, as server-sent events (id = seq; reconnect with Last-Event-ID)")
+                    .response_with::<200, String, _>(|r| r.description("text/event-stream: `id: <seq>`, `event: <kind>`, `data: <event JSON>`; `model_delta` events carry no id"))
+            }),
+        )
+        .api_route(
+            "/runs/{id}/logs",
+            get_with(run_logs, |o| {
+                doc(o, "A run's events by step, kind and text; `format=jsonl` exports JSON Lines")
+                    .response_with::<200, Json<Vec<EventRecord>>, _>(|r| r.description("the matching events (JSON, or JSON Lines with format=jsonl)"))
+            }),
+        )
+        .api_route("/runs/{id}/pause", post_with(pause_run, |o| doc(o, "Pause a run")))
+        .api_route("/runs/{id}/cancel", post_with(cancel_run, |o| doc(o, "Cancel a run")))
+        .api_route("/runs/{id}/resume", post_with(resume_run, |o| doc(o, "Resume a paused or interrupted run")))
+        .api_route("/runs/{id}/approve", post_with(approve, |o| doc(o, "Approve a waiting human step")))
+        .api_route("/runs/{id}/reject", post_with(reject, |o| doc(o, "Reject a waiting human step")))
+        .api_route("/runs/{id}/input", post_with(input, |o| doc(o, "Answer a waiting human input step with a value")))
+        .api_route("/approvals", get_with(approvals, |o| doc(o, "Every human step waiting in the tenant's runs")))
+        .api_route(
+            "/workflows",
+            post_with(create_workflow, |o| yaml_body(doc(o, "Store a workflow (YAML or JSON) as version 1")))
+                .get_with(list_workflows, |o| doc(o, "The tenant's stored workflows")),
+        )
+        .api_route("/workflows/validate", post_with(validate_workflow, |o| yaml_body(doc(o, "Validate a workflow document without storing it"))))
+        .api_route(
+            "/workflows/{name}",
+            get_with(get_workflow, |o| doc(o, "A stored workflow's latest version, or `name@3`"))
+                .put_with(update_workflow, |o| yaml_body(doc(o, "Store the next version of a workflow")))
+                .delete_with(delete_workflow, |o| doc(o, "Delete a workflow (its versions are kept)")),
+        )
+        .api_route(
+            "/keys",
+            post_with(create_key, |o| doc(o, "Create an API key (its secret is in this answer only)"))
+                .get_with(list_keys, |o| doc(o, "The tenant's API keys, without secrets")),
+        )
+        .api_route("/keys/{id}", delete_with(revoke_key, |o| doc(o, "Revoke an API key")))
+        .api_route(
+            "/tenants",
+            post_with(create_tenant, |o| doc(o, "Create a tenant (the operator)"))
+                .get_with(list_tenants, |o| doc(o, "The tenants (the operator)")),
+        )
+        .api_route("/audit", get_with(audit, |o| doc(o, "The tenant's audit log")))
+        .api_route("/audit/verify", get_with(verify_audit, |o| doc(o, "Check the audit log's hash chain")))
+        .api_route(
+            "/ws",
+            get_with(crate::events::ws, |o| {
+                doc(o, "A WebSocket for run events: subscribe to runs (from a seq) or to the tenant")
+                    .response_with::<101, (), _>(|r| r.description("switching to the WebSocket protocol"))
+            }),
+        )
+}
+
+/// Every operation: its summary, the key it needs, and the errors any route may answer.
+fn doc<'a>(o: TransformOperation<'a>, summary: &str) -> TransformOperation<'a> {
+    type E = Json<crate::error::ErrorBody>;
+    o.summary(summary)
+        .security_requirement("api_key")
+        .response_with::<400, E, _>(|r| {
+            r.description("malformed request (JSON syntax, query string)")
+        })
+        .response_with::<401, E, _>(|r| {
+            r.description("no key, or an unknown, revoked or expired one")
+        })
+        .response_with::<403, E, _>(|r| r.description("the key's role may not do this"))
+        .response_with::<404, E, _>(|r| r.description("no such object in the key's tenant"))
+        .response_with::<409, E, _>(|r| r.description("conflict with the current state"))
+        .response_with::<413, E, _>(|r| r.description("body over the size limit"))
+        .response_with::<415, E, _>(|r| r.description("wrong content type"))
+        .response_with::<422, E, _>(|r| r.description("well-formed but invalid (details say what)"))
+        .response_with::<429, E, _>(|r| r.description("the key is over its rate (see Retry-After)"))
+}
+
+/// A route whose body is a workflow document (YAML or JSON text).
+fn yaml_body(o: TransformOperation<'_>) -> TransformOperation<'_> {
+    o.description("The body is the workflow document: `Content-Type: application/yaml` (or `text/yaml`) for YAML, `application/json` for JSON.")
+}
+
+/// A JSON body that fits `T`, or the standard 4xx.
+pub(crate) struct Body<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        // An empty body reads as `{}` (every request body here has only optional fields or
+        // says which are missing).
+        let empty = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v == "0");
+        if empty {
+            return serde_json::from_value(json!({})).map(Body).map_err(|e| {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string())
+            });
+        }
+        let Json(v) = Json::<T>::from_request(req, state).await?;
+        Ok(Body(v))
+    }
+}
+
+/// A query string that fits `T`, or 400 naming the parameter.
+pub(crate) struct Params<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for Params<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| Params(q))
+            .map_err(|e| ApiError::bad_request(format!("query string: {}", e.body_text())))
+    }
+}
+
+fn ok<T>(v: T) -> Out<T> {
+    Ok(Json(v))
+}
+
+fn created<T>(v: T) -> Made<T> {
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+/// A started run.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct RunStarted {
+    id: String,
+    /// True when the request's Idempotency-Key had already started this run.
+    reused: bool,
+    url: String,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct RunPageJson {
+    runs: Vec<baton_control::view::RunListItem>,
+    /// The cursor of the next page (absent on the last).
+    next: Option<String>,
+}
+
+/// What a pause, cancel or resume did.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Applied {
+    /// Done here (no process held the run) or queued for the process that holds it.
+    applied: bool,
+    queued: bool,
+    /// The run's status when applied here, or when it had already ended.
+    status: Option<RunStatus>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct AnswerJson {
+    step: Option<String>,
+    recorded: bool,
+    /// The run went on (in the background) with the answer.
+    continued: bool,
+    /// A process holds the run: it takes the answer.
+    held_elsewhere: bool,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Approvals {
+    approvals: Vec<baton_control::runs::Approval>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Validation {
+    valid: bool,
+    diagnostics: Vec<baton_control::Diagnostic>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Workflows {
+    workflows: Vec<baton_control::WorkflowInfo>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Keys {
+    keys: Vec<baton_control::KeyInfo>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct Tenants {
+    tenants: Vec<baton_store::TenantRecord>,
+}
+
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct AuditPage {
+    entries: Vec<baton_store::AuditEntry>,
+}
+
+// ---- runs ----------------------------------------------------------------------------------
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct StartRun {
+    /// A stored workflow: `name` (its latest version) or `name@3`.
+    workflow: Option<String>,
+    /// Or a whole workflow document, YAML or JSON text.
+    source: Option<String>,
+    #[serde(default)]
+    inputs: Map<String, Value>,
+    #[serde(default)]
+    breakpoints: Vec<String>,
+    #[serde(default)]
+    stepping: bool,
+}
+
+async fn start_run(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    headers: HeaderMap,
+    Body(b): Body<StartRun>,
+) -> Made<RunStarted> {
+    let source = match (b.workflow, b.source) {
+        (Some(w), None) => WorkflowSource::Stored(w.parse::<WorkflowRef>()?),
+        (None, Some(text)) => WorkflowSource::Inline { text },
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "give either `workflow` (a stored workflow, `name` or `name@version`) or `source` (a workflow document), not both",
+            ));
+        }
+    };
+    let idempotency_key = match headers.get("idempotency-key") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| {
+                    ApiError::bad_request("Idempotency-Key must be 1-255 visible ASCII characters")
+                })?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let started = s
+        .control
+        .start_run(
+            &c,
+            source,
+            RunRequest {
+                inputs: b.inputs,
+                breakpoints: b.breakpoints,
+                stepping: b.stepping,
+                idempotency_key,
+                max_input_size: None,
+            },
+        )
+        .await?;
+    if let Some(d) = started.drive {
+        drop(s.control.spawn(d));
+    }
+    let body = RunStarted {
+        id: started.run.to_string(),
+        reused: started.reused,
+        url: format!("/api/v1/runs/{}", started.run),
+    };
+    if started.reused {
+        Ok((StatusCode::OK, Json(body)))
+    } else {
+        created(body)
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ListRuns {
+    status: Option<String>,
+    workflow: Option<String>,
+    /// Unix ms, or a time like `2026-12-03T10:00:00Z`.
+    since: Option<String>,
+    text: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+fn parse_since(s: &str) -> Result<i64, ApiError> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    humantime::parse_rfc3339_weak(s)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "since: '{s}' is neither Unix milliseconds nor a time like 2026-12-03T10:00:00Z"
+            ))
+        })
+}
+
+async fn list_runs(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Params(q): Params<ListRuns>,
+) -> Out<RunPageJson> {
+    let status = q
+        .status
+        .as_deref()
+        .map(|st| {
+            st.parse::<RunStatus>()
+                .map_err(|e| ApiError::bad_request(format!("status: {e}")))
+        })
+        .transpose()?;
+    let since_ms = q.since.as_deref().map(parse_since).transpose()?;
+    let page = s
+        .control
+        .list_runs(
+            &c,
+            RunQuery {
+                status,
+                workflow: q.workflow,
+                since_ms,
+                text: q.text,
+                limit: q.limit,
+                cursor: q.cursor,
+            },
+        )
+        .await?;
+    let runs: Vec<_> = page
+        .runs
+        .iter()
+        .map(baton_control::view::RunListItem::of)
+        .collect();
+    ok(RunPageJson {
+        runs,
+        next: page.next,
+    })
+}
+
+async fn get_run(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> Out<baton_control::view::RunDetail> {
+    ok(s.control.run_detail(&c, &id).await?)
+}
+
+async fn run_state(State(s): State<AppState>, Auth(c): Auth, Path(id): Path<String>) -> Out<Value> {
+    let st = s.control.run_state(&c, &id).await?;
+    ok(baton_control::view::state_view(&st))
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+async fn run_events(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    Params(q): Params<EventsQuery>,
+) -> Out<Vec<EventRecord>> {
+    ok(s.control.events(&c, &id, q.after, q.limit).await?)
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct LogsQuery {
+    step: Option<String>,
+    /// Event kinds, comma-separated (`step_failed,human_requested`).
+    kind: Option<String>,
+    text: Option<String>,
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+    /// `json` (default) or `jsonl` (JSON Lines, for export).
+    format: Option<String>,
+}
+
+async fn run_logs(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    Params(q): Params<LogsQuery>,
+) -> Result<Response, ApiError> {
+    let jsonl = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("jsonl") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "format: '{other}' is not one of json, jsonl"
+            )));
+        }
+    };
+    let filter = EventFilter {
+        after: q.after,
+        step: q.step,
+        kinds: q
+            .kind
+            .map(|k| k.split(',').map(|s| s.trim().to_string()).collect())
+            .unwrap_or_default(),
+        text: q.text,
+        limit: q.limit,
+    };
+    let evs = s.control.search_events(&c, &id, &filter).await?;
+    if !jsonl {
+        return Ok(Json(evs).into_response());
+    }
+    let mut out = String::new();
+    for e in &evs {
+        out.push_str(&serde_json::to_string(e).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })?);
+        out.push('\n');
+    }
+    Ok(([(header::CONTENT_TYPE, "application/jsonl")], out).into_response())
+}
+
+fn outcome(o: ControlOutcome) -> Applied {
+    match o {
+        ControlOutcome::Applied(status) => Applied {
+            applied: true,
+            queued: false,
+            status: Some(status),
+        },
+        ControlOutcome::Queued => Applied {
+            applied: false,
+            queued: true,
+            status: None,
+        },
+    }
+}
+
+async fn pause_run(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> Out<Applied> {
+    ok(outcome(
+        s.control.control_run(&c, &id, RunControl::Pause).await?,
+    ))
+}
+
+async fn cancel_run(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> Out<Applied> {
+    ok(outcome(
+        s.control.control_run(&c, &id, RunControl::Cancel).await?,
+    ))
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ResumeBody {
+    /// Pause again before the next step.
+    #[serde(default)]
+    stepping: bool,
+}
+
+async fn resume_run(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    Body(b): Body<ResumeBody>,
+) -> Out<Applied> {
+    match s.control.resume(&c, &id, b.stepping).await? {
+        Resumed::Finished(status) => ok(Applied {
+            applied: false,
+            queued: false,
+            status: Some(status),
+        }),
+        Resumed::Queued => ok(Applied {
+            applied: false,
+            queued: true,
+            status: None,
+        }),
+        Resumed::Drive(d) => {
+            drop(s.control.spawn(*d));
+            ok(Applied {
+                applied: true,
+                queued: false,
+                status: Some(RunStatus::Running),
+            })
+        }
+    }
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct AnswerBody {
+    /// The step (default: the only one waiting).
+    step: Option<String>,
+    comment: Option<String>,
+    /// The value of an `input` step.
+    value: Option<Value>,
+    /// Only record the answer; do not continue the run.
+    #[serde(default)]
+    no_resume: bool,
+}
+
+async fn answer(
+    s: AppState,
+    c: baton_control::Caller,
+    id: String,
+    decision: Decision,
+    b: AnswerBody,
+) -> Out<AnswerJson> {
+    let a = Answer {
+        step: b.step,
+        decision,
+        comment: b.comment,
+        by: None,
+        no_resume: b.no_resume,
+    };
+    match s.control.answer(&c, &id, a).await? {
+        Answered::Recorded {
+            step,
+            held_elsewhere,
+        } => ok(AnswerJson {
+            step: Some(step),
+            recorded: true,
+            continued: false,
+            held_elsewhere,
+        }),
+        Answered::Drive(d) => {
+            drop(s.control.spawn(*d));
+            ok(AnswerJson {
+                step: None,
+                recorded: true,
+                continued: true,
+                held_elsewhere: false,
+            })
+        }
+    }
+}
+
+async fn approve(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    Body(b): Body<AnswerBody>,
+) -> Out<AnswerJson> {
+    answer(s, c, id, Decision::Approve, b).await
+}
+
+async fn reject(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    Body(b): Body<AnswerBody>,
+) -> Out<AnswerJson> {
+    answer(s, c, id, Decision::Reject, b).await
+}
+
+async fn input(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    Body(mut b): Body<AnswerBody>,
+) -> Out<AnswerJson> {
+    let value = b.value.take();
+    answer(s, c, id, Decision::Input(value), b).await
+}
+
+async fn approvals(State(s): State<AppState>, Auth(c): Auth) -> Out<Approvals> {
+    ok(Approvals {
+        approvals: s.control.approvals(&c).await?,
+    })
+}
+
+// ---- workflows -----------------------------------------------------------------------------
+
+/// A workflow document from the body: YAML (`application/yaml`, `text/yaml`, `text/plain`) or
+/// JSON (`application/json`), as text.
+fn document(headers: &HeaderMap, body: &Bytes) -> Result<(String, String), ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let file = match ct.as_str() {
+        "application/json" => "<request>.json",
+        "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" | "text/plain" => {
+            "<request>.yaml"
+        }
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "a workflow is sent as YAML (Content-Type: application/yaml) or JSON (application/json), not '{other}'"
+                ),
+            ));
+        }
+    };
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::bad_request(format!("the document is not UTF-8: {e}")))?;
+    Ok((file.to_string(), text.to_string()))
+}
+
+async fn create_workflow(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Made<baton_control::WorkflowVersion> {
+    let (file, text) = document(&headers, &body)?;
+    created(s.control.create_workflow(&c, &file, &text).await?)
+}
+
+async fn validate_workflow(
+    State(s): State<AppState>,
+    Auth(_c): Auth,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Out<Validation> {
+    let (file, text) = document(&headers, &body)?;
+    match s.control.validate(&file, &text) {
+        Ok(warnings) => ok(Validation {
+            valid: true,
+            diagnostics: warnings,
+        }),
+        Err(e) if !e.diagnostics().is_empty() => ok(Validation {
+            valid: false,
+            diagnostics: e.diagnostics().to_vec(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn list_workflows(State(s): State<AppState>, Auth(c): Auth) -> Out<Workflows> {
+    ok(Workflows {
+        workflows: s.control.list_workflows(&c).await?,
+    })
+}
+
+async fn get_workflow(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(name): Path<String>,
+) -> Out<baton_control::WorkflowVersion> {
+    let r: WorkflowRef = name.parse()?;
+    ok(s.control.get_workflow(&c, &r).await?)
+}
+
+async fn update_workflow(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Out<baton_control::WorkflowVersion> {
+    let (file, text) = document(&headers, &body)?;
+    ok(s.control.update_workflow(&c, &name, &file, &text).await?)
+}
+
+async fn delete_workflow(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(name): Path<String>,
+) -> Result<axum::response::NoContent, ApiError> {
+    s.control.delete_workflow(&c, &name).await?;
+    Ok(axum::response::NoContent)
+}
+
+// ---- keys, tenants, audit ------------------------------------------------------------------
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    role: String,
+    tenant: Option<String>,
+    name: Option<String>,
+    /// How long the key works: `30d`, `12h`... (absent: until revoked).
+    expires_in: Option<String>,
+}
+
+async fn create_key(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Body(b): Body<CreateKey>,
+) -> Made<baton_control::CreatedKey> {
+    let role = b.role.parse().map_err(|e: String| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("role: {e}"),
+        )
+    })?;
+    let tenant = b
+        .tenant
+        .map(|t| t.parse::<TenantId>())
+        .transpose()
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format!("tenant: {e}"),
+            )
+        })?;
+    let expires_at_ms = match b.expires_in {
+        Some(d) => {
+            let d = humantime::parse_duration(&d).map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid",
+                    format!("expires_in: '{d}': {e} (write a duration like 30d or 12h)"),
+                )
+            })?;
+            Some(
+                baton_store::now_ms()
+                    .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            )
+        }
+        None => None,
+    };
+    created(
+        s.control
+            .create_key(
+                &c,
+                NewKey {
+                    tenant,
+                    role,
+                    name: b.name,
+                    expires_at_ms,
+                },
+            )
+            .await?,
+    )
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct TenantQuery {
+    tenant: Option<String>,
+}
+
+fn tenant_param(t: Option<String>) -> Result<Option<TenantId>, ApiError> {
+    t.map(|t| t.parse::<TenantId>())
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("tenant: {e}")))
+}
+
+async fn list_keys(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Params(q): Params<TenantQuery>,
+) -> Out<Keys> {
+    let t = tenant_param(q.tenant)?;
+    ok(Keys {
+        keys: s.control.list_keys(&c, t.as_ref()).await?,
+    })
+}
+
+async fn revoke_key(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+) -> Out<baton_control::KeyInfo> {
+    ok(s.control.revoke_key(&c, &id).await?)
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    id: String,
+    name: Option<String>,
+}
+
+async fn create_tenant(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Body(b): Body<CreateTenant>,
+) -> Made<baton_store::TenantRecord> {
+    created(s.control.create_tenant(&c, &b.id, b.name).await?)
+}
+
+async fn list_tenants(State(s): State<AppState>, Auth(c): Auth) -> Out<Tenants> {
+    ok(Tenants {
+        tenants: s.control.list_tenants(&c).await?,
+    })
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    tenant: Option<String>,
+    after: Option<u64>,
+    limit: Option<u32>,
+    action: Option<String>,
+    key_id: Option<String>,
+    since: Option<String>,
+}
+
+async fn audit(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Params(q): Params<AuditParams>,
+) -> Out<AuditPage> {
+    let t = tenant_param(q.tenant)?;
+    let query = AuditQuery {
+        after: q.after,
+        limit: q.limit,
+        action: q.action,
+        key_id: q.key_id,
+        since_ms: q.since.as_deref().map(parse_since).transpose()?,
+    };
+    ok(AuditPage {
+        entries: s.control.audit(&c, t.as_ref(), &query).await?,
+    })
+}
+
+async fn verify_audit(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Params(q): Params<TenantQuery>,
+) -> Out<baton_control::audit::Verified> {
+    let t = tenant_param(q.tenant)?;
+    ok(s.control.verify_audit(&c, t.as_ref()).await?)
+}
+
+impl<T: JsonSchema> aide::OperationInput for Body<T> {
+    fn operation_input(
+        ctx: &mut aide::generate::GenContext,
+        operation: &mut aide::openapi::Operation,
+    ) {
+        Json::<T>::operation_input(ctx, operation);
+    }
+}
+
+impl<T: JsonSchema> aide::OperationInput for Params<T> {
+    fn operation_input(
+        ctx: &mut aide::generate::GenContext,
+        operation: &mut aide::openapi::Operation,
+    ) {
+        Query::<T>::operation_input(ctx, operation);
+    }
+}

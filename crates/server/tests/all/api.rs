@@ -1,0 +1,816 @@
+//! `/api/v1` through the router (no socket), and run events over a real loopback socket.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use baton_llm::Providers;
+use baton_server::{AppState, app};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::{key_for, test_state};
+
+const ECHO: &str = "version: 1\nname: echo\ninputs:\n  who: { type: string, default: world }\nsteps:\n  - { id: hello, tool: echo, with: { text: \"hello {{ inputs.who }}\" } }\n";
+
+const ASK: &str = "version: 1\nname: ask\nsteps:\n  - { id: first, tool: echo, with: { text: one } }\n  - id: ok\n    human: { prompt: Ship it? }\n  - { id: last, tool: echo, with: { text: shipped } }\n";
+
+struct Api {
+    state: AppState,
+    key: String,
+}
+
+struct Answer {
+    status: StatusCode,
+    body: Value,
+    request_id: Option<String>,
+}
+
+impl Api {
+    async fn new() -> Self {
+        let state = test_state(Providers::default());
+        let key = key_for(&state).await;
+        Self { state, key }
+    }
+
+    async fn send(
+        &self,
+        key: Option<&str>,
+        method: &str,
+        uri: &str,
+        ct: &str,
+        body: Body,
+    ) -> Answer {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(k) = key {
+            req = req.header("authorization", format!("Bearer {k}"));
+        }
+        if !ct.is_empty() {
+            req = req.header("content-type", ct);
+        }
+        let resp = app(self.state.clone())
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let request_id = resp
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Answer {
+            status,
+            body,
+            request_id,
+        }
+    }
+
+    async fn json(&self, method: &str, uri: &str, body: Option<Value>) -> Answer {
+        self.json_as(Some(&self.key.clone()), method, uri, body)
+            .await
+    }
+
+    async fn json_as(
+        &self,
+        key: Option<&str>,
+        method: &str,
+        uri: &str,
+        body: Option<Value>,
+    ) -> Answer {
+        let b = body.map_or_else(Body::empty, |v| Body::from(v.to_string()));
+        self.send(key, method, uri, "application/json", b).await
+    }
+
+    async fn yaml(&self, method: &str, uri: &str, doc: &str) -> Answer {
+        self.send(
+            Some(&self.key.clone()),
+            method,
+            uri,
+            "application/yaml",
+            Body::from(doc.to_string()),
+        )
+        .await
+    }
+
+    /// Waits for a run to stop moving (through the run's own event stream, not by sleeping).
+    async fn settle(&self, id: &str) -> Value {
+        let mut f = self
+            .state
+            .control
+            .follow(&baton_control::Caller::local(), id, 0)
+            .await
+            .unwrap()
+            .until_end(true);
+        loop {
+            let detail = self
+                .json("GET", &format!("/api/v1/runs/{id}"), None)
+                .await
+                .body;
+            let status = detail["run"]["status"].as_str().unwrap_or("").to_string();
+            if !matches!(status.as_str(), "pending" | "running") {
+                return detail;
+            }
+            if f.next().await.is_none() {
+                return self
+                    .json("GET", &format!("/api/v1/runs/{id}"), None)
+                    .await
+                    .body;
+            }
+        }
+    }
+
+    /// Waits for a run to end: its event stream ends with the event that ends the run.
+    async fn finish(&self, id: &str) -> Value {
+        let mut f = self
+            .state
+            .control
+            .follow(&baton_control::Caller::local(), id, 0)
+            .await
+            .unwrap()
+            .until_end(true);
+        while let Some(item) = f.next().await {
+            item.unwrap();
+        }
+        self.json("GET", &format!("/api/v1/runs/{id}"), None)
+            .await
+            .body
+    }
+
+    async fn key_with(&self, tenant: Option<&str>, role: &str) -> String {
+        let mut b = json!({"role": role});
+        if let Some(t) = tenant {
+            b["tenant"] = json!(t);
+        }
+        let a = self.json("POST", "/api/v1/keys", Some(b)).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        a.body["key"].as_str().unwrap().to_string()
+    }
+}
+
+fn error_code(a: &Answer) -> &str {
+    a.body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error body: {} {}", a.status, a.body))
+}
+
+#[tokio::test]
+async fn every_route_needs_a_valid_key() {
+    let api = Api::new().await;
+    for (m, uri) in [
+        ("GET", "/api/v1/runs"),
+        ("POST", "/api/v1/runs"),
+        ("GET", "/api/v1/workflows"),
+        ("GET", "/api/v1/approvals"),
+        ("GET", "/api/v1/keys"),
+        ("GET", "/api/v1/audit"),
+        ("GET", "/v1/models"),
+        ("POST", "/v1/chat/completions"),
+    ] {
+        let a = api.json_as(None, m, uri, None).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{m} {uri}");
+        assert_eq!(error_code(&a), "unauthenticated");
+        let a = api
+            .json_as(Some("bk_000000000000_0000000000000000000000000000000000000000000000000000000000000000"), m, uri, None)
+            .await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{m} {uri}");
+    }
+    // A revoked key stops working at once.
+    let k = api.key_with(None, "viewer").await;
+    assert_eq!(
+        api.json_as(Some(&k), "GET", "/api/v1/runs", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let id = k.split('_').nth(1).unwrap();
+    assert_eq!(
+        api.json("DELETE", &format!("/api/v1/keys/{id}"), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.json_as(Some(&k), "GET", "/api/v1/runs", None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Failed authentications are in the audit log, without the key.
+    let a = api.json("GET", "/api/v1/audit?action=auth", None).await;
+    let entries = a.body["entries"].as_array().unwrap();
+    assert!(entries.len() >= 8, "{}", a.body);
+    assert!(
+        !a.body.to_string().contains(&k),
+        "a key leaked into the audit log"
+    );
+    // Operations routes need none.
+    for uri in ["/healthz", "/readyz"] {
+        assert_eq!(
+            api.json_as(None, "GET", uri, None).await.status,
+            StatusCode::OK,
+            "{uri}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn workflows_are_versioned_validated_and_deleted() {
+    let api = Api::new().await;
+    let a = api.yaml("POST", "/api/v1/workflows", ECHO).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.body["version"], 1);
+    let v2 = ECHO.replace("hello {{", "hi {{");
+    let a = api.yaml("PUT", "/api/v1/workflows/echo", &v2).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["version"], 2);
+    let a = api.json("GET", "/api/v1/workflows/echo@1", None).await;
+    assert_eq!(a.body["source"], ECHO);
+    let a = api.json("GET", "/api/v1/workflows", None).await;
+    assert_eq!(a.body["workflows"][0]["latest"], 2, "{}", a.body);
+    // An invalid document: 422 with positioned diagnostics; nothing stored.
+    let bad = "version: 1\nname: bad\nsteps:\n  - { id: a, tool: nope }\n";
+    let a = api.yaml("POST", "/api/v1/workflows", bad).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    let d = &a.body["error"]["details"]["diagnostics"][0];
+    assert_eq!(d["line"], 4, "{}", a.body);
+    assert!(
+        d["message"].as_str().unwrap().contains("nope"),
+        "{}",
+        a.body
+    );
+    let a = api.yaml("POST", "/api/v1/workflows/validate", bad).await;
+    assert_eq!(
+        (a.status, a.body["valid"].clone()),
+        (StatusCode::OK, json!(false))
+    );
+    assert_eq!(
+        api.json("GET", "/api/v1/workflows/bad", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Wrong content type.
+    let a = api
+        .send(
+            Some(&api.key),
+            "POST",
+            "/api/v1/workflows",
+            "image/png",
+            Body::from("x"),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Deleted: gone for reads and runs.
+    assert_eq!(
+        api.json("DELETE", "/api/v1/workflows/echo", None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.json("GET", "/api/v1/workflows/echo", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn runs_start_once_per_idempotency_key_and_finish_in_the_background() {
+    let api = Api::new().await;
+    assert_eq!(
+        api.yaml("POST", "/api/v1/workflows", ECHO).await.status,
+        StatusCode::CREATED
+    );
+    let start = |key: &'static str| {
+        let body = json!({"workflow": "echo@1", "inputs": {"who": "api"}}).to_string();
+        let k = api.key.clone();
+        let state = api.state.clone();
+        async move {
+            let req = Request::builder()
+                .method("POST")
+                .uri("/api/v1/runs")
+                .header("authorization", format!("Bearer {k}"))
+                .header("content-type", "application/json")
+                .header("idempotency-key", key)
+                .body(Body::from(body))
+                .unwrap();
+            let resp = app(state).oneshot(req).await.unwrap();
+            let status = resp.status();
+            let b: Value =
+                serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes())
+                    .unwrap();
+            (status, b)
+        }
+    };
+    let (s1, b1) = start("order-7").await;
+    assert_eq!(s1, StatusCode::CREATED, "{b1}");
+    let (s2, b2) = start("order-7").await;
+    assert_eq!(
+        (s2, &b2["id"], &b2["reused"]),
+        (StatusCode::OK, &b1["id"], &json!(true))
+    );
+    let id = b1["id"].as_str().unwrap();
+    let detail = api.finish(id).await;
+    assert_eq!(detail["run"]["status"], "succeeded", "{detail}");
+    assert_eq!(detail["run"]["outputs"], json!("hello api"), "{detail}");
+    assert_eq!(detail["steps"][0]["step"], "hello", "{detail}");
+    let a = api.json("GET", "/api/v1/runs?status=succeeded", None).await;
+    assert_eq!(a.body["runs"].as_array().unwrap().len(), 1, "{}", a.body);
+    let a = api.json("GET", "/api/v1/runs?status=bogus", None).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    // Logs: filtered, and as JSON Lines.
+    let a = api
+        .json(
+            "GET",
+            &format!("/api/v1/runs/{id}/logs?kind=step_succeeded"),
+            None,
+        )
+        .await;
+    assert_eq!(a.body.as_array().unwrap().len(), 1, "{}", a.body);
+    let a = api
+        .json("GET", &format!("/api/v1/runs/{id}/logs?format=jsonl"), None)
+        .await;
+    assert!(a.body.as_str().unwrap().lines().count() >= 4, "{}", a.body);
+    // An inline document runs too; both or neither is refused.
+    let a = api
+        .json("POST", "/api/v1/runs", Some(json!({"source": ECHO})))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let a = api
+        .json(
+            "POST",
+            "/api/v1/runs",
+            Some(json!({"source": ECHO, "workflow": "echo"})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn tenants_never_see_each_other_and_roles_limit_writes() {
+    let api = Api::new().await;
+    let a = api
+        .json("POST", "/api/v1/runs", Some(json!({"source": ECHO})))
+        .await;
+    let id = a.body["id"].as_str().unwrap().to_string();
+    api.finish(&id).await;
+    assert_eq!(
+        api.json("POST", "/api/v1/tenants", Some(json!({"id": "acme"})))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let acme = api.key_with(Some("acme"), "admin").await;
+    // Another tenant's run: 404, never the run, never 403.
+    for uri in [
+        format!("/api/v1/runs/{id}"),
+        format!("/api/v1/runs/{id}/events"),
+        format!("/api/v1/runs/{id}/state"),
+    ] {
+        let a = api.json_as(Some(&acme), "GET", &uri, None).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{uri}: {}", a.body);
+    }
+    let a = api
+        .json_as(
+            Some(&acme),
+            "POST",
+            &format!("/api/v1/runs/{id}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let a = api.json_as(Some(&acme), "GET", "/api/v1/runs", None).await;
+    assert_eq!(a.body["runs"], json!([]));
+    // A viewer reads but does not write; a runner starts runs but edits no workflow.
+    let viewer = api.key_with(None, "viewer").await;
+    assert_eq!(
+        api.json_as(Some(&viewer), "GET", &format!("/api/v1/runs/{id}"), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let a = api
+        .json_as(
+            Some(&viewer),
+            "POST",
+            "/api/v1/runs",
+            Some(json!({"source": ECHO})),
+        )
+        .await;
+    assert_eq!(
+        (a.status, error_code(&a)),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    let runner = api.key_with(None, "runner").await;
+    let a = api
+        .json_as(
+            Some(&runner),
+            "POST",
+            "/api/v1/runs",
+            Some(json!({"source": ECHO})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    // A runner sees its own runs only.
+    let a = api
+        .json_as(Some(&runner), "GET", &format!("/api/v1/runs/{id}"), None)
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let a = api
+        .json_as(Some(&runner), "GET", "/api/v1/keys", None)
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let a = api
+        .json_as(
+            Some(&viewer),
+            "POST",
+            "/api/v1/keys",
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    // The audit chain holds.
+    let a = api.json("GET", "/api/v1/audit/verify", None).await;
+    assert_eq!(a.body["broken"], Value::Null, "{}", a.body);
+}
+
+#[tokio::test]
+async fn approvals_are_answered_over_the_api() {
+    let api = Api::new().await;
+    let a = api
+        .json("POST", "/api/v1/runs", Some(json!({"source": ASK})))
+        .await;
+    let id = a.body["id"].as_str().unwrap().to_string();
+    let detail = api.settle(&id).await;
+    assert_eq!(detail["run"]["status"], "waiting", "{detail}");
+    let a = api.json("GET", "/api/v1/approvals", None).await;
+    assert_eq!(a.body["approvals"][0]["step"], "ok", "{}", a.body);
+    assert_eq!(a.body["approvals"][0]["prompt"], "Ship it?");
+    let a = api
+        .json(
+            "POST",
+            &format!("/api/v1/runs/{id}/approve"),
+            Some(json!({"comment": "go"})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let detail = api.finish(&id).await;
+    assert_eq!(detail["run"]["status"], "succeeded", "{detail}");
+    assert_eq!(
+        api.json("GET", "/api/v1/approvals", None).await.body["approvals"],
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_one_error_body() {
+    let api = Api::new().await;
+    let k = api.key.clone();
+    let cases: Vec<(Answer, StatusCode)> = vec![
+        (
+            api.send(
+                Some(&k),
+                "POST",
+                "/api/v1/runs",
+                "application/json",
+                Body::from("{nope"),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            api.send(
+                Some(&k),
+                "POST",
+                "/api/v1/runs",
+                "text/plain",
+                Body::from("{}"),
+            )
+            .await,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            api.json(
+                "POST",
+                "/api/v1/runs",
+                Some(json!({"source": ECHO, "extra": 1})),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            api.json("GET", "/api/v1/runs/zz", None).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            api.json("GET", "/api/v1/runs/0123456789abcdef0123456789abcdef", None)
+                .await,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            api.json("GET", "/api/v1/nothing", None).await,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            api.json("PATCH", "/api/v1/runs", None).await,
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            api.json("GET", "/api/v1/runs?limit=lots", None).await,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            api.json("POST", "/api/v1/keys", Some(json!({"role": "god"})))
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            api.json(
+                "POST",
+                "/api/v1/runs",
+                Some(json!({"source": "version: 1\nname: x\nsteps: 7\n"})),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            api.json(
+                "POST",
+                "/api/v1/runs",
+                Some(json!({"source": ECHO, "inputs": {"who": 3}})),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ];
+    for (i, (a, want)) in cases.iter().enumerate() {
+        assert_eq!(a.status, *want, "case {i}: {}", a.body);
+        assert!(
+            a.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "case {i}: {}",
+            a.body
+        );
+        assert!(
+            a.body["error"].get("details").is_some(),
+            "case {i}: {}",
+            a.body
+        );
+        assert!(a.request_id.is_some(), "case {i}: no request id");
+    }
+    // Over the body limit: 413, and nothing was stored.
+    let big = json!({"source": ECHO, "inputs": {"who": "x".repeat(11 << 20)}});
+    let a = api.json("POST", "/api/v1/runs", Some(big)).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.body);
+    assert_eq!(
+        api.json("GET", "/api/v1/runs", None).await.body["runs"],
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template() {
+    let api = Api::new().await;
+    api.json("GET", "/api/v1/runs/0123456789abcdef0123456789abcdef", None)
+        .await;
+    let a = api.json_as(None, "GET", "/metrics", None).await;
+    let text = a.body.as_str().unwrap().to_string();
+    assert!(
+        text.contains("baton_http_request_duration_seconds_count{route=\"/api/v1/runs/{id}\",method=\"GET\",status=\"404\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("0123456789abcdef"),
+        "ids must not become labels"
+    );
+}
+
+/// Server-sent events over a real socket: a client that reconnects with `Last-Event-ID`
+/// misses nothing and sees nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_resumes_from_last_event_id() {
+    let state = test_state(Providers::default());
+    let key = key_for(&state).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(baton_server::serve(listener, state, async move {
+        let _ = stop_rx.await;
+    }));
+    let client = reqwest::Client::new();
+    let base = format!("http://{addr}/api/v1");
+    let run: Value = client
+        .post(format!("{base}/runs"))
+        .bearer_auth(&key)
+        .json(&json!({"source": ASK}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = run["id"].as_str().unwrap().to_string();
+    // Read until the approval is asked for, then hang up.
+    let seen = read_sse(
+        &client,
+        &format!("{base}/runs/{id}/stream"),
+        &key,
+        None,
+        "human_requested",
+    )
+    .await;
+    let last = *seen.last().unwrap();
+    assert_eq!(
+        seen,
+        (1..=last).collect::<Vec<_>>(),
+        "in order, none missing"
+    );
+    let a = client
+        .post(format!("{base}/runs/{id}/approve"))
+        .bearer_auth(&key)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.status(), 200);
+    let rest = read_sse(
+        &client,
+        &format!("{base}/runs/{id}/stream"),
+        &key,
+        Some(last),
+        "run_succeeded",
+    )
+    .await;
+    assert_eq!(
+        rest.first().copied(),
+        Some(last + 1),
+        "nothing seen twice, nothing missed: {rest:?}"
+    );
+    let all: Vec<u64> = seen.iter().chain(&rest).copied().collect();
+    assert_eq!(all, (1..=*all.last().unwrap()).collect::<Vec<_>>());
+    let _ = stop_tx.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// The ids of the SSE events read until one of kind `until` (the stream then ends or is dropped).
+async fn read_sse(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    last: Option<u64>,
+    until: &str,
+) -> Vec<u64> {
+    let mut req = client.get(url).bearer_auth(key);
+    if let Some(l) = last {
+        req = req.header("last-event-id", l.to_string());
+    }
+    let mut resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut buf = String::new();
+    let mut ids = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline, resp.chunk()).await {
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            let mut id = None;
+            let mut kind = "";
+            for line in frame.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().parse::<u64>().ok();
+                }
+                if let Some(v) = line.strip_prefix("event:") {
+                    kind = if v.trim() == until { "stop" } else { "" };
+                }
+            }
+            if let Some(i) = id {
+                ids.push(i);
+            }
+            if kind == "stop" {
+                return ids;
+            }
+        }
+    }
+    panic!("the stream ended before `{until}`: saw {ids:?}");
+}
+
+#[tokio::test]
+async fn a_key_over_its_rate_gets_429_with_retry_after() {
+    let state = test_state(Providers::default()).with_config(baton_server::ServerConfig {
+        rate_limit: Some(5.0),
+        ..Default::default()
+    });
+    let key = key_for(&state).await;
+    let api = Api { state, key };
+    for _ in 0..10 {
+        assert_eq!(
+            api.json("GET", "/api/v1/runs", None).await.status,
+            StatusCode::OK
+        );
+    }
+    let req = Request::builder()
+        .uri("/api/v1/runs")
+        .header("authorization", format!("Bearer {}", api.key))
+        .body(Body::empty())
+        .unwrap();
+    let resp = app(api.state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    // Another key is not held back.
+    let other = key_for(&api.state).await;
+    assert_eq!(
+        api.json_as(Some(&other), "GET", "/api/v1/runs", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_route_and_its_errors() {
+    let api = Api::new().await;
+    let a = api.json_as(None, "GET", "/api/v1/openapi.json", None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let doc = a.body;
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    let want = [
+        ("/api/v1/runs", "post"),
+        ("/api/v1/runs", "get"),
+        ("/api/v1/runs/{id}", "get"),
+        ("/api/v1/runs/{id}/state", "get"),
+        ("/api/v1/runs/{id}/events", "get"),
+        ("/api/v1/runs/{id}/stream", "get"),
+        ("/api/v1/runs/{id}/logs", "get"),
+        ("/api/v1/runs/{id}/pause", "post"),
+        ("/api/v1/runs/{id}/cancel", "post"),
+        ("/api/v1/runs/{id}/resume", "post"),
+        ("/api/v1/runs/{id}/approve", "post"),
+        ("/api/v1/runs/{id}/reject", "post"),
+        ("/api/v1/runs/{id}/input", "post"),
+        ("/api/v1/approvals", "get"),
+        ("/api/v1/workflows", "post"),
+        ("/api/v1/workflows", "get"),
+        ("/api/v1/workflows/validate", "post"),
+        ("/api/v1/workflows/{name}", "get"),
+        ("/api/v1/workflows/{name}", "put"),
+        ("/api/v1/workflows/{name}", "delete"),
+        ("/api/v1/keys", "post"),
+        ("/api/v1/keys", "get"),
+        ("/api/v1/keys/{id}", "delete"),
+        ("/api/v1/tenants", "post"),
+        ("/api/v1/tenants", "get"),
+        ("/api/v1/audit", "get"),
+        ("/api/v1/audit/verify", "get"),
+        ("/api/v1/ws", "get"),
+    ];
+    let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(
+        documented,
+        want.len(),
+        "documented routes: {:?}",
+        paths.keys().collect::<Vec<_>>()
+    );
+    for (path, method) in want {
+        let op = &paths[path][method];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        for code in ["401", "403", "404", "422"] {
+            assert!(
+                op["responses"][code].is_object(),
+                "{method} {path}: no {code}"
+            );
+        }
+        assert_eq!(op["security"][0]["api_key"], json!([]), "{method} {path}");
+    }
+    // Responses carry their types' schemas.
+    let get_run = &paths["/api/v1/runs/{id}"]["get"]["responses"]["200"];
+    assert!(
+        get_run["content"]["application/json"]["schema"].is_object(),
+        "{get_run}"
+    );
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "RunDetail",
+        "StepDetail",
+        "ErrorBody",
+        "WorkflowVersion",
+        "KeyInfo",
+    ] {
+        assert!(
+            schemas.contains_key(name),
+            "no schema {name}: {:?}",
+            schemas.keys().collect::<Vec<_>>()
+        );
+    }
+    // And a reference page made from it.
+    let a = api.json_as(None, "GET", "/api/v1/docs", None).await;
+    let html = a.body.as_str().unwrap();
+    assert!(html.contains("<code>POST /api/v1/runs</code>"), "{html}");
+}
