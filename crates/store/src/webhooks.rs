@@ -223,11 +223,8 @@ pub trait WebhookStore: Send + Sync {
     async fn create_subscription(&self, s: SubscriptionRecord) -> Result<()>;
     /// The tenant's live subscriptions, oldest first.
     async fn subscriptions(&self, tenant: &TenantId) -> Result<Vec<SubscriptionRecord>>;
-    async fn subscription(
-        &self,
-        tenant: &TenantId,
-        id: &str,
-    ) -> Result<Option<SubscriptionRecord>>;
+    async fn subscription(&self, tenant: &TenantId, id: &str)
+    -> Result<Option<SubscriptionRecord>>;
     /// Soft delete; its pending deliveries are cancelled. `Missing` when not live.
     async fn delete_subscription(&self, tenant: &TenantId, id: &str, at_ms: i64) -> Result<()>;
 

@@ -334,9 +334,9 @@ impl WebhookStore for MemoryStore {
             .map(|d| &d.record)
             .filter(|d| &d.delivery.tenant == tenant && d.delivery.subscription == subscription)
             .filter(|d| {
-                before.as_ref().is_none_or(|(at, id)| {
-                    (d.delivery.created_at_ms, &d.delivery.id) < (*at, id)
-                })
+                before
+                    .as_ref()
+                    .is_none_or(|(at, id)| (d.delivery.created_at_ms, &d.delivery.id) < (*at, id))
             })
             .cloned()
             .collect();
