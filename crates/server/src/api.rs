@@ -51,6 +51,7 @@ pub(crate) fn routes() -> axum::Router<AppState> {
         .route("/audit", get(audit))
         .route("/audit/verify", get(verify_audit))
         .route("/ws", get(events::ws))
+        .merge(crate::webhooks::routes())
 }
 
 /// A JSON body that fits `T`, or the standard 4xx.

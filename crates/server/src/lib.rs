@@ -13,6 +13,7 @@ pub mod error;
 mod events;
 mod openai;
 mod ops;
+pub mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -91,6 +92,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
         .nest("/api/v1", api::routes())
+        .route("/hooks/{id}", post(webhooks::receive))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
