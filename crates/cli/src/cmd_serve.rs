@@ -28,6 +28,16 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     cors_origins: Vec<String>,
+    /// An address block outbound webhooks may reach although it is not public (e.g.
+    /// `127.0.0.0/8`, `10.1.0.0/16`; repeat for more). Private, loopback and link-local
+    /// addresses are refused otherwise; a cloud metadata address only when named exactly.
+    #[arg(
+        long = "webhook-allow",
+        env = "BATON_WEBHOOK_ALLOW",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    webhook_allow: Vec<String>,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -60,7 +70,13 @@ async fn first_key(control: &baton_control::Control) -> Result<Option<String>> {
 pub async fn run(args: ServeArgs) -> Result<i32> {
     let body_limit =
         parse_size(&args.body_limit).map_err(|e| anyhow::anyhow!("--body-limit: {e}"))?;
-    let control = crate::wiring::control(args.db.db.as_deref())?;
+    let policy = crate::wiring::webhook_policy(&args.webhook_allow)?;
+    let store = crate::wiring::open_store(
+        args.db.db.as_deref(),
+        baton_store::sqlite::Durability::Process,
+    )?;
+    let services = crate::wiring::services_on(store.clone())?;
+    let control = crate::wiring::control_with(store, services, policy);
     let state =
         AppState::new(control.clone(), crate::wiring::providers()?).with_config(ServerConfig {
             body_limit: usize::try_from(body_limit).unwrap_or(usize::MAX),
@@ -85,10 +101,25 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
         errln!("first start: an admin key for tenant 'default' (shown only now; store it):");
         outln!("{k}");
     }
-    baton_server::serve(listener, state, async {
+    if let Some(p) = control.webhook_policy()
+        && !p.allowed_blocks().is_empty()
+    {
+        let blocks: Vec<String> = p.allowed_blocks().iter().map(ToString::to_string).collect();
+        errln!("  webhooks may also reach: {}", blocks.join(", "));
+    }
+    // Outbound webhooks: the outbox every process fills, sent from here.
+    let deliverer = baton_server::webhooks::Deliverer::new(
+        control.clone(),
+        baton_server::webhooks::DeliveryConfig::default(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let deliveries = tokio::spawn(deliverer.run(std::future::pending::<()>()));
+    let served = baton_server::serve(listener, state, async {
         let _ = tokio::signal::ctrl_c().await;
     })
-    .await
-    .context("the server failed")?;
+    .await;
+    // An attempt cut short is sent again by the next start (its claim expires).
+    deliveries.abort();
+    served.context("the server failed")?;
     Ok(0)
 }
