@@ -32,6 +32,16 @@ pub struct ServeArgs {
     /// Retry-After), or `off`.
     #[arg(long, default_value = "50", env = "BATON_RATE_LIMIT")]
     rate_limit: String,
+    /// An address block outbound webhooks may reach although it is not public (e.g.
+    /// `127.0.0.0/8`, `10.1.0.0/16`; repeat for more). Private, loopback and link-local
+    /// addresses are refused otherwise; a cloud metadata address only when named exactly.
+    #[arg(
+        long = "webhook-allow",
+        env = "BATON_WEBHOOK_ALLOW",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    webhook_allow: Vec<String>,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -77,7 +87,13 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
                 })?,
         ),
     };
-    let control = crate::wiring::control(args.db.db.as_deref())?;
+    let policy = crate::wiring::webhook_policy(&args.webhook_allow)?;
+    let store = crate::wiring::open_store(
+        args.db.db.as_deref(),
+        baton_store::sqlite::Durability::Process,
+    )?;
+    let services = crate::wiring::services_on(store.clone())?;
+    let control = crate::wiring::control_with(store, services, policy);
     let state =
         AppState::new(control.clone(), crate::wiring::providers()?).with_config(ServerConfig {
             body_limit: usize::try_from(body_limit).unwrap_or(usize::MAX),
@@ -105,12 +121,27 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
         );
         outln!("{k}");
     }
+    if let Some(p) = control.webhook_policy()
+        && !p.allowed_blocks().is_empty()
+    {
+        let blocks: Vec<String> = p.allowed_blocks().iter().map(ToString::to_string).collect();
+        errln!("  webhooks may also reach: {}", blocks.join(", "));
+    }
+    // Outbound webhooks: the outbox every process fills, sent from here.
+    let deliverer = baton_server::webhooks::Deliverer::new(
+        control.clone(),
+        baton_server::webhooks::DeliveryConfig::default(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let deliveries = tokio::spawn(deliverer.run(std::future::pending::<()>()));
     // Always the banner's last line.
     errln!("  health:      http://{addr}/healthz, /readyz; metrics: /metrics");
-    baton_server::serve(listener, state, async {
+    let served = baton_server::serve(listener, state, async {
         let _ = tokio::signal::ctrl_c().await;
     })
-    .await
-    .context("the server failed")?;
+    .await;
+    // An attempt cut short is sent again by the next start (its claim expires).
+    deliveries.abort();
+    served.context("the server failed")?;
     Ok(0)
 }

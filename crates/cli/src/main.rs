@@ -16,6 +16,7 @@ mod cmd_run;
 mod cmd_runs;
 mod cmd_sandbox;
 mod cmd_serve;
+mod cmd_webhooks;
 mod interactive;
 mod progress;
 mod sandbox_view;
@@ -83,6 +84,10 @@ enum Command {
     /// Read and verify the audit log (a hash chain per tenant).
     #[command(subcommand)]
     Audit(cmd_admin::AuditCmd),
+    /// Inbound hooks that start workflows, and subscriptions that POST run events (Standard
+    /// Webhooks signatures).
+    #[command(subcommand)]
+    Webhooks(cmd_webhooks::WebhooksCmd),
 }
 
 fn main() -> ExitCode {
@@ -116,6 +121,7 @@ fn main() -> ExitCode {
             Command::Tenants(cmd) => cmd_admin::tenants(cmd).await,
             Command::Workflows(cmd) => cmd_admin::workflows(cmd).await,
             Command::Audit(cmd) => cmd_admin::audit(cmd).await,
+            Command::Webhooks(cmd) => cmd_webhooks::webhooks(cmd).await,
             Command::Approvals(args) => cmd_admin::approvals(args).await,
         }
     });

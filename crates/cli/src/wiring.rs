@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use baton_control::Control;
+use baton_control::webhooks::{AddressPolicy, Cidr};
 use baton_engine::Services;
 use baton_llm::Providers;
 use baton_store::sqlite::{Durability, SqliteStore};
@@ -91,15 +92,39 @@ pub fn services_on(store: Arc<SqliteStore>) -> anyhow::Result<Services> {
     })
 }
 
-/// The use cases over a store already open, with these services (whose store it is).
-pub fn control_with(store: Arc<SqliteStore>, services: Services) -> Control {
-    Control::new(services, store)
+/// The address blocks outbound webhooks may reach besides public addresses: `allow` (CIDR
+/// blocks such as `127.0.0.0/8`), each checked.
+pub fn webhook_policy(allow: &[String]) -> anyhow::Result<AddressPolicy> {
+    let blocks = allow
+        .iter()
+        .map(|a| a.trim())
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            a.parse::<Cidr>()
+                .map_err(|e| anyhow::anyhow!("webhook allow-list: {e}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(AddressPolicy::new(blocks))
+}
+
+/// `$BATON_WEBHOOK_ALLOW`: comma-separated blocks (what `baton serve --webhook-allow` reads).
+fn env_webhook_allow() -> Vec<String> {
+    std::env::var("BATON_WEBHOOK_ALLOW")
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// The use cases over a store already open, with these services (whose store it is) and
+/// webhooks sent only where `policy` allows.
+pub fn control_with(store: Arc<SqliteStore>, services: Services, policy: AddressPolicy) -> Control {
+    Control::new(services, store.clone()).with_webhooks(store, policy)
 }
 
 /// The use cases over a store already open.
 pub fn control_on(store: Arc<SqliteStore>) -> anyhow::Result<Control> {
     let services = services_on(store.clone())?;
-    Ok(control_with(store, services))
+    let policy = webhook_policy(&env_webhook_allow())?;
+    Ok(control_with(store, services, policy))
 }
 
 /// The use cases over the database `--db` names (default durability).

@@ -259,7 +259,9 @@ fn runs_of_old_databases_belong_to_default_and_stay_usable() {
     {
         let c = rusqlite_open(&db);
         c.execute_batch(
-            "DROP INDEX runs_by_tenant; ALTER TABLE runs DROP COLUMN tenant;
+            "DROP TRIGGER webhook_outbox_fill; DROP TABLE webhook_inbound; DROP TABLE webhook_seen;
+             DROP TABLE webhook_subscriptions; DROP TABLE webhook_outbox; DROP TABLE webhook_deliveries;
+             DROP TABLE webhook_attempts; DROP INDEX runs_by_tenant; ALTER TABLE runs DROP COLUMN tenant;
              ALTER TABLE runs DROP COLUMN started_by; DROP TABLE tenants; DROP TABLE api_keys;
              DROP TABLE audit; DROP TABLE workflows; DROP TABLE workflow_versions;
              DROP TABLE run_starts; PRAGMA user_version=3;",

@@ -30,6 +30,7 @@ pub mod runner;
 pub mod runs;
 pub mod tenants;
 pub mod view;
+pub mod webhooks;
 pub mod workflows;
 
 use std::sync::Arc;
@@ -57,6 +58,8 @@ pub struct Control {
     runner: runner::Runner,
     /// Where the relative files (scripted replies) of workflows that are not files are found.
     base_dir: std::path::PathBuf,
+    /// Inbound hooks and outbound subscriptions (`with_webhooks`; `None`: not configured).
+    webhooks: Option<Arc<webhooks::Webhooks>>,
 }
 
 impl Control {
@@ -68,6 +71,7 @@ impl Control {
             tenancy,
             runner: runner::Runner::new(),
             base_dir: std::path::PathBuf::new(),
+            webhooks: None,
         }
     }
 

@@ -161,7 +161,7 @@ pub fn step_details(evs: &[EventRecord]) -> Vec<StepDetail> {
 
 /// A step waiting for a person because an effect may or may not have happened (a call was
 /// logged as started, its result never was, and its tool cannot be sent again safely).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Ambiguity {
     pub step: String,
     pub attempt: u32,
@@ -212,7 +212,7 @@ pub fn ambiguities(evs: &[EventRecord]) -> Vec<Ambiguity> {
 
 /// One turn's prompt as the model got it: the shared part (resolved from its hash) and the
 /// messages this turn added.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct TurnPrompt {
     pub turn: u32,
     pub model: String,
@@ -227,7 +227,7 @@ pub struct TurnPrompt {
 }
 
 /// One tool call of an agent step.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct ToolCall {
     pub attempt: u32,
     pub call: u32,
@@ -244,7 +244,7 @@ pub struct ToolCall {
 /// What one step did, from the log (`baton runs show RUN --step STEP`): the prompts its model
 /// was sent, turn by turn, rebuilt from the deduplicated records; its tool calls with their
 /// keys; and its ambiguity, if it waits for `runs resolve`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct StepTrace {
     pub run: String,
     pub step: String,

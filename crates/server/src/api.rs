@@ -60,6 +60,8 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
         .api_route("/runs/{id}/approve", post_with(approve, |o| doc(o, "Approve a waiting human step")))
         .api_route("/runs/{id}/reject", post_with(reject, |o| doc(o, "Reject a waiting human step")))
         .api_route("/runs/{id}/input", post_with(input, |o| doc(o, "Answer a waiting human input step with a value")))
+        .api_route("/runs/{id}/resolve", post_with(resolve, |o| doc(o, "Settle an ambiguous step: its call is `done` (with its result) or to `retry` (sent again with the same key)")))
+        .api_route("/runs/{id}/steps/{step}", get_with(step_trace, |o| doc(o, "What a step's model saw and did: each turn's prompt (messages and tools offered) and each tool call with its key and result")))
         .api_route("/approvals", get_with(approvals, |o| doc(o, "Every human step waiting in the tenant's runs")))
         .api_route(
             "/workflows",
@@ -93,10 +95,11 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
                     .response_with::<101, (), _>(|r| r.description("switching to the WebSocket protocol"))
             }),
         )
+        .merge(crate::webhooks::routes())
 }
 
 /// Every operation: its summary, the key it needs, and the errors any route may answer.
-fn doc<'a>(o: TransformOperation<'a>, summary: &str) -> TransformOperation<'a> {
+pub(crate) fn doc<'a>(o: TransformOperation<'a>, summary: &str) -> TransformOperation<'a> {
     type E = Json<crate::error::ErrorBody>;
     o.summary(summary)
         .security_requirement("api_key")
@@ -886,4 +889,62 @@ impl<T: JsonSchema> aide::OperationInput for Params<T> {
     ) {
         Query::<T>::operation_input(ctx, operation);
     }
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ResolveBody {
+    step: String,
+    /// `done` (the call took effect; `value` is its result) or `retry` (send it again, with the
+    /// same idempotency key).
+    #[serde(rename = "as")]
+    resolution: baton_types::Resolution,
+    value: Option<Value>,
+    /// Only record the resolution; do not continue the run.
+    #[serde(default)]
+    no_resume: bool,
+}
+
+async fn resolve(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(id): Path<String>,
+    Body(b): Body<ResolveBody>,
+) -> Out<AnswerJson> {
+    let r = baton_control::Resolve {
+        step: b.step,
+        resolution: b.resolution,
+        value: b.value,
+        by: None,
+        no_resume: b.no_resume,
+    };
+    match s.control.resolve(&c, &id, r).await? {
+        baton_control::Resolved::Recorded {
+            step,
+            held_elsewhere,
+            ..
+        } => ok(AnswerJson {
+            step: Some(step),
+            recorded: true,
+            continued: false,
+            held_elsewhere,
+        }),
+        baton_control::Resolved::Drive(d) => {
+            drop(s.control.spawn(*d));
+            ok(AnswerJson {
+                step: None,
+                recorded: true,
+                continued: true,
+                held_elsewhere: false,
+            })
+        }
+    }
+}
+
+async fn step_trace(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path((id, step)): Path<(String, String)>,
+) -> Out<baton_control::view::StepTrace> {
+    ok(s.control.step_trace(&c, &id, &step).await?)
 }

@@ -14,6 +14,7 @@ mod events;
 mod openai;
 mod openapi;
 mod ops;
+pub mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -110,6 +111,7 @@ pub fn app(state: AppState) -> Router {
         .merge(api_router)
         .route("/api/v1/openapi.json", get(openapi::json))
         .route("/api/v1/docs", get(openapi::page))
+        .route("/hooks/{id}", post(webhooks::receive))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

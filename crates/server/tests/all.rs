@@ -17,6 +17,8 @@ use tower::ServiceExt;
 
 #[path = "all/api.rs"]
 mod api;
+#[path = "all/webhooks.rs"]
+mod webhooks;
 
 /// An app over an in-memory store with these model providers (tests ask for keys with
 /// [`key_for`]).
@@ -27,7 +29,9 @@ pub fn test_state(providers: Providers) -> AppState {
         models: Arc::new(Providers::default()),
         tools: Arc::new(baton_tools::Registry::with_builtins()),
     };
-    AppState::new(baton_control::Control::new(services, store), providers)
+    let control = baton_control::Control::new(services, store.clone())
+        .with_webhooks(store, baton_control::webhooks::AddressPolicy::default());
+    AppState::new(control, providers)
 }
 
 /// A new admin key of tenant `default`.

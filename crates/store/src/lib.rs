@@ -8,11 +8,13 @@
 pub mod memory;
 pub mod sqlite;
 pub mod tenancy;
+pub mod webhooks;
 
 pub use tenancy::{
     ApiKeyRecord, AuditEntry, AuditQuery, NewAuditEntry, NewWorkflowVersion, TenantRecord,
     TenantStore, WorkflowFormat, WorkflowRecord, WorkflowSummary, WorkflowWrite,
 };
+pub use webhooks::WebhookStore;
 
 use async_trait::async_trait;
 use baton_types::{Event, EventRecord, RunId, RunStatus, TenantId};

@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use baton_types::{EventRecord, RunId, TenantId};
 
+mod webhooks;
+
 use crate::tenancy::{
     ApiKeyRecord, AuditEntry, AuditQuery, GENESIS_HASH, NewAuditEntry, NewWorkflowVersion,
     TenantRecord, TenantStore, WorkflowRecord, WorkflowSummary, WorkflowWrite, audit_hash,
@@ -63,6 +65,7 @@ pub struct MemoryStore {
     runs: Mutex<HashMap<RunId, Run>>,
     order: Mutex<BTreeMap<(i64, RunId), ()>>,
     tenancy: Mutex<Tenancy>,
+    webhooks: Mutex<webhooks::Hooks>,
     keep_events: bool,
 }
 
@@ -72,6 +75,7 @@ impl Default for MemoryStore {
             runs: Mutex::default(),
             order: Mutex::default(),
             tenancy: Mutex::default(),
+            webhooks: Mutex::default(),
             keep_events: true,
         }
     }
@@ -112,6 +116,7 @@ impl RunStore for MemoryStore {
                 });
             }
         }
+        let workflow = run.workflow_name.clone();
         let rec = RunRecord {
             id: run.id,
             workflow_name: run.workflow_name,
@@ -128,6 +133,11 @@ impl RunStore for MemoryStore {
             tenant: run.tenant.clone(),
             started_by: run.started_by.clone(),
         };
+        // For the webhook outbox once the run is in (cloned only when it is wanted).
+        let outbox = self
+            .hooks()
+            .has_subscriptions(&run.tenant)
+            .then(|| run.events.clone());
         let events = if self.keep_events {
             let mut events = run.events;
             // The inputs are kept once, in the record (as in every store).
@@ -172,6 +182,9 @@ impl RunStore for MemoryStore {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert((run.created_at_ms, run.id), ());
+        if let Some(evs) = outbox {
+            self.hooks().appended(&run.tenant, &workflow, &evs);
+        }
         Ok(())
     }
 
@@ -188,6 +201,9 @@ impl RunStore for MemoryStore {
             }
             rec.last_seq = expect - 1;
             rec.updated_at_ms = now_ms();
+            // The webhook outbox, as SQLite's trigger fills it.
+            self.hooks()
+                .appended(&rec.tenant, &rec.workflow_name, &batch.events);
             if let Some(s) = batch.status {
                 rec.status = s;
             }

@@ -16,6 +16,7 @@ use crate::{
 use baton_types::TenantId;
 
 mod tenancy;
+mod webhooks;
 
 /// How hard a commit is pushed to disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,7 +38,7 @@ impl Durability {
     }
 }
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const MIGRATION_1: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -380,6 +381,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         }
         if v < 4 {
             tx.execute_batch(MIGRATION_4).map_err(db_err)?;
+        }
+        if v < 5 {
+            tx.execute_batch(webhooks::MIGRATION_5).map_err(db_err)?;
         }
         tx.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
             .map_err(db_err)?;

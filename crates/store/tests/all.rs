@@ -10,6 +10,9 @@ use baton_store::{Batch, Checkpoint, Control, Error, ListQuery, NewRun, RunStore
 use baton_types::{Event, EventRecord, RunId, RunStatus, TenantId};
 use serde_json::json;
 
+#[path = "all/webhooks.rs"]
+mod webhooks;
+
 fn new_run(name: &str, at: i64) -> NewRun {
     NewRun {
         events: Vec::new(),
@@ -415,7 +418,9 @@ async fn sqlite_migrates_a_version_1_database() {
         // Back to version 1's shape.
         let c = rusqlite::Connection::open(&path).unwrap();
         c.execute_batch(
-            "ALTER TABLE runs DROP COLUMN durability; DROP INDEX runs_by_tenant;
+            "DROP TRIGGER webhook_outbox_fill; DROP TABLE webhook_inbound; DROP TABLE webhook_seen;
+             DROP TABLE webhook_subscriptions; DROP TABLE webhook_outbox; DROP TABLE webhook_deliveries;
+             DROP TABLE webhook_attempts; ALTER TABLE runs DROP COLUMN durability; DROP INDEX runs_by_tenant;
              ALTER TABLE runs DROP COLUMN tenant; ALTER TABLE runs DROP COLUMN started_by;
              DROP TABLE tenants; DROP TABLE api_keys; DROP TABLE audit; DROP TABLE workflows;
              DROP TABLE workflow_versions; DROP TABLE run_starts; PRAGMA user_version=1;",
@@ -850,7 +855,9 @@ async fn sqlite_migrates_a_version_3_database_into_tenants() {
     {
         let c = rusqlite::Connection::open(&path).unwrap();
         c.execute_batch(
-            "DROP INDEX runs_by_tenant; ALTER TABLE runs DROP COLUMN tenant;
+            "DROP TRIGGER webhook_outbox_fill; DROP TABLE webhook_inbound; DROP TABLE webhook_seen;
+             DROP TABLE webhook_subscriptions; DROP TABLE webhook_outbox; DROP TABLE webhook_deliveries;
+             DROP TABLE webhook_attempts; DROP INDEX runs_by_tenant; ALTER TABLE runs DROP COLUMN tenant;
              ALTER TABLE runs DROP COLUMN started_by; DROP TABLE tenants; DROP TABLE api_keys;
              DROP TABLE audit; DROP TABLE workflows; DROP TABLE workflow_versions;
              DROP TABLE run_starts; PRAGMA user_version=3;",

@@ -755,6 +755,8 @@ async fn the_openapi_document_covers_every_route_and_its_errors() {
         ("/api/v1/runs/{id}/approve", "post"),
         ("/api/v1/runs/{id}/reject", "post"),
         ("/api/v1/runs/{id}/input", "post"),
+        ("/api/v1/runs/{id}/resolve", "post"),
+        ("/api/v1/runs/{id}/steps/{step}", "get"),
         ("/api/v1/approvals", "get"),
         ("/api/v1/workflows", "post"),
         ("/api/v1/workflows", "get"),
@@ -770,6 +772,16 @@ async fn the_openapi_document_covers_every_route_and_its_errors() {
         ("/api/v1/audit", "get"),
         ("/api/v1/audit/verify", "get"),
         ("/api/v1/ws", "get"),
+        ("/api/v1/webhooks/inbound", "post"),
+        ("/api/v1/webhooks/inbound", "get"),
+        ("/api/v1/webhooks/inbound/{id}", "get"),
+        ("/api/v1/webhooks/inbound/{id}", "delete"),
+        ("/api/v1/webhooks/inbound/{id}/rotate", "post"),
+        ("/api/v1/webhooks/subscriptions", "post"),
+        ("/api/v1/webhooks/subscriptions", "get"),
+        ("/api/v1/webhooks/subscriptions/{id}", "get"),
+        ("/api/v1/webhooks/subscriptions/{id}", "delete"),
+        ("/api/v1/webhooks/subscriptions/{id}/deliveries", "get"),
     ];
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
     assert_eq!(
