@@ -826,3 +826,181 @@ async fn the_openapi_document_covers_every_route_and_its_errors() {
     let html = a.body.as_str().unwrap();
     assert!(html.contains("<code>POST /api/v1/runs</code>"), "{html}");
 }
+
+/// Model output streams to SSE subscribers as `model_delta` events (not logged, no id), between
+/// the logged events of the step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_carries_model_deltas_of_a_running_agent() {
+    use baton_llm::scripted::{Reply, ScriptedModel};
+    const TALK: &str = "version: 1\nname: talk\nagents:\n  bot: { model: scripted/bot }\nsteps:\n  - id: ok\n    human: { prompt: Go? }\n  - { id: say, agent: bot, prompt: Say hello }\n";
+    let models = Providers::default();
+    models.scripted.insert(
+        "bot",
+        std::sync::Arc::new(
+            ScriptedModel::new("bot", vec![Reply::text("Hello from a streaming agent")]).unwrap(),
+        ),
+    );
+    let store = std::sync::Arc::new(baton_store::memory::MemoryStore::new());
+    let services = baton_engine::Services {
+        store: store.clone(),
+        models: std::sync::Arc::new(models),
+        tools: std::sync::Arc::new(baton_tools::Registry::with_builtins()),
+    };
+    let state = AppState::new(
+        baton_control::Control::new(services, store),
+        Providers::default(),
+    );
+    let key = key_for(&state).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(baton_server::serve(listener, state, async move {
+        let _ = stop_rx.await;
+    }));
+    let http = reqwest::Client::new();
+    let base = format!("http://{addr}/api/v1");
+    let run: Value = http
+        .post(format!("{base}/runs"))
+        .bearer_auth(&key)
+        .json(&json!({"source": TALK}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = run["id"].as_str().unwrap().to_string();
+    // Subscribed while the run waits for its approval, so the agent streams to us.
+    let mut resp = http
+        .get(format!("{base}/runs/{id}/stream"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let mut text = String::new();
+    while !text.contains("event: human_requested") {
+        text.push_str(&String::from_utf8_lossy(
+            &resp.chunk().await.unwrap().unwrap(),
+        ));
+    }
+    let a = http
+        .post(format!("{base}/runs/{id}/approve"))
+        .bearer_auth(&key)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.status(), 200);
+    while let Ok(Ok(Some(c))) =
+        tokio::time::timeout(std::time::Duration::from_secs(30), resp.chunk()).await
+    {
+        text.push_str(&String::from_utf8_lossy(&c));
+    }
+    assert!(text.contains("event: run_succeeded"), "{text}");
+    let deltas: String = text
+        .split("\n\n")
+        .filter(|f| f.contains("event: model_delta"))
+        .map(|f| {
+            assert!(
+                !f.contains("\nid:") && !f.starts_with("id:"),
+                "a delta has no id: {f}"
+            );
+            let data = f.lines().find_map(|l| l.strip_prefix("data:")).unwrap();
+            let d: Value = serde_json::from_str(data.trim()).unwrap();
+            assert_eq!(d["step"], "say");
+            d["text"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(deltas, "Hello from a streaming agent", "{text}");
+    // Deltas are not in the log.
+    let logged: Value = http
+        .get(format!("{base}/runs/{id}/events"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!logged.to_string().contains("model_delta"));
+    let _ = stop_tx.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// One WebSocket follows a run from a seq, like the SSE stream: nothing missed, nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_follows_runs_from_a_seq() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let state = test_state(Providers::default());
+    let key = key_for(&state).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(baton_server::serve(listener, state, async move {
+        let _ = stop_rx.await;
+    }));
+    let http = reqwest::Client::new();
+    let run: Value = http
+        .post(format!("http://{addr}/api/v1/runs"))
+        .bearer_auth(&key)
+        .json(&json!({"source": ECHO}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = run["id"].as_str().unwrap().to_string();
+    // Without a key: refused before the upgrade.
+    let bare = format!("ws://{addr}/api/v1/ws")
+        .into_client_request()
+        .unwrap();
+    assert!(tokio_tungstenite::connect_async(bare).await.is_err());
+    let mut req = format!("ws://{addr}/api/v1/ws")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::Text(
+        json!({"subscribe": {"run": id, "after": 2}})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(30), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let Message::Text(t) = msg else { continue };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        if v["type"] == "event" {
+            got.push(v["event"]["seq"].as_u64().unwrap());
+            if v["event"]["type"] == "run_succeeded" {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        got,
+        (3..=*got.last().unwrap()).collect::<Vec<_>>(),
+        "from seq 3, in order"
+    );
+    // A bad message gets the error body and the socket stays open.
+    ws.send(Message::Text("{\"nope\": 1}".into()))
+        .await
+        .unwrap();
+    let Message::Text(t) = ws.next().await.unwrap().unwrap() else {
+        panic!("not text")
+    };
+    let v: Value = serde_json::from_str(&t).unwrap();
+    assert_eq!(v["error"]["code"], "invalid_request", "{v}");
+    let _ = stop_tx.send(());
+    server.await.unwrap().unwrap();
+}
