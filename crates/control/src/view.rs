@@ -680,7 +680,7 @@ mod tests {
                     turn: 1,
                     model: "scripted/a".into(),
                     context_hash: "h1".into(),
-                    context: Some(ctx.clone()),
+                    context: Some(Box::new(ctx.clone())),
                     messages: vec![json!({"role": "user", "content": "go"})],
                     cut_bytes: 0,
                 },

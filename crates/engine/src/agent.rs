@@ -341,7 +341,7 @@ impl PromptLog {
         self.sent = messages.len();
         let context = (!self.logged).then(|| {
             cut += self.cut;
-            self.context.clone()
+            Box::new(self.context.clone())
         });
         self.logged = true;
         Progress::Prompt {

@@ -282,8 +282,10 @@ pub enum Progress {
         turn: u32,
         model: String,
         context_hash: String,
+        /// Boxed: carried once per step visit, and the rest of the time the enum would be
+        /// this big for every event.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        context: Option<PromptContext>,
+        context: Option<Box<PromptContext>>,
         messages: Vec<Value>,
         #[serde(default, skip_serializing_if = "is_zero_u64")]
         cut_bytes: u64,
