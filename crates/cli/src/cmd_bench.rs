@@ -57,6 +57,13 @@ pub struct BenchArgs {
     /// Timed process starts in w5.
     #[arg(long, default_value_t = 20)]
     pub cold_runs: usize,
+    /// Instead of workloads: serve the floor of the HTTP benchmark (`bench/http_bench.py`), a
+    /// bare axum route answering every GET with this file's bytes as JSON, on
+    /// `--floor-addr`, until stopped.
+    #[arg(long, value_name = "FILE")]
+    pub http_floor: Option<std::path::PathBuf>,
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub floor_addr: std::net::SocketAddr,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -85,6 +92,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
     } else {
         args.workloads.clone()
     };
+    if let Some(file) = &args.http_floor {
+        return http_floor(file, args.floor_addr).await;
+    }
     if args.runs == 0 || args.concurrency == 0 || args.cold_runs == 0 {
         bail!("--runs, --concurrency and --cold-runs must be at least 1");
     }
@@ -290,4 +300,22 @@ mod tests {
         let b = Bench::new(chain_doc(10, "fake/echo").unwrap(), Arc::new(store), true).unwrap();
         assert_eq!(bench::timed(&b, 3, 1, 10).await.unwrap().len(), 3);
     }
+}
+
+/// The HTTP benchmark's floor: what axum alone costs to answer the same bytes.
+async fn http_floor(file: &std::path::Path, addr: std::net::SocketAddr) -> anyhow::Result<i32> {
+    let body = bytes::Bytes::from(std::fs::read(file)?);
+    let app = axum::Router::new().fallback(move || {
+        let body = body.clone();
+        async move {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    errln!("floor listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(0)
 }
