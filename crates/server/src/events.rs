@@ -109,8 +109,16 @@ enum ClientMessage {
 pub(crate) async fn ws(
     State(s): State<AppState>,
     Auth(c): Auth,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
+    // A request that is not a WebSocket handshake gets the one error body, as every refusal.
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(e) => {
+            return crate::ApiError::new(e.status(), "invalid_request", e.body_text())
+                .into_response();
+        }
+    };
     upgrade
         .max_message_size(64 << 10)
         .on_upgrade(move |socket| session(s, c, socket))

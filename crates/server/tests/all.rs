@@ -17,6 +17,8 @@ use tower::ServiceExt;
 
 #[path = "all/api.rs"]
 mod api;
+#[path = "all/matrix.rs"]
+mod matrix;
 #[path = "all/webhooks.rs"]
 mod webhooks;
 
