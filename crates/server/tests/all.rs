@@ -19,6 +19,8 @@ use tower::ServiceExt;
 mod api;
 #[path = "all/matrix.rs"]
 mod matrix;
+#[path = "all/owasp.rs"]
+mod owasp;
 #[path = "all/webhooks.rs"]
 mod webhooks;
 
