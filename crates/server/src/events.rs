@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::api::IdPath;
 use crate::api::Params;
 use crate::auth::Auth;
 use crate::{ApiError, AppState};
@@ -61,7 +62,7 @@ fn sse_event(f: &Followed) -> SseEvent {
 pub(crate) async fn sse(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
     headers: HeaderMap,
     Params(q): Params<StreamQuery>,
 ) -> Result<Response, ApiError> {

@@ -878,6 +878,21 @@ async fn api9_every_answering_route_is_documented() {
     let paths = doc.body["paths"].as_object().unwrap();
     for (path, item) in paths {
         assert!(path.starts_with("/api/v1/"), "{path}");
+        // Every `{param}` of the path is declared as a path parameter of each operation
+        // (a client generator, or schemathesis, cannot call it otherwise).
+        let names: Vec<&str> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+            .collect();
+        for (method, op) in item.as_object().unwrap() {
+            for n in &names {
+                let declared = op["parameters"].as_array().is_some_and(|ps| {
+                    ps.iter()
+                        .any(|p| p["in"] == "path" && p["name"] == *n && p["required"] == true)
+                });
+                assert!(declared, "{method} {path}: path parameter {n} not declared");
+            }
+        }
         // A method the document does not list is 405 on a documented path.
         let documented: Vec<&String> = item.as_object().unwrap().keys().collect();
         let uri = path
