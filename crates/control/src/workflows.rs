@@ -89,8 +89,8 @@ pub struct WorkflowVersion {
     pub source: String,
     pub created_at_ms: i64,
     pub created_by: Option<String>,
-    /// Problems that would stop its runs' first model calls here (warnings).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Problems that would stop its runs' first model calls here (warnings; absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<Diagnostic>,
 }
 

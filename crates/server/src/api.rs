@@ -123,6 +123,30 @@ fn yaml_body(o: TransformOperation<'_>) -> TransformOperation<'_> {
     o.description("The body is the workflow document: `Content-Type: application/yaml` (or `text/yaml`) for YAML, `application/json` for JSON.")
 }
 
+/// The `{id}` of a route's path (a run id or unique prefix, a key, hook or subscription id),
+/// named so that the OpenAPI document declares it.
+#[derive(Deserialize, JsonSchema)]
+pub(crate) struct IdPath {
+    /// The object's id (for a run: its id or a unique prefix of it).
+    pub(crate) id: String,
+}
+
+/// The `{name}` of a workflow route (`name`, or `name@3` for a version).
+#[derive(Deserialize, JsonSchema)]
+pub(crate) struct NamePath {
+    /// A stored workflow's name, or `name@3` for one version.
+    pub(crate) name: String,
+}
+
+/// `/runs/{id}/steps/{step}`.
+#[derive(Deserialize, JsonSchema)]
+pub(crate) struct StepPath {
+    /// The run's id (or a unique prefix of it).
+    pub(crate) id: String,
+    /// The step's path (`build`, `loop/3/check`...).
+    pub(crate) step: String,
+}
+
 /// A JSON body that fits `T`, or the standard 4xx.
 pub(crate) struct Body<T>(pub T);
 
@@ -384,12 +408,16 @@ async fn list_runs(
 async fn get_run(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
 ) -> Out<baton_control::view::RunDetail> {
     ok(s.control.run_detail(&c, &id).await?)
 }
 
-async fn run_state(State(s): State<AppState>, Auth(c): Auth, Path(id): Path<String>) -> Out<Value> {
+async fn run_state(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(IdPath { id }): Path<IdPath>,
+) -> Out<Value> {
     let st = s.control.run_state(&c, &id).await?;
     ok(baton_control::view::state_view(&st))
 }
@@ -405,7 +433,7 @@ struct EventsQuery {
 async fn run_events(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
     Params(q): Params<EventsQuery>,
 ) -> Out<Vec<EventRecord>> {
     ok(s.control.events(&c, &id, q.after, q.limit).await?)
@@ -428,7 +456,7 @@ struct LogsQuery {
 async fn run_logs(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
     Params(q): Params<LogsQuery>,
 ) -> Result<Response, ApiError> {
     let jsonl = match q.format.as_deref() {
@@ -482,7 +510,7 @@ fn outcome(o: ControlOutcome) -> Applied {
 async fn pause_run(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
 ) -> Out<Applied> {
     ok(outcome(
         s.control.control_run(&c, &id, RunControl::Pause).await?,
@@ -492,7 +520,7 @@ async fn pause_run(
 async fn cancel_run(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
 ) -> Out<Applied> {
     ok(outcome(
         s.control.control_run(&c, &id, RunControl::Cancel).await?,
@@ -510,7 +538,7 @@ struct ResumeBody {
 async fn resume_run(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
     Body(b): Body<ResumeBody>,
 ) -> Out<Applied> {
     match s.control.resume(&c, &id, b.stepping).await? {
@@ -587,7 +615,7 @@ async fn answer(
 async fn approve(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
     Body(b): Body<AnswerBody>,
 ) -> Out<AnswerJson> {
     answer(s, c, id, Decision::Approve, b).await
@@ -596,7 +624,7 @@ async fn approve(
 async fn reject(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
     Body(b): Body<AnswerBody>,
 ) -> Out<AnswerJson> {
     answer(s, c, id, Decision::Reject, b).await
@@ -605,7 +633,7 @@ async fn reject(
 async fn input(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
     Body(mut b): Body<AnswerBody>,
 ) -> Out<AnswerJson> {
     let value = b.value.take();
@@ -691,7 +719,7 @@ async fn list_workflows(State(s): State<AppState>, Auth(c): Auth) -> Out<Workflo
 async fn get_workflow(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(name): Path<String>,
+    Path(NamePath { name }): Path<NamePath>,
 ) -> Out<baton_control::WorkflowVersion> {
     let r: WorkflowRef = name.parse()?;
     ok(s.control.get_workflow(&c, &r).await?)
@@ -700,7 +728,7 @@ async fn get_workflow(
 async fn update_workflow(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(name): Path<String>,
+    Path(NamePath { name }): Path<NamePath>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Out<baton_control::WorkflowVersion> {
@@ -711,7 +739,7 @@ async fn update_workflow(
 async fn delete_workflow(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(name): Path<String>,
+    Path(NamePath { name }): Path<NamePath>,
 ) -> Result<axum::response::NoContent, ApiError> {
     s.control.delete_workflow(&c, &name).await?;
     Ok(axum::response::NoContent)
@@ -809,7 +837,7 @@ async fn list_keys(
 async fn revoke_key(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
 ) -> Out<baton_control::KeyInfo> {
     ok(s.control.revoke_key(&c, &id).await?)
 }
@@ -908,7 +936,7 @@ struct ResolveBody {
 async fn resolve(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
     Body(b): Body<ResolveBody>,
 ) -> Out<AnswerJson> {
     let r = baton_control::Resolve {
@@ -944,7 +972,7 @@ async fn resolve(
 async fn step_trace(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path((id, step)): Path<(String, String)>,
+    Path(StepPath { id, step }): Path<StepPath>,
 ) -> Out<baton_control::view::StepTrace> {
     ok(s.control.step_trace(&c, &id, &step).await?)
 }

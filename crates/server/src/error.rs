@@ -162,3 +162,59 @@ pub struct ErrorFields {
 impl aide::OperationOutput for ApiError {
     type Inner = ErrorBody;
 }
+
+/// The largest plain-text error body rewritten by [`uniform`] (extractor rejections are one
+/// sentence).
+const PLAIN_ERROR_MAX: usize = 16 << 10;
+
+/// Middleware: an error answered by a layer or an extractor outside Baton's own code (a
+/// path segment that is not UTF-8, a WebSocket request without its handshake, a body cut by
+/// the size limit...) is plain text; it becomes the one JSON error body, with its status.
+pub(crate) async fn uniform(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = match axum::body::to_bytes(body, PLAIN_ERROR_MAX).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let code = match status {
+        StatusCode::BAD_REQUEST => "invalid_request",
+        StatusCode::UNAUTHORIZED => "unauthenticated",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        s if s.is_server_error() => "internal",
+        _ => "invalid_request",
+    };
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "the body is over the server's size limit".to_string()
+    } else if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_string()
+    } else {
+        text
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    // Keep what the layer said besides its body (Allow, Retry-After...).
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::api::IdPath;
 use crate::api::Params;
 use crate::auth::Auth;
 use crate::{ApiError, AppState};
@@ -61,7 +62,7 @@ fn sse_event(f: &Followed) -> SseEvent {
 pub(crate) async fn sse(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
     headers: HeaderMap,
     Params(q): Params<StreamQuery>,
 ) -> Result<Response, ApiError> {
@@ -109,8 +110,16 @@ enum ClientMessage {
 pub(crate) async fn ws(
     State(s): State<AppState>,
     Auth(c): Auth,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
+    // A request that is not a WebSocket handshake gets the one error body, as every refusal.
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(e) => {
+            return crate::ApiError::new(e.status(), "invalid_request", e.body_text())
+                .into_response();
+        }
+    };
     upgrade
         .max_message_size(64 << 10)
         .on_upgrade(move |socket| session(s, c, socket))

@@ -16,6 +16,7 @@ use serde_json::json;
 
 pub use delivery::{Deliverer, DeliveryConfig};
 
+use crate::api::IdPath;
 use crate::api::{Body, Params};
 use crate::auth::{Auth, request_id, source};
 use crate::error::too_large_or;
@@ -65,7 +66,7 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// `POST /hooks/{id}`: checks the signature and starts the hook's workflow (202 with the run).
 pub(crate) async fn receive(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
     req: Request,
 ) -> ApiResult {
     let (parts, body) = req.into_parts();
@@ -142,7 +143,7 @@ async fn list_inbound(State(s): State<AppState>, Auth(c): Auth) -> ApiResult {
 async fn get_inbound(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
 ) -> ApiResult {
     Ok(Json(s.control.get_inbound_hook(&c, &id).await?).into_response())
 }
@@ -150,7 +151,7 @@ async fn get_inbound(
 async fn delete_inbound(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
 ) -> ApiResult {
     s.control.delete_inbound_hook(&c, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -169,7 +170,7 @@ const ROTATION_OVERLAP: &str = "24h";
 async fn rotate_inbound(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
     Body(b): Body<Rotate>,
 ) -> ApiResult {
     let text = b
@@ -220,7 +221,7 @@ async fn list_subscriptions(State(s): State<AppState>, Auth(c): Auth) -> ApiResu
 async fn get_subscription(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
 ) -> ApiResult {
     Ok(Json(s.control.get_subscription(&c, &id).await?).into_response())
 }
@@ -228,7 +229,7 @@ async fn get_subscription(
 async fn delete_subscription(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
 ) -> ApiResult {
     s.control.delete_subscription(&c, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -244,7 +245,7 @@ struct DeliveriesQuery {
 async fn deliveries(
     State(s): State<AppState>,
     Auth(c): Auth,
-    Path(id): Path<String>,
+    Path(IdPath { id }): Path<IdPath>,
     Params(q): Params<DeliveriesQuery>,
 ) -> ApiResult {
     Ok(Json(

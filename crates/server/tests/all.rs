@@ -17,6 +17,12 @@ use tower::ServiceExt;
 
 #[path = "all/api.rs"]
 mod api;
+#[path = "all/logs.rs"]
+mod logs;
+#[path = "all/matrix.rs"]
+mod matrix;
+#[path = "all/owasp.rs"]
+mod owasp;
 #[path = "all/webhooks.rs"]
 mod webhooks;
 
