@@ -500,8 +500,8 @@ fn apply(tx: &Connection, op: &Op, host: &str) -> Result<Vec<Control>> {
                 .map_err(db_err)?;
             }
             tx.prepare_cached(
-                "INSERT INTO runs (id, workflow_name, workflow_source, workflow_path, inputs, options, status, created_at_ms, updated_at_ms, durability, tenant, started_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8, ?9, ?10)",
+                "INSERT INTO runs (id, workflow_name, workflow_source, workflow_path, inputs, options, status, created_at_ms, updated_at_ms, durability, tenant, started_by, owner, lease_until_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7, ?8, ?9, ?10, ?11, ?12)",
             )
             .and_then(|mut st| st.execute(params![
                     run.id.to_string(),
@@ -514,7 +514,12 @@ fn apply(tx: &Connection, op: &Op, host: &str) -> Result<Vec<Control>> {
                     run.created_at_ms,
                     durability.as_str(),
                     run.tenant.as_str(),
-                    run.started_by
+                    run.started_by,
+                    // The creator holds the new run (an owner without a lease) until a claim
+                    // starts it: a run whose creator dies first reads as `interrupted`, not
+                    // `pending` forever.
+                    crate::process_owner(),
+                    Option::<i64>::None
                 ]))
             .map_err(db_err)?;
             tx.prepare_cached("INSERT INTO run_inputs (run_id, inputs) VALUES (?1, ?2)")
@@ -553,18 +558,23 @@ fn apply(tx: &Connection, op: &Op, host: &str) -> Result<Vec<Control>> {
             lease_ms,
             renew,
         } => {
-            let row: Option<(Option<String>, Option<i64>)> = tx
-                .prepare_cached("SELECT owner, lease_until_ms FROM runs WHERE id = ?1")
-                .and_then(|mut st| st.query_row([run.to_string()], |r| Ok((r.get(0)?, r.get(1)?))))
+            let row: Option<(Option<String>, Option<i64>, String)> = tx
+                .prepare_cached("SELECT owner, lease_until_ms, status FROM runs WHERE id = ?1")
+                .and_then(|mut st| {
+                    st.query_row([run.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                })
                 .optional()
                 .map_err(db_err)?;
-            let Some((cur, until)) = row else {
+            let Some((cur, until, status)) = row else {
                 return Err(Error::NotFound(*run));
             };
             let now = now_ms();
             let free = match &cur {
                 None => true,
                 Some(o) if o == owner => true,
+                // Held by its creator only (an owner without a lease, see `Op::Create`): that
+                // hold marks orphans, it does not reserve the run; whoever claims it starts it.
+                Some(_) if until.is_none() && status == "pending" => true,
                 Some(_) if *renew => false,
                 Some(o) => until.unwrap_or(0) < now || !owner_alive(o, host),
             };
@@ -731,9 +741,15 @@ fn live_status(
     lease_until_ms: Option<i64>,
     host: &str,
 ) -> RunStatus {
-    let held =
-        owner.is_some_and(|o| lease_until_ms.unwrap_or(0) >= now_ms() && owner_alive(o, host));
-    if status == RunStatus::Running && !held {
+    // A claim holds a run while its lease lasts and its process lives; a creation hold (an
+    // owner without a lease, see `Op::Create`) while its process lives.
+    let held = owner.is_some_and(|o| {
+        lease_until_ms.is_none_or(|until| until >= now_ms()) && owner_alive(o, host)
+    });
+    // Still `pending` with its creator gone: never started, and no one will start it unless
+    // told.
+    let orphan = status == RunStatus::Pending && owner.is_some();
+    if (status == RunStatus::Running || orphan) && !held {
         RunStatus::Interrupted
     } else {
         status
@@ -837,12 +853,18 @@ impl RunStore for SqliteStore {
             Some(RunStatus::Interrupted) => Some(RunStatus::Running),
             s => s,
         };
-        let live = matches!(q.status, Some(RunStatus::Running | RunStatus::Interrupted));
+        // An interrupted run is stored `running`, or `pending` when its creator died before
+        // it started (see `live_status`).
+        let also = matches!(q.status, Some(RunStatus::Interrupted)).then_some("pending");
+        let live = matches!(
+            q.status,
+            Some(RunStatus::Running | RunStatus::Interrupted | RunStatus::Pending)
+        );
         let limit = q.limit.map_or(usize::MAX, |l| l as usize);
         self.read(|c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {RUN_COLS} FROM runs
-                 WHERE tenant = ?4 AND (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow_name = ?2)
+                 WHERE tenant = ?4 AND (?1 IS NULL OR status = ?1 OR status = ?10) AND (?2 IS NULL OR workflow_name = ?2)
                    AND (?5 IS NULL OR created_at_ms >= ?5)
                    AND (?6 IS NULL OR started_by = ?6)
                    AND (?7 IS NULL OR created_at_ms < ?7 OR (created_at_ms = ?7 AND id < ?8))
@@ -866,7 +888,8 @@ impl RunStore for SqliteStore {
                     q.started_by,
                     q.after.map(|(at, _)| at),
                     q.after.map(|(_, id)| id.to_string()),
-                    q.text.as_ref().map(|t| t.to_ascii_lowercase())
+                    q.text.as_ref().map(|t| t.to_ascii_lowercase()),
+                    also
                 ],
                 |r| parse_run(r, &self.host),
             )?

@@ -328,6 +328,59 @@ async fn sqlite_a_running_run_nobody_holds_reads_as_interrupted() {
     );
 }
 
+/// A run is created with its creator's lease: created but never started by a process that
+/// died, it reads as `interrupted` (so a restarted server resumes it), not `pending` forever;
+/// any live process may still claim a pending run.
+#[tokio::test]
+async fn sqlite_a_run_whose_creator_died_before_starting_it_reads_as_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("baton.db");
+    let s = SqliteStore::open(&path, Durability::Process).unwrap();
+    let (a, b) = (new_run("wf", 1), new_run("wf", 2));
+    let (alive, orphan) = (a.id, b.id);
+    s.create_run(a).await.unwrap();
+    s.create_run(b).await.unwrap();
+    // The second one's creator is gone (a kill -9 between the answer and the start).
+    let me = baton_store::sqlite::process_owner();
+    let host = me.rsplit_once(':').unwrap().0.to_string();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE runs SET owner = ?1 WHERE id = ?2",
+            [format!("{host}:999999999"), orphan.to_string()],
+        )
+        .unwrap();
+    assert_eq!(
+        s.run(alive).await.unwrap().unwrap().status,
+        RunStatus::Pending
+    );
+    assert_eq!(
+        s.run(orphan).await.unwrap().unwrap().status,
+        RunStatus::Interrupted
+    );
+    let listed = |q| {
+        let s = &s;
+        async move {
+            s.list_runs(
+                &dt(),
+                ListQuery {
+                    status: Some(q),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(RunStatus::Interrupted).await, vec![orphan]);
+    assert_eq!(listed(RunStatus::Pending).await, vec![alive]);
+    // Another live process may start a pending run its creator still holds.
+    s.claim(alive, &format!("{host}:1"), 60_000).await.unwrap();
+}
+
 /// Runs are found by a unique prefix of their id, in id order.
 #[tokio::test]
 async fn runs_are_found_by_id_prefix() {
