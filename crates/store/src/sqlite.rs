@@ -742,9 +742,14 @@ fn live_status(
     host: &str,
 ) -> RunStatus {
     // A claim holds a run while its lease lasts and its process lives; a creation hold (an
-    // owner without a lease, see `Op::Create`) while its process lives.
+    // owner without a lease, see `Op::Create`) holds a pending run while its process lives.
     let held = owner.is_some_and(|o| {
-        lease_until_ms.is_none_or(|until| until >= now_ms()) && owner_alive(o, host)
+        let in_force = match lease_until_ms {
+            Some(until) => until >= now_ms(),
+            // A creation hold covers a run not started yet, nothing after.
+            None => status == RunStatus::Pending,
+        };
+        in_force && owner_alive(o, host)
     });
     // Still `pending` with its creator gone: never started, and no one will start it unless
     // told.
