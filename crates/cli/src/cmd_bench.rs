@@ -286,22 +286,6 @@ fn report(workload: &str, mut times_ms: Vec<f64>, wall_s: Option<f64>) {
     );
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite_workload_runs_its_shape() {
-        let b = in_memory(fanout_doc(8).unwrap(), MemoryLog::None).unwrap();
-        assert_eq!(b.run_once().await.unwrap(), 9);
-        let dir = TempDir::new("test").unwrap();
-        let store = SqliteStore::open(&dir.0.join("b.db"), Durability::Process).unwrap();
-        let b = Bench::new(chain_doc(10, "fake/echo").unwrap(), Arc::new(store), true).unwrap();
-        assert_eq!(bench::timed(&b, 3, 1, 10).await.unwrap().len(), 3);
-    }
-}
-
 /// The HTTP benchmark's floor: what axum alone costs to answer the same bytes.
 async fn http_floor(file: &std::path::Path, addr: std::net::SocketAddr) -> anyhow::Result<i32> {
     let body = bytes::Bytes::from(std::fs::read(file)?);
@@ -318,4 +302,20 @@ async fn http_floor(file: &std::path::Path, addr: std::net::SocketAddr) -> anyho
     errln!("floor listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     Ok(0)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_workload_runs_its_shape() {
+        let b = in_memory(fanout_doc(8).unwrap(), MemoryLog::None).unwrap();
+        assert_eq!(b.run_once().await.unwrap(), 9);
+        let dir = TempDir::new("test").unwrap();
+        let store = SqliteStore::open(&dir.0.join("b.db"), Durability::Process).unwrap();
+        let b = Bench::new(chain_doc(10, "fake/echo").unwrap(), Arc::new(store), true).unwrap();
+        assert_eq!(bench::timed(&b, 3, 1, 10).await.unwrap().len(), 3);
+    }
 }
