@@ -71,7 +71,26 @@ async fn first_key(control: &baton_control::Control) -> Result<Option<String>> {
     Ok(Some(k.key))
 }
 
+/// The server's log on stderr: warnings and errors by default (refused requests, failed
+/// authentications, runs that stopped), with their request ids; `BATON_LOG` (`info`, `debug`,
+/// `baton_server=debug`...) sets the level.
+fn init_log() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Already set (a second server in one process): keep the first.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
+        .with_target(false)
+        .try_init();
+}
+
 pub async fn run(args: ServeArgs) -> Result<i32> {
+    init_log();
     let body_limit =
         parse_size(&args.body_limit).map_err(|e| anyhow::anyhow!("--body-limit: {e}"))?;
     let rate_limit = match args.rate_limit.trim() {
