@@ -40,6 +40,31 @@ pub fn test_state(providers: Providers) -> AppState {
     AppState::new(control, providers)
 }
 
+/// An app served on a free loopback port, until [`Served::stop`].
+pub struct Served {
+    pub addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    /// Stops the server gracefully and checks it ended without an error.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+pub async fn serve_loopback(state: AppState) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(baton_server::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    Served { addr, stop, task }
+}
+
 /// A new admin key of tenant `default`.
 pub async fn key_for(state: &AppState) -> String {
     state
@@ -386,14 +411,10 @@ async fn streams_the_local_model_over_a_real_socket() {
         ..Default::default()
     };
     baton_llm_local::register(&mut providers, &cfg);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let state = test_state(providers);
     let key = key_for(&state).await;
-    let server = tokio::spawn(baton_server::serve(listener, state, async move {
-        let _ = stop_rx.await;
-    }));
+    let server = serve_loopback(state).await;
+    let addr = server.addr;
 
     let client = reqwest::Client::new();
     let resp = client
@@ -461,6 +482,5 @@ async fn streams_the_local_model_over_a_real_socket() {
         serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
     assert!(jsonschema::is_valid(&schema, &out), "{out}");
 
-    let _ = stop_tx.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }

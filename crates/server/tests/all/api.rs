@@ -8,7 +8,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::{key_for, test_state};
+use super::{key_for, serve_loopback, test_state};
 
 const ECHO: &str = "version: 1\nname: echo\ninputs:\n  who: { type: string, default: world }\nsteps:\n  - { id: hello, tool: echo, with: { text: \"hello {{ inputs.who }}\" } }\n";
 
@@ -594,12 +594,8 @@ async fn metrics_count_requests_by_route_template() {
 async fn sse_resumes_from_last_event_id() {
     let state = test_state(Providers::default());
     let key = key_for(&state).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(baton_server::serve(listener, state, async move {
-        let _ = stop_rx.await;
-    }));
+    let server = serve_loopback(state).await;
+    let addr = server.addr;
     let client = reqwest::Client::new();
     let base = format!("http://{addr}/api/v1");
     let run: Value = client
@@ -651,8 +647,7 @@ async fn sse_resumes_from_last_event_id() {
     );
     let all: Vec<u64> = seen.iter().chain(&rest).copied().collect();
     assert_eq!(all, (1..=*all.last().unwrap()).collect::<Vec<_>>());
-    let _ = stop_tx.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 /// The ids of the SSE events read until one of kind `until` (the stream then ends or is dropped).
@@ -851,12 +846,8 @@ async fn sse_carries_model_deltas_of_a_running_agent() {
         Providers::default(),
     );
     let key = key_for(&state).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(baton_server::serve(listener, state, async move {
-        let _ = stop_rx.await;
-    }));
+    let server = serve_loopback(state).await;
+    let addr = server.addr;
     let http = reqwest::Client::new();
     let base = format!("http://{addr}/api/v1");
     let run: Value = http
@@ -923,8 +914,7 @@ async fn sse_carries_model_deltas_of_a_running_agent() {
         .await
         .unwrap();
     assert!(!logged.to_string().contains("model_delta"));
-    let _ = stop_tx.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 /// One WebSocket follows a run from a seq, like the SSE stream: nothing missed, nothing twice.
@@ -935,12 +925,8 @@ async fn a_websocket_follows_runs_from_a_seq() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let state = test_state(Providers::default());
     let key = key_for(&state).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(baton_server::serve(listener, state, async move {
-        let _ = stop_rx.await;
-    }));
+    let server = serve_loopback(state).await;
+    let addr = server.addr;
     let http = reqwest::Client::new();
     let run: Value = http
         .post(format!("http://{addr}/api/v1/runs"))
@@ -1001,6 +987,5 @@ async fn a_websocket_follows_runs_from_a_seq() {
     };
     let v: Value = serde_json::from_str(&t).unwrap();
     assert_eq!(v["error"]["code"], "invalid_request", "{v}");
-    let _ = stop_tx.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }
