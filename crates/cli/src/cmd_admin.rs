@@ -218,50 +218,7 @@ pub async fn keys(cmd: KeysCmd) -> anyhow::Result<i32> {
             outln!("{}", k.key);
             Ok(EXIT_OK)
         }
-        KeysCmd::List { json, db } => {
-            let control = wiring::control(db.db.as_deref())?;
-            let tenants = match db.tenant_id()? {
-                Some(t) => vec![t],
-                None => all_tenants(&control).await?,
-            };
-            let mut keys = Vec::new();
-            for t in &tenants {
-                keys.extend(control.list_keys(&Caller::local(), Some(t)).await?);
-            }
-            if json {
-                outln!("{}", serde_json::to_string_pretty(&keys)?);
-                return Ok(EXIT_OK);
-            }
-            if keys.is_empty() {
-                outln!("no keys");
-                return Ok(EXIT_OK);
-            }
-            let now = baton_store::now_ms();
-            outln!(
-                "{:<12}  {:<16}  {:<6}  {:<7}  {:<20}  {:<20}  NAME",
-                "ID",
-                "TENANT",
-                "ROLE",
-                "STATE",
-                "CREATED",
-                "EXPIRES"
-            );
-            for k in &keys {
-                outln!(
-                    "{:<12}  {:<16}  {:<6}  {:<7}  {:<20}  {:<20}  {}",
-                    k.id,
-                    k.tenant.as_str(),
-                    k.role.as_str(),
-                    k.state(now),
-                    fmt_time(k.created_at_ms),
-                    k.expires_at_ms
-                        .map(fmt_time)
-                        .unwrap_or_else(|| "never".into()),
-                    k.name.as_deref().unwrap_or("")
-                );
-            }
-            Ok(EXIT_OK)
-        }
+        KeysCmd::List { json, db } => list_keys(json, db).await,
         KeysCmd::Revoke { id, db } => {
             let control = wiring::control(db.db.as_deref())?;
             let k = control.revoke_key(&Caller::local(), &id).await?;
@@ -269,6 +226,51 @@ pub async fn keys(cmd: KeysCmd) -> anyhow::Result<i32> {
             Ok(EXIT_OK)
         }
     }
+}
+
+async fn list_keys(json: bool, db: DbArgs) -> anyhow::Result<i32> {
+    let control = wiring::control(db.db.as_deref())?;
+    let tenants = match db.tenant_id()? {
+        Some(t) => vec![t],
+        None => all_tenants(&control).await?,
+    };
+    let mut keys = Vec::new();
+    for t in &tenants {
+        keys.extend(control.list_keys(&Caller::local(), Some(t)).await?);
+    }
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&keys)?);
+        return Ok(EXIT_OK);
+    }
+    if keys.is_empty() {
+        outln!("no keys");
+        return Ok(EXIT_OK);
+    }
+    let now = baton_store::now_ms();
+    outln!(
+        "{:<12}  {:<16}  {:<6}  {:<7}  {:<20}  {:<20}  NAME",
+        "ID",
+        "TENANT",
+        "ROLE",
+        "STATE",
+        "CREATED",
+        "EXPIRES"
+    );
+    for k in &keys {
+        outln!(
+            "{:<12}  {:<16}  {:<6}  {:<7}  {:<20}  {:<20}  {}",
+            k.id,
+            k.tenant.as_str(),
+            k.role.as_str(),
+            k.state(now),
+            fmt_time(k.created_at_ms),
+            k.expires_at_ms
+                .map(fmt_time)
+                .unwrap_or_else(|| "never".into()),
+            k.name.as_deref().unwrap_or("")
+        );
+    }
+    Ok(EXIT_OK)
 }
 
 async fn all_tenants(control: &Control) -> anyhow::Result<Vec<TenantId>> {
@@ -332,19 +334,8 @@ pub async fn workflows(cmd: WorkflowsCmd) -> anyhow::Result<i32> {
             let control = wiring::control(db.db.as_deref())?;
             let text = read_doc(&file)?;
             let name = file.display().to_string();
-            match control
-                .create_workflow(&db.caller(&control).await?, &name, &text)
-                .await
-            {
-                Ok(w) => {
-                    for d in &w.warnings {
-                        errln!("{d}");
-                    }
-                    outln!("stored workflow {}@{}", w.name, w.version);
-                    Ok(EXIT_OK)
-                }
-                Err(e) => refused(e),
-            }
+            let caller = db.caller(&control).await?;
+            stored(control.create_workflow(&caller, &name, &text).await)
         }
         WorkflowsCmd::Update { file, db } => {
             let control = wiring::control(db.db.as_deref())?;
@@ -358,70 +349,14 @@ pub async fn workflows(cmd: WorkflowsCmd) -> anyhow::Result<i32> {
                     return Ok(EXIT_INVALID);
                 }
             };
-            match control
-                .update_workflow(&caller, &doc_name, &name, &text)
-                .await
-            {
-                Ok(w) => {
-                    for d in &w.warnings {
-                        errln!("{d}");
-                    }
-                    outln!("stored workflow {}@{}", w.name, w.version);
-                    Ok(EXIT_OK)
-                }
-                Err(e) => refused(e),
-            }
+            stored(
+                control
+                    .update_workflow(&caller, &doc_name, &name, &text)
+                    .await,
+            )
         }
-        WorkflowsCmd::List { json, db } => {
-            let control = wiring::control(db.db.as_deref())?;
-            let ws = control.list_workflows(&db.caller(&control).await?).await?;
-            if json {
-                outln!("{}", serde_json::to_string_pretty(&ws)?);
-            } else if ws.is_empty() {
-                outln!("no workflows");
-            } else {
-                outln!("{:<32}  {:>7}  UPDATED", "NAME", "VERSION");
-                for w in &ws {
-                    outln!(
-                        "{:<32}  {:>7}  {}",
-                        w.name,
-                        w.latest,
-                        fmt_time(w.updated_at_ms)
-                    );
-                }
-            }
-            Ok(EXIT_OK)
-        }
-        WorkflowsCmd::Show { workflow, json, db } => {
-            let r: WorkflowRef = match workflow.parse() {
-                Ok(r) => r,
-                Err(e) => {
-                    errln!("error: {e}");
-                    return Ok(EXIT_INVALID);
-                }
-            };
-            let control = wiring::control(db.db.as_deref())?;
-            let w = control
-                .get_workflow(&db.caller(&control).await?, &r)
-                .await?;
-            if json {
-                outln!("{}", serde_json::to_string_pretty(&w)?);
-                return Ok(EXIT_OK);
-            }
-            outln!(
-                "# {}@{} (latest {}), stored {}{}",
-                w.name,
-                w.version,
-                w.latest,
-                fmt_time(w.created_at_ms),
-                w.created_by
-                    .as_deref()
-                    .map(|b| format!(" by {b}"))
-                    .unwrap_or_default()
-            );
-            outln!("{}", w.source.trim_end());
-            Ok(EXIT_OK)
-        }
+        WorkflowsCmd::List { json, db } => list_workflows(json, db).await,
+        WorkflowsCmd::Show { workflow, json, db } => show_workflow(&workflow, json, db).await,
         WorkflowsCmd::Delete { name, db } => {
             let control = wiring::control(db.db.as_deref())?;
             control
@@ -431,6 +366,72 @@ pub async fn workflows(cmd: WorkflowsCmd) -> anyhow::Result<i32> {
             Ok(EXIT_OK)
         }
     }
+}
+
+/// Reports a stored version (and the document's warnings), or why it was refused.
+fn stored(r: Result<baton_control::WorkflowVersion, baton_control::Error>) -> anyhow::Result<i32> {
+    match r {
+        Ok(w) => {
+            for d in &w.warnings {
+                errln!("{d}");
+            }
+            outln!("stored workflow {}@{}", w.name, w.version);
+            Ok(EXIT_OK)
+        }
+        Err(e) => refused(e),
+    }
+}
+
+async fn list_workflows(json: bool, db: DbArgs) -> anyhow::Result<i32> {
+    let control = wiring::control(db.db.as_deref())?;
+    let ws = control.list_workflows(&db.caller(&control).await?).await?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&ws)?);
+    } else if ws.is_empty() {
+        outln!("no workflows");
+    } else {
+        outln!("{:<32}  {:>7}  UPDATED", "NAME", "VERSION");
+        for w in &ws {
+            outln!(
+                "{:<32}  {:>7}  {}",
+                w.name,
+                w.latest,
+                fmt_time(w.updated_at_ms)
+            );
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+async fn show_workflow(workflow: &str, json: bool, db: DbArgs) -> anyhow::Result<i32> {
+    let r: WorkflowRef = match workflow.parse() {
+        Ok(r) => r,
+        Err(e) => {
+            errln!("error: {e}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let control = wiring::control(db.db.as_deref())?;
+    let w = control
+        .get_workflow(&db.caller(&control).await?, &r)
+        .await?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&w)?);
+        return Ok(EXIT_OK);
+    }
+    outln!(
+        "# {}@{} (latest {}), stored {}{}",
+        w.name,
+        w.version,
+        w.latest,
+        fmt_time(w.created_at_ms),
+        w.created_by
+            .as_deref()
+            .map(|b| format!(" by {b}"))
+            .unwrap_or_default()
+    );
+    outln!("{}", w.source.trim_end());
+    Ok(EXIT_OK)
 }
 
 pub async fn audit(cmd: AuditCmd) -> anyhow::Result<i32> {

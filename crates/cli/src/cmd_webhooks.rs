@@ -157,53 +157,13 @@ async fn inbound(cmd: InboundCmd) -> anyhow::Result<i32> {
             outln!("secret:   {}  (shown only now)", h.secret);
             Ok(EXIT_OK)
         }
-        InboundCmd::List { json, db } => {
-            let control = wiring::control(db.db.as_deref())?;
-            let hooks = control
-                .list_inbound_hooks(&db.caller(&control).await?)
-                .await?;
-            if json {
-                return print_json(&hooks);
-            }
-            if hooks.is_empty() {
-                outln!("no inbound webhooks");
-                return Ok(EXIT_OK);
-            }
-            outln!("{:<27}  {:<24}  {:<20}  NAME", "ID", "WORKFLOW", "CREATED");
-            for h in &hooks {
-                outln!(
-                    "{:<27}  {:<24}  {:<20}  {}",
-                    h.id,
-                    h.workflow,
-                    fmt_time(h.created_at_ms),
-                    h.name.as_deref().unwrap_or("")
-                );
-            }
-            Ok(EXIT_OK)
-        }
+        InboundCmd::List { json, db } => list_hooks(json, db).await,
         InboundCmd::Rotate {
             id,
             old_valid_for,
             json,
             db,
-        } => {
-            let d = humantime::parse_duration(&old_valid_for).map_err(|e| {
-                anyhow::anyhow!("--old-valid-for '{old_valid_for}': {e} (write e.g. 24h or 0s)")
-            })?;
-            let control = wiring::control(db.db.as_deref())?;
-            let caller = db.caller(&control).await?;
-            let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-            let h = control.rotate_inbound_hook(&caller, &id, ms).await?;
-            if json {
-                return print_json(&h);
-            }
-            outln!("secret:   {}  (shown only now)", h.secret);
-            match h.hook.previous_secret_valid_until_ms {
-                Some(t) => outln!("the old secret is accepted until {}", fmt_time(t)),
-                None => outln!("the old secret is no longer accepted"),
-            }
-            Ok(EXIT_OK)
-        }
+        } => rotate(&id, &old_valid_for, json, db).await,
         InboundCmd::Delete { id, db } => {
             let control = wiring::control(db.db.as_deref())?;
             control
@@ -245,24 +205,7 @@ async fn subscriptions(cmd: SubscriptionsCmd) -> anyhow::Result<i32> {
             outln!("secret: {}  (shown only now)", s.secret);
             Ok(EXIT_OK)
         }
-        SubscriptionsCmd::List { json, db } => {
-            let control = wiring::control(db.db.as_deref())?;
-            let subs = control
-                .list_subscriptions(&db.caller(&control).await?)
-                .await?;
-            if json {
-                return print_json(&subs);
-            }
-            if subs.is_empty() {
-                outln!("no webhook subscriptions");
-                return Ok(EXIT_OK);
-            }
-            outln!("{:<28}  {:<40}  EVENTS", "ID", "URL");
-            for s in &subs {
-                outln!("{:<28}  {:<40}  {}", s.id, s.url, s.events.join(","));
-            }
-            Ok(EXIT_OK)
-        }
+        SubscriptionsCmd::List { json, db } => list_subscriptions(json, db).await,
         SubscriptionsCmd::Delete { id, db } => {
             let control = wiring::control(db.db.as_deref())?;
             control
@@ -276,41 +219,106 @@ async fn subscriptions(cmd: SubscriptionsCmd) -> anyhow::Result<i32> {
             limit,
             json,
             db,
-        } => {
-            let control = wiring::control(db.db.as_deref())?;
-            let page = control
-                .deliveries(&db.caller(&control).await?, &id, None, Some(limit))
-                .await?;
-            if json {
-                return print_json(&page);
-            }
-            if page.deliveries.is_empty() {
-                outln!("no deliveries");
-                return Ok(EXIT_OK);
-            }
-            for d in &page.deliveries {
-                outln!(
-                    "{}  {:<18}  {:<9}  {} attempt(s)  created {}",
-                    d.id,
-                    d.event_type,
-                    d.status.as_str(),
-                    d.attempts.len(),
-                    fmt_time(d.created_at_ms)
-                );
-                for a in &d.attempts {
-                    let code = a
-                        .status_code
-                        .map_or_else(|| "---".to_string(), |c| c.to_string());
-                    outln!(
-                        "    #{} {}  {code}  {} ms  {}",
-                        a.n,
-                        fmt_time(a.at_ms),
-                        a.duration_ms,
-                        a.error.as_deref().unwrap_or("ok")
-                    );
-                }
-            }
-            Ok(EXIT_OK)
+        } => deliveries(&id, limit, json, db).await,
+    }
+}
+
+async fn list_hooks(json: bool, db: DbArgs) -> anyhow::Result<i32> {
+    let control = wiring::control(db.db.as_deref())?;
+    let hooks = control
+        .list_inbound_hooks(&db.caller(&control).await?)
+        .await?;
+    if json {
+        return print_json(&hooks);
+    }
+    if hooks.is_empty() {
+        outln!("no inbound webhooks");
+        return Ok(EXIT_OK);
+    }
+    outln!("{:<27}  {:<24}  {:<20}  NAME", "ID", "WORKFLOW", "CREATED");
+    for h in &hooks {
+        outln!(
+            "{:<27}  {:<24}  {:<20}  {}",
+            h.id,
+            h.workflow,
+            fmt_time(h.created_at_ms),
+            h.name.as_deref().unwrap_or("")
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+async fn rotate(id: &str, old_valid_for: &str, json: bool, db: DbArgs) -> anyhow::Result<i32> {
+    let d = humantime::parse_duration(old_valid_for).map_err(|e| {
+        anyhow::anyhow!("--old-valid-for '{old_valid_for}': {e} (write e.g. 24h or 0s)")
+    })?;
+    let control = wiring::control(db.db.as_deref())?;
+    let caller = db.caller(&control).await?;
+    let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let h = control.rotate_inbound_hook(&caller, id, ms).await?;
+    if json {
+        return print_json(&h);
+    }
+    outln!("secret:   {}  (shown only now)", h.secret);
+    match h.hook.previous_secret_valid_until_ms {
+        Some(t) => outln!("the old secret is accepted until {}", fmt_time(t)),
+        None => outln!("the old secret is no longer accepted"),
+    }
+    Ok(EXIT_OK)
+}
+
+async fn list_subscriptions(json: bool, db: DbArgs) -> anyhow::Result<i32> {
+    let control = wiring::control(db.db.as_deref())?;
+    let subs = control
+        .list_subscriptions(&db.caller(&control).await?)
+        .await?;
+    if json {
+        return print_json(&subs);
+    }
+    if subs.is_empty() {
+        outln!("no webhook subscriptions");
+        return Ok(EXIT_OK);
+    }
+    outln!("{:<28}  {:<40}  EVENTS", "ID", "URL");
+    for s in &subs {
+        outln!("{:<28}  {:<40}  {}", s.id, s.url, s.events.join(","));
+    }
+    Ok(EXIT_OK)
+}
+
+async fn deliveries(id: &str, limit: u32, json: bool, db: DbArgs) -> anyhow::Result<i32> {
+    let control = wiring::control(db.db.as_deref())?;
+    let page = control
+        .deliveries(&db.caller(&control).await?, id, None, Some(limit))
+        .await?;
+    if json {
+        return print_json(&page);
+    }
+    if page.deliveries.is_empty() {
+        outln!("no deliveries");
+        return Ok(EXIT_OK);
+    }
+    for d in &page.deliveries {
+        outln!(
+            "{}  {:<18}  {:<9}  {} attempt(s)  created {}",
+            d.id,
+            d.event_type,
+            d.status.as_str(),
+            d.attempts.len(),
+            fmt_time(d.created_at_ms)
+        );
+        for a in &d.attempts {
+            let code = a
+                .status_code
+                .map_or_else(|| "---".to_string(), |c| c.to_string());
+            outln!(
+                "    #{} {}  {code}  {} ms  {}",
+                a.n,
+                fmt_time(a.at_ms),
+                a.duration_ms,
+                a.error.as_deref().unwrap_or("ok")
+            );
         }
     }
+    Ok(EXIT_OK)
 }

@@ -147,95 +147,116 @@ impl EventSink for Printer {
         }
         let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
         match &r.event {
-            Event::RunStarted { resumed } => self.line(format!(
+            Event::StepStarted { step, attempt, .. } => self.started(&mut bars, step, *attempt),
+            Event::StepProgress { step, progress } => self.progressed(&bars, step, progress),
+            ev => {
+                if let Some((step, line)) = step_end_line(ev) {
+                    self.ended(&mut bars, step, line);
+                } else if let Some(line) = note_line(r) {
+                    self.line(line);
+                }
+            }
+        }
+    }
+}
+
+/// The line that stays when a step's attempt ends (its spinner goes).
+fn step_end_line(ev: &Event) -> Option<(&str, String)> {
+    let (step, line) = match ev {
+        Event::StepSucceeded {
+            step,
+            duration_ms,
+            usage,
+            ..
+        } => {
+            let tok = if usage.total() > 0 {
+                format!(" · {} tokens", usage.total())
+            } else {
+                String::new()
+            };
+            let line = format!("  ✓ {step} {}{tok}", ms(*duration_ms));
+            (step, line)
+        }
+        Event::StepFailed {
+            step,
+            error,
+            retry_in_ms,
+            recovered,
+            ..
+        } => {
+            let what = match (retry_in_ms, recovered) {
+                (Some(d), _) => format!(", retrying in {}", ms(*d)),
+                (None, true) => ", going on (on_error)".into(),
+                _ => String::new(),
+            };
+            let line = format!("  ✗ {step}: {}{what}", brief(&error.message));
+            (step, line)
+        }
+        Event::StepCancelled { step } => (step, format!("  ⊘ {step} cancelled")),
+        Event::StepAmbiguous {
+            step, call, tool, ..
+        } => {
+            let what = match call {
+                Some(n) => format!("tool call {n} ({tool})"),
+                None => format!("its call of {tool}"),
+            };
+            let line = format!(
+                "  ? {step}: ambiguous: {what} was sent but its result never logged; see `baton runs show`, then `baton runs resolve`"
+            );
+            (step, line)
+        }
+        _ => return None,
+    };
+    Some((step.as_str(), line))
+}
+
+/// The line an event that is not a step's start, progress or end shows, if any.
+fn note_line(r: &EventRecord) -> Option<String> {
+    let line = match &r.event {
+        Event::RunStarted { resumed } => {
+            format!(
                 "{} run {}",
                 if *resumed { "resuming" } else { "starting" },
                 r.run_id
-            )),
-            Event::StepStarted { step, attempt, .. } => self.started(&mut bars, step, *attempt),
-            Event::StepProgress { step, progress } => self.progressed(&bars, step, progress),
-            Event::StepSucceeded {
-                step,
-                duration_ms,
-                usage,
-                ..
-            } => {
-                let tok = if usage.total() > 0 {
-                    format!(" · {} tokens", usage.total())
-                } else {
-                    String::new()
-                };
-                let line = format!("  ✓ {step} {}{tok}", ms(*duration_ms));
-                self.ended(&mut bars, step, line);
-            }
-            Event::StepFailed {
-                step,
-                error,
-                retry_in_ms,
-                recovered,
-                ..
-            } => {
-                let what = match (retry_in_ms, recovered) {
-                    (Some(d), _) => format!(", retrying in {}", ms(*d)),
-                    (None, true) => ", going on (on_error)".into(),
-                    _ => String::new(),
-                };
-                let line = format!("  ✗ {step}: {}{what}", brief(&error.message));
-                self.ended(&mut bars, step, line);
-            }
-            Event::StepCancelled { step } => {
-                self.ended(&mut bars, step, format!("  ⊘ {step} cancelled"));
-            }
-            Event::HumanRequested { step, prompt, .. } => self.line(human_prompt(step, prompt)),
-            Event::HumanResponded {
-                step, approved, by, ..
-            } => {
-                let by = by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default();
-                let (mark, what) = if *approved {
-                    ("✓", "approved")
-                } else {
-                    ("✗", "rejected")
-                };
-                self.line(format!("  {mark} {step}: {what}{by}"))
-            }
-            Event::Paused { pause } => self.line(format!("  ⏸ paused ({})", describe_pause(pause))),
-            Event::Resumed { .. } => self.line("  ▶ resumed".into()),
-            Event::ToolCallFinished {
-                step,
-                tool,
-                is_error,
-                ..
-            } => self.line(format!(
+            )
+        }
+        Event::HumanRequested { step, prompt, .. } => human_prompt(step, prompt),
+        Event::HumanResponded {
+            step, approved, by, ..
+        } => {
+            let by = by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default();
+            let (mark, what) = if *approved {
+                ("✓", "approved")
+            } else {
+                ("✗", "rejected")
+            };
+            format!("  {mark} {step}: {what}{by}")
+        }
+        Event::Paused { pause } => format!("  ⏸ paused ({})", describe_pause(pause)),
+        Event::Resumed { .. } => "  ▶ resumed".into(),
+        Event::ToolCallFinished {
+            step,
+            tool,
+            is_error,
+            ..
+        } => {
+            format!(
                 "    {step}: called {tool}{}",
                 if *is_error { " (error)" } else { "" }
-            )),
-            Event::StepAmbiguous {
-                step, call, tool, ..
-            } => {
-                let what = match call {
-                    Some(n) => format!("tool call {n} ({tool})"),
-                    None => format!("its call of {tool}"),
-                };
-                let line = format!(
-                    "  ? {step}: ambiguous: {what} was sent but its result never logged; see `baton runs show`, then `baton runs resolve`"
-                );
-                self.ended(&mut bars, step, line);
-            }
-            Event::StepResolved {
-                step,
-                resolution,
-                by,
-                ..
-            } => {
-                let by = by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default();
-                self.line(format!(
-                    "  ✓ {step}: resolved as {}{by}",
-                    resolution.as_str()
-                ))
-            }
-            _ => {}
+            )
         }
-    }
+        Event::StepResolved {
+            step,
+            resolution,
+            by,
+            ..
+        } => {
+            let by = by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default();
+            format!("  ✓ {step}: resolved as {}{by}", resolution.as_str())
+        }
+        _ => return None,
+    };
+    Some(line)
 }
 
 pub fn describe_pause(p: &baton_types::PauseReason) -> String {

@@ -190,17 +190,13 @@ pub async fn run(job: AgentJob, report: impl Fn(Report) + Send + Sync) -> (WorkE
                     max_tokens: job.max_tokens,
                     response_format: response_format.clone(),
                 };
-                let resp = tokio::select! {
-                    r = call_model(&job, req, turn) => r,
-                    _ = job.tool_ctx.cancel.cancelled() => return fail(cancelled(), usage),
-                };
-                let resp = match resp {
-                    Ok(r) => r,
-                    Err(e) => return fail(model_error(&e), usage),
-                };
-                progress(model_reply(&job, turn, &resp));
-                usage.add(&resp.usage);
-                resp
+                match ask(&job, req, turn, &progress).await {
+                    Ok(resp) => {
+                        usage.add(&resp.usage);
+                        resp
+                    }
+                    Err(e) => return fail(e, usage),
+                }
             }
         };
         if !resp.tool_calls.is_empty() {
@@ -219,34 +215,74 @@ pub async fn run(job: AgentJob, report: impl Fn(Report) + Send + Sync) -> (WorkE
             }
             continue;
         }
-        let Some((schema, max_retries)) = &job.schema else {
-            return (WorkEnd::Done(Ok(Value::String(resp.content))), usage);
-        };
-        match check_output(schema, &resp.content) {
-            Ok(v) => return (WorkEnd::Done(Ok(v)), usage),
-            Err(why) if reasks >= *max_retries => {
-                let msg = format!(
-                    "the answer did not match the output schema after {} attempts: {why}",
-                    reasks + 1
-                );
-                return fail(StepError::fatal(StepErrorKind::InvalidOutput, msg), usage);
-            }
-            Err(why) => {
-                reasks += 1;
-                // A replayed turn's rejection is in the log already.
-                if !replayed {
-                    progress(Progress::OutputRejected {
-                        attempt: reasks,
-                        error: why.clone(),
-                    });
-                }
-                messages.push(Message::assistant(resp.content.clone(), Vec::new()));
-                messages.push(Message::user(format!(
-                    "Your answer was not valid: {why}. Answer again with only JSON matching the schema."
-                )));
-            }
+        let answer = resp.content;
+        if let Some(end) = settle(
+            &job,
+            answer,
+            &mut reasks,
+            replayed,
+            &mut messages,
+            &progress,
+        ) {
+            return (WorkEnd::Done(end), usage);
         }
     }
+}
+
+/// Settles a final answer: the step's output, or `None` after asking again for an answer
+/// that did not match the output schema (while re-asks are left).
+fn settle(
+    job: &AgentJob,
+    answer: String,
+    reasks: &mut u32,
+    replayed: bool,
+    messages: &mut Vec<Message>,
+    progress: &impl Fn(Progress),
+) -> Option<Result<Value, StepError>> {
+    let Some((schema, max_retries)) = &job.schema else {
+        return Some(Ok(Value::String(answer)));
+    };
+    match check_output(schema, &answer) {
+        Ok(v) => Some(Ok(v)),
+        Err(why) if *reasks >= *max_retries => {
+            let msg = format!(
+                "the answer did not match the output schema after {} attempts: {why}",
+                *reasks + 1
+            );
+            Some(Err(StepError::fatal(StepErrorKind::InvalidOutput, msg)))
+        }
+        Err(why) => {
+            *reasks += 1;
+            // A replayed turn's rejection is in the log already.
+            if !replayed {
+                progress(Progress::OutputRejected {
+                    attempt: *reasks,
+                    error: why.clone(),
+                });
+            }
+            messages.push(Message::assistant(answer, Vec::new()));
+            messages.push(Message::user(format!(
+                "Your answer was not valid: {why}. Answer again with only JSON matching the schema."
+            )));
+            None
+        }
+    }
+}
+
+/// Asks the model for one turn (unless the step is cancelled first) and reports its reply.
+async fn ask(
+    job: &AgentJob,
+    req: ChatRequest,
+    turn: u32,
+    progress: &impl Fn(Progress),
+) -> Result<ChatResponse, StepError> {
+    let resp = tokio::select! {
+        r = call_model(job, req, turn) => r,
+        _ = job.tool_ctx.cancel.cancelled() => return Err(cancelled()),
+    };
+    let resp = resp.map_err(|e| model_error(&e))?;
+    progress(model_reply(job, turn, &resp));
+    Ok(resp)
 }
 
 fn cancelled() -> StepError {

@@ -20,48 +20,11 @@ impl Machine<'_> {
         match ev {
             Event::RunCreated { .. } => {}
             Event::StepProgress { step, progress } => journal_progress(st, step, progress),
-            Event::ToolCallStarted {
-                step,
-                attempt,
-                call,
-                tool,
-                arguments,
-                key,
-            } => {
-                if let Some(j) = journal_of(st, step, *attempt) {
-                    // A call sent again uses up a person's `retry`.
-                    j.resend = false;
-                    j.set_call(CallRecord {
-                        call: *call,
-                        tool: tool.clone(),
-                        arguments: arguments.clone(),
-                        key: key.clone(),
-                        result: None,
-                    });
-                }
-            }
-            Event::ToolCallFinished {
-                step,
-                attempt,
-                call,
-                tool,
-                output,
-                is_error,
-            } => {
-                if let Some(j) = journal_of(st, step, *attempt) {
-                    j.set_result(*call, tool, (output.clone(), *is_error));
-                }
-            }
-            Event::StepAmbiguous {
-                step, call, tool, ..
-            } => {
-                if let Some(sr) = st.steps.get_mut(step) {
-                    sr.phase = Phase::Ambiguous {
-                        call: *call,
-                        tool: tool.clone(),
-                    };
-                }
-            }
+            Event::ToolCallStarted { .. }
+            | Event::ToolCallFinished { .. }
+            | Event::StepAmbiguous { .. }
+            | Event::HumanRequested { .. }
+            | Event::HumanResponded { .. } => record_within_step(st, ev),
             Event::StepResolved {
                 step,
                 resolution,
@@ -106,28 +69,6 @@ impl Machine<'_> {
             Event::StepCancelled { step } => {
                 let err = StepError::fatal(StepErrorKind::Cancelled, "cancelled");
                 self.leave_step(st, step, Err(err), None, false);
-            }
-            Event::HumanRequested { step, .. } => {
-                if let Some(sr) = st.steps.get_mut(step) {
-                    sr.phase = Phase::Human { requested: true };
-                }
-            }
-            Event::HumanResponded {
-                step,
-                approved,
-                value,
-                comment,
-                ..
-            } => {
-                if let Some(sr) = st.steps.get_mut(step) {
-                    let value = Box::new(value.clone());
-                    let comment = comment.clone();
-                    sr.phase = Phase::Answered {
-                        approved: *approved,
-                        value,
-                        comment,
-                    };
-                }
             }
             Event::StateSet { key, value } => {
                 st.state.insert(key.clone(), value.clone());
@@ -421,5 +362,89 @@ fn run_event(st: &mut RunState, ev: &Event) {
             st.ready.clear();
         }
         _ => {}
+    }
+}
+
+/// The events that record something within a step (a tool call, a question, an answer)
+/// without moving the flow.
+fn record_within_step(st: &mut RunState, ev: &Event) {
+    match ev {
+        Event::ToolCallStarted {
+            step,
+            attempt,
+            call,
+            tool,
+            arguments,
+            key,
+        } => call_started(st, step, *attempt, *call, tool, arguments, key),
+        Event::ToolCallFinished {
+            step,
+            attempt,
+            call,
+            tool,
+            output,
+            is_error,
+        } => {
+            if let Some(j) = journal_of(st, step, *attempt) {
+                j.set_result(*call, tool, (output.clone(), *is_error));
+            }
+        }
+        Event::StepAmbiguous {
+            step, call, tool, ..
+        } => set_phase(
+            st,
+            step,
+            Phase::Ambiguous {
+                call: *call,
+                tool: tool.clone(),
+            },
+        ),
+        Event::HumanRequested { step, .. } => set_phase(st, step, Phase::Human { requested: true }),
+        Event::HumanResponded {
+            step,
+            approved,
+            value,
+            comment,
+            ..
+        } => set_phase(
+            st,
+            step,
+            Phase::Answered {
+                approved: *approved,
+                value: Box::new(value.clone()),
+                comment: comment.clone(),
+            },
+        ),
+        _ => {} // only the events listed in `apply`
+    }
+}
+
+/// Sets the phase of a step instance that exists.
+fn set_phase(st: &mut RunState, step: &str, phase: Phase) {
+    if let Some(sr) = st.steps.get_mut(step) {
+        sr.phase = phase;
+    }
+}
+
+/// A tool call is about to be sent: it joins the attempt's journal (a call sent again uses up
+/// a person's `retry`).
+fn call_started(
+    st: &mut RunState,
+    step: &str,
+    attempt: u32,
+    call: u32,
+    tool: &str,
+    arguments: &Value,
+    key: &str,
+) {
+    if let Some(j) = journal_of(st, step, attempt) {
+        j.resend = false;
+        j.set_call(CallRecord {
+            call,
+            tool: tool.to_string(),
+            arguments: arguments.clone(),
+            key: key.to_string(),
+            result: None,
+        });
     }
 }

@@ -7,11 +7,11 @@
 //! 3. a synchronous step that started is run (see `sync`);
 //! 4. a ready step starts (or stops at a breakpoint, or fails past its `max_visits`).
 
-use baton_types::{Event, PauseReason, Resolution, StepError, StepErrorKind, StepPath, Usage};
+use baton_types::{Event, PauseReason, StepError, StepErrorKind, StepPath, Usage};
 use serde_json::{Map, Value, json};
 
-use super::state::{FrameId, Phase, RunState};
-use super::{Action, Decision, Input, Machine, Refused, ToolCall, idempotency_key, join};
+use super::state::{FrameId, Outcome, Phase, RunState};
+use super::{Action, Decision, Input, Machine, Refused, idempotency_key, join};
 use crate::context;
 use crate::program::{Node, NodeKind, Recovery};
 
@@ -76,17 +76,12 @@ impl Machine<'_> {
                 usage,
                 duration_ms,
             } => {
-                let current = st.steps.get(&step);
-                if !current.is_some_and(|s| s.attempt == attempt && s.phase == Phase::Running) {
-                    return Ok(true); // a late result of a cancelled or superseded attempt
-                }
                 let how = Ended {
                     attempt,
                     usage,
                     duration_ms,
                 };
-                let d = self.step_ended(st, &step, result, how);
-                self.record(st, out, d);
+                self.done(st, step, result, how, out);
             }
             Input::Progress { step, progress } => {
                 // Progress decides nothing: log it (while the step is active) and stop here.
@@ -122,10 +117,6 @@ impl Machine<'_> {
                 comment,
                 by,
             } => {
-                let asked = st.steps.get(&step);
-                if !asked.is_some_and(|s| matches!(s.phase, Phase::Human { .. })) {
-                    return Err(Refused::NotWaiting(step));
-                }
                 let ev = Event::HumanResponded {
                     step,
                     approved,
@@ -133,13 +124,49 @@ impl Machine<'_> {
                     comment,
                     by,
                 };
-                self.emit(st, out, ev);
+                self.answer(st, ev, out)?;
             }
-            Input::Pause => {
-                if st.pause.is_none() {
-                    let pause = PauseReason::User;
-                    self.emit(st, out, Event::Paused { pause });
-                }
+            Input::Pause | Input::Resume { .. } | Input::Cancel => self.operate(st, input, out)?,
+        }
+        Ok(true)
+    }
+
+    /// A step's attempt ended; a late result of a cancelled or superseded attempt is ignored.
+    fn done(
+        &self,
+        st: &mut RunState,
+        step: String,
+        result: Outcome,
+        how: Ended,
+        out: &mut Decision,
+    ) {
+        let current = st.steps.get(&step);
+        if !current.is_some_and(|s| s.attempt == how.attempt && s.phase == Phase::Running) {
+            return;
+        }
+        let d = self.step_ended(st, &step, result, how);
+        self.record(st, out, d);
+    }
+
+    /// A person's answer to a waiting `human` step.
+    fn answer(&self, st: &mut RunState, ev: Event, out: &mut Decision) -> Result<(), Refused> {
+        let Event::HumanResponded { step, .. } = &ev else {
+            return Ok(());
+        };
+        let asked = st.steps.get(step);
+        if !asked.is_some_and(|s| matches!(s.phase, Phase::Human { .. })) {
+            return Err(Refused::NotWaiting(step.clone()));
+        }
+        self.emit(st, out, ev);
+        Ok(())
+    }
+
+    /// Pause, resume and cancel: each logged once, a resume of a run that is not paused refused.
+    fn operate(&self, st: &mut RunState, input: Input, out: &mut Decision) -> Result<(), Refused> {
+        match input {
+            Input::Pause if st.pause.is_none() => {
+                let pause = PauseReason::User;
+                self.emit(st, out, Event::Paused { pause });
             }
             Input::Resume { stepping } => {
                 if st.pause.is_none() && stepping == st.stepping {
@@ -147,13 +174,10 @@ impl Machine<'_> {
                 }
                 self.emit(st, out, Event::Resumed { stepping });
             }
-            Input::Cancel => {
-                if !st.cancelling {
-                    self.emit(st, out, Event::CancelRequested);
-                }
-            }
+            Input::Cancel if !st.cancelling => self.emit(st, out, Event::CancelRequested),
+            _ => {} // a pause of a paused run, a second cancel: nothing to log
         }
-        Ok(true)
+        Ok(())
     }
 
     /// The next attempt of a step waiting for its retry.
@@ -176,129 +200,6 @@ impl Machine<'_> {
         if launch {
             out.actions.push(Action::Launch { step });
         }
-    }
-
-    /// Logs an agent's tool call (its start before it is sent, or its result), only for the
-    /// attempt running now.
-    fn tool_call(
-        &self,
-        st: &mut RunState,
-        step: String,
-        attempt: u32,
-        call: ToolCall,
-        out: &mut Decision,
-    ) -> Result<(), Refused> {
-        if !st
-            .steps
-            .get(&step)
-            .is_some_and(|s| s.attempt == attempt && s.phase == Phase::Running)
-        {
-            return Err(Refused::NotRunning(step, attempt));
-        }
-        let ev = match call {
-            ToolCall::Started {
-                call,
-                tool,
-                arguments,
-                key,
-            } => Event::ToolCallStarted {
-                step,
-                attempt,
-                call,
-                tool,
-                arguments,
-                key,
-            },
-            ToolCall::Finished {
-                call,
-                tool,
-                output,
-                is_error,
-            } => Event::ToolCallFinished {
-                step,
-                attempt,
-                call,
-                tool,
-                output,
-                is_error,
-            },
-        };
-        self.emit(st, out, ev);
-        Ok(())
-    }
-
-    /// A resumed attempt cannot go on without a person: the step becomes ambiguous.
-    fn ambiguous(
-        &self,
-        st: &mut RunState,
-        step: String,
-        attempt: u32,
-        effect: super::Pending,
-        out: &mut Decision,
-    ) {
-        let current = st.steps.get(&step);
-        if !current.is_some_and(|s| s.attempt == attempt && s.phase == Phase::Running) {
-            return; // a late report of a cancelled or superseded attempt
-        }
-        let ev = Event::StepAmbiguous {
-            step: step.clone(),
-            attempt,
-            call: effect.call,
-            tool: effect.tool,
-            arguments: effect.arguments,
-            key: effect.key,
-        };
-        self.emit(st, out, ev);
-        out.actions.push(Action::Release { step });
-    }
-
-    /// A person resolved an ambiguous step: the step runs again from its journal (the call's
-    /// result recorded, or sent again), or a `tool:` step resolved `done` ends with the value.
-    fn resolve(
-        &self,
-        st: &mut RunState,
-        step: String,
-        resolution: Resolution,
-        value: Value,
-        by: Option<String>,
-        out: &mut Decision,
-    ) -> Result<(), Refused> {
-        let Some(sr) = st.steps.get(&step) else {
-            return Err(Refused::NotAmbiguous(step));
-        };
-        let Phase::Ambiguous { call, .. } = sr.phase else {
-            return Err(Refused::NotAmbiguous(step));
-        };
-        let (attempt, visit, key) = (sr.attempt, sr.visit, sr.key.clone());
-        let ev = Event::StepResolved {
-            step: step.clone(),
-            resolution,
-            value: value.clone(),
-            by,
-        };
-        self.emit(st, out, ev);
-        match (resolution, call) {
-            (Resolution::Done, None) => {
-                let d = self.step_ended(st, &step, Ok(value), Ended::sync(attempt));
-                self.record(st, out, d);
-            }
-            // A `tool:` step sends its call again as a new attempt (with the same key): if that
-            // one is interrupted too, it is ambiguous again.
-            (Resolution::Retry, None) => {
-                let ev = Event::StepStarted {
-                    step: step.clone(),
-                    attempt: attempt + 1,
-                    visit,
-                    key,
-                };
-                self.emit(st, out, ev);
-                out.actions.push(Action::Launch { step });
-            }
-            // An agent goes on from its journal: the call's result is recorded (`done`), or
-            // it may send the call again (`retry`; its new start clears that).
-            (_, Some(_)) => out.actions.push(Action::Launch { step }),
-        }
-        Ok(())
     }
 
     /// Logs a decision: its events, then its action.

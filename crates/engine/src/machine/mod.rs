@@ -15,6 +15,7 @@
 //! - `join`: how a fan's outcome follows from its branches' (the join strategies).
 
 mod apply;
+mod calls;
 mod decide;
 mod join;
 mod state;
