@@ -331,17 +331,15 @@ fn refused(e: baton_control::Error) -> anyhow::Result<i32> {
 pub async fn workflows(cmd: WorkflowsCmd) -> anyhow::Result<i32> {
     match cmd {
         WorkflowsCmd::Create { file, db } => {
-            let control = wiring::control(db.db.as_deref())?;
+            let (control, caller) = db.open().await?;
             let text = read_doc(&file)?;
             let name = file.display().to_string();
-            let caller = db.caller(&control).await?;
             stored(control.create_workflow(&caller, &name, &text).await)
         }
         WorkflowsCmd::Update { file, db } => {
-            let control = wiring::control(db.db.as_deref())?;
+            let (control, caller) = db.open().await?;
             let text = read_doc(&file)?;
             let name = file.display().to_string();
-            let caller = db.caller(&control).await?;
             let doc_name = match baton_engine::load::load_bytes(&name, text.as_bytes()) {
                 Ok(l) => l.doc.name,
                 Err(d) => {
@@ -358,10 +356,8 @@ pub async fn workflows(cmd: WorkflowsCmd) -> anyhow::Result<i32> {
         WorkflowsCmd::List { json, db } => list_workflows(json, db).await,
         WorkflowsCmd::Show { workflow, json, db } => show_workflow(&workflow, json, db).await,
         WorkflowsCmd::Delete { name, db } => {
-            let control = wiring::control(db.db.as_deref())?;
-            control
-                .delete_workflow(&db.caller(&control).await?, &name)
-                .await?;
+            let (control, caller) = db.open().await?;
+            control.delete_workflow(&caller, &name).await?;
             outln!("deleted workflow {name}");
             Ok(EXIT_OK)
         }
@@ -383,8 +379,8 @@ fn stored(r: Result<baton_control::WorkflowVersion, baton_control::Error>) -> an
 }
 
 async fn list_workflows(json: bool, db: DbArgs) -> anyhow::Result<i32> {
-    let control = wiring::control(db.db.as_deref())?;
-    let ws = control.list_workflows(&db.caller(&control).await?).await?;
+    let (control, caller) = db.open().await?;
+    let ws = control.list_workflows(&caller).await?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&ws)?);
     } else if ws.is_empty() {
@@ -411,10 +407,8 @@ async fn show_workflow(workflow: &str, json: bool, db: DbArgs) -> anyhow::Result
             return Ok(EXIT_INVALID);
         }
     };
-    let control = wiring::control(db.db.as_deref())?;
-    let w = control
-        .get_workflow(&db.caller(&control).await?, &r)
-        .await?;
+    let (control, caller) = db.open().await?;
+    let w = control.get_workflow(&caller, &r).await?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&w)?);
         return Ok(EXIT_OK);

@@ -7,6 +7,7 @@ use baton_types::Resolution;
 use clap::{Args, ValueEnum};
 
 use crate::cmd_run::{DbArgs, EXIT_INVALID, EXIT_OK, control_for_run};
+use crate::cmd_runs::then_what;
 use crate::interactive::{drive_interactive, parse_value};
 
 #[derive(Args, Debug)]
@@ -72,11 +73,7 @@ pub async fn resolve(a: ResolveArgs) -> anyhow::Result<i32> {
             outln!(
                 "recorded: step {step} resolved as {}{}",
                 resolution.as_str(),
-                if held_elsewhere {
-                    " (the running process takes it)"
-                } else {
-                    "; continue with `baton resume`"
-                }
+                then_what(held_elsewhere)
             );
             Ok(EXIT_OK)
         }

@@ -51,6 +51,13 @@ impl DbArgs {
         }
         Ok(Caller::local().in_tenant(t))
     }
+
+    /// The use cases over `--db`, and the local admin acting in `--tenant`.
+    pub async fn open(&self) -> anyhow::Result<(Control, Caller)> {
+        let control = crate::wiring::control(self.db.as_deref())?;
+        let caller = self.caller(&control).await?;
+        Ok((control, caller))
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]

@@ -125,9 +125,9 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
             db,
         } => show(run, json, db).await,
         RunsCmd::Logs { run, json, db } => {
-            let control = wiring::control(db.db.as_deref())?;
+            let (control, caller) = db.open().await?;
             let evs = control
-                .events(&db.caller(&control).await?, &run, 0, None)
+                .events(&caller, &run, 0, None)
                 .await
                 .map_err(|e| run_error(e, &run))?;
             for e in evs {
@@ -158,9 +158,9 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
             Ok(EXIT_OK)
         }
         RunsCmd::State { run, db } => {
-            let control = wiring::control(db.db.as_deref())?;
+            let (control, caller) = db.open().await?;
             let st = control
-                .run_state(&db.caller(&control).await?, &run)
+                .run_state(&caller, &run)
                 .await
                 .map_err(|e| run_error(e, &run))?;
             outln!("{}", serde_json::to_string_pretty(&state_view(&st))?);
@@ -233,11 +233,7 @@ async fn answer(a: HumanArgs, approved: Option<bool>) -> anyhow::Result<i32> {
         } => {
             outln!(
                 "recorded the answer for step {step}{}",
-                if held_elsewhere {
-                    " (the running process takes it)"
-                } else {
-                    "; continue with `baton resume`"
-                }
+                then_what(held_elsewhere)
             );
             Ok(EXIT_OK)
         }
@@ -263,10 +259,10 @@ async fn list(
             return Ok(EXIT_INVALID);
         }
     };
-    let control = wiring::control(db.db.as_deref())?;
+    let (control, caller) = db.open().await?;
     let runs = control
         .list_runs(
-            &db.caller(&control).await?,
+            &caller,
             RunQuery {
                 status,
                 workflow,
@@ -383,8 +379,7 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
 /// `baton runs show RUN --step STEP`: what the step's model was sent, turn by turn, and its
 /// tool calls.
 async fn show_step(run: String, step: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
-    let control = wiring::control(db.db.as_deref())?;
-    let caller = db.caller(&control).await?;
+    let (control, caller) = db.open().await?;
     let rec = control
         .find_run(&caller, &run)
         .await
@@ -408,4 +403,14 @@ async fn show_step(run: String, step: String, json: bool, db: DbArgs) -> anyhow:
         }
     }
     Ok(EXIT_OK)
+}
+
+/// What happens to a recorded answer or resolution: the process that holds the run takes it,
+/// or the user resumes the run.
+pub(crate) fn then_what(held_elsewhere: bool) -> &'static str {
+    if held_elsewhere {
+        " (the running process takes it)"
+    } else {
+        "; continue with `baton resume`"
+    }
 }

@@ -8,7 +8,6 @@ use clap::Subcommand;
 
 use crate::cmd_run::{DbArgs, EXIT_OK};
 use crate::view::fmt_time;
-use crate::wiring;
 
 #[derive(Subcommand, Debug)]
 pub enum WebhooksCmd {
@@ -136,8 +135,7 @@ async fn inbound(cmd: InboundCmd) -> anyhow::Result<i32> {
             json,
             db,
         } => {
-            let control = wiring::control(db.db.as_deref())?;
-            let caller = db.caller(&control).await?;
+            let (control, caller) = db.open().await?;
             let h = control
                 .create_inbound_hook(
                     &caller,
@@ -165,10 +163,8 @@ async fn inbound(cmd: InboundCmd) -> anyhow::Result<i32> {
             db,
         } => rotate(&id, &old_valid_for, json, db).await,
         InboundCmd::Delete { id, db } => {
-            let control = wiring::control(db.db.as_deref())?;
-            control
-                .delete_inbound_hook(&db.caller(&control).await?, &id)
-                .await?;
+            let (control, caller) = db.open().await?;
+            control.delete_inbound_hook(&caller, &id).await?;
             outln!("deleted inbound webhook {id}");
             Ok(EXIT_OK)
         }
@@ -184,8 +180,7 @@ async fn subscriptions(cmd: SubscriptionsCmd) -> anyhow::Result<i32> {
             json,
             db,
         } => {
-            let control = wiring::control(db.db.as_deref())?;
-            let caller = db.caller(&control).await?;
+            let (control, caller) = db.open().await?;
             let s = control
                 .create_subscription(
                     &caller,
@@ -207,10 +202,8 @@ async fn subscriptions(cmd: SubscriptionsCmd) -> anyhow::Result<i32> {
         }
         SubscriptionsCmd::List { json, db } => list_subscriptions(json, db).await,
         SubscriptionsCmd::Delete { id, db } => {
-            let control = wiring::control(db.db.as_deref())?;
-            control
-                .delete_subscription(&db.caller(&control).await?, &id)
-                .await?;
+            let (control, caller) = db.open().await?;
+            control.delete_subscription(&caller, &id).await?;
             outln!("deleted webhook subscription {id}");
             Ok(EXIT_OK)
         }
@@ -224,10 +217,8 @@ async fn subscriptions(cmd: SubscriptionsCmd) -> anyhow::Result<i32> {
 }
 
 async fn list_hooks(json: bool, db: DbArgs) -> anyhow::Result<i32> {
-    let control = wiring::control(db.db.as_deref())?;
-    let hooks = control
-        .list_inbound_hooks(&db.caller(&control).await?)
-        .await?;
+    let (control, caller) = db.open().await?;
+    let hooks = control.list_inbound_hooks(&caller).await?;
     if json {
         return print_json(&hooks);
     }
@@ -252,8 +243,7 @@ async fn rotate(id: &str, old_valid_for: &str, json: bool, db: DbArgs) -> anyhow
     let d = humantime::parse_duration(old_valid_for).map_err(|e| {
         anyhow::anyhow!("--old-valid-for '{old_valid_for}': {e} (write e.g. 24h or 0s)")
     })?;
-    let control = wiring::control(db.db.as_deref())?;
-    let caller = db.caller(&control).await?;
+    let (control, caller) = db.open().await?;
     let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     let h = control.rotate_inbound_hook(&caller, id, ms).await?;
     if json {
@@ -268,10 +258,8 @@ async fn rotate(id: &str, old_valid_for: &str, json: bool, db: DbArgs) -> anyhow
 }
 
 async fn list_subscriptions(json: bool, db: DbArgs) -> anyhow::Result<i32> {
-    let control = wiring::control(db.db.as_deref())?;
-    let subs = control
-        .list_subscriptions(&db.caller(&control).await?)
-        .await?;
+    let (control, caller) = db.open().await?;
+    let subs = control.list_subscriptions(&caller).await?;
     if json {
         return print_json(&subs);
     }
@@ -287,10 +275,8 @@ async fn list_subscriptions(json: bool, db: DbArgs) -> anyhow::Result<i32> {
 }
 
 async fn deliveries(id: &str, limit: u32, json: bool, db: DbArgs) -> anyhow::Result<i32> {
-    let control = wiring::control(db.db.as_deref())?;
-    let page = control
-        .deliveries(&db.caller(&control).await?, id, None, Some(limit))
-        .await?;
+    let (control, caller) = db.open().await?;
+    let page = control.deliveries(&caller, id, None, Some(limit)).await?;
     if json {
         return print_json(&page);
     }

@@ -5,8 +5,8 @@
 use baton_types::{Event, Resolution};
 use serde_json::Value;
 
-use super::state::{Phase, RunState};
 use super::decide::Ended;
+use super::state::{Phase, RunState};
 use super::{Action, Decision, Machine, Refused, ToolCall};
 
 impl Machine<'_> {

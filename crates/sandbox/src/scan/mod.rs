@@ -353,13 +353,19 @@ fn sev(s: &str) -> Severity {
     }
 }
 
+/// The `results` list of a scanner's JSON output (Bandit and Semgrep both write one).
+fn json_results(out: &[u8]) -> Result<Vec<serde_json::Value>, String> {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(out).map_err(|e| format!("unreadable JSON output ({e})"))?;
+    match v.get_mut("results").map(serde_json::Value::take) {
+        Some(serde_json::Value::Array(results)) => Ok(results),
+        _ => Err("no results in the JSON output".into()),
+    }
+}
+
 /// Bandit's `-f json` output.
 pub fn parse_bandit(out: &[u8]) -> Result<Vec<Finding>, String> {
-    let v: serde_json::Value =
-        serde_json::from_slice(out).map_err(|e| format!("unreadable JSON output ({e})"))?;
-    let results = v["results"]
-        .as_array()
-        .ok_or("no results in the JSON output")?;
+    let results = json_results(out)?;
     Ok(results
         .iter()
         .map(|r| Finding {
@@ -379,11 +385,7 @@ pub fn parse_bandit(out: &[u8]) -> Result<Vec<Finding>, String> {
 
 /// Semgrep's `--json` output.
 pub fn parse_semgrep(out: &[u8]) -> Result<Vec<Finding>, String> {
-    let v: serde_json::Value =
-        serde_json::from_slice(out).map_err(|e| format!("unreadable JSON output ({e})"))?;
-    let results = v["results"]
-        .as_array()
-        .ok_or("no results in the JSON output")?;
+    let results = json_results(out)?;
     Ok(results
         .iter()
         .map(|r| Finding {
