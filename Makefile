@@ -32,6 +32,8 @@ run: build
 
 test: rust-check $(TEST_DEPS) test-rust
 
+# CARGO_INCREMENTAL=0: a test run builds once; incremental caches only fill the disk.
+test-rust: export CARGO_INCREMENTAL = 0
 test-rust:
 	$(CARGO) build -p baton-cli
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
