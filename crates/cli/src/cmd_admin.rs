@@ -141,8 +141,7 @@ pub struct ApprovalsArgs {
 
 /// `baton approvals`: every `human` step waiting for an answer, oldest first.
 pub async fn approvals(args: ApprovalsArgs) -> anyhow::Result<i32> {
-    let control = wiring::control(args.db.db.as_deref())?;
-    let caller = args.db.caller(&control).await?;
+    let (control, caller) = args.db.open().await?;
     let waiting = control.approvals(&caller).await?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&waiting)?);
@@ -157,8 +156,17 @@ pub async fn approvals(args: ApprovalsArgs) -> anyhow::Result<i32> {
             baton_types::HumanKind::Approval => "approve",
             baton_types::HumanKind::Input => "input",
         };
+        let until = a
+            .deadline_ms
+            .map(|d| format!(", until {}", fmt_time(d)))
+            .unwrap_or_default();
+        let escalated = a
+            .escalated_to
+            .as_deref()
+            .map(|to| format!(", escalated to {to}"))
+            .unwrap_or_default();
         outln!(
-            "{}  {}  step {} ({kind}) since {}",
+            "{}  {}  step {} ({kind}) since {}{until}{escalated}",
             a.run,
             a.workflow,
             a.step,

@@ -127,6 +127,8 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
     let key = first_key(&control).await?;
     // Runs left in flight when the server (or any process) last stopped.
     let resumed = control.resume_interrupted(&Caller::system("serve")).await?;
+    // Human steps with a `timeout` in runs nobody drives: escalated or ended on time.
+    let _timekeeper = control.keep_time(&Caller::system("serve"))?;
     errln!("baton serving on http://{addr}");
     errln!("  REST API:    http://{addr}/api/v1   (key: Authorization: Bearer <key>)");
     errln!("  OpenAI API:  http://{addr}/v1");

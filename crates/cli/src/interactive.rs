@@ -106,6 +106,7 @@ async fn ask_human(control: &Control, st: &RunState) -> anyhow::Result<Option<In
                 step: s,
                 prompt,
                 kind,
+                ..
             } if *s == step => Some((prompt.clone(), *kind)),
             _ => None,
         })

@@ -221,6 +221,9 @@ fn note_line(r: &EventRecord) -> Option<String> {
             )
         }
         Event::HumanRequested { step, prompt, .. } => human_prompt(step, prompt),
+        Event::HumanEscalated { step, to, .. } => {
+            format!("  ? {step}: no answer in time, escalated to {to}")
+        }
         Event::HumanResponded {
             step, approved, by, ..
         } => {

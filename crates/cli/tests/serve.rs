@@ -171,3 +171,140 @@ async fn a_killed_server_resumes_every_run_on_its_next_start() {
     s2.child.kill().unwrap();
     s2.child.wait().unwrap();
 }
+
+const ESCALATES: &str = "version: 1\nname: gate\nsteps:\n  - id: ok\n    human: { prompt: \"Ship it?\", timeout: 3s, escalate_to: admin }\n";
+const LAPSES: &str = "version: 1\nname: lapse\nsteps:\n  - id: ok\n    human: { prompt: \"Ship it?\", timeout: 1s, on_timeout: reject }\n";
+
+/// A client of one server with one key.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl Api {
+    async fn post(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let r = self
+            .http
+            .get(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.unwrap()
+    }
+
+    async fn start(&self, source: &str) -> String {
+        let (status, r) = self
+            .post("/runs", &self.key, json!({ "source": source }))
+            .await;
+        assert_eq!(status, 201, "{r}");
+        r["id"].as_str().unwrap().to_string()
+    }
+
+    /// Waits (real time: the deadlines are) until `check` holds, at most `secs` seconds.
+    async fn until(&self, what: &str, secs: u64, check: impl AsyncFn(&Api) -> bool) {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while !check(self).await {
+            assert!(std::time::Instant::now() < end, "waited {secs}s for {what}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn status(&self, run: &str) -> String {
+        self.get(&format!("/runs/{run}")).await["run"]["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_human_steps_escalate_and_time_out_in_a_running_and_a_restarted_server() {
+    let db = Db::new();
+    let mut s = serve(&db);
+    let key = s.key.clone().expect("the first start prints an admin key");
+    let editor = db.run(&["keys", "create", "--role", "editor"]);
+    let editor = String::from_utf8(editor.stdout).unwrap().trim().to_string();
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: format!("http://{}", s.addr),
+        key,
+    };
+    let gate = api.start(ESCALATES).await;
+    let lapse = api.start(LAPSES).await;
+
+    // Nobody answers `lapse` within its second: the server rejects it on time.
+    api.until("the lapsed run to fail", 30, async |a| {
+        a.status(&lapse).await == "failed"
+    })
+    .await;
+    let run = api.get(&format!("/runs/{lapse}")).await;
+    assert!(
+        run["run"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no answer within 1s")),
+        "{run}"
+    );
+
+    // `gate` goes to the admins after 3 s: the inbox says so, an editor may no longer answer.
+    api.until("the escalation", 30, async |a| {
+        a.get("/approvals").await["approvals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["run"] == gate.as_str() && w["escalated_to"] == "admin")
+    })
+    .await;
+    let (status, refused) = api
+        .post(&format!("/runs/{gate}/approve"), &editor, json!({}))
+        .await;
+    assert_eq!(status, 403, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("escalated to admin"),
+        "{refused}"
+    );
+    let (status, r) = api
+        .post(&format!("/runs/{gate}/approve"), &api.key, json!({}))
+        .await;
+    assert_eq!(status, 200, "{r}");
+    api.until("the approved run to succeed", 30, async |a| {
+        a.status(&gate).await == "succeeded"
+    })
+    .await;
+
+    // A deadline that passes while no server runs is applied by the next one as it starts.
+    let late = api.start(LAPSES).await;
+    api.until("the run to wait", 30, async |a| {
+        a.status(&late).await == "waiting"
+    })
+    .await;
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let s2 = serve(&db);
+    let api = Api {
+        base: format!("http://{}", s2.addr),
+        ..api
+    };
+    api.until("the late run to fail", 30, async |a| {
+        a.status(&late).await == "failed"
+    })
+    .await;
+}

@@ -29,6 +29,7 @@ pub mod keys;
 pub mod runner;
 pub mod runs;
 pub mod tenants;
+mod timekeeper;
 pub mod view;
 pub mod webhooks;
 pub mod workflows;

@@ -225,6 +225,11 @@ pub struct Approval {
     /// The JSON Schema of the value (`input` steps).
     pub schema: Option<Value>,
     pub requested_at_ms: i64,
+    /// When the wait ends unanswered (`human.timeout`), if it does.
+    pub deadline_ms: Option<i64>,
+    /// Where the request went when its first wait ended (`human.escalate_to`): only that role
+    /// or key (or an admin) may answer it now.
+    pub escalated_to: Option<String>,
     pub started_by: Option<String>,
 }
 

@@ -53,6 +53,7 @@ pub const EVENT_TYPES: &[(&str, &str)] = &[
     ("step.succeeded", "step_succeeded"),
     ("step.failed", "step_failed"),
     ("approval.requested", "human_requested"),
+    ("approval.escalated", "human_escalated"),
     ("approval.answered", "human_responded"),
 ];
 

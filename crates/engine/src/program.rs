@@ -115,6 +115,14 @@ pub struct Node {
 }
 
 impl Node {
+    /// A human step's settings.
+    pub fn human_spec(&self) -> Option<&baton_types::HumanSpec> {
+        match &self.step.kind {
+            StepKind::Human(h) => Some(h),
+            _ => None,
+        }
+    }
+
     /// A tool step's arguments, unrendered (an empty object when there are none).
     pub fn tool_args(&self) -> &Value {
         &self.args

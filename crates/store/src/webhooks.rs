@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use crate::Result;
 
-/// The event kinds (`Event::kind`) the outbox records. The SQLite trigger of schema 5 lists
+/// The event kinds (`Event::kind`) the outbox records. The SQLite trigger (schema 6) lists
 /// the same kinds (a test checks it); a later schema that adds one replaces the trigger.
 pub const OUTBOX_KINDS: &[&str] = &[
     "run_created",
@@ -33,6 +33,7 @@ pub const OUTBOX_KINDS: &[&str] = &[
     "step_succeeded",
     "step_failed",
     "human_requested",
+    "human_escalated",
     "human_responded",
 ];
 

@@ -448,6 +448,16 @@ pub enum Event {
         step: String,
         prompt: String,
         kind: crate::HumanKind,
+        /// When the wait ends unanswered (Unix ms; `human.timeout` after the request).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline_ms: Option<i64>,
+    },
+    /// A human step's `timeout` passed unanswered: the request goes to `to`
+    /// (`human.escalate_to`) and waits until `deadline_ms`.
+    HumanEscalated {
+        step: String,
+        to: String,
+        deadline_ms: i64,
     },
     /// A person answered.
     HumanResponded {
@@ -499,6 +509,7 @@ impl Event {
             Event::StepResolved { .. } => "step_resolved",
             Event::MapStarted { .. } => "map_started",
             Event::HumanRequested { .. } => "human_requested",
+            Event::HumanEscalated { .. } => "human_escalated",
             Event::HumanResponded { .. } => "human_responded",
             Event::StateSet { .. } => "state_set",
             Event::Paused { .. } => "paused",
@@ -524,6 +535,7 @@ impl Event {
             | Event::StepResolved { step, .. }
             | Event::MapStarted { step, .. }
             | Event::HumanRequested { step, .. }
+            | Event::HumanEscalated { step, .. }
             | Event::HumanResponded { step, .. } => Some(step),
             _ => None,
         }

@@ -237,6 +237,42 @@ pub struct HumanSpec {
     /// JSON Schema of the value, for `input`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<Value>,
+    /// How long to wait for an answer (e.g. `4h`); none: as long as it takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+    /// Who the request goes to when `timeout` passes unanswered: a role (`admin`, `editor`)
+    /// or a key id. It then waits another `timeout`, and only that role or key (or an admin)
+    /// may answer it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalate_to: Option<String>,
+    /// What a request still unanswered after its (last) timeout becomes: `fail` (the step
+    /// fails with a timeout error; `retry` and `on_error` apply), `reject` or `approve`.
+    #[serde(default, skip_serializing_if = "OnTimeout::is_default")]
+    pub on_timeout: OnTimeout,
+}
+
+/// What an unanswered human step becomes when its wait is over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    #[default]
+    Fail,
+    Reject,
+    Approve,
+}
+
+impl OnTimeout {
+    pub fn is_default(&self) -> bool {
+        *self == OnTimeout::Fail
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OnTimeout::Fail => "fail",
+            OnTimeout::Reject => "reject",
+            OnTimeout::Approve => "approve",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

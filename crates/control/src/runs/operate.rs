@@ -6,7 +6,7 @@ use super::*;
 
 impl Control {
     /// Whether a live process holds `run` (a task of this one, or another process's claim).
-    async fn held_elsewhere(&self, run: RunId) -> Result<bool> {
+    pub(crate) async fn held_elsewhere(&self, run: RunId) -> Result<bool> {
         if self.runner.is_active(run) {
             return Ok(true);
         }
@@ -120,6 +120,17 @@ impl Control {
         let program = Arc::new(self.program(&rec)?);
         let st = baton_engine::executor::load_state(&self.services, &program, rec.id).await?;
         let step = waiting_step(&st, a.step.as_deref())?;
+        if st.escalated_humans().contains(&step) {
+            let evs = self.services.store.events(rec.id, 0).await?;
+            if let Some((to, _)) = escalation_of(&evs, &step)
+                && !may_answer_escalated(caller, &to)
+            {
+                let e = Error::forbidden(format!(
+                    "step {step} was escalated to {to}: only {to} (or an admin) may answer it now"
+                ));
+                return Err(self.denied(caller, "run.answer", Some(&object), e).await);
+            }
+        }
         let node = program
             .node_by_id(baton_types::StepPath::parse(&step).id())
             .ok_or_else(|| Error::internal(format!("unknown step {step}")))?;
@@ -314,16 +325,21 @@ impl Control {
             }
             let evs = self.services.store.events(rec.id, 0).await?;
             for step in waiting {
-                let Some((prompt, kind, at)) = evs.iter().rev().find_map(|e| match &e.event {
-                    Event::HumanRequested {
-                        step: s,
-                        prompt,
-                        kind,
-                    } if *s == step => Some((prompt.clone(), *kind, e.at_ms)),
-                    _ => None,
-                }) else {
+                let Some((prompt, kind, at, requested_deadline)) =
+                    evs.iter().rev().find_map(|e| match &e.event {
+                        Event::HumanRequested {
+                            step: s,
+                            prompt,
+                            kind,
+                            deadline_ms,
+                        } if *s == step => Some((prompt.clone(), *kind, e.at_ms, *deadline_ms)),
+                        _ => None,
+                    })
+                else {
                     continue;
                 };
+                let escalation = escalation_of(&evs, &step);
+                let deadline_ms = escalation.as_ref().map(|(_, d)| *d).or(requested_deadline);
                 let schema = program
                     .node_by_id(baton_types::StepPath::parse(&step).id())
                     .and_then(|n| match &n.step.kind {
@@ -338,6 +354,8 @@ impl Control {
                     kind,
                     schema,
                     requested_at_ms: at,
+                    deadline_ms,
+                    escalated_to: escalation.map(|(to, _)| to),
                     started_by: rec.started_by.clone(),
                 });
             }
@@ -345,6 +363,26 @@ impl Control {
         out.sort_by_key(|a| a.requested_at_ms);
         Ok(out)
     }
+}
+
+/// Where a waiting step's request was escalated to, and its new deadline (the latest
+/// `human_escalated` of the step after its latest request).
+fn escalation_of(evs: &[baton_types::EventRecord], step: &str) -> Option<(String, i64)> {
+    evs.iter().rev().find_map(|e| match &e.event {
+        Event::HumanEscalated {
+            step: s,
+            to,
+            deadline_ms,
+        } if s == step => Some(Some((to.clone(), *deadline_ms))),
+        Event::HumanRequested { step: s, .. } if s == step => Some(None),
+        _ => None,
+    })?
+}
+
+/// Whether `caller` may answer a request escalated to `to`: an admin, a key of that role,
+/// or that key.
+fn may_answer_escalated(caller: &Caller, to: &str) -> bool {
+    caller.role == baton_types::Role::Admin || caller.role.as_str() == to || caller.key_id == to
 }
 
 /// The step an answer is for: the one named (it must be waiting), or the only one waiting.

@@ -183,6 +183,7 @@ impl Executor {
             // write, and only then is anything acted on.
             let mut acks = Vec::new();
             while let Some((input, ack)) = d.queue.pop_front() {
+                machine.set_now(baton_store::now_ms());
                 match machine.handle_into(st, input, &mut d.decided) {
                     Ok(()) => acks.extend(ack),
                     Err(refused) => tracing::info!("input refused: {refused}"),
@@ -218,6 +219,7 @@ impl Executor {
                     for c in self.services.store.take_controls(st.run_id).await? {
                         d.queue.push_back((control_input(c), None));
                     }
+                    queue_due_timeouts(st, &mut d);
                     if last_renew.elapsed() > Duration::from_millis(LEASE_MS / 3) {
                         self.services.store.renew(st.run_id, &self.owner, LEASE_MS).await?;
                         last_renew = Instant::now();
@@ -248,6 +250,7 @@ impl Executor {
             d.work
                 .push(Box::pin(async move { Input::RetryDue { step } }));
         }
+        queue_due_timeouts(st, d);
         if driven_before {
             for c in self.services.store.take_controls(st.run_id).await? {
                 d.queue.push_back((control_input(c), None));
@@ -360,6 +363,17 @@ impl Executor {
 }
 
 /// Whether a run with no work in flight can still move without outside help.
+/// Human steps whose deadline has passed get their timeout (a run that only waits for people
+/// is not driven meanwhile: whoever drives it next, or `baton serve`'s timekeeper, applies it).
+fn queue_due_timeouts(st: &RunState, d: &mut Drive) {
+    let now = baton_store::now_ms();
+    for (step, deadline) in st.human_deadlines() {
+        if deadline <= now {
+            d.queue.push_back((Input::HumanTimeout { step }, None));
+        }
+    }
+}
+
 fn can_move(st: &RunState) -> bool {
     if st.status.is_terminal() || matches!(st.status, RunStatus::Waiting | RunStatus::Paused) {
         return false;

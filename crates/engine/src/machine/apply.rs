@@ -24,6 +24,7 @@ impl Machine<'_> {
             | Event::ToolCallFinished { .. }
             | Event::StepAmbiguous { .. }
             | Event::HumanRequested { .. }
+            | Event::HumanEscalated { .. }
             | Event::HumanResponded { .. } => record_within_step(st, ev),
             Event::StepResolved {
                 step,
@@ -105,7 +106,11 @@ impl Machine<'_> {
                 s.started = true;
             }
             let phase = match node.kind {
-                NodeKind::Human => Phase::Human { requested: false },
+                NodeKind::Human => Phase::Human {
+                    requested: false,
+                    deadline_ms: None,
+                    escalated: false,
+                },
                 _ => Phase::Running,
             };
             let run = StepRun {
@@ -399,7 +404,12 @@ fn record_within_step(st: &mut RunState, ev: &Event) {
                 tool: tool.clone(),
             },
         ),
-        Event::HumanRequested { step, .. } => set_phase(st, step, Phase::Human { requested: true }),
+        Event::HumanRequested {
+            step, deadline_ms, ..
+        } => human_waits(st, step, *deadline_ms, false),
+        Event::HumanEscalated {
+            step, deadline_ms, ..
+        } => human_waits(st, step, Some(*deadline_ms), true),
         Event::HumanResponded {
             step,
             approved,
@@ -447,4 +457,17 @@ fn call_started(
             result: None,
         });
     }
+}
+
+/// A human step waits for an answer (until `deadline_ms`, when its request has a timeout).
+fn human_waits(st: &mut RunState, step: &str, deadline_ms: Option<i64>, escalated: bool) {
+    set_phase(
+        st,
+        step,
+        Phase::Human {
+            requested: true,
+            deadline_ms,
+            escalated,
+        },
+    );
 }

@@ -7,7 +7,7 @@
 //! 3. a synchronous step that started is run (see `sync`);
 //! 4. a ready step starts (or stops at a breakpoint, or fails past its `max_visits`).
 
-use baton_types::{Event, PauseReason, StepError, StepErrorKind, StepPath, Usage};
+use baton_types::{Event, OnTimeout, PauseReason, StepError, StepErrorKind, StepPath, Usage};
 use serde_json::{Map, Value, json};
 
 use super::state::{FrameId, Outcome, Phase, RunState};
@@ -91,6 +91,7 @@ impl Machine<'_> {
                 return Ok(false);
             }
             Input::RetryDue { step } => self.retry_due(st, step, out),
+            Input::HumanTimeout { step } => self.human_timeout(st, step, out)?,
             Input::ToolCall {
                 step,
                 attempt,
@@ -158,6 +159,73 @@ impl Machine<'_> {
             return Err(Refused::NotWaiting(step.clone()));
         }
         self.emit(st, out, ev);
+        Ok(())
+    }
+
+    /// A human step's deadline passed unanswered: the request escalates (once, when
+    /// `human.escalate_to` names someone), or the step ends as `human.on_timeout` says.
+    fn human_timeout(
+        &self,
+        st: &mut RunState,
+        step: String,
+        out: &mut Decision,
+    ) -> Result<(), Refused> {
+        let now = self.now_ms();
+        let Some(sr) = st.steps.get(&step) else {
+            return Err(Refused::NotWaiting(step));
+        };
+        let Phase::Human {
+            requested: true,
+            deadline_ms: Some(deadline),
+            escalated,
+        } = sr.phase
+        else {
+            return Err(Refused::NotDue(step));
+        };
+        if now < deadline {
+            return Err(Refused::NotDue(step));
+        }
+        let attempt = sr.attempt;
+        let node = self.program.node(sr.node);
+        let Some(spec) = node.human_spec() else {
+            return Err(Refused::NotWaiting(step));
+        };
+        let waited = spec.timeout.map(|t| t.to_string()).unwrap_or_default();
+        if let (Some(to), false, Some(t)) = (&spec.escalate_to, escalated, spec.timeout) {
+            let deadline_ms = now.saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
+            let to = to.clone();
+            self.emit(
+                st,
+                out,
+                Event::HumanEscalated {
+                    step,
+                    to,
+                    deadline_ms,
+                },
+            );
+            return Ok(());
+        }
+        let comment = Some(format!("no answer within {waited}"));
+        let by = Some("timeout".to_string());
+        match spec.on_timeout {
+            OnTimeout::Fail => {
+                let msg = format!("no answer within {waited}");
+                let err = StepError::fatal(StepErrorKind::Timeout, msg);
+                let d = self.failure(st, &step, err, Ended::sync(attempt));
+                self.record(st, out, d);
+            }
+            OnTimeout::Reject | OnTimeout::Approve => {
+                let approved = spec.on_timeout == OnTimeout::Approve;
+                let ev = Event::HumanResponded {
+                    step,
+                    approved,
+                    value: Value::Null,
+                    comment,
+                    by,
+                };
+                self.emit(st, out, ev);
+            }
+        }
         Ok(())
     }
 
@@ -315,14 +383,21 @@ impl Machine<'_> {
         for (step, sr) in &st.steps {
             let node = p.node(sr.node);
             match &sr.phase {
-                Phase::Human { requested: false } => {
+                Phase::Human {
+                    requested: false, ..
+                } => {
                     let ctx = st.template_context(p, sr.frame);
                     let name = format!("{}.human", node.id);
+                    let deadline_ms = node.human_spec().and_then(|h| h.timeout).map(|t| {
+                        self.now_ms()
+                            .saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX))
+                    });
                     return Some(match context::render(p, &name, &ctx) {
                         Ok(prompt) => Decided::event(Event::HumanRequested {
                             step: step.clone(),
                             prompt,
                             kind: node.human,
+                            deadline_ms,
                         }),
                         Err(e) => self.failure(st, step, e, Ended::sync(sr.attempt)),
                     });

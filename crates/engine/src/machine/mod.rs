@@ -79,6 +79,11 @@ pub enum Input {
     RetryDue {
         step: String,
     },
+    /// A human step's deadline may have passed: it escalates, or ends as `human.on_timeout`
+    /// says. Refused ([`Refused::NotDue`]) before the deadline.
+    HumanTimeout {
+        step: String,
+    },
     Human {
         step: String,
         approved: bool,
@@ -133,6 +138,8 @@ pub enum Refused {
     NotAmbiguous(String),
     #[error("attempt {1} of step '{0}' is not running")]
     NotRunning(String, u32),
+    #[error("step '{0}' has no deadline that has passed")]
+    NotDue(String),
 }
 
 /// What the executor does once the events of a decision are in the log.
@@ -167,11 +174,29 @@ impl Decision {
 /// The state machine of one workflow.
 pub struct Machine<'p> {
     pub program: &'p Program,
+    /// The time decisions are taken at (Unix ms): a human step's deadline is counted from
+    /// it, and a timeout is due once it has passed. The executor sets it before each input.
+    now_ms: std::cell::Cell<i64>,
 }
 
 impl<'p> Machine<'p> {
     pub fn new(program: &'p Program) -> Self {
-        Self { program }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        Self {
+            program,
+            now_ms: std::cell::Cell::new(now),
+        }
+    }
+
+    /// Sets the time the next decisions are taken at (Unix ms).
+    pub fn set_now(&self, now_ms: i64) {
+        self.now_ms.set(now_ms);
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.now_ms.get()
     }
 
     /// Takes an input and returns what it leads to (the events already applied to `st`).

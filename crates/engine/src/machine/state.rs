@@ -134,6 +134,12 @@ pub enum Phase {
     /// A human step: asked (or about to be), waiting for an answer.
     Human {
         requested: bool,
+        /// When the wait ends unanswered (Unix ms), once asked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline_ms: Option<i64>,
+        /// Whether the request went to `human.escalate_to`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        escalated: bool,
     },
     /// A human answered; the step ends on the next `handle`.
     Answered {
@@ -520,6 +526,37 @@ impl RunState {
         self.steps
             .iter()
             .filter(|(_, s)| matches!(s.phase, Phase::Human { .. }))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Steps waiting for a person with a deadline, and the deadline (Unix ms).
+    pub fn human_deadlines(&self) -> Vec<(String, i64)> {
+        self.steps
+            .iter()
+            .filter_map(|(k, s)| match s.phase {
+                Phase::Human {
+                    deadline_ms: Some(d),
+                    ..
+                } => Some((k.clone(), d)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Steps waiting for a person whose request was escalated.
+    pub fn escalated_humans(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter(|(_, s)| {
+                matches!(
+                    s.phase,
+                    Phase::Human {
+                        escalated: true,
+                        ..
+                    }
+                )
+            })
             .map(|(k, _)| k.clone())
             .collect()
     }

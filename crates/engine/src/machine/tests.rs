@@ -229,6 +229,102 @@ fn a_human_step_asks_then_ends_with_the_answer() {
     assert_replays(&p, &st, &[&d0, &d1]);
 }
 
+/// A run of a human step with `human` settings, started at `now` (Unix ms).
+fn waiting_human(human: Value, now: i64) -> (Program, RunState, Decision) {
+    let p = program(json!([{ "id": "ok", "human": human }]));
+    let mut st = RunState::new(RunId::new(), json!({}), &p, &RunOptions::default());
+    let m = Machine::new(&p);
+    m.set_now(now);
+    let d = m.handle(&mut st, Input::Start { resumed: false }).unwrap();
+    (p, st, d)
+}
+
+fn timeout_at(p: &Program, st: &mut RunState, now: i64) -> Result<Decision, Refused> {
+    let m = Machine::new(p);
+    m.set_now(now);
+    m.handle(st, Input::HumanTimeout { step: "ok".into() })
+}
+
+#[test]
+fn an_unanswered_human_step_escalates_once_then_fails_with_a_timeout() {
+    let hour = 3_600_000;
+    let human = json!({ "prompt": "Ship it?", "timeout": "1h", "escalate_to": "admin" });
+    let (p, mut st, d0) = waiting_human(human, 1_000);
+    let asked = d0.events.iter().find_map(|e| match e {
+        Event::HumanRequested { deadline_ms, .. } => Some(*deadline_ms),
+        _ => None,
+    });
+    assert_eq!(asked, Some(Some(1_000 + hour)));
+    // Before the deadline a timeout is refused, and nothing changes.
+    assert_eq!(
+        timeout_at(&p, &mut st, 1_000 + hour - 1).unwrap_err(),
+        Refused::NotDue("ok".into())
+    );
+    let d1 = timeout_at(&p, &mut st, 1_000 + hour).unwrap();
+    assert!(
+        matches!(&d1.events[..], [Event::HumanEscalated { step, to, deadline_ms }]
+            if step == "ok" && to == "admin" && *deadline_ms == 1_000 + 2 * hour),
+        "{:?}",
+        d1.events
+    );
+    assert_eq!(st.status, RunStatus::Waiting);
+    assert_eq!(st.escalated_humans(), ["ok"]);
+    let d2 = timeout_at(&p, &mut st, 1_000 + 2 * hour).unwrap();
+    assert_eq!(
+        said(&d2),
+        [
+            "fail ok",
+            "run failed: step 'ok' failed: no answer within 1h"
+        ]
+    );
+    assert_replays(&p, &st, &[&d0, &d1, &d2]);
+}
+
+#[test]
+fn an_unanswered_approval_can_approve_or_reject_itself() {
+    for (on_timeout, outcome) in [("approve", "run ok"), ("reject", "run failed")] {
+        let human = json!({ "prompt": "Ship it?", "timeout": "10s", "on_timeout": on_timeout });
+        let (p, mut st, d0) = waiting_human(human, 0);
+        let d1 = timeout_at(&p, &mut st, 10_000).unwrap();
+        let answered = d1.events.iter().find_map(|e| match e {
+            Event::HumanResponded {
+                approved,
+                by,
+                comment,
+                ..
+            } => Some((*approved, by.clone(), comment.clone())),
+            _ => None,
+        });
+        assert_eq!(
+            answered,
+            Some((
+                on_timeout == "approve",
+                Some("timeout".to_string()),
+                Some("no answer within 10s".to_string())
+            ))
+        );
+        let lines = said(&d1);
+        assert!(lines.last().unwrap().starts_with(outcome), "{lines:?}");
+        assert_replays(&p, &st, &[&d0, &d1]);
+    }
+}
+
+#[test]
+fn an_answer_before_the_timeout_leaves_nothing_to_time_out() {
+    let human = json!({ "prompt": "Ship it?", "timeout": "1s" });
+    let (p, mut st, _) = waiting_human(human, 0);
+    let answer = Input::Human {
+        step: "ok".into(),
+        approved: true,
+        value: Value::Null,
+        comment: None,
+        by: None,
+    };
+    Machine::new(&p).handle(&mut st, answer).unwrap();
+    assert_eq!(st.status, RunStatus::Succeeded);
+    assert!(timeout_at(&p, &mut st, 5_000).is_err());
+}
+
 #[test]
 fn a_breakpoint_pauses_before_the_step_and_resuming_starts_it() {
     let p = program(json!([{ "id": "a", "tool": "echo" }]));

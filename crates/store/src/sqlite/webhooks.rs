@@ -598,13 +598,29 @@ impl WebhookStore for SqliteStore {
     }
 }
 
+/// Schema 6: the outbox also records `human_escalated` (webhook `approval.escalated`).
+pub(super) const MIGRATION_6: &str = "
+DROP TRIGGER IF EXISTS webhook_outbox_fill;
+CREATE TRIGGER webhook_outbox_fill AFTER INSERT ON events
+WHEN NEW.kind IN ('run_created', 'run_succeeded', 'run_failed', 'run_cancelled', 'paused',
+                  'step_succeeded', 'step_failed', 'human_requested', 'human_escalated',
+                  'human_responded')
+ AND EXISTS (SELECT 1 FROM runs r JOIN webhook_subscriptions s ON s.tenant = r.tenant
+             WHERE r.id = NEW.run_id AND s.deleted_at_ms IS NULL)
+BEGIN
+    INSERT INTO webhook_outbox (run_id, seq, kind, step, at_ms, payload)
+    VALUES (NEW.run_id, NEW.seq, NEW.kind, NEW.step, NEW.at_ms, NEW.payload);
+END;
+";
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_trigger_lists_the_outbox_kinds() {
-        let when = MIGRATION_5
+        // The latest trigger (schema 6 replaced schema 5's).
+        let when = MIGRATION_6
             .split("WHEN NEW.kind IN (")
             .nth(1)
             .and_then(|s| s.split(')').next())

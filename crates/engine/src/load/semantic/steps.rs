@@ -108,6 +108,7 @@ impl Checker<'_, '_> {
     }
 
     fn check_human_step(&mut self, step: &HumanSpec, path: &str) {
+        self.check_human_wait(step, path);
         let Some(schema) = &step.schema else {
             return;
         };
@@ -116,6 +117,34 @@ impl Checker<'_, '_> {
             self.error(schema_path, "`human.schema` only applies to `kind: input`");
         } else {
             self.check_schema(schema, schema_path);
+        }
+    }
+
+    /// `human.timeout`, `escalate_to` and `on_timeout` fit together.
+    fn check_human_wait(&mut self, step: &HumanSpec, path: &str) {
+        let at = |f: &str| key_path(&key_path(path, "human"), f);
+        if step.timeout.is_some_and(|t| t.0.is_zero()) {
+            self.error(at("timeout"), "`human.timeout` must be more than 0");
+        }
+        if let Some(to) = &step.escalate_to {
+            if to.trim().is_empty() {
+                self.error(
+                    at("escalate_to"),
+                    "`human.escalate_to` is empty: name a role (`admin`, `editor`) or a key id",
+                );
+            } else if step.timeout.is_none() {
+                self.error(at("escalate_to"), "`human.escalate_to` needs `human.timeout`: how long to wait before the request goes there");
+            }
+        }
+        if !step.on_timeout.is_default() {
+            if step.timeout.is_none() {
+                self.error(
+                    at("on_timeout"),
+                    "`human.on_timeout` needs `human.timeout`: how long to wait for an answer",
+                );
+            } else if step.kind == HumanKind::Input {
+                self.error(at("on_timeout"), format!("`human.on_timeout: {}` only applies to `kind: approval` (an input has no value to give on its own); leave it out to fail the step", step.on_timeout.as_str()));
+            }
         }
     }
 
