@@ -17,7 +17,9 @@
 mod apply;
 mod calls;
 mod decide;
+mod human;
 mod join;
+mod journal;
 mod state;
 mod sync;
 #[cfg(test)]
