@@ -319,12 +319,12 @@ pub async fn tenants(cmd: TenantsCmd) -> anyhow::Result<i32> {
     }
 }
 
-fn read_doc(file: &std::path::Path) -> anyhow::Result<String> {
+pub(crate) fn read_doc(file: &std::path::Path) -> anyhow::Result<String> {
     std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
 }
 
 /// Prints a refused document as `baton validate` would; other errors go up.
-fn refused(e: baton_control::Error) -> anyhow::Result<i32> {
+pub(crate) fn refused(e: baton_control::Error) -> anyhow::Result<i32> {
     if !e.diagnostics().is_empty() {
         print_diagnostics(e.diagnostics());
         return Ok(EXIT_INVALID);

@@ -132,6 +132,10 @@ pub struct ValidateArgs {
     /// Print diagnostics as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Steps that name agents of the registry are checked against this database's registry
+    /// (opened only for such files).
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 pub(crate) fn env<'a>(
@@ -155,17 +159,45 @@ pub(crate) fn print_diagnostics<D: std::fmt::Display>(diags: &[D]) {
     );
 }
 
+/// Loads and validates one file; a file whose steps name registry agents is checked with
+/// them (the database is opened only then).
+async fn check_file(
+    f: &Path,
+    db: &DbArgs,
+    tools: &baton_tools::Registry,
+    models: &baton_llm::Providers,
+) -> anyhow::Result<Result<load::Loaded, Vec<Diagnostic>>> {
+    let mut loaded = match load::load_file(f) {
+        Ok(l) => l,
+        Err(d) => return Ok(Err(d.into_iter().map(Diagnostic::from).collect())),
+    };
+    if baton_control::agents::names_registry_agents(&loaded.doc) {
+        let (control, caller) = db.open().await?;
+        return Ok(match control.check_loaded(&caller, &mut loaded).await {
+            Ok(_) => Ok(loaded),
+            Err(e) if !e.diagnostics().is_empty() => Err(e.diagnostics().to_vec()),
+            Err(e) => return Err(e.into()),
+        });
+    }
+    let ds = load::validate(&loaded, &env(tools, models));
+    Ok(if ds.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(ds.into_iter().map(Diagnostic::from).collect())
+    })
+}
+
 fn base_dir(file: &Path) -> PathBuf {
     file.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-pub fn validate(args: ValidateArgs) -> anyhow::Result<i32> {
+pub async fn validate(args: ValidateArgs) -> anyhow::Result<i32> {
     let tools = wiring::tools();
     let models = wiring::providers()?;
     let mut all = Vec::new();
     let mut warnings = Vec::new();
     for f in &args.files {
-        match load::load_and_validate(f, &env(&tools, &models)) {
+        match check_file(f, &args.db, &tools, &models).await? {
             Ok(loaded) => {
                 let problems = model_problems(&models, &loaded, &base_dir(f));
                 if !args.json {
@@ -177,7 +209,7 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<i32> {
                 }
                 warnings.extend(problems);
             }
-            Err(d) => all.extend(d.into_iter().map(Diagnostic::from)),
+            Err(d) => all.extend(d),
         }
     }
     if args.json {

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 mod out;
 
 mod cmd_admin;
+mod cmd_agents;
 mod cmd_bench;
 mod cmd_models;
 mod cmd_resolve;
@@ -79,6 +80,9 @@ enum Command {
     /// Store workflows with versions: create, update, list, show NAME[@VERSION], delete.
     #[command(subcommand)]
     Workflows(cmd_admin::WorkflowsCmd),
+    /// The agent registry: create, list, show NAME[@VERSION], versions, diff, rollback, export.
+    #[command(subcommand)]
+    Agents(cmd_agents::AgentsCmd),
     /// The `human` steps waiting for an answer, in every run.
     Approvals(cmd_admin::ApprovalsArgs),
     /// Read and verify the audit log (a hash chain per tenant).
@@ -107,7 +111,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(args) => cmd_run::run(args).await,
             Command::Resume(args) => cmd_run::resume(args).await,
-            Command::Validate(args) => cmd_run::validate(args),
+            Command::Validate(args) => cmd_run::validate(args).await,
             Command::Schema => cmd_run::schema(),
             Command::Runs(cmd) => cmd_runs::runs(cmd).await,
             // Arms for subcommands from other modules go here.
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
             Command::Keys(cmd) => cmd_admin::keys(cmd).await,
             Command::Tenants(cmd) => cmd_admin::tenants(cmd).await,
             Command::Workflows(cmd) => cmd_admin::workflows(cmd).await,
+            Command::Agents(cmd) => cmd_agents::agents(cmd).await,
             Command::Audit(cmd) => cmd_admin::audit(cmd).await,
             Command::Webhooks(cmd) => cmd_webhooks::webhooks(cmd).await,
             Command::Approvals(args) => cmd_admin::approvals(args).await,

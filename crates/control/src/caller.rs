@@ -116,7 +116,7 @@ impl Permission {
             Self::StartRuns => "start runs",
             Self::AnswerApprovals => "answer approvals",
             Self::OperateRuns => "pause, resume, cancel or resolve runs",
-            Self::EditWorkflows => "create, change or delete workflows",
+            Self::EditWorkflows => "create, change or delete workflows or agents",
             Self::Admin => "manage keys or read the audit log",
             Self::Platform => "manage tenants (only an admin key of tenant `default` may)",
         }

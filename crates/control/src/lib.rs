@@ -21,6 +21,7 @@
 //! requests (pause, cancel, answers) while it runs; [`Control::resume_interrupted`] picks up
 //! the runs a stopped process left behind.
 
+pub mod agents;
 pub mod audit;
 pub mod caller;
 pub mod error;
@@ -39,6 +40,7 @@ use std::sync::Arc;
 use baton_engine::Services;
 use baton_store::TenantStore;
 
+pub use agents::{AgentDiff, AgentInfo, AgentRef, AgentVersion, FieldChange};
 pub use caller::{Caller, LOCAL, Permission};
 pub use error::{Code, Details, Diagnostic, Error, Result};
 pub use follow::{Followed, Follower};

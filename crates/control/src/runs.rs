@@ -10,13 +10,14 @@
 
 mod operate;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use baton_engine::load::{self, ValidationEnv};
 use baton_engine::{Input, Program, RunOptions, RunState};
 use baton_store::{Control as StoreControl, IdempotencyKey, ListQuery, NewRun, RunRecord};
-use baton_types::{Event, EventRecord, HumanKind, Resolution, RunId, RunStatus};
+use baton_types::{Event, EventRecord, HumanKind, PinnedAgent, Resolution, RunId, RunStatus};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -55,6 +56,8 @@ pub struct LoadedWorkflow {
     pub file: String,
     /// The stored workflow and version, when it is one.
     pub stored: Option<(String, u32)>,
+    /// The registry agents its steps refer to, resolved now (frozen into each run).
+    pub agents: BTreeMap<String, PinnedAgent>,
 }
 
 impl LoadedWorkflow {
@@ -282,10 +285,44 @@ fn program_in(rec: &RunRecord, base_dir: &Path) -> Result<Program> {
             .unwrap_or_default(),
         None => base_dir.to_path_buf(),
     };
-    Program::compile(loaded.doc, base).map_err(|e| Error::internal(format!("run {}: {e}", rec.id)))
+    let mut doc = loaded.doc;
+    for (reference, pin) in pinned_agents(rec) {
+        doc.agents.insert(reference, pin.spec);
+    }
+    Program::compile(doc, base).map_err(|e| Error::internal(format!("run {}: {e}", rec.id)))
 }
 
-fn diagnostics(ds: Vec<load::Diagnostic>) -> Error {
+/// A new run's first events: `run_created`, then `agents_resolved` when it uses registry
+/// agents.
+fn first_events(id: RunId, now: i64, w: &LoadedWorkflow, inputs: &Value) -> Vec<EventRecord> {
+    let created = Event::RunCreated {
+        workflow: w.program.doc.name.clone(),
+        inputs: inputs.clone(),
+    };
+    let resolved = (!w.agents.is_empty()).then(|| Event::AgentsResolved {
+        agents: w.agents.clone(),
+    });
+    std::iter::once(created)
+        .chain(resolved)
+        .zip(1..)
+        .map(|(event, seq)| EventRecord {
+            run_id: id,
+            seq,
+            at_ms: now,
+            event,
+        })
+        .collect()
+}
+
+/// The registry agents a run pinned when it was created (see [`RunOptions::agents`]).
+pub fn pinned_agents(rec: &RunRecord) -> BTreeMap<String, PinnedAgent> {
+    rec.options
+        .get("agents")
+        .and_then(|a| serde_json::from_value(a.clone()).ok())
+        .unwrap_or_default()
+}
+
+pub(crate) fn diagnostics(ds: Vec<load::Diagnostic>) -> Error {
     let diagnostics: Vec<Diagnostic> = ds.into_iter().map(Diagnostic::from).collect();
     let n = diagnostics.len();
     Error::Invalid {
@@ -317,7 +354,7 @@ impl Control {
         program_in(rec, &self.base_dir)
     }
 
-    fn env(&self) -> ValidationEnv<'_> {
+    pub(crate) fn env(&self) -> ValidationEnv<'_> {
         ValidationEnv {
             tools: &self.services.tools,
             models: Some(self.services.models.as_ref()),
@@ -330,13 +367,16 @@ impl Control {
     }
 
     /// Validates a document without storing or running anything: every problem, then the
-    /// model problems as warnings. `Ok` when it has no error.
-    pub fn validate(&self, file: &str, text: &str) -> std::result::Result<Vec<Diagnostic>, Error> {
-        let loaded = load::load_bytes(file, text.as_bytes()).map_err(diagnostics)?;
-        let ds = load::validate(&loaded, &self.env());
-        if !ds.is_empty() {
-            return Err(diagnostics(ds));
-        }
+    /// model problems as warnings. `Ok` when it has no error. Steps that name registry agents
+    /// are checked against the caller's tenant's registry.
+    pub async fn validate(
+        &self,
+        caller: &Caller,
+        file: &str,
+        text: &str,
+    ) -> std::result::Result<Vec<Diagnostic>, Error> {
+        let mut loaded = load::load_bytes(file, text.as_bytes()).map_err(diagnostics)?;
+        self.check_loaded(caller, &mut loaded).await?;
         Ok(self
             .model_problems(&loaded, &self.base_dir)
             .into_iter()
@@ -345,6 +385,23 @@ impl Control {
                 ..d
             })
             .collect())
+    }
+
+    /// Resolves the registry agents of a loaded document (into its `agents:`) and validates
+    /// it: the pinned agents, or every problem.
+    pub async fn check_loaded(
+        &self,
+        caller: &Caller,
+        loaded: &mut load::Loaded,
+    ) -> Result<BTreeMap<String, PinnedAgent>> {
+        let (pinned, mut problems) = self.resolve_agents(&caller.tenant, loaded).await?;
+        problems.extend(load::validate(loaded, &self.env()));
+        if problems.is_empty() {
+            Ok(pinned)
+        } else {
+            problems.sort_by_key(|d| (d.line, d.column));
+            Err(diagnostics(problems))
+        }
     }
 
     /// Loads, validates and compiles a workflow to start runs of. Every problem comes back
@@ -356,9 +413,9 @@ impl Control {
         source: WorkflowSource,
     ) -> Result<LoadedWorkflow> {
         caller.check(Permission::Read)?;
-        let (loaded, path, stored) = match source {
+        let (mut loaded, path, stored) = match source {
             WorkflowSource::File(p) => {
-                let loaded = load::load_and_validate(&p, &self.env()).map_err(diagnostics)?;
+                let loaded = load::load_file(&p).map_err(diagnostics)?;
                 let abs = std::fs::canonicalize(&p).unwrap_or(p);
                 (loaded, Some(abs), None)
             }
@@ -373,12 +430,7 @@ impl Control {
                 (loaded, None, Some((w.name, w.version)))
             }
         };
-        if path.is_none() {
-            let ds = load::validate(&loaded, &self.env());
-            if !ds.is_empty() {
-                return Err(diagnostics(ds));
-            }
-        }
+        let agents = self.check_loaded(caller, &mut loaded).await?;
         let base = match path.as_deref() {
             Some(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
             None => self.base_dir.clone(),
@@ -406,6 +458,7 @@ impl Control {
             path,
             file: loaded.file,
             stored,
+            agents,
         })
     }
 
@@ -443,12 +496,20 @@ impl Control {
         let options = RunOptions {
             breakpoints: req.breakpoints.iter().cloned().collect(),
             stepping: req.stepping,
+            agents: BTreeMap::new(),
         };
         let options_json = serde_json::to_value(&options).unwrap_or(Value::Null);
         let idempotency = req.idempotency_key.map(|key| IdempotencyKey {
             fingerprint: fingerprint(&w.source, &inputs, &options_json),
             key,
         });
+        // Pinned after the fingerprint: a retried start is the same request even when an
+        // agent's default version moved in between.
+        let options = RunOptions {
+            agents: w.agents.clone(),
+            ..options
+        };
+        let options_json = serde_json::to_value(&options).unwrap_or(Value::Null);
         if let Some(k) = &idempotency {
             if k.key.is_empty() || k.key.len() > 255 {
                 return Err(Error::invalid_field(
@@ -478,15 +539,7 @@ impl Control {
                 inputs: inputs.clone(),
                 options: options_json,
                 created_at_ms: now,
-                events: vec![EventRecord {
-                    run_id: id,
-                    seq: 1,
-                    at_ms: now,
-                    event: Event::RunCreated {
-                        workflow: w.program.doc.name.clone(),
-                        inputs: inputs.clone(),
-                    },
-                }],
+                events: first_events(id, now, w, &inputs),
                 tenant: caller.tenant.clone(),
                 started_by: Some(caller.key_id.clone()),
                 idempotency: idempotency.clone(),
@@ -507,7 +560,10 @@ impl Control {
         let details = json!({"workflow": w.program.doc.name, "stored": w.stored});
         self.record(caller, "run.start", Some(&object), Outcome::Ok, details)
             .await?;
-        let state = RunState::new(id, inputs, &w.program, &options);
+        let mut state = RunState::new(id, inputs, &w.program, &options);
+        if !w.agents.is_empty() {
+            state.last_seq = 2; // `agents_resolved` follows `run_created`.
+        }
         Ok(Started {
             run: id,
             reused: false,

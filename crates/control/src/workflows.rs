@@ -24,24 +24,28 @@ impl FromStr for WorkflowRef {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        let (name, version) = match s.rsplit_once('@') {
-            Some((n, v)) => {
-                let v: u32 = v.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
-                    Error::invalid_field(
-                        "workflow",
-                        format!("'{s}': the version after '@' must be a number from 1"),
-                    )
-                })?;
-                (n, Some(v))
-            }
-            None => (s, None),
-        };
-        check_name(name)?;
-        Ok(Self {
-            name: name.to_string(),
-            version,
-        })
+        let (name, version) = split_ref(s, "workflow")?;
+        Ok(Self { name, version })
     }
+}
+
+/// `name` or `name@version` of a `what` (a workflow, an agent): the name checked, the version
+/// a number from 1.
+pub(crate) fn split_ref(s: &str, what: &str) -> Result<(String, Option<u32>)> {
+    let (name, version) = match s.rsplit_once('@') {
+        Some((n, v)) => {
+            let v: u32 = v.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
+                Error::invalid_field(
+                    what,
+                    format!("'{s}': the version after '@' must be a number from 1"),
+                )
+            })?;
+            (n, Some(v))
+        }
+        None => (s, None),
+    };
+    check_name(name, what)?;
+    Ok((name.to_string(), version))
 }
 
 impl std::fmt::Display for WorkflowRef {
@@ -53,8 +57,8 @@ impl std::fmt::Display for WorkflowRef {
     }
 }
 
-/// Workflow names: 1-100 characters of letters, digits, `-`, `_` and `.`.
-fn check_name(name: &str) -> Result<()> {
+/// Workflow and agent names: 1-100 characters of letters, digits, `-`, `_` and `.`.
+pub(crate) fn check_name(name: &str, what: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 100
         && name
@@ -65,7 +69,7 @@ fn check_name(name: &str) -> Result<()> {
     } else {
         Err(Error::invalid_field(
             "name",
-            format!("'{name}' is not a workflow name: use 1-100 letters, digits, '-', '_' or '.'"),
+            format!("'{name}' is not a {what} name: use 1-100 letters, digits, '-', '_' or '.'"),
         ))
     }
 }
@@ -110,7 +114,7 @@ impl WorkflowVersion {
 }
 
 /// JSON when the document starts with `{`, else YAML.
-fn format_of(text: &str) -> WorkflowFormat {
+pub(crate) fn format_of(text: &str) -> WorkflowFormat {
     if text.trim_start().starts_with('{') {
         WorkflowFormat::Json
     } else {
@@ -137,11 +141,11 @@ impl Control {
         if let Err(e) = caller.check(Permission::EditWorkflows) {
             return Err(self.denied(caller, action, None, e).await);
         }
-        let warnings = self.validate(file, text)?;
+        let warnings = self.validate(caller, file, text).await?;
         let loaded = load::load_bytes(file, text.as_bytes())
             .map_err(|_| Error::internal("a validated document no longer loads"))?;
         let name = loaded.doc.name.clone();
-        check_name(&name)?;
+        check_name(&name, "workflow")?;
         if let Some(want) = expect_name
             && want != name
         {
@@ -195,7 +199,7 @@ impl Control {
         file: &str,
         text: &str,
     ) -> Result<WorkflowVersion> {
-        check_name(name)?;
+        check_name(name, "workflow")?;
         self.put_workflow(caller, file, text, WorkflowWrite::Update, Some(name))
             .await
     }
@@ -248,7 +252,7 @@ impl Control {
                 .denied(caller, "workflow.delete", Some(&object), e)
                 .await);
         }
-        check_name(name)?;
+        check_name(name, "workflow")?;
         self.tenancy
             .delete_workflow(&caller.tenant, name, baton_store::now_ms())
             .await?;

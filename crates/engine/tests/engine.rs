@@ -517,7 +517,7 @@ steps:
     );
     let opts = RunOptions {
         breakpoints: ["b".to_string()].into(),
-        stepping: false,
+        ..RunOptions::default()
     };
     let st = h.start(json!({}), opts).await;
     assert_eq!(st.status, RunStatus::Paused);

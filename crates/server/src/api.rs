@@ -11,8 +11,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use baton_control::runs::{EventFilter, RunControl};
 use baton_control::{
-    Answer, Answered, ControlOutcome, Decision, NewKey, Resumed, RunQuery, RunRequest, WorkflowRef,
-    WorkflowSource,
+    AgentRef, Answer, Answered, ControlOutcome, Decision, NewKey, Resumed, RunQuery, RunRequest,
+    WorkflowRef, WorkflowSource,
 };
 use baton_store::AuditQuery;
 use baton_types::{EventRecord, RunStatus, TenantId};
@@ -23,6 +23,7 @@ use serde_json::{Map, Value, json};
 use crate::auth::Auth;
 use crate::{ApiError, AppState};
 
+mod agents;
 mod runs;
 
 use runs::*;
@@ -99,6 +100,7 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
                     .response_with::<101, (), _>(|r| r.description("switching to the WebSocket protocol"))
             }),
         )
+        .merge(agents::routes())
         .merge(crate::webhooks::routes())
 }
 
@@ -122,9 +124,9 @@ pub(crate) fn doc<'a>(o: TransformOperation<'a>, summary: &str) -> TransformOper
         .response_with::<429, E, _>(|r| r.description("the key is over its rate (see Retry-After)"))
 }
 
-/// A route whose body is a workflow document (YAML or JSON text).
+/// A route whose body is a workflow or agent document (YAML or JSON text).
 fn yaml_body(o: TransformOperation<'_>) -> TransformOperation<'_> {
-    o.description("The body is the workflow document: `Content-Type: application/yaml` (or `text/yaml`) for YAML, `application/json` for JSON.")
+    o.description("The body is the document (a workflow, or an agent): `Content-Type: application/yaml` (or `text/yaml`) for YAML, `application/json` for JSON.")
 }
 
 /// The `{id}` of a route's path (a run id or unique prefix, a key, hook or subscription id),
@@ -251,7 +253,7 @@ fn document(headers: &HeaderMap, body: &Bytes) -> Result<(String, String), ApiEr
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 format!(
-                    "a workflow is sent as YAML (Content-Type: application/yaml) or JSON (application/json), not '{other}'"
+                    "a document is sent as YAML (Content-Type: application/yaml) or JSON (application/json), not '{other}'"
                 ),
             ));
         }
@@ -273,12 +275,12 @@ async fn create_workflow(
 
 async fn validate_workflow(
     State(s): State<AppState>,
-    Auth(_c): Auth,
+    Auth(c): Auth,
     headers: HeaderMap,
     body: Bytes,
 ) -> Out<Validation> {
     let (file, text) = document(&headers, &body)?;
-    match s.control.validate(&file, &text) {
+    match s.control.validate(&c, &file, &text).await {
         Ok(warnings) => ok(Validation {
             valid: true,
             diagnostics: warnings,

@@ -5,11 +5,13 @@
 //! events, the run's new status and a checkpoint in one transaction: what the engine acts on is
 //! on disk first.
 
+pub mod agents;
 pub mod memory;
 pub mod sqlite;
 pub mod tenancy;
 pub mod webhooks;
 
+pub use agents::{AgentRecord, AgentRegistry, AgentSummary, NewAgentVersion};
 pub use tenancy::{
     ApiKeyRecord, AuditEntry, AuditQuery, NewAuditEntry, NewWorkflowVersion, TenantRecord,
     TenantStore, WorkflowFormat, WorkflowRecord, WorkflowSummary, WorkflowWrite,

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use baton_types::{EventRecord, RunId, TenantId};
 
+mod agents;
 mod webhooks;
 
 use crate::tenancy::{
@@ -66,6 +67,7 @@ pub struct MemoryStore {
     order: Mutex<BTreeMap<(i64, RunId), ()>>,
     tenancy: Mutex<Tenancy>,
     webhooks: Mutex<webhooks::Hooks>,
+    agents: Mutex<agents::Agents>,
     keep_events: bool,
 }
 
@@ -76,6 +78,7 @@ impl Default for MemoryStore {
             order: Mutex::default(),
             tenancy: Mutex::default(),
             webhooks: Mutex::default(),
+            agents: Mutex::default(),
             keep_events: true,
         }
     }

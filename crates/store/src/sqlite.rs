@@ -16,6 +16,7 @@ use crate::{
 };
 use baton_types::TenantId;
 
+mod agents;
 mod schema;
 mod tenancy;
 mod webhooks;

@@ -14,6 +14,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::Result;
+use crate::agents::AgentRegistry;
 
 /// A tenant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -200,9 +201,9 @@ pub struct WorkflowSummary {
     pub updated_at_ms: i64,
 }
 
-/// Tenants, keys, audit and stored workflows.
+/// Tenants, keys, audit, stored workflows and (through [`AgentRegistry`]) the agent registry.
 #[async_trait]
-pub trait TenantStore: Send + Sync {
+pub trait TenantStore: AgentRegistry + Send + Sync {
     /// [`crate::Error::Exists`] when the id is taken.
     async fn create_tenant(&self, t: TenantRecord) -> Result<()>;
     async fn tenants(&self) -> Result<Vec<TenantRecord>>;

@@ -10,6 +10,8 @@ use baton_store::{Batch, Checkpoint, Control, Error, ListQuery, NewRun, RunStore
 use baton_types::{Event, EventRecord, RunId, RunStatus, TenantId};
 use serde_json::json;
 
+#[path = "all/agents.rs"]
+mod agents;
 #[path = "all/webhooks.rs"]
 mod webhooks;
 

@@ -340,6 +340,12 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Value::is_null")]
         inputs: Value,
     },
+    /// The registry agents the run's steps refer to (`agent: coder`, `agent: coder@3`), by
+    /// reference as written, each with the version it resolved to when the run was created.
+    /// Logged once, right after `run_created`; the run replays with these versions.
+    AgentsResolved {
+        agents: std::collections::BTreeMap<String, crate::PinnedAgent>,
+    },
     /// A process started (or took back) the run.
     RunStarted {
         #[serde(default)]
@@ -497,6 +503,7 @@ impl Event {
     pub fn kind(&self) -> &'static str {
         match self {
             Event::RunCreated { .. } => "run_created",
+            Event::AgentsResolved { .. } => "agents_resolved",
             Event::RunStarted { .. } => "run_started",
             Event::StepStarted { .. } => "step_started",
             Event::StepProgress { .. } => "step_progress",

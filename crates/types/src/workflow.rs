@@ -144,6 +144,15 @@ pub struct AgentSpec {
     pub output: Option<OutputSpec>,
 }
 
+/// An agent of the registry that a run uses: the version its reference named (or the default
+/// when the run started), frozen for the run's life so that it replays with the same agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PinnedAgent {
+    pub name: String,
+    pub version: u32,
+    pub spec: AgentSpec,
+}
+
 pub const DEFAULT_MAX_TOOL_TURNS: u32 = 8;
 pub const DEFAULT_OUTPUT_RETRIES: u32 = 2;
 

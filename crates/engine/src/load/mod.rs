@@ -12,6 +12,7 @@
 //! 4. **Meaning**: [`validate`]: ids, references to steps, agents, tools and models,
 //!    reachability, loops, templates and expressions (`semantic`).
 
+mod agent;
 mod json;
 mod kinds;
 mod semantic;
@@ -26,6 +27,7 @@ use std::path::Path;
 
 use baton_types::WorkflowDoc;
 
+pub use agent::{AgentFile, load_agent};
 pub use semantic::{MAX_RETRIES, MAX_STEPS, validate};
 
 /// Files larger than this are refused before they are read.
@@ -203,6 +205,20 @@ fn too_big(len: u64) -> String {
 /// Parses, schema-checks and types a workflow given as bytes (YAML or JSON); `file` names it in
 /// diagnostics.
 pub fn load_bytes(file: &str, bytes: &[u8]) -> Result<Loaded, Vec<Diagnostic>> {
+    let text = text_of(file, bytes)?;
+    let (value, spans) = read_value(file, text)?;
+    let written = shape::check(file, &value, &spans)?;
+    let doc = kinds::check(file, written, &spans)?;
+    Ok(Loaded {
+        doc,
+        source: text.to_string(),
+        file: file.to_string(),
+        spans,
+    })
+}
+
+/// The text of a document: within the size limit, UTF-8, without a byte order mark.
+fn text_of<'b>(file: &str, bytes: &'b [u8]) -> Result<&'b str, Vec<Diagnostic>> {
     let whole = |line: u32, column: u32, message: String| {
         vec![Diagnostic {
             file: file.to_string(),
@@ -231,15 +247,7 @@ pub fn load_bytes(file: &str, bytes: &[u8]) -> Result<Loaded, Vec<Diagnostic>> {
         }
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let (value, spans) = read_value(file, text)?;
-    let written = shape::check(file, &value, &spans)?;
-    let doc = kinds::check(file, written, &spans)?;
-    Ok(Loaded {
-        doc,
-        source: text.to_string(),
-        file: file.to_string(),
-        spans,
-    })
+    Ok(text)
 }
 
 /// YAML first (it reads JSON too, with positions); JSON that the YAML reader refuses (a few

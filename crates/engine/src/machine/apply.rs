@@ -18,7 +18,7 @@ impl Machine<'_> {
     /// Applies one event to the state.
     pub fn apply(&self, st: &mut RunState, ev: &Event) {
         match ev {
-            Event::RunCreated { .. } => {}
+            Event::RunCreated { .. } | Event::AgentsResolved { .. } => {}
             Event::StepProgress { step, progress } => journal_progress(st, step, progress),
             Event::ToolCallStarted { .. }
             | Event::ToolCallFinished { .. }

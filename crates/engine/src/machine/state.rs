@@ -161,6 +161,11 @@ pub struct RunOptions {
     pub breakpoints: BTreeSet<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stepping: bool,
+    /// The registry agents the run's steps refer to, by reference as written, frozen when the
+    /// run was created (also logged as `agents_resolved`): every resume compiles the workflow
+    /// with these versions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub agents: BTreeMap<String, baton_types::PinnedAgent>,
 }
 
 impl RunState {

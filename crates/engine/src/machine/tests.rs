@@ -330,7 +330,7 @@ fn a_breakpoint_pauses_before_the_step_and_resuming_starts_it() {
     let p = program(json!([{ "id": "a", "tool": "echo" }]));
     let options = RunOptions {
         breakpoints: ["a".to_string()].into(),
-        stepping: false,
+        ..RunOptions::default()
     };
     let (mut st, d0) = start(&p, options);
     assert_eq!(said(&d0), ["run started", "paused"]);

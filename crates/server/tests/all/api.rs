@@ -767,6 +767,12 @@ async fn the_openapi_document_covers_every_route_and_its_errors() {
         ("/api/v1/audit", "get"),
         ("/api/v1/audit/verify", "get"),
         ("/api/v1/ws", "get"),
+        ("/api/v1/agents", "post"),
+        ("/api/v1/agents", "get"),
+        ("/api/v1/agents/{name}", "get"),
+        ("/api/v1/agents/{name}/versions", "get"),
+        ("/api/v1/agents/{name}/rollback", "post"),
+        ("/api/v1/agents/{name}/diff", "get"),
         ("/api/v1/webhooks/inbound", "post"),
         ("/api/v1/webhooks/inbound", "get"),
         ("/api/v1/webhooks/inbound/{id}", "get"),
@@ -808,6 +814,8 @@ async fn the_openapi_document_covers_every_route_and_its_errors() {
         "StepDetail",
         "ErrorBody",
         "WorkflowVersion",
+        "AgentVersion",
+        "AgentDiff",
         "KeyInfo",
     ] {
         assert!(

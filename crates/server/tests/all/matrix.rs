@@ -28,6 +28,8 @@ const ECHO: &str =
 const ASK: &str = "version: 1\nname: ask\nsteps:\n  - { id: first, tool: echo, with: { text: one } }\n  - id: ok\n    human: { prompt: Ship it? }\n";
 const FORM: &str =
     "version: 1\nname: form\nsteps:\n  - id: who\n    human: { prompt: Who?, kind: input }\n";
+/// An agent file (`NAME` replaced).
+const AGENT: &str = "name: NAME\nmodel: scripted/agent\nrole: tester\n";
 const FRESH: &str =
     "version: 1\nname: fresh\nsteps:\n  - { id: a, tool: echo, with: { text: x } }\n";
 
@@ -254,6 +256,22 @@ async fn tenant_objects(state: &AppState, operator: &str, tenant: &str) -> Objec
     )
     .await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    // An agent only this tenant has, in two versions (version 2 the default).
+    for role in ["tester", "reviewer"] {
+        let doc = AGENT
+            .replace("NAME", &format!("only_{tenant}"))
+            .replace("tester", role);
+        let a = send(
+            state,
+            Some(&editor),
+            "POST",
+            "/api/v1/agents",
+            "application/yaml",
+            Some(doc),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    }
     let runner = o.keys["runner"].clone();
     for (wf, slot) in [("ask", &mut o.ask_run), ("form", &mut o.form_run)] {
         let r = json_req(
@@ -374,6 +392,7 @@ impl World {
             for uri in [
                 "/api/v1/runs",
                 "/api/v1/workflows",
+                "/api/v1/agents",
                 "/api/v1/keys",
                 "/api/v1/approvals",
                 "/api/v1/webhooks/inbound",
@@ -433,6 +452,12 @@ fn case(method: &str, path: &str) -> Option<Case> {
         ("GET", "/api/v1/workflows/{name}") => c(Read, 200, true),
         ("PUT", "/api/v1/workflows/{name}") => c(Edit, 200, true),
         ("DELETE", "/api/v1/workflows/{name}") => c(Edit, 204, true),
+        ("POST", "/api/v1/agents") => c(Edit, 201, false),
+        ("GET", "/api/v1/agents") => c(Read, 200, false),
+        ("GET", "/api/v1/agents/{name}")
+        | ("GET", "/api/v1/agents/{name}/versions")
+        | ("GET", "/api/v1/agents/{name}/diff") => c(Read, 200, true),
+        ("POST", "/api/v1/agents/{name}/rollback") => c(Edit, 200, true),
         ("POST", "/api/v1/keys") => c(Admin, 201, true),
         ("GET", "/api/v1/keys") => c(Admin, 200, false),
         ("DELETE", "/api/v1/keys/{id}") => c(Admin, 200, true),
@@ -506,6 +531,8 @@ fn request(w: &World, method: &str, path: &str, t: Target) -> (String, &'static 
             ("application/yaml", FRESH.to_string())
         }
         ("PUT", _) => ("application/yaml", FRESH.replace("fresh", only)),
+        ("POST", "/api/v1/agents") => ("application/yaml", AGENT.replace("NAME", "fresh")),
+        ("POST", p) if p.ends_with("/rollback") => j(json!({"to": 1})),
         ("POST", "/api/v1/keys") => j(json!({"role": "viewer", "tenant": tenant})),
         ("POST", "/api/v1/tenants") => j(json!({"id": "newco"})),
         ("POST", "/api/v1/webhooks/inbound") => j(json!({"workflow": only})),

@@ -3,7 +3,7 @@
 
 use super::*;
 
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 const MIGRATION_1: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -160,6 +160,9 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         }
         if v < 6 {
             tx.execute_batch(webhooks::MIGRATION_6).map_err(db_err)?;
+        }
+        if v < 7 {
+            tx.execute_batch(agents::MIGRATION_7).map_err(db_err)?;
         }
         tx.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
             .map_err(db_err)?;

@@ -58,9 +58,9 @@ impl Checker<'_, '_> {
             self.error(
                 key_path(path, "agent"),
                 format!(
-                    "unknown agent `{agent}`{} (defined agents: {})",
-                    hint(agent, names.iter().copied()),
-                    list(names.iter().copied())
+                    "unknown agent `{agent}`: neither in `agents:` (defined: {}) nor in the agent registry{}",
+                    list(names.iter().copied()),
+                    hint(agent, names.iter().copied())
                 ),
             );
         }

@@ -1,0 +1,227 @@
+//! `baton agents`: the agent registry (create, list, show, versions, diff, rollback, export),
+//! thin over `baton_control`.
+
+use std::path::PathBuf;
+
+use baton_control::{AgentRef, AgentVersion};
+use clap::Subcommand;
+
+use crate::cmd_admin::{read_doc, refused};
+use crate::cmd_run::{DbArgs, EXIT_INVALID, EXIT_OK};
+use crate::view::fmt_time;
+
+#[derive(Subcommand, Debug)]
+pub enum AgentsCmd {
+    /// Check an agent file (`name`, `model`, `role`, `instructions`, `tools`, `output`...) and
+    /// store it as the next version of its `name:`, which becomes the default.
+    Create {
+        file: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List the registry's agents.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Print an agent: NAME (its default version) or NAME@VERSION.
+    Show {
+        agent: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List the versions of an agent.
+    Versions {
+        name: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Compare two versions, e.g. `diff coder@2 coder@3`.
+    Diff {
+        from: String,
+        to: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Make an older (or any) version the default: `rollback coder --to 2`.
+    Rollback {
+        name: String,
+        #[arg(long, value_name = "VERSION")]
+        to: u32,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Print every version of the agents (all, or those named) as JSON, or write each
+    /// agent's default version as `NAME.yaml` (or `.json`) into `--dir`.
+    Export {
+        names: Vec<String>,
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+fn parse_ref(s: &str) -> Result<AgentRef, i32> {
+    s.parse().map_err(|e| {
+        errln!("error: {e}");
+        EXIT_INVALID
+    })
+}
+
+pub async fn agents(cmd: AgentsCmd) -> anyhow::Result<i32> {
+    match cmd {
+        AgentsCmd::Create { file, db } => {
+            let (control, caller) = db.open().await?;
+            let text = read_doc(&file)?;
+            let name = file.display().to_string();
+            match control.create_agent(&caller, &name, &text).await {
+                Ok(a) => {
+                    for d in &a.warnings {
+                        errln!("{d}");
+                    }
+                    outln!("stored agent {}@{} (default)", a.name, a.version);
+                    Ok(EXIT_OK)
+                }
+                Err(e) => refused(e),
+            }
+        }
+        AgentsCmd::List { json, db } => {
+            let (control, caller) = db.open().await?;
+            let all = control.list_agents(&caller).await?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&all)?);
+            } else if all.is_empty() {
+                outln!("no agents");
+            } else {
+                outln!("{:<32}  {:>7}  {:>6}  UPDATED", "NAME", "DEFAULT", "LATEST");
+                for a in &all {
+                    let updated = fmt_time(a.updated_at_ms);
+                    let (n, d, l) = (&a.name, a.default_version, a.latest);
+                    outln!("{n:<32}  {d:>7}  {l:>6}  {updated}");
+                }
+            }
+            Ok(EXIT_OK)
+        }
+        AgentsCmd::Show { agent, json, db } => {
+            let r = match parse_ref(&agent) {
+                Ok(r) => r,
+                Err(code) => return Ok(code),
+            };
+            let (control, caller) = db.open().await?;
+            let a = control.get_agent(&caller, &r).await?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&a)?);
+            } else {
+                outln!("# {}", headline(&a));
+                outln!("{}", a.source.trim_end());
+            }
+            Ok(EXIT_OK)
+        }
+        AgentsCmd::Versions { name, json, db } => {
+            let (control, caller) = db.open().await?;
+            let all = control.agent_versions(&caller, &name).await?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                outln!("{:>7}  {:<20}  {:<24}  BY", "VERSION", "CREATED", "MODEL");
+                for a in &all {
+                    let mark = if a.version == a.default_version {
+                        "*"
+                    } else {
+                        " "
+                    };
+                    let by = a.created_by.as_deref().unwrap_or("-");
+                    let (v, at, m) = (a.version, fmt_time(a.created_at_ms), &a.spec.model);
+                    outln!("{v:>6}{mark}  {at:<20}  {m:<24}  {by}");
+                }
+                outln!("(* the default version)");
+            }
+            Ok(EXIT_OK)
+        }
+        AgentsCmd::Diff { from, to, json, db } => diff(&from, &to, json, db).await,
+        AgentsCmd::Rollback { name, to, db } => {
+            let (control, caller) = db.open().await?;
+            let a = control.rollback_agent(&caller, &name, to).await?;
+            outln!(
+                "agent {} now defaults to version {} (latest {})",
+                a.name,
+                a.version,
+                a.latest
+            );
+            Ok(EXIT_OK)
+        }
+        AgentsCmd::Export { names, dir, db } => {
+            let (control, caller) = db.open().await?;
+            let all = control.export_agents(&caller, &names).await?;
+            match dir {
+                None => outln!("{}", serde_json::to_string_pretty(&all)?),
+                Some(dir) => write_defaults(&all, &dir)?,
+            }
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+async fn diff(from: &str, to: &str, json: bool, db: DbArgs) -> anyhow::Result<i32> {
+    let (a, b) = match (parse_ref(from), parse_ref(to)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(code), _) | (_, Err(code)) => return Ok(code),
+    };
+    let (control, caller) = db.open().await?;
+    let d = control.diff_agents(&caller, &a, &b).await?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&d)?);
+        return Ok(EXIT_OK);
+    }
+    if d.changes.is_empty() {
+        outln!("{}@{} and @{} are the same agent", d.name, d.from, d.to);
+        return Ok(EXIT_OK);
+    }
+    for c in &d.changes {
+        outln!("{}: {} -> {}", c.field, c.from, c.to);
+    }
+    outln!();
+    outln!("{}", d.unified.trim_end());
+    Ok(EXIT_OK)
+}
+
+/// `NAME@VERSION (default N, latest M), stored WHEN by WHO`.
+fn headline(a: &AgentVersion) -> String {
+    format!(
+        "{}@{} (default {}, latest {}), stored {}{}",
+        a.name,
+        a.version,
+        a.default_version,
+        a.latest,
+        fmt_time(a.created_at_ms),
+        a.created_by
+            .as_deref()
+            .map(|b| format!(" by {b}"))
+            .unwrap_or_default()
+    )
+}
+
+/// Writes each agent's default version as it was written, `NAME.yaml` or `NAME.json`.
+fn write_defaults(all: &[AgentVersion], dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for a in all.iter().filter(|a| a.version == a.default_version) {
+        let ext = match a.format {
+            baton_store::WorkflowFormat::Json => "json",
+            baton_store::WorkflowFormat::Yaml => "yaml",
+        };
+        let path = dir.join(format!("{}.{ext}", a.name));
+        std::fs::write(&path, &a.source).with_context(|| format!("writing {}", path.display()))?;
+        outln!("wrote {}", path.display());
+    }
+    Ok(())
+}
