@@ -10,6 +10,7 @@ mod out;
 
 mod cmd_admin;
 mod cmd_bench;
+mod cmd_fork;
 mod cmd_models;
 mod cmd_resolve;
 mod cmd_run;

@@ -8,7 +8,11 @@
 //! [`Drive`] starts from `RunState::new` or `load_state`, and control requests go to the
 //! process that holds the run (a claim) or are applied here when none does.
 
+mod fork;
 mod operate;
+
+pub use baton_engine::fork::Cut;
+pub use fork::{ForkRequest, Forked};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -262,12 +266,27 @@ pub fn program_of(rec: &RunRecord) -> Result<Program> {
     program_in(rec, Path::new(""))
 }
 
+/// The name diagnostics give a stored run's workflow: its path, if it was a file.
+fn workflow_file(rec: &RunRecord) -> String {
+    rec.workflow_path
+        .clone()
+        .unwrap_or_else(|| "<stored workflow>".into())
+}
+
+/// Where a stored run's relative files are: next to its workflow file, else in `base_dir`.
+fn base_of(rec: &RunRecord, base_dir: &Path) -> PathBuf {
+    match rec.workflow_path.as_deref() {
+        Some(p) => Path::new(p)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        None => base_dir.to_path_buf(),
+    }
+}
+
 /// [`program_of`], with `base` for runs whose workflow was not a file.
 fn program_in(rec: &RunRecord, base_dir: &Path) -> Result<Program> {
-    let file = rec
-        .workflow_path
-        .clone()
-        .unwrap_or_else(|| "<stored workflow>".into());
+    let file = workflow_file(rec);
     let loaded = load::load_bytes(&file, rec.workflow_source.as_bytes()).map_err(|d| {
         Error::internal(format!(
             "the stored workflow of run {} no longer loads: {}",
@@ -275,14 +294,7 @@ fn program_in(rec: &RunRecord, base_dir: &Path) -> Result<Program> {
             d.first().map(|d| d.to_string()).unwrap_or_default()
         ))
     })?;
-    let base = match rec.workflow_path.as_deref() {
-        Some(p) => Path::new(p)
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default(),
-        None => base_dir.to_path_buf(),
-    };
-    Program::compile(loaded.doc, base).map_err(|e| Error::internal(format!("run {}: {e}", rec.id)))
+    Program::compile(loaded.doc, base_of(rec, base_dir)).map_err(|e| Error::internal(format!("run {}: {e}", rec.id)))
 }
 
 fn diagnostics(ds: Vec<load::Diagnostic>) -> Error {
@@ -373,18 +385,37 @@ impl Control {
                 (loaded, None, Some((w.name, w.version)))
             }
         };
-        if path.is_none() {
-            let ds = load::validate(&loaded, &self.env());
-            if !ds.is_empty() {
-                return Err(diagnostics(ds));
-            }
-        }
         let base = match path.as_deref() {
             Some(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
             None => self.base_dir.clone(),
         };
-        // Checked before a run is created: a run that cannot make its first call never starts.
-        let problems = self.model_problems(&loaded, &base);
+        // A file was validated as it loaded.
+        let program = self.checked_program(&loaded, base, path.is_none())?;
+        Ok(LoadedWorkflow {
+            program: Arc::new(program),
+            source: loaded.source,
+            path,
+            file: loaded.file,
+            stored,
+        })
+    }
+
+    /// Compiles a loaded document for runs: validated first (`validate`), and refused when
+    /// an agent's model cannot be called (checked before a run is created: a run that cannot
+    /// make its first call never starts). `base`: where its relative files are.
+    fn checked_program(
+        &self,
+        loaded: &load::Loaded,
+        base: PathBuf,
+        validate: bool,
+    ) -> Result<Program> {
+        if validate {
+            let ds = load::validate(loaded, &self.env());
+            if !ds.is_empty() {
+                return Err(diagnostics(ds));
+            }
+        }
+        let problems = self.model_problems(loaded, &base);
         if !problems.is_empty() {
             let n = problems.len();
             return Err(Error::Invalid {
@@ -398,15 +429,8 @@ impl Control {
                 },
             });
         }
-        let program = Program::compile(loaded.doc.clone(), base)
-            .map_err(|e| Error::invalid(format!("{}: error: {e}", loaded.file)))?;
-        Ok(LoadedWorkflow {
-            program: Arc::new(program),
-            source: loaded.source,
-            path,
-            file: loaded.file,
-            stored,
-        })
+        Program::compile(loaded.doc.clone(), base)
+            .map_err(|e| Error::invalid(format!("{}: error: {e}", loaded.file)))
     }
 
     /// Creates a run of `w` (its first event, `run_created`, in the same write) and hands it
@@ -485,6 +509,7 @@ impl Control {
                     event: Event::RunCreated {
                         workflow: w.program.doc.name.clone(),
                         inputs: inputs.clone(),
+                        forked_from: None,
                     },
                 }],
                 tenant: caller.tenant.clone(),
@@ -623,7 +648,12 @@ impl Control {
             .filter(|s| s.row.status == "waiting")
             .map(|s| s.row.step.clone())
             .collect();
+        let forked_from = evs.first().and_then(|e| match &e.event {
+            Event::RunCreated { forked_from, .. } => *forked_from,
+            _ => None,
+        });
         Ok(RunDetail {
+            forked_from,
             tokens: steps.iter().map(|s| s.row.tokens).sum(),
             usage,
             steps,

@@ -339,6 +339,10 @@ pub enum Event {
         workflow: String,
         #[serde(default, skip_serializing_if = "Value::is_null")]
         inputs: Value,
+        /// A fork (`baton runs fork`): the run and event its log was copied from, up to and
+        /// including that event.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        forked_from: Option<crate::ForkOrigin>,
     },
     /// A process started (or took back) the run.
     RunStarted {
@@ -475,6 +479,14 @@ pub enum Event {
         key: String,
         value: Value,
     },
+    /// A person changed a forked run's state where it was forked (`baton runs fork --set`):
+    /// a finished step's output, or a key of the shared state. Logged after the copied events.
+    StateEdited {
+        target: crate::EditTarget,
+        value: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     Paused {
         pause: PauseReason,
     },
@@ -512,6 +524,7 @@ impl Event {
             Event::HumanEscalated { .. } => "human_escalated",
             Event::HumanResponded { .. } => "human_responded",
             Event::StateSet { .. } => "state_set",
+            Event::StateEdited { .. } => "state_edited",
             Event::Paused { .. } => "paused",
             Event::Resumed { .. } => "resumed",
             Event::CancelRequested => "cancel_requested",
