@@ -17,6 +17,7 @@ use baton_store::{AuditQuery, RunStore};
 use baton_types::{Resolution, Role, RunStatus, TenantId};
 use serde_json::json;
 
+#[path = "all/fork.rs"]
 mod fork;
 
 const GATE: &str = r#"version: 1
