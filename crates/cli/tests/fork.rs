@@ -37,7 +37,10 @@ fn parent() -> (Db, String) {
             "editor",
             "  - { match: EDITED, text: the editor saw the edit, repeat: true }\n  - { text: the editor saw the original, repeat: true }\n",
         ),
-        ("editor2", "  - { text: another model wrote this, repeat: true }\n"),
+        (
+            "editor2",
+            "  - { text: another model wrote this, repeat: true }\n",
+        ),
     ] {
         std::fs::write(
             scripted.join(format!("{name}.yaml")),
@@ -83,11 +86,17 @@ fn a_fork_before_a_step_sees_the_edited_output() {
     assert!(v["forked_from"]["seq"].as_u64().unwrap() > 1, "{v}");
     let o = db.run(&["runs", "show", fork]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains(&format!("forked    from run {run} at event")), "{out}");
+    assert!(
+        out.contains(&format!("forked    from run {run} at event")),
+        "{out}"
+    );
     // The edit is in the fork's log, the parent is as it was.
     let o = db.run(&["runs", "logs", fork]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("state_edited"));
-    assert_eq!(show(&db, &run)["outputs"], "published: the editor saw the original");
+    assert_eq!(
+        show(&db, &run)["outputs"],
+        "published: the editor saw the original"
+    );
 }
 
 #[test]
@@ -104,7 +113,10 @@ fn a_fork_with_another_model_uses_it() {
         "--json",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_eq!(summary(&o)["outputs"], "published: another model wrote this");
+    assert_eq!(
+        summary(&o)["outputs"],
+        "published: another model wrote this"
+    );
 }
 
 #[test]
@@ -127,14 +139,26 @@ fn bad_forks_are_refused_with_a_reason() {
     let before = String::from_utf8_lossy(&db.run(&["runs", "list"]).stdout).to_string();
     for (args, says) in [
         (vec!["--at", "999"], "error: --at: the run has events 1 to"),
-        (vec!["--before", "nope"], "error: --before: the workflow has no step 'nope'"),
+        (
+            vec!["--before", "nope"],
+            "error: --before: the workflow has no step 'nope'",
+        ),
         (
             vec!["--before", "edit", "--set", "steps.edit.output=1"],
             "error: --set: steps.edit.output: step edit has no output",
         ),
-        (vec!["--at", "2", "--set", "inputs.x=1"], "error: --set 'inputs.x'"),
-        (vec!["--at", "2", "--model", "ghost=scripted/editor2"], "error: --model: the workflow has no agent 'ghost'"),
-        (vec!["--at", "2", "--model", "editor=scripted/missing"], "scripted/missing"),
+        (
+            vec!["--at", "2", "--set", "inputs.x=1"],
+            "error: --set 'inputs.x'",
+        ),
+        (
+            vec!["--at", "2", "--model", "ghost=scripted/editor2"],
+            "error: --model: the workflow has no agent 'ghost'",
+        ),
+        (
+            vec!["--at", "2", "--model", "editor=scripted/missing"],
+            "scripted/missing",
+        ),
         (vec![], "--at"),
     ] {
         let mut all = vec!["runs", "fork", run.as_str()];
@@ -144,9 +168,19 @@ fn bad_forks_are_refused_with_a_reason() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(says), "{args:?}: {err}");
     }
-    let o = db.run(&["runs", "fork", "0123456789abcdef0123456789abcdef", "--at", "1"]);
+    let o = db.run(&[
+        "runs",
+        "fork",
+        "0123456789abcdef0123456789abcdef",
+        "--at",
+        "1",
+    ]);
     assert_ne!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no run"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no run"),
+        "{}",
+        text(&o)
+    );
     let after = String::from_utf8_lossy(&db.run(&["runs", "list"]).stdout).to_string();
     assert_eq!(before, after, "a refused fork stored a run");
 }

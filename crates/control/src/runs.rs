@@ -294,7 +294,8 @@ fn program_in(rec: &RunRecord, base_dir: &Path) -> Result<Program> {
             d.first().map(|d| d.to_string()).unwrap_or_default()
         ))
     })?;
-    Program::compile(loaded.doc, base_of(rec, base_dir)).map_err(|e| Error::internal(format!("run {}: {e}", rec.id)))
+    Program::compile(loaded.doc, base_of(rec, base_dir))
+        .map_err(|e| Error::internal(format!("run {}: {e}", rec.id)))
 }
 
 fn diagnostics(ds: Vec<load::Diagnostic>) -> Error {

@@ -282,7 +282,12 @@ mod tests {
         // Inside b's second attempt: b starts over in the fork.
         assert_eq!(
             kinds(&prefix(&p, &evs, 7)),
-            ["run_created ", "run_started ", "step_started a", "step_succeeded a"]
+            [
+                "run_created ",
+                "run_started ",
+                "step_started a",
+                "step_succeeded a"
+            ]
         );
         // After b: everything up to its success.
         assert_eq!(prefix(&p, &evs, 8).len(), 8);
@@ -389,10 +394,14 @@ mod tests {
         let d = Machine::new(&p)
             .handle(&mut st, Input::Start { resumed: false })
             .unwrap();
-        let started: Vec<&str> = d.events.iter().filter_map(|e| match e {
-            Event::StepStarted { step, .. } => Some(step.as_str()),
-            _ => None,
-        }).collect();
+        let started: Vec<&str> = d
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::StepStarted { step, .. } => Some(step.as_str()),
+                _ => None,
+            })
+            .collect();
         assert_eq!(started, ["gate", "yes"]);
         assert_eq!(st.status, RunStatus::Running);
     }
@@ -417,7 +426,7 @@ mod tests {
         );
         assert_eq!(st.state["k"], json!([1]));
         assert_eq!(st.outputs["b"], json!({"x": 1}));
-        assert!(st.errors.get("b").is_none());
+        assert!(!st.errors.contains_key("b"));
         assert!(st.ready.contains_key("c"));
     }
 

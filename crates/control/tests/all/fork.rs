@@ -39,7 +39,10 @@ async fn a_fork_before_a_step_runs_it_again_on_the_edited_state() {
     let req = fork_req(Cut::Before("two".into()), vec![output_of("one")]);
     let f = c.fork_run(&a, &pid, req).await.unwrap();
     assert_eq!(f.from.run, parent);
-    assert_eq!(c.spawn(f.drive).await.unwrap().unwrap(), RunStatus::Succeeded);
+    assert_eq!(
+        c.spawn(f.drive).await.unwrap().unwrap(),
+        RunStatus::Succeeded
+    );
     let fid = f.run.to_string();
     let d = c.run_detail(&a, &fid).await.unwrap();
     assert_eq!(d.forked_from, Some(f.from));
@@ -73,12 +76,24 @@ async fn a_fork_before_a_step_runs_it_again_on_the_edited_state() {
     assert_eq!(c.events(&a, &pid, 0, None).await.unwrap(), parent_events);
     // Audited as a start of the new run, naming its origin.
     let audit = c
-        .audit(&caller("acme", "adm", Role::Admin), None, &AuditQuery::default())
+        .audit(
+            &caller("acme", "adm", Role::Admin),
+            None,
+            &AuditQuery::default(),
+        )
         .await
         .unwrap();
-    let entry = &audit.iter().find(|e| e.entry.action == "run.fork").unwrap().entry;
+    let entry = &audit
+        .iter()
+        .find(|e| e.entry.action == "run.fork")
+        .unwrap()
+        .entry;
     assert_eq!(entry.object.as_deref(), Some(format!("run/{fid}").as_str()));
-    assert!(entry.details.to_string().contains(&pid), "{:?}", entry.details);
+    assert!(
+        entry.details.to_string().contains(&pid),
+        "{:?}",
+        entry.details
+    );
 }
 
 #[tokio::test]
@@ -87,14 +102,22 @@ async fn a_fork_is_refused_with_a_reason_and_scoped_like_a_start() {
     with_tenants(&c, &["acme", "beta"]).await;
     let a = caller("acme", "ka", Role::Editor);
     let parent = start(&c, &a, THREE).await.to_string();
-    let runs_before = c.list_runs(&a, RunQuery::default()).await.unwrap().runs.len();
+    let runs_before = c
+        .list_runs(&a, RunQuery::default())
+        .await
+        .unwrap()
+        .runs
+        .len();
     let refused = |e: Error, code: Code, text: &str| {
         assert_eq!(e.code(), code, "{e}");
         assert!(e.to_string().contains(text), "{e}");
     };
     for (req, text) in [
         (fork_req(Cut::At(999), vec![]), "no event 999"),
-        (fork_req(Cut::Before("nope".into()), vec![]), "no step 'nope'"),
+        (
+            fork_req(Cut::Before("nope".into()), vec![]),
+            "no step 'nope'",
+        ),
         (
             fork_req(Cut::Before("two".into()), vec![output_of("two")]),
             "step two has no output",
@@ -111,7 +134,11 @@ async fn a_fork_is_refused_with_a_reason_and_scoped_like_a_start() {
             "no agent 'nobody'",
         ),
     ] {
-        refused(c.fork_run(&a, &parent, req).await.err().unwrap(), Code::Invalid, text);
+        refused(
+            c.fork_run(&a, &parent, req).await.err().unwrap(),
+            Code::Invalid,
+            text,
+        );
     }
     let ok = || fork_req(Cut::After("one".into()), vec![]);
     let viewer = caller("acme", "kv", Role::Viewer);
@@ -133,7 +160,12 @@ async fn a_fork_is_refused_with_a_reason_and_scoped_like_a_start() {
         Code::NotFound,
         "no run",
     );
-    let after = c.list_runs(&a, RunQuery::default()).await.unwrap().runs.len();
+    let after = c
+        .list_runs(&a, RunQuery::default())
+        .await
+        .unwrap()
+        .runs
+        .len();
     assert_eq!(after, runs_before, "a refused fork stored a run");
 }
 

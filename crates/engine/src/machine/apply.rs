@@ -3,8 +3,8 @@
 //! recovered), so replaying the log rebuilds exactly the state the run had.
 
 use baton_types::{
-    EditTarget, Event, JoinStrategy, PauseReason, Progress, Resolution, RunStatus, StepError, StepErrorKind,
-    StepPath,
+    EditTarget, Event, JoinStrategy, PauseReason, Progress, Resolution, RunStatus, StepError,
+    StepErrorKind, StepPath,
 };
 use serde_json::Value;
 

@@ -3,7 +3,7 @@
 //! bad cut or edit, with the one error body.
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::Request;
 use baton_llm::Providers;
 use baton_server::{AppState, app};
 use http_body_util::BodyExt;
@@ -25,7 +25,10 @@ async fn send(state: &AppState, key: &str, method: &str, uri: &str, body: Value)
     let resp = app(state.clone()).oneshot(req).await.unwrap();
     let status = resp.status().as_u16();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// A key of `role` in `tenant` (made by the operator).
@@ -39,7 +42,14 @@ async fn key(state: &AppState, op: &str, tenant: &str, role: &str) -> String {
 /// The run once it has ended (it runs in the background).
 async fn finished(state: &AppState, key: &str, run: &str) -> Value {
     for _ in 0..500 {
-        let (status, v) = send(state, key, "GET", &format!("/api/v1/runs/{run}"), Value::Null).await;
+        let (status, v) = send(
+            state,
+            key,
+            "GET",
+            &format!("/api/v1/runs/{run}"),
+            Value::Null,
+        )
+        .await;
         assert_eq!(status, 200, "{v}");
         if v["run"]["status"] == "succeeded" || v["run"]["status"] == "failed" {
             return v;
@@ -60,7 +70,14 @@ async fn a_run_is_forked_over_the_api_and_refused_with_reasons() {
     let editor = key(&state, &op, "acme", "editor").await;
     let viewer = key(&state, &op, "acme", "viewer").await;
     let other = key(&state, &op, "globex", "editor").await;
-    let (status, v) = send(&state, &editor, "POST", "/api/v1/runs", json!({"source": THREE})).await;
+    let (status, v) = send(
+        &state,
+        &editor,
+        "POST",
+        "/api/v1/runs",
+        json!({"source": THREE}),
+    )
+    .await;
     assert_eq!(status, 201, "{v}");
     let run = v["id"].as_str().unwrap().to_string();
     finished(&state, &editor, &run).await;
@@ -77,17 +94,37 @@ async fn a_run_is_forked_over_the_api_and_refused_with_reasons() {
     assert_eq!(d["forked_from"]["run"], run.as_str());
 
     let (status, v) = send(&state, &other, "POST", &uri, body.clone()).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (404, Some("not_found")), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{v}"
+    );
     let (status, v) = send(&state, &viewer, "POST", &uri, body).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (403, Some("forbidden")), "{v}");
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{v}"
+    );
     for (body, field, says) in [
         (json!({"at": 999}), "at", "no event 999"),
         (json!({"before": "nope"}), "before", "no step 'nope'"),
         (json!({}), "at", "exactly one of"),
         (json!({"at": 1, "after": "one"}), "at", "exactly one of"),
-        (json!({"at": 2, "set": {"inputs.x": 1}}), "set", "steps.ID.output"),
-        (json!({"before": "one", "set": {"steps.one.output": 1}}), "set", "no output"),
-        (json!({"at": 2, "models": {"ghost": "scripted/x"}}), "models", "no agent 'ghost'"),
+        (
+            json!({"at": 2, "set": {"inputs.x": 1}}),
+            "set",
+            "steps.ID.output",
+        ),
+        (
+            json!({"before": "one", "set": {"steps.one.output": 1}}),
+            "set",
+            "no output",
+        ),
+        (
+            json!({"at": 2, "models": {"ghost": "scripted/x"}}),
+            "models",
+            "no agent 'ghost'",
+        ),
     ] {
         let (status, v) = send(&state, &editor, "POST", &uri, body.clone()).await;
         assert_eq!(status, 422, "{body}: {v}");

@@ -210,7 +210,10 @@ async fn api1_bola_another_tenants_ids_and_prefixes_are_not_found() {
         refused(&a, StatusCode::NOT_FOUND);
     }
     // Forking another tenant's run, however well asked: not there.
-    for body in [json!({"at": 1}), json!({"before": "x", "set": {"state.k": 1}})] {
+    for body in [
+        json!({"at": 1}),
+        json!({"before": "x", "set": {"state.k": 1}}),
+    ] {
         let uri = format!("/api/v1/runs/{run_id}/fork");
         let a = s.json(&a_ed, "POST", &uri, body).await;
         refused(&a, StatusCode::NOT_FOUND);
