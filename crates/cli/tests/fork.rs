@@ -120,6 +120,38 @@ fn a_fork_with_another_model_uses_it() {
 }
 
 #[test]
+fn a_fork_with_a_state_key_set_logs_the_edit() {
+    let (db, run) = parent();
+    let o = db.run(&[
+        "runs",
+        "fork",
+        &run,
+        "--after",
+        "draft",
+        "--set",
+        "state.tries=0",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let fork = summary(&o)["id"].as_str().unwrap().to_string();
+    let o = db.run(&["runs", "state", &fork]);
+    let st: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["state"]["tries"], 0, "{st}");
+    let o = db.run(&["runs", "logs", &fork, "--json"]);
+    let edit = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["type"] == "state_edited")
+        .unwrap();
+    assert_eq!(
+        edit["target"],
+        serde_json::json!({"kind": "state", "key": "tries"})
+    );
+    assert_eq!(edit["value"], 0);
+    assert_eq!(edit["by"], "local");
+}
+
+#[test]
 fn a_detached_fork_is_resumed_like_any_run() {
     let (db, run) = parent();
     let o = db.run(&["runs", "fork", &run, "--after", "draft", "--detach"]);

@@ -42,38 +42,13 @@ impl Control {
         let seq = fork::cut_seq(&program, &evs, &req.cut)
             .map_err(|e| Error::invalid_field(e.field, e.message))?;
         let (source, program) = self.fork_source(&parent, program, &req.models)?;
-        let id = RunId::new();
         let from = ForkOrigin {
             run: parent.id,
             seq,
         };
-        let mut events = copied(id, from, fork::prefix(&program, &evs, seq));
-        let options: RunOptions =
-            serde_json::from_value(parent.options.clone()).unwrap_or_default();
-        let machine = Machine::new(&program);
-        let mut st = RunState::new(id, parent.inputs.clone(), &program, &options);
-        for e in events.iter().skip(1) {
-            machine.apply(&mut st, &e.event);
-            st.last_seq = e.seq;
-        }
-        let now = baton_store::now_ms();
         let set: Vec<String> = req.edits.iter().map(|(t, _)| t.to_string()).collect();
-        for (target, value) in req.edits {
-            check_edit(&program, &st, &target, &value, seq)?;
-            let event = Event::StateEdited {
-                target,
-                value,
-                by: Some(caller.key_id.clone()),
-            };
-            machine.apply(&mut st, &event);
-            st.last_seq += 1;
-            events.push(EventRecord {
-                run_id: id,
-                seq: st.last_seq,
-                at_ms: now,
-                event,
-            });
-        }
+        let log = ForkLog::new(&program, &parent, from, &evs).edit(caller, req.edits)?;
+        let (id, now) = (log.state.run_id, baton_store::now_ms());
         self.services
             .store
             .create_run(NewRun {
@@ -84,7 +59,7 @@ impl Control {
                 inputs: parent.inputs.clone(),
                 options: parent.options.clone(),
                 created_at_ms: now,
-                events,
+                events: log.events,
                 tenant: caller.tenant.clone(),
                 started_by: Some(caller.key_id.clone()),
                 idempotency: None,
@@ -92,13 +67,14 @@ impl Control {
             .await?;
         let models: Map<String, Value> = req
             .models
-            .iter()
-            .map(|(a, m)| (a.clone(), Value::String(m.clone())))
+            .into_iter()
+            .map(|(a, m)| (a, Value::String(m)))
             .collect();
         let details = json!({"forked_from": from, "set": set, "models": models});
         let object = format!("run/{id}");
         self.record(caller, "run.fork", Some(&object), Outcome::Ok, details)
             .await?;
+        let st = log.state;
         let mut inputs = vec![Input::Start { resumed: false }];
         if st.pause.is_some() {
             inputs.push(Input::Resume {
@@ -160,6 +136,63 @@ impl Control {
     }
 }
 
+/// A fork's first events and the state they fold to.
+struct ForkLog<'p> {
+    program: &'p Program,
+    machine: Machine<'p>,
+    events: Vec<EventRecord>,
+    state: RunState,
+}
+
+impl<'p> ForkLog<'p> {
+    /// The parent's events a fork at `from` copies, as a new run's, folded.
+    fn new(
+        program: &'p Program,
+        parent: &RunRecord,
+        from: ForkOrigin,
+        evs: &[EventRecord],
+    ) -> Self {
+        let id = RunId::new();
+        let events = copied(id, from, fork::prefix(program, evs, from.seq));
+        let options: RunOptions =
+            serde_json::from_value(parent.options.clone()).unwrap_or_default();
+        let machine = Machine::new(program);
+        let mut state = RunState::new(id, parent.inputs.clone(), program, &options);
+        for e in events.iter().skip(1) {
+            machine.apply(&mut state, &e.event);
+            state.last_seq = e.seq;
+        }
+        ForkLog {
+            program,
+            machine,
+            events,
+            state,
+        }
+    }
+
+    /// The edits, each checked against the state it applies to, logged after the copy.
+    fn edit(mut self, caller: &Caller, edits: Vec<(EditTarget, Value)>) -> Result<Self> {
+        let at_ms = baton_store::now_ms();
+        for (target, value) in edits {
+            check_edit(self.program, &self.state, &target, &value)?;
+            let event = Event::StateEdited {
+                target,
+                value,
+                by: Some(caller.key_id.clone()),
+            };
+            self.machine.apply(&mut self.state, &event);
+            self.state.last_seq += 1;
+            self.events.push(EventRecord {
+                run_id: self.state.run_id,
+                seq: self.state.last_seq,
+                at_ms,
+                event,
+            });
+        }
+        Ok(self)
+    }
+}
+
 /// The parent's events as the fork's: its own run id, seqs from 1, and `run_created` naming
 /// where it came from.
 fn copied(id: RunId, from: ForkOrigin, prefix: Vec<EventRecord>) -> Vec<EventRecord> {
@@ -179,13 +212,7 @@ fn copied(id: RunId, from: ForkOrigin, prefix: Vec<EventRecord>) -> Vec<EventRec
 
 /// Refuses an edit the fork's state cannot take: a step the workflow lacks, a step with no
 /// output at the cut (it had not finished: it runs in the fork), an output its schema refuses.
-fn check_edit(
-    program: &Program,
-    st: &RunState,
-    target: &EditTarget,
-    value: &Value,
-    seq: u64,
-) -> Result<()> {
+fn check_edit(program: &Program, st: &RunState, target: &EditTarget, value: &Value) -> Result<()> {
     let EditTarget::StepOutput { step } = target else {
         return Ok(());
     };
@@ -199,7 +226,7 @@ fn check_edit(
         return Err(Error::invalid_field(
             "set",
             format!(
-                "{target}: step {step} has no output at event {seq} (it had not finished there, so it runs in the fork); fork after it to set its output"
+                "{target}: step {step} has no output where the fork starts (it had not finished there, so it runs in the fork); fork after it to set its output"
             ),
         ));
     }
