@@ -1,6 +1,8 @@
 //! Runs: start (a file, an inline document or a stored workflow; inputs; an idempotency key),
 //! list and filter, show (a run, or one step's prompts and tool calls), events, state, pause,
-//! cancel, resume, answer `human` steps, resolve ambiguous steps, and the approvals inbox.
+//! cancel, resume, answer `human` steps, resolve ambiguous steps, the approvals inbox, and
+//! forks (time travel). `loading`: documents checked and compiled for runs; `operate`: pause,
+//! cancel, resume, answers and resolutions; `fork`: a new run from a copy of another's log.
 //!
 //! Every run is found through the caller's tenant (`RunStore::tenant_run`, `list_runs`,
 //! `runs_by_prefix`); a `runner` key sees only the runs it started. The engine is used
@@ -9,10 +11,13 @@
 //! process that holds the run (a claim) or are applied here when none does.
 
 mod fork;
+mod loading;
 mod operate;
 
 pub use baton_engine::fork::Cut;
 pub use fork::{ForkRequest, Forked};
+use loading::{base_of, diagnostics, workflow_file};
+pub use loading::{model_problems, program_of};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -237,80 +242,6 @@ pub struct Approval {
     pub started_by: Option<String>,
 }
 
-/// Problems that would stop an agent's first model call although the workflow is valid: a
-/// scripted model with no reply file, a provider whose key is unset, a local model not
-/// installed. `baton validate` shows them as warnings; a run refuses to start with them.
-pub fn model_problems(
-    models: &dyn baton_llm::ModelResolver,
-    loaded: &load::Loaded,
-    base: &Path,
-) -> Vec<Diagnostic> {
-    let mut out = Vec::new();
-    for (name, agent) in &loaded.doc.agents {
-        let Ok(reference) = baton_llm::config::expand_env(&agent.model) else {
-            continue; // validation reported it
-        };
-        if let Err(e) = models.resolve(&reference, base) {
-            out.push(Diagnostic::from(loaded.diagnostic(
-                format!("agents.{name}.model"),
-                format!("agent `{name}` cannot call `{reference}`: {e}"),
-            )));
-        }
-    }
-    out
-}
-
-/// The program of a stored run (its frozen document, compiled again); relative files
-/// (scripted replies) are found next to its workflow file, else in the working directory.
-pub fn program_of(rec: &RunRecord) -> Result<Program> {
-    program_in(rec, Path::new(""))
-}
-
-/// The name diagnostics give a stored run's workflow: its path, if it was a file.
-fn workflow_file(rec: &RunRecord) -> String {
-    rec.workflow_path
-        .clone()
-        .unwrap_or_else(|| "<stored workflow>".into())
-}
-
-/// Where a stored run's relative files are: next to its workflow file, else in `base_dir`.
-fn base_of(rec: &RunRecord, base_dir: &Path) -> PathBuf {
-    match rec.workflow_path.as_deref() {
-        Some(p) => Path::new(p)
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default(),
-        None => base_dir.to_path_buf(),
-    }
-}
-
-/// [`program_of`], with `base` for runs whose workflow was not a file.
-fn program_in(rec: &RunRecord, base_dir: &Path) -> Result<Program> {
-    let file = workflow_file(rec);
-    let loaded = load::load_bytes(&file, rec.workflow_source.as_bytes()).map_err(|d| {
-        Error::internal(format!(
-            "the stored workflow of run {} no longer loads: {}",
-            rec.id,
-            d.first().map(|d| d.to_string()).unwrap_or_default()
-        ))
-    })?;
-    Program::compile(loaded.doc, base_of(rec, base_dir))
-        .map_err(|e| Error::internal(format!("run {}: {e}", rec.id)))
-}
-
-fn diagnostics(ds: Vec<load::Diagnostic>) -> Error {
-    let diagnostics: Vec<Diagnostic> = ds.into_iter().map(Diagnostic::from).collect();
-    let n = diagnostics.len();
-    Error::Invalid {
-        message: match diagnostics.first() {
-            Some(d) if n == 1 => d.to_string(),
-            Some(d) => format!("{d} (and {} more)", n - 1),
-            None => "the workflow is not valid".into(),
-        },
-        details: Details::Diagnostics { diagnostics },
-    }
-}
-
 fn cursor_of(r: &RunRecord) -> String {
     format!("{}.{}", r.created_at_ms, r.id)
 }
@@ -325,115 +256,6 @@ fn parse_cursor(c: &str) -> Result<(i64, RunId)> {
 }
 
 impl Control {
-    /// The program of a stored run (see [`program_of`]), with this control's base folder.
-    pub fn program(&self, rec: &RunRecord) -> Result<Program> {
-        program_in(rec, &self.base_dir)
-    }
-
-    fn env(&self) -> ValidationEnv<'_> {
-        ValidationEnv {
-            tools: &self.services.tools,
-            models: Some(self.services.models.as_ref()),
-        }
-    }
-
-    /// [`model_problems`] with this control's models.
-    pub fn model_problems(&self, loaded: &load::Loaded, base: &Path) -> Vec<Diagnostic> {
-        model_problems(self.services.models.as_ref(), loaded, base)
-    }
-
-    /// Validates a document without storing or running anything: every problem, then the
-    /// model problems as warnings. `Ok` when it has no error.
-    pub fn validate(&self, file: &str, text: &str) -> std::result::Result<Vec<Diagnostic>, Error> {
-        let loaded = load::load_bytes(file, text.as_bytes()).map_err(diagnostics)?;
-        let ds = load::validate(&loaded, &self.env());
-        if !ds.is_empty() {
-            return Err(diagnostics(ds));
-        }
-        Ok(self
-            .model_problems(&loaded, &self.base_dir)
-            .into_iter()
-            .map(|d| Diagnostic {
-                level: "warning",
-                ..d
-            })
-            .collect())
-    }
-
-    /// Loads, validates and compiles a workflow to start runs of. Every problem comes back
-    /// as [`Error::Invalid`] with [`Details::Diagnostics`]; a workflow that cannot compile
-    /// as `Invalid` with the message `file: error: ...`.
-    pub async fn load_workflow(
-        &self,
-        caller: &Caller,
-        source: WorkflowSource,
-    ) -> Result<LoadedWorkflow> {
-        caller.check(Permission::Read)?;
-        let (loaded, path, stored) = match source {
-            WorkflowSource::File(p) => {
-                let loaded = load::load_and_validate(&p, &self.env()).map_err(diagnostics)?;
-                let abs = std::fs::canonicalize(&p).unwrap_or(p);
-                (loaded, Some(abs), None)
-            }
-            WorkflowSource::Inline { text } => {
-                let loaded = load::load_bytes("<inline>", text.as_bytes()).map_err(diagnostics)?;
-                (loaded, None, None)
-            }
-            WorkflowSource::Stored(r) => {
-                let w = self.stored_workflow(caller, &r).await?;
-                let file = format!("{}@{}", w.name, w.version);
-                let loaded = load::load_bytes(&file, w.source.as_bytes()).map_err(diagnostics)?;
-                (loaded, None, Some((w.name, w.version)))
-            }
-        };
-        let base = match path.as_deref() {
-            Some(p) => p.parent().map(Path::to_path_buf).unwrap_or_default(),
-            None => self.base_dir.clone(),
-        };
-        // A file was validated as it loaded.
-        let program = self.checked_program(&loaded, base, path.is_none())?;
-        Ok(LoadedWorkflow {
-            program: Arc::new(program),
-            source: loaded.source,
-            path,
-            file: loaded.file,
-            stored,
-        })
-    }
-
-    /// Compiles a loaded document for runs: validated first (`validate`), and refused when
-    /// an agent's model cannot be called (checked before a run is created: a run that cannot
-    /// make its first call never starts). `base`: where its relative files are.
-    fn checked_program(
-        &self,
-        loaded: &load::Loaded,
-        base: PathBuf,
-        validate: bool,
-    ) -> Result<Program> {
-        if validate {
-            let ds = load::validate(loaded, &self.env());
-            if !ds.is_empty() {
-                return Err(diagnostics(ds));
-            }
-        }
-        let problems = self.model_problems(loaded, &base);
-        if !problems.is_empty() {
-            let n = problems.len();
-            return Err(Error::Invalid {
-                message: format!(
-                    "{} ({n} problem{})",
-                    problems[0],
-                    if n == 1 { "" } else { "s" }
-                ),
-                details: Details::Diagnostics {
-                    diagnostics: problems,
-                },
-            });
-        }
-        Program::compile(loaded.doc.clone(), base)
-            .map_err(|e| Error::invalid(format!("{}: error: {e}", loaded.file)))
-    }
-
     /// Creates a run of `w` (its first event, `run_created`, in the same write) and hands it
     /// back ready to drive. With an idempotency key already used by the same request, the
     /// run it started comes back instead (`reused`); used by another request: `Conflict`.
