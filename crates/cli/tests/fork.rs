@@ -2,11 +2,16 @@
 //! edited output, after a step with another model, detached then resumed, and refuses bad
 //! requests with exit code 2 and a reason.
 
+// End-to-end tests run the real binary (and kill it).
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::{Db, summary, text};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use common::{Db, baton, summary, text};
 use serde_json::Value;
 
 const PIPELINE: &str = r#"version: 1
@@ -40,6 +45,10 @@ fn parent() -> (Db, String) {
         (
             "editor2",
             "  - { text: another model wrote this, repeat: true }\n",
+        ),
+        (
+            "slow",
+            "  - { text: slow but sure, delay: 2s, repeat: true }\n",
         ),
     ] {
         std::fs::write(
@@ -163,6 +172,76 @@ fn a_detached_fork_is_resumed_like_any_run() {
     let s = summary(&o);
     assert_eq!(s["id"], fork.as_str());
     assert_eq!(s["outputs"], "published: the editor saw the original");
+}
+
+#[test]
+fn a_fork_killed_mid_step_resumes_with_its_own_key() {
+    let (db, run) = parent();
+    let mut child = baton()
+        .args([
+            "runs",
+            "fork",
+            &run,
+            "--after",
+            "draft",
+            "--model",
+            "editor=scripted/slow",
+        ])
+        .args(["--json", "--db"])
+        .arg(db.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut started = Value::Null;
+    for line in lines {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["type"] == "step_started" && v["step"] == "edit" {
+            started = v;
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let fork = started["run_id"].as_str().unwrap().to_string();
+    assert!(
+        started["key"].as_str().unwrap().starts_with(&fork),
+        "{started}"
+    );
+    let o = db.run(&["runs", "show", &fork]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("interrupted"),
+        "{}",
+        text(&o)
+    );
+    let o = db.run(&["resume", &fork, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(summary(&o)["outputs"], "published: slow but sure");
+    // The step cut short ran again in the resumed process, as the attempt it was (the fork's
+    // key), and only then succeeded.
+    let o = db.run(&["runs", "logs", &fork, "--json"]);
+    let evs: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect();
+    let of_edit = |kind: &str| {
+        evs.iter()
+            .filter(|e| e["type"] == kind && e["step"] == "edit")
+            .collect::<Vec<_>>()
+    };
+    let starts = of_edit("step_started");
+    assert_eq!(starts.len(), 1, "{starts:?}");
+    assert_eq!(starts[0]["key"], started["key"]);
+    let resumed = evs
+        .iter()
+        .position(|e| e["type"] == "run_started" && e["resumed"] == true)
+        .unwrap();
+    let done = evs
+        .iter()
+        .position(|e| e["type"] == "step_succeeded" && e["step"] == "edit")
+        .unwrap();
+    assert!(resumed < done, "{evs:?}");
 }
 
 #[test]

@@ -130,7 +130,9 @@ impl Control {
         }
         let text = serde_json::to_string_pretty(&doc)
             .map_err(|e| Error::internal(format!("cannot write the fork's workflow: {e}")))?;
-        let loaded = load::load_bytes(&file, text.as_bytes()).map_err(diagnostics)?;
+        // Lines and columns are the copy's, not the parent's file's.
+        let copy = format!("{file} (the fork's copy)");
+        let loaded = load::load_bytes(&copy, text.as_bytes()).map_err(diagnostics)?;
         let program = self.checked_program(&loaded, base_of(parent, &self.base_dir), true)?;
         Ok((text, Arc::new(program)))
     }
