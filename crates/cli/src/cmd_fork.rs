@@ -26,7 +26,8 @@ pub struct ForkArgs {
     #[arg(long, value_name = "STEP")]
     pub after: Option<String>,
     /// Change the state where the fork starts: `steps.ID.output=VALUE` (a step finished by
-    /// then) or `state.KEY=VALUE`; VALUE is JSON, or plain text (repeatable).
+    /// then), `state.KEY=VALUE` or `inputs.NAME=VALUE`; VALUE is JSON, or plain text
+    /// (repeatable).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub set: Vec<String>,
     /// Run an agent on another model in the fork: `AGENT=MODEL` (repeatable).
@@ -54,7 +55,7 @@ fn request(a: &ForkArgs) -> Result<ForkRequest, String> {
     for kv in &a.set {
         let Some((path, value)) = kv.split_once('=') else {
             return Err(format!(
-                "--set '{kv}': write PATH=VALUE, as in steps.ID.output=VALUE or state.KEY=VALUE"
+                "--set '{kv}': write PATH=VALUE, as in steps.ID.output=VALUE, state.KEY=VALUE or inputs.NAME=VALUE"
             ));
         };
         let target = path.parse().map_err(|e| format!("--set {e}"))?;

@@ -259,8 +259,12 @@ fn bad_forks_are_refused_with_a_reason() {
             "error: --set: steps.edit.output: step edit has no output",
         ),
         (
+            vec!["--at", "2", "--set", "input.x=1"],
+            "error: --set 'input.x'",
+        ),
+        (
             vec!["--at", "2", "--set", "inputs.x=1"],
-            "error: --set 'inputs.x'",
+            "error: --set: unknown input 'x'",
         ),
         (
             vec!["--at", "2", "--model", "ghost=scripted/editor2"],

@@ -407,7 +407,7 @@ mod tests {
     }
 
     #[test]
-    fn an_edited_state_key_and_a_recovered_error() {
+    fn an_edited_state_key_input_and_a_recovered_error() {
         use baton_types::EditTarget;
         let p = three();
         let evs = sequence();
@@ -422,8 +422,10 @@ mod tests {
             vec![
                 set(EditTarget::State { key: "k".into() }, json!([1])),
                 set(EditTarget::StepOutput { step: "b".into() }, json!({"x": 1})),
+                set(EditTarget::Input { name: "who".into() }, json!("Ada")),
             ],
         );
+        assert_eq!(st.inputs["who"], json!("Ada"));
         assert_eq!(st.state["k"], json!([1]));
         assert_eq!(st.outputs["b"], json!({"x": 1}));
         assert!(!st.errors.contains_key("b"));

@@ -21,6 +21,8 @@ pub enum EditTarget {
     StepOutput { step: String },
     /// `state.<key>`: a key of the run's shared state.
     State { key: String },
+    /// `inputs.<name>`: one of the run's inputs (the fork is created with it).
+    Input { name: String },
 }
 
 impl std::fmt::Display for EditTarget {
@@ -28,6 +30,7 @@ impl std::fmt::Display for EditTarget {
         match self {
             EditTarget::StepOutput { step } => write!(f, "steps.{step}.output"),
             EditTarget::State { key } => write!(f, "state.{key}"),
+            EditTarget::Input { name } => write!(f, "inputs.{name}"),
         }
     }
 }
@@ -35,8 +38,14 @@ impl std::fmt::Display for EditTarget {
 impl std::str::FromStr for EditTarget {
     type Err = String;
 
-    /// `steps.<id>.output` or `state.<key>`.
+    /// `steps.<id>.output`, `state.<key>` or `inputs.<name>`.
     fn from_str(path: &str) -> Result<Self, String> {
+        if let Some(name) = path.strip_prefix("inputs.") {
+            if name.is_empty() {
+                return Err(format!("'{path}': name the input, as in inputs.NAME"));
+            }
+            return Ok(EditTarget::Input { name: name.into() });
+        }
         if let Some(key) = path.strip_prefix("state.") {
             if key.is_empty() {
                 return Err(format!("'{path}': name the key, as in state.KEY"));
@@ -53,7 +62,7 @@ impl std::str::FromStr for EditTarget {
             return Ok(EditTarget::StepOutput { step: step.into() });
         }
         Err(format!(
-            "'{path}' is not something a fork can set: write steps.ID.output or state.KEY"
+            "'{path}' is not something a fork can set: write steps.ID.output, state.KEY or inputs.NAME"
         ))
     }
 }
@@ -65,7 +74,12 @@ mod tests {
 
     #[test]
     fn paths_parse_and_print_back() {
-        for p in ["steps.draft.output", "steps.lint[2].output", "state.count"] {
+        for p in [
+            "steps.draft.output",
+            "steps.lint[2].output",
+            "state.count",
+            "inputs.who",
+        ] {
             let t: EditTarget = p.parse().unwrap();
             assert_eq!(t.to_string(), p);
         }
@@ -73,7 +87,14 @@ mod tests {
             "state.a.b".parse::<EditTarget>().unwrap(),
             EditTarget::State { key: "a.b".into() }
         );
-        for bad in ["inputs.x", "steps.a", "steps..output", "state.", "output"] {
+        for bad in [
+            "input.x",
+            "steps.a",
+            "steps..output",
+            "state.",
+            "inputs.",
+            "output",
+        ] {
             let e = bad.parse::<EditTarget>().unwrap_err();
             assert!(e.contains(bad), "{e}");
         }

@@ -1,7 +1,7 @@
 //! Forking a run (time travel): a new run of the caller's tenant whose log starts with a copy
 //! of another run's events up to a cut (`baton_engine::fork` says which), then the edits a
-//! person asks for as `state_edited` events, with agents' models changed in its own copy of
-//! the workflow document. The fork is an ordinary run from there: driven, resumed, shown and
+//! person asks for as `state_edited` events (an edited input is also the fork's input), with
+//! agents' models changed in its own copy of the workflow document. The fork is an ordinary run from there: driven, resumed, shown and
 //! replayed like any other; its `run_created` names where it came from.
 
 use baton_engine::Machine;
@@ -47,7 +47,9 @@ impl Control {
             seq,
         };
         let set: Vec<String> = req.edits.iter().map(|(t, _)| t.to_string()).collect();
-        let log = ForkLog::new(&program, &parent, from, &evs).edit(caller, req.edits)?;
+        let inputs = fork_inputs(&program, &parent.inputs, &req.edits)?;
+        let log = ForkLog::new(&program, &parent, inputs.clone(), from, &evs);
+        let log = log.edit(caller, req.edits)?;
         let (id, now) = (log.state.run_id, baton_store::now_ms());
         self.services
             .store
@@ -56,7 +58,7 @@ impl Control {
                 workflow_name: parent.workflow_name.clone(),
                 workflow_source: source,
                 workflow_path: parent.workflow_path.clone(),
-                inputs: parent.inputs.clone(),
+                inputs,
                 options: parent.options.clone(),
                 created_at_ms: now,
                 events: log.events,
@@ -147,10 +149,11 @@ struct ForkLog<'p> {
 }
 
 impl<'p> ForkLog<'p> {
-    /// The parent's events a fork at `from` copies, as a new run's, folded.
+    /// The parent's events a fork at `from` copies, as a new run's (with `inputs`), folded.
     fn new(
         program: &'p Program,
         parent: &RunRecord,
+        inputs: Value,
         from: ForkOrigin,
         evs: &[EventRecord],
     ) -> Self {
@@ -159,7 +162,7 @@ impl<'p> ForkLog<'p> {
         let options: RunOptions =
             serde_json::from_value(parent.options.clone()).unwrap_or_default();
         let machine = Machine::new(program);
-        let mut state = RunState::new(id, parent.inputs.clone(), program, &options);
+        let mut state = RunState::new(id, inputs, program, &options);
         for e in events.iter().skip(1) {
             machine.apply(&mut state, &e.event);
             state.last_seq = e.seq;
@@ -193,6 +196,29 @@ impl<'p> ForkLog<'p> {
         }
         Ok(self)
     }
+}
+
+/// The fork's inputs: the parent's, with the `inputs.NAME` edits, checked as a start's are.
+fn fork_inputs(program: &Program, parent: &Value, edits: &[(EditTarget, Value)]) -> Result<Value> {
+    let mut given = match parent {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    let mut edited = false;
+    for (target, value) in edits {
+        if let EditTarget::Input { name } = target {
+            given.insert(name.clone(), value.clone());
+            edited = true;
+        }
+    }
+    if !edited {
+        return Ok(parent.clone());
+    }
+    let inputs = baton_engine::inputs::resolve(&program.doc, given)
+        .map_err(|p| Error::invalid_field("set", p.join("; ")))?;
+    baton_engine::inputs::check_size(&inputs, DEFAULT_MAX_INPUT_SIZE)
+        .map_err(|p| Error::invalid_field("set", p))?;
+    Ok(inputs)
 }
 
 /// The parent's events as the fork's: its own run id, seqs from 1, and `run_created` naming

@@ -170,6 +170,34 @@ async fn a_fork_is_refused_with_a_reason_and_scoped_like_a_start() {
 }
 
 #[tokio::test]
+async fn a_fork_with_an_input_edited_is_created_with_it() {
+    let c = memory();
+    let a = Caller::local();
+    let parent = start(&c, &a, ECHO).await.to_string();
+    let who = (EditTarget::Input { name: "who".into() }, json!("Ada"));
+    let f = c
+        .fork_run(&a, &parent, fork_req(Cut::Before("hi".into()), vec![who]))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.spawn(f.drive).await.unwrap().unwrap(),
+        RunStatus::Succeeded
+    );
+    let d = c.run_detail(&a, &f.run.to_string()).await.unwrap();
+    assert_eq!(d.run.inputs, json!({"who": "Ada"}));
+    assert_eq!(d.run.outputs, Some(json!("hi Ada")));
+    // An input the workflow does not take, or of the wrong type, is refused.
+    for (value, says) in [(json!(3), "who"), (json!("x"), "unknown input 'nope'")] {
+        let name = if says == "who" { "who" } else { "nope" };
+        let edit = (EditTarget::Input { name: name.into() }, value);
+        let req = fork_req(Cut::Before("hi".into()), vec![edit]);
+        let e = c.fork_run(&a, &parent, req).await.err().unwrap();
+        assert_eq!(e.code(), Code::Invalid, "{e}");
+        assert!(e.to_string().contains(says), "{e}");
+    }
+}
+
+#[tokio::test]
 async fn a_fork_left_undriven_is_resumed_from_its_log() {
     let dir = tempfile::tempdir().unwrap();
     let (c, _store) = sqlite(&dir);

@@ -344,8 +344,9 @@ fn resolved(st: &mut RunState, step: &str, resolution: Resolution, value: &Value
 }
 
 /// A person's edit of a forked run: a finished step now gave `value` (as if it had succeeded
-/// with it: a recovered failure's error goes), or a key of the shared state is `value`. The
-/// flow does not move: what comes next was decided when the step ended.
+/// with it: a recovered failure's error goes), or a key of the shared state or an input is
+/// `value` (the fork's row holds its inputs edited too). The flow does not move: what comes
+/// next was decided when the step ended.
 fn edited(st: &mut RunState, target: &EditTarget, value: &Value) {
     match target {
         EditTarget::StepOutput { step } => {
@@ -354,6 +355,11 @@ fn edited(st: &mut RunState, target: &EditTarget, value: &Value) {
         }
         EditTarget::State { key } => {
             st.state.insert(key.clone(), value.clone());
+        }
+        EditTarget::Input { name } => {
+            if let Value::Object(inputs) = &mut st.inputs {
+                inputs.insert(name.clone(), value.clone());
+            }
         }
     }
 }

@@ -352,7 +352,7 @@ pub(super) struct ForkBody {
     /// Fork just after this step first succeeded.
     after: Option<String>,
     /// Changes to the state where the fork starts: `steps.<id>.output` (a step finished by
-    /// then) or `state.<key>`, each to a JSON value.
+    /// then), `state.<key>` or `inputs.<name>`, each to a JSON value.
     #[serde(default)]
     set: Map<String, Value>,
     /// Agents that call another model in the fork: agent name -> model reference.

@@ -111,9 +111,14 @@ async fn a_run_is_forked_over_the_api_and_refused_with_reasons() {
         (json!({}), "at", "exactly one of"),
         (json!({"at": 1, "after": "one"}), "at", "exactly one of"),
         (
-            json!({"at": 2, "set": {"inputs.x": 1}}),
+            json!({"at": 2, "set": {"input.x": 1}}),
             "set",
             "steps.ID.output",
+        ),
+        (
+            json!({"at": 2, "set": {"inputs.x": 1}}),
+            "set",
+            "unknown input 'x'",
         ),
         (
             json!({"before": "one", "set": {"steps.one.output": 1}}),
