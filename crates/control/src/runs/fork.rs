@@ -1,8 +1,9 @@
 //! Forking a run (time travel): a new run of the caller's tenant whose log starts with a copy
 //! of another run's events up to a cut (`baton_engine::fork` says which), then the edits a
 //! person asks for as `state_edited` events (an edited input is also the fork's input), with
-//! agents' models changed in its own copy of the workflow document. The fork is an ordinary run from there: driven, resumed, shown and
-//! replayed like any other; its `run_created` names where it came from.
+//! agents' models changed in its own copy of the workflow document. The fork is an ordinary
+//! run from there: driven, resumed, shown and replayed like any other; its `run_created`
+//! names where it came from.
 
 use baton_engine::Machine;
 use baton_engine::fork::{self, Cut};
