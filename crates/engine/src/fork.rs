@@ -10,7 +10,9 @@
 //!   start over with it).
 //!
 //! The run's own ending (success, failure, cancellation, a cancel request) is left out too:
-//! the fork decides its own. Nothing here does I/O; the control layer stores the result.
+//! the fork decides its own. Edits (`state_edited`, a fork's own) belong to no step and are
+//! kept, so a fork of a fork sees them. Nothing here does I/O; the control layer stores the
+//! result.
 
 use std::collections::HashMap;
 

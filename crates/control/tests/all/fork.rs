@@ -72,6 +72,18 @@ async fn a_fork_before_a_step_runs_it_again_on_the_edited_state() {
         .collect();
     assert_eq!(keys.len(), 1);
     assert!(keys[0].starts_with(&fid), "{keys:?}");
+    // A fork of the fork keeps the edit it copies, and names its own parent.
+    let g = c
+        .fork_run(&a, &fid, fork_req(Cut::After("two".into()), vec![]))
+        .await
+        .unwrap();
+    assert_eq!(g.from.run, f.run);
+    assert_eq!(
+        c.spawn(g.drive).await.unwrap().unwrap(),
+        RunStatus::Succeeded
+    );
+    let d = c.run_detail(&a, &g.run.to_string()).await.unwrap();
+    assert_eq!(d.run.outputs, Some(json!("three saw two saw EDITED")));
     // The parent is untouched.
     assert_eq!(c.events(&a, &pid, 0, None).await.unwrap(), parent_events);
     // Audited as a start of the new run, naming its origin.
