@@ -80,6 +80,9 @@ pub enum RunsCmd {
     Input(HumanArgs),
     /// Say what became of an ambiguous step's effect (`--as done|retry`), then continue the run.
     Resolve(crate::cmd_resolve::ResolveArgs),
+    /// Fork a new run from any point of a run's log (time travel), with state edited or agents
+    /// on other models, and follow it.
+    Fork(crate::cmd_fork::ForkArgs),
 }
 
 #[derive(Args, Debug)]
@@ -172,6 +175,7 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
         RunsCmd::Reject(a) => answer(a, Some(false)).await,
         RunsCmd::Input(a) => answer(a, None).await,
         RunsCmd::Resolve(a) => crate::cmd_resolve::resolve(a).await,
+        RunsCmd::Fork(a) => crate::cmd_fork::fork(a).await,
     }
 }
 
@@ -330,6 +334,7 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
             steps: &rows,
             sandbox: sandboxed.iter().map(view::SandboxRow::of).collect(),
             ambiguous: &detail.ambiguous,
+            forked_from: detail.forked_from,
         };
         outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(EXIT_OK);
@@ -349,6 +354,9 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
         );
     }
     outln!("created   {}", fmt_time(rec.created_at_ms));
+    if let Some(f) = &detail.forked_from {
+        outln!("forked    from run {} at event {}", f.run, f.seq);
+    }
     outln!("durable   {durability} (resume --durability changes it)");
     outln!("inputs    {}", rec.inputs);
     for r in &rows {

@@ -11,6 +11,7 @@ mod out;
 mod cmd_admin;
 mod cmd_agents;
 mod cmd_bench;
+mod cmd_fork;
 mod cmd_models;
 mod cmd_resolve;
 mod cmd_run;

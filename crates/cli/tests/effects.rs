@@ -44,6 +44,7 @@ fn ambiguous_run(db: &Db) -> RunId {
                     Event::RunCreated {
                         workflow: "pay".into(),
                         inputs: json!({}),
+                        forked_from: None,
                     },
                 )],
                 tenant: TenantId::default(),

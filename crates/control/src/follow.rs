@@ -242,6 +242,7 @@ mod tests {
                     Event::RunCreated {
                         workflow: "w".into(),
                         inputs: serde_json::Value::Null,
+                        forked_from: None,
                     },
                 )],
             })

@@ -47,8 +47,9 @@ pub use follow::{Followed, Follower};
 pub use keys::{Authenticated, CreatedKey, KeyInfo, NewKey};
 pub use runner::{BusEvent, BusItem, Drive};
 pub use runs::{
-    Answer, Answered, Approval, ControlOutcome, Decision, EventFilter, LoadedWorkflow, Resolve,
-    Resolved, Resumed, RunControl, RunPage, RunQuery, RunRequest, Started, WorkflowSource,
+    Answer, Answered, Approval, ControlOutcome, Cut, Decision, EventFilter, ForkRequest, Forked,
+    LoadedWorkflow, Resolve, Resolved, Resumed, RunControl, RunPage, RunQuery, RunRequest, Started,
+    WorkflowSource,
 };
 pub use workflows::{WorkflowInfo, WorkflowRef, WorkflowVersion};
 

@@ -481,6 +481,9 @@ pub struct RunDetail {
     pub waiting: Vec<String>,
     /// The steps whose effect may or may not have happened, waiting for a resolution.
     pub ambiguous: Vec<Ambiguity>,
+    /// A fork: the run and the event its log was copied from (`baton runs fork`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<baton_types::ForkOrigin>,
 }
 
 /// A run's record as the API shows it.

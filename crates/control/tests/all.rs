@@ -17,6 +17,9 @@ use baton_store::{AuditQuery, RunStore};
 use baton_types::{Resolution, Role, RunStatus, TenantId};
 use serde_json::json;
 
+#[path = "all/fork.rs"]
+mod fork;
+
 const GATE: &str = r#"version: 1
 name: gate
 inputs:
@@ -969,6 +972,7 @@ async fn ambiguous_run(c: &Control) -> baton_types::RunId {
                 Event::RunCreated {
                     workflow: "pay".into(),
                     inputs: json!({}),
+                    forked_from: None,
                 },
             )],
             tenant: TenantId::default(),

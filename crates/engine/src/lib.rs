@@ -5,6 +5,7 @@ pub mod agent;
 pub mod bench;
 pub mod context;
 pub mod executor;
+pub mod fork;
 pub mod inputs;
 pub mod load;
 pub mod machine;

@@ -62,6 +62,11 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
         .api_route("/runs/{id}/pause", post_with(pause_run, |o| doc(o, "Pause a run")))
         .api_route("/runs/{id}/cancel", post_with(cancel_run, |o| doc(o, "Cancel a run")))
         .api_route("/runs/{id}/resume", post_with(resume_run, |o| doc(o, "Resume a paused or interrupted run")))
+        .api_route(
+            "/runs/{id}/fork",
+            post_with(fork_run, |o| doc(o, "Fork a new run from any point of a run's log (time travel), with state edited or agents on other models; it starts at once")
+                .response_with::<201, Json<RunStarted>, _>(|r| r.description("the new run"))),
+        )
         .api_route("/runs/{id}/approve", post_with(approve, |o| doc(o, "Approve a waiting human step")))
         .api_route("/runs/{id}/reject", post_with(reject, |o| doc(o, "Reject a waiting human step")))
         .api_route("/runs/{id}/input", post_with(input, |o| doc(o, "Answer a waiting human input step with a value")))

@@ -276,12 +276,15 @@ pub fn now_ms() -> i64 {
 /// input is stored once; [`restore_inputs`] puts them back when the event is read).
 pub(crate) fn stored_payload(ev: &Event) -> serde_json::Result<String> {
     match ev {
-        Event::RunCreated { workflow, inputs } if !inputs.is_null() => {
-            serde_json::to_string(&Event::RunCreated {
-                workflow: workflow.clone(),
-                inputs: Value::Null,
-            })
-        }
+        Event::RunCreated {
+            workflow,
+            inputs,
+            forked_from,
+        } if !inputs.is_null() => serde_json::to_string(&Event::RunCreated {
+            workflow: workflow.clone(),
+            inputs: Value::Null,
+            forked_from: *forked_from,
+        }),
         ev => serde_json::to_string(ev),
     }
 }

@@ -165,6 +165,7 @@ async fn conformance(store: Arc<dyn RunStore>) {
         Event::RunCreated {
             workflow: "wf-c".into(),
             inputs: json!({}),
+            forked_from: None,
         },
     )];
     store.create_run(c).await.unwrap();

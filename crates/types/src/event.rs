@@ -339,6 +339,10 @@ pub enum Event {
         workflow: String,
         #[serde(default, skip_serializing_if = "Value::is_null")]
         inputs: Value,
+        /// A fork (`baton runs fork`): the run and event its log was copied from, up to and
+        /// including that event.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        forked_from: Option<crate::ForkOrigin>,
     },
     /// The registry agents the run's steps refer to (`agent: coder`, `agent: coder@3`), by
     /// reference as written, each with the version it resolved to when the run was created.
@@ -481,6 +485,14 @@ pub enum Event {
         key: String,
         value: Value,
     },
+    /// A person changed a forked run's state where it was forked (`baton runs fork --set`):
+    /// a finished step's output, or a key of the shared state. Logged after the copied events.
+    StateEdited {
+        target: crate::EditTarget,
+        value: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     Paused {
         pause: PauseReason,
     },
@@ -519,6 +531,7 @@ impl Event {
             Event::HumanEscalated { .. } => "human_escalated",
             Event::HumanResponded { .. } => "human_responded",
             Event::StateSet { .. } => "state_set",
+            Event::StateEdited { .. } => "state_edited",
             Event::Paused { .. } => "paused",
             Event::Resumed { .. } => "resumed",
             Event::CancelRequested => "cancel_requested",

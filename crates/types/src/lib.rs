@@ -4,6 +4,7 @@
 pub mod duration;
 pub mod event;
 pub mod flow;
+pub mod fork;
 pub mod graph;
 pub mod ids;
 pub mod step;
@@ -18,6 +19,7 @@ pub use event::{
     SANDBOX_RECORD_MARKER, StepError, StepErrorKind, Usage,
 };
 pub use flow::Flow;
+pub use fork::{EditTarget, ForkOrigin};
 pub use ids::RunId;
 pub use step::*;
 pub use step_path::StepPath;

@@ -42,6 +42,7 @@ pub async fn create_run(
                 event: Event::RunCreated {
                     workflow: program.doc.name.clone(),
                     inputs: Value::Null,
+                    forked_from: None,
                 },
             }],
             tenant: baton_types::TenantId::default(),

@@ -250,6 +250,13 @@ fn text_of<'b>(file: &str, bytes: &'b [u8]) -> Result<&'b str, Vec<Diagnostic>> 
     Ok(text)
 }
 
+/// The document in `text` as a JSON value, before any check (YAML is read as JSON): for a
+/// caller that changes a document and loads the result again (a fork's `--model`).
+pub fn document_value(file: &str, text: &str) -> Result<serde_json::Value, Vec<Diagnostic>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    read_value(file, text).map(|(v, _)| v)
+}
+
 /// YAML first (it reads JSON too, with positions); JSON that the YAML reader refuses (a few
 /// escapes YAML lacks, such as surrogate pairs) is read again by serde_json.
 fn read_value(file: &str, text: &str) -> Result<(serde_json::Value, SpanMap), Vec<Diagnostic>> {

@@ -3,8 +3,8 @@
 //! recovered), so replaying the log rebuilds exactly the state the run had.
 
 use baton_types::{
-    Event, JoinStrategy, PauseReason, Progress, Resolution, RunStatus, StepError, StepErrorKind,
-    StepPath,
+    EditTarget, Event, JoinStrategy, PauseReason, Progress, Resolution, RunStatus, StepError,
+    StepErrorKind, StepPath,
 };
 use serde_json::Value;
 
@@ -74,6 +74,7 @@ impl Machine<'_> {
             Event::StateSet { key, value } => {
                 st.state.insert(key.clone(), value.clone());
             }
+            Event::StateEdited { target, value, .. } => edited(st, target, value),
             Event::Paused { .. }
             | Event::Resumed { .. }
             | Event::CancelRequested
@@ -339,6 +340,27 @@ fn resolved(st: &mut RunState, step: &str, resolution: Resolution, value: &Value
             j.set_result(n, &tool, (value.clone(), false));
         }
         (Resolution::Done, None) => {}
+    }
+}
+
+/// A person's edit of a forked run: a finished step now gave `value` (as if it had succeeded
+/// with it: a recovered failure's error goes), or a key of the shared state or an input is
+/// `value` (the fork's row holds its inputs edited too). The flow does not move: what comes
+/// next was decided when the step ended.
+fn edited(st: &mut RunState, target: &EditTarget, value: &Value) {
+    match target {
+        EditTarget::StepOutput { step } => {
+            st.outputs.insert(step.clone(), value.clone());
+            st.errors.remove(step);
+        }
+        EditTarget::State { key } => {
+            st.state.insert(key.clone(), value.clone());
+        }
+        EditTarget::Input { name } => {
+            if let Value::Object(inputs) = &mut st.inputs {
+                inputs.insert(name.clone(), value.clone());
+            }
+        }
     }
 }
 

@@ -440,6 +440,8 @@ fn case(method: &str, path: &str) -> Option<Case> {
             c(Operate, 200, true)
         }
         ("POST", "/api/v1/runs/{id}/resume") => c(Operate, 200, true),
+        // A fork is a new run: whoever may start runs may fork the runs it sees.
+        ("POST", "/api/v1/runs/{id}/fork") => c(Start, 201, true),
         ("POST", "/api/v1/runs/{id}/approve")
         | ("POST", "/api/v1/runs/{id}/reject")
         | ("POST", "/api/v1/runs/{id}/input") => c(Answer, 200, true),
@@ -524,6 +526,7 @@ fn request(w: &World, method: &str, path: &str, t: Target) -> (String, &'static 
         ("POST", p) if p.ends_with("/input") => {
             j(json!({"step": "who", "value": "ann", "no_resume": true}))
         }
+        ("POST", p) if p.ends_with("/fork") => j(json!({"after": "first"})),
         ("POST", p) if p.ends_with("/resolve") => {
             j(json!({"step": "first", "as": "retry", "no_resume": true}))
         }

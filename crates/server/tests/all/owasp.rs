@@ -209,6 +209,15 @@ async fn api1_bola_another_tenants_ids_and_prefixes_are_not_found() {
         let a = s.json(key, m, &uri, json!({})).await;
         refused(&a, StatusCode::NOT_FOUND);
     }
+    // Forking another tenant's run, however well asked: not there.
+    for body in [
+        json!({"at": 1}),
+        json!({"before": "x", "set": {"state.k": 1}}),
+    ] {
+        let uri = format!("/api/v1/runs/{run_id}/fork");
+        let a = s.json(&a_ed, "POST", &uri, body).await;
+        refused(&a, StatusCode::NOT_FOUND);
+    }
     // Starting another tenant's workflow by name: not there.
     let a = s
         .json(&a_ed, "POST", "/api/v1/runs", json!({"workflow": "echo"}))
@@ -919,7 +928,6 @@ async fn api9_every_answering_route_is_documented() {
         "/api/v1/internal",
         "/api/v1/config",
         "/api/v1/users",
-        "/api/v1/runs/x/fork",
         "/api/v1/openapi.yaml",
         "/api/v2/runs",
         "/api/runs",

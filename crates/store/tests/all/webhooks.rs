@@ -182,6 +182,7 @@ async fn webhooks_conformance(store: Arc<dyn All>) {
         Event::RunCreated {
             workflow: "wf".into(),
             inputs: json!({"a": 1}),
+            forked_from: None,
         },
     )];
     let id = run.id;

@@ -1,0 +1,141 @@
+//! `POST /api/v1/runs/{id}/fork` through the router: 201 with the new run (which runs in the
+//! background on the edited state), 404 for another tenant's run, 403 for a viewer, 422 for a
+//! bad cut or edit, with the one error body.
+
+use axum::body::Body;
+use axum::http::Request;
+use baton_llm::Providers;
+use baton_server::{AppState, app};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::{key_for, test_state};
+
+const THREE: &str = "version: 1\nname: three\nsteps:\n  - { id: one, tool: echo, with: { text: one } }\n  - { id: two, tool: echo, with: { text: \"two saw {{ steps.one.output }}\" } }\n  - { id: three, tool: echo, with: { text: \"three saw {{ steps.two.output }}\" } }\n";
+
+async fn send(state: &AppState, key: &str, method: &str, uri: &str, body: Value) -> (u16, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app(state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// A key of `role` in `tenant` (made by the operator).
+async fn key(state: &AppState, op: &str, tenant: &str, role: &str) -> String {
+    let body = json!({"role": role, "tenant": tenant});
+    let (status, v) = send(state, op, "POST", "/api/v1/keys", body).await;
+    assert_eq!(status, 201, "{v}");
+    v["key"].as_str().unwrap().to_string()
+}
+
+/// The run once it has ended (it runs in the background).
+async fn finished(state: &AppState, key: &str, run: &str) -> Value {
+    for _ in 0..500 {
+        let (status, v) = send(
+            state,
+            key,
+            "GET",
+            &format!("/api/v1/runs/{run}"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 200, "{v}");
+        if v["run"]["status"] == "succeeded" || v["run"]["status"] == "failed" {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("run {run} did not end");
+}
+
+#[tokio::test]
+async fn a_run_is_forked_over_the_api_and_refused_with_reasons() {
+    let state = test_state(Providers::default());
+    let op = key_for(&state).await;
+    for t in ["acme", "globex"] {
+        let (status, v) = send(&state, &op, "POST", "/api/v1/tenants", json!({"id": t})).await;
+        assert_eq!(status, 201, "{v}");
+    }
+    let editor = key(&state, &op, "acme", "editor").await;
+    let viewer = key(&state, &op, "acme", "viewer").await;
+    let other = key(&state, &op, "globex", "editor").await;
+    let (status, v) = send(
+        &state,
+        &editor,
+        "POST",
+        "/api/v1/runs",
+        json!({"source": THREE}),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let run = v["id"].as_str().unwrap().to_string();
+    finished(&state, &editor, &run).await;
+    let uri = format!("/api/v1/runs/{run}/fork");
+
+    let body = json!({"before": "two", "set": {"steps.one.output": "EDITED"}});
+    let (status, v) = send(&state, &editor, "POST", &uri, body.clone()).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["reused"], false);
+    let fork = v["id"].as_str().unwrap().to_string();
+    assert_eq!(v["url"], format!("/api/v1/runs/{fork}"));
+    let d = finished(&state, &editor, &fork).await;
+    assert_eq!(d["run"]["outputs"], "three saw two saw EDITED", "{d}");
+    assert_eq!(d["forked_from"]["run"], run.as_str());
+
+    let (status, v) = send(&state, &other, "POST", &uri, body.clone()).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{v}"
+    );
+    let (status, v) = send(&state, &viewer, "POST", &uri, body).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{v}"
+    );
+    for (body, field, says) in [
+        (json!({"at": 999}), "at", "no event 999"),
+        (json!({"before": "nope"}), "before", "no step 'nope'"),
+        (json!({}), "at", "exactly one of"),
+        (json!({"at": 1, "after": "one"}), "at", "exactly one of"),
+        (
+            json!({"at": 2, "set": {"input.x": 1}}),
+            "set",
+            "steps.ID.output",
+        ),
+        (
+            json!({"at": 2, "set": {"inputs.x": 1}}),
+            "set",
+            "unknown input 'x'",
+        ),
+        (
+            json!({"before": "one", "set": {"steps.one.output": 1}}),
+            "set",
+            "no output",
+        ),
+        (
+            json!({"at": 2, "models": {"ghost": "scripted/x"}}),
+            "models",
+            "no agent 'ghost'",
+        ),
+    ] {
+        let (status, v) = send(&state, &editor, "POST", &uri, body.clone()).await;
+        assert_eq!(status, 422, "{body}: {v}");
+        assert_eq!(v["error"]["code"], "invalid", "{v}");
+        assert_eq!(v["error"]["details"]["field"], field, "{body}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{body}: {message}");
+    }
+}
