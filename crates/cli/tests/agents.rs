@@ -9,11 +9,14 @@ mod common;
 use common::{Db, summary, text};
 use serde_json::Value;
 
-const CODER_V1: &str = "name: coder\nmodel: scripted/one\nrole: engineer\ninstructions: Write code.\n";
-const CODER_V2: &str = "name: coder\nmodel: scripted/two\nrole: senior engineer\ninstructions: Write code.\n";
+const CODER_V1: &str =
+    "name: coder\nmodel: scripted/one\nrole: engineer\ninstructions: Write code.\n";
+const CODER_V2: &str =
+    "name: coder\nmodel: scripted/two\nrole: senior engineer\ninstructions: Write code.\n";
 
 /// One registry agent, by default version.
-const TEAM: &str = "version: 1\nname: team\nsteps:\n  - { id: write, agent: coder, prompt: Write it }\n";
+const TEAM: &str =
+    "version: 1\nname: team\nsteps:\n  - { id: write, agent: coder, prompt: Write it }\n";
 /// Pinned to version 2.
 const PINNED: &str =
     "version: 1\nname: pinned\nsteps:\n  - { id: write, agent: coder@2, prompt: Write it }\n";
@@ -57,14 +60,32 @@ fn agents_have_versions_a_default_and_runs_pin_theirs() {
 
     let list = json(&db.run(&["agents", "list", "--json"]));
     assert_eq!(list[0]["name"], "coder");
-    assert_eq!((list[0]["latest"].as_u64(), list[0]["default_version"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (
+            list[0]["latest"].as_u64(),
+            list[0]["default_version"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
     let shown = ok(&db.run(&["agents", "show", "coder@1"]));
-    assert!(shown.contains("coder@1 (default 2, latest 2)") && shown.contains("scripted/one"), "{shown}");
+    assert!(
+        shown.contains("coder@1 (default 2, latest 2)") && shown.contains("scripted/one"),
+        "{shown}"
+    );
     let versions = ok(&db.run(&["agents", "versions", "coder"]));
-    assert!(versions.contains("     2*") && versions.contains("scripted/two"), "{versions}");
+    assert!(
+        versions.contains("     2*") && versions.contains("scripted/two"),
+        "{versions}"
+    );
     let diff = ok(&db.run(&["agents", "diff", "coder@1", "coder@2"]));
-    assert!(diff.contains("model: \"scripted/one\" -> \"scripted/two\""), "{diff}");
-    assert!(diff.contains("-model: scripted/one") && diff.contains("+model: scripted/two"), "{diff}");
+    assert!(
+        diff.contains("model: \"scripted/one\" -> \"scripted/two\""),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("-model: scripted/one") && diff.contains("+model: scripted/two"),
+        "{diff}"
+    );
 
     // A workflow names the default; a pinned reference keeps its version.
     let team = db.workflow("team.yaml", TEAM);
@@ -86,7 +107,10 @@ fn agents_have_versions_a_default_and_runs_pin_theirs() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(summary(&o)["outputs"], "from version two");
     let logs = ok(&db.run(&["runs", "logs", &waiting, "--json"]));
-    let resolved = logs.lines().find(|l| l.contains("\"agents_resolved\"")).expect("logged");
+    let resolved = logs
+        .lines()
+        .find(|l| l.contains("\"agents_resolved\""))
+        .expect("logged");
     let ev: Value = serde_json::from_str(resolved).unwrap();
     assert_eq!(ev["agents"]["coder"]["version"], 2, "{ev}");
 
@@ -95,7 +119,10 @@ fn agents_have_versions_a_default_and_runs_pin_theirs() {
     assert_eq!(all.as_array().unwrap().len(), 2);
     let out = db.0.path().join("exported");
     ok(&db.run(&["agents", "export", "--dir", out.to_str().unwrap()]));
-    assert_eq!(std::fs::read_to_string(out.join("coder.yaml")).unwrap(), CODER_V1);
+    assert_eq!(
+        std::fs::read_to_string(out.join("coder.yaml")).unwrap(),
+        CODER_V1
+    );
 
     // Another tenant has none of it.
     ok(&db.run(&["tenants", "create", "acme"]));
@@ -109,10 +136,17 @@ fn agents_have_versions_a_default_and_runs_pin_theirs() {
 #[test]
 fn bad_agent_files_and_references_are_refused_with_their_place() {
     let db = setup();
-    let typo = db.workflow("typo.yaml", "name: coder\nmodel: scripted/one\ntools: [ecoh]\n");
+    let typo = db.workflow(
+        "typo.yaml",
+        "name: coder\nmodel: scripted/one\ntools: [ecoh]\n",
+    );
     let o = db.run(&["agents", "create", &typo]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("typo.yaml:3:") && text(&o).contains("echo"), "{}", text(&o));
+    assert!(
+        text(&o).contains("typo.yaml:3:") && text(&o).contains("echo"),
+        "{}",
+        text(&o)
+    );
     let nameless = db.workflow("nameless.yaml", "model: scripted/one\n");
     let o = db.run(&["agents", "create", &nameless]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
@@ -128,14 +162,27 @@ fn bad_agent_files_and_references_are_refused_with_their_place() {
     let nine = db.workflow("nine.yaml", &PINNED.replace("coder@2", "coder@9"));
     let o = db.run(&["validate", &nine]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("nine.yaml:4:") && text(&o).contains("agent `coder` has no version 9 (versions 1 to 1)"), "{}", text(&o));
+    assert!(
+        text(&o).contains("nine.yaml:4:")
+            && text(&o).contains("agent `coder` has no version 9 (versions 1 to 1)"),
+        "{}",
+        text(&o)
+    );
     let ghost = db.workflow("ghost.yaml", &TEAM.replace("agent: coder", "agent: ghost"));
     let o = db.run(&["run", &ghost, "--json"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("unknown agent `ghost`: neither in `agents:`"), "{}", text(&o));
+    assert!(
+        text(&o).contains("unknown agent `ghost`: neither in `agents:`"),
+        "{}",
+        text(&o)
+    );
     let o = db.run(&["agents", "rollback", "coder", "--to", "4"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("no version 4 of agent coder"), "{}", text(&o));
+    assert!(
+        text(&o).contains("no version 4 of agent coder"),
+        "{}",
+        text(&o)
+    );
     let o = db.run(&["agents", "show", "coder@x"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
@@ -147,7 +194,16 @@ fn a_fork_of_a_run_with_registry_agents_may_give_one_another_model() {
     let team = db.workflow("team.yaml", TEAM);
     let o = db.run(&["run", &team, "--json"]);
     let id = summary(&o)["id"].as_str().unwrap().to_string();
-    let o = db.run(&["runs", "fork", &id, "--before", "write", "--model", "coder=scripted/two", "--json"]);
+    let o = db.run(&[
+        "runs",
+        "fork",
+        &id,
+        "--before",
+        "write",
+        "--model",
+        "coder=scripted/two",
+        "--json",
+    ]);
     let s = summary(&o);
     assert_eq!(s["status"], "succeeded", "{}", text(&o));
     assert_eq!(s["outputs"], "from version two");

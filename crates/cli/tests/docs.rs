@@ -9,7 +9,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Db, baton, summary, text};
+use common::{Db, summary, text};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -78,7 +78,13 @@ fn every_workflow_in_the_docs_is_an_example_that_runs() {
         );
         let file = file.display().to_string();
         let db = Db::new();
-        let o = baton().args(["validate", &file]).output().unwrap();
+        // The registry agents the examples name (examples/agents/).
+        for agent in std::fs::read_dir(root().join("examples/agents")).unwrap() {
+            let agent = agent.unwrap().path().display().to_string();
+            let o = db.run(&["agents", "create", &agent]);
+            assert_eq!(o.status.code(), Some(0), "{agent}: {}", text(&o));
+        }
+        let o = db.run(&["validate", &file]);
         assert_eq!(o.status.code(), Some(0), "{md}:{line}: {}", text(&o));
         let mut o = db.run(&["run", &file, "--json"]);
         // A run waiting for a person stops with exit 3; approve from "another shell".

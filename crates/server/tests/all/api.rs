@@ -998,3 +998,124 @@ async fn a_websocket_follows_runs_from_a_seq() {
     assert_eq!(v["error"]["code"], "invalid_request", "{v}");
     server.stop().await;
 }
+
+/// The agent registry over HTTP, with the requests docs/api.md shows: versions, diff,
+/// rollback, refusals; a run of a document naming a registry agent uses its default version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_are_versioned_over_http() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let store = std::sync::Arc::new(baton_store::memory::MemoryStore::new());
+    let services = baton_engine::Services {
+        store: store.clone(),
+        models: std::sync::Arc::new(Providers::default()),
+        tools: std::sync::Arc::new(baton_tools::Registry::with_builtins()),
+    };
+    let control = baton_control::Control::new(services, store).with_base_dir(&examples);
+    let state = AppState::new(control, Providers::default());
+    let key = key_for(&state).await;
+    let api = Api { state, key };
+    let file = std::fs::read_to_string(examples.join("agents/reviewer.yaml")).unwrap();
+
+    let a = api.yaml("POST", "/api/v1/agents", &file).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(
+        (
+            a.body["version"].as_u64(),
+            a.body["default_version"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    let v2 = file.replace("role: code reviewer", "role: strict reviewer");
+    let a = api.yaml("POST", "/api/v1/agents", &v2).await;
+    assert_eq!(a.body["version"], 2, "{}", a.body);
+
+    let a = api.json("GET", "/api/v1/agents", None).await;
+    assert_eq!(a.body["agents"][0]["name"], "reviewer", "{}", a.body);
+    let a = api.json("GET", "/api/v1/agents/reviewer@1", None).await;
+    assert_eq!(
+        (a.body["version"].as_u64(), a.body["spec"]["role"].as_str()),
+        (Some(1), Some("code reviewer"))
+    );
+    let a = api
+        .json("GET", "/api/v1/agents/reviewer/versions", None)
+        .await;
+    assert_eq!(a.body["versions"].as_array().unwrap().len(), 2);
+    let a = api
+        .json("GET", "/api/v1/agents/reviewer/diff?from=1&to=2", None)
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(
+        a.body["changes"],
+        json!([{"field": "role", "from": "code reviewer", "to": "strict reviewer"}])
+    );
+    assert!(
+        a.body["unified"]
+            .as_str()
+            .unwrap()
+            .contains("+role: strict reviewer")
+    );
+    let a = api
+        .json(
+            "POST",
+            "/api/v1/agents/reviewer/rollback",
+            Some(json!({"to": 1})),
+        )
+        .await;
+    assert_eq!(
+        (a.status, a.body["default_version"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{}",
+        a.body
+    );
+
+    // A run of a document that names the registry agent.
+    let doc = std::fs::read_to_string(examples.join("registry-review.yaml")).unwrap();
+    let a = api
+        .json("POST", "/api/v1/runs", Some(json!({"source": doc})))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let run = api.settle(a.body["id"].as_str().unwrap()).await;
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    assert_eq!(run["run"]["outputs"], "LGTM: small, focused and tested.");
+
+    // Refusals: a bad file (its line), an unknown version, a rollback to nothing, a bad body.
+    let a = api
+        .yaml(
+            "POST",
+            "/api/v1/agents",
+            "name: reviewer\nmodel: scripted/reviewer\ntools: [ecoh]\n",
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    assert_eq!(
+        a.body["error"]["details"]["diagnostics"][0]["line"], 3,
+        "{}",
+        a.body
+    );
+    let a = api.json("GET", "/api/v1/agents/reviewer@7", None).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.body);
+    let a = api
+        .json(
+            "POST",
+            "/api/v1/agents/reviewer/rollback",
+            Some(json!({"to": 9})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.body);
+    let a = api
+        .json(
+            "POST",
+            "/api/v1/agents/reviewer/rollback",
+            Some(json!({"to": 1, "x": 1})),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    let a = api
+        .json("GET", "/api/v1/agents/reviewer/versions", None)
+        .await;
+    assert_eq!(
+        a.body["versions"].as_array().unwrap().len(),
+        2,
+        "nothing stored by a refusal"
+    );
+}
