@@ -42,6 +42,12 @@ pub struct ServeArgs {
         value_name = "CIDR"
     )]
     webhook_allow: Vec<String>,
+    /// Send each run's trace, when the run ends, to this OpenTelemetry collector (OTLP over
+    /// HTTP, e.g. `http://127.0.0.1:4318`; `/v1/traces` is added). Default:
+    /// `$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `$OTEL_EXPORTER_OTLP_ENDPOINT`, else no
+    /// traces are sent.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -107,12 +113,17 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
         ),
     };
     let policy = crate::wiring::webhook_policy(&args.webhook_allow)?;
+    let traces =
+        crate::otlp::traces_endpoint(args.otlp_endpoint.as_deref(), |k| std::env::var(k).ok())?;
     let store = crate::wiring::open_store(
         args.db.db.as_deref(),
         baton_store::sqlite::Durability::Process,
     )?;
     let services = crate::wiring::services_on(store.clone())?;
-    let control = crate::wiring::control_with(store, services, policy);
+    let mut control = crate::wiring::control_with(store, services, policy);
+    if let Some(url) = &traces {
+        control = control.with_traces(crate::otlp::OtlpSink::start(url)?);
+    }
     let state =
         AppState::new(control.clone(), crate::wiring::providers()?).with_config(ServerConfig {
             body_limit: usize::try_from(body_limit).unwrap_or(usize::MAX),
@@ -155,6 +166,9 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
     )
     .map_err(anyhow::Error::msg)?;
     let deliveries = tokio::spawn(deliverer.run(std::future::pending::<()>()));
+    if let Some(url) = &traces {
+        errln!("  traces:      OTLP to {url} (each run's trace when it ends)");
+    }
     // Always the banner's last line.
     errln!("  health:      http://{addr}/healthz, /readyz; metrics: /metrics");
     let served = baton_server::serve(listener, state, async {
