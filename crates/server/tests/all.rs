@@ -21,6 +21,8 @@ mod api;
 mod logs;
 #[path = "all/matrix.rs"]
 mod matrix;
+#[path = "all/metrics.rs"]
+mod metrics;
 #[path = "all/owasp.rs"]
 mod owasp;
 #[path = "all/webhooks.rs"]
