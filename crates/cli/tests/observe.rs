@@ -132,12 +132,20 @@ struct Collector {
     url: String,
     spans: Arc<Mutex<Vec<Span>>>,
     hooks: Arc<Mutex<u32>>,
+    /// Every request it got, whatever its path.
+    requests: Arc<Mutex<u32>>,
 }
 
 async fn collector() -> Collector {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    collector_on(listener)
+}
+
+fn collector_on(listener: tokio::net::TcpListener) -> Collector {
     let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
     let hooks: Arc<Mutex<u32>> = Arc::default();
-    let (s, h) = (spans.clone(), hooks.clone());
+    let requests: Arc<Mutex<u32>> = Arc::default();
+    let (s, h, r) = (spans.clone(), hooks.clone(), requests.clone());
     let app = axum::Router::new()
         .route(
             "/v1/traces",
@@ -160,11 +168,21 @@ async fn collector() -> Collector {
                 *h.lock().unwrap() += 1;
                 "ok"
             }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        )
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                *r.lock().unwrap() += 1;
+                next.run(req)
+            },
+        ));
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Collector { url, spans, hooks }
+    Collector {
+        url,
+        spans,
+        hooks,
+        requests,
+    }
 }
 
 const FIXTURE: &str = "replies:\n  - turn: 1\n    tool_calls: [{ name: sandbox.exec, arguments: { command: [\"true\"] } }]\n    usage: { prompt_tokens: 20, completion_tokens: 7, cost_usd: 0.002 }\n  - turn: 2\n    text: done\n    usage: { prompt_tokens: 30, completion_tokens: 3, cost_usd: 0.001 }\n";
@@ -407,4 +425,38 @@ async fn every_log_line_of_a_request_carries_its_id() {
         assert!(Instant::now() < end, "{log}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Without `--otlp-endpoint` or `OTEL_EXPORTER_OTLP_*`, a finished run sends nothing, not even
+/// to the OTLP default address (`localhost:4318`, where a collector listens in this test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_endpoint_no_trace_is_sent_anywhere() {
+    let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:4318").await else {
+        println!("SKIPPED: 127.0.0.1:4318 is in use here (a collector of this host?)");
+        return;
+    };
+    let c = collector_on(listener);
+    let db = Db::new();
+    let s = Server::start(&db, &[]);
+    assert!(!s.log.lock().unwrap().contains("traces:"));
+    let run = s
+        .post(
+            "/api/v1/runs",
+            json!({"source": "version: 1\nname: quiet\nsteps:\n  - { id: say, tool: echo, with: { text: hi } }\n"}),
+        )
+        .await;
+    let id = run["id"].as_str().unwrap();
+    let stream = reqwest::Client::new()
+        .get(format!("{}/api/v1/runs/{id}/stream", s.base))
+        .bearer_auth(&s.key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(stream.contains("event: run_succeeded"), "{stream}");
+    s.until_counted("baton_runs{status=\"succeeded\"}").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(*c.requests.lock().unwrap(), 0, "something was sent");
 }
