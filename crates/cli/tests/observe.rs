@@ -96,6 +96,23 @@ impl Server {
         r.json().await.unwrap()
     }
 
+    /// Starts a run of `source` and follows its events to its end; returns its id.
+    async fn run_to_end(&self, source: &str) -> String {
+        let run = self.post("/api/v1/runs", json!({ "source": source })).await;
+        let id = run["id"].as_str().unwrap().to_string();
+        let stream = reqwest::Client::new()
+            .get(format!("{}/api/v1/runs/{id}/stream", self.base))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(stream.contains("event: run_succeeded"), "{stream}");
+        id
+    }
+
     async fn metrics(&self) -> String {
         reqwest::get(format!("{}/metrics", self.base))
             .await
@@ -189,22 +206,25 @@ const FIXTURE: &str = "replies:\n  - turn: 1\n    tool_calls: [{ name: sandbox.e
 
 const WORKFLOW: &str = "version: 1\nname: observed\nagents:\n  bot: { model: scripted/bot, tools: [sandbox.exec] }\nsteps:\n  - { id: ask, agent: bot, prompt: Run something }\n  - { id: box, sandbox: { command: [\"true\"] } }\n  - { id: say, tool: echo, with: { text: done } }\n";
 
+fn attr<'a>(s: &'a Span, key: &str) -> Option<&'a Any> {
+    s.attributes
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| a.value.as_ref()?.value.as_ref())
+}
+
 fn str_attr<'a>(s: &'a Span, key: &str) -> Option<&'a str> {
-    s.attributes.iter().find(|a| a.key == key).and_then(|a| {
-        match a.value.as_ref()?.value.as_ref()? {
-            Any::StringValue(v) => Some(v.as_str()),
-            _ => None,
-        }
-    })
+    match attr(s, key)? {
+        Any::StringValue(v) => Some(v.as_str()),
+        _ => None,
+    }
 }
 
 fn int_attr(s: &Span, key: &str) -> Option<i64> {
-    s.attributes.iter().find(|a| a.key == key).and_then(|a| {
-        match a.value.as_ref()?.value.as_ref()? {
-            Any::IntValue(v) => Some(*v),
-            _ => None,
-        }
-    })
+    match attr(s, key)? {
+        Any::IntValue(v) => Some(*v),
+        _ => None,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,14 +241,8 @@ async fn a_scripted_run_fills_every_metric_family_and_sends_its_trace() {
         &db,
         &["--otlp-endpoint", &c.url, "--webhook-allow", "127.0.0.0/8"],
     );
-    assert!(
-        s.log
-            .lock()
-            .unwrap()
-            .contains(&format!("traces:      OTLP to {}/v1/traces", c.url)),
-        "{}",
-        s.log.lock().unwrap()
-    );
+    let banner = format!("traces:      OTLP to {}/v1/traces", c.url);
+    assert!(s.log.lock().unwrap().contains(&banner), "{banner}");
     s.post(
         "/api/v1/webhooks/subscriptions",
         json!({"url": format!("{}/hook", c.url), "events": ["run.succeeded"]}),
@@ -242,69 +256,52 @@ async fn a_scripted_run_fills_every_metric_family_and_sends_its_trace() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    let run = s.post("/api/v1/runs", json!({"source": WORKFLOW})).await;
-    let id = run["id"].as_str().unwrap().to_string();
-    let stream = reqwest::Client::new()
-        .get(format!("{}/api/v1/runs/{id}/stream", s.base))
-        .bearer_auth(&s.key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(stream.contains("event: run_succeeded"), "{stream}");
+    let id = s.run_to_end(WORKFLOW).await;
+    check_metrics(&s).await;
+    assert!(*c.hooks.lock().unwrap() >= 1);
+    check_trace(&c, &id).await;
+}
 
-    let m = |l: &str| l.to_string();
+/// Every family has the run's samples.
+async fn check_metrics(s: &Server) {
+    let model = "provider=\"scripted\",model=\"scripted/bot\"";
+    let exited = "baton_sandbox_executions_total{tier=\"process\",stop=\"exited\"}";
     for sample in [
-        m("baton_runs{status=\"succeeded\"}"),
-        m("baton_step_duration_seconds_count{kind=\"agent\",outcome=\"succeeded\"}"),
-        m("baton_step_duration_seconds_count{kind=\"sandbox\",outcome=\"succeeded\"}"),
-        m("baton_step_duration_seconds_count{kind=\"tool\",outcome=\"succeeded\"}"),
-        m(
-            "baton_model_request_duration_seconds_count{provider=\"scripted\",model=\"scripted/bot\"}",
-        ),
-        m("baton_sandbox_executions_total{tier=\"process\",stop=\"exited\"}"),
-        m("baton_webhook_inbound_total{outcome=\"refused\"}"),
-        m("baton_webhook_deliveries_total{outcome=\"succeeded\"}"),
+        "baton_runs{status=\"succeeded\"}",
+        "baton_step_duration_seconds_count{kind=\"agent\",outcome=\"succeeded\"}",
+        "baton_step_duration_seconds_count{kind=\"sandbox\",outcome=\"succeeded\"}",
+        "baton_step_duration_seconds_count{kind=\"tool\",outcome=\"succeeded\"}",
+        &format!("baton_model_request_duration_seconds_count{{{model}}}"),
+        exited,
+        "baton_webhook_inbound_total{outcome=\"refused\"}",
+        "baton_webhook_deliveries_total{outcome=\"succeeded\"}",
     ] {
-        s.until_counted(&sample).await;
+        s.until_counted(sample).await;
     }
     let text = s.metrics().await;
-    let model = "provider=\"scripted\",model=\"scripted/bot\"";
-    let got =
-        |sample: String| value_of(&text, &sample).unwrap_or_else(|| panic!("{sample}:\n{text}"));
+    let got = |sample: &str| value_of(&text, sample).unwrap_or_else(|| panic!("{sample}:\n{text}"));
+    let tokens = |d: &str| {
+        got(&format!(
+            "baton_model_tokens_total{{{model},direction=\"{d}\"}}"
+        ))
+    };
     assert_eq!(
-        got(format!(
+        got(&format!(
             "baton_model_request_duration_seconds_count{{{model}}}"
         )),
         2.0
     );
-    assert_eq!(
-        got(format!(
-            "baton_model_tokens_total{{{model},direction=\"prompt\"}}"
-        )),
-        50.0
-    );
-    assert_eq!(
-        got(format!(
-            "baton_model_tokens_total{{{model},direction=\"completion\"}}"
-        )),
-        10.0
-    );
-    assert!((got(format!("baton_model_cost_usd_total{{{model}}}")) - 0.003).abs() < 1e-9);
+    assert_eq!(tokens("prompt"), 50.0);
+    assert_eq!(tokens("completion"), 10.0);
+    assert!((got(&format!("baton_model_cost_usd_total{{{model}}}")) - 0.003).abs() < 1e-9);
     // The agent's call and the sandbox step.
-    assert_eq!(
-        got(m(
-            "baton_sandbox_executions_total{tier=\"process\",stop=\"exited\"}"
-        )),
-        2.0
-    );
-    assert_eq!(got(m("baton_runs{status=\"failed\"}")), 0.0);
-    assert!(*c.hooks.lock().unwrap() >= 1);
+    assert_eq!(got(exited), 2.0);
+    assert_eq!(got("baton_runs{status=\"failed\"}"), 0.0);
+}
 
-    // The trace: a run span, its step attempts, the model calls and the tool call under the
-    // agent's step.
+/// The run's trace: a run span, its step attempts, the model calls and the tool call under
+/// the agent's step, with the GenAI attributes.
+async fn check_trace(c: &Collector, id: &str) {
     let end = Instant::now() + Duration::from_secs(20);
     while c.spans.lock().unwrap().len() < 7 {
         assert!(Instant::now() < end, "spans: {:?}", c.spans.lock().unwrap());
@@ -439,23 +436,10 @@ async fn without_an_endpoint_no_trace_is_sent_anywhere() {
     let db = Db::new();
     let s = Server::start(&db, &[]);
     assert!(!s.log.lock().unwrap().contains("traces:"));
-    let run = s
-        .post(
-            "/api/v1/runs",
-            json!({"source": "version: 1\nname: quiet\nsteps:\n  - { id: say, tool: echo, with: { text: hi } }\n"}),
-        )
-        .await;
-    let id = run["id"].as_str().unwrap();
-    let stream = reqwest::Client::new()
-        .get(format!("{}/api/v1/runs/{id}/stream", s.base))
-        .bearer_auth(&s.key)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(stream.contains("event: run_succeeded"), "{stream}");
+    s.run_to_end(
+        "version: 1\nname: quiet\nsteps:\n  - { id: say, tool: echo, with: { text: hi } }\n",
+    )
+    .await;
     s.until_counted("baton_runs{status=\"succeeded\"}").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(*c.requests.lock().unwrap(), 0, "something was sent");
