@@ -37,6 +37,23 @@ pub const STEP_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
 ];
 
+/// The most label sets a family keeps for values that come from workflows and tools (model
+/// references, sandbox tiers): past it, new ones are counted under `other`, so that a tenant
+/// naming ever new models cannot grow `/metrics` without bound.
+pub const MAX_SERIES: usize = 100;
+
+/// The label value new series get once a family holds [`MAX_SERIES`].
+pub const OTHER: &str = "other";
+
+/// `key` if `map` has it or room for it, else `other(key)`.
+fn bounded<K: Ord, V>(map: &BTreeMap<K, V>, key: K, other: impl FnOnce(K) -> K) -> K {
+    if map.len() < MAX_SERIES || map.contains_key(&key) {
+        key
+    } else {
+        other(key)
+    }
+}
+
 /// A cumulative histogram over fixed bucket bounds.
 #[derive(Clone, Debug)]
 pub struct Histogram {
@@ -262,8 +279,11 @@ impl Folded {
             Progress::ModelReply {
                 model, turn, usage, ..
             } => {
-                let key = ModelKey::of(model);
                 let c = &mut self.counted;
+                let key = bounded(&c.model_usage, ModelKey::of(model), |k| ModelKey {
+                    provider: k.provider,
+                    model: OTHER.into(),
+                });
                 if let Some(sent) = self.prompts.remove(&(ev.run_id, step.to_string(), *turn)) {
                     let secs = (ev.at_ms - sent).max(0) as f64 / 1000.0;
                     c.model_latency
@@ -287,6 +307,7 @@ fn step_time(c: &mut Snapshot, kind: String, outcome: &'static str, ms: u64) {
 
 fn count_sandbox(c: &mut Snapshot, record: &Value) {
     if let Some(key) = sandbox_execution(record) {
+        let key = bounded(&c.sandbox, key, |_| (OTHER.into(), OTHER.into()));
         *c.sandbox.entry(key).or_default() += 1;
     }
 }

@@ -247,3 +247,38 @@ fn a_step_started_again_after_a_crash_ends_its_first_span_as_interrupted() {
             .any(|s| s.name == "chat bot" && s.error.as_deref() == Some("the step interrupted"))
     );
 }
+
+#[test]
+fn models_past_the_series_cap_are_counted_as_other() {
+    let t = Telemetry::new(Arc::new(MemoryStore::new()));
+    let p = program();
+    let run = RunId::new();
+    for i in 0..(MAX_SERIES as u32 + 5) {
+        let ev = EventRecord {
+            run_id: run,
+            seq: u64::from(i) + 1,
+            at_ms: 0,
+            event: Event::StepProgress {
+                step: "ask".into(),
+                progress: Progress::ModelReply {
+                    model: format!("openai/m{i}"),
+                    turn: 1,
+                    content: String::new(),
+                    tool_calls: vec![],
+                    usage: Usage {
+                        prompt_tokens: 1,
+                        ..Default::default()
+                    },
+                },
+            },
+        };
+        t.record(&p, &ev);
+    }
+    let s = t.snapshot();
+    assert_eq!(s.model_usage.len(), MAX_SERIES + 1);
+    let other = ModelKey {
+        provider: "openai".into(),
+        model: OTHER.into(),
+    };
+    assert_eq!(s.model_usage[&other].prompt_tokens, 5);
+}
