@@ -48,15 +48,15 @@ fn signal_url(base: &str) -> String {
     format!("{}/v1/traces", base.trim_end_matches('/'))
 }
 
-/// Sends the spans it is given to `endpoint` from a task of its own (so a slow or absent
-/// collector never holds up a run); a failed export is logged and dropped.
-pub struct OtlpSink {
-    tx: mpsc::UnboundedSender<Vec<Span>>,
+/// An OTLP/HTTP trace exporter to one endpoint.
+pub struct Otlp {
+    exporter: opentelemetry_otlp::SpanExporter,
+    scope: InstrumentationScope,
+    endpoint: String,
 }
 
-impl OtlpSink {
-    /// Must be called inside a tokio runtime.
-    pub fn start(endpoint: &str) -> Result<Arc<Self>> {
+impl Otlp {
+    pub fn new(endpoint: &str) -> Result<Self> {
         let mut exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_http_client(reqwest::Client::new())
@@ -73,16 +73,43 @@ impl OtlpSink {
                 ])
                 .build(),
         );
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Span>>();
-        let endpoint = endpoint.to_string();
-        tokio::spawn(async move {
-            let scope = InstrumentationScope::builder("baton")
+        Ok(Self {
+            exporter,
+            scope: InstrumentationScope::builder("baton")
                 .with_version(env!("CARGO_PKG_VERSION"))
-                .build();
+                .build(),
+            endpoint: endpoint.to_string(),
+        })
+    }
+
+    /// Sends one run's spans and waits for the collector's answer.
+    pub async fn send(&self, spans: Vec<Span>) -> Result<()> {
+        let batch = spans
+            .into_iter()
+            .map(|s| span_data(s, &self.scope))
+            .collect();
+        self.exporter
+            .export(batch)
+            .await
+            .map_err(|e| anyhow::anyhow!("traces to {} not sent: {e}", self.endpoint))
+    }
+}
+
+/// Sends the spans it is given from a task of its own (so a slow or absent collector never
+/// holds up a run); a failed export is logged and dropped.
+pub struct OtlpSink {
+    tx: mpsc::UnboundedSender<Vec<Span>>,
+}
+
+impl OtlpSink {
+    /// Must be called inside a tokio runtime.
+    pub fn start(endpoint: &str) -> Result<Arc<Self>> {
+        let otlp = Otlp::new(endpoint)?;
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Span>>();
+        tokio::spawn(async move {
             while let Some(spans) = rx.recv().await {
-                let batch = spans.into_iter().map(|s| span_data(s, &scope)).collect();
-                if let Err(e) = exporter.export(batch).await {
-                    tracing::warn!("traces to {endpoint} not sent: {e}");
+                if let Err(e) = otlp.send(spans).await {
+                    tracing::warn!("{e:#}");
                 }
             }
         });
@@ -94,6 +121,26 @@ impl SpanSink for OtlpSink {
     fn export(&self, spans: Vec<Span>) {
         // The task ends only with the runtime.
         let _ = self.tx.send(spans);
+    }
+}
+
+/// After a foreground run (`baton run`, `baton resume`) ends: its trace to the collector the
+/// environment names, if any (a failure is a warning; the run's own result stands).
+pub async fn send_run_trace(control: &baton_control::Control, run: baton_types::RunId) {
+    let endpoint = match traces_endpoint(None, |k| std::env::var(k).ok()) {
+        Ok(Some(e)) => e,
+        Ok(None) => return,
+        Err(e) => {
+            errln!("warning: no trace sent: {e:#}");
+            return;
+        }
+    };
+    let sent = async {
+        let spans = control.run_trace(run).await?;
+        Otlp::new(&endpoint)?.send(spans).await
+    };
+    if let Err(e) = sent.await {
+        errln!("warning: {e:#}");
     }
 }
 

@@ -202,6 +202,9 @@ fn collector_on(listener: tokio::net::TcpListener) -> Collector {
     }
 }
 
+const QUIET: &str =
+    "version: 1\nname: quiet\nsteps:\n  - { id: say, tool: echo, with: { text: hi } }\n";
+
 const FIXTURE: &str = "replies:\n  - turn: 1\n    tool_calls: [{ name: sandbox.exec, arguments: { command: [\"true\"] } }]\n    usage: { prompt_tokens: 20, completion_tokens: 7, cost_usd: 0.002 }\n  - turn: 2\n    text: done\n    usage: { prompt_tokens: 30, completion_tokens: 3, cost_usd: 0.001 }\n";
 
 const WORKFLOW: &str = "version: 1\nname: observed\nagents:\n  bot: { model: scripted/bot, tools: [sandbox.exec] }\nsteps:\n  - { id: ask, agent: bot, prompt: Run something }\n  - { id: box, sandbox: { command: [\"true\"] } }\n  - { id: say, tool: echo, with: { text: done } }\n";
@@ -443,4 +446,36 @@ async fn without_an_endpoint_no_trace_is_sent_anywhere() {
     s.until_counted("baton_runs{status=\"succeeded\"}").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(*c.requests.lock().unwrap(), 0, "something was sent");
+}
+
+/// `baton run` sends its run's trace when it ends, to the collector the environment names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_run_sends_its_trace_to_the_collector_the_environment_names() {
+    let c = collector().await;
+    let db = Db::new();
+    let wf = db.workflow("quiet.yaml", QUIET);
+    let url = c.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        baton()
+            .args(["run", &wf, "--db"])
+            .arg(db.path())
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", common::text(&out));
+    let spans = c.spans.lock().unwrap().clone();
+    let root = spans
+        .iter()
+        .find(|s| s.name == "run quiet")
+        .expect("the run's span");
+    let say = spans
+        .iter()
+        .find(|s| s.name == "step say")
+        .expect("the step's span");
+    assert_eq!(say.parent_span_id, root.span_id);
+    assert_eq!(str_attr(say, "baton.step.kind"), Some("tool"));
+    assert_eq!(str_attr(root, "baton.run.status"), Some("succeeded"));
 }

@@ -185,19 +185,12 @@ impl Telemetry {
         };
         let store = self.store.clone();
         rt.spawn(async move {
-            let events = match store.events(run, 0).await {
-                Ok(e) => e,
+            match trace_of(store.as_ref(), &program, run).await {
+                Ok(spans) => sink.export(spans),
                 Err(e) => {
-                    tracing::warn!(run = %run, "no trace for the run: its log cannot be read: {e}");
-                    return;
+                    tracing::warn!(run = %run, "no trace for the run: its log cannot be read: {e}")
                 }
-            };
-            let kind = |step: &str| {
-                program
-                    .node_by_id(StepPath::parse(step).id())
-                    .map(|n| n.kind.as_str())
-            };
-            sink.export(trace::spans(run, &program.doc.name, &events, &kind));
+            }
         });
     }
 
@@ -218,7 +211,35 @@ impl Telemetry {
     }
 }
 
+/// The spans of run `run` of `program`, from its log.
+async fn trace_of(
+    store: &dyn RunStore,
+    program: &Program,
+    run: RunId,
+) -> baton_store::Result<Vec<Span>> {
+    let events = store.events(run, 0).await?;
+    let kind = |step: &str| {
+        program
+            .node_by_id(StepPath::parse(step).id())
+            .map(|n| n.kind.as_str())
+    };
+    Ok(trace::spans(run, &program.doc.name, &events, &kind))
+}
+
 impl crate::Control {
+    /// The trace of a run this process drove in the foreground (`baton run`), built from its
+    /// log as a server builds the trace of its background runs.
+    pub async fn run_trace(&self, run: RunId) -> crate::Result<Vec<Span>> {
+        let rec = self
+            .services
+            .store
+            .run(run)
+            .await?
+            .ok_or_else(|| crate::Error::not_found(format!("no run {run}")))?;
+        let program = self.program(&rec)?;
+        Ok(trace_of(self.services.store.as_ref(), &program, run).await?)
+    }
+
     /// How many runs of every tenant have each status: for metrics, which show counts, never
     /// ids or tenants.
     pub async fn run_counts(&self) -> crate::Result<Vec<(baton_types::RunStatus, u64)>> {
