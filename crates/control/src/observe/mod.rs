@@ -159,11 +159,6 @@ impl Telemetry {
         self
     }
 
-    /// Whether traces are exported.
-    pub fn traces_on(&self) -> bool {
-        self.spans.is_some()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Folded> {
         self.folded.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -218,12 +213,15 @@ async fn trace_of(
     run: RunId,
 ) -> baton_store::Result<Vec<Span>> {
     let events = store.events(run, 0).await?;
-    let kind = |step: &str| {
-        program
-            .node_by_id(StepPath::parse(step).id())
-            .map(|n| n.kind.as_str())
-    };
+    let kind = |step: &str| step_kind(program, step);
     Ok(trace::spans(run, &program.doc.name, &events, &kind))
+}
+
+/// The kind of the step a step instance path (`lint[2]`) names.
+fn step_kind(program: &Program, step: &str) -> Option<&'static str> {
+    program
+        .node_by_id(StepPath::parse(step).id())
+        .map(|n| n.kind.as_str())
 }
 
 impl crate::Control {
@@ -250,12 +248,7 @@ impl crate::Control {
 impl Folded {
     fn fold(&mut self, program: &Program, ev: &EventRecord) {
         let c = &mut self.counted;
-        let kind = |step: &str| {
-            program
-                .node_by_id(StepPath::parse(step).id())
-                .map_or("unknown", |n| n.kind.as_str())
-                .to_string()
-        };
+        let kind = |step: &str| step_kind(program, step).unwrap_or("unknown").to_string();
         match &ev.event {
             Event::StepSucceeded {
                 step,
