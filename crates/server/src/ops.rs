@@ -175,3 +175,25 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sane_client_request_ids_are_kept() {
+        let ok = |s: &str| {
+            sane_request_id(&HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("")))
+        };
+        assert!(ok("abc-123"));
+        assert!(ok("01a241a1-31df-7043-a011-57308eea7e2b"));
+        assert!(ok("trace:span/1+x=y@z_q.r"));
+        assert!(ok(&"a".repeat(MAX_REQUEST_ID)));
+        assert!(!ok(&"a".repeat(MAX_REQUEST_ID + 1)));
+        assert!(!ok(""));
+        assert!(!ok("two words"));
+        assert!(!ok("semi;colon"));
+        assert!(!ok("quote\"d"));
+        assert!(!ok("new\\nline"));
+    }
+}
