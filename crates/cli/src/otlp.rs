@@ -18,7 +18,7 @@ use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter, SpanLinks};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// The traces URL from the flag and the environment (`env` reads a variable), or `None`: off.
 pub fn traces_endpoint(
@@ -95,32 +95,55 @@ impl Otlp {
     }
 }
 
+/// What the sending task is asked to do.
+enum Job {
+    Send(Vec<Span>),
+    /// Answer once everything asked before is sent.
+    Flush(oneshot::Sender<()>),
+}
+
 /// Sends the spans it is given from a task of its own (so a slow or absent collector never
 /// holds up a run); a failed export is logged and dropped.
 pub struct OtlpSink {
-    tx: mpsc::UnboundedSender<Vec<Span>>,
+    tx: mpsc::UnboundedSender<Job>,
 }
 
 impl OtlpSink {
     /// Must be called inside a tokio runtime.
     pub fn start(endpoint: &str) -> Result<Arc<Self>> {
         let otlp = Otlp::new(endpoint)?;
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Span>>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
         tokio::spawn(async move {
-            while let Some(spans) = rx.recv().await {
-                if let Err(e) = otlp.send(spans).await {
-                    tracing::warn!("{e:#}");
+            while let Some(job) = rx.recv().await {
+                match job {
+                    Job::Send(spans) => {
+                        if let Err(e) = otlp.send(spans).await {
+                            tracing::warn!("{e:#}");
+                        }
+                    }
+                    Job::Flush(done) => {
+                        let _ = done.send(());
+                    }
                 }
             }
         });
         Ok(Arc::new(Self { tx }))
+    }
+
+    /// Waits (at most `limit`) until the traces handed over so far are sent: for a server
+    /// stopping.
+    pub async fn flush(&self, limit: Duration) {
+        let (done, sent) = oneshot::channel();
+        if self.tx.send(Job::Flush(done)).is_ok() {
+            let _ = tokio::time::timeout(limit, sent).await;
+        }
     }
 }
 
 impl SpanSink for OtlpSink {
     fn export(&self, spans: Vec<Span>) {
         // The task ends only with the runtime.
-        let _ = self.tx.send(spans);
+        let _ = self.tx.send(Job::Send(spans));
     }
 }
 
