@@ -428,6 +428,9 @@ pub async fn resume(args: ResumeArgs) -> anyhow::Result<i32> {
 }
 
 pub(crate) async fn summary(control: &Control, st: &RunState, json: bool) -> anyhow::Result<i32> {
+    if st.status.is_terminal() {
+        crate::otlp::send_run_trace(control, st.run_id).await;
+    }
     let evs = control.services().store.events(st.run_id, 0).await?;
     let rows = step_rows(&evs);
     let code = match st.status {

@@ -42,6 +42,12 @@ pub struct ServeArgs {
         value_name = "CIDR"
     )]
     webhook_allow: Vec<String>,
+    /// Send each run's trace, when the run ends, to this OpenTelemetry collector (OTLP over
+    /// HTTP, e.g. `http://127.0.0.1:4318`; `/v1/traces` is added). Default:
+    /// `$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `$OTEL_EXPORTER_OTLP_ENDPOINT`, else no
+    /// traces are sent.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -89,8 +95,8 @@ fn init_log() {
         .try_init();
 }
 
-pub async fn run(args: ServeArgs) -> Result<i32> {
-    init_log();
+/// How the server treats clients, from its flags.
+fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
     let body_limit =
         parse_size(&args.body_limit).map_err(|e| anyhow::anyhow!("--body-limit: {e}"))?;
     let rate_limit = match args.rate_limit.trim() {
@@ -106,20 +112,34 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
                 })?,
         ),
     };
+    Ok(ServerConfig {
+        body_limit: usize::try_from(body_limit).unwrap_or(usize::MAX),
+        cors_origins: args.cors_origins.clone(),
+        poll: Duration::from_millis(500),
+        rate_limit,
+    })
+}
+
+pub async fn run(args: ServeArgs) -> Result<i32> {
+    init_log();
+    let config = server_config(&args)?;
     let policy = crate::wiring::webhook_policy(&args.webhook_allow)?;
+    let traces =
+        crate::otlp::traces_endpoint(args.otlp_endpoint.as_deref(), |k| std::env::var(k).ok())?;
     let store = crate::wiring::open_store(
         args.db.db.as_deref(),
         baton_store::sqlite::Durability::Process,
     )?;
     let services = crate::wiring::services_on(store.clone())?;
-    let control = crate::wiring::control_with(store, services, policy);
-    let state =
-        AppState::new(control.clone(), crate::wiring::providers()?).with_config(ServerConfig {
-            body_limit: usize::try_from(body_limit).unwrap_or(usize::MAX),
-            cors_origins: args.cors_origins.clone(),
-            poll: Duration::from_millis(500),
-            rate_limit,
-        });
+    let mut control = crate::wiring::control_with(store, services, policy);
+    let sink = traces
+        .as_deref()
+        .map(crate::otlp::OtlpSink::start)
+        .transpose()?;
+    if let Some(sink) = &sink {
+        control = control.with_traces(sink.clone());
+    }
+    let state = AppState::new(control.clone(), crate::wiring::providers()?).with_config(config);
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -155,6 +175,9 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
     )
     .map_err(anyhow::Error::msg)?;
     let deliveries = tokio::spawn(deliverer.run(std::future::pending::<()>()));
+    if let Some(url) = &traces {
+        errln!("  traces:      OTLP to {url} (each run's trace when it ends)");
+    }
     // Always the banner's last line.
     errln!("  health:      http://{addr}/healthz, /readyz; metrics: /metrics");
     let served = baton_server::serve(listener, state, async {
@@ -163,6 +186,10 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
     .await;
     // An attempt cut short is sent again by the next start (its claim expires).
     deliveries.abort();
+    // The traces of runs that ended before the stop.
+    if let Some(sink) = &sink {
+        sink.flush(Duration::from_secs(5)).await;
+    }
     served.context("the server failed")?;
     Ok(0)
 }

@@ -20,6 +20,7 @@ mod cmd_sandbox;
 mod cmd_serve;
 mod cmd_webhooks;
 mod interactive;
+mod otlp;
 mod progress;
 mod sandbox_view;
 mod step_view;

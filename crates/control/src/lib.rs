@@ -27,6 +27,7 @@ pub mod caller;
 pub mod error;
 pub mod follow;
 pub mod keys;
+pub mod observe;
 pub mod runner;
 pub mod runs;
 pub mod tenants;
@@ -64,6 +65,8 @@ pub struct Control {
     base_dir: std::path::PathBuf,
     /// Inbound hooks and outbound subscriptions (`with_webhooks`; `None`: not configured).
     webhooks: Option<Arc<webhooks::Webhooks>>,
+    /// Metrics of the runs this process drives, and where their traces go.
+    telemetry: Arc<observe::Telemetry>,
 }
 
 impl Control {
@@ -71,12 +74,26 @@ impl Control {
     /// same database's tenants, keys, audit and workflows.
     pub fn new(services: Services, tenancy: Arc<dyn TenantStore>) -> Self {
         Self {
+            telemetry: Arc::new(observe::Telemetry::new(services.store.clone())),
             services,
             tenancy,
             runner: runner::Runner::new(),
             base_dir: std::path::PathBuf::new(),
             webhooks: None,
         }
+    }
+
+    /// Sends the trace of every run this process drives to `sink` when the run ends (see
+    /// [`observe::trace`]). Without it, no trace leaves the process.
+    pub fn with_traces(mut self, sink: Arc<dyn observe::SpanSink>) -> Self {
+        self.telemetry =
+            Arc::new(observe::Telemetry::new(self.services.store.clone()).with_spans(sink));
+        self
+    }
+
+    /// The metrics of the runs this process drives (and of its webhooks).
+    pub fn telemetry(&self) -> &Arc<observe::Telemetry> {
+        &self.telemetry
     }
 
     /// The folder where inline and stored workflows find their relative files (a `scripted/`

@@ -78,10 +78,14 @@ impl Runner {
 struct BusSink {
     tenant: TenantId,
     bus: broadcast::Sender<BusEvent>,
+    /// Folds every event into the metrics (with the program: it knows the steps' kinds).
+    telemetry: Arc<crate::observe::Telemetry>,
+    program: Arc<Program>,
 }
 
 impl EventSink for BusSink {
     fn publish(&self, ev: &EventRecord) {
+        self.telemetry.record(&self.program, ev);
         // No subscriber is not an error.
         let _ = self.bus.send(BusEvent {
             tenant: self.tenant.clone(),
@@ -135,10 +139,14 @@ impl Control {
                 )))
             });
         }
-        let exec = self.executor(d.program).with_sink(Arc::new(BusSink {
-            tenant: d.tenant,
-            bus: runner.bus.clone(),
-        }));
+        let exec = self
+            .executor(d.program.clone())
+            .with_sink(Arc::new(BusSink {
+                tenant: d.tenant,
+                bus: runner.bus.clone(),
+                telemetry: self.telemetry.clone(),
+                program: d.program,
+            }));
         let mut active = runner.lock();
         let guard = ActiveGuard {
             runner: runner.clone(),

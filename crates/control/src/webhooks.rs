@@ -479,6 +479,7 @@ impl Control {
         };
         match self.accept(w, &hook, &caller, &inc).await {
             Ok(r) => {
+                self.telemetry.inbound(true);
                 let details = json!({"run": r.run.to_string(), "webhook_id": inc.msg_id});
                 self.record(
                     &caller,
@@ -498,6 +499,7 @@ impl Control {
     }
 
     async fn refused(&self, caller: &Caller, object: &str, e: &Error) {
+        self.telemetry.inbound(false);
         let details = json!({"code": e.code().as_str(), "message": e.to_string()});
         if let Err(re) = self
             .record(

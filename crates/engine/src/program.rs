@@ -55,6 +55,24 @@ pub enum NodeKind {
     Human,
 }
 
+impl NodeKind {
+    /// The kind's name, as metrics and traces label steps (`agent`, `tool`, `sandbox`...).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NodeKind::Agent { .. } => "agent",
+            NodeKind::Tool { .. } => "tool",
+            NodeKind::StateSet => "state_set",
+            NodeKind::Sandbox => "sandbox",
+            NodeKind::Condition => "condition",
+            NodeKind::Switch => "switch",
+            NodeKind::Parallel { .. } => "parallel",
+            NodeKind::Map { .. } => "map",
+            NodeKind::Group { .. } => "group",
+            NodeKind::Human => "human",
+        }
+    }
+}
+
 /// Where a sequence goes after a node: the node to run next, or `None` to end the list.
 pub type Goto = Option<NodeIdx>;
 

@@ -58,10 +58,8 @@ impl FromRequestParts<AppState> for Auth {
             .authenticate(key, request_id(parts), source(parts))
             .await
             .map_err(|e| {
-                tracing::warn!(
-                    request_id = request_id(parts).as_deref().unwrap_or("-"),
-                    "authentication failed: {e}"
-                );
+                // The request's span names the request.
+                tracing::warn!("authentication failed: {e}");
                 ApiError::from(e)
             })?;
         state.metrics.key_used(&who.caller.key_id);

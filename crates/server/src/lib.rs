@@ -11,6 +11,7 @@ mod api;
 mod auth;
 pub mod error;
 mod events;
+mod exposition;
 mod openai;
 mod openapi;
 mod ops;
@@ -27,7 +28,7 @@ use baton_control::Control;
 use baton_llm::Providers;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::PropagateRequestIdLayer;
 
 pub use error::ApiError;
 pub use ops::Metrics;
@@ -139,7 +140,7 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(error::uniform))
         // Outermost: the id is set before anything else runs, and echoed on every answer.
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::from_fn(ops::assign_request_id))
         .with_state(state)
 }
 

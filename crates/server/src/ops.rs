@@ -5,29 +5,19 @@
 //! each test, counts only its own requests.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use baton_control::observe::{Histogram, LATENCY_BUCKETS};
 use serde_json::json;
+use tracing::Instrument as _;
 
+use crate::exposition::Exposition;
 use crate::{ApiError, AppState, REQUEST_ID};
-
-/// Upper bounds of the latency histogram, in seconds.
-const BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-];
-
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
 
 /// Request counts and latencies by route, method and status; key uses.
 #[derive(Default)]
@@ -39,16 +29,9 @@ pub struct Metrics {
 impl Metrics {
     fn observe(&self, route: &str, method: &str, status: u16, secs: f64) {
         let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        let h = m
-            .entry((route.to_string(), method.to_string(), status))
-            .or_default();
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                h.counts[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += secs;
+        m.entry((route.to_string(), method.to_string(), status))
+            .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
+            .observe(secs);
     }
 
     pub(crate) fn key_used(&self, key_id: &str) {
@@ -56,50 +39,72 @@ impl Metrics {
         *m.entry(key_id.to_string()).or_default() += 1;
     }
 
-    /// The Prometheus text exposition of everything counted so far.
-    fn render(&self, out: &mut String, active_runs: usize) {
-        let _ = writeln!(
-            out,
-            "# HELP baton_http_request_duration_seconds Time to answer a request, by route, method and status.\n# TYPE baton_http_request_duration_seconds histogram"
+    /// The server's own families: requests, key uses, runs driven here.
+    fn render(&self, e: &mut Exposition, active_runs: usize) {
+        let name = "baton_http_request_duration_seconds";
+        e.family(
+            name,
+            "histogram",
+            "Time to answer a request, by route, method and status.",
         );
         let m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         for ((route, method, status), h) in m.iter() {
-            let labels = format!("route=\"{route}\",method=\"{method}\",status=\"{status}\"");
-            for (i, le) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "baton_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {}",
-                    h.counts[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "baton_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}\nbaton_http_request_duration_seconds_sum{{{labels}}} {}\nbaton_http_request_duration_seconds_count{{{labels}}} {}",
-                h.count, h.sum, h.count
+            let status = status.to_string();
+            e.histogram(
+                name,
+                &[("route", route), ("method", method), ("status", &status)],
+                h,
             );
         }
         drop(m);
-        let _ = writeln!(
-            out,
-            "# HELP baton_api_key_requests_total Authenticated requests by key id.\n# TYPE baton_api_key_requests_total counter"
-        );
+        let name = "baton_api_key_requests_total";
+        e.family(name, "counter", "Authenticated requests by key id.");
         for (key, n) in self
             .key_uses
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
         {
-            let _ = writeln!(out, "baton_api_key_requests_total{{key=\"{key}\"}} {n}");
+            e.sample(name, &[("key", key)], n);
         }
-        let _ = writeln!(
-            out,
-            "# HELP baton_runs_active Runs this process is driving now.\n# TYPE baton_runs_active gauge\nbaton_runs_active {active_runs}"
+        e.family(
+            "baton_runs_active",
+            "gauge",
+            "Runs this process is driving now.",
         );
+        e.sample("baton_runs_active", &[], active_runs);
     }
 }
 
-/// Times and logs every request (with its request id), and counts it under its route
-/// template (`/api/v1/runs/{id}`, never the id itself).
+/// The longest request id taken from a client.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Whether a client's request id may be kept (and so logged and echoed): 1 to 128 visible
+/// ASCII letters, digits or `-_.:/+=@`, nothing that could break a log line or a header.
+fn sane_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty()
+        && b.len() <= MAX_REQUEST_ID
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.:/+=@".contains(c))
+}
+
+/// Gives every request an id before anything else runs: the client's `x-request-id` when it
+/// is sane, a new UUID otherwise (the answer echoes whichever it got).
+pub(crate) async fn assign_request_id(mut req: Request, next: Next) -> Response {
+    let keep = req.headers().get(REQUEST_ID).is_some_and(sane_request_id);
+    if !keep {
+        let id = uuid::Uuid::now_v7().to_string();
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            req.headers_mut().insert(REQUEST_ID, v);
+        }
+    }
+    next.run(req).await
+}
+
+/// Times and logs every request, and counts it under its route template
+/// (`/api/v1/runs/{id}`, never the id itself). The request runs inside a span carrying its id,
+/// method and route, so every log line written while handling it names the request.
 pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = req
@@ -114,16 +119,20 @@ pub(crate) async fn observe(State(state): State<AppState>, req: Request, next: N
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
         .to_string();
-    let resp = next.run(req).await;
+    // At error level so that it is on whenever any log line is (a span filtered out would
+    // leave the lines inside it without their request id).
+    let span = tracing::error_span!("request", request_id = %id, %method, %route);
+    let resp = next.run(req).instrument(span.clone()).await;
     let status = resp.status().as_u16();
     let secs = start.elapsed().as_secs_f64();
     state.metrics.observe(&route, &method, status, secs);
+    let _in = span.enter();
     if resp.status().is_server_error() {
-        tracing::error!(request_id = %id, %method, %route, status, "request failed");
+        tracing::error!(status, "request failed");
     } else if resp.status().is_client_error() {
-        tracing::warn!(request_id = %id, %method, %route, status, "request refused");
+        tracing::warn!(status, "request refused");
     } else {
-        tracing::debug!(request_id = %id, %method, %route, status, secs, "request");
+        tracing::debug!(status, secs, "request");
     }
     resp
 }
@@ -147,16 +156,44 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    let mut out = String::new();
+    let mut e = Exposition::default();
     state
         .metrics
-        .render(&mut out, state.control.active_runs().len());
+        .render(&mut e, state.control.active_runs().len());
+    match state.control.run_counts().await {
+        Ok(counts) => e.runs(&counts),
+        // The other families still tell something; the log says why this one is missing.
+        Err(err) => tracing::warn!("metrics: runs by status left out: {err}"),
+    }
+    e.snapshot(&state.control.telemetry().snapshot());
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        out,
+        e.out,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sane_client_request_ids_are_kept() {
+        let ok = |s: &str| {
+            sane_request_id(&HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("")))
+        };
+        assert!(ok("abc-123"));
+        assert!(ok("01a241a1-31df-7043-a011-57308eea7e2b"));
+        assert!(ok("trace:span/1+x=y@z_q.r"));
+        assert!(ok(&"a".repeat(MAX_REQUEST_ID)));
+        assert!(!ok(&"a".repeat(MAX_REQUEST_ID + 1)));
+        assert!(!ok(""));
+        assert!(!ok("two words"));
+        assert!(!ok("semi;colon"));
+        assert!(!ok("quote\"d"));
+        assert!(!ok("new\\nline"));
+    }
 }

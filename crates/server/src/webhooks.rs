@@ -85,13 +85,14 @@ pub(crate) async fn receive(
             timestamp: header(h, "webhook-timestamp"),
             signature: header(h, "webhook-signature"),
             body: &body,
-            request_id: rid.clone(),
+            request_id: rid,
             source: from,
         })
         .await
         .map_err(|e| {
             // Never the secret or the signature: which hook, and why.
-            tracing::warn!(hook = %id, request_id = rid.as_deref().unwrap_or("-"), "webhook refused: {e}");
+            // (The request's span names the request.)
+            tracing::warn!(hook = %id, "webhook refused: {e}");
             ApiError::from(e)
         })?;
     if let Some(d) = received.drive {

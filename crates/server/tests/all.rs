@@ -23,6 +23,8 @@ mod fork;
 mod logs;
 #[path = "all/matrix.rs"]
 mod matrix;
+#[path = "all/metrics.rs"]
+mod metrics;
 #[path = "all/owasp.rs"]
 mod owasp;
 #[path = "all/webhooks.rs"]

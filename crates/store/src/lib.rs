@@ -227,6 +227,9 @@ pub trait RunStore: Send + Sync {
     /// The runs of `tenant`, newest first (`created_at_ms`, then id). A `running` run that no
     /// live process holds is listed as `interrupted`.
     async fn list_runs(&self, tenant: &TenantId, q: ListQuery) -> Result<Vec<RunRecord>>;
+    /// How many runs of every tenant have each status (a `running` run no live process holds
+    /// counts as `interrupted`); statuses without runs are left out. For metrics.
+    async fn count_runs(&self) -> Result<Vec<(RunStatus, u64)>>;
     /// The ids of `tenant`'s runs that start with `prefix` (hex digits, as `baton runs list`
     /// prints them), in id order, at most `limit`: lets people name a run by a unique prefix,
     /// as git does.

@@ -257,6 +257,18 @@ impl RunStore for MemoryStore {
             .collect())
     }
 
+    async fn count_runs(&self) -> Result<Vec<(baton_types::RunStatus, u64)>> {
+        let runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts: Vec<(baton_types::RunStatus, u64)> = Vec::new();
+        for r in runs.values().filter_map(|r| r.record.as_ref()) {
+            match counts.iter_mut().find(|(s, _)| *s == r.status) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((r.status, 1)),
+            }
+        }
+        Ok(counts)
+    }
+
     async fn runs_by_prefix(
         &self,
         tenant: &TenantId,

@@ -441,6 +441,43 @@ impl RunStore for SqliteStore {
         })
     }
 
+    async fn count_runs(&self) -> Result<Vec<(RunStatus, u64)>> {
+        let conv = |e: String| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+        };
+        self.read(|c| {
+            let mut counts: Vec<(RunStatus, u64)> = Vec::new();
+            let mut add = |status: RunStatus, n: u64| match counts
+                .iter_mut()
+                .find(|(s, _)| *s == status)
+            {
+                Some((_, m)) => *m += n,
+                None => counts.push((status, n)),
+            };
+            // Settled runs are counted by the database; the live ones (few) one by one, as
+            // their owner decides whether they are interrupted.
+            let mut stmt = c.prepare_cached(
+                "SELECT status, COUNT(*) FROM runs WHERE status NOT IN ('running', 'pending') GROUP BY status",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let status: String = r.get(0)?;
+                add(status.parse().map_err(conv)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0));
+            }
+            let mut stmt = c.prepare_cached(
+                "SELECT status, owner, lease_until_ms FROM runs WHERE status IN ('running', 'pending')",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let status: String = r.get(0)?;
+                let owner: Option<String> = r.get(1)?;
+                let live = live_status(status.parse().map_err(conv)?, owner.as_deref(), r.get(2)?, &self.host);
+                add(live, 1);
+            }
+            Ok(counts)
+        })
+    }
+
     async fn runs_by_prefix(
         &self,
         tenant: &TenantId,

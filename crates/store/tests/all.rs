@@ -191,6 +191,33 @@ async fn conformance(store: Arc<dyn RunStore>) {
     ));
     assert!(store.run(idd).await.unwrap().is_none());
 
+    // Runs by status, every tenant's together.
+    let mut e = new_run("wf-e", 50);
+    e.tenant = "acme".parse().unwrap();
+    let ide = e.id;
+    store.create_run(e).await.unwrap();
+    store
+        .append(
+            ide,
+            Batch {
+                events: vec![ev(ide, 1, Event::RunSucceeded { outputs: json!(1) })],
+                status: Some(RunStatus::Succeeded),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut counts = store.count_runs().await.unwrap();
+    counts.sort_by_key(|(s, _)| s.as_str());
+    assert_eq!(
+        counts,
+        vec![
+            (RunStatus::Pending, 2),
+            (RunStatus::Running, 1),
+            (RunStatus::Succeeded, 1)
+        ]
+    );
+
     // Unknown runs.
     assert!(store.run(RunId::new()).await.unwrap().is_none());
     assert!(matches!(

@@ -219,11 +219,17 @@ impl Control {
         attempt: AttemptRecord,
         after: AfterAttempt,
     ) -> Result<()> {
-        Ok(self
-            .hooks()?
+        let outcome = match &after {
+            AfterAttempt::Succeeded => "succeeded",
+            AfterAttempt::RetryAt(_) => "retrying",
+            AfterAttempt::Failed => "failed",
+        };
+        self.hooks()?
             .store
             .record_attempt(delivery, attempt, after)
-            .await?)
+            .await?;
+        self.telemetry.delivery(outcome);
+        Ok(())
     }
 }
 

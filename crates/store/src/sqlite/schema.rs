@@ -3,7 +3,7 @@
 
 use super::*;
 
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 const MIGRATION_1: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -129,6 +129,12 @@ CREATE TABLE IF NOT EXISTS run_starts (
 ) WITHOUT ROWID;
 ";
 
+/// Runs by status: `/metrics` counts them at every scrape (`count_runs`), which would read
+/// every run's row, workflow text included, without it.
+const MIGRATION_8: &str = "
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
+";
+
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -163,6 +169,9 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         }
         if v < 7 {
             tx.execute_batch(agents::MIGRATION_7).map_err(db_err)?;
+        }
+        if v < 8 {
+            tx.execute_batch(MIGRATION_8).map_err(db_err)?;
         }
         tx.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
             .map_err(db_err)?;
