@@ -48,6 +48,15 @@ pub struct ServeArgs {
     /// traces are sent.
     #[arg(long, value_name = "URL")]
     otlp_endpoint: Option<String>,
+    /// On Ctrl-C or SIGTERM, how long the steps in flight get to finish (and be checkpointed)
+    /// before the runs are stopped where they are; every run is resumed by the next start.
+    #[arg(
+        long,
+        default_value = "10s",
+        env = "BATON_SHUTDOWN_GRACE",
+        value_name = "DURATION"
+    )]
+    shutdown_grace: humantime::Duration,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -117,7 +126,28 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
         cors_origins: args.cors_origins.clone(),
         poll: Duration::from_millis(500),
         rate_limit,
+        shutdown_grace: args.shutdown_grace.into(),
     })
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM (what service managers and `kill` send).
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    errln!("baton: stopping (new connections refused; runs drain, then stop at a checkpoint)");
 }
 
 pub async fn run(args: ServeArgs) -> Result<i32> {
@@ -180,10 +210,7 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
     }
     // Always the banner's last line.
     errln!("  health:      http://{addr}/healthz, /readyz; metrics: /metrics");
-    let served = baton_server::serve(listener, state, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await;
+    let served = baton_server::serve(listener, state, stop_signal()).await;
     // An attempt cut short is sent again by the next start (its claim expires).
     deliveries.abort();
     // The traces of runs that ended before the stop.

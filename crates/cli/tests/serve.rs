@@ -308,3 +308,95 @@ async fn unanswered_human_steps_escalate_and_time_out_in_a_running_and_a_restart
     })
     .await;
 }
+
+/// SIGTERM (what `kill` and service managers send) stops the server gracefully: the steps in
+/// flight finish and are logged (not cut and run again), nothing new starts, the process exits
+/// 0, and the next start resumes every run from where it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_the_runs_in_flight_and_the_next_start_finishes_them() {
+    let db = Db::new();
+    let mut s = serve(&db);
+    let key = s.key.clone().expect("the first start prints an admin key");
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: format!("http://{}", s.addr),
+        key: key.clone(),
+    };
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let (status, r) = api
+            .post("/runs", &key, json!({"source": SLOW, "inputs": {"n": n}}))
+            .await;
+        assert_eq!(status, 201, "{r}");
+        ids.push(r["id"].as_str().unwrap().to_string());
+    }
+    // Every run sleeps in `nap` when the signal comes.
+    for id in &ids {
+        api.until("the nap to start", 20, async |a: &Api| {
+            let d = a.get(&format!("/runs/{id}")).await;
+            d["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["step"] == "nap")
+        })
+        .await;
+    }
+    let pid = s.child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let code = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st.code();
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "the server did not stop within 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(code, Some(0), "a graceful stop exits 0");
+    for id in &ids {
+        let o = db.run(&["runs", "logs", id, "--json"]);
+        let log = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            log.lines()
+                .any(|l| l.contains("\"step_succeeded\"") && l.contains("\"nap\"")),
+            "the nap in flight finished before the stop:\n{log}"
+        );
+        assert!(
+            !log.contains("\"run_succeeded\""),
+            "nothing new was done:\n{log}"
+        );
+    }
+
+    let s2 = serve(&db);
+    assert_eq!(s2.resumed, 5, "the next start resumes every run");
+    let api = Api {
+        base: format!("http://{}", s2.addr),
+        ..api
+    };
+    for id in &ids {
+        api.until("the run to end", 20, async |a: &Api| {
+            a.status(id).await == "succeeded"
+        })
+        .await;
+        let d = api.get(&format!("/runs/{id}")).await;
+        let naps: Vec<&Value> = d["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["step"] == "nap")
+            .collect();
+        assert_eq!(
+            (naps.len(), naps[0]["attempts"].as_u64()),
+            (1, Some(1)),
+            "the nap ran once: {d}"
+        );
+        assert_eq!(d["run"]["outputs"], "done");
+    }
+}

@@ -55,6 +55,8 @@ const BUS_CAPACITY: usize = 4096;
 pub(crate) struct Runner {
     active: Arc<Mutex<HashMap<RunId, tokio::task::AbortHandle>>>,
     bus: broadcast::Sender<BusEvent>,
+    /// `true` once the process stops: every background run drains (see `Control::shutdown`).
+    drain: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Runner {
@@ -62,6 +64,7 @@ impl Runner {
         Self {
             active: Arc::default(),
             bus: broadcast::channel(BUS_CAPACITY).0,
+            drain: Arc::new(tokio::sync::watch::channel(false).0),
         }
     }
 
@@ -131,6 +134,16 @@ impl Control {
     /// a task of this process already drives is not driven twice: that handle gives `Conflict`.
     pub fn spawn(&self, d: Drive) -> JoinHandle<Result<RunStatus>> {
         let runner = self.runner.clone();
+        if *runner.drain.borrow() {
+            let run = d.run;
+            return tokio::spawn(async move {
+                Err(Error::Unavailable {
+                    message: format!(
+                        "the server is stopping: run {run} is not started here (the next start resumes it)"
+                    ),
+                })
+            });
+        }
         if runner.is_active(d.run) {
             let run = d.run;
             return tokio::spawn(async move {
@@ -141,6 +154,7 @@ impl Control {
         }
         let exec = self
             .executor(d.program.clone())
+            .with_drain(runner.drain.subscribe())
             .with_sink(Arc::new(BusSink {
                 tenant: d.tenant,
                 bus: runner.bus.clone(),
@@ -212,12 +226,21 @@ impl Control {
         Ok(out)
     }
 
-    /// Stops every background run of this process where it is (their claims are released,
-    /// so they read as `interrupted` and the next start resumes them from their log).
-    pub async fn shutdown(&self) {
+    /// Stops every background run of this process, each at a checkpoint where it can: new
+    /// runs are refused, the steps in flight get `grace` to finish (their results logged,
+    /// nothing new started), and what is still running then is stopped where it is. Every
+    /// claim is released, so the runs read as `interrupted` and the next start resumes them
+    /// from their log (a step cut short runs again with its idempotency key).
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        self.runner.drain.send_replace(true);
+        let until = tokio::time::Instant::now() + grace;
+        while !self.runner.lock().is_empty() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         let runs: Vec<(RunId, tokio::task::AbortHandle)> = self.runner.lock().drain().collect();
         let owner = baton_store::process_owner();
         for (run, task) in runs {
+            tracing::warn!(run = %run, "still running after the shutdown grace: stopped where it was");
             task.abort();
             let _ = self.services.store.release(run, &owner).await;
         }

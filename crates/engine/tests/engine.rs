@@ -77,9 +77,13 @@ impl Harness {
     }
 
     async fn events(&self, st: &RunState) -> Vec<Event> {
+        self.events_of(st.run_id).await
+    }
+
+    async fn events_of(&self, run: baton_types::RunId) -> Vec<Event> {
         self.services
             .store
-            .events(st.run_id, 0)
+            .events(run, 0)
             .await
             .unwrap()
             .into_iter()
@@ -580,6 +584,48 @@ steps:
     assert_eq!(st.status, RunStatus::Cancelled);
     let evs = h.events(&st).await;
     assert!(matches!(evs.last(), Some(Event::RunCancelled)));
+}
+
+/// A process that stops drains its runs: the step in flight finishes and is logged, nothing
+/// new is launched, the run stays `running` and a later drive finishes it from the log.
+#[tokio::test]
+async fn a_draining_executor_finishes_the_work_in_flight_and_starts_nothing() {
+    let h = harness(
+        r#"
+version: 1
+name: drain
+steps:
+  - { id: a, tool: sleep, with: { duration: 300ms } }
+  - { id: b, tool: echo, with: { text: "after {{ steps.a.output }}" } }
+"#,
+    );
+    let opts = RunOptions::default();
+    let id = create_run(&h.services, &h.program, "", None, json!({}), &opts)
+        .await
+        .unwrap();
+    let st = RunState::new(id, json!({}), &h.program, &opts);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let exec = Executor::new(h.program.clone(), h.services.clone()).with_drain(rx);
+    let drive =
+        tokio::spawn(async move { exec.drive(st, vec![Input::Start { resumed: false }]).await });
+    // Asked to stop while `a` sleeps.
+    while !started(&h.events_of(id).await, "a").eq(&1) {
+        tokio::task::yield_now().await;
+    }
+    tx.send_replace(true);
+    let st = drive.await.unwrap().unwrap();
+    assert_eq!(st.status, RunStatus::Running, "left to be resumed");
+    assert!(st.outputs.contains_key("a"), "the step in flight finished");
+    let evs = h.events(&st).await;
+    assert!(
+        !evs.iter()
+            .any(|e| matches!(e, Event::StepSucceeded { step, .. } if step == "b"))
+    );
+    let st = load_state(&h.services, &h.program, id).await.unwrap();
+    let st = h.drive(st, vec![Input::Start { resumed: true }]).await;
+    assert_eq!(st.status, RunStatus::Succeeded);
+    assert_eq!(st.outputs["b"], json!(r#"after {"slept": "300ms"}"#));
+    h.check_replay(&st).await;
 }
 
 #[tokio::test]

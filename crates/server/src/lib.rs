@@ -48,6 +48,9 @@ pub struct ServerConfig {
     pub poll: Duration,
     /// Requests per second each key may make (with a burst of twice that); `None`: no limit.
     pub rate_limit: Option<f64>,
+    /// On shutdown, how long the steps in flight get to finish before the runs are stopped
+    /// where they are (see `Control::shutdown`).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +60,7 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             poll: Duration::from_millis(500),
             rate_limit: Some(50.0),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -167,21 +171,23 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
-/// Serves `app(state)` on `listener` until `shutdown` completes, then stops the runs this
-/// process drives at their last checkpoint (they read as `interrupted` and the next start
-/// resumes them).
+/// Serves `app(state)` on `listener` until `shutdown` completes: then it accepts no more
+/// connections, answers the requests it has, and drains the runs this process drives (the
+/// steps in flight finish within `shutdown_grace` and are checkpointed; every run reads as
+/// `interrupted` and the next start resumes it).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let control = state.control.clone();
+    let grace = state.config.shutdown_grace;
     let served = axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await;
-    control.shutdown().await;
+    control.shutdown(grace).await;
     served
 }

@@ -61,6 +61,19 @@ pub enum Error {
     Refused(#[from] crate::machine::Refused),
 }
 
+/// Waits until `drain` changes (forever without one, or once its sender is gone).
+async fn drain_asked(drain: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    match drain {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                *drain = None;
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// How often a running executor looks for control requests from other processes.
 const CONTROL_POLL: Duration = Duration::from_millis(200);
 const LEASE_MS: u64 = 30_000;
@@ -75,6 +88,8 @@ pub struct Executor {
     checkpoints: bool,
     /// Each agent's model, once resolved.
     models: HashMap<String, OnceLock<ResolvedModel>>,
+    /// Set to `true` when the process stops (see [`Executor::with_drain`]).
+    drain: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 type Work = BoxFuture<'static, Input>;
@@ -139,7 +154,17 @@ impl Executor {
             owner: baton_store::process_owner(),
             http_allow,
             checkpoints: true,
+            drain: None,
         }
+    }
+
+    /// Stops the drive gracefully once `drain` says `true`: the work in flight finishes and
+    /// its results are logged (each step that ends is checkpointed), nothing new is started
+    /// (a step the machine started meanwhile is in the log, and a resume runs it with its
+    /// key), and `drive` returns with the run still `running`, to be resumed.
+    pub fn with_drain(mut self, drain: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.drain = Some(drain);
+        self
     }
 
     pub fn with_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
@@ -178,6 +203,7 @@ impl Executor {
             tokio::time::interval_at(tokio::time::Instant::now() + CONTROL_POLL, CONTROL_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_renew = Instant::now();
+        let mut drain = self.drain.clone();
         loop {
             // Every input ready now is decided, then all their events go to the log in one
             // write, and only then is anything acted on.
@@ -195,14 +221,19 @@ impl Executor {
             for ack in acks {
                 let _ = ack.send(());
             }
+            let draining = drain.as_ref().is_some_and(|r| *r.borrow());
             for a in std::mem::take(&mut d.decided.actions) {
-                self.act(st, a, &mut d);
+                if !draining {
+                    self.act(st, a, &mut d);
+                }
             }
-            if d.work.is_empty() && !can_move(st) {
+            if d.work.is_empty() && (draining || !can_move(st)) {
                 return Ok(());
             }
             tokio::select! {
                 biased;
+                // The process stops: look again (the loop ends once the work in flight has).
+                () = drain_asked(&mut drain), if !draining => {}
                 // Progress first: a step's progress is sent before its result.
                 () = d.progress.notify.notified() => d.progress.drain_into(&mut d.queue),
                 Some(input) = d.work.next() => {
