@@ -1,7 +1,10 @@
 //! `baton runs ...`: list, show, logs and state of stored runs; pause, cancel and answer them.
 
 use baton_control::view::{RunListItem, state_view};
-use baton_control::{Answer, Answered, ControlOutcome, Decision, Details, RunControl, RunQuery};
+use baton_control::{
+    Answer, Answered, ControlOutcome, Decision, Details, EventFilter, LogLevel, RunControl,
+    RunQuery,
+};
 use baton_store::sqlite::Durability;
 use baton_types::{Event, RunStatus};
 use clap::{Args, Subcommand};
@@ -46,6 +49,22 @@ pub enum RunsCmd {
     Logs {
         /// The run id, or a unique prefix of it.
         run: String,
+        /// Only the events of this step (an id matches each of its instances).
+        #[arg(long)]
+        step: Option<String>,
+        /// Only the events of this agent's steps.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only events at this level or above: debug, info, warn, error.
+        #[arg(long)]
+        level: Option<String>,
+        /// Only these event kinds (comma-separated, e.g. `step_failed,human_requested`).
+        #[arg(long, value_delimiter = ',')]
+        kind: Vec<String>,
+        /// Only events whose JSON contains this text (case-insensitive).
+        #[arg(long)]
+        text: Option<String>,
+        /// Print JSON Lines (an export of the events).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -127,10 +146,34 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
             json,
             db,
         } => show(run, json, db).await,
-        RunsCmd::Logs { run, json, db } => {
+        RunsCmd::Logs {
+            run,
+            step,
+            agent,
+            level,
+            kind,
+            text,
+            json,
+            db,
+        } => {
+            let level = match level.as_deref().map(str::parse::<LogLevel>).transpose() {
+                Ok(l) => l,
+                Err(e) => {
+                    errln!("error: --level: {e}");
+                    return Ok(EXIT_INVALID);
+                }
+            };
+            let filter = EventFilter {
+                step,
+                agent,
+                level,
+                kinds: kind,
+                text,
+                ..EventFilter::default()
+            };
             let (control, caller) = db.open().await?;
             let evs = control
-                .events(&caller, &run, 0, None)
+                .search_events(&caller, &run, &filter)
                 .await
                 .map_err(|e| run_error(e, &run))?;
             for e in evs {

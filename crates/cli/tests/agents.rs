@@ -207,6 +207,16 @@ fn a_fork_of_a_run_with_registry_agents_may_give_one_another_model() {
     let s = summary(&o);
     assert_eq!(s["status"], "succeeded", "{}", text(&o));
     assert_eq!(s["outputs"], "from version two");
+    // The run's log by agent and level.
+    let log = ok(&db.run(&["runs", "logs", &id, "--agent", "coder", "--json"]));
+    assert!(log.lines().count() >= 3, "{log}");
+    assert!(log.lines().all(|l| l.contains("\"step\":\"write\"")), "{log}");
+    assert_eq!(ok(&db.run(&["runs", "logs", &id, "--level", "warn"])), "");
+    let o = db.run(&["runs", "logs", &id, "--level", "loud"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = db.run(&["runs", "logs", &id, "--agent", "nobody"]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("no agent 'nobody'"), "{}", text(&o));
     // Without another model the fork keeps the parent's pinned version.
     let o = db.run(&["runs", "fork", &id, "--before", "write", "--json"]);
     assert_eq!(summary(&o)["outputs"], "from version one", "{}", text(&o));

@@ -49,8 +49,8 @@ pub use keys::{Authenticated, CreatedKey, KeyInfo, NewKey};
 pub use runner::{BusEvent, BusItem, Drive};
 pub use runs::{
     Answer, Answered, Approval, ControlOutcome, Cut, Decision, EventFilter, ForkRequest, Forked,
-    LoadedWorkflow, Resolve, Resolved, Resumed, RunControl, RunPage, RunQuery, RunRequest, Started,
-    WorkflowSource,
+    LoadedWorkflow, LogLevel, Resolve, Resolved, Resumed, RunControl, RunPage, RunQuery,
+    RunRequest, Started, WorkflowSource,
 };
 pub use workflows::{WorkflowInfo, WorkflowRef, WorkflowVersion};
 

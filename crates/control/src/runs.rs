@@ -12,6 +12,7 @@
 
 mod fork;
 mod loading;
+mod logs;
 mod operate;
 
 pub use baton_engine::fork::Cut;
@@ -19,6 +20,7 @@ pub use fork::{ForkRequest, Forked};
 pub(crate) use loading::diagnostics;
 use loading::{base_of, first_events, workflow_file};
 pub use loading::{model_problems, pinned_agents, program_of};
+pub use logs::{EventFilter, LogLevel};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -120,20 +122,6 @@ pub struct RunQuery {
     pub limit: Option<u32>,
     /// A cursor from a previous page's `next`.
     pub cursor: Option<String>,
-}
-
-/// Which events of a run [`Control::search_events`] returns.
-#[derive(Clone, Debug, Default)]
-pub struct EventFilter {
-    /// Only events with seq > `after`.
-    pub after: u64,
-    /// Only events about this step (an id matches every instance: `lint` matches `lint[2]`).
-    pub step: Option<String>,
-    /// Only these kinds (`step_failed`, `human_requested`, ...); empty: all.
-    pub kinds: Vec<String>,
-    /// Only events whose JSON contains this text (case-insensitive).
-    pub text: Option<String>,
-    pub limit: Option<usize>,
 }
 
 /// A page of runs, newest first.
@@ -528,41 +516,6 @@ impl Control {
             evs.truncate(l);
         }
         Ok(evs)
-    }
-
-    /// A run's events that match `f` (the logs query: step, kind, text), in order.
-    pub async fn search_events(
-        &self,
-        caller: &Caller,
-        run: &str,
-        f: &EventFilter,
-    ) -> Result<Vec<EventRecord>> {
-        let rec = self.find_run(caller, run).await?;
-        let text = f.text.as_ref().map(|t| t.to_lowercase());
-        let mut out: Vec<EventRecord> = self
-            .services
-            .store
-            .events(rec.id, f.after)
-            .await?
-            .into_iter()
-            .filter(|e| {
-                let step_ok = f.step.as_ref().is_none_or(|s| {
-                    e.event
-                        .step()
-                        .is_some_and(|x| x == s || baton_types::StepPath::parse(x).id() == s)
-                });
-                let kind_ok = f.kinds.is_empty() || f.kinds.iter().any(|k| k == e.event.kind());
-                let text_ok = text.as_ref().is_none_or(|t| {
-                    serde_json::to_string(&e.event)
-                        .is_ok_and(|j| j.to_lowercase().contains(t.as_str()))
-                });
-                step_ok && kind_ok && text_ok
-            })
-            .collect();
-        if let Some(l) = f.limit {
-            out.truncate(l);
-        }
-        Ok(out)
     }
 
     /// The engine state of a run, rebuilt from its checkpoint and the events after it.

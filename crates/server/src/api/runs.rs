@@ -220,6 +220,10 @@ pub(super) async fn run_events(
 #[serde(deny_unknown_fields)]
 pub(super) struct LogsQuery {
     step: Option<String>,
+    /// Only the events of this agent's steps.
+    agent: Option<String>,
+    /// Only events at this level or above: `debug`, `info`, `warn`, `error`.
+    level: Option<String>,
     /// Event kinds, comma-separated (`step_failed,human_requested`).
     kind: Option<String>,
     text: Option<String>,
@@ -245,9 +249,18 @@ pub(super) async fn run_logs(
             )));
         }
     };
+    let level = match q.level.as_deref() {
+        Some(l) => Some(
+            l.parse()
+                .map_err(|e: baton_control::Error| ApiError::bad_request(format!("level: {e}")))?,
+        ),
+        None => None,
+    };
     let filter = EventFilter {
         after: q.after,
         step: q.step,
+        agent: q.agent,
+        level,
         kinds: q
             .kind
             .map(|k| k.split(',').map(|s| s.trim().to_string()).collect())
