@@ -10,3 +10,12 @@ http-bench: rust-check
 	@command -v wrk >/dev/null || { echo "http-bench: installing wrk (apt)"; apt-get install -y -q wrk >/dev/null; }
 	$(CARGO) build --release -p baton-cli
 	python3 bench/http_bench.py --baton $(BATON) --seconds $(HTTP_BENCH_SECONDS)
+
+# docs/api.md's curl requests are run by crates/cli/tests/api_docs.rs with Debian's curl (and
+# openssl, for the signed webhook request); the test fails instead of skipping when curl is
+# missing.
+.PHONY: api-docs-deps
+api-docs-deps:
+	@command -v curl >/dev/null && command -v openssl >/dev/null || { echo "api-docs: installing curl and openssl (apt)"; apt-get install -y -q curl openssl >/dev/null; }
+TEST_DEPS += api-docs-deps
+export BATON_REQUIRE_CURL ?= 1

@@ -7,78 +7,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-
-use common::{Db, baton};
+use common::Db;
+use common::serve::serve;
 use serde_json::{Value, json};
 
 const SLOW: &str = "version: 1\nname: slow\ninputs:\n  n: { type: integer }\nsteps:\n  - { id: first, tool: echo, with: { text: \"{{ inputs.n }}\" } }\n  - { id: nap, tool: sleep, with: { duration: 2s } }\n  - { id: last, tool: echo, with: { text: done } }\n";
-
-struct Server {
-    child: Child,
-    addr: String,
-    /// What it printed on stdout (the first-start key, if any).
-    key: Option<String>,
-    /// How many interrupted runs it said it resumed.
-    resumed: usize,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // A failing test must not leave a server behind.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `baton serve` on a free loopback port; waits until it says where it listens.
-fn serve(db: &Db) -> Server {
-    let mut child = baton()
-        .args(["serve", "--addr", "127.0.0.1:0", "--rate-limit", "off"])
-        .arg("--db")
-        .arg(db.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut addr = None;
-    let mut first_start = false;
-    let mut resumed = 0;
-    let mut line = String::new();
-    while err.read_line(&mut line).unwrap() > 0 {
-        if let Some(a) = line.trim().strip_prefix("baton serving on http://") {
-            addr = Some(a.to_string());
-        }
-        if line.contains("first start") {
-            first_start = true;
-        }
-        if let Some(rest) = line.trim().strip_prefix("resumed ") {
-            resumed = rest.split(' ').next().unwrap().parse().unwrap();
-        }
-        // The banner's last line.
-        if line.contains("metrics:") {
-            break;
-        }
-        line.clear();
-    }
-    // The rest of stderr is drained so the server never blocks on it.
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-    let mut key = None;
-    if first_start {
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut k = String::new();
-        out.read_line(&mut k).unwrap();
-        key = Some(k.trim().to_string());
-    }
-    Server {
-        child,
-        addr: addr.expect("the server did not say where it listens"),
-        key,
-        resumed,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_resumes_every_run_on_its_next_start() {

@@ -63,18 +63,9 @@ impl FromRequestParts<AppState> for Auth {
                 ApiError::from(e)
             })?;
         state.metrics.key_used(&who.caller.key_id);
-        if let Some(rate) = state.config.rate_limit
-            && let Err(wait) = state.limiter.take(&who.caller.key_id, rate)
-        {
-            let secs = wait.as_secs_f64().ceil().max(1.0);
-            let mut resp = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("this key made more than {rate} requests a second: retry in {secs} s"),
-            );
-            resp.retry_after = Some(secs as u32);
-            return Err(resp);
-        }
+        state
+            .limiter
+            .admit(&who.caller.key_id, state.config.rate_limit, "this key made")?;
         Ok(Auth(who.caller))
     }
 }
@@ -86,6 +77,23 @@ pub(crate) struct Limiter {
 }
 
 impl Limiter {
+    /// Admits one request of `bucket` at `rate` a second (`None`: no limit), or refuses it
+    /// with 429 and `Retry-After`; `who` starts the message ("this key made").
+    pub(crate) fn admit(&self, bucket: &str, rate: Option<f64>, who: &str) -> Result<(), ApiError> {
+        let Some(rate) = rate else { return Ok(()) };
+        let Err(wait) = self.take(bucket, rate) else {
+            return Ok(());
+        };
+        let secs = wait.as_secs_f64().ceil().max(1.0);
+        let mut resp = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("{who} more than {rate} requests a second: retry in {secs} s"),
+        );
+        resp.retry_after = Some(secs as u32);
+        Err(resp)
+    }
+
     /// Takes one request's token, or says how long until there is one.
     pub(crate) fn take(&self, key: &str, rate: f64) -> Result<(), Duration> {
         let burst = (rate * 2.0).max(1.0);

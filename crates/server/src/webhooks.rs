@@ -69,6 +69,13 @@ pub(crate) async fn receive(
     Path(IdPath { id }): Path<IdPath>,
     req: Request,
 ) -> ApiResult {
+    // Per hook, at the keys' rate, before anything is read or recorded: a flood of requests
+    // to one URL neither starts runs nor fills the audit log.
+    s.limiter.admit(
+        &format!("hook/{id}"),
+        s.config.rate_limit,
+        "this hook received",
+    )?;
     let (parts, body) = req.into_parts();
     let (rid, from) = (request_id(&parts), source(&parts));
     let headers = parts.headers.clone();

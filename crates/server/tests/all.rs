@@ -27,6 +27,8 @@ mod matrix;
 mod metrics;
 #[path = "all/owasp.rs"]
 mod owasp;
+#[path = "all/sse.rs"]
+mod sse;
 #[path = "all/webhooks.rs"]
 mod webhooks;
 

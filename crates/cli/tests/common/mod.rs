@@ -5,6 +5,8 @@
 // Each test file uses its own part of this module.
 #![allow(dead_code)]
 
+pub mod serve;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

@@ -275,6 +275,105 @@ async fn an_inbound_hook_starts_its_workflow_and_refuses_everything_else() {
     assert_eq!(fixed.status, StatusCode::ACCEPTED, "{}", fixed.body);
 }
 
+/// A hook with its secret, made over the API.
+async fn create_hook(state: &AppState, key: &str) -> (String, String) {
+    let r = api(
+        state,
+        key,
+        "POST",
+        "/api/v1/webhooks/inbound",
+        Some(json!({"workflow": "echo"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    (id, r.body["secret"].as_str().unwrap().to_string())
+}
+
+/// Each hook has a token bucket of its own at the keys' rate: past its burst, 429 with
+/// Retry-After and no run; another hook, and the keys, are not held back by it.
+#[tokio::test]
+async fn each_inbound_hook_is_rate_limited_with_retry_after() {
+    let state = test_state(Providers::default()).with_config(baton_server::ServerConfig {
+        rate_limit: Some(2.0),
+        ..Default::default()
+    });
+    let key = key_for(&state).await;
+    store_echo(&state, &key).await;
+    let (a, a_secret) = create_hook(&state, &key).await;
+    let (b, b_secret) = create_hook(&state, &key).await;
+    let body = r#"{"who": "flood"}"#;
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for n in 0..8 {
+        let r = post_hook(
+            &state,
+            &a,
+            &a_secret,
+            &format!("msg_{n}"),
+            now_s(),
+            body,
+            None,
+        )
+        .await;
+        statuses.push(r.status);
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r);
+        }
+    }
+    let accepted = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::ACCEPTED)
+        .count();
+    assert!((4..8).contains(&accepted), "{statuses:?}");
+    let limited = limited.expect("no 429 past the hook's burst");
+    assert_eq!(
+        limited.body["error"]["code"], "rate_limited",
+        "{}",
+        limited.body
+    );
+    assert!(
+        limited.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("this hook received more than 2 requests a second"),
+        "{}",
+        limited.body
+    );
+    // The other hook has its own bucket.
+    let other = post_hook(&state, &b, &b_secret, "msg_b", now_s(), body, None).await;
+    assert_eq!(other.status, StatusCode::ACCEPTED, "{}", other.body);
+    // Only admitted requests started runs.
+    let runs = run_count(&state, &key).await;
+    assert_eq!(runs, accepted + 1);
+}
+
+/// The 429 answer of a hook over its rate carries Retry-After (in whole seconds).
+#[tokio::test]
+async fn a_rate_limited_hook_says_when_to_retry() {
+    let state = test_state(Providers::default()).with_config(baton_server::ServerConfig {
+        rate_limit: Some(1.0),
+        ..Default::default()
+    });
+    let key = key_for(&state).await;
+    store_echo(&state, &key).await;
+    let (id, _) = create_hook(&state, &key).await;
+    let mut last = None;
+    // No signature at all: the limit comes first, so a flood of junk is refused cheaply.
+    for _ in 0..4 {
+        let req = Request::builder()
+            .method("POST")
+            .uri(format!("/hooks/{id}"))
+            .body(Body::from("{}"))
+            .unwrap();
+        let resp = app(state.clone()).oneshot(req).await.unwrap();
+        last = Some((resp.status(), resp.headers().clone()));
+    }
+    let (status, headers) = last.unwrap();
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers["retry-after"], "1");
+}
+
 #[tokio::test]
 async fn rotation_keeps_two_secrets_valid_until_the_old_one_expires() {
     let state = test_state(Providers::default());
