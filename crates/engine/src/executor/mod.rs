@@ -438,6 +438,7 @@ fn control_input(c: Control) -> Input {
     match c {
         Control::Pause => Input::Pause,
         Control::Resume { stepping } => Input::Resume { stepping },
+        Control::RaiseBudget { changes, by } => Input::RaiseBudget { changes, by },
         Control::Cancel => Input::Cancel,
         Control::Human {
             step,
