@@ -24,6 +24,8 @@ pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_INVALID: i32 = 2;
 /// The run stopped but is not over: paused, or waiting for a person.
 pub const EXIT_STOPPED: i32 = 3;
+/// The run's budget stopped it: `baton resume RUN --budget KIND=+N` continues it.
+pub const EXIT_BUDGET: i32 = 4;
 
 #[derive(Args, Clone, Debug)]
 pub struct DbArgs {
@@ -115,6 +117,11 @@ pub struct ResumeArgs {
     /// Pause before every step from here on.
     #[arg(long)]
     pub step: bool,
+    /// Raise a budget limit first (repeatable): `tokens=+50000`, `cost_usd=+1.5`,
+    /// `wall_time=+10m`, `model_calls=+20`, an absolute `tokens=200000`, or an agent's own
+    /// limit `coder.tokens=+5000`.
+    #[arg(long, value_name = "[AGENT.]KIND=[+]AMOUNT")]
+    pub budget: Vec<String>,
     #[arg(long)]
     pub json: bool,
     /// Change the run's durability from here on (default: the one it was started with).
@@ -401,15 +408,39 @@ pub(crate) async fn control_for_run(
 }
 
 pub async fn resume(args: ResumeArgs) -> anyhow::Result<i32> {
+    let mut budget = Vec::new();
+    for pair in &args.budget {
+        match baton_types::BudgetChange::parse_pair(pair) {
+            Ok(c) => budget.push(c),
+            Err(e) => {
+                errln!("error: --budget {e}");
+                return Ok(EXIT_INVALID);
+            }
+        }
+    }
     let (control, rec) = control_for_run(&args.db, &args.run, args.durability).await?;
-    let resumed = control
-        .resume(
-            &args.db.caller(&control).await?,
-            &rec.id.to_string(),
-            args.step,
-        )
+    let opts = baton_control::ResumeOptions {
+        stepping: args.step,
+        budget,
+    };
+    let resumed = match control
+        .resume_with(&args.db.caller(&control).await?, &rec.id.to_string(), opts)
         .await
-        .map_err(|e| run_error(e, &args.run))?;
+    {
+        Ok(r) => r,
+        // A bad change, or a run still over its budget: said plainly, with the run's exit code.
+        Err(e @ baton_control::Error::Invalid { .. }) => {
+            errln!("error: {e}");
+            return Ok(EXIT_INVALID);
+        }
+        Err(e @ baton_control::Error::Conflict { .. })
+            if rec.status == RunStatus::BudgetExceeded =>
+        {
+            errln!("error: {e}");
+            return Ok(EXIT_BUDGET);
+        }
+        Err(e) => return Err(run_error(e, &args.run)),
+    };
     match resumed {
         Resumed::Finished(status) => {
             errln!("run {} is already {}: nothing to resume", rec.id, status);
@@ -436,6 +467,7 @@ pub(crate) async fn summary(control: &Control, st: &RunState, json: bool) -> any
     let code = match st.status {
         RunStatus::Succeeded => EXIT_OK,
         RunStatus::Failed | RunStatus::Cancelled => EXIT_FAILED,
+        RunStatus::BudgetExceeded => EXIT_BUDGET,
         _ => EXIT_STOPPED,
     };
     if json {
@@ -486,6 +518,13 @@ pub(crate) async fn summary(control: &Control, st: &RunState, json: bool) -> any
                 "paused {at}. Inspect: baton runs state {id}   Continue: baton resume {id} [--step]",
                 id = st.run_id
             );
+        }
+        RunStatus::BudgetExceeded => {
+            if let Some(baton_types::PauseReason::Budget(stop)) = &st.pause {
+                for line in crate::budget_view::stop_lines(&st.run_id.to_string(), stop) {
+                    outln!("{line}");
+                }
+            }
         }
         RunStatus::Waiting => {
             for a in baton_control::view::ambiguities(&evs) {

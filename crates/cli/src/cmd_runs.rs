@@ -326,14 +326,14 @@ async fn list(
         outln!("no runs");
     } else {
         outln!(
-            "{:<32}  {:<20}  {:<11}  CREATED",
+            "{:<32}  {:<20}  {:<15}  CREATED",
             "ID",
             "WORKFLOW",
             "STATUS"
         );
         for r in &runs {
             outln!(
-                "{:<32}  {:<20}  {:<11}  {}",
+                "{:<32}  {:<20}  {:<15}  {}",
                 r.id.to_string(),
                 r.workflow_name,
                 r.status.as_str(),
@@ -378,6 +378,10 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
             sandbox: sandboxed.iter().map(view::SandboxRow::of).collect(),
             ambiguous: &detail.ambiguous,
             forked_from: detail.forked_from,
+            budget: detail
+                .budget
+                .as_ref()
+                .filter(|b| b.has_limits() || b.spent.model_calls > 0),
         };
         outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(EXIT_OK);
@@ -402,6 +406,13 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
     }
     outln!("durable   {durability} (resume --durability changes it)");
     outln!("inputs    {}", rec.inputs);
+    for line in detail
+        .budget
+        .iter()
+        .flat_map(crate::budget_view::show_lines)
+    {
+        outln!("{line}");
+    }
     for r in &rows {
         outln!("{}", view::step_line(r));
     }

@@ -37,7 +37,7 @@ pub(crate) async fn drive_interactive(
         ..
     } = d;
     let mode = mode(json);
-    let printer = Arc::new(Printer::new(mode));
+    let printer = Arc::new(Printer::new(mode).with_budget(&program, &st));
     let interactive = !json && std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let exec = control.executor(program).with_sink(printer.clone());
     loop {

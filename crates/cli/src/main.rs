@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 #[macro_use]
 mod out;
 
+mod budget_view;
 mod cmd_admin;
 mod cmd_agents;
 mod cmd_bench;

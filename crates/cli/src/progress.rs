@@ -21,6 +21,8 @@ pub struct Printer {
     multi: MultiProgress,
     bars: Mutex<HashMap<String, ProgressBar>>,
     tokens: Mutex<HashMap<String, u64>>,
+    /// Spend shown live, when the workflow sets a budget.
+    budget: Option<crate::budget_view::LiveSpend>,
 }
 
 impl Printer {
@@ -34,7 +36,19 @@ impl Printer {
             multi,
             bars: Mutex::default(),
             tokens: Mutex::default(),
+            budget: None,
         }
+    }
+
+    /// Shows the spend by agent as it grows, when `program` sets a budget (from what `st`
+    /// spent so far).
+    pub fn with_budget(
+        mut self,
+        program: &baton_engine::Program,
+        st: &baton_engine::RunState,
+    ) -> Self {
+        self.budget = crate::budget_view::LiveSpend::new(program, st);
+        self
     }
 
     fn line(&self, s: String) {
@@ -90,8 +104,15 @@ impl Printer {
                 let mut t = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
                 let n = t.entry(step.to_string()).or_default();
                 *n += usage.total();
+                let spent = self.budget.as_ref().map(|b| b.add(step, usage));
                 if let Some(b) = bars.get(step) {
-                    b.set_message(format!("{step} · {n} tokens"));
+                    let spent = spent
+                        .as_ref()
+                        .map(|s| format!(" · {s}"))
+                        .unwrap_or_default();
+                    b.set_message(format!("{step} · {n} tokens{spent}"));
+                } else if let Some(s) = spent {
+                    self.line(format!("    {step}: {s}"));
                 }
             }
             Progress::ToolResult { tool, is_error, .. } => self.line(format!(
@@ -149,6 +170,14 @@ impl EventSink for Printer {
         match &r.event {
             Event::StepStarted { step, attempt, .. } => self.started(&mut bars, step, *attempt),
             Event::StepProgress { step, progress } => self.progressed(&bars, step, progress),
+            Event::BudgetRaised { changes, .. } => {
+                if let Some(b) = &self.budget {
+                    b.raised(changes);
+                }
+                if let Some(line) = note_line(r) {
+                    self.line(line);
+                }
+            }
             ev => {
                 if let Some((step, line)) = step_end_line(ev) {
                     self.ended(&mut bars, step, line);
@@ -235,7 +264,15 @@ fn note_line(r: &EventRecord) -> Option<String> {
             };
             format!("  {mark} {step}: {what}{by}")
         }
+        Event::Paused {
+            pause: baton_types::PauseReason::Budget(stop),
+        } => format!("  ⏹ stopped: budget exceeded: {}", stop.crossed),
         Event::Paused { pause } => format!("  ⏸ paused ({})", describe_pause(pause)),
+        Event::BudgetRaised { changes, by } => {
+            let changes: Vec<String> = changes.iter().map(ToString::to_string).collect();
+            let by = by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default();
+            format!("  ▲ budget raised: {}{by}", changes.join(", "))
+        }
         Event::Resumed { .. } => "  ▶ resumed".into(),
         Event::ToolCallFinished {
             step,
@@ -266,6 +303,7 @@ pub fn describe_pause(p: &baton_types::PauseReason) -> String {
     match p {
         baton_types::PauseReason::User => "by request".into(),
         baton_types::PauseReason::Breakpoint { step } => format!("before step {step}"),
+        baton_types::PauseReason::Budget(stop) => format!("budget exceeded: {}", stop.crossed),
     }
 }
 

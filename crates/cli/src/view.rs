@@ -56,6 +56,9 @@ pub struct RunView<'a> {
     /// A fork: the run and the event its log was copied from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forked_from: Option<baton_types::ForkOrigin>,
+    /// Limits and spend by agent and by model (when the workflow sets a budget or models ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<&'a baton_control::BudgetView>,
 }
 
 /// One sandbox execution in `runs show --json`.

@@ -48,9 +48,9 @@ pub use follow::{Followed, Follower};
 pub use keys::{Authenticated, CreatedKey, KeyInfo, NewKey};
 pub use runner::{BusEvent, BusItem, Drive};
 pub use runs::{
-    Answer, Answered, Approval, ControlOutcome, Cut, Decision, EventFilter, ForkRequest, Forked,
-    LoadedWorkflow, LogLevel, Resolve, Resolved, Resumed, RunControl, RunPage, RunQuery,
-    RunRequest, Started, WorkflowSource,
+    Answer, Answered, Approval, BudgetView, ControlOutcome, Cut, Decision, EventFilter,
+    ForkRequest, Forked, LoadedWorkflow, LogLevel, Resolve, Resolved, ResumeOptions, Resumed,
+    RunControl, RunPage, RunQuery, RunRequest, Started, WorkflowSource,
 };
 pub use workflows::{WorkflowInfo, WorkflowRef, WorkflowVersion};
 

@@ -10,12 +10,14 @@
 //! [`Drive`] starts from `RunState::new` or `load_state`, and control requests go to the
 //! process that holds the run (a claim) or are applied here when none does.
 
+mod budget;
 mod fork;
 mod loading;
 mod logs;
 mod operate;
 
 pub use baton_engine::fork::Cut;
+pub use budget::{BudgetView, ResumeOptions};
 pub use fork::{ForkRequest, Forked};
 pub(crate) use loading::diagnostics;
 use loading::{base_of, first_events, workflow_file};
@@ -469,7 +471,9 @@ impl Control {
             Event::RunCreated { forked_from, .. } => *forked_from,
             _ => None,
         });
+        let budget = self.budget_view(program.as_ref(), rec.id).await?;
         Ok(RunDetail {
+            budget,
             forked_from,
             tokens: steps.iter().map(|s| s.row.tokens).sum(),
             usage,

@@ -484,6 +484,10 @@ pub struct RunDetail {
     /// A fork: the run and the event its log was copied from (`baton runs fork`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forked_from: Option<baton_types::ForkOrigin>,
+    /// Limits and spend (by agent, by model); absent when the run's workflow no longer
+    /// compiles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::runs::BudgetView>,
 }
 
 /// A run's record as the API shows it.

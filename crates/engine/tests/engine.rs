@@ -222,6 +222,8 @@ async fn never_ending_tool_calls_stop_at_max_tool_turns() {
         r#"
 version: 1
 name: loop
+# The same call every turn would be a runaway first: off, to reach max_tool_turns.
+runaway: { repeated_tool_calls: 0 }
 agents:
   a: { model: scripted/a, tools: [echo], max_tool_turns: 3 }
 steps:

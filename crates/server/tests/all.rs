@@ -17,6 +17,8 @@ use tower::ServiceExt;
 
 #[path = "all/api.rs"]
 mod api;
+#[path = "all/budget.rs"]
+mod budget;
 #[path = "all/fork.rs"]
 mod fork;
 #[path = "all/logs.rs"]

@@ -145,6 +145,12 @@ pub enum Control {
         #[serde(default)]
         stepping: bool,
     },
+    /// Budget limits raised before a resume (`baton resume --budget tokens=+50000`).
+    RaiseBudget {
+        changes: Vec<baton_types::BudgetChange>,
+        #[serde(default)]
+        by: Option<String>,
+    },
     Cancel,
     Human {
         step: String,

@@ -17,6 +17,9 @@ pub enum RunStatus {
     Paused,
     /// Waiting for a person (a `human` step).
     Waiting,
+    /// Stopped by its budget (a limit crossed): `baton resume --budget ...` raises the limit
+    /// and continues. Not terminal.
+    BudgetExceeded,
     Succeeded,
     Failed,
     Cancelled,
@@ -27,12 +30,13 @@ pub enum RunStatus {
 
 impl RunStatus {
     /// Every status, in the order people read them.
-    pub const ALL: [RunStatus; 8] = [
+    pub const ALL: [RunStatus; 9] = [
         Self::Pending,
         Self::Running,
         Self::Interrupted,
         Self::Paused,
         Self::Waiting,
+        Self::BudgetExceeded,
         Self::Succeeded,
         Self::Failed,
         Self::Cancelled,
@@ -47,6 +51,7 @@ impl RunStatus {
             Self::Running => "running",
             Self::Paused => "paused",
             Self::Waiting => "waiting",
+            Self::BudgetExceeded => "budget_exceeded",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
@@ -63,6 +68,7 @@ impl std::str::FromStr for RunStatus {
             "running" => Self::Running,
             "paused" => Self::Paused,
             "waiting" => Self::Waiting,
+            "budget_exceeded" => Self::BudgetExceeded,
             "succeeded" => Self::Succeeded,
             "failed" => Self::Failed,
             "cancelled" => Self::Cancelled,
@@ -129,6 +135,8 @@ pub enum StepErrorKind {
     Cancelled,
     /// The model provider refused or failed (auth, rate limit, context length...).
     Model,
+    /// An agent repeated the same tool call past `runaway.repeated_tool_calls`.
+    Runaway,
 }
 
 /// A step's error, as logged.
@@ -246,6 +254,8 @@ pub enum PauseReason {
     User,
     /// A breakpoint before `step` (`--break-before`, or `--step` mode).
     Breakpoint { step: String },
+    /// A budget limit was crossed (the run's status is `budget_exceeded`).
+    Budget(Box<crate::BudgetStop>),
 }
 
 /// What a step did while running, beyond its result (for live views and audits).
@@ -496,6 +506,12 @@ pub enum Event {
     Paused {
         pause: PauseReason,
     },
+    /// A person raised budget limits (`baton resume --budget tokens=+50000`).
+    BudgetRaised {
+        changes: Vec<crate::BudgetChange>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     Resumed {
         /// Pause again before every step (step-through debugging).
         #[serde(default)]
@@ -533,6 +549,7 @@ impl Event {
             Event::StateSet { .. } => "state_set",
             Event::StateEdited { .. } => "state_edited",
             Event::Paused { .. } => "paused",
+            Event::BudgetRaised { .. } => "budget_raised",
             Event::Resumed { .. } => "resumed",
             Event::CancelRequested => "cancel_requested",
             Event::RunSucceeded { .. } => "run_succeeded",

@@ -1,6 +1,7 @@
 //! Baton's domain model: identifiers, the workflow document (and its canonical graph form),
 //! run statuses and the events of the run log. Pure data: serde + schemars, no I/O, no tokio.
 
+pub mod budget;
 pub mod duration;
 pub mod event;
 pub mod flow;
@@ -13,6 +14,7 @@ pub mod tenancy;
 pub mod tool;
 pub mod workflow;
 
+pub use budget::{Budget, BudgetChange, BudgetCrossing, BudgetKind, BudgetStop, Runaway, Spend};
 pub use duration::Dur;
 pub use event::{
     Event, EventRecord, ModelDelta, PauseReason, Progress, PromptContext, Resolution, RunStatus,

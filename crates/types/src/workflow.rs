@@ -45,6 +45,12 @@ pub struct WorkflowDoc<S = Step> {
     /// Without it, the run's output is the output of the last step that ran.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub outputs: IndexMap<String, String>,
+    /// Limits on what the whole run may spend (every agent draws from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::Budget>,
+    /// Runaway detection (repeated identical tool calls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runaway: Option<crate::Runaway>,
 }
 
 impl<S> WorkflowDoc<S> {
@@ -61,6 +67,8 @@ impl<S> WorkflowDoc<S> {
             steps: _,
             edges,
             outputs,
+            budget,
+            runaway,
         } = self;
         WorkflowDoc {
             version,
@@ -73,6 +81,8 @@ impl<S> WorkflowDoc<S> {
             steps,
             edges,
             outputs,
+            budget,
+            runaway,
         }
     }
 }
@@ -142,6 +152,9 @@ pub struct AgentSpec {
     /// Output contract for every step of this agent (a step's own `output` wins).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputSpec>,
+    /// Limits on this agent's own spend (`wall_time` is run-level only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::Budget>,
 }
 
 /// An agent of the registry that a run uses: the version its reference named (or the default

@@ -179,6 +179,7 @@ impl<'p> ForkLog<'p> {
         let machine = Machine::new(program);
         let mut state = RunState::new(id, inputs, program, &options);
         for e in events.iter().skip(1) {
+            machine.set_now(e.at_ms);
             machine.apply(&mut state, &e.event);
             state.last_seq = e.seq;
         }
@@ -193,6 +194,7 @@ impl<'p> ForkLog<'p> {
     /// The edits, each checked against the state it applies to, logged after the copy.
     fn edit(mut self, caller: &Caller, edits: Vec<(EditTarget, Value)>) -> Result<Self> {
         let at_ms = baton_store::now_ms();
+        self.machine.set_now(at_ms);
         for (target, value) in edits {
             check_edit(self.program, &self.state, &target, &value)?;
             let event = Event::StateEdited {

@@ -71,6 +71,21 @@ impl Control {
     /// log, or the request queued for this process's task that drives it. `stepping`: pause
     /// before every step from here on.
     pub async fn resume(&self, caller: &Caller, run: &str, stepping: bool) -> Result<Resumed> {
+        let opts = ResumeOptions {
+            stepping,
+            budget: Vec::new(),
+        };
+        self.resume_with(caller, run, opts).await
+    }
+
+    /// [`Control::resume`], with budget changes made first (logged as `budget_raised`): a run
+    /// its budget stopped resumes only once they lift it over what was spent.
+    pub async fn resume_with(
+        &self,
+        caller: &Caller,
+        run: &str,
+        opts: ResumeOptions,
+    ) -> Result<Resumed> {
         let rec = self.find_run(caller, run).await?;
         let object = format!("run/{}", rec.id);
         if let Err(e) = caller.check(Permission::OperateRuns) {
@@ -79,24 +94,30 @@ impl Control {
         if rec.status.is_terminal() {
             return Ok(Resumed::Finished(rec.status));
         }
-        self.record(
-            caller,
-            "run.resume",
-            Some(&object),
-            Outcome::Ok,
-            json!({"stepping": stepping}),
-        )
-        .await?;
+        let program = Arc::new(self.program(&rec)?);
+        let st = baton_engine::executor::load_state(&self.services, &program, rec.id).await?;
+        let raise = self.budget_input(caller, &program, &st, &opts)?;
+        let stepping = opts.stepping;
+        let budget: Vec<String> = opts.budget.iter().map(ToString::to_string).collect();
+        let mut details = json!({"stepping": stepping});
+        if !budget.is_empty() {
+            details["budget"] = json!(budget);
+        }
+        self.record(caller, "run.resume", Some(&object), Outcome::Ok, details)
+            .await?;
         if self.runner.is_active(rec.id) {
+            if let Some(Input::RaiseBudget { changes, by }) = raise {
+                let c = StoreControl::RaiseBudget { changes, by };
+                self.services.store.send_control(rec.id, c).await?;
+            }
             self.services
                 .store
                 .send_control(rec.id, StoreControl::Resume { stepping })
                 .await?;
             return Ok(Resumed::Queued);
         }
-        let program = Arc::new(self.program(&rec)?);
-        let st = baton_engine::executor::load_state(&self.services, &program, rec.id).await?;
         let mut inputs = vec![Input::Start { resumed: true }];
+        inputs.extend(raise);
         if st.pause.is_some() || stepping != st.stepping {
             inputs.push(Input::Resume { stepping });
         }

@@ -207,16 +207,26 @@ impl Executor {
         loop {
             // Every input ready now is decided, then all their events go to the log in one
             // write, and only then is anything acted on.
+            // One time for the batch: the events are applied at it and logged with it, so a
+            // replay applies them at the same time (the wall-time budget counts from it).
+            let now = baton_store::now_ms();
+            machine.set_now(now);
             let mut acks = Vec::new();
             while let Some((input, ack)) = d.queue.pop_front() {
-                machine.set_now(baton_store::now_ms());
+                // A tool call is sent only while its attempt still runs (a runaway call
+                // fails its step instead of being logged).
+                let call_of = match &input {
+                    Input::ToolCall { step, attempt, .. } => Some((step.clone(), *attempt)),
+                    _ => None,
+                };
                 match machine.handle_into(st, input, &mut d.decided) {
+                    Ok(()) if call_of.is_some_and(|(s, a)| !attempt_runs(st, &s, a)) => {}
                     Ok(()) => acks.extend(ack),
                     Err(refused) => tracing::info!("input refused: {refused}"),
                 }
             }
             if !d.decided.events.is_empty() {
-                self.commit(st, &mut d.decided.events).await?;
+                self.commit(st, &mut d.decided.events, now).await?;
             }
             for ack in acks {
                 let _ = ack.send(());
@@ -292,8 +302,7 @@ impl Executor {
 
     /// Appends events (with status, and a checkpoint when a step ended) in one write; takes
     /// the events out of `evs`.
-    async fn commit(&self, st: &mut RunState, evs: &mut Vec<Event>) -> Result<(), Error> {
-        let now = baton_store::now_ms();
+    async fn commit(&self, st: &mut RunState, evs: &mut Vec<Event>, now: i64) -> Result<(), Error> {
         let first = st.last_seq + 1;
         let step_ended = evs.iter().any(|e| {
             matches!(
@@ -405,8 +414,20 @@ fn queue_due_timeouts(st: &RunState, d: &mut Drive) {
     }
 }
 
+/// Whether `attempt` of `step` is running.
+fn attempt_runs(st: &RunState, step: &str, attempt: u32) -> bool {
+    st.steps
+        .get(step)
+        .is_some_and(|s| s.attempt == attempt && s.phase == crate::machine::Phase::Running)
+}
+
 fn can_move(st: &RunState) -> bool {
-    if st.status.is_terminal() || matches!(st.status, RunStatus::Waiting | RunStatus::Paused) {
+    if st.status.is_terminal()
+        || matches!(
+            st.status,
+            RunStatus::Waiting | RunStatus::Paused | RunStatus::BudgetExceeded
+        )
+    {
         return false;
     }
     // Running with nothing ready or active: a bug, but never hang on it.
@@ -417,6 +438,7 @@ fn control_input(c: Control) -> Input {
     match c {
         Control::Pause => Input::Pause,
         Control::Resume { stepping } => Input::Resume { stepping },
+        Control::RaiseBudget { changes, by } => Input::RaiseBudget { changes, by },
         Control::Cancel => Input::Cancel,
         Control::Human {
             step,

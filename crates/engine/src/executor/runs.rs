@@ -81,6 +81,8 @@ pub async fn load_state(
         None => (RunState::new(run, rec.inputs, program, &options), 0),
     };
     for ev in services.store.events(run, after).await? {
+        // At the time it was logged (see `Executor::drive`).
+        machine.set_now(ev.at_ms);
         machine.apply(&mut st, &ev.event);
         st.last_seq = ev.seq;
     }

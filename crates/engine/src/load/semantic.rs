@@ -8,6 +8,7 @@
 
 mod agents;
 mod document;
+mod limits;
 mod steps;
 mod templates;
 
@@ -158,6 +159,7 @@ impl<'a, 'd> Checker<'a, 'd> {
             self.check_loops(s);
         }
         self.check_agents();
+        self.check_budgets();
         self.check_templates();
     }
 

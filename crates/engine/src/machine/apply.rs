@@ -17,8 +17,11 @@ use crate::program::{Node, NodeKind};
 impl Machine<'_> {
     /// Applies one event to the state.
     pub fn apply(&self, st: &mut RunState, ev: &Event) {
+        self.apply_budget(st, ev);
         match ev {
-            Event::RunCreated { .. } | Event::AgentsResolved { .. } => {}
+            Event::RunCreated { .. }
+            | Event::AgentsResolved { .. }
+            | Event::BudgetRaised { .. } => {}
             Event::StepProgress { step, progress } => journal_progress(st, step, progress),
             Event::ToolCallStarted { .. }
             | Event::ToolCallFinished { .. }

@@ -11,7 +11,8 @@ use super::{Action, Decision, Machine, Refused, ToolCall};
 
 impl Machine<'_> {
     /// Logs an agent's tool call (its start before it is sent, or its result), only for the
-    /// attempt running now.
+    /// attempt running now. A call that would repeat the same call once too often (see
+    /// `budget`) is not logged: the step fails instead, and `true` says the run moves on.
     pub(super) fn tool_call(
         &self,
         st: &mut RunState,
@@ -19,13 +20,25 @@ impl Machine<'_> {
         attempt: u32,
         call: ToolCall,
         out: &mut Decision,
-    ) -> Result<(), Refused> {
+    ) -> Result<bool, Refused> {
         if !st
             .steps
             .get(&step)
             .is_some_and(|s| s.attempt == attempt && s.phase == Phase::Running)
         {
             return Err(Refused::NotRunning(step, attempt));
+        }
+        if let ToolCall::Started {
+            call,
+            tool,
+            arguments,
+            ..
+        } = &call
+            && let Some(e) = self.runaway(st, &step, *call, (tool, arguments))
+        {
+            let d = self.failure(st, &step, e, Ended::sync(attempt));
+            self.record(st, out, d);
+            return Ok(true);
         }
         let ev = match call {
             ToolCall::Started {
@@ -56,7 +69,7 @@ impl Machine<'_> {
             },
         };
         self.emit(st, out, ev);
-        Ok(())
+        Ok(false)
     }
 
     /// A resumed attempt cannot go on without a person: the step becomes ambiguous.

@@ -96,10 +96,7 @@ impl Machine<'_> {
                 step,
                 attempt,
                 call,
-            } => {
-                self.tool_call(st, step, attempt, call, out)?;
-                return Ok(false);
-            }
+            } => return self.tool_call(st, step, attempt, call, out),
             Input::Ambiguous {
                 step,
                 attempt,
@@ -126,6 +123,12 @@ impl Machine<'_> {
                     by,
                 };
                 self.answer(st, ev, out)?;
+            }
+            Input::RaiseBudget { changes, by } => {
+                for c in &changes {
+                    self.check_change(st, c).map_err(Refused::Budget)?;
+                }
+                self.emit(st, out, Event::BudgetRaised { changes, by });
             }
             Input::Pause | Input::Resume { .. } | Input::Cancel => self.operate(st, input, out)?,
         }
@@ -159,6 +162,11 @@ impl Machine<'_> {
             Input::Resume { stepping } => {
                 if st.pause.is_none() && stepping == st.stepping {
                     return Err(Refused::NotPaused);
+                }
+                if matches!(st.pause, Some(PauseReason::Budget(_)))
+                    && let Some(crossed) = self.crossing(st)
+                {
+                    return Err(Refused::OverBudget(crossed));
                 }
                 self.emit(st, out, Event::Resumed { stepping });
             }
@@ -340,6 +348,10 @@ impl Machine<'_> {
                 );
                 return Some(self.failure(st, step, e, Ended::sync(1)));
             }
+            // Over budget: nothing new starts, the run stops here.
+            if let Some(stop) = self.budget_stop(st) {
+                return Some(stop);
+            }
             let breaks = st.stepping || st.breakpoints.contains(id);
             if breaks && st.released.as_deref() != Some(step.as_str()) {
                 let pause = PauseReason::Breakpoint { step: step.clone() };
@@ -494,7 +506,7 @@ impl Machine<'_> {
     }
 }
 
-fn ordinal(n: u32) -> String {
+pub(super) fn ordinal(n: u32) -> String {
     let suffix = match (n % 10, n % 100) {
         (1, x) if x != 11 => "st",
         (2, x) if x != 12 => "nd",

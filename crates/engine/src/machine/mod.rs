@@ -15,6 +15,9 @@
 //! - `join`: how a fan's outcome follows from its branches' (the join strategies).
 
 mod apply;
+mod budget;
+#[cfg(test)]
+mod budget_tests;
 mod calls;
 mod decide;
 mod human;
@@ -28,6 +31,7 @@ mod tests;
 use baton_types::{Event, Progress, Resolution, RunStatus, Usage};
 use serde_json::Value;
 
+pub use budget::BudgetState;
 pub use state::{
     CallRecord, FanFrame, FanKind, Frame, FrameId, Journal, Outcome, Phase, ReplyRecord,
     RunOptions, RunState, SeqFrame, StepRun,
@@ -97,6 +101,12 @@ pub enum Input {
     Resume {
         stepping: bool,
     },
+    /// A person changes budget limits (before resuming a run its budget stopped). Refused
+    /// ([`Refused::Budget`]) when a change names a limit the workflow does not set.
+    RaiseBudget {
+        changes: Vec<baton_types::BudgetChange>,
+        by: Option<String>,
+    },
     Cancel,
 }
 
@@ -142,6 +152,12 @@ pub enum Refused {
     NotRunning(String, u32),
     #[error("step '{0}' has no deadline that has passed")]
     NotDue(String),
+    /// A resume of a run still over its budget.
+    #[error("the run is still over its budget: {0}; raise the limit (e.g. --budget tokens=+50000)")]
+    OverBudget(baton_types::BudgetCrossing),
+    /// A budget change that names no limit of the workflow.
+    #[error("{0}")]
+    Budget(String),
 }
 
 /// What the executor does once the events of a decision are in the log.

@@ -152,6 +152,9 @@ pub struct RunState {
     pub last_failed: Option<String>,
     /// Seq of the last event applied.
     pub last_seq: u64,
+    /// What the run spent, against its budget.
+    #[serde(default, skip_serializing_if = "super::BudgetState::is_empty")]
+    pub budget: super::BudgetState,
 }
 
 /// Engine options set when a run is created.
@@ -191,6 +194,7 @@ impl RunState {
             result: None,
             error: None,
             last_failed: None,
+            budget: Default::default(),
             // Event 1 is always `RunCreated`, written when the run is created.
             last_seq: 1,
         };
@@ -417,7 +421,9 @@ impl RunState {
                 .values()
                 .any(|s| matches!(s.phase, Phase::Human { .. } | Phase::Ambiguous { .. }))
         };
-        self.status = if self.pause.is_some() {
+        self.status = if matches!(self.pause, Some(PauseReason::Budget(_))) {
+            RunStatus::BudgetExceeded
+        } else if self.pause.is_some() {
             RunStatus::Paused
         } else if !working && asking() {
             RunStatus::Waiting

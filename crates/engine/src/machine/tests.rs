@@ -12,14 +12,14 @@ use serde_json::{Value, json};
 use super::{Action, Decision, Input, Machine, Refused, RunOptions, RunState};
 use crate::program::Program;
 
-fn program(steps: Value) -> Program {
+pub(super) fn program(steps: Value) -> Program {
     let doc: WorkflowDoc =
         serde_json::from_value(json!({ "version": 1, "name": "t", "steps": steps })).unwrap();
     Program::compile(doc, PathBuf::from(".")).unwrap()
 }
 
 /// A run of `p` and the machine's decision on starting it.
-fn start(p: &Program, options: RunOptions) -> (RunState, Decision) {
+pub(super) fn start(p: &Program, options: RunOptions) -> (RunState, Decision) {
     let mut st = RunState::new(RunId::new(), json!({}), p, &options);
     let d = Machine::new(p)
         .handle(&mut st, Input::Start { resumed: false })
@@ -27,7 +27,7 @@ fn start(p: &Program, options: RunOptions) -> (RunState, Decision) {
     (st, d)
 }
 
-fn done(step: &str, attempt: u32, result: Result<Value, StepError>) -> Input {
+pub(super) fn done(step: &str, attempt: u32, result: Result<Value, StepError>) -> Input {
     Input::Done {
         step: step.into(),
         attempt,
@@ -38,7 +38,7 @@ fn done(step: &str, attempt: u32, result: Result<Value, StepError>) -> Input {
 }
 
 /// The events as short lines.
-fn said(d: &Decision) -> Vec<String> {
+pub(super) fn said(d: &Decision) -> Vec<String> {
     d.events.iter().map(line).collect()
 }
 
@@ -84,7 +84,7 @@ fn release(step: &str) -> Action {
 }
 
 /// Replaying every event decided so far gives the state the machine reached.
-fn assert_replays(p: &Program, st: &RunState, decisions: &[&Decision]) {
+pub(super) fn assert_replays(p: &Program, st: &RunState, decisions: &[&Decision]) {
     let m = Machine::new(p);
     let mut fresh = RunState::new(st.run_id, st.inputs.clone(), p, &RunOptions::default());
     for ev in decisions.iter().flat_map(|d| &d.events) {

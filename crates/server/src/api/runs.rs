@@ -1,6 +1,8 @@
 //! The run routes: start, list, inspect, follow the log of, operate and answer runs.
 
 use super::*;
+use baton_control::ResumeOptions;
+use baton_types::BudgetChange;
 
 /// A started run.
 #[derive(Serialize, JsonSchema)]
@@ -323,6 +325,31 @@ pub(super) struct ResumeBody {
     /// Pause again before the next step.
     #[serde(default)]
     stepping: bool,
+    /// Budget limits to change first, as `baton resume --budget` takes them: `[AGENT.]KIND`
+    /// (`tokens`, `cost_usd`, `wall_time`, `model_calls`) to `+AMOUNT` (added) or `AMOUNT`
+    /// (set), e.g. `{"tokens": "+50000", "wall_time": "+10m", "coder.cost_usd": 2}`.
+    #[serde(default)]
+    budget: Map<String, Value>,
+}
+
+/// The budget changes of a resume body, in order.
+fn budget_changes(budget: &Map<String, Value>) -> Result<Vec<BudgetChange>, baton_control::Error> {
+    budget
+        .iter()
+        .map(|(k, v)| {
+            let amount = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                other => {
+                    return Err(format!(
+                        "budget {k}: give the amount as a string (\"+50000\") or a number, not {other}"
+                    ));
+                }
+            };
+            BudgetChange::parse(k, &amount)
+        })
+        .collect::<Result<_, _>>()
+        .map_err(|why| baton_control::Error::invalid_field("budget", why))
 }
 
 pub(super) async fn resume_run(
@@ -331,7 +358,11 @@ pub(super) async fn resume_run(
     Path(IdPath { id }): Path<IdPath>,
     Body(b): Body<ResumeBody>,
 ) -> Out<Applied> {
-    match s.control.resume(&c, &id, b.stepping).await? {
+    let opts = ResumeOptions {
+        stepping: b.stepping,
+        budget: budget_changes(&b.budget)?,
+    };
+    match s.control.resume_with(&c, &id, opts).await? {
         Resumed::Finished(status) => ok(Applied {
             applied: false,
             queued: false,

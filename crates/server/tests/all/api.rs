@@ -1079,18 +1079,50 @@ async fn agents_are_versioned_over_http() {
     assert_eq!(run["run"]["outputs"], "LGTM: small, focused and tested.");
     // Its log by agent and by level.
     let id = run["run"]["id"].as_str().unwrap().to_string();
-    let a = api.json("GET", &format!("/api/v1/runs/{id}/logs?agent=reviewer"), None).await;
+    let a = api
+        .json(
+            "GET",
+            &format!("/api/v1/runs/{id}/logs?agent=reviewer"),
+            None,
+        )
+        .await;
     let evs = a.body.as_array().unwrap();
-    assert!(evs.len() >= 3 && evs.iter().all(|e| e["step"] == "review"), "{}", a.body);
-    let a = api.json("GET", &format!("/api/v1/runs/{id}/logs?agent=reviewer&level=debug"), None).await;
+    assert!(
+        evs.len() >= 3 && evs.iter().all(|e| e["step"] == "review"),
+        "{}",
+        a.body
+    );
+    let a = api
+        .json(
+            "GET",
+            &format!("/api/v1/runs/{id}/logs?agent=reviewer&level=debug"),
+            None,
+        )
+        .await;
     assert_eq!(a.body.as_array().unwrap().len(), evs.len(), "{}", a.body);
-    let a = api.json("GET", &format!("/api/v1/runs/{id}/logs?agent=reviewer&level=info"), None).await;
-    assert!(a.body.as_array().unwrap().len() < evs.len(), "prompts are debug: {}", a.body);
-    let a = api.json("GET", &format!("/api/v1/runs/{id}/logs?level=warn"), None).await;
+    let a = api
+        .json(
+            "GET",
+            &format!("/api/v1/runs/{id}/logs?agent=reviewer&level=info"),
+            None,
+        )
+        .await;
+    assert!(
+        a.body.as_array().unwrap().len() < evs.len(),
+        "prompts are debug: {}",
+        a.body
+    );
+    let a = api
+        .json("GET", &format!("/api/v1/runs/{id}/logs?level=warn"), None)
+        .await;
     assert_eq!(a.body, json!([]), "a clean run has no warnings");
-    let a = api.json("GET", &format!("/api/v1/runs/{id}/logs?agent=nobody"), None).await;
+    let a = api
+        .json("GET", &format!("/api/v1/runs/{id}/logs?agent=nobody"), None)
+        .await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
-    let a = api.json("GET", &format!("/api/v1/runs/{id}/logs?level=loud"), None).await;
+    let a = api
+        .json("GET", &format!("/api/v1/runs/{id}/logs?level=loud"), None)
+        .await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
 
     // Refusals: a bad file (its line), an unknown version, a rollback to nothing, a bad body.

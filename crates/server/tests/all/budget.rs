@@ -1,0 +1,127 @@
+//! Budgets over HTTP, with the requests docs/api.md shows: a run of `examples/budget.yaml`
+//! stops `budget_exceeded`, its detail carries the limits and who spent what, a resume
+//! without more is 409 and a bad change 422 (both with the one error body), and
+//! `{"budget": {"tokens": "+100"}}` lets it finish.
+
+use axum::body::Body;
+use axum::http::Request;
+use baton_llm::Providers;
+use baton_server::{AppState, app};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::key_for;
+
+async fn send(state: &AppState, key: &str, method: &str, uri: &str, body: Value) -> (u16, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app(state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// The run's detail once its status is `want` (it runs in the background).
+async fn until(state: &AppState, key: &str, run: &str, want: &str) -> Value {
+    for _ in 0..500 {
+        let uri = format!("/api/v1/runs/{run}");
+        let (status, v) = send(state, key, "GET", &uri, Value::Null).await;
+        assert_eq!(status, 200, "{v}");
+        if v["run"]["status"] == want {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("run {run} never became {want}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_stop_is_shown_and_resumed_with_more_over_http() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let store = std::sync::Arc::new(baton_store::memory::MemoryStore::new());
+    let services = baton_engine::Services {
+        store: store.clone(),
+        models: std::sync::Arc::new(Providers::default()),
+        tools: std::sync::Arc::new(baton_tools::Registry::with_builtins()),
+    };
+    let control = baton_control::Control::new(services, store).with_base_dir(&examples);
+    let state = AppState::new(control, Providers::default());
+    let key = key_for(&state).await;
+    let source = std::fs::read_to_string(examples.join("budget.yaml")).unwrap();
+    let (status, v) = send(
+        &state,
+        &key,
+        "POST",
+        "/api/v1/runs",
+        json!({"source": source}),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let v = until(&state, &key, &id, "budget_exceeded").await;
+    let b = &v["budget"];
+    assert_eq!(
+        b["limits"],
+        json!({"tokens": 150, "model_calls": 10}),
+        "{b}"
+    );
+    assert_eq!(b["agent_limits"]["writer"]["tokens"], 1000, "{b}");
+    assert_eq!(b["spent"]["tokens"], 200, "{b}");
+    assert_eq!(b["by_agent"]["editor"]["tokens"], 100, "{b}");
+    assert_eq!(b["by_model"]["scripted/spender"]["model_calls"], 2, "{b}");
+    assert_eq!(
+        b["exceeded"],
+        json!({"kind": "tokens", "limit": 150.0, "spent": 200.0}),
+        "{b}"
+    );
+    let resume = format!("/api/v1/runs/{id}/resume");
+    // Without more: 409.
+    let (status, v) = send(&state, &key, "POST", &resume, json!({})).await;
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["error"]["code"], "conflict", "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("still over its budget"), "{msg}");
+    // A change that is not one: 422 naming the field.
+    for bad in [
+        json!({"tokenz": "+5"}),
+        json!({"tokens": true}),
+        json!({"cost_usd": "+1"}),
+    ] {
+        let (status, v) = send(&state, &key, "POST", &resume, json!({"budget": bad})).await;
+        assert_eq!(status, 422, "{bad}: {v}");
+        assert_eq!(v["error"]["details"]["field"], "budget", "{v}");
+    }
+    // The request docs/api.md shows.
+    let (status, v) = send(
+        &state,
+        &key,
+        "POST",
+        &resume,
+        json!({"budget": {"tokens": "+100"}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["applied"], true, "{v}");
+    let v = until(&state, &key, &id, "succeeded").await;
+    assert_eq!(v["budget"]["spent"]["tokens"], 300, "{v}");
+    assert_eq!(v["budget"]["changes"], json!(["tokens=+100"]), "{v}");
+    // Listed by its status while stopped, and a filter the API knows.
+    let (status, v) = send(
+        &state,
+        &key,
+        "GET",
+        "/api/v1/runs?status=budget_exceeded",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+}
