@@ -15,7 +15,7 @@ pub enum LogLevel {
     Debug,
     Info,
     /// Something went wrong and was handled: an attempt retried or recovered, an answer
-    /// re-asked, a request escalated, a cancel.
+    /// re-asked, a request escalated, a budget crossed, a cancel.
     Warn,
     /// A step or the run failed, or an effect is ambiguous.
     Error,
@@ -46,6 +46,9 @@ impl LogLevel {
                     Self::Error
                 }
             }
+            Event::Paused {
+                pause: baton_types::PauseReason::Budget(_),
+            } => Self::Warn,
             Event::HumanEscalated { .. }
             | Event::RunCancelled
             | Event::CancelRequested
