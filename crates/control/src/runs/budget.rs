@@ -24,16 +24,16 @@ pub struct BudgetView {
     /// The run's limits (empty: none).
     pub limits: Budget,
     /// The agents' own limits, for the agents that have some.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub agent_limits: BTreeMap<String, Budget>,
     pub spent: Spend,
     pub by_agent: BTreeMap<String, Spend>,
     pub by_model: BTreeMap<String, Spend>,
     /// The limit that stopped the run (status `budget_exceeded`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exceeded: Option<BudgetCrossing>,
     /// The limit changes made so far, in order (`tokens=+50000`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<String>,
 }
 
