@@ -110,7 +110,10 @@ async fn a_budget_stop_is_shown_and_resumed_with_more_over_http() {
     )
     .await;
     assert_eq!(status, 200, "{v}");
-    assert_eq!(v, json!({"applied": true, "queued": false, "status": "running"}));
+    assert_eq!(
+        v,
+        json!({"applied": true, "queued": false, "status": "running"})
+    );
     let v = until(&state, &key, &id, "succeeded").await;
     assert_eq!(v["budget"]["spent"]["tokens"], 300, "{v}");
     assert_eq!(v["budget"]["changes"], json!(["tokens=+100"]), "{v}");
