@@ -83,6 +83,17 @@ async fn a_budget_stop_is_shown_and_resumed_with_more_over_http() {
         json!({"kind": "tokens", "limit": 150.0, "spent": 200.0}),
         "{b}"
     );
+    // Listed by its status.
+    let (status, v) = send(
+        &state,
+        &key,
+        "GET",
+        "/api/v1/runs?status=budget_exceeded",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["runs"][0]["id"], id.as_str(), "{v}");
     let resume = format!("/api/v1/runs/{id}/resume");
     // Without more: 409.
     let (status, v) = send(&state, &key, "POST", &resume, json!({})).await;
@@ -117,14 +128,4 @@ async fn a_budget_stop_is_shown_and_resumed_with_more_over_http() {
     let v = until(&state, &key, &id, "succeeded").await;
     assert_eq!(v["budget"]["spent"]["tokens"], 300, "{v}");
     assert_eq!(v["budget"]["changes"], json!(["tokens=+100"]), "{v}");
-    // Listed by its status while stopped, and a filter the API knows.
-    let (status, v) = send(
-        &state,
-        &key,
-        "GET",
-        "/api/v1/runs?status=budget_exceeded",
-        Value::Null,
-    )
-    .await;
-    assert_eq!(status, 200, "{v}");
 }
