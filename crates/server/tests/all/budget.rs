@@ -126,6 +126,22 @@ async fn a_budget_stop_is_shown_and_resumed_with_more_over_http() {
         json!({"applied": true, "queued": false, "status": "running"})
     );
     let v = until(&state, &key, &id, "succeeded").await;
+    // The raise is audited with the resume.
+    let (_, a) = send(
+        &state,
+        &key,
+        "GET",
+        "/api/v1/audit?action=run.resume",
+        Value::Null,
+    )
+    .await;
+    let budgets: Vec<&Value> = a["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["details"].get("budget"))
+        .collect();
+    assert_eq!(budgets, [&json!(["tokens=+100"])], "{a}");
     assert_eq!(v["budget"]["spent"]["tokens"], 300, "{v}");
     assert_eq!(v["budget"]["changes"], json!(["tokens=+100"]), "{v}");
 }
