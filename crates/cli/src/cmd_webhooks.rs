@@ -73,8 +73,8 @@ pub enum SubscriptionsCmd {
         #[arg(long)]
         url: String,
         /// An event type (repeat, or separate with commas): run.created, run.succeeded,
-        /// run.failed, run.cancelled, run.paused, step.succeeded, step.failed,
-        /// approval.requested, approval.answered.
+        /// run.failed, run.cancelled, run.paused, run.budget_exceeded, step.succeeded,
+        /// step.failed, approval.requested, approval.answered.
         #[arg(
             long = "event",
             value_delimiter = ',',

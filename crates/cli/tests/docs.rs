@@ -1,7 +1,8 @@
 //! Every workflow shown in the README and in `docs/` runs as shown. Each such YAML block names
 //! its file under `examples/` on its first line (`# examples/NAME.yaml`); the block must be that
 //! file, byte for byte, and the file must validate and run to success (answering `human`
-//! approvals from another "shell", as the README shows).
+//! approvals from another "shell", and resuming a run its budget stopped with more, as the
+//! README shows).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -87,13 +88,15 @@ fn every_workflow_in_the_docs_is_an_example_that_runs() {
         let o = db.run(&["validate", &file]);
         assert_eq!(o.status.code(), Some(0), "{md}:{line}: {}", text(&o));
         let mut o = db.run(&["run", &file, "--json"]);
-        // A run waiting for a person stops with exit 3; approve from "another shell".
+        // A run waiting for a person stops with exit 3; approve from "another shell". A run its
+        // budget stopped (exit 4) is resumed with more, as the README shows.
         for _ in 0..5 {
-            if o.status.code() != Some(3) {
-                break;
-            }
             let id = summary(&o)["id"].as_str().unwrap().to_string();
-            o = db.run(&["runs", "approve", &id, "--json"]);
+            o = match o.status.code() {
+                Some(3) => db.run(&["runs", "approve", &id, "--json"]),
+                Some(4) => db.run(&["resume", &id, "--budget", "tokens=+100", "--json"]),
+                _ => break,
+            };
         }
         assert_eq!(
             o.status.code(),

@@ -57,6 +57,25 @@ pub const EVENT_TYPES: &[(&str, &str)] = &[
     ("approval.answered", "human_responded"),
 ];
 
+/// A run its budget stopped (a `paused` event with reason `budget`): delivered under this
+/// type, not `run.paused`.
+pub const BUDGET_EXCEEDED: &str = "run.budget_exceeded";
+
+/// The webhook type of a logged event (its kind and the event as logged).
+pub fn webhook_type(kind: &str, event: &Value) -> Option<&'static str> {
+    if kind == "paused" && event["pause"]["reason"] == "budget" {
+        return Some(BUDGET_EXCEEDED);
+    }
+    event_type_of(kind)
+}
+
+/// Every event type a subscription may ask for.
+pub fn known_types() -> Vec<&'static str> {
+    let mut all: Vec<&str> = EVENT_TYPES.iter().map(|(t, _)| *t).collect();
+    all.push(BUDGET_EXCEEDED);
+    all
+}
+
 /// The webhook type of a run log event kind.
 pub fn event_type_of(kind: &str) -> Option<&'static str> {
     EVENT_TYPES

@@ -111,6 +111,7 @@ impl Harness {
     }
 }
 
+mod budget;
 mod effects;
 
 fn started(evs: &[Event], step: &str) -> usize {

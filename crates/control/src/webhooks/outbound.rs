@@ -22,8 +22,8 @@ impl Control {
         }
         let mut events: Vec<String> = Vec::new();
         for e in &req.events {
-            if event_type_of_type(e).is_none() {
-                let known: Vec<&str> = EVENT_TYPES.iter().map(|(t, _)| *t).collect();
+            if !known_types().contains(&e.as_str()) {
+                let known = known_types();
                 return Err(Error::invalid_field(
                     "events",
                     format!("'{e}' is not an event type; known: {}", known.join(", ")),
@@ -163,7 +163,7 @@ impl Control {
         let mut deliveries = Vec::new();
         let now = now_ms();
         for ev in &events {
-            let Some(ty) = event_type_of(&ev.kind) else {
+            let Some(ty) = webhook_type(&ev.kind, &ev.event) else {
                 continue;
             };
             if !subs.contains_key(&ev.tenant) {
@@ -231,10 +231,6 @@ impl Control {
         self.telemetry.delivery(outcome);
         Ok(())
     }
-}
-
-fn event_type_of_type(t: &str) -> Option<&'static str> {
-    EVENT_TYPES.iter().find(|(ty, _)| *ty == t).map(|(_, k)| *k)
 }
 
 /// A subscription's URL: http(s), a host, no credentials or fragment, and a host that is

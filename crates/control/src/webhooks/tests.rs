@@ -31,6 +31,12 @@ fn event_types_map_to_outbox_kinds() {
         assert_eq!(event_type_of(k), Some(*t));
     }
     assert_eq!(EVENT_TYPES.len(), baton_store::webhooks::OUTBOX_KINDS.len());
+    // A budget stop is a `paused` event delivered under its own type.
+    let budget = serde_json::json!({"type": "paused", "pause": {"reason": "budget"}});
+    assert_eq!(webhook_type("paused", &budget), Some(BUDGET_EXCEEDED));
+    let user = serde_json::json!({"type": "paused", "pause": {"reason": "user"}});
+    assert_eq!(webhook_type("paused", &user), Some("run.paused"));
+    assert!(known_types().contains(&BUDGET_EXCEEDED));
     let a = delivery_id("sub_1", RunId::new(), 3);
     assert!(a.starts_with("msg_") && a.len() == 36);
 }
