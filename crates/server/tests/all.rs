@@ -36,6 +36,31 @@ mod webhooks;
 
 /// An app over an in-memory store with these model providers (tests ask for keys with
 /// [`key_for`]).
+/// A JSON request with `key` through the router: the status and the JSON answer (`null` when
+/// the body is not JSON).
+pub async fn send_json(
+    state: &AppState,
+    key: &str,
+    method: &str,
+    uri: &str,
+    body: Value,
+) -> (u16, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app(state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
 pub fn test_state(providers: Providers) -> AppState {
     let store = Arc::new(baton_store::memory::MemoryStore::new());
     let services = baton_engine::Services {

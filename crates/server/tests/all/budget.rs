@@ -4,34 +4,13 @@
 //! `{"budget": {"tokens": "+100"}}` lets it finish; webhooks get the stop as
 //! `run.budget_exceeded`.
 
-use axum::body::Body;
-use axum::http::Request;
 use baton_llm::Providers;
-use baton_server::{AppState, app};
-use http_body_util::BodyExt;
+use baton_server::AppState;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 use baton_control::webhooks::AddressPolicy;
 
-use super::key_for;
-
-async fn send(state: &AppState, key: &str, method: &str, uri: &str, body: Value) -> (u16, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let resp = app(state.clone()).oneshot(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
+use super::{key_for, send_json as send};
 
 /// The run's detail once its status is `want` (it runs in the background).
 async fn until(state: &AppState, key: &str, run: &str, want: &str) -> Value {

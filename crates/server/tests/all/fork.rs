@@ -2,34 +2,13 @@
 //! background on the edited state), 404 for another tenant's run, 403 for a viewer, 422 for a
 //! bad cut or edit, with the one error body.
 
-use axum::body::Body;
-use axum::http::Request;
 use baton_llm::Providers;
-use baton_server::{AppState, app};
-use http_body_util::BodyExt;
+use baton_server::AppState;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use super::{key_for, test_state};
+use super::{key_for, send_json as send, test_state};
 
 const THREE: &str = "version: 1\nname: three\nsteps:\n  - { id: one, tool: echo, with: { text: one } }\n  - { id: two, tool: echo, with: { text: \"two saw {{ steps.one.output }}\" } }\n  - { id: three, tool: echo, with: { text: \"three saw {{ steps.two.output }}\" } }\n";
-
-async fn send(state: &AppState, key: &str, method: &str, uri: &str, body: Value) -> (u16, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {key}"))
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    let resp = app(state.clone()).oneshot(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
 
 /// A key of `role` in `tenant` (made by the operator).
 async fn key(state: &AppState, op: &str, tenant: &str, role: &str) -> String {
