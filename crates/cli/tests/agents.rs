@@ -210,7 +210,10 @@ fn a_fork_of_a_run_with_registry_agents_may_give_one_another_model() {
     // The run's log by agent and level.
     let log = ok(&db.run(&["runs", "logs", &id, "--agent", "coder", "--json"]));
     assert!(log.lines().count() >= 3, "{log}");
-    assert!(log.lines().all(|l| l.contains("\"step\":\"write\"")), "{log}");
+    assert!(
+        log.lines().all(|l| l.contains("\"step\":\"write\"")),
+        "{log}"
+    );
     assert_eq!(ok(&db.run(&["runs", "logs", &id, "--level", "warn"])), "");
     let o = db.run(&["runs", "logs", &id, "--level", "loud"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
