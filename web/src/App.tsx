@@ -3,7 +3,6 @@
 import { lazy, Suspense, useCallback, useEffect, useMemo, useState } from 'react';
 import { Api, ApiError, KEY_STORAGE } from './api/client';
 import type { Whoami } from './api/types';
-import { ErrorBanner } from './components/Status';
 import { usePoll } from './hooks';
 import { Approvals } from './pages/Approvals';
 import { Dashboard } from './pages/Dashboard';
@@ -90,7 +89,6 @@ function Shell() {
           </button>
         </div>
       </header>
-      {approvals.error?.status === 0 && <ErrorBanner error={approvals.error} />}
       <main id="main">
         {route.page === 'dashboard' && <Dashboard />}
         {route.page === 'approvals' && <Approvals onAnswered={approvals.reload} />}

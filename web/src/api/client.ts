@@ -31,7 +31,7 @@ export async function errorOf(resp: Response): Promise<ApiError> {
 }
 
 export const UNREACHABLE =
-  'The Baton server cannot be reached. Is `baton serve` running? Retrying…';
+  'The Baton server cannot be reached (is baton serve running?). Retrying…';
 
 export class Api {
   readonly key: string;

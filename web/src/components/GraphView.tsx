@@ -1,9 +1,9 @@
 // A run's workflow graph with each node's live status. Nodes are not draggable and only the
 // visible ones are rendered, so graphs of hundreds of steps stay smooth; each node is a button
 // (Tab to it, Enter opens its details).
-import { Background, Controls, Handle, MarkerType, Position, ReactFlow, type Edge, type Node, type NodeProps } from '@xyflow/react';
+import { Background, Controls, Handle, MarkerType, Position, ReactFlow, useReactFlow, type Edge, type Node, type NodeProps } from '@xyflow/react';
 import '@xyflow/react/dist/style.css';
-import { memo, useMemo } from 'react';
+import { memo, useEffect, useMemo } from 'react';
 import type { Graph } from '../api/types';
 import { layout, NODE_H, NODE_W } from '../lib/layout';
 import type { NodeStatus } from '../lib/runStatus';
@@ -30,11 +30,26 @@ const StepBox = memo(function StepBox({ id, data }: NodeProps<StepNode>) {
         </span>
       </button>
       <Handle type="source" position={Position.Bottom} isConnectable={false} />
+      {/* Edges back to an earlier step (loops, on_error retries) go round the right side. */}
+      <Handle type="source" id="back-out" position={Position.Right} isConnectable={false} />
+      <Handle type="target" id="back-in" position={Position.Right} isConnectable={false} />
     </>
   );
 });
 
 const nodeTypes = { step: StepBox };
+const noop = () => {};
+const FIT = { maxZoom: 1.1, padding: 0.2 };
+
+/** Fits the graph again when the pane changes width (the details panel opens or closes). */
+function Refit({ narrow }: { narrow: boolean }) {
+  const { fitView } = useReactFlow();
+  useEffect(() => {
+    const t = setTimeout(() => void fitView(FIT), 50);
+    return () => clearTimeout(t);
+  }, [narrow, fitView]);
+  return null;
+}
 
 export function GraphView({ graph, statusOf, selected, onOpen }: { graph: Graph; statusOf(id: string): NodeStatus; selected?: string; onOpen(id: string): void }) {
   const placed = useMemo(() => layout(graph.nodes, graph.edges), [graph]);
@@ -44,26 +59,35 @@ export function GraphView({ graph, statusOf, selected, onOpen }: { graph: Graph;
       id: p.id,
       type: 'step',
       position: { x: p.x, y: p.y },
+      // Known sizes: drawn (and fitted) at once, without waiting to be measured.
+      width: NODE_W,
+      height: NODE_H,
       data: { label: p.id, kind: kind.get(p.id) ?? '', status: statusOf(p.id), selected: p.id === selected, onOpen },
       draggable: false,
       connectable: false,
     }));
   }, [placed, graph, statusOf, selected, onOpen]);
-  const edges: Edge[] = useMemo(
-    () =>
-      graph.edges
-        .filter((e) => e.to !== 'end')
-        .map((e, i) => ({
+  const edges: Edge[] = useMemo(() => {
+    const y = new Map(placed.map((p) => [p.id, p.y]));
+    return graph.edges
+      .filter((e) => e.to !== 'end')
+      .map((e, i) => {
+        const back = (y.get(e.to) ?? 0) <= (y.get(e.from) ?? 0);
+        return {
           id: `${e.from}-${e.to}-${i}`,
           source: e.from,
           target: e.to,
+          sourceHandle: back ? 'back-out' : undefined,
+          targetHandle: back ? 'back-in' : undefined,
+          type: back ? 'smoothstep' : 'default',
+          pathOptions: back ? { offset: 40 } : undefined,
           label: e.kind === 'sequence' ? undefined : e.kind.replace('_', ' '),
           animated: statusOf(e.from) === 'running',
           markerEnd: { type: MarkerType.ArrowClosed },
           className: `edge-${e.kind}`,
-        })),
-    [graph, statusOf],
-  );
+        };
+      });
+  }, [graph, placed, statusOf]);
   return (
     <div className="graph" data-testid="graph">
       <ReactFlow
@@ -71,17 +95,20 @@ export function GraphView({ graph, statusOf, selected, onOpen }: { graph: Graph;
         edges={edges}
         nodeTypes={nodeTypes}
         fitView
-        fitViewOptions={{ maxZoom: 1.1, padding: 0.2 }}
+        fitViewOptions={FIT}
         onlyRenderVisibleElements
         nodesDraggable={false}
         nodesConnectable={false}
         elementsSelectable={false}
+        // Nodes answer the pointer (their button opens the details) although not selectable.
+        onNodeClick={noop}
         colorMode="system"
         proOptions={{ hideAttribution: true }}
         minZoom={0.1}
       >
         <Background />
         <Controls showInteractive={false} />
+        <Refit narrow={selected !== undefined} />
       </ReactFlow>
     </div>
   );

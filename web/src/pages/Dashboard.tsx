@@ -40,28 +40,27 @@ export function Dashboard() {
 }
 
 function FirstSteps({ canStart }: { canStart: boolean }) {
+  const base = `${window.location.protocol}//${window.location.host}`;
   return (
     <div className="empty" data-testid="empty-dashboard">
       <h2>No runs yet</h2>
       {canStart ? (
         <>
-          <p>Start a first run; it shows up here as it goes, and you can open it to watch each step.</p>
-          <ol>
-            <li>
-              From a shell: <code>baton run examples/hello.yaml</code> (runs it here) or store a workflow and start it
-              over the API:
-            </li>
-          </ol>
+          <p>Start a first run: it shows up here as it goes, and you can open it to watch each step.</p>
+          <p>Store a workflow, then start it (from the repository, with your key in <code>$KEY</code>):</p>
           <pre>
-            {`curl -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \\
-     -d '{"workflow": "hello"}' http://${window.location.host}/api/v1/runs`}
+            {`curl -H "Authorization: Bearer $KEY" -H 'Content-Type: application/yaml' \\
+     --data-binary @examples/human-approval.yaml ${base}/api/v1/workflows
+curl -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \\
+     -d '{"workflow": "human-approval"}' ${base}/api/v1/runs`}
           </pre>
           <p className="muted">
-            Every route is in the <a href="/api/v1/docs">API reference</a>.
+            That one waits for your approval in <a href="/approvals" onClick={onLink}>Approvals</a>. Every route is in
+            the <a href="/api/v1/docs">API reference</a>.
           </p>
         </>
       ) : (
-        <p>Your key may read runs but not start them: ask an editor or admin to start one.</p>
+        <p>Your key may read runs but not start them: ask an editor or an admin to start one.</p>
       )}
     </div>
   );
