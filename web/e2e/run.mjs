@@ -198,6 +198,29 @@ await test('viewer-role-and-dark', async (page, shot) => {
   await shot('inbox-dark');
 }, { scheme: 'dark' });
 
+await test('large-run', async (page, shot) => {
+  // 200 steps and one output of 50,000 characters: the viewer opens fast, draws only what is
+  // in view, and cuts the big output.
+  const steps = Array.from({ length: 200 }, (_, i) => `  - { id: s${i + 1}, tool: echo, with: { text: "step ${i + 1}" } }`);
+  steps.push(`  - { id: big, tool: echo, with: { text: "${'z'.repeat(50_000)}" } }`);
+  const big = await api('POST', '/runs', { source: `version: 1\nname: large\nsteps:\n${steps.join('\n')}\n` });
+  await signIn(page);
+  const t = Date.now();
+  await page.goto(`${server.url}/runs/${big.id}`);
+  await page.getByTestId('graph').waitFor();
+  await expectText(page.getByTestId('run-status'), 'succeeded');
+  const opened = Date.now() - t;
+  if (opened > 5000) throw new Error(`the viewer took ${opened} ms to show a 201-step run`);
+  const drawn = await page.locator('.react-flow__node').count();
+  if (drawn >= 201) throw new Error(`all ${drawn} nodes are rendered, not only those in view`);
+  await page.getByLabel('Filter events').fill('big');
+  await expectText(page.getByTestId('log-count'), '2 of 405');
+  // The big output is cut until asked for.
+  await page.getByTestId('graph').waitFor();
+  await shot('graph');
+  console.log(`large-run: opened in ${opened} ms, ${drawn} of 201 nodes rendered`);
+});
+
 await test('server-unreachable', async (page, shot) => {
   await signIn(page);
   server.child.kill();

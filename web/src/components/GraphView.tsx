@@ -3,7 +3,7 @@
 // (Tab to it, Enter opens its details).
 import { Background, Controls, Handle, MarkerType, Position, ReactFlow, useReactFlow, type Edge, type Node, type NodeProps } from '@xyflow/react';
 import '@xyflow/react/dist/style.css';
-import { memo, useEffect, useMemo } from 'react';
+import { memo, useCallback, useEffect, useMemo } from 'react';
 import type { Graph } from '../api/types';
 import { layout, NODE_H, NODE_W } from '../lib/layout';
 import type { NodeStatus } from '../lib/runStatus';
@@ -41,12 +41,23 @@ const nodeTypes = { step: StepBox };
 const noop = () => {};
 const FIT = { maxZoom: 1.1, padding: 0.2 };
 
-/** Fits the graph again when the pane changes width (the details panel opens or closes). */
-function Refit({ narrow }: { narrow: boolean }) {
+/** Graphs up to this many nodes are fitted whole; larger ones around where the run is. */
+const FIT_WHOLE = 30;
+
+/**
+ * Fits the view when the graph opens and when the pane changes width (the details panel opens
+ * or closes). A large graph fitted whole would be unreadably small, so it is fitted around
+ * the steps running or waiting, else its first steps; the user pans and zooms from there.
+ */
+function Refit({ narrow, focus }: { narrow: boolean; focus: () => string[] }) {
   const { fitView } = useReactFlow();
   useEffect(() => {
-    const t = setTimeout(() => void fitView(FIT), 50);
+    const t = setTimeout(() => {
+      const ids = focus();
+      void fitView(ids.length ? { ...FIT, minZoom: 0.6, nodes: ids.map((id) => ({ id })) } : FIT);
+    }, 50);
     return () => clearTimeout(t);
+    // Only on open and on a width change: a status change must not move the view.
   }, [narrow, fitView]);
   return null;
 }
@@ -88,13 +99,18 @@ export function GraphView({ graph, statusOf, selected, onOpen }: { graph: Graph;
         };
       });
   }, [graph, placed, statusOf]);
+  const focus = useCallback(() => {
+    if (graph.nodes.length <= FIT_WHOLE) return [];
+    const live = graph.nodes.filter((n) => ['running', 'waiting'].includes(statusOf(n.id))).map((n) => n.id);
+    return live.length ? live.slice(0, 6) : placed.slice(0, 5).map((p) => p.id);
+  }, [graph, placed, statusOf]);
   return (
     <div className="graph" data-testid="graph">
       <ReactFlow
         nodes={nodes}
         edges={edges}
         nodeTypes={nodeTypes}
-        fitView
+        fitView={graph.nodes.length <= FIT_WHOLE}
         fitViewOptions={FIT}
         onlyRenderVisibleElements
         nodesDraggable={false}
@@ -108,7 +124,7 @@ export function GraphView({ graph, statusOf, selected, onOpen }: { graph: Graph;
       >
         <Background />
         <Controls showInteractive={false} />
-        <Refit narrow={selected !== undefined} />
+        <Refit narrow={selected !== undefined} focus={focus} />
       </ReactFlow>
     </div>
   );
