@@ -3,7 +3,7 @@
 // (Tab to it, Enter opens its details).
 import { Background, Controls, Handle, MarkerType, Position, ReactFlow, useReactFlow, type Edge, type Node, type NodeProps } from '@xyflow/react';
 import '@xyflow/react/dist/style.css';
-import { memo, useCallback, useEffect, useMemo } from 'react';
+import { memo, useCallback, useEffect, useMemo, useRef } from 'react';
 import type { Graph } from '../api/types';
 import { layout, NODE_H, NODE_W } from '../lib/layout';
 import type { NodeStatus } from '../lib/runStatus';
@@ -64,19 +64,35 @@ function Refit({ narrow, focus }: { narrow: boolean; focus: () => string[] }) {
 
 export function GraphView({ graph, statusOf, selected, onOpen }: { graph: Graph; statusOf(id: string): NodeStatus; selected?: string; onOpen(id: string): void }) {
   const placed = useMemo(() => layout(graph.nodes, graph.edges), [graph]);
+  // A node keeps its object while its status and selection stay the same, so a live event or
+  // a click re-renders only the nodes it changed, not the whole graph.
+  const cache = useRef(new Map<string, StepNode>());
   const nodes: StepNode[] = useMemo(() => {
     const kind = new Map(graph.nodes.map((n) => [n.id, n.kind as string]));
-    return placed.map((p) => ({
-      id: p.id,
-      type: 'step',
-      position: { x: p.x, y: p.y },
-      // Known sizes: drawn (and fitted) at once, without waiting to be measured.
-      width: NODE_W,
-      height: NODE_H,
-      data: { label: p.id, kind: kind.get(p.id) ?? '', status: statusOf(p.id), selected: p.id === selected, onOpen },
-      draggable: false,
-      connectable: false,
-    }));
+    const next = new Map<string, StepNode>();
+    const out = placed.map((p) => {
+      const status = statusOf(p.id);
+      const isSelected = p.id === selected;
+      const prev = cache.current.get(p.id);
+      const same = prev && prev.data.status === status && prev.data.selected === isSelected && prev.data.onOpen === onOpen && prev.position.x === p.x && prev.position.y === p.y;
+      const node: StepNode = same
+        ? prev
+        : {
+            id: p.id,
+            type: 'step',
+            position: { x: p.x, y: p.y },
+            // Known sizes: drawn (and fitted) at once, without waiting to be measured.
+            width: NODE_W,
+            height: NODE_H,
+            data: { label: p.id, kind: kind.get(p.id) ?? '', status, selected: isSelected, onOpen },
+            draggable: false,
+            connectable: false,
+          };
+      next.set(p.id, node);
+      return node;
+    });
+    cache.current = next;
+    return out;
   }, [placed, graph, statusOf, selected, onOpen]);
   const edges: Edge[] = useMemo(() => {
     const y = new Map(placed.map((p) => [p.id, p.y]));

@@ -950,6 +950,10 @@ async fn api9_every_answering_route_is_documented() {
         let a = s.send(None, "GET", uri, "", Body::empty()).await;
         assert_eq!(a.status, StatusCode::OK, "{uri}");
         assert!(a.text.starts_with("<!doctype html>"), "{uri}: {}", a.text);
+        // Only this origin's scripts, never framed, never sniffed.
+        let csp = a.headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"));
+        assert_eq!(a.headers["x-content-type-options"], "nosniff");
         assert!(
             !a.text.contains("pprof") && !a.text.contains(&s.op),
             "{uri}"
