@@ -70,6 +70,15 @@ const api = async (method, path, body) => {
   if (!resp.ok) throw new Error(`${method} ${path}: ${resp.status} ${JSON.stringify(json)}`);
   return json;
 };
+/** A run's detail once it has ended (or after 10 s). */
+async function runEnded(id) {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const detail = await api('GET', `/runs/${id}`);
+    if (['succeeded', 'failed', 'cancelled'].includes(detail.run.status) || Date.now() > deadline) return detail;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 const index = await (await fetch(server.url)).text();
 if (!index.includes('id="root"')) {
   server.stop();
@@ -178,7 +187,7 @@ await test('approve-from-inbox-while-watching', async (page, shot) => {
   await page.getByTestId('node-publish').click();
   await expectText(page.getByTestId('node-panel'), 'published: Version 1.2.0');
   await shot('done');
-  const detail = await api('GET', `/runs/${runId}`);
+  const detail = await runEnded(runId);
   if (detail.run.status !== 'succeeded') throw new Error(`run is ${detail.run.status}`);
 });
 
@@ -198,6 +207,21 @@ await test('viewer-role-and-dark', async (page, shot) => {
   await shot('inbox-dark');
 }, { scheme: 'dark' });
 
+await test('input-from-inbox', async (page, shot) => {
+  const form = await api('POST', '/runs', { source: 'version: 1\nname: form\nsteps:\n  - id: who\n    human: { prompt: Who reviews it?, kind: input }\n' });
+  await signIn(page);
+  await page.getByRole('link', { name: /Approvals/ }).click();
+  const card = page.getByTestId('approval').filter({ hasText: 'Who reviews it?' });
+  await card.getByLabel('Value (JSON, or plain text)').fill('{"name": "Ada"}');
+  await shot('form');
+  await card.getByRole('button', { name: 'Send' }).click();
+  await expectText(page.getByRole('status'), 'Answered form › who');
+  const detail = await runEnded(form.id);
+  if (detail.run.status !== 'succeeded') throw new Error(`the input run is ${detail.run.status}`);
+  const out = JSON.stringify(detail.steps[0].output);
+  if (!out.includes('Ada')) throw new Error(`the step's output is ${out}`);
+});
+
 await test('large-run', async (page, shot) => {
   // 200 steps and one output of 50,000 characters: the viewer opens fast, draws only what is
   // in view, and cuts the big output.
@@ -210,7 +234,8 @@ await test('large-run', async (page, shot) => {
   await page.getByTestId('graph').waitFor();
   await expectText(page.getByTestId('run-status'), 'succeeded');
   const opened = Date.now() - t;
-  if (opened > 5000) throw new Error(`the viewer took ${opened} ms to show a 201-step run`);
+  // Generous: the machine may be shared (the figure is printed below; ~0.3-1 s here).
+  if (opened > 10_000) throw new Error(`the viewer took ${opened} ms to show a 201-step run`);
   const drawn = await page.locator('.react-flow__node').count();
   if (drawn >= 201) throw new Error(`all ${drawn} nodes are rendered, not only those in view`);
   await page.getByLabel('Filter events').fill('big');

@@ -88,4 +88,20 @@ export class Api {
     if (comment) body.comment = comment;
     return this.request('POST', `/runs/${encodeURIComponent(id)}/${approve ? 'approve' : 'reject'}`, body);
   }
+  /** Answers a `human` step of `kind: input` with a value. */
+  input(id: string, step: string, value: unknown, comment?: string): Promise<unknown> {
+    const body: Record<string, unknown> = { step, value };
+    if (comment) body.comment = comment;
+    return this.request('POST', `/runs/${encodeURIComponent(id)}/input`, body);
+  }
+}
+
+/** What a user typed as an input step's value: JSON when it parses as JSON, else the text. */
+export function parseValue(text: string): unknown {
+  const t = text.trim();
+  try {
+    return JSON.parse(t);
+  } catch {
+    return t;
+  }
 }

@@ -1,6 +1,6 @@
 // Every human step waiting in the tenant's runs, answered with a click or with a comment.
 import { useState } from 'react';
-import { ApiError } from '../api/client';
+import { ApiError, parseValue } from '../api/client';
 import type { Approval } from '../api/types';
 import { ErrorBanner } from '../components/Status';
 import { usePoll } from '../hooks';
@@ -48,21 +48,24 @@ export function Approvals({ onAnswered }: { onAnswered(): void }) {
 function ApprovalCard({ a, onAnswered }: { a: Approval; onAnswered(msg: string): void }) {
   const { api, me } = useSession();
   const [comment, setComment] = useState('');
+  const [value, setValue] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError>();
   const p = preview(a.prompt, 2000);
-  const answer = async (approve: boolean) => {
+  const input = a.kind === 'input';
+  const send = async (call: () => Promise<unknown>, done: string) => {
     setBusy(true);
     setError(undefined);
     try {
-      await api.answer(a.run, a.step, approve, comment.trim() || undefined);
-      onAnswered(`${approve ? 'Approved' : 'Rejected'} ${a.workflow} › ${a.step}.`);
+      await call();
+      onAnswered(`${done} ${a.workflow} › ${a.step}.`);
     } catch (e) {
       setError(e as ApiError);
       setBusy(false);
     }
   };
-  const id = `c-${a.run}-${a.step}`;
+  const note = comment.trim() || undefined;
+  const id = `${a.run}-${a.step}`;
   return (
     <li className="card approval" data-testid="approval">
       <header>
@@ -71,32 +74,48 @@ function ApprovalCard({ a, onAnswered }: { a: Approval; onAnswered(msg: string):
           run {a.run.slice(0, 8)}
         </a>
         <span className="muted small"> · asked {ago(a.requested_at_ms)}</span>
-        {a.kind !== 'approval' && <span className="pill">{a.kind}</span>}
+        {input && <span className="pill">input</span>}
       </header>
       <pre className="prompt">
         {p.text}
         {p.truncated && '…'}
       </pre>
       <ErrorBanner error={error} />
-      {a.kind === 'approval' && me.may.answer_approvals ? (
+      {!me.may.answer_approvals ? (
+        <p className="muted small">Your key may not answer approvals.</p>
+      ) : (
         <div className="answer">
-          <label htmlFor={id}>Comment (optional)</label>
-          <textarea id={id} rows={2} value={comment} onChange={(e) => setComment(e.target.value)} />
+          {input && (
+            <>
+              <label htmlFor={`v-${id}`}>Value (JSON, or plain text)</label>
+              <textarea id={`v-${id}`} rows={2} value={value} onChange={(e) => setValue(e.target.value)} />
+              {a.schema != null && (
+                <details>
+                  <summary className="muted small">Expected shape</summary>
+                  <pre className="prompt">{JSON.stringify(a.schema, null, 2)}</pre>
+                </details>
+              )}
+            </>
+          )}
+          <label htmlFor={`c-${id}`}>Comment (optional)</label>
+          <textarea id={`c-${id}`} rows={2} value={comment} onChange={(e) => setComment(e.target.value)} />
           <div className="buttons">
-            <button type="button" className="primary" disabled={busy} onClick={() => answer(true)}>
-              Approve
-            </button>
-            <button type="button" className="danger" disabled={busy} onClick={() => answer(false)}>
-              Reject
-            </button>
+            {input ? (
+              <button type="button" className="primary" disabled={busy || !value.trim()} onClick={() => send(() => api.input(a.run, a.step, parseValue(value), note), 'Answered')}>
+                Send
+              </button>
+            ) : (
+              <>
+                <button type="button" className="primary" disabled={busy} onClick={() => send(() => api.answer(a.run, a.step, true, note), 'Approved')}>
+                  Approve
+                </button>
+                <button type="button" className="danger" disabled={busy} onClick={() => send(() => api.answer(a.run, a.step, false, note), 'Rejected')}>
+                  Reject
+                </button>
+              </>
+            )}
           </div>
         </div>
-      ) : (
-        <p className="muted small">
-          {me.may.answer_approvals
-            ? 'This step asks for a value: answer it with `baton runs input` or POST /api/v1/runs/{id}/input.'
-            : 'Your key may not answer approvals.'}
-        </p>
       )}
     </li>
   );
