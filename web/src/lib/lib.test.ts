@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { EventRecord, RunListItem } from '../api/types';
 import { SseParser } from '../api/sse';
+import { parseValue } from '../api/client';
 import { filterRows, rowOf } from './events';
 import { layout, NODE_H } from './layout';
 import { preview } from './preview';
@@ -119,5 +120,13 @@ describe('event rows', () => {
     expect(filterRows(rows, 'publish', '').map((r) => r.seq)).toEqual([2]);
     expect(filterRows(rows, '', 'step_failed').map((r) => r.summary)).toEqual(['boom']);
     expect(filterRows(rows, 'DRAFT', '')).toHaveLength(1);
+  });
+});
+
+describe('parseValue', () => {
+  it('reads JSON when it is JSON, else keeps the text', () => {
+    expect(parseValue(' {"name": "Ada"} ')).toEqual({ name: 'Ada' });
+    expect(parseValue('42')).toBe(42);
+    expect(parseValue('Ada Lovelace')).toBe('Ada Lovelace');
   });
 });
