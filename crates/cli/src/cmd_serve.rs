@@ -57,6 +57,10 @@ pub struct ServeArgs {
         value_name = "DURATION"
     )]
     shutdown_grace: humantime::Duration,
+    /// Print the OpenAPI document of `/api/v1` (as `GET /api/v1/openapi.json` answers it) and
+    /// exit, without opening a database or listening.
+    #[arg(long)]
+    print_openapi: bool,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -151,6 +155,10 @@ async fn stop_signal() {
 }
 
 pub async fn run(args: ServeArgs) -> Result<i32> {
+    if args.print_openapi {
+        outln!("{}", baton_server::openapi_json());
+        return Ok(0);
+    }
     init_log();
     let config = server_config(&args)?;
     let policy = crate::wiring::webhook_policy(&args.webhook_allow)?;

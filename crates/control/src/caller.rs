@@ -123,6 +123,50 @@ impl Permission {
     }
 }
 
+/// Who a caller is and what its role allows: what a front end shows (and hides) for it. The
+/// server still checks every request; this only spares a user buttons that would be refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Whoami {
+    pub tenant: TenantId,
+    /// The key's id (`local` for the CLI).
+    pub key_id: String,
+    pub role: Role,
+    pub may: Abilities,
+}
+
+/// What a role allows, one flag per [`Permission`] past reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Abilities {
+    pub start_runs: bool,
+    pub answer_approvals: bool,
+    /// Pause, resume, cancel and resolve runs.
+    pub operate_runs: bool,
+    pub edit_workflows: bool,
+    /// Keys and the audit log of the tenant.
+    pub admin: bool,
+    /// Tenants (the operator).
+    pub platform: bool,
+}
+
+impl Caller {
+    pub fn whoami(&self) -> Whoami {
+        use Permission as P;
+        Whoami {
+            tenant: self.tenant.clone(),
+            key_id: self.key_id.clone(),
+            role: self.role,
+            may: Abilities {
+                start_runs: self.allows(P::StartRuns),
+                answer_approvals: self.allows(P::AnswerApprovals),
+                operate_runs: self.allows(P::OperateRuns),
+                edit_workflows: self.allows(P::EditWorkflows),
+                admin: self.allows(P::Admin),
+                platform: self.allows(P::Platform),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +220,17 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code().as_str(), "forbidden");
         assert!(Caller::local().allows(P::Platform));
+    }
+
+    #[test]
+    fn whoami_follows_the_role_matrix() {
+        let w = caller(Role::Runner, "acme").whoami();
+        assert_eq!(w.role, Role::Runner);
+        assert_eq!(w.tenant.to_string(), "acme");
+        assert!(w.may.start_runs && w.may.answer_approvals);
+        assert!(!w.may.operate_runs && !w.may.edit_workflows && !w.may.admin);
+        let op = Caller::local().whoami();
+        assert!(op.may.admin && op.may.platform && op.may.operate_runs);
+        assert!(!caller(Role::Viewer, "acme").whoami().may.start_runs);
     }
 }

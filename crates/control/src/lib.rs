@@ -42,7 +42,7 @@ use baton_engine::Services;
 use baton_store::TenantStore;
 
 pub use agents::{AgentDiff, AgentInfo, AgentRef, AgentVersion, FieldChange};
-pub use caller::{Caller, LOCAL, Permission};
+pub use caller::{Abilities, Caller, LOCAL, Permission, Whoami};
 pub use error::{Code, Details, Diagnostic, Error, Result};
 pub use follow::{Followed, Follower};
 pub use keys::{Authenticated, CreatedKey, KeyInfo, NewKey};

@@ -44,6 +44,7 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
         )
         .api_route("/runs/{id}", get_with(get_run, |o| doc(o, "A run in full: status, inputs, outputs, steps, usage, sandbox executions")))
         .api_route("/runs/{id}/state", get_with(run_state, |o| doc(o, "The engine state of a run")))
+        .api_route("/runs/{id}/graph", get_with(run_graph, |o| doc(o, "The graph of a run's workflow as it was frozen at the start: nodes (each step's kind and fields), edges (sequence, next, then/else, cases, on_error)")))
         .api_route("/runs/{id}/events", get_with(run_events, |o| doc(o, "A run's logged events after a seq")))
         .api_route(
             "/runs/{id}/stream",
@@ -96,6 +97,7 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
             post_with(create_tenant, |o| doc(o, "Create a tenant (the operator)"))
                 .get_with(list_tenants, |o| doc(o, "The tenants (the operator)")),
         )
+        .api_route("/me", get_with(me, |o| doc(o, "Who the key is: its tenant, role and what the role allows (what a front end shows)")))
         .api_route("/audit", get_with(audit, |o| doc(o, "The tenant's audit log")))
         .api_route("/audit/verify", get_with(verify_audit, |o| doc(o, "Check the audit log's hash chain")))
         .api_route(
@@ -443,6 +445,10 @@ async fn create_tenant(
     Body(b): Body<CreateTenant>,
 ) -> Made<baton_store::TenantRecord> {
     created(s.control.create_tenant(&c, &b.id, b.name).await?)
+}
+
+async fn me(Auth(c): Auth) -> Out<baton_control::Whoami> {
+    ok(c.whoami())
 }
 
 async fn list_tenants(State(s): State<AppState>, Auth(c): Auth) -> Out<Tenants> {

@@ -15,6 +15,7 @@ mod exposition;
 mod openai;
 mod openapi;
 mod ops;
+mod web;
 pub mod webhooks;
 
 use std::path::PathBuf;
@@ -99,13 +100,25 @@ impl AppState {
     }
 }
 
+/// The `/api/v1` routes with the OpenAPI document made from them.
+fn api_router() -> (Router<AppState>, aide::openapi::OpenApi) {
+    let mut doc = openapi::base();
+    let router = aide::axum::ApiRouter::new()
+        .nest("/api/v1", api::routes())
+        .finish_api(&mut doc);
+    (router, doc)
+}
+
+/// The OpenAPI document of `/api/v1` as `GET /api/v1/openapi.json` answers it, without a
+/// server (`baton serve --print-openapi`; the web app's API types are generated from it).
+pub fn openapi_json() -> String {
+    serde_json::to_string_pretty(&api_router().1).unwrap_or_default()
+}
+
 /// The router; tests drive it without a socket.
 pub fn app(state: AppState) -> Router {
     let config = state.config.clone();
-    let mut doc = openapi::base();
-    let api_router: Router<AppState> = aide::axum::ApiRouter::new()
-        .nest("/api/v1", api::routes())
-        .finish_api(&mut doc);
+    let (api_router, doc) = api_router();
     let state = AppState {
         openapi: Arc::new(doc),
         ..state
@@ -120,7 +133,8 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .fallback(|| async { ApiError::not_found("no such route") })
+        // The web app's paths; anything else is the API's 404.
+        .fallback(web::fallback)
         .method_not_allowed_fallback(
             |method: axum::http::Method, uri: axum::http::Uri| async move {
                 ApiError::new(

@@ -53,20 +53,25 @@ pub(super) fn base_of(rec: &RunRecord, base_dir: &Path) -> PathBuf {
 
 /// [`program_of`], with `base` for runs whose workflow was not a file.
 fn program_in(rec: &RunRecord, base_dir: &Path) -> Result<Program> {
-    let file = workflow_file(rec);
-    let loaded = load::load_bytes(&file, rec.workflow_source.as_bytes()).map_err(|d| {
-        Error::internal(format!(
-            "the stored workflow of run {} no longer loads: {}",
-            rec.id,
-            d.first().map(|d| d.to_string()).unwrap_or_default()
-        ))
-    })?;
-    let mut doc = loaded.doc;
+    let mut doc = stored_doc(rec)?;
     for (reference, pin) in pinned_agents(rec) {
         doc.agents.insert(reference, pin.spec);
     }
     Program::compile(doc, base_of(rec, base_dir))
         .map_err(|e| Error::internal(format!("run {}: {e}", rec.id)))
+}
+
+/// A stored run's frozen document, parsed again.
+fn stored_doc(rec: &RunRecord) -> Result<baton_types::WorkflowDoc> {
+    let loaded =
+        load::load_bytes(&workflow_file(rec), rec.workflow_source.as_bytes()).map_err(|d| {
+            Error::internal(format!(
+                "the stored workflow of run {} no longer loads: {}",
+                rec.id,
+                d.first().map(|d| d.to_string()).unwrap_or_default()
+            ))
+        })?;
+    Ok(loaded.doc)
 }
 
 /// The registry agents a run pinned when it was created (see [`RunOptions::agents`]).
@@ -119,6 +124,13 @@ pub(crate) fn diagnostics(ds: Vec<load::Diagnostic>) -> Error {
 }
 
 impl Control {
+    /// The graph of a run's frozen workflow (nodes, edges, each step's fields): what a run
+    /// viewer draws. Another tenant's run (or one a `runner` did not start) is not found.
+    pub async fn run_graph(&self, caller: &Caller, run: &str) -> Result<baton_types::graph::Graph> {
+        let rec = self.find_run(caller, run).await?;
+        Ok(baton_types::graph::Graph::from_doc(&stored_doc(&rec)?))
+    }
+
     /// The program of a stored run (see [`program_of`]), with this control's base folder.
     pub fn program(&self, rec: &RunRecord) -> Result<Program> {
         program_in(rec, &self.base_dir)

@@ -192,6 +192,14 @@ pub(super) async fn get_run(
     ok(s.control.run_detail(&c, &id).await?)
 }
 
+pub(super) async fn run_graph(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(IdPath { id }): Path<IdPath>,
+) -> Out<baton_types::graph::Graph> {
+    ok(s.control.run_graph(&c, &id).await?)
+}
+
 pub(super) async fn run_state(
     State(s): State<AppState>,
     Auth(c): Auth,

@@ -464,6 +464,37 @@ async fn approvals_are_answered_over_the_api() {
     );
 }
 
+/// What the web app reads first: who the key is, and a run's graph to draw.
+#[tokio::test]
+async fn me_says_who_the_key_is_and_a_run_has_its_graph() {
+    let api = Api::new().await;
+    let me = api.json("GET", "/api/v1/me", None).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.body);
+    assert_eq!(me.body["tenant"], "default");
+    assert_eq!(me.body["role"], "admin");
+    assert_eq!(me.body["may"]["operate_runs"], true);
+    let a = api
+        .json("POST", "/api/v1/runs", Some(json!({"source": ASK})))
+        .await;
+    let id = a.body["id"].as_str().unwrap().to_string();
+    let g = api
+        .json("GET", &format!("/api/v1/runs/{id}/graph"), None)
+        .await;
+    assert_eq!(g.status, StatusCode::OK, "{}", g.body);
+    let ids: Vec<&str> = g.body["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["first", "ok", "last"]);
+    assert_eq!(g.body["nodes"][1]["kind"], "human");
+    assert_eq!(
+        g.body["edges"][0],
+        json!({"from": "first", "to": "ok", "kind": "sequence"})
+    );
+}
+
 #[tokio::test]
 async fn bad_requests_get_the_one_error_body() {
     let api = Api::new().await;
@@ -741,6 +772,7 @@ async fn the_openapi_document_covers_every_route_and_its_errors() {
         ("/api/v1/runs", "get"),
         ("/api/v1/runs/{id}", "get"),
         ("/api/v1/runs/{id}/state", "get"),
+        ("/api/v1/runs/{id}/graph", "get"),
         ("/api/v1/runs/{id}/events", "get"),
         ("/api/v1/runs/{id}/stream", "get"),
         ("/api/v1/runs/{id}/logs", "get"),
@@ -765,6 +797,7 @@ async fn the_openapi_document_covers_every_route_and_its_errors() {
         ("/api/v1/keys/{id}", "delete"),
         ("/api/v1/tenants", "post"),
         ("/api/v1/tenants", "get"),
+        ("/api/v1/me", "get"),
         ("/api/v1/audit", "get"),
         ("/api/v1/audit/verify", "get"),
         ("/api/v1/ws", "get"),

@@ -432,6 +432,7 @@ fn case(method: &str, path: &str) -> Option<Case> {
         ("GET", "/api/v1/runs") => c(Read, 200, false),
         ("GET", "/api/v1/runs/{id}")
         | ("GET", "/api/v1/runs/{id}/state")
+        | ("GET", "/api/v1/runs/{id}/graph")
         | ("GET", "/api/v1/runs/{id}/events")
         | ("GET", "/api/v1/runs/{id}/stream")
         | ("GET", "/api/v1/runs/{id}/logs")
@@ -448,6 +449,8 @@ fn case(method: &str, path: &str) -> Option<Case> {
         // No ambiguous step to settle.
         ("POST", "/api/v1/runs/{id}/resolve") => c(Operate, 422, true),
         ("GET", "/api/v1/approvals") => c(Read, 200, false),
+        // Every key may ask who it is.
+        ("GET", "/api/v1/me") => c(Read, 200, false),
         ("POST", "/api/v1/workflows") => c(Edit, 201, false),
         ("POST", "/api/v1/workflows/validate") => c(Read, 200, false),
         ("GET", "/api/v1/workflows") => c(Read, 200, false),

@@ -826,7 +826,8 @@ async fn api8_cors_off_request_ids_and_no_internals_in_errors() {
 
     // Every kind of refusal: the error body, a request id, nothing internal.
     let cases: Vec<(&str, &str, &str, String, u16)> = vec![
-        ("GET", "/nothing/here", "", String::new(), 404),
+        ("GET", "/api/v1/nothing/here", "", String::new(), 404),
+        ("POST", "/nothing/here", "", String::new(), 404),
         ("PATCH", "/api/v1/runs", "", String::new(), 405),
         (
             "POST",
@@ -932,16 +933,33 @@ async fn api9_every_answering_route_is_documented() {
         "/api/v2/runs",
         "/api/runs",
         "/v0/runs",
-        "/debug/pprof",
         "/.env",
-        "/swagger",
-        "/graphql",
+        "/.git/config",
+        "/assets/missing-1.js",
     ] {
         for m in ["GET", "POST"] {
             let a = s.send(Some(&s.op), m, uri, "", Body::empty()).await;
             refused(&a, StatusCode::NOT_FOUND);
             assert_eq!(a.body["error"]["code"], "not_found");
         }
+    }
+    // Other paths are the web app's own routes (`/runs/<id>`...): a GET answers its page (or,
+    // in a binary built without it, a page saying how to build it), never anything internal;
+    // any other method is the API's 404.
+    for uri in ["/debug/pprof", "/swagger", "/graphql", "/runs/x"] {
+        let a = s.send(None, "GET", uri, "", Body::empty()).await;
+        assert_eq!(a.status, StatusCode::OK, "{uri}");
+        assert!(a.text.starts_with("<!doctype html>"), "{uri}: {}", a.text);
+        // Only this origin's scripts, never framed, never sniffed.
+        let csp = a.headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"));
+        assert_eq!(a.headers["x-content-type-options"], "nosniff");
+        assert!(
+            !a.text.contains("pprof") && !a.text.contains(&s.op),
+            "{uri}"
+        );
+        let a = s.send(Some(&s.op), "POST", uri, "", Body::empty()).await;
+        refused(&a, StatusCode::NOT_FOUND);
     }
     for (m, uri) in [
         ("GET", "/healthz"),

@@ -1,0 +1,114 @@
+// The shell: sign-in until a key is accepted, then the header (pages, approvals badge, who is
+// signed in) over the page of the current route.
+import { lazy, Suspense, useCallback, useEffect, useMemo, useState } from 'react';
+import { Api, ApiError, KEY_STORAGE } from './api/client';
+import type { Whoami } from './api/types';
+import { usePoll } from './hooks';
+import { Approvals } from './pages/Approvals';
+import { Dashboard } from './pages/Dashboard';
+import { SignIn } from './pages/SignIn';
+import { navigate, onLink, useRoute } from './router';
+import { SessionContext, useSession, type Session } from './session';
+
+// The run viewer carries the graph library: loaded when a run is opened.
+const RunViewer = lazy(() => import('./pages/RunViewer'));
+
+export function App() {
+  const [signed, setSigned] = useState<{ api: Api; me: Whoami } | null>(null);
+  const [restoring, setRestoring] = useState(() => !!sessionStorage.getItem(KEY_STORAGE));
+  const [restoreError, setRestoreError] = useState<ApiError>();
+
+  const signIn = useCallback((api: Api, me: Whoami) => {
+    sessionStorage.setItem(KEY_STORAGE, api.key);
+    setSigned({ api, me });
+  }, []);
+  const signOut = useCallback(() => {
+    sessionStorage.removeItem(KEY_STORAGE);
+    setSigned(null);
+    navigate('/');
+  }, []);
+
+  // A reload keeps the session of this tab.
+  useEffect(() => {
+    const key = sessionStorage.getItem(KEY_STORAGE);
+    if (!key) return;
+    const api = new Api(key);
+    api
+      .me()
+      .then((me) => setSigned({ api, me }))
+      .catch((e: ApiError) => {
+        if (e.status === 401) sessionStorage.removeItem(KEY_STORAGE);
+        setRestoreError(e);
+      })
+      .finally(() => setRestoring(false));
+  }, []);
+
+  const session = useMemo<Session | null>(() => (signed ? { ...signed, signOut } : null), [signed, signOut]);
+  if (restoring) return <p className="loading">Signing in…</p>;
+  if (!session) return <SignIn onSignedIn={signIn} initialError={restoreError} />;
+  return (
+    <SessionContext.Provider value={session}>
+      <Shell />
+    </SessionContext.Provider>
+  );
+}
+
+function Shell() {
+  const route = useRoute();
+  const { api, me, signOut } = useSession();
+  const approvals = usePoll((s) => api.request<{ approvals: unknown[] }>('GET', '/approvals', undefined, s), 3000, 'approvals');
+  const waiting = approvals.data?.approvals.length ?? 0;
+  return (
+    <>
+      <a className="skip" href="#main">
+        Skip to content
+      </a>
+      <header className="top">
+        <a className="brand" href="/" onClick={onLink}>
+          Baton
+        </a>
+        <nav aria-label="Pages">
+          <a href="/" onClick={onLink} aria-current={route.page === 'dashboard' ? 'page' : undefined}>
+            Dashboard
+          </a>
+          <a href="/approvals" onClick={onLink} aria-current={route.page === 'approvals' ? 'page' : undefined}>
+            Approvals
+            {waiting > 0 && (
+              <span className="badge" aria-label={`${waiting} waiting`} data-testid="approvals-badge">
+                {waiting}
+              </span>
+            )}
+          </a>
+        </nav>
+        <div className="who" data-testid="who">
+          <span title={`key ${me.key_id}`}>
+            {me.tenant} · <strong>{me.role}</strong>
+          </span>
+          <button type="button" className="link" onClick={signOut}>
+            Sign out
+          </button>
+        </div>
+      </header>
+      <main id="main">
+        {route.page === 'dashboard' && <Dashboard />}
+        {route.page === 'approvals' && <Approvals onAnswered={approvals.reload} />}
+        {route.page === 'run' && (
+          <Suspense fallback={<p className="loading">Loading the run viewer…</p>}>
+            <RunViewer id={route.id} />
+          </Suspense>
+        )}
+        {route.page === 'missing' && (
+          <section className="empty">
+            <h1>Nothing here</h1>
+            <p>
+              No page at <code>{route.path}</code>.{' '}
+              <a href="/" onClick={onLink}>
+                Back to the dashboard
+              </a>
+            </p>
+          </section>
+        )}
+      </main>
+    </>
+  );
+}

@@ -1,0 +1,107 @@
+// The one way the app talks to the server: the documented `/api/v1` routes, with the key of
+// the signed-in user. Every failure becomes an `ApiError` whose message a page can show as is.
+import type { Approval, EventRecord, Graph, RunDetail, RunListItem, Whoami } from './types';
+
+export const KEY_STORAGE = 'baton.key';
+
+export class ApiError extends Error {
+  /** HTTP status; 0 when the server could not be reached. */
+  readonly status: number;
+  /** The error body's `code` (`unreachable` when there was no answer). */
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Turns a failed answer into an ApiError, reading the standard error body when there is one. */
+export async function errorOf(resp: Response): Promise<ApiError> {
+  let code = `http_${resp.status}`;
+  let message = `${resp.status} ${resp.statusText}`.trim();
+  try {
+    const body = (await resp.json()) as { error?: { code?: string; message?: string } };
+    if (body.error?.code) code = body.error.code;
+    if (body.error?.message) message = body.error.message;
+  } catch {
+    // Not the error body (a proxy's page): the status says enough.
+  }
+  return new ApiError(resp.status, code, message);
+}
+
+export const UNREACHABLE =
+  'The Baton server cannot be reached (is baton serve running?). Retrying…';
+
+export class Api {
+  readonly key: string;
+  private readonly fetcher: typeof fetch;
+  constructor(key: string, fetcher: typeof fetch = (...a) => fetch(...a)) {
+    this.key = key;
+    this.fetcher = fetcher;
+  }
+
+  headers(extra: Record<string, string> = {}): Record<string, string> {
+    return { authorization: `Bearer ${this.key}`, ...extra };
+  }
+
+  async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    let resp: Response;
+    try {
+      resp = await this.fetcher(`/api/v1${path}`, {
+        method,
+        headers: this.headers(body === undefined ? {} : { 'content-type': 'application/json' }),
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal,
+      });
+    } catch (e) {
+      if ((e as Error).name === 'AbortError') throw e;
+      throw new ApiError(0, 'unreachable', UNREACHABLE);
+    }
+    if (!resp.ok) throw await errorOf(resp);
+    return (await resp.json()) as T;
+  }
+
+  me(): Promise<Whoami> {
+    return this.request('GET', '/me');
+  }
+  runs(limit = 50): Promise<{ runs: RunListItem[] }> {
+    return this.request('GET', `/runs?limit=${limit}`);
+  }
+  run(id: string): Promise<RunDetail> {
+    return this.request('GET', `/runs/${encodeURIComponent(id)}`);
+  }
+  graph(id: string): Promise<Graph> {
+    return this.request('GET', `/runs/${encodeURIComponent(id)}/graph`);
+  }
+  events(id: string, after = 0, limit = 1000): Promise<EventRecord[]> {
+    return this.request('GET', `/runs/${encodeURIComponent(id)}/events?after=${after}&limit=${limit}`);
+  }
+  approvals(): Promise<{ approvals: Approval[] }> {
+    return this.request('GET', '/approvals');
+  }
+  operate(id: string, action: 'pause' | 'resume' | 'cancel'): Promise<unknown> {
+    return this.request('POST', `/runs/${encodeURIComponent(id)}/${action}`, {});
+  }
+  answer(id: string, step: string, approve: boolean, comment?: string): Promise<unknown> {
+    const body: Record<string, string> = { step };
+    if (comment) body.comment = comment;
+    return this.request('POST', `/runs/${encodeURIComponent(id)}/${approve ? 'approve' : 'reject'}`, body);
+  }
+  /** Answers a `human` step of `kind: input` with a value. */
+  input(id: string, step: string, value: unknown, comment?: string): Promise<unknown> {
+    const body: Record<string, unknown> = { step, value };
+    if (comment) body.comment = comment;
+    return this.request('POST', `/runs/${encodeURIComponent(id)}/input`, body);
+  }
+}
+
+/** What a user typed as an input step's value: JSON when it parses as JSON, else the text. */
+export function parseValue(text: string): unknown {
+  const t = text.trim();
+  try {
+    return JSON.parse(t);
+  } catch {
+    return t;
+  }
+}

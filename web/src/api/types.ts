@@ -1,0 +1,15 @@
+// Names for the generated API types (src/api/schema.d.ts, from the server's OpenAPI document).
+import type { components } from './schema';
+
+type S = components['schemas'];
+export type Whoami = S['Whoami'];
+export type RunListItem = S['RunListItem'];
+export type RunStatus = S['RunStatus'];
+export type RunDetail = S['RunDetail'];
+export type StepDetail = S['StepDetail'];
+export type EventRecord = S['EventRecord'];
+export type Graph = S['Graph'];
+export type GraphNode = S['Node'];
+export type GraphEdge = S['Edge'];
+export type Approval = S['Approval'];
+export type ErrorBody = S['ErrorBody'];

@@ -1,0 +1,132 @@
+import { describe, expect, it } from 'vitest';
+import type { EventRecord, RunListItem } from '../api/types';
+import { SseParser } from '../api/sse';
+import { parseValue } from '../api/client';
+import { filterRows, rowOf } from './events';
+import { layout, NODE_H } from './layout';
+import { preview } from './preview';
+import { applyEvent, countByStatus, emptyRun, foldEvents, statusOf } from './runStatus';
+
+const ev = (seq: number, type: string, more: Record<string, unknown> = {}) =>
+  ({ run_id: 'r', seq, at_ms: 1000 + seq, type, ...more }) as unknown as EventRecord;
+
+describe('runStatus', () => {
+  const events = [
+    ev(1, 'run_created', { workflow: 'w', inputs: {} }),
+    ev(2, 'run_started', { resumed: false }),
+    ev(3, 'step_started', { step: 'draft', attempt: 1, visit: 1, key: 'k' }),
+    ev(4, 'step_succeeded', { step: 'draft', output: 'hi', duration_ms: 5, usage: { prompt_tokens: 3, completion_tokens: 4 } }),
+    ev(5, 'step_started', { step: 'approve', attempt: 1, visit: 1, key: 'k2' }),
+    ev(6, 'human_requested', { step: 'approve', prompt: 'ok?', kind: 'approval' }),
+  ];
+
+  it('folds steps to running, waiting and done, with their figures', () => {
+    const v = foldEvents(emptyRun(), events);
+    expect(v.seq).toBe(6);
+    expect(v.status).toBe('waiting');
+    expect(v.nodes.draft).toMatchObject({ status: 'done', tokens: 7, durationMs: 5, output: 'hi', attempts: 1 });
+    expect(statusOf(v, 'approve')).toBe('waiting');
+    expect(statusOf(v, 'publish')).toBe('pending');
+  });
+
+  it('ignores events it has already seen (a stream reconnecting)', () => {
+    const v = foldEvents(emptyRun(), events);
+    expect(applyEvent(v, events[3])).toBe(v);
+  });
+
+  it('marks never reached steps skipped and a failure failed once the run ends', () => {
+    const v = foldEvents(emptyRun(), [
+      ...events,
+      ev(7, 'human_responded', { step: 'approve', approved: false }),
+      ev(8, 'step_failed', { step: 'approve', error: { kind: 'rejected', message: 'no' }, duration_ms: 1, retry_in_ms: null }),
+      ev(9, 'run_failed', { error: 'rejected' }),
+    ]);
+    expect(v.status).toBe('failed');
+    expect(statusOf(v, 'approve')).toBe('failed');
+    expect(v.nodes.approve.error?.message).toBe('no');
+    expect(statusOf(v, 'publish')).toBe('skipped');
+  });
+
+  it('a failure with a retry coming keeps the step running', () => {
+    const v = foldEvents(emptyRun(), [ev(1, 'step_started', { step: 'a' }), ev(2, 'step_failed', { step: 'a', error: { kind: 'model', message: 'x' }, retry_in_ms: 100 })]);
+    expect(statusOf(v, 'a')).toBe('running');
+  });
+
+  it('counts runs by status in a fixed order', () => {
+    const runs = ['failed', 'running', 'succeeded', 'running'].map((status, i) => ({ id: `${i}`, status }) as RunListItem);
+    expect(countByStatus(runs)).toEqual([
+      ['running', 2],
+      ['succeeded', 1],
+      ['failed', 1],
+    ]);
+  });
+});
+
+describe('layout', () => {
+  it('puts each node below its predecessors and ignores edges going back', () => {
+    const nodes = ['a', 'b', 'c', 'd'].map((id) => ({ id }));
+    const edges = [
+      { from: 'a', to: 'b' },
+      { from: 'a', to: 'c' },
+      { from: 'b', to: 'd' },
+      { from: 'c', to: 'd' },
+      { from: 'd', to: 'a' },
+    ];
+    const p = Object.fromEntries(layout(nodes, edges).map((n) => [n.id, n]));
+    expect(p.a.y).toBe(0);
+    expect(p.b.y).toBe(p.c.y);
+    expect(p.b.y).toBeGreaterThan(NODE_H);
+    expect(p.d.y).toBeGreaterThan(p.b.y);
+    expect(p.b.x).not.toBe(p.c.x);
+  });
+
+  it('lays out 2,000 nodes quickly', () => {
+    const nodes = Array.from({ length: 2000 }, (_, i) => ({ id: `n${i}` }));
+    const edges = nodes.slice(1).map((n, i) => ({ from: `n${Math.floor(i / 2)}`, to: n.id }));
+    const t = performance.now();
+    expect(layout(nodes, edges)).toHaveLength(2000);
+    expect(performance.now() - t).toBeLessThan(500);
+  });
+});
+
+describe('preview', () => {
+  it('cuts long values and says how long they are', () => {
+    const p = preview('x'.repeat(10_000), 100);
+    expect(p).toMatchObject({ truncated: true, total: 10_000 });
+    expect(p.text).toHaveLength(100);
+    expect(preview({ a: 1 })).toMatchObject({ truncated: false, text: '{\n  "a": 1\n}' });
+  });
+});
+
+describe('SseParser', () => {
+  it('reads messages split across chunks, with ids, kinds and multi-line data', () => {
+    const p = new SseParser();
+    expect(p.push('id: 4\nevent: step_started\nda')).toEqual([]);
+    expect(p.push('ta: {"a":1}\n\n: keep-alive\n\nevent: model_delta\ndata: x\ndata: y\r\n\r\n')).toEqual([
+      { id: '4', event: 'step_started', data: '{"a":1}' },
+      { event: 'model_delta', data: 'x\ny' },
+    ]);
+  });
+});
+
+describe('event rows', () => {
+  it('summarise each kind and filter by kind and text', () => {
+    const rows = [
+      rowOf(ev(1, 'step_succeeded', { step: 'draft', output: 'a long\nanswer' })),
+      rowOf(ev(2, 'human_requested', { step: 'approve', prompt: 'Publish?' })),
+      rowOf(ev(3, 'step_failed', { step: 'check', error: { message: 'boom' } })),
+    ];
+    expect(rows[0].summary).toBe('a long answer');
+    expect(filterRows(rows, 'publish', '').map((r) => r.seq)).toEqual([2]);
+    expect(filterRows(rows, '', 'step_failed').map((r) => r.summary)).toEqual(['boom']);
+    expect(filterRows(rows, 'DRAFT', '')).toHaveLength(1);
+  });
+});
+
+describe('parseValue', () => {
+  it('reads JSON when it is JSON, else keeps the text', () => {
+    expect(parseValue(' {"name": "Ada"} ')).toEqual({ name: 'Ada' });
+    expect(parseValue('42')).toBe(42);
+    expect(parseValue('Ada Lovelace')).toBe('Ada Lovelace');
+  });
+});

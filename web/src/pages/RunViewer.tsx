@@ -1,0 +1,177 @@
+// One run: its workflow graph with each node's live status, a node's details, the event log,
+// and pause/resume/cancel for the roles that may. The first events are read page by page,
+// then the run's SSE stream continues from the last seq; live events are applied once per
+// animation frame, however many arrive, so a busy run never floods the page with renders.
+import { useCallback, useEffect, useRef, useState } from 'react';
+import { ApiError } from '../api/client';
+import { followRun } from '../api/sse';
+import type { EventRecord, Graph, RunDetail } from '../api/types';
+import { EventLog } from '../components/EventLog';
+import { GraphView } from '../components/GraphView';
+import { NodePanel } from '../components/NodePanel';
+import { ErrorBanner, StatusPill } from '../components/Status';
+import { rowOf, type Row } from '../lib/events';
+import { duration } from '../lib/preview';
+import { emptyRun, foldEvents, isFinished, statusOf, type RunView } from '../lib/runStatus';
+import { onLink } from '../router';
+import { useSession } from '../session';
+
+const PAGE = 1000;
+/** Kinds after which the run's figures (outputs, durations, tokens) are read again. */
+const REFRESH = new Set(['step_succeeded', 'step_failed', 'human_requested', 'human_responded', 'paused', 'resumed', 'run_succeeded', 'run_failed', 'run_cancelled']);
+
+export default function RunViewer({ id }: { id: string }) {
+  const { api, me } = useSession();
+  const [graph, setGraph] = useState<Graph>();
+  const [detail, setDetail] = useState<RunDetail>();
+  const [view, setView] = useState<RunView>(emptyRun);
+  const [rows, setRows] = useState<Row[]>([]);
+  const [error, setError] = useState<ApiError>();
+  const [streamNote, setStreamNote] = useState<string>();
+  const [selected, setSelected] = useState<string>();
+  const [busy, setBusy] = useState(false);
+  const refreshTimer = useRef<ReturnType<typeof setTimeout>>(undefined);
+
+  const refreshDetail = useCallback(() => {
+    clearTimeout(refreshTimer.current);
+    refreshTimer.current = setTimeout(() => {
+      api.run(id).then(setDetail, (e: ApiError) => setError(e));
+    }, 150);
+  }, [api, id]);
+
+  useEffect(() => {
+    const ctrl = new AbortController();
+    let pending: EventRecord[] = [];
+    let frame = 0;
+    const flush = () => {
+      frame = 0;
+      const batch = pending;
+      pending = [];
+      setView((v) => foldEvents(v, batch));
+      setRows((r) => r.concat(batch.filter((e) => e.seq > (r.at(-1)?.seq ?? 0)).map(rowOf)));
+      if (batch.some((e) => REFRESH.has(e.type))) refreshDetail();
+    };
+    const push = (e: EventRecord) => {
+      pending.push(e);
+      if (!frame) frame = requestAnimationFrame(flush);
+    };
+    (async () => {
+      try {
+        const [g, d] = await Promise.all([api.graph(id), api.run(id)]);
+        setGraph(g);
+        setDetail(d);
+        let after = 0;
+        let all: EventRecord[] = [];
+        for (;;) {
+          const page = await api.events(id, after, PAGE);
+          all = all.concat(page);
+          if (page.length < PAGE) break;
+          after = page[page.length - 1].seq;
+        }
+        const first = foldEvents(emptyRun(), all);
+        setView(first);
+        setRows(all.map(rowOf));
+        if (isFinished(first.status)) return;
+        await followRun(api, d.run.id, first.seq, {
+          onEvent: push,
+          onOpen: () => setStreamNote(undefined),
+          onError: (e) => setStreamNote(e.message),
+        }, ctrl.signal);
+      } catch (e) {
+        if (!ctrl.signal.aborted) setError(e as ApiError);
+      }
+    })();
+    return () => {
+      ctrl.abort();
+      cancelAnimationFrame(frame);
+      clearTimeout(refreshTimer.current);
+    };
+  }, [api, id, refreshDetail]);
+
+  const nodeStatus = useCallback((n: string) => statusOf(view, n), [view]);
+  const onOpen = useCallback((n: string) => setSelected((s) => (s === n ? undefined : n)), []);
+
+  // The record says `interrupted` when no process holds a running run.
+  const status = detail?.run.status === 'interrupted' ? 'interrupted' : view.seq ? view.status : detail?.run.status ?? 'pending';
+  const act = async (action: 'pause' | 'resume' | 'cancel') => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      await api.operate(id, action);
+      refreshDetail();
+    } catch (e) {
+      setError(e as ApiError);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  if (error && !graph) {
+    return (
+      <section>
+        <h1>Run {id.slice(0, 8)}</h1>
+        <ErrorBanner error={error} />
+        <a href="/" onClick={onLink}>
+          Back to the dashboard
+        </a>
+      </section>
+    );
+  }
+  if (!graph || !detail) return <p className="loading">Loading run {id.slice(0, 8)}…</p>;
+  const node = graph.nodes.find((n) => n.id === selected);
+  const finished = isFinished(status);
+  return (
+    <section className="run" aria-labelledby="run-title">
+      <header className="run-head">
+        <h1 id="run-title">
+          {detail.run.workflow} <span className="mono muted small">{detail.run.id.slice(0, 8)}</span>
+        </h1>
+        <span data-testid="run-status">
+          <StatusPill status={status} />
+        </span>
+        <span className="muted small">
+          {detail.tokens} tokens
+          {detail.usage.cost_usd != null && ` · $${detail.usage.cost_usd.toFixed(4)}`}
+          {finished && ` · ${duration(detail.run.updated_at_ms - detail.run.created_at_ms)}`}
+        </span>
+        {me.may.operate_runs && !finished && (
+          <div className="buttons">
+            {(status === 'running' || status === 'waiting') && (
+              <button type="button" disabled={busy} onClick={() => act('pause')}>
+                Pause
+              </button>
+            )}
+            {(status === 'paused' || status === 'interrupted') && (
+              <button type="button" disabled={busy} onClick={() => act('resume')}>
+                Resume
+              </button>
+            )}
+            <button type="button" className="danger" disabled={busy} onClick={() => act('cancel')}>
+              Cancel
+            </button>
+          </div>
+        )}
+      </header>
+      <ErrorBanner error={error} />
+      {streamNote && !finished && (
+        <p className="banner" role="status">
+          {streamNote}
+        </p>
+      )}
+      {detail.run.error && <p className="banner error">{detail.run.error}</p>}
+      <div className={`run-body${node ? ' with-panel' : ''}`}>
+        <GraphView graph={graph} statusOf={nodeStatus} selected={selected} onOpen={onOpen} />
+        {node && (
+          <NodePanel
+            node={node}
+            live={view.nodes[node.id]}
+            detail={detail.steps.find((s) => s.step === node.id)}
+            status={nodeStatus(node.id)}
+            onClose={() => setSelected(undefined)}
+          />
+        )}
+      </div>
+      <EventLog rows={rows} />
+    </section>
+  );
+}

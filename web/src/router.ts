@@ -1,0 +1,41 @@
+// The app's few routes, on the History API (the server answers index.html for every app path,
+// so a reload or a shared link opens the same page).
+import { useEffect, useState } from 'react';
+
+export type Route =
+  | { page: 'dashboard' }
+  | { page: 'run'; id: string }
+  | { page: 'approvals' }
+  | { page: 'missing'; path: string };
+
+export function parseRoute(path: string): Route {
+  const p = path.replace(/\/+$/, '') || '/';
+  if (p === '/') return { page: 'dashboard' };
+  if (p === '/approvals') return { page: 'approvals' };
+  const run = /^\/runs\/([0-9a-f]{4,32})$/.exec(p);
+  if (run) return { page: 'run', id: run[1] };
+  return { page: 'missing', path: p };
+}
+
+export function navigate(to: string) {
+  if (to === window.location.pathname) return;
+  window.history.pushState(null, '', to);
+  window.dispatchEvent(new PopStateEvent('popstate'));
+}
+
+export function useRoute(): Route {
+  const [route, setRoute] = useState(() => parseRoute(window.location.pathname));
+  useEffect(() => {
+    const on = () => setRoute(parseRoute(window.location.pathname));
+    window.addEventListener('popstate', on);
+    return () => window.removeEventListener('popstate', on);
+  }, []);
+  return route;
+}
+
+/** A link that navigates without reloading (and still opens in a new tab with a modifier). */
+export function onLink(e: React.MouseEvent<HTMLAnchorElement>) {
+  if (e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+  e.preventDefault();
+  navigate(e.currentTarget.getAttribute('href') ?? '/');
+}
