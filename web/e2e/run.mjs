@@ -160,6 +160,8 @@ await test('dashboard-and-run-viewer', async (page, shot) => {
   await page.getByTestId('node-draft').focus();
   await page.keyboard.press('Enter');
   await expectText(page.getByTestId('node-panel'), 'Version 1.2.0');
+  // The agent's prompt as its model saw it.
+  await expectText(page.getByTestId('turn'), 'Draft the release note for version 1.2.0.');
   await page.getByLabel('Filter events').fill('human');
   await expectText(page.getByTestId('log-count'), '1 of');
   await shot('run-viewer');

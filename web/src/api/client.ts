@@ -1,6 +1,6 @@
 // The one way the app talks to the server: the documented `/api/v1` routes, with the key of
 // the signed-in user. Every failure becomes an `ApiError` whose message a page can show as is.
-import type { Approval, EventRecord, Graph, RunDetail, RunListItem, Whoami } from './types';
+import type { Approval, EventRecord, Graph, RunDetail, RunListItem, StepTrace, Whoami } from './types';
 
 export const KEY_STORAGE = 'baton.key';
 
@@ -76,6 +76,9 @@ export class Api {
   }
   events(id: string, after = 0, limit = 1000): Promise<EventRecord[]> {
     return this.request('GET', `/runs/${encodeURIComponent(id)}/events?after=${after}&limit=${limit}`);
+  }
+  stepTrace(id: string, step: string): Promise<StepTrace> {
+    return this.request('GET', `/runs/${encodeURIComponent(id)}/steps/${encodeURIComponent(step)}`);
   }
   approvals(): Promise<{ approvals: Approval[] }> {
     return this.request('GET', '/approvals');

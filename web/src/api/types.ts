@@ -13,3 +13,4 @@ export type GraphNode = S['Node'];
 export type GraphEdge = S['Edge'];
 export type Approval = S['Approval'];
 export type ErrorBody = S['ErrorBody'];
+export type StepTrace = S['StepTrace'];

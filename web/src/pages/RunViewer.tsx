@@ -163,6 +163,7 @@ export default function RunViewer({ id }: { id: string }) {
         <GraphView graph={graph} statusOf={nodeStatus} selected={selected} onOpen={onOpen} />
         {node && (
           <NodePanel
+            runId={detail.run.id}
             node={node}
             live={view.nodes[node.id]}
             detail={detail.steps.find((s) => s.step === node.id)}
