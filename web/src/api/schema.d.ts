@@ -5719,7 +5719,7 @@ export interface components {
             error?: string | null;
         };
         /** @description Where a run stands. */
-        RunStatus: ("running" | "succeeded" | "failed" | "cancelled") | "pending" | "paused" | "waiting" | "interrupted";
+        RunStatus: ("running" | "succeeded" | "failed" | "cancelled") | "pending" | "paused" | "waiting" | "budget_exceeded" | "interrupted";
         /**
          * @description The `{id}` of a route's path (a run id or unique prefix, a key, hook or subscription id),
          *     named so that the OpenAPI document declares it.
@@ -5745,6 +5745,11 @@ export interface components {
             ambiguous: components["schemas"]["Ambiguity"][];
             /** @description A fork: the run and the event its log was copied from (`baton runs fork`). */
             forked_from?: components["schemas"]["ForkOrigin"] | null;
+            /**
+             * @description Limits and spend (by agent, by model); absent when the run's workflow no longer
+             *     compiles.
+             */
+            budget?: components["schemas"]["BudgetView"] | null;
         };
         /** @description A run's record as the API shows it. */
         RunJson: {
@@ -5820,7 +5825,7 @@ export interface components {
             retryable: boolean;
         };
         /** @description Why a step failed, in a form the engine and users act on. */
-        StepErrorKind: ("timeout" | "cancelled") | "execution" | "template" | "invalid_output" | "tool_turns" | "rejected" | "max_visits" | "branch" | "model";
+        StepErrorKind: ("timeout" | "cancelled") | "execution" | "template" | "invalid_output" | "tool_turns" | "rejected" | "max_visits" | "branch" | "model" | "runaway";
         /**
          * @description One sandbox execution found in a run's log: a `sandbox:` step's result (succeeded, or
          *     carried by its failure) or an agent's `sandbox.exec` call.
@@ -5864,6 +5869,100 @@ export interface components {
         };
         /** @description 32 hex digits (a UUIDv7) */
         RunId: string;
+        /**
+         * @description A run's budget as shown: the limits (with the changes people made), what was spent, by
+         *     agent and by model, and the limit that stopped the run if one did.
+         */
+        BudgetView: {
+            /** @description The run's limits (empty: none). */
+            limits: components["schemas"]["Budget"];
+            /** @description The agents' own limits, for the agents that have some. */
+            agent_limits?: {
+                [key: string]: components["schemas"]["Budget"];
+            };
+            spent: components["schemas"]["Spend"];
+            by_agent: {
+                [key: string]: components["schemas"]["Spend"];
+            };
+            by_model: {
+                [key: string]: components["schemas"]["Spend"];
+            };
+            /** @description The limit that stopped the run (status `budget_exceeded`). */
+            exceeded?: components["schemas"]["BudgetCrossing"] | null;
+            /** @description The limit changes made so far, in order (`tokens=+50000`). */
+            changes?: string[];
+        };
+        /**
+         * @description Limits on what a run (workflow `budget:`) or one agent (`agents.X.budget`) may spend.
+         *     Every limit is optional; a run that crosses one stops with status `budget_exceeded`.
+         */
+        Budget: {
+            /**
+             * Format: uint64
+             * @description Tokens (prompt and completion) of every model call.
+             */
+            tokens?: number | null;
+            /**
+             * Format: double
+             * @description Money spent on model calls (priced models only), in US dollars.
+             */
+            cost_usd?: number | null;
+            /**
+             * @description Time the run is at work (`10m`, `1h`): counted while it runs, not while it is paused,
+             *     waiting for a person, stopped, or held by no process. Run-level only.
+             */
+            wall_time?: components["schemas"]["Duration"] | null;
+            /**
+             * Format: uint64
+             * @description Model calls (one per model reply).
+             */
+            model_calls?: number | null;
+        };
+        /** @description A duration such as `500ms`, `10s`, `2m` or `1h 30m`. */
+        Duration: string;
+        /** @description What was spent: by the run, one agent, or one model. */
+        Spend: {
+            /**
+             * Format: uint64
+             * @default 0
+             */
+            tokens: number;
+            /**
+             * Format: double
+             * @default 0
+             */
+            cost_usd: number;
+            /**
+             * Format: uint64
+             * @default 0
+             */
+            model_calls: number;
+            /**
+             * Format: uint64
+             * @description Time at work (the run's only; ms).
+             */
+            wall_time_ms?: number;
+        };
+        /** @description The limit a run crossed: the run's own (`agent` absent) or one agent's. */
+        BudgetCrossing: {
+            agent?: string | null;
+            kind: components["schemas"]["BudgetKind"];
+            /**
+             * Format: double
+             * @description The limit, in the kind's unit.
+             */
+            limit: number;
+            /**
+             * Format: double
+             * @description What was spent when the run stopped, in the same unit.
+             */
+            spent: number;
+        };
+        /**
+         * @description What a budget limits. Units: tokens, US dollars, milliseconds, calls.
+         * @enum {string}
+         */
+        BudgetKind: "tokens" | "cost_usd" | "wall_time" | "model_calls";
         Graph: {
             /** @description Everything of the document but its steps and edges. */
             header: components["schemas"]["WorkflowDoc"];
@@ -5912,6 +6011,10 @@ export interface components {
             outputs?: {
                 [key: string]: string;
             };
+            /** @description Limits on what the whole run may spend (every agent draws from it). */
+            budget?: components["schemas"]["Budget"] | null;
+            /** @description Runaway detection (repeated identical tool calls). */
+            runaway?: components["schemas"]["Runaway"] | null;
         };
         /** @description One input of a workflow. */
         InputSpec: {
@@ -5947,6 +6050,8 @@ export interface components {
             max_tool_turns?: number | null;
             /** @description Output contract for every step of this agent (a step's own `output` wins). */
             output?: components["schemas"]["OutputSpec"] | null;
+            /** @description Limits on this agent's own spend (`wall_time` is run-level only). */
+            budget?: components["schemas"]["Budget"] | null;
         };
         /** @description What an agent's answer must look like. */
         OutputSpec: {
@@ -6075,8 +6180,6 @@ export interface components {
         };
         /** @enum {string} */
         HumanKind: "approval" | "input";
-        /** @description A duration such as `500ms`, `10s`, `2m` or `1h 30m`. */
-        Duration: string;
         /**
          * @description What an unanswered human step becomes when its wait is over.
          * @enum {string}
@@ -6154,6 +6257,16 @@ export interface components {
             to: string;
             /** @description An expression; without it the edge is always taken. */
             when?: string | null;
+        };
+        /** @description Runaway detection (workflow `runaway:`). */
+        Runaway: {
+            /**
+             * Format: uint32
+             * @description An agent step making the same tool call (same tool, same arguments) this many times in
+             *     a row stops the run before that call is sent (default 3; 0: never).
+             * @default 3
+             */
+            repeated_tool_calls: number;
         };
         Node: {
             id: string;
@@ -6361,6 +6474,11 @@ export interface components {
             pause: components["schemas"]["PauseReason"];
         } | {
             /** @constant */
+            type: "budget_raised";
+            changes: components["schemas"]["BudgetChange"][];
+            by?: string | null;
+        } | {
+            /** @constant */
             type: "resumed";
             /**
              * @description Pause again before every step (step-through debugging).
@@ -6467,6 +6585,40 @@ export interface components {
             /** @constant */
             reason: "breakpoint";
             step: string;
+        } | ({
+            /** @constant */
+            reason: "budget";
+        } & components["schemas"]["BudgetStop"]);
+        /**
+         * @description A run's budget stop, as logged (`paused` with reason `budget`): the limit crossed and who
+         *     spent what.
+         */
+        BudgetStop: {
+            crossed: components["schemas"]["BudgetCrossing"];
+            spent: components["schemas"]["Spend"];
+            /** @default {} */
+            by_agent: {
+                [key: string]: components["schemas"]["Spend"];
+            };
+            /** @default {} */
+            by_model: {
+                [key: string]: components["schemas"]["Spend"];
+            };
+        };
+        /**
+         * @description A change of one limit (`baton resume --budget tokens=+50000`): of the run's budget, or of
+         *     agent `agent`'s (`coder.tokens=+5000`); by `amount` (`+`) or to it.
+         */
+        BudgetChange: {
+            agent?: string | null;
+            kind: components["schemas"]["BudgetKind"];
+            /**
+             * Format: double
+             * @description In the kind's unit (ms for `wall_time`).
+             */
+            amount: number;
+            /** @description `+amount`: added to the limit; otherwise the limit becomes `amount`. */
+            relative?: boolean;
         };
         StreamQuery: {
             /**
@@ -6510,6 +6662,15 @@ export interface components {
              * @default false
              */
             stepping: boolean;
+            /**
+             * @description Budget limits to change first, as `baton resume --budget` takes them: `[AGENT.]KIND`
+             *     (`tokens`, `cost_usd`, `wall_time`, `model_calls`) to `+AMOUNT` (added) or `AMOUNT`
+             *     (set), e.g. `{"tokens": "+50000", "wall_time": "+10m", "coder.cost_usd": 2}`.
+             * @default {}
+             */
+            budget: {
+                [key: string]: unknown;
+            };
         };
         /**
          * @description Where to fork a run, and what to change in the fork. Exactly one of `at`, `before`,
