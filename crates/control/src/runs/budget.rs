@@ -121,7 +121,11 @@ impl Control {
         program: Option<&Program>,
         run: RunId,
     ) -> Result<Option<BudgetView>> {
-        let Some(program) = program else {
+        // A run without limits has no budget to show (and a run's detail, read often, does
+        // not rebuild the run's state for nothing).
+        let Some(program) = program.filter(|p| {
+            p.doc.budget.is_some() || p.doc.agents.values().any(|a| a.budget.is_some())
+        }) else {
             return Ok(None);
         };
         let st = baton_engine::executor::load_state(&self.services, program, run).await?;
