@@ -238,6 +238,11 @@ await test('large-run', async (page, shot) => {
   const opened = Date.now() - t;
   // Generous: the machine may be shared (the figure is printed below; ~0.3-1 s here).
   if (opened > 10_000) throw new Error(`the viewer took ${opened} ms to show a 201-step run`);
+  // React Flow draws every node until it has measured them and set the viewport, then only
+  // those in view: wait for that (a loaded machine can take a moment), then count.
+  await page
+    .waitForFunction(() => document.querySelectorAll('.react-flow__node').length < 201, null, { timeout: 10_000 })
+    .catch(() => {});
   const drawn = await page.locator('.react-flow__node').count();
   if (drawn >= 201) throw new Error(`all ${drawn} nodes are rendered, not only those in view`);
   await page.getByLabel('Filter events').fill('big');

@@ -79,74 +79,10 @@ fn parse_ref(s: &str) -> Result<AgentRef, i32> {
 
 pub async fn agents(cmd: AgentsCmd) -> anyhow::Result<i32> {
     match cmd {
-        AgentsCmd::Create { file, db } => {
-            let (control, caller) = db.open().await?;
-            let text = read_doc(&file)?;
-            let name = file.display().to_string();
-            match control.create_agent(&caller, &name, &text).await {
-                Ok(a) => {
-                    for d in &a.warnings {
-                        errln!("{d}");
-                    }
-                    outln!("stored agent {}@{} (default)", a.name, a.version);
-                    Ok(EXIT_OK)
-                }
-                Err(e) => refused(e),
-            }
-        }
-        AgentsCmd::List { json, db } => {
-            let (control, caller) = db.open().await?;
-            let all = control.list_agents(&caller).await?;
-            if json {
-                outln!("{}", serde_json::to_string_pretty(&all)?);
-            } else if all.is_empty() {
-                outln!("no agents");
-            } else {
-                outln!("{:<32}  {:>7}  {:>6}  UPDATED", "NAME", "DEFAULT", "LATEST");
-                for a in &all {
-                    let updated = fmt_time(a.updated_at_ms);
-                    let (n, d, l) = (&a.name, a.default_version, a.latest);
-                    outln!("{n:<32}  {d:>7}  {l:>6}  {updated}");
-                }
-            }
-            Ok(EXIT_OK)
-        }
-        AgentsCmd::Show { agent, json, db } => {
-            let r = match parse_ref(&agent) {
-                Ok(r) => r,
-                Err(code) => return Ok(code),
-            };
-            let (control, caller) = db.open().await?;
-            let a = control.get_agent(&caller, &r).await?;
-            if json {
-                outln!("{}", serde_json::to_string_pretty(&a)?);
-            } else {
-                outln!("# {}", headline(&a));
-                outln!("{}", a.source.trim_end());
-            }
-            Ok(EXIT_OK)
-        }
-        AgentsCmd::Versions { name, json, db } => {
-            let (control, caller) = db.open().await?;
-            let all = control.agent_versions(&caller, &name).await?;
-            if json {
-                outln!("{}", serde_json::to_string_pretty(&all)?);
-            } else {
-                outln!("{:>7}  {:<20}  {:<24}  BY", "VERSION", "CREATED", "MODEL");
-                for a in &all {
-                    let mark = if a.version == a.default_version {
-                        "*"
-                    } else {
-                        " "
-                    };
-                    let by = a.created_by.as_deref().unwrap_or("-");
-                    let (v, at, m) = (a.version, fmt_time(a.created_at_ms), &a.spec.model);
-                    outln!("{v:>6}{mark}  {at:<20}  {m:<24}  {by}");
-                }
-                outln!("(* the default version)");
-            }
-            Ok(EXIT_OK)
-        }
+        AgentsCmd::Create { file, db } => create(&file, db).await,
+        AgentsCmd::List { json, db } => list(json, db).await,
+        AgentsCmd::Show { agent, json, db } => show(&agent, json, db).await,
+        AgentsCmd::Versions { name, json, db } => versions(&name, json, db).await,
         AgentsCmd::Diff { from, to, json, db } => diff(&from, &to, json, db).await,
         AgentsCmd::Rollback { name, to, db } => {
             let (control, caller) = db.open().await?;
@@ -169,6 +105,78 @@ pub async fn agents(cmd: AgentsCmd) -> anyhow::Result<i32> {
             Ok(EXIT_OK)
         }
     }
+}
+
+async fn create(file: &std::path::Path, db: DbArgs) -> anyhow::Result<i32> {
+    let (control, caller) = db.open().await?;
+    let text = read_doc(file)?;
+    let name = file.display().to_string();
+    match control.create_agent(&caller, &name, &text).await {
+        Ok(a) => {
+            for d in &a.warnings {
+                errln!("{d}");
+            }
+            outln!("stored agent {}@{} (default)", a.name, a.version);
+            Ok(EXIT_OK)
+        }
+        Err(e) => refused(e),
+    }
+}
+
+async fn list(json: bool, db: DbArgs) -> anyhow::Result<i32> {
+    let (control, caller) = db.open().await?;
+    let all = control.list_agents(&caller).await?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&all)?);
+    } else if all.is_empty() {
+        outln!("no agents");
+    } else {
+        outln!("{:<32}  {:>7}  {:>6}  UPDATED", "NAME", "DEFAULT", "LATEST");
+        for a in &all {
+            let updated = fmt_time(a.updated_at_ms);
+            let (n, d, l) = (&a.name, a.default_version, a.latest);
+            outln!("{n:<32}  {d:>7}  {l:>6}  {updated}");
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+async fn show(agent: &str, json: bool, db: DbArgs) -> anyhow::Result<i32> {
+    let r = match parse_ref(agent) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    let (control, caller) = db.open().await?;
+    let a = control.get_agent(&caller, &r).await?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&a)?);
+    } else {
+        outln!("# {}", headline(&a));
+        outln!("{}", a.source.trim_end());
+    }
+    Ok(EXIT_OK)
+}
+
+async fn versions(name: &str, json: bool, db: DbArgs) -> anyhow::Result<i32> {
+    let (control, caller) = db.open().await?;
+    let all = control.agent_versions(&caller, name).await?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(EXIT_OK);
+    }
+    outln!("{:>7}  {:<20}  {:<24}  BY", "VERSION", "CREATED", "MODEL");
+    for a in &all {
+        let mark = if a.version == a.default_version {
+            "*"
+        } else {
+            " "
+        };
+        let by = a.created_by.as_deref().unwrap_or("-");
+        let (v, at, m) = (a.version, fmt_time(a.created_at_ms), &a.spec.model);
+        outln!("{v:>6}{mark}  {at:<20}  {m:<24}  {by}");
+    }
+    outln!("(* the default version)");
+    Ok(EXIT_OK)
 }
 
 async fn diff(from: &str, to: &str, json: bool, db: DbArgs) -> anyhow::Result<i32> {

@@ -495,6 +495,12 @@ pub(crate) async fn summary(control: &Control, st: &RunState, json: bool) -> any
             st.usage.completion_tokens
         );
     }
+    print_ending(st, &evs)?;
+    Ok(code)
+}
+
+/// What the end of `summary` says for each status: the output, the error, how to continue.
+fn print_ending(st: &RunState, evs: &[baton_types::EventRecord]) -> anyhow::Result<()> {
     match st.status {
         RunStatus::Succeeded => {
             let text = match &st.result {
@@ -527,7 +533,7 @@ pub(crate) async fn summary(control: &Control, st: &RunState, json: bool) -> any
             }
         }
         RunStatus::Waiting => {
-            for a in baton_control::view::ambiguities(&evs) {
+            for a in baton_control::view::ambiguities(evs) {
                 for line in crate::step_view::ambiguity_lines(st.run_id, &a) {
                     outln!("{line}");
                 }
@@ -541,5 +547,5 @@ pub(crate) async fn summary(control: &Control, st: &RunState, json: bool) -> any
         }
         _ => {}
     }
-    Ok(code)
+    Ok(())
 }

@@ -46,30 +46,7 @@ pub enum RunsCmd {
         db: DbArgs,
     },
     /// A run's events.
-    Logs {
-        /// The run id, or a unique prefix of it.
-        run: String,
-        /// Only the events of this step (an id matches each of its instances).
-        #[arg(long)]
-        step: Option<String>,
-        /// Only the events of this agent's steps.
-        #[arg(long)]
-        agent: Option<String>,
-        /// Only events at this level or above: debug, info, warn, error.
-        #[arg(long)]
-        level: Option<String>,
-        /// Only these event kinds (comma-separated, e.g. `step_failed,human_requested`).
-        #[arg(long, value_delimiter = ',')]
-        kind: Vec<String>,
-        /// Only events whose JSON contains this text (case-insensitive).
-        #[arg(long)]
-        text: Option<String>,
-        /// Print JSON Lines (an export of the events).
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        db: DbArgs,
-    },
+    Logs(LogsArgs),
     /// The engine state of a run (inputs, step outputs, shared state, what is active).
     State {
         /// The run id, or a unique prefix of it.
@@ -125,6 +102,33 @@ pub struct HumanArgs {
     pub db: DbArgs,
 }
 
+/// `baton runs logs`: a run's events, filtered.
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// The run id, or a unique prefix of it.
+    run: String,
+    /// Only the events of this step (an id matches each of its instances).
+    #[arg(long)]
+    step: Option<String>,
+    /// Only the events of this agent's steps.
+    #[arg(long)]
+    agent: Option<String>,
+    /// Only events at this level or above: debug, info, warn, error.
+    #[arg(long)]
+    level: Option<String>,
+    /// Only these event kinds (comma-separated, e.g. `step_failed,human_requested`).
+    #[arg(long, value_delimiter = ',')]
+    kind: Vec<String>,
+    /// Only events whose JSON contains this text (case-insensitive).
+    #[arg(long)]
+    text: Option<String>,
+    /// Print JSON Lines (an export of the events).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    db: DbArgs,
+}
+
 pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
     match cmd {
         RunsCmd::List {
@@ -146,63 +150,7 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
             json,
             db,
         } => show(run, json, db).await,
-        RunsCmd::Logs {
-            run,
-            step,
-            agent,
-            level,
-            kind,
-            text,
-            json,
-            db,
-        } => {
-            let level = match level.as_deref().map(str::parse::<LogLevel>).transpose() {
-                Ok(l) => l,
-                Err(e) => {
-                    errln!("error: --level: {e}");
-                    return Ok(EXIT_INVALID);
-                }
-            };
-            let filter = EventFilter {
-                step,
-                agent,
-                level,
-                kinds: kind,
-                text,
-                ..EventFilter::default()
-            };
-            let (control, caller) = db.open().await?;
-            let evs = control
-                .search_events(&caller, &run, &filter)
-                .await
-                .map_err(|e| run_error(e, &run))?;
-            for e in evs {
-                if json {
-                    outln!("{}", serde_json::to_string(&e)?);
-                } else {
-                    let mut body = serde_json::to_value(&e.event)?;
-                    if let Value::Object(m) = &mut body {
-                        m.remove("type");
-                        // A failed sandbox step carries its execution record in its message:
-                        // show it as JSON, not as an escaped string.
-                        if let Event::StepFailed { error, .. } = &e.event
-                            && let Some(record) = &error.sandbox
-                        {
-                            m["error"]["message"] = Value::String(error.message.clone());
-                            m.insert("sandbox".into(), (**record).clone());
-                        }
-                    }
-                    outln!(
-                        "{:>4} {} {:<16} {}",
-                        e.seq,
-                        fmt_time(e.at_ms),
-                        e.event.kind(),
-                        body
-                    );
-                }
-            }
-            Ok(EXIT_OK)
-        }
+        RunsCmd::Logs(a) => logs(a).await,
         RunsCmd::State { run, db } => {
             let (control, caller) = db.open().await?;
             let st = control
@@ -220,6 +168,51 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
         RunsCmd::Resolve(a) => crate::cmd_resolve::resolve(a).await,
         RunsCmd::Fork(a) => crate::cmd_fork::fork(a).await,
     }
+}
+
+/// `baton runs logs`: the events that match the filters, as lines or JSON Lines.
+async fn logs(a: LogsArgs) -> anyhow::Result<i32> {
+    let level = match a.level.as_deref().map(str::parse::<LogLevel>).transpose() {
+        Ok(l) => l,
+        Err(e) => {
+            errln!("error: --level: {e}");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let filter = EventFilter {
+        step: a.step,
+        agent: a.agent,
+        level,
+        kinds: a.kind,
+        text: a.text,
+        ..EventFilter::default()
+    };
+    let (control, caller) = a.db.open().await?;
+    let evs = control
+        .search_events(&caller, &a.run, &filter)
+        .await
+        .map_err(|e| run_error(e, &a.run))?;
+    for e in evs {
+        if a.json {
+            outln!("{}", serde_json::to_string(&e)?);
+            continue;
+        }
+        let mut body = serde_json::to_value(&e.event)?;
+        if let Value::Object(m) = &mut body {
+            m.remove("type");
+            // A failed sandbox step carries its execution record in its message: show it as
+            // JSON, not as an escaped string.
+            if let Event::StepFailed { error, .. } = &e.event
+                && let Some(record) = &error.sandbox
+            {
+                m["error"]["message"] = Value::String(error.message.clone());
+                m.insert("sandbox".into(), (**record).clone());
+            }
+        }
+        let (seq, at, kind) = (e.seq, fmt_time(e.at_ms), e.event.kind());
+        outln!("{seq:>4} {at} {kind:<16} {body}");
+    }
+    Ok(EXIT_OK)
 }
 
 /// Applies a control: queued for the process running the run, or applied here when none does.
@@ -386,26 +379,9 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
         outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(EXIT_OK);
     }
-    outln!("run       {}", rec.id);
-    let path = rec.workflow_path.as_ref().map(|p| format!(" ({p})"));
-    outln!(
-        "workflow  {}{}",
-        rec.workflow_name,
-        path.unwrap_or_default()
-    );
-    outln!("status    {}", rec.status);
-    if rec.status == RunStatus::Interrupted {
-        outln!(
-            "          the process running it is gone; continue with `baton resume {}`",
-            rec.id
-        );
+    for line in header_lines(rec, &detail, &durability) {
+        outln!("{line}");
     }
-    outln!("created   {}", fmt_time(rec.created_at_ms));
-    if let Some(f) = &detail.forked_from {
-        outln!("forked    from run {} at event {}", f.run, f.seq);
-    }
-    outln!("durable   {durability} (resume --durability changes it)");
-    outln!("inputs    {}", rec.inputs);
     for line in detail
         .budget
         .iter()
@@ -436,6 +412,37 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
         outln!("error     {}", crate::progress::brief(e));
     }
     Ok(EXIT_OK)
+}
+
+/// The first lines of `runs show`: the run, its workflow, status, times, origin, inputs.
+fn header_lines(
+    rec: &baton_store::RunRecord,
+    detail: &baton_control::view::RunDetail,
+    durability: &impl std::fmt::Display,
+) -> Vec<String> {
+    let mut out = vec![format!("run       {}", rec.id)];
+    let path = rec.workflow_path.as_ref().map(|p| format!(" ({p})"));
+    out.push(format!(
+        "workflow  {}{}",
+        rec.workflow_name,
+        path.unwrap_or_default()
+    ));
+    out.push(format!("status    {}", rec.status));
+    if rec.status == RunStatus::Interrupted {
+        out.push(format!(
+            "          the process running it is gone; continue with `baton resume {}`",
+            rec.id
+        ));
+    }
+    out.push(format!("created   {}", fmt_time(rec.created_at_ms)));
+    if let Some(f) = &detail.forked_from {
+        out.push(format!("forked    from run {} at event {}", f.run, f.seq));
+    }
+    out.push(format!(
+        "durable   {durability} (resume --durability changes it)"
+    ));
+    out.push(format!("inputs    {}", rec.inputs));
+    out
 }
 
 /// `baton runs show RUN --step STEP`: what the step's model was sent, turn by turn, and its

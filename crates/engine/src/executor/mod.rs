@@ -189,7 +189,7 @@ impl Executor {
     }
 
     async fn drive_claimed(&self, st: &mut RunState, inputs: Vec<Input>) -> Result<(), Error> {
-        let machine = Machine::new(&self.program);
+        let mut machine = Machine::new(&self.program);
         let mut d = Drive {
             run_str: st.run_id.to_string(),
             queue: inputs.into_iter().map(|i| (i, None)).collect(),
@@ -205,32 +205,7 @@ impl Executor {
         let mut last_renew = Instant::now();
         let mut drain = self.drain.clone();
         loop {
-            // Every input ready now is decided, then all their events go to the log in one
-            // write, and only then is anything acted on.
-            // One time for the batch: the events are applied at it and logged with it, so a
-            // replay applies them at the same time (the wall-time budget counts from it).
-            let now = baton_store::now_ms();
-            machine.set_now(now);
-            let mut acks = Vec::new();
-            while let Some((input, ack)) = d.queue.pop_front() {
-                // A tool call is sent only while its attempt still runs (a runaway call
-                // fails its step instead of being logged).
-                let call_of = match &input {
-                    Input::ToolCall { step, attempt, .. } => Some((step.clone(), *attempt)),
-                    _ => None,
-                };
-                match machine.handle_into(st, input, &mut d.decided) {
-                    Ok(()) if call_of.is_some_and(|(s, a)| !attempt_runs(st, &s, a)) => {}
-                    Ok(()) => acks.extend(ack),
-                    Err(refused) => tracing::info!("input refused: {refused}"),
-                }
-            }
-            if !d.decided.events.is_empty() {
-                self.commit(st, &mut d.decided.events, now).await?;
-            }
-            for ack in acks {
-                let _ = ack.send(());
-            }
+            self.decide_batch(&mut machine, st, &mut d).await?;
             let draining = drain.as_ref().is_some_and(|r| *r.borrow());
             for a in std::mem::take(&mut d.decided.actions) {
                 if !draining {
@@ -268,6 +243,42 @@ impl Executor {
                 }
             }
         }
+    }
+
+    /// Every input ready now is decided, then all their events go to the log in one write,
+    /// and only then is anything acted on (the caller performs the actions). One time for the
+    /// batch: the events are applied at it and logged with it, so a replay applies them at the
+    /// same time (the wall-time budget counts from it).
+    async fn decide_batch(
+        &self,
+        // `&mut`: a shared reference would not be `Send` (the machine's clock is a `Cell`).
+        machine: &mut Machine<'_>,
+        st: &mut RunState,
+        d: &mut Drive,
+    ) -> Result<(), Error> {
+        let now = baton_store::now_ms();
+        machine.set_now(now);
+        let mut acks = Vec::new();
+        while let Some((input, ack)) = d.queue.pop_front() {
+            // A tool call is sent only while its attempt still runs (a runaway call fails its
+            // step instead of being logged).
+            let call_of = match &input {
+                Input::ToolCall { step, attempt, .. } => Some((step.clone(), *attempt)),
+                _ => None,
+            };
+            match machine.handle_into(st, input, &mut d.decided) {
+                Ok(()) if call_of.is_some_and(|(s, a)| !attempt_runs(st, &s, a)) => {}
+                Ok(()) => acks.extend(ack),
+                Err(refused) => tracing::info!("input refused: {refused}"),
+            }
+        }
+        if !d.decided.events.is_empty() {
+            self.commit(st, &mut d.decided.events, now).await?;
+        }
+        for ack in acks {
+            let _ = ack.send(());
+        }
+        Ok(())
     }
 
     /// Work that was running when the last process stopped runs again (same key, from its
