@@ -7,7 +7,9 @@ HTTP_BENCH_SECONDS ?= 10
 .PHONY: http-bench
 
 http-bench: rust-check
-	@command -v wrk >/dev/null || { echo "http-bench: installing wrk (apt)"; apt-get install -y -q wrk >/dev/null; }
+	@command -v wrk >/dev/null || { echo "http-bench: installing wrk (apt)"; \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
 	$(CARGO) build --release -p baton-cli
 	python3 bench/http_bench.py --baton $(BATON) --seconds $(HTTP_BENCH_SECONDS)
 
@@ -16,6 +18,8 @@ http-bench: rust-check
 # missing.
 .PHONY: api-docs-deps
 api-docs-deps:
-	@command -v curl >/dev/null && command -v openssl >/dev/null || { echo "api-docs: installing curl and openssl (apt)"; apt-get install -y -q curl openssl >/dev/null; }
+	@command -v curl >/dev/null && command -v openssl >/dev/null || { echo "api-docs: installing curl and openssl (apt)"; \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends curl openssl >/dev/null; }
 TEST_DEPS += api-docs-deps
 export BATON_REQUIRE_CURL ?= 1

@@ -21,7 +21,9 @@ web/dist/index.html: web/node_modules/.package-lock.json $(WEB_SOURCES)
 web: web/dist/index.html
 
 web-browser:
-	@test -x /usr/bin/chromium || { echo "web: installing chromium (apt)"; apt-get install -y -q chromium >/dev/null; }
+	@test -x /usr/bin/chromium || { echo "web: installing chromium (apt)"; \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium >/dev/null; }
 
 web-test: web web-browser
 	cd web && $(NPM) test
