@@ -283,6 +283,16 @@ pub enum Progress {
     OutputRejected { attempt: u32, error: String },
     /// A line of text for people (e.g. a tool's log).
     Note { message: String },
+    /// How a parallel step's `vote`, `priority` or `merge` join was decided: the branch whose
+    /// output won (none: the step failed), the other successful branches, and why.
+    JoinDecided {
+        strategy: crate::JoinStrategy,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        winner: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        losers: Vec<String>,
+        reason: String,
+    },
     /// What a model was sent for one turn of an agent step. Deduplicated: the part every turn
     /// shares (system message, tools offered, answer format) is carried once per step visit,
     /// in `context`, and referenced by `context_hash` after that; `messages` are the messages

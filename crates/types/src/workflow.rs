@@ -222,6 +222,39 @@ pub struct SwitchCase {
 pub struct JoinSpec {
     #[serde(default)]
     pub strategy: JoinStrategy,
+    /// `vote` only: what a tie gives (default `first`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tie_break: Option<TieBreak>,
+    /// `priority` and `merge` (with `on_conflict: priority`): branch ids, highest first
+    /// (default: document order; unlisted branches follow in document order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Vec<String>>,
+    /// `merge` only: what two branches setting one key to different values give (default
+    /// `fail`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_conflict: Option<OnConflict>,
+}
+
+/// How a `vote` join settles a tie.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TieBreak {
+    /// The tied value of the earliest branch in document order wins.
+    #[default]
+    First,
+    /// The step fails.
+    Fail,
+}
+
+/// How a `merge` join settles a conflict.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnConflict {
+    /// The step fails, naming the key path and the branches.
+    #[default]
+    Fail,
+    /// The value of the branch first in `priority` wins.
+    Priority,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -234,6 +267,28 @@ pub enum JoinStrategy {
     Any,
     /// Done when the first branch succeeds; fails only when every branch failed.
     FirstSuccess,
+    /// Waits for every branch; the output most successful branches gave (strings trimmed and
+    /// case-folded, JSON compared canonically) wins; a tie follows `tie_break`.
+    Vote,
+    /// Waits for every branch; the output of the first successful branch in `priority` wins.
+    Priority,
+    /// Waits for every branch; the successful branches' objects are deep-merged; a key with
+    /// different values fails the step or follows `priority` (`on_conflict`).
+    Merge,
+}
+
+impl JoinStrategy {
+    /// The strategy as written in documents.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JoinStrategy::All => "all",
+            JoinStrategy::Any => "any",
+            JoinStrategy::FirstSuccess => "first_success",
+            JoinStrategy::Vote => "vote",
+            JoinStrategy::Priority => "priority",
+            JoinStrategy::Merge => "merge",
+        }
+    }
 }
 
 /// `map:` settings.

@@ -6144,8 +6144,24 @@ export interface components {
         JoinSpec: {
             /** @default all */
             strategy: components["schemas"]["JoinStrategy"];
+            /** @description `vote` only: what a tie gives (default `first`). */
+            tie_break?: components["schemas"]["TieBreak"] | null;
+            /**
+             * @description `priority` and `merge` (with `on_conflict: priority`): branch ids, highest first
+             *     (default: document order; unlisted branches follow in document order).
+             */
+            priority?: string[] | null;
+            /**
+             * @description `merge` only: what two branches setting one key to different values give (default
+             *     `fail`).
+             */
+            on_conflict?: components["schemas"]["OnConflict"] | null;
         };
-        JoinStrategy: "all" | "any" | "first_success";
+        JoinStrategy: "all" | "any" | "first_success" | "vote" | "priority" | "merge";
+        /** @description How a `vote` join settles a tie. */
+        TieBreak: "first" | "fail";
+        /** @description How a `merge` join settles a conflict. */
+        OnConflict: "fail" | "priority";
         /** @description `map:` settings. */
         MapSpec: {
             /** @description An expression giving the list, e.g. `steps.plan.output.files`. */
@@ -6537,6 +6553,13 @@ export interface components {
             /** @constant */
             kind: "note";
             message: string;
+        } | {
+            /** @constant */
+            kind: "join_decided";
+            strategy: components["schemas"]["JoinStrategy"];
+            winner?: string | null;
+            losers?: string[];
+            reason: string;
         } | {
             /** @constant */
             kind: "prompt";

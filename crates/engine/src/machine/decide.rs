@@ -291,7 +291,7 @@ impl Machine<'_> {
             if !st.is_running(&fan.step) {
                 continue;
             }
-            let Some(outcome) = join::outcome(fan, self.program) else {
+            let Some((outcome, decision)) = join::outcome(fan, self.program) else {
                 continue;
             };
             // Stop branches still running before the fan's step ends.
@@ -300,7 +300,12 @@ impl Machine<'_> {
                 return Some(Decided::with(ev, Action::Cancel { step }));
             }
             let attempt = st.steps.get(&fan.step).map_or(1, |s| s.attempt);
-            return Some(self.step_ended(st, &fan.step, outcome, Ended::sync(attempt)));
+            let mut d = self.step_ended(st, &fan.step, outcome, Ended::sync(attempt));
+            if let Some(progress) = decision {
+                let step = fan.step.clone();
+                d.before.insert(0, Event::StepProgress { step, progress });
+            }
+            return Some(d);
         }
         None
     }

@@ -2,38 +2,55 @@
 //! gives the list of its items' outputs and fails with its first failed item; a parallel step
 //! follows its join strategy: `all` (every branch, by name; the first failure fails it),
 //! `any` (the first branch to finish, success or failure), `first_success` (the first
-//! success; a failure only when every branch failed). `None`: not decided yet.
+//! success; a failure only when every branch failed), or a conflict resolution (`vote`,
+//! `priority`, `merge`: see [`conflict`]). `None`: not decided yet.
 
-use baton_types::{JoinStrategy, StepError, StepErrorKind, StepKind, StepPath};
+use baton_types::{JoinSpec, JoinStrategy, Progress, StepError, StepErrorKind, StepKind, StepPath};
 use serde_json::{Map, Value, json};
 
+use super::conflict;
 use super::state::{FanFrame, FanKind, Outcome};
 use crate::program::Program;
 
-/// The outcome of a fan, once its join is decided.
-pub(super) fn outcome(fan: &FanFrame, p: &Program) -> Option<Outcome> {
+/// The outcome of a fan, once its join is decided, with the record of a conflict
+/// resolution's decision (`vote`, `priority`, `merge`).
+pub(super) fn outcome(fan: &FanFrame, p: &Program) -> Option<(Outcome, Option<Progress>)> {
+    let plain = |o: Option<Outcome>| o.map(|o| (o, None));
     match fan.kind {
-        FanKind::Group => fan.results.first().cloned().flatten(),
-        FanKind::Map => map_outcome(fan),
+        FanKind::Group => plain(fan.results.first().cloned().flatten()),
+        FanKind::Map => plain(map_outcome(fan)),
         FanKind::Parallel => {
-            let names = branch_names(fan, p);
+            let (names, spec) = branches(fan, p);
             match fan.strategy {
-                JoinStrategy::All => all_outcome(fan, &names),
-                JoinStrategy::Any => any_outcome(fan, &names),
-                JoinStrategy::FirstSuccess => first_success_outcome(fan, &names),
+                JoinStrategy::All => plain(all_outcome(fan, &names)),
+                JoinStrategy::Any => plain(any_outcome(fan, &names)),
+                JoinStrategy::FirstSuccess => plain(first_success_outcome(fan, &names)),
+                JoinStrategy::Vote | JoinStrategy::Priority | JoinStrategy::Merge => {
+                    let spec = JoinSpec {
+                        strategy: fan.strategy,
+                        ..spec
+                    };
+                    conflict::resolve(fan, &names, &spec).map(|(o, d)| (o, Some(d)))
+                }
             }
         }
     }
 }
 
-/// The branches' step ids, by slot.
-fn branch_names(fan: &FanFrame, p: &Program) -> Vec<String> {
+/// The branches' step ids, by slot, and the step's join settings.
+fn branches(fan: &FanFrame, p: &Program) -> (Vec<String>, JoinSpec) {
     match p.node_by_id(StepPath::parse(&fan.step).id()) {
         Some(n) => match &n.step.kind {
-            StepKind::Parallel(par) => par.branches.iter().map(|b| b.id.clone()).collect(),
-            _ => Vec::new(),
+            StepKind::Parallel(par) => (
+                par.branches.iter().map(|b| b.id.clone()).collect(),
+                par.join.clone().unwrap_or_default(),
+            ),
+            _ => (Vec::new(), JoinSpec::default()),
         },
-        None => (0..fan.results.len()).map(|i| i.to_string()).collect(),
+        None => (
+            (0..fan.results.len()).map(|i| i.to_string()).collect(),
+            JoinSpec::default(),
+        ),
     }
 }
 

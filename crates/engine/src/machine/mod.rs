@@ -19,6 +19,7 @@ mod budget;
 #[cfg(test)]
 mod budget_tests;
 mod calls;
+mod conflict;
 mod decide;
 mod human;
 mod join;
