@@ -8,6 +8,7 @@
 
 mod agents;
 mod document;
+mod joins;
 mod limits;
 mod steps;
 mod templates;

@@ -36,6 +36,7 @@ impl Checker<'_, '_> {
                     );
                 }
                 self.check_max_concurrency(p.max_concurrency, &path);
+                self.check_join(id, p, &path);
             }
             StepKind::Map(m) => self.check_map_step(id, m, &path),
             StepKind::Group(steps) if steps.is_empty() => {
