@@ -370,6 +370,7 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
             steps: &rows,
             sandbox: sandboxed.iter().map(view::SandboxRow::of).collect(),
             ambiguous: &detail.ambiguous,
+            joins: &detail.joins,
             forked_from: detail.forked_from,
             budget: detail
                 .budget
@@ -391,6 +392,12 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
     }
     for r in &rows {
         outln!("{}", view::step_line(r));
+    }
+    if !detail.joins.is_empty() {
+        outln!("joins:");
+        for j in &detail.joins {
+            outln!("  {}", j.line());
+        }
     }
     if !sandboxed.is_empty() {
         outln!("sandbox executions:");

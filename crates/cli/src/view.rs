@@ -53,6 +53,9 @@ pub struct RunView<'a> {
     /// Steps whose effect may or may not have happened, waiting for `baton runs resolve`.
     #[serde(skip_serializing_if = "<[Ambiguity]>::is_empty")]
     pub ambiguous: &'a [Ambiguity],
+    /// How parallel steps' conflict resolutions were decided.
+    #[serde(skip_serializing_if = "<[baton_control::view::JoinDecision]>::is_empty")]
+    pub joins: &'a [baton_control::view::JoinDecision],
     /// A fork: the run and the event its log was copied from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forked_from: Option<baton_types::ForkOrigin>,

@@ -481,6 +481,7 @@ impl Control {
             sandbox,
             waiting,
             ambiguous: view::ambiguities(&evs),
+            joins: view::join_decisions(&evs),
             run: rec,
         })
     }

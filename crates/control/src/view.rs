@@ -12,6 +12,9 @@ use baton_types::{
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+mod joins;
+pub use joins::{JoinDecision, join_decisions};
+
 /// One step's figures over a run: its last status, its summed duration and tokens.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct StepRow {
@@ -481,6 +484,9 @@ pub struct RunDetail {
     pub waiting: Vec<String>,
     /// The steps whose effect may or may not have happened, waiting for a resolution.
     pub ambiguous: Vec<Ambiguity>,
+    /// How the conflict resolutions of parallel steps (`vote`, `priority`, `merge`) were
+    /// decided, in log order.
+    pub joins: Vec<JoinDecision>,
     /// A fork: the run and the event its log was copied from (`baton runs fork`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forked_from: Option<baton_types::ForkOrigin>,

@@ -5743,6 +5743,11 @@ export interface components {
             waiting: string[];
             /** @description The steps whose effect may or may not have happened, waiting for a resolution. */
             ambiguous: components["schemas"]["Ambiguity"][];
+            /**
+             * @description How the conflict resolutions of parallel steps (`vote`, `priority`, `merge`) were
+             *     decided, in log order.
+             */
+            joins: components["schemas"]["JoinDecision"][];
             /** @description A fork: the run and the event its log was copied from (`baton runs fork`). */
             forked_from?: components["schemas"]["ForkOrigin"] | null;
             /**
@@ -5861,6 +5866,18 @@ export interface components {
             key: string;
             arguments: unknown;
         };
+        /** @description How one parallel step's join was decided (each visit of the step has its own). */
+        JoinDecision: {
+            /** @description The parallel step instance. */
+            step: string;
+            strategy: components["schemas"]["JoinStrategy"];
+            /** @description The branch whose output won; absent: the step failed. */
+            winner?: string | null;
+            /** @description The other successful branches whose outputs lost. */
+            losers: string[];
+            reason: string;
+        };
+        JoinStrategy: "all" | "any" | "first_success" | "vote" | "priority" | "merge";
         /** @description Where a forked run came from: its parent and the parent's last event it copies. */
         ForkOrigin: {
             run: components["schemas"]["RunId"];
@@ -6157,7 +6174,6 @@ export interface components {
              */
             on_conflict?: components["schemas"]["OnConflict"] | null;
         };
-        JoinStrategy: "all" | "any" | "first_success" | "vote" | "priority" | "merge";
         /** @description How a `vote` join settles a tie. */
         TieBreak: "first" | "fail";
         /** @description How a `merge` join settles a conflict. */

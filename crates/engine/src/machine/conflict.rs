@@ -135,12 +135,12 @@ fn vote(ok: &[(usize, &Value)], name: &dyn Fn(usize) -> String, tie: TieBreak) -
     let list = |m: &[usize]| m.iter().map(|&i| name(i)).collect::<Vec<_>>().join(", ");
     let tally = groups
         .iter()
-        .map(|(_, m)| format!("[{}]", list(m)))
+        .map(|(_, m)| list(m))
         .collect::<Vec<_>>()
-        .join(" ");
+        .join(" | ");
     let all: Vec<String> = ok.iter().map(|&(i, _)| name(i)).collect();
     if tied.len() > 1 && tie == TieBreak::Fail {
-        let reason = format!("vote tied at {most} each between {tally} (tie_break: fail)");
+        let reason = format!("vote tied at {most} each: {tally} (tie_break: fail)");
         return failed(JoinStrategy::Vote, reason, all);
     }
     let Some(win) = tied.first() else {
@@ -156,11 +156,7 @@ fn vote(ok: &[(usize, &Value)], name: &dyn Fn(usize) -> String, tie: TieBreak) -
         .filter(|(i, _)| !win.contains(i))
         .map(|&(i, _)| name(i))
         .collect();
-    let mut reason = format!(
-        "{most} of {} votes for the output of [{}] ({tally})",
-        ok.len(),
-        list(win)
-    );
+    let mut reason = format!("{most} of {} votes: {tally}", ok.len());
     if tied.len() > 1 {
         reason.push_str("; tie broken by tie_break: first");
     }
@@ -189,7 +185,7 @@ fn priority(ok: &[(usize, &Value)], name: &dyn Fn(usize) -> String, order: &[usi
         .collect();
     let mut reason = "the highest-priority branch that succeeded".to_string();
     if !skipped.is_empty() {
-        reason.push_str(&format!(" (failed before it: {})", skipped.join(", ")));
+        reason.push_str(&format!("; failed before it: {}", skipped.join(", ")));
     }
     let losers = ranked[1..].iter().map(|&(i, _)| name(i)).collect();
     (
@@ -235,9 +231,13 @@ fn merge(
             merge_into(&mut acc, m, "", &name(i), &mut owners, &mut conflicts);
         }
     }
+    let word = match on_conflict {
+        OnConflict::Fail => "and",
+        OnConflict::Priority => "over",
+    };
     let shown: Vec<String> = conflicts
         .iter()
-        .map(|c| format!("`{}` ({} and {})", c.path, c.kept, c.other))
+        .map(|c| format!("`{}` ({} {word} {})", c.path, c.kept, c.other))
         .collect();
     let branches: Vec<String> = ranked.iter().map(|&(i, _)| name(i)).collect();
     if !conflicts.is_empty() && on_conflict == OnConflict::Fail {
@@ -249,7 +249,7 @@ fn merge(
     let mut reason = format!("merged {}", branches.join(", "));
     if !conflicts.is_empty() {
         reason.push_str(&format!(
-            "; by priority kept the first at {}",
+            "; conflicts settled by priority: {}",
             shown.join(", ")
         ));
     }

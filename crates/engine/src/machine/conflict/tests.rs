@@ -108,10 +108,7 @@ fn failed_branches_do_not_vote_and_ties_follow_tie_break() {
     };
     let (o, d) = run(&s, results());
     let e = o.unwrap_err();
-    assert_eq!(
-        e.message,
-        "vote tied at 1 each between [a] [c] (tie_break: fail)"
-    );
+    assert_eq!(e.message, "vote tied at 1 each: a | c (tie_break: fail)");
     assert_eq!(winner(&d), None);
     let (o, _) = run(&s, vec![failed_branch(), failed_branch(), failed_branch()]);
     assert!(
