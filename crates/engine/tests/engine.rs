@@ -113,6 +113,7 @@ impl Harness {
 
 mod budget;
 mod effects;
+mod joins;
 
 fn started(evs: &[Event], step: &str) -> usize {
     evs.iter()

@@ -23,6 +23,8 @@ mod conflict;
 mod decide;
 mod human;
 mod join;
+#[cfg(test)]
+mod join_tests;
 mod journal;
 mod state;
 mod sync;
