@@ -224,6 +224,7 @@ pub struct JoinSpec {
     pub strategy: JoinStrategy,
     /// `vote` only: what a tie gives (default `first`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "TieBreak")]
     pub tie_break: Option<TieBreak>,
     /// `priority` and `merge` (with `on_conflict: priority`): branch ids, highest first
     /// (default: document order; unlisted branches follow in document order).
@@ -232,6 +233,7 @@ pub struct JoinSpec {
     /// `merge` only: what two branches setting one key to different values give (default
     /// `fail`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "OnConflict")]
     pub on_conflict: Option<OnConflict>,
 }
 

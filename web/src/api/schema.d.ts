@@ -6162,7 +6162,7 @@ export interface components {
             /** @default all */
             strategy: components["schemas"]["JoinStrategy"];
             /** @description `vote` only: what a tie gives (default `first`). */
-            tie_break?: components["schemas"]["TieBreak"] | null;
+            tie_break?: components["schemas"]["TieBreak"];
             /**
              * @description `priority` and `merge` (with `on_conflict: priority`): branch ids, highest first
              *     (default: document order; unlisted branches follow in document order).
@@ -6172,7 +6172,7 @@ export interface components {
              * @description `merge` only: what two branches setting one key to different values give (default
              *     `fail`).
              */
-            on_conflict?: components["schemas"]["OnConflict"] | null;
+            on_conflict?: components["schemas"]["OnConflict"];
         };
         /** @description How a `vote` join settles a tie. */
         TieBreak: "first" | "fail";
