@@ -32,16 +32,10 @@ pub(super) fn resolve(fan: &FanFrame, names: &[String], spec: &JoinSpec) -> Opti
     let name = |i: usize| names.get(i).cloned().unwrap_or_else(|| i.to_string());
     let ok = successes(fan);
     if ok.is_empty() {
-        let msgs: Vec<String> = fan
-            .results
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| {
-                let e = r.as_ref()?.as_ref().err()?;
-                Some(format!("{}: {}", name(i), e.logged_message()))
-            })
-            .collect();
-        let reason = format!("no branch succeeded ({})", msgs.join("; "));
+        let reason = format!(
+            "no branch succeeded ({})",
+            super::join::branch_errors(fan, names)
+        );
         return Some(failed(spec.strategy, reason, Vec::new()));
     }
     let order = priority_order(names, spec.priority.as_deref(), fan.results.len());
@@ -211,7 +205,7 @@ fn merge(
         let reason = format!(
             "branch '{}' gave {}, not an object: a merge join needs objects",
             name(i),
-            kind_of(v)
+            super::sync::kind_of(v)
         );
         return failed(JoinStrategy::Merge, reason, Vec::new());
     }
@@ -310,17 +304,6 @@ fn owner(owners: &BTreeMap<String, String>, path: &str) -> String {
             Some(cut) => p = &p[..cut],
             None => return String::new(),
         }
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -120,6 +120,14 @@ fn first_success_outcome(fan: &FanFrame, names: &[String]) -> Option<Outcome> {
     if !all_finished(fan) {
         return None;
     }
+    Some(Err(StepError::fatal(
+        StepErrorKind::Branch,
+        format!("every branch failed ({})", branch_errors(fan, names)),
+    )))
+}
+
+/// Each failed branch's error, `name: message`, joined with `; `.
+pub(super) fn branch_errors(fan: &FanFrame, names: &[String]) -> String {
     let msgs: Vec<String> = fan
         .results
         .iter()
@@ -129,10 +137,7 @@ fn first_success_outcome(fan: &FanFrame, names: &[String]) -> Option<Outcome> {
             Some(format!("{}: {}", name(names, i), e.logged_message()))
         })
         .collect();
-    Some(Err(StepError::fatal(
-        StepErrorKind::Branch,
-        format!("every branch failed ({})", msgs.join("; ")),
-    )))
+    msgs.join("; ")
 }
 
 /// A branch's or an item's error, as its fan's (the sandbox record kept).

@@ -141,7 +141,8 @@ impl Machine<'_> {
     }
 }
 
-fn kind_of(v: &Value) -> &'static str {
+/// What a value is, for messages (`a string`, `a mapping`...).
+pub(super) fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
