@@ -375,15 +375,27 @@ pub async fn workflows(cmd: WorkflowsCmd) -> anyhow::Result<i32> {
 /// Reports a stored version (and the document's warnings), or why it was refused.
 fn stored(r: Result<baton_control::WorkflowVersion, baton_control::Error>) -> anyhow::Result<i32> {
     match r {
-        Ok(w) => {
-            for d in &w.warnings {
-                errln!("{d}");
-            }
-            outln!("stored workflow {}@{}", w.name, w.version);
-            Ok(EXIT_OK)
-        }
+        Ok(w) => Ok(report_stored(
+            &w.warnings,
+            &format!("workflow {}@{}", w.name, w.version),
+        )),
         Err(e) => refused(e),
     }
+}
+
+/// A stored version: the document's warnings, then `stored WHAT`.
+pub(crate) fn report_stored(warnings: &[baton_control::Diagnostic], what: &str) -> i32 {
+    for d in warnings {
+        errln!("{d}");
+    }
+    outln!("stored {what}");
+    EXIT_OK
+}
+
+/// `stored WHEN by WHO`, for a version's headline.
+pub(crate) fn stored_at(at_ms: i64, by: Option<&str>) -> String {
+    let by = by.map(|b| format!(" by {b}")).unwrap_or_default();
+    format!("stored {}{by}", fmt_time(at_ms))
 }
 
 async fn list_workflows(json: bool, db: DbArgs) -> anyhow::Result<i32> {
@@ -421,17 +433,8 @@ async fn show_workflow(workflow: &str, json: bool, db: DbArgs) -> anyhow::Result
         outln!("{}", serde_json::to_string_pretty(&w)?);
         return Ok(EXIT_OK);
     }
-    outln!(
-        "# {}@{} (latest {}), stored {}{}",
-        w.name,
-        w.version,
-        w.latest,
-        fmt_time(w.created_at_ms),
-        w.created_by
-            .as_deref()
-            .map(|b| format!(" by {b}"))
-            .unwrap_or_default()
-    );
+    let stored = stored_at(w.created_at_ms, w.created_by.as_deref());
+    outln!("# {}@{} (latest {}), {stored}", w.name, w.version, w.latest);
     outln!("{}", w.source.trim_end());
     Ok(EXIT_OK)
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use baton_control::{AgentRef, AgentVersion};
 use clap::Subcommand;
 
-use crate::cmd_admin::{read_doc, refused};
+use crate::cmd_admin::{read_doc, refused, report_stored, stored_at};
 use crate::cmd_run::{DbArgs, EXIT_INVALID, EXIT_OK};
 use crate::view::fmt_time;
 
@@ -112,13 +112,10 @@ async fn create(file: &std::path::Path, db: DbArgs) -> anyhow::Result<i32> {
     let text = read_doc(file)?;
     let name = file.display().to_string();
     match control.create_agent(&caller, &name, &text).await {
-        Ok(a) => {
-            for d in &a.warnings {
-                errln!("{d}");
-            }
-            outln!("stored agent {}@{} (default)", a.name, a.version);
-            Ok(EXIT_OK)
-        }
+        Ok(a) => Ok(report_stored(
+            &a.warnings,
+            &format!("agent {}@{} (default)", a.name, a.version),
+        )),
         Err(e) => refused(e),
     }
 }
@@ -204,18 +201,9 @@ async fn diff(from: &str, to: &str, json: bool, db: DbArgs) -> anyhow::Result<i3
 
 /// `NAME@VERSION (default N, latest M), stored WHEN by WHO`.
 fn headline(a: &AgentVersion) -> String {
-    format!(
-        "{}@{} (default {}, latest {}), stored {}{}",
-        a.name,
-        a.version,
-        a.default_version,
-        a.latest,
-        fmt_time(a.created_at_ms),
-        a.created_by
-            .as_deref()
-            .map(|b| format!(" by {b}"))
-            .unwrap_or_default()
-    )
+    let stored = stored_at(a.created_at_ms, a.created_by.as_deref());
+    let (n, v, d, l) = (&a.name, a.version, a.default_version, a.latest);
+    format!("{n}@{v} (default {d}, latest {l}), {stored}")
 }
 
 /// Writes each agent's default version as it was written, `NAME.yaml` or `NAME.json`.
