@@ -176,6 +176,9 @@ pub struct Program {
     pub scopes: Vec<Scope>,
     pub by_id: HashMap<String, NodeIdx>,
     pub env: Environment<'static>,
+    /// Some limit exists (the workflow's `budget` or an agent's): only then is spend folded
+    /// and checked (see `machine/budget.rs`).
+    pub budgeted: bool,
 }
 
 impl std::fmt::Debug for Program {
@@ -292,7 +295,9 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> CompileError {
 
 impl Program {
     pub fn compile(doc: WorkflowDoc, base_dir: PathBuf) -> Result<Program, CompileError> {
+        let budgeted = doc.budget.is_some() || doc.agents.values().any(|a| a.budget.is_some());
         let mut p = Program {
+            budgeted,
             doc: WorkflowDoc {
                 steps: Vec::new(),
                 ..doc.clone()

@@ -1,7 +1,8 @@
 //! Budgets and runaway detection: limits the machine checks before it starts new work.
 //!
 //! - Spend is folded from the log: every `model_reply` progress is one model call, with its
-//!   usage, counted for the run, the step's agent and the reply's model.
+//!   usage, counted for the run, the step's agent and the reply's model (only in workflows
+//!   that set some limit: `Program::budgeted`).
 //! - Wall time is counted only while the run is `running` (not paused, waiting for a person,
 //!   stopped by its budget, or between a process's end and the next `run_started`), from the
 //!   times the events were logged at; it is kept only when a `wall_time` limit exists.
@@ -92,6 +93,9 @@ impl Machine<'_> {
 
     /// The first limit the run has reached: the run's, then each agent's in document order.
     pub fn crossing(&self, st: &RunState) -> Option<BudgetCrossing> {
+        if !self.program.budgeted {
+            return None;
+        }
         let b = &st.budget;
         let scopes = std::iter::once((None, &b.spent)).chain(
             self.program
@@ -155,10 +159,12 @@ impl Machine<'_> {
             b.clock_ms = Some(now);
         }
         match ev {
+            // Spend is kept only where some limit exists: a run without one pays nothing
+            // per model reply, and its checkpoints carry no spend.
             Event::StepProgress {
                 step,
                 progress: Progress::ModelReply { model, usage, .. },
-            } if st.steps.contains_key(step) => {
+            } if self.program.budgeted && st.steps.contains_key(step) => {
                 let b = &mut st.budget;
                 b.spent.add_call(usage);
                 b.by_model.entry(model.clone()).or_default().add_call(usage);
