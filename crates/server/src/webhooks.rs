@@ -71,11 +71,14 @@ pub(crate) async fn receive(
 ) -> ApiResult {
     // Per hook, at the keys' rate, before anything is read or recorded: a flood of requests
     // to one URL neither starts runs nor fills the audit log.
-    s.limiter.admit(
+    if let Err(e) = s.limiter.admit(
         &format!("hook/{id}"),
         s.config.rate_limit,
         "this hook received",
-    )?;
+    ) {
+        s.control.telemetry().inbound_rate_limited();
+        return Err(e);
+    }
     let (parts, body) = req.into_parts();
     let (rid, from) = (request_id(&parts), source(&parts));
     let headers = parts.headers.clone();

@@ -200,6 +200,16 @@ impl Telemetry {
         *self.lock().counted.inbound.entry(outcome).or_default() += 1;
     }
 
+    /// An inbound hook request was refused by the hook's rate limit (before it was read).
+    pub fn inbound_rate_limited(&self) {
+        *self
+            .lock()
+            .counted
+            .inbound
+            .entry("rate_limited")
+            .or_default() += 1;
+    }
+
     /// Everything counted so far.
     pub fn snapshot(&self) -> Snapshot {
         self.lock().counted.clone()

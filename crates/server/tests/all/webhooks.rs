@@ -346,6 +346,12 @@ async fn each_inbound_hook_is_rate_limited_with_retry_after() {
     // Only admitted requests started runs.
     let runs = run_count(&state, &key).await;
     assert_eq!(runs, accepted + 1);
+    // The refusals are counted for /metrics.
+    let counted = state.control.telemetry().snapshot();
+    assert_eq!(
+        counted.inbound.get("rate_limited").copied(),
+        Some(8 - accepted as u64)
+    );
 }
 
 /// The 429 answer of a hook over its rate carries Retry-After (in whole seconds).
