@@ -68,11 +68,9 @@ pub fn show_lines(b: &BudgetView) -> Vec<String> {
     if let Some(c) = &b.exceeded {
         out.push(format!("exceeded  {c}"));
     }
-    if b.spent.model_calls > 0 || b.has_limits() {
-        out.push(format!("spent     {}", spend(&b.spent)));
-        out.extend(spend_lines("agent", &b.by_agent));
-        out.extend(spend_lines("model", &b.by_model));
-    }
+    out.push(format!("spent     {}", spend(&b.spent)));
+    out.extend(spend_lines("agent", &b.by_agent));
+    out.extend(spend_lines("model", &b.by_model));
     out
 }
 

@@ -372,10 +372,8 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
             ambiguous: &detail.ambiguous,
             joins: &detail.joins,
             forked_from: detail.forked_from,
-            budget: detail
-                .budget
-                .as_ref()
-                .filter(|b| b.has_limits() || b.spent.model_calls > 0),
+            // Present only for runs whose workflow sets limits (see `Control::run_detail`).
+            budget: detail.budget.as_ref(),
         };
         outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(EXIT_OK);
