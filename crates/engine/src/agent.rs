@@ -28,13 +28,34 @@ pub enum WorkEnd {
 }
 
 /// What a running agent reports: progress, and its tool calls for the journal (a call is
-/// sent only once `logged` has fired: its start is in the run log).
+/// sent only once `logged` has fired: its start is in the run log); its team tool calls and
+/// its turns' inbox, answered by the machine once logged.
 pub enum Report {
     Progress(Progress),
     Call {
         call: machine::ToolCall,
         logged: Option<tokio::sync::oneshot::Sender<()>>,
     },
+    Team {
+        call: machine::TeamCall,
+        answer: tokio::sync::oneshot::Sender<(Value, bool)>,
+    },
+    Inbox {
+        turn: u32,
+        answer: tokio::sync::oneshot::Sender<Vec<baton_types::TeamMessage>>,
+    },
+}
+
+/// The agent's place in its team.
+pub struct TeamLink {
+    /// Its name (`coder@3` is `coder`).
+    pub agent: String,
+    /// Whether each turn takes the messages waiting in its inbox (some agent of the workflow
+    /// may send one).
+    pub inbox: bool,
+    /// The agents a person paused: the step holds before its next model call while its agent
+    /// is among them.
+    pub paused: Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>>,
 }
 
 /// The most bytes of one text (a message, the system prompt, a tool's description) a prompt
@@ -60,6 +81,8 @@ pub struct AgentJob {
     pub journal: Journal,
     /// The attempt running (replayed replies of earlier attempts were counted with those).
     pub attempt: u32,
+    /// The agent's team (messages, pause); `None`: a lone agent.
+    pub team: Option<TeamLink>,
 }
 
 /// Receives a step's model output as it streams: (turn, text since the last call).
@@ -171,6 +194,9 @@ pub async fn run(job: AgentJob, report: impl Fn(Report) + Send + Sync) -> (WorkE
         turn += 1;
         let recorded = recorded_reply(&job.journal, turn);
         let replayed = recorded.is_some();
+        if let Err(e) = receive(&job, turn, replayed, &mut messages, &report).await {
+            return fail(e, usage);
+        }
         let resp = match recorded {
             Some((r, attempt)) => {
                 prompts.replayed(&messages);
@@ -227,6 +253,71 @@ pub async fn run(job: AgentJob, report: impl Fn(Report) + Send + Sync) -> (WorkE
             return (WorkEnd::Done(end), usage);
         }
     }
+}
+
+/// Before `turn` asks the model: holds while a person paused the agent, then adds the
+/// messages its inbox received for that turn (a replayed turn gets the ones it got then).
+async fn receive(
+    job: &AgentJob,
+    turn: u32,
+    replayed: bool,
+    messages: &mut Vec<Message>,
+    report: &(impl Fn(Report) + Send + Sync),
+) -> Result<(), StepError> {
+    let Some(team) = &job.team else {
+        return Ok(());
+    };
+    if !replayed && let Some(paused) = &team.paused {
+        let mut rx = paused.clone();
+        tokio::select! {
+            r = rx.wait_for(|p| !p.contains(&team.agent)) => { let _ = r; }
+            _ = job.tool_ctx.cancel.cancelled() => return Err(cancelled()),
+        }
+    }
+    if !team.inbox {
+        return Ok(());
+    }
+    let received = match job.journal.inbox_of(turn) {
+        Some(m) => m.to_vec(),
+        None if replayed => Vec::new(),
+        None => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            report(Report::Inbox { turn, answer: tx });
+            tokio::select! {
+                r = rx => r.map_err(|_| cancelled())?,
+                _ = job.tool_ctx.cancel.cancelled() => return Err(cancelled()),
+            }
+        }
+    };
+    if !received.is_empty() {
+        messages.push(Message::user(inbox_text(&received)));
+    }
+    Ok(())
+}
+
+/// The messages a turn received, as the model reads them: in arrival order, each with its
+/// sender, channel and time.
+fn inbox_text(received: &[baton_types::TeamMessage]) -> String {
+    let mut s = String::from("Messages from your team, oldest first:");
+    for m in received {
+        let at = chrono_like(m.at_ms);
+        let on = m
+            .channel
+            .as_ref()
+            .map(|c| format!(" on #{c}"))
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "\n[{} from {}{on} at {at}] {}",
+            m.id, m.from, m.content
+        ));
+    }
+    s
+}
+
+/// A Unix time in ms as `HH:MM:SS` UTC (enough to order a run's messages by eye).
+fn chrono_like(ms: i64) -> String {
+    let secs = ms.div_euclid(1000).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 /// Settles a final answer: the step's output, or `None` after asking again for an answer
@@ -429,7 +520,7 @@ fn offered(job: &AgentJob) -> (Vec<baton_types::ToolSpec>, Option<ResponseFormat
         .tools
         .iter()
         .filter(|t| *t != baton_tools::sandbox_step::STEP_TOOL)
-        .filter_map(|t| job.registry.get(t).map(|t| t.spec()))
+        .filter_map(|t| crate::team::spec(t).or_else(|| job.registry.get(t).map(|t| t.spec())))
         .collect();
     let response_format = job
         .schema
@@ -495,6 +586,7 @@ async fn answer_tool_calls(
         let recorded = job.journal.call(n).filter(|c| c.call == n);
         let (out, _) = match recorded {
             Some(c) if c.result.is_some() => c.result.clone().unwrap_or_default(),
+            _ if crate::team::is_team_tool(&call.name) => ask_team(job, call, n, report).await?,
             Some(c) => {
                 let may_repeat = job
                     .registry
@@ -571,6 +663,43 @@ async fn send(
     match tool.call(call.arguments.clone(), &ctx).await {
         Ok(v) => finished(v, false),
         Err(e) => finished(Value::String(format!("error: {e}")), true),
+    }
+}
+
+/// A team tool call, answered by the engine once it is logged (with what it changed).
+async fn ask_team(
+    job: &AgentJob,
+    call: &ToolCall,
+    n: u32,
+    report: &(impl Fn(Report) + Send + Sync),
+) -> Result<(Value, bool), WorkEnd> {
+    if !job.tools.iter().any(|t| t == &call.name) {
+        let why = format!("error: tool '{}' is not available to this agent", call.name);
+        report(Report::Call {
+            call: machine::ToolCall::Finished {
+                call: n,
+                tool: call.name.clone(),
+                output: Value::String(why.clone()),
+                is_error: true,
+            },
+            logged: None,
+        });
+        return Ok((Value::String(why), true));
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let team_call = machine::TeamCall {
+        call: n,
+        tool: call.name.clone(),
+        arguments: call.arguments.clone(),
+        key: machine::call_key(&job.tool_ctx.idempotency_key, n),
+    };
+    report(Report::Team {
+        call: team_call,
+        answer: tx,
+    });
+    tokio::select! {
+        r = rx => r.map_err(|_| WorkEnd::Done(Err(cancelled()))),
+        _ = job.tool_ctx.cancel.cancelled() => Err(WorkEnd::Done(Err(cancelled()))),
     }
 }
 

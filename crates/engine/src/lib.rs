@@ -10,6 +10,7 @@ pub mod inputs;
 pub mod load;
 pub mod machine;
 pub mod program;
+pub mod team;
 pub mod template;
 
 pub use executor::{EventSink, Executor, Services};

@@ -152,6 +152,13 @@ pub enum Control {
         by: Option<String>,
     },
     Cancel,
+    /// A person paused, resumed or stopped one agent (`baton agents pause RUN AGENT`).
+    Agent {
+        agent: String,
+        action: baton_types::AgentAction,
+        #[serde(default)]
+        by: Option<String>,
+    },
     Human {
         step: String,
         approved: bool,

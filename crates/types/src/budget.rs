@@ -275,6 +275,11 @@ pub struct Runaway {
     /// a row stops the run before that call is sent (default 3; 0: never).
     #[serde(default = "default_repeats")]
     pub repeated_tool_calls: u32,
+    /// Two agents sending each other the same direct messages (the same content from one to
+    /// the other) this many times, each answered by the other, stops the run before the last
+    /// one is delivered (default 3; 0: never).
+    #[serde(default = "default_repeats")]
+    pub repeated_messages: u32,
 }
 
 fn default_repeats() -> u32 {
@@ -285,6 +290,7 @@ impl Default for Runaway {
     fn default() -> Self {
         Runaway {
             repeated_tool_calls: default_repeats(),
+            repeated_messages: default_repeats(),
         }
     }
 }

@@ -135,8 +135,11 @@ pub enum StepErrorKind {
     Cancelled,
     /// The model provider refused or failed (auth, rate limit, context length...).
     Model,
-    /// An agent repeated the same tool call past `runaway.repeated_tool_calls`.
+    /// An agent repeated the same tool call past `runaway.repeated_tool_calls`, or two agents
+    /// kept sending each other the same messages (`runaway.repeated_messages`).
     Runaway,
+    /// The step's agent was stopped by a person (`baton agents stop`).
+    AgentStopped,
 }
 
 /// A step's error, as logged.
@@ -528,6 +531,52 @@ pub enum Event {
         stepping: bool,
     },
     CancelRequested,
+    /// A person paused, resumed or stopped one agent of the run (`baton agents pause RUN
+    /// AGENT`).
+    AgentControlled {
+        agent: String,
+        action: crate::AgentAction,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
+    /// An agent's step sent a message: `message.send` to one agent, or `message.broadcast` on
+    /// `channel` to its subscribers (`to`, the sender left out). Receivers find it in their
+    /// inbox, in log order.
+    MessageSent {
+        step: String,
+        from: String,
+        to: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<String>,
+        content: String,
+    },
+    /// The first `count` messages of the step's agent's inbox went into `turn` of the step's
+    /// attempt: a replay of that turn sees the same messages, and no other turn sees them.
+    MessagesDelivered {
+        step: String,
+        attempt: u32,
+        turn: u32,
+        count: u32,
+    },
+    /// An agent subscribed to a channel at run time (`channel.subscribe`).
+    ChannelSubscribed {
+        step: String,
+        agent: String,
+        channel: String,
+    },
+    /// A key of the run's shared memory was written (`memory.set`, `memory.append`) by an
+    /// agent's step: `value` is what was written (for `append`, the item appended).
+    MemoryWritten {
+        step: String,
+        agent: String,
+        key: String,
+        value: Value,
+        op: crate::MemoryOp,
+    },
+    /// A step that waited for a message (`wait_for`) got it: its work starts.
+    StepWoke {
+        step: String,
+    },
     RunSucceeded {
         outputs: Value,
     },
@@ -562,6 +611,12 @@ impl Event {
             Event::BudgetRaised { .. } => "budget_raised",
             Event::Resumed { .. } => "resumed",
             Event::CancelRequested => "cancel_requested",
+            Event::AgentControlled { .. } => "agent_controlled",
+            Event::MessageSent { .. } => "message_sent",
+            Event::MessagesDelivered { .. } => "messages_delivered",
+            Event::ChannelSubscribed { .. } => "channel_subscribed",
+            Event::MemoryWritten { .. } => "memory_written",
+            Event::StepWoke { .. } => "step_woke",
             Event::RunSucceeded { .. } => "run_succeeded",
             Event::RunFailed { .. } => "run_failed",
             Event::RunCancelled => "run_cancelled",
@@ -583,7 +638,12 @@ impl Event {
             | Event::MapStarted { step, .. }
             | Event::HumanRequested { step, .. }
             | Event::HumanEscalated { step, .. }
-            | Event::HumanResponded { step, .. } => Some(step),
+            | Event::HumanResponded { step, .. }
+            | Event::MessageSent { step, .. }
+            | Event::MessagesDelivered { step, .. }
+            | Event::ChannelSubscribed { step, .. }
+            | Event::MemoryWritten { step, .. }
+            | Event::StepWoke { step } => Some(step),
             _ => None,
         }
     }

@@ -10,6 +10,7 @@ pub mod graph;
 pub mod ids;
 pub mod step;
 pub mod step_path;
+pub mod team;
 pub mod tenancy;
 pub mod tool;
 pub mod workflow;
@@ -25,6 +26,10 @@ pub use fork::{EditTarget, ForkOrigin};
 pub use ids::RunId;
 pub use step::*;
 pub use step_path::StepPath;
+pub use team::{
+    AgentAction, AgentLife, AgentState, ChannelSpec, MemoryEntry, MemoryOp, MessagesSpec,
+    TeamMessage, TeamView, WaitFor, agent_name,
+};
 pub use tenancy::{Role, TenantId};
 pub use tool::{Effects, ToolSpec};
 pub use workflow::*;

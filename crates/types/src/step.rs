@@ -68,6 +68,8 @@ pub struct AgentStep {
     pub prompt: String,
     /// The output contract (schema and re-asks); the agent's own applies when absent.
     pub output: Option<OutputSpec>,
+    /// Start only once a message from this agent is in the inbox.
+    pub wait_for: Option<crate::WaitFor>,
 }
 
 /// A registered tool is called.

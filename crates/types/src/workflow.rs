@@ -51,6 +51,12 @@ pub struct WorkflowDoc<S = Step> {
     /// Runaway detection (repeated identical tool calls).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runaway: Option<crate::Runaway>,
+    /// Channels agents broadcast on (`message.broadcast`), with their subscribers.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub channels: IndexMap<String, crate::ChannelSpec>,
+    /// Limits on the messages agents send each other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<crate::MessagesSpec>,
 }
 
 impl<S> WorkflowDoc<S> {
@@ -69,6 +75,8 @@ impl<S> WorkflowDoc<S> {
             outputs,
             budget,
             runaway,
+            channels,
+            messages,
         } = self;
         WorkflowDoc {
             version,
@@ -83,6 +91,8 @@ impl<S> WorkflowDoc<S> {
             outputs,
             budget,
             runaway,
+            channels,
+            messages,
         }
     }
 }

@@ -88,6 +88,8 @@ pub struct Executor {
     checkpoints: bool,
     /// Each agent's model, once resolved.
     models: HashMap<String, OnceLock<ResolvedModel>>,
+    /// Some agent may send messages: each agent turn takes its inbox.
+    messaging: bool,
     /// Set to `true` when the process stops (see [`Executor::with_drain`]).
     drain: Option<tokio::sync::watch::Receiver<bool>>,
 }
@@ -97,9 +99,47 @@ type Work = BoxFuture<'static, Input>;
 /// A model reference with the environment expanded, and the model it names.
 type ResolvedModel = (String, Arc<dyn baton_llm::ChatModel>);
 
-/// Said once an input is in the log (an agent's tool call is sent only then); dropped when
-/// the input was refused.
-type Ack = tokio::sync::oneshot::Sender<()>;
+/// Said once an input is in the log (an agent's tool call is sent only then), with what the
+/// machine answered for a team call or a turn's inbox; dropped when the input was refused.
+enum Ack {
+    Logged(tokio::sync::oneshot::Sender<()>),
+    /// The result of team call `call` of `step`, from its journal.
+    Answer {
+        step: String,
+        call: u32,
+        answer: tokio::sync::oneshot::Sender<(serde_json::Value, bool)>,
+    },
+    /// The messages `turn` of `step` received, from its journal.
+    Inbox {
+        step: String,
+        turn: u32,
+        answer: tokio::sync::oneshot::Sender<Vec<baton_types::TeamMessage>>,
+    },
+}
+
+impl Ack {
+    /// Answers, from the state the logged events left.
+    fn send(self, st: &RunState) {
+        let journal = |step: &str| st.steps.get(step).and_then(|s| s.journal.as_deref());
+        match self {
+            Ack::Logged(tx) => {
+                let _ = tx.send(());
+            }
+            Ack::Answer { step, call, answer } => {
+                if let Some(r) = journal(&step)
+                    .and_then(|j| j.call(call))
+                    .and_then(|c| c.result.clone())
+                {
+                    let _ = answer.send(r);
+                }
+            }
+            Ack::Inbox { step, turn, answer } => {
+                let got = journal(&step).and_then(|j| j.inbox_of(turn));
+                let _ = answer.send(got.map(<[_]>::to_vec).unwrap_or_default());
+            }
+        }
+    }
+}
 
 /// An input waiting for the machine, with who waits for it to be logged.
 type Queued = (Input, Option<Ack>);
@@ -135,6 +175,8 @@ struct Drive {
     tokens: Tokens,
     progress: Arc<ProgressQueue>,
     decided: Decision,
+    /// The agents a person paused, for their running steps (runs with agents only).
+    paused: Option<tokio::sync::watch::Sender<std::collections::BTreeSet<String>>>,
 }
 
 impl Executor {
@@ -146,8 +188,14 @@ impl Executor {
             .keys()
             .map(|k| (k.clone(), OnceLock::new()))
             .collect();
+        let messaging = program.doc.agents.values().any(|a| {
+            a.tools
+                .iter()
+                .any(|t| t == "message.send" || t == "message.broadcast")
+        });
         Self {
             models,
+            messaging,
             program,
             services,
             sink: None,
@@ -197,6 +245,8 @@ impl Executor {
             tokens: Tokens::new(),
             progress: Arc::new(ProgressQueue::default()),
             decided: Decision::default(),
+            paused: (!self.program.doc.agents.is_empty())
+                .then(|| tokio::sync::watch::Sender::new(st.team.paused())),
         };
         self.resume_work(st, &mut d).await?;
         let mut poll =
@@ -273,10 +323,18 @@ impl Executor {
             }
         }
         if !d.decided.events.is_empty() {
+            let controlled = d
+                .decided
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::AgentControlled { .. }));
             self.commit(st, &mut d.decided.events, now).await?;
+            if controlled && let Some(p) = &d.paused {
+                p.send_replace(st.team.paused());
+            }
         }
         for ack in acks {
-            let _ = ack.send(());
+            ack.send(st);
         }
         Ok(())
     }
@@ -293,6 +351,7 @@ impl Executor {
                 resumed: true,
                 run_str: &d.run_str,
                 progress: &d.progress,
+                paused: d.paused.as_ref(),
             };
             if let Some(fut) = self.launch(st, &step, &sr, how, &mut d.tokens) {
                 d.work.push(fut);
@@ -382,8 +441,10 @@ impl Executor {
                     resumed: false,
                     run_str: &d.run_str,
                     progress: &d.progress,
+                    paused: d.paused.as_ref(),
                 };
                 if let Some(sr) = st.steps.get(&step)
+                    && sr.phase == crate::machine::Phase::Running
                     && d.tokens.get(&step).is_none_or(|(a, _)| *a != sr.attempt)
                     && let Some(fut) = self.launch(st, &step, sr, how, &mut d.tokens)
                 {
@@ -423,6 +484,11 @@ fn queue_due_timeouts(st: &RunState, d: &mut Drive) {
             d.queue.push_back((Input::HumanTimeout { step }, None));
         }
     }
+    for (step, deadline) in st.message_deadlines() {
+        if deadline <= now {
+            d.queue.push_back((Input::MessageTimeout { step }, None));
+        }
+    }
 }
 
 /// Whether `attempt` of `step` is running.
@@ -451,6 +517,7 @@ fn control_input(c: Control) -> Input {
         Control::Resume { stepping } => Input::Resume { stepping },
         Control::RaiseBudget { changes, by } => Input::RaiseBudget { changes, by },
         Control::Cancel => Input::Cancel,
+        Control::Agent { agent, action, by } => Input::Agent { agent, action, by },
         Control::Human {
             step,
             approved,

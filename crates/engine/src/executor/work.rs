@@ -15,7 +15,7 @@ use baton_types::{ModelDelta, RunId, StepError, StepErrorKind, Usage};
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use super::{Executor, ProgressQueue, ResolvedModel, Work};
+use super::{Ack, Executor, ProgressQueue, ResolvedModel, Work};
 use crate::agent::{self, AgentJob, Report, WorkEnd};
 use crate::context;
 use crate::machine::{Input, Pending, RunState, StepRun};
@@ -32,6 +32,8 @@ pub(super) struct Launch<'a> {
     pub resumed: bool,
     pub run_str: &'a str,
     pub progress: &'a Arc<ProgressQueue>,
+    /// The agents a person paused (see [`crate::agent::TeamLink`]).
+    pub paused: Option<&'a tokio::sync::watch::Sender<std::collections::BTreeSet<String>>>,
 }
 
 impl Executor {
@@ -64,7 +66,7 @@ impl Executor {
         let fut = match (tool, &node.kind) {
             (Some(name), _) => self.tool_work(st, node, sr, name, how.resumed, tool_ctx),
             (None, NodeKind::Agent { agent }) => {
-                self.agent_work(st, node, sr, agent, step, how.progress, tool_ctx)
+                self.agent_work(st, node, sr, agent, step, &how, tool_ctx)
             }
             _ => return None,
         };
@@ -141,7 +143,7 @@ impl Executor {
         sr: &StepRun,
         agent: &str,
         step: &str,
-        progress: &Arc<ProgressQueue>,
+        how: &Launch<'_>,
         tool_ctx: ToolContext,
     ) -> BoxFuture<'static, WorkResult> {
         let job = self
@@ -150,9 +152,14 @@ impl Executor {
                 j.deltas = self.delta_fn(st.run_id, step, agent);
                 j.journal = sr.journal.as_deref().cloned().unwrap_or_default();
                 j.attempt = sr.attempt;
+                j.team = Some(agent::TeamLink {
+                    agent: baton_types::agent_name(agent).to_string(),
+                    inbox: self.messaging,
+                    paused: how.paused.map(|p| p.subscribe()),
+                });
                 j
             });
-        let tx = progress.clone();
+        let tx = how.progress.clone();
         let (step, attempt) = (step.to_string(), sr.attempt);
         Box::pin(async move {
             let job = match job {
@@ -173,8 +180,34 @@ impl Executor {
                         attempt,
                         call,
                     },
-                    logged,
+                    logged.map(Ack::Logged),
                 ),
+                Report::Team { call, answer } => {
+                    let ack = Ack::Answer {
+                        step: step.clone(),
+                        call: call.call,
+                        answer,
+                    };
+                    let input = Input::TeamCall {
+                        step: step.clone(),
+                        attempt,
+                        call,
+                    };
+                    tx.push(input, Some(ack));
+                }
+                Report::Inbox { turn, answer } => {
+                    let ack = Ack::Inbox {
+                        step: step.clone(),
+                        turn,
+                        answer,
+                    };
+                    let input = Input::Inbox {
+                        step: step.clone(),
+                        attempt,
+                        turn,
+                    };
+                    tx.push(input, Some(ack));
+                }
             })
             .await
         })
@@ -251,6 +284,7 @@ impl Executor {
             deltas: None,
             journal: Default::default(),
             attempt: 1,
+            team: None,
         })
     }
 

@@ -11,6 +11,7 @@ mod document;
 mod joins;
 mod limits;
 mod steps;
+mod team;
 mod templates;
 
 use std::collections::{HashMap, HashSet};
@@ -28,7 +29,7 @@ pub const MAX_RETRIES: u32 = 100;
 /// Most steps in one workflow, nested ones included.
 pub const MAX_STEPS: usize = 10_000;
 
-const CONTEXT_ROOTS: [&str; 5] = ["inputs", "steps", "state", "run", "loop"];
+const CONTEXT_ROOTS: [&str; 6] = ["inputs", "steps", "state", "memory", "run", "loop"];
 
 /// Checks what the document means. Empty: the workflow is valid.
 pub fn validate(loaded: &Loaded, env: &ValidationEnv) -> Vec<Diagnostic> {
@@ -160,6 +161,7 @@ impl<'a, 'd> Checker<'a, 'd> {
             self.check_loops(s);
         }
         self.check_agents();
+        self.check_team();
         self.check_budgets();
         self.check_templates();
     }

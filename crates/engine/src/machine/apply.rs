@@ -84,7 +84,18 @@ impl Machine<'_> {
             | Event::RunSucceeded { .. }
             | Event::RunFailed { .. }
             | Event::RunCancelled => run_event(st, ev),
+            Event::StepWoke { step } => {
+                if let Some(sr) = st.steps.get_mut(step) {
+                    sr.phase = Phase::Running;
+                }
+            }
+            Event::AgentControlled { .. }
+            | Event::MessageSent { .. }
+            | Event::MessagesDelivered { .. }
+            | Event::ChannelSubscribed { .. }
+            | Event::MemoryWritten { .. } => {}
         }
+        self.apply_team(st, ev);
         st.recompute_status();
     }
 
@@ -94,10 +105,13 @@ impl Machine<'_> {
         let Some(node) = self.program.node_by_id(StepPath::parse(step).id()) else {
             return;
         };
-        if let Some(sr) = st.steps.get_mut(step) {
-            sr.attempt = attempt;
-            sr.key = key.to_string();
-            sr.phase = Phase::Running;
+        if st.steps.contains_key(step) {
+            let phase = self.start_phase(st, node);
+            if let Some(sr) = st.steps.get_mut(step) {
+                sr.attempt = attempt;
+                sr.key = key.to_string();
+                sr.phase = phase;
+            }
         } else {
             let Some(frame) = st.ready.remove(step) else {
                 return;
@@ -115,7 +129,7 @@ impl Machine<'_> {
                     deadline_ms: None,
                     escalated: false,
                 },
-                _ => Phase::Running,
+                _ => self.start_phase(st, node),
             };
             let run = StepRun {
                 node: node.idx,

@@ -130,6 +130,21 @@ impl Machine<'_> {
                 }
                 self.emit(st, out, Event::BudgetRaised { changes, by });
             }
+            Input::TeamCall {
+                step,
+                attempt,
+                call,
+            } => return self.team_call(st, step, attempt, call, out),
+            Input::Inbox {
+                step,
+                attempt,
+                turn,
+            } => {
+                self.inbox(st, step, attempt, turn, out)?;
+                return Ok(false);
+            }
+            Input::Agent { agent, action, by } => self.control_agent(st, agent, action, by, out)?,
+            Input::MessageTimeout { step } => self.message_timeout(st, step, out)?,
             Input::Pause | Input::Resume { .. } | Input::Cancel => self.operate(st, input, out)?,
         }
         Ok(true)
@@ -193,7 +208,13 @@ impl Machine<'_> {
             key,
         };
         self.emit(st, out, ev);
-        if launch {
+        // A step that waits for a message (`wait_for`) launches when it comes.
+        if launch
+            && st
+                .steps
+                .get(&step)
+                .is_some_and(|s| s.phase == Phase::Running)
+        {
             out.actions.push(Action::Launch { step });
         }
     }
@@ -231,6 +252,7 @@ impl Machine<'_> {
         self.decide_join(st)
             .or_else(|| self.decide_human(st))
             .or_else(|| self.decide_sync(st))
+            .or_else(|| self.decide_team(st))
             .or_else(|| self.decide_start(st))
     }
 
@@ -326,7 +348,7 @@ impl Machine<'_> {
         }
         let p = self.program;
         for (step, &frame) in &st.ready {
-            if !self.may_start(st, frame) {
+            if !self.may_start(st, frame) || self.held(st, step) {
                 continue;
             }
             let id = StepPath::parse(step).id();
@@ -369,7 +391,8 @@ impl Machine<'_> {
                 visit,
                 key,
             };
-            return Some(if self.is_work(node.idx) {
+            let waits = || matches!(self.start_phase(st, node), Phase::Message { .. });
+            return Some(if self.is_work(node.idx) && !waits() {
                 Decided::with(ev, Action::Launch { step: step.clone() })
             } else {
                 Decided::event(ev)
@@ -379,7 +402,7 @@ impl Machine<'_> {
     }
 
     /// Whether a node's work is done outside the machine (an agent, a tool, a sandbox).
-    fn is_work(&self, node: crate::program::NodeIdx) -> bool {
+    pub(super) fn is_work(&self, node: crate::program::NodeIdx) -> bool {
         matches!(
             self.program.node(node).kind,
             NodeKind::Agent { .. } | NodeKind::Tool { .. } | NodeKind::Sandbox

@@ -155,6 +155,6 @@ fn human_outcome(
 }
 
 /// Unix ms `wait` after `now_ms` (saturating: a wait too long to count never ends).
-fn deadline_after(now_ms: i64, wait: Dur) -> i64 {
+pub(super) fn deadline_after(now_ms: i64, wait: Dur) -> i64 {
     now_ms.saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX))
 }

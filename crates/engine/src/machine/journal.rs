@@ -23,9 +23,22 @@ pub struct Journal {
     /// next `tool_call_started` clears this.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resend: bool,
+    /// The messages each turn received from the agent's inbox (`messages_delivered`), in
+    /// turn order: a replayed turn sees the same ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inbox: Vec<InboxRecord>,
     /// Hashes of the prompt contexts already logged in this visit (see `Progress::Prompt`).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub prompts: BTreeSet<String>,
+}
+
+/// The messages one turn of an agent step received.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InboxRecord {
+    /// The attempt the messages were delivered to.
+    pub attempt: u32,
+    pub turn: u32,
+    pub messages: Vec<baton_types::TeamMessage>,
 }
 
 /// A model's reply as the journal keeps it.
@@ -56,6 +69,15 @@ pub struct CallRecord {
 }
 
 impl Journal {
+    /// The messages `turn` received, when it received some (a retry replays the turns of the
+    /// attempts before it, with what they received).
+    pub fn inbox_of(&self, turn: u32) -> Option<&[baton_types::TeamMessage]> {
+        self.inbox
+            .iter()
+            .find(|r| r.turn == turn)
+            .map(|r| r.messages.as_slice())
+    }
+
     /// Call `n` (from 1).
     pub fn call(&self, n: u32) -> Option<&CallRecord> {
         self.calls.get(usize::try_from(n).ok()?.checked_sub(1)?)

@@ -28,6 +28,10 @@ mod join_tests;
 mod journal;
 mod state;
 mod sync;
+mod team;
+mod team_ops;
+#[cfg(test)]
+mod team_tests;
 #[cfg(test)]
 mod tests;
 
@@ -35,10 +39,13 @@ use baton_types::{Event, Progress, Resolution, RunStatus, Usage};
 use serde_json::Value;
 
 pub use budget::BudgetState;
+pub use journal::InboxRecord;
 pub use state::{
     CallRecord, FanFrame, FanKind, Frame, FrameId, Journal, Outcome, Phase, ReplyRecord,
     RunOptions, RunState, SeqFrame, StepRun,
 };
+pub use team::TeamState;
+pub use team_ops::TeamCall;
 
 use crate::program::Program;
 
@@ -99,6 +106,32 @@ pub enum Input {
         value: Value,
         comment: Option<String>,
         by: Option<String>,
+    },
+    /// An agent's step calls a team tool (see [`crate::team`]): answered by the machine, the
+    /// call and what it changes logged together. Refused ([`Refused::NotRunning`]) unless
+    /// `attempt` of `step` is running.
+    TeamCall {
+        step: String,
+        attempt: u32,
+        call: TeamCall,
+    },
+    /// An agent's step is about to ask its model for `turn`: the messages waiting for its
+    /// agent go into that turn (logged as `messages_delivered`).
+    Inbox {
+        step: String,
+        attempt: u32,
+        turn: u32,
+    },
+    /// A person pauses, resumes or stops one agent. Refused ([`Refused::Agent`]) for an
+    /// unknown agent, a stopped one, or a change that changes nothing.
+    Agent {
+        agent: String,
+        action: baton_types::AgentAction,
+        by: Option<String>,
+    },
+    /// A step's `wait_for` deadline may have passed. Refused ([`Refused::NotDue`]) before.
+    MessageTimeout {
+        step: String,
     },
     Pause,
     Resume {
@@ -161,6 +194,9 @@ pub enum Refused {
     /// A budget change that names no limit of the workflow.
     #[error("{0}")]
     Budget(String),
+    /// An agent control that cannot apply (unknown agent, stopped, nothing to change).
+    #[error("{0}")]
+    Agent(String),
 }
 
 /// What the executor does once the events of a decision are in the log.

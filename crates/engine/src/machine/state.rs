@@ -57,6 +57,13 @@ pub enum Phase {
         value: Box<Value>,
         comment: Option<String>,
     },
+    /// An agent step with `wait_for`: waits until a message from `from` is in its agent's
+    /// inbox (then `step_woke` starts its work), or until the deadline (Unix ms).
+    Message {
+        from: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline_ms: Option<i64>,
+    },
     /// A resumed attempt found an effect that was started but never finished, of a tool that
     /// cannot be repeated safely: waits for `baton runs resolve`.
     Ambiguous {
@@ -155,6 +162,9 @@ pub struct RunState {
     /// What the run spent, against its budget.
     #[serde(default, skip_serializing_if = "super::BudgetState::is_empty")]
     pub budget: super::BudgetState,
+    /// The agents as a team: lifecycle, inboxes, channels, shared memory.
+    #[serde(default, skip_serializing_if = "super::TeamState::is_empty")]
+    pub team: super::TeamState,
 }
 
 /// Engine options set when a run is created.
@@ -195,6 +205,7 @@ impl RunState {
             error: None,
             last_failed: None,
             budget: Default::default(),
+            team: Default::default(),
             // Event 1 is always `RunCreated`, written when the run is created.
             last_seq: 1,
         };
@@ -464,6 +475,20 @@ impl RunState {
             .collect()
     }
 
+    /// Steps waiting for a message (`wait_for`) with a deadline, and when it is.
+    pub fn message_deadlines(&self) -> Vec<(String, i64)> {
+        self.steps
+            .iter()
+            .filter_map(|(k, s)| match s.phase {
+                Phase::Message {
+                    deadline_ms: Some(d),
+                    ..
+                } => Some((k.clone(), d)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Steps waiting for a person whose request was escalated.
     pub fn escalated_humans(&self) -> Vec<String> {
         self.steps
@@ -533,6 +558,7 @@ impl RunState {
         ctx.insert("inputs".into(), self.inputs.clone());
         ctx.insert("steps".into(), Value::Object(steps));
         ctx.insert("state".into(), Value::Object(self.state.clone()));
+        ctx.insert("memory".into(), self.team.memory_values());
         ctx.insert(
             "run".into(),
             serde_json::json!({ "id": self.run_id.to_string(), "workflow": program.doc.name }),

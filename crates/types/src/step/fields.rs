@@ -74,6 +74,9 @@ pub struct StepFields {
     /// Agent step: the output contract (schema and re-asks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<OutputSpec>,
+    /// Agent step: start only once a message from this agent is in the step's agent's inbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_for: Option<crate::WaitFor>,
 
     /// The step to run after this one (or `end`); default: the next in the list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,6 +142,7 @@ impl From<Step> for StepFields {
                 f.agent = Some(a.agent);
                 f.prompt = Some(a.prompt);
                 f.output = a.output;
+                f.wait_for = a.wait_for;
             }
             StepKind::Tool(t) => {
                 f.tool = Some(t.tool);

@@ -71,6 +71,9 @@ pub const FIELD_RULES: &[FieldRule] = &[
     only("output", &[StepTag::Agent], "agent steps", |s| {
         s.output.is_some()
     }),
+    only("wait_for", &[StepTag::Agent], "agent steps", |s| {
+        s.wait_for.is_some()
+    }),
     only(
         "max_concurrency",
         &[StepTag::Parallel, StepTag::Map],
@@ -274,6 +277,7 @@ impl StepFields {
                     agent,
                     prompt,
                     output: self.output,
+                    wait_for: self.wait_for,
                 }),
                 _ => return missing(format!("agent step `{id}` needs a `prompt`")),
             },

@@ -25,8 +25,8 @@ impl Checker<'_, '_> {
                         index_path(&key_path(&ap, "tools"), i),
                         format!("agents cannot use `{STEP_TOOL}`: it runs with the policy of a `sandbox:` step; give agents `sandbox.exec`"),
                     );
-                } else if !self.env.tools.contains(tool) {
-                    let m = self.unknown_tool(tool);
+                } else if !self.env.tools.contains(tool) && !crate::team::is_team_tool(tool) {
+                    let m = self.unknown_tool(tool, true);
                     self.error(index_path(&key_path(&ap, "tools"), i), m);
                 }
             }

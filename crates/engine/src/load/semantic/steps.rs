@@ -68,16 +68,22 @@ impl Checker<'_, '_> {
         if let Some(schema) = step.output.as_ref().and_then(|o| o.schema.as_ref()) {
             self.check_schema(schema, key_path(&key_path(path, "output"), "schema"));
         }
+        if let Some(w) = &step.wait_for {
+            self.check_wait_for(agent, w, &key_path(path, "wait_for"));
+        }
     }
 
     fn check_tool_step(&mut self, step: &ToolStep, path: &str) {
         let tool = &step.tool;
         match self.env.tools.get(tool) {
+            _ if crate::team::is_team_tool(tool) => {
+                self.error(key_path(path, "tool"), format!("`{tool}` is a team tool: agents call it (list it in an agent's `tools:`); a tool step has no agent to send or write as"));
+            }
             _ if tool == STEP_TOOL => {
                 self.error(key_path(path, "tool"), format!("`{STEP_TOOL}` is what `sandbox:` steps run; write a `sandbox:` step instead (see docs/workflow-format.md)"));
             }
             None => {
-                let m = self.unknown_tool(tool);
+                let m = self.unknown_tool(tool, false);
                 self.error(key_path(path, "tool"), m);
             }
             _ if tool == "state.set" && step.with.as_ref().is_none_or(|w| w.is_empty()) => {
@@ -343,8 +349,20 @@ impl Checker<'_, '_> {
         }
     }
 
-    pub(super) fn unknown_tool(&self, tool: &str) -> String {
-        let names: Vec<&str> = self.env.tools.names().filter(|n| *n != STEP_TOOL).collect();
+    /// An unknown tool, with the ones there are (`for_agent`: the team tools too).
+    pub(super) fn unknown_tool(&self, tool: &str, for_agent: bool) -> String {
+        let team = if for_agent {
+            &crate::team::TOOLS[..]
+        } else {
+            &[]
+        };
+        let names: Vec<&str> = self
+            .env
+            .tools
+            .names()
+            .filter(|n| *n != STEP_TOOL)
+            .chain(team.iter().copied())
+            .collect();
         format!(
             "unknown tool `{tool}`{} (available tools: {})",
             hint(tool, names.iter().copied()),
