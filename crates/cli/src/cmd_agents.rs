@@ -1,9 +1,10 @@
 //! `baton agents`: the agent registry (create, list, show, versions, diff, rollback, export),
-//! thin over `baton_control`.
+//! and the agents of a run (pause, resume, stop), thin over `baton_control`.
 
 use std::path::PathBuf;
 
-use baton_control::{AgentRef, AgentVersion};
+use baton_control::{AgentRef, AgentVersion, ControlOutcome};
+use baton_types::AgentAction;
 use clap::Subcommand;
 
 use crate::cmd_admin::{read_doc, refused, report_stored, stored_at};
@@ -59,6 +60,29 @@ pub enum AgentsCmd {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Pause one agent of a run: its running step finishes its current model call and then
+    /// holds; its other steps wait; the other agents go on.
+    Pause {
+        run: String,
+        agent: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Let a paused agent of a run go on.
+    Resume {
+        run: String,
+        agent: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Stop one agent of a run for good: its pending steps fail with the reason (their
+    /// `on_error` applies), and it receives no more messages.
+    Stop {
+        run: String,
+        agent: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Print every version of the agents (all, or those named) as JSON, or write each
     /// agent's default version as `NAME.yaml` (or `.json`) into `--dir`.
     Export {
@@ -95,6 +119,13 @@ pub async fn agents(cmd: AgentsCmd) -> anyhow::Result<i32> {
             );
             Ok(EXIT_OK)
         }
+        AgentsCmd::Pause { run, agent, db } => {
+            lifecycle(db, &run, &agent, AgentAction::Pause).await
+        }
+        AgentsCmd::Resume { run, agent, db } => {
+            lifecycle(db, &run, &agent, AgentAction::Resume).await
+        }
+        AgentsCmd::Stop { run, agent, db } => lifecycle(db, &run, &agent, AgentAction::Stop).await,
         AgentsCmd::Export { names, dir, db } => {
             let (control, caller) = db.open().await?;
             let all = control.export_agents(&caller, &names).await?;
@@ -105,6 +136,34 @@ pub async fn agents(cmd: AgentsCmd) -> anyhow::Result<i32> {
             Ok(EXIT_OK)
         }
     }
+}
+
+/// `baton agents pause|resume|stop RUN AGENT`.
+async fn lifecycle(db: DbArgs, run: &str, agent: &str, action: AgentAction) -> anyhow::Result<i32> {
+    let (control, rec) = crate::cmd_run::control_for_run(&db, run, None).await?;
+    let caller = db.caller(&control).await?;
+    let run = rec.id;
+    match control
+        .control_agent(&caller, &run.to_string(), agent, action)
+        .await
+    {
+        Ok(ControlOutcome::Applied(status)) => {
+            let done = match action {
+                AgentAction::Pause => "paused",
+                AgentAction::Resume => "resumed",
+                AgentAction::Stop => "stopped",
+            };
+            outln!("agent {agent} of run {run} is {done} (the run is {status})");
+        }
+        Ok(ControlOutcome::Queued) => {
+            outln!(
+                "asked the process running {run} to {} agent {agent}",
+                action.as_str()
+            );
+        }
+        Err(e) => return refused(e),
+    }
+    Ok(EXIT_OK)
 }
 
 async fn create(file: &std::path::Path, db: DbArgs) -> anyhow::Result<i32> {

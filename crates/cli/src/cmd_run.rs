@@ -515,6 +515,15 @@ fn print_ending(st: &RunState, evs: &[baton_types::EventRecord]) -> anyhow::Resu
             crate::progress::brief(st.error.as_deref().unwrap_or_default())
         ),
         RunStatus::Paused => {
+            if let Some(baton_types::PauseReason::Agents { agents }) = &st.pause {
+                outln!(
+                    "paused: waiting for paused agents: {}. Continue: baton agents resume {} {}",
+                    agents.join(", "),
+                    st.run_id,
+                    agents.first().map_or("AGENT", String::as_str)
+                );
+                return Ok(());
+            }
             let at = st
                 .pause
                 .as_ref()

@@ -374,6 +374,7 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
             forked_from: detail.forked_from,
             // Present only for runs whose workflow sets limits (see `Control::run_detail`).
             budget: detail.budget.as_ref(),
+            team: detail.team.as_ref(),
         };
         outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(EXIT_OK);
@@ -390,6 +391,9 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
     }
     for r in &rows {
         outln!("{}", view::step_line(r));
+    }
+    for line in detail.team.iter().flat_map(crate::team_view::show_lines) {
+        outln!("{line}");
     }
     if !detail.joins.is_empty() {
         outln!("joins:");

@@ -25,6 +25,7 @@ mod otlp;
 mod progress;
 mod sandbox_view;
 mod step_view;
+mod team_view;
 mod view;
 mod wiring;
 

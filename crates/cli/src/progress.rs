@@ -294,9 +294,47 @@ fn note_line(r: &EventRecord) -> Option<String> {
             let by = by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default();
             format!("  ✓ {step}: resolved as {}{by}", resolution.as_str())
         }
-        _ => return None,
+        ev => return team_line(ev),
     };
     Some(line)
+}
+
+/// The line of a team event: an agent paused, resumed or stopped, a message, a memory write.
+fn team_line(ev: &Event) -> Option<String> {
+    Some(match ev {
+        Event::AgentControlled { agent, action, by } => {
+            let by = by.as_ref().map(|b| format!(" by {b}")).unwrap_or_default();
+            let (mark, done) = match action {
+                baton_types::AgentAction::Pause => ("⏸", "paused"),
+                baton_types::AgentAction::Resume => ("▶", "resumed"),
+                baton_types::AgentAction::Stop => ("⏹", "stopped"),
+            };
+            format!("  {mark} agent {agent} {done}{by}")
+        }
+        Event::MessageSent {
+            from,
+            to,
+            channel,
+            content,
+            ..
+        } => {
+            let to = match channel {
+                Some(c) => format!("#{c} ({})", to.join(", ")),
+                None => to.join(", "),
+            };
+            let first: String = content
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(60)
+                .collect();
+            format!("    ✉ {from} → {to}: {first}")
+        }
+        Event::MemoryWritten { agent, key, .. } => format!("    ✎ {agent} wrote memory.{key}"),
+        Event::StepWoke { step } => format!("  ▶ {step}: its message came"),
+        _ => return None,
+    })
 }
 
 pub fn describe_pause(p: &baton_types::PauseReason) -> String {
@@ -304,6 +342,9 @@ pub fn describe_pause(p: &baton_types::PauseReason) -> String {
         baton_types::PauseReason::User => "by request".into(),
         baton_types::PauseReason::Breakpoint { step } => format!("before step {step}"),
         baton_types::PauseReason::Budget(stop) => format!("budget exceeded: {}", stop.crossed),
+        baton_types::PauseReason::Agents { agents } => {
+            format!("waiting for paused agents: {}", agents.join(", "))
+        }
     }
 }
 

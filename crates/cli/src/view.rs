@@ -62,6 +62,9 @@ pub struct RunView<'a> {
     /// Limits and spend by agent and by model (when the workflow sets a budget or models ran).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<&'a baton_control::BudgetView>,
+    /// The agents as a team (runs with agents): states, undelivered messages, channels, memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<&'a baton_types::TeamView>,
 }
 
 /// One sandbox execution in `runs show --json`.

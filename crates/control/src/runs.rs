@@ -15,6 +15,7 @@ mod fork;
 mod loading;
 mod logs;
 mod operate;
+mod team;
 
 pub use baton_engine::fork::Cut;
 pub use budget::{BudgetView, ResumeOptions};
@@ -471,9 +472,10 @@ impl Control {
             Event::RunCreated { forked_from, .. } => *forked_from,
             _ => None,
         });
-        let budget = self.budget_view(program.as_ref(), rec.id).await?;
+        let (budget, team) = self.state_views(program.as_ref(), &rec).await?;
         Ok(RunDetail {
             budget,
+            team,
             forked_from,
             tokens: steps.iter().map(|s| s.row.tokens).sum(),
             usage,

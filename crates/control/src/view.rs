@@ -494,6 +494,10 @@ pub struct RunDetail {
     /// compiles.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<crate::runs::BudgetView>,
+    /// The agents as a team: each one's state and since when, messages not yet delivered,
+    /// channels and shared memory; absent for runs without agents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<baton_types::TeamView>,
 }
 
 /// A run's record as the API shows it.

@@ -62,6 +62,7 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
         )
         .api_route("/runs/{id}/pause", post_with(pause_run, |o| doc(o, "Pause a run")))
         .api_route("/runs/{id}/cancel", post_with(cancel_run, |o| doc(o, "Cancel a run")))
+        .api_route("/runs/{id}/agents/{agent}/{action}", post_with(control_agent, |o| doc(o, "Pause, resume or stop one agent of a run: a paused agent's running step finishes its current model call and holds, its other steps wait; a stopped agent's pending steps fail with the reason")))
         .api_route("/runs/{id}/resume", post_with(resume_run, |o| doc(o, "Resume a paused or interrupted run")))
         .api_route(
             "/runs/{id}/fork",
@@ -158,6 +159,17 @@ pub(crate) struct StepPath {
     pub(crate) id: String,
     /// The step's path (`build`, `loop/3/check`...).
     pub(crate) step: String,
+}
+
+/// `/runs/{id}/agents/{agent}/{action}`.
+#[derive(Deserialize, JsonSchema)]
+pub(crate) struct AgentActionPath {
+    /// The run's id (or a unique prefix of it).
+    pub(crate) id: String,
+    /// The agent's name in the run's workflow.
+    pub(crate) agent: String,
+    /// `pause`, `resume` or `stop`.
+    pub(crate) action: baton_types::AgentAction,
 }
 
 /// A JSON body that fits `T`, or the standard 4xx.

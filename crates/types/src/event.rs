@@ -259,6 +259,9 @@ pub enum PauseReason {
     Breakpoint { step: String },
     /// A budget limit was crossed (the run's status is `budget_exceeded`).
     Budget(Box<crate::BudgetStop>),
+    /// Everything left to run belongs to agents a person paused (`baton agents pause`):
+    /// resuming one of them goes on.
+    Agents { agents: Vec<String> },
 }
 
 /// What a step did while running, beyond its result (for live views and audits).

@@ -115,20 +115,27 @@ impl Control {
         Ok(raise)
     }
 
-    /// The budget part of a run's detail (none when its workflow no longer compiles).
-    pub(super) async fn budget_view(
+    /// The parts of a run's detail its state gives: the budget (for runs with limits) and
+    /// the team (for runs with agents); none when its workflow no longer compiles.
+    pub(super) async fn state_views(
         &self,
         program: Option<&Program>,
-        run: RunId,
-    ) -> Result<Option<BudgetView>> {
-        // A run without limits has no budget to show (and a run's detail, read often, does
-        // not rebuild the run's state for nothing).
-        let Some(program) = program.filter(|p| {
-            p.doc.budget.is_some() || p.doc.agents.values().any(|a| a.budget.is_some())
-        }) else {
-            return Ok(None);
+        rec: &RunRecord,
+    ) -> Result<(Option<BudgetView>, Option<baton_types::TeamView>)> {
+        let Some(program) = program else {
+            return Ok((None, None));
         };
-        let st = baton_engine::executor::load_state(&self.services, program, run).await?;
-        Ok(Some(BudgetView::of(program, &st)))
+        let budgeted =
+            program.doc.budget.is_some() || program.doc.agents.values().any(|a| a.budget.is_some());
+        // A run with neither has nothing to show (and a run's detail, read often, does not
+        // rebuild the run's state for nothing).
+        if !budgeted && program.doc.agents.is_empty() {
+            return Ok((None, None));
+        }
+        let st = baton_engine::executor::load_state(&self.services, program, rec.id).await?;
+        let budget = budgeted.then(|| BudgetView::of(program, &st));
+        let team = (!program.doc.agents.is_empty())
+            .then(|| super::team::team_view(program, &st, rec.created_at_ms));
+        Ok((budget, team))
     }
 }

@@ -96,6 +96,15 @@ impl Control {
         }
         let program = Arc::new(self.program(&rec)?);
         let st = baton_engine::executor::load_state(&self.services, &program, rec.id).await?;
+        if let Some(baton_types::PauseReason::Agents { agents }) = &st.pause {
+            return Err(Error::conflict(format!(
+                "run {} waits for paused agents ({}): resume them with `baton agents resume {} {}`",
+                rec.id,
+                agents.join(", "),
+                rec.id,
+                agents.first().map_or("AGENT", String::as_str)
+            )));
+        }
         let raise = self.budget_input(caller, &program, &st, &opts)?;
         let stepping = opts.stepping;
         let budget: Vec<String> = opts.budget.iter().map(ToString::to_string).collect();

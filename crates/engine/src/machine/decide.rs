@@ -178,6 +178,13 @@ impl Machine<'_> {
                 if st.pause.is_none() && stepping == st.stepping {
                     return Err(Refused::NotPaused);
                 }
+                if let Some(PauseReason::Agents { agents }) = &st.pause {
+                    return Err(Refused::Agent(format!(
+                        "the run waits for paused agents ({}): resume them (`baton agents \
+                         resume RUN AGENT`)",
+                        agents.join(", ")
+                    )));
+                }
                 if matches!(st.pause, Some(PauseReason::Budget(_)))
                     && let Some(crossed) = self.crossing(st)
                 {

@@ -119,6 +119,13 @@ impl Machine<'_> {
                     AgentAction::Stop => AgentState::Stopped,
                     AgentAction::Resume => derived(st, self, agent),
                 };
+                // A run that only waited for paused agents goes on (the next decision pauses it
+                // again if what is left still waits for others).
+                if *action != AgentAction::Pause
+                    && matches!(st.pause, Some(baton_types::PauseReason::Agents { .. }))
+                {
+                    st.pause = None;
+                }
                 self.set_life(st, agent, state, by.clone());
             }
             Event::MessageSent {

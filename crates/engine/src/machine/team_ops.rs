@@ -527,7 +527,32 @@ impl Machine<'_> {
                 return Some(Decided::with(ev, Action::Launch { step: step.clone() }));
             }
         }
-        self.deadlock(st)
+        self.deadlock(st).or_else(|| self.all_held(st))
+    }
+
+    /// Nothing runs or waits, and every ready step belongs to a paused agent: the run pauses
+    /// until one of them is resumed (rather than being held by a process with nothing to do).
+    fn all_held(&self, st: &RunState) -> Option<Decided> {
+        if st.pause.is_some() || st.ready.is_empty() {
+            return None;
+        }
+        let busy = st
+            .steps
+            .values()
+            .any(|sr| sr.phase != Phase::Running || self.is_work(sr.node));
+        if busy {
+            return None;
+        }
+        let mut agents = BTreeSet::new();
+        for step in st.ready.keys() {
+            match self.agent_name_of(step) {
+                Some(a) if st.team.is_paused(a) => agents.insert(a.to_string()),
+                _ => return None,
+            };
+        }
+        let agents = agents.into_iter().collect();
+        let pause = baton_types::PauseReason::Agents { agents };
+        Some(Decided::event(Event::Paused { pause }))
     }
 
     /// Every active step waits for a message and nothing else can run: the first fails.

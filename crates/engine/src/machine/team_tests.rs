@@ -361,6 +361,17 @@ fn a_paused_agent_holds_its_next_step_and_others_go_on_until_it_is_resumed() {
     assert_eq!(said(d), ["ok a1 -> a2"], "a2 waits for alice");
     r.ok(done("c1", 1, Ok(json!("C"))));
     assert_eq!(r.st.team.state_of("bob"), AgentState::Idle);
+    // Only alice's step is left: the run pauses for her, and a run resume is refused.
+    let agents = vec!["alice".to_string()];
+    assert_eq!(
+        r.st.pause,
+        Some(baton_types::PauseReason::Agents { agents })
+    );
+    assert_eq!(r.st.status, baton_types::RunStatus::Paused);
+    assert!(matches!(
+        r.feed(Input::Resume { stepping: false }),
+        Err(Refused::Agent(_))
+    ));
     let resume = Input::Agent {
         agent: "alice".into(),
         action: AgentAction::Resume,

@@ -317,6 +317,18 @@ pub(super) async fn pause_run(
     ))
 }
 
+pub(super) async fn control_agent(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(p): Path<super::AgentActionPath>,
+) -> Out<Applied> {
+    let done = s
+        .control
+        .control_agent(&c, &p.id, &p.agent, p.action)
+        .await?;
+    ok(outcome(done))
+}
+
 pub(super) async fn cancel_run(
     State(s): State<AppState>,
     Auth(c): Auth,

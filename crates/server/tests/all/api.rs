@@ -807,6 +807,7 @@ async fn the_openapi_document_covers_every_route_and_its_errors() {
         ("/api/v1/agents/{name}/versions", "get"),
         ("/api/v1/agents/{name}/rollback", "post"),
         ("/api/v1/agents/{name}/diff", "get"),
+        ("/api/v1/runs/{id}/agents/{agent}/{action}", "post"),
         ("/api/v1/webhooks/inbound", "post"),
         ("/api/v1/webhooks/inbound", "get"),
         ("/api/v1/webhooks/inbound/{id}", "get"),

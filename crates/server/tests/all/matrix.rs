@@ -441,6 +441,8 @@ fn case(method: &str, path: &str) -> Option<Case> {
             c(Operate, 200, true)
         }
         ("POST", "/api/v1/runs/{id}/resume") => c(Operate, 200, true),
+        // The run has no agents: once allowed, the agent is not found.
+        ("POST", "/api/v1/runs/{id}/agents/{agent}/{action}") => c(Operate, 404, true),
         // A fork is a new run: whoever may start runs may fork the runs it sees.
         ("POST", "/api/v1/runs/{id}/fork") => c(Start, 201, true),
         ("POST", "/api/v1/runs/{id}/approve")
@@ -498,7 +500,10 @@ fn request(w: &World, method: &str, path: &str, t: Target) -> (String, &'static 
     } else {
         pick(|o| &o.ask_run, run_missing)
     };
-    let mut uri = path.replace("{step}", "first");
+    let mut uri = path
+        .replace("{step}", "first")
+        .replace("{agent}", "coder")
+        .replace("{action}", "pause");
     if path.starts_with("/api/v1/runs/") {
         uri = uri.replace("{id}", &run);
     } else if path.starts_with("/api/v1/keys/") {

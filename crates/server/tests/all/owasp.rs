@@ -196,6 +196,11 @@ async fn api1_bola_another_tenants_ids_and_prefixes_are_not_found() {
         (&a_ed, "GET", format!("/api/v1/runs/{}", &run_id[..8])),
         (&a_ed, "GET", format!("/api/v1/runs/{run_id}/events")),
         (&a_ed, "POST", format!("/api/v1/runs/{run_id}/cancel")),
+        (
+            &a_ed,
+            "POST",
+            format!("/api/v1/runs/{run_id}/agents/coder/pause"),
+        ),
         (&a_ed, "GET", "/api/v1/workflows/echo".to_string()),
         (&a_ed, "DELETE", "/api/v1/workflows/echo".to_string()),
         (&a_ed, "GET", format!("/api/v1/webhooks/inbound/{hook_id}")),

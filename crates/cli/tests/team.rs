@@ -1,0 +1,139 @@
+//! Agents as a team through the real binary: `baton agents pause|resume|stop RUN AGENT`, the
+//! run that waits for a paused agent, the team in `baton runs show`, and the errors a wrong
+//! agent or a change that changes nothing gets.
+// End-to-end tests run the real binary.
+#![allow(clippy::disallowed_methods)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Db, text};
+use serde_json::Value;
+
+const WORKFLOW: &str = r#"
+version: 1
+name: team-life
+agents:
+  writer: { model: scripted/team }
+  critic: { model: scripted/team }
+steps:
+  - id: gate
+    human: { prompt: "Start writing?" }
+  - { id: draft, agent: writer, prompt: "Draft it" }
+  - { id: critique, agent: critic, prompt: "Critique: {{ steps.draft.output }}" }
+"#;
+
+const REPLIES: &str = r#"
+replies:
+  - { match: "^Draft", text: "a draft", repeat: true }
+  - { match: "^Critique", text: "fine", repeat: true }
+"#;
+
+/// A run of the workflow waiting at its gate; its id.
+fn waiting_run(db: &Db) -> String {
+    std::fs::create_dir_all(db.0.path().join("scripted")).unwrap();
+    db.workflow("scripted/team.yaml", REPLIES);
+    let file = db.workflow("team.yaml", WORKFLOW);
+    let o = db.run(&["run", &file]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    out.lines()
+        .find_map(|l| {
+            l.strip_prefix("run ")
+                .and_then(|r| r.split_whitespace().next())
+        })
+        .unwrap()
+        .to_string()
+}
+
+fn show(db: &Db, id: &str) -> Value {
+    let o = db.run(&["runs", "show", id, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn a_paused_agent_holds_the_run_until_it_is_resumed() {
+    let db = Db::new();
+    let id = waiting_run(&db);
+    let o = db.run(&["agents", "pause", &id, "writer"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("agent writer of run {id} is paused")),
+        "{}",
+        text(&o)
+    );
+    // A second pause changes nothing; an unknown agent is named with those there are.
+    let o = db.run(&["agents", "pause", &id, "writer"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        text(&o).contains("agent 'writer' of run") && text(&o).contains("is already paused"),
+        "{}",
+        text(&o)
+    );
+    let o = db.run(&["agents", "stop", &id, "nobody"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        text(&o).contains("has no agent 'nobody' (agents: writer, critic)"),
+        "{}",
+        text(&o)
+    );
+
+    // The gate opens; everything left belongs to the paused writer: the run pauses for it.
+    let o = db.run(&["runs", "approve", &id]);
+    assert!(
+        text(&o).contains("waiting for paused agents: writer"),
+        "{}",
+        text(&o)
+    );
+    let v = show(&db, &id);
+    assert_eq!(v["status"], "paused");
+    assert_eq!(v["team"]["agents"]["writer"]["state"], "paused");
+    assert_eq!(v["team"]["agents"]["writer"]["by"], "local");
+    assert_eq!(v["team"]["agents"]["critic"]["state"], "idle");
+    let o = db.run(&["runs", "show", &id]);
+    let shown = text(&o);
+    assert!(
+        shown.contains("agents:") && shown.contains("writer  paused"),
+        "{shown}"
+    );
+    // A plain resume of the run does not lift an agent's pause.
+    let o = db.run(&["resume", &id]);
+    assert!(
+        text(&o).contains("waits for paused agents (writer)"),
+        "{}",
+        text(&o)
+    );
+
+    let o = db.run(&["agents", "resume", &id, "writer"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("is resumed (the run is succeeded)"),
+        "{}",
+        text(&o)
+    );
+    let v = show(&db, &id);
+    assert_eq!(v["outputs"], "fine");
+    assert_eq!(v["team"]["agents"]["writer"]["state"], "idle");
+}
+
+#[test]
+fn a_stopped_agent_fails_its_steps_with_the_reason_and_cannot_come_back() {
+    let db = Db::new();
+    let id = waiting_run(&db);
+    let o = db.run(&["agents", "stop", &id, "critic"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = db.run(&["runs", "approve", &id]);
+    assert!(
+        text(&o).contains("agent 'critic' was stopped by local"),
+        "{}",
+        text(&o)
+    );
+    let v = show(&db, &id);
+    assert_eq!(v["status"], "failed");
+    assert_eq!(v["team"]["agents"]["critic"]["state"], "stopped");
+    assert_eq!(v["team"]["agents"]["writer"]["state"], "idle");
+    let o = db.run(&["agents", "resume", &id, "critic"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(text(&o).contains("already failed"), "{}", text(&o));
+}
