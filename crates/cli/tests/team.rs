@@ -137,3 +137,78 @@ fn a_stopped_agent_fails_its_steps_with_the_reason_and_cannot_come_back() {
     assert_ne!(o.status.code(), Some(0));
     assert!(text(&o).contains("already failed"), "{}", text(&o));
 }
+
+/// The handoff example with the coder's last reply held back by `delay` (a kill lands there).
+fn handoff_replies(delay: &str) -> String {
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/scripted/handoff.yaml"),
+    )
+    .unwrap();
+    example.replace(
+        "    turn: 2\n    text: \"built:",
+        &format!("    turn: 2\n    delay: {delay}\n    text: \"built:"),
+    )
+}
+
+#[test]
+fn kill_9_in_the_middle_of_a_delivery_then_resume_loses_and_doubles_nothing() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let db = Db::new();
+    std::fs::create_dir_all(db.0.path().join("scripted")).unwrap();
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/team-handoff.yaml");
+    let file = db.workflow(
+        "team-handoff.yaml",
+        &std::fs::read_to_string(example).unwrap(),
+    );
+    let held = handoff_replies("60s");
+    assert!(
+        held.contains("delay: 60s"),
+        "the fixture changed shape:\n{held}"
+    );
+    db.workflow("scripted/handoff.yaml", &held);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args([
+            "run",
+            &file,
+            "--json",
+            "--db",
+            &db.path().display().to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The coder got its message, answered its first turn with a memory write, and waits for
+    // its model's second reply: kill -9 there.
+    let mut id = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap_or_default();
+        id = id.or_else(|| v["run_id"].as_str().map(String::from));
+        if v["type"] == "memory_written" && v["agent"] == "coder" {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let id = id.expect("the run printed its events");
+    db.workflow("scripted/handoff.yaml", &handoff_replies("0s"));
+    let o = db.run(&["resume", &id]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = db.run(&["runs", "logs", &id, "--json"]);
+    let kinds: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["type"].as_str().map(String::from))
+        .collect();
+    let count = |k: &str| kinds.iter().filter(|x| *x == k).count();
+    assert_eq!(count("message_sent"), 1, "{kinds:?}");
+    assert_eq!(count("messages_delivered"), 1, "{kinds:?}");
+    assert_eq!(count("memory_written"), 2, "{kinds:?}");
+    let v = show(&db, &id);
+    assert_eq!(v["status"], "succeeded");
+    assert_eq!(v["team"]["memory"]["log"]["version"], 1);
+    assert_eq!(v["outputs"]["log"].as_array().unwrap().len(), 1);
+}
