@@ -25,6 +25,8 @@ TARGETS = {
     "concurrent1000x10x50ms": (0.6, 0.51),
     "concurrent10000x10x50ms": (2.0, 0.55),
     "cold_start_one_step": (20.0, 5.0),
+    # Issue 16: a direct message sent and taken by its receiver's next turn, in memory.
+    "message_delivery": (0.02, None),
 }
 RSS_TARGETS = {"concurrent10000x10x50ms": (300.0, 64.0)}
 

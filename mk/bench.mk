@@ -46,6 +46,7 @@ baton-bench: rust-check
 	run $(BATON) bench w1 w2 w3 w4 w4full --runs $(BENCH_RUNS); \
 	run $(BATON) bench w3 --concurrency 10000; \
 	run $(BATON) bench w5 --cold-runs $(BENCH_COLD_RUNS); \
+	run $(BATON) bench team --runs $(BENCH_RUNS); \
 	run $(PEER_RUST) w1 w2 w3 w4 --runs $(BENCH_RUNS); \
 	run $(PEER_RUST) w3 --concurrency 10000; \
 	run $(PEER_RUST) w5 --runs $(BENCH_COLD_RUNS); \

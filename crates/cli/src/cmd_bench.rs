@@ -37,7 +37,7 @@ const FRAMEWORK: &str = "baton";
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Workloads: w1 (chain10), w2 (fanout8), w3 (concurrent), w4 (chain10_sqlite),
-    /// w4full (chain10_sqlite_full), w5 (cold start). Default: w1 w2 w3 w4.
+    /// w4full (chain10_sqlite_full), w5 (cold start), team (message_delivery: a direct message sent and taken by its receiver's next turn; broadcast100: a broadcast taken by 100 subscribers, one run per 10 of `--runs`). Default: w1 w2 w3 w4.
     pub workloads: Vec<String>,
     /// Timed runs per workload (w1, w2, w4).
     #[arg(long, default_value_t = 200)]
@@ -114,7 +114,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
             "w4" => w4(&args, args.durability.into()).await?,
             "w4full" => w4(&args, Durability::Power).await?,
             "w5" => w5(&args).await?,
-            other => bail!("unknown workload '{other}' (w1 w2 w3 w4 w4full w5)"),
+            "team" => {
+                let n = args.runs;
+                let t = baton_engine::bench_team::message_delivery(n).await?;
+                report("message_delivery", t, None);
+                let t = baton_engine::bench_team::broadcast_100(n.div_ceil(10)).await?;
+                report("broadcast100", t, None);
+            }
+            other => bail!("unknown workload '{other}' (w1 w2 w3 w4 w4full w5 team)"),
         }
     }
     Ok(0)

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod bench;
+pub mod bench_team;
 pub mod context;
 pub mod executor;
 pub mod fork;

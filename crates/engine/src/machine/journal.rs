@@ -72,10 +72,9 @@ impl Journal {
     /// The messages `turn` received, when it received some (a retry replays the turns of the
     /// attempts before it, with what they received).
     pub fn inbox_of(&self, turn: u32) -> Option<&[baton_types::TeamMessage]> {
-        self.inbox
-            .iter()
-            .find(|r| r.turn == turn)
-            .map(|r| r.messages.as_slice())
+        // Appended in turn order (a turn gets its messages once).
+        let i = self.inbox.binary_search_by_key(&turn, |r| r.turn).ok()?;
+        Some(self.inbox[i].messages.as_slice())
     }
 
     /// Call `n` (from 1).
