@@ -275,6 +275,11 @@ pub struct Runaway {
     /// a row stops the run before that call is sent (default 3; 0: never).
     #[serde(default = "default_repeats")]
     pub repeated_tool_calls: u32,
+    /// A step visited again in a loop after this many iterations in a row in which neither
+    /// the run's shared state nor the outputs of the loop's steps changed stops the run
+    /// (default 3; 0: never).
+    #[serde(default = "default_repeats")]
+    pub unchanged_loop: u32,
 }
 
 fn default_repeats() -> u32 {
@@ -285,6 +290,7 @@ impl Default for Runaway {
     fn default() -> Self {
         Runaway {
             repeated_tool_calls: default_repeats(),
+            unchanged_loop: default_repeats(),
         }
     }
 }

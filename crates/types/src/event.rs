@@ -500,10 +500,13 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
     },
-    /// `state.<key>` was set.
+    /// `state.<key>` was set (to the value its merge contract gave, if it has one).
     StateSet {
         key: String,
         value: Value,
+        /// The step instance that wrote it (absent in logs written before it was recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        writer: Option<String>,
     },
     /// A person changed a forked run's state where it was forked (`baton runs fork --set`):
     /// a finished step's output, or a key of the shared state. Logged after the copied events.

@@ -74,7 +74,8 @@ impl Machine<'_> {
                 let err = StepError::fatal(StepErrorKind::Cancelled, "cancelled");
                 self.leave_step(st, step, Err(err), None, false);
             }
-            Event::StateSet { key, value } => {
+            Event::StateSet { key, value, writer } => {
+                self.note_state_owner(st, key, writer.as_deref());
                 st.state.insert(key.clone(), value.clone());
             }
             Event::StateEdited { target, value, .. } => edited(st, target, value),

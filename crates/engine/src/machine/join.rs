@@ -22,6 +22,8 @@ pub(super) fn outcome(fan: &FanFrame, p: &Program) -> Option<(Outcome, Option<Pr
         FanKind::Parallel => {
             let (names, spec) = branches(fan, p);
             match fan.strategy {
+                // Decided by its judge agent's answer (see `judge`).
+                JoinStrategy::Judge => None,
                 JoinStrategy::All => plain(all_outcome(fan, &names)),
                 JoinStrategy::Any => plain(any_outcome(fan, &names)),
                 JoinStrategy::FirstSuccess => plain(first_success_outcome(fan, &names)),

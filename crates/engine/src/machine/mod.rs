@@ -20,6 +20,7 @@ mod budget;
 mod budget_tests;
 mod calls;
 mod conflict;
+mod contracts;
 mod decide;
 mod human;
 mod join;
@@ -35,10 +36,12 @@ use baton_types::{Event, Progress, Resolution, RunStatus, Usage};
 use serde_json::Value;
 
 pub use budget::BudgetState;
+pub use contracts::StateOwner;
 pub use state::{
     CallRecord, FanFrame, FanKind, Frame, FrameId, Journal, Outcome, Phase, ReplyRecord,
     RunOptions, RunState, SeqFrame, StepRun,
 };
+pub(crate) use sync::kind_of;
 
 use crate::program::Program;
 

@@ -155,6 +155,9 @@ pub struct RunState {
     /// What the run spent, against its budget.
     #[serde(default, skip_serializing_if = "super::BudgetState::is_empty")]
     pub budget: super::BudgetState,
+    /// The branch holding each `last_writer_by_priority` state key (see `contracts`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub state_owners: BTreeMap<String, super::StateOwner>,
 }
 
 /// Engine options set when a run is created.
@@ -195,6 +198,7 @@ impl RunState {
             error: None,
             last_failed: None,
             budget: Default::default(),
+            state_owners: BTreeMap::new(),
             // Event 1 is always `RunCreated`, written when the run is created.
             last_seq: 1,
         };
