@@ -283,8 +283,9 @@ pub enum Progress {
     OutputRejected { attempt: u32, error: String },
     /// A line of text for people (e.g. a tool's log).
     Note { message: String },
-    /// How a parallel step's `vote`, `priority` or `merge` join was decided: the branch whose
-    /// output won (none: the step failed), the other successful branches, and why.
+    /// How a parallel step's `vote`, `priority`, `merge` or `judge` join was decided: the
+    /// branch whose output won (`synthesis`: a judge's own output; none: the step failed),
+    /// the other successful branches, and why.
     JoinDecided {
         strategy: crate::JoinStrategy,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -292,6 +293,13 @@ pub enum Progress {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         losers: Vec<String>,
         reason: String,
+    },
+    /// Every branch of a parallel step with a `judge` join ended: its judge agent is asked
+    /// to pick one of the successful branches (`candidates`) or write a synthesis. The
+    /// judge's replies follow as the parallel step's own.
+    JudgeAsked {
+        judge: String,
+        candidates: Vec<String>,
     },
     /// What a model was sent for one turn of an agent step. Deduplicated: the part every turn
     /// shares (system message, tools offered, answer format) is carried once per step visit,

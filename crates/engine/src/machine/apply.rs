@@ -310,6 +310,10 @@ fn journal_progress(st: &mut RunState, step: &str, progress: &Progress) {
                 });
             }
         }
+        // The judge of a parallel step was asked: the step's work (the judge's) has begun.
+        Progress::JudgeAsked { .. } => {
+            sr.journal.get_or_insert_with(Default::default);
+        }
         Progress::Prompt {
             context_hash,
             context: Some(_),

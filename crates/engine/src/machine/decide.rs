@@ -148,7 +148,7 @@ impl Machine<'_> {
         if !current.is_some_and(|s| s.attempt == how.attempt && s.phase == Phase::Running) {
             return;
         }
-        let d = self.step_ended(st, &step, result, how);
+        let d = self.work_ended(st, &step, result, how);
         self.record(st, out, d);
     }
 
@@ -290,6 +290,12 @@ impl Machine<'_> {
             };
             if !st.is_running(&fan.step) {
                 continue;
+            }
+            if fan.strategy == baton_types::JoinStrategy::Judge {
+                match self.decide_judge(st, fan) {
+                    Some(d) => return Some(d),
+                    None => continue,
+                }
             }
             let Some((outcome, decision)) = join::outcome(fan, self.program) else {
                 continue;

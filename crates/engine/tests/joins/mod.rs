@@ -5,6 +5,8 @@
 use baton_types::{Event, JoinStrategy, Progress, RunStatus};
 use serde_json::json;
 
+use baton_llm::scripted::Reply;
+
 use super::harness;
 
 /// Branch c agrees with a unless `retries` differs from 1.
@@ -81,6 +83,47 @@ async fn vote_priority_and_merge_with_real_branches() {
     assert_eq!(
         st.outputs["p"],
         json!({"verdict": "Ship", "cfg": {"retries": 3, "log": "info"}})
+    );
+    h.check_replay(&st).await;
+}
+
+const JUDGED: &str = r#"
+version: 1
+name: judged
+agents:
+  reviewer: { model: scripted/reviewer, instructions: "Pick the plan that ships soonest." }
+steps:
+  - id: p
+    parallel:
+      - { id: a, tool: echo, with: { plan: "rewrite" } }
+      - { id: b, tool: echo, with: { plan: "patch" } }
+    join: { strategy: judge, judge: reviewer }
+"#;
+
+#[tokio::test]
+async fn a_judge_picks_a_branch_after_a_bad_answer_is_asked_again() {
+    let h = harness(JUDGED);
+    let m = h.model(
+        "reviewer",
+        vec![
+            Reply::text(r#"{"choice": "synthesis", "reason": "no output given"}"#),
+            Reply::text(r#"{"choice": "b", "reason": "a patch ships today"}"#),
+        ],
+    );
+    let st = h.run(json!({})).await;
+    assert_eq!(st.status, RunStatus::Succeeded, "{:?}", st.error);
+    assert_eq!(st.outputs["p"], json!({ "plan": "patch" }));
+    let reqs = m.requests();
+    assert_eq!(reqs.len(), 2, "a synthesis without output is asked again");
+    let asked = reqs[0].last_user_text();
+    assert!(asked.contains("## a\n{\"plan\":\"rewrite\"}"), "{asked}");
+    assert!(st.usage.total() > 0, "the judge's usage is the step's");
+    let (d, before) = decision(&h.events(&st).await);
+    assert!(before, "the decision is logged before the step ends");
+    assert!(
+        matches!(&d, Progress::JoinDecided { strategy: JoinStrategy::Judge, winner: Some(w), losers, reason }
+            if w == "b" && losers == &["a"] && reason == "a patch ships today"),
+        "{d:?}"
     );
     h.check_replay(&st).await;
 }
