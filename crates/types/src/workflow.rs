@@ -52,7 +52,7 @@ pub struct WorkflowDoc<S = Step> {
     /// Limits on what the whole run may spend (every agent draws from it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<crate::Budget>,
-    /// Runaway detection (repeated identical tool calls).
+    /// Runaway detection (repeated identical tool calls, loops that change nothing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runaway: Option<crate::Runaway>,
 }

@@ -45,7 +45,10 @@ impl Machine<'_> {
                 attempt,
                 visit,
                 key,
-            } => self.step_started(st, step, *attempt, *visit, key),
+            } => {
+                self.note_loop_visit(st, step, *attempt);
+                self.step_started(st, step, *attempt, *visit, key);
+            }
             Event::MapStarted { step, items } => self.map_started(st, step, items),
             Event::StepSucceeded {
                 step,

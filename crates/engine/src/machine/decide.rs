@@ -359,6 +359,9 @@ impl Machine<'_> {
                 );
                 return Some(self.failure(st, step, e, Ended::sync(1)));
             }
+            if let Some(e) = self.unchanged_loop(st, step, node, visit) {
+                return Some(self.failure(st, step, e, Ended::sync(1)));
+            }
             // Over budget: nothing new starts, the run stops here.
             if let Some(stop) = self.budget_stop(st) {
                 return Some(stop);

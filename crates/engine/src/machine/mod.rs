@@ -30,6 +30,7 @@ mod join;
 mod join_tests;
 mod journal;
 mod judge;
+mod runaway;
 mod state;
 mod sync;
 #[cfg(test)]
@@ -42,6 +43,7 @@ pub use budget::BudgetState;
 pub use contracts::StateOwner;
 pub use judge::SYNTHESIS;
 pub(crate) use judge::{answer_schema, judge_asked, judge_of, prompt as judge_prompt};
+pub use runaway::LoopMark;
 pub use state::{
     CallRecord, FanFrame, FanKind, Frame, FrameId, Journal, Outcome, Phase, ReplyRecord,
     RunOptions, RunState, SeqFrame, StepRun,

@@ -158,6 +158,9 @@ pub struct RunState {
     /// The branch holding each `last_writer_by_priority` state key (see `contracts`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub state_owners: BTreeMap<String, super::StateOwner>,
+    /// What the last visit of each loop step saw (see `runaway`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub loop_marks: BTreeMap<String, super::LoopMark>,
 }
 
 /// Engine options set when a run is created.
@@ -199,6 +202,7 @@ impl RunState {
             last_failed: None,
             budget: Default::default(),
             state_owners: BTreeMap::new(),
+            loop_marks: BTreeMap::new(),
             // Event 1 is always `RunCreated`, written when the run is created.
             last_seq: 1,
         };
