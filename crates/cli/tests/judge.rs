@@ -83,3 +83,36 @@ steps:
         text(&show)
     );
 }
+
+#[test]
+fn a_registry_agent_judges_as_steps_name_it() {
+    let db = Db::new();
+    std::fs::create_dir_all(db.0.path().join("scripted")).unwrap();
+    db.workflow(
+        "scripted/arbiter.yaml",
+        "replies:\n  - json: { choice: b, reason: \"b is shorter\" }\n    repeat: true\n",
+    );
+    let agent = db.workflow("arbiter.yaml", "name: arbiter\nmodel: scripted/arbiter\n");
+    let o = db.run(&["agents", "create", &agent]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let workflow = |judge: &str| {
+        format!(
+            "version: 1\nname: registry-judge\nsteps:\n  - id: pick\n    parallel:\n      - {{ id: a, tool: echo, with: {{ text: \"long answer\" }} }}\n      - {{ id: b, tool: echo, with: {{ text: \"short\" }} }}\n    join: {{ strategy: judge, judge: \"{judge}\" }}\n"
+        )
+    };
+    for judge in ["arbiter", "arbiter@1"] {
+        let file = db.workflow("w.yaml", &workflow(judge));
+        let o = db.run(&["run", &file, "--json"]);
+        assert_eq!(summary(&o)["status"], "succeeded", "{judge}: {}", text(&o));
+        assert_eq!(summary(&o)["outputs"], "short");
+    }
+    let file = db.workflow("w.yaml", &workflow("arbiter@9"));
+    let o = db.run(&["validate", &file]);
+    let shown = text(&o);
+    assert!(
+        shown.contains(
+            "agent `arbiter` has no version 9 (versions 1 to 1) (at steps[0].join.judge)"
+        ),
+        "{shown}"
+    );
+}

@@ -5877,7 +5877,7 @@ export interface components {
             losers: string[];
             reason: string;
         };
-        JoinStrategy: "all" | "any" | "first_success" | "vote" | "priority" | "merge";
+        JoinStrategy: "all" | "any" | "first_success" | "vote" | "priority" | "merge" | "judge";
         /** @description Where a forked run came from: its parent and the parent's last event it copies. */
         ForkOrigin: {
             run: components["schemas"]["RunId"];
@@ -6012,6 +6012,13 @@ export interface components {
             state?: {
                 [key: string]: unknown;
             };
+            /**
+             * @description How writes of state keys combine (`{type, reduce, priority}` per key): a key that
+             *     parallel branches may both write needs one.
+             */
+            contracts?: {
+                [key: string]: components["schemas"]["Contract"];
+            };
             /** @description Limits on what tools may reach. */
             policy?: components["schemas"]["Policy"];
             /** @description The steps, run in order unless `next`, a condition, or `edges` say otherwise. */
@@ -6030,7 +6037,7 @@ export interface components {
             };
             /** @description Limits on what the whole run may spend (every agent draws from it). */
             budget?: components["schemas"]["Budget"] | null;
-            /** @description Runaway detection (repeated identical tool calls). */
+            /** @description Runaway detection (repeated identical tool calls, loops that change nothing). */
             runaway?: components["schemas"]["Runaway"] | null;
         };
         /** @description One input of a workflow. */
@@ -6080,6 +6087,25 @@ export interface components {
              */
             max_retries?: number | null;
         };
+        /** @description The contract of one state key. */
+        Contract: {
+            /**
+             * @description The type every value of the key has (default: the one its reducer needs: `list` for
+             *     `append`, `object` for `merge`, `number` for `sum`/`max`/`min`, else `any`).
+             */
+            type?: components["schemas"]["StateType"] | null;
+            /** @description How a write combines with the key's current value. */
+            reduce: components["schemas"]["Reducer"];
+            /** @description `last_writer_by_priority` only: branch ids of parallel steps, highest first. */
+            priority?: string[] | null;
+        };
+        /**
+         * @description The type of a state key's values.
+         * @enum {string}
+         */
+        StateType: "list" | "object" | "string" | "number" | "boolean" | "any";
+        /** @description How a write combines with the current value. */
+        Reducer: "replace" | "append" | "merge" | "sum" | "max" | "min" | "last_writer_by_priority";
         /** @description Tool limits of the workflow. */
         Policy: {
             /** @description Hosts (`host` or `host:port`) the `http.*` tools may contact. Empty: none. */
@@ -6173,6 +6199,11 @@ export interface components {
              *     `fail`).
              */
             on_conflict?: components["schemas"]["OnConflict"];
+            /**
+             * @description `judge` only: the agent (of `agents:` or the registry) that picks a branch's output
+             *     or writes a synthesis.
+             */
+            judge?: string | null;
         };
         /** @description How a `vote` join settles a tie. */
         TieBreak: "first" | "fail";
@@ -6299,6 +6330,14 @@ export interface components {
              * @default 3
              */
             repeated_tool_calls: number;
+            /**
+             * Format: uint32
+             * @description A step visited again in a loop after this many iterations in a row in which neither
+             *     the run's shared state nor the outputs of the loop's steps changed stops the run
+             *     (default 3; 0: never).
+             * @default 3
+             */
+            unchanged_loop: number;
         };
         Node: {
             id: string;
@@ -6494,6 +6533,8 @@ export interface components {
             type: "state_set";
             key: string;
             value: unknown;
+            /** @description The step instance that wrote it (absent in logs written before it was recorded). */
+            writer?: string | null;
         } | {
             /** @constant */
             type: "state_edited";
@@ -6576,6 +6617,11 @@ export interface components {
             winner?: string | null;
             losers?: string[];
             reason: string;
+        } | {
+            /** @constant */
+            kind: "judge_asked";
+            judge: string;
+            candidates: string[];
         } | {
             /** @constant */
             kind: "prompt";

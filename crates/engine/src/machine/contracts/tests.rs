@@ -214,3 +214,24 @@ fn the_highest_priority_branch_wins_whatever_order_writes_arrive_in() {
         "b's later write keeps a's value (the event logs the resulting value)"
     );
 }
+
+#[test]
+fn a_branch_writing_twice_keeps_its_own_last_write() {
+    // A tie on rank (the same branch): its later write wins, as `replace` would.
+    let p = program(
+        json!({}),
+        json!({ "v": { "reduce": "last_writer_by_priority", "priority": ["a", "b"] } }),
+        json!([{ "id": "p", "parallel": [
+            { "id": "a", "steps": [
+                { "id": "s1", "tool": "state.set", "with": { "v": 1 } },
+                { "id": "s2", "tool": "state.set", "with": { "v": 2 } }
+            ]},
+            { "id": "b", "tool": "state.set", "with": { "v": 3 } }
+        ]}]),
+    );
+    let (st, d) = start(&p, RunOptions::default());
+    assert_eq!(st.status, RunStatus::Succeeded, "{:?}", st.error);
+    assert_eq!(st.state["v"], 2, "{:?}", said(&d));
+    assert_eq!(st.state_owners["v"].branch, "a");
+    assert_replays(&p, &st, &[&d]);
+}
