@@ -45,10 +45,7 @@ impl Machine<'_> {
                 attempt,
                 visit,
                 key,
-            } => {
-                self.note_loop_visit(st, step, *attempt);
-                self.step_started(st, step, *attempt, *visit, key);
-            }
+            } => self.step_started(st, step, *attempt, *visit, key),
             Event::MapStarted { step, items } => self.map_started(st, step, items),
             Event::StepSucceeded {
                 step,
@@ -98,6 +95,7 @@ impl Machine<'_> {
         let Some(node) = self.program.node_by_id(StepPath::parse(step).id()) else {
             return;
         };
+        self.note_loop_visit(st, node, step, attempt);
         if let Some(sr) = st.steps.get_mut(step) {
             sr.attempt = attempt;
             sr.key = key.to_string();

@@ -13,7 +13,7 @@ use super::Machine;
 use super::decide::{Decided, Ended};
 use super::state::{FanFrame, Outcome, RunState};
 use super::{Action, join};
-use crate::program::{Node, Program};
+use crate::program::{Node, NodeKind, Program};
 
 /// The choice of a judge that wrote its own output.
 pub const SYNTHESIS: &str = "synthesis";
@@ -84,13 +84,18 @@ pub(crate) fn prompt(st: &RunState, p: &Program, step: &str) -> Result<String, S
         })?;
     let id = StepPath::parse(step).id();
     let mut text = format!(
-        "You are the judge of parallel step `{id}`: its branches worked on the same task, and you decide the outcome.\n\nCandidates (the output of each branch that succeeded, under its branch id):\n"
+        "You are the judge of parallel step `{id}`: its branches worked on the same task, and you decide the outcome.\n\nCandidates (the output of each branch that succeeded, under its branch id and author):\n"
     );
     let mut failed = String::new();
     for (name, r) in outcomes(fan, p) {
+        // The author: the branch, and its agent when the branch is an agent step.
+        let by = match p.node_by_id(&name).map(|n| &n.kind) {
+            Some(NodeKind::Agent { agent }) => format!("{name} (agent `{agent}`)"),
+            _ => name.clone(),
+        };
         match r {
-            Ok(Value::String(s)) => text.push_str(&format!("\n## {name}\n{s}\n")),
-            Ok(v) => text.push_str(&format!("\n## {name}\n{v}\n")),
+            Ok(Value::String(s)) => text.push_str(&format!("\n## {by}\n{s}\n")),
+            Ok(v) => text.push_str(&format!("\n## {by}\n{v}\n")),
             Err(e) => failed.push_str(&format!("- {name}: {}\n", e.logged_message())),
         }
     }
@@ -142,10 +147,10 @@ impl Machine<'_> {
         result: Outcome,
         how: Ended,
     ) -> Decided {
-        let judge = self
-            .program
-            .node_by_id(StepPath::parse(step).id())
-            .and_then(judge_of);
+        let judge = st
+            .steps
+            .get(step)
+            .and_then(|sr| judge_of(self.program.node(sr.node)));
         let fan = st.fan_of_step(step).and_then(|f| st.fan(f));
         let (Some(judge), Some(fan)) = (judge, fan) else {
             return self.step_ended(st, step, result, how);

@@ -7,7 +7,7 @@
 //! same.
 
 use baton_types::flow::{Flow, Target};
-use baton_types::{StepError, StepErrorKind, StepPath};
+use baton_types::{StepError, StepErrorKind};
 use serde::{Deserialize, Serialize};
 
 use super::Machine;
@@ -37,14 +37,8 @@ impl Machine<'_> {
     }
 
     /// The fold's part of a step's first attempt of a visit: its loop mark.
-    pub(super) fn note_loop_visit(&self, st: &mut RunState, step: &str, attempt: u32) {
-        if attempt != 1 {
-            return;
-        }
-        let Some(node) = self.program.node_by_id(StepPath::parse(step).id()) else {
-            return;
-        };
-        if self.unchanged_limit(node).is_none() {
+    pub(super) fn note_loop_visit(&self, st: &mut RunState, node: &Node, step: &str, attempt: u32) {
+        if attempt != 1 || self.unchanged_limit(node).is_none() {
             return;
         }
         let fingerprint = fingerprint(st);

@@ -127,3 +127,39 @@ async fn a_judge_picks_a_branch_after_a_bad_answer_is_asked_again() {
     );
     h.check_replay(&st).await;
 }
+
+#[tokio::test]
+async fn the_judge_sees_each_candidate_with_its_author() {
+    let h = harness(
+        r#"
+version: 1
+name: authors
+agents:
+  bold: { model: scripted/bold }
+  reviewer: { model: scripted/reviewer }
+steps:
+  - id: p
+    parallel:
+      - { id: a, agent: bold, prompt: "Name it." }
+      - { id: b, tool: echo, with: { text: "taskrun" } }
+    join: { strategy: judge, judge: reviewer }
+"#,
+    );
+    h.model("bold", vec![Reply::text("Thunderclap")]);
+    let m = h.model(
+        "reviewer",
+        vec![Reply::text(
+            r#"{"choice": "synthesis", "output": "Thundertask", "reason": "both"}"#,
+        )],
+    );
+    let st = h.run(json!({})).await;
+    assert_eq!(st.outputs["p"], "Thundertask");
+    let reqs = m.requests();
+    let asked = reqs[0].last_user_text();
+    assert!(
+        asked.contains("## a (agent `bold`)\nThunderclap\n"),
+        "{asked}"
+    );
+    assert!(asked.contains("## b\ntaskrun\n"), "{asked}");
+    h.check_replay(&st).await;
+}
