@@ -41,6 +41,13 @@ fn the_judge_picks_a_branch_and_runs_show_says_why() {
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["joins"][0]["strategy"], "judge");
     assert_eq!(v["joins"][0]["winner"], "plain_name");
+    // The progress says when the judge is asked.
+    let o = db.run(&["run", &file]);
+    assert!(
+        text(&o).contains("names: judge reviewer asked to choose between bold_name, plain_name"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
