@@ -119,6 +119,10 @@ impl Printer {
                 "    {step}: called {tool}{}",
                 if *is_error { " (error)" } else { "" }
             )),
+            Progress::JudgeAsked { judge, candidates } => self.line(format!(
+                "    {step}: judge {judge} asked to choose between {}",
+                candidates.join(", ")
+            )),
             _ => {}
         }
     }

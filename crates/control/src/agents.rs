@@ -348,7 +348,7 @@ impl Control {
                             r.version.unwrap_or_default(),
                             d.latest
                         );
-                        problems.push(loaded.diagnostic(format!("{path}.agent"), msg));
+                        problems.push(loaded.diagnostic(path, msg));
                     }
                 }
                 None => {}
@@ -366,12 +366,19 @@ pub fn names_registry_agents(doc: &baton_types::WorkflowDoc) -> bool {
     refs.iter().any(|(r, _)| !doc.agents.contains_key(r))
 }
 
-/// Every `agent:` of `steps` and their sub-steps, with the step's field path.
+/// Every agent `steps` and their sub-steps name (`agent:`, a judge join's `judge:`), with the
+/// field path that names it.
 fn agent_refs(steps: &[Step], list: &str, out: &mut Vec<(String, String)>) {
     for (i, s) in steps.iter().enumerate() {
         let path = format!("{list}[{i}]");
-        if let StepKind::Agent(a) = &s.kind {
-            out.push((a.agent.clone(), path.clone()));
+        match &s.kind {
+            StepKind::Agent(a) => out.push((a.agent.clone(), format!("{path}.agent"))),
+            StepKind::Parallel(p) => {
+                if let Some(judge) = p.join.as_ref().and_then(|j| j.judge.as_ref()) {
+                    out.push((judge.clone(), format!("{path}.join.judge")));
+                }
+            }
+            _ => {}
         }
         let field = match &s.kind {
             StepKind::Parallel(_) => "parallel",

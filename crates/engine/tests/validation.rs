@@ -386,4 +386,15 @@ fn schema_json_is_the_format_schema() {
         u32::MAX
     );
     assert!(text.contains('\n'), "pretty-printed");
+    // Merge contracts, the judge join and unchanging-loop detection are in it.
+    assert!(v["properties"]["contracts"].is_object());
+    let reducers = v["$defs"]["Reducer"].to_string();
+    assert!(reducers.contains("last_writer_by_priority"), "{reducers}");
+    assert!(v["$defs"]["StateType"].to_string().contains("boolean"));
+    assert!(v["$defs"]["JoinSpec"]["properties"]["judge"].is_object());
+    assert!(v["$defs"]["JoinStrategy"].to_string().contains("\"judge\""));
+    assert_eq!(
+        v["$defs"]["Runaway"]["properties"]["unchanged_loop"]["default"],
+        3
+    );
 }

@@ -280,6 +280,11 @@ pub struct Runaway {
     /// one is delivered (default 3; 0: never).
     #[serde(default = "default_repeats")]
     pub repeated_messages: u32,
+    /// A step visited again in a loop after this many iterations in a row in which neither
+    /// the run's shared state nor the outputs of the loop's steps changed stops the run
+    /// (default 3; 0: never).
+    #[serde(default = "default_repeats")]
+    pub unchanged_loop: u32,
 }
 
 fn default_repeats() -> u32 {
@@ -291,6 +296,7 @@ impl Default for Runaway {
         Runaway {
             repeated_tool_calls: default_repeats(),
             repeated_messages: default_repeats(),
+            unchanged_loop: default_repeats(),
         }
     }
 }

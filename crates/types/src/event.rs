@@ -289,8 +289,9 @@ pub enum Progress {
     OutputRejected { attempt: u32, error: String },
     /// A line of text for people (e.g. a tool's log).
     Note { message: String },
-    /// How a parallel step's `vote`, `priority` or `merge` join was decided: the branch whose
-    /// output won (none: the step failed), the other successful branches, and why.
+    /// How a parallel step's `vote`, `priority`, `merge` or `judge` join was decided: the
+    /// branch whose output won (`synthesis`: a judge's own output; none: the step failed),
+    /// the other successful branches, and why.
     JoinDecided {
         strategy: crate::JoinStrategy,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -298,6 +299,13 @@ pub enum Progress {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         losers: Vec<String>,
         reason: String,
+    },
+    /// Every branch of a parallel step with a `judge` join ended: its judge agent is asked
+    /// to pick one of the successful branches (`candidates`) or write a synthesis. The
+    /// judge's replies follow as the parallel step's own.
+    JudgeAsked {
+        judge: String,
+        candidates: Vec<String>,
     },
     /// What a model was sent for one turn of an agent step. Deduplicated: the part every turn
     /// shares (system message, tools offered, answer format) is carried once per step visit,
@@ -506,10 +514,13 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
     },
-    /// `state.<key>` was set.
+    /// `state.<key>` was set (to the value its merge contract gave, if it has one).
     StateSet {
         key: String,
         value: Value,
+        /// The step instance that wrote it (absent in logs written before it was recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        writer: Option<String>,
     },
     /// A person changed a forked run's state where it was forked (`baton runs fork --set`):
     /// a finished step's output, or a key of the shared state. Logged after the copied events.

@@ -2,6 +2,7 @@
 //! run statuses and the events of the run log. Pure data: serde + schemars, no I/O, no tokio.
 
 pub mod budget;
+pub mod contract;
 pub mod duration;
 pub mod event;
 pub mod flow;
@@ -16,6 +17,7 @@ pub mod tool;
 pub mod workflow;
 
 pub use budget::{Budget, BudgetChange, BudgetCrossing, BudgetKind, BudgetStop, Runaway, Spend};
+pub use contract::{Contract, Reducer, StateType};
 pub use duration::Dur;
 pub use event::{
     Event, EventRecord, ModelDelta, PauseReason, Progress, PromptContext, Resolution, RunStatus,

@@ -32,6 +32,10 @@ pub struct WorkflowDoc<S = Step> {
     /// Initial values of the run's shared `state` (changed by the `state.set` tool).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub state: serde_json::Map<String, Value>,
+    /// How writes of state keys combine (`{type, reduce, priority}` per key): a key that
+    /// parallel branches may both write needs one.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub contracts: IndexMap<String, crate::Contract>,
     /// Limits on what tools may reach.
     #[serde(default, skip_serializing_if = "Policy::is_empty")]
     pub policy: Policy,
@@ -48,7 +52,7 @@ pub struct WorkflowDoc<S = Step> {
     /// Limits on what the whole run may spend (every agent draws from it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<crate::Budget>,
-    /// Runaway detection (repeated identical tool calls).
+    /// Runaway detection (repeated identical tool calls, loops that change nothing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runaway: Option<crate::Runaway>,
     /// Channels agents broadcast on (`message.broadcast`), with their subscribers.
@@ -69,6 +73,7 @@ impl<S> WorkflowDoc<S> {
             inputs,
             agents,
             state,
+            contracts,
             policy,
             steps: _,
             edges,
@@ -85,6 +90,7 @@ impl<S> WorkflowDoc<S> {
             inputs,
             agents,
             state,
+            contracts,
             policy,
             steps,
             edges,
@@ -245,6 +251,10 @@ pub struct JoinSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "OnConflict")]
     pub on_conflict: Option<OnConflict>,
+    /// `judge` only: the agent (of `agents:` or the registry) that picks a branch's output
+    /// or writes a synthesis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<String>,
 }
 
 /// How a `vote` join settles a tie.
@@ -287,6 +297,9 @@ pub enum JoinStrategy {
     /// Waits for every branch; the successful branches' objects are deep-merged; a key with
     /// different values fails the step or follows `priority` (`on_conflict`).
     Merge,
+    /// Waits for every branch; the `judge` agent sees every candidate with its branch and
+    /// picks one (`choice`) or writes a synthesis; its reason is recorded.
+    Judge,
 }
 
 impl JoinStrategy {
@@ -299,6 +312,7 @@ impl JoinStrategy {
             JoinStrategy::Vote => "vote",
             JoinStrategy::Priority => "priority",
             JoinStrategy::Merge => "merge",
+            JoinStrategy::Judge => "judge",
         }
     }
 }

@@ -1217,6 +1217,130 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/runs/{id}/agents/{agent}/{action}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Pause, resume or stop one agent of a run: a paused agent's running step finishes its current model call and holds, its other steps wait; a stopped agent's pending steps fail with the reason */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The run's id (or a unique prefix of it). */
+                    id: string;
+                    /** @description The agent's name in the run's workflow. */
+                    agent: string;
+                    /** @description `pause`, `resume` or `stop`. */
+                    action: components["schemas"]["AgentAction"];
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description What a pause, cancel or resume did. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Applied"];
+                    };
+                };
+                /** @description malformed request (JSON syntax, query string) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description no key, or an unknown, revoked or expired one */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description the key's role may not do this */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description no such object in the key's tenant */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description conflict with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description body over the size limit */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description wrong content type */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description well-formed but invalid (details say what) */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description the key is over its rate (see Retry-After) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/runs/{id}/resume": {
         parameters: {
             query?: never;
@@ -5755,6 +5879,11 @@ export interface components {
              *     compiles.
              */
             budget?: components["schemas"]["BudgetView"] | null;
+            /**
+             * @description The agents as a team: each one's state and since when, messages not yet delivered,
+             *     channels and shared memory; absent for runs without agents.
+             */
+            team?: components["schemas"]["TeamView"] | null;
         };
         /** @description A run's record as the API shows it. */
         RunJson: {
@@ -5830,7 +5959,7 @@ export interface components {
             retryable: boolean;
         };
         /** @description Why a step failed, in a form the engine and users act on. */
-        StepErrorKind: ("timeout" | "cancelled") | "execution" | "template" | "invalid_output" | "tool_turns" | "rejected" | "max_visits" | "branch" | "model" | "runaway";
+        StepErrorKind: ("timeout" | "cancelled") | "execution" | "template" | "invalid_output" | "tool_turns" | "rejected" | "max_visits" | "branch" | "model" | "runaway" | "agent_stopped";
         /**
          * @description One sandbox execution found in a run's log: a `sandbox:` step's result (succeeded, or
          *     carried by its failure) or an agent's `sandbox.exec` call.
@@ -5877,7 +6006,7 @@ export interface components {
             losers: string[];
             reason: string;
         };
-        JoinStrategy: "all" | "any" | "first_success" | "vote" | "priority" | "merge";
+        JoinStrategy: "all" | "any" | "first_success" | "vote" | "priority" | "merge" | "judge";
         /** @description Where a forked run came from: its parent and the parent's last event it copies. */
         ForkOrigin: {
             run: components["schemas"]["RunId"];
@@ -5980,6 +6109,70 @@ export interface components {
          * @enum {string}
          */
         BudgetKind: "tokens" | "cost_usd" | "wall_time" | "model_calls";
+        /**
+         * @description The team view of a run: each agent's state, the messages not yet delivered, the channels'
+         *     subscribers and the shared memory (`baton runs show`, `GET /api/v1/runs/{id}`).
+         */
+        TeamView: {
+            agents: {
+                [key: string]: components["schemas"]["AgentLife"];
+            };
+            inboxes?: {
+                [key: string]: components["schemas"]["TeamMessage"][];
+            };
+            channels?: {
+                [key: string]: string[];
+            };
+            memory?: {
+                [key: string]: components["schemas"]["MemoryEntry"];
+            };
+            /**
+             * Format: uint64
+             * @description Messages sent in the run.
+             * @default 0
+             */
+            messages_sent: number;
+        };
+        /** @description An agent's state in a run, and since when (Unix ms). */
+        AgentLife: {
+            state: components["schemas"]["AgentState"];
+            /** Format: int64 */
+            since_ms: number;
+            /** @description Who paused or stopped it. */
+            by?: string | null;
+        };
+        /** @description Where an agent of a run is in its life. */
+        AgentState: "idle" | "running" | "waiting" | "paused" | "stopped" | "failed";
+        /** @description A message between agents, as the receivers' inboxes hold it. */
+        TeamMessage: {
+            /**
+             * Format: uint64
+             * @description Position among the run's messages, from 1: the order every receiver sees them in.
+             */
+            id: number;
+            from: string;
+            /** @description The channel it was broadcast on; absent: a direct message. */
+            channel?: string | null;
+            content: string;
+            /**
+             * Format: int64
+             * @description When it was sent (Unix ms).
+             */
+            at_ms: number;
+        };
+        /** @description An entry of the run's shared memory. */
+        MemoryEntry: {
+            value: unknown;
+            /**
+             * Format: uint64
+             * @description 1 for the first write, one more with each (compare-and-set compares it).
+             */
+            version: number;
+            /** @description The agent that wrote it last. */
+            by: string;
+            /** @description The step instance that wrote it last. */
+            step: string;
+        };
         Graph: {
             /** @description Everything of the document but its steps and edges. */
             header: components["schemas"]["WorkflowDoc"];
@@ -6012,6 +6205,13 @@ export interface components {
             state?: {
                 [key: string]: unknown;
             };
+            /**
+             * @description How writes of state keys combine (`{type, reduce, priority}` per key): a key that
+             *     parallel branches may both write needs one.
+             */
+            contracts?: {
+                [key: string]: components["schemas"]["Contract"];
+            };
             /** @description Limits on what tools may reach. */
             policy?: components["schemas"]["Policy"];
             /** @description The steps, run in order unless `next`, a condition, or `edges` say otherwise. */
@@ -6030,8 +6230,14 @@ export interface components {
             };
             /** @description Limits on what the whole run may spend (every agent draws from it). */
             budget?: components["schemas"]["Budget"] | null;
-            /** @description Runaway detection (repeated identical tool calls). */
+            /** @description Runaway detection (repeated identical tool calls, loops that change nothing). */
             runaway?: components["schemas"]["Runaway"] | null;
+            /** @description Channels agents broadcast on (`message.broadcast`), with their subscribers. */
+            channels?: {
+                [key: string]: components["schemas"]["ChannelSpec"];
+            };
+            /** @description Limits on the messages agents send each other. */
+            messages?: components["schemas"]["MessagesSpec"] | null;
         };
         /** @description One input of a workflow. */
         InputSpec: {
@@ -6080,6 +6286,25 @@ export interface components {
              */
             max_retries?: number | null;
         };
+        /** @description The contract of one state key. */
+        Contract: {
+            /**
+             * @description The type every value of the key has (default: the one its reducer needs: `list` for
+             *     `append`, `object` for `merge`, `number` for `sum`/`max`/`min`, else `any`).
+             */
+            type?: components["schemas"]["StateType"] | null;
+            /** @description How a write combines with the key's current value. */
+            reduce: components["schemas"]["Reducer"];
+            /** @description `last_writer_by_priority` only: branch ids of parallel steps, highest first. */
+            priority?: string[] | null;
+        };
+        /**
+         * @description The type of a state key's values.
+         * @enum {string}
+         */
+        StateType: "list" | "object" | "string" | "number" | "boolean" | "any";
+        /** @description How a write combines with the current value. */
+        Reducer: "replace" | "append" | "merge" | "sum" | "max" | "min" | "last_writer_by_priority";
         /** @description Tool limits of the workflow. */
         Policy: {
             /** @description Hosts (`host` or `host:port`) the `http.*` tools may contact. Empty: none. */
@@ -6125,6 +6350,8 @@ export interface components {
             sandbox?: components["schemas"]["SandboxSpec"] | null;
             /** @description Agent step: the output contract (schema and re-asks). */
             output?: components["schemas"]["OutputSpec"] | null;
+            /** @description Agent step: start only once a message from this agent is in the step's agent's inbox. */
+            wait_for?: components["schemas"]["WaitFor"] | null;
             /** @description The step to run after this one (or `end`); default: the next in the list. */
             next?: string | null;
             /**
@@ -6173,6 +6400,11 @@ export interface components {
              *     `fail`).
              */
             on_conflict?: components["schemas"]["OnConflict"];
+            /**
+             * @description `judge` only: the agent (of `agents:` or the registry) that picks a branch's output
+             *     or writes a synthesis.
+             */
+            judge?: string | null;
         };
         /** @description How a `vote` join settles a tie. */
         TieBreak: "first" | "fail";
@@ -6269,6 +6501,19 @@ export interface components {
         /** @description A number, or a string such as `256M`, `10s` or a template. */
         Scalar: number | string;
         /**
+         * @description An agent step's `wait_for:`: it starts only once a message from `from` is in its agent's
+         *     inbox.
+         */
+        WaitFor: {
+            /** @description The agent the message must come from. */
+            from: string;
+            /**
+             * @description How long to wait (e.g. `30s`); the step fails with a timeout after it. Without it the
+             *     step waits until a message comes, or fails at once when nothing left can send one.
+             */
+            timeout?: components["schemas"]["Duration"] | null;
+        };
+        /**
          * @description Retries of a failed attempt: `max` more attempts, waiting `backoff`, then twice as long
          *     each time (`factor`), never more than `max_delay`.
          */
@@ -6299,6 +6544,41 @@ export interface components {
              * @default 3
              */
             repeated_tool_calls: number;
+            /**
+             * Format: uint32
+             * @description Two agents sending each other the same direct messages (the same content from one to
+             *     the other) this many times, each answered by the other, stops the run before the last
+             *     one is delivered (default 3; 0: never).
+             * @default 3
+             */
+            repeated_messages: number;
+            /**
+             * Format: uint32
+             * @description A step visited again in a loop after this many iterations in a row in which neither
+             *     the run's shared state nor the outputs of the loop's steps changed stops the run
+             *     (default 3; 0: never).
+             * @default 3
+             */
+            unchanged_loop: number;
+        };
+        /** @description A channel of the workflow (`channels:`). */
+        ChannelSpec: {
+            /**
+             * @description The agents that receive what is broadcast on it (agents may also subscribe at run time
+             *     with `channel.subscribe`).
+             */
+            subscribers: string[];
+            description?: string | null;
+        };
+        /** @description Limits on messages between agents (`messages:`). */
+        MessagesSpec: {
+            /**
+             * Format: uint32
+             * @description The most bytes one message may hold (default 65536); a longer one is refused with an
+             *     error the sending agent sees.
+             * @default 65536
+             */
+            max_bytes: number;
         };
         Node: {
             id: string;
@@ -6494,6 +6774,8 @@ export interface components {
             type: "state_set";
             key: string;
             value: unknown;
+            /** @description The step instance that wrote it (absent in logs written before it was recorded). */
+            writer?: string | null;
         } | {
             /** @constant */
             type: "state_edited";
@@ -6520,6 +6802,48 @@ export interface components {
         } | {
             /** @constant */
             type: "cancel_requested";
+        } | {
+            /** @constant */
+            type: "agent_controlled";
+            agent: string;
+            action: components["schemas"]["AgentAction"];
+            by?: string | null;
+        } | {
+            /** @constant */
+            type: "message_sent";
+            step: string;
+            from: string;
+            to: string[];
+            channel?: string | null;
+            content: string;
+        } | {
+            /** @constant */
+            type: "messages_delivered";
+            step: string;
+            /** Format: uint32 */
+            attempt: number;
+            /** Format: uint32 */
+            turn: number;
+            /** Format: uint32 */
+            count: number;
+        } | {
+            /** @constant */
+            type: "channel_subscribed";
+            step: string;
+            agent: string;
+            channel: string;
+        } | {
+            /** @constant */
+            type: "memory_written";
+            step: string;
+            agent: string;
+            key: string;
+            value: unknown;
+            op: components["schemas"]["MemoryOp"];
+        } | {
+            /** @constant */
+            type: "step_woke";
+            step: string;
         } | {
             /** @constant */
             type: "run_succeeded";
@@ -6578,6 +6902,11 @@ export interface components {
             reason: string;
         } | {
             /** @constant */
+            kind: "judge_asked";
+            judge: string;
+            candidates: string[];
+        } | {
+            /** @constant */
             kind: "prompt";
             /** Format: uint32 */
             turn: number;
@@ -6627,7 +6956,11 @@ export interface components {
         } | ({
             /** @constant */
             reason: "budget";
-        } & components["schemas"]["BudgetStop"]);
+        } & components["schemas"]["BudgetStop"]) | {
+            /** @constant */
+            reason: "agents";
+            agents: string[];
+        };
         /**
          * @description A run's budget stop, as logged (`paused` with reason `budget`): the limit crossed and who
          *     spent what.
@@ -6659,6 +6992,16 @@ export interface components {
             /** @description `+amount`: added to the limit; otherwise the limit becomes `amount`. */
             relative?: boolean;
         };
+        /**
+         * @description What a person does to one agent of a run (`baton agents pause|resume|stop RUN AGENT`).
+         * @enum {string}
+         */
+        AgentAction: "pause" | "resume" | "stop";
+        /**
+         * @description How a `memory_written` event changed a key.
+         * @enum {string}
+         */
+        MemoryOp: "set" | "append";
         StreamQuery: {
             /**
              * Format: uint64
@@ -6694,6 +7037,15 @@ export interface components {
             queued: boolean;
             /** @description The run's status when applied here, or when it had already ended. */
             status?: components["schemas"]["RunStatus"] | null;
+        };
+        /** @description `/runs/{id}/agents/{agent}/{action}`. */
+        AgentActionPath: {
+            /** @description The run's id (or a unique prefix of it). */
+            id: string;
+            /** @description The agent's name in the run's workflow. */
+            agent: string;
+            /** @description `pause`, `resume` or `stop`. */
+            action: components["schemas"]["AgentAction"];
         };
         ResumeBody: {
             /**

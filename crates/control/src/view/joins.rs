@@ -1,5 +1,6 @@
-//! The conflict resolutions of a run's parallel steps (`vote`, `priority`, `merge` joins), as
-//! their `join_decided` notes in the log say: the winner, the losing candidates, why.
+//! The conflict resolutions of a run's parallel steps (`vote`, `priority`, `merge`, `judge`
+//! joins), as their `join_decided` notes in the log say: the winner, the losing candidates,
+//! why.
 
 use baton_types::{Event, EventRecord, JoinStrategy, Progress};
 use serde::Serialize;

@@ -8,6 +8,7 @@
 //! - `runs`: creating a run and rebuilding its state from the store;
 //! - `work`: the future of a step's work (tool call, sandbox step, agent loop).
 
+mod judge;
 mod runs;
 mod work;
 

@@ -52,6 +52,8 @@ impl Executor {
             NodeKind::Tool { name } => Some(name.as_str()),
             NodeKind::Sandbox => Some(baton_tools::sandbox_step::STEP_TOOL),
             NodeKind::Agent { .. } => None,
+            // A judge join's step, once its judge is asked.
+            NodeKind::Parallel { .. } if crate::machine::judge_asked(st, step) => None,
             _ => return None,
         };
         let cancel = CancellationToken::new();
@@ -66,9 +68,14 @@ impl Executor {
         let fut = match (tool, &node.kind) {
             (Some(name), _) => self.tool_work(st, node, sr, name, how.resumed, tool_ctx),
             (None, NodeKind::Agent { agent }) => {
-                self.agent_work(st, node, sr, agent, step, &how, tool_ctx)
+                let job = self.agent_job(st, node, agent, sr.frame, tool_ctx);
+                self.agent_work(st, sr, (job, agent), step, &how)
             }
-            _ => return None,
+            (None, _) => {
+                let judge = crate::machine::judge_of(node)?;
+                let job = self.judge_job(st, judge, step, sr.frame, tool_ctx);
+                self.agent_work(st, sr, (job, judge), step, &how)
+            }
         };
         let timeout = node.step.timeout.map(|d| d.0);
         let (step, attempt) = (step.to_string(), sr.attempt);
@@ -134,31 +141,27 @@ impl Executor {
         })
     }
 
-    /// An agent's model + tool loop; its progress goes to the executor's queue.
-    #[allow(clippy::too_many_arguments)]
+    /// An agent's model + tool loop (the job, or why there is none, and the agent's name);
+    /// its progress goes to the executor's queue.
     fn agent_work(
         &self,
         st: &RunState,
-        node: &Node,
         sr: &StepRun,
-        agent: &str,
+        (job, agent): (Result<AgentJob, StepError>, &str),
         step: &str,
         how: &Launch<'_>,
-        tool_ctx: ToolContext,
     ) -> BoxFuture<'static, WorkResult> {
-        let job = self
-            .agent_job(st, node, agent, sr.frame, tool_ctx)
-            .map(|mut j| {
-                j.deltas = self.delta_fn(st.run_id, step, agent);
-                j.journal = sr.journal.as_deref().cloned().unwrap_or_default();
-                j.attempt = sr.attempt;
-                j.team = Some(agent::TeamLink {
-                    agent: baton_types::agent_name(agent).to_string(),
-                    inbox: self.messaging,
-                    paused: how.paused.map(|p| p.subscribe()),
-                });
-                j
+        let job = job.map(|mut j| {
+            j.deltas = self.delta_fn(st.run_id, step, agent);
+            j.journal = sr.journal.as_deref().cloned().unwrap_or_default();
+            j.attempt = sr.attempt;
+            j.team = Some(agent::TeamLink {
+                agent: baton_types::agent_name(agent).to_string(),
+                inbox: self.messaging,
+                paused: how.paused.map(|p| p.subscribe()),
             });
+            j
+        });
         let tx = how.progress.clone();
         let (step, attempt) = (step.to_string(), sr.attempt);
         Box::pin(async move {
@@ -246,20 +249,40 @@ impl Executor {
         tool_ctx: ToolContext,
     ) -> Result<AgentJob, StepError> {
         let p = &self.program;
-        let spec = p.doc.agents.get(agent).ok_or_else(|| {
-            StepError::fatal(StepErrorKind::Execution, format!("unknown agent '{agent}'"))
-        })?;
+        let spec = self.agent_spec(agent)?;
         let needs_ctx = node.prompt_is_template || spec.instructions.is_some();
         let ctx = needs_ctx.then(|| st.template_context(p, frame));
         let prompt = match (&ctx, node.prompt_is_template) {
             (Some(c), true) => context::render(p, &format!("{}.prompt", node.id), c)?,
             _ => node.prompt().to_string(),
         };
+        let schema = node.output_schema.clone();
+        self.job_for(agent, prompt, ctx.as_ref(), schema, tool_ctx)
+    }
+
+    pub(super) fn agent_spec(&self, agent: &str) -> Result<&baton_types::AgentSpec, StepError> {
+        self.program.doc.agents.get(agent).ok_or_else(|| {
+            StepError::fatal(StepErrorKind::Execution, format!("unknown agent '{agent}'"))
+        })
+    }
+
+    /// The job of `agent` asked `prompt` (its instructions rendered in `ctx`), its answer
+    /// checked against `schema`.
+    pub(super) fn job_for(
+        &self,
+        agent: &str,
+        prompt: String,
+        ctx: Option<&minijinja::Value>,
+        schema: Option<(serde_json::Value, u32)>,
+        tool_ctx: ToolContext,
+    ) -> Result<AgentJob, StepError> {
+        let p = &self.program;
+        let spec = self.agent_spec(agent)?;
         let mut system = String::new();
         if let Some(role) = &spec.role {
             system.push_str(&format!("You are the {role}."));
         }
-        if let (Some(_), Some(c)) = (&spec.instructions, &ctx) {
+        if let (Some(_), Some(c)) = (&spec.instructions, ctx) {
             if !system.is_empty() {
                 system.push('\n');
             }
@@ -279,7 +302,7 @@ impl Executor {
             max_tool_turns: spec
                 .max_tool_turns
                 .unwrap_or(baton_types::DEFAULT_MAX_TOOL_TURNS),
-            schema: node.output_schema.clone(),
+            schema,
             tool_ctx,
             deltas: None,
             journal: Default::default(),

@@ -7,6 +7,7 @@
 //! `templates` (templates, expressions and the step outputs they may read).
 
 mod agents;
+mod contracts;
 mod document;
 mod joins;
 mod limits;
@@ -163,6 +164,7 @@ impl<'a, 'd> Checker<'a, 'd> {
         self.check_agents();
         self.check_team();
         self.check_budgets();
+        self.check_contracts();
         self.check_templates();
     }
 

@@ -352,7 +352,7 @@ mod tests {
             all.contains("missing required key `goto` in a switch case @ steps[0].switch.cases[0]"),
             "{all}"
         );
-        assert!(all.contains("`al` is not a valid `strategy`; expected one of: `all`, `any`, `first_success`, `vote`, `priority`, `merge`; did you mean `all`?"), "{all}");
+        assert!(all.contains("`al` is not a valid `strategy`; expected one of: `all`, `any`, `first_success`, `vote`, `priority`, `merge`, `judge`; did you mean `all`?"), "{all}");
         assert!(all.contains("`strin` is not a valid `type`"), "{all}");
     }
 

@@ -74,7 +74,8 @@ impl Machine<'_> {
                 let err = StepError::fatal(StepErrorKind::Cancelled, "cancelled");
                 self.leave_step(st, step, Err(err), None, false);
             }
-            Event::StateSet { key, value } => {
+            Event::StateSet { key, value, writer } => {
+                self.note_state_owner(st, key, writer.as_deref());
                 st.state.insert(key.clone(), value.clone());
             }
             Event::StateEdited { target, value, .. } => edited(st, target, value),
@@ -105,6 +106,7 @@ impl Machine<'_> {
         let Some(node) = self.program.node_by_id(StepPath::parse(step).id()) else {
             return;
         };
+        self.note_loop_visit(st, node, step, attempt);
         if st.steps.contains_key(step) {
             let phase = self.start_phase(st, node);
             if let Some(sr) = st.steps.get_mut(step) {
@@ -322,6 +324,10 @@ fn journal_progress(st: &mut RunState, step: &str, progress: &Progress) {
                     usage: *usage,
                 });
             }
+        }
+        // The judge of a parallel step was asked: the step's work (the judge's) has begun.
+        Progress::JudgeAsked { .. } => {
+            sr.journal.get_or_insert_with(Default::default);
         }
         Progress::Prompt {
             context_hash,

@@ -179,11 +179,13 @@ impl Machine<'_> {
         }
     }
 
-    /// The agent an agent step instance runs.
+    /// The agent an agent step instance runs (a parallel step: its judge).
     fn agent_of(&self, step: &str) -> Option<String> {
-        match &self.program.node_by_id(StepPath::parse(step).id())?.kind {
+        let node = self.program.node_by_id(StepPath::parse(step).id())?;
+        match &node.kind {
             NodeKind::Agent { agent } => Some(agent.clone()),
-            _ => None,
+            // A parallel step's work is its judge's.
+            _ => super::judge_of(node).map(str::to_string),
         }
     }
 

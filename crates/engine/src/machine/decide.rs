@@ -163,7 +163,7 @@ impl Machine<'_> {
         if !current.is_some_and(|s| s.attempt == how.attempt && s.phase == Phase::Running) {
             return;
         }
-        let d = self.step_ended(st, &step, result, how);
+        let d = self.work_ended(st, &step, result, how);
         self.record(st, out, d);
     }
 
@@ -320,6 +320,12 @@ impl Machine<'_> {
             if !st.is_running(&fan.step) {
                 continue;
             }
+            if fan.strategy == baton_types::JoinStrategy::Judge {
+                match self.decide_judge(st, fan) {
+                    Some(d) => return Some(d),
+                    None => continue,
+                }
+            }
             let Some((outcome, decision)) = join::outcome(fan, self.program) else {
                 continue;
             };
@@ -380,6 +386,9 @@ impl Machine<'_> {
                         ordinal(visit)
                     ),
                 );
+                return Some(self.failure(st, step, e, Ended::sync(1)));
+            }
+            if let Some(e) = self.unchanged_loop(st, step, node, visit) {
                 return Some(self.failure(st, step, e, Ended::sync(1)));
             }
             // Over budget: nothing new starts, the run stops here.

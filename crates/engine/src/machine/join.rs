@@ -3,7 +3,8 @@
 //! follows its join strategy: `all` (every branch, by name; the first failure fails it),
 //! `any` (the first branch to finish, success or failure), `first_success` (the first
 //! success; a failure only when every branch failed), or a conflict resolution (`vote`,
-//! `priority`, `merge`: see [`conflict`]). `None`: not decided yet.
+//! `priority`, `merge`: see [`conflict`]; `judge` is decided by its agent: see `judge`).
+//! `None`: not decided yet.
 
 use baton_types::{JoinSpec, JoinStrategy, Progress, StepError, StepErrorKind, StepKind, StepPath};
 use serde_json::{Map, Value, json};
@@ -22,6 +23,8 @@ pub(super) fn outcome(fan: &FanFrame, p: &Program) -> Option<(Outcome, Option<Pr
         FanKind::Parallel => {
             let (names, spec) = branches(fan, p);
             match fan.strategy {
+                // Decided by its judge agent's answer (see `judge`).
+                JoinStrategy::Judge => None,
                 JoinStrategy::All => plain(all_outcome(fan, &names)),
                 JoinStrategy::Any => plain(any_outcome(fan, &names)),
                 JoinStrategy::FirstSuccess => plain(first_success_outcome(fan, &names)),
@@ -38,7 +41,7 @@ pub(super) fn outcome(fan: &FanFrame, p: &Program) -> Option<(Outcome, Option<Pr
 }
 
 /// The branches' step ids, by slot, and the step's join settings.
-fn branches(fan: &FanFrame, p: &Program) -> (Vec<String>, JoinSpec) {
+pub(super) fn branches(fan: &FanFrame, p: &Program) -> (Vec<String>, JoinSpec) {
     match p.node_by_id(StepPath::parse(&fan.step).id()) {
         Some(n) => match &n.step.kind {
             StepKind::Parallel(par) => (

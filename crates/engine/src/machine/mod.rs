@@ -12,7 +12,9 @@
 //!   (joins, human steps, synchronous steps, starting ready steps), and what a result or a
 //!   failure leads to (`next`, retries, `on_error`);
 //! - `sync`: the steps the engine runs itself (conditions, switches, `state.set`, map lists);
-//! - `join`: how a fan's outcome follows from its branches' (the join strategies).
+//! - `join`: how a fan's outcome follows from its branches' (the join strategies); `judge`:
+//!   the join an agent decides;
+//! - `contracts`: how `state.set` writes combine with a key's value (merge contracts).
 
 mod apply;
 mod budget;
@@ -20,12 +22,15 @@ mod budget;
 mod budget_tests;
 mod calls;
 mod conflict;
+mod contracts;
 mod decide;
 mod human;
 mod join;
 #[cfg(test)]
 mod join_tests;
 mod journal;
+mod judge;
+mod runaway;
 mod state;
 mod sync;
 mod team;
@@ -39,11 +44,16 @@ use baton_types::{Event, Progress, Resolution, RunStatus, Usage};
 use serde_json::Value;
 
 pub use budget::BudgetState;
+pub use contracts::StateOwner;
 pub use journal::InboxRecord;
+pub use judge::SYNTHESIS;
+pub(crate) use judge::{answer_schema, judge_asked, judge_of, prompt as judge_prompt};
+pub use runaway::LoopMark;
 pub use state::{
     CallRecord, FanFrame, FanKind, Frame, FrameId, Journal, Outcome, Phase, ReplyRecord,
     RunOptions, RunState, SeqFrame, StepRun,
 };
+pub(crate) use sync::kind_of;
 pub use team::TeamState;
 pub use team_ops::TeamCall;
 

@@ -165,6 +165,12 @@ pub struct RunState {
     /// The agents as a team: lifecycle, inboxes, channels, shared memory.
     #[serde(default, skip_serializing_if = "super::TeamState::is_empty")]
     pub team: super::TeamState,
+    /// The branch holding each `last_writer_by_priority` state key (see `contracts`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub state_owners: BTreeMap<String, super::StateOwner>,
+    /// What the last visit of each loop step saw (see `runaway`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub loop_marks: BTreeMap<String, super::LoopMark>,
 }
 
 /// Engine options set when a run is created.
@@ -206,6 +212,8 @@ impl RunState {
             last_failed: None,
             budget: Default::default(),
             team: Default::default(),
+            state_owners: BTreeMap::new(),
+            loop_marks: BTreeMap::new(),
             // Event 1 is always `RunCreated`, written when the run is created.
             last_seq: 1,
         };

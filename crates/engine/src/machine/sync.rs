@@ -109,13 +109,11 @@ impl Machine<'_> {
             ..
         } = &d.event
         {
-            d.before = m
-                .iter()
-                .map(|(k, v)| Event::StateSet {
-                    key: k.clone(),
-                    value: v.clone(),
-                })
-                .collect();
+            // Keys with a merge contract combine with their current values.
+            match self.state_writes(st, step, m) {
+                Ok(events) => d.before = events,
+                Err(e) => return self.failure(st, step, e, Ended::sync(sr.attempt)),
+            }
         }
         d
     }
@@ -142,7 +140,7 @@ impl Machine<'_> {
 }
 
 /// What a value is, for messages (`a string`, `a mapping`...).
-pub(super) fn kind_of(v: &Value) -> &'static str {
+pub(crate) fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -61,7 +61,7 @@ fn line(ev: &Event) -> String {
         } => format!("fail {step}, recovered -> {}", to(next)),
         Event::StepFailed { step, .. } => format!("fail {step}"),
         Event::StepCancelled { step } => format!("cancel {step}"),
-        Event::StateSet { key, value } => format!("set {key}={value}"),
+        Event::StateSet { key, value, .. } => format!("set {key}={value}"),
         Event::MapStarted { step, items } => format!("map {step} over {}", items.len()),
         Event::HumanRequested { step, prompt, .. } => format!("ask {step}: {prompt}"),
         Event::HumanResponded { step, .. } => format!("answer {step}"),

@@ -464,3 +464,49 @@ steps:
     assert_eq!(cut as usize, 40_000 - baton_engine::agent::PROMPT_TEXT_CAP);
     assert!(text.ends_with(&format!("[... {cut} more bytes cut from the record]")));
 }
+
+#[tokio::test]
+async fn a_judge_interrupted_by_a_crash_replays_its_journal_on_resume() {
+    let effect = Effect::new(Effects::IdempotentWithKey, [1]);
+    let h = with_effect(
+        r#"
+version: 1
+name: judged
+agents:
+  judge: { model: scripted/judge, tools: [effect] }
+steps:
+  - id: p
+    parallel:
+      - { id: a, tool: echo, with: { text: "A" } }
+      - { id: b, tool: echo, with: { text: "B" } }
+    join: { strategy: judge, judge: judge }
+"#,
+        &effect,
+    );
+    let m = h.model(
+        "judge",
+        vec![
+            calls(&[json!({"note": "deciding"})]),
+            Reply::text(r#"{"choice": "a", "reason": "A first"}"#),
+        ],
+    );
+    let id = h.crash_on(&effect).await;
+    let st = load_state(&h.services, &h.program, id).await.unwrap();
+    assert!(st.steps["p"].journal.is_some(), "the judge was asked");
+    let st = h.resume(id, vec![]).await;
+    assert_eq!(st.status, RunStatus::Succeeded, "{:?}", st.error);
+    assert_eq!(st.outputs["p"], json!("A"));
+    // Turn 1 came from the journal; the call was sent again with its key.
+    assert_eq!(m.requests().len(), 2);
+    assert_eq!(
+        effect.keys(),
+        vec![format!("{id}:p:1/1"), format!("{id}:p:1/1")]
+    );
+    let evs = h.events(&st).await;
+    assert_eq!(
+        count(&evs, "step_started"),
+        3,
+        "p, a and b started once each"
+    );
+    h.check_replay(&st).await;
+}

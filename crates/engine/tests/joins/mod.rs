@@ -5,6 +5,8 @@
 use baton_types::{Event, JoinStrategy, Progress, RunStatus};
 use serde_json::json;
 
+use baton_llm::scripted::Reply;
+
 use super::harness;
 
 /// Branch c agrees with a unless `retries` differs from 1.
@@ -82,5 +84,82 @@ async fn vote_priority_and_merge_with_real_branches() {
         st.outputs["p"],
         json!({"verdict": "Ship", "cfg": {"retries": 3, "log": "info"}})
     );
+    h.check_replay(&st).await;
+}
+
+const JUDGED: &str = r#"
+version: 1
+name: judged
+agents:
+  reviewer: { model: scripted/reviewer, instructions: "Pick the plan that ships soonest." }
+steps:
+  - id: p
+    parallel:
+      - { id: a, tool: echo, with: { plan: "rewrite" } }
+      - { id: b, tool: echo, with: { plan: "patch" } }
+    join: { strategy: judge, judge: reviewer }
+"#;
+
+#[tokio::test]
+async fn a_judge_picks_a_branch_after_a_bad_answer_is_asked_again() {
+    let h = harness(JUDGED);
+    let m = h.model(
+        "reviewer",
+        vec![
+            Reply::text(r#"{"choice": "synthesis", "reason": "no output given"}"#),
+            Reply::text(r#"{"choice": "b", "reason": "a patch ships today"}"#),
+        ],
+    );
+    let st = h.run(json!({})).await;
+    assert_eq!(st.status, RunStatus::Succeeded, "{:?}", st.error);
+    assert_eq!(st.outputs["p"], json!({ "plan": "patch" }));
+    let reqs = m.requests();
+    assert_eq!(reqs.len(), 2, "a synthesis without output is asked again");
+    let asked = reqs[0].last_user_text();
+    assert!(asked.contains("## a\n{\"plan\":\"rewrite\"}"), "{asked}");
+    assert!(st.usage.total() > 0, "the judge's usage is the step's");
+    let (d, before) = decision(&h.events(&st).await);
+    assert!(before, "the decision is logged before the step ends");
+    assert!(
+        matches!(&d, Progress::JoinDecided { strategy: JoinStrategy::Judge, winner: Some(w), losers, reason }
+            if w == "b" && losers == &["a"] && reason == "a patch ships today"),
+        "{d:?}"
+    );
+    h.check_replay(&st).await;
+}
+
+#[tokio::test]
+async fn the_judge_sees_each_candidate_with_its_author() {
+    let h = harness(
+        r#"
+version: 1
+name: authors
+agents:
+  bold: { model: scripted/bold }
+  reviewer: { model: scripted/reviewer }
+steps:
+  - id: p
+    parallel:
+      - { id: a, agent: bold, prompt: "Name it." }
+      - { id: b, tool: echo, with: { text: "taskrun" } }
+    join: { strategy: judge, judge: reviewer }
+"#,
+    );
+    h.model("bold", vec![Reply::text("Thunderclap")]);
+    let m = h.model(
+        "reviewer",
+        vec![Reply::text(
+            r#"{"choice": "synthesis", "output": "Thundertask", "reason": "both"}"#,
+        )],
+    );
+    let st = h.run(json!({})).await;
+    assert_eq!(st.outputs["p"], "Thundertask");
+    let reqs = m.requests();
+    let asked = reqs[0].last_user_text();
+    assert!(
+        asked.contains("## a (agent `bold`)\nThunderclap\n"),
+        "{asked}"
+    );
+    assert!(asked.contains("## b\ntaskrun\n"), "{asked}");
     h.check_replay(&st).await;
 }

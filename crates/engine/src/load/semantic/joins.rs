@@ -1,6 +1,7 @@
 //! A parallel step's `join:` settings fit its strategy: `tie_break` only on `vote`,
 //! `on_conflict` only on `merge`, `priority` on `priority` (or `merge` with
-//! `on_conflict: priority`), naming each branch of the step at most once.
+//! `on_conflict: priority`), naming each branch of the step at most once, and `judge` (a
+//! known agent) exactly on `judge`.
 
 use baton_types::{JoinSpec, JoinStrategy, OnConflict, ParallelStep};
 
@@ -27,6 +28,7 @@ impl Checker<'_, '_> {
                 format!("`join.on_conflict` only applies to `strategy: merge`, not `{strategy}`"),
             );
         }
+        self.check_judge(join, &at("judge"), &key_path(path, "join"));
         if let Some(order) = &join.priority {
             if !takes_priority(join) {
                 let m = match join.strategy {
@@ -36,6 +38,32 @@ impl Checker<'_, '_> {
                 self.error(at("priority"), m);
             }
             self.check_priority(id, step, order, &at("priority"));
+        }
+    }
+
+    /// `judge` names an agent, and goes with `strategy: judge` only (which needs it).
+    fn check_judge(&mut self, join: &JoinSpec, judge_path: &str, join_path: &str) {
+        match (&join.judge, join.strategy) {
+            (None, JoinStrategy::Judge) => self.error(
+                join_path.to_string(),
+                "`strategy: judge` needs `judge: AGENT`, the agent that picks a branch or writes a synthesis",
+            ),
+            (Some(_), s) if s != JoinStrategy::Judge => self.error(
+                judge_path.to_string(),
+                format!("`join.judge` only applies to `strategy: judge`, not `{}`", s.as_str()),
+            ),
+            (Some(agent), _) if !self.doc.agents.contains_key(agent) => {
+                let names: Vec<&str> = self.doc.agents.keys().map(String::as_str).collect();
+                self.error(
+                    judge_path.to_string(),
+                    format!(
+                        "unknown agent `{agent}` as judge: neither in `agents:` (defined: {}) nor in the agent registry{}",
+                        list(names.iter().copied()),
+                        paren_hint(agent, names.iter().copied())
+                    ),
+                );
+            }
+            _ => {}
         }
     }
 
