@@ -50,13 +50,15 @@ fn the_judge_picks_a_branch_and_runs_show_says_why() {
     );
 }
 
+/// The judge's answer schema lists the candidates: a judge naming another branch is asked
+/// again with the error, and fails the step once its re-asks are spent.
 #[test]
-fn a_judge_choosing_no_candidate_fails_the_step() {
+fn a_judge_choosing_no_candidate_is_asked_again_then_fails_the_step() {
     let db = Db::new();
     std::fs::create_dir_all(db.0.path().join("scripted")).unwrap();
     db.workflow(
         "scripted/picky.yaml",
-        "replies:\n  - json: { choice: c, reason: \"c looks best\" }\n",
+        "replies:\n  - json: { choice: c, reason: \"c looks best\" }\n    repeat: true\n",
     );
     let file = db.workflow(
         "w.yaml",
@@ -74,21 +76,22 @@ steps:
     );
     let o = db.run(&["run", &file, "--json"]);
     assert_eq!(summary(&o)["status"], "failed", "{}", text(&o));
-    let message = "judge `reviewer` chose `c`, which is not a candidate (candidates: a, b)";
-    assert_eq!(
-        summary(&o)["error"].as_str().unwrap(),
-        format!("step 'pick' failed: {message}")
+    let error = summary(&o)["error"].as_str().unwrap().to_string();
+    assert!(
+        error.starts_with(
+            "step 'pick' failed: judge `reviewer` failed: the answer did not match the output schema after 3 attempts"
+        ),
+        "{error}"
     );
     let id = summary(&o)["id"].as_str().unwrap().to_string();
-    let show = db.run(&["runs", "show", &id]);
-    let line = format!("pick  judge: no winner, the step failed ({message}); lost: a, b");
+    let show = text(&db.run(&["runs", "show", &id]));
     assert!(
-        String::from_utf8_lossy(&show.stdout)
-            .lines()
-            .any(|l| l.trim() == line),
-        "`{line}` not in {}",
-        text(&show)
+        show.contains("pick  judge: no winner, the step failed (judge `reviewer` failed"),
+        "{show}"
     );
+    // Each re-ask named what was wrong.
+    let logs = text(&db.run(&["runs", "logs", &id, "--json"]));
+    assert_eq!(logs.matches("\"output_rejected\"").count(), 2, "{logs}");
 }
 
 #[test]

@@ -212,3 +212,62 @@ fn kill_9_in_the_middle_of_a_delivery_then_resume_loses_and_doubles_nothing() {
     assert_eq!(v["team"]["memory"]["log"]["version"], 1);
     assert_eq!(v["outputs"]["log"].as_array().unwrap().len(), 1);
 }
+
+/// The design debate of the README runs as documented: proposals, critiques that reach the
+/// others as channel messages, a judge's choice with its reason, and the decision record in
+/// shared memory, all in `baton runs show`.
+#[test]
+fn the_design_debate_runs_and_shows_its_channel_judge_and_record() {
+    let db = Db::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let o = db.run(&[
+        "run",
+        &root
+            .join("examples/design-debate.yaml")
+            .display()
+            .to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let id = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("run ")
+                .and_then(|r| r.split_whitespace().next())
+        })
+        .unwrap()
+        .to_string();
+    let v = show(&db, &id);
+    assert!(
+        v["outputs"]["decision"]
+            .as_str()
+            .unwrap()
+            .starts_with("Raft across three data centers")
+    );
+    assert_eq!(v["outputs"]["record"].as_array().unwrap().len(), 1);
+    assert_eq!(v["team"]["memory"]["decisions"]["by"], "scribe");
+    // Three proposals' critiques broadcast to two others each, every one delivered.
+    assert_eq!(v["team"]["messages_sent"], 3);
+    assert!(
+        v["team"]["inboxes"]
+            .as_object()
+            .is_none_or(|m| m.is_empty()),
+        "{}",
+        v["team"]
+    );
+    assert_eq!(
+        v["team"]["channels"]["design"],
+        serde_json::json!(["pragmatist", "purist", "skeptic"])
+    );
+    let shown = text(&db.run(&["runs", "show", &id]));
+    for part in [
+        "judge: final_principled won",
+        "#design: pragmatist, purist, skeptic",
+        "decisions (v1 by scribe)",
+    ] {
+        assert!(shown.contains(part), "{part} missing:\n{shown}");
+    }
+    // The critiques reached the critics after them, then the others' final turns: the
+    // purist's critique (1), the skeptic's (2), the pragmatist's final (2), the purist's (1).
+    let logs = text(&db.run(&["runs", "logs", &id, "--json"]));
+    assert_eq!(logs.matches("\"messages_delivered\"").count(), 4, "{logs}");
+}

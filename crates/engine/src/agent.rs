@@ -56,6 +56,8 @@ pub struct TeamLink {
     /// The agents a person paused: the step holds before its next model call while its agent
     /// is among them.
     pub paused: Option<tokio::sync::watch::Receiver<std::collections::BTreeSet<String>>>,
+    /// The other agents and the channels it can reach (listed in the team tools it is offered).
+    pub reach: Arc<crate::team::Reach>,
 }
 
 /// The most bytes of one text (a message, the system prompt, a tool's description) a prompt
@@ -211,7 +213,12 @@ pub async fn run(job: AgentJob, report: impl Fn(Report) + Send + Sync) -> (WorkE
                 let req = ChatRequest {
                     model: model_name.clone(),
                     messages: messages.clone(),
-                    tools: tools.clone(),
+                    // Its last tool turn used, the model is offered no tools: it answers.
+                    tools: if tool_turns < job.max_tool_turns {
+                        tools.clone()
+                    } else {
+                        Vec::new()
+                    },
                     temperature: job.temperature,
                     max_tokens: job.max_tokens,
                     response_format: response_format.clone(),
@@ -520,7 +527,13 @@ fn offered(job: &AgentJob) -> (Vec<baton_types::ToolSpec>, Option<ResponseFormat
         .tools
         .iter()
         .filter(|t| *t != baton_tools::sandbox_step::STEP_TOOL)
-        .filter_map(|t| crate::team::spec(t).or_else(|| job.registry.get(t).map(|t| t.spec())))
+        .filter_map(|t| {
+            let team = match &job.team {
+                Some(link) => crate::team::spec_for(t, &link.reach),
+                None => crate::team::spec(t),
+            };
+            team.or_else(|| job.registry.get(t).map(|t| t.spec()))
+        })
         .collect();
     let response_format = job
         .schema

@@ -31,6 +31,30 @@ pub fn is_team_tool(name: &str) -> bool {
     TOOLS.contains(&name)
 }
 
+/// Who an agent can reach: the other agents of its workflow and the channels it declares.
+/// Offered specs list them (`enum`), so a model names a real receiver.
+#[derive(Clone, Debug, Default)]
+pub struct Reach {
+    pub agents: Vec<String>,
+    pub channels: Vec<String>,
+}
+
+/// [`spec`], with the receivers `reach` names as the only values of `to` and `channel`.
+pub fn spec_for(name: &str, reach: &Reach) -> Option<ToolSpec> {
+    let mut s = spec(name)?;
+    let (field, values) = match name {
+        "message.send" => ("to", &reach.agents),
+        "message.broadcast" | "channel.subscribe" => ("channel", &reach.channels),
+        _ => return Some(s),
+    };
+    if !values.is_empty()
+        && let Some(p) = s.parameters.pointer_mut(&format!("/properties/{field}"))
+    {
+        p["enum"] = json!(values);
+    }
+    Some(s)
+}
+
 /// The spec of team tool `name` (offered to the model like any other tool's).
 pub fn spec(name: &str) -> Option<ToolSpec> {
     let key = json!({"type": "string", "description": "The memory key."});

@@ -46,7 +46,7 @@ impl Shape {
                     .map(|t| {
                         json!({
                             "type": "object",
-                            "properties": { "name": { "const": t.name }, "arguments": arguments_schema(t) },
+                            "properties": { "name": { "const": t.name }, "arguments": bounded(arguments_schema(t)) },
                             "required": ["name", "arguments"],
                             "additionalProperties": false
                         })
@@ -55,7 +55,7 @@ impl Shape {
                 if *allow_answer {
                     options.push(json!({
                         "type": "object",
-                        "properties": { "answer": { "type": "string" } },
+                        "properties": { "answer": { "type": "string", "maxLength": MAX_ANSWER_CHARS } },
                         "required": ["answer"],
                         "additionalProperties": false
                     }));
@@ -105,6 +105,29 @@ impl Shape {
 
 fn compact(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
+}
+
+/// The most characters a tool argument's string may have when its schema sets no bound, and
+/// a final answer after tool results: a 135M model inside a JSON string rarely closes it on
+/// its own, and would run to `max_tokens` and fail the reply.
+const MAX_ARGUMENT_CHARS: u64 = 280;
+const MAX_ANSWER_CHARS: u64 = 800;
+
+/// `schema` with [`MAX_ARGUMENT_CHARS`] on the string properties that set no `maxLength`
+/// (top level: the arguments a tool takes).
+fn bounded(mut schema: Value) -> Value {
+    if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        for p in props.values_mut() {
+            if let Some(o) = p.as_object_mut()
+                && o.get("type").and_then(Value::as_str) == Some("string")
+                && !o.contains_key("maxLength")
+                && !o.contains_key("enum")
+            {
+                o.insert("maxLength".into(), json!(MAX_ARGUMENT_CHARS));
+            }
+        }
+    }
+    schema
 }
 
 /// A tool's argument schema; a tool without one takes any object.

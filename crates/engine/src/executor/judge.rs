@@ -7,7 +7,7 @@ use baton_types::{DEFAULT_OUTPUT_RETRIES, StepError};
 
 use super::Executor;
 use crate::agent::AgentJob;
-use crate::machine::{RunState, answer_schema, judge_prompt};
+use crate::machine::{RunState, answer_schema, judge_candidates, judge_prompt};
 
 impl Executor {
     /// The judge's job for parallel step instance `step`, running in frame `frame`.
@@ -35,7 +35,7 @@ impl Executor {
             judge,
             prompt,
             ctx.as_ref(),
-            Some((answer_schema(), retries)),
+            Some((answer_schema(&judge_candidates(st, p, step)), retries)),
             tool_ctx,
         )
     }

@@ -155,10 +155,12 @@ impl Executor {
             j.deltas = self.delta_fn(st.run_id, step, agent);
             j.journal = sr.journal.as_deref().cloned().unwrap_or_default();
             j.attempt = sr.attempt;
+            let name = baton_types::agent_name(agent);
             j.team = Some(agent::TeamLink {
-                agent: baton_types::agent_name(agent).to_string(),
+                agent: name.to_string(),
                 inbox: self.messaging,
                 paused: how.paused.map(|p| p.subscribe()),
+                reach: self.reach_of(name),
             });
             j
         });
@@ -309,6 +311,20 @@ impl Executor {
             attempt: 1,
             team: None,
         })
+    }
+
+    /// The agents (but `agent`) and channels an agent can reach.
+    fn reach_of(&self, agent: &str) -> Arc<crate::team::Reach> {
+        let doc = &self.program.doc;
+        let mut agents: Vec<String> = Vec::new();
+        for k in doc.agents.keys() {
+            let n = baton_types::agent_name(k);
+            if n != agent && !agents.iter().any(|a| a == n) {
+                agents.push(n.to_string());
+            }
+        }
+        let channels = doc.channels.keys().cloned().collect();
+        Arc::new(crate::team::Reach { agents, channels })
     }
 
     /// Passes an agent's streamed text to the sink, when it shows it.

@@ -36,18 +36,41 @@ pub(crate) fn judge_asked(st: &RunState, step: &str) -> bool {
 }
 
 /// The JSON Schema of a judge's answer (a bad answer is asked again like any agent's).
-pub(crate) fn answer_schema() -> Value {
+pub(crate) fn answer_schema(candidates: &[String]) -> Value {
+    // Two shapes, each complete on its own (a model held to the schema by a grammar cannot
+    // name another branch, nor leave a synthesis without its output); a reason of a few
+    // sentences.
+    let reason = json!({ "type": "string", "maxLength": 600 });
     json!({
-        "type": "object",
-        "required": ["choice", "reason"],
-        "properties": {
-            "choice": { "type": "string", "description": "a branch id, or `synthesis`" },
-            "output": { "description": "the synthesis (required when choice is `synthesis`)" },
-            "reason": { "type": "string" }
-        },
-        "if": { "properties": { "choice": { "const": SYNTHESIS } } },
-        "then": { "required": ["output"] }
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["choice", "reason"],
+                "properties": {
+                    "choice": { "type": "string", "enum": candidates, "description": "a branch id" },
+                    "reason": reason
+                },
+                "additionalProperties": false
+            },
+            {
+                "type": "object",
+                "required": ["choice", "output", "reason"],
+                "properties": {
+                    "choice": { "const": SYNTHESIS },
+                    "output": { "description": "the synthesis" },
+                    "reason": reason
+                },
+                "additionalProperties": false
+            }
+        ]
     })
+}
+
+/// The branches of parallel step instance `step` that succeeded: what the judge may choose.
+pub(crate) fn step_candidates(st: &RunState, p: &Program, step: &str) -> Vec<String> {
+    st.fan_of_step(step)
+        .and_then(|f| st.fan(f))
+        .map_or_else(Vec::new, |fan| candidates(fan, p))
 }
 
 /// Each branch: (id, outcome), in document order.

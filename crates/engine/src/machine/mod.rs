@@ -47,7 +47,10 @@ pub use budget::BudgetState;
 pub use contracts::StateOwner;
 pub use journal::InboxRecord;
 pub use judge::SYNTHESIS;
-pub(crate) use judge::{answer_schema, judge_asked, judge_of, prompt as judge_prompt};
+pub(crate) use judge::{
+    answer_schema, judge_asked, judge_of, prompt as judge_prompt,
+    step_candidates as judge_candidates,
+};
 pub use runaway::LoopMark;
 pub use state::{
     CallRecord, FanFrame, FanKind, Frame, FrameId, Journal, Outcome, Phase, ReplyRecord,
