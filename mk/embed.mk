@@ -7,6 +7,10 @@ EMBED_MODEL_DIR ?= $(MODELS_DIR)/minilm-l6-v2
 # The Python reference's packages (numpy, safetensors, tokenizers), outside the repository.
 EMBED_VENV ?= $(HOME)/.cache/baton/embed-venv
 EMBED_PY = $(EMBED_VENV)/bin/python
+# Threads for both sides (candle reads RAYON_NUM_THREADS, numpy's OpenBLAS OPENBLAS_NUM_THREADS).
+# 1 by default, as for the chat model: on the shared 2-core machines more threads than free
+# cores collapse both (numpy's OpenBLAS fell from 106 to 35 sentences/s at 2 threads here).
+EMBED_THREADS ?= 1
 
 .PHONY: model-embed embed-reference-deps embed-bench
 
@@ -30,8 +34,8 @@ embed-reference-deps:
 # numpy reference on the same model, one after the other in the same run.
 embed-bench: model-embed embed-reference-deps
 	$(CARGO) build --release -p baton-cli
-	BATON_MODELS_DIR="$(MODELS_DIR)" $(BATON) bench embed
-	"$(EMBED_PY)" crates/embed/bench/reference.py "$(EMBED_MODEL_DIR)" bench 256 32
+	BATON_MODELS_DIR="$(MODELS_DIR)" RAYON_NUM_THREADS=$(EMBED_THREADS) $(BATON) bench embed
+	OPENBLAS_NUM_THREADS=$(EMBED_THREADS) "$(EMBED_PY)" crates/embed/bench/reference.py "$(EMBED_MODEL_DIR)" bench 256 32
 
 # make test installs the model, so its tests must not skip.
 export BATON_REQUIRE_EMBED_MODEL ?= 1

@@ -12,6 +12,7 @@ mod budget_view;
 mod cmd_admin;
 mod cmd_agents;
 mod cmd_bench;
+mod cmd_bench_embed;
 mod cmd_fork;
 mod cmd_memory;
 mod cmd_models;

@@ -22,8 +22,15 @@ MAX_LEN = 256
 
 
 def erf(x):
-    # numpy has no erf; math.erf vectorised is exact (the HF "gelu" is the erf form).
-    return np.vectorize(math.erf, otypes=[np.float32])(x)
+    # numpy has no erf (the HF "gelu" is the erf form). Abramowitz & Stegun 7.1.26: absolute
+    # error below 1.5e-7, under float32's resolution for these activations, and vectorised
+    # (math.erf per element made this reference ten times slower than the model itself).
+    s = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t
+               + 0.254829592) * t * np.exp(-a * a)
+    return (s * y).astype(np.float32)
 
 
 class MiniLM:
