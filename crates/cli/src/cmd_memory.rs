@@ -11,10 +11,12 @@ use crate::view::fmt_time;
 pub enum MemoryCmd {
     /// List a workflow's shared keys with their versions and values.
     List {
+        /// The workflow's name (its `name:`).
         workflow: String,
         /// Only keys starting with this.
         #[arg(long, default_value = "")]
         prefix: String,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -22,8 +24,11 @@ pub enum MemoryCmd {
     },
     /// Print a shared key's value (JSON) and, with --json, its version and writer.
     Get {
+        /// The workflow's name (its `name:`).
         workflow: String,
+        /// The key, as the memory.workflow.* tools wrote it.
         key: String,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -31,8 +36,11 @@ pub enum MemoryCmd {
     },
     /// Every write to a shared key, oldest first: version, op, writer, run, step, value.
     History {
+        /// The workflow's name (its `name:`).
         workflow: String,
+        /// The key, as the memory.workflow.* tools wrote it.
         key: String,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -40,11 +48,14 @@ pub enum MemoryCmd {
     },
     /// The workflow's semantic memories closest in meaning to QUERY (needs `make model-embed`).
     Recall {
+        /// The workflow's name (its `name:`).
         workflow: String,
+        /// What to look for, in words.
         query: String,
         /// How many to show (1-100).
-        #[arg(short = 'k', long = "k", default_value_t = 5)]
+        #[arg(short = 'k', value_name = "N", default_value_t = 5)]
         k: usize,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
