@@ -10,6 +10,9 @@ TEST_DEPS :=
 RUN_DEPS :=
 BENCH_TARGETS :=
 
+# Where installed models live; the same order as baton_types::paths::models_dir.
+MODELS_DIR ?= $(or $(BATON_MODELS_DIR),$(if $(BATON_HOME),$(BATON_HOME)/models,$(or $(XDG_DATA_HOME),$(HOME)/.local/share)/baton/models))
+
 # Included before the rules below: prerequisites are expanded when a rule is read, so the
 # areas' additions to TEST_DEPS/RUN_DEPS/BENCH_TARGETS must already be there.
 include $(wildcard mk/*.mk)

@@ -1,7 +1,7 @@
 # The embedded model (crates/llm-local): native build deps, the SmolLM2 model file, and the
 # benchmark against llama.cpp's own llama-bench.
 
-LLM_LOCAL_MODELS_DIR ?= $(or $(BATON_MODELS_DIR),$(if $(BATON_HOME),$(BATON_HOME)/models,$(or $(XDG_DATA_HOME),$(HOME)/.local/share)/baton/models))
+LLM_LOCAL_MODELS_DIR ?= $(MODELS_DIR)
 SMOLLM2_GGUF := $(LLM_LOCAL_MODELS_DIR)/SmolLM2-135M-Instruct.Q4_1.gguf
 LLAMA_BENCH_DIR ?= $(HOME)/.cache/baton/llama-bench
 # 1 by default: the shared 2-core machines this runs on are rarely idle, and with more threads

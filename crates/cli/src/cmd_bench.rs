@@ -37,7 +37,10 @@ const FRAMEWORK: &str = "baton";
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Workloads: w1 (chain10), w2 (fanout8), w3 (concurrent), w4 (chain10_sqlite),
-    /// w4full (chain10_sqlite_full), w5 (cold start), team (message_delivery: a direct message sent and taken by its receiver's next turn; broadcast100: a broadcast taken by 100 subscribers, one run per 10 of `--runs`). Default: w1 w2 w3 w4.
+    /// w4full (chain10_sqlite_full), w5 (cold start), team (message_delivery: a direct message
+    /// sent and taken by its receiver's next turn; broadcast100: a broadcast taken by 100
+    /// subscribers, one run per 10 of `--runs`), embed (team memory: MiniLM throughput, recall
+    /// over 10,000 memories; needs `make model-embed`). Default: w1 w2 w3 w4.
     pub workloads: Vec<String>,
     /// Timed runs per workload (w1, w2, w4).
     #[arg(long, default_value_t = 200)]
@@ -121,7 +124,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
                 let t = baton_engine::bench_team::broadcast_100(n.div_ceil(10)).await?;
                 report("broadcast100", t, None);
             }
-            other => bail!("unknown workload '{other}' (w1 w2 w3 w4 w4full w5 team)"),
+            "embed" => crate::cmd_bench_embed::embed(args.runs).await?,
+            other => bail!("unknown workload '{other}' (w1 w2 w3 w4 w4full w5 team embed)"),
         }
     }
     Ok(0)
@@ -229,10 +233,10 @@ async fn w5(args: &BenchArgs) -> anyhow::Result<()> {
 }
 
 /// A folder under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new(tag: &str) -> anyhow::Result<TempDir> {
+    pub(crate) fn new(tag: &str) -> anyhow::Result<TempDir> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
@@ -265,7 +269,7 @@ fn round(x: f64, d: i32) -> f64 {
 }
 
 /// Prints the peers' JSON line (same keys, same order, same rounding).
-fn report(workload: &str, mut times_ms: Vec<f64>, wall_s: Option<f64>) {
+pub(crate) fn report(workload: &str, mut times_ms: Vec<f64>, wall_s: Option<f64>) {
     if times_ms.is_empty() {
         return;
     }

@@ -12,7 +12,9 @@ mod budget_view;
 mod cmd_admin;
 mod cmd_agents;
 mod cmd_bench;
+mod cmd_bench_embed;
 mod cmd_fork;
+mod cmd_memory;
 mod cmd_models;
 mod cmd_resolve;
 mod cmd_run;
@@ -87,6 +89,9 @@ enum Command {
     /// The agent registry: create, list, show NAME[@VERSION], versions, diff, rollback, export.
     #[command(subcommand)]
     Agents(cmd_agents::AgentsCmd),
+    /// Team memory of a workflow: list, get, history of its shared keys; recall by meaning.
+    #[command(subcommand)]
+    Memory(cmd_memory::MemoryCmd),
     /// The `human` steps waiting for an answer, in every run.
     Approvals(cmd_admin::ApprovalsArgs),
     /// Read and verify the audit log (a hash chain per tenant).
@@ -129,6 +134,7 @@ fn main() -> ExitCode {
             Command::Tenants(cmd) => cmd_admin::tenants(cmd).await,
             Command::Workflows(cmd) => cmd_admin::workflows(cmd).await,
             Command::Agents(cmd) => cmd_agents::agents(cmd).await,
+            Command::Memory(cmd) => cmd_memory::memory(cmd).await,
             Command::Audit(cmd) => cmd_admin::audit(cmd).await,
             Command::Webhooks(cmd) => cmd_webhooks::webhooks(cmd).await,
             Command::Approvals(args) => cmd_admin::approvals(args).await,

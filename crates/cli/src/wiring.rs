@@ -8,6 +8,8 @@ use baton_control::Control;
 use baton_control::webhooks::{AddressPolicy, Cidr};
 use baton_engine::Services;
 use baton_llm::Providers;
+use baton_memory::{Embeddings, Memory};
+use baton_store::RunStore;
 use baton_store::sqlite::{Durability, SqliteStore};
 use baton_tools::Registry;
 
@@ -67,11 +69,27 @@ pub fn providers() -> anyhow::Result<Providers> {
     Ok(providers)
 }
 
-/// The tools: built-ins, `sandbox.exec` (process tier) where this host can sandbox, and
-/// `sandbox.step`, which `sandbox:` steps run under their own policy (a step whose tier this
-/// host lacks fails with the tier's reason when it runs).
+/// Team memory over `store`, with the process's embedding model (loaded on first use).
+pub fn memory_on(store: Arc<SqliteStore>) -> Arc<Memory> {
+    Arc::new(Memory::new(store, Embeddings::shared()))
+}
+
+/// The tools, for checking workflows only: the memory tools' specs over a store of their own.
 pub fn tools() -> Registry {
+    let store = Arc::new(baton_store::memory::MemoryStore::new());
+    tools_on(
+        Arc::new(Memory::new(store.clone(), Embeddings::shared())),
+        store,
+    )
+}
+
+/// The tools: built-ins, `memory.*` over `memory` (the run's tenant read from `runs`),
+/// `sandbox.exec` (process tier) where this host can sandbox, and `sandbox.step`, which
+/// `sandbox:` steps run under their own policy (a step whose tier this host lacks fails with
+/// the tier's reason when it runs).
+pub fn tools_on(memory: Arc<Memory>, runs: Arc<dyn RunStore>) -> Registry {
     let mut r = Registry::with_builtins();
+    baton_memory::tools::register(&mut r, memory, runs);
     r.register(Arc::new(baton_tools::sandbox_step::SandboxStep::host()));
     match baton_tools::sandbox_exec::SandboxExec::from_policy(baton_sandbox::Policy::new(
         baton_sandbox::Tier::Process,
@@ -83,12 +101,12 @@ pub fn tools() -> Registry {
     r
 }
 
-/// The services over a store already open.
-pub fn services_on(store: Arc<SqliteStore>) -> anyhow::Result<Services> {
+/// The services over a store already open, the memory tools over `memory`.
+pub fn services_with(store: Arc<SqliteStore>, memory: Arc<Memory>) -> anyhow::Result<Services> {
     Ok(Services {
+        tools: Arc::new(tools_on(memory, store.clone())),
         store,
         models: Arc::new(providers()?),
-        tools: Arc::new(tools()),
     })
 }
 
@@ -122,9 +140,10 @@ pub fn control_with(store: Arc<SqliteStore>, services: Services, policy: Address
 
 /// The use cases over a store already open.
 pub fn control_on(store: Arc<SqliteStore>) -> anyhow::Result<Control> {
-    let services = services_on(store.clone())?;
+    let memory = memory_on(store.clone());
+    let services = services_with(store.clone(), memory.clone())?;
     let policy = webhook_policy(&env_webhook_allow())?;
-    Ok(control_with(store, services, policy))
+    Ok(control_with(store, services, policy).with_memory(memory))
 }
 
 /// The use cases over the database `--db` names (default durability).

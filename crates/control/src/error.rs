@@ -242,9 +242,11 @@ impl From<baton_store::Error> for Error {
             S::NotFound(run) => Self::not_found(format!("no run {run}")),
             S::Missing { what } => Self::not_found(format!("no {what}")),
             S::Exists { what } => Self::conflict(format!("{what} already exists")),
-            e @ (S::Claimed { .. } | S::Conflict { .. } | S::KeyUsed { .. }) => {
-                Self::conflict(e.to_string())
-            }
+            S::Invalid(message) => Self::invalid(message),
+            e @ (S::Claimed { .. }
+            | S::Conflict { .. }
+            | S::KeyUsed { .. }
+            | S::VersionMismatch { .. }) => Self::conflict(e.to_string()),
             e @ S::Open { .. } => Self::Unavailable {
                 message: e.to_string(),
             },

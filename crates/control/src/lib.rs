@@ -27,6 +27,7 @@ pub mod caller;
 pub mod error;
 pub mod follow;
 pub mod keys;
+pub mod memory;
 pub mod observe;
 pub mod runner;
 pub mod runs;
@@ -67,6 +68,8 @@ pub struct Control {
     webhooks: Option<Arc<webhooks::Webhooks>>,
     /// Metrics of the runs this process drives, and where their traces go.
     telemetry: Arc<observe::Telemetry>,
+    /// Team memory (`with_memory`; `None`: not configured).
+    memory: Option<Arc<baton_memory::Memory>>,
 }
 
 impl Control {
@@ -80,6 +83,7 @@ impl Control {
             runner: runner::Runner::new(),
             base_dir: std::path::PathBuf::new(),
             webhooks: None,
+            memory: None,
         }
     }
 

@@ -47,25 +47,10 @@ pub fn known(name: &str) -> Option<&'static KnownModel> {
 }
 
 /// Where models are stored: `$BATON_MODELS_DIR`, else `$BATON_HOME/models`, else
-/// `$XDG_DATA_HOME/baton/models`, else `~/.local/share/baton/models`.
+/// `$XDG_DATA_HOME/baton/models`, else `~/.local/share/baton/models`
+/// ([`baton_types::paths::models_dir`], shared with the embedding model).
 pub fn default_models_dir() -> PathBuf {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(d) = env("BATON_MODELS_DIR") {
-        return d;
-    }
-    if let Some(h) = env("BATON_HOME") {
-        return h.join("models");
-    }
-    if let Some(x) = env("XDG_DATA_HOME") {
-        return x.join("baton").join("models");
-    }
-    env("HOME")
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join(".local/share/baton/models")
+    baton_types::paths::models_dir(|k| std::env::var_os(k))
 }
 
 /// The fix to print when a known model is missing or corrupt.

@@ -8,10 +8,12 @@
 pub mod agents;
 pub mod memory;
 pub mod sqlite;
+pub mod team_memory;
 pub mod tenancy;
 pub mod webhooks;
 
 pub use agents::{AgentRecord, AgentRegistry, AgentSummary, NewAgentVersion};
+pub use team_memory::{KvEntry, KvOp, KvWrite, NewSemanticMemory, SemanticMemory, TeamMemory};
 pub use tenancy::{
     ApiKeyRecord, AuditEntry, AuditQuery, NewAuditEntry, NewWorkflowVersion, TenantRecord,
     TenantStore, WorkflowFormat, WorkflowRecord, WorkflowSummary, WorkflowWrite,
@@ -54,6 +56,16 @@ pub enum Error {
         /// The fingerprint of the request that started it.
         fingerprint: String,
     },
+    /// A compare-and-set write found another version than the one it expected (0: absent).
+    #[error("memory key '{key}' is at version {current}, not the expected version {expected}")]
+    VersionMismatch {
+        key: String,
+        expected: u64,
+        current: u64,
+    },
+    /// The request cannot be applied to what is stored.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

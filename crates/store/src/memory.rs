@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use baton_types::{EventRecord, RunId, TenantId};
 
 mod agents;
+mod team_memory;
 mod webhooks;
 
 use crate::tenancy::{
@@ -68,6 +69,7 @@ pub struct MemoryStore {
     tenancy: Mutex<Tenancy>,
     webhooks: Mutex<webhooks::Hooks>,
     agents: Mutex<agents::Agents>,
+    team: Mutex<team_memory::Team>,
     keep_events: bool,
 }
 
@@ -79,6 +81,7 @@ impl Default for MemoryStore {
             tenancy: Mutex::default(),
             webhooks: Mutex::default(),
             agents: Mutex::default(),
+            team: Mutex::default(),
             keep_events: true,
         }
     }

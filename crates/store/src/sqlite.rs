@@ -18,6 +18,7 @@ use baton_types::TenantId;
 
 mod agents;
 mod schema;
+mod team_memory;
 mod tenancy;
 mod webhooks;
 mod write;

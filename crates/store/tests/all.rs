@@ -12,6 +12,8 @@ use serde_json::json;
 
 #[path = "all/agents.rs"]
 mod agents;
+#[path = "all/team_memory.rs"]
+mod team_memory;
 #[path = "all/webhooks.rs"]
 mod webhooks;
 

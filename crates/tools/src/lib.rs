@@ -31,6 +31,10 @@ pub struct ToolContext {
     pub idempotency_key: String,
     pub run_id: String,
     pub step: String,
+    /// The workflow's name (the `name:` of its document): the scope of workflow memory.
+    pub workflow: String,
+    /// The agent whose tool call this is (`None` for a `tool:` step): who wrote a memory.
+    pub agent: Option<String>,
     /// Hosts the `http.*` tools may reach (the workflow's `policy.http_allow`).
     pub http_allow: Vec<String>,
     pub cancel: CancellationToken,

@@ -9,6 +9,7 @@ pub mod flow;
 pub mod fork;
 pub mod graph;
 pub mod ids;
+pub mod paths;
 pub mod step;
 pub mod step_path;
 pub mod team;

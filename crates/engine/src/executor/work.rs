@@ -62,6 +62,11 @@ impl Executor {
             idempotency_key: sr.key.clone(),
             run_id: how.run_str.to_string(),
             step: step.to_string(),
+            workflow: self.program.doc.name.clone(),
+            agent: match &node.kind {
+                NodeKind::Agent { agent } => Some(agent.clone()),
+                _ => None,
+            },
             http_allow: self.http_allow.clone(),
             cancel: cancel.clone(),
         };

@@ -3,7 +3,7 @@
 
 use super::*;
 
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 const MIGRATION_1: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -172,6 +172,9 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         }
         if v < 8 {
             tx.execute_batch(MIGRATION_8).map_err(db_err)?;
+        }
+        if v < 9 {
+            tx.execute_batch(team_memory::MIGRATION_9).map_err(db_err)?;
         }
         tx.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
             .map_err(db_err)?;
