@@ -559,3 +559,40 @@ fn two_agents_bouncing_the_same_messages_are_stopped_as_a_runaway() {
     assert_eq!(r.st.team.sent, 4, "the third is not delivered");
     r.replays();
 }
+
+#[test]
+fn an_agents_state_follows_its_steps_running_waiting_failed_idle() {
+    let doc: WorkflowDoc = serde_json::from_value(json!({
+        "version": 1, "name": "life",
+        "agents": {"alice": {"model": "scripted/x"}},
+        "steps": [
+            {"id": "a1", "agent": "alice", "prompt": "go", "retry": {"max": 1, "backoff": "1s"},
+             "on_error": "continue"},
+            {"id": "a2", "agent": "alice", "prompt": "go"}],
+    }))
+    .unwrap();
+    let p = Program::compile(doc, PathBuf::from(".")).unwrap();
+    let mut r = Run::new(&p);
+    assert_eq!(r.st.team.state_of("alice"), AgentState::Running);
+    let down = || {
+        Err(baton_types::StepError::new(
+            StepErrorKind::Execution,
+            "down",
+        ))
+    };
+    r.ok(done("a1", 1, down()));
+    assert_eq!(
+        r.st.team.state_of("alice"),
+        AgentState::Waiting,
+        "its retry waits"
+    );
+    r.ok(Input::RetryDue { step: "a1".into() });
+    assert_eq!(r.st.team.state_of("alice"), AgentState::Running);
+    r.ok(done("a1", 2, down()));
+    // Failed, recovered by `on_error: continue`: a2 starts at once.
+    assert_eq!(r.st.team.state_of("alice"), AgentState::Running);
+    r.ok(done("a2", 1, down()));
+    assert_eq!(r.st.team.state_of("alice"), AgentState::Failed);
+    assert_eq!(r.st.team.agents["alice"].since_ms, NOW);
+    r.replays();
+}
