@@ -10,7 +10,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use common::{Db, baton, summary, text};
+use common::{Db, baton, run_id_of, summary, text};
 use serde_json::Value;
 
 const WORKFLOW: &str = r#"
@@ -74,14 +74,7 @@ fn stopped_run(db: &Db, file: &str) -> String {
         "{}",
         text(&o)
     );
-    let id = out
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("run ")
-                .and_then(|r| r.split_whitespace().next())
-        })
-        .unwrap()
-        .to_string();
+    let id = run_id_of(&o);
     assert_eq!(show(db, &id)["status"], "budget_exceeded");
     id
 }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Db, text};
+use common::{Db, run_id_of, text};
 use serde_json::Value;
 
 const WORKFLOW: &str = r#"
@@ -36,14 +36,7 @@ fn waiting_run(db: &Db) -> String {
     let file = db.workflow("team.yaml", WORKFLOW);
     let o = db.run(&["run", &file]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    let out = String::from_utf8_lossy(&o.stdout);
-    out.lines()
-        .find_map(|l| {
-            l.strip_prefix("run ")
-                .and_then(|r| r.split_whitespace().next())
-        })
-        .unwrap()
-        .to_string()
+    run_id_of(&o)
 }
 
 fn show(db: &Db, id: &str) -> Value {
@@ -228,14 +221,7 @@ fn the_design_debate_runs_and_shows_its_channel_judge_and_record() {
             .to_string(),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let id = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("run ")
-                .and_then(|r| r.split_whitespace().next())
-        })
-        .unwrap()
-        .to_string();
+    let id = run_id_of(&o);
     let v = show(&db, &id);
     assert!(
         v["outputs"]["decision"]

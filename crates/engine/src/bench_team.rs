@@ -100,7 +100,8 @@ async fn append(store: &dyn RunStore, st: &mut RunState, d: Decision) -> Result<
         .map_err(|e| BenchError::Engine(e.into()))
 }
 
-fn send(step: &str, call: u32, tool: &str, arguments: Value) -> Input {
+/// Team tool call `call` of the running attempt (1) of `step`.
+pub(crate) fn team_call(step: &str, call: u32, tool: &str, arguments: Value) -> Input {
     Input::TeamCall {
         step: step.into(),
         attempt: 1,
@@ -108,12 +109,13 @@ fn send(step: &str, call: u32, tool: &str, arguments: Value) -> Input {
             call,
             tool: tool.into(),
             arguments,
-            key: format!("bench/{call}"),
+            key: format!("{step}/{call}"),
         },
     }
 }
 
-fn inbox(step: &str, turn: u32) -> Input {
+/// `step`'s running attempt (1) is about to ask its model for `turn`.
+pub(crate) fn inbox(step: &str, turn: u32) -> Input {
     Input::Inbox {
         step: step.into(),
         attempt: 1,
@@ -129,7 +131,7 @@ pub async fn message_delivery(n: usize) -> Result<Vec<f64>, BenchError> {
     for i in 1..=u32::try_from(n).unwrap_or(u32::MAX) {
         let t = Instant::now();
         let args = json!({"to": "a1", "content": format!("message {i}")});
-        run.feed(send("sa0", i, "message.send", args)).await?;
+        run.feed(team_call("sa0", i, "message.send", args)).await?;
         run.feed(inbox("sa1", i)).await?;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
@@ -145,7 +147,8 @@ pub async fn broadcast_100(n: usize) -> Result<Vec<f64>, BenchError> {
     for i in 1..=u32::try_from(n).unwrap_or(u32::MAX) {
         let t = Instant::now();
         let args = json!({"channel": "all", "content": format!("broadcast {i}")});
-        run.feed(send("sa0", i, "message.broadcast", args)).await?;
+        run.feed(team_call("sa0", i, "message.broadcast", args))
+            .await?;
         for r in 1..=100 {
             run.feed(inbox(&format!("sa{r}"), i)).await?;
         }

@@ -65,6 +65,18 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// The id of the run a `baton run` (or `resume`) printed in its summary (`run ID  STATUS`).
+pub fn run_id_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("run ")
+                .and_then(|r| r.split_whitespace().next())
+        })
+        .unwrap_or_else(|| panic!("no run id in {}", text(o)))
+        .to_string()
+}
+
 /// The summary line of `--json` output.
 pub fn summary(o: &Output) -> Value {
     let s = String::from_utf8_lossy(&o.stdout);

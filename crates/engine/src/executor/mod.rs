@@ -318,7 +318,7 @@ impl Executor {
                 _ => None,
             };
             match machine.handle_into(st, input, &mut d.decided) {
-                Ok(()) if call_of.is_some_and(|(s, a)| !attempt_runs(st, &s, a)) => {}
+                Ok(()) if call_of.is_some_and(|(s, a)| !st.runs_attempt(&s, a)) => {}
                 Ok(()) => acks.extend(ack),
                 Err(refused) => tracing::info!("input refused: {refused}"),
             }
@@ -490,13 +490,6 @@ fn queue_due_timeouts(st: &RunState, d: &mut Drive) {
             d.queue.push_back((Input::MessageTimeout { step }, None));
         }
     }
-}
-
-/// Whether `attempt` of `step` is running.
-fn attempt_runs(st: &RunState, step: &str, attempt: u32) -> bool {
-    st.steps
-        .get(step)
-        .is_some_and(|s| s.attempt == attempt && s.phase == crate::machine::Phase::Running)
 }
 
 fn can_move(st: &RunState) -> bool {

@@ -189,6 +189,11 @@ impl Machine<'_> {
         }
     }
 
+    /// The workflow's runaway thresholds (the defaults when it sets none).
+    pub(super) fn runaway_limits(&self) -> baton_types::Runaway {
+        self.program.doc.runaway.clone().unwrap_or_default()
+    }
+
     /// The error of a runaway: `step` is about to send `tool` with `arguments` again, after
     /// `repeats - 1` identical calls in a row (its journal).
     pub(super) fn runaway(
@@ -198,13 +203,7 @@ impl Machine<'_> {
         call: u32,
         (tool, arguments): (&str, &Value),
     ) -> Option<StepError> {
-        let limit = self
-            .program
-            .doc
-            .runaway
-            .clone()
-            .unwrap_or_default()
-            .repeated_tool_calls;
+        let limit = self.runaway_limits().repeated_tool_calls;
         if limit == 0 {
             return None;
         }

@@ -21,11 +21,7 @@ impl Machine<'_> {
         call: ToolCall,
         out: &mut Decision,
     ) -> Result<bool, Refused> {
-        if !st
-            .steps
-            .get(&step)
-            .is_some_and(|s| s.attempt == attempt && s.phase == Phase::Running)
-        {
+        if !st.runs_attempt(&step, attempt) {
             return Err(Refused::NotRunning(step, attempt));
         }
         if let ToolCall::Started {
@@ -81,8 +77,7 @@ impl Machine<'_> {
         effect: super::Pending,
         out: &mut Decision,
     ) {
-        let current = st.steps.get(&step);
-        if !current.is_some_and(|s| s.attempt == attempt && s.phase == Phase::Running) {
+        if !st.runs_attempt(&step, attempt) {
             return; // a late report of a cancelled or superseded attempt
         }
         let ev = Event::StepAmbiguous {

@@ -159,8 +159,7 @@ impl Machine<'_> {
         how: Ended,
         out: &mut Decision,
     ) {
-        let current = st.steps.get(&step);
-        if !current.is_some_and(|s| s.attempt == how.attempt && s.phase == Phase::Running) {
+        if !st.runs_attempt(&step, how.attempt) {
             return;
         }
         let d = self.work_ended(st, &step, result, how);

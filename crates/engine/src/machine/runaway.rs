@@ -26,13 +26,7 @@ pub struct LoopMark {
 impl Machine<'_> {
     fn unchanged_limit(&self, node: &Node) -> Option<u32> {
         node.max_visits?;
-        let limit = self
-            .program
-            .doc
-            .runaway
-            .clone()
-            .unwrap_or_default()
-            .unchanged_loop;
+        let limit = self.runaway_limits().unchanged_loop;
         (limit > 0).then_some(limit)
     }
 

@@ -471,30 +471,33 @@ impl RunState {
 
     /// Steps waiting for a person with a deadline, and the deadline (Unix ms).
     pub fn human_deadlines(&self) -> Vec<(String, i64)> {
-        self.steps
-            .iter()
-            .filter_map(|(k, s)| match s.phase {
-                Phase::Human {
-                    deadline_ms: Some(d),
-                    ..
-                } => Some((k.clone(), d)),
-                _ => None,
-            })
-            .collect()
+        self.deadlines(|p| match p {
+            Phase::Human { deadline_ms, .. } => *deadline_ms,
+            _ => None,
+        })
     }
 
     /// Steps waiting for a message (`wait_for`) with a deadline, and when it is.
     pub fn message_deadlines(&self) -> Vec<(String, i64)> {
+        self.deadlines(|p| match p {
+            Phase::Message { deadline_ms, .. } => *deadline_ms,
+            _ => None,
+        })
+    }
+
+    /// The steps whose phase has a deadline (as `of` reads it), and when it is.
+    fn deadlines(&self, of: impl Fn(&Phase) -> Option<i64>) -> Vec<(String, i64)> {
         self.steps
             .iter()
-            .filter_map(|(k, s)| match s.phase {
-                Phase::Message {
-                    deadline_ms: Some(d),
-                    ..
-                } => Some((k.clone(), d)),
-                _ => None,
-            })
+            .filter_map(|(k, s)| Some((k.clone(), of(&s.phase)?)))
             .collect()
+    }
+
+    /// Whether `attempt` of `step` is the one running now.
+    pub fn runs_attempt(&self, step: &str, attempt: u32) -> bool {
+        self.steps
+            .get(step)
+            .is_some_and(|s| s.attempt == attempt && s.phase == Phase::Running)
     }
 
     /// Steps waiting for a person whose request was escalated.

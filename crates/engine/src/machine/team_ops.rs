@@ -60,11 +60,7 @@ impl Machine<'_> {
         c: TeamCall,
         out: &mut Decision,
     ) -> Result<bool, Refused> {
-        if !st
-            .steps
-            .get(&step)
-            .is_some_and(|s| s.attempt == attempt && s.phase == Phase::Running)
-        {
+        if !st.runs_attempt(&step, attempt) {
             return Err(Refused::NotRunning(step, attempt));
         }
         let agent = self.agent_name_of(&step).unwrap_or_default().to_string();
@@ -320,13 +316,7 @@ impl Machine<'_> {
         to: &str,
         content: &str,
     ) -> Option<StepError> {
-        let limit = self
-            .program
-            .doc
-            .runaway
-            .clone()
-            .unwrap_or_default()
-            .repeated_messages as usize;
+        let limit = self.runaway_limits().repeated_messages as usize;
         if limit == 0 || limit > EXCHANGE_MEMORY {
             return None;
         }
@@ -365,18 +355,11 @@ impl Machine<'_> {
         turn: u32,
         out: &mut Decision,
     ) -> Result<(), Refused> {
-        let Some(sr) = st
-            .steps
-            .get(&step)
-            .filter(|s| s.attempt == attempt && s.phase == Phase::Running)
-        else {
+        if !st.runs_attempt(&step, attempt) {
             return Err(Refused::NotRunning(step, attempt));
-        };
-        if sr
-            .journal
-            .as_ref()
-            .is_some_and(|j| j.inbox_of(turn).is_some())
-        {
+        }
+        let journal = st.steps.get(&step).and_then(|s| s.journal.as_ref());
+        if journal.is_some_and(|j| j.inbox_of(turn).is_some()) {
             return Ok(());
         }
         let Some(agent) = self.agent_name_of(&step) else {

@@ -12,7 +12,8 @@ const NOW: i64 = 1_000_000;
 use serde_json::{Value, json};
 
 use super::tests::{done, said};
-use super::{Decision, Input, Machine, Refused, RunOptions, RunState, TeamCall};
+use super::{Decision, Input, Machine, Refused, RunOptions, RunState};
+use crate::bench_team::{inbox, team_call as call};
 use crate::program::Program;
 
 const TEAM_TOOLS: [&str; 7] = crate::team::TOOLS;
@@ -43,27 +44,6 @@ fn team(branches: &[(&str, &str)], extra: Value) -> Program {
     }
     let doc: WorkflowDoc = serde_json::from_value(doc).unwrap();
     Program::compile(doc, PathBuf::from(".")).unwrap()
-}
-
-fn call(step: &str, n: u32, tool: &str, arguments: Value) -> Input {
-    Input::TeamCall {
-        step: step.into(),
-        attempt: 1,
-        call: TeamCall {
-            call: n,
-            tool: tool.into(),
-            arguments,
-            key: format!("k/{n}"),
-        },
-    }
-}
-
-fn inbox(step: &str, turn: u32) -> Input {
-    Input::Inbox {
-        step: step.into(),
-        attempt: 1,
-        turn,
-    }
 }
 
 /// The result the journal holds for call `n` of `step`.
