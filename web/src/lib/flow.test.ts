@@ -1,5 +1,3 @@
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { flowYaml, parseFlow, walk } from './flow';
@@ -7,14 +5,16 @@ import { addStep, connect, disconnect, graphOf, locate, removeStep, renameStep, 
 import { push, redo, start, undo } from './history';
 import { openTemplate, suggest, templateVars } from './templateVars';
 
-const examples = join(__dirname, '..', '..', '..', 'examples');
-const files = readdirSync(examples).filter((f) => f.endsWith('.yaml'));
+// Every workflow of examples/, read from the repository.
+const sources = import.meta.glob('../../../examples/*.yaml', { query: '?raw', import: 'default', eager: true }) as Record<string, string>;
+const example = (name: string) => sources[`../../../examples/${name}`];
+const files = Object.keys(sources).map((p) => p.split('/').pop() as string);
 
 describe('YAML <-> model', () => {
   it('finds the examples', () => expect(files.length).toBeGreaterThan(10));
   for (const file of files) {
     it(`round-trips examples/${file}`, () => {
-      const text = readFileSync(join(examples, file), 'utf8');
+      const text = example(file);
       const { doc, flow } = parseFlow(text);
       // Written fresh, and written back into its own document: the same value either way.
       const fresh = flowYaml(flow).text;
@@ -24,12 +24,12 @@ describe('YAML <-> model', () => {
       // And the model read back is the same model.
       expect(parseFlow(fresh).flow).toEqual(flow);
       // Untouched, the document keeps its comments.
-      for (const line of text.split('\n').filter((l) => l.trim().startsWith('#'))) expect(kept).toContain(line.trim());
+      for (const line of text.split('\n').filter((l: string) => l.trim().startsWith('#'))) expect(kept).toContain(line.trim());
     });
   }
 
   it('keeps comments and key order of what an edit does not touch', () => {
-    const text = readFileSync(join(examples, 'todo-app.yaml'), 'utf8');
+    const text = example('todo-app.yaml');
     const { doc, flow } = parseFlow(text);
     const edited = setField(flow, 'implement', 'prompt', 'Implement it: {{ steps.requirements.output }}');
     const out = flowYaml(edited, doc).text;
@@ -84,7 +84,7 @@ describe('canvas edits', () => {
 });
 
 describe('diagnostics to nodes', () => {
-  const { flow } = parseFlow(readFileSync(join(examples, 'contracts.yaml'), 'utf8'));
+  const { flow } = parseFlow(example('contracts.yaml'));
   it('maps a path to its step and field', () => {
     expect(locate(flow, 'steps[0].parallel[1].steps[1].with.verdict')).toEqual({ step: 'style_notes', field: 'with.verdict' });
     expect(locate(flow, 'steps[0].parallel[0].tool')).toEqual({ step: 'security', field: 'tool' });
@@ -117,7 +117,7 @@ describe('undo/redo', () => {
 });
 
 describe('template suggestions', () => {
-  const { flow } = parseFlow(readFileSync(join(examples, 'todo-app.yaml'), 'utf8'));
+  const { flow } = parseFlow(example('todo-app.yaml'));
   it('lists inputs and steps, and completes what is typed after {{', () => {
     const vars = templateVars(flow, 'test');
     expect(vars).toContain('inputs.idea');

@@ -123,7 +123,7 @@ function retarget(f: Flow, fn: (id: string) => string | undefined) {
       const sw = x.switch;
       if (Array.isArray(sw.cases)) {
         sw.cases = sw.cases.filter((c) => !(isPlain(c) && str(c.goto) && fn(String(c.goto)) === undefined));
-        for (const c of sw.cases) if (isPlain(c) && str(c.goto) && c.goto !== 'end') c.goto = fn(String(c.goto));
+        for (const c of sw.cases as unknown[]) if (isPlain(c) && str(c.goto) && c.goto !== 'end') c.goto = fn(String(c.goto));
       }
       if (str(sw.default) && sw.default !== 'end') {
         const to = fn(String(sw.default));
