@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { builderTests } from './builder.mjs';
 
 const web = join(dirname(fileURLToPath(import.meta.url)), '..');
 const root = join(web, '..');
@@ -252,6 +253,8 @@ await test('large-run', async (page, shot) => {
   await shot('graph');
   console.log(`large-run: opened in ${opened} ms, ${drawn} of 201 nodes rendered`);
 });
+
+await builderTests({ test, signIn, server, api, runEnded, expectText, root });
 
 await test('server-unreachable', async (page, shot) => {
   await signIn(page);

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { flowYaml, parseFlow, walk } from './flow';
 import { addStep, connect, disconnect, graphOf, locate, removeStep, renameStep, setField } from './flowGraph';
 import { push, redo, start, undo } from './history';
+import { fieldProblems } from '../components/builder/hooks';
 import { openTemplate, suggest, templateVars } from './templateVars';
 
 // Every workflow of examples/, read from the repository.
@@ -92,6 +93,13 @@ describe('diagnostics to nodes', () => {
     expect(locate(flow, 'steps[0].join.strategy')).toEqual({ step: 'review', field: 'join.strategy' });
     expect(locate(flow, 'contracts.verdict')).toEqual({ field: 'contracts.verdict' });
     expect(locate(flow, 'steps[9].agent')).toEqual({ step: undefined, field: '[9].agent' });
+  });
+  it('puts each problem on its field, a missing field included', () => {
+    const d = (path: string, message: string) => ({ d: { level: 'error', file: '<inline>', line: 1, column: 1, path, message }, step: locate(flow, path).step });
+    const problems = [d('steps[0].parallel[0].with.verdict', 'bad'), d('steps[0].parallel[1].steps[0]', 'tool step `lint` needs a `tool`'), d('contracts.x', 'no')];
+    expect([...fieldProblems(problems, flow, 'security')]).toEqual([['with.verdict', ['bad']]]);
+    expect([...fieldProblems(problems, flow, 'lint')]).toEqual([['tool', ['tool step `lint` needs a `tool`']]]);
+    expect([...fieldProblems(problems, flow)]).toEqual([['', ['no']]]);
   });
 });
 

@@ -66,7 +66,7 @@ export function graphOf(f: Flow): { nodes: FlowNode[]; edges: FlowEdge[] } {
 }
 
 const DEFAULTS: Record<Exclude<Kind, 'unknown'>, Plain> = {
-  agent: { agent: '', prompt: '' },
+  agent: { agent: '' },
   tool: { tool: 'echo', with: { text: 'hello' } },
   if: { if: 'true' },
   switch: { switch: { cases: [] } },

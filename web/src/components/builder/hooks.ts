@@ -106,7 +106,10 @@ export function fieldProblems(problems: Problem[], flow: Flow, step?: string): M
     if (p.d.level !== 'error' && p.d.level !== 'warning') continue;
     const at = locate(flow, p.d.path);
     if (at.step !== step) continue;
-    const field = step ? at.field : p.d.path.split(/[.[]/)[0];
+    let field = step ? at.field : p.d.path.split(/[.[]/)[0];
+    // "agent step `a` needs a `prompt`" is about the step, and names the field to fill.
+    const missing = /needs an? `([a-z_.]+)`/.exec(p.d.message);
+    if (step && field === '' && missing) field = missing[1];
     const key = DOC_KEYS.has(field) || step ? field : '';
     out.set(key, [...(out.get(key) ?? []), p.d.message]);
   }
