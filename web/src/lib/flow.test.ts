@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { flowYaml, parseFlow, walk } from './flow';
 import { addStep, connect, disconnect, graphOf, locate, removeStep, renameStep, setField } from './flowGraph';
 import { push, redo, start, undo } from './history';
-import { fieldProblems } from '../components/builder/hooks';
+import { fieldProblems, place } from '../components/builder/hooks';
 import { openTemplate, suggest, templateVars } from './templateVars';
 
 // Every workflow of examples/, read from the repository.
@@ -121,6 +121,18 @@ describe('undo/redo', () => {
     h = undo(h);
     h = push(h, 5);
     expect(h.future).toEqual([]);
+  });
+});
+
+describe('positions', () => {
+  it('lays out new steps, keeps moved ones, and keeps a removed step\'s place for its undo', () => {
+    const f = parseFlow('version: 1\nname: t\nsteps:\n  - { id: a, tool: echo }\n  - { id: b, tool: echo }\n').flow;
+    const p = place(f, new Map([['a', { x: 500, y: 500 }]]));
+    expect(p.get('a')).toEqual({ x: 500, y: 500 });
+    expect(p.get('b')?.y).toBeGreaterThan(0);
+    const without = place(removeStep(f, 'b'), p);
+    expect(without.get('b')).toEqual(p.get('b'));
+    expect(place(f, p, true).get('a')).toEqual({ x: 0, y: 0 });
   });
 });
 

@@ -19,7 +19,7 @@ import {
   type NodeProps,
 } from '@xyflow/react';
 import '@xyflow/react/dist/style.css';
-import { memo, useCallback, useEffect, useMemo, useRef } from 'react';
+import { memo, useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import type { Kind, Step } from '../../lib/flow';
 import type { FlowEdge, FlowNode } from '../../lib/flowGraph';
 import { NODE_H, NODE_W } from '../../lib/layout';
@@ -50,6 +50,8 @@ const Box = memo(function Box({ id, data }: NodeProps<BoxNode>) {
 
 const nodeTypes = { box: Box };
 const FIT = { maxZoom: 1.1, padding: 0.2 };
+/** Graphs up to this many steps open fitted whole; larger ones on their first steps. */
+const FIT_WHOLE = 30;
 const CONTAINERS = new Set<Kind>(['parallel', 'map', 'group']);
 
 /** One line saying what a step does, shown under its id. */
@@ -144,6 +146,8 @@ export function Canvas(p: CanvasProps) {
   );
 
   const { onMove } = p;
+  // Decided once, when the canvas opens.
+  const [fit] = useState(() => (p.nodes.length > FIT_WHOLE ? { ...FIT, minZoom: 0.6, nodes: p.nodes.slice(0, 5).map((n) => ({ id: n.id })) } : FIT));
   const onNodesChange = useCallback(
     (changes: NodeChange<BoxNode>[]) => {
       for (const c of changes) if (c.type === 'position' && c.position) onMove(c.id, c.position.x, c.position.y, !c.dragging);
@@ -177,7 +181,7 @@ export function Canvas(p: CanvasProps) {
         selectionKeyCode={null}
         multiSelectionKeyCode={null}
         fitView
-        fitViewOptions={FIT}
+        fitViewOptions={fit}
         colorMode="system"
         proOptions={{ hideAttribution: true }}
         minZoom={0.05}

@@ -16,9 +16,10 @@ export type Pos = Map<string, { x: number; y: number }>;
 export function place(f: Flow, prev: Pos, fresh = false): Pos {
   const g = graphOf(f);
   const missing = fresh || g.nodes.some((n) => !prev.has(n.id));
-  if (!missing && prev.size === g.nodes.length) return prev;
+  if (!missing) return prev;
   const auto = missing ? new Map(layout(g.nodes, g.edges).map((p) => [p.id, { x: p.x, y: p.y }])) : new Map();
-  const out: Pos = new Map();
+  // Positions of steps no longer there are kept: an undo brings a step back where it was.
+  const out: Pos = fresh ? new Map() : new Map(prev);
   for (const n of g.nodes) {
     const at = (!fresh && prev.get(n.id)) || auto.get(n.id);
     if (at) out.set(n.id, at);
