@@ -60,6 +60,14 @@ export async function builderTests({ test, signIn, server, api, runEnded, expect
     if (prompt !== 'Say hello to {{ steps.tool1.output }}') throw new Error(`the prompt is ${JSON.stringify(prompt)}`);
     await expectText(page.getByTestId('problems'), 'No problems');
     await shot('three-steps');
+    // Arrow keys move the selection; "?" lists the shortcuts.
+    await page.getByTestId('bnode-agent2').click();
+    await page.keyboard.press('ArrowUp');
+    await expectText(page.locator('#bpanel-title'), 'tool1');
+    await page.keyboard.press('?');
+    await expectText(page.getByTestId('help'), 'Ctrl+Shift+Z');
+    await shot('help');
+    await page.keyboard.press('?');
     await page.keyboard.press('Control+s');
     await expectText(page.getByTestId('builder-status'), 'Saved built version 1');
     await page.getByRole('button', { name: 'Run', exact: true }).click();
@@ -99,6 +107,38 @@ export async function builderTests({ test, signIn, server, api, runEnded, expect
     await page.getByRole('tab', { name: 'Canvas' }).click();
     await page.getByTestId('bnode-requirements').waitFor(); // the last example (todo-app) is still there
     console.log(`builder-yaml-roundtrip: ${files.length} examples round-tripped through the YAML tab and the canvas`);
+  });
+
+  await test('builder-connect-nest-delete', async (page, shot) => {
+    await signIn(page);
+    await page.goto(`${server.url}/builder`);
+    await page.getByRole('tab', { name: 'YAML' }).click();
+    const text = '# kept\nversion: 1\nname: wiring\nsteps:\n  - { id: gate, if: "true" }  # the gate\n  - { id: a, tool: echo, with: { text: a } }\n  - { id: b, tool: echo, with: { text: b } }\n  - id: fan\n    parallel:\n      - { id: one, tool: echo, with: { text: one } }\n';
+    await page.getByTestId('yaml').fill(text);
+    await page.waitForTimeout(350);
+    await page.getByRole('tab', { name: 'Canvas' }).click();
+    await page.getByTestId('bnode-fan').waitFor();
+    // Drag from the gate's bottom handle to b: the if gets its `then`.
+    const handle = (id, side) => page.locator(`.react-flow__node[data-id="${id}"] .react-flow__handle-${side}`).first();
+    await handle('gate', 'bottom').dragTo(handle('b', 'top'));
+    await page.locator('.react-flow__edge.edge-then').waitFor();
+    // A tool dropped onto the parallel step becomes its second branch.
+    const fan = await page.getByTestId('bnode-fan').boundingBox();
+    const canvas = await page.getByTestId('canvas').boundingBox();
+    await page.getByTestId('palette-tool').dragTo(page.getByTestId('canvas'), { targetPosition: { x: fan.x - canvas.x + 40, y: fan.y - canvas.y + 20 } });
+    await page.getByTestId('bnode-tool1').waitFor();
+    // Delete removes the selected step (and every jump to it).
+    await page.getByTestId('bnode-a').click();
+    await page.keyboard.press('Delete');
+    await page.getByTestId('bnode-a').waitFor({ state: 'detached' });
+    await shot('wired');
+    await page.getByRole('tab', { name: 'YAML' }).click();
+    const yaml = await page.getByTestId('yaml').inputValue();
+    const doc = parse(yaml);
+    if (doc.steps[0].then !== 'b') throw new Error(`the gate: ${JSON.stringify(doc.steps[0])}`);
+    if (doc.steps.map((x) => x.id).join() !== 'gate,b,fan') throw new Error(`steps: ${yaml}`);
+    if (doc.steps[2].parallel.map((x) => x.id).join() !== 'one,tool1') throw new Error(`branches: ${yaml}`);
+    if (!yaml.includes('# kept') || !yaml.includes('# the gate')) throw new Error(`comments lost:\n${yaml}`);
   });
 
   await test('builder-200-nodes', async (page, shot) => {

@@ -8,6 +8,7 @@
 // app first, then `cargo build -p baton-cli`). Without /usr/bin/chromium the tests are skipped
 // loudly; BATON_REQUIRE_BROWSER=1 (set by `make test`) makes that a failure. Each test saves
 // screenshots under target/screenshots/.
+// The builder's tests are in e2e/builder.mjs.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

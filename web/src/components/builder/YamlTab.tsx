@@ -54,7 +54,7 @@ export function Problems({ problems, checking, onOpen }: { problems: Problem[]; 
   return (
     <section className="problems" aria-labelledby="problems-title" data-testid="problems">
       <h2 id="problems-title" className="small">
-        {problems.length ? `${problems.length} problem${problems.length > 1 ? 's' : ''}` : checking ? 'Checking…' : 'No problems'}
+        {problems.length ? `${problems.length} problem${problems.length > 1 ? 's' : ''}${checking ? ' (checking again…)' : ''}` : checking ? 'Checking…' : 'No problems'}
       </h2>
       {problems.length > 0 && (
         <ul>
