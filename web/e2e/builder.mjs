@@ -156,7 +156,26 @@ export async function builderTests({ test, signIn, server, api, runEnded, expect
     // Generous (the machine may be shared); the figure is printed.
     if (openMs > 5000) throw new Error(`the builder took ${openMs} ms to open 200 steps`);
     await shot('200');
-    console.log(`builder-200-nodes: opened in ${openMs} ms (load, parse, layout and first render of all 200 nodes; ${wall} ms from the click)`);
+    // Drag a step across the canvas while counting the page's frames.
+    await page.evaluate(() => {
+      window.__frames = [];
+      const tick = (t) => {
+        window.__frames.push(t);
+        if (window.__frames.length < 10_000) requestAnimationFrame(tick);
+      };
+      requestAnimationFrame(tick);
+    });
+    const box = await page.getByTestId('bnode-s2').boundingBox();
+    await page.mouse.move(box.x + 50, box.y + 20);
+    await page.mouse.down();
+    for (let i = 1; i <= 40; i++) await page.mouse.move(box.x + 50 + i * 6, box.y + 20 + i * 2);
+    await page.mouse.up();
+    const frames = await page.evaluate(() => window.__frames);
+    const gaps = frames.slice(1).map((t, i) => t - frames[i]);
+    const longest = Math.max(...gaps);
+    const moved = await page.getByTestId('bnode-s2').boundingBox();
+    if (moved.x - box.x < 100) throw new Error(`the step did not follow the drag (${box.x} -> ${moved.x})`);
+    console.log(`builder-200-nodes: opened in ${openMs} ms (load, parse, layout and first render of all 200 nodes; ${wall} ms from the click); a drag: ${frames.length} frames, the longest ${longest.toFixed(0)} ms`);
   });
 
   await test('builder-viewer-read-only', async (page, shot) => {

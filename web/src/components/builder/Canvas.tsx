@@ -79,6 +79,26 @@ export function summary(s: Step): string {
   }
 }
 
+function edgeOf(e: FlowEdge, back: boolean, selected: boolean, readOnly: boolean): Edge {
+  const nested = e.kind === 'branch' || e.kind === 'body';
+  return {
+    id: e.id,
+    source: e.from,
+    target: e.to,
+    sourceHandle: back ? 'back-out' : undefined,
+    targetHandle: back ? 'back-in' : undefined,
+    type: back ? 'smoothstep' : 'default',
+    pathOptions: back ? { offset: 40 } : undefined,
+    label: e.kind === 'sequence' || nested ? undefined : e.kind === 'case' ? `case ${(e.index ?? 0) + 1}` : e.kind.replace('_', ' '),
+    markerEnd: nested ? undefined : { type: MarkerType.ArrowClosed },
+    className: `edge-${e.kind}`,
+    // Edges inside a container say where they belong; they are not cut like a jump.
+    selectable: !readOnly && !nested,
+    selected,
+    data: { back },
+  } as Edge;
+}
+
 export interface CanvasProps {
   nodes: FlowNode[];
   edges: FlowEdge[];
@@ -122,28 +142,21 @@ export function Canvas(p: CanvasProps) {
     return out;
   }, [p.nodes, p.steps, p.positions, p.broken, p.selected, p.readOnly]);
 
-  const rfEdges: Edge[] = useMemo(
-    () =>
-      p.edges.map((e) => {
-        const back = (p.positions.get(e.to)?.y ?? 0) <= (p.positions.get(e.from)?.y ?? 0);
-        const nested = e.kind === 'branch' || e.kind === 'body';
-        return {
-          id: e.id,
-          source: e.from,
-          target: e.to,
-          sourceHandle: back ? 'back-out' : undefined,
-          targetHandle: back ? 'back-in' : undefined,
-          type: back ? 'smoothstep' : 'default',
-          pathOptions: back ? { offset: 40 } : undefined,
-          label: e.kind === 'sequence' || nested ? undefined : e.kind === 'case' ? `case ${(e.index ?? 0) + 1}` : e.kind.replace('_', ' '),
-          markerEnd: nested ? undefined : { type: MarkerType.ArrowClosed },
-          className: `edge-${e.kind}`,
-          selectable: !p.readOnly && !nested,
-          selected: e.id === p.selectedEdge,
-        };
-      }),
-    [p.edges, p.positions, p.readOnly, p.selectedEdge],
-  );
+  // Edges too keep their objects unless their shape changes, so a drag redraws only its own.
+  const edgeCache = useRef(new Map<string, Edge>());
+  const rfEdges: Edge[] = useMemo(() => {
+    const next = new Map<string, Edge>();
+    const out = p.edges.map((e) => {
+      const back = (p.positions.get(e.to)?.y ?? 0) <= (p.positions.get(e.from)?.y ?? 0);
+      const selected = e.id === p.selectedEdge;
+      const prev = edgeCache.current.get(e.id);
+      const edge = prev && prev.data?.back === back && prev.selected === selected && prev.selectable === !p.readOnly ? prev : edgeOf(e, back, selected, p.readOnly);
+      next.set(e.id, edge);
+      return edge;
+    });
+    edgeCache.current = next;
+    return out;
+  }, [p.edges, p.positions, p.readOnly, p.selectedEdge]);
 
   const { onMove } = p;
   // Decided once, when the canvas opens.
@@ -178,6 +191,9 @@ export function Canvas(p: CanvasProps) {
         nodesDraggable={!p.readOnly}
         nodesConnectable={!p.readOnly}
         deleteKeyCode={null}
+        // The builder's own keys select steps (arrows) and delete them; React Flow's would
+        // move the selected node instead.
+        disableKeyboardA11y
         selectionKeyCode={null}
         multiSelectionKeyCode={null}
         fitView
