@@ -35,8 +35,10 @@ function listEdges(list: Step[], parallel: boolean, out: FlowEdge[]) {
       const then = str(f.then);
       const otherwise = str(f.else);
       // Each defaults to the next step: one plain edge when neither is written.
-      add(then ?? seq, then || otherwise ? 'then' : 'sequence');
-      if (then || otherwise) add(otherwise ?? seq, 'else');
+      // Both to the same step: one edge, labelled by what is written.
+      const same = (then ?? seq) === (otherwise ?? seq);
+      add(then ?? seq, same || !(then || otherwise) ? (otherwise && !then ? 'else' : then ? 'then' : 'sequence') : 'then');
+      if ((then || otherwise) && !same) add(otherwise ?? seq, 'else');
     } else if (s.kind === 'switch') {
       const sw = isPlain(f.switch) ? f.switch : {};
       (Array.isArray(sw.cases) ? sw.cases : []).forEach((c, n) => add(isPlain(c) ? str(c.goto) : undefined, 'case', n));
