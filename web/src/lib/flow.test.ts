@@ -40,6 +40,14 @@ describe('YAML <-> model', () => {
     expect(parse(out).steps[1].max_visits).toBe(3);
   });
 
+  it('keeps the comments of a renamed step', () => {
+    const { doc, flow } = parseFlow('version: 1\nname: t\nsteps:\n  # the first\n  - id: a  # a note\n    tool: echo\n  - { id: b, tool: echo }\n');
+    const out = flowYaml(renameStep(flow, 'a', 'first') as typeof flow, doc).text;
+    expect(out).toContain('# the first');
+    expect(out).toContain('# a note');
+    expect(parse(out).steps.map((x: { id: string }) => x.id)).toEqual(['first', 'b']);
+  });
+
   it('refuses what is not a workflow', () => {
     expect(() => parseFlow('a: [1')).toThrow();
     expect(() => parseFlow('- 1\n- 2\n')).toThrow(/not a mapping/);

@@ -123,8 +123,14 @@ function sync(doc: Document, node: unknown, value: unknown): unknown {
       const id = isMap(item) ? item.get('id') : undefined;
       if (typeof id === 'string') byId.set(id, item);
     }
+    const kept = new Set(value.map((v) => (isPlain(v) ? v.id : undefined)));
+    const old = node.items;
     node.items = value.map((v, i) => {
-      const prev = isPlain(v) && typeof v.id === 'string' && byId.has(v.id) ? byId.get(v.id) : byId.size ? undefined : node.items[i];
+      let prev = isPlain(v) && typeof v.id === 'string' ? byId.get(v.id) : undefined;
+      // A renamed step keeps its node (and comments) when the node at its place is not kept.
+      const here = old[i];
+      const hereId = isMap(here) ? here.get('id') : undefined;
+      if (prev === undefined && (!byId.size || !kept.has(hereId))) prev = here;
       return sync(doc, prev, v) as never;
     });
     return node;
