@@ -139,6 +139,14 @@ export async function builderTests({ test, signIn, server, api, runEnded, expect
     if (doc.steps.map((x) => x.id).join() !== 'gate,b,fan') throw new Error(`steps: ${yaml}`);
     if (doc.steps[2].parallel.map((x) => x.id).join() !== 'one,tool1') throw new Error(`branches: ${yaml}`);
     if (!yaml.includes('# kept') || !yaml.includes('# the gate')) throw new Error(`comments lost:\n${yaml}`);
+    // Export downloads the YAML; Import replaces the document with a file's.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export' }).click()]);
+    if (download.suggestedFilename() !== 'wiring.yaml') throw new Error(`exported as ${download.suggestedFilename()}`);
+    await page.getByTestId('import').setInputFiles(join(root, 'examples', 'hello.yaml'));
+    await expectText(page.getByTestId('builder-status'), 'Imported');
+    await page.getByRole('tab', { name: 'Canvas' }).click();
+    await page.getByTestId('bnode-greet').waitFor();
+    await expectText(page.locator('#builder-title'), 'hello');
   });
 
   await test('builder-200-nodes', async (page, shot) => {
