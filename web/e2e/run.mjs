@@ -8,12 +8,14 @@
 // app first, then `cargo build -p baton-cli`). Without /usr/bin/chromium the tests are skipped
 // loudly; BATON_REQUIRE_BROWSER=1 (set by `make test`) makes that a failure. Each test saves
 // screenshots under target/screenshots/.
+// The builder's tests are in e2e/builder.mjs.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { builderTests } from './builder.mjs';
 
 const web = join(dirname(fileURLToPath(import.meta.url)), '..');
 const root = join(web, '..');
@@ -252,6 +254,8 @@ await test('large-run', async (page, shot) => {
   await shot('graph');
   console.log(`large-run: opened in ${opened} ms, ${drawn} of 201 nodes rendered`);
 });
+
+await builderTests({ test, signIn, server, api, runEnded, expectText, root });
 
 await test('server-unreachable', async (page, shot) => {
   await signIn(page);

@@ -7,11 +7,14 @@ import { usePoll } from './hooks';
 import { Approvals } from './pages/Approvals';
 import { Dashboard } from './pages/Dashboard';
 import { SignIn } from './pages/SignIn';
+import { Workflows } from './pages/Workflows';
 import { navigate, onLink, useRoute } from './router';
 import { SessionContext, useSession, type Session } from './session';
 
 // The run viewer carries the graph library: loaded when a run is opened.
 const RunViewer = lazy(() => import('./pages/RunViewer'));
+// So does the builder (with the YAML library): loaded when a workflow is opened.
+const Builder = lazy(() => import('./pages/Builder'));
 
 export function App() {
   const [signed, setSigned] = useState<{ api: Api; me: Whoami } | null>(null);
@@ -71,6 +74,9 @@ function Shell() {
           <a href="/" onClick={onLink} aria-current={route.page === 'dashboard' ? 'page' : undefined}>
             Dashboard
           </a>
+          <a href="/workflows" onClick={onLink} aria-current={route.page === 'workflows' || route.page === 'builder' ? 'page' : undefined}>
+            Workflows
+          </a>
           <a href="/approvals" onClick={onLink} aria-current={route.page === 'approvals' ? 'page' : undefined}>
             Approvals
             {waiting > 0 && (
@@ -95,6 +101,12 @@ function Shell() {
         {route.page === 'run' && (
           <Suspense fallback={<p className="loading">Loading the run viewer…</p>}>
             <RunViewer id={route.id} />
+          </Suspense>
+        )}
+        {route.page === 'workflows' && <Workflows />}
+        {route.page === 'builder' && (
+          <Suspense fallback={<p className="loading">Loading the builder…</p>}>
+            <Builder key={route.name ?? ''} name={route.name} />
           </Suspense>
         )}
         {route.page === 'missing' && (

@@ -6,12 +6,18 @@ export type Route =
   | { page: 'dashboard' }
   | { page: 'run'; id: string }
   | { page: 'approvals' }
+  | { page: 'workflows' }
+  | { page: 'builder'; name?: string }
   | { page: 'missing'; path: string };
 
 export function parseRoute(path: string): Route {
   const p = path.replace(/\/+$/, '') || '/';
   if (p === '/') return { page: 'dashboard' };
   if (p === '/approvals') return { page: 'approvals' };
+  if (p === '/workflows') return { page: 'workflows' };
+  if (p === '/builder') return { page: 'builder' };
+  const open = /^\/builder\/([A-Za-z0-9_.@-]{1,200})$/.exec(p);
+  if (open) return { page: 'builder', name: open[1] };
   const run = /^\/runs\/([0-9a-f]{4,32})$/.exec(p);
   if (run) return { page: 'run', id: run[1] };
   return { page: 'missing', path: p };

@@ -1,6 +1,6 @@
 // The one way the app talks to the server: the documented `/api/v1` routes, with the key of
 // the signed-in user. Every failure becomes an `ApiError` whose message a page can show as is.
-import type { Approval, EventRecord, Graph, RunDetail, RunListItem, StepTrace, Whoami } from './types';
+import type { AgentInfo, Approval, EventRecord, Graph, RunDetail, RunListItem, StepTrace, Validation, Whoami, WorkflowInfo, WorkflowVersion } from './types';
 
 export const KEY_STORAGE = 'baton.key';
 
@@ -9,10 +9,13 @@ export class ApiError extends Error {
   readonly status: number;
   /** The error body's `code` (`unreachable` when there was no answer). */
   readonly code: string;
-  constructor(status: number, code: string, message: string) {
+  /** The error body's `details` (an invalid workflow's `diagnostics`...). */
+  readonly details?: unknown;
+  constructor(status: number, code: string, message: string, details?: unknown) {
     super(message);
     this.status = status;
     this.code = code;
+    this.details = details;
   }
 }
 
@@ -20,14 +23,16 @@ export class ApiError extends Error {
 export async function errorOf(resp: Response): Promise<ApiError> {
   let code = `http_${resp.status}`;
   let message = `${resp.status} ${resp.statusText}`.trim();
+  let details: unknown;
   try {
-    const body = (await resp.json()) as { error?: { code?: string; message?: string } };
+    const body = (await resp.json()) as { error?: { code?: string; message?: string; details?: unknown } };
     if (body.error?.code) code = body.error.code;
     if (body.error?.message) message = body.error.message;
+    details = body.error?.details;
   } catch {
     // Not the error body (a proxy's page): the status says enough.
   }
-  return new ApiError(resp.status, code, message);
+  return new ApiError(resp.status, code, message, details);
 }
 
 export const UNREACHABLE =
@@ -46,12 +51,22 @@ export class Api {
   }
 
   async request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    const json = body === undefined ? undefined : { type: 'application/json', text: JSON.stringify(body) };
+    return this.send<T>(method, path, json, signal);
+  }
+
+  /** A request whose body is a document (YAML or JSON text) as is. */
+  requestText<T>(method: string, path: string, text: string, signal?: AbortSignal): Promise<T> {
+    return this.send<T>(method, path, { type: 'application/yaml', text }, signal);
+  }
+
+  private async send<T>(method: string, path: string, body?: { type: string; text: string }, signal?: AbortSignal): Promise<T> {
     let resp: Response;
     try {
       resp = await this.fetcher(`/api/v1${path}`, {
         method,
-        headers: this.headers(body === undefined ? {} : { 'content-type': 'application/json' }),
-        body: body === undefined ? undefined : JSON.stringify(body),
+        headers: this.headers(body === undefined ? {} : { 'content-type': body.type }),
+        body: body?.text,
         signal,
       });
     } catch (e) {
@@ -90,6 +105,25 @@ export class Api {
     const body: Record<string, string> = { step };
     if (comment) body.comment = comment;
     return this.request('POST', `/runs/${encodeURIComponent(id)}/${approve ? 'approve' : 'reject'}`, body);
+  }
+  workflows(): Promise<{ workflows: WorkflowInfo[] }> {
+    return this.request('GET', '/workflows');
+  }
+  workflow(name: string): Promise<WorkflowVersion> {
+    return this.request('GET', `/workflows/${encodeURIComponent(name)}`);
+  }
+  validate(text: string, signal?: AbortSignal): Promise<Validation> {
+    return this.requestText('POST', '/workflows/validate', text, signal);
+  }
+  /** Stores a document as version 1 of its name, or (`name` given) as the next version of `name`. */
+  saveWorkflow(text: string, name?: string): Promise<WorkflowVersion> {
+    return name ? this.requestText('PUT', `/workflows/${encodeURIComponent(name)}`, text) : this.requestText('POST', '/workflows', text);
+  }
+  startRun(workflow: string): Promise<{ id: string }> {
+    return this.request('POST', '/runs', { workflow });
+  }
+  agents(): Promise<{ agents: AgentInfo[] }> {
+    return this.request('GET', '/agents');
   }
   /** Answers a `human` step of `kind: input` with a value. */
   input(id: string, step: string, value: unknown, comment?: string): Promise<unknown> {

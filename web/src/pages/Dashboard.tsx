@@ -19,7 +19,7 @@ export function Dashboard() {
     <section aria-labelledby="dash-title">
       <h1 id="dash-title">Dashboard</h1>
       <ErrorBanner error={runs.error} onRetry={runs.reload} />
-      {runs.data && list.length === 0 && <FirstSteps canStart={me.may.start_runs} />}
+      {runs.data && list.length === 0 && <FirstSteps canStart={me.may.start_runs} canBuild={me.may.edit_workflows} />}
       {list.length > 0 && (
         <>
           <ul className="counts" aria-label="Runs by status (last 100)">
@@ -39,7 +39,7 @@ export function Dashboard() {
   );
 }
 
-function FirstSteps({ canStart }: { canStart: boolean }) {
+function FirstSteps({ canStart, canBuild }: { canStart: boolean; canBuild: boolean }) {
   const base = `${window.location.protocol}//${window.location.host}`;
   return (
     <div className="empty" data-testid="empty-dashboard">
@@ -47,7 +47,13 @@ function FirstSteps({ canStart }: { canStart: boolean }) {
       {canStart ? (
         <>
           <p>Start a first run: it shows up here as it goes, and you can open it to watch each step.</p>
-          <p>Store a workflow, then start it (from the repository, with your key in <code>$KEY</code>):</p>
+          {canBuild && (
+            <p>
+              Build one on a canvas in the <a href="/builder" onClick={onLink}>workflow builder</a> (or import a YAML file
+              there), save it and press Run.
+            </p>
+          )}
+          <p>Or store a workflow, then start it (from the repository, with your key in <code>$KEY</code>):</p>
           <pre>
             {`curl -H "Authorization: Bearer $KEY" -H 'Content-Type: application/yaml' \\
      --data-binary @examples/human-approval.yaml ${base}/api/v1/workflows

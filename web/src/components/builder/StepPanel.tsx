@@ -1,0 +1,183 @@
+// The side panel: the selected step's fields by kind (with the validator's problems on the
+// field they name), or the document's own fields when no step is selected.
+import { useState } from 'react';
+import type { Flow, Kind, Step } from '../../lib/flow';
+import { getPath } from '../../lib/flowGraph';
+import { Field, type FieldDef } from './Fields';
+
+const STRATEGIES = ['all', 'any', 'first_success', 'vote', 'priority', 'merge', 'judge'] as const;
+const TIERS = ['process', 'oci', 'gvisor', 'microvm', 'docker'] as const;
+
+const COMMON: FieldDef[] = [
+  { path: 'description', label: 'Description', type: 'text' },
+  { path: 'next', label: 'Next', type: 'target', hint: 'Where to go after this step (default: the next in its list).' },
+  { path: 'max_visits', label: 'Max visits', type: 'number', hint: 'Every loop needs one step with it.' },
+  { path: 'timeout', label: 'Timeout', type: 'text', hint: 'One attempt: 500ms, 10s, 2m, 1h 30m.' },
+  { path: 'retry', label: 'Retry', type: 'json', hint: '{ "max": 2, "backoff": "1s", "factor": 2, "max_delay": "30s" }' },
+  { path: 'on_error', label: 'On error', type: 'text', hint: 'fail (default), continue, or goto STEP.' },
+];
+
+const BY_KIND: Record<Kind, FieldDef[]> = {
+  agent: [
+    { path: 'agent', label: 'Agent', type: 'agent', hint: 'An agent of the document, or of the registry (NAME or NAME@3).' },
+    { path: 'prompt', label: 'Prompt', type: 'template', hint: 'A template: type {{ for inputs, steps, state and memory.' },
+    { path: 'output.schema', label: 'Output schema (JSON Schema)', type: 'json' },
+    { path: 'output.max_retries', label: 'Output retries', type: 'number' },
+    { path: 'wait_for', label: 'Wait for', type: 'json', hint: '{ "from": "AGENT", "timeout": "5m" }' },
+  ],
+  tool: [
+    { path: 'tool', label: 'Tool', type: 'agent', hint: 'echo, fail, sleep, http.get, http.post, state.set…' },
+    { path: 'with', label: 'Arguments (with)', type: 'json' },
+  ],
+  if: [
+    { path: 'if', label: 'Condition', type: 'text', hint: 'An expression, without {{ }}.' },
+    { path: 'then', label: 'Then', type: 'target' },
+    { path: 'else', label: 'Else', type: 'target' },
+  ],
+  switch: [
+    { path: 'switch.cases', label: 'Cases', type: 'json', hint: '[{ "when": "EXPR", "goto": "STEP" }]' },
+    { path: 'switch.default', label: 'Default', type: 'target' },
+  ],
+  parallel: [
+    { path: 'join.strategy', label: 'Join strategy', type: 'select', options: STRATEGIES },
+    { path: 'join.tie_break', label: 'Tie break (vote)', type: 'select', options: ['first', 'fail'] },
+    { path: 'join.on_conflict', label: 'On conflict (merge)', type: 'select', options: ['fail', 'priority'] },
+    { path: 'join.priority', label: 'Priority (branch ids, highest first)', type: 'json' },
+    { path: 'join.judge', label: 'Judge (agent)', type: 'agent' },
+    { path: 'max_concurrency', label: 'Max concurrency', type: 'number' },
+  ],
+  map: [
+    { path: 'map.over', label: 'Over (expression giving a list)', type: 'text' },
+    { path: 'map.as', label: 'Item name', type: 'text', hint: 'Default: item.' },
+    { path: 'max_concurrency', label: 'Max concurrency', type: 'number' },
+  ],
+  group: [],
+  human: [
+    { path: 'human.prompt', label: 'Prompt', type: 'template' },
+    { path: 'human.kind', label: 'Kind', type: 'select', options: ['approval', 'input'] },
+    { path: 'human.schema', label: 'Schema (input)', type: 'json' },
+    { path: 'human.timeout', label: 'Timeout', type: 'text', hint: '30m, 4h, 2d' },
+    { path: 'human.escalate_to', label: 'Escalate to', type: 'text', hint: 'admin, editor, or a key id' },
+    { path: 'human.on_timeout', label: 'On timeout', type: 'select', options: ['fail', 'reject', 'approve'] },
+  ],
+  sandbox: [
+    { path: 'sandbox.command', label: 'Command', type: 'text', hint: 'Run by /bin/sh -c (the YAML tab takes an argv list).' },
+    { path: 'sandbox.files', label: 'Files', type: 'json', hint: '{ "main.py": "…" }' },
+    { path: 'sandbox.stdin', label: 'Stdin', type: 'textarea' },
+    { path: 'sandbox.env', label: 'Environment', type: 'json' },
+    { path: 'sandbox.tier', label: 'Tier', type: 'select', options: TIERS },
+    { path: 'sandbox.cpu', label: 'CPU', type: 'number' },
+    { path: 'sandbox.memory', label: 'Memory', type: 'text', hint: '256M' },
+    { path: 'sandbox.pids', label: 'Processes', type: 'number' },
+    { path: 'sandbox.disk', label: 'Disk', type: 'text', hint: '50M' },
+    { path: 'sandbox.time', label: 'Time limit', type: 'text', hint: '10s' },
+    { path: 'sandbox.output', label: 'Output cap', type: 'text', hint: '64k' },
+    { path: 'sandbox.net', label: 'Network', type: 'text', hint: 'none, loopback, allow:host[,host]' },
+    { path: 'sandbox.allow_failure', label: 'Allow failure', type: 'check' },
+  ],
+  unknown: [],
+};
+
+const DOC_FIELDS: FieldDef[] = [
+  { path: 'name', label: 'Name', type: 'text', hint: 'Saved under this name; each save is a new version.' },
+  { path: 'description', label: 'Description', type: 'text' },
+  { path: 'inputs', label: 'Inputs', type: 'json', hint: '{ "who": { "type": "string", "default": "world" } }' },
+  { path: 'agents', label: 'Agents', type: 'json', hint: '{ "writer": { "model": "scripted/hello", "role": "writer" } }' },
+  { path: 'state', label: 'Initial state', type: 'json' },
+  { path: 'outputs', label: 'Outputs', type: 'json' },
+  { path: 'budget', label: 'Budget', type: 'json', hint: '{ "tokens": 10000, "wall_time": "10m" }' },
+];
+
+export interface PanelProps {
+  flow: Flow;
+  step?: Step;
+  /** Steps a jump from the selected step may name (its own list). */
+  targets: string[];
+  agents: string[];
+  vars: string[];
+  /** field path -> problems ('' for the step or document as a whole). */
+  problems: Map<string, string[]>;
+  readOnly: boolean;
+  onField(path: string, value: unknown): void;
+  onRename(id: string): string | undefined;
+  onDelete(): void;
+  onClose(): void;
+}
+
+const problemsOf = (all: Map<string, string[]>, path: string) =>
+  [...all].filter(([k]) => k === path || k.startsWith(`${path}.`) || k.startsWith(`${path}[`)).flatMap(([, v]) => v);
+
+export function StepPanel(p: PanelProps) {
+  const s = p.step;
+  const defs = s ? [...BY_KIND[s.kind], ...(s.kind === 'if' || s.kind === 'switch' ? COMMON.filter((d) => d.path !== 'next') : COMMON)] : DOC_FIELDS;
+  const source = s ? s.fields : p.flow.meta;
+  const general = p.problems.get('') ?? [];
+  return (
+    <aside className="panel builder-panel" aria-labelledby="bpanel-title" data-testid="step-panel">
+      <header>
+        <h2 id="bpanel-title">{s ? <span className="mono">{s.id}</span> : 'Workflow'}</h2>
+        {s && (
+          <button type="button" className="link" onClick={p.onClose} aria-label="Close the step's fields">
+            ✕
+          </button>
+        )}
+      </header>
+      {s && <p className="muted small">{s.kind} step</p>}
+      {general.map((m) => (
+        <p key={m} className="banner error small">
+          {m}
+        </p>
+      ))}
+      {s && <IdField key={s.id} id={s.id} readOnly={p.readOnly} onRename={p.onRename} />}
+      {defs.map((d) => (
+        <Field
+          key={`${s?.id ?? ''}:${d.path}`}
+          def={d}
+          value={getPath(source, d.path)}
+          problems={problemsOf(p.problems, d.path)}
+          readOnly={p.readOnly}
+          targets={p.targets}
+          agents={p.agents}
+          vars={p.vars}
+          onChange={(v) => p.onField(d.path, v)}
+        />
+      ))}
+      {s && !p.readOnly && (
+        <button type="button" className="danger" onClick={p.onDelete}>
+          Delete step
+        </button>
+      )}
+    </aside>
+  );
+}
+
+/** The id, renamed on Enter or blur (every jump to it follows); a refused one says why. */
+function IdField({ id, readOnly, onRename }: { id: string; readOnly: boolean; onRename(id: string): string | undefined }) {
+  const [draft, setDraft] = useState(id);
+  const [error, setError] = useState<string>();
+  const commit = () => {
+    if (draft === id) return;
+    const why = onRename(draft);
+    setError(why);
+  };
+  return (
+    <div className={`field${error ? ' invalid' : ''}`}>
+      <label htmlFor="bstep-id">Id</label>
+      <input
+        id="bstep-id"
+        className="mono"
+        value={draft}
+        disabled={readOnly}
+        aria-invalid={!!error || undefined}
+        onChange={(e) => setDraft(e.target.value)}
+        onBlur={commit}
+        onKeyDown={(e) => e.key === 'Enter' && commit()}
+      />
+      {error && (
+        <p className="field-error" role="alert">
+          {error}
+        </p>
+      )}
+    </div>
+  );
+}
