@@ -91,6 +91,8 @@ pub struct Executor {
     models: HashMap<String, OnceLock<ResolvedModel>>,
     /// Some agent may send messages: each agent turn takes its inbox.
     messaging: bool,
+    /// What each agent can reach (offered in its team tools), by agent name.
+    reach: HashMap<String, Arc<crate::team::Reach>>,
     /// Set to `true` when the process stops (see [`Executor::with_drain`]).
     drain: Option<tokio::sync::watch::Receiver<bool>>,
 }
@@ -194,9 +196,19 @@ impl Executor {
                 .iter()
                 .any(|t| t == "message.send" || t == "message.broadcast")
         });
+        let reach = program
+            .doc
+            .agents
+            .keys()
+            .map(|k| {
+                let name = baton_types::agent_name(k);
+                (name.to_string(), Arc::new(reach(&program.doc, name)))
+            })
+            .collect();
         Self {
             models,
             messaging,
+            reach,
             program,
             services,
             sink: None,
@@ -473,6 +485,19 @@ impl Executor {
             }
         }
     }
+}
+
+/// The other agents and the channels of `doc` that `agent` can reach.
+fn reach(doc: &baton_types::WorkflowDoc, agent: &str) -> crate::team::Reach {
+    let mut agents: Vec<String> = Vec::new();
+    for k in doc.agents.keys() {
+        let n = baton_types::agent_name(k);
+        if n != agent && !agents.iter().any(|a| a == n) {
+            agents.push(n.to_string());
+        }
+    }
+    let channels = doc.channels.keys().cloned().collect();
+    crate::team::Reach { agents, channels }
 }
 
 /// Whether a run with no work in flight can still move without outside help.

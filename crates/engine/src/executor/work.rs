@@ -318,18 +318,13 @@ impl Executor {
         })
     }
 
-    /// The agents (but `agent`) and channels an agent can reach.
+    /// The agents (but `agent`) and channels an agent can reach (the same for all its steps:
+    /// built once per executor).
     fn reach_of(&self, agent: &str) -> Arc<crate::team::Reach> {
-        let doc = &self.program.doc;
-        let mut agents: Vec<String> = Vec::new();
-        for k in doc.agents.keys() {
-            let n = baton_types::agent_name(k);
-            if n != agent && !agents.iter().any(|a| a == n) {
-                agents.push(n.to_string());
-            }
+        if let Some(r) = self.reach.get(agent) {
+            return r.clone();
         }
-        let channels = doc.channels.keys().cloned().collect();
-        Arc::new(crate::team::Reach { agents, channels })
+        Arc::new(super::reach(&self.program.doc, agent))
     }
 
     /// Passes an agent's streamed text to the sink, when it shows it.

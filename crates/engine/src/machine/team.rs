@@ -199,7 +199,13 @@ impl Machine<'_> {
             since_ms: self.now_ms(),
             by,
         };
-        st.team.agents.insert(agent.to_string(), life);
+        // In place when the agent is known: this runs twice per agent step.
+        match st.team.agents.get_mut(agent) {
+            Some(l) => *l = life,
+            None => {
+                st.team.agents.insert(agent.to_string(), life);
+            }
+        }
     }
 
     fn message_sent(
