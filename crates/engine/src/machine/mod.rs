@@ -34,6 +34,7 @@ mod runaway;
 mod state;
 mod sync;
 mod team;
+mod team_life;
 mod team_ops;
 #[cfg(test)]
 mod team_tests;
