@@ -60,14 +60,14 @@ fn a_paused_agent_holds_the_run_until_it_is_resumed() {
     let o = db.run(&["agents", "pause", &id, "writer"]);
     assert_ne!(o.status.code(), Some(0));
     assert!(
-        text(&o).contains("agent 'writer' of run") && text(&o).contains("is already paused"),
+        text(&o).contains(&format!("run {id}: agent 'writer' is already paused")),
         "{}",
         text(&o)
     );
     let o = db.run(&["agents", "stop", &id, "nobody"]);
     assert_ne!(o.status.code(), Some(0));
     assert!(
-        text(&o).contains("has no agent 'nobody' (agents: writer, critic)"),
+        text(&o).contains("no agent 'nobody' in this run (agents: writer, critic)"),
         "{}",
         text(&o)
     );

@@ -58,38 +58,21 @@ impl Control {
     }
 }
 
-/// Whether `action` applies to `agent` now: the error names the problem otherwise.
+/// Whether `action` applies to `agent` now (the machine's own rule): the error names the
+/// problem otherwise.
 fn check_agent_action(
     program: &Program,
     st: &RunState,
     agent: &str,
     action: AgentAction,
 ) -> Result<()> {
-    let names = agent_names(program);
-    if !names.iter().any(|n| n == agent) {
-        return Err(Error::not_found(format!(
-            "run {} has no agent '{agent}' (agents: {})",
-            st.run_id,
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
-            }
-        )));
-    }
-    let now = st.team.state_of(agent);
-    let conflict = match (action, now) {
-        (_, AgentState::Stopped) => Some("is stopped: a stopped agent does not come back"),
-        (AgentAction::Pause, AgentState::Paused) => Some("is already paused"),
-        (AgentAction::Resume, s) if s != AgentState::Paused => Some("is not paused"),
-        _ => None,
-    };
-    match conflict {
-        Some(why) => Err(Error::conflict(format!(
-            "agent '{agent}' of run {} {why} (it is {now})",
-            st.run_id
-        ))),
+    use baton_engine::machine::{AgentRefusal, agent_control_refused};
+    match agent_control_refused(program, st, agent, action) {
         None => Ok(()),
+        Some(r @ AgentRefusal::Unknown { .. }) => {
+            Err(Error::not_found(format!("run {}: {r}", st.run_id)))
+        }
+        Some(r) => Err(Error::conflict(format!("run {}: {r}", st.run_id))),
     }
 }
 

@@ -59,6 +59,7 @@ pub use state::{
 };
 pub(crate) use sync::kind_of;
 pub use team::TeamState;
+pub use team_life::{AgentRefusal, agent_control_refused};
 pub use team_ops::TeamCall;
 
 use crate::program::Program;

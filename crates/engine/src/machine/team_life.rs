@@ -11,6 +11,60 @@ use super::state::{Phase, RunState};
 use super::{Action, Decision, Machine, Refused};
 use crate::program::{Node, NodeKind};
 
+/// Why a person cannot pause, resume or stop `agent` of a run now, if they cannot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentRefusal {
+    /// The run's workflow has no such agent (its agents listed).
+    Unknown { agent: String, agents: Vec<String> },
+    /// The change changes nothing, or the agent is stopped.
+    Conflict { agent: String, why: String },
+}
+
+impl std::fmt::Display for AgentRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgentRefusal::Unknown { agent, agents } => {
+                write!(
+                    f,
+                    "no agent '{agent}' in this run (agents: {})",
+                    agents.join(", ")
+                )
+            }
+            AgentRefusal::Conflict { agent, why } => write!(f, "agent '{agent}' {why}"),
+        }
+    }
+}
+
+/// The rules of `baton agents pause|resume|stop`, for the machine and for front ends that
+/// answer before queuing the request: a known agent, not stopped, and a change.
+pub fn agent_control_refused(
+    program: &crate::program::Program,
+    st: &RunState,
+    agent: &str,
+    action: AgentAction,
+) -> Option<AgentRefusal> {
+    let mut agents: Vec<String> = Vec::new();
+    for k in program.doc.agents.keys() {
+        let n = agent_name(k);
+        if !agents.iter().any(|a| a == n) {
+            agents.push(n.to_string());
+        }
+    }
+    if !agents.iter().any(|a| a == agent) {
+        let agent = agent.to_string();
+        return Some(AgentRefusal::Unknown { agent, agents });
+    }
+    let state = st.team.state_of(agent);
+    let why = match (action, state) {
+        (_, AgentState::Stopped) => "is stopped: a stopped agent does not come back".into(),
+        (AgentAction::Pause, AgentState::Paused) => "is already paused".into(),
+        (AgentAction::Resume, s) if s != AgentState::Paused => format!("is not paused (it is {s})"),
+        _ => return None,
+    };
+    let agent = agent.to_string();
+    Some(AgentRefusal::Conflict { agent, why })
+}
+
 impl Machine<'_> {
     /// A person pauses, resumes or stops an agent.
     pub(super) fn control_agent(
@@ -21,27 +75,8 @@ impl Machine<'_> {
         by: Option<String>,
         out: &mut Decision,
     ) -> Result<(), Refused> {
-        let names = self.agent_names();
-        if !names.contains(agent.as_str()) {
-            let known: Vec<&str> = names.into_iter().collect();
-            return Err(Refused::Agent(format!(
-                "no agent '{agent}' in this run (agents: {})",
-                known.join(", ")
-            )));
-        }
-        let now = st.team.state_of(&agent);
-        let refused = match (action, now) {
-            (_, AgentState::Stopped) => Some(format!("agent '{agent}' is stopped")),
-            (AgentAction::Pause, AgentState::Paused) => {
-                Some(format!("agent '{agent}' is already paused"))
-            }
-            (AgentAction::Resume, s) if s != AgentState::Paused => {
-                Some(format!("agent '{agent}' is not paused (it is {s})"))
-            }
-            _ => None,
-        };
-        if let Some(why) = refused {
-            return Err(Refused::Agent(why));
+        if let Some(why) = agent_control_refused(self.program, st, &agent, action) {
+            return Err(Refused::Agent(why.to_string()));
         }
         self.emit(st, out, Event::AgentControlled { agent, action, by });
         Ok(())

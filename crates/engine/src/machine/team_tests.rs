@@ -424,7 +424,7 @@ fn a_stopped_agent_fails_its_pending_steps_with_the_reason() {
     };
     assert_eq!(
         r.feed(resume).unwrap_err(),
-        Refused::Agent("agent 'bob' is stopped".into())
+        Refused::Agent("agent 'bob' is stopped: a stopped agent does not come back".into())
     );
     r.replays();
 }
