@@ -11,6 +11,7 @@
 //! process that holds the run (a claim) or are applied here when none does.
 
 mod budget;
+mod edit;
 mod fork;
 mod loading;
 mod logs;

@@ -24,8 +24,10 @@ use crate::auth::Auth;
 use crate::{ApiError, AppState};
 
 mod agents;
+mod fork;
 mod runs;
 
+use fork::*;
 use runs::*;
 
 /// A JSON answer (200), or the one error body.
@@ -69,6 +71,7 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
             post_with(fork_run, |o| doc(o, "Fork a new run from any point of a run's log (time travel), with state edited or agents on other models; it starts at once")
                 .response_with::<201, Json<RunStarted>, _>(|r| r.description("the new run"))),
         )
+        .api_route("/runs/{id}/edit", post_with(edit_run, |o| doc(o, "Edit a paused run's state (a finished step's output, a key of the shared state) before it continues: logged as `state_edited`, which the next steps see; 409 unless the run is paused")))
         .api_route("/runs/{id}/approve", post_with(approve, |o| doc(o, "Approve a waiting human step")))
         .api_route("/runs/{id}/reject", post_with(reject, |o| doc(o, "Reject a waiting human step")))
         .api_route("/runs/{id}/input", post_with(input, |o| doc(o, "Answer a waiting human input step with a value")))

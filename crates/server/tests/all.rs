@@ -19,6 +19,8 @@ use tower::ServiceExt;
 mod api;
 #[path = "all/budget.rs"]
 mod budget;
+#[path = "all/edit.rs"]
+mod edit;
 #[path = "all/fork.rs"]
 mod fork;
 #[path = "all/logs.rs"]

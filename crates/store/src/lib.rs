@@ -181,6 +181,12 @@ pub enum Control {
         #[serde(default)]
         by: Option<String>,
     },
+    /// A person edited a paused run's state (`baton runs edit RUN --set PATH=JSON`).
+    Edit {
+        edits: Vec<(baton_types::EditTarget, Value)>,
+        #[serde(default)]
+        by: Option<String>,
+    },
     /// A person resolved an ambiguous step (`baton runs resolve`).
     Resolve {
         step: String,

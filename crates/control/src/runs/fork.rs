@@ -196,7 +196,7 @@ impl<'p> ForkLog<'p> {
         let at_ms = baton_store::now_ms();
         self.machine.set_now(at_ms);
         for (target, value) in edits {
-            check_edit(self.program, &self.state, &target, &value)?;
+            check_edit(self.program, &self.state, &target, &value, FORK_UNFINISHED)?;
             let event = Event::StateEdited {
                 target,
                 value,
@@ -255,9 +255,18 @@ fn copied(id: RunId, from: ForkOrigin, prefix: Vec<EventRecord>) -> Vec<EventRec
         .collect()
 }
 
-/// Refuses an edit the fork's state cannot take: a step the workflow lacks, a step with no
-/// output at the cut (it had not finished: it runs in the fork), an output its schema refuses.
-fn check_edit(program: &Program, st: &RunState, target: &EditTarget, value: &Value) -> Result<()> {
+/// Why a fork cannot set the output of a step that had not finished at the cut.
+const FORK_UNFINISHED: &str = "where the fork starts (it had not finished there, so it runs in the fork); fork after it to set its output";
+
+/// Refuses an edit a state cannot take: a step the workflow lacks, a step with no output
+/// there (`unfinished` says why that is: it had not finished), an output its schema refuses.
+pub(super) fn check_edit(
+    program: &Program,
+    st: &RunState,
+    target: &EditTarget,
+    value: &Value,
+    unfinished: &str,
+) -> Result<()> {
     let EditTarget::StepOutput { step } = target else {
         return Ok(());
     };
@@ -270,9 +279,7 @@ fn check_edit(program: &Program, st: &RunState, target: &EditTarget, value: &Val
     if !st.outputs.contains_key(step) {
         return Err(Error::invalid_field(
             "set",
-            format!(
-                "{target}: step {step} has no output where the fork starts (it had not finished there, so it runs in the fork); fork after it to set its output"
-            ),
+            format!("{target}: step {step} has no output {unfinished}"),
         ));
     }
     if let Some((schema, _)) = &node.output_schema

@@ -537,6 +537,7 @@ fn control_input(c: Control) -> Input {
         Control::RaiseBudget { changes, by } => Input::RaiseBudget { changes, by },
         Control::Cancel => Input::Cancel,
         Control::Agent { agent, action, by } => Input::Agent { agent, action, by },
+        Control::Edit { edits, by } => Input::Edit { edits, by },
         Control::Human {
             step,
             approved,

@@ -145,6 +145,16 @@ impl Machine<'_> {
             }
             Input::Agent { agent, action, by } => self.control_agent(st, agent, action, by, out)?,
             Input::MessageTimeout { step } => self.message_timeout(st, step, out)?,
+            Input::Edit { edits, by } => {
+                if st.pause.is_none() {
+                    return Err(Refused::NotPaused);
+                }
+                for (target, value) in edits {
+                    let by = by.clone();
+                    self.emit(st, out, Event::StateEdited { target, value, by });
+                }
+                return Ok(false);
+            }
             Input::Pause | Input::Resume { .. } | Input::Cancel => self.operate(st, input, out)?,
         }
         Ok(true)

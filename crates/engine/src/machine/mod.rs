@@ -152,6 +152,13 @@ pub enum Input {
     Resume {
         stepping: bool,
     },
+    /// A person edits a paused run's state (a finished step's output, a key of the shared
+    /// state), logged as `state_edited` in order. Refused ([`Refused::NotPaused`]) unless the
+    /// run is paused; the caller checks each edit against the workflow first.
+    Edit {
+        edits: Vec<(baton_types::EditTarget, Value)>,
+        by: Option<String>,
+    },
     /// A person changes budget limits (before resuming a run its budget stopped). Refused
     /// ([`Refused::Budget`]) when a change names a limit the workflow does not set.
     RaiseBudget {

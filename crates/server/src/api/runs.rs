@@ -7,10 +7,10 @@ use baton_types::BudgetChange;
 /// A started run.
 #[derive(Serialize, JsonSchema)]
 pub(crate) struct RunStarted {
-    id: String,
+    pub(super) id: String,
     /// True when the request's Idempotency-Key had already started this run.
-    reused: bool,
-    url: String,
+    pub(super) reused: bool,
+    pub(super) url: String,
 }
 
 #[derive(Serialize, JsonSchema)]
@@ -292,7 +292,7 @@ pub(super) async fn run_logs(
     Ok(([(header::CONTENT_TYPE, "application/jsonl")], out).into_response())
 }
 
-fn outcome(o: ControlOutcome) -> Applied {
+pub(super) fn outcome(o: ControlOutcome) -> Applied {
     match o {
         ControlOutcome::Applied(status) => Applied {
             applied: true,
@@ -402,67 +402,6 @@ pub(super) async fn resume_run(
             })
         }
     }
-}
-
-/// Where to fork a run, and what to change in the fork. Exactly one of `at`, `before`,
-/// `after`.
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ForkBody {
-    /// Copy the run's log up to and including this event (its seq).
-    at: Option<u64>,
-    /// Fork just before this step first started: it runs again in the fork.
-    before: Option<String>,
-    /// Fork just after this step first succeeded.
-    after: Option<String>,
-    /// Changes to the state where the fork starts: `steps.<id>.output` (a step finished by
-    /// then), `state.<key>` or `inputs.<name>`, each to a JSON value.
-    #[serde(default)]
-    set: Map<String, Value>,
-    /// Agents that call another model in the fork: agent name -> model reference.
-    #[serde(default)]
-    models: std::collections::BTreeMap<String, String>,
-}
-
-pub(super) async fn fork_run(
-    State(s): State<AppState>,
-    Auth(c): Auth,
-    Path(IdPath { id }): Path<IdPath>,
-    Body(b): Body<ForkBody>,
-) -> Made<RunStarted> {
-    use baton_control::{Cut, Error};
-    let cut = match (b.at, b.before, b.after) {
-        (Some(seq), None, None) => Cut::At(seq),
-        (None, Some(step), None) => Cut::Before(step),
-        (None, None, Some(step)) => Cut::After(step),
-        _ => {
-            return Err(Error::invalid_field(
-                "at",
-                "give exactly one of `at` (an event's seq), `before` or `after` (a step)",
-            )
-            .into());
-        }
-    };
-    let mut edits = Vec::new();
-    for (path, value) in b.set {
-        let target = path
-            .parse()
-            .map_err(|e| Error::invalid_field("set", format!("set: {e}")))?;
-        edits.push((target, value));
-    }
-    let req = baton_control::ForkRequest {
-        cut,
-        edits,
-        models: b.models.into_iter().collect(),
-    };
-    let forked = s.control.fork_run(&c, &id, req).await?;
-    let run = forked.run;
-    drop(s.control.spawn(forked.drive));
-    created(RunStarted {
-        id: run.to_string(),
-        reused: false,
-        url: format!("/api/v1/runs/{run}"),
-    })
 }
 
 #[derive(Deserialize, JsonSchema)]

@@ -445,6 +445,8 @@ fn case(method: &str, path: &str) -> Option<Case> {
         ("POST", "/api/v1/runs/{id}/agents/{agent}/{action}") => c(Operate, 404, true),
         // A fork is a new run: whoever may start runs may fork the runs it sees.
         ("POST", "/api/v1/runs/{id}/fork") => c(Start, 201, true),
+        // The run waits for a person, not paused: once allowed, its state cannot be edited.
+        ("POST", "/api/v1/runs/{id}/edit") => c(Operate, 409, true),
         ("POST", "/api/v1/runs/{id}/approve")
         | ("POST", "/api/v1/runs/{id}/reject")
         | ("POST", "/api/v1/runs/{id}/input") => c(Answer, 200, true),
@@ -535,6 +537,7 @@ fn request(w: &World, method: &str, path: &str, t: Target) -> (String, &'static 
             j(json!({"step": "who", "value": "ann", "no_resume": true}))
         }
         ("POST", p) if p.ends_with("/fork") => j(json!({"after": "first"})),
+        ("POST", p) if p.ends_with("/edit") => j(json!({"set": {"state.k": 1}})),
         ("POST", p) if p.ends_with("/resolve") => {
             j(json!({"step": "first", "as": "retry", "no_resume": true}))
         }

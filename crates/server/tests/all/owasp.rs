@@ -214,12 +214,13 @@ async fn api1_bola_another_tenants_ids_and_prefixes_are_not_found() {
         let a = s.json(key, m, &uri, json!({})).await;
         refused(&a, StatusCode::NOT_FOUND);
     }
-    // Forking another tenant's run, however well asked: not there.
-    for body in [
-        json!({"at": 1}),
-        json!({"before": "x", "set": {"state.k": 1}}),
+    // Forking or editing another tenant's run, however well asked: not there.
+    for (route, body) in [
+        ("fork", json!({"at": 1})),
+        ("fork", json!({"before": "x", "set": {"state.k": 1}})),
+        ("edit", json!({"set": {"state.k": 1}})),
     ] {
-        let uri = format!("/api/v1/runs/{run_id}/fork");
+        let uri = format!("/api/v1/runs/{run_id}/{route}");
         let a = s.json(&a_ed, "POST", &uri, body).await;
         refused(&a, StatusCode::NOT_FOUND);
     }
