@@ -25,6 +25,7 @@ use crate::{ApiError, AppState};
 
 mod agents;
 mod runs;
+mod stats;
 
 use runs::*;
 
@@ -109,6 +110,7 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
             }),
         )
         .merge(agents::routes())
+        .merge(stats::routes())
         .merge(crate::webhooks::routes())
 }
 
