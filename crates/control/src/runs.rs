@@ -21,8 +21,8 @@ mod team;
 pub use baton_engine::fork::Cut;
 pub use budget::{BudgetView, ResumeOptions};
 pub use fork::{ForkRequest, Forked};
-pub(crate) use loading::diagnostics;
 use loading::{base_of, first_events, workflow_file};
+pub(crate) use loading::{diagnostics, stored_doc};
 pub use loading::{model_problems, pinned_agents, program_of};
 pub use logs::{EventFilter, LogLevel};
 

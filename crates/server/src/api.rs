@@ -26,6 +26,7 @@ use crate::{ApiError, AppState};
 mod agents;
 mod fork;
 mod runs;
+mod stats;
 
 use fork::*;
 use runs::*;
@@ -112,6 +113,7 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
             }),
         )
         .merge(agents::routes())
+        .merge(stats::routes())
         .merge(crate::webhooks::routes())
 }
 

@@ -4727,6 +4727,126 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The tenant's figures over the last hour or day (a runner's: its own runs'): runs by status and over time, success rate, step and model latency p50/p95, tokens and cost by model, sandbox executions by tier and stop reason, budget use */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description `1h` (default) or `24h`. */
+                    window?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description The figures of a window. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Stats"];
+                    };
+                };
+                /** @description malformed request (JSON syntax, query string) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description no key, or an unknown, revoked or expired one */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description the key's role may not do this */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description no such object in the key's tenant */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description conflict with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description body over the size limit */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description wrong content type */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description well-formed but invalid (details say what) */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description the key is over its rate (see Retry-After) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/webhooks/inbound": {
         parameters: {
             query?: never;
@@ -7495,6 +7615,128 @@ export interface components {
             field: string;
             from: unknown;
             to: unknown;
+        };
+        /** @description `GET /stats?window=1h`. */
+        StatsQuery: {
+            /** @description `1h` (default) or `24h`. */
+            window?: string | null;
+        };
+        /** @description The figures of a window. */
+        Stats: {
+            /** @description `1h` or `24h`. */
+            window: string;
+            /** Format: int64 */
+            since_ms: number;
+            /** Format: int64 */
+            until_ms: number;
+            /** Format: int64 */
+            bucket_ms: number;
+            /**
+             * Format: uint64
+             * @description Runs created in the window that were read.
+             */
+            runs: number;
+            /** @description More runs were created in the window than are read ([`MAX_STATS_RUNS`], newest first). */
+            truncated: boolean;
+            by_status: {
+                [key: string]: number;
+            };
+            /**
+             * Format: double
+             * @description Succeeded among the finished (succeeded, failed, cancelled); none when none finished.
+             */
+            success_rate?: number | null;
+            /** @description The window's runs over time, oldest slice first. */
+            over_time: components["schemas"]["TimeBucket"][];
+            /** @description Step attempts (every kind), and by kind. */
+            steps: components["schemas"]["Latency"];
+            steps_by_kind: {
+                [key: string]: components["schemas"]["Latency"];
+            };
+            models: components["schemas"]["ModelStats"][];
+            sandbox: components["schemas"]["SandboxCount"][];
+            budget: components["schemas"]["BudgetUse"];
+        };
+        /** @description One slice of the window: the runs created in it, by status. */
+        TimeBucket: {
+            /**
+             * Format: int64
+             * @description The slice's start (Unix ms); it lasts `bucket_ms`.
+             */
+            start_ms: number;
+            by_status: {
+                [key: string]: number;
+            };
+        };
+        /** @description Percentiles of a set of durations, in ms. */
+        Latency: {
+            /** Format: uint64 */
+            count: number;
+            /** Format: uint64 */
+            p50_ms: number;
+            /** Format: uint64 */
+            p95_ms: number;
+            /** Format: uint64 */
+            max_ms: number;
+        };
+        /** @description One model's calls in the window. */
+        ModelStats: {
+            /** @description The reference (`openai/gpt-4o-mini`). */
+            model: string;
+            provider: string;
+            /** @description From a prompt sent to its reply, per turn. */
+            latency: components["schemas"]["Latency"];
+            /** Format: uint64 */
+            prompt_tokens: number;
+            /** Format: uint64 */
+            completion_tokens: number;
+            /** Format: double */
+            cost_usd: number;
+        };
+        /** @description Sandbox executions of one tier that stopped for one reason. */
+        SandboxCount: {
+            tier: string;
+            /** @description `exited`, `time_limit`, `memory_limit`, `pids_limit`, `disk_full`, `signal`. */
+            stop: string;
+            /** Format: uint64 */
+            count: number;
+        };
+        /** @description Budget use in the window: spend, runs a limit stopped, the runs nearest their limits. */
+        BudgetUse: {
+            /** Format: uint64 */
+            tokens: number;
+            /** Format: double */
+            cost_usd: number;
+            /** Format: uint64 */
+            model_calls: number;
+            /**
+             * Format: uint64
+             * @description Runs a budget limit stopped (status `budget_exceeded` at the time).
+             */
+            runs_stopped: number;
+            /**
+             * @description Runs whose workflow sets a token or cost limit, most used first (at most 10), against
+             *     the limits the workflow set (not those raised on resume).
+             */
+            runs: components["schemas"]["RunBudget"][];
+        };
+        /** @description A run with a budget, and how much of it it used. */
+        RunBudget: {
+            run: string;
+            workflow: string;
+            /** Format: uint64 */
+            tokens: number;
+            /** Format: uint64 */
+            tokens_limit?: number | null;
+            /** Format: double */
+            cost_usd: number;
+            /** Format: double */
+            cost_limit_usd?: number | null;
+            /**
+             * Format: double
+             * @description The largest share of a limit used (1.0: all of it).
+             */
+            used: number;
         };
         CreateInbound: {
             /** @description A stored workflow: `name` or `name@3`. */

@@ -13,6 +13,7 @@
 //! the composition root decides where spans go (nowhere unless it is told to). Counters are
 //! this process's; run counts by status come from the store at scrape time.
 
+pub mod stats;
 pub mod trace;
 
 use std::collections::{BTreeMap, HashMap};

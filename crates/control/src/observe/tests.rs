@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::trace::{Attr, SpanKind, span_id, spans};
 use super::*;
 
-const DOC: &str = "version: 1\nname: obs\nagents:\n  bot: { model: scripted/bot, tools: [sandbox.exec] }\nsteps:\n  - { id: ask, agent: bot, prompt: hi }\n  - { id: box, sandbox: { command: \"true\" } }\n  - { id: say, tool: echo, with: { text: x } }\n";
+pub(super) const DOC: &str = "version: 1\nname: obs\nagents:\n  bot: { model: scripted/bot, tools: [sandbox.exec] }\nsteps:\n  - { id: ask, agent: bot, prompt: hi }\n  - { id: box, sandbox: { command: \"true\" } }\n  - { id: say, tool: echo, with: { text: x } }\n";
 
 fn program() -> Arc<Program> {
     let loaded = load::load_bytes("obs.yaml", DOC.as_bytes()).unwrap();
@@ -24,7 +24,7 @@ fn exec_record(stop: &str) -> Value {
 
 /// The log of a run: an agent turn that calls `sandbox.exec`, then answers; a sandbox step
 /// that fails once on its time limit and then succeeds; a tool step.
-fn log(run: RunId) -> Vec<EventRecord> {
+pub(super) fn log(run: RunId) -> Vec<EventRecord> {
     let usage = Usage {
         prompt_tokens: 12,
         completion_tokens: 5,

@@ -62,7 +62,7 @@ fn program_in(rec: &RunRecord, base_dir: &Path) -> Result<Program> {
 }
 
 /// A stored run's frozen document, parsed again.
-fn stored_doc(rec: &RunRecord) -> Result<baton_types::WorkflowDoc> {
+pub(crate) fn stored_doc(rec: &RunRecord) -> Result<baton_types::WorkflowDoc> {
     let loaded =
         load::load_bytes(&workflow_file(rec), rec.workflow_source.as_bytes()).map_err(|d| {
             Error::internal(format!(

@@ -786,6 +786,7 @@ async fn the_openapi_document_covers_every_route_and_its_errors() {
         ("/api/v1/runs/{id}/resolve", "post"),
         ("/api/v1/runs/{id}/steps/{step}", "get"),
         ("/api/v1/approvals", "get"),
+        ("/api/v1/stats", "get"),
         ("/api/v1/workflows", "post"),
         ("/api/v1/workflows", "get"),
         ("/api/v1/workflows/validate", "post"),
@@ -1198,5 +1199,36 @@ async fn agents_are_versioned_over_http() {
         a.body["versions"].as_array().unwrap().len(),
         2,
         "nothing stored by a refusal"
+    );
+}
+
+/// The dashboard's figures: the window's runs and steps, a window that is not one refused.
+#[tokio::test]
+async fn stats_sum_up_the_windows_runs() {
+    let api = Api::new().await;
+    for _ in 0..2 {
+        let a = api
+            .json("POST", "/api/v1/runs", Some(json!({"source": ECHO})))
+            .await;
+        api.finish(a.body["id"].as_str().unwrap()).await;
+    }
+    let a = api.json("GET", "/api/v1/stats?window=24h", None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body["window"], "24h");
+    assert_eq!(a.body["runs"], 2, "{}", a.body);
+    assert_eq!(a.body["by_status"]["succeeded"], 2);
+    assert_eq!(a.body["success_rate"], 1.0);
+    assert_eq!(a.body["steps"]["count"], 2);
+    assert_eq!(a.body["steps_by_kind"]["tool"]["count"], 2);
+    assert_eq!(a.body["over_time"].as_array().unwrap().len(), 12);
+    let a = api.json("GET", "/api/v1/stats?window=7d", None).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    assert!(
+        a.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("use 1h or 24h"),
+        "{}",
+        a.body
     );
 }

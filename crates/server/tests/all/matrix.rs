@@ -452,7 +452,7 @@ fn case(method: &str, path: &str) -> Option<Case> {
         | ("POST", "/api/v1/runs/{id}/input") => c(Answer, 200, true),
         // No ambiguous step to settle.
         ("POST", "/api/v1/runs/{id}/resolve") => c(Operate, 422, true),
-        ("GET", "/api/v1/approvals") => c(Read, 200, false),
+        ("GET", "/api/v1/approvals") | ("GET", "/api/v1/stats") => c(Read, 200, false),
         // Every key may ask who it is.
         ("GET", "/api/v1/me") => c(Read, 200, false),
         ("POST", "/api/v1/workflows") => c(Edit, 201, false),
