@@ -2,10 +2,24 @@
 //! search of its semantic memories (recall), thin over `baton_control`.
 
 use baton_store::KvEntry;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use crate::cmd_run::{DbArgs, EXIT_OK};
 use crate::view::fmt_time;
+
+/// One shared key of a workflow (`baton memory get|history WORKFLOW KEY`).
+#[derive(Args, Debug)]
+pub struct KeyArgs {
+    /// The workflow's name (its `name:`).
+    workflow: String,
+    /// The key, as the memory.workflow.* tools wrote it.
+    key: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    db: DbArgs,
+}
 
 #[derive(Subcommand, Debug)]
 pub enum MemoryCmd {
@@ -23,29 +37,9 @@ pub enum MemoryCmd {
         db: DbArgs,
     },
     /// Print a shared key's value (JSON) and, with --json, its version and writer.
-    Get {
-        /// The workflow's name (its `name:`).
-        workflow: String,
-        /// The key, as the memory.workflow.* tools wrote it.
-        key: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        db: DbArgs,
-    },
+    Get(KeyArgs),
     /// Every write to a shared key, oldest first: version, op, writer, run, step, value.
-    History {
-        /// The workflow's name (its `name:`).
-        workflow: String,
-        /// The key, as the memory.workflow.* tools wrote it.
-        key: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        db: DbArgs,
-    },
+    History(KeyArgs),
     /// The workflow's semantic memories closest in meaning to QUERY (needs `make model-embed`).
     Recall {
         /// The workflow's name (its `name:`).
@@ -110,12 +104,12 @@ pub async fn memory(cmd: MemoryCmd) -> anyhow::Result<i32> {
                 }
             }
         }
-        MemoryCmd::Get {
+        MemoryCmd::Get(KeyArgs {
             workflow,
             key,
             json,
             db,
-        } => {
+        }) => {
             let (control, caller) = db.open().await?;
             let e = control.memory_get(&caller, &workflow, &key).await?;
             let shown = if json {
@@ -125,12 +119,12 @@ pub async fn memory(cmd: MemoryCmd) -> anyhow::Result<i32> {
             };
             outln!("{}", serde_json::to_string_pretty(&shown)?);
         }
-        MemoryCmd::History {
+        MemoryCmd::History(KeyArgs {
             workflow,
             key,
             json,
             db,
-        } => {
+        }) => {
             let (control, caller) = db.open().await?;
             let all = control.memory_history(&caller, &workflow, &key).await?;
             if json {
