@@ -23,6 +23,70 @@ pub(crate) struct Asset {
 
 static ASSETS: &[Asset] = include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
 
+/// Where `BATON_WEB_DIR` points, for developing the web app: its files are read once, when the
+/// first page is asked for, and served instead of the embedded ones, so a change to `web/` needs
+/// `npm run build` and a server restart, not a Rust build. A folder without `index.html` or one
+/// that cannot be read is logged as an error and served as "not built".
+fn assets() -> &'static [Asset] {
+    static DISK: std::sync::OnceLock<&'static [Asset]> = std::sync::OnceLock::new();
+    let Some(dir) = std::env::var_os("BATON_WEB_DIR") else {
+        return ASSETS;
+    };
+    DISK.get_or_init(|| {
+        let dir = std::path::PathBuf::from(dir);
+        match load_dir(&dir) {
+            Ok(found) if found.iter().any(|a| a.path == "index.html") => {
+                tracing::info!(dir = %dir.display(), files = found.len(), "serving the web app from BATON_WEB_DIR");
+                Vec::leak(found)
+            }
+            Ok(_) => {
+                tracing::error!(dir = %dir.display(), "BATON_WEB_DIR has no index.html (run `npm run build` in web/)");
+                &[]
+            }
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "BATON_WEB_DIR cannot be read");
+                &[]
+            }
+        }
+    })
+}
+
+/// Every file under `dir` (gzipped twins beside their originals), read once and kept for the
+/// life of the process.
+fn load_dir(dir: &std::path::Path) -> std::io::Result<Vec<Asset>> {
+    fn walk(
+        root: &std::path::Path,
+        dir: &std::path::Path,
+        out: &mut Vec<Asset>,
+    ) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(root, &path, out)?;
+                continue;
+            }
+            if path.extension().is_some_and(|e| e == "gz") {
+                continue;
+            }
+            let Ok(rel) = path.strip_prefix(root) else {
+                continue;
+            };
+            let rel = rel.to_string_lossy().replace('\\', "/");
+            let mut gz = path.clone().into_os_string();
+            gz.push(".gz");
+            out.push(Asset {
+                path: String::leak(rel),
+                body: Vec::leak(std::fs::read(&path)?),
+                gzip: std::fs::read(&gz).ok().map(Vec::leak).map(|b| &*b),
+            });
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    Ok(out)
+}
+
 const NOT_BUILT: &str = "<!doctype html><meta charset=utf-8><title>Baton</title><style>body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em}</style><h1>Baton</h1><p>The web app was not built into this binary. Build it with <code>make web</code> (Node.js and npm needed), then rebuild and restart the server (<code>make run</code> does both).</p><p>The API works without it: <a href=\"/api/v1/docs\">API reference</a>.</p>";
 
 /// The content security policy of the app's pages: only this origin; inline styles for the
@@ -131,7 +195,7 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 /// The router's fallback: the app for a GET (or HEAD) of one of its paths, else the API's 404.
 pub(crate) async fn fallback(method: Method, uri: Uri, headers: HeaderMap) -> Response {
     let app = (method == Method::GET || method == Method::HEAD)
-        .then(|| answer(ASSETS, uri.path(), accepts_gzip(&headers)))
+        .then(|| answer(assets(), uri.path(), accepts_gzip(&headers)))
         .flatten();
     app.unwrap_or_else(|| ApiError::not_found("no such route").into_response())
 }
@@ -221,6 +285,22 @@ mod tests {
         assert_eq!(header(&r, header::CACHE_CONTROL), "no-store");
         assert!(answer(&[], "/api/v1/x", true).is_none());
         assert!(NOT_BUILT.contains("make web"));
+    }
+
+    #[test]
+    fn a_folder_of_a_build_is_read_with_its_gzipped_twins() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("assets")).unwrap();
+        std::fs::write(dir.path().join("index.html"), "<html>dev</html>").unwrap();
+        std::fs::write(dir.path().join("assets/app-1.js"), "js").unwrap();
+        std::fs::write(dir.path().join("assets/app-1.js.gz"), "GZ").unwrap();
+        let found = load_dir(dir.path()).unwrap();
+        assert_eq!(found.len(), 2);
+        let js = found.iter().find(|a| a.path == "assets/app-1.js").unwrap();
+        assert_eq!((js.body, js.gzip), (&b"js"[..], Some(&b"GZ"[..])));
+        let page = answer(&found, "/runs/r_1", false).unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        assert!(load_dir(&dir.path().join("missing")).is_err());
     }
 
     #[test]
