@@ -7,7 +7,7 @@ EMBED_MODEL_DIR ?= $(MODELS_DIR)/minilm-l6-v2
 # The Python reference's packages (numpy, safetensors, tokenizers), outside the repository.
 EMBED_VENV ?= $(HOME)/.cache/baton/embed-venv
 EMBED_PY = $(EMBED_VENV)/bin/python
-# Threads for both sides (candle reads RAYON_NUM_THREADS, numpy's OpenBLAS OPENBLAS_NUM_THREADS).
+# Threads for both sides (baton-embed reads RAYON_NUM_THREADS, numpy's OpenBLAS OPENBLAS_NUM_THREADS).
 # 1 by default, as for the chat model: on the shared 2-core machines more threads than free
 # cores collapse both (numpy's OpenBLAS fell from 106 to 35 sentences/s at 2 threads here).
 EMBED_THREADS ?= 1

@@ -29,9 +29,3 @@ impl Error {
         matches!(self, Error::Missing { .. } | Error::Broken { .. })
     }
 }
-
-impl From<candle_core::Error> for Error {
-    fn from(e: candle_core::Error) -> Self {
-        Error::Inference(e.to_string())
-    }
-}

@@ -1,5 +1,5 @@
 //! Sentence embeddings in-process, with no network: all-MiniLM-L6-v2 (a 6-layer BERT, 384
-//! dimensions) run on the CPU with candle, tokenised with the `tokenizers` crate from the
+//! dimensions) run on the CPU by its own small BERT encoder (SIMD kernels chosen at run time), tokenised with the `tokenizers` crate from the
 //! model's own `tokenizer.json`, then mean-pooled over the attention mask and L2-normalised,
 //! exactly as sentence-transformers does for this model. [`VectorIndex`] is the brute-force
 //! cosine top-k over one contiguous `f32` matrix that the memory tools search.
@@ -7,8 +7,10 @@
 //! The model is installed by `make model-embed` into `<models dir>/minilm-l6-v2/`
 //! ([`default_model_dir`]); nothing here downloads anything.
 
+mod bert;
 mod error;
 mod index;
+mod kernel;
 mod model;
 
 pub use error::Error;

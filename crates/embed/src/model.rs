@@ -1,16 +1,14 @@
-//! Loading and running MiniLM: config and weights through candle's BERT, the tokenizer from
-//! `tokenizer.json` with the truncation sentence-transformers applies (`max_seq_length` from
-//! `sentence_bert_config.json`, 256), padding to the longest text of each batch, then mean
-//! pooling over real tokens and L2 normalisation.
+//! Loading and running MiniLM: config and weights into [`crate::bert`]'s encoder, the tokenizer
+//! from `tokenizer.json` with the truncation sentence-transformers applies (`max_seq_length` from
+//! `sentence_bert_config.json`, 256), then mean pooling over the tokens and L2 normalisation.
+//! Sequences are not padded: each runs at its own length.
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::Error;
+use crate::bert::{Bert, Config};
 
 /// The folder, under the models directory, that `make model-embed` installs.
 pub const MODEL_DIR_NAME: &str = "minilm-l6-v2";
@@ -39,7 +37,7 @@ pub fn installed_model_dir() -> Result<PathBuf, Error> {
 
 /// A loaded sentence-embedding model. Loading reads 91 MB of weights; keep one per process.
 pub struct Embedder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     dim: usize,
     dir: PathBuf,
@@ -70,17 +68,11 @@ impl Embedder {
         let tokenizer = load_tokenizer(&dir.join("tokenizer.json"), max_len)?;
         let weights = dir.join("model.safetensors");
         present(&weights)?;
-        let device = Device::Cpu;
-        let tensors =
-            candle_core::safetensors::load(&weights, &device).map_err(|e| Error::Broken {
-                path: weights.clone(),
-                message: e.to_string(),
-            })?;
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
-        let model = BertModel::load(vb, &config).map_err(|e| Error::Broken {
+        let bytes = std::fs::read(&weights).map_err(|e| Error::Broken {
             path: weights.clone(),
-            message: format!("weights do not match config.json: {e}"),
+            message: e.to_string(),
         })?;
+        let model = Bert::load(&config, &bytes, &weights)?;
         Ok(Embedder {
             model,
             tokenizer,
@@ -104,18 +96,13 @@ impl Embedder {
         &self.dir
     }
 
-    /// One unit-length vector per text, in order. Texts are run in batches of similar length
-    /// (sorted by length, as sentence-transformers does) so little time goes to padding.
-    /// Blocking and CPU-bound: call it from a blocking thread in async code.
+    /// One unit-length vector per text, in order, run in batches of 32 (no padding: every text
+    /// is encoded at its own length, so a batch's order does not matter and no time goes to
+    /// padding). Blocking and CPU-bound: call it from a blocking thread in async code.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, Error> {
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
-        let mut out = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(BATCH) {
-            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            for (&i, v) in chunk.iter().zip(self.embed_batch(&batch)?) {
-                out[i] = v;
-            }
+        let mut out = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(BATCH) {
+            out.extend(self.embed_batch(batch)?);
         }
         Ok(out)
     }
@@ -125,49 +112,23 @@ impl Embedder {
             .tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| Error::Tokenize(e.to_string()))?;
-        let rows = encodings.len();
-        let len = encodings.first().map_or(0, |e| e.len());
-        let flat = |f: fn(&tokenizers::Encoding) -> &[u32]| -> Vec<u32> {
-            encodings
-                .iter()
-                .flat_map(|e| f(e).iter().copied())
-                .collect()
-        };
-        let mask = flat(tokenizers::Encoding::get_attention_mask);
-        let device = &self.model.device;
-        let ids = Tensor::from_vec(flat(tokenizers::Encoding::get_ids), (rows, len), device)?;
-        let types = Tensor::from_vec(
-            flat(tokenizers::Encoding::get_type_ids),
-            (rows, len),
-            device,
-        )?;
-        let mask_t = Tensor::from_vec(mask.clone(), (rows, len), device)?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask_t))?;
-        let hidden = hidden
-            .to_dtype(DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        Ok((0..rows)
-            .map(|r| mean_pool(&hidden, &mask, r, len, self.dim))
-            .collect())
+        let seqs: Vec<(&[u32], &[u32])> = encodings
+            .iter()
+            .map(|e| (e.get_ids(), e.get_type_ids()))
+            .collect();
+        let hidden = self.model.forward(&seqs)?;
+        Ok(hidden.iter().map(|h| mean_pool(h, self.dim)).collect())
     }
 }
 
-/// The mean of row `r`'s token vectors where the mask is 1, scaled to unit length.
-fn mean_pool(hidden: &[f32], mask: &[u32], r: usize, len: usize, dim: usize) -> Vec<f32> {
+/// The mean of a sequence's token vectors (`len × dim`, row-major), scaled to unit length.
+fn mean_pool(hidden: &[f32], dim: usize) -> Vec<f32> {
     let mut sum = vec![0.0f32; dim];
-    let mut count = 0.0f32;
-    for t in 0..len {
-        if mask[r * len + t] == 0 {
-            continue;
-        }
-        count += 1.0;
-        let start = (r * len + t) * dim;
-        for (s, h) in sum.iter_mut().zip(&hidden[start..start + dim]) {
-            *s += h;
-        }
+    let rows = hidden.len() / dim.max(1);
+    for row in hidden.chunks_exact(dim) {
+        sum.iter_mut().zip(row).for_each(|(s, h)| *s += h);
     }
-    let count = count.max(1e-9);
+    let count = (rows as f32).max(1e-9);
     sum.iter_mut().for_each(|s| *s /= count);
     let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
     sum.iter_mut().for_each(|s| *s /= norm);
@@ -219,10 +180,8 @@ fn load_tokenizer(path: &Path, max_len: usize) -> Result<Tokenizer, Error> {
             ..Default::default()
         }))
         .map_err(|e| broken(e.to_string()))?;
-    tokenizer.with_padding(Some(PaddingParams {
-        strategy: PaddingStrategy::BatchLongest,
-        ..Default::default()
-    }));
+    // No padding: every sequence runs at its own length.
+    tokenizer.with_padding(None);
     Ok(tokenizer)
 }
 
@@ -255,10 +214,10 @@ mod tests {
     }
 
     #[test]
-    fn mean_pool_skips_padding_and_normalises() {
-        // Two tokens of dim 2, the second is padding.
-        let hidden = [3.0, 4.0, 100.0, 100.0];
-        let v = mean_pool(&hidden, &[1, 0], 0, 2, 2);
+    fn mean_pool_averages_the_tokens_and_normalises() {
+        // Two tokens of dim 2: their mean is (3, 4), of length 5.
+        let hidden = [2.0, 5.0, 4.0, 3.0];
+        let v = mean_pool(&hidden, 2);
         assert!(
             (v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6,
             "{v:?}"
