@@ -84,6 +84,7 @@ async fn recall(model: Arc<Embedder>, runs: usize) -> anyhow::Result<()> {
     for i in 0..ENTRIES {
         store
             .remember(NewSemanticMemory {
+                model: baton_memory::LOCAL_MODEL.into(),
                 tenant: tenant.clone(),
                 namespace: ns.clone(),
                 id: format!("m{i}"),

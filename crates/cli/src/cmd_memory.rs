@@ -40,6 +40,18 @@ pub enum MemoryCmd {
     Get(KeyArgs),
     /// Every write to a shared key, oldest first: version, op, writer, run, step, value.
     History(KeyArgs),
+    /// Embed a workflow's semantic memories (or, with --run, a run's own) again with the model
+    /// `[memory] embeddings` in baton.toml names, after that setting changed.
+    Reembed {
+        /// The workflow's name (its `name:`); leave out with --run.
+        #[arg(required_unless_present = "run", conflicts_with = "run")]
+        workflow: Option<String>,
+        /// A run's own memories (`scope: run`) instead of a workflow's.
+        #[arg(long, value_name = "RUN_ID")]
+        run: Option<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// The workflow's semantic memories closest in meaning to QUERY (needs `make model-embed`).
     Recall {
         /// The workflow's name (its `name:`).
@@ -148,6 +160,19 @@ pub async fn memory(cmd: MemoryCmd) -> anyhow::Result<i32> {
                     short(&e.value, 60)
                 );
             }
+        }
+        MemoryCmd::Reembed { workflow, run, db } => {
+            let (control, caller) = db.open().await?;
+            let workflow = workflow.unwrap_or_default();
+            let n = control
+                .memory_reembed(&caller, &workflow, run.as_deref())
+                .await?;
+            let whose = match &run {
+                Some(r) => format!("run {r}"),
+                None => format!("workflow {workflow}"),
+            };
+            let model = control.memory_model().unwrap_or("?");
+            outln!("embedded {n} memories of {whose} again with {model}");
         }
         MemoryCmd::Recall {
             workflow,

@@ -168,7 +168,7 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
         args.db.db.as_deref(),
         baton_store::sqlite::Durability::Process,
     )?;
-    let memory = crate::wiring::memory_on(store.clone());
+    let memory = crate::wiring::memory_on(store.clone())?;
     let services = crate::wiring::services_with(store.clone(), memory.clone())?;
     let mut control = crate::wiring::control_with(store, services, policy).with_memory(memory);
     let sink = traces

@@ -23,6 +23,7 @@ mod cmd_sandbox;
 mod cmd_serve;
 mod cmd_webhooks;
 mod interactive;
+mod memory_config;
 mod otlp;
 mod progress;
 mod sandbox_view;

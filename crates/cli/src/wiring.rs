@@ -69,9 +69,11 @@ pub fn providers() -> anyhow::Result<Providers> {
     Ok(providers)
 }
 
-/// Team memory over `store`, with the process's embedding model (loaded on first use).
-pub fn memory_on(store: Arc<SqliteStore>) -> Arc<Memory> {
-    Arc::new(Memory::new(store, Embeddings::shared()))
+/// Team memory over `store`, with the embedding model `[memory] embeddings` of baton.toml
+/// names (the built-in MiniLM by default, loaded on first use).
+pub fn memory_on(store: Arc<SqliteStore>) -> anyhow::Result<Arc<Memory>> {
+    let embeddings = crate::memory_config::embeddings(config_path())?;
+    Ok(Arc::new(Memory::new(store, embeddings)))
 }
 
 /// The tools, for checking workflows only: the memory tools' specs over a store of their own.
@@ -140,7 +142,7 @@ pub fn control_with(store: Arc<SqliteStore>, services: Services, policy: Address
 
 /// The use cases over a store already open.
 pub fn control_on(store: Arc<SqliteStore>) -> anyhow::Result<Control> {
-    let memory = memory_on(store.clone());
+    let memory = memory_on(store.clone())?;
     let services = services_with(store.clone(), memory.clone())?;
     let policy = webhook_policy(&env_webhook_allow())?;
     Ok(control_with(store, services, policy).with_memory(memory))

@@ -19,6 +19,7 @@ fn memory_error(e: baton_memory::Error) -> Error {
         baton_memory::Error::Store(s) => s.into(),
         baton_memory::Error::Embedding(message) => Error::Unavailable { message },
         baton_memory::Error::Invalid(m) => Error::invalid(m),
+        baton_memory::Error::OtherModel(message) => Error::Conflict { message },
     }
 }
 
@@ -43,6 +44,12 @@ impl Control {
         self.memory.as_ref().ok_or_else(|| Error::Unavailable {
             message: "team memory is not configured in this process".into(),
         })
+    }
+
+    /// The embedding model of team memory in this process (`local/all-MiniLM-L6-v2` or
+    /// `provider/model`), when team memory is configured.
+    pub fn memory_model(&self) -> Option<&str> {
+        self.memory.as_ref().map(|m| m.embeddings().name())
     }
 
     /// The workflow's shared keys starting with `prefix`, by key.
@@ -88,6 +95,32 @@ impl Control {
             )));
         }
         Ok(all)
+    }
+
+    /// Embeds again, with this process's embedding model, the semantic memories another model
+    /// embedded: a workflow's (`run` = `None`) or one run's own. Returns how many.
+    pub async fn memory_reembed(
+        &self,
+        caller: &Caller,
+        workflow: &str,
+        run: Option<&str>,
+    ) -> Result<usize> {
+        caller.check(Permission::EditWorkflows)?;
+        let ns = match run {
+            Some(id) => {
+                // The run must be the caller's tenant's (another tenant's is "not found").
+                let rec = self.find_run(caller, id).await?;
+                baton_memory::run_namespace(&rec.id.to_string())
+            }
+            None => {
+                check_workflow(workflow)?;
+                baton_memory::workflow_namespace(workflow)
+            }
+        };
+        self.memory()?
+            .reembed(&caller.tenant, &ns)
+            .await
+            .map_err(memory_error)
     }
 
     /// The `k` semantic memories of the workflow closest in meaning to `query`.

@@ -98,6 +98,40 @@ impl Connection {
         self.endpoint.prices.get(model)
     }
 
+    /// POSTs `body` to `path` under the base URL (with the same key and headers as chat calls)
+    /// and reads the whole JSON answer, at most `cap` bytes. Used by the non-streaming
+    /// endpoints (embeddings).
+    pub async fn post_for_json(
+        &self,
+        path: &str,
+        body: &Value,
+        cap: usize,
+    ) -> Result<Value, Error> {
+        let provider = self.provider();
+        let url = http::join(&self.endpoint.base_url, path);
+        let mut headers = self.headers.clone();
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        let timeouts = &self.endpoint.timeouts;
+        let resp = http::post_json(provider, &self.client, &url, headers, body, timeouts)
+            .await
+            .map_err(|e| self.endpoint.scrub(e))?;
+        let wait = timeouts.total.unwrap_or(timeouts.idle);
+        let bytes = match tokio::time::timeout(wait, http::read_limited(provider, resp, cap)).await
+        {
+            Err(_) => return Err(Error::Timeout(wait)),
+            Ok(r) => r.map_err(|e| self.endpoint.scrub(e))?,
+        };
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Error::InvalidResponse(format!(
+                "{provider}: {path} did not answer JSON ({e}): {}",
+                http::snippet(&String::from_utf8_lossy(&bytes))
+            ))
+        })
+    }
+
     /// Sends `body` for `model` and streams the answer through `parser`. A failure status is
     /// classified, names the model when the server did not know it, and never holds the key.
     pub async fn call<P: StreamParser>(
@@ -223,6 +257,11 @@ impl<P: Protocol> Adapter<P> {
 
     pub fn protocol(&self) -> &P {
         &self.shared.protocol
+    }
+
+    /// The connection the adapter's calls go through.
+    pub fn connection(&self) -> &Connection {
+        &self.shared.conn
     }
 
     fn model_for<'a>(&'a self, req: &'a ChatRequest) -> Result<&'a str, Error> {

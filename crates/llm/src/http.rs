@@ -253,6 +253,29 @@ pub async fn post_json(
     Err(classify(provider, status.as_u16(), &headers, &body))
 }
 
+/// A whole answer body, refused when it grows past `cap` bytes.
+pub async fn read_limited(
+    provider: &str,
+    resp: reqwest::Response,
+    cap: usize,
+) -> Result<Vec<u8>, Error> {
+    let mut body = resp.bytes_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| Error::Transient {
+            provider: provider.to_string(),
+            message: format!("the answer broke off: {}", e.without_url()),
+        })?;
+        if out.len() + chunk.len() > cap {
+            return Err(Error::InvalidResponse(format!(
+                "{provider}: the answer is larger than {cap} bytes"
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
 /// The start of a body (an error body is small, but a misbehaving server's may not be); what
 /// could be read when the connection fails.
 async fn read_capped(resp: reqwest::Response, cap: usize) -> Vec<u8> {

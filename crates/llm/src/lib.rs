@@ -10,6 +10,7 @@ pub mod anthropic;
 mod cancel;
 mod classify;
 pub mod config;
+pub mod embeddings;
 mod error;
 pub mod http;
 pub mod ollama;

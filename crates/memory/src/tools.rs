@@ -145,12 +145,15 @@ fn invalid(tool: &str, message: impl Into<String>) -> baton_tools::Error {
     }
 }
 
-/// A memory error as the tool reports it: a missing model is `Unavailable` (another attempt
-/// fails the same way), a version mismatch or a bad request is the caller's to fix.
+/// A memory error as the tool reports it: a missing model or memories of another model are
+/// `Unavailable` (another attempt fails the same way), a version mismatch or a bad request is the caller's to fix.
 fn tool_error(tool: &str, e: Error) -> baton_tools::Error {
     use baton_store::Error as S;
     match e {
-        Error::Embedding(m) => baton_tools::Error::Unavailable(format!("{tool}: {m}")),
+        // Neither is the agent's to fix: the operator installs the model or re-embeds.
+        Error::Embedding(m) | Error::OtherModel(m) => {
+            baton_tools::Error::Unavailable(format!("{tool}: {m}"))
+        }
         Error::Invalid(m) | Error::Store(S::Invalid(m)) => invalid(tool, m),
         Error::Store(e @ (S::VersionMismatch { .. } | S::Exists { .. })) => {
             invalid(tool, e.to_string())

@@ -360,3 +360,78 @@ async fn recall_finds_by_meaning_with_minilm() {
         "{hits}"
     );
 }
+
+/// Words, but each vector doubled in length: another "model" whose vectors cannot be compared
+/// with [`Words`]'.
+struct Doubled;
+
+impl Embed for Doubled {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        Ok(Words
+            .embed(texts)?
+            .into_iter()
+            .map(|v| v.iter().chain(&v).copied().collect())
+            .collect())
+    }
+}
+
+#[tokio::test]
+async fn memories_of_another_model_are_refused_until_embedded_again() {
+    use baton_memory::{Error, NewMemory};
+    let store = Arc::new(MemoryStore::new());
+    let tenant = TenantId::default();
+    let ns = baton_memory::workflow_namespace("team");
+    let old = Memory::new(store.clone(), Arc::new(Embeddings::given(Arc::new(Words))));
+    for text in ["the deploy key rotates on monday", "our cat is called miso"] {
+        let m = NewMemory {
+            text: text.into(),
+            ..NewMemory::default()
+        };
+        let stored = old.remember(&tenant, &ns, m).await.unwrap();
+        assert_eq!(stored.model, baton_memory::LOCAL_MODEL);
+    }
+    assert_eq!(old.recall(&tenant, &ns, "cat", 1).await.unwrap().len(), 1);
+
+    // The setting changed: a process on another model refuses, naming both and the command.
+    let new_model = || Arc::new(Embeddings::given(Arc::new(Doubled)).named("vllm/bge-small"));
+    let new = Memory::new(store.clone(), new_model());
+    let stale_reader = Memory::new(store.clone(), new_model());
+    let refused = new.recall(&tenant, &ns, "cat", 1).await.unwrap_err();
+    let Error::OtherModel(message) = &refused else {
+        panic!("{refused}");
+    };
+    for says in [
+        "2 by local/all-MiniLM-L6-v2",
+        "vllm/bge-small",
+        "baton memory reembed team",
+    ] {
+        assert!(message.contains(says), "{message}");
+    }
+    assert!(stale_reader.recall(&tenant, &ns, "cat", 1).await.is_err());
+    // A new memory is still stored (nothing the agent wrote is lost), under the new model.
+    let m = NewMemory {
+        text: "the cat likes the deploy key".into(),
+        ..NewMemory::default()
+    };
+    assert_eq!(
+        new.remember(&tenant, &ns, m).await.unwrap().model,
+        "vllm/bge-small"
+    );
+
+    // Embedding the old ones again makes the namespace searchable, with the new vectors;
+    // a second pass has nothing left to do.
+    assert_eq!(new.reembed(&tenant, &ns).await.unwrap(), 2);
+    assert_eq!(new.reembed(&tenant, &ns).await.unwrap(), 0);
+    let hits = new.recall(&tenant, &ns, "called miso", 3).await.unwrap();
+    assert_eq!(hits.len(), 3);
+    assert_eq!(hits[0].text, "our cat is called miso");
+    // Another process that had read the old vectors reads the namespace afresh.
+    let hits = stale_reader
+        .recall(&tenant, &ns, "deploy key", 1)
+        .await
+        .unwrap();
+    assert_eq!(hits[0].text, "the deploy key rotates on monday");
+    // And the old model is now the one refused.
+    let back = old.recall(&tenant, &ns, "cat", 1).await.unwrap_err();
+    assert!(back.to_string().contains("3 by vllm/bge-small"), "{back}");
+}

@@ -13,7 +13,9 @@ pub mod tenancy;
 pub mod webhooks;
 
 pub use agents::{AgentRecord, AgentRegistry, AgentSummary, NewAgentVersion};
-pub use team_memory::{KvEntry, KvOp, KvWrite, NewSemanticMemory, SemanticMemory, TeamMemory};
+pub use team_memory::{
+    KvEntry, KvOp, KvWrite, NewSemanticMemory, NewVector, SemanticMemory, TeamMemory,
+};
 pub use tenancy::{
     ApiKeyRecord, AuditEntry, AuditQuery, NewAuditEntry, NewWorkflowVersion, TenantRecord,
     TenantStore, WorkflowFormat, WorkflowRecord, WorkflowSummary, WorkflowWrite,

@@ -25,6 +25,9 @@ pub struct NewSemanticMemory {
     pub metadata: Value,
     /// The text's embedding (unit length).
     pub vector: Vec<f32>,
+    /// The embedding model that made `vector` (`local/all-MiniLM-L6-v2`, `openai/text-...`):
+    /// vectors of different models cannot be compared.
+    pub model: String,
     pub agent: Option<String>,
     pub run_id: Option<String>,
     /// The idempotency key of the call that wrote it.
@@ -41,9 +44,20 @@ pub struct SemanticMemory {
     pub text: String,
     pub metadata: Value,
     pub vector: Vec<f32>,
+    /// The embedding model that made `vector`.
+    pub model: String,
     pub agent: Option<String>,
     pub run_id: Option<String>,
     pub created_ms: i64,
+}
+
+/// A memory's vector made again by another embedding model ([`TeamMemory::set_vectors`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewVector {
+    /// The memory's id in its namespace.
+    pub id: String,
+    pub model: String,
+    pub vector: Vec<f32>,
 }
 
 /// A change to a workflow-scoped key.
@@ -111,6 +125,15 @@ pub trait TeamMemory: Send + Sync {
         namespace: &str,
         after: i64,
     ) -> Result<Vec<SemanticMemory>>;
+    /// Replaces the vectors (and their model) of memories of `namespace`, all in one
+    /// transaction; texts, ids and order stay. An id the namespace does not hold is
+    /// [`Error::Missing`] and changes nothing.
+    async fn set_vectors(
+        &self,
+        tenant: &TenantId,
+        namespace: &str,
+        vectors: Vec<NewVector>,
+    ) -> Result<()>;
     /// Applies a write in one transaction: [`Error::VersionMismatch`] when `expect_version`
     /// is not the current version; the stored result of the first write with the same
     /// `call_key`, without writing again.

@@ -9,7 +9,9 @@ mod env;
 mod provider;
 
 pub use env::expand_env;
-pub use provider::{HttpProvider, load_providers, register_providers, register_providers_with};
+pub use provider::{
+    HttpProvider, embedding_provider, load_providers, register_providers, register_providers_with,
+};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

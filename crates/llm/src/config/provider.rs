@@ -32,6 +32,33 @@ pub fn load_providers(path: Option<&Path>) -> Result<(Config, Providers), Error>
     Ok((config, providers))
 }
 
+/// The provider `name` of `config`, built to call its embeddings endpoint (API keys from the
+/// process environment): an error names a provider the file does not configure, or one whose
+/// kind has no embeddings (`anthropic`; `local` belongs to another crate).
+pub fn embedding_provider(config: &Config, name: &str) -> Result<HttpProvider, Error> {
+    let Some(table) = config.providers.get(name) else {
+        return Err(Error::Config(format!(
+            "no provider `{name}`: configured are {}",
+            config
+                .providers
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    match HttpProvider::from_config(name, table, &process_env)? {
+        Some(p) if p.kind() == Kind::Anthropic => Err(Error::Config(format!(
+            "provider `{name}` is of kind anthropic, which offers no embeddings: use an openai-kind (any OpenAI-compatible server) or ollama provider"
+        ))),
+        Some(p) => Ok(p),
+        None => Err(Error::Config(format!(
+            "provider `{name}` is not an HTTP provider (kind {}); embeddings come from openai-kind or ollama providers",
+            table.kind.as_deref().unwrap_or("?")
+        ))),
+    }
+}
+
 /// [`register_providers`] with the environment given.
 pub fn register_providers_with(
     config: &Config,
@@ -249,6 +276,60 @@ impl HttpProvider {
 
     pub fn retry_policy(&self) -> RetryPolicy {
         self.retry
+    }
+
+    /// The provider's name in `baton.toml` (the `provider` of `provider/model`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Embeds `texts` with `model` on the provider's server (`/embeddings` for `openai` kind,
+    /// `/api/embed` for `ollama`), in order, in requests of at most
+    /// [`crate::embeddings::BATCH`] texts, each retried as chat calls are. Anthropic has no
+    /// embeddings endpoint: a [`Error::Config`] says so.
+    pub async fn embed(&self, model: &str, texts: &[String]) -> Result<Vec<Vec<f32>>, Error> {
+        if let Some(var) = &self.missing_key {
+            return Err(Error::Auth {
+                provider: self.name.clone(),
+                message: format!(
+                    "no API key: set the environment variable {var} (or api_key_env in [providers.{}])",
+                    self.name
+                ),
+            });
+        }
+        let mut out = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(crate::embeddings::BATCH) {
+            let mut attempt = 0;
+            let vectors = loop {
+                let got = match &self.adapter {
+                    Adapter::OpenAi(a) => {
+                        crate::embeddings::openai(a.connection(), model, batch).await
+                    }
+                    Adapter::Ollama(a) => {
+                        crate::embeddings::ollama(a.connection(), model, batch).await
+                    }
+                    Adapter::Anthropic(_) => {
+                        return Err(Error::Config(format!(
+                            "provider {} is of kind anthropic, which offers no embeddings: use an openai-kind or ollama provider",
+                            self.name
+                        )));
+                    }
+                };
+                match got {
+                    Ok(v) => break v,
+                    Err(e) => match self.retry.delay(attempt, &e) {
+                        Some(wait) => {
+                            tracing::debug!(provider = %self.name, model, attempt, error = %e, "embeddings call failed; retrying");
+                            tokio::time::sleep(wait).await;
+                            attempt += 1;
+                        }
+                        None => return Err(e),
+                    },
+                }
+            };
+            out.extend(vectors);
+        }
+        Ok(out)
     }
 }
 

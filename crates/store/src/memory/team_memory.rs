@@ -8,7 +8,7 @@ use baton_types::TenantId;
 
 use super::MemoryStore;
 use crate::team_memory::{
-    KvEntry, KvWrite, NewSemanticMemory, SemanticMemory, TeamMemory, next_entry,
+    KvEntry, KvWrite, NewSemanticMemory, NewVector, SemanticMemory, TeamMemory, next_entry,
 };
 use crate::{Error, Result};
 
@@ -58,6 +58,7 @@ impl TeamMemory for MemoryStore {
             text: m.text,
             metadata: m.metadata,
             vector: m.vector,
+            model: m.model,
             agent: m.agent,
             run_id: m.run_id,
             created_ms: m.created_ms,
@@ -79,6 +80,33 @@ impl TeamMemory for MemoryStore {
             .filter(|(t, _, s)| t == tenant && s.namespace == namespace && s.seq > after)
             .map(|(_, _, s)| s.clone())
             .collect())
+    }
+
+    async fn set_vectors(
+        &self,
+        tenant: &TenantId,
+        namespace: &str,
+        vectors: Vec<NewVector>,
+    ) -> Result<()> {
+        let mut team = self.team();
+        let position = |team: &Team, id: &str| {
+            team.memories
+                .iter()
+                .position(|(t, _, s)| t == tenant && s.namespace == namespace && s.id == id)
+        };
+        // All or nothing: every id is checked before anything changes.
+        let mut at = Vec::with_capacity(vectors.len());
+        for v in &vectors {
+            at.push(position(&team, &v.id).ok_or_else(|| Error::Missing {
+                what: format!("memory {} in {namespace}", v.id),
+            })?);
+        }
+        for (i, v) in at.into_iter().zip(vectors) {
+            let m = &mut team.memories[i].2;
+            m.vector = v.vector;
+            m.model = v.model;
+        }
+        Ok(())
     }
 
     async fn kv_write(&self, w: KvWrite) -> Result<KvEntry> {

@@ -3,7 +3,7 @@
 
 use super::*;
 
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 
 const MIGRATION_1: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -135,6 +135,14 @@ const MIGRATION_8: &str = "
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status);
 ";
 
+fn has_column(c: &Connection, table: &str, column: &str) -> Result<bool> {
+    c.prepare(&format!(
+        "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+    ))
+    .and_then(|mut st| st.exists([column]))
+    .map_err(db_err)
+}
+
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
     let v: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -175,6 +183,11 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         }
         if v < 9 {
             tx.execute_batch(team_memory::MIGRATION_9).map_err(db_err)?;
+        }
+        // `IF NOT EXISTS` has no ALTER form: a table that has the column already is left.
+        if v < 10 && !has_column(&tx, "semantic_memories", "model")? {
+            tx.execute_batch(team_memory::MIGRATION_10)
+                .map_err(db_err)?;
         }
         tx.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
             .map_err(db_err)?;

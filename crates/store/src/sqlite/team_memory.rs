@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{SqliteStore, db_err};
 use crate::team_memory::{
-    KvEntry, KvWrite, NewSemanticMemory, SemanticMemory, TeamMemory, next_entry, vector_bytes,
-    vector_from_bytes,
+    KvEntry, KvWrite, NewSemanticMemory, NewVector, SemanticMemory, TeamMemory, next_entry,
+    vector_bytes, vector_from_bytes,
 };
 use crate::{Error, Result};
 
@@ -62,7 +62,14 @@ CREATE UNIQUE INDEX IF NOT EXISTS workflow_memory_calls
     ON workflow_memory_history (tenant, workflow, call_key) WHERE call_key IS NOT NULL;
 ";
 
-const MEMORY_COLS: &str = "seq, namespace, id, text, metadata, vector, agent, run_id, created_ms";
+/// Schema 10: the embedding model of each memory. Every vector written before was made by the
+/// built-in MiniLM, the only model there was.
+pub(super) const MIGRATION_10: &str = "
+ALTER TABLE semantic_memories ADD COLUMN model TEXT NOT NULL DEFAULT 'local/all-MiniLM-L6-v2';
+";
+
+const MEMORY_COLS: &str =
+    "seq, namespace, id, text, metadata, vector, agent, run_id, created_ms, model";
 const KV_COLS: &str = "key, value, version, op, written_by, run_id, step, at_ms";
 
 fn conv(i: usize, e: impl ToString) -> rusqlite::Error {
@@ -82,6 +89,7 @@ fn parse_memory(r: &rusqlite::Row<'_>) -> rusqlite::Result<SemanticMemory> {
         agent: r.get(6)?,
         run_id: r.get(7)?,
         created_ms: r.get(8)?,
+        model: r.get(9)?,
     })
 }
 
@@ -203,8 +211,8 @@ impl TeamMemory for SqliteStore {
             }
             let seq = c
                 .prepare_cached(
-                    "INSERT INTO semantic_memories (tenant, namespace, id, text, metadata, vector, agent, run_id, key, created_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING seq",
+                    "INSERT INTO semantic_memories (tenant, namespace, id, text, metadata, vector, agent, run_id, key, created_ms, model)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING seq",
                 )
                 .and_then(|mut st| {
                     st.query_row(
@@ -218,7 +226,8 @@ impl TeamMemory for SqliteStore {
                             m.agent,
                             m.run_id,
                             m.call_key,
-                            m.created_ms
+                            m.created_ms,
+                            m.model
                         ],
                         |r| r.get(0),
                     )
@@ -240,6 +249,7 @@ impl TeamMemory for SqliteStore {
                 text: m.text.clone(),
                 metadata: m.metadata.clone(),
                 vector: m.vector.clone(),
+                model: m.model.clone(),
                 agent: m.agent.clone(),
                 run_id: m.run_id.clone(),
                 created_ms: m.created_ms,
@@ -262,6 +272,41 @@ impl TeamMemory for SqliteStore {
             .query_map(params![tenant.as_str(), namespace, after], parse_memory)?
             .collect()
         })
+    }
+
+    async fn set_vectors(
+        &self,
+        tenant: &TenantId,
+        namespace: &str,
+        vectors: Vec<NewVector>,
+    ) -> Result<()> {
+        let (tenant, namespace) = (tenant.clone(), namespace.to_string());
+        self.call(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "UPDATE semantic_memories SET vector = ?1, model = ?2
+                      WHERE tenant = ?3 AND namespace = ?4 AND id = ?5",
+                )
+                .map_err(db_err)?;
+            for v in &vectors {
+                let changed = st
+                    .execute(params![
+                        vector_bytes(&v.vector),
+                        v.model,
+                        tenant.as_str(),
+                        namespace,
+                        v.id
+                    ])
+                    .map_err(db_err)?;
+                if changed == 0 {
+                    return Err(Error::Missing {
+                        what: format!("memory {} in {namespace}", v.id),
+                    });
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn kv_write(&self, w: KvWrite) -> Result<KvEntry> {

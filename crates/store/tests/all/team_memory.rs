@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use baton_store::memory::MemoryStore;
 use baton_store::sqlite::{Durability, SqliteStore};
-use baton_store::{Error, KvOp, KvWrite, NewSemanticMemory, TeamMemory};
+use baton_store::{Error, KvOp, KvWrite, NewSemanticMemory, NewVector, TeamMemory};
 use baton_types::TenantId;
 use serde_json::{Value, json};
 
@@ -18,6 +18,7 @@ fn memory(tenant: &str, id: &str, call: Option<&str>) -> NewSemanticMemory {
         text: format!("text of {id}"),
         metadata: json!({"source": id}),
         vector: vec![0.5, -0.25, 1.0],
+        model: "local/all-MiniLM-L6-v2".into(),
         agent: Some("coder".into()),
         run_id: Some("r1".into()),
         call_key: call.map(String::from),
@@ -97,6 +98,55 @@ async fn semantic_conformance(store: &dyn TeamMemory) {
         .await
         .unwrap_err();
     assert!(matches!(dup, Error::Exists { .. }), "{dup}");
+
+    // Vectors made again by another model replace the old ones in place (same seq and text);
+    // an unknown id changes nothing at all.
+    let redo = |id: &str, x: f32| NewVector {
+        id: id.into(),
+        model: "openai/text-embedding-3-small".into(),
+        vector: vec![x, 0.0],
+    };
+    let missing = store
+        .set_vectors(
+            &acme,
+            "workflow:w",
+            vec![redo("m1", 1.0), redo("nope", 2.0)],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, Error::Missing { .. }), "{missing}");
+    assert!(missing.to_string().contains("nope"), "{missing}");
+    let unchanged = store.memories(&acme, "workflow:w", 0).await.unwrap();
+    assert_eq!(unchanged[0].model, "local/all-MiniLM-L6-v2");
+    assert_eq!(unchanged[0].vector, [0.5, -0.25, 1.0]);
+    store
+        .set_vectors(&acme, "workflow:w", vec![redo("m1", 1.0), redo("m2", 2.0)])
+        .await
+        .unwrap();
+    let redone = store.memories(&acme, "workflow:w", 0).await.unwrap();
+    assert_eq!(
+        redone
+            .iter()
+            .map(|m| (m.seq, m.model.as_str(), m.vector.clone(), m.text.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (
+                a.seq,
+                "openai/text-embedding-3-small",
+                vec![1.0, 0.0],
+                "text of m1"
+            ),
+            (
+                b.seq,
+                "openai/text-embedding-3-small",
+                vec![2.0, 0.0],
+                "text of m2"
+            ),
+        ]
+    );
+    // The other tenant's m1 is not touched.
+    let theirs = store.memories(&other, "workflow:w", 0).await.unwrap();
+    assert_eq!(theirs[0].model, "local/all-MiniLM-L6-v2");
 }
 
 async fn kv_conformance(store: &dyn TeamMemory) {
@@ -207,6 +257,33 @@ async fn sqlite_team_memory_conformance() {
     let store = SqliteStore::open(&dir.path().join("baton.db"), Durability::Process).unwrap();
     semantic_conformance(&store).await;
     kv_conformance(&store).await;
+}
+
+/// A database of schema 9 keeps its memories, now recorded as made by the built-in MiniLM.
+#[tokio::test]
+async fn sqlite_migrates_schema_9_memories_to_the_built_in_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v9.db");
+    drop(SqliteStore::open(&path, Durability::Process).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE semantic_memories DROP COLUMN model; PRAGMA user_version=9;
+             INSERT INTO semantic_memories (tenant, namespace, id, text, metadata, vector, created_ms)
+             VALUES ('acme', 'workflow:w', 'old', 'kept', '{}', x'0000803f', 1);",
+        )
+        .unwrap();
+    let store = SqliteStore::open(&path, Durability::Process).unwrap();
+    let acme: TenantId = "acme".parse().unwrap();
+    let old = store.memories(&acme, "workflow:w", 0).await.unwrap();
+    assert_eq!(
+        (
+            old[0].text.as_str(),
+            old[0].model.as_str(),
+            old[0].vector.clone()
+        ),
+        ("kept", "local/all-MiniLM-L6-v2", vec![1.0])
+    );
 }
 
 /// Reads `counter`, writes it + 1 expecting the version read; on a mismatch reads again.
