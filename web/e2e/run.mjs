@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { builderTests } from './builder.mjs';
+import { dashboardTests } from './dashboard.mjs';
 
 const web = join(dirname(fileURLToPath(import.meta.url)), '..');
 const root = join(web, '..');
@@ -256,6 +257,7 @@ await test('large-run', async (page, shot) => {
 });
 
 await builderTests({ test, signIn, server, api, runEnded, expectText, root });
+await dashboardTests({ test, signIn, server, api, runEnded, expectText, root });
 
 await test('server-unreachable', async (page, shot) => {
   await signIn(page);
