@@ -96,6 +96,8 @@ let failed = 0;
 
 /** One test: a fresh browser context (so a fresh sessionStorage); no console error allowed. */
 async function test(name, fn, { scheme = 'light', allowErrors = false } = {}) {
+  // E2E_ONLY=<substring>: only the tests whose name contains it (iterating on one file).
+  if (process.env.E2E_ONLY && !name.includes(process.env.E2E_ONLY)) return;
   const context = await browser.newContext({ viewport: { width: 1366, height: 900 }, colorScheme: scheme });
   const page = await context.newPage();
   page.setDefaultTimeout(15_000);
