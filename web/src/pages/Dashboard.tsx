@@ -56,6 +56,7 @@ export function Dashboard() {
   const inFlight = list.filter((r) => IN_FLIGHT.includes(r.status));
   const recent = list.filter((r) => !IN_FLIGHT.includes(r.status)).slice(0, 20);
   const agents = useAgents(inFlight.slice(0, AGENT_RUNS), live, runs.data);
+  useClock(10_000);
   return (
     <section aria-labelledby="dash-title" className="dashboard">
       <div className="dash-head">
@@ -83,6 +84,15 @@ export function Dashboard() {
       {list.length > 0 && <StatsCharts stats={stats.data} error={stats.error} win={win} setWin={setWin} onRetry={stats.reload} />}
     </section>
   );
+}
+
+/** Re-renders every `ms`, so that "12s ago" stays true between updates (no request). */
+function useClock(ms: number) {
+  const [, setT] = useState(0);
+  useEffect(() => {
+    const t = setInterval(() => setT((n) => n + 1), ms);
+    return () => clearInterval(t);
+  }, [ms]);
 }
 
 function LiveIndicator({ state }: { state: LiveState }) {
@@ -114,6 +124,8 @@ function useAgents(inFlight: RunListItem[], live: LiveState, version: unknown): 
   const [runs, setRuns] = useState<Record<string, RunAgents>>({});
   const [error, setError] = useState<ApiError>();
   const loading = useRef(new Set<string>());
+  // Runs that got events while being read: read again after (what was read may predate them).
+  const again = useRef(new Set<string>());
   const runsRef = useRef(runs);
   runsRef.current = runs;
   const ids = inFlight.map((r) => r.id).join(',');
@@ -121,7 +133,10 @@ function useAgents(inFlight: RunListItem[], live: LiveState, version: unknown): 
   /** Reads a run's events after what is folded (all of them the first time) and folds them. */
   const catchUp = useCallback(
     async (id: string, workflow: string) => {
-      if (loading.current.has(id)) return;
+      if (loading.current.has(id)) {
+        again.current.add(id);
+        return;
+      }
       loading.current.add(id);
       try {
         let cur = runsRef.current[id];
@@ -135,6 +150,8 @@ function useAgents(inFlight: RunListItem[], live: LiveState, version: unknown): 
           if (evs.length < 1000) break;
         }
         const done = cur;
+        const known = runsRef.current[id];
+        if (!known || known.seq < done.seq) runsRef.current = { ...runsRef.current, [id]: done };
         setRuns((m) => ({ ...m, [id]: m[id] && m[id].seq > done.seq ? m[id] : done }));
         setError(undefined);
       } catch (e) {
@@ -142,9 +159,12 @@ function useAgents(inFlight: RunListItem[], live: LiveState, version: unknown): 
       } finally {
         loading.current.delete(id);
       }
+      if (again.current.delete(id)) void catchUpRef.current(id, workflow);
     },
     [api],
   );
+  const catchUpRef = useRef(catchUp);
+  catchUpRef.current = catchUp;
 
   // New runs in flight are read; runs no longer in flight are dropped.
   useEffect(() => {
@@ -160,7 +180,10 @@ function useAgents(inFlight: RunListItem[], live: LiveState, version: unknown): 
 
   useLiveEvents((e: EventRecord) => {
     const cur = runsRef.current[e.run_id];
-    if (!cur) return;
+    if (!cur) {
+      if (loading.current.has(e.run_id)) again.current.add(e.run_id);
+      return;
+    }
     if (e.seq === cur.seq + 1) {
       const next = applyAgentEvent(cur, e);
       runsRef.current = { ...runsRef.current, [e.run_id]: next };
@@ -230,7 +253,7 @@ function StatsCharts({ stats, error, win, setWin, onRetry }: { stats?: Stats; er
         </div>
         {s && (
           <span className="muted small" data-testid="stats-runs">
-            {s.runs} runs created{s.truncated ? ' (the newest 500 counted)' : ''}
+            {plural(s.runs, 'run')} created{s.truncated ? ' (the newest 500 counted)' : ''}
           </span>
         )}
       </div>
@@ -252,7 +275,7 @@ function StatsCharts({ stats, error, win, setWin, onRetry }: { stats?: Stats; er
           <BarChart title="Tokens and cost by model" bars={tokensByModel(s)} empty="No tokens used." testid="chart-tokens" />
           <BarChart title="Sandbox executions by tier and stop" bars={sandboxBars(s)} empty="No sandbox execution." testid="chart-sandbox" />
           <BarChart
-            title={`Budget use: ${fmtCount(s.budget.tokens)} tokens, ${fmtUsd(s.budget.cost_usd)}, ${s.budget.model_calls} model calls, ${s.budget.runs_stopped} runs stopped by a limit`}
+            title={`Budget use: ${fmtCount(s.budget.tokens)} tokens, ${fmtUsd(s.budget.cost_usd)}, ${plural(s.budget.model_calls, 'model call')}, ${plural(s.budget.runs_stopped, 'run')} stopped by a limit`}
             bars={budgetBars(s)}
             max={1}
             empty="No run in this window sets a token or cost limit."
@@ -263,6 +286,8 @@ function StatsCharts({ stats, error, win, setWin, onRetry }: { stats?: Stats; er
     </div>
   );
 }
+
+const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
 
 /** A first example anyone can run: examples/hello.yaml (the embedded model, offline). */
 const HELLO = `version: 1
