@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-export async function dashboardTests({ test, signIn, server, api, runEnded, expectText, root }) {
+export async function dashboardTests({ test, signIn, server, api, expectText, root }) {
   // A tenant of its own, so that the other tests' runs do not show here.
   await api('POST', '/tenants', { id: 'dash-e2e' });
   const { key } = await api('POST', '/keys', { tenant: 'dash-e2e', role: 'admin', name: 'dashboard e2e' });
@@ -81,7 +81,7 @@ export async function dashboardTests({ test, signIn, server, api, runEnded, expe
     await page.locator('[data-testid="counts"] [data-status="succeeded"]').filter({ hasText: '2' }).waitFor();
     await page.getByTestId('approvals-badge').waitFor({ state: 'detached' });
     await expectText(page.getByTestId('agents'), 'No agent is at work');
-    const detail = await runEnded(started.id);
+    const detail = await asTenant('GET', `/runs/${started.id}`);
     if (detail.run.status !== 'succeeded') throw new Error(`run is ${detail.run.status}`);
     const total = requests.length;
     console.log(`dashboard: ${total} API requests over the live part, all after events: ${[...new Set(requests.map((r) => r.path.split('?')[0]))].join(', ')}`);
