@@ -3,7 +3,8 @@
 import { lazy, Suspense, useCallback, useEffect, useMemo, useState } from 'react';
 import { Api, ApiError, KEY_STORAGE } from './api/client';
 import type { Whoami } from './api/types';
-import { usePoll } from './hooks';
+import { LiveProvider, useLiveResource } from './components/dashboard/Live';
+import { changesApprovals } from './lib/dashboard';
 import { Approvals } from './pages/Approvals';
 import { Dashboard } from './pages/Dashboard';
 import { SignIn } from './pages/SignIn';
@@ -51,7 +52,9 @@ export function App() {
   if (!session) return <SignIn onSignedIn={signIn} initialError={restoreError} />;
   return (
     <SessionContext.Provider value={session}>
-      <Shell />
+      <LiveProvider>
+        <Shell />
+      </LiveProvider>
     </SessionContext.Provider>
   );
 }
@@ -59,7 +62,12 @@ export function App() {
 function Shell() {
   const route = useRoute();
   const { api, me, signOut } = useSession();
-  const approvals = usePoll((s) => api.request<{ approvals: unknown[] }>('GET', '/approvals', undefined, s), 3000, 'approvals');
+  // Live: reloaded when a run asks for or gets an answer (polled every 3 s while the socket is down).
+  const approvals = useLiveResource((s) => api.request<{ approvals: unknown[] }>('GET', '/approvals', undefined, s), {
+    key: 'approvals',
+    pollMs: 3000,
+    relevant: changesApprovals,
+  });
   const waiting = approvals.data?.approvals.length ?? 0;
   return (
     <>

@@ -1,5 +1,6 @@
-//! Who is calling: the API key of a request (`Authorization: Bearer KEY`, or `X-Api-Key: KEY`)
-//! checked by `Control::authenticate`, which also records failures in the audit log. The
+//! Who is calling: the API key of a request (`Authorization: Bearer KEY`, or `X-Api-Key: KEY`;
+//! on a WebSocket handshake, which a browser cannot give headers, also the subprotocol
+//! `baton.key.KEY` next to `baton.v1`, see [`WS_PROTOCOL`]) checked by `Control::authenticate`, which also records failures in the audit log. The
 //! handlers take an [`Auth`] and pass its caller to the use cases, which authorize it.
 
 use std::collections::HashMap;
@@ -17,6 +18,12 @@ use crate::{ApiError, AppState, REQUEST_ID};
 /// An authenticated caller.
 pub struct Auth(pub Caller);
 
+/// The subprotocol a WebSocket client asks for, and the one the server answers with.
+pub(crate) const WS_PROTOCOL: &str = "baton.v1";
+/// The prefix of the subprotocol that carries a browser's key on a WebSocket handshake
+/// (`Sec-WebSocket-Protocol: baton.v1, baton.key.KEY`); never echoed, never in a query string.
+const WS_KEY_PREFIX: &str = "baton.key.";
+
 /// The key a request presents, if any.
 fn presented_key(parts: &Parts) -> Option<&str> {
     if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION) {
@@ -24,7 +31,30 @@ fn presented_key(parts: &Parts) -> Option<&str> {
         let (scheme, key) = v.split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then_some(key.trim());
     }
-    parts.headers.get("x-api-key")?.to_str().ok().map(str::trim)
+    if let Some(v) = parts.headers.get("x-api-key") {
+        return v.to_str().ok().map(str::trim);
+    }
+    websocket_key(parts)
+}
+
+/// The key in a WebSocket handshake's subprotocols (`baton.key.KEY`), only on a handshake.
+fn websocket_key(parts: &Parts) -> Option<&str> {
+    let upgrade = parts
+        .headers
+        .get(axum::http::header::UPGRADE)?
+        .to_str()
+        .ok()?;
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return None;
+    }
+    parts
+        .headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(WS_KEY_PREFIX))
+        .filter(|k| !k.is_empty())
 }
 
 pub(crate) fn request_id(parts: &Parts) -> Option<String> {
@@ -50,7 +80,7 @@ impl FromRequestParts<AppState> for Auth {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
-                "an API key is required: send `Authorization: Bearer <key>` (create one with `baton keys create`)",
+                "an API key is required: send `Authorization: Bearer <key>` (a browser's WebSocket: the subprotocols `baton.v1` and `baton.key.<key>`; create one with `baton keys create`)",
             ));
         };
         let who = state

@@ -120,7 +120,10 @@ pub(crate) async fn ws(
                 .into_response();
         }
     };
+    // A browser sends its key as the subprotocol `baton.key.KEY` next to `baton.v1`
+    // (`crate::auth`): the answer names `baton.v1` only, never the key.
     upgrade
+        .protocols([crate::auth::WS_PROTOCOL])
         .max_message_size(64 << 10)
         .on_upgrade(move |socket| session(s, c, socket))
 }

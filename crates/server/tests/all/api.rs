@@ -1035,6 +1035,181 @@ async fn a_websocket_follows_runs_from_a_seq() {
     server.stop().await;
 }
 
+/// The next message of a WebSocket, as JSON (within 30 s).
+async fn next_json<S>(ws: &mut S) -> Value
+where
+    S: futures::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures::StreamExt;
+    let msg = tokio::time::timeout(std::time::Duration::from_secs(30), ws.next())
+        .await
+        .expect("a message within 30 s")
+        .unwrap()
+        .unwrap();
+    match msg {
+        tokio_tungstenite::tungstenite::Message::Text(t) => serde_json::from_str(&t).unwrap(),
+        other => panic!("not text: {other:?}"),
+    }
+}
+
+/// A browser's WebSocket cannot send headers: its key comes as the subprotocol
+/// `baton.key.KEY` next to `baton.v1`. A good key is answered with `baton.v1` only (never the
+/// key), a bad one with 401 before the upgrade, and a viewer's tenant subscription carries its
+/// tenant's events only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_websocket_sends_its_key_as_a_subprotocol() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let state = test_state(Providers::default());
+    let key = key_for(&state).await;
+    let server = serve_loopback(state).await;
+    let addr = server.addr;
+    let base = format!("http://{addr}/api/v1");
+    let http = reqwest::Client::new();
+    let post = |uri: String, as_key: String, body: Value| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(uri)
+                .bearer_auth(as_key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let v: Value = r.json().await.unwrap();
+            assert!(status.is_success(), "{status}: {v}");
+            v
+        }
+    };
+    let viewer = post(
+        format!("{base}/keys"),
+        key.clone(),
+        json!({"role": "viewer"}),
+    )
+    .await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    post(
+        format!("{base}/tenants"),
+        key.clone(),
+        json!({"id": "acme"}),
+    )
+    .await;
+    let acme = post(
+        format!("{base}/keys"),
+        key.clone(),
+        json!({"role": "admin", "tenant": "acme"}),
+    )
+    .await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let handshake = |protocols: String| {
+        let mut req = format!("ws://{addr}/api/v1/ws")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("sec-websocket-protocol", protocols.parse().unwrap());
+        req
+    };
+
+    // A bad key: 401 with the error body, no upgrade.
+    match tokio_tungstenite::connect_async(handshake("baton.v1, baton.key.nope".into())).await {
+        Err(WsError::Http(resp)) => {
+            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+            let body: Value = serde_json::from_slice(resp.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["error"]["code"], "unauthenticated", "{body}");
+        }
+        other => panic!("a bad key was not refused with 401: {other:?}"),
+    }
+    // The key only in the query string is no key.
+    let mut req = format!("ws://{addr}/api/v1/ws?key={viewer}")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("sec-websocket-protocol", "baton.v1".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_err());
+
+    // The viewer's key: answered with `baton.v1`, the key nowhere in the answer's headers.
+    let (mut ws, resp) =
+        tokio_tungstenite::connect_async(handshake(format!("baton.v1, baton.key.{viewer}")))
+            .await
+            .unwrap();
+    assert_eq!(
+        resp.headers()
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["baton.v1"]
+    );
+    for (_, v) in resp.headers() {
+        assert!(!v.to_str().unwrap_or("").contains(&viewer), "{v:?}");
+    }
+    ws.send(Message::Text(
+        json!({"subscribe_tenant": {}}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    let v = next_json(&mut ws).await;
+    assert_eq!(v["type"], "subscribed", "{v}");
+    assert_eq!(v["tenant"], "default", "{v}");
+    // A run of another tenant, then one of the viewer's: only the second reaches the socket.
+    let theirs = post(
+        format!("{base}/runs"),
+        acme.clone(),
+        json!({"source": ECHO}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Their run ends first, so an event of it that leaked would come before ours ends.
+    loop {
+        let r: Value = http
+            .get(format!("{base}/runs/{theirs}"))
+            .bearer_auth(&acme)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !matches!(r["run"]["status"].as_str(), Some("pending" | "running")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let ours = post(format!("{base}/runs"), key.clone(), json!({"source": ECHO})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        let v = next_json(&mut ws).await;
+        if v["type"] != "event" {
+            continue;
+        }
+        let run = v["event"]["run_id"].as_str().unwrap().to_string();
+        assert_ne!(run, theirs, "another tenant's event reached a viewer: {v}");
+        seen.insert(run.clone());
+        if run == ours && v["event"]["type"] == "run_succeeded" {
+            break;
+        }
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), [ours]);
+    server.stop().await;
+}
+
 /// The agent registry over HTTP, with the requests docs/api.md shows: versions, diff,
 /// rollback, refusals; a run of a document naming a registry agent uses its default version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
