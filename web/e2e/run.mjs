@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { builderTests } from './builder.mjs';
+import { registryTests } from './registry.mjs';
 
 const web = join(dirname(fileURLToPath(import.meta.url)), '..');
 const root = join(web, '..');
@@ -43,7 +44,8 @@ const { chromium } = await import('playwright-core');
 /** `baton serve` on a free port in examples/, with the scripted models; resolves once it listens. */
 async function startServer() {
   const dir = mkdtempSync(join(tmpdir(), 'baton-web-e2e-'));
-  const child = spawn(bin, ['serve', '--addr', '127.0.0.1:0', '--rate-limit', 'off', '--db', join(dir, 'baton.db')], {
+  // Loopback webhooks allowed: the registry tests subscribe a receiver of their own.
+  const child = spawn(bin, ['serve', '--addr', '127.0.0.1:0', '--rate-limit', 'off', '--webhook-allow', '127.0.0.0/8', '--db', join(dir, 'baton.db')], {
     cwd: join(root, 'examples'),
     env: { ...process.env, BATON_MODEL: 'scripted/hello' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -95,6 +97,8 @@ let failed = 0;
 
 /** One test: a fresh browser context (so a fresh sessionStorage); no console error allowed. */
 async function test(name, fn, { scheme = 'light', allowErrors = false } = {}) {
+  // E2E_ONLY=text runs only the tests whose name contains it (iterating on one page).
+  if (process.env.E2E_ONLY && !name.includes(process.env.E2E_ONLY)) return;
   const context = await browser.newContext({ viewport: { width: 1366, height: 900 }, colorScheme: scheme });
   const page = await context.newPage();
   page.setDefaultTimeout(15_000);
@@ -256,6 +260,7 @@ await test('large-run', async (page, shot) => {
 });
 
 await builderTests({ test, signIn, server, api, runEnded, expectText, root });
+await registryTests({ test, signIn, server, api, runEnded, expectText });
 
 await test('server-unreachable', async (page, shot) => {
   await signIn(page);
