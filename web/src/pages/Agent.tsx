@@ -10,10 +10,11 @@ import { ErrorBanner } from '../components/Status';
 import { navigate, onLink } from '../router';
 import { useSession } from '../session';
 
-/** A changed field's value, cut (the side-by-side diff below shows all of it). */
-const show = (v: unknown) => {
-  const t = v === null || v === undefined ? '(absent)' : typeof v === 'string' ? v : JSON.stringify(v);
-  return t.length > 300 ? `${t.slice(0, 300)}…` : t;
+const text = (v: unknown) => (v === null || v === undefined ? '(absent)' : typeof v === 'string' ? v : JSON.stringify(v));
+/** A short value: too long or several lines (instructions) are read in the file diff below. */
+const short = (v: unknown) => {
+  const t = text(v);
+  return t.length <= 120 && !t.includes('\n');
 };
 
 export function Agent({ name }: { name: string }) {
@@ -240,7 +241,14 @@ function Compare({ name, versions, pair, onPair }: { name: string; versions: Age
             <ul className="changes">
               {diff.changes.map((c) => (
                 <li key={c.field}>
-                  <code>{c.field}</code>: <del>{show(c.from)}</del> → <ins>{show(c.to)}</ins>
+                  <code>{c.field}</code>:{' '}
+                  {short(c.from) && short(c.to) ? (
+                    <>
+                      <del>{text(c.from)}</del> → <ins>{text(c.to)}</ins>
+                    </>
+                  ) : (
+                    <span className="muted">changed (see the lines below)</span>
+                  )}
                 </li>
               ))}
             </ul>

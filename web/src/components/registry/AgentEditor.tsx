@@ -98,25 +98,20 @@ export function AgentEditor({ initial, title, onSaved, onCancel }: { initial: st
           }}
         />
       </div>
-      {error && (
+      {error && diags.length === 0 && (
         <div className="banner error" role="alert">
           {error.message}
         </div>
       )}
       {diags.length > 0 && (
-        <ul className="problems-list" id="agent-problems" data-testid="agent-problems" aria-label="Problems">
+        <ul className="problems-list" id="agent-problems" data-testid="agent-problems" aria-label="Problems" role="alert">
           {diags.map((d, i) => (
             <li key={i} className={d.level === 'error' ? 'field-error' : 'muted'}>
               <button type="button" className="link" onClick={() => goTo(d)} aria-label={`Go to line ${d.line}`}>
                 line {d.line}, column {d.column}
               </button>
-              {d.path && (
-                <>
-                  {' '}
-                  <code className="field-name">{d.path}</code>
-                </>
-              )}
-              : {d.message}
+              {d.path && <code className="field-name">{d.path}</code>}
+              <span>{d.message}</span>
             </li>
           ))}
         </ul>
