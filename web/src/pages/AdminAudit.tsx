@@ -178,7 +178,9 @@ function Entry({ e }: { e: AuditEntry }) {
       <td className="small">
         <When ms={e.at_ms} />
       </td>
-      <td className="mono">{e.action}</td>
+      <td className="mono" title={e.action}>
+        {e.action}
+      </td>
       <td className="mono cut" title={details || undefined}>
         {e.object ?? <span className="muted">—</span>}
       </td>
