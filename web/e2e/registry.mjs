@@ -28,6 +28,19 @@ export async function registryTests({ test, signIn, server, api, runEnded, expec
   const setSource = async (page, text) => {
     await page.getByLabel('Agent file').fill(text);
   };
+  /** The two versions the agent test makes, stored through the API when it did not run (E2E_ONLY). */
+  const ensureAgent = async () => {
+    const got = await fetch(`${server.url}/api/v1/agents/e2e-writer`, { headers: { authorization: `Bearer ${server.key}` } });
+    if (got.ok) return;
+    for (const role of ['careful writer', 'bold writer']) {
+      const resp = await fetch(`${server.url}/api/v1/agents`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${server.key}`, 'content-type': 'application/yaml' },
+        body: agentFile(role),
+      });
+      if (!resp.ok) throw new Error(`storing an agent: ${resp.status} ${await resp.text()}`);
+    }
+  };
 
   await test('registry-agent-invalid', async (page, shot) => {
     await signIn(page);
@@ -221,6 +234,7 @@ export async function registryTests({ test, signIn, server, api, runEnded, expec
   });
 
   await test('registry-admin-dark', async (page, shot) => {
+    await ensureAgent();
     await signIn(page);
     await page.goto(`${server.url}/agents/e2e-writer`);
     await page.getByTestId('diff').waitFor();
@@ -241,6 +255,7 @@ export async function registryTests({ test, signIn, server, api, runEnded, expec
   }, { scheme: 'dark' });
 
   await test('registry-viewer-sees-no-admin', async (page, shot) => {
+    await ensureAgent();
     const viewer = await api('POST', '/keys', { role: 'viewer', name: 'e2e registry viewer' });
     await signIn(page, viewer.key);
     await nav(page, 'Agents').waitFor();
