@@ -17,6 +17,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { builderTests } from './builder.mjs';
 import { dashboardTests } from './dashboard.mjs';
+import { registryTests } from './registry.mjs';
 
 const web = join(dirname(fileURLToPath(import.meta.url)), '..');
 const root = join(web, '..');
@@ -44,7 +45,8 @@ const { chromium } = await import('playwright-core');
 /** `baton serve` on a free port in examples/, with the scripted models; resolves once it listens. */
 async function startServer() {
   const dir = mkdtempSync(join(tmpdir(), 'baton-web-e2e-'));
-  const child = spawn(bin, ['serve', '--addr', '127.0.0.1:0', '--rate-limit', 'off', '--db', join(dir, 'baton.db')], {
+  // Loopback webhooks allowed: the registry tests subscribe a receiver of their own.
+  const child = spawn(bin, ['serve', '--addr', '127.0.0.1:0', '--rate-limit', 'off', '--webhook-allow', '127.0.0.0/8', '--db', join(dir, 'baton.db')], {
     cwd: join(root, 'examples'),
     env: { ...process.env, BATON_MODEL: 'scripted/hello' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -260,6 +262,7 @@ await test('large-run', async (page, shot) => {
 
 await builderTests({ test, signIn, server, api, runEnded, expectText, root });
 await dashboardTests({ test, signIn, server, api, runEnded, expectText, root });
+await registryTests({ test, signIn, server, api, runEnded, expectText });
 
 await test('server-unreachable', async (page, shot) => {
   await signIn(page);

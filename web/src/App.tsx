@@ -5,6 +5,7 @@ import { Api, ApiError, KEY_STORAGE } from './api/client';
 import type { Whoami } from './api/types';
 import { LiveProvider, useLiveResource } from './components/dashboard/Live';
 import { changesApprovals } from './lib/dashboard';
+import { Agents } from './pages/Agents';
 import { Approvals } from './pages/Approvals';
 import { Dashboard } from './pages/Dashboard';
 import { SignIn } from './pages/SignIn';
@@ -16,6 +17,11 @@ import { SessionContext, useSession, type Session } from './session';
 const RunViewer = lazy(() => import('./pages/RunViewer'));
 // So does the builder (with the YAML library): loaded when a workflow is opened.
 const Builder = lazy(() => import('./pages/Builder'));
+// An agent's versions and diff, and the admin pages: loaded when opened.
+const Agent = lazy(() => import('./pages/Agent').then((m) => ({ default: m.Agent })));
+const AdminKeys = lazy(() => import('./pages/AdminKeys').then((m) => ({ default: m.AdminKeys })));
+const AdminWebhooks = lazy(() => import('./pages/AdminWebhooks').then((m) => ({ default: m.AdminWebhooks })));
+const AdminAudit = lazy(() => import('./pages/AdminAudit').then((m) => ({ default: m.AdminAudit })));
 
 export function App() {
   const [signed, setSigned] = useState<{ api: Api; me: Whoami } | null>(null);
@@ -85,6 +91,9 @@ function Shell() {
           <a href="/workflows" onClick={onLink} aria-current={route.page === 'workflows' || route.page === 'builder' ? 'page' : undefined}>
             Workflows
           </a>
+          <a href="/agents" onClick={onLink} aria-current={route.page === 'agents' || route.page === 'agent' ? 'page' : undefined}>
+            Agents
+          </a>
           <a href="/approvals" onClick={onLink} aria-current={route.page === 'approvals' ? 'page' : undefined}>
             Approvals
             {waiting > 0 && (
@@ -93,6 +102,21 @@ function Shell() {
               </span>
             )}
           </a>
+          {me.may.admin && (
+            <a href="/admin/keys" onClick={onLink} aria-current={route.page === 'admin-keys' ? 'page' : undefined}>
+              Keys
+            </a>
+          )}
+          {me.may.edit_workflows && (
+            <a href="/admin/webhooks" onClick={onLink} aria-current={route.page === 'admin-webhooks' ? 'page' : undefined}>
+              Webhooks
+            </a>
+          )}
+          {me.may.admin && (
+            <a href="/admin/audit" onClick={onLink} aria-current={route.page === 'admin-audit' ? 'page' : undefined}>
+              Audit
+            </a>
+          )}
         </nav>
         <div className="who" data-testid="who">
           <span title={`key ${me.key_id}`}>
@@ -115,6 +139,15 @@ function Shell() {
         {route.page === 'builder' && (
           <Suspense fallback={<p className="loading">Loading the builder…</p>}>
             <Builder key={route.name ?? ''} name={route.name} />
+          </Suspense>
+        )}
+        {route.page === 'agents' && <Agents />}
+        {(route.page === 'agent' || route.page.startsWith('admin-')) && (
+          <Suspense fallback={<p className="loading">Loading…</p>}>
+            {route.page === 'agent' && <Agent key={route.name} name={route.name} />}
+            {route.page === 'admin-keys' && <AdminKeys />}
+            {route.page === 'admin-webhooks' && <AdminWebhooks />}
+            {route.page === 'admin-audit' && <AdminAudit />}
           </Suspense>
         )}
         {route.page === 'missing' && (

@@ -8,6 +8,11 @@ export type Route =
   | { page: 'approvals' }
   | { page: 'workflows' }
   | { page: 'builder'; name?: string }
+  | { page: 'agents' }
+  | { page: 'agent'; name: string }
+  | { page: 'admin-keys' }
+  | { page: 'admin-webhooks' }
+  | { page: 'admin-audit' }
   | { page: 'missing'; path: string };
 
 export function parseRoute(path: string): Route {
@@ -16,6 +21,12 @@ export function parseRoute(path: string): Route {
   if (p === '/approvals') return { page: 'approvals' };
   if (p === '/workflows') return { page: 'workflows' };
   if (p === '/builder') return { page: 'builder' };
+  if (p === '/agents') return { page: 'agents' };
+  const agent = /^\/agents\/([A-Za-z0-9_.-]{1,200})$/.exec(p);
+  if (agent) return { page: 'agent', name: agent[1] };
+  if (p === '/admin/keys') return { page: 'admin-keys' };
+  if (p === '/admin/webhooks') return { page: 'admin-webhooks' };
+  if (p === '/admin/audit') return { page: 'admin-audit' };
   const open = /^\/builder\/([A-Za-z0-9_.@-]{1,200})$/.exec(p);
   if (open) return { page: 'builder', name: open[1] };
   const run = /^\/runs\/([0-9a-f]{4,32})$/.exec(p);

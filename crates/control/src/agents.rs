@@ -52,6 +52,10 @@ pub struct AgentInfo {
     pub latest: u32,
     /// The version `agent: NAME` resolves to.
     pub default_version: u32,
+    /// The default version's `model` (`provider/model`).
+    pub model: String,
+    /// The default version's `role`, when it has one.
+    pub role: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
@@ -175,19 +179,31 @@ impl Control {
     /// The tenant's agents, by name.
     pub async fn list_agents(&self, caller: &Caller) -> Result<Vec<AgentInfo>> {
         caller.check(Permission::Read)?;
-        Ok(self
-            .tenancy
-            .agents(&caller.tenant)
-            .await?
-            .into_iter()
-            .map(|a| AgentInfo {
+        let mut out = Vec::new();
+        for a in self.tenancy.agents(&caller.tenant).await? {
+            // The default version's model and role: what a listing shows of each agent.
+            let rec = self
+                .tenancy
+                .agent(&caller.tenant, &a.name, Some(a.default_version))
+                .await?
+                .ok_or_else(|| {
+                    Error::internal(format!(
+                        "agent {} lists default version {} that the store does not hold",
+                        a.name, a.default_version
+                    ))
+                })?;
+            let spec = AgentVersion::of(rec)?.spec;
+            out.push(AgentInfo {
+                model: spec.model,
+                role: spec.role,
                 name: a.name,
                 latest: a.latest,
                 default_version: a.default_version,
                 created_at_ms: a.created_at_ms,
                 updated_at_ms: a.updated_at_ms,
-            })
-            .collect())
+            });
+        }
+        Ok(out)
     }
 
     /// A version of an agent (its default unless pinned).

@@ -162,7 +162,7 @@ pub struct Received {
 }
 
 /// A subscription as shown (never its secret).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Subscription {
     pub id: String,
     pub url: String,
@@ -186,7 +186,7 @@ impl Subscription {
 }
 
 /// A subscription as made: the only time its secret is shown.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct SubscriptionWithSecret {
     #[serde(flatten)]
     pub subscription: Subscription,
@@ -205,7 +205,7 @@ pub struct NewSubscription {
 }
 
 /// A delivery as shown.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Delivery {
     /// The `webhook-id` of every attempt.
     pub id: String,
@@ -238,9 +238,10 @@ impl Delivery {
 }
 
 /// A page of deliveries, newest first.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct DeliveryPage {
     pub deliveries: Vec<Delivery>,
+    /// The `cursor` of the next page (absent: this is the last).
     pub next: Option<String>,
 }
 

@@ -93,7 +93,10 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
         )
         .api_route(
             "/keys",
-            post_with(create_key, |o| doc(o, "Create an API key (its secret is in this answer only)"))
+            post_with(create_key, |o| {
+                doc(o, "Create an API key (its secret is in this answer only)")
+                    .response_with::<201, Json<baton_control::CreatedKey>, _>(|r| r.description("the key, with its secret (shown only now)"))
+            })
                 .get_with(list_keys, |o| doc(o, "The tenant's API keys, without secrets")),
         )
         .api_route("/keys/{id}", delete_with(revoke_key, |o| doc(o, "Revoke an API key")))

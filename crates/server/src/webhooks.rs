@@ -10,7 +10,9 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use baton_control::webhooks::{Incoming, NewInboundHook, NewSubscription};
+use baton_control::webhooks::{
+    DeliveryPage, Incoming, NewInboundHook, NewSubscription, Subscription, SubscriptionWithSecret,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -45,7 +47,10 @@ pub(crate) fn routes() -> aide::axum::ApiRouter<AppState> {
         )
         .api_route(
             "/webhooks/subscriptions",
-            post_with(create_subscription, |o| doc(o, "Subscribe a URL to run events (deliveries signed as Standard Webhooks)"))
+            post_with(create_subscription, |o| {
+                doc(o, "Subscribe a URL to run events (deliveries signed as Standard Webhooks)")
+                    .response_with::<201, Json<SubscriptionWithSecret>, _>(|r| r.description("the subscription, with its secret (shown only now)"))
+            })
                 .get_with(list_subscriptions, |o| doc(o, "The tenant's webhook subscriptions")),
         )
         .api_route(
@@ -206,11 +211,17 @@ struct CreateSubscription {
     description: Option<String>,
 }
 
+/// The tenant's webhook subscriptions.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct Subscriptions {
+    subscriptions: Vec<Subscription>,
+}
+
 async fn create_subscription(
     State(s): State<AppState>,
     Auth(c): Auth,
     Body(b): Body<CreateSubscription>,
-) -> ApiResult {
+) -> Result<(StatusCode, Json<SubscriptionWithSecret>), ApiError> {
     let sub = s
         .control
         .create_subscription(
@@ -222,19 +233,24 @@ async fn create_subscription(
             },
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(sub)).into_response())
+    Ok((StatusCode::CREATED, Json(sub)))
 }
 
-async fn list_subscriptions(State(s): State<AppState>, Auth(c): Auth) -> ApiResult {
-    Ok(Json(json!({"subscriptions": s.control.list_subscriptions(&c).await?})).into_response())
+async fn list_subscriptions(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+) -> Result<Json<Subscriptions>, ApiError> {
+    Ok(Json(Subscriptions {
+        subscriptions: s.control.list_subscriptions(&c).await?,
+    }))
 }
 
 async fn get_subscription(
     State(s): State<AppState>,
     Auth(c): Auth,
     Path(IdPath { id }): Path<IdPath>,
-) -> ApiResult {
-    Ok(Json(s.control.get_subscription(&c, &id).await?).into_response())
+) -> Result<Json<Subscription>, ApiError> {
+    Ok(Json(s.control.get_subscription(&c, &id).await?))
 }
 
 async fn delete_subscription(
@@ -258,11 +274,10 @@ async fn deliveries(
     Auth(c): Auth,
     Path(IdPath { id }): Path<IdPath>,
     Params(q): Params<DeliveriesQuery>,
-) -> ApiResult {
+) -> Result<Json<DeliveryPage>, ApiError> {
     Ok(Json(
         s.control
             .deliveries(&c, &id, q.cursor.as_deref(), q.limit)
             .await?,
-    )
-    .into_response())
+    ))
 }

@@ -74,6 +74,7 @@ export class Api {
       throw new ApiError(0, 'unreachable', UNREACHABLE);
     }
     if (!resp.ok) throw await errorOf(resp);
+    if (resp.status === 204) return undefined as T; // No content (a delete).
     return (await resp.json()) as T;
   }
 

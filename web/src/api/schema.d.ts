@@ -3248,6 +3248,15 @@ export interface paths {
                 };
             };
             responses: {
+                /** @description the key, with its secret (shown only now) */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["CreatedKey"];
+                    };
+                };
                 /** @description malformed request (JSON syntax, query string) */
                 400: {
                     headers: {
@@ -5514,6 +5523,15 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
+                /** @description The tenant's webhook subscriptions. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Subscriptions"];
+                    };
+                };
                 /** @description malformed request (JSON syntax, query string) */
                 400: {
                     headers: {
@@ -5612,6 +5630,15 @@ export interface paths {
                 };
             };
             responses: {
+                /** @description the subscription, with its secret (shown only now) */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SubscriptionWithSecret"];
+                    };
+                };
                 /** @description malformed request (JSON syntax, query string) */
                 400: {
                     headers: {
@@ -5721,6 +5748,15 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
+                /** @description A subscription as shown (never its secret). */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Subscription"];
+                    };
+                };
                 /** @description malformed request (JSON syntax, query string) */
                 400: {
                     headers: {
@@ -5930,6 +5966,15 @@ export interface paths {
             };
             requestBody?: never;
             responses: {
+                /** @description A page of deliveries, newest first. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["DeliveryPage"];
+                    };
+                };
                 /** @description malformed request (JSON syntax, query string) */
                 400: {
                     headers: {
@@ -7535,14 +7580,10 @@ export interface components {
             /** @description How long the key works: `30d`, `12h`... (absent: until revoked). */
             expires_in?: string | null;
         };
-        TenantQuery: {
-            tenant?: string | null;
-        };
-        Keys: {
-            keys: components["schemas"]["KeyInfo"][];
-        };
-        /** @description A key as listed: never its secret, never its hash. */
-        KeyInfo: {
+        /** @description A key just created: the only time its secret exists outside the client. */
+        CreatedKey: {
+            /** @description The whole key, `bk_<id>_<secret>`. */
+            key: string;
             id: string;
             tenant: components["schemas"]["TenantId"];
             role: components["schemas"]["Role"];
@@ -7565,6 +7606,26 @@ export interface components {
          * @enum {string}
          */
         Role: "viewer" | "runner" | "editor" | "admin";
+        TenantQuery: {
+            tenant?: string | null;
+        };
+        Keys: {
+            keys: components["schemas"]["KeyInfo"][];
+        };
+        /** @description A key as listed: never its secret, never its hash. */
+        KeyInfo: {
+            id: string;
+            tenant: components["schemas"]["TenantId"];
+            role: components["schemas"]["Role"];
+            name?: string | null;
+            /** Format: int64 */
+            created_at_ms: number;
+            created_by?: string | null;
+            /** Format: int64 */
+            expires_at_ms?: number | null;
+            /** Format: int64 */
+            revoked_at_ms?: number | null;
+        };
         CreateTenant: {
             id: string;
             name?: string | null;
@@ -7680,6 +7741,10 @@ export interface components {
              * @description The version `agent: NAME` resolves to.
              */
             default_version: number;
+            /** @description The default version's `model` (`provider/model`). */
+            model: string;
+            /** @description The default version's `role`, when it has one. */
+            role?: string | null;
             /** Format: int64 */
             created_at_ms: number;
             /** Format: int64 */
@@ -7889,10 +7954,80 @@ export interface components {
             events: string[];
             description?: string | null;
         };
+        /** @description A subscription as made: the only time its secret is shown. */
+        SubscriptionWithSecret: {
+            id: string;
+            url: string;
+            events: string[];
+            description?: string | null;
+            /** Format: int64 */
+            created_at_ms: number;
+            created_by?: string | null;
+            /** @description `whsec_<base64>`: check deliveries' signatures with it. */
+            secret: string;
+        };
+        /** @description The tenant's webhook subscriptions. */
+        Subscriptions: {
+            subscriptions: components["schemas"]["Subscription"][];
+        };
+        /** @description A subscription as shown (never its secret). */
+        Subscription: {
+            id: string;
+            url: string;
+            events: string[];
+            description?: string | null;
+            /** Format: int64 */
+            created_at_ms: number;
+            created_by?: string | null;
+        };
         DeliveriesQuery: {
             /** Format: uint32 */
             limit?: number | null;
             cursor?: string | null;
+        };
+        /** @description A page of deliveries, newest first. */
+        DeliveryPage: {
+            deliveries: components["schemas"]["Delivery"][];
+            /** @description The `cursor` of the next page (absent: this is the last). */
+            next?: string | null;
+        };
+        /** @description A delivery as shown. */
+        Delivery: {
+            /** @description The `webhook-id` of every attempt. */
+            id: string;
+            event_type: string;
+            run_id?: components["schemas"]["RunId"] | null;
+            /** Format: uint64 */
+            seq?: number | null;
+            status: components["schemas"]["DeliveryStatus"];
+            /** Format: int64 */
+            created_at_ms: number;
+            /** Format: int64 */
+            next_attempt_at_ms?: number | null;
+            attempts: components["schemas"]["AttemptRecord"][];
+            /** @description The body every attempt sends. */
+            payload: unknown;
+        };
+        /** @description Where a delivery stands. */
+        DeliveryStatus: "succeeded" | "pending" | "failed" | "cancelled";
+        /** @description One attempt to deliver. */
+        AttemptRecord: {
+            /**
+             * Format: uint32
+             * @description 1, 2, ...
+             */
+            n: number;
+            /** Format: int64 */
+            at_ms: number;
+            /** Format: uint64 */
+            duration_ms: number;
+            /**
+             * Format: uint16
+             * @description The receiver's HTTP status, when it answered.
+             */
+            status_code?: number | null;
+            /** @description What went wrong (no answer, a non-2xx answer, a refused address). */
+            error?: string | null;
         };
     };
     responses: never;

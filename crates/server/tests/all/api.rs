@@ -854,11 +854,34 @@ async fn the_openapi_document_covers_every_route_and_its_errors() {
         "AgentVersion",
         "AgentDiff",
         "KeyInfo",
+        "CreatedKey",
+        "Subscription",
+        "SubscriptionWithSecret",
+        "DeliveryPage",
+        "Delivery",
+        "AttemptRecord",
     ] {
         assert!(
             schemas.contains_key(name),
             "no schema {name}: {:?}",
             schemas.keys().collect::<Vec<_>>()
+        );
+    }
+    // The webhook subscriptions' answers too (the web app's admin pages read them).
+    for (path, method, code) in [
+        ("/api/v1/webhooks/subscriptions", "get", "200"),
+        ("/api/v1/webhooks/subscriptions", "post", "201"),
+        (
+            "/api/v1/webhooks/subscriptions/{id}/deliveries",
+            "get",
+            "200",
+        ),
+        ("/api/v1/keys", "post", "201"),
+    ] {
+        let r = &paths[path][method]["responses"][code];
+        assert!(
+            r["content"]["application/json"]["schema"].is_object(),
+            "{method} {path}: {r}"
         );
     }
     // And a reference page made from it.
@@ -1242,6 +1265,16 @@ async fn agents_are_versioned_over_http() {
 
     let a = api.json("GET", "/api/v1/agents", None).await;
     assert_eq!(a.body["agents"][0]["name"], "reviewer", "{}", a.body);
+    // A listing shows the default version's model and role.
+    assert_eq!(
+        (
+            a.body["agents"][0]["model"].as_str(),
+            a.body["agents"][0]["role"].as_str()
+        ),
+        (Some("scripted/reviewer"), Some("strict reviewer")),
+        "{}",
+        a.body
+    );
     let a = api.json("GET", "/api/v1/agents/reviewer@1", None).await;
     assert_eq!(
         (a.body["version"].as_u64(), a.body["spec"]["role"].as_str()),
@@ -1275,6 +1308,16 @@ async fn agents_are_versioned_over_http() {
     assert_eq!(
         (a.status, a.body["default_version"].as_u64()),
         (StatusCode::OK, Some(1)),
+        "{}",
+        a.body
+    );
+    let a = api.json("GET", "/api/v1/agents", None).await;
+    assert_eq!(
+        (
+            a.body["agents"][0]["default_version"].as_u64(),
+            a.body["agents"][0]["role"].as_str()
+        ),
+        (Some(1), Some("code reviewer")),
         "{}",
         a.body
     );
