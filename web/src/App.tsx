@@ -15,6 +15,8 @@ import { SessionContext, useSession, type Session } from './session';
 const RunViewer = lazy(() => import('./pages/RunViewer'));
 // So does the builder (with the YAML library): loaded when a workflow is opened.
 const Builder = lazy(() => import('./pages/Builder'));
+// Two runs side by side (with the diff code): loaded when a comparison is opened.
+const Compare = lazy(() => import('./pages/Compare'));
 
 export function App() {
   const [signed, setSigned] = useState<{ api: Api; me: Whoami } | null>(null);
@@ -107,6 +109,11 @@ function Shell() {
         {route.page === 'builder' && (
           <Suspense fallback={<p className="loading">Loading the builder…</p>}>
             <Builder key={route.name ?? ''} name={route.name} />
+          </Suspense>
+        )}
+        {route.page === 'compare' && (
+          <Suspense fallback={<p className="loading">Loading the comparison…</p>}>
+            <Compare a={route.a} b={route.b} />
           </Suspense>
         )}
         {route.page === 'missing' && (

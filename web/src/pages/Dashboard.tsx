@@ -3,6 +3,7 @@
 // list request every 2 s costs the server less than a tenant-wide event subscription.)
 import type { RunListItem } from '../api/types';
 import { ErrorBanner, StatusPill } from '../components/Status';
+import { CompareBar, PickBox, usePick } from '../components/timeline/ComparePick';
 import { usePoll } from '../hooks';
 import { ago } from '../lib/preview';
 import { countByStatus, IN_FLIGHT } from '../lib/runStatus';
@@ -15,6 +16,7 @@ export function Dashboard() {
   const list = runs.data?.runs ?? [];
   const inFlight = list.filter((r) => IN_FLIGHT.includes(r.status));
   const recent = list.filter((r) => !IN_FLIGHT.includes(r.status)).slice(0, 20);
+  const pick = usePick();
   return (
     <section aria-labelledby="dash-title">
       <h1 id="dash-title">Dashboard</h1>
@@ -30,8 +32,9 @@ export function Dashboard() {
               </li>
             ))}
           </ul>
-          <RunTable title="In flight" runs={inFlight} empty="Nothing is running right now." testid="in-flight" />
-          <RunTable title="Recent" runs={recent} empty="No run has finished yet." testid="recent" />
+          <CompareBar picked={pick.picked} onClear={pick.clear} />
+          <RunTable title="In flight" runs={inFlight} empty="Nothing is running right now." testid="in-flight" pick={pick} />
+          <RunTable title="Recent" runs={recent} empty="No run has finished yet." testid="recent" pick={pick} />
         </>
       )}
       {!runs.data && !runs.error && <p className="loading">Loading runs…</p>}
@@ -72,7 +75,7 @@ curl -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \\
   );
 }
 
-function RunTable({ title, runs, empty, testid }: { title: string; runs: RunListItem[]; empty: string; testid: string }) {
+function RunTable({ title, runs, empty, testid, pick }: { title: string; runs: RunListItem[]; empty: string; testid: string; pick: ReturnType<typeof usePick> }) {
   return (
     <div className="card" data-testid={testid}>
       <h2>{title}</h2>
@@ -82,6 +85,9 @@ function RunTable({ title, runs, empty, testid }: { title: string; runs: RunList
         <table>
           <thead>
             <tr>
+              <th scope="col">
+                <span className="sr-only">Compare</span>
+              </th>
               <th scope="col">Run</th>
               <th scope="col">Workflow</th>
               <th scope="col">Status</th>
@@ -91,6 +97,9 @@ function RunTable({ title, runs, empty, testid }: { title: string; runs: RunList
           <tbody>
             {runs.map((r) => (
               <tr key={r.id}>
+                <td>
+                  <PickBox id={r.id} picked={pick.picked} onToggle={pick.toggle} />
+                </td>
                 <td>
                   <a href={`/runs/${r.id}`} onClick={onLink} className="mono">
                     {r.id.slice(0, 8)}
