@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { builderTests } from './builder.mjs';
+import { timetravelTests } from './timetravel.mjs';
 
 const web = join(dirname(fileURLToPath(import.meta.url)), '..');
 const root = join(web, '..');
@@ -95,6 +96,7 @@ let failed = 0;
 
 /** One test: a fresh browser context (so a fresh sessionStorage); no console error allowed. */
 async function test(name, fn, { scheme = 'light', allowErrors = false } = {}) {
+  if (process.env.E2E_ONLY && !name.includes(process.env.E2E_ONLY)) return; // E2E_ONLY=<part of a name>: only those tests
   const context = await browser.newContext({ viewport: { width: 1366, height: 900 }, colorScheme: scheme });
   const page = await context.newPage();
   page.setDefaultTimeout(15_000);
@@ -256,6 +258,7 @@ await test('large-run', async (page, shot) => {
 });
 
 await builderTests({ test, signIn, server, api, runEnded, expectText, root });
+await timetravelTests({ test, signIn, server, api, runEnded, expectText });
 
 await test('server-unreachable', async (page, shot) => {
   await signIn(page);

@@ -9,6 +9,21 @@ export interface RunSide {
   detail: RunDetail;
   /** Step -> the models its agent called (from the log's prompts and replies), in order. */
   models: Record<string, string[]>;
+  /**
+   * Step -> its output as edited (`state_edited`: a fork's `set`, the debugger's edit): what
+   * the steps after it saw. The step's record keeps the output it produced.
+   */
+  edits: Record<string, unknown>;
+}
+
+/** A run as the compare page shows it: its detail, and what its log says beyond it. */
+export function sideOf(detail: RunDetail, events: EventRecord[]): RunSide {
+  const edits: Record<string, unknown> = {};
+  for (const e of events as (EventRecord & Record<string, unknown>)[]) {
+    const t = e.target as { kind?: string; step?: string } | undefined;
+    if (e.type === 'state_edited' && t?.kind === 'step_output' && t.step) edits[t.step] = e.value;
+  }
+  return { detail, models: modelsByStep(events), edits };
 }
 
 export interface StepPair {
@@ -17,6 +32,11 @@ export interface StepPair {
   b?: StepDetail;
   modelsA: string[];
   modelsB: string[];
+  /** Each side's output as the next steps saw it (the edited value where it was edited). */
+  outA?: unknown;
+  outB?: unknown;
+  editedA: boolean;
+  editedB: boolean;
   /** Only one run has the step. */
   only?: 'a' | 'b';
   /** Both ran it and their outputs are the same value. */
@@ -78,17 +98,31 @@ export function pairSteps(a: RunSide, b: RunSide): StepPair[] {
   return order.map((step) => {
     const sa = byA.get(step);
     const sb = byB.get(step);
+    const editedA = step in a.edits;
+    const editedB = step in b.edits;
+    const outA = editedA ? a.edits[step] : sa?.output;
+    const outB = editedB ? b.edits[step] : sb?.output;
     return {
       step,
       a: sa,
       b: sb,
       modelsA: a.models[step] ?? [],
       modelsB: b.models[step] ?? [],
+      outA,
+      outB,
+      editedA,
+      editedB,
       only: sa && !sb ? 'a' : sb && !sa ? 'b' : undefined,
-      sameOutput: !!sa && !!sb && sameValue(sa.output ?? null, sb.output ?? null),
+      sameOutput: !!sa && !!sb && sameValue(outA ?? null, outB ?? null),
     };
   });
 }
+
+/**
+ * A run id short enough to read and long enough to tell runs apart: ids are UUIDv7, whose
+ * first digits are the time, so two runs started together share their first 8.
+ */
+export const shortId = (id: string) => (id.length > 14 ? `${id.slice(0, 8)}…${id.slice(-4)}` : id);
 
 /** A change from a to b as shown: `+12`, `−3`, `=`. */
 export function delta(a: number | undefined, b: number | undefined, digits = 0): string {

@@ -147,6 +147,17 @@ export function stateAt(events: EventRecord[], seq = Infinity): StateAt {
   return s;
 }
 
+/** Agent name -> model, as the run's workflow declares its agents (the graph's `header.agents`). */
+export function declaredModels(header: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  const agents = (header as { agents?: Record<string, unknown> } | undefined)?.agents ?? {};
+  for (const [name, spec] of Object.entries(agents)) {
+    const model = (spec as { model?: unknown } | null)?.model;
+    if (typeof model === 'string') out[name] = model;
+  }
+  return out;
+}
+
 /** A value the fork dialog offers to edit: its `set` path and its value at the checkpoint. */
 export interface Editable {
   path: string;

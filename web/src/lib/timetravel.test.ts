@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { EventRecord, RunDetail, StepDetail } from '../api/types';
-import { delta, modelsByStep, pairSteps, totalsOf } from './compare';
+import { delta, modelsByStep, pairSteps, shortId, sideOf, totalsOf } from './compare';
 import { canonicalText, cutParts, diffText, diffValues, sameValue } from './diff';
-import { checkpointsOf, editablesOf, editText, forkModels, forkSet, parseEdit, stateAt } from './timeline';
+import { checkpointsOf, declaredModels, editablesOf, editText, forkModels, forkSet, parseEdit, stateAt } from './timeline';
 
 const ev = (seq: number, type: string, more: Record<string, unknown> = {}) =>
   ({ run_id: 'r', seq, at_ms: 1000 + seq, type, ...more }) as unknown as EventRecord;
@@ -81,6 +81,11 @@ describe('timeline', () => {
     expect(parseEdit('{\n  "a": 1,\n}')).toMatchObject({ ok: false, error: expect.stringMatching(/^not JSON at line 3, column 1/) });
     expect(parseEdit('  ')).toMatchObject({ ok: false });
     expect(parseEdit('[1, 2]')).toEqual({ ok: true, value: [1, 2] });
+  });
+
+  it("reads the agents' models from the workflow's header", () => {
+    expect(declaredModels({ agents: { a: { model: 'x/1', role: 'r' }, b: { agent: 'reg' } } })).toEqual({ a: 'x/1' });
+    expect(declaredModels(undefined)).toEqual({});
   });
 
   it('sends only the models the user changed', () => {
@@ -175,13 +180,20 @@ describe('compare', () => {
     }) as RunDetail;
 
   it('pairs the steps of both runs, marking those only one has', () => {
-    const a = { detail: detail([step('one', 'x'), step('two', { k: 1 }), step('three', 'z')]), models: { two: ['scripted/hello'] } };
-    const b = { detail: detail([step('one', 'x'), step('two', { k: 2 }), step('extra', 'e'), step('four', 'f')]), models: { two: ['scripted/other'] } };
+    const a = { detail: detail([step('one', 'x'), step('two', { k: 1 }), step('three', 'z')]), models: { two: ['scripted/hello'] }, edits: {} };
+    const b = { detail: detail([step('one', 'x'), step('two', { k: 2 }), step('extra', 'e'), step('four', 'f')]), models: { two: ['scripted/other'] }, edits: {} };
     const pairs = pairSteps(a, b);
     expect(pairs.map((p) => p.step)).toEqual(['one', 'two', 'extra', 'four', 'three']);
     expect(pairs.map((p) => p.only ?? '')).toEqual(['', '', 'b', 'b', 'a']);
     expect(pairs.map((p) => p.sameOutput)).toEqual([true, false, false, false, false]);
     expect(pairs[1]).toMatchObject({ modelsA: ['scripted/hello'], modelsB: ['scripted/other'] });
+  });
+
+  it("compares a step's edited output, which the next steps saw, not the one it produced", () => {
+    const a = sideOf(detail([step('one', 'x')]), []);
+    const b = sideOf(detail([step('one', 'x')]), [ev(5, 'state_edited', { target: { kind: 'step_output', step: 'one' }, value: 'y' }), ev(6, 'state_edited', { target: { kind: 'state', key: 'one' }, value: 'z' })]);
+    expect(b.edits).toEqual({ one: 'y' });
+    expect(pairSteps(a, b)[0]).toMatchObject({ outA: 'x', outB: 'y', editedA: false, editedB: true, sameOutput: false });
   });
 
   it('totals a run, with no duration while it runs', () => {
@@ -191,6 +203,7 @@ describe('compare', () => {
     expect(delta(10, 7)).toBe('−3');
     expect(delta(1, 1)).toBe('=');
     expect(delta(undefined, 1)).toBe('');
+    expect(shortId('01a244a7aaaa0000000000000000beef')).toBe('01a244a7…beef');
   });
 
   it('reads the models each step called from the log', () => {

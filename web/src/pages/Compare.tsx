@@ -8,7 +8,7 @@ import { useEffect, useRef, useState } from 'react';
 import { ApiError } from '../api/client';
 import type { RunDetail } from '../api/types';
 import { ErrorBanner, StatusPill } from '../components/Status';
-import { delta, modelsByStep, pairSteps, totalsOf, type RunSide, type StepPair, type Totals } from '../lib/compare';
+import { delta, pairSteps, shortId, sideOf, totalsOf, type RunSide, type StepPair, type Totals } from '../lib/compare';
 import { canonicalText, cutParts, diffValues, type Diff, type Part } from '../lib/diff';
 import { duration, PREVIEW_CHARS } from '../lib/preview';
 import { onLink } from '../router';
@@ -25,11 +25,11 @@ export default function Compare({ a, b }: { a: string; b: string }) {
     const load = async (id: string, name: string): Promise<RunSide> => {
       try {
         const [detail, events] = await Promise.all([api.run(id), api.allEvents(id, ctrl.signal)]);
-        return { detail, models: modelsByStep(events) };
+        return sideOf(detail, events);
       } catch (e) {
         const err = e as ApiError;
         if (err.name === 'AbortError') throw err;
-        throw new ApiError(err.status, err.code, `Run ${name} (${id.slice(0, 8)}): ${err.message}`, err.details);
+        throw new ApiError(err.status, err.code, `Run ${name} (${shortId(id)}): ${err.message}`, err.details);
       }
     };
     Promise.all([load(a, 'A'), load(b, 'B')]).then(
@@ -49,7 +49,7 @@ export default function Compare({ a, b }: { a: string; b: string }) {
         </a>
       </section>
     );
-  if (!sides) return <p className="loading">Loading runs {a.slice(0, 8)} and {b.slice(0, 8)}…</p>;
+  if (!sides) return <p className="loading">Loading runs {shortId(a)} and {shortId(b)}…</p>;
   const [sa, sb] = sides;
   const pairs = pairSteps(sa, sb);
   const differ = pairs.filter((p) => !p.sameOutput).length;
@@ -81,10 +81,10 @@ function RunHead({ d, side }: { d: RunDetail; side: 'A' | 'B' }) {
     <span>
       <span className="cmp-side">{side}</span>{' '}
       <a href={`/runs/${d.run.id}`} onClick={onLink} className="mono">
-        {d.run.id.slice(0, 8)}
+        {shortId(d.run.id)}
       </a>{' '}
       <span className="muted small">{d.run.workflow}</span>
-      {d.forked_from && <span className="muted small"> · fork of {d.forked_from.run.slice(0, 8)} at seq {d.forked_from.seq}</span>}
+      {d.forked_from && <span className="muted small"> · fork of {shortId(d.forked_from.run)} at seq {d.forked_from.seq}</span>}
     </span>
   );
 }
@@ -138,22 +138,22 @@ function StepRow({ pair }: { pair: StepPair }) {
         <span className="mono">{pair.step}</span> <span className={`cmp-note${pair.sameOutput ? ' muted' : ''}`}>{note}</span>
       </h2>
       <div className="cmp-grid">
-        <Facts s={a} models={pair.modelsA} side="A" />
-        <Facts s={b} models={pair.modelsB} side="B" />
+        <Facts s={a} models={pair.modelsA} side="A" edited={pair.editedA} />
+        <Facts s={b} models={pair.modelsB} side="B" edited={pair.editedB} />
         {pair.only || pair.sameOutput ? (
           <>
-            <Output value={a?.output} missing={!a} />
-            <Output value={b?.output} missing={!b} />
+            <Output value={pair.outA} missing={!a} />
+            <Output value={pair.outB} missing={!b} />
           </>
         ) : (
-          <DiffPair a={a?.output} b={b?.output} />
+          <DiffPair a={pair.outA} b={pair.outB} />
         )}
       </div>
     </li>
   );
 }
 
-function Facts({ s, models, side }: { s?: StepDetail; models: string[]; side: string }) {
+function Facts({ s, models, side, edited }: { s?: StepDetail; models: string[]; side: string; edited: boolean }) {
   if (!s)
     return (
       <p className="muted small cmp-facts" data-side={side}>
@@ -164,6 +164,11 @@ function Facts({ s, models, side }: { s?: StepDetail; models: string[]; side: st
     <p className="small cmp-facts" data-side={side}>
       <StatusPill status={s.status} /> {s.tokens.toLocaleString()} tokens · {money(s.usage.cost_usd ?? undefined)} · {duration(s.duration_ms)}
       {s.attempts > 1 && ` · ${s.attempts} attempts`}
+      {edited && (
+        <span className="pill s-running" title="The output shown is the edited value the next steps saw">
+          edited
+        </span>
+      )}
       {models.length > 0 && <span className="mono"> · {models.join(', ')}</span>}
       {s.error && <span className="cmp-error"> · {s.error.kind}: {s.error.message}</span>}
     </p>

@@ -177,7 +177,7 @@ export default function RunViewer({ id }: { id: string }) {
           />
         )}
       </div>
-      <TimeTravel key={detail.run.id} run={detail} events={events} />
+      <TimeTravel key={detail.run.id} run={detail} graph={graph} events={events} />
       <EventLog rows={rows} />
     </section>
   );

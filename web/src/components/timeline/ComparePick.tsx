@@ -1,6 +1,7 @@
 // Choosing two runs of a list to compare: a checkbox per run (a third choice drops the first
 // one chosen), and a bar linking to `/compare/A/B` once two are chosen.
 import { useCallback, useState } from 'react';
+import { shortId } from '../../lib/compare';
 import { onLink } from '../../router';
 
 export function usePick() {
@@ -11,7 +12,7 @@ export function usePick() {
 }
 
 export function PickBox({ id, picked, onToggle }: { id: string; picked: string[]; onToggle(id: string): void }) {
-  return <input type="checkbox" checked={picked.includes(id)} onChange={() => onToggle(id)} aria-label={`Choose run ${id.slice(0, 8)} to compare`} />;
+  return <input type="checkbox" checked={picked.includes(id)} onChange={() => onToggle(id)} aria-label={`Choose run ${id} to compare`} />;
 }
 
 export function CompareBar({ picked, onClear }: { picked: string[]; onClear(): void }) {
@@ -19,10 +20,10 @@ export function CompareBar({ picked, onClear }: { picked: string[]; onClear(): v
   return (
     <div className="banner compare-bar" data-testid="compare-bar">
       {picked.length === 1 ? (
-        <span>Run {picked[0].slice(0, 8)} chosen: choose a second run to compare it with.</span>
+        <span>Run {shortId(picked[0])} chosen: choose a second run to compare it with.</span>
       ) : (
         <a href={`/compare/${picked[0]}/${picked[1]}`} onClick={onLink}>
-          Compare {picked[0].slice(0, 8)} with {picked[1].slice(0, 8)}
+          Compare {shortId(picked[0])} with {shortId(picked[1])}
         </a>
       )}
       <button type="button" className="link" onClick={onClear}>

@@ -3,8 +3,9 @@
 // seq), and "Fork from here". The list draws only the rows in view, so a run with thousands of
 // checkpoints scrolls like one with ten.
 import { useEffect, useMemo, useRef, useState } from 'react';
-import type { EventRecord, RunDetail } from '../../api/types';
-import { checkpointsOf, stateAt, type Checkpoint } from '../../lib/timeline';
+import type { EventRecord, Graph, RunDetail } from '../../api/types';
+import { checkpointsOf, declaredModels, stateAt, type Checkpoint } from '../../lib/timeline';
+import { shortId } from '../../lib/compare';
 import { onLink } from '../../router';
 import { useSession } from '../../session';
 import { Big } from '../NodePanel';
@@ -13,14 +14,19 @@ import { ForkDialog } from './ForkDialog';
 const ROW = 30;
 const HEIGHT = 300;
 
-export function TimeTravel({ run, events }: { run: RunDetail; events: EventRecord[] }) {
+export function TimeTravel({ run, graph, events }: { run: RunDetail; graph: Graph; events: EventRecord[] }) {
   const { me } = useSession();
   const checkpoints = useMemo(() => checkpointsOf(events), [events]);
   const [picked, setPicked] = useState<number>();
   const [forking, setForking] = useState(false);
   const index = picked === undefined ? -1 : checkpoints.findIndex((c) => c.seq === picked);
   const cp = index >= 0 ? checkpoints[index] : undefined;
-  const state = useMemo(() => (cp ? stateAt(events, cp.seq) : undefined), [events, cp]);
+  // The agents' models: as the workflow declares them, or as the log pinned them (registry agents).
+  const state = useMemo(() => {
+    if (!cp) return undefined;
+    const s = stateAt(events, cp.seq);
+    return { ...s, models: { ...declaredModels(graph.header), ...s.models } };
+  }, [events, cp, graph]);
   return (
     <section className="card timetravel" aria-labelledby="tt-title" data-testid="timetravel">
       <header>
@@ -164,7 +170,7 @@ export function ForkNote({ run }: { run: RunDetail }) {
       <span>
         Forked from run{' '}
         <a href={`/runs/${from.run}`} onClick={onLink} className="mono">
-          {from.run.slice(0, 8)}
+          {shortId(from.run)}
         </a>{' '}
         at seq {from.seq}.
       </span>
