@@ -144,6 +144,18 @@ export function diffText(a: string, b: string, maxWork = MAX_WORK): Diff {
 export const diffValues = (a: unknown, b: unknown, maxWork = MAX_WORK): Diff => diffText(canonicalText(a), canonicalText(b), maxWork);
 
 /**
+ * A side's parts starting `context` characters before its first change (when the change is
+ * further in than that), so a cut view shows the change, not the same start; and how many
+ * characters were skipped.
+ */
+export function fromFirstChange(parts: Part[], context = 300): { parts: Part[]; skipped: number } {
+  const first = parts[0];
+  if (!first || first.op !== 'same' || parts.length === 1 || first.text.length <= context * 2) return { parts, skipped: 0 };
+  const skipped = first.text.length - context;
+  return { parts: [{ op: 'same', text: first.text.slice(skipped) }, ...parts.slice(1)], skipped };
+}
+
+/**
  * The first `limit` characters of a diff's parts (what is drawn until "show all"), and
  * whether that cut anything.
  */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { EventRecord, RunDetail, StepDetail } from '../api/types';
 import { delta, modelsByStep, pairSteps, shortId, sideOf, totalsOf } from './compare';
-import { canonicalText, cutParts, diffText, diffValues, sameValue } from './diff';
+import { canonicalText, cutParts, diffText, fromFirstChange, diffValues, sameValue } from './diff';
 import { checkpointsOf, declaredModels, editablesOf, editText, forkModels, forkSet, parseEdit, stateAt } from './timeline';
 
 const ev = (seq: number, type: string, more: Record<string, unknown> = {}) =>
@@ -152,6 +152,16 @@ describe('diff', () => {
     expect(d.coarse).toBe(true);
     expect(d.removed).toBe(a.length);
     expect(d.added).toBe(b.length);
+  });
+
+  it('starts a cut view shortly before the first change', () => {
+    const parts = [
+      { op: 'same' as const, text: 'x'.repeat(1000) },
+      { op: 'add' as const, text: 'NEW' },
+    ];
+    expect(fromFirstChange(parts, 100)).toEqual({ parts: [{ op: 'same', text: 'x'.repeat(100) }, parts[1]], skipped: 900 });
+    expect(fromFirstChange(parts, 600)).toEqual({ parts, skipped: 0 });
+    expect(fromFirstChange([parts[0]], 100).skipped).toBe(0);
   });
 
   it('cuts what is drawn at a limit', () => {

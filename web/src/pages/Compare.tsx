@@ -9,7 +9,7 @@ import { ApiError } from '../api/client';
 import type { RunDetail } from '../api/types';
 import { ErrorBanner, StatusPill } from '../components/Status';
 import { delta, pairSteps, shortId, sideOf, totalsOf, type RunSide, type StepPair, type Totals } from '../lib/compare';
-import { canonicalText, cutParts, diffValues, type Diff, type Part } from '../lib/diff';
+import { canonicalText, cutParts, diffValues, fromFirstChange, type Diff, type Part } from '../lib/diff';
 import { duration, PREVIEW_CHARS } from '../lib/preview';
 import { onLink } from '../router';
 import { useSession } from '../session';
@@ -164,6 +164,7 @@ function Facts({ s, models, side, edited }: { s?: StepDetail; models: string[]; 
     <p className="small cmp-facts" data-side={side}>
       <StatusPill status={s.status} /> {s.tokens.toLocaleString()} tokens · {money(s.usage.cost_usd ?? undefined)} · {duration(s.duration_ms)}
       {s.attempts > 1 && ` · ${s.attempts} attempts`}
+      {edited && ' '}
       {edited && (
         <span className="pill s-running" title="The output shown is the edited value the next steps saw">
           edited
@@ -232,19 +233,23 @@ function DiffPair({ a, b }: { a: unknown; b: unknown }) {
         <p className="muted small">Computing the differences…</p>
       </div>
     );
-  const left = diff.parts.filter((p) => p.op !== 'add');
-  const right = diff.parts.filter((p) => p.op !== 'del');
-  const limit = all ? Infinity : PREVIEW_CHARS;
-  const l = cutParts(left, limit);
-  const r = cutParts(right, limit);
+  // Cut, each side starts shortly before the first change and stops at the preview's length.
+  const side = (op: 'add' | 'del') => {
+    const parts = diff.parts.filter((p) => p.op !== op);
+    if (all) return { parts, skipped: 0, cut: false };
+    const from = fromFirstChange(parts);
+    return { ...cutParts(from.parts, PREVIEW_CHARS), skipped: from.skipped };
+  };
+  const l = side('add');
+  const r = side('del');
   return (
     <>
-      <Marked parts={l.parts} side="A" />
-      <Marked parts={r.parts} side="B" />
+      <Marked parts={l.parts} side="A" skipped={l.skipped} />
+      <Marked parts={r.parts} side="B" skipped={r.skipped} />
       <p className="small muted cmp-diffnote" data-testid="cmp-diffnote">
         {diff.removed.toLocaleString()} characters only in A, {diff.added.toLocaleString()} only in B
         {diff.coarse && ' (too different to match in detail: each side is marked whole)'}
-        {(l.cut || r.cut) && (
+        {(l.cut || r.cut || l.skipped > 0) && (
           <>
             {' '}
             <button type="button" onClick={() => setAll(true)}>
@@ -257,10 +262,11 @@ function DiffPair({ a, b }: { a: unknown; b: unknown }) {
   );
 }
 
-function Marked({ parts, side }: { parts: Part[]; side: string }) {
+function Marked({ parts, side, skipped }: { parts: Part[]; side: string; skipped: number }) {
   if (!parts.length) return <p className="muted small">No output.</p>;
   return (
     <pre className="output cmp-out" data-testid="cmp-output" data-side={side}>
+      {skipped > 0 && <span className="cmp-skipped">… {skipped.toLocaleString()} characters the same before the first difference …{'\n'}</span>}
       {parts.map((p, i) => (p.op === 'del' ? <del key={i}>{p.text}</del> : p.op === 'add' ? <ins key={i}>{p.text}</ins> : <span key={i}>{p.text}</span>))}
     </pre>
   );

@@ -85,7 +85,7 @@ function RunTable({ title, runs, empty, testid, pick }: { title: string; runs: R
         <table>
           <thead>
             <tr>
-              <th scope="col">
+              <th scope="col" className="pick">
                 <span className="sr-only">Compare</span>
               </th>
               <th scope="col">Run</th>
@@ -97,7 +97,7 @@ function RunTable({ title, runs, empty, testid, pick }: { title: string; runs: R
           <tbody>
             {runs.map((r) => (
               <tr key={r.id}>
-                <td>
+                <td className="pick">
                   <PickBox id={r.id} picked={pick.picked} onToggle={pick.toggle} />
                 </td>
                 <td>
