@@ -63,7 +63,7 @@ export default function Compare({ a, b }: { a: string; b: string }) {
       </header>
       <Totals a={sa.detail} b={sb.detail} />
       <p className="muted small" data-testid="cmp-summary">
-        {pairs.length} steps · {differ === 0 ? 'every output is the same' : `${differ} with a different output or only in one run`}
+        {pairs.length} step{pairs.length === 1 ? '' : 's'} · {differ === 0 ? 'every output is the same' : `${differ} with a different output or only in one run`}
       </p>
       <ol className="cmp-steps">
         {pairs.map((p) => (
