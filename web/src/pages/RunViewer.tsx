@@ -44,6 +44,7 @@ export default function RunViewer({ id }: { id: string }) {
   useEffect(() => {
     const ctrl = new AbortController();
     let pending: EventRecord[] = [];
+    setEvents([]); // another run (a fork just opened): its own timeline
     let frame = 0;
     const flush = () => {
       frame = 0;
