@@ -18,10 +18,16 @@ export default function Compare({ a, b }: { a: string; b: string }) {
   const { api } = useSession();
   const [sides, setSides] = useState<[RunSide, RunSide]>();
   const [error, setError] = useState<ApiError>();
+  // While either run is still going (a fork just started), both are read again every 2 s.
+  const [round, setRound] = useState(0);
   useEffect(() => {
-    const ctrl = new AbortController();
     setSides(undefined);
     setError(undefined);
+    setRound(0);
+  }, [a, b]);
+  useEffect(() => {
+    const ctrl = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const load = async (id: string, name: string): Promise<RunSide> => {
       try {
         const [detail, events] = await Promise.all([api.run(id), api.allEvents(id, ctrl.signal)]);
@@ -33,11 +39,18 @@ export default function Compare({ a, b }: { a: string; b: string }) {
       }
     };
     Promise.all([load(a, 'A'), load(b, 'B')]).then(
-      (s) => setSides(s),
+      (s) => {
+        if (ctrl.signal.aborted) return;
+        setSides(s);
+        if (s.some((x) => totalsOf(x.detail).durationMs === undefined)) timer = setTimeout(() => setRound((r) => r + 1), 2000);
+      },
       (e: ApiError) => !ctrl.signal.aborted && setError(e),
     );
-    return () => ctrl.abort();
-  }, [api, a, b]);
+    return () => {
+      ctrl.abort();
+      clearTimeout(timer);
+    };
+  }, [api, a, b, round]);
 
   if (error)
     return (
