@@ -9,6 +9,6 @@ export default defineConfig({
   plugins: [react()],
   build: { outDir: 'dist', assetsDir: 'assets', sourcemap: false, chunkSizeWarningLimit: 600 },
   // Tests read the repository's examples/ (one level up); the dev server serves web/ only.
-  server: { proxy: { '/api': { target: api, changeOrigin: false } }, fs: process.env.VITEST ? { allow: ['..'] } : undefined },
+  server: { proxy: { '/api': { target: api, changeOrigin: false }, '/v1': { target: api, changeOrigin: false } }, fs: process.env.VITEST ? { allow: ['..'] } : undefined },
   test: { environment: 'jsdom', include: ['src/**/*.test.{ts,tsx}'] },
 });

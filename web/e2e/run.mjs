@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { builderTests } from './builder.mjs';
 import { dashboardTests } from './dashboard.mjs';
 import { registryTests } from './registry.mjs';
+import { timetravelTests } from './timetravel.mjs';
 
 const web = join(dirname(fileURLToPath(import.meta.url)), '..');
 const root = join(web, '..');
@@ -263,6 +264,7 @@ await test('large-run', async (page, shot) => {
 await builderTests({ test, signIn, server, api, runEnded, expectText, root });
 await dashboardTests({ test, signIn, server, api, runEnded, expectText, root });
 await registryTests({ test, signIn, server, api, runEnded, expectText });
+await timetravelTests({ test, signIn, server, api, runEnded, expectText });
 
 await test('server-unreachable', async (page, shot) => {
   await signIn(page);

@@ -22,6 +22,8 @@ const Agent = lazy(() => import('./pages/Agent').then((m) => ({ default: m.Agent
 const AdminKeys = lazy(() => import('./pages/AdminKeys').then((m) => ({ default: m.AdminKeys })));
 const AdminWebhooks = lazy(() => import('./pages/AdminWebhooks').then((m) => ({ default: m.AdminWebhooks })));
 const AdminAudit = lazy(() => import('./pages/AdminAudit').then((m) => ({ default: m.AdminAudit })));
+// Two runs side by side (with the diff code): loaded when a comparison is opened.
+const Compare = lazy(() => import('./pages/Compare'));
 
 export function App() {
   const [signed, setSigned] = useState<{ api: Api; me: Whoami } | null>(null);
@@ -148,6 +150,11 @@ function Shell() {
             {route.page === 'admin-keys' && <AdminKeys />}
             {route.page === 'admin-webhooks' && <AdminWebhooks />}
             {route.page === 'admin-audit' && <AdminAudit />}
+          </Suspense>
+        )}
+        {route.page === 'compare' && (
+          <Suspense fallback={<p className="loading">Loading the comparison…</p>}>
+            <Compare a={route.a} b={route.b} />
           </Suspense>
         )}
         {route.page === 'missing' && (

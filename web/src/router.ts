@@ -13,6 +13,7 @@ export type Route =
   | { page: 'admin-keys' }
   | { page: 'admin-webhooks' }
   | { page: 'admin-audit' }
+  | { page: 'compare'; a: string; b: string }
   | { page: 'missing'; path: string };
 
 export function parseRoute(path: string): Route {
@@ -31,6 +32,8 @@ export function parseRoute(path: string): Route {
   if (open) return { page: 'builder', name: open[1] };
   const run = /^\/runs\/([0-9a-f]{4,32})$/.exec(p);
   if (run) return { page: 'run', id: run[1] };
+  const compare = /^\/compare\/([0-9a-f]{4,32})\/([0-9a-f]{4,32})$/.exec(p);
+  if (compare) return { page: 'compare', a: compare[1], b: compare[2] };
   return { page: 'missing', path: p };
 }
 

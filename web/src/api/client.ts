@@ -1,6 +1,6 @@
 // The one way the app talks to the server: the documented `/api/v1` routes, with the key of
 // the signed-in user. Every failure becomes an `ApiError` whose message a page can show as is.
-import type { AgentInfo, Approval, EventRecord, Graph, RunDetail, RunListItem, StepTrace, Validation, Whoami, WorkflowInfo, WorkflowVersion } from './types';
+import type { AgentInfo, Approval, EventRecord, ForkBody, Graph, RunDetail, RunListItem, RunStarted, StepTrace, Validation, Whoami, WorkflowInfo, WorkflowVersion } from './types';
 
 export const KEY_STORAGE = 'baton.key';
 
@@ -131,6 +131,33 @@ export class Api {
     const body: Record<string, unknown> = { step, value };
     if (comment) body.comment = comment;
     return this.request('POST', `/runs/${encodeURIComponent(id)}/input`, body);
+  }
+  /** Time travel: a new run from a point of this run's log, with values edited or agents on other models. */
+  fork(id: string, body: ForkBody): Promise<RunStarted> {
+    return this.request('POST', `/runs/${encodeURIComponent(id)}/fork`, body);
+  }
+  /** Every event of a run, read page by page. */
+  async allEvents(id: string, signal?: AbortSignal, page = 1000): Promise<EventRecord[]> {
+    let all: EventRecord[] = [];
+    for (let after = 0; ; ) {
+      const got = await this.request<EventRecord[]>('GET', `/runs/${encodeURIComponent(id)}/events?after=${after}&limit=${page}`, undefined, signal);
+      all = all.concat(got);
+      if (got.length < page) return all;
+      after = got[got.length - 1].seq;
+    }
+  }
+  /** The served models (`GET /v1/models`, the documented OpenAI-compatible list), by id. */
+  async models(signal?: AbortSignal): Promise<string[]> {
+    let resp: Response;
+    try {
+      resp = await this.fetcher('/v1/models', { headers: this.headers(), signal });
+    } catch (e) {
+      if ((e as Error).name === 'AbortError') throw e;
+      throw new ApiError(0, 'unreachable', UNREACHABLE);
+    }
+    if (!resp.ok) throw await errorOf(resp);
+    const body = (await resp.json()) as { data?: { id?: unknown }[] };
+    return (body.data ?? []).map((m) => m.id).filter((id): id is string => typeof id === 'string');
   }
 }
 

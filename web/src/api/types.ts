@@ -19,3 +19,5 @@ export type WorkflowVersion = S['WorkflowVersion'];
 export type Validation = S['Validation'];
 export type Diagnostic = S['Diagnostic'];
 export type AgentInfo = S['AgentInfo'];
+export type ForkBody = S['ForkBody'];
+export type RunStarted = S['RunStarted'];

@@ -29,6 +29,7 @@ import {
   type Stats,
 } from '../lib/dashboard';
 import { polling, type LiveState } from '../lib/live';
+import { CompareBar, PickBox, usePick } from '../components/timeline/ComparePick';
 import { ago } from '../lib/preview';
 import { countByStatus, IN_FLIGHT } from '../lib/runStatus';
 import { onLink } from '../router';
@@ -57,6 +58,7 @@ export function Dashboard() {
   const recent = list.filter((r) => !IN_FLIGHT.includes(r.status)).slice(0, 20);
   const agents = useAgents(inFlight.slice(0, AGENT_RUNS), live, runs.data);
   useClock(10_000);
+  const pick = usePick();
   return (
     <section aria-labelledby="dash-title" className="dashboard">
       <div className="dash-head">
@@ -75,9 +77,10 @@ export function Dashboard() {
               </li>
             ))}
           </ul>
-          <RunTable title="In flight" runs={inFlight} empty="Nothing is running right now." testid="in-flight" />
+          <CompareBar picked={pick.picked} onClear={pick.clear} />
+          <RunTable title="In flight" runs={inFlight} empty="Nothing is running right now." testid="in-flight" pick={pick} />
           <AgentTable rows={agents.rows} error={agents.error} />
-          <RunTable title="Recent" runs={recent} empty="No run has finished yet." testid="recent" />
+          <RunTable title="Recent" runs={recent} empty="No run has finished yet." testid="recent" pick={pick} />
         </>
       )}
       {!runs.data && !runs.error && <p className="loading">Loading runs…</p>}
@@ -361,7 +364,7 @@ curl -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \\
   );
 }
 
-function RunTable({ title, runs, empty, testid }: { title: string; runs: RunListItem[]; empty: string; testid: string }) {
+function RunTable({ title, runs, empty, testid, pick }: { title: string; runs: RunListItem[]; empty: string; testid: string; pick: ReturnType<typeof usePick> }) {
   return (
     <div className="card" data-testid={testid}>
       <h2>{title}</h2>
@@ -371,6 +374,9 @@ function RunTable({ title, runs, empty, testid }: { title: string; runs: RunList
         <table>
           <thead>
             <tr>
+              <th scope="col" className="pick">
+                <span className="sr-only">Compare</span>
+              </th>
               <th scope="col">Run</th>
               <th scope="col">Workflow</th>
               <th scope="col">Status</th>
@@ -380,6 +386,9 @@ function RunTable({ title, runs, empty, testid }: { title: string; runs: RunList
           <tbody>
             {runs.map((r) => (
               <tr key={r.id}>
+                <td className="pick">
+                  <PickBox id={r.id} picked={pick.picked} onToggle={pick.toggle} />
+                </td>
                 <td>
                   <a href={`/runs/${r.id}`} onClick={onLink} className="mono">
                     {r.id.slice(0, 8)}

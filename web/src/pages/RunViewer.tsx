@@ -9,6 +9,7 @@ import type { EventRecord, Graph, RunDetail } from '../api/types';
 import { EventLog } from '../components/EventLog';
 import { GraphView } from '../components/GraphView';
 import { NodePanel } from '../components/NodePanel';
+import { ForkNote, TimeTravel } from '../components/timeline/TimeTravel';
 import { ErrorBanner, StatusPill } from '../components/Status';
 import { rowOf, type Row } from '../lib/events';
 import { duration } from '../lib/preview';
@@ -26,6 +27,7 @@ export default function RunViewer({ id }: { id: string }) {
   const [detail, setDetail] = useState<RunDetail>();
   const [view, setView] = useState<RunView>(emptyRun);
   const [rows, setRows] = useState<Row[]>([]);
+  const [events, setEvents] = useState<EventRecord[]>([]);
   const [error, setError] = useState<ApiError>();
   const [streamNote, setStreamNote] = useState<string>();
   const [selected, setSelected] = useState<string>();
@@ -42,6 +44,7 @@ export default function RunViewer({ id }: { id: string }) {
   useEffect(() => {
     const ctrl = new AbortController();
     let pending: EventRecord[] = [];
+    setEvents([]); // another run (a fork just opened): its own timeline
     let frame = 0;
     const flush = () => {
       frame = 0;
@@ -49,6 +52,7 @@ export default function RunViewer({ id }: { id: string }) {
       pending = [];
       setView((v) => foldEvents(v, batch));
       setRows((r) => r.concat(batch.filter((e) => e.seq > (r.at(-1)?.seq ?? 0)).map(rowOf)));
+      setEvents((all) => all.concat(batch.filter((e) => e.seq > (all.at(-1)?.seq ?? 0))));
       if (batch.some((e) => REFRESH.has(e.type))) refreshDetail();
     };
     const push = (e: EventRecord) => {
@@ -71,6 +75,7 @@ export default function RunViewer({ id }: { id: string }) {
         const first = foldEvents(emptyRun(), all);
         setView(first);
         setRows(all.map(rowOf));
+        setEvents(all);
         if (isFinished(first.status)) return;
         await followRun(api, d.run.id, first.seq, {
           onEvent: push,
@@ -158,6 +163,7 @@ export default function RunViewer({ id }: { id: string }) {
           {streamNote}
         </p>
       )}
+      <ForkNote run={detail} />
       {detail.run.error && <p className="banner error">{detail.run.error}</p>}
       <div className={`run-body${node ? ' with-panel' : ''}`}>
         <GraphView graph={graph} statusOf={nodeStatus} selected={selected} onOpen={onOpen} />
@@ -172,6 +178,7 @@ export default function RunViewer({ id }: { id: string }) {
           />
         )}
       </div>
+      <TimeTravel key={detail.run.id} run={detail} graph={graph} events={events} />
       <EventLog rows={rows} />
     </section>
   );
