@@ -11,6 +11,7 @@
 //! process that holds the run (a claim) or are applied here when none does.
 
 mod budget;
+mod debug;
 mod edit;
 mod fork;
 mod loading;
@@ -20,6 +21,7 @@ mod team;
 
 pub use baton_engine::fork::Cut;
 pub use budget::{BudgetView, ResumeOptions};
+pub use debug::{BreakpointsChanged, DebugView};
 pub use fork::{ForkRequest, Forked};
 use loading::{base_of, first_events, workflow_file};
 pub(crate) use loading::{diagnostics, stored_doc};
@@ -474,7 +476,17 @@ impl Control {
             _ => None,
         });
         let (budget, team) = self.state_views(program.as_ref(), &rec).await?;
+        // A finished run has nothing left to debug (and its state is not rebuilt for nothing).
+        let debug = match &program {
+            Some(program) if !rec.status.is_terminal() => {
+                let st =
+                    baton_engine::executor::load_state(&self.services, program, rec.id).await?;
+                Some(DebugView::of(&st))
+            }
+            _ => None,
+        };
         Ok(RunDetail {
+            debug,
             budget,
             team,
             forked_from,

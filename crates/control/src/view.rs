@@ -498,6 +498,10 @@ pub struct RunDetail {
     /// channels and shared memory; absent for runs without agents.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub team: Option<baton_types::TeamView>,
+    /// The debugger: breakpoints, stepping, and why the run is paused; absent once the run
+    /// finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debug: Option<crate::runs::DebugView>,
 }
 
 /// A run's record as the API shows it.

@@ -73,6 +73,7 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
                 .response_with::<201, Json<RunStarted>, _>(|r| r.description("the new run"))),
         )
         .api_route("/runs/{id}/edit", post_with(edit_run, |o| doc(o, "Edit a paused run's state (a finished step's output, a key of the shared state) before it continues: logged as `state_edited`, which the next steps see; 409 unless the run is paused")))
+        .api_route("/runs/{id}/breakpoints", post_with(change_breakpoints, |o| doc(o, "Change the steps a run pauses before, while it runs or while it is stopped: `add` and `remove` step ids, or `set` the whole list; logged as `breakpoints_set`. Answers the run's breakpoints, whether it steps, and why it is paused; 422 for a step the workflow does not have, 409 once the run finished")))
         .api_route("/runs/{id}/approve", post_with(approve, |o| doc(o, "Approve a waiting human step")))
         .api_route("/runs/{id}/reject", post_with(reject, |o| doc(o, "Reject a waiting human step")))
         .api_route("/runs/{id}/input", post_with(input, |o| doc(o, "Answer a waiting human input step with a value")))

@@ -189,6 +189,12 @@ pub enum Control {
         #[serde(default)]
         by: Option<String>,
     },
+    /// A person set the steps the run pauses before (`baton runs breakpoints`).
+    Breakpoints {
+        change: baton_types::BreakpointChange,
+        #[serde(default)]
+        by: Option<String>,
+    },
     /// A person resolved an ambiguous step (`baton runs resolve`).
     Resolve {
         step: String,

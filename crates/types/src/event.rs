@@ -539,6 +539,13 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
     },
+    /// A person changed the steps the run pauses before (`baton runs breakpoints`): the
+    /// whole set from here on.
+    BreakpointsSet {
+        breakpoints: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     Resumed {
         /// Pause again before every step (step-through debugging).
         #[serde(default)]
@@ -623,6 +630,7 @@ impl Event {
             Event::StateEdited { .. } => "state_edited",
             Event::Paused { .. } => "paused",
             Event::BudgetRaised { .. } => "budget_raised",
+            Event::BreakpointsSet { .. } => "breakpoints_set",
             Event::Resumed { .. } => "resumed",
             Event::CancelRequested => "cancel_requested",
             Event::AgentControlled { .. } => "agent_controlled",

@@ -1,6 +1,8 @@
 //! Forks: a new run whose log starts with another run's events up to a point (time travel),
 //! and the changes a person makes to the state where it was forked.
 
+use std::collections::BTreeSet;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +13,49 @@ use crate::RunId;
 pub struct ForkOrigin {
     pub run: RunId,
     pub seq: u64,
+}
+
+/// A change to the steps a run pauses before (`baton runs breakpoints`, `POST
+/// /runs/{id}/breakpoints`): the whole set replaced by `set` when given, then `add`ed, then
+/// `remove`d. Step ids as the workflow writes them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BreakpointChange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+impl BreakpointChange {
+    /// Whether it changes nothing whatever the breakpoints are.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_none() && self.add.is_empty() && self.remove.is_empty()
+    }
+
+    /// Every step id it names, in the order given.
+    pub fn ids(&self) -> impl Iterator<Item = &String> {
+        self.set
+            .iter()
+            .flatten()
+            .chain(&self.add)
+            .chain(&self.remove)
+    }
+
+    /// The breakpoints after the change of `current`.
+    pub fn applied_to(&self, current: &BTreeSet<String>) -> BTreeSet<String> {
+        let mut out = match &self.set {
+            Some(set) => set.iter().cloned().collect(),
+            None => current.clone(),
+        };
+        out.extend(self.add.iter().cloned());
+        for id in &self.remove {
+            out.remove(id);
+        }
+        out
+    }
 }
 
 /// What an edit of a forked run's state changes (`--set PATH=JSON`).

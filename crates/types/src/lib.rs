@@ -25,7 +25,7 @@ pub use event::{
     SANDBOX_RECORD_MARKER, StepError, StepErrorKind, Usage,
 };
 pub use flow::Flow;
-pub use fork::{EditTarget, ForkOrigin};
+pub use fork::{BreakpointChange, EditTarget, ForkOrigin};
 pub use ids::RunId;
 pub use step::*;
 pub use step_path::StepPath;

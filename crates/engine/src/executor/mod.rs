@@ -249,6 +249,32 @@ impl Executor {
         r.map(|()| st)
     }
 
+    /// Changes the steps a run that no process drives pauses before, logged as
+    /// `breakpoints_set` (nothing else happens: a stopped run stays stopped). A run driven
+    /// elsewhere gets the change as a control request instead.
+    pub async fn change_breakpoints(
+        &self,
+        mut st: RunState,
+        change: baton_types::BreakpointChange,
+        by: Option<String>,
+    ) -> Result<RunState, Error> {
+        let store = &self.services.store;
+        store.claim(st.run_id, &self.owner, LEASE_MS).await?;
+        let now = baton_store::now_ms();
+        let decided = {
+            let machine = Machine::new(&self.program);
+            machine.set_now(now);
+            machine.handle(&mut st, Input::Breakpoints { change, by })
+        };
+        let r = match decided {
+            Ok(mut d) if !d.events.is_empty() => self.commit(&mut st, &mut d.events, now).await,
+            Ok(_) => Ok(()),
+            Err(refused) => Err(refused.into()),
+        };
+        let _ = store.release(st.run_id, &self.owner).await;
+        r.map(|()| st)
+    }
+
     async fn drive_claimed(&self, st: &mut RunState, inputs: Vec<Input>) -> Result<(), Error> {
         let mut machine = Machine::new(&self.program);
         let mut d = Drive {
@@ -538,6 +564,7 @@ fn control_input(c: Control) -> Input {
         Control::Cancel => Input::Cancel,
         Control::Agent { agent, action, by } => Input::Agent { agent, action, by },
         Control::Edit { edits, by } => Input::Edit { edits, by },
+        Control::Breakpoints { change, by } => Input::Breakpoints { change, by },
         Control::Human {
             step,
             approved,

@@ -79,6 +79,9 @@ impl Machine<'_> {
                 st.state.insert(key.clone(), value.clone());
             }
             Event::StateEdited { target, value, .. } => edited(st, target, value),
+            Event::BreakpointsSet { breakpoints, .. } => {
+                st.breakpoints = breakpoints.iter().cloned().collect();
+            }
             Event::Paused { .. }
             | Event::Resumed { .. }
             | Event::CancelRequested

@@ -145,6 +145,15 @@ impl Machine<'_> {
             }
             Input::Agent { agent, action, by } => self.control_agent(st, agent, action, by, out)?,
             Input::MessageTimeout { step } => self.message_timeout(st, step, out)?,
+            Input::Breakpoints { change, by } => {
+                // Nothing moves: a new breakpoint counts when a step next starts.
+                let breakpoints = change.applied_to(&st.breakpoints);
+                if breakpoints != st.breakpoints {
+                    let breakpoints = breakpoints.into_iter().collect();
+                    self.emit(st, out, Event::BreakpointsSet { breakpoints, by });
+                }
+                return Ok(false);
+            }
             Input::Edit { edits, by } => {
                 if st.pause.is_none() {
                     return Err(Refused::NotPaused);

@@ -152,6 +152,13 @@ pub enum Input {
     Resume {
         stepping: bool,
     },
+    /// A person changes the steps the run pauses before, logged as `breakpoints_set` (the
+    /// whole set after the change) when it changes them; the caller checks the ids against
+    /// the workflow. A change, not a set: two changes queued before either applies both count.
+    Breakpoints {
+        change: baton_types::BreakpointChange,
+        by: Option<String>,
+    },
     /// A person edits a paused run's state (a finished step's output, a key of the shared
     /// state), logged as `state_edited` in order. Refused ([`Refused::NotPaused`]) unless the
     /// run is paused; the caller checks each edit against the workflow first.

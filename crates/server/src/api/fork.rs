@@ -1,5 +1,5 @@
-//! Time travel and the debugger's edits: fork a run from a point of its log, and edit the
-//! state of a paused run before it continues.
+//! Time travel and the debugger: fork a run from a point of its log, edit the state of a
+//! paused run before it continues, and change the steps a live run pauses before.
 
 use super::runs::{Applied, RunStarted, outcome};
 use super::*;
@@ -89,4 +89,13 @@ pub(super) async fn edit_run(
 ) -> Out<Applied> {
     let done = s.control.edit_run(&c, &id, edits_of(b.set)?).await?;
     ok(outcome(done))
+}
+
+pub(super) async fn change_breakpoints(
+    State(s): State<AppState>,
+    Auth(c): Auth,
+    Path(IdPath { id }): Path<IdPath>,
+    Body(b): Body<baton_types::BreakpointChange>,
+) -> Out<baton_control::runs::BreakpointsChanged> {
+    ok(s.control.change_breakpoints(&c, &id, b).await?)
 }

@@ -788,6 +788,7 @@ async fn the_openapi_document_covers_every_route_and_its_errors() {
         ("/api/v1/approvals", "get"),
         ("/api/v1/stats", "get"),
         ("/api/v1/runs/{id}/edit", "post"),
+        ("/api/v1/runs/{id}/breakpoints", "post"),
         ("/api/v1/workflows", "post"),
         ("/api/v1/workflows", "get"),
         ("/api/v1/workflows/validate", "post"),

@@ -447,6 +447,8 @@ fn case(method: &str, path: &str) -> Option<Case> {
         ("POST", "/api/v1/runs/{id}/fork") => c(Start, 201, true),
         // The run waits for a person, not paused: once allowed, its state cannot be edited.
         ("POST", "/api/v1/runs/{id}/edit") => c(Operate, 409, true),
+        // An empty body changes nothing: once allowed, it is refused as such.
+        ("POST", "/api/v1/runs/{id}/breakpoints") => c(Operate, 422, true),
         ("POST", "/api/v1/runs/{id}/approve")
         | ("POST", "/api/v1/runs/{id}/reject")
         | ("POST", "/api/v1/runs/{id}/input") => c(Answer, 200, true),
