@@ -1718,6 +1718,135 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/runs/{id}/breakpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Change the steps a run pauses before, while it runs or while it is stopped: `add` and `remove` step ids, or `set` the whole list; logged as `breakpoints_set`. Answers the run's breakpoints, whether it steps, and why it is paused; 422 for a step the workflow does not have, 409 once the run finished */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The object's id (for a run: its id or a unique prefix of it). */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            /**
+             * @description A change to the steps a run pauses before (`baton runs breakpoints`, `POST
+             *     /runs/{id}/breakpoints`): the whole set replaced by `set` when given, then `add`ed, then
+             *     `remove`d. Step ids as the workflow writes them.
+             */
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["BreakpointChange"];
+                };
+            };
+            responses: {
+                /** @description What [`Control::change_breakpoints`] did: the run's breakpoints once the change applies. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["BreakpointsChanged"];
+                    };
+                };
+                /** @description malformed request (JSON syntax, query string) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description no key, or an unknown, revoked or expired one */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description the key's role may not do this */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description no such object in the key's tenant */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description conflict with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description body over the size limit */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description wrong content type */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description well-formed but invalid (details say what) */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description the key is over its rate (see Retry-After) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/runs/{id}/approve": {
         parameters: {
             query?: never;
@@ -6174,6 +6303,11 @@ export interface components {
              *     channels and shared memory; absent for runs without agents.
              */
             team?: components["schemas"]["TeamView"] | null;
+            /**
+             * @description The debugger: breakpoints, stepping, and why the run is paused; absent once the run
+             *     finished.
+             */
+            debug?: components["schemas"]["DebugView"] | null;
         };
         /** @description A run's record as the API shows it. */
         RunJson: {
@@ -6462,6 +6596,47 @@ export interface components {
             by: string;
             /** @description The step instance that wrote it last. */
             step: string;
+        };
+        /**
+         * @description Where a run's debugger stands: the steps it pauses before, whether it pauses before every
+         *     step, and why it is paused now (`reason: breakpoint` names the step it stopped before).
+         */
+        DebugView: {
+            breakpoints: string[];
+            stepping: boolean;
+            paused?: components["schemas"]["PauseReason"] | null;
+        };
+        /** @description Why a run paused. */
+        PauseReason: {
+            /** @constant */
+            reason: "user";
+        } | {
+            /** @constant */
+            reason: "breakpoint";
+            step: string;
+        } | ({
+            /** @constant */
+            reason: "budget";
+        } & components["schemas"]["BudgetStop"]) | {
+            /** @constant */
+            reason: "agents";
+            agents: string[];
+        };
+        /**
+         * @description A run's budget stop, as logged (`paused` with reason `budget`): the limit crossed and who
+         *     spent what.
+         */
+        BudgetStop: {
+            crossed: components["schemas"]["BudgetCrossing"];
+            spent: components["schemas"]["Spend"];
+            /** @default {} */
+            by_agent: {
+                [key: string]: components["schemas"]["Spend"];
+            };
+            /** @default {} */
+            by_model: {
+                [key: string]: components["schemas"]["Spend"];
+            };
         };
         Graph: {
             /** @description Everything of the document but its steps and edges. */
@@ -7083,6 +7258,11 @@ export interface components {
             by?: string | null;
         } | {
             /** @constant */
+            type: "breakpoints_set";
+            breakpoints: string[];
+            by?: string | null;
+        } | {
+            /** @constant */
             type: "resumed";
             /**
              * @description Pause again before every step (step-through debugging).
@@ -7235,38 +7415,6 @@ export interface components {
             kind: "input";
             name: string;
         };
-        /** @description Why a run paused. */
-        PauseReason: {
-            /** @constant */
-            reason: "user";
-        } | {
-            /** @constant */
-            reason: "breakpoint";
-            step: string;
-        } | ({
-            /** @constant */
-            reason: "budget";
-        } & components["schemas"]["BudgetStop"]) | {
-            /** @constant */
-            reason: "agents";
-            agents: string[];
-        };
-        /**
-         * @description A run's budget stop, as logged (`paused` with reason `budget`): the limit crossed and who
-         *     spent what.
-         */
-        BudgetStop: {
-            crossed: components["schemas"]["BudgetCrossing"];
-            spent: components["schemas"]["Spend"];
-            /** @default {} */
-            by_agent: {
-                [key: string]: components["schemas"]["Spend"];
-            };
-            /** @default {} */
-            by_model: {
-                [key: string]: components["schemas"]["Spend"];
-            };
-        };
         /**
          * @description A change of one limit (`baton resume --budget tokens=+50000`): of the run's budget, or of
          *     agent `agent`'s (`coder.tokens=+5000`); by `amount` (`+`) or to it.
@@ -7392,6 +7540,25 @@ export interface components {
             set: {
                 [key: string]: unknown;
             };
+        };
+        /**
+         * @description A change to the steps a run pauses before (`baton runs breakpoints`, `POST
+         *     /runs/{id}/breakpoints`): the whole set replaced by `set` when given, then `add`ed, then
+         *     `remove`d. Step ids as the workflow writes them.
+         */
+        BreakpointChange: {
+            set?: string[] | null;
+            add?: string[];
+            remove?: string[];
+        };
+        /** @description What [`Control::change_breakpoints`] did: the run's breakpoints once the change applies. */
+        BreakpointsChanged: {
+            run: string;
+            breakpoints: string[];
+            stepping: boolean;
+            paused?: components["schemas"]["PauseReason"] | null;
+            /** @description A process drives the run: the change is queued for it (applied within a moment). */
+            queued: boolean;
         };
         AnswerBody: {
             /** @description The step (default: the only one waiting). */
