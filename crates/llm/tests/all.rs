@@ -12,6 +12,8 @@ mod bad_input;
 mod common;
 #[path = "all/config.rs"]
 mod config;
+#[path = "all/embeddings.rs"]
+mod embeddings;
 #[path = "all/fallback.rs"]
 mod fallback;
 #[path = "all/faults.rs"]
