@@ -278,6 +278,20 @@ impl HttpProvider {
         self.retry
     }
 
+    /// An `auth` error naming the variable when a required API key is not set.
+    fn check_key(&self) -> Result<(), Error> {
+        match &self.missing_key {
+            None => Ok(()),
+            Some(var) => Err(Error::Auth {
+                provider: self.name.clone(),
+                message: format!(
+                    "no API key: set the environment variable {var} (or api_key_env in [providers.{}])",
+                    self.name
+                ),
+            }),
+        }
+    }
+
     /// The provider's name in `baton.toml` (the `provider` of `provider/model`).
     pub fn name(&self) -> &str {
         &self.name
@@ -288,15 +302,7 @@ impl HttpProvider {
     /// [`crate::embeddings::BATCH`] texts, each retried as chat calls are. Anthropic has no
     /// embeddings endpoint: a [`Error::Config`] says so.
     pub async fn embed(&self, model: &str, texts: &[String]) -> Result<Vec<Vec<f32>>, Error> {
-        if let Some(var) = &self.missing_key {
-            return Err(Error::Auth {
-                provider: self.name.clone(),
-                message: format!(
-                    "no API key: set the environment variable {var} (or api_key_env in [providers.{}])",
-                    self.name
-                ),
-            });
-        }
+        self.check_key()?;
         let mut out = Vec::with_capacity(texts.len());
         for batch in texts.chunks(crate::embeddings::BATCH) {
             let mut attempt = 0;
@@ -335,15 +341,7 @@ impl HttpProvider {
 
 impl Provider for HttpProvider {
     fn model(&self, model: &str, _base_dir: &Path) -> Result<Arc<dyn ChatModel>, Error> {
-        if let Some(var) = &self.missing_key {
-            return Err(Error::Auth {
-                provider: self.name.clone(),
-                message: format!(
-                    "no API key: set the environment variable {var} (or api_key_env in [providers.{}])",
-                    self.name
-                ),
-            });
-        }
+        self.check_key()?;
         let label = format!("{}/{model}", self.name);
         Ok(match &self.adapter {
             Adapter::OpenAi(a) => Arc::new(Retrying::new(a.for_model(model), self.retry, label)),
