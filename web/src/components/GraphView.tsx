@@ -7,6 +7,7 @@ import { memo, useCallback, useEffect, useMemo, useRef } from 'react';
 import type { Graph } from '../api/types';
 import { layout, NODE_H, NODE_W } from '../lib/layout';
 import type { NodeStatus } from '../lib/runStatus';
+import { Reveal } from './run/Reveal';
 
 type StepData = { label: string; kind: string; status: NodeStatus; selected: boolean; onOpen(id: string): void };
 type StepNode = Node<StepData, 'step'>;
@@ -141,6 +142,7 @@ export function GraphView({ graph, statusOf, selected, onOpen }: { graph: Graph;
         <Background />
         <Controls showInteractive={false} />
         <Refit narrow={selected !== undefined} focus={focus} />
+        <Reveal id={selected} />
       </ReactFlow>
     </div>
   );

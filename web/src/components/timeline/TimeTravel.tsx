@@ -14,7 +14,7 @@ import { ForkDialog } from './ForkDialog';
 const ROW = 30;
 const HEIGHT = 300;
 
-export function TimeTravel({ run, graph, events }: { run: RunDetail; graph: Graph; events: EventRecord[] }) {
+export function TimeTravel({ run, graph, events, onSubject }: { run: RunDetail; graph: Graph; events: EventRecord[]; onSubject?(subject: string): void }) {
   const { me } = useSession();
   const checkpoints = useMemo(() => checkpointsOf(events), [events]);
   const [picked, setPicked] = useState<number>();
@@ -36,7 +36,10 @@ export function TimeTravel({ run, graph, events }: { run: RunDetail; graph: Grap
         </span>
       </header>
       <div className="tt-body">
-        <TimelineList checkpoints={checkpoints} index={index} onPick={(i) => setPicked(checkpoints[i]?.seq)} />
+        <TimelineList checkpoints={checkpoints} index={index} onPick={(i) => {
+            setPicked(checkpoints[i]?.seq);
+            if (checkpoints[i]) onSubject?.(checkpoints[i].subject);
+          }} />
         <div className="tt-state" data-testid="tt-state" aria-live="polite">
           {!cp || !state ? (
             <p className="muted">No checkpoint picked.</p>
