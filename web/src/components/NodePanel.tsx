@@ -8,6 +8,7 @@ import { duration, preview } from '../lib/preview';
 import type { NodeState, NodeStatus } from '../lib/runStatus';
 import { onLink } from '../router';
 import type { DeltaStore } from '../lib/deltas';
+import { Elapsed } from './run/Elapsed';
 import { LiveOutput } from './run/LiveOutput';
 import { recordsOf, SandboxRuns } from './run/SandboxRuns';
 import { StepDefinition, StepTrace } from './run/StepTrace';
@@ -36,7 +37,7 @@ export function NodePanel({ runId, node, live, detail, status, deltas, sandbox, 
         <dt>Attempts</dt>
         <dd>{detail?.attempts ?? live?.attempts ?? 0}</dd>
         <dt>Duration</dt>
-        <dd>{duration(ms)}</dd>
+        <dd>{status === 'running' && live?.startedAt !== undefined ? <Elapsed since={live.startedAt} /> : duration(ms)}</dd>
         <dt>Tokens</dt>
         <dd>{tokens}</dd>
         {detail?.usage?.cost_usd != null && (

@@ -27,8 +27,10 @@ export function TeamPanel({ runId, team: initial, events, live, onStep }: { runI
   useEffect(() => setTeam(initial ?? undefined), [initial]);
   // Read the team again after an event that may have changed it (not for the events the page
   // opened with: `initial` has them).
+  const hasTeam = team !== undefined;
   useEffect(() => {
-    if (seq === first.current) return;
+    // A run without agents never has a team: nothing to read again.
+    if (seq === first.current || !hasTeam) return;
     clearTimeout(timer.current);
     timer.current = setTimeout(() => {
       api.run(runId).then(
@@ -39,7 +41,7 @@ export function TeamPanel({ runId, team: initial, events, live, onStep }: { runI
         (e: ApiError) => setError(e),
       );
     }, REREAD_MS);
-  }, [api, runId, seq]);
+  }, [api, runId, seq, hasTeam]);
   useEffect(() => () => clearTimeout(timer.current), []);
   const messages = useMemo(() => messagesOf(events), [events]);
 
