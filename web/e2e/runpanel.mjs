@@ -58,6 +58,7 @@ export async function runpanelTests({ test, signIn, server, api, runEnded, expec
     await page.locator('[data-testid="agent-typist"][data-state="running"]').waitFor();
     const panel = page.getByTestId('node-panel');
     await panel.getByTestId('live-output').waitFor();
+    await expectText(panel.getByTestId('elapsed'), 'running for');
     // Words arrive while the step runs: the text grows, and the step is still running.
     const text = panel.getByTestId('live-text');
     await page.waitForFunction(() => (document.querySelector('[data-testid="live-text"]')?.textContent ?? '').length > 30);
@@ -96,6 +97,27 @@ export async function runpanelTests({ test, signIn, server, api, runEnded, expec
     const detail = await runEnded(run.id);
     if (detail.run.status !== 'succeeded') throw new Error(`the live-output run is ${detail.run.status}: ${detail.run.error}`);
   });
+
+  await test('runpanel-sandbox-dark', async (page, shot) => {
+    const run = await api('POST', '/runs', { source: LIVE });
+    // Approved once it waits.
+    for (let i = 0; !(await api('GET', `/runs/${run.id}`)).waiting.includes('go'); i++) {
+      if (i > 50) throw new Error('the live-output run never waited for its approval');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await api('POST', `/runs/${run.id}/approve`, { step: 'go' });
+    await runEnded(run.id);
+    await signIn(page);
+    await page.goto(`${server.url}/runs/${run.id}`);
+    await page.getByTestId('node-check').click();
+    const panel = page.getByTestId('node-panel');
+    await expectText(panel.getByTestId('sandbox-findings'), 'SH002');
+    await panel.evaluate((el) => (el.style.maxHeight = 'none'));
+    await shot('sandbox');
+    await page.getByTestId('node-write').click();
+    await expectText(panel.getByTestId('output'), ANSWER);
+    await shot('agent');
+  }, { scheme: 'dark' });
 
   // design-debate's scripted replies are used once each: one run, looked at by the tests below.
   const debate = await api('POST', '/runs', { source: readFileSync(join(root, 'examples', 'design-debate.yaml'), 'utf8') });
@@ -163,5 +185,34 @@ export async function runpanelTests({ test, signIn, server, api, runEnded, expec
     await page.locator('[data-testid="node-critique_pragmatic"].selected').waitFor();
     await top(page);
     await shot('selected');
+  });
+
+  await test('runpanel-log-reveals-node', async (page, shot) => {
+    // 60 steps: the graph is fitted around its first ones, the last is out of view until its
+    // event is picked in the log.
+    const steps = Array.from({ length: 60 }, (_, i) => `  - { id: s${i + 1}, tool: echo, with: { text: "step ${i + 1}" } }`);
+    const long = await api('POST', '/runs', { source: `version: 1\nname: long\nsteps:\n${steps.join('\n')}\n` });
+    await runEnded(long.id);
+    await signIn(page);
+    await page.goto(`${server.url}/runs/${long.id}`);
+    await expectText(page.getByTestId('run-status'), 'succeeded');
+    const inView = async (id) => {
+      const g = await page.getByTestId('graph').boundingBox();
+      // A node out of view is not rendered at all.
+      const node = page.getByTestId(`node-${id}`);
+      const n = (await node.count()) ? await node.boundingBox() : null;
+      return !!n && n.y >= g.y && n.y + n.height <= g.y + g.height && n.x >= g.x && n.x + n.width <= g.x + g.width;
+    };
+    await page.waitForTimeout(300);
+    if (await inView('s60')) throw new Error('s60 is in view before it is picked');
+    await page.getByLabel('Filter events').fill('s60');
+    await page.locator('.log .row[data-step="s60"]').first().click();
+    await page.locator('[data-testid="node-s60"].selected').waitFor();
+    for (let i = 0; !(await inView('s60')); i++) {
+      if (i > 30) throw new Error('the picked node was not brought into view');
+      await page.waitForTimeout(100);
+    }
+    await top(page);
+    await shot('revealed');
   });
 }

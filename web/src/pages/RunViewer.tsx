@@ -99,7 +99,15 @@ export default function RunViewer({ id }: { id: string }) {
   const nodeStatus = useCallback((n: string) => statusOf(view, n), [view]);
   const onOpen = useCallback((n: string) => setSelected((s) => (s === n ? undefined : n)), []);
   // An event, a checkpoint or a message picks its step's node (a state key picks none).
-  const pickStep = useCallback((step: string) => graph?.nodes.some((n) => n.id === stepIdOf(step)) && setSelected(stepIdOf(step)), [graph]);
+  const [reveal, setReveal] = useState(0);
+  const pickStep = useCallback(
+    (step: string) => {
+      if (!graph?.nodes.some((n) => n.id === stepIdOf(step))) return;
+      setSelected(stepIdOf(step));
+      setReveal((r) => r + 1);
+    },
+    [graph],
+  );
 
   // The record says `interrupted` when no process holds a running run.
   const status = detail?.run.status === 'interrupted' ? 'interrupted' : view.seq ? view.status : detail?.run.status ?? 'pending';
@@ -172,7 +180,7 @@ export default function RunViewer({ id }: { id: string }) {
       <ForkNote run={detail} />
       {detail.run.error && <p className="banner error">{detail.run.error}</p>}
       <div className={`run-body${node ? ' with-panel' : ''}`}>
-        <GraphView graph={graph} statusOf={nodeStatus} selected={selected} onOpen={onOpen} />
+        <GraphView graph={graph} statusOf={nodeStatus} selected={selected} onOpen={onOpen} reveal={reveal} />
         {node && (
           <NodePanel
             runId={detail.run.id}

@@ -1,27 +1,33 @@
-// Brings the selected node into view when it is picked from outside the graph (an event of the
-// log, a checkpoint of the timeline, a message of the Team panel) and lies outside the view;
-// a node already in view does not move the graph.
-import { useReactFlow, useStore } from '@xyflow/react';
+// Brings a node into view when it is picked from outside the graph (an event of the log, a
+// checkpoint of the timeline, a message of the Team panel: each pick is a new `request`) and
+// lies outside the view; a node already in view, or one clicked in the graph, does not move
+// the graph. It looks a moment after the pick, once the graph has been fitted to its new
+// width (the details panel opening narrows it).
+import { useReactFlow, useStoreApi } from '@xyflow/react';
 import { useEffect } from 'react';
 
-export function Reveal({ id }: { id?: string }) {
-  const { getNode, setCenter, getZoom } = useReactFlow();
-  const width = useStore((s) => s.width);
-  const height = useStore((s) => s.height);
-  const transform = useStore((s) => s.transform);
+const AFTER_REFIT_MS = 300;
+
+export function Reveal({ id, request }: { id?: string; request?: number }) {
+  const { getNode, setCenter } = useReactFlow();
+  const store = useStoreApi();
   useEffect(() => {
-    if (!id) return;
-    const n = getNode(id);
-    if (!n) return;
-    const [tx, ty, zoom] = transform;
-    const w = n.width ?? 0;
-    const h = n.height ?? 0;
-    const x = n.position.x * zoom + tx;
-    const y = n.position.y * zoom + ty;
-    const inView = x >= 0 && y >= 0 && x + w * zoom <= width && y + h * zoom <= height;
-    if (!inView) void setCenter(n.position.x + w / 2, n.position.y + h / 2, { zoom: Math.max(getZoom(), 0.6), duration: 300 });
-    // Only when the selection changes: panning by hand must not bring the node back.
+    if (!id || !request) return;
+    const t = setTimeout(() => {
+      const { width, height, transform } = store.getState();
+      const n = getNode(id);
+      if (!n || !width || !height) return;
+      const [tx, ty, zoom] = transform;
+      const w = (n.width ?? 0) * zoom;
+      const h = (n.height ?? 0) * zoom;
+      const x = n.position.x * zoom + tx;
+      const y = n.position.y * zoom + ty;
+      if (x >= 0 && y >= 0 && x + w <= width && y + h <= height) return;
+      void setCenter(n.position.x + (n.width ?? 0) / 2, n.position.y + (n.height ?? 0) / 2, { zoom: Math.max(zoom, 0.6), duration: 300 });
+    }, AFTER_REFIT_MS);
+    return () => clearTimeout(t);
+    // Only on a new pick: panning by hand, or the graph re-rendering, must not bring it back.
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [id]);
+  }, [request]);
   return null;
 }
