@@ -39,7 +39,15 @@ export function NodePanel({ runId, node, live, detail, status, deltas, sandbox, 
         <dt>Duration</dt>
         <dd>{status === 'running' && live?.startedAt !== undefined ? <Elapsed since={live.startedAt} /> : duration(ms)}</dd>
         <dt>Tokens</dt>
-        <dd>{tokens}</dd>
+        <dd>
+          {tokens}
+          {detail?.usage && detail.usage.prompt_tokens + detail.usage.completion_tokens > 0 && (
+            <span className="muted small">
+              {' '}
+              ({detail.usage.prompt_tokens} in, {detail.usage.completion_tokens} out)
+            </span>
+          )}
+        </dd>
         {detail?.usage?.cost_usd != null && (
           <>
             <dt>Cost</dt>
