@@ -36,6 +36,9 @@ export function stepIdOf(path: string): string {
   return i < 0 ? path : path.slice(0, i);
 }
 
+/** The events after which a step streams no more (until it starts again). */
+const ENDS = new Set(['step_succeeded', 'step_failed', 'step_cancelled']);
+
 export class DeltaStore {
   /** `step#turn` of the turns whose prompt the subscription delivered. */
   private readonly prompted = new Set<string>();
@@ -57,9 +60,17 @@ export class DeltaStore {
     for (const l of this.listeners.get(id) ?? []) l();
   }
 
-  /** An event of the subscription: a turn's prompt means its deltas will all come. */
+  /** An event of the subscription: a turn's prompt means its deltas will all come; a step
+   * that ended has its whole output in the log, so its streamed text is dropped. */
   event(e: { type?: string; step?: unknown; progress?: { kind?: string; turn?: unknown } }): void {
-    if (e.type === 'step_progress' && e.progress?.kind === 'prompt' && typeof e.step === 'string') this.prompted.add(`${e.step}#${String(e.progress.turn)}`);
+    if (typeof e.step !== 'string') return;
+    if (e.type === 'step_progress' && e.progress?.kind === 'prompt') this.prompted.add(`${e.step}#${String(e.progress.turn)}`);
+    else if (e.type && ENDS.has(e.type) && this.byStep.delete(e.step)) {
+      for (const k of this.prompted) if (k.startsWith(`${e.step}#`)) this.prompted.delete(k);
+      const id = stepIdOf(e.step);
+      this.cached.delete(id);
+      for (const l of this.listeners.get(id) ?? []) l();
+    }
   }
 
   /** The instances of workflow step `id` that streamed, in the order they first did. A new

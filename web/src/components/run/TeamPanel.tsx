@@ -137,7 +137,9 @@ function Channels({ team, messages }: { team: TeamView; messages: SentMessage[] 
 }
 
 function Memory({ team, onStep }: { team: TeamView; onStep?(step: string): void }) {
-  const entries = Object.entries(team.memory ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  const [all, setAll] = useState(false);
+  const every = Object.entries(team.memory ?? {}).sort(([a], [b]) => a.localeCompare(b));
+  const entries = all ? every : every.slice(0, SHOWN);
   return (
     <>
       <h3>Shared memory</h3>
@@ -174,6 +176,11 @@ function Memory({ team, onStep }: { team: TeamView; onStep?(step: string): void 
             );
           })}
         </ul>
+      )}
+      {!all && every.length > SHOWN && (
+        <button type="button" onClick={() => setAll(true)}>
+          Show all {every.length} keys (the first {SHOWN} are shown)
+        </button>
       )}
     </>
   );

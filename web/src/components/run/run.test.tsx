@@ -38,6 +38,10 @@ describe('DeltaStore', () => {
     expect(told).toBe(4);
     expect(other).toBe(0);
     expect(store.of('check')).toEqual([]);
+    // A step that ended has its output in the log: its text is dropped.
+    store.event({ type: 'step_succeeded', step: 'write' });
+    expect(store.of('write').map((s) => s.step)).toEqual(['write[1]']);
+    expect(told).toBe(5);
     expect(stepIdOf('review[2][0]')).toBe('review');
   });
 });
