@@ -164,6 +164,8 @@ export async function runpanelTests({ test, signIn, server, api, runEnded, expec
     // The selected step's events are highlighted, and "only" keeps just them.
     await page.getByLabel('Event kind').selectOption('');
     await page.locator('.log .row.rv-focus[data-step="record"]').first().waitFor();
+    // ... and its checkpoints on the timeline.
+    await page.locator('.tt-row.rv-focus').filter({ hasText: 'record' }).first().waitFor();
     await page.getByLabel('only record').check();
     await page.waitForFunction(() => document.querySelectorAll('.log .row').length === document.querySelectorAll('.log .row.rv-focus').length);
     await expectText(page.getByTestId('log-count'), ' of ');

@@ -195,7 +195,7 @@ export default function RunViewer({ id }: { id: string }) {
         )}
       </div>
       <TeamPanel key={`team-${detail.run.id}`} runId={detail.run.id} team={detail.team} events={events} live={!finished} onStep={pickStep} />
-      <TimeTravel key={detail.run.id} run={detail} graph={graph} events={events} onSubject={pickStep} />
+      <TimeTravel key={detail.run.id} run={detail} graph={graph} events={events} onSubject={pickStep} focus={selected} />
       <EventLog rows={rows} focus={selected} onPick={pickStep} />
     </section>
   );

@@ -2,13 +2,14 @@ import { act, cleanup, fireEvent, render, screen, waitFor } from '@testing-libra
 import { Profiler } from 'react';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Api } from '../../api/client';
-import type { EventRecord, SandboxRecord, TeamView, Whoami } from '../../api/types';
+import type { EventRecord, Graph, RunDetail, SandboxRecord, TeamView, Whoami } from '../../api/types';
 import { DeltaStore, followDeltas, stepIdOf } from '../../lib/deltas';
 import { rowOf } from '../../lib/events';
 import type { LiveDeps, SocketLike } from '../../lib/live';
 import { lastTeamSeq, messagesOf, since, undeliveredTo } from '../../lib/team';
 import { SessionContext } from '../../session';
 import { EventLog } from '../EventLog';
+import { TimeTravel } from '../timeline/TimeTravel';
 import { LiveOutput } from './LiveOutput';
 import { SandboxRuns, recordsOf } from './SandboxRuns';
 import { TeamPanel } from './TeamPanel';
@@ -305,5 +306,23 @@ describe('EventLog and the graph', () => {
     expect(container.querySelectorAll('.row.rv-focus').length).toBe(2);
     fireEvent.click(screen.getByLabelText(/only b/));
     expect(screen.getByTestId('log-count').textContent).toBe('2 of 4');
+  });
+});
+
+describe('TimeTravel and the graph', () => {
+  it("picks a checkpoint's subject and marks the selected step's checkpoints", () => {
+    const evs = [ev(1, 'run_created'), ev(2, 'step_started', { step: 'a', attempt: 1 }), ev(3, 'step_started', { step: 'b[0]', attempt: 1 }), ev(4, 'step_succeeded', { step: 'b[0]', output: 1 })];
+    const me = { tenant: 'default', key_id: 'k', role: 'viewer', may: {} } as unknown as Whoami;
+    const run = { run: { id: 'r', workflow: 'w', status: 'succeeded' }, steps: [] } as unknown as RunDetail;
+    const graph = { header: { agents: {} }, nodes: [], edges: [] } as unknown as Graph;
+    const picked: string[] = [];
+    const { container } = render(
+      <SessionContext.Provider value={{ api: new Api('k'), me, signOut() {} }}>
+        <TimeTravel run={run} graph={graph} events={evs} focus="b" onSubject={(s) => picked.push(s)} />
+      </SessionContext.Provider>,
+    );
+    expect([...container.querySelectorAll('.tt-row.rv-focus')].map((r) => r.getAttribute('data-seq'))).toEqual(['3', '4']);
+    fireEvent.click(container.querySelector('[data-seq="2"]')!);
+    expect(picked).toEqual(['a']);
   });
 });
