@@ -22,6 +22,7 @@ mod cmd_runs;
 mod cmd_sandbox;
 mod cmd_serve;
 mod cmd_webhooks;
+mod cmd_workspace;
 mod interactive;
 mod memory_config;
 mod otlp;
