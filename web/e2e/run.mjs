@@ -17,6 +17,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { builderTests } from './builder.mjs';
 import { dashboardTests } from './dashboard.mjs';
+import { debuggerTests } from './debugger.mjs';
 import { registryTests } from './registry.mjs';
 import { timetravelTests } from './timetravel.mjs';
 
@@ -265,6 +266,7 @@ await builderTests({ test, signIn, server, api, runEnded, expectText, root });
 await dashboardTests({ test, signIn, server, api, runEnded, expectText, root });
 await registryTests({ test, signIn, server, api, runEnded, expectText });
 await timetravelTests({ test, signIn, server, api, runEnded, expectText });
+await debuggerTests({ test, signIn, server, api, runEnded, expectText });
 
 await test('server-unreachable', async (page, shot) => {
   await signIn(page);

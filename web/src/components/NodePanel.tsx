@@ -1,6 +1,6 @@
 // One step's details: status, attempts, duration, tokens, its output and error. Outputs are
 // cut at a few thousand characters with "show all", so a huge output never freezes the page.
-import { useEffect, useState } from 'react';
+import { useEffect, useState, type ReactNode } from 'react';
 import type { ApiError } from '../api/client';
 import type { GraphNode, StepDetail, StepTrace } from '../api/types';
 import { useSession } from '../session';
@@ -9,7 +9,7 @@ import { duration, preview } from '../lib/preview';
 import type { NodeState, NodeStatus } from '../lib/runStatus';
 import { onLink } from '../router';
 
-export function NodePanel({ runId, node, live, detail, status, onClose }: { runId: string; node: GraphNode; live?: NodeState; detail?: StepDetail; status: NodeStatus; onClose(): void }) {
+export function NodePanel({ runId, node, live, detail, status, onClose, children }: { runId: string; node: GraphNode; live?: NodeState; detail?: StepDetail; status: NodeStatus; onClose(): void; children?: ReactNode }) {
   const output = detail?.output ?? live?.output;
   const error = detail?.error ?? live?.error;
   const tokens = detail?.tokens ?? live?.tokens ?? 0;
@@ -40,6 +40,7 @@ export function NodePanel({ runId, node, live, detail, status, onClose }: { runI
           </>
         )}
       </dl>
+      {children}
       {status === 'waiting' && (
         <p className="banner">
           Waiting for a person.{' '}
