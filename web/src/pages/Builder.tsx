@@ -14,7 +14,7 @@ import { StepPanel } from '../components/builder/StepPanel';
 import { download, Toolbar, useShortcuts } from '../components/builder/Toolbar';
 import { Problems, YamlTab, type Problem } from '../components/builder/YamlTab';
 import { ErrorBanner } from '../components/Status';
-import { BuilderDebugButton } from '../components/debugger/RunButtons';
+import { BuilderDebugButton } from '../components/debugger/BuilderDebugButton';
 import { findStep, NEW_WORKFLOW, parseFlow, walk, type Step } from '../lib/flow';
 import { connect, graphOf, renameStep, setField, setMeta } from '../lib/flowGraph';
 import { templateVars } from '../lib/templateVars';

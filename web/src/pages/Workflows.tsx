@@ -1,7 +1,7 @@
 // The tenant's stored workflows: open one in the builder, or start a new one.
 import type { WorkflowInfo } from '../api/types';
 import { ErrorBanner } from '../components/Status';
-import { WorkflowRunButton } from '../components/debugger/RunButtons';
+import { WorkflowRunButton } from '../components/debugger/WorkflowRunButton';
 import { usePoll } from '../hooks';
 import { ago } from '../lib/preview';
 import { navigate, onLink } from '../router';
