@@ -1,6 +1,8 @@
 import { act, cleanup, fireEvent, render, screen } from '@testing-library/react';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ApiError } from '../../api/client';
+import type { EventRecord } from '../../api/types';
+import { rowOf } from '../../lib/events';
 import { inspectedOf } from './api';
 import { BreakpointDot } from './BreakpointToggle';
 import { stepIdsOf } from './StartRunDialog';
@@ -79,5 +81,14 @@ describe('breakpoints', () => {
   it("lists a workflow's step ids, nested ones included", () => {
     const yaml = 'version: 1\nname: w\nsteps:\n  - { id: a, tool: echo }\n  - id: p\n    parallel:\n      - { id: b, tool: echo }\n';
     expect(stepIdsOf(yaml)).toEqual(['a', 'p', 'b']);
+  });
+});
+
+describe('the event log', () => {
+  it('summarises breakpoint changes and state edits', () => {
+    const ev = (type: string, more: Record<string, unknown>) => ({ run_id: 'r', seq: 1, at_ms: 1, type, ...more }) as unknown as EventRecord;
+    expect(rowOf(ev('breakpoints_set', { breakpoints: ['a', 'b'] })).summary).toBe('pauses before a, b');
+    expect(rowOf(ev('breakpoints_set', { breakpoints: [] })).summary).toBe('no breakpoints');
+    expect(rowOf(ev('state_edited', { target: { kind: 'step_output', step: 'draft' }, value: 'EDITED' })).summary).toBe('steps.draft.output = EDITED');
   });
 });

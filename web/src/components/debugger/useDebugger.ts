@@ -20,12 +20,16 @@ export interface Debugger {
 
 export function useDebugger(runId: string, debug: DebugView | null | undefined, finished: boolean, refresh: () => void): Debugger {
   const { api, me } = useSession();
-  const [answered, setAnswered] = useState<string[]>();
+  // The server's last answer to a change; while the change is queued for the process running
+  // the run, a detail read before it applied it would show the old breakpoints.
+  const [answered, setAnswered] = useState<{ list: string[]; queued: boolean }>();
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<ApiError>();
-  // A fresh detail (after `breakpoints_set`, or any refresh) is the truth again.
-  useEffect(() => setAnswered(undefined), [debug]);
-  const list = answered ?? debug?.breakpoints;
+  // A fresh detail is the truth again, once it has the queued change (`breakpoints_set`).
+  useEffect(() => {
+    setAnswered((a) => (a && a.queued && debug && !sameList(a.list, debug.breakpoints) ? a : undefined));
+  }, [debug]);
+  const list = answered?.list ?? debug?.breakpoints;
   const breakpoints = useMemo(() => new Set(list ?? []), [list]);
   const current = useRef(breakpoints);
   current.current = breakpoints;
@@ -37,7 +41,7 @@ export function useDebugger(runId: string, debug: DebugView | null | undefined, 
       setError(undefined);
       changeBreakpoints(api, runId, on ? { remove: [step] } : { add: [step] }).then(
         (r) => {
-          setAnswered(r.breakpoints);
+          setAnswered({ list: r.breakpoints, queued: r.queued });
           refresh();
         },
         (e: ApiError) => setError(e),
@@ -73,3 +77,5 @@ export function useDebugger(runId: string, debug: DebugView | null | undefined, 
     clearError: () => setError(undefined),
   };
 }
+
+const sameList = (a: string[], b: string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
