@@ -57,7 +57,14 @@ async fn breakpoints_are_added_removed_and_refused_with_reasons() {
     refused(status, &v, (404, "not_found"));
     let (status, v) = send(&state, &viewer, "POST", &uri, json!({"add": ["one"]})).await;
     refused(status, &v, (403, "forbidden"));
-    let (status, v) = send(&state, &editor, "POST", &uri, json!({"add": ["two", "nope"]})).await;
+    let (status, v) = send(
+        &state,
+        &editor,
+        "POST",
+        &uri,
+        json!({"add": ["two", "nope"]}),
+    )
+    .await;
     refused(status, &v, (422, "invalid"));
     assert_eq!(v["error"]["details"]["field"], "breakpoints", "{v}");
     let message = v["error"]["message"].as_str().unwrap();
@@ -96,7 +103,14 @@ async fn breakpoints_are_added_removed_and_refused_with_reasons() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["breakpoints"], json!([]), "{v}");
     let edit = format!("/api/v1/runs/{run}/edit");
-    let (status, v) = send(&state, &editor, "POST", &edit, json!({"set": {"state.note": "n"}})).await;
+    let (status, v) = send(
+        &state,
+        &editor,
+        "POST",
+        &edit,
+        json!({"set": {"state.note": "n"}}),
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
     let resume = format!("/api/v1/runs/{run}/resume");
     let (status, v) = send(&state, &editor, "POST", &resume, json!({})).await;
@@ -108,9 +122,7 @@ async fn breakpoints_are_added_removed_and_refused_with_reasons() {
 
 async fn next_json<S>(ws: &mut S) -> Value
 where
-    S: futures::Stream<
-            Item = Result<Message, tokio_tungstenite::tungstenite::Error>,
-        > + Unpin,
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
     let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
         .await
@@ -143,13 +155,17 @@ async fn a_websocket_subscriber_sees_breakpoints_set_on_a_stopped_run() {
         format!("baton.v1, baton.key.{k}").parse().unwrap(),
     );
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    ws.send(Message::Text(json!({"subscribe_tenant": {}}).to_string().into()))
-        .await
-        .unwrap();
+    ws.send(Message::Text(
+        json!({"subscribe_tenant": {}}).to_string().into(),
+    ))
+    .await
+    .unwrap();
     assert_eq!(next_json(&mut ws).await["type"], "subscribed");
     // Subscribed to the run from its start too: its log first, then live.
     let sub = json!({"subscribe": {"run": run, "after": 0}});
-    ws.send(Message::Text(sub.to_string().into())).await.unwrap();
+    ws.send(Message::Text(sub.to_string().into()))
+        .await
+        .unwrap();
     let mut logged = 0;
     loop {
         let v = next_json(&mut ws).await;
