@@ -1,4 +1,5 @@
-//! `baton runs ...`: list, show, logs and state of stored runs; pause, cancel and answer them.
+//! `baton runs ...`: list, show, logs and state of stored runs; pause, cancel and answer them
+//! (breakpoints and state edits: `cmd_debugger`).
 
 use baton_control::view::{RunListItem, state_view};
 use baton_control::{
@@ -87,6 +88,12 @@ pub enum RunsCmd {
     Rollback(crate::cmd_workspace::RollbackArgs),
     /// Copy a run's files into a new or empty directory.
     Export(crate::cmd_workspace::ExportArgs),
+    /// The steps a run pauses before (the debugger's breakpoints): show them, or change them
+    /// on a running or stopped run.
+    Breakpoints(crate::cmd_debugger::BreakpointsArgs),
+    /// Edit a paused run's state (a finished step's output, a shared-state key), then
+    /// `baton resume` continues with it.
+    Edit(crate::cmd_debugger::EditArgs),
 }
 
 #[derive(Args, Debug)]
@@ -179,6 +186,8 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
         RunsCmd::Diff(a) => crate::cmd_workspace::diff(a).await,
         RunsCmd::Rollback(a) => crate::cmd_workspace::rollback(a).await,
         RunsCmd::Export(a) => crate::cmd_workspace::export(a).await,
+        RunsCmd::Breakpoints(a) => crate::cmd_debugger::breakpoints(a).await,
+        RunsCmd::Edit(a) => crate::cmd_debugger::edit(a).await,
     }
 }
 

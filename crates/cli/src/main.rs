@@ -13,6 +13,7 @@ mod cmd_admin;
 mod cmd_agents;
 mod cmd_bench;
 mod cmd_bench_embed;
+mod cmd_debugger;
 mod cmd_fork;
 mod cmd_memory;
 mod cmd_models;

@@ -9,6 +9,9 @@ import type { EventRecord, Graph, RunDetail } from '../api/types';
 import { EventLog } from '../components/EventLog';
 import { GraphView } from '../components/GraphView';
 import { NodePanel } from '../components/NodePanel';
+import { BreakpointButton } from '../components/debugger/BreakpointToggle';
+import { DebuggerBar } from '../components/debugger/DebuggerBar';
+import { useDebugger } from '../components/debugger/useDebugger';
 import { ForkNote, TimeTravel } from '../components/timeline/TimeTravel';
 import { TeamPanel } from '../components/run/TeamPanel';
 import { useRunDeltas } from '../components/run/useRunDeltas';
@@ -22,7 +25,7 @@ import { useSession } from '../session';
 
 const PAGE = 1000;
 /** Kinds after which the run's figures (outputs, durations, tokens) are read again. */
-const REFRESH = new Set(['step_succeeded', 'step_failed', 'human_requested', 'human_responded', 'paused', 'resumed', 'run_succeeded', 'run_failed', 'run_cancelled']);
+const REFRESH = new Set(['step_succeeded', 'step_failed', 'human_requested', 'human_responded', 'paused', 'resumed', 'run_succeeded', 'run_failed', 'run_cancelled', 'breakpoints_set', 'state_edited']);
 
 export default function RunViewer({ id }: { id: string }) {
   const { api, me } = useSession();
@@ -112,6 +115,7 @@ export default function RunViewer({ id }: { id: string }) {
   // The record says `interrupted` when no process holds a running run.
   const status = detail?.run.status === 'interrupted' ? 'interrupted' : view.seq ? view.status : detail?.run.status ?? 'pending';
   const deltas = useRunDeltas(api.key, id, !detail || isFinished(status), Math.max(view.seq, detail?.run.last_seq ?? 0));
+  const dbg = useDebugger(id, detail?.debug, isFinished(status), refreshDetail);
   const act = async (action: 'pause' | 'resume' | 'cancel') => {
     setBusy(true);
     setError(undefined);
@@ -179,8 +183,9 @@ export default function RunViewer({ id }: { id: string }) {
       )}
       <ForkNote run={detail} />
       {detail.run.error && <p className="banner error">{detail.run.error}</p>}
+      <DebuggerBar runId={detail.run.id} dbg={dbg} paused={status === 'paused'} seq={view.seq} order={graph.nodes.map((n) => n.id)} onEdited={refreshDetail} />
       <div className={`run-body${node ? ' with-panel' : ''}`}>
-        <GraphView graph={graph} statusOf={nodeStatus} selected={selected} onOpen={onOpen} reveal={reveal} />
+        <GraphView graph={graph} statusOf={nodeStatus} selected={selected} onOpen={onOpen} reveal={reveal} breakpoints={dbg.active ? dbg.breakpoints : undefined} onBreakpoint={dbg.active ? dbg.toggle : undefined} />
         {node && (
           <NodePanel
             runId={detail.run.id}
@@ -191,7 +196,9 @@ export default function RunViewer({ id }: { id: string }) {
             deltas={deltas}
             sandbox={detail.sandbox}
             onClose={() => setSelected(undefined)}
-          />
+          >
+            {dbg.active && <BreakpointButton step={node.id} on={dbg.breakpoints.has(node.id)} onToggle={dbg.toggle} />}
+          </NodePanel>
         )}
       </div>
       <TeamPanel key={`team-${detail.run.id}`} runId={detail.run.id} team={detail.team} events={events} live={!finished} onStep={pickStep} />
