@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { a11yTests } from './a11y.mjs';
 import { builderTests } from './builder.mjs';
 import { dashboardTests } from './dashboard.mjs';
 import { registryTests } from './registry.mjs';
@@ -265,6 +266,7 @@ await builderTests({ test, signIn, server, api, runEnded, expectText, root });
 await dashboardTests({ test, signIn, server, api, runEnded, expectText, root });
 await registryTests({ test, signIn, server, api, runEnded, expectText });
 await timetravelTests({ test, signIn, server, api, runEnded, expectText });
+await a11yTests({ test, signIn, server, runEnded, expectText });
 
 await test('server-unreachable', async (page, shot) => {
   await signIn(page);
