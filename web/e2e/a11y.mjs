@@ -3,12 +3,13 @@
 // injected into the page) with no violation of impact `serious` or `critical` allowed and no
 // console error; every control of those pages reached with Tab shows a visible focus ring.
 // Also: the approvals inbox, open, shows a run reaching a human step without a reload (the
-// tenant socket), and a comparison of two 1,200-step runs with big outputs opens without
+// tenant socket), and a comparison of two 1,000-step runs with big outputs opens without
 // freezing, drawing only the steps in view.
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+const SHOTS = join(process.env.CARGO_TARGET_DIR ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'target'), 'screenshots');
 const AXE_SOURCE = readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
 
 const WORKFLOW = `version: 1
@@ -56,8 +57,8 @@ export async function a11yTests({ test, signIn, server, runEnded, expectText }) 
     if (!resp.ok) throw new Error(`${method} ${path}: ${resp.status} ${text}`);
     return text ? JSON.parse(text) : null;
   };
-  const ended = async (id) => {
-    const deadline = Date.now() + 15_000;
+  const ended = async (id, ms = 15_000) => {
+    const deadline = Date.now() + ms;
     for (;;) {
       const d = await as('GET', `/runs/${id}`);
       if (['succeeded', 'failed', 'cancelled'].includes(d.run.status)) return d;
@@ -181,24 +182,32 @@ export async function a11yTests({ test, signIn, server, runEnded, expectText }) 
     if ((await ended(run.id)).run.status !== 'succeeded') throw new Error('the approved run did not succeed');
   });
 
-  await test('a11y-compare-large', async (page, shot) => {
-    // Two runs of 1,200 steps, each with a 30,000-character output that differs in one word.
+  await test('a11y-compare-large', async (page) => {
+    // The page is some 250,000 px tall: screenshots of the viewport only.
+    const shot = (what) => page.screenshot({ path: join(SHOTS, `web-a11y-compare-large-${what}.png`) });
+    // A run of 1,000 steps, every 100th with a 30,000-character output, and a fork of it from
+    // its last step with the first big output edited in one word (the fork copies the log:
+    // quicker than a second run; on a debug build 1,000 steps take some 30 s).
     const text = (w) => Array.from({ length: 3000 }, (_, i) => (i === 1500 ? w : `word${i % 97}`)).join(' ').slice(0, 30_000);
-    const mk = async (w) => {
-      const steps = Array.from({ length: 1200 }, (_, i) => `  - { id: s${i + 1}, tool: echo, with: { text: "${i % 100 === 0 ? text(w) : `step ${i + 1} ${w}`}" } }`);
-      const r = await as('POST', '/runs', { source: `version: 1\nname: a11y-big\nsteps:\n${steps.join('\n')}\n` });
-      return (await ended(r.id)).run.id;
-    };
-    const [a, b] = [await mk('alpha'), await mk('beta')];
+    const made = Date.now();
+    const steps = Array.from({ length: 1000 }, (_, i) => `  - { id: s${i + 1}, tool: echo, with: { text: "${i % 100 === 0 ? text('alpha') : `step ${i + 1}`}" } }`);
+    const r = await as('POST', '/runs', { source: `version: 1\nname: a11y-big\nsteps:\n${steps.join('\n')}\n` });
+    const da = await ended(r.id, 180_000);
+    if (da.run.status !== 'succeeded') throw new Error(`the 1,000-step run is ${da.run.status}`);
+    const f = await as('POST', `/runs/${r.id}/fork`, { before: 's1000', set: { 'steps.s1.output': text('beta') } });
+    const db = await ended(f.id, 60_000);
+    if (db.run.status !== 'succeeded') throw new Error(`the fork is ${db.run.status}`);
+    const [a, b] = [r.id, f.id];
+    console.log(`a11y-compare-large: a 1,000-step run and its fork made in ${Date.now() - made} ms`);
     await signIn(page, key);
     const t = Date.now();
     await page.goto(`${server.url}/compare/${a}/${b}`);
-    await expectText(page.getByTestId('cmp-summary'), '1200 steps');
+    await expectText(page.getByTestId('cmp-summary'), '1000 steps');
     await page.getByTestId('cmp-step-s1').getByTestId('cmp-diffnote').waitFor();
     const ms = Date.now() - t;
     const drawn = await page.locator('[data-testid^="cmp-step-"]').count();
-    console.log(`a11y-compare-large: 2 x 1,200 steps opened in ${ms} ms, ${drawn} steps drawn`);
-    if (drawn > 80) throw new Error(`${drawn} of 1,200 steps are drawn, not only those in view`);
+    console.log(`a11y-compare-large: 2 x 1,000 steps opened in ${ms} ms, ${drawn} steps drawn`);
+    if (drawn > 80) throw new Error(`${drawn} of 1,000 steps are drawn, not only those in view`);
     if (ms > 10_000) throw new Error(`the comparison took ${ms} ms to open`);
     // The page stays responsive while scrolling to the end: the last step is drawn there.
     const frames = await page.evaluate(async () => {
@@ -220,7 +229,7 @@ export async function a11yTests({ test, signIn, server, runEnded, expectText }) 
       on = false;
       return Math.max(...gaps);
     });
-    await page.getByTestId('cmp-step-s1200').waitFor();
+    await page.getByTestId('cmp-step-s1000').waitFor();
     console.log(`a11y-compare-large: scrolled to the end, longest frame ${frames.toFixed(0)} ms`);
     await shot('end');
     // A big output is cut with "show all".
