@@ -147,10 +147,10 @@ export async function a11yTests({ test, signIn, server, runEnded, expectText }) 
         // Let lazy parts (the diff once in view, the charts) settle before checking.
         await page.waitForTimeout(300);
         for (const v of await axe(page)) report.push(`${name}: [${v.impact}] ${v.rule}: ${v.help} (${v.count} node${v.count === 1 ? '' : 's'})\n      ${v.targets.join('\n      ')}`);
+        await shot(name);
         const keys = await focusRings(page);
         for (const p of keys.problems) report.push(`${name}: keyboard: ${p}`);
         if (keys.stops === 0) report.push(`${name}: keyboard: Tab reaches nothing`);
-        await shot(name);
       }
       if (report.length) throw new Error(`${report.length} accessibility problem(s):\n  ${report.join('\n  ')}`);
     }, { scheme });

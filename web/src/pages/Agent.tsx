@@ -153,7 +153,7 @@ export function Agent({ name }: { name: string }) {
                   <td>
                     {me.may.edit_workflows && v.version !== def && (
                       <button type="button" disabled={busy} onClick={() => void rollback(v.version)}>
-                        Make v{v.version} the default
+                        Make <span className="sr-only">v{v.version} the </span>default
                       </button>
                     )}
                   </td>
