@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { a11yTests } from './a11y.mjs';
 import { builderTests } from './builder.mjs';
 import { dashboardTests } from './dashboard.mjs';
 import { debuggerTests } from './debugger.mjs';
@@ -269,6 +270,7 @@ await registryTests({ test, signIn, server, api, runEnded, expectText });
 await timetravelTests({ test, signIn, server, api, runEnded, expectText });
 await runpanelTests({ test, signIn, server, api, runEnded, expectText, root });
 await debuggerTests({ test, signIn, server, api, runEnded, expectText });
+await a11yTests({ test, signIn, server, runEnded, expectText });
 
 await test('server-unreachable', async (page, shot) => {
   await signIn(page);

@@ -22,7 +22,6 @@ const StepBox = memo(function StepBox({ id, data }: NodeProps<StepNode>) {
         className={`step s-${data.status}${data.selected ? ' selected' : ''}`}
         style={{ width: NODE_W, height: NODE_H }}
         onClick={() => data.onOpen(id)}
-        aria-label={`${data.label}: ${data.kind} step, ${data.status}`}
         data-testid={`node-${id}`}
         data-status={data.status}
       >

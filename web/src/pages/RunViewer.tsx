@@ -1,7 +1,8 @@
 // One run: its workflow graph with each node's live status, a node's details, the event log,
 // and pause/resume/cancel for the roles that may. The first events are read page by page,
-// then the run's SSE stream continues from the last seq; live events are applied once per
-// animation frame, however many arrive, so a busy run never floods the page with renders.
+// then the run's SSE stream continues from the last seq; live events are applied in batches
+// (lib/frameBatch.ts: at most once per animation frame, less often when an update costs more),
+// however many arrive, so a busy run never floods the page with renders.
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { ApiError } from '../api/client';
 import { followRun } from '../api/sse';
@@ -18,6 +19,7 @@ import { useRunDeltas } from '../components/run/useRunDeltas';
 import { stepIdOf } from '../lib/deltas';
 import { ErrorBanner, StatusPill } from '../components/Status';
 import { rowOf, type Row } from '../lib/events';
+import { FrameBatcher } from '../lib/frameBatch';
 import { duration } from '../lib/preview';
 import { emptyRun, foldEvents, isFinished, statusOf, type RunView } from '../lib/runStatus';
 import { onLink } from '../router';
@@ -49,22 +51,16 @@ export default function RunViewer({ id }: { id: string }) {
 
   useEffect(() => {
     const ctrl = new AbortController();
-    let pending: EventRecord[] = [];
     setEvents([]); // another run (a fork just opened): its own timeline
-    let frame = 0;
-    const flush = () => {
-      frame = 0;
-      const batch = pending;
-      pending = [];
+    const flush = (batch: EventRecord[]) => {
       setView((v) => foldEvents(v, batch));
       setRows((r) => r.concat(batch.filter((e) => e.seq > (r.at(-1)?.seq ?? 0)).map(rowOf)));
       setEvents((all) => all.concat(batch.filter((e) => e.seq > (all.at(-1)?.seq ?? 0))));
       if (batch.some((e) => REFRESH.has(e.type))) refreshDetail();
     };
-    const push = (e: EventRecord) => {
-      pending.push(e);
-      if (!frame) frame = requestAnimationFrame(flush);
-    };
+    // Once per animation frame at most, and less often when the page grows slow to update.
+    const batcher = new FrameBatcher(flush);
+    const push = (e: EventRecord) => batcher.push(e);
     (async () => {
       try {
         const [g, d] = await Promise.all([api.graph(id), api.run(id)]);
@@ -94,7 +90,7 @@ export default function RunViewer({ id }: { id: string }) {
     })();
     return () => {
       ctrl.abort();
-      cancelAnimationFrame(frame);
+      batcher.stop();
       clearTimeout(refreshTimer.current);
     };
   }, [api, id, refreshDetail]);
