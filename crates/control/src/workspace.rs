@@ -117,12 +117,12 @@ impl Control {
         run: &str,
         step: &str,
     ) -> Result<RolledBack> {
-        let (id, ws) = self.workspace_of(caller, run).await?;
-        let object = format!("run/{id}");
+        let rec = self.find_run(caller, run).await?;
+        let object = format!("run/{}", rec.id);
         if let Err(e) = caller.check(Permission::OperateRuns) {
             return Err(self.denied(caller, "run.rollback", Some(&object), e).await);
         }
-        let rec = self.find_run(caller, &id).await?;
+        let (id, ws) = self.workspace_of(caller, run).await?;
         if rec.status == baton_types::RunStatus::Running && self.held_elsewhere(rec.id).await? {
             return Err(Error::conflict(format!(
                 "run {id} is running: pause it (`baton runs pause {id}`) before rolling its files back"

@@ -27,9 +27,11 @@ mod agents;
 mod fork;
 mod runs;
 mod stats;
+mod workspace;
 
 use fork::*;
 use runs::*;
+use workspace::*;
 
 /// A JSON answer (200), or the one error body.
 type Out<T> = Result<Json<T>, ApiError>;
@@ -74,6 +76,9 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
         )
         .api_route("/runs/{id}/edit", post_with(edit_run, |o| doc(o, "Edit a paused run's state (a finished step's output, a key of the shared state) before it continues: logged as `state_edited`, which the next steps see; 409 unless the run is paused")))
         .api_route("/runs/{id}/breakpoints", post_with(change_breakpoints, |o| doc(o, "Change the steps a run pauses before, while it runs or while it is stopped: `add` and `remove` step ids, or `set` the whole list; logged as `breakpoints_set`. Answers the run's breakpoints, whether it steps, and why it is paused; 422 for a step the workflow does not have, 409 once the run finished")))
+        .api_route("/runs/{id}/workspace", get_with(workspace_log, |o| doc(o, "The history of a run's workspace (docs/workspace.md): each change with its commit, step, agent and summary; 404 when no step wrote a file")))
+        .api_route("/runs/{id}/workspace/diff", get_with(workspace_diff, |o| doc(o, "The unified diff of what `step` changed in the run's workspace (every visit of it), or of every change of the run; 404 for a step that changed no file")))
+        .api_route("/runs/{id}/workspace/rollback", post_with(workspace_rollback, |o| doc(o, "Put the run's files back exactly as they were before `step` first changed them, as a new change (`rollback-STEP`); audited as `run.rollback`; 409 while another process runs the run")))
         .api_route("/runs/{id}/approve", post_with(approve, |o| doc(o, "Approve a waiting human step")))
         .api_route("/runs/{id}/reject", post_with(reject, |o| doc(o, "Reject a waiting human step")))
         .api_route("/runs/{id}/input", post_with(input, |o| doc(o, "Answer a waiting human input step with a value")))

@@ -37,6 +37,8 @@ mod owasp;
 mod sse;
 #[path = "all/webhooks.rs"]
 mod webhooks;
+#[path = "all/workspace.rs"]
+mod workspace;
 
 /// An app over an in-memory store with these model providers (tests ask for keys with
 /// [`key_for`]).
@@ -72,7 +74,13 @@ pub fn test_state(providers: Providers) -> AppState {
         models: Arc::new(Providers::default()),
         tools: Arc::new(baton_tools::Registry::with_builtins()),
     };
+    // Runs here write no file, so no workspace is ever made under this directory.
+    let workspaces = baton_tools::workspace::Workspaces::new(
+        std::env::temp_dir().join("baton-server-tests-workspaces"),
+        baton_tools::workspace::Limits::default(),
+    );
     let control = baton_control::Control::new(services, store.clone())
+        .with_workspaces(workspaces)
         .with_webhooks(store, baton_control::webhooks::AddressPolicy::default());
     AppState::new(control, providers)
 }

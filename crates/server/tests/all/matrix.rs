@@ -449,6 +449,11 @@ fn case(method: &str, path: &str) -> Option<Case> {
         ("POST", "/api/v1/runs/{id}/edit") => c(Operate, 409, true),
         // An empty body changes nothing: once allowed, it is refused as such.
         ("POST", "/api/v1/runs/{id}/breakpoints") => c(Operate, 422, true),
+        // The run wrote no file: once allowed, it has no workspace.
+        ("GET", "/api/v1/runs/{id}/workspace") | ("GET", "/api/v1/runs/{id}/workspace/diff") => {
+            c(Read, 404, true)
+        }
+        ("POST", "/api/v1/runs/{id}/workspace/rollback") => c(Operate, 404, true),
         ("POST", "/api/v1/runs/{id}/approve")
         | ("POST", "/api/v1/runs/{id}/reject")
         | ("POST", "/api/v1/runs/{id}/input") => c(Answer, 200, true),
@@ -548,6 +553,7 @@ fn request(w: &World, method: &str, path: &str, t: Target) -> (String, &'static 
         }
         ("PUT", _) => ("application/yaml", FRESH.replace("fresh", only)),
         ("POST", "/api/v1/agents") => ("application/yaml", AGENT.replace("NAME", "fresh")),
+        ("POST", p) if p.ends_with("/workspace/rollback") => j(json!({"step": "first"})),
         ("POST", p) if p.ends_with("/rollback") => j(json!({"to": 1})),
         ("POST", "/api/v1/keys") => j(json!({"role": "viewer", "tenant": tenant})),
         ("POST", "/api/v1/tenants") => j(json!({"id": "newco"})),
