@@ -73,6 +73,11 @@ impl Control {
     /// never wrote a file.
     async fn workspace_of(&self, caller: &Caller, run: &str) -> Result<(String, Workspace)> {
         let rec = self.find_run(caller, run).await?;
+        self.workspace_for(&rec)
+    }
+
+    /// The workspace of a run already found.
+    fn workspace_for(&self, rec: &baton_store::RunRecord) -> Result<(String, Workspace)> {
         let all = self.workspaces.as_ref().ok_or_else(|| Error::Unavailable {
             message: "this process has no workspaces configured".into(),
         })?;
@@ -122,7 +127,7 @@ impl Control {
         if let Err(e) = caller.check(Permission::OperateRuns) {
             return Err(self.denied(caller, "run.rollback", Some(&object), e).await);
         }
-        let (id, ws) = self.workspace_of(caller, run).await?;
+        let (id, ws) = self.workspace_for(&rec)?;
         if rec.status == baton_types::RunStatus::Running && self.held_elsewhere(rec.id).await? {
             return Err(Error::conflict(format!(
                 "run {id} is running: pause it (`baton runs pause {id}`) before rolling its files back"

@@ -136,6 +136,30 @@ pub async fn key(state: &AppState, op: &str, tenant: &str, role: &str) -> String
     v["key"].as_str().unwrap().to_string()
 }
 
+/// The keys of the tests that act in tenant `acme` and check that `globex` is kept out.
+pub struct TwoTenants {
+    pub editor: String,
+    pub viewer: String,
+    pub admin: String,
+    /// A key of `globex` with the role asked for.
+    pub other: String,
+}
+
+/// Creates tenants `acme` and `globex` with the operator's key, and keys in them.
+pub async fn two_tenants(state: &AppState, other_role: &str) -> TwoTenants {
+    let op = key_for(state).await;
+    for t in ["acme", "globex"] {
+        let (status, v) = send_json(state, &op, "POST", "/api/v1/tenants", json!({"id": t})).await;
+        assert_eq!(status, 201, "{v}");
+    }
+    TwoTenants {
+        editor: key(state, &op, "acme", "editor").await,
+        viewer: key(state, &op, "acme", "viewer").await,
+        admin: key(state, &op, "acme", "admin").await,
+        other: key(state, &op, "globex", other_role).await,
+    }
+}
+
 /// The run's detail once its status is `want` (it runs in the background).
 pub async fn reaches(state: &AppState, key: &str, run: &str, want: &str) -> Value {
     for _ in 0..500 {

@@ -388,7 +388,7 @@ async fn rollback_restores_the_exact_tree_and_export_copies_it() {
     .await
     .unwrap();
     let ws = f.all.existing(RUN).unwrap().unwrap();
-    let before = ws.files().walk("", 100).unwrap().unwrap();
+    let before = ws.files().walk("", 100).unwrap().entries;
     f.call(
         "workspace.write",
         json!({"path": "app.py", "content": "v2\n"}),
@@ -416,7 +416,7 @@ async fn rollback_restores_the_exact_tree_and_export_copies_it() {
         )
         .unwrap();
     assert!(commit.is_some());
-    assert_eq!(ws.files().walk("", 100).unwrap().unwrap(), before);
+    assert_eq!(ws.files().walk("", 100).unwrap().entries, before);
     assert_eq!(f.file("app.py").unwrap(), "v1\n");
     assert_eq!(f.file("lib/util.py").unwrap(), "u1\n");
     assert_eq!(f.file("extra.txt"), None);

@@ -14,7 +14,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::edit::STOPS;
-use super::{key, key_for, reaches, refused, send_json as send, serve_loopback, test_state};
+use super::{
+    TwoTenants, key_for, reaches, refused, send_json as send, serve_loopback, test_state,
+    two_tenants,
+};
 
 /// A run of STOPS started by `key`, once it paused at its breakpoint before `two`.
 async fn paused_at_two(state: &AppState, key: &str) -> String {
@@ -30,15 +33,13 @@ async fn paused_at_two(state: &AppState, key: &str) -> String {
 #[tokio::test]
 async fn breakpoints_are_added_removed_and_refused_with_reasons() {
     let state = test_state(Providers::default());
-    let op = key_for(&state).await;
-    for t in ["acme", "globex"] {
-        let (status, v) = send(&state, &op, "POST", "/api/v1/tenants", json!({"id": t})).await;
-        assert_eq!(status, 201, "{v}");
-    }
-    let editor = key(&state, &op, "acme", "editor").await;
-    let viewer = key(&state, &op, "acme", "viewer").await;
-    let admin = key(&state, &op, "acme", "admin").await;
-    let other = key(&state, &op, "globex", "admin").await;
+    let TwoTenants {
+        editor,
+        viewer,
+        admin,
+        other,
+        ..
+    } = two_tenants(&state, "admin").await;
     let run = paused_at_two(&state, &editor).await;
     let uri = format!("/api/v1/runs/{run}/breakpoints");
 

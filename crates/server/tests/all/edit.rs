@@ -5,21 +5,19 @@
 use baton_llm::Providers;
 use serde_json::json;
 
-use super::{key, key_for, reaches, refused, send_json as send, test_state};
+use super::{TwoTenants, reaches, refused, send_json as send, test_state, two_tenants};
 
 pub(crate) const STOPS: &str = "version: 1\nname: stops\nsteps:\n  - { id: one, tool: echo, with: { text: one } }\n  - { id: two, tool: echo, with: { text: \"two saw {{ steps.one.output }} and {{ state.note }}\" } }\n";
 
 #[tokio::test]
 async fn a_paused_runs_state_is_edited_over_the_api_and_refused_with_reasons() {
     let state = test_state(Providers::default());
-    let op = key_for(&state).await;
-    for t in ["acme", "globex"] {
-        let (status, v) = send(&state, &op, "POST", "/api/v1/tenants", json!({"id": t})).await;
-        assert_eq!(status, 201, "{v}");
-    }
-    let editor = key(&state, &op, "acme", "editor").await;
-    let viewer = key(&state, &op, "acme", "viewer").await;
-    let other = key(&state, &op, "globex", "admin").await;
+    let TwoTenants {
+        editor,
+        viewer,
+        other,
+        ..
+    } = two_tenants(&state, "admin").await;
     let start = json!({"source": STOPS, "breakpoints": ["two"]});
     let (status, v) = send(&state, &editor, "POST", "/api/v1/runs", start).await;
     assert_eq!(status, 201, "{v}");

@@ -6,17 +6,9 @@ use baton_llm::Providers;
 use baton_server::AppState;
 use serde_json::{Value, json};
 
-use super::{key_for, send_json as send, test_state};
+use super::{TwoTenants, send_json as send, test_state, two_tenants};
 
 const THREE: &str = "version: 1\nname: three\nsteps:\n  - { id: one, tool: echo, with: { text: one } }\n  - { id: two, tool: echo, with: { text: \"two saw {{ steps.one.output }}\" } }\n  - { id: three, tool: echo, with: { text: \"three saw {{ steps.two.output }}\" } }\n";
-
-/// A key of `role` in `tenant` (made by the operator).
-async fn key(state: &AppState, op: &str, tenant: &str, role: &str) -> String {
-    let body = json!({"role": role, "tenant": tenant});
-    let (status, v) = send(state, op, "POST", "/api/v1/keys", body).await;
-    assert_eq!(status, 201, "{v}");
-    v["key"].as_str().unwrap().to_string()
-}
 
 /// The run once it has ended (it runs in the background).
 async fn finished(state: &AppState, key: &str, run: &str) -> Value {
@@ -41,14 +33,12 @@ async fn finished(state: &AppState, key: &str, run: &str) -> Value {
 #[tokio::test]
 async fn a_run_is_forked_over_the_api_and_refused_with_reasons() {
     let state = test_state(Providers::default());
-    let op = key_for(&state).await;
-    for t in ["acme", "globex"] {
-        let (status, v) = send(&state, &op, "POST", "/api/v1/tenants", json!({"id": t})).await;
-        assert_eq!(status, 201, "{v}");
-    }
-    let editor = key(&state, &op, "acme", "editor").await;
-    let viewer = key(&state, &op, "acme", "viewer").await;
-    let other = key(&state, &op, "globex", "editor").await;
+    let TwoTenants {
+        editor,
+        viewer,
+        other,
+        ..
+    } = two_tenants(&state, "editor").await;
     let (status, v) = send(
         &state,
         &editor,

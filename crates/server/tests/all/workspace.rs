@@ -10,7 +10,7 @@ use baton_server::AppState;
 use baton_tools::workspace::{Limits, Workspaces};
 use serde_json::json;
 
-use super::{key, key_for, reaches, refused, send_json as send};
+use super::{TwoTenants, reaches, refused, send_json as send, two_tenants};
 
 const FILES: &str = "version: 1
 name: files
@@ -44,15 +44,13 @@ fn state_in(dir: &std::path::Path) -> AppState {
 async fn a_runs_workspace_shows_its_history_diffs_and_rolls_back() {
     let dir = tempfile::tempdir().unwrap();
     let state = state_in(dir.path());
-    let op = key_for(&state).await;
-    for t in ["acme", "globex"] {
-        let (status, v) = send(&state, &op, "POST", "/api/v1/tenants", json!({"id": t})).await;
-        assert_eq!(status, 201, "{v}");
-    }
-    let editor = key(&state, &op, "acme", "editor").await;
-    let viewer = key(&state, &op, "acme", "viewer").await;
-    let admin = key(&state, &op, "acme", "admin").await;
-    let other = key(&state, &op, "globex", "admin").await;
+    let TwoTenants {
+        editor,
+        viewer,
+        admin,
+        other,
+        ..
+    } = two_tenants(&state, "admin").await;
     let (status, v) = send(
         &state,
         &editor,

@@ -108,6 +108,13 @@ pub struct Entry {
     pub executable: bool,
 }
 
+/// What [`Root::walk`] found: at most its limit of entries, and whether that was all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub entries: Vec<Entry>,
+    pub complete: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     File,
@@ -262,17 +269,13 @@ impl Root {
         }
     }
 
-    /// Every entry under `path` (a directory), depth first, names sorted, at most `limit`
-    /// entries (`None` when there were more).
-    pub fn walk(&self, path: &str, limit: usize) -> Result<Option<Vec<Entry>>, Refused> {
+    /// The entries under `path` (a directory), depth first, names sorted, at most `limit`.
+    pub fn walk(&self, path: &str, limit: usize) -> Result<Listing, Refused> {
         let prefix = words(path)?.join("/");
         let fd = self.dir_fd(path)?;
-        let mut out = Vec::new();
-        if self.walk_into(fd, &prefix, &mut out, limit)? {
-            Ok(Some(out))
-        } else {
-            Ok(None)
-        }
+        let mut entries = Vec::new();
+        let complete = self.walk_into(fd, &prefix, &mut entries, limit)?;
+        Ok(Listing { entries, complete })
     }
 
     /// False once `limit` is passed.
@@ -368,7 +371,9 @@ mod tests {
         assert_eq!(r.write("src/app/main.py", b"print(1)\n").unwrap(), 0);
         assert_eq!(r.write("./src/app/main.py", b"print(2)\n").unwrap(), 9);
         assert_eq!(r.read("src/app/main.py", 100).unwrap(), b"print(2)\n");
-        let all = r.walk("", 100).unwrap().unwrap();
+        let all = r.walk("", 100).unwrap();
+        assert!(all.complete);
+        let all = all.entries;
         let paths: Vec<_> = all.iter().map(|e| (e.path.as_str(), e.kind)).collect();
         assert_eq!(
             paths,
@@ -378,7 +383,9 @@ mod tests {
                 ("src/app/main.py", Kind::File)
             ]
         );
-        assert_eq!(r.walk("", 2).unwrap(), None);
+        let cut = r.walk("", 2).unwrap();
+        assert!(!cut.complete);
+        assert_eq!(cut.entries.len(), 2);
         assert!(r.remove("src/app/main.py").unwrap());
         assert!(!r.remove("src/app/main.py").unwrap());
         assert!(matches!(
@@ -429,7 +436,7 @@ mod tests {
         assert!(e.contains("special file"), "{e}");
         let e = r.read("a/../../secret.txt", 10).unwrap_err().to_string();
         assert!(e.contains("`..` would leave the workspace"), "{e}");
-        let listed = r.walk("", 10).unwrap().unwrap();
+        let listed = r.walk("", 10).unwrap().entries;
         let fifo = listed.iter().find(|e| e.path == "fifo").unwrap();
         assert_eq!(fifo.kind, Kind::Other);
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{Commit, DiffFormat, IndexEntry, IndexTime, Oid, Repository, Signature, Tree};
 
-use super::fs::{Kind, Refused, Root};
+use super::fs::{Entry, Kind, Refused, Root};
 
 /// Bounds on what a workspace may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,17 +143,20 @@ impl Workspace {
         }
     }
 
+    /// Every entry of the workspace, refused above `limit`.
+    fn entries(&self, limit: usize) -> Result<Vec<Entry>, Error> {
+        let listing = self.files.walk("", limit)?;
+        if !listing.complete {
+            return Err(Error::Limit(format!(
+                "the workspace holds more than {limit} files and directories"
+            )));
+        }
+        Ok(listing.entries)
+    }
+
     /// The tree of the files as they are now (symlinks and special files are not kept).
     fn tree_now(&self, repo: &Repository) -> Result<Oid, Error> {
-        let entries = self
-            .files
-            .walk("", self.limits.max_entries)?
-            .ok_or_else(|| {
-                Error::Limit(format!(
-                    "the workspace holds more than {} files and directories",
-                    self.limits.max_entries
-                ))
-            })?;
+        let entries = self.entries(self.limits.max_entries)?;
         let mut index = git2::Index::new().map_err(history)?;
         for e in entries.iter().filter(|e| e.kind == Kind::File) {
             let bytes = self.files.read(&e.path, self.limits.max_total_bytes)?;
@@ -333,39 +336,12 @@ impl Workspace {
 
     /// Makes the files exactly `tree` (`None`: empty).
     fn restore(&self, repo: &Repository, tree: Option<&Tree>) -> Result<(), Error> {
-        let mut wanted = std::collections::BTreeSet::new();
-        if let Some(tree) = tree {
-            let mut failed = None;
-            tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-                if entry.kind() != Some(git2::ObjectType::Blob) {
-                    return git2::TreeWalkResult::Ok;
-                }
-                let path = format!("{dir}{}", entry.name().unwrap_or_default());
-                let done = repo.find_blob(entry.id()).map_err(history).and_then(|b| {
-                    self.files
-                        .write_mode(&path, b.content(), Some(entry.filemode() == 0o100755))
-                        .map_err(Error::from)
-                });
-                match done {
-                    Ok(_) => {
-                        wanted.insert(path);
-                        git2::TreeWalkResult::Ok
-                    }
-                    Err(e) => {
-                        failed = Some(e);
-                        git2::TreeWalkResult::Abort
-                    }
-                }
-            })
-            .ok();
-            if let Some(e) = failed {
-                return Err(e);
-            }
-        }
-        let now = self
-            .files
-            .walk("", self.limits.max_entries * 2)?
-            .unwrap_or_default();
+        let wanted: std::collections::BTreeSet<String> = match tree {
+            Some(tree) => write_tree(repo, tree, &self.files)?.into_iter().collect(),
+            None => Default::default(),
+        };
+        // Room for the files written and those left from before.
+        let now = self.entries(self.limits.max_entries * 2)?;
         for e in now.iter().filter(|e| e.kind != Kind::Dir) {
             if !wanted.contains(&e.path) {
                 self.files.remove(&e.path)?;
@@ -374,8 +350,8 @@ impl Workspace {
         Ok(())
     }
 
-    /// Writes `path` within the limits; its size before (0 for a new file).
-    pub fn write(&self, path: &str, bytes: &[u8]) -> Result<u64, Error> {
+    /// Writes `path` within the limits; its size before (`None`: a new file).
+    pub fn write(&self, path: &str, bytes: &[u8]) -> Result<Option<u64>, Error> {
         let max = self.limits.max_file_bytes;
         if bytes.len() as u64 > max {
             return Err(Error::Limit(format!(
@@ -383,27 +359,21 @@ impl Workspace {
                 bytes.len()
             )));
         }
-        let entries = self
-            .files
-            .walk("", self.limits.max_entries)?
-            .ok_or_else(|| {
-                Error::Limit(format!(
-                    "the workspace holds more than {} files and directories",
-                    self.limits.max_entries
-                ))
-            })?;
+        let entries = self.entries(self.limits.max_entries)?;
         let old = entries
             .iter()
-            .find(|e| e.path == path)
-            .map_or(0, |e| e.bytes);
-        let total: u64 = entries.iter().map(|e| e.bytes).sum::<u64>() - old + bytes.len() as u64;
+            .find(|e| e.kind == Kind::File && e.path == path)
+            .map(|e| e.bytes);
+        let total: u64 =
+            entries.iter().map(|e| e.bytes).sum::<u64>() - old.unwrap_or(0) + bytes.len() as u64;
         if total > self.limits.max_total_bytes {
             return Err(Error::Limit(format!(
                 "writing `{path}` would bring the workspace to {total} bytes, more than its {}",
                 self.limits.max_total_bytes
             )));
         }
-        Ok(self.files.write(path, bytes)?)
+        self.files.write(path, bytes)?;
+        Ok(old)
     }
 
     /// Applies a unified diff (no fuzz: every hunk's context must be where it says); the
@@ -511,33 +481,38 @@ impl Workspace {
             return Ok(0);
         };
         let tree = head.tree().map_err(history)?;
-        let mut n = 0;
-        let mut failed = None;
-        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-            if entry.kind() != Some(git2::ObjectType::Blob) {
-                return git2::TreeWalkResult::Ok;
-            }
-            let path = format!("{dir}{}", entry.name().unwrap_or_default());
-            let done = repo.find_blob(entry.id()).map_err(history).and_then(|b| {
-                out.write_mode(&path, b.content(), Some(entry.filemode() == 0o100755))
-                    .map_err(Error::from)
-            });
-            match done {
-                Ok(_) => {
-                    n += 1;
-                    git2::TreeWalkResult::Ok
-                }
-                Err(e) => {
-                    failed = Some(e);
-                    git2::TreeWalkResult::Abort
-                }
-            }
-        })
-        .ok();
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(n),
+        Ok(write_tree(&repo, &tree, &out)?.len())
+    }
+}
+
+/// Writes every file of `tree` under `root` (modes kept); their paths.
+fn write_tree(repo: &Repository, tree: &Tree, root: &Root) -> Result<Vec<String>, Error> {
+    let mut written = Vec::new();
+    let mut failed = None;
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        if entry.kind() != Some(git2::ObjectType::Blob) {
+            return git2::TreeWalkResult::Ok;
         }
+        let path = format!("{dir}{}", entry.name().unwrap_or_default());
+        let done = repo.find_blob(entry.id()).map_err(history).and_then(|b| {
+            root.write_mode(&path, b.content(), Some(entry.filemode() == 0o100755))
+                .map_err(Error::from)
+        });
+        match done {
+            Ok(_) => {
+                written.push(path);
+                git2::TreeWalkResult::Ok
+            }
+            Err(e) => {
+                failed = Some(e);
+                git2::TreeWalkResult::Abort
+            }
+        }
+    })
+    .ok();
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(written),
     }
 }
 

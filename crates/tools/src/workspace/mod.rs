@@ -196,25 +196,16 @@ impl WorkspaceTool {
             }
             Op::List => {
                 let path = text("path")?.unwrap_or("");
-                let listed = ws
+                let listing = ws
                     .files()
                     .walk(path, MAX_LISTED)
                     .map_err(|e| fail(e.into()))?;
-                let truncated = listed.is_none();
-                let entries = match listed {
-                    Some(v) => v,
-                    None => ws
-                        .files()
-                        .walk(path, MAX_LISTED - 1)
-                        .ok()
-                        .flatten()
-                        .unwrap_or_default(),
-                };
-                let entries: Vec<Value> = entries
+                let entries: Vec<Value> = listing
+                    .entries
                     .iter()
                     .map(|e| json!({"path": e.path, "kind": e.kind.as_str(), "bytes": e.bytes}))
                     .collect();
-                Ok(json!({"entries": entries, "truncated": truncated}))
+                Ok(json!({"entries": entries, "truncated": !listing.complete}))
             }
             Op::Search => self.search(&ws, need("query")?, text("path")?.unwrap_or(""), obj),
             Op::Diff => {
@@ -230,11 +221,10 @@ impl WorkspaceTool {
                     }
                     ws.snapshot(&author, "changes made outside the workspace tools")
                         .map_err(fail)?;
-                    let existed = ws.files().read(path, u64::MAX).is_ok();
-                    ws.write(path, content.as_bytes()).map_err(fail)?;
-                    let verb = if existed { "write" } else { "create" };
+                    let created = ws.write(path, content.as_bytes()).map_err(fail)?.is_none();
+                    let verb = if created { "create" } else { "write" };
                     let commit = ws.snapshot(&author, &format!("{verb} {path}")).map_err(fail)?;
-                    Ok(json!({"path": path, "bytes": content.len(), "created": !existed, "commit": commit}))
+                    Ok(json!({"path": path, "bytes": content.len(), "created": created, "commit": commit}))
                 })
             }
             Op::ApplyPatch => {
@@ -286,14 +276,14 @@ impl WorkspaceTool {
             .size_limit(1 << 20)
             .build()
             .map_err(|e| self.invalid(format!("`query` is not a valid regular expression: {e}")))?;
-        let entries = ws
+        let listing = ws
             .files()
             .walk(path, ws.limits().max_entries)
-            .map_err(|e| fail(e.into()))?
-            .unwrap_or_default();
+            .map_err(|e| fail(e.into()))?;
         let mut matches = Vec::new();
-        let mut truncated = false;
-        'files: for e in entries.iter().filter(|e| e.kind == fs::Kind::File) {
+        // A workspace over its entry limit is searched as far as the limit.
+        let mut truncated = !listing.complete;
+        'files: for e in listing.entries.iter().filter(|e| e.kind == fs::Kind::File) {
             let Ok(bytes) = ws.files().read(&e.path, ws.limits().max_file_bytes) else {
                 continue;
             };
