@@ -79,8 +79,8 @@ export function plainStep(s: Step): Plain {
 }
 
 export function plainFlow(f: Flow): Plain {
-  // Steps before `outputs` and `edges`, as documents write them.
-  const tail = ['outputs', 'edges'];
+  // Steps before `outputs` and `edges`, as documents write them; the builder's `layout` last.
+  const tail = ['outputs', 'edges', 'layout'];
   const out: Plain = {};
   for (const [k, v] of Object.entries(f.meta)) if (!tail.includes(k)) out[k] = v;
   out.steps = f.steps.map(plainStep);
@@ -148,6 +148,9 @@ export function flowYaml(f: Flow, base?: Document): { doc: Document; text: strin
   const doc = base ? base.clone() : new Document({});
   if (!isMap(doc.contents)) doc.contents = doc.createNode({}) as never;
   sync(doc, doc.contents, plainFlow(f));
+  // The builder's `layout`: one `ID: [x, y]` line per step.
+  const layout = isMap(doc.contents) ? doc.contents.get('layout', true) : undefined;
+  if (isMap(layout)) for (const item of layout.items) if (isSeq(item.value)) item.value.flow = true;
   return { doc, text: doc.toString({ lineWidth: 0 }) };
 }
 

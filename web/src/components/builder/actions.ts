@@ -38,12 +38,13 @@ type Selection = ReturnType<typeof useSelection>;
 export function useEdits(st: FlowState, sel: Selection, step: Step | undefined, edges: FlowEdge[]) {
   const { flow } = st;
   const { select, selected, selectedEdge, selectEdge } = sel;
-  /** A new step at the end, or inside `into` (or the selected container). */
+  /** A new step at the end, or inside `into` (or the selected container); at `at` if given. */
   const add = useCallback(
-    (kind: Exclude<Kind, 'unknown'>, into?: string) => {
+    (kind: Exclude<Kind, 'unknown'>, into?: string, at?: { x: number; y: number }) => {
       const container = into ?? (step?.children ? step.id : undefined);
       const r = addStep(flow, kind, container);
-      st.edit(r.flow);
+      // Dropped at a point: saved there (with the others where they are), one undo step.
+      st.edit(at ? st.placeAt(r.flow, r.id, at.x, at.y) : r.flow);
       select(r.id);
       return r.id;
     },
@@ -53,10 +54,9 @@ export function useEdits(st: FlowState, sel: Selection, step: Step | undefined, 
   const onDrop = useCallback(
     (kind: Kind, x: number, y: number, into?: string) => {
       if (kind === 'unknown') return;
-      const id = add(kind, into ?? '');
-      if (!into) st.move(id, x, y);
+      add(kind, into ?? '', into ? undefined : { x, y });
     },
-    [add, st],
+    [add],
   );
   /** Deletes the selected edge's field, or the selected step. */
   const remove = useCallback(() => {
