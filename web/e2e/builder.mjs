@@ -1,7 +1,9 @@
 // The builder's browser tests (run by e2e/run.mjs, with its server, helpers and browser):
 // build a three-step workflow by drag and drop, save it, run it and watch every node turn
-// done; the YAML tab round-trips every file of examples/; a 200-step workflow opens in the
-// builder (the figure is printed); a viewer sees it read-only.
+// done; the YAML tab round-trips every file of examples/; nodes arranged, saved and reloaded
+// stay where they were (moves undone and redone); a switch built with the cases form runs
+// the case that holds; a 200-step workflow opens in the builder (the figure is printed); a
+// viewer sees it read-only.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
@@ -148,6 +150,108 @@ export async function builderTests({ test, signIn, server, api, runEnded, expect
     await page.getByTestId('bnode-greet').waitFor();
     await expectText(page.locator('#builder-title'), 'hello');
   });
+
+  /** Waits until `check()` holds (polling), or fails saying `what`. */
+  const until = async (page, check, what) => {
+    for (let i = 0; i < 100; i++) {
+      if (await check()) return;
+      await page.waitForTimeout(50);
+    }
+    throw new Error(what);
+  };
+  /** Where the canvas draws a node: its `translate(x, y)` in flow coordinates (zoom aside). */
+  const placeOf = (page, id) => page.locator(`.react-flow__node[data-id="${id}"]`).evaluate((el) => el.style.transform);
+
+  await test('builder-layout-saved', async (page, shot) => {
+    await signIn(page);
+    await page.goto(`${server.url}/builder`);
+    await page.getByRole('tab', { name: 'YAML' }).click();
+    const steps = ['a', 'b', 'c'].map((id) => `  - { id: ${id}, tool: echo, with: { text: ${id} } }`);
+    await page.getByTestId('yaml').fill(`version: 1\nname: arranged\nsteps:\n${steps.join('\n')}\n`);
+    await page.waitForTimeout(350);
+    await page.getByRole('tab', { name: 'Canvas' }).click();
+    await page.getByTestId('bnode-c').waitFor();
+    const auto = await placeOf(page, 'c');
+    // Drag c up and to the right, beside a.
+    const box = await page.getByTestId('bnode-c').boundingBox();
+    await page.mouse.move(box.x + 60, box.y + 20);
+    await page.mouse.down();
+    for (let i = 1; i <= 20; i++) await page.mouse.move(box.x + 60 + i * 14, box.y + 20 - i * 6);
+    await page.mouse.up();
+    const moved = await placeOf(page, 'c');
+    if (moved === auto) throw new Error(`c did not move (${auto})`);
+    // A move is undone and redone like any edit.
+    await page.locator('.react-flow__pane').click({ position: { x: 30, y: 30 } });
+    await page.keyboard.press('Control+z');
+    await until(page, async () => (await placeOf(page, 'c')) === auto, 'undo did not put c back');
+    await page.keyboard.press('Control+Shift+z');
+    await until(page, async () => (await placeOf(page, 'c')) === moved, 'redo did not move c again');
+    await page.keyboard.press('Control+s');
+    await expectText(page.getByTestId('builder-status'), 'Saved arranged version 1');
+    const stored = parse((await api('GET', '/workflows/arranged')).source);
+    const [x, y] = stored.layout?.c ?? [];
+    if (!moved.includes(`translate(${x}px, ${y}px)`)) throw new Error(`stored layout ${JSON.stringify(stored.layout)}, drawn at ${moved}`);
+    if (Object.keys(stored.layout).join() !== 'a,b,c') throw new Error(`stored layout ${JSON.stringify(stored.layout)}`);
+    // Reopened: every node where it was saved.
+    const drawn = { a: await placeOf(page, 'a'), b: await placeOf(page, 'b') };
+    await page.reload();
+    await page.getByTestId('bnode-c').waitFor();
+    await expectText(page.getByTestId('version'), 'v1');
+    for (const [id, at] of Object.entries({ ...drawn, c: moved })) {
+      if ((await placeOf(page, id)) !== at) throw new Error(`after a reload ${id} is at ${await placeOf(page, id)}, saved at ${at}`);
+    }
+    await page.getByTestId('bnode-c').click();
+    await page.getByTestId('step-panel').getByRole('group', { name: 'Retry' }).getByLabel('Max retries').fill('2');
+    await shot('reopened');
+    await page.getByRole('tab', { name: 'YAML' }).click();
+    const yaml = await page.getByTestId('yaml').inputValue();
+    if (!yaml.includes(`  c: [ ${x}, ${y} ]`)) throw new Error(`the YAML tab:\n${yaml}`);
+    // A stale layout entry typed in the YAML tab is named by the validator, with its line.
+    await page.getByTestId('yaml').fill(yaml.replace('  c: [', '  cc: ['));
+    await expectText(page.getByTestId('problems'), 'places unknown step `cc` (did you mean `c`?)');
+    await shot('stale-layout');
+  });
+
+  await test('builder-switch-form-run', async (page, shot) => {
+    await signIn(page);
+    await page.goto(`${server.url}/builder`);
+    await field(page, 'Name').fill('switched');
+    await page.getByTestId('palette-switch').click();
+    await page.getByTestId('bnode-switch1').waitFor();
+    await page.getByTestId('palette-tool').click();
+    await page.getByTestId('palette-tool').click();
+    await page.getByTestId('bnode-tool2').waitFor();
+    await page.getByTestId('bnode-switch1').click();
+    const panel = page.getByTestId('step-panel');
+    await expectText(panel, 'No case yet');
+    // A case without its expression: the validator marks its row.
+    await panel.getByRole('button', { name: 'Add case' }).click();
+    await page.locator('[data-testid="case-1"].invalid').waitFor();
+    await page.locator('[data-testid="bnode-switch1"][data-broken="true"]').waitFor();
+    await shot('case-invalid');
+    await panel.getByLabel('Case 1: when').fill('1 > 2');
+    await panel.getByRole('button', { name: 'Add case' }).click();
+    await panel.getByLabel('Case 2: when').fill('2 > 1');
+    await panel.getByLabel('Case 2: go to').selectOption('tool2');
+    await panel.getByLabel('Default (no case holds)').selectOption('end');
+    await panel.getByRole('button', { name: 'Move case 2 up' }).click();
+    await expectText(page.getByTestId('problems'), 'No problems');
+    if (await page.locator('[data-testid^="case-"].invalid').count()) throw new Error('a valid case is marked');
+    await page.locator('.react-flow__edge.edge-case').first().waitFor();
+    await shot('cases');
+    await page.getByRole('tab', { name: 'YAML' }).click();
+    const sw = parse(await page.getByTestId('yaml').inputValue()).steps[0].switch;
+    const want = { cases: [{ when: '2 > 1', goto: 'tool2' }, { when: '1 > 2', goto: 'tool1' }], default: 'end' };
+    if (canonical(sw) !== canonical(want)) throw new Error(`the switch: ${JSON.stringify(sw)}`);
+    await page.getByRole('tab', { name: 'Canvas' }).click();
+    await page.getByRole('button', { name: 'Run', exact: true }).click();
+    await page.waitForURL('**/runs/**');
+    await page.locator('[data-testid="node-tool2"][data-status="done"]').waitFor();
+    await expectText(page.getByTestId('run-status'), 'succeeded');
+    const tool1 = await page.getByTestId('node-tool1').getAttribute('data-status');
+    if (tool1 === 'done') throw new Error('the case that does not hold was taken');
+    await shot('run');
+  }, { scheme: 'dark' });
 
   await test('builder-200-nodes', async (page, shot) => {
     const steps = Array.from({ length: 200 }, (_, i) => `  - { id: s${i + 1}, tool: echo, with: { text: "step ${i + 1}" } }`);

@@ -77,7 +77,7 @@ export function CasesEditor(p: FormProps & { targets: string[] }) {
             <input
               className="mono grow"
               aria-label={`Case ${n}: when`}
-              placeholder="expression, e.g. inputs.n > 3"
+              placeholder="expression"
               value={when}
               disabled={p.readOnly}
               aria-invalid={bad.when.length > 0 || undefined}

@@ -78,7 +78,8 @@ export function Help({ onClose }: { onClose(): void }) {
       <p className="small muted">
         Connect two steps by dragging from a step&apos;s bottom handle to another step: an <code>if</code> gets its{' '}
         <code>then</code>, then its <code>else</code>; a <code>switch</code> a case; other steps a <code>next</code>. Drop a
-        kind onto a parallel, map or group step to add it inside.
+        kind onto a parallel, map or group step to add it inside. Drag a step to move it: where each step is
+        drawn is saved with the workflow (its <code>layout</code>); Auto-layout forgets it.
       </p>
     </div>
   );

@@ -17,7 +17,7 @@ const COMMON: FieldDef[] = [
     path: 'retry',
     label: 'Retry',
     type: 'group',
-    hint: 'Attempts after a failure: waits `backoff`, then `factor` times longer each time, at most `max delay`.',
+    hint: 'Attempts after a failure: waits the backoff, then factor times longer each time, at most the max delay.',
     fields: [
       { path: 'max', label: 'Max retries', type: 'number' },
       { path: 'backoff', label: 'Backoff', type: 'text', hint: '1s' },
@@ -55,7 +55,7 @@ const BY_KIND: Record<Kind, FieldDef[]> = {
     { path: 'else', label: 'Else', type: 'target' },
   ],
   switch: [
-    { path: 'switch.cases', label: 'Cases', type: 'cases', hint: 'Tried in order: the first whose `when` expression holds is taken.' },
+    { path: 'switch.cases', label: 'Cases', type: 'cases', hint: 'Tried in order: the first whose expression holds is taken (expressions are written without {{ }}).' },
     { path: 'switch.default', label: 'Default (no case holds)', type: 'target' },
   ],
   parallel: [
