@@ -4,7 +4,9 @@
 // stay where they were (moves undone and redone); a switch built with the cases form runs
 // the case that holds; a 200-step workflow opens in the builder (the figure is printed); a
 // viewer sees it read-only.
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 
@@ -244,6 +246,12 @@ export async function builderTests({ test, signIn, server, api, runEnded, expect
     const want = { cases: [{ when: '2 > 1', goto: 'tool2' }, { when: '1 > 2', goto: 'tool1' }], default: 'end' };
     if (canonical(sw) !== canonical(want)) throw new Error(`the switch: ${JSON.stringify(sw)}`);
     await page.getByRole('tab', { name: 'Canvas' }).click();
+    // Arranged: tool1 moved aside, so the saved document has a `layout`.
+    const box = await page.getByTestId('bnode-tool1').boundingBox();
+    await page.mouse.move(box.x + 60, box.y + 20);
+    await page.mouse.down();
+    for (let i = 1; i <= 15; i++) await page.mouse.move(box.x + 60 + i * 16, box.y + 20);
+    await page.mouse.up();
     await page.getByRole('button', { name: 'Run', exact: true }).click();
     await page.waitForURL('**/runs/**');
     await page.locator('[data-testid="node-tool2"][data-status="done"]').waitFor();
@@ -251,6 +259,25 @@ export async function builderTests({ test, signIn, server, api, runEnded, expect
     const tool1 = await page.getByTestId('node-tool1').getAttribute('data-status');
     if (tool1 === 'done') throw new Error('the case that does not hold was taken');
     await shot('run');
+    // The saved document (its `layout` included) runs the same from the CLI.
+    const runId = page.url().split('/runs/')[1].split(/[?#]/)[0];
+    const viaApi = await runEnded(runId);
+    const source = (await api('GET', '/workflows/switched')).source;
+    if (!parse(source).layout) throw new Error(`no layout saved:\n${source}`);
+    const dir = mkdtempSync(join(tmpdir(), 'baton-builder-cli-'));
+    try {
+      writeFileSync(join(dir, 'switched.yaml'), source);
+      const bin = process.env.BATON_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'debug', 'baton');
+      const cli = spawnSync(bin, ['run', join(dir, 'switched.yaml'), '--json', '--db', join(dir, 'cli.db')], { encoding: 'utf8' });
+      if (cli.status !== 0) throw new Error(`baton run: ${cli.status} ${cli.stderr}`);
+      const summary = JSON.parse(cli.stdout.trim().split('\n').at(-1)).summary;
+      const steps = (list) => list.filter((s) => s.status === 'succeeded').map((s) => s.step).join();
+      if (steps(summary.steps) !== steps(viaApi.steps) || canonical(summary.outputs) !== canonical(viaApi.run.outputs)) {
+        throw new Error(`the CLI ran ${steps(summary.steps)} -> ${JSON.stringify(summary.outputs)}; the builder's run ${steps(viaApi.steps)} -> ${JSON.stringify(viaApi.run.outputs)}`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, { scheme: 'dark' });
 
   await test('builder-200-nodes', async (page, shot) => {
@@ -282,12 +309,14 @@ export async function builderTests({ test, signIn, server, api, runEnded, expect
     await page.mouse.down();
     for (let i = 1; i <= 40; i++) await page.mouse.move(box.x + 50 + i * 6, box.y + 20 + i * 2);
     await page.mouse.up();
+    // The drop writes every step's position into the layout: its frames count too.
+    await page.waitForTimeout(400);
     const frames = await page.evaluate(() => window.__frames);
     const gaps = frames.slice(1).map((t, i) => t - frames[i]);
     const longest = Math.max(...gaps);
     const moved = await page.getByTestId('bnode-s2').boundingBox();
     if (moved.x - box.x < 100) throw new Error(`the step did not follow the drag (${box.x} -> ${moved.x})`);
-    console.log(`builder-200-nodes: opened in ${openMs} ms (load, parse, layout and first render of all 200 nodes; ${wall} ms from the click); a drag: ${frames.length} frames, the longest ${longest.toFixed(0)} ms`);
+    console.log(`builder-200-nodes: opened in ${openMs} ms (load, parse, layout and first render of all 200 nodes; ${wall} ms from the click); a drag and its drop: ${frames.length} frames, the longest ${longest.toFixed(0)} ms`);
   });
 
   await test('builder-viewer-read-only', async (page, shot) => {

@@ -105,6 +105,8 @@ const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
 /** Writes `value` into `node` in place where both are mappings or lists; returns the node to keep. */
 function sync(doc: Document, node: unknown, value: unknown): unknown {
   if (isMap(node) && isPlain(value)) {
+    // `agents: {}` filled in is written as a block, one key a line.
+    if (node.flow && !node.items.length && Object.keys(value).length) node.flow = false;
     for (const item of [...node.items]) {
       const k = String((item.key as { value?: unknown })?.value ?? item.key);
       if (!(k in value)) node.delete(item.key);
@@ -117,6 +119,8 @@ function sync(doc: Document, node: unknown, value: unknown): unknown {
     return node;
   }
   if (isSeq(node) && Array.isArray(value)) {
+    // `steps: []` filled in is written as a block, one step a line.
+    if (node.flow && !node.items.length && value.length) node.flow = false;
     // Items with an id (steps) are matched by id, others by position.
     const byId = new Map<string, unknown>();
     for (const item of node.items) {

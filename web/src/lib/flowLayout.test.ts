@@ -76,6 +76,18 @@ describe('saved layout', () => {
   });
 });
 
+describe('a new document', () => {
+  it('fills its empty `steps: []` and `agents: {}` as blocks, one entry a line', async () => {
+    const { NEW_WORKFLOW } = await import('./flow');
+    const { flow, doc } = parseFlow(NEW_WORKFLOW);
+    const one = addStep(addStep({ ...flow, meta: { ...flow.meta, agents: { w: { model: 'scripted/hello' } } } }, 'tool').flow, 'tool').flow;
+    const text = flowYaml(one, doc).text;
+    expect(text).toContain('steps:\n  - id: tool1\n');
+    expect(text).toContain('\n  - id: tool2\n');
+    expect(text).toContain('agents:\n  w:');
+  });
+});
+
 describe('template variables', () => {
   it('offers memory keys written and read, not memory tools, and a map item inside its map', () => {
     const { flow } = parseFlow(`version: 1

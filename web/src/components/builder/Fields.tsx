@@ -4,14 +4,14 @@
 // "Edit all" is asked for, so a huge prompt or schema never freezes the panel.
 import { useEffect, useId, useRef, useState } from 'react';
 import { openTemplate, suggest } from '../../lib/templateVars';
-import { CasesEditor, IdListEditor, PairsEditor } from './Forms';
+import { CasesEditor, IdListEditor, OnErrorEditor, PairsEditor } from './Forms';
 
 export const LARGE = 20_000;
 
 /** Types edited as a form of rows (not one labelled control). */
 const FORMS = new Set<FieldType>(['cases', 'ids', 'pairs']);
 
-export type FieldType = 'text' | 'textarea' | 'template' | 'number' | 'select' | 'json' | 'check' | 'target' | 'agent' | 'cases' | 'ids' | 'pairs' | 'group';
+export type FieldType = 'text' | 'textarea' | 'template' | 'number' | 'select' | 'json' | 'check' | 'target' | 'agent' | 'cases' | 'ids' | 'pairs' | 'group' | 'onerror';
 
 export interface FieldDef {
   path: string;
@@ -123,6 +123,8 @@ function Editor(p: EditorProps) {
       );
     case 'json':
       return <JsonEditor {...p} />;
+    case 'onerror':
+      return <OnErrorEditor id={p.id} value={p.value} readOnly={p.readOnly} invalid={p.invalid} described={p.described} targets={p.targets} onChange={p.onChange} />;
     case 'cases':
     case 'ids':
     case 'pairs': {

@@ -202,3 +202,40 @@ export function PairsEditor(p: FormProps & { keyLabel: string; valueLabel: strin
     </div>
   );
 }
+
+/** `on_error`: fail (the default), continue, or go to a step of the same list. */
+export function OnErrorEditor(p: { id: string; value: unknown; readOnly: boolean; invalid: boolean; described?: string; targets: string[]; onChange(v: unknown): void }) {
+  const text = str(p.value).trim();
+  const goto = text.startsWith('goto') ? text.slice(4).trim() : undefined;
+  const mode = goto !== undefined ? 'goto' : text;
+  const known = mode === '' || mode === 'fail' || mode === 'continue' || mode === 'goto';
+  const targets = goto && !p.targets.includes(goto) ? [goto, ...p.targets] : p.targets;
+  return (
+    <span className="inline-pair">
+      <select
+        id={p.id}
+        value={mode === 'fail' ? '' : known ? mode : text}
+        disabled={p.readOnly}
+        aria-invalid={p.invalid || undefined}
+        aria-describedby={p.described}
+        onChange={(e) => {
+          const m = e.target.value;
+          p.onChange(m === '' ? undefined : m === 'goto' ? `goto ${p.targets[0] ?? ''}`.trim() : m);
+        }}
+      >
+        <option value="">fail (default)</option>
+        <option value="continue">continue with the next step</option>
+        <option value="goto">go to a step</option>
+        {!known && <option value={text}>{text}</option>}
+      </select>
+      {goto !== undefined && (
+        <select aria-label="On error: go to" value={goto} disabled={p.readOnly} aria-invalid={p.invalid || undefined} onChange={(e) => p.onChange(`goto ${e.target.value}`)}>
+          {!goto && <option value="">(pick a step)</option>}
+          {targets.map((t) => (
+            <option key={t}>{t}</option>
+          ))}
+        </select>
+      )}
+    </span>
+  );
+}

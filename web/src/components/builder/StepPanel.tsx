@@ -25,7 +25,7 @@ const COMMON: FieldDef[] = [
       { path: 'max_delay', label: 'Max delay', type: 'text', hint: '30s' },
     ],
   },
-  { path: 'on_error', label: 'On error', type: 'text', hint: 'fail (default), continue, or goto STEP.' },
+  { path: 'on_error', label: 'On error', type: 'onerror', hint: 'After the last attempt fails.' },
 ];
 
 const BY_KIND: Record<Kind, FieldDef[]> = {

@@ -79,6 +79,23 @@ describe('other forms', () => {
     expect(spy).toHaveBeenLastCalledWith({ B: 'two' });
   });
 
+  it('on_error picks fail, continue or a step to go to', () => {
+    const spy = vi.fn();
+    const def: FieldDef = { path: 'on_error', label: 'On error', type: 'onerror' };
+    render(<Host def={def} initial={undefined} spy={spy} />);
+    const mode = screen.getByLabelText('On error') as HTMLSelectElement;
+    expect(mode.value).toBe('');
+    fireEvent.change(mode, { target: { value: 'goto' } });
+    expect(spy).toHaveBeenLastCalledWith('goto low');
+    fireEvent.change(screen.getByLabelText('On error: go to'), { target: { value: 'high' } });
+    expect(spy).toHaveBeenLastCalledWith('goto high');
+    fireEvent.change(mode, { target: { value: 'continue' } });
+    expect(spy).toHaveBeenLastCalledWith('continue');
+    expect(screen.queryByLabelText('On error: go to')).toBeNull();
+    fireEvent.change(mode, { target: { value: '' } });
+    expect(spy).toHaveBeenLastCalledWith(undefined);
+  });
+
   it('a join priority picks branches in order', () => {
     const spy = vi.fn();
     const def: FieldDef = { path: 'join.priority', label: 'Priority', type: 'ids' };
