@@ -205,9 +205,15 @@ export async function builderTests({ test, signIn, server, api, runEnded, expect
     await page.getByTestId('bnode-c').click();
     await page.getByTestId('step-panel').getByRole('group', { name: 'Retry' }).getByLabel('Max retries').fill('2');
     await shot('reopened');
+    // The rest of the panel: on_error as a choice with its step picker.
+    await field(page, 'On error').selectOption('goto');
+    await field(page, 'On error: go to').selectOption('a');
+    await field(page, 'On error').scrollIntoViewIfNeeded();
+    await shot('on-error');
     await page.getByRole('tab', { name: 'YAML' }).click();
     const yaml = await page.getByTestId('yaml').inputValue();
     if (!yaml.includes(`  c: [ ${x}, ${y} ]`)) throw new Error(`the YAML tab:\n${yaml}`);
+    if (!/on_error: goto a\b/.test(yaml) || !/retry:.*max: 2/.test(yaml)) throw new Error(`c's retry and on_error:\n${yaml}`);
     // A stale layout entry typed in the YAML tab is named by the validator, with its line.
     await page.getByTestId('yaml').fill(yaml.replace('  c: [', '  cc: ['));
     await expectText(page.getByTestId('problems'), 'places unknown step `cc` (did you mean `c`?)');

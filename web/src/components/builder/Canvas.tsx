@@ -99,6 +99,20 @@ function edgeOf(e: FlowEdge, back: boolean, selected: boolean, readOnly: boolean
   } as Edge;
 }
 
+/** Whether a straight, mostly vertical edge would pass under another node's box. */
+function hidden(e: FlowEdge, positions: Map<string, { x: number; y: number }>): boolean {
+  if (e.kind === 'sequence' || e.kind === 'branch' || e.kind === 'body') return false;
+  const a = positions.get(e.from);
+  const b = positions.get(e.to);
+  if (!a || !b || b.y - a.y < 2 * NODE_H || Math.abs(b.x - a.x) > NODE_W / 2) return false;
+  const x = (a.x + b.x) / 2 + NODE_W / 2;
+  for (const [id, n] of positions) {
+    if (id === e.from || id === e.to) continue;
+    if (n.y > a.y + NODE_H / 2 && n.y + NODE_H < b.y + NODE_H / 2 && x > n.x && x < n.x + NODE_W) return true;
+  }
+  return false;
+}
+
 export interface CanvasProps {
   nodes: FlowNode[];
   edges: FlowEdge[];
@@ -147,7 +161,9 @@ export function Canvas(p: CanvasProps) {
   const rfEdges: Edge[] = useMemo(() => {
     const next = new Map<string, Edge>();
     const out = p.edges.map((e) => {
-      const back = (p.positions.get(e.to)?.y ?? 0) <= (p.positions.get(e.from)?.y ?? 0);
+      // Back edges, and forward ones that would run under a step between their ends, go
+      // around by the right side, so neither the line nor its label is hidden.
+      const back = (p.positions.get(e.to)?.y ?? 0) <= (p.positions.get(e.from)?.y ?? 0) || hidden(e, p.positions);
       const selected = e.id === p.selectedEdge;
       const prev = edgeCache.current.get(e.id);
       const edge = prev && prev.data?.back === back && prev.selected === selected && prev.selectable === !p.readOnly ? prev : edgeOf(e, back, selected, p.readOnly);

@@ -20,9 +20,9 @@ const COMMON: FieldDef[] = [
     hint: 'Attempts after a failure: waits the backoff, then factor times longer each time, at most the max delay.',
     fields: [
       { path: 'max', label: 'Max retries', type: 'number' },
-      { path: 'backoff', label: 'Backoff', type: 'text', hint: '1s' },
+      { path: 'backoff', label: 'Backoff', type: 'text', hint: 'e.g. 1s' },
       { path: 'factor', label: 'Factor', type: 'number', hint: 'Default 2.' },
-      { path: 'max_delay', label: 'Max delay', type: 'text', hint: '30s' },
+      { path: 'max_delay', label: 'Max delay', type: 'text', hint: 'e.g. 30s' },
     ],
   },
   { path: 'on_error', label: 'On error', type: 'onerror', hint: 'After the last attempt fails.' },
