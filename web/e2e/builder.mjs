@@ -224,6 +224,14 @@ export async function builderTests({ test, signIn, server, api, runEnded, expect
     await signIn(page);
     await page.goto(`${server.url}/builder`);
     await field(page, 'Name').fill('switched');
+    // An input from the document's form: n, an integer, 5 by default.
+    await page.getByTestId('step-panel').getByRole('button', { name: 'Add input' }).click();
+    await field(page, 'Input 1: name').fill('n');
+    await field(page, 'Input 1: type').selectOption('integer');
+    await field(page, 'Input 1: default').fill('5');
+    await expectText(page.getByTestId('problems'), 'the workflow has no steps');
+    await expectText(page.getByTestId('canvas-empty'), 'drag a kind from the palette');
+    await shot('inputs');
     await page.getByTestId('palette-switch').click();
     await page.getByTestId('bnode-switch1').waitFor();
     await page.getByTestId('palette-tool').click();
@@ -237,9 +245,9 @@ export async function builderTests({ test, signIn, server, api, runEnded, expect
     await page.locator('[data-testid="case-1"].invalid').waitFor();
     await page.locator('[data-testid="bnode-switch1"][data-broken="true"]').waitFor();
     await shot('case-invalid');
-    await panel.getByLabel('Case 1: when').fill('1 > 2');
+    await panel.getByLabel('Case 1: when').fill('inputs.n < 3');
     await panel.getByRole('button', { name: 'Add case' }).click();
-    await panel.getByLabel('Case 2: when').fill('2 > 1');
+    await panel.getByLabel('Case 2: when').fill('inputs.n > 3');
     await panel.getByLabel('Case 2: go to').selectOption('tool2');
     await panel.getByLabel('Default (no case holds)').selectOption('end');
     await panel.getByRole('button', { name: 'Move case 2 up' }).click();
@@ -248,9 +256,10 @@ export async function builderTests({ test, signIn, server, api, runEnded, expect
     await page.locator('.react-flow__edge.edge-case').first().waitFor();
     await shot('cases');
     await page.getByRole('tab', { name: 'YAML' }).click();
-    const sw = parse(await page.getByTestId('yaml').inputValue()).steps[0].switch;
-    const want = { cases: [{ when: '2 > 1', goto: 'tool2' }, { when: '1 > 2', goto: 'tool1' }], default: 'end' };
-    if (canonical(sw) !== canonical(want)) throw new Error(`the switch: ${JSON.stringify(sw)}`);
+    const doc = parse(await page.getByTestId('yaml').inputValue());
+    const want = { cases: [{ when: 'inputs.n > 3', goto: 'tool2' }, { when: 'inputs.n < 3', goto: 'tool1' }], default: 'end' };
+    if (canonical(doc.steps[0].switch) !== canonical(want)) throw new Error(`the switch: ${JSON.stringify(doc.steps[0].switch)}`);
+    if (canonical(doc.inputs) !== canonical({ n: { type: 'integer', default: 5 } })) throw new Error(`the inputs: ${JSON.stringify(doc.inputs)}`);
     await page.getByRole('tab', { name: 'Canvas' }).click();
     // Arranged: tool1 moved aside, so the saved document has a `layout`.
     const box = await page.getByTestId('bnode-tool1').boundingBox();

@@ -32,8 +32,14 @@ describe('saved layout', () => {
     expect(renamed).not.toBeTypeOf('string');
     expect((renamed as typeof laid).meta.layout).toEqual({ first: [1, 2], b: [3, 4] });
     const auto = new Map([['tool1', { x: 50, y: 60 }]]);
+    // A new step goes under the one before it in its list.
     const added = fitLayout(addStep(removeStep(laid, 'b'), 'tool', undefined).flow, auto);
-    expect(added.meta.layout).toEqual({ a: [1, 2], tool1: [50, 60] });
+    expect(added.meta.layout).toEqual({ a: [1, 2], tool1: [1, 108] });
+    // ... and further down while that place is taken; a first step of nothing gets `auto`'s.
+    const crowded = withLayout(flow, new Map([['a', { x: 0, y: 0 }], ['b', { x: 10, y: -106 }]]));
+    expect(fitLayout(addStep(crowded, 'tool').flow, auto).meta.layout).toEqual({ a: [0, 0], b: [10, -106], tool1: [10, 106] });
+    const lone = { meta: { layout: { gone: [0, 0] } }, steps: [] };
+    expect(fitLayout(addStep(lone, 'tool').flow, auto).meta.layout).toEqual({ tool1: [50, 60] });
     // Without a layout nothing is written.
     expect(fitLayout(addStep(flow, 'tool').flow, auto).meta.layout).toBeUndefined();
   });

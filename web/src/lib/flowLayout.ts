@@ -2,7 +2,8 @@
 // (the engine ignores it; the validator refuses keys that are not step ids). A document
 // without `layout` is laid out automatically; once a step is moved, every step's position is
 // written, so the arrangement reopens exactly as it was saved.
-import { walk, type Flow, type Plain } from './flow';
+import { walk, type Flow, type Placed, type Plain } from './flow';
+import { NODE_H, NODE_W } from './layout';
 
 export type Point = { x: number; y: number };
 export type Pos = Map<string, Point>;
@@ -40,21 +41,43 @@ export function withoutLayout(f: Flow): Flow {
   return { ...f, meta };
 }
 
+const STEP_Y = NODE_H + 50;
+
+/**
+ * Where a new step goes in an arranged canvas: under the step before it in its list (or its
+ * container), moved further down while it would cover a placed step.
+ */
+function spot(placed: Placed, pos: Pos): Point | undefined {
+  const above = placed.index > 0 ? placed.list[placed.index - 1] : placed.parent;
+  const from = above && pos.get(above.id);
+  if (!from) return undefined;
+  const at = { x: from.x, y: from.y + STEP_Y };
+  const covers = () => [...pos.values()].some((p) => Math.abs(p.x - at.x) < NODE_W && Math.abs(p.y - at.y) < NODE_H);
+  for (let n = 0; n < 1000 && covers(); n++) at.y += STEP_Y;
+  return at;
+}
+
 /**
  * After an edit of a document that has a layout: the entries of steps that are gone are
- * dropped and new steps get `auto`'s position, so the saved layout always covers every
- * step and names nothing else. Returns `f` itself when nothing changes.
+ * dropped and new steps get a place (under the step before them, else `auto`'s), so the saved
+ * layout always covers every step and names nothing else. Returns `f` itself when nothing
+ * changes.
  */
 export function fitLayout(f: Flow, auto: Pos): Flow {
   if (!hasLayout(f)) return f;
   const saved = f.meta.layout as Plain;
-  const ids = walk(f.steps).map((p) => p.step.id);
+  const all = walk(f.steps);
+  const ids = all.map((p) => p.step.id);
   const known = new Set(ids);
   const stale = Object.keys(saved).some((k) => !known.has(k));
-  const missing = ids.some((id) => !(id in saved) && auto.has(id));
+  const missing = ids.some((id) => !(id in saved));
   if (!stale && !missing) return f;
   const pos = layoutOf(f);
-  for (const id of ids) if (!(id in saved) && auto.has(id)) pos.set(id, auto.get(id) as Point);
+  for (const p of all) {
+    if (p.step.id in saved) continue;
+    const at = spot(p, pos) ?? auto.get(p.step.id);
+    if (at) pos.set(p.step.id, at);
+  }
   // Entries the validator would refuse (not `[x, y]`) are kept as written for it to name.
   const next = withLayout(f, pos);
   const layout = next.meta.layout as Plain;

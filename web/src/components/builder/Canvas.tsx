@@ -195,6 +195,11 @@ export function Canvas(p: CanvasProps) {
         }
       }}
     >
+      {p.nodes.length === 0 && (
+        <p className="canvas-empty muted" data-testid="canvas-empty">
+          {p.readOnly ? 'This workflow has no steps.' : 'No steps yet: drag a kind from the palette here, or press one to add it.'}
+        </p>
+      )}
       <ReactFlow
         nodes={rfNodes}
         edges={rfEdges}

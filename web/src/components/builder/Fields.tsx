@@ -4,14 +4,14 @@
 // "Edit all" is asked for, so a huge prompt or schema never freezes the panel.
 import { useEffect, useId, useRef, useState } from 'react';
 import { openTemplate, suggest } from '../../lib/templateVars';
-import { CasesEditor, IdListEditor, OnErrorEditor, PairsEditor } from './Forms';
+import { CasesEditor, IdListEditor, InputsEditor, OnErrorEditor, PairsEditor } from './Forms';
 
 export const LARGE = 20_000;
 
 /** Types edited as a form of rows (not one labelled control). */
-const FORMS = new Set<FieldType>(['cases', 'ids', 'pairs']);
+const FORMS = new Set<FieldType>(['cases', 'ids', 'pairs', 'inputs']);
 
-export type FieldType = 'text' | 'textarea' | 'template' | 'number' | 'select' | 'json' | 'check' | 'target' | 'agent' | 'cases' | 'ids' | 'pairs' | 'group' | 'onerror';
+export type FieldType = 'text' | 'textarea' | 'template' | 'number' | 'select' | 'json' | 'check' | 'target' | 'agent' | 'cases' | 'ids' | 'pairs' | 'group' | 'onerror' | 'inputs';
 
 export interface FieldDef {
   path: string;
@@ -45,7 +45,7 @@ export interface FieldProps {
 const toText = (v: unknown, type: FieldType) => {
   if (v === undefined || v === null) return '';
   if (type === 'json') return JSON.stringify(v, null, 2);
-  if (type === 'cases' || type === 'ids' || type === 'pairs') return JSON.stringify(v);
+  if (FORMS.has(type)) return JSON.stringify(v);
   return typeof v === 'string' ? v : JSON.stringify(v);
 };
 
@@ -127,10 +127,12 @@ function Editor(p: EditorProps) {
       return <OnErrorEditor id={p.id} value={p.value} readOnly={p.readOnly} invalid={p.invalid} described={p.described} targets={p.targets} onChange={p.onChange} />;
     case 'cases':
     case 'ids':
-    case 'pairs': {
+    case 'pairs':
+    case 'inputs': {
       const form = { id: p.id, path: def.path, label: def.label, value: p.value, readOnly: p.readOnly, problemsAt: p.problemsAt ?? new Map(), onChange: p.onChange };
       if (def.type === 'cases') return <CasesEditor {...form} targets={p.targets} />;
       if (def.type === 'ids') return <IdListEditor {...form} options={p.ids ?? []} />;
+      if (def.type === 'inputs') return <InputsEditor {...form} />;
       return <PairsEditor {...form} keyLabel={def.keyLabel ?? 'Name'} valueLabel={def.valueLabel ?? 'Value'} multiline={def.multiline} />;
     }
     case 'template':

@@ -239,3 +239,121 @@ export function OnErrorEditor(p: { id: string; value: unknown; readOnly: boolean
     </span>
   );
 }
+
+const INPUT_TYPES = ['string', 'number', 'integer', 'boolean', 'array', 'object'] as const;
+type InputRow = { name: string; type: string; dflt: string; description: string; rest: Plain };
+
+const inputRows = (v: unknown): InputRow[] =>
+  isPlain(v)
+    ? Object.entries(v).map(([name, spec]) => {
+        const s = isPlain(spec) ? spec : {};
+        const { type, default: d, description, ...rest } = s;
+        return { name, type: str(type) || 'string', dflt: d === undefined ? '' : typeof d === 'string' ? d : JSON.stringify(d), description: str(description), rest };
+      })
+    : [];
+
+/** A default as typed, read for its type: numbers and JSON parsed when they parse (else kept for the validator to name). */
+function defaultOf(type: string, text: string): unknown {
+  if (text === '') return undefined;
+  if (type === 'string') return text;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** The document's inputs: rows of name, type, default and description (an `enum` is kept). */
+export function InputsEditor(p: FormProps) {
+  const [rows, setRows] = useState<InputRow[]>(() => inputRows(p.value));
+  const [error, setError] = useState<string>();
+  const last = useRef(JSON.stringify(p.value ?? null));
+  useEffect(() => {
+    const now = JSON.stringify(p.value ?? null);
+    if (now !== last.current) {
+      last.current = now;
+      setRows(inputRows(p.value));
+      setError(undefined);
+    }
+  }, [p.value]);
+  const change = (next: InputRow[]) => {
+    setRows(next);
+    const names = next.map((r) => r.name);
+    const empty = names.findIndex((k) => k.trim() === '');
+    const twice = names.find((k, i) => names.indexOf(k) !== i);
+    const why = empty >= 0 ? `input ${empty + 1} has no name` : twice !== undefined ? `\`${twice}\` is named twice` : undefined;
+    setError(why);
+    if (why) return;
+    const value = next.length
+      ? Object.fromEntries(
+          next.map((r) => {
+            const spec: Plain = { type: r.type, ...r.rest };
+            const d = defaultOf(r.type, r.dflt);
+            if (d !== undefined) spec.default = d;
+            if (r.description) spec.description = r.description;
+            return [r.name, spec];
+          }),
+        )
+      : undefined;
+    last.current = JSON.stringify(value ?? null);
+    p.onChange(value);
+  };
+  const patch = (i: number, r: Partial<InputRow>) => change(rows.map((x, j) => (j === i ? { ...x, ...r } : x)));
+  return (
+    <div className="rows" id={p.id} role="group" aria-label={p.label}>
+      {rows.map((r, i) => {
+        const bad = [...p.problemsAt].some(([k]) => k === `${p.path}.${r.name}` || k.startsWith(`${p.path}.${r.name}.`));
+        const n = i + 1;
+        return (
+          <div key={i} className={`input-row${bad ? ' invalid' : ''}`} data-testid={`input-${n}`}>
+            <div className="row">
+              <input className="mono grow" aria-label={`Input ${n}: name`} placeholder="name" value={r.name} disabled={p.readOnly} onChange={(e) => patch(i, { name: e.target.value })} />
+              <select aria-label={`Input ${n}: type`} value={r.type} disabled={p.readOnly} onChange={(e) => patch(i, { type: e.target.value })}>
+                {!(INPUT_TYPES as readonly string[]).includes(r.type) && <option>{r.type}</option>}
+                {INPUT_TYPES.map((t) => (
+                  <option key={t}>{t}</option>
+                ))}
+              </select>
+              {!p.readOnly && (
+                <button type="button" className="icon" aria-label={`Remove input ${r.name || n}`} title="Remove" onClick={() => change(rows.filter((_, j) => j !== i))}>
+                  ✕
+                </button>
+              )}
+            </div>
+            <div className="row">
+              {r.type === 'boolean' ? (
+                <select className="grow" aria-label={`Input ${n}: default`} value={r.dflt} disabled={p.readOnly} onChange={(e) => patch(i, { dflt: e.target.value })}>
+                  <option value="">(required: no default)</option>
+                  <option>true</option>
+                  <option>false</option>
+                </select>
+              ) : (
+                <input
+                  className="mono grow"
+                  aria-label={`Input ${n}: default`}
+                  placeholder={r.type === 'array' || r.type === 'object' ? 'default as JSON (none: required)' : 'default (none: required)'}
+                  value={r.dflt}
+                  disabled={p.readOnly}
+                  onChange={(e) => patch(i, { dflt: e.target.value })}
+                />
+              )}
+            </div>
+            <div className="row">
+              <input className="grow" aria-label={`Input ${n}: description`} placeholder="description" value={r.description} disabled={p.readOnly} onChange={(e) => patch(i, { description: e.target.value })} />
+            </div>
+          </div>
+        );
+      })}
+      {error && (
+        <p className="field-error" role="alert">
+          Not applied: {error}
+        </p>
+      )}
+      {!p.readOnly && (
+        <button type="button" onClick={() => setRows([...rows, { name: '', type: 'string', dflt: '', description: '', rest: {} }])}>
+          Add input
+        </button>
+      )}
+    </div>
+  );
+}

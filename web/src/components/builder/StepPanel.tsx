@@ -101,7 +101,7 @@ const BY_KIND: Record<Kind, FieldDef[]> = {
 const DOC_FIELDS: FieldDef[] = [
   { path: 'name', label: 'Name', type: 'text', hint: 'Saved under this name; each save is a new version.' },
   { path: 'description', label: 'Description', type: 'text' },
-  { path: 'inputs', label: 'Inputs', type: 'json', hint: '{ "who": { "type": "string", "default": "world" } }' },
+  { path: 'inputs', label: 'Inputs', type: 'inputs', hint: 'What a run is given (--input NAME=VALUE); one without a default is required.' },
   { path: 'agents', label: 'Agents', type: 'json', hint: '{ "writer": { "model": "scripted/hello", "role": "writer" } }' },
   { path: 'state', label: 'Initial state', type: 'json' },
   { path: 'outputs', label: 'Outputs', type: 'pairs', keyLabel: 'Output', valueLabel: 'Template', hint: 'Rendered when the run succeeds; without any, the last step’s output.' },

@@ -96,6 +96,28 @@ describe('other forms', () => {
     expect(spy).toHaveBeenLastCalledWith(undefined);
   });
 
+  it('inputs are rows of name, type, default and description; an enum is kept', () => {
+    const spy = vi.fn();
+    const def: FieldDef = { path: 'inputs', label: 'Inputs', type: 'inputs' };
+    render(<Host def={def} initial={{ mood: { type: 'string', enum: ['happy', 'sad'], default: 'happy' } }} spy={spy} />);
+    expect((screen.getByLabelText('Input 1: default') as HTMLInputElement).value).toBe('happy');
+    fireEvent.change(screen.getByLabelText('Input 1: description'), { target: { value: 'How it feels' } });
+    expect(spy).toHaveBeenLastCalledWith({ mood: { type: 'string', enum: ['happy', 'sad'], default: 'happy', description: 'How it feels' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Add input' }));
+    fireEvent.change(screen.getByLabelText('Input 2: name'), { target: { value: 'n' } });
+    fireEvent.change(screen.getByLabelText('Input 2: type'), { target: { value: 'integer' } });
+    fireEvent.change(screen.getByLabelText('Input 2: default'), { target: { value: '3' } });
+    expect(spy).toHaveBeenLastCalledWith(expect.objectContaining({ n: { type: 'integer', default: 3 } }));
+    // What does not parse is kept as typed, for the validator to name.
+    fireEvent.change(screen.getByLabelText('Input 2: default'), { target: { value: 'three' } });
+    expect(spy).toHaveBeenLastCalledWith(expect.objectContaining({ n: { type: 'integer', default: 'three' } }));
+    fireEvent.change(screen.getByLabelText('Input 2: type'), { target: { value: 'boolean' } });
+    fireEvent.change(screen.getByLabelText('Input 2: default'), { target: { value: 'false' } });
+    expect(spy).toHaveBeenLastCalledWith(expect.objectContaining({ n: { type: 'boolean', default: false } }));
+    fireEvent.change(screen.getByLabelText('Input 2: name'), { target: { value: 'mood' } });
+    expect(screen.getByRole('alert').textContent).toContain('`mood` is named twice');
+  });
+
   it('a join priority picks branches in order', () => {
     const spy = vi.fn();
     const def: FieldDef = { path: 'join.priority', label: 'Priority', type: 'ids' };
