@@ -188,6 +188,14 @@ export async function builderTests({ test, signIn, server, api, runEnded, expect
     await until(page, async () => (await placeOf(page, 'c')) === auto, 'undo did not put c back');
     await page.keyboard.press('Control+Shift+z');
     await until(page, async () => (await placeOf(page, 'c')) === moved, 'redo did not move c again');
+    // Shift+arrows move the selected step; nudges in a row are one undo step.
+    await page.getByTestId('bnode-b').click();
+    const bAt = await placeOf(page, 'b');
+    for (let i = 0; i < 3; i++) await page.keyboard.press('Shift+ArrowLeft');
+    const xy = (t) => t.match(/-?[\d.]+/g).map(Number);
+    await until(page, async () => xy(await placeOf(page, 'b'))[0] === xy(bAt)[0] - 60, `b did not move 60 px left from ${bAt}`);
+    await page.keyboard.press('Control+z');
+    await until(page, async () => (await placeOf(page, 'b')) === bAt, 'undo did not put b back');
     await page.keyboard.press('Control+s');
     await expectText(page.getByTestId('builder-status'), 'Saved arranged version 1');
     const stored = parse((await api('GET', '/workflows/arranged')).source);

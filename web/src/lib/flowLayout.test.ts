@@ -75,6 +75,16 @@ describe('saved layout', () => {
     expect(result.current.positions.get('b')).toEqual({ x: 420, y: 90 });
   });
 
+  it('nudges of one step in a row are one undo step', () => {
+    const { result } = renderHook(() => useFlow(parseFlow(DOC)));
+    const at = result.current.positions.get('a');
+    for (let i = 0; i < 3; i++) act(() => result.current.nudge('a', 20, 0));
+    expect(result.current.positions.get('a')).toEqual({ x: (at?.x ?? 0) + 60, y: at?.y });
+    act(() => result.current.travel(true));
+    expect(result.current.positions.get('a')).toEqual(at);
+    expect(result.current.hist.past).toHaveLength(0);
+  });
+
   it('a YAML edit of the layout moves the node', () => {
     const { result } = renderHook(() => useFlow(parseFlow(DOC)));
     act(() => void result.current.replace(`${DOC}layout:\n  a: [-30, 15]\n`));

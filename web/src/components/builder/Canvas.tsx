@@ -176,6 +176,9 @@ export function Canvas(p: CanvasProps) {
 
   const { onMove } = p;
   // Decided once, when the canvas opens.
+  // An empty canvas is not fitted when its first step comes: the view would jump away from
+  // where that step was dropped.
+  const [fitAtOpen] = useState(() => p.nodes.length > 0);
   const [fit] = useState(() => (p.nodes.length > FIT_WHOLE ? { ...FIT, minZoom: 0.6, nodes: p.nodes.slice(0, 5).map((n) => ({ id: n.id })) } : FIT));
   const onNodesChange = useCallback(
     (changes: NodeChange<BoxNode>[]) => {
@@ -217,7 +220,7 @@ export function Canvas(p: CanvasProps) {
         disableKeyboardA11y
         selectionKeyCode={null}
         multiSelectionKeyCode={null}
-        fitView
+        fitView={fitAtOpen}
         fitViewOptions={fit}
         colorMode="system"
         proOptions={{ hideAttribution: true }}
@@ -256,13 +259,20 @@ function Dropper({ onDrop, readOnly, steps }: { onDrop: CanvasProps['onDrop']; r
   return null;
 }
 
-/** Centres the view on a node when asked (a problem clicked, the arrow keys). */
+/** Centres the view on a node when asked (a problem clicked, the arrow keys, a step added by a press). */
 function Focus({ focus }: { focus?: { id: string; n: number } }) {
   const { getNode, setCenter, getZoom } = useReactFlow();
   useEffect(() => {
     if (!focus) return;
-    const n = getNode(focus.id);
-    if (n) void setCenter(n.position.x + NODE_W / 2, n.position.y + NODE_H / 2, { zoom: Math.max(getZoom(), 0.8), duration: 200 });
+    const centre = () => {
+      const n = getNode(focus.id);
+      if (n) void setCenter(n.position.x + NODE_W / 2, n.position.y + NODE_H / 2, { zoom: Math.max(getZoom(), 0.8), duration: 200 });
+      return !!n;
+    };
+    // A step just added reaches the graph library's store a frame later.
+    if (centre()) return;
+    const f = requestAnimationFrame(centre);
+    return () => cancelAnimationFrame(f);
   }, [focus, getNode, setCenter, getZoom]);
   return null;
 }

@@ -49,6 +49,7 @@ export const SHORTCUTS: [string, string][] = [
   ['Delete, Backspace', 'delete the selected step or edge'],
   ['↑ ↓', 'select the previous / next step'],
   ['←  →', 'select the container / its first step'],
+  ['Shift+arrows', 'move the selected step (saved with the workflow)'],
   ['L', 'lay the graph out again'],
   ['Escape', 'clear the selection'],
   ['?', 'this list'],

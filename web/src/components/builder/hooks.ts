@@ -83,17 +83,28 @@ export function useFlow(initial: { flow: Flow; doc?: Document }) {
     },
     [show],
   );
-  /** A node dragged: drawn where it is; once dropped (`done`), saved in the layout. */
   const drawn = useRef(positions);
   drawn.current = positions;
+  /**
+   * A node dragged: drawn where it is; once dropped (`done`), saved in the layout. Moves of
+   * one `group` within a second (the keyboard's nudges) are one undo step.
+   */
   const move = useCallback(
-    (id: string, x: number, y: number, done: boolean) => {
+    (id: string, x: number, y: number, done: boolean, group?: string) => {
       const moved = new Map(drawn.current).set(id, { x, y });
       drawn.current = moved;
       setPositions(moved);
-      if (done) edit(withLayout(flow, moved));
+      if (done) edit(withLayout(flow, moved), group);
     },
     [flow, edit],
+  );
+  /** Moves a node by (dx, dy) from where it is drawn (Shift+arrows). */
+  const nudge = useCallback(
+    (id: string, dx: number, dy: number) => {
+      const at = drawn.current.get(id);
+      if (at) move(id, at.x + dx, at.y + dy, true, `move:${id}`);
+    },
+    [move],
   );
   /** `f` with step `id` saved at (x, y) and every other step where it is drawn. */
   const placeAt = useCallback((f: Flow, id: string, x: number, y: number) => withLayout(f, new Map(drawn.current).set(id, { x, y })), []);
@@ -105,7 +116,7 @@ export function useFlow(initial: { flow: Flow; doc?: Document }) {
   }, [flow, edit]);
   /** The YAML of now, not of the last deferred render (for save and export). */
   const yamlNow = useCallback(() => flowYaml(flow, base).text, [flow, base]);
-  return { flow, hist, yaml, yamlNow, positions, edit, replace, travel, move, placeAt, relayout };
+  return { flow, hist, yaml, yamlNow, positions, edit, replace, travel, move, nudge, placeAt, relayout };
 }
 
 /** The server's validation of `yaml`, ~300 ms after it last changed; each problem with its node. */
