@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { builderTests } from './builder.mjs';
 import { dashboardTests } from './dashboard.mjs';
 import { registryTests } from './registry.mjs';
+import { runpanelTests } from './runpanel.mjs';
 import { timetravelTests } from './timetravel.mjs';
 
 const web = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -265,6 +266,7 @@ await builderTests({ test, signIn, server, api, runEnded, expectText, root });
 await dashboardTests({ test, signIn, server, api, runEnded, expectText, root });
 await registryTests({ test, signIn, server, api, runEnded, expectText });
 await timetravelTests({ test, signIn, server, api, runEnded, expectText });
+await runpanelTests({ test, signIn, server, api, runEnded, expectText, root });
 
 await test('server-unreachable', async (page, shot) => {
   await signIn(page);

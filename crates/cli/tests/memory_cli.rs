@@ -1,6 +1,7 @@
 //! `baton memory` against the real binary: runs that write workflow memory through the
 //! `memory.workflow.*` tools, then `list`, `get`, `history` and `recall` as docs/memory.md
-//! shows them; tenants kept apart; a clear error without the embedding model.
+//! shows them; tenants kept apart; a clear error without the embedding model; a remote embedding
+//! model (a loopback server) changed in `baton.toml`, refused until `baton memory reembed`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -165,4 +166,197 @@ fn documented_commands() -> Vec<Vec<String>> {
     }
     assert_eq!(out.len(), 4, "docs/memory.md shows four memory commands");
     out
+}
+
+/// A loopback OpenAI-compatible embeddings server: every vector is made from the words of its
+/// text (one dimension for deploys, one for databases, one for lunch, one for everything), so
+/// recall by meaning is deterministic. Keeps the model named in each request.
+struct FakeEmbeddings {
+    base_url: String,
+    models: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FakeEmbeddings {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base_url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let models = std::sync::Arc::<std::sync::Mutex<Vec<String>>>::default();
+        let seen = models.clone();
+        std::thread::spawn(move || {
+            for sock in listener.incoming() {
+                let Ok(sock) = sock else { return };
+                let mut reader = BufReader::new(sock);
+                let mut length = 0usize;
+                let mut first = String::new();
+                reader.read_line(&mut first).unwrap();
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0u8; length];
+                reader.read_exact(&mut body).unwrap();
+                let request: Value = serde_json::from_slice(&body).unwrap();
+                assert!(first.starts_with("POST /v1/embeddings "), "{first}");
+                seen.lock()
+                    .unwrap()
+                    .push(request["model"].as_str().unwrap().to_string());
+                let data: Vec<Value> = request["input"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| serde_json::json!({"index": i, "embedding": words(t.as_str().unwrap())}))
+                    .collect();
+                let answer = serde_json::json!({"object": "list", "data": data}).to_string();
+                let mut sock = reader.into_inner();
+                write!(
+                    sock,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                )
+                .unwrap();
+            }
+        });
+        FakeEmbeddings { base_url, models }
+    }
+
+    fn models(&self) -> Vec<String> {
+        self.models.lock().unwrap().clone()
+    }
+}
+
+fn words(text: &str) -> Vec<f32> {
+    let t = text.to_lowercase();
+    let has = |ws: &[&str]| {
+        if ws.iter().any(|w| t.contains(w)) {
+            1.0
+        } else {
+            0.0
+        }
+    };
+    vec![
+        has(&["deploy", "ship", "release"]),
+        has(&["database", "postgres", "sql"]),
+        has(&["lunch", "food"]),
+        0.1,
+    ]
+}
+
+const FACTS: &str = "version: 1
+name: facts
+steps:
+  - id: deploys
+    tool: memory.remember
+    with: { text: \"Production deploys happen on Tuesdays.\" }
+  - id: database
+    tool: memory.remember
+    with: { text: \"The database is PostgreSQL 16.\" }
+  - id: lunch
+    tool: memory.remember
+    with: { text: \"Lunch is at noon.\" }
+";
+
+#[test]
+fn a_new_embedding_model_needs_reembed_and_then_recalls_with_it() {
+    let server = FakeEmbeddings::start();
+    let db = Db::new();
+    let wf = db.workflow("facts.yaml", FACTS);
+    let config = db.0.path().join("baton.toml");
+    let with_model = |model: &str, args: &[&str]| {
+        std::fs::write(
+            &config,
+            format!(
+                "[providers.emb]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"\"\n\n[memory]\nembeddings = \"emb/{model}\"\n",
+                server.base_url
+            ),
+        )
+        .unwrap();
+        baton()
+            .args(args)
+            .arg("--db")
+            .arg(db.path())
+            .env("BATON_CONFIG", &config)
+            .output()
+            .unwrap()
+    };
+
+    let o = with_model("alpha", &["run", &wf, "--json"]);
+    assert_eq!(summary(&o)["status"], "succeeded", "{}", text(&o));
+    let hits = ok(&with_model(
+        "alpha",
+        &[
+            "memory",
+            "recall",
+            "facts",
+            "which SQL server?",
+            "-k",
+            "1",
+            "--json",
+        ],
+    ));
+    assert_eq!(hits[0]["text"], "The database is PostgreSQL 16.", "{hits}");
+
+    // Another model: the stored vectors cannot be compared with its query vector.
+    let refused = with_model("beta", &["memory", "recall", "facts", "when do we ship?"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let said = text(&refused);
+    for part in ["emb/alpha", "emb/beta", "baton memory reembed facts"] {
+        assert!(said.contains(part), "{part} missing in {said}");
+    }
+
+    let reembed = with_model("beta", &["memory", "reembed", "facts"]);
+    assert_eq!(reembed.status.code(), Some(0), "{}", text(&reembed));
+    assert!(
+        text(&reembed).contains("embedded 3 memories of workflow facts again with emb/beta"),
+        "{}",
+        text(&reembed)
+    );
+    let hits = ok(&with_model(
+        "beta",
+        &[
+            "memory",
+            "recall",
+            "facts",
+            "when do we ship?",
+            "-k",
+            "1",
+            "--json",
+        ],
+    ));
+    assert_eq!(
+        hits[0]["text"], "Production deploys happen on Tuesdays.",
+        "{hits}"
+    );
+    // Each memory was sent to the new model once; the first model is no longer asked.
+    let models = server.models();
+    assert_eq!(
+        models.iter().filter(|m| *m == "alpha").count(),
+        4,
+        "{models:?}"
+    );
+    assert_eq!(models.last().map(String::as_str), Some("beta"));
+
+    // A workflow without memories, and a bad run id: clear answers, no change.
+    let none = with_model("beta", &["memory", "reembed", "nothing-here"]);
+    assert_eq!(none.status.code(), Some(0), "{}", text(&none));
+    assert!(
+        text(&none).contains("embedded 0 memories"),
+        "{}",
+        text(&none)
+    );
+    let bad = with_model("beta", &["memory", "reembed", "--run", "no-such-run"]);
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("'no-such-run' is not a run id"),
+        "{}",
+        text(&bad)
+    );
 }

@@ -12,6 +12,8 @@
 //!   - tool_calls: [{ name: echo, arguments: { text: hi } }]
 //!   - error: { kind: rate_limit, message: slow down, retry_after: 1s }
 //!     delay: 50ms
+//!   - text: a long answer, streamed word by word
+//!     pace: 100ms                # between streamed pieces (a model typing)
 //!     repeat: true               # may be used any number of times
 //!   - turn: 2                    # only as the step's 2nd model call (after one round of tools)
 //!     text: done
@@ -46,6 +48,10 @@ pub struct Reply {
     pub error: Option<ScriptedError>,
     #[serde(default)]
     pub delay: Option<baton_types::Dur>,
+    /// The pause between streamed pieces of the text (a model typing), so front ends see the
+    /// answer arrive piece by piece; none: the pieces come at once.
+    #[serde(default)]
+    pub pace: Option<baton_types::Dur>,
     #[serde(default)]
     pub usage: Option<Usage>,
     #[serde(default)]
@@ -303,7 +309,19 @@ impl ChatModel for ScriptedModel {
         } else {
             StopReason::EndTurn
         })));
-        Ok(stream::iter(chunks).boxed())
+        match reply.pace.map(|p| p.0).filter(|p| !p.is_zero()) {
+            None => Ok(stream::iter(chunks).boxed()),
+            // Each text piece after the first waits `pace`; the rest follows at once.
+            Some(pace) => Ok(stream::iter(chunks)
+                .enumerate()
+                .then(move |(i, c)| async move {
+                    if i > 0 && matches!(c, Ok(Chunk::Text(_))) {
+                        tokio::time::sleep(pace).await;
+                    }
+                    c
+                })
+                .boxed()),
+        }
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -441,6 +459,27 @@ mod tests {
         let r = m.complete(req("a")).await.unwrap();
         assert_eq!(r.tool_calls[0].name, "echo");
         assert_eq!(r.stop_reason, StopReason::ToolCalls);
+    }
+
+    #[tokio::test]
+    async fn a_paced_reply_streams_its_pieces_apart() {
+        let v = yaml_to_json("replies:\n  - text: one two three\n    pace: 30ms\n").unwrap();
+        let f: Fixture = serde_json::from_value(v).unwrap();
+        let m = ScriptedModel::new("t", f.replies).unwrap();
+        let mut s = m.stream(req("a")).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut pieces = Vec::new();
+        while let Some(c) = s.next().await {
+            if let Chunk::Text(t) = c.unwrap() {
+                pieces.push((t, started.elapsed()));
+            }
+        }
+        let text: String = pieces.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(text, "one two three");
+        assert_eq!(pieces.len(), 3);
+        // Each piece after the first comes a pace after the one before.
+        let gap = pieces[2].1 - pieces[0].1;
+        assert!(gap >= std::time::Duration::from_millis(60), "{pieces:?}");
     }
 
     #[test]

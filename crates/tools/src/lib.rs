@@ -8,6 +8,7 @@
 pub mod builtin;
 pub mod sandbox_exec;
 pub mod sandbox_step;
+pub mod workspace;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

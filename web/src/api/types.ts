@@ -21,3 +21,6 @@ export type Diagnostic = S['Diagnostic'];
 export type AgentInfo = S['AgentInfo'];
 export type ForkBody = S['ForkBody'];
 export type RunStarted = S['RunStarted'];
+export type SandboxRecord = S['SandboxRecord'];
+export type TeamView = S['TeamView'];
+export type TurnPrompt = S['TurnPrompt'];

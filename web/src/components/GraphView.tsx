@@ -7,6 +7,7 @@ import { memo, useCallback, useEffect, useMemo, useRef } from 'react';
 import type { Graph } from '../api/types';
 import { layout, NODE_H, NODE_W } from '../lib/layout';
 import type { NodeStatus } from '../lib/runStatus';
+import { Reveal } from './run/Reveal';
 
 type StepData = { label: string; kind: string; status: NodeStatus; selected: boolean; onOpen(id: string): void };
 type StepNode = Node<StepData, 'step'>;
@@ -62,7 +63,7 @@ function Refit({ narrow, focus }: { narrow: boolean; focus: () => string[] }) {
   return null;
 }
 
-export function GraphView({ graph, statusOf, selected, onOpen }: { graph: Graph; statusOf(id: string): NodeStatus; selected?: string; onOpen(id: string): void }) {
+export function GraphView({ graph, statusOf, selected, onOpen, reveal }: { graph: Graph; statusOf(id: string): NodeStatus; selected?: string; onOpen(id: string): void; reveal?: number }) {
   const placed = useMemo(() => layout(graph.nodes, graph.edges), [graph]);
   // A node keeps its object while its status and selection stay the same, so a live event or
   // a click re-renders only the nodes it changed, not the whole graph.
@@ -141,6 +142,7 @@ export function GraphView({ graph, statusOf, selected, onOpen }: { graph: Graph;
         <Background />
         <Controls showInteractive={false} />
         <Refit narrow={selected !== undefined} focus={focus} />
+        <Reveal id={selected} request={reveal} />
       </ReactFlow>
     </div>
   );

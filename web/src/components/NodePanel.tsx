@@ -1,19 +1,26 @@
-// One step's details: status, attempts, duration, tokens, its output and error. Outputs are
-// cut at a few thousand characters with "show all", so a huge output never freezes the page.
-import { useEffect, useState } from 'react';
-import type { ApiError } from '../api/client';
-import type { GraphNode, StepDetail, StepTrace } from '../api/types';
-import { useSession } from '../session';
-import { ErrorBanner } from './Status';
+// One step's details: status, attempts, duration, tokens, its output and error; while an agent
+// runs, its model's output as it streams; its prompt and tool calls, its sandbox executions
+// and its definition (components/run/). Outputs are cut at a few thousand characters with
+// "show all", so a huge output never freezes the page.
+import { useState } from 'react';
+import type { GraphNode, SandboxRecord, StepDetail } from '../api/types';
 import { duration, preview } from '../lib/preview';
 import type { NodeState, NodeStatus } from '../lib/runStatus';
 import { onLink } from '../router';
+import type { DeltaStore } from '../lib/deltas';
+import { Elapsed } from './run/Elapsed';
+import { LiveOutput } from './run/LiveOutput';
+import { recordsOf, SandboxRuns } from './run/SandboxRuns';
+import { StepDefinition, StepTrace } from './run/StepTrace';
 
-export function NodePanel({ runId, node, live, detail, status, onClose }: { runId: string; node: GraphNode; live?: NodeState; detail?: StepDetail; status: NodeStatus; onClose(): void }) {
+export function NodePanel({ runId, node, live, detail, status, deltas, sandbox, onClose }: { runId: string; node: GraphNode; live?: NodeState; detail?: StepDetail; status: NodeStatus; deltas?: DeltaStore; sandbox?: SandboxRecord[]; onClose(): void }) {
   const output = detail?.output ?? live?.output;
   const error = detail?.error ?? live?.error;
   const tokens = detail?.tokens ?? live?.tokens ?? 0;
   const ms = detail?.duration_ms ?? live?.durationMs;
+  const records = recordsOf(sandbox, node.id);
+  // Agents, and parallel steps whose judge agent picks the winner, talk to a model.
+  const talks = node.kind === 'agent' || (node.kind === 'parallel' && (node.step as { join?: { strategy?: string } }).join?.strategy === 'judge');
   return (
     <aside className="panel" aria-labelledby="panel-title" data-testid="node-panel">
       <header>
@@ -30,9 +37,17 @@ export function NodePanel({ runId, node, live, detail, status, onClose }: { runI
         <dt>Attempts</dt>
         <dd>{detail?.attempts ?? live?.attempts ?? 0}</dd>
         <dt>Duration</dt>
-        <dd>{duration(ms)}</dd>
+        <dd>{status === 'running' && live?.startedAt !== undefined ? <Elapsed since={live.startedAt} /> : duration(ms)}</dd>
         <dt>Tokens</dt>
-        <dd>{tokens}</dd>
+        <dd>
+          {tokens}
+          {detail?.usage && detail.usage.prompt_tokens + detail.usage.completion_tokens > 0 && (
+            <span className="muted small">
+              {' '}
+              ({detail.usage.prompt_tokens} in, {detail.usage.completion_tokens} out)
+            </span>
+          )}
+        </dd>
         {detail?.usage?.cost_usd != null && (
           <>
             <dt>Cost</dt>
@@ -56,9 +71,21 @@ export function NodePanel({ runId, node, live, detail, status, onClose }: { runI
           </p>
         </>
       )}
-      <h3>Output</h3>
-      {output === undefined || output === null ? <p className="muted">No output yet.</p> : <Big value={output} />}
-      {node.kind === 'agent' && status !== 'pending' && status !== 'skipped' && <Trace runId={runId} step={node.id} status={status} />}
+      {status === 'running' && deltas && talks && <LiveOutput store={deltas} step={node.id} />}
+      <SandboxRuns records={records} />
+      {records.length > 0 && output !== undefined && output !== null ? (
+        <details>
+          <summary>Output (the execution record)</summary>
+          <Big value={output} />
+        </details>
+      ) : (
+        <>
+          <h3>Output</h3>
+          {output === undefined || output === null ? <p className="muted">No output yet.</p> : <Big value={output} />}
+        </>
+      )}
+      {talks && status !== 'pending' && status !== 'skipped' && <StepTrace runId={runId} step={node.id} status={status} />}
+      <StepDefinition node={node} />
     </aside>
   );
 }
@@ -77,52 +104,6 @@ export function Big({ value }: { value: unknown }) {
           Show all ({p.total.toLocaleString()} characters)
         </button>
       )}
-    </>
-  );
-}
-
-/** What an agent step's model saw (each turn's messages) and the tools it called. */
-function Trace({ runId, step, status }: { runId: string; step: string; status: NodeStatus }) {
-  const { api } = useSession();
-  const [trace, setTrace] = useState<StepTrace>();
-  const [error, setError] = useState<ApiError>();
-  useEffect(() => {
-    let live = true;
-    api.stepTrace(runId, step).then(
-      (t) => live && setTrace(t),
-      (e: ApiError) => live && setError(e),
-    );
-    return () => {
-      live = false;
-    };
-  }, [api, runId, step, status]);
-  if (error) return <ErrorBanner error={error} />;
-  if (!trace) return null;
-  return (
-    <>
-      {trace.prompts.map((t) => (
-        <section key={t.turn} data-testid="turn">
-          <h3>
-            Turn {t.turn} <span className="muted small">· {t.model}</span>
-          </h3>
-          {(t.messages as { role?: string; content?: unknown }[]).map((m, i) => (
-            <div key={i}>
-              <span className="muted small">{m.role ?? 'message'}</span>
-              <Big value={m.content ?? m} />
-            </div>
-          ))}
-        </section>
-      ))}
-      {trace.tool_calls.length > 0 && <h3>Tool calls</h3>}
-      {trace.tool_calls.map((c) => (
-        <section key={`${c.attempt}-${c.call}`}>
-          <p className="small">
-            <span className="mono">{c.tool}</span> <span className={`pill s-${c.status === 'finished' ? 'done' : 'failed'}`}>{c.status}</span>
-          </p>
-          <Big value={c.arguments} />
-          {c.output !== undefined && c.output !== null && <Big value={c.output} />}
-        </section>
-      ))}
     </>
   );
 }

@@ -49,6 +49,18 @@ export function rowOf(e: EventRecord): Row {
     case 'run_created':
       summary = short(ev.inputs);
       break;
+    case 'message_sent':
+      summary = `${String(ev.from ?? '')} → ${ev.channel ? `#${String(ev.channel)}` : Array.isArray(ev.to) ? ev.to.join(', ') : ''}: ${short(ev.content)}`;
+      break;
+    case 'messages_delivered':
+      summary = `${String(ev.count ?? 0)} message(s) into turn ${String(ev.turn ?? '?')}`;
+      break;
+    case 'memory_written':
+      summary = `${String(ev.agent ?? '')} ${String(ev.op ?? 'set')} ${String(ev.key ?? '')}: ${short(ev.value)}`;
+      break;
+    case 'channel_subscribed':
+      summary = `${String(ev.agent ?? '')} subscribed to #${String(ev.channel ?? '')}`;
+      break;
   }
   return { seq: e.seq, at: e.at_ms, kind: ev.type, step, summary };
 }

@@ -10,6 +10,9 @@ import { EventLog } from '../components/EventLog';
 import { GraphView } from '../components/GraphView';
 import { NodePanel } from '../components/NodePanel';
 import { ForkNote, TimeTravel } from '../components/timeline/TimeTravel';
+import { TeamPanel } from '../components/run/TeamPanel';
+import { useRunDeltas } from '../components/run/useRunDeltas';
+import { stepIdOf } from '../lib/deltas';
 import { ErrorBanner, StatusPill } from '../components/Status';
 import { rowOf, type Row } from '../lib/events';
 import { duration } from '../lib/preview';
@@ -95,9 +98,20 @@ export default function RunViewer({ id }: { id: string }) {
 
   const nodeStatus = useCallback((n: string) => statusOf(view, n), [view]);
   const onOpen = useCallback((n: string) => setSelected((s) => (s === n ? undefined : n)), []);
+  // An event, a checkpoint or a message picks its step's node (a state key picks none).
+  const [reveal, setReveal] = useState(0);
+  const pickStep = useCallback(
+    (step: string) => {
+      if (!graph?.nodes.some((n) => n.id === stepIdOf(step))) return;
+      setSelected(stepIdOf(step));
+      setReveal((r) => r + 1);
+    },
+    [graph],
+  );
 
   // The record says `interrupted` when no process holds a running run.
   const status = detail?.run.status === 'interrupted' ? 'interrupted' : view.seq ? view.status : detail?.run.status ?? 'pending';
+  const deltas = useRunDeltas(api.key, id, !detail || isFinished(status), Math.max(view.seq, detail?.run.last_seq ?? 0));
   const act = async (action: 'pause' | 'resume' | 'cancel') => {
     setBusy(true);
     setError(undefined);
@@ -166,7 +180,7 @@ export default function RunViewer({ id }: { id: string }) {
       <ForkNote run={detail} />
       {detail.run.error && <p className="banner error">{detail.run.error}</p>}
       <div className={`run-body${node ? ' with-panel' : ''}`}>
-        <GraphView graph={graph} statusOf={nodeStatus} selected={selected} onOpen={onOpen} />
+        <GraphView graph={graph} statusOf={nodeStatus} selected={selected} onOpen={onOpen} reveal={reveal} />
         {node && (
           <NodePanel
             runId={detail.run.id}
@@ -174,12 +188,15 @@ export default function RunViewer({ id }: { id: string }) {
             live={view.nodes[node.id]}
             detail={detail.steps.find((s) => s.step === node.id)}
             status={nodeStatus(node.id)}
+            deltas={deltas}
+            sandbox={detail.sandbox}
             onClose={() => setSelected(undefined)}
           />
         )}
       </div>
-      <TimeTravel key={detail.run.id} run={detail} graph={graph} events={events} />
-      <EventLog rows={rows} />
+      <TeamPanel key={`team-${detail.run.id}`} runId={detail.run.id} team={detail.team} events={events} live={!finished} onStep={pickStep} />
+      <TimeTravel key={detail.run.id} run={detail} graph={graph} events={events} onSubject={pickStep} focus={selected} />
+      <EventLog rows={rows} focus={selected} onPick={pickStep} />
     </section>
   );
 }

@@ -10,11 +10,12 @@ import { onLink } from '../../router';
 import { useSession } from '../../session';
 import { Big } from '../NodePanel';
 import { ForkDialog } from './ForkDialog';
+import { stepIdOf } from '../../lib/deltas';
 
 const ROW = 30;
 const HEIGHT = 300;
 
-export function TimeTravel({ run, graph, events }: { run: RunDetail; graph: Graph; events: EventRecord[] }) {
+export function TimeTravel({ run, graph, events, onSubject, focus }: { run: RunDetail; graph: Graph; events: EventRecord[]; onSubject?(subject: string): void; focus?: string }) {
   const { me } = useSession();
   const checkpoints = useMemo(() => checkpointsOf(events), [events]);
   const [picked, setPicked] = useState<number>();
@@ -36,7 +37,10 @@ export function TimeTravel({ run, graph, events }: { run: RunDetail; graph: Grap
         </span>
       </header>
       <div className="tt-body">
-        <TimelineList checkpoints={checkpoints} index={index} onPick={(i) => setPicked(checkpoints[i]?.seq)} />
+        <TimelineList checkpoints={checkpoints} index={index} focus={focus} onPick={(i) => {
+            setPicked(checkpoints[i]?.seq);
+            if (checkpoints[i]) onSubject?.(checkpoints[i].subject);
+          }} />
         <div className="tt-state" data-testid="tt-state" aria-live="polite">
           {!cp || !state ? (
             <p className="muted">No checkpoint picked.</p>
@@ -62,7 +66,7 @@ export function TimeTravel({ run, graph, events }: { run: RunDetail; graph: Grap
   );
 }
 
-function TimelineList({ checkpoints, index, onPick }: { checkpoints: Checkpoint[]; index: number; onPick(i: number): void }) {
+function TimelineList({ checkpoints, index, onPick, focus }: { checkpoints: Checkpoint[]; index: number; onPick(i: number): void; focus?: string }) {
   const box = useRef<HTMLDivElement>(null);
   const [top, setTop] = useState(0);
   // Keep the picked row in view.
@@ -72,6 +76,16 @@ function TimelineList({ checkpoints, index, onPick }: { checkpoints: Checkpoint[
     if (index * ROW < el.scrollTop) el.scrollTop = index * ROW;
     else if ((index + 1) * ROW > el.scrollTop + el.clientHeight) el.scrollTop = (index + 1) * ROW - el.clientHeight;
   }, [index]);
+  // A step selected elsewhere (the graph, the log): show its checkpoints, unless one is in view.
+  useEffect(() => {
+    const el = box.current;
+    if (!el || !focus) return;
+    const rows = checkpoints.flatMap((c, i) => (stepIdOf(c.subject) === focus ? [i] : []));
+    const seen = (i: number) => i * ROW >= el.scrollTop && (i + 1) * ROW <= el.scrollTop + el.clientHeight;
+    if (rows.length && !rows.some(seen)) el.scrollTop = rows[0] * ROW;
+    // Only when the selection changes, not with each new checkpoint.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [focus]);
   const onKey = (e: React.KeyboardEvent) => {
     const page = Math.floor(HEIGHT / ROW) - 1;
     const to: Record<string, number> = {
@@ -110,7 +124,7 @@ function TimelineList({ checkpoints, index, onPick }: { checkpoints: Checkpoint[
             id={`cp-${c.seq}`}
             role="option"
             aria-selected={first + i === index}
-            className={`tt-row cp-${c.kind}`}
+            className={`tt-row cp-${c.kind}${focus && stepIdOf(c.subject) === focus ? ' rv-focus' : ''}`}
             style={{ top: (first + i) * ROW, height: ROW }}
             onClick={() => onPick(first + i)}
             data-seq={c.seq}

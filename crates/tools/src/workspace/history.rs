@@ -1,0 +1,615 @@
+//! The workspace's history: a bare git repository beside the files (never inside them, so
+//! sandboxed code that can write the files cannot rewrite the history). Every change made
+//! through the workspace tools is a commit whose message names the run, the step, the agent
+//! and the call's idempotency key; a retried call finds its commit and is not applied twice.
+
+use std::path::{Path, PathBuf};
+
+use git2::{Commit, DiffFormat, IndexEntry, IndexTime, Oid, Repository, Signature, Tree};
+
+use super::fs::{Kind, Refused, Root};
+
+/// Bounds on what a workspace may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// One file (written, patched or read).
+    pub max_file_bytes: u64,
+    /// All files together.
+    pub max_total_bytes: u64,
+    /// Files and directories together.
+    pub max_entries: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 1 << 20,
+            max_total_bytes: 64 << 20,
+            max_entries: 5_000,
+        }
+    }
+}
+
+/// A workspace failure, for the agent and the run log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    #[error("{0}")]
+    Limit(String),
+    /// The patch is not a unified diff, or a hunk's context is not in the file.
+    #[error("{0}")]
+    Patch(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the workspace history: {0}")]
+    History(String),
+}
+
+fn history(e: git2::Error) -> Error {
+    Error::History(e.message().to_string())
+}
+
+/// Who changes the workspace, recorded in the commit.
+#[derive(Debug, Clone, Default)]
+pub struct Author {
+    pub run: String,
+    pub step: String,
+    pub agent: Option<String>,
+    /// The call's idempotency key (empty: none).
+    pub key: String,
+}
+
+impl Author {
+    fn message(&self, summary: &str) -> String {
+        let who = match &self.agent {
+            Some(a) => format!("{} ({a})", self.step),
+            None => self.step.clone(),
+        };
+        let mut m = format!(
+            "{who}: {summary}\n\nBaton-Run: {}\nBaton-Step: {}\n",
+            self.run, self.step
+        );
+        if let Some(a) = &self.agent {
+            m.push_str(&format!("Baton-Agent: {a}\n"));
+        }
+        if !self.key.is_empty() {
+            m.push_str(&format!("Baton-Key: {}\n", self.key));
+        }
+        m
+    }
+}
+
+/// One commit of the history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub commit: String,
+    pub step: Option<String>,
+    pub agent: Option<String>,
+    pub summary: String,
+    pub time_ms: i64,
+}
+
+/// A run's workspace: `files/` and `history.git` under one directory.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    dir: PathBuf,
+    files: Root,
+    limits: Limits,
+}
+
+impl Workspace {
+    /// The workspace in `dir`, made when missing.
+    pub fn open(dir: &Path, limits: Limits) -> Result<Self, Error> {
+        let files = Root::create(&dir.join("files"))?;
+        let repo = dir.join("history.git");
+        if !repo.exists() {
+            Repository::init_bare(&repo).map_err(history)?;
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            files,
+            limits,
+        })
+    }
+
+    /// Whether `dir` holds a workspace (a run that never touched one has none).
+    pub fn exists(dir: &Path) -> bool {
+        dir.join("history.git").is_dir()
+    }
+
+    pub fn files(&self) -> &Root {
+        &self.files
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    fn repo(&self) -> Result<Repository, Error> {
+        Repository::open_bare(self.dir.join("history.git")).map_err(history)
+    }
+
+    fn head(repo: &Repository) -> Result<Option<Commit<'_>>, Error> {
+        match repo.head() {
+            Ok(h) => Ok(Some(h.peel_to_commit().map_err(history)?)),
+            Err(e)
+                if e.code() == git2::ErrorCode::UnbornBranch
+                    || e.code() == git2::ErrorCode::NotFound =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(history(e)),
+        }
+    }
+
+    /// The tree of the files as they are now (symlinks and special files are not kept).
+    fn tree_now(&self, repo: &Repository) -> Result<Oid, Error> {
+        let entries = self
+            .files
+            .walk("", self.limits.max_entries)?
+            .ok_or_else(|| {
+                Error::Limit(format!(
+                    "the workspace holds more than {} files and directories",
+                    self.limits.max_entries
+                ))
+            })?;
+        let mut index = git2::Index::new().map_err(history)?;
+        for e in entries.iter().filter(|e| e.kind == Kind::File) {
+            let bytes = self.files.read(&e.path, self.limits.max_total_bytes)?;
+            let entry = IndexEntry {
+                ctime: IndexTime::new(0, 0),
+                mtime: IndexTime::new(0, 0),
+                dev: 0,
+                ino: 0,
+                mode: if e.executable { 0o100755 } else { 0o100644 },
+                uid: 0,
+                gid: 0,
+                file_size: bytes.len() as u32,
+                id: repo.blob(&bytes).map_err(history)?,
+                flags: 0,
+                flags_extended: 0,
+                path: e.path.as_bytes().to_vec(),
+            };
+            index.add(&entry).map_err(history)?;
+        }
+        index.write_tree_to(repo).map_err(history)
+    }
+
+    /// Commits the files as they are, when they differ from the last commit; the commit.
+    pub fn snapshot(&self, author: &Author, summary: &str) -> Result<Option<String>, Error> {
+        let repo = self.repo()?;
+        let tree = self.tree_now(&repo)?;
+        let head = Self::head(&repo)?;
+        let unchanged = match &head {
+            Some(h) => h.tree_id() == tree,
+            // Nothing to record before the first file.
+            None => repo.find_tree(tree).map_err(history)?.is_empty(),
+        };
+        if unchanged {
+            return Ok(None);
+        }
+        let tree = repo.find_tree(tree).map_err(history)?;
+        let sig = Signature::now("Baton", "baton@localhost").map_err(history)?;
+        let parents: Vec<&Commit> = head.iter().collect();
+        let oid = repo
+            .commit(
+                Some("HEAD"),
+                &sig,
+                &sig,
+                &author.message(summary),
+                &tree,
+                &parents,
+            )
+            .map_err(history)?;
+        Ok(Some(oid.to_string()))
+    }
+
+    /// Every commit, oldest first.
+    fn commits(repo: &Repository) -> Result<Vec<Commit<'_>>, Error> {
+        let Some(head) = Self::head(repo)? else {
+            return Ok(Vec::new());
+        };
+        let mut walk = repo.revwalk().map_err(history)?;
+        walk.push(head.id()).map_err(history)?;
+        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)
+            .map_err(history)?;
+        walk.map(|id| id.and_then(|id| repo.find_commit(id)).map_err(history))
+            .collect()
+    }
+
+    /// The history, oldest first.
+    pub fn log(&self) -> Result<Vec<Change>, Error> {
+        let repo = self.repo()?;
+        Ok(Self::commits(&repo)?
+            .iter()
+            .map(|c| Change {
+                commit: c.id().to_string(),
+                step: trailer(c, "Baton-Step"),
+                agent: trailer(c, "Baton-Agent"),
+                summary: c.summary().unwrap_or_default().to_string(),
+                time_ms: c.time().seconds() * 1000,
+            })
+            .collect())
+    }
+
+    /// The commit a call with idempotency key `key` made, if it made one.
+    pub fn commit_of_key(&self, key: &str) -> Result<Option<String>, Error> {
+        if key.is_empty() {
+            return Ok(None);
+        }
+        let repo = self.repo()?;
+        Ok(Self::commits(&repo)?
+            .iter()
+            .rev()
+            .find(|c| trailer(c, "Baton-Key").as_deref() == Some(key))
+            .map(|c| c.id().to_string()))
+    }
+
+    /// The unified diff from `from` to `to` (`None`: the empty tree, and the last commit).
+    fn diff_trees(
+        repo: &Repository,
+        from: Option<&Tree>,
+        to: Option<&Tree>,
+    ) -> Result<String, Error> {
+        let diff = repo.diff_tree_to_tree(from, to, None).map_err(history)?;
+        let mut out = String::new();
+        diff.print(DiffFormat::Patch, |_, _, line| {
+            if matches!(line.origin(), '+' | '-' | ' ') {
+                out.push(line.origin());
+            }
+            out.push_str(&String::from_utf8_lossy(line.content()));
+            true
+        })
+        .map_err(history)?;
+        Ok(out)
+    }
+
+    /// What `step` changed (all its commits together), or the whole run's changes.
+    pub fn diff(&self, step: Option<&str>) -> Result<String, Error> {
+        let repo = self.repo()?;
+        let commits = Self::commits(&repo)?;
+        let Some(step) = step else {
+            let last = commits
+                .last()
+                .map(|c| c.tree())
+                .transpose()
+                .map_err(history)?;
+            return Self::diff_trees(&repo, None, last.as_ref());
+        };
+        let (before, after) = Self::span(&commits, step)?;
+        let before = before.map(|c| c.tree()).transpose().map_err(history)?;
+        let after = after.tree().map_err(history)?;
+        Self::diff_trees(&repo, before.as_ref(), Some(&after))
+    }
+
+    /// The commit before `step`'s first change (`None`: the start) and its last change.
+    fn span<'r>(
+        commits: &'r [Commit<'r>],
+        step: &str,
+    ) -> Result<(Option<&'r Commit<'r>>, &'r Commit<'r>), Error> {
+        let of_step: Vec<usize> = commits
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| trailer(c, "Baton-Step").as_deref() == Some(step))
+            .map(|(i, _)| i)
+            .collect();
+        let (Some(&first), Some(&last)) = (of_step.first(), of_step.last()) else {
+            let steps: Vec<String> = commits
+                .iter()
+                .filter_map(|c| trailer(c, "Baton-Step"))
+                .fold(Vec::new(), |mut v, s| {
+                    if !v.contains(&s) {
+                        v.push(s);
+                    }
+                    v
+                });
+            return Err(Error::NotFound(format!(
+                "step `{step}` changed no file in this workspace (steps that did: {})",
+                if steps.is_empty() {
+                    "none".to_string()
+                } else {
+                    steps.join(", ")
+                }
+            )));
+        };
+        Ok((first.checked_sub(1).map(|i| &commits[i]), &commits[last]))
+    }
+
+    /// Puts the files back as they were before `step`'s first change, as a new commit (the
+    /// history keeps everything); the commit, if anything changed.
+    pub fn rollback_before(&self, step: &str, author: &Author) -> Result<Option<String>, Error> {
+        self.snapshot(author, "changes made outside the workspace tools")?;
+        let repo = self.repo()?;
+        let commits = Self::commits(&repo)?;
+        let (before, _) = Self::span(&commits, step)?;
+        let tree = before.map(|c| c.tree()).transpose().map_err(history)?;
+        self.restore(&repo, tree.as_ref())?;
+        self.snapshot(
+            author,
+            &format!("rollback: the files as before step {step}"),
+        )
+    }
+
+    /// Makes the files exactly `tree` (`None`: empty).
+    fn restore(&self, repo: &Repository, tree: Option<&Tree>) -> Result<(), Error> {
+        let mut wanted = std::collections::BTreeSet::new();
+        if let Some(tree) = tree {
+            let mut failed = None;
+            tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+                if entry.kind() != Some(git2::ObjectType::Blob) {
+                    return git2::TreeWalkResult::Ok;
+                }
+                let path = format!("{dir}{}", entry.name().unwrap_or_default());
+                let done = repo.find_blob(entry.id()).map_err(history).and_then(|b| {
+                    self.files
+                        .write_mode(&path, b.content(), Some(entry.filemode() == 0o100755))
+                        .map_err(Error::from)
+                });
+                match done {
+                    Ok(_) => {
+                        wanted.insert(path);
+                        git2::TreeWalkResult::Ok
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        git2::TreeWalkResult::Abort
+                    }
+                }
+            })
+            .ok();
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        }
+        let now = self
+            .files
+            .walk("", self.limits.max_entries * 2)?
+            .unwrap_or_default();
+        for e in now.iter().filter(|e| e.kind != Kind::Dir) {
+            if !wanted.contains(&e.path) {
+                self.files.remove(&e.path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `path` within the limits; its size before (0 for a new file).
+    pub fn write(&self, path: &str, bytes: &[u8]) -> Result<u64, Error> {
+        let max = self.limits.max_file_bytes;
+        if bytes.len() as u64 > max {
+            return Err(Error::Limit(format!(
+                "`{path}` would be {} bytes, more than the {max} a file may hold",
+                bytes.len()
+            )));
+        }
+        let entries = self
+            .files
+            .walk("", self.limits.max_entries)?
+            .ok_or_else(|| {
+                Error::Limit(format!(
+                    "the workspace holds more than {} files and directories",
+                    self.limits.max_entries
+                ))
+            })?;
+        let old = entries
+            .iter()
+            .find(|e| e.path == path)
+            .map_or(0, |e| e.bytes);
+        let total: u64 = entries.iter().map(|e| e.bytes).sum::<u64>() - old + bytes.len() as u64;
+        if total > self.limits.max_total_bytes {
+            return Err(Error::Limit(format!(
+                "writing `{path}` would bring the workspace to {total} bytes, more than its {}",
+                self.limits.max_total_bytes
+            )));
+        }
+        Ok(self.files.write(path, bytes)?)
+    }
+
+    /// Applies a unified diff (no fuzz: every hunk's context must be where it says); the
+    /// paths it changed, with `added`, `modified`, `deleted` or `renamed`.
+    pub fn apply_patch(&self, patch: &str) -> Result<Vec<(String, &'static str)>, Error> {
+        let repo = self.repo()?;
+        let base = match Self::head(&repo)? {
+            Some(c) => c.tree().map_err(history)?,
+            None => {
+                let empty = repo
+                    .treebuilder(None)
+                    .and_then(|b| b.write())
+                    .map_err(history)?;
+                repo.find_tree(empty).map_err(history)?
+            }
+        };
+        let text = normalise_patch(patch)?;
+        let diff = git2::Diff::from_buffer(text.as_bytes())
+            .map_err(|e| Error::Patch(format!("not a unified diff: {}", e.message())))?;
+        let index = repo
+            .apply_to_tree(&base, &diff, None)
+            .map_err(|e| Error::Patch(format!("the patch does not apply: {}", e.message())))?;
+        let mut planned: Vec<(String, Option<Vec<u8>>, bool, &'static str)> = Vec::new();
+        for delta in diff.deltas() {
+            let new = delta
+                .new_file()
+                .path()
+                .map(|p| p.to_string_lossy().into_owned());
+            let old = delta
+                .old_file()
+                .path()
+                .map(|p| p.to_string_lossy().into_owned());
+            for p in new.iter().chain(old.iter()) {
+                super::fs::words(p)?;
+            }
+            match delta.status() {
+                git2::Delta::Deleted => {
+                    if let Some(old) = old {
+                        planned.push((old, None, false, "deleted"));
+                    }
+                }
+                status => {
+                    let Some(path) = new else { continue };
+                    let entry = index.get_path(Path::new(&path), 0).ok_or_else(|| {
+                        Error::Patch(format!("the patch leaves no file at `{path}`"))
+                    })?;
+                    let blob = repo.find_blob(entry.id).map_err(history)?;
+                    let what = match status {
+                        git2::Delta::Added => "added",
+                        git2::Delta::Renamed => "renamed",
+                        _ => "modified",
+                    };
+                    if status == git2::Delta::Renamed
+                        && let Some(old) = old.filter(|o| *o != path)
+                    {
+                        planned.push((old, None, false, "deleted"));
+                    }
+                    let exec = entry.mode == 0o100755;
+                    planned.push((path, Some(blob.content().to_vec()), exec, what));
+                }
+            }
+        }
+        // Checked before anything is written: the patch applies whole or not at all.
+        let max = self.limits.max_file_bytes;
+        if let Some((p, b)) = planned
+            .iter()
+            .find_map(|(p, b, _, _)| b.as_ref().filter(|b| b.len() as u64 > max).map(|b| (p, b)))
+        {
+            return Err(Error::Limit(format!(
+                "the patch makes `{p}` {} bytes, more than the {max} a file may hold",
+                b.len()
+            )));
+        }
+        let mut changed = Vec::new();
+        for (path, bytes, exec, what) in planned {
+            match bytes {
+                None => {
+                    self.files.remove(&path)?;
+                }
+                Some(b) => {
+                    self.files.write_mode(&path, &b, Some(exec))?;
+                }
+            }
+            changed.push((path, what));
+        }
+        Ok(changed)
+    }
+
+    /// Copies the files of the last commit into `dest` (which must not exist or be empty);
+    /// the number of files.
+    pub fn export(&self, dest: &Path) -> Result<usize, Error> {
+        if dest.exists()
+            && std::fs::read_dir(dest)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+        {
+            return Err(Error::Refused(Refused::Path {
+                path: dest.display().to_string(),
+                reason: "exists and is not empty: give a new or empty directory".into(),
+            }));
+        }
+        let out = Root::create(dest)?;
+        let repo = self.repo()?;
+        let Some(head) = Self::head(&repo)? else {
+            return Ok(0);
+        };
+        let tree = head.tree().map_err(history)?;
+        let mut n = 0;
+        let mut failed = None;
+        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            if entry.kind() != Some(git2::ObjectType::Blob) {
+                return git2::TreeWalkResult::Ok;
+            }
+            let path = format!("{dir}{}", entry.name().unwrap_or_default());
+            let done = repo.find_blob(entry.id()).map_err(history).and_then(|b| {
+                out.write_mode(&path, b.content(), Some(entry.filemode() == 0o100755))
+                    .map_err(Error::from)
+            });
+            match done {
+                Ok(_) => {
+                    n += 1;
+                    git2::TreeWalkResult::Ok
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    git2::TreeWalkResult::Abort
+                }
+            }
+        })
+        .ok();
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(n),
+        }
+    }
+}
+
+/// A trailer's value (`Name: value` lines after the summary).
+fn trailer(c: &Commit<'_>, name: &str) -> Option<String> {
+    let msg = c.message()?;
+    msg.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+        .map(str::to_string)
+}
+
+/// A model's unified diff in the form git's parser reads: a `diff --git` header before each
+/// file, `a/` and `b/` on the paths, a final newline.
+fn normalise_patch(patch: &str) -> Result<String, Error> {
+    if patch.trim().is_empty() {
+        return Err(Error::Patch("the patch is empty".into()));
+    }
+    if patch.lines().any(|l| l.starts_with("diff --git ")) {
+        let mut s = patch.to_string();
+        if !s.ends_with('\n') {
+            s.push('\n');
+        }
+        return Ok(s);
+    }
+    let lines: Vec<&str> = patch.lines().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    let mut files = 0;
+    while i < lines.len() {
+        let l = lines[i];
+        if let (Some(old), Some(new)) = (
+            l.strip_prefix("--- "),
+            lines.get(i + 1).and_then(|n| n.strip_prefix("+++ ")),
+        ) {
+            let path = |p: &str, side: &str| -> String {
+                let p = p.split('\t').next().unwrap_or(p).trim();
+                if p == "/dev/null" || p.starts_with(&format!("{side}/")) {
+                    p.to_string()
+                } else {
+                    format!("{side}/{p}")
+                }
+            };
+            let (old, new) = (path(old, "a"), path(new, "b"));
+            let name_a = if old == "/dev/null" {
+                new.replacen("b/", "a/", 1)
+            } else {
+                old.clone()
+            };
+            let name_b = if new == "/dev/null" {
+                old.replacen("a/", "b/", 1)
+            } else {
+                new.clone()
+            };
+            out.push_str(&format!("diff --git {name_a} {name_b}\n"));
+            if old == "/dev/null" {
+                out.push_str("new file mode 100644\n");
+            } else if new == "/dev/null" {
+                out.push_str("deleted file mode 100644\n");
+            }
+            out.push_str(&format!("--- {old}\n+++ {new}\n"));
+            files += 1;
+            i += 2;
+            continue;
+        }
+        out.push_str(l);
+        out.push('\n');
+        i += 1;
+    }
+    if files == 0 {
+        return Err(Error::Patch(
+            "not a unified diff: no `--- a/PATH` and `+++ b/PATH` lines".into(),
+        ));
+    }
+    Ok(out)
+}

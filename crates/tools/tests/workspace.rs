@@ -1,0 +1,442 @@
+//! The `workspace.*` tools through the registry, as agents call them: confined paths, limits,
+//! patches that apply whole or not at all, one commit per change with the step and agent,
+//! retried calls answered from their commit, a step's diff, rollback and export.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use baton_tools::workspace::{Author, Limits, Workspaces};
+use baton_tools::{Registry, ToolContext};
+use serde_json::{Value, json};
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    all: Arc<Workspaces>,
+    tools: Registry,
+}
+
+const RUN: &str = "0193aa5e7c2f7d00a1b2c3d4e5f60718";
+
+fn fixture(limits: Limits) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let all = Workspaces::new(dir.path().join("workspaces"), limits);
+    let mut tools = Registry::empty();
+    all.register(&mut tools);
+    Fixture {
+        _dir: dir,
+        all,
+        tools,
+    }
+}
+
+fn ctx(step: &str, agent: Option<&str>, key: &str) -> ToolContext {
+    ToolContext {
+        idempotency_key: key.into(),
+        run_id: RUN.into(),
+        step: step.into(),
+        agent: agent.map(str::to_string),
+        ..ToolContext::default()
+    }
+}
+
+impl Fixture {
+    async fn call(&self, tool: &str, args: Value, c: &ToolContext) -> Result<Value, String> {
+        self.tools
+            .get(tool)
+            .unwrap()
+            .call(args, c)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn file(&self, path: &str) -> Option<String> {
+        std::fs::read_to_string(self.all.dir_of(RUN).join("files").join(path)).ok()
+    }
+}
+
+#[tokio::test]
+async fn agents_write_read_list_search_and_diff() {
+    let f = fixture(Limits::default());
+    let c = ctx("implement", Some("coder"), "k1");
+    let w = f
+        .call(
+            "workspace.write",
+            json!({"path": "todo/app.py", "content": "def add(x):\n    return x\n"}),
+            &c,
+        )
+        .await
+        .unwrap();
+    assert_eq!(w["created"], true);
+    assert!(w["commit"].as_str().unwrap().len() == 40, "{w}");
+    let w2 = f
+        .call(
+            "workspace.write",
+            json!({"path": "README.md", "content": "# Todo\n"}),
+            &ctx("implement", Some("coder"), "k2"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w2["created"], true);
+
+    let r = f
+        .call("workspace.read", json!({"path": "todo/app.py"}), &c)
+        .await
+        .unwrap();
+    assert_eq!(r["content"], "def add(x):\n    return x\n");
+    let l = f.call("workspace.list", json!({}), &c).await.unwrap();
+    let paths: Vec<&str> = l["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["README.md", "todo", "todo/app.py"]);
+    let s = f
+        .call(
+            "workspace.search",
+            json!({"query": "RETURN", "ignore_case": true}),
+            &c,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        s["matches"],
+        json!([{"path": "todo/app.py", "line": 2, "text": "    return x"}])
+    );
+    let bad = f
+        .call("workspace.search", json!({"query": "(", "regex": true}), &c)
+        .await
+        .unwrap_err();
+    assert!(bad.contains("not a valid regular expression"), "{bad}");
+
+    let d = f
+        .call("workspace.diff", json!({"step": "implement"}), &c)
+        .await
+        .unwrap();
+    let diff = d["diff"].as_str().unwrap();
+    assert!(
+        diff.contains("+++ b/todo/app.py") && diff.contains("+def add(x):"),
+        "{diff}"
+    );
+    let none = f
+        .call("workspace.diff", json!({"step": "review"}), &c)
+        .await
+        .unwrap_err();
+    assert!(
+        none.contains("step `review` changed no file") && none.contains("implement"),
+        "{none}"
+    );
+
+    let ws = f.all.existing(RUN).unwrap().unwrap();
+    let log = ws.log().unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].step.as_deref(), Some("implement"));
+    assert_eq!(log[0].agent.as_deref(), Some("coder"));
+    assert_eq!(log[0].summary, "implement (coder): create todo/app.py");
+}
+
+#[tokio::test]
+async fn a_retried_call_is_answered_from_its_commit() {
+    let f = fixture(Limits::default());
+    let c = ctx("implement", Some("coder"), "run/implement/1#3");
+    let first = f
+        .call(
+            "workspace.write",
+            json!({"path": "a.txt", "content": "one"}),
+            &c,
+        )
+        .await
+        .unwrap();
+    // Someone (a later step) changes the file; the retried call must not undo that.
+    f.call(
+        "workspace.write",
+        json!({"path": "a.txt", "content": "two"}),
+        &ctx("fix", None, "other"),
+    )
+    .await
+    .unwrap();
+    let again = f
+        .call(
+            "workspace.write",
+            json!({"path": "a.txt", "content": "one"}),
+            &c,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again["already_applied"], true);
+    assert_eq!(again["commit"], first["commit"]);
+    assert_eq!(f.file("a.txt").unwrap(), "two");
+    assert_eq!(
+        f.all.existing(RUN).unwrap().unwrap().log().unwrap().len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn patches_apply_exactly_or_not_at_all() {
+    let f = fixture(Limits::default());
+    let c = ctx("implement", Some("coder"), "p0");
+    f.call(
+        "workspace.write",
+        json!({"path": "calc.py", "content": "a = 1\nb = 2\nc = 3\n"}),
+        &c,
+    )
+    .await
+    .unwrap();
+    f.call(
+        "workspace.write",
+        json!({"path": "old.txt", "content": "bye\n"}),
+        &ctx("implement", None, "p00"),
+    )
+    .await
+    .unwrap();
+
+    // Plain unified diff, as models write it: no `diff --git` line, no a/ b/ prefixes.
+    let patch = "--- calc.py\n+++ calc.py\n@@ -1,3 +1,3 @@\n a = 1\n-b = 2\n+b = 20\n c = 3\n--- /dev/null\n+++ b/new/util.py\n@@ -0,0 +1 @@\n+X = 1\n--- a/old.txt\n+++ /dev/null\n@@ -1 +0,0 @@\n-bye\n";
+    let out = f
+        .call(
+            "workspace.apply_patch",
+            json!({"patch": patch}),
+            &ctx("fix", Some("debugger"), "p1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out["files"],
+        json!([{"path": "calc.py", "change": "modified"}, {"path": "new/util.py", "change": "added"}, {"path": "old.txt", "change": "deleted"}])
+    );
+    assert_eq!(f.file("calc.py").unwrap(), "a = 1\nb = 20\nc = 3\n");
+    assert_eq!(f.file("new/util.py").unwrap(), "X = 1\n");
+    assert_eq!(f.file("old.txt"), None);
+
+    // A hunk whose context is not there: an error naming it, and no file changed.
+    let stale = "--- a/calc.py\n+++ b/calc.py\n@@ -1,3 +1,3 @@\n a = 1\n-b = 2\n+b = 3\n c = 3\n--- a/new/util.py\n+++ b/new/util.py\n@@ -1 +1 @@\n-X = 1\n+X = 2\n";
+    let e = f
+        .call(
+            "workspace.apply_patch",
+            json!({"patch": stale}),
+            &ctx("fix", None, "p2"),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.contains("the patch does not apply"), "{e}");
+    assert_eq!(
+        f.file("new/util.py").unwrap(),
+        "X = 1\n",
+        "a failed patch changed nothing"
+    );
+    let e = f
+        .call(
+            "workspace.apply_patch",
+            json!({"patch": "just some words"}),
+            &ctx("fix", None, "p3"),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.contains("not a unified diff"), "{e}");
+    let e = f
+        .call(
+            "workspace.apply_patch",
+            json!({"patch": ""}),
+            &ctx("fix", None, "p4"),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.contains("the patch is empty"), "{e}");
+}
+
+#[tokio::test]
+async fn escapes_are_refused() {
+    let f = fixture(Limits::default());
+    let c = ctx("implement", Some("coder"), "");
+    f.call(
+        "workspace.write",
+        json!({"path": "ok.txt", "content": "fine"}),
+        &c,
+    )
+    .await
+    .unwrap();
+    let files = f.all.dir_of(RUN).join("files");
+    let secret = f.all.root().join("secret.txt");
+    std::fs::write(&secret, "s3cret").unwrap();
+    // What sandboxed code could leave behind: symlinks out, a FIFO.
+    std::os::unix::fs::symlink(&secret, files.join("leak.txt")).unwrap();
+    std::os::unix::fs::symlink(f.all.root(), files.join("up")).unwrap();
+    std::os::unix::fs::symlink("/etc", files.join("etc")).unwrap();
+    let attempts = [
+        "../secret.txt",
+        "../../secret.txt",
+        "a/../../secret.txt",
+        "./../secret.txt",
+        "/etc/passwd",
+        "//etc/passwd",
+        "leak.txt",
+        "up/secret.txt",
+        "etc/passwd",
+        "etc/hostname",
+        ".git/config",
+        "sub/.git/hooks/post-commit",
+        "",
+        ".",
+        "ok.txt\0.png",
+        &"x".repeat(300),
+    ];
+    let mut refused = 0;
+    for p in attempts {
+        let r = f.call("workspace.read", json!({"path": p}), &c).await;
+        assert!(r.is_err(), "read {p:?}: {r:?}");
+        let w = f
+            .call(
+                "workspace.write",
+                json!({"path": p, "content": "pwned"}),
+                &c,
+            )
+            .await;
+        assert!(w.is_err(), "write {p:?}: {w:?}");
+        refused += 1;
+    }
+    assert!(refused >= 15);
+    let patch = "--- a/../secret.txt\n+++ b/../secret.txt\n@@ -1 +1 @@\n-s3cret\n+pwned\n";
+    let e = f
+        .call("workspace.apply_patch", json!({"patch": patch}), &c)
+        .await
+        .unwrap_err();
+    assert!(!e.is_empty());
+    let e = f
+        .call("workspace.list", json!({"path": "up"}), &c)
+        .await
+        .unwrap_err();
+    assert!(e.contains("symlinks are not followed"), "{e}");
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "s3cret");
+    let e = f
+        .call("workspace.read", json!({"path": "leak.txt"}), &c)
+        .await
+        .unwrap_err();
+    assert!(e.contains("symlinks are not followed"), "{e}");
+    // The history never holds what a symlink points at.
+    let ws = f.all.existing(RUN).unwrap().unwrap();
+    ws.snapshot(&Author::default(), "check").unwrap();
+    assert!(!ws.diff(None).unwrap().contains("s3cret"));
+}
+
+#[tokio::test]
+async fn limits_bound_files_and_the_workspace() {
+    let f = fixture(Limits {
+        max_file_bytes: 1000,
+        max_total_bytes: 2500,
+        max_entries: 50,
+    });
+    let c = ctx("implement", None, "");
+    let e = f
+        .call(
+            "workspace.write",
+            json!({"path": "big.bin", "content": "x".repeat(1001)}),
+            &c,
+        )
+        .await
+        .unwrap_err();
+    assert!(e.contains("more than the 1000 a file may hold"), "{e}");
+    for i in 0..2 {
+        f.call(
+            "workspace.write",
+            json!({"path": format!("f{i}"), "content": "y".repeat(1000)}),
+            &c,
+        )
+        .await
+        .unwrap();
+    }
+    let e = f
+        .call(
+            "workspace.write",
+            json!({"path": "f2", "content": "z".repeat(600)}),
+            &c,
+        )
+        .await
+        .unwrap_err();
+    assert!(e.contains("more than its 2500"), "{e}");
+    // Replacing a file counts its new size only.
+    f.call(
+        "workspace.write",
+        json!({"path": "f1", "content": "w".repeat(900)}),
+        &c,
+    )
+    .await
+    .unwrap();
+    let e = f
+        .call("workspace.read", json!({"path": "f0", "max_bytes": 10}), &c)
+        .await
+        .unwrap_err();
+    assert!(e.contains("more than the 10 a read may return"), "{e}");
+}
+
+#[tokio::test]
+async fn rollback_restores_the_exact_tree_and_export_copies_it() {
+    let f = fixture(Limits::default());
+    f.call(
+        "workspace.write",
+        json!({"path": "app.py", "content": "v1\n"}),
+        &ctx("implement", Some("coder"), "r1"),
+    )
+    .await
+    .unwrap();
+    f.call(
+        "workspace.write",
+        json!({"path": "lib/util.py", "content": "u1\n"}),
+        &ctx("implement", Some("coder"), "r2"),
+    )
+    .await
+    .unwrap();
+    let ws = f.all.existing(RUN).unwrap().unwrap();
+    let before = ws.files().walk("", 100).unwrap().unwrap();
+    f.call(
+        "workspace.write",
+        json!({"path": "app.py", "content": "v2\n"}),
+        &ctx("fix", Some("debugger"), "r3"),
+    )
+    .await
+    .unwrap();
+    f.call(
+        "workspace.write",
+        json!({"path": "extra.txt", "content": "e\n"}),
+        &ctx("fix", Some("debugger"), "r4"),
+    )
+    .await
+    .unwrap();
+    // A change outside the tools (a sandboxed command writing into the workspace).
+    std::fs::write(f.all.dir_of(RUN).join("files/lib/util.py"), "u2\n").unwrap();
+
+    let commit = ws
+        .rollback_before(
+            "fix",
+            &Author {
+                step: "rollback".into(),
+                ..Author::default()
+            },
+        )
+        .unwrap();
+    assert!(commit.is_some());
+    assert_eq!(ws.files().walk("", 100).unwrap().unwrap(), before);
+    assert_eq!(f.file("app.py").unwrap(), "v1\n");
+    assert_eq!(f.file("lib/util.py").unwrap(), "u1\n");
+    assert_eq!(f.file("extra.txt"), None);
+    let summaries: Vec<String> = ws.log().unwrap().into_iter().map(|c| c.summary).collect();
+    assert_eq!(
+        summaries.last().unwrap(),
+        "rollback: rollback: the files as before step fix"
+    );
+
+    let out = f.all.root().join("exported");
+    assert_eq!(ws.export(&out).unwrap(), 2);
+    assert_eq!(
+        std::fs::read_to_string(out.join("lib/util.py")).unwrap(),
+        "u1\n"
+    );
+    let e = ws.export(&out).unwrap_err().to_string();
+    assert!(e.contains("is not empty"), "{e}");
+    let e = ws
+        .rollback_before("nope", &Author::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("step `nope` changed no file"), "{e}");
+}
