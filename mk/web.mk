@@ -31,3 +31,13 @@ web-test: web web-browser
 RUN_DEPS += web
 TEST_DEPS += web-test
 export BATON_REQUIRE_BROWSER ?= 1
+
+# The run viewer's frame rate under a busy run (docs/benchmarks.md, "Web"): a real `baton serve`
+# and a run emitting 500 events/s for WEB_FPS_SECONDS, followed live in Debian's Chromium;
+# prints the worst 1-second window's fps, the p50 fps and the dropped events. `make bench` runs it.
+WEB_FPS_SECONDS ?= 60
+.PHONY: web-fps-bench
+web-fps-bench: rust-check web web-browser
+	$(CARGO) build --release -p baton-cli
+	cd web && BATON_WEB_DIR=$(CURDIR)/web/dist node bench/viewer-fps.mjs --baton $(abspath $(BATON)) --seconds $(WEB_FPS_SECONDS)
+BENCH_TARGETS += web-fps-bench

@@ -15,8 +15,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { a11yTests } from './a11y.mjs';
 import { builderTests } from './builder.mjs';
 import { dashboardTests } from './dashboard.mjs';
+import { debuggerTests } from './debugger.mjs';
 import { registryTests } from './registry.mjs';
 import { runpanelTests } from './runpanel.mjs';
 import { timetravelTests } from './timetravel.mjs';
@@ -267,6 +269,8 @@ await dashboardTests({ test, signIn, server, api, runEnded, expectText, root });
 await registryTests({ test, signIn, server, api, runEnded, expectText });
 await timetravelTests({ test, signIn, server, api, runEnded, expectText });
 await runpanelTests({ test, signIn, server, api, runEnded, expectText, root });
+await debuggerTests({ test, signIn, server, api, runEnded, expectText });
+await a11yTests({ test, signIn, server, runEnded, expectText });
 
 await test('server-unreachable', async (page, shot) => {
   await signIn(page);

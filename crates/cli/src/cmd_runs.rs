@@ -1,4 +1,5 @@
-//! `baton runs ...`: list, show, logs and state of stored runs; pause, cancel and answer them.
+//! `baton runs ...`: list, show, logs and state of stored runs; pause, cancel and answer them
+//! (breakpoints and state edits: `cmd_debugger`).
 
 use baton_control::view::{RunListItem, state_view};
 use baton_control::{
@@ -79,6 +80,20 @@ pub enum RunsCmd {
     /// Fork a new run from any point of a run's log (time travel), with state edited or agents
     /// on other models, and follow it.
     Fork(crate::cmd_fork::ForkArgs),
+    /// The history of a run's workspace: each change with its step and agent.
+    Files(crate::cmd_workspace::FilesArgs),
+    /// The unified diff of what a step changed in the run's workspace (or the whole run).
+    Diff(crate::cmd_workspace::DiffArgs),
+    /// Put a run's files back exactly as they were before a step changed them.
+    Rollback(crate::cmd_workspace::RollbackArgs),
+    /// Copy a run's files into a new or empty directory.
+    Export(crate::cmd_workspace::ExportArgs),
+    /// The steps a run pauses before (the debugger's breakpoints): show them, or change them
+    /// on a running or stopped run.
+    Breakpoints(crate::cmd_debugger::BreakpointsArgs),
+    /// Edit a paused run's state (a finished step's output, a shared-state key), then
+    /// `baton resume` continues with it.
+    Edit(crate::cmd_debugger::EditArgs),
 }
 
 #[derive(Args, Debug)]
@@ -167,6 +182,12 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
         RunsCmd::Input(a) => answer(a, None).await,
         RunsCmd::Resolve(a) => crate::cmd_resolve::resolve(a).await,
         RunsCmd::Fork(a) => crate::cmd_fork::fork(a).await,
+        RunsCmd::Files(a) => crate::cmd_workspace::files(a).await,
+        RunsCmd::Diff(a) => crate::cmd_workspace::diff(a).await,
+        RunsCmd::Rollback(a) => crate::cmd_workspace::rollback(a).await,
+        RunsCmd::Export(a) => crate::cmd_workspace::export(a).await,
+        RunsCmd::Breakpoints(a) => crate::cmd_debugger::breakpoints(a).await,
+        RunsCmd::Edit(a) => crate::cmd_debugger::edit(a).await,
     }
 }
 

@@ -12,6 +12,7 @@ use baton_memory::{Embeddings, Memory};
 use baton_store::RunStore;
 use baton_store::sqlite::{Durability, SqliteStore};
 use baton_tools::Registry;
+use baton_tools::workspace::{Limits, Workspaces};
 
 /// Where Baton keeps its data: `$BATON_HOME`, else `$XDG_DATA_HOME/baton`, else
 /// `~/.local/share/baton`.
@@ -76,22 +77,48 @@ pub fn memory_on(store: Arc<SqliteStore>) -> anyhow::Result<Arc<Memory>> {
     Ok(Arc::new(Memory::new(store, embeddings)))
 }
 
-/// The tools, for checking workflows only: the memory tools' specs over a store of their own.
+/// The tools, for checking workflows only: the memory tools' specs over a store of their own
+/// (the workspace tools' specs over workspaces they never open).
 pub fn tools() -> Registry {
     let store = Arc::new(baton_store::memory::MemoryStore::new());
     tools_on(
         Arc::new(Memory::new(store.clone(), Embeddings::shared())),
         store,
+        Workspaces::new(data_dir().join("workspaces"), Limits::default()),
     )
 }
 
+/// The runs' workspaces of the database at `store`: `workspaces/` beside the database file,
+/// one per database path in this process (so the tools and the use cases share its locks).
+pub fn workspaces(store: &SqliteStore) -> Arc<Workspaces> {
+    static ALL: std::sync::Mutex<Vec<(PathBuf, Arc<Workspaces>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let db = std::path::absolute(store.path()).unwrap_or_else(|_| store.path().to_path_buf());
+    let root = db
+        .parent()
+        .map_or_else(|| PathBuf::from("workspaces"), |d| d.join("workspaces"));
+    let mut all = ALL.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, w)) = all.iter().find(|(r, _)| *r == root) {
+        return w.clone();
+    }
+    let w = Workspaces::new(root.clone(), Limits::default());
+    all.push((root, w.clone()));
+    w
+}
+
 /// The tools: built-ins, `memory.*` over `memory` (the run's tenant read from `runs`),
+/// `workspace.*` over `workspaces`,
 /// `sandbox.exec` (process tier) where this host can sandbox, and `sandbox.step`, which
 /// `sandbox:` steps run under their own policy (a step whose tier this host lacks fails with
 /// the tier's reason when it runs).
-pub fn tools_on(memory: Arc<Memory>, runs: Arc<dyn RunStore>) -> Registry {
+pub fn tools_on(
+    memory: Arc<Memory>,
+    runs: Arc<dyn RunStore>,
+    workspaces: Arc<Workspaces>,
+) -> Registry {
     let mut r = Registry::with_builtins();
     baton_memory::tools::register(&mut r, memory, runs);
+    workspaces.register(&mut r);
     r.register(Arc::new(baton_tools::sandbox_step::SandboxStep::host()));
     match baton_tools::sandbox_exec::SandboxExec::from_policy(baton_sandbox::Policy::new(
         baton_sandbox::Tier::Process,
@@ -106,7 +133,7 @@ pub fn tools_on(memory: Arc<Memory>, runs: Arc<dyn RunStore>) -> Registry {
 /// The services over a store already open, the memory tools over `memory`.
 pub fn services_with(store: Arc<SqliteStore>, memory: Arc<Memory>) -> anyhow::Result<Services> {
     Ok(Services {
-        tools: Arc::new(tools_on(memory, store.clone())),
+        tools: Arc::new(tools_on(memory, store.clone(), workspaces(&store))),
         store,
         models: Arc::new(providers()?),
     })
@@ -137,7 +164,9 @@ fn env_webhook_allow() -> Vec<String> {
 /// The use cases over a store already open, with these services (whose store it is) and
 /// webhooks sent only where `policy` allows.
 pub fn control_with(store: Arc<SqliteStore>, services: Services, policy: AddressPolicy) -> Control {
-    Control::new(services, store.clone()).with_webhooks(store, policy)
+    Control::new(services, store.clone())
+        .with_workspaces(workspaces(&store))
+        .with_webhooks(store, policy)
 }
 
 /// The use cases over a store already open.

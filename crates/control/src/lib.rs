@@ -36,6 +36,7 @@ mod timekeeper;
 pub mod view;
 pub mod webhooks;
 pub mod workflows;
+pub mod workspace;
 
 use std::sync::Arc;
 
@@ -70,6 +71,8 @@ pub struct Control {
     telemetry: Arc<observe::Telemetry>,
     /// Team memory (`with_memory`; `None`: not configured).
     memory: Option<Arc<baton_memory::Memory>>,
+    /// Runs' workspaces (`with_workspaces`; `None`: not configured).
+    workspaces: Option<Arc<baton_tools::workspace::Workspaces>>,
 }
 
 impl Control {
@@ -84,6 +87,7 @@ impl Control {
             base_dir: std::path::PathBuf::new(),
             webhooks: None,
             memory: None,
+            workspaces: None,
         }
     }
 

@@ -129,6 +129,18 @@ impl Control {
         Executor::new(program, self.services.clone())
     }
 
+    /// An executor whose events reach the bus, for a change applied here to a run that no
+    /// process drives (a pause, an edit, breakpoints): live subscribers see it at once, not
+    /// only when they read the log again.
+    pub(crate) fn publishing_executor(&self, program: Arc<Program>, tenant: TenantId) -> Executor {
+        self.executor(program.clone()).with_sink(Arc::new(BusSink {
+            tenant,
+            bus: self.runner.bus.clone(),
+            telemetry: self.telemetry.clone(),
+            program,
+        }))
+    }
+
     /// Drives `d` on a tokio task until the run ends, waits for a person or pauses. Its
     /// events go to the bus. The handle gives the status reached (dropping it detaches). A run
     /// a task of this process already drives is not driven twice: that handle gives `Conflict`.

@@ -17,6 +17,8 @@ use baton_store::{AuditQuery, RunStore};
 use baton_types::{Resolution, Role, RunStatus, TenantId};
 use serde_json::json;
 
+#[path = "all/debug.rs"]
+mod debug;
 #[path = "all/edit.rs"]
 mod edit;
 #[path = "all/fork.rs"]

@@ -552,6 +552,101 @@ steps:
     assert_eq!(st.status, RunStatus::Succeeded);
 }
 
+/// A breakpoint added while a process drives the run (a control request, as the API sends
+/// it) stops the run before that step, and the log keeps it: a fresh process rebuilds the
+/// same breakpoints from the `breakpoints_set` event, and a removal lets the run finish.
+#[tokio::test]
+async fn breakpoints_set_on_a_running_machine_are_honoured_and_replayed() {
+    let h = harness(
+        r#"
+version: 1
+name: live
+steps:
+  # Long enough for the executor's control poll (200 ms) on a busy machine.
+  - { id: a, tool: sleep, with: { duration: 1s } }
+  - { id: b, tool: echo, with: { text: b } }
+  - { id: c, tool: echo, with: { text: "c after {{ steps.b.output }}" } }
+"#,
+    );
+    let opts = RunOptions::default();
+    let id = create_run(&h.services, &h.program, "", None, json!({}), &opts)
+        .await
+        .unwrap();
+    let st = RunState::new(id, json!({}), &h.program, &opts);
+    let exec = Executor::new(h.program.clone(), h.services.clone());
+    let drive =
+        tokio::spawn(async move { exec.drive(st, vec![Input::Start { resumed: false }]).await });
+    // While `a` runs, without a breakpoint so far.
+    while started(&h.events_of(id).await, "a") != 1 {
+        tokio::task::yield_now().await;
+    }
+    let change = baton_types::BreakpointChange {
+        add: vec!["c".into()],
+        ..Default::default()
+    };
+    h.services
+        .store
+        .send_control(
+            id,
+            baton_store::Control::Breakpoints {
+                change,
+                by: Some("k1".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let st = drive.await.unwrap().unwrap();
+    assert_eq!(st.status, RunStatus::Paused);
+    assert!(st.outputs.contains_key("b") && !st.outputs.contains_key("c"));
+    assert_eq!(
+        st.pause,
+        Some(baton_types::PauseReason::Breakpoint { step: "c".into() })
+    );
+    let evs = h.events(&st).await;
+    assert!(
+        evs.iter().any(|e| matches!(
+            e,
+            Event::BreakpointsSet { breakpoints, by }
+                if breakpoints.iter().eq(["c"]) && by.as_deref() == Some("k1")
+        )),
+        "{evs:?}"
+    );
+    h.check_replay(&st).await;
+    // From the log alone (no options): the breakpoint is there.
+    let replayed = load_state(&h.services, &h.program, id).await.unwrap();
+    assert_eq!(replayed.breakpoints, ["c".to_string()].into());
+    let mut fresh = RunState::new(id, json!({}), &h.program, &RunOptions::default());
+    let m = baton_engine::Machine::new(&h.program);
+    for e in h.services.store.events(id, 0).await.unwrap() {
+        m.apply(&mut fresh, &e.event);
+    }
+    assert_eq!(fresh.breakpoints, ["c".to_string()].into());
+    // Removed on the stopped run (no process holds it): logged, and the run finishes.
+    let change = baton_types::BreakpointChange {
+        remove: vec!["c".into()],
+        ..Default::default()
+    };
+    let exec = Executor::new(h.program.clone(), h.services.clone());
+    let st = exec
+        .change_breakpoints(replayed, change, None)
+        .await
+        .unwrap();
+    assert!(st.breakpoints.is_empty());
+    let st = load_state(&h.services, &h.program, id).await.unwrap();
+    assert!(st.breakpoints.is_empty(), "the removal is in the log");
+    let st = h
+        .drive(
+            st,
+            vec![
+                Input::Start { resumed: true },
+                Input::Resume { stepping: false },
+            ],
+        )
+        .await;
+    assert_eq!(st.status, RunStatus::Succeeded);
+    assert_eq!(st.outputs["c"], json!("c after b"));
+}
+
 #[tokio::test]
 async fn pause_and_cancel_through_controls() {
     let h = harness(

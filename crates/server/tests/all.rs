@@ -19,6 +19,8 @@ use tower::ServiceExt;
 mod api;
 #[path = "all/budget.rs"]
 mod budget;
+#[path = "all/debug.rs"]
+mod debug;
 #[path = "all/edit.rs"]
 mod edit;
 #[path = "all/fork.rs"]
@@ -116,6 +118,37 @@ pub async fn key_for(state: &AppState) -> String {
         .await
         .unwrap()
         .key
+}
+
+/// A new key of `role` in `tenant`, made with the operator's key `op`.
+pub async fn key(state: &AppState, op: &str, tenant: &str, role: &str) -> String {
+    let body = json!({"role": role, "tenant": tenant});
+    let (status, v) = send_json(state, op, "POST", "/api/v1/keys", body).await;
+    assert_eq!(status, 201, "{v}");
+    v["key"].as_str().unwrap().to_string()
+}
+
+/// The run's detail once its status is `want` (it runs in the background).
+pub async fn reaches(state: &AppState, key: &str, run: &str, want: &str) -> Value {
+    for _ in 0..500 {
+        let uri = format!("/api/v1/runs/{run}");
+        let (status, v) = send_json(state, key, "GET", &uri, Value::Null).await;
+        assert_eq!(status, 200, "{v}");
+        if v["run"]["status"] == want {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("run {run} did not become {want}");
+}
+
+/// A refusal with this status and error code, in the one error body.
+pub fn refused(status: u16, v: &Value, want: (u16, &str)) {
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (want.0, Some(want.1)),
+        "{v}"
+    );
 }
 
 fn state_with(replies: Vec<Reply>) -> AppState {

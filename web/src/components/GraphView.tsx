@@ -7,9 +7,10 @@ import { memo, useCallback, useEffect, useMemo, useRef } from 'react';
 import type { Graph } from '../api/types';
 import { layout, NODE_H, NODE_W } from '../lib/layout';
 import type { NodeStatus } from '../lib/runStatus';
+import { BreakpointDot } from './debugger/BreakpointToggle';
 import { Reveal } from './run/Reveal';
 
-type StepData = { label: string; kind: string; status: NodeStatus; selected: boolean; onOpen(id: string): void };
+type StepData = { label: string; kind: string; status: NodeStatus; selected: boolean; onOpen(id: string): void; breakpoint?: boolean; onBreakpoint?(id: string): void };
 type StepNode = Node<StepData, 'step'>;
 
 const StepBox = memo(function StepBox({ id, data }: NodeProps<StepNode>) {
@@ -21,7 +22,6 @@ const StepBox = memo(function StepBox({ id, data }: NodeProps<StepNode>) {
         className={`step s-${data.status}${data.selected ? ' selected' : ''}`}
         style={{ width: NODE_W, height: NODE_H }}
         onClick={() => data.onOpen(id)}
-        aria-label={`${data.label}: ${data.kind} step, ${data.status}`}
         data-testid={`node-${id}`}
         data-status={data.status}
       >
@@ -30,6 +30,7 @@ const StepBox = memo(function StepBox({ id, data }: NodeProps<StepNode>) {
           {data.kind} · {data.status}
         </span>
       </button>
+      {data.onBreakpoint && <BreakpointDot step={id} on={!!data.breakpoint} onToggle={data.onBreakpoint} />}
       <Handle type="source" position={Position.Bottom} isConnectable={false} />
       {/* Edges back to an earlier step (loops, on_error retries) go round the right side. */}
       <Handle type="source" id="back-out" position={Position.Right} isConnectable={false} />
@@ -63,7 +64,7 @@ function Refit({ narrow, focus }: { narrow: boolean; focus: () => string[] }) {
   return null;
 }
 
-export function GraphView({ graph, statusOf, selected, onOpen, reveal }: { graph: Graph; statusOf(id: string): NodeStatus; selected?: string; onOpen(id: string): void; reveal?: number }) {
+export function GraphView({ graph, statusOf, selected, onOpen, reveal, breakpoints, onBreakpoint }: { graph: Graph; statusOf(id: string): NodeStatus; selected?: string; onOpen(id: string): void; reveal?: number; breakpoints?: ReadonlySet<string>; onBreakpoint?(id: string): void }) {
   const placed = useMemo(() => layout(graph.nodes, graph.edges), [graph]);
   // A node keeps its object while its status and selection stay the same, so a live event or
   // a click re-renders only the nodes it changed, not the whole graph.
@@ -75,7 +76,8 @@ export function GraphView({ graph, statusOf, selected, onOpen, reveal }: { graph
       const status = statusOf(p.id);
       const isSelected = p.id === selected;
       const prev = cache.current.get(p.id);
-      const same = prev && prev.data.status === status && prev.data.selected === isSelected && prev.data.onOpen === onOpen && prev.position.x === p.x && prev.position.y === p.y;
+      const breakpoint = breakpoints?.has(p.id) ?? false;
+      const same = prev && prev.data.status === status && prev.data.selected === isSelected && prev.data.onOpen === onOpen && prev.data.breakpoint === breakpoint && prev.data.onBreakpoint === onBreakpoint && prev.position.x === p.x && prev.position.y === p.y;
       const node: StepNode = same
         ? prev
         : {
@@ -85,7 +87,7 @@ export function GraphView({ graph, statusOf, selected, onOpen, reveal }: { graph
             // Known sizes: drawn (and fitted) at once, without waiting to be measured.
             width: NODE_W,
             height: NODE_H,
-            data: { label: p.id, kind: kind.get(p.id) ?? '', status, selected: isSelected, onOpen },
+            data: { label: p.id, kind: kind.get(p.id) ?? '', status, selected: isSelected, onOpen, breakpoint, onBreakpoint },
             draggable: false,
             connectable: false,
           };
@@ -94,7 +96,7 @@ export function GraphView({ graph, statusOf, selected, onOpen, reveal }: { graph
     });
     cache.current = next;
     return out;
-  }, [placed, graph, statusOf, selected, onOpen]);
+  }, [placed, graph, statusOf, selected, onOpen, breakpoints, onBreakpoint]);
   const edges: Edge[] = useMemo(() => {
     const y = new Map(placed.map((p) => [p.id, p.y]));
     return graph.edges

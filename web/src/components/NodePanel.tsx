@@ -1,8 +1,8 @@
 // One step's details: status, attempts, duration, tokens, its output and error; while an agent
 // runs, its model's output as it streams; its prompt and tool calls, its sandbox executions
-// and its definition (components/run/). Outputs are cut at a few thousand characters with
-// "show all", so a huge output never freezes the page.
-import { useState } from 'react';
+// and its definition (components/run/); the debugger's controls (children). Outputs are cut at
+// a few thousand characters with "show all", so a huge output never freezes the page.
+import { useState, type ReactNode } from 'react';
 import type { GraphNode, SandboxRecord, StepDetail } from '../api/types';
 import { duration, preview } from '../lib/preview';
 import type { NodeState, NodeStatus } from '../lib/runStatus';
@@ -13,7 +13,7 @@ import { LiveOutput } from './run/LiveOutput';
 import { recordsOf, SandboxRuns } from './run/SandboxRuns';
 import { StepDefinition, StepTrace } from './run/StepTrace';
 
-export function NodePanel({ runId, node, live, detail, status, deltas, sandbox, onClose }: { runId: string; node: GraphNode; live?: NodeState; detail?: StepDetail; status: NodeStatus; deltas?: DeltaStore; sandbox?: SandboxRecord[]; onClose(): void }) {
+export function NodePanel({ runId, node, live, detail, status, deltas, sandbox, onClose, children }: { runId: string; node: GraphNode; live?: NodeState; detail?: StepDetail; status: NodeStatus; deltas?: DeltaStore; sandbox?: SandboxRecord[]; onClose(): void; children?: ReactNode }) {
   const output = detail?.output ?? live?.output;
   const error = detail?.error ?? live?.error;
   const tokens = detail?.tokens ?? live?.tokens ?? 0;
@@ -55,6 +55,7 @@ export function NodePanel({ runId, node, live, detail, status, deltas, sandbox, 
           </>
         )}
       </dl>
+      {children}
       {status === 'waiting' && (
         <p className="banner">
           Waiting for a person.{' '}

@@ -82,19 +82,24 @@ export function totalsOf(d: RunDetail): Totals {
 export function pairSteps(a: RunSide, b: RunSide): StepPair[] {
   const byA = new Map(a.detail.steps.map((s) => [s.step, s]));
   const byB = new Map(b.detail.steps.map((s) => [s.step, s]));
+  // The first run's order, with the second run's own steps placed after the step they follow
+  // there (every step before them in the second run is placed by then, so that is the one just
+  // before). Linear: two runs of thousands of steps each pair at once.
+  const after = new Map<string | null, string>();
+  const bOrder = b.detail.steps.map((s) => s.step);
+  bOrder.forEach((step, i) => {
+    if (!byA.has(step)) after.set(i > 0 ? bOrder[i - 1] : null, step);
+  });
   const order: string[] = [];
   const seen = new Set<string>();
-  // The first run's order, with the second run's own steps placed after the step they follow there.
-  const bOrder = b.detail.steps.map((s) => s.step);
-  for (const s of a.detail.steps) {
-    if (!seen.has(s.step)) order.push(s.step), seen.add(s.step);
-  }
-  bOrder.forEach((step, i) => {
-    if (seen.has(step)) return;
-    seen.add(step);
-    const prev = bOrder.slice(0, i).reverse().find((p) => order.includes(p));
-    order.splice(prev === undefined ? 0 : order.indexOf(prev) + 1, 0, step);
-  });
+  const place = (step: string | null) => {
+    for (let s = step; s !== null && !seen.has(s); s = after.get(s) ?? null) {
+      seen.add(s);
+      order.push(s);
+    }
+  };
+  place(after.get(null) ?? null);
+  for (const s of a.detail.steps) place(s.step);
   return order.map((step) => {
     const sa = byA.get(step);
     const sb = byB.get(step);

@@ -1,5 +1,6 @@
 // The event log's rows: a one-line summary of each event, and the filter over them.
 import type { EventRecord } from '../api/types';
+import { pathOf } from './timeline';
 
 export interface Row {
   seq: number;
@@ -60,6 +61,14 @@ export function rowOf(e: EventRecord): Row {
       break;
     case 'channel_subscribed':
       summary = `${String(ev.agent ?? '')} subscribed to #${String(ev.channel ?? '')}`;
+      break;
+    case 'breakpoints_set': {
+      const ids = (ev.breakpoints as string[] | undefined) ?? [];
+      summary = ids.length ? `pauses before ${ids.join(', ')}` : 'no breakpoints';
+      break;
+    }
+    case 'state_edited':
+      summary = `${pathOf(ev.target)} = ${short(ev.value)}`;
       break;
   }
   return { seq: e.seq, at: e.at_ms, kind: ev.type, step, summary };

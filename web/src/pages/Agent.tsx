@@ -152,8 +152,8 @@ export function Agent({ name }: { name: string }) {
                   </td>
                   <td>
                     {me.may.edit_workflows && v.version !== def && (
-                      <button type="button" disabled={busy} onClick={() => void rollback(v.version)} aria-label={`Make v${v.version} the default`}>
-                        Make default
+                      <button type="button" disabled={busy} onClick={() => void rollback(v.version)}>
+                        Make <span className="sr-only">v{v.version} the </span>default
                       </button>
                     )}
                   </td>

@@ -1,16 +1,23 @@
 // Every human step waiting in the tenant's runs, answered with a click or with a comment.
+// Live: reloaded when a run asks for or gets an answer, or ends (the tab's tenant socket, as the
+// header's badge); polled every 10 s only while the socket is down.
 import { useState } from 'react';
 import { ApiError, parseValue } from '../api/client';
 import type { Approval } from '../api/types';
 import { ErrorBanner } from '../components/Status';
-import { usePoll } from '../hooks';
+import { useLiveResource } from '../components/dashboard/Live';
+import { changesApprovals } from '../lib/dashboard';
 import { ago, preview } from '../lib/preview';
 import { onLink } from '../router';
 import { useSession } from '../session';
 
 export function Approvals({ onAnswered }: { onAnswered(): void }) {
   const { api } = useSession();
-  const list = usePoll((s) => api.request<{ approvals: Approval[] }>('GET', '/approvals', undefined, s), 3000, 'inbox');
+  const list = useLiveResource((s) => api.request<{ approvals: Approval[] }>('GET', '/approvals', undefined, s), {
+    key: 'inbox',
+    pollMs: 10_000,
+    relevant: changesApprovals,
+  });
   const [done, setDone] = useState<string>();
   const answered = (msg: string) => {
     setDone(msg);

@@ -14,6 +14,7 @@ import { StepPanel } from '../components/builder/StepPanel';
 import { download, Toolbar, useShortcuts } from '../components/builder/Toolbar';
 import { Problems, YamlTab, type Problem } from '../components/builder/YamlTab';
 import { ErrorBanner } from '../components/Status';
+import { BuilderDebugButton } from '../components/debugger/BuilderDebugButton';
 import { findStep, NEW_WORKFLOW, parseFlow, walk, type Step } from '../lib/flow';
 import { connect, graphOf, renameStep, setField, setMeta } from '../lib/flowGraph';
 import { templateVars } from '../lib/templateVars';
@@ -128,6 +129,9 @@ function Editor({ initial, loaded }: { initial: ReturnType<typeof parseFlow>; lo
           onExport={() => download(`${String(flow.meta.name ?? 'workflow')}.yaml`, st.yamlNow())}
           onHelp={toggleHelp}
         />
+        {me.may.start_runs && (!readOnly || !!store.stored) && (
+          <BuilderDebugButton steps={() => walk(flow.steps).map((p) => p.step.id)} disabled={store.busy} onStart={(opts) => store.run(opts)} />
+        )}
       </header>
       {readOnly && <p className="banner">Your key may read workflows but not change them: the builder is read-only.</p>}
       <ErrorBanner error={store.fail} />

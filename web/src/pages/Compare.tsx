@@ -3,10 +3,12 @@
 // tokens, cost, duration, model and output, the output differences highlighted. Outputs are
 // cut at a few thousand characters with "show all", and a step's differences are computed
 // only once it scrolls into view, after the page has drawn, so two runs with megabyte
-// outputs open as fast as two small ones.
-import { useEffect, useRef, useState } from 'react';
+// outputs open as fast as two small ones; only the steps near the viewport are drawn
+// (components/compare/WindowList.tsx), so two runs of thousands of steps do too.
+import { useEffect, useMemo, useRef, useState } from 'react';
 import { ApiError } from '../api/client';
 import type { RunDetail } from '../api/types';
+import { WindowList } from '../components/compare/WindowList';
 import { ErrorBanner, StatusPill } from '../components/Status';
 import { delta, pairSteps, shortId, sideOf, totalsOf, type RunSide, type StepPair, type Totals } from '../lib/compare';
 import { canonicalText, cutParts, diffValues, fromFirstChange, type Diff, type Part } from '../lib/outputDiff';
@@ -52,6 +54,7 @@ export default function Compare({ a, b }: { a: string; b: string }) {
     };
   }, [api, a, b, round]);
 
+  const pairs = useMemo(() => (sides ? pairSteps(sides[0], sides[1]) : []), [sides]);
   if (error)
     return (
       <section>
@@ -64,7 +67,6 @@ export default function Compare({ a, b }: { a: string; b: string }) {
     );
   if (!sides) return <p className="loading">Loading runs {shortId(a)} and {shortId(b)}…</p>;
   const [sa, sb] = sides;
-  const pairs = pairSteps(sa, sb);
   const differ = pairs.filter((p) => !p.sameOutput).length;
   return (
     <section className="compare" aria-labelledby="cmp-title">
@@ -78,14 +80,13 @@ export default function Compare({ a, b }: { a: string; b: string }) {
       <p className="muted small" data-testid="cmp-summary">
         {pairs.length} step{pairs.length === 1 ? '' : 's'} · {differ === 0 ? 'every output is the same' : `${differ} with a different output or only in one run`}
       </p>
-      <ol className="cmp-steps">
-        {pairs.map((p) => (
-          <StepRow key={p.step} pair={p} />
-        ))}
-      </ol>
+      <WindowList className="cmp-steps" label="Steps" items={pairs} keyOf={stepKey} render={renderStep} />
     </section>
   );
 }
+
+const stepKey = (p: StepPair) => p.step;
+const renderStep = (p: StepPair) => <StepRow pair={p} />;
 
 const money = (v?: number) => (v === undefined ? '–' : `$${v.toFixed(4)}`);
 
@@ -146,7 +147,7 @@ function StepRow({ pair }: { pair: StepPair }) {
   const { a, b } = pair;
   const note = pair.only ? `only in run ${pair.only.toUpperCase()}` : pair.sameOutput ? 'same output' : 'output differs';
   return (
-    <li className={`card cmp-step${pair.only ? ' only' : ''}${!pair.sameOutput && !pair.only ? ' differs' : ''}`} data-testid={`cmp-step-${pair.step}`} data-same={pair.sameOutput}>
+    <div className={`card cmp-step${pair.only ? ' only' : ''}${!pair.sameOutput && !pair.only ? ' differs' : ''}`} data-testid={`cmp-step-${pair.step}`} data-same={pair.sameOutput}>
       <h2>
         <span className="mono">{pair.step}</span> <span className={`cmp-note${pair.sameOutput ? ' muted' : ''}`}>{note}</span>
       </h2>
@@ -162,7 +163,7 @@ function StepRow({ pair }: { pair: StepPair }) {
           <DiffPair a={pair.outA} b={pair.outB} />
         )}
       </div>
-    </li>
+    </div>
   );
 }
 

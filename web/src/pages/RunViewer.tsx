@@ -1,7 +1,8 @@
 // One run: its workflow graph with each node's live status, a node's details, the event log,
 // and pause/resume/cancel for the roles that may. The first events are read page by page,
-// then the run's SSE stream continues from the last seq; live events are applied once per
-// animation frame, however many arrive, so a busy run never floods the page with renders.
+// then the run's SSE stream continues from the last seq; live events are applied in batches
+// (lib/frameBatch.ts: at most once per animation frame, less often when an update costs more),
+// however many arrive, so a busy run never floods the page with renders.
 import { useCallback, useEffect, useRef, useState } from 'react';
 import { ApiError } from '../api/client';
 import { followRun } from '../api/sse';
@@ -9,12 +10,16 @@ import type { EventRecord, Graph, RunDetail } from '../api/types';
 import { EventLog } from '../components/EventLog';
 import { GraphView } from '../components/GraphView';
 import { NodePanel } from '../components/NodePanel';
+import { BreakpointButton } from '../components/debugger/BreakpointToggle';
+import { DebuggerBar } from '../components/debugger/DebuggerBar';
+import { useDebugger } from '../components/debugger/useDebugger';
 import { ForkNote, TimeTravel } from '../components/timeline/TimeTravel';
 import { TeamPanel } from '../components/run/TeamPanel';
 import { useRunDeltas } from '../components/run/useRunDeltas';
 import { stepIdOf } from '../lib/deltas';
 import { ErrorBanner, StatusPill } from '../components/Status';
 import { rowOf, type Row } from '../lib/events';
+import { FrameBatcher } from '../lib/frameBatch';
 import { duration } from '../lib/preview';
 import { emptyRun, foldEvents, isFinished, statusOf, type RunView } from '../lib/runStatus';
 import { onLink } from '../router';
@@ -22,7 +27,7 @@ import { useSession } from '../session';
 
 const PAGE = 1000;
 /** Kinds after which the run's figures (outputs, durations, tokens) are read again. */
-const REFRESH = new Set(['step_succeeded', 'step_failed', 'human_requested', 'human_responded', 'paused', 'resumed', 'run_succeeded', 'run_failed', 'run_cancelled']);
+const REFRESH = new Set(['step_succeeded', 'step_failed', 'human_requested', 'human_responded', 'paused', 'resumed', 'run_succeeded', 'run_failed', 'run_cancelled', 'breakpoints_set', 'state_edited']);
 
 export default function RunViewer({ id }: { id: string }) {
   const { api, me } = useSession();
@@ -46,22 +51,16 @@ export default function RunViewer({ id }: { id: string }) {
 
   useEffect(() => {
     const ctrl = new AbortController();
-    let pending: EventRecord[] = [];
     setEvents([]); // another run (a fork just opened): its own timeline
-    let frame = 0;
-    const flush = () => {
-      frame = 0;
-      const batch = pending;
-      pending = [];
+    const flush = (batch: EventRecord[]) => {
       setView((v) => foldEvents(v, batch));
       setRows((r) => r.concat(batch.filter((e) => e.seq > (r.at(-1)?.seq ?? 0)).map(rowOf)));
       setEvents((all) => all.concat(batch.filter((e) => e.seq > (all.at(-1)?.seq ?? 0))));
       if (batch.some((e) => REFRESH.has(e.type))) refreshDetail();
     };
-    const push = (e: EventRecord) => {
-      pending.push(e);
-      if (!frame) frame = requestAnimationFrame(flush);
-    };
+    // Once per animation frame at most, and less often when the page grows slow to update.
+    const batcher = new FrameBatcher(flush);
+    const push = (e: EventRecord) => batcher.push(e);
     (async () => {
       try {
         const [g, d] = await Promise.all([api.graph(id), api.run(id)]);
@@ -91,7 +90,7 @@ export default function RunViewer({ id }: { id: string }) {
     })();
     return () => {
       ctrl.abort();
-      cancelAnimationFrame(frame);
+      batcher.stop();
       clearTimeout(refreshTimer.current);
     };
   }, [api, id, refreshDetail]);
@@ -112,6 +111,7 @@ export default function RunViewer({ id }: { id: string }) {
   // The record says `interrupted` when no process holds a running run.
   const status = detail?.run.status === 'interrupted' ? 'interrupted' : view.seq ? view.status : detail?.run.status ?? 'pending';
   const deltas = useRunDeltas(api.key, id, !detail || isFinished(status), Math.max(view.seq, detail?.run.last_seq ?? 0));
+  const dbg = useDebugger(id, detail?.debug, isFinished(status), refreshDetail);
   const act = async (action: 'pause' | 'resume' | 'cancel') => {
     setBusy(true);
     setError(undefined);
@@ -179,8 +179,9 @@ export default function RunViewer({ id }: { id: string }) {
       )}
       <ForkNote run={detail} />
       {detail.run.error && <p className="banner error">{detail.run.error}</p>}
+      <DebuggerBar runId={detail.run.id} dbg={dbg} paused={status === 'paused'} seq={view.seq} order={graph.nodes.map((n) => n.id)} onEdited={refreshDetail} />
       <div className={`run-body${node ? ' with-panel' : ''}`}>
-        <GraphView graph={graph} statusOf={nodeStatus} selected={selected} onOpen={onOpen} reveal={reveal} />
+        <GraphView graph={graph} statusOf={nodeStatus} selected={selected} onOpen={onOpen} reveal={reveal} breakpoints={dbg.active ? dbg.breakpoints : undefined} onBreakpoint={dbg.active ? dbg.toggle : undefined} />
         {node && (
           <NodePanel
             runId={detail.run.id}
@@ -191,7 +192,9 @@ export default function RunViewer({ id }: { id: string }) {
             deltas={deltas}
             sandbox={detail.sandbox}
             onClose={() => setSelected(undefined)}
-          />
+          >
+            {dbg.active && <BreakpointButton step={node.id} on={dbg.breakpoints.has(node.id)} onToggle={dbg.toggle} />}
+          </NodePanel>
         )}
       </div>
       <TeamPanel key={`team-${detail.run.id}`} runId={detail.run.id} team={detail.team} events={events} live={!finished} onStep={pickStep} />

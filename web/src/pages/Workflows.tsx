@@ -1,6 +1,7 @@
 // The tenant's stored workflows: open one in the builder, or start a new one.
 import type { WorkflowInfo } from '../api/types';
 import { ErrorBanner } from '../components/Status';
+import { WorkflowRunButton } from '../components/debugger/WorkflowRunButton';
 import { usePoll } from '../hooks';
 import { ago } from '../lib/preview';
 import { navigate, onLink } from '../router';
@@ -43,6 +44,11 @@ export function Workflows() {
                 <th scope="col">
                   <span className="sr-only">Open</span>
                 </th>
+                {me.may.start_runs && (
+                  <th scope="col">
+                    <span className="sr-only">Run</span>
+                  </th>
+                )}
               </tr>
             </thead>
             <tbody>
@@ -56,6 +62,11 @@ export function Workflows() {
                       Open
                     </a>
                   </td>
+                  {me.may.start_runs && (
+                    <td>
+                      <WorkflowRunButton name={w.name} />
+                    </td>
+                  )}
                 </tr>
               ))}
             </tbody>

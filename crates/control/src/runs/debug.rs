@@ -94,7 +94,7 @@ impl Control {
         } else {
             DebugView::of(
                 &self
-                    .executor(program)
+                    .publishing_executor(program, rec.tenant.clone())
                     .change_breakpoints(st, change.clone(), by)
                     .await?,
             )

@@ -59,7 +59,7 @@ impl Control {
             ControlOutcome::Queued
         } else {
             let st = self
-                .executor(program)
+                .publishing_executor(program, rec.tenant.clone())
                 .drive(st, vec![Input::Edit { edits, by }])
                 .await?;
             ControlOutcome::Applied(st.status)

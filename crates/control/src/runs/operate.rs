@@ -58,7 +58,10 @@ impl Control {
                 RunControl::Pause => Input::Pause,
                 RunControl::Cancel => Input::Cancel,
             };
-            let st = self.executor(program).drive(st, vec![input]).await?;
+            let st = self
+                .publishing_executor(program, rec.tenant.clone())
+                .drive(st, vec![input])
+                .await?;
             ControlOutcome::Applied(st.status)
         };
         let details = json!({"queued": outcome == ControlOutcome::Queued});

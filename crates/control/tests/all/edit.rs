@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::*;
 
-const STOPS: &str = r#"version: 1
+pub(crate) const STOPS: &str = r#"version: 1
 name: stops
 steps:
   - { id: one, tool: echo, with: { text: "one" } }
@@ -21,7 +21,7 @@ fn set(path: &str, value: Value) -> (EditTarget, Value) {
 }
 
 /// A run of STOPS paused at its breakpoint before `two`.
-async fn at_breakpoint(c: &Control, who: &Caller) -> String {
+pub(crate) async fn at_breakpoint(c: &Control, who: &Caller) -> String {
     let req = RunRequest {
         breakpoints: vec!["two".into()],
         ..RunRequest::default()

@@ -3,41 +3,11 @@
 //! 403 for a viewer, 422 for a bad path, with the one error body.
 
 use baton_llm::Providers;
-use baton_server::AppState;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{key_for, send_json as send, test_state};
+use super::{key, key_for, reaches, refused, send_json as send, test_state};
 
-const STOPS: &str = "version: 1\nname: stops\nsteps:\n  - { id: one, tool: echo, with: { text: one } }\n  - { id: two, tool: echo, with: { text: \"two saw {{ steps.one.output }} and {{ state.note }}\" } }\n";
-
-async fn key(state: &AppState, op: &str, tenant: &str, role: &str) -> String {
-    let body = json!({"role": role, "tenant": tenant});
-    let (status, v) = send(state, op, "POST", "/api/v1/keys", body).await;
-    assert_eq!(status, 201, "{v}");
-    v["key"].as_str().unwrap().to_string()
-}
-
-/// The run once its status is `want` (it runs in the background).
-async fn reaches(state: &AppState, key: &str, run: &str, want: &str) -> Value {
-    for _ in 0..500 {
-        let uri = format!("/api/v1/runs/{run}");
-        let (status, v) = send(state, key, "GET", &uri, Value::Null).await;
-        assert_eq!(status, 200, "{v}");
-        if v["run"]["status"] == want {
-            return v;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("run {run} did not become {want}");
-}
-
-fn refused(status: u16, v: &Value, want: (u16, &str)) {
-    assert_eq!(
-        (status, v["error"]["code"].as_str()),
-        (want.0, Some(want.1)),
-        "{v}"
-    );
-}
+pub(crate) const STOPS: &str = "version: 1\nname: stops\nsteps:\n  - { id: one, tool: echo, with: { text: one } }\n  - { id: two, tool: echo, with: { text: \"two saw {{ steps.one.output }} and {{ state.note }}\" } }\n";
 
 #[tokio::test]
 async fn a_paused_runs_state_is_edited_over_the_api_and_refused_with_reasons() {

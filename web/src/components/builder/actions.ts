@@ -7,6 +7,8 @@ import type { Flow, Kind, Step } from '../../lib/flow';
 import { addStep, disconnect, removeStep, type FlowEdge } from '../../lib/flowGraph';
 import { navigate } from '../../router';
 import type { useFlow } from './hooks';
+import { startRun } from '../debugger/api';
+import type { DebugStart } from '../debugger/StartRunDialog';
 
 type FlowState = ReturnType<typeof useFlow>;
 
@@ -110,14 +112,17 @@ export function useStore(api: Api, st: FlowState, flow: Flow, readOnly: boolean,
     }
   }, [api, flow, readOnly, st, stored]);
 
-  /** Saves first when edited (and allowed), then starts the saved version and opens its run. */
-  const run = useCallback(async () => {
+  /**
+   * Saves first when edited (and allowed), then starts the saved version and opens its run;
+   * `debug`: with breakpoints and stepping (the debugger's "Debug…").
+   */
+  const run = useCallback(async (debug?: DebugStart) => {
     const dirty = !stored || savedYaml !== st.yamlNow();
     const w = dirty && !readOnly ? await save() : stored;
     if (!w) return;
     setBusy(true);
     try {
-      const r = await api.startRun(`${w.name}@${w.version}`);
+      const r = await startRun(api, { workflow: `${w.name}@${w.version}`, ...debug });
       navigate(`/runs/${r.id}`);
     } catch (e) {
       setFail(e as ApiError);

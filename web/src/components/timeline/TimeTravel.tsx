@@ -17,7 +17,17 @@ const HEIGHT = 300;
 
 export function TimeTravel({ run, graph, events, onSubject, focus }: { run: RunDetail; graph: Graph; events: EventRecord[]; onSubject?(subject: string): void; focus?: string }) {
   const { me } = useSession();
-  const checkpoints = useMemo(() => checkpointsOf(events), [events]);
+  // A live run's log only grows: only the events added since the last render are read (a run
+  // of tens of thousands of events would otherwise be read whole at each update).
+  const cache = useRef<{ events: EventRecord[]; checkpoints: Checkpoint[] }>({ events: [], checkpoints: [] });
+  const checkpoints = useMemo(() => {
+    const c = cache.current;
+    const n = c.events.length;
+    const grown = n > 0 && events.length >= n && events[0] === c.events[0] && events[n - 1] === c.events[n - 1];
+    const next = grown ? c.checkpoints.concat(checkpointsOf(events.slice(n))) : checkpointsOf(events);
+    cache.current = { events, checkpoints: next };
+    return next;
+  }, [events]);
   const [picked, setPicked] = useState<number>();
   const [forking, setForking] = useState(false);
   const index = picked === undefined ? -1 : checkpoints.findIndex((c) => c.seq === picked);
