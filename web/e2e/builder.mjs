@@ -109,7 +109,9 @@ export async function builderTests({ test, signIn, server, api, runEnded, expect
     await expectText(page.getByTestId('yaml-error'), 'canvas is unchanged');
     await shot('yaml-error');
     await page.getByRole('tab', { name: 'Canvas' }).click();
-    await page.getByTestId('bnode-requirements').waitFor(); // the last example (todo-app) is still there
+    // The last example is still there.
+    const last = parse(readFileSync(join(dir, files.at(-1)), 'utf8'));
+    await page.getByTestId(`bnode-${last.steps[0].id}`).waitFor();
     console.log(`builder-yaml-roundtrip: ${files.length} examples round-tripped through the YAML tab and the canvas`);
   });
 

@@ -40,7 +40,7 @@ function move<T>(list: T[], i: number, by: number): T[] {
 function RowButtons({ what, i, n, readOnly, onMove, onRemove }: { what: string; i: number; n: number; readOnly: boolean; onMove(by: number): void; onRemove(): void }) {
   if (readOnly) return null;
   return (
-    <span className="row-buttons">
+    <span className="bf-buttons">
       <button type="button" className="icon" aria-label={`Move ${what} up`} title="Move up" disabled={i === 0} onClick={() => onMove(-1)}>
         ↑
       </button>
@@ -61,7 +61,7 @@ export function CasesEditor(p: FormProps & { targets: string[] }) {
   const patch = (i: number, k: 'when' | 'goto', v: string) => set(cases.map((c, j) => (j === i ? { ...(isPlain(c) ? c : {}), [k]: v } : c)));
   const options = ['end', ...p.targets];
   return (
-    <div className="rows" id={p.id} role="group" aria-label={p.label} data-testid="cases">
+    <div className="bf-rows" id={p.id} role="group" aria-label={p.label} data-testid="cases">
       {cases.length === 0 && <p className="muted small">No case yet: the switch always takes its default.</p>}
       {cases.map((c, i) => {
         const row = isPlain(c) ? c : {};
@@ -70,8 +70,8 @@ export function CasesEditor(p: FormProps & { targets: string[] }) {
         const bad = { when: rowProblems(p.problemsAt, p.path, i, 'when'), goto: rowProblems(p.problemsAt, p.path, i, 'goto'), row: rowProblems(p.problemsAt, p.path, i) };
         const n = i + 1;
         return (
-          <div key={i} className={`row${bad.when.length || bad.goto.length || bad.row.length ? ' invalid' : ''}`} data-testid={`case-${n}`}>
-            <span className="row-n mono small" aria-hidden>
+          <div key={i} className={`bf-row${bad.when.length || bad.goto.length || bad.row.length ? ' invalid' : ''}`} data-testid={`case-${n}`}>
+            <span className="bf-n mono small" aria-hidden>
               {n}
             </span>
             <input
@@ -108,13 +108,13 @@ export function IdListEditor(p: FormProps & { options: string[] }) {
   const set = (next: string[]) => p.onChange(next.length ? next : undefined);
   const left = p.options.filter((o) => !ids.includes(o));
   return (
-    <div className="rows" id={p.id} role="group" aria-label={p.label}>
+    <div className="bf-rows" id={p.id} role="group" aria-label={p.label}>
       {ids.length === 0 && <p className="muted small">None: document order.</p>}
       {ids.map((x, i) => {
         const bad = rowProblems(p.problemsAt, p.path, i);
         return (
-          <div key={`${x}-${i}`} className={`row${bad.length ? ' invalid' : ''}`}>
-            <span className="row-n mono small" aria-hidden>
+          <div key={`${x}-${i}`} className={`bf-row${bad.length ? ' invalid' : ''}`}>
+            <span className="bf-n mono small" aria-hidden>
               {i + 1}
             </span>
             <span className={`mono grow${p.options.includes(x) ? '' : ' bad'}`}>{x}</span>
@@ -169,12 +169,12 @@ export function PairsEditor(p: FormProps & { keyLabel: string; valueLabel: strin
   };
   const patch = (i: number, r: Partial<Pair>) => change(rows.map((x, j) => (j === i ? { ...x, ...r } : x)));
   return (
-    <div className="rows" id={p.id} role="group" aria-label={p.label}>
+    <div className="bf-rows" id={p.id} role="group" aria-label={p.label}>
       {rows.map((r, i) => {
         const bad = [...p.problemsAt].some(([k]) => k.startsWith(`${p.path}.${r.k}`));
         const n = i + 1;
         return (
-          <div key={i} className={`row${bad ? ' invalid' : ''}${p.multiline ? ' tall' : ''}`}>
+          <div key={i} className={`bf-row${bad ? ' invalid' : ''}${p.multiline ? ' tall' : ''}`}>
             <input className="mono" aria-label={`${p.keyLabel} ${n}`} placeholder={p.keyLabel} value={r.k} disabled={p.readOnly} onChange={(e) => patch(i, { k: e.target.value })} />
             {p.multiline ? (
               <textarea className="mono grow" rows={3} aria-label={`${p.valueLabel} ${n}`} value={r.v} disabled={p.readOnly} onChange={(e) => patch(i, { v: e.target.value })} spellCheck={false} />
@@ -211,7 +211,7 @@ export function OnErrorEditor(p: { id: string; value: unknown; readOnly: boolean
   const known = mode === '' || mode === 'fail' || mode === 'continue' || mode === 'goto';
   const targets = goto && !p.targets.includes(goto) ? [goto, ...p.targets] : p.targets;
   return (
-    <span className="inline-pair">
+    <span className="bf-pair">
       <select
         id={p.id}
         value={mode === 'fail' ? '' : known ? mode : text}
@@ -300,13 +300,13 @@ export function InputsEditor(p: FormProps) {
   };
   const patch = (i: number, r: Partial<InputRow>) => change(rows.map((x, j) => (j === i ? { ...x, ...r } : x)));
   return (
-    <div className="rows" id={p.id} role="group" aria-label={p.label}>
+    <div className="bf-rows" id={p.id} role="group" aria-label={p.label}>
       {rows.map((r, i) => {
         const bad = [...p.problemsAt].some(([k]) => k === `${p.path}.${r.name}` || k.startsWith(`${p.path}.${r.name}.`));
         const n = i + 1;
         return (
-          <div key={i} className={`input-row${bad ? ' invalid' : ''}`} data-testid={`input-${n}`}>
-            <div className="row">
+          <div key={i} className={`bf-input${bad ? ' invalid' : ''}`} data-testid={`input-${n}`}>
+            <div className="bf-row">
               <input className="mono grow" aria-label={`Input ${n}: name`} placeholder="name" value={r.name} disabled={p.readOnly} onChange={(e) => patch(i, { name: e.target.value })} />
               <select aria-label={`Input ${n}: type`} value={r.type} disabled={p.readOnly} onChange={(e) => patch(i, { type: e.target.value })}>
                 {!(INPUT_TYPES as readonly string[]).includes(r.type) && <option>{r.type}</option>}
@@ -320,7 +320,7 @@ export function InputsEditor(p: FormProps) {
                 </button>
               )}
             </div>
-            <div className="row">
+            <div className="bf-row">
               {r.type === 'boolean' ? (
                 <select className="grow" aria-label={`Input ${n}: default`} value={r.dflt} disabled={p.readOnly} onChange={(e) => patch(i, { dflt: e.target.value })}>
                   <option value="">(required: no default)</option>
@@ -338,7 +338,7 @@ export function InputsEditor(p: FormProps) {
                 />
               )}
             </div>
-            <div className="row">
+            <div className="bf-row">
               <input className="grow" aria-label={`Input ${n}: description`} placeholder="description" value={r.description} disabled={p.readOnly} onChange={(e) => patch(i, { description: e.target.value })} />
             </div>
           </div>
