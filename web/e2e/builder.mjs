@@ -1,8 +1,12 @@
 // The builder's browser tests (run by e2e/run.mjs, with its server, helpers and browser):
 // build a three-step workflow by drag and drop, save it, run it and watch every node turn
-// done; the YAML tab round-trips every file of examples/; a 200-step workflow opens in the
-// builder (the figure is printed); a viewer sees it read-only.
-import { readdirSync, readFileSync } from 'node:fs';
+// done; the YAML tab round-trips every file of examples/; nodes arranged, saved and reloaded
+// stay where they were (moves undone and redone); a switch built with the cases form runs
+// the case that holds; a 200-step workflow opens in the builder (the figure is printed); a
+// viewer sees it read-only.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 
@@ -105,7 +109,9 @@ export async function builderTests({ test, signIn, server, api, runEnded, expect
     await expectText(page.getByTestId('yaml-error'), 'canvas is unchanged');
     await shot('yaml-error');
     await page.getByRole('tab', { name: 'Canvas' }).click();
-    await page.getByTestId('bnode-requirements').waitFor(); // the last example (todo-app) is still there
+    // The last example is still there.
+    const last = parse(readFileSync(join(dir, files.at(-1)), 'utf8'));
+    await page.getByTestId(`bnode-${last.steps[0].id}`).waitFor();
     console.log(`builder-yaml-roundtrip: ${files.length} examples round-tripped through the YAML tab and the canvas`);
   });
 
@@ -149,6 +155,156 @@ export async function builderTests({ test, signIn, server, api, runEnded, expect
     await expectText(page.locator('#builder-title'), 'hello');
   });
 
+  /** Waits until `check()` holds (polling), or fails saying `what`. */
+  const until = async (page, check, what) => {
+    for (let i = 0; i < 100; i++) {
+      if (await check()) return;
+      await page.waitForTimeout(50);
+    }
+    throw new Error(what);
+  };
+  /** Where the canvas draws a node: its `translate(x, y)` in flow coordinates (zoom aside). */
+  const placeOf = (page, id) => page.locator(`.react-flow__node[data-id="${id}"]`).evaluate((el) => el.style.transform);
+
+  await test('builder-layout-saved', async (page, shot) => {
+    await signIn(page);
+    await page.goto(`${server.url}/builder`);
+    await page.getByRole('tab', { name: 'YAML' }).click();
+    const steps = ['a', 'b', 'c'].map((id) => `  - { id: ${id}, tool: echo, with: { text: ${id} } }`);
+    await page.getByTestId('yaml').fill(`version: 1\nname: arranged\nsteps:\n${steps.join('\n')}\n`);
+    await page.waitForTimeout(350);
+    await page.getByRole('tab', { name: 'Canvas' }).click();
+    await page.getByTestId('bnode-c').waitFor();
+    const auto = await placeOf(page, 'c');
+    // Drag c up and to the right, beside a.
+    const box = await page.getByTestId('bnode-c').boundingBox();
+    await page.mouse.move(box.x + 60, box.y + 20);
+    await page.mouse.down();
+    for (let i = 1; i <= 20; i++) await page.mouse.move(box.x + 60 + i * 14, box.y + 20 - i * 6);
+    await page.mouse.up();
+    const moved = await placeOf(page, 'c');
+    if (moved === auto) throw new Error(`c did not move (${auto})`);
+    // A move is undone and redone like any edit.
+    await page.locator('.react-flow__pane').click({ position: { x: 30, y: 30 } });
+    await page.keyboard.press('Control+z');
+    await until(page, async () => (await placeOf(page, 'c')) === auto, 'undo did not put c back');
+    await page.keyboard.press('Control+Shift+z');
+    await until(page, async () => (await placeOf(page, 'c')) === moved, 'redo did not move c again');
+    // Shift+arrows move the selected step; nudges in a row are one undo step.
+    await page.getByTestId('bnode-b').click();
+    const bAt = await placeOf(page, 'b');
+    for (let i = 0; i < 3; i++) await page.keyboard.press('Shift+ArrowLeft');
+    const xy = (t) => t.match(/-?[\d.]+/g).map(Number);
+    await until(page, async () => xy(await placeOf(page, 'b'))[0] === xy(bAt)[0] - 60, `b did not move 60 px left from ${bAt}`);
+    await page.keyboard.press('Control+z');
+    await until(page, async () => (await placeOf(page, 'b')) === bAt, 'undo did not put b back');
+    await page.keyboard.press('Control+s');
+    await expectText(page.getByTestId('builder-status'), 'Saved arranged version 1');
+    const stored = parse((await api('GET', '/workflows/arranged')).source);
+    const [x, y] = stored.layout?.c ?? [];
+    if (!moved.includes(`translate(${x}px, ${y}px)`)) throw new Error(`stored layout ${JSON.stringify(stored.layout)}, drawn at ${moved}`);
+    if (Object.keys(stored.layout).join() !== 'a,b,c') throw new Error(`stored layout ${JSON.stringify(stored.layout)}`);
+    // Reopened: every node where it was saved.
+    const drawn = { a: await placeOf(page, 'a'), b: await placeOf(page, 'b') };
+    await page.reload();
+    await page.getByTestId('bnode-c').waitFor();
+    await expectText(page.getByTestId('version'), 'v1');
+    for (const [id, at] of Object.entries({ ...drawn, c: moved })) {
+      if ((await placeOf(page, id)) !== at) throw new Error(`after a reload ${id} is at ${await placeOf(page, id)}, saved at ${at}`);
+    }
+    await page.getByTestId('bnode-c').click();
+    await page.getByTestId('step-panel').getByRole('group', { name: 'Retry' }).getByLabel('Max retries').fill('2');
+    await shot('reopened');
+    // The rest of the panel: on_error as a choice with its step picker.
+    await field(page, 'On error').selectOption('goto');
+    await field(page, 'On error: go to').selectOption('a');
+    await field(page, 'On error').scrollIntoViewIfNeeded();
+    await shot('on-error');
+    await page.getByRole('tab', { name: 'YAML' }).click();
+    const yaml = await page.getByTestId('yaml').inputValue();
+    if (!yaml.includes(`  c: [ ${x}, ${y} ]`)) throw new Error(`the YAML tab:\n${yaml}`);
+    if (!/on_error: goto a\b/.test(yaml) || !/retry:.*max: 2/.test(yaml)) throw new Error(`c's retry and on_error:\n${yaml}`);
+    // A stale layout entry typed in the YAML tab is named by the validator, with its line.
+    await page.getByTestId('yaml').fill(yaml.replace('  c: [', '  cc: ['));
+    await expectText(page.getByTestId('problems'), 'places unknown step `cc` (did you mean `c`?)');
+    await shot('stale-layout');
+  });
+
+  await test('builder-switch-form-run', async (page, shot) => {
+    await signIn(page);
+    await page.goto(`${server.url}/builder`);
+    await field(page, 'Name').fill('switched');
+    // An input from the document's form: n, an integer, 5 by default.
+    await page.getByTestId('step-panel').getByRole('button', { name: 'Add input' }).click();
+    await field(page, 'Input 1: name').fill('n');
+    await field(page, 'Input 1: type').selectOption('integer');
+    await field(page, 'Input 1: default').fill('5');
+    await expectText(page.getByTestId('problems'), 'the workflow has no steps');
+    await expectText(page.getByTestId('canvas-empty'), 'drag a kind from the palette');
+    await shot('inputs');
+    await page.getByTestId('palette-switch').click();
+    await page.getByTestId('bnode-switch1').waitFor();
+    await page.getByTestId('palette-tool').click();
+    await page.getByTestId('palette-tool').click();
+    await page.getByTestId('bnode-tool2').waitFor();
+    await page.getByTestId('bnode-switch1').click();
+    const panel = page.getByTestId('step-panel');
+    await expectText(panel, 'No case yet');
+    // A case without its expression: the validator marks its row.
+    await panel.getByRole('button', { name: 'Add case' }).click();
+    await page.locator('[data-testid="case-1"].invalid').waitFor();
+    await page.locator('[data-testid="bnode-switch1"][data-broken="true"]').waitFor();
+    await shot('case-invalid');
+    await panel.getByLabel('Case 1: when').fill('inputs.n < 3');
+    await panel.getByRole('button', { name: 'Add case' }).click();
+    await panel.getByLabel('Case 2: when').fill('inputs.n > 3');
+    await panel.getByLabel('Case 2: go to').selectOption('tool2');
+    await panel.getByLabel('Default (no case holds)').selectOption('end');
+    await panel.getByRole('button', { name: 'Move case 2 up' }).click();
+    await expectText(page.getByTestId('problems'), 'No problems');
+    if (await page.locator('[data-testid^="case-"].invalid').count()) throw new Error('a valid case is marked');
+    await page.locator('.react-flow__edge.edge-case').first().waitFor();
+    await shot('cases');
+    await page.getByRole('tab', { name: 'YAML' }).click();
+    const doc = parse(await page.getByTestId('yaml').inputValue());
+    const want = { cases: [{ when: 'inputs.n > 3', goto: 'tool2' }, { when: 'inputs.n < 3', goto: 'tool1' }], default: 'end' };
+    if (canonical(doc.steps[0].switch) !== canonical(want)) throw new Error(`the switch: ${JSON.stringify(doc.steps[0].switch)}`);
+    if (canonical(doc.inputs) !== canonical({ n: { type: 'integer', default: 5 } })) throw new Error(`the inputs: ${JSON.stringify(doc.inputs)}`);
+    await page.getByRole('tab', { name: 'Canvas' }).click();
+    // Arranged: tool1 moved aside, so the saved document has a `layout`.
+    const box = await page.getByTestId('bnode-tool1').boundingBox();
+    await page.mouse.move(box.x + 60, box.y + 20);
+    await page.mouse.down();
+    for (let i = 1; i <= 15; i++) await page.mouse.move(box.x + 60 + i * 16, box.y + 20);
+    await page.mouse.up();
+    await page.getByRole('button', { name: 'Run', exact: true }).click();
+    await page.waitForURL('**/runs/**');
+    await page.locator('[data-testid="node-tool2"][data-status="done"]').waitFor();
+    await expectText(page.getByTestId('run-status'), 'succeeded');
+    const tool1 = await page.getByTestId('node-tool1').getAttribute('data-status');
+    if (tool1 === 'done') throw new Error('the case that does not hold was taken');
+    await shot('run');
+    // The saved document (its `layout` included) runs the same from the CLI.
+    const runId = page.url().split('/runs/')[1].split(/[?#]/)[0];
+    const viaApi = await runEnded(runId);
+    const source = (await api('GET', '/workflows/switched')).source;
+    if (!parse(source).layout) throw new Error(`no layout saved:\n${source}`);
+    const dir = mkdtempSync(join(tmpdir(), 'baton-builder-cli-'));
+    try {
+      writeFileSync(join(dir, 'switched.yaml'), source);
+      const bin = process.env.BATON_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(root, 'target'), 'debug', 'baton');
+      const cli = spawnSync(bin, ['run', join(dir, 'switched.yaml'), '--json', '--db', join(dir, 'cli.db')], { encoding: 'utf8' });
+      if (cli.status !== 0) throw new Error(`baton run: ${cli.status} ${cli.stderr}`);
+      const summary = JSON.parse(cli.stdout.trim().split('\n').at(-1)).summary;
+      const steps = (list) => list.filter((s) => s.status === 'succeeded').map((s) => s.step).join();
+      if (steps(summary.steps) !== steps(viaApi.steps) || canonical(summary.outputs) !== canonical(viaApi.run.outputs)) {
+        throw new Error(`the CLI ran ${steps(summary.steps)} -> ${JSON.stringify(summary.outputs)}; the builder's run ${steps(viaApi.steps)} -> ${JSON.stringify(viaApi.run.outputs)}`);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, { scheme: 'dark' });
+
   await test('builder-200-nodes', async (page, shot) => {
     const steps = Array.from({ length: 200 }, (_, i) => `  - { id: s${i + 1}, tool: echo, with: { text: "step ${i + 1}" } }`);
     await storeYaml(`version: 1\nname: big200\nsteps:\n${steps.join('\n')}\n`);
@@ -178,12 +334,14 @@ export async function builderTests({ test, signIn, server, api, runEnded, expect
     await page.mouse.down();
     for (let i = 1; i <= 40; i++) await page.mouse.move(box.x + 50 + i * 6, box.y + 20 + i * 2);
     await page.mouse.up();
+    // The drop writes every step's position into the layout: its frames count too.
+    await page.waitForTimeout(400);
     const frames = await page.evaluate(() => window.__frames);
     const gaps = frames.slice(1).map((t, i) => t - frames[i]);
     const longest = Math.max(...gaps);
     const moved = await page.getByTestId('bnode-s2').boundingBox();
     if (moved.x - box.x < 100) throw new Error(`the step did not follow the drag (${box.x} -> ${moved.x})`);
-    console.log(`builder-200-nodes: opened in ${openMs} ms (load, parse, layout and first render of all 200 nodes; ${wall} ms from the click); a drag: ${frames.length} frames, the longest ${longest.toFixed(0)} ms`);
+    console.log(`builder-200-nodes: opened in ${openMs} ms (load, parse, layout and first render of all 200 nodes; ${wall} ms from the click); a drag and its drop: ${frames.length} frames, the longest ${longest.toFixed(0)} ms`);
   });
 
   await test('builder-viewer-read-only', async (page, shot) => {

@@ -182,6 +182,23 @@ fn sandbox_steps_compile_to_a_call_of_the_step_tool() {
 }
 
 #[test]
+fn layout_is_kept_and_ignored_by_the_engine() {
+    let loaded = check(Path::new("tests/fixtures/valid/layout.yaml")).unwrap();
+    let layout = &loaded.doc.layout;
+    assert_eq!(layout.len(), 5);
+    assert_eq!(layout["checks"], [0.0, 120.5]);
+    assert_eq!(layout["lint"], [-110.0, 240.0]);
+    // The graph form keeps it with the document; the program the engine runs is the same
+    // with or without it.
+    assert_eq!(Graph::from_doc(&loaded.doc).to_doc().layout, *layout);
+    let mut bare = loaded.doc.clone();
+    bare.layout.clear();
+    let with = baton_engine::Program::compile(loaded.doc.clone(), PathBuf::new()).unwrap();
+    let without = baton_engine::Program::compile(bare, PathBuf::new()).unwrap();
+    assert_eq!(with.nodes.len(), without.nodes.len());
+}
+
+#[test]
 fn json_input_equals_yaml_input() {
     let yaml = check(Path::new("tests/fixtures/valid/hello.yaml")).unwrap();
     let json = check(Path::new("tests/fixtures/valid/hello.json")).unwrap();

@@ -61,6 +61,10 @@ pub struct WorkflowDoc<S = Step> {
     /// Limits on the messages agents send each other.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages: Option<crate::MessagesSpec>,
+    /// Where the visual builder draws each step: step id -> `[x, y]` on its canvas. Kept with
+    /// the document so a saved arrangement reopens as it was; the engine never reads it.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub layout: IndexMap<String, [f64; 2]>,
 }
 
 impl<S> WorkflowDoc<S> {
@@ -82,6 +86,7 @@ impl<S> WorkflowDoc<S> {
             runaway,
             channels,
             messages,
+            layout,
         } = self;
         WorkflowDoc {
             version,
@@ -99,6 +104,7 @@ impl<S> WorkflowDoc<S> {
             runaway,
             channels,
             messages,
+            layout,
         }
     }
 }

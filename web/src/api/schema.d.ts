@@ -6703,6 +6703,13 @@ export interface components {
             };
             /** @description Limits on the messages agents send each other. */
             messages?: components["schemas"]["MessagesSpec"] | null;
+            /**
+             * @description Where the visual builder draws each step: step id -> `[x, y]` on its canvas. Kept with
+             *     the document so a saved arrangement reopens as it was; the engine never reads it.
+             */
+            layout?: {
+                [key: string]: number[];
+            };
         };
         /** @description One input of a workflow. */
         InputSpec: {

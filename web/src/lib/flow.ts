@@ -79,8 +79,8 @@ export function plainStep(s: Step): Plain {
 }
 
 export function plainFlow(f: Flow): Plain {
-  // Steps before `outputs` and `edges`, as documents write them.
-  const tail = ['outputs', 'edges'];
+  // Steps before `outputs` and `edges`, as documents write them; the builder's `layout` last.
+  const tail = ['outputs', 'edges', 'layout'];
   const out: Plain = {};
   for (const [k, v] of Object.entries(f.meta)) if (!tail.includes(k)) out[k] = v;
   out.steps = f.steps.map(plainStep);
@@ -105,6 +105,8 @@ const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
 /** Writes `value` into `node` in place where both are mappings or lists; returns the node to keep. */
 function sync(doc: Document, node: unknown, value: unknown): unknown {
   if (isMap(node) && isPlain(value)) {
+    // `agents: {}` filled in is written as a block, one key a line.
+    if (node.flow && !node.items.length && Object.keys(value).length) node.flow = false;
     for (const item of [...node.items]) {
       const k = String((item.key as { value?: unknown })?.value ?? item.key);
       if (!(k in value)) node.delete(item.key);
@@ -117,6 +119,8 @@ function sync(doc: Document, node: unknown, value: unknown): unknown {
     return node;
   }
   if (isSeq(node) && Array.isArray(value)) {
+    // `steps: []` filled in is written as a block, one step a line.
+    if (node.flow && !node.items.length && value.length) node.flow = false;
     // Items with an id (steps) are matched by id, others by position.
     const byId = new Map<string, unknown>();
     for (const item of node.items) {
@@ -148,6 +152,9 @@ export function flowYaml(f: Flow, base?: Document): { doc: Document; text: strin
   const doc = base ? base.clone() : new Document({});
   if (!isMap(doc.contents)) doc.contents = doc.createNode({}) as never;
   sync(doc, doc.contents, plainFlow(f));
+  // The builder's `layout`: one `ID: [x, y]` line per step.
+  const layout = isMap(doc.contents) ? doc.contents.get('layout', true) : undefined;
+  if (isMap(layout)) for (const item of layout.items) if (isSeq(item.value)) item.value.flow = true;
   return { doc, text: doc.toString({ lineWidth: 0 }) };
 }
 

@@ -163,6 +163,10 @@ export function renameStep(f: Flow, id: string, to: string): Flow | string {
   if (!at) return f;
   at.step.id = to;
   retarget(next, (t) => (t === id ? to : t));
+  // Its saved position follows it (in place, so the layout keeps its order).
+  if (isPlain(next.meta.layout) && id in next.meta.layout) {
+    next.meta.layout = Object.fromEntries(Object.entries(next.meta.layout).map(([k, v]) => [k === id ? to : k, v]));
+  }
   return next;
 }
 

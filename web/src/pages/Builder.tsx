@@ -90,7 +90,7 @@ function Editor({ initial, loaded }: { initial: ReturnType<typeof parseFlow>; lo
   const step: Step | undefined = sel.selected ? steps.get(sel.selected) : undefined;
   const edits = useEdits(st, sel, step, graph.edges);
   const toggleHelp = useCallback(() => setHelp((h) => !h), []);
-  useShortcuts({ save: store.save, remove: edits.remove, select: sel.select, focusOn: sel.focusOn, travel: st.travel, relayout: st.relayout, help: toggleHelp, flow, selected: sel.selected, readOnly, tab });
+  useShortcuts({ save: store.save, remove: edits.remove, select: sel.select, focusOn: sel.focusOn, travel: st.travel, relayout: st.relayout, nudge: st.nudge, help: toggleHelp, flow, selected: sel.selected, readOnly, tab });
   const onReady = useCallback(() => setOpenMs(Math.round(performance.now() - loaded.t0)), [loaded.t0]);
   const openProblem = (p: Problem) => {
     if (!p.step) return sel.select(undefined);

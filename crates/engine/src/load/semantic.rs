@@ -152,6 +152,7 @@ impl<'a, 'd> Checker<'a, 'd> {
         }
         self.check_header();
         self.check_ids();
+        self.check_layout();
         for i in 0..self.infos.len() {
             self.check_step(i);
         }
@@ -451,5 +452,29 @@ mod tests {
             "{HEAD}steps:\n  - id: p\n    parallel:\n      - {{ id: a, tool: echo }}\n      - {{ id: b, tool: echo }}\n    join: {{ strategy: any }}\n  - {{ id: c, tool: echo, with: {{ x: '{{{{ steps.a.output }}}} {{{{ steps.b.output }}}}' }} }}\n"
         ));
         assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn layout_places_steps_only() {
+        let doc = |layout: &str| {
+            problems(&format!(
+                "{HEAD}steps:\n  - id: g\n    steps:\n      - {{ id: inner, tool: echo }}\nlayout:\n{layout}"
+            ))
+        };
+        // Nested steps have positions too; whole and fractional numbers are fine.
+        assert!(doc("  g: [0, 0]\n  inner: [-20.5, 130]\n").is_empty());
+        assert_eq!(
+            doc("  g: [0, 0]\n  inner: [1e9, 0]\n"),
+            vec![
+                "the position of step `inner` in `layout` must be two numbers between -10000000 and 10000000 @ layout.inner"
+            ]
+        );
+        let p = doc("  innr: [0, 0]\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("unknown step `innr` (did you mean `inner`?)"),
+            "{p:?}"
+        );
+        assert!(p[0].ends_with("@ layout.innr"), "{p:?}");
     }
 }

@@ -165,6 +165,17 @@ fn collect(
                 );
                 out.push((at.path, m));
             }
+            ValidationErrorKind::MinItems { limit } | ValidationErrorKind::MaxItems { limit } => {
+                let n = error.instance.as_array().map_or(0, Vec::len);
+                let few = matches!(error.kind, ValidationErrorKind::MinItems { .. });
+                let m = format!(
+                    "{} must have {} {limit} item{}, not {n}",
+                    field_name(&at.path),
+                    if few { "at least" } else { "at most" },
+                    if *limit == 1 { "" } else { "s" }
+                );
+                out.push((at.path, m));
+            }
             _ => out.push((at.path, error.to_string())),
         }
     }

@@ -99,6 +99,20 @@ function edgeOf(e: FlowEdge, back: boolean, selected: boolean, readOnly: boolean
   } as Edge;
 }
 
+/** Whether a straight, mostly vertical edge would pass under another node's box. */
+function hidden(e: FlowEdge, positions: Map<string, { x: number; y: number }>): boolean {
+  if (e.kind === 'sequence' || e.kind === 'branch' || e.kind === 'body') return false;
+  const a = positions.get(e.from);
+  const b = positions.get(e.to);
+  if (!a || !b || b.y - a.y < 2 * NODE_H || Math.abs(b.x - a.x) > NODE_W / 2) return false;
+  const x = (a.x + b.x) / 2 + NODE_W / 2;
+  for (const [id, n] of positions) {
+    if (id === e.from || id === e.to) continue;
+    if (n.y > a.y + NODE_H / 2 && n.y + NODE_H < b.y + NODE_H / 2 && x > n.x && x < n.x + NODE_W) return true;
+  }
+  return false;
+}
+
 export interface CanvasProps {
   nodes: FlowNode[];
   edges: FlowEdge[];
@@ -147,7 +161,9 @@ export function Canvas(p: CanvasProps) {
   const rfEdges: Edge[] = useMemo(() => {
     const next = new Map<string, Edge>();
     const out = p.edges.map((e) => {
-      const back = (p.positions.get(e.to)?.y ?? 0) <= (p.positions.get(e.from)?.y ?? 0);
+      // Back edges, and forward ones that would run under a step between their ends, go
+      // around by the right side, so neither the line nor its label is hidden.
+      const back = (p.positions.get(e.to)?.y ?? 0) <= (p.positions.get(e.from)?.y ?? 0) || hidden(e, p.positions);
       const selected = e.id === p.selectedEdge;
       const prev = edgeCache.current.get(e.id);
       const edge = prev && prev.data?.back === back && prev.selected === selected && prev.selectable === !p.readOnly ? prev : edgeOf(e, back, selected, p.readOnly);
@@ -160,6 +176,9 @@ export function Canvas(p: CanvasProps) {
 
   const { onMove } = p;
   // Decided once, when the canvas opens.
+  // An empty canvas is not fitted when its first step comes: the view would jump away from
+  // where that step was dropped.
+  const [fitAtOpen] = useState(() => p.nodes.length > 0);
   const [fit] = useState(() => (p.nodes.length > FIT_WHOLE ? { ...FIT, minZoom: 0.6, nodes: p.nodes.slice(0, 5).map((n) => ({ id: n.id })) } : FIT));
   const onNodesChange = useCallback(
     (changes: NodeChange<BoxNode>[]) => {
@@ -179,6 +198,11 @@ export function Canvas(p: CanvasProps) {
         }
       }}
     >
+      {p.nodes.length === 0 && (
+        <p className="canvas-empty muted" data-testid="canvas-empty">
+          {p.readOnly ? 'This workflow has no steps.' : 'No steps yet: drag a kind from the palette here, or press one to add it.'}
+        </p>
+      )}
       <ReactFlow
         nodes={rfNodes}
         edges={rfEdges}
@@ -196,7 +220,7 @@ export function Canvas(p: CanvasProps) {
         disableKeyboardA11y
         selectionKeyCode={null}
         multiSelectionKeyCode={null}
-        fitView
+        fitView={fitAtOpen}
         fitViewOptions={fit}
         colorMode="system"
         proOptions={{ hideAttribution: true }}
@@ -235,13 +259,20 @@ function Dropper({ onDrop, readOnly, steps }: { onDrop: CanvasProps['onDrop']; r
   return null;
 }
 
-/** Centres the view on a node when asked (a problem clicked, the arrow keys). */
+/** Centres the view on a node when asked (a problem clicked, the arrow keys, a step added by a press). */
 function Focus({ focus }: { focus?: { id: string; n: number } }) {
   const { getNode, setCenter, getZoom } = useReactFlow();
   useEffect(() => {
     if (!focus) return;
-    const n = getNode(focus.id);
-    if (n) void setCenter(n.position.x + NODE_W / 2, n.position.y + NODE_H / 2, { zoom: Math.max(getZoom(), 0.8), duration: 200 });
+    const centre = () => {
+      const n = getNode(focus.id);
+      if (n) void setCenter(n.position.x + NODE_W / 2, n.position.y + NODE_H / 2, { zoom: Math.max(getZoom(), 0.8), duration: 200 });
+      return !!n;
+    };
+    // A step just added reaches the graph library's store a frame later.
+    if (centre()) return;
+    const f = requestAnimationFrame(centre);
+    return () => cancelAnimationFrame(f);
   }, [focus, getNode, setCenter, getZoom]);
   return null;
 }

@@ -1,13 +1,17 @@
 // The side panel's field editors: text, number, choice, JSON (parse errors shown, the value
-// kept until it parses), a step target, an agent picker and the template editor that
-// suggests what `{{ ` may name. A value over LARGE characters is shown cut, read-only, until
+// kept until it parses), a step target, an agent picker, the template editor that suggests
+// what `{{ ` may name, and the forms of Forms.tsx (switch cases, id lists, name/text pairs). A value over LARGE characters is shown cut, read-only, until
 // "Edit all" is asked for, so a huge prompt or schema never freezes the panel.
 import { useEffect, useId, useRef, useState } from 'react';
 import { openTemplate, suggest } from '../../lib/templateVars';
+import { CasesEditor, IdListEditor, InputsEditor, OnErrorEditor, PairsEditor } from './Forms';
 
 export const LARGE = 20_000;
 
-export type FieldType = 'text' | 'textarea' | 'template' | 'number' | 'select' | 'json' | 'check' | 'target' | 'agent';
+/** Types edited as a form of rows (not one labelled control). */
+const FORMS = new Set<FieldType>(['cases', 'ids', 'pairs', 'inputs']);
+
+export type FieldType = 'text' | 'textarea' | 'template' | 'number' | 'select' | 'json' | 'check' | 'target' | 'agent' | 'cases' | 'ids' | 'pairs' | 'group' | 'onerror' | 'inputs';
 
 export interface FieldDef {
   path: string;
@@ -15,6 +19,12 @@ export interface FieldDef {
   type: FieldType;
   options?: readonly string[];
   hint?: string;
+  /** `group`: its fields, with paths under the group's. */
+  fields?: FieldDef[];
+  /** `pairs`: what a row's name and text are called; `multiline` texts. */
+  keyLabel?: string;
+  valueLabel?: string;
+  multiline?: boolean;
 }
 
 export interface FieldProps {
@@ -25,12 +35,17 @@ export interface FieldProps {
   targets: string[];
   agents: string[];
   vars: string[];
+  /** Problems by field path, for the rows of a form (`switch.cases[1].goto`). */
+  problemsAt?: Map<string, string[]>;
+  /** `ids`: the ids that may be listed (a parallel step's branches). */
+  ids?: string[];
   onChange(value: unknown): void;
 }
 
 const toText = (v: unknown, type: FieldType) => {
   if (v === undefined || v === null) return '';
   if (type === 'json') return JSON.stringify(v, null, 2);
+  if (FORMS.has(type)) return JSON.stringify(v);
   return typeof v === 'string' ? v : JSON.stringify(v);
 };
 
@@ -54,7 +69,13 @@ export function Field(p: FieldProps) {
   } else editor = <Editor {...p} id={id} text={text} invalid={invalid} described={described} />;
   return (
     <div className={`field${invalid ? ' invalid' : ''}`} data-field={def.path}>
-      <label htmlFor={id}>{def.label}</label>
+      {FORMS.has(def.type) ? (
+        <span className="label" id={`${id}-label`}>
+          {def.label}
+        </span>
+      ) : (
+        <label htmlFor={id}>{def.label}</label>
+      )}
       {editor}
       {described && (
         <p id={`${id}-note`} className={invalid ? 'field-error' : 'muted small'} role={invalid ? 'alert' : undefined}>
@@ -102,6 +123,18 @@ function Editor(p: EditorProps) {
       );
     case 'json':
       return <JsonEditor {...p} />;
+    case 'onerror':
+      return <OnErrorEditor id={p.id} value={p.value} readOnly={p.readOnly} invalid={p.invalid} described={p.described} targets={p.targets} onChange={p.onChange} />;
+    case 'cases':
+    case 'ids':
+    case 'pairs':
+    case 'inputs': {
+      const form = { id: p.id, path: def.path, label: def.label, value: p.value, readOnly: p.readOnly, problemsAt: p.problemsAt ?? new Map(), onChange: p.onChange };
+      if (def.type === 'cases') return <CasesEditor {...form} targets={p.targets} />;
+      if (def.type === 'ids') return <IdListEditor {...form} options={p.ids ?? []} />;
+      if (def.type === 'inputs') return <InputsEditor {...form} />;
+      return <PairsEditor {...form} keyLabel={def.keyLabel ?? 'Name'} valueLabel={def.valueLabel ?? 'Value'} multiline={def.multiline} />;
+    }
     case 'template':
       return <TemplateEditor {...p} />;
     case 'textarea':

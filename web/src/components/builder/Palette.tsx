@@ -49,6 +49,7 @@ export const SHORTCUTS: [string, string][] = [
   ['Delete, Backspace', 'delete the selected step or edge'],
   ['↑ ↓', 'select the previous / next step'],
   ['←  →', 'select the container / its first step'],
+  ['Shift+arrows', 'move the selected step (saved with the workflow)'],
   ['L', 'lay the graph out again'],
   ['Escape', 'clear the selection'],
   ['?', 'this list'],
@@ -78,7 +79,8 @@ export function Help({ onClose }: { onClose(): void }) {
       <p className="small muted">
         Connect two steps by dragging from a step&apos;s bottom handle to another step: an <code>if</code> gets its{' '}
         <code>then</code>, then its <code>else</code>; a <code>switch</code> a case; other steps a <code>next</code>. Drop a
-        kind onto a parallel, map or group step to add it inside.
+        kind onto a parallel, map or group step to add it inside. Drag a step to move it: where each step is
+        drawn is saved with the workflow (its <code>layout</code>); Auto-layout forgets it.
       </p>
     </div>
   );

@@ -13,8 +13,19 @@ const COMMON: FieldDef[] = [
   { path: 'next', label: 'Next', type: 'target', hint: 'Where to go after this step (default: the next in its list).' },
   { path: 'max_visits', label: 'Max visits', type: 'number', hint: 'Every loop needs one step with it.' },
   { path: 'timeout', label: 'Timeout', type: 'text', hint: 'One attempt: 500ms, 10s, 2m, 1h 30m.' },
-  { path: 'retry', label: 'Retry', type: 'json', hint: '{ "max": 2, "backoff": "1s", "factor": 2, "max_delay": "30s" }' },
-  { path: 'on_error', label: 'On error', type: 'text', hint: 'fail (default), continue, or goto STEP.' },
+  {
+    path: 'retry',
+    label: 'Retry',
+    type: 'group',
+    hint: 'Attempts after a failure: waits the backoff, then factor times longer each time, at most the max delay.',
+    fields: [
+      { path: 'max', label: 'Max retries', type: 'number' },
+      { path: 'backoff', label: 'Backoff', type: 'text', hint: 'e.g. 1s' },
+      { path: 'factor', label: 'Factor', type: 'number', hint: 'Default 2.' },
+      { path: 'max_delay', label: 'Max delay', type: 'text', hint: 'e.g. 30s' },
+    ],
+  },
+  { path: 'on_error', label: 'On error', type: 'onerror', hint: 'After the last attempt fails.' },
 ];
 
 const BY_KIND: Record<Kind, FieldDef[]> = {
@@ -23,7 +34,16 @@ const BY_KIND: Record<Kind, FieldDef[]> = {
     { path: 'prompt', label: 'Prompt', type: 'template', hint: 'A template: type {{ for inputs, steps, state and memory.' },
     { path: 'output.schema', label: 'Output schema (JSON Schema)', type: 'json' },
     { path: 'output.max_retries', label: 'Output retries', type: 'number' },
-    { path: 'wait_for', label: 'Wait for', type: 'json', hint: '{ "from": "AGENT", "timeout": "5m" }' },
+    {
+      path: 'wait_for',
+      label: 'Wait for a message',
+      type: 'group',
+      hint: 'The step starts once a message from this agent is in its inbox.',
+      fields: [
+        { path: 'from', label: 'From (agent)', type: 'agent' },
+        { path: 'timeout', label: 'Wait at most', type: 'text', hint: '5m (default: until a message comes)' },
+      ],
+    },
   ],
   tool: [
     { path: 'tool', label: 'Tool', type: 'agent', hint: 'echo, fail, sleep, http.get, http.post, state.set…' },
@@ -35,14 +55,14 @@ const BY_KIND: Record<Kind, FieldDef[]> = {
     { path: 'else', label: 'Else', type: 'target' },
   ],
   switch: [
-    { path: 'switch.cases', label: 'Cases', type: 'json', hint: '[{ "when": "EXPR", "goto": "STEP" }]' },
-    { path: 'switch.default', label: 'Default', type: 'target' },
+    { path: 'switch.cases', label: 'Cases', type: 'cases', hint: 'Tried in order: the first whose expression holds is taken (expressions are written without {{ }}).' },
+    { path: 'switch.default', label: 'Default (no case holds)', type: 'target' },
   ],
   parallel: [
     { path: 'join.strategy', label: 'Join strategy', type: 'select', options: STRATEGIES },
     { path: 'join.tie_break', label: 'Tie break (vote)', type: 'select', options: ['first', 'fail'] },
     { path: 'join.on_conflict', label: 'On conflict (merge)', type: 'select', options: ['fail', 'priority'] },
-    { path: 'join.priority', label: 'Priority (branch ids, highest first)', type: 'json' },
+    { path: 'join.priority', label: 'Priority (branches, highest first)', type: 'ids', hint: 'priority and merge joins; unlisted branches follow in document order.' },
     { path: 'join.judge', label: 'Judge (agent)', type: 'agent' },
     { path: 'max_concurrency', label: 'Max concurrency', type: 'number' },
   ],
@@ -62,9 +82,9 @@ const BY_KIND: Record<Kind, FieldDef[]> = {
   ],
   sandbox: [
     { path: 'sandbox.command', label: 'Command', type: 'text', hint: 'Run by /bin/sh -c (the YAML tab takes an argv list).' },
-    { path: 'sandbox.files', label: 'Files', type: 'json', hint: '{ "main.py": "…" }' },
+    { path: 'sandbox.files', label: 'Files', type: 'pairs', keyLabel: 'Path', valueLabel: 'Content', multiline: true, hint: 'Written into /work before the command runs.' },
     { path: 'sandbox.stdin', label: 'Stdin', type: 'textarea' },
-    { path: 'sandbox.env', label: 'Environment', type: 'json' },
+    { path: 'sandbox.env', label: 'Environment', type: 'pairs', keyLabel: 'Variable', valueLabel: 'Value' },
     { path: 'sandbox.tier', label: 'Tier', type: 'select', options: TIERS },
     { path: 'sandbox.cpu', label: 'CPU', type: 'number' },
     { path: 'sandbox.memory', label: 'Memory', type: 'text', hint: '256M' },
@@ -81,11 +101,22 @@ const BY_KIND: Record<Kind, FieldDef[]> = {
 const DOC_FIELDS: FieldDef[] = [
   { path: 'name', label: 'Name', type: 'text', hint: 'Saved under this name; each save is a new version.' },
   { path: 'description', label: 'Description', type: 'text' },
-  { path: 'inputs', label: 'Inputs', type: 'json', hint: '{ "who": { "type": "string", "default": "world" } }' },
+  { path: 'inputs', label: 'Inputs', type: 'inputs', hint: 'What a run is given (--input NAME=VALUE); one without a default is required.' },
   { path: 'agents', label: 'Agents', type: 'json', hint: '{ "writer": { "model": "scripted/hello", "role": "writer" } }' },
   { path: 'state', label: 'Initial state', type: 'json' },
-  { path: 'outputs', label: 'Outputs', type: 'json' },
-  { path: 'budget', label: 'Budget', type: 'json', hint: '{ "tokens": 10000, "wall_time": "10m" }' },
+  { path: 'outputs', label: 'Outputs', type: 'pairs', keyLabel: 'Output', valueLabel: 'Template', hint: 'Rendered when the run succeeds; without any, the last step’s output.' },
+  {
+    path: 'budget',
+    label: 'Budget',
+    type: 'group',
+    hint: 'Limits on what a run may spend; every agent draws from it.',
+    fields: [
+      { path: 'tokens', label: 'Tokens', type: 'number' },
+      { path: 'cost_usd', label: 'Cost (USD)', type: 'number' },
+      { path: 'model_calls', label: 'Model calls', type: 'number' },
+      { path: 'wall_time', label: 'Wall time', type: 'text', hint: '10m' },
+    ],
+  },
 ];
 
 export interface PanelProps {
@@ -129,19 +160,38 @@ export function StepPanel(p: PanelProps) {
         </p>
       ))}
       {s && <IdField key={s.id} id={s.id} readOnly={p.readOnly} onRename={p.onRename} />}
-      {defs.map((d) => (
-        <Field
-          key={`${s?.id ?? ''}:${d.path}`}
-          def={d}
-          value={getPath(source, d.path)}
-          problems={problemsOf(p.problems, d.path)}
-          readOnly={p.readOnly}
-          targets={p.targets}
-          agents={p.agents}
-          vars={p.vars}
-          onChange={(v) => p.onField(d.path, v)}
-        />
-      ))}
+      {defs.map((d) => {
+        const field = (def: FieldDef, path: string, problems: string[]) => (
+          <Field
+            key={`${s?.id ?? ''}:${path}`}
+            def={{ ...def, path }}
+            value={getPath(source, path)}
+            problems={problems}
+            readOnly={p.readOnly}
+            targets={p.targets}
+            agents={p.agents}
+            vars={p.vars}
+            problemsAt={p.problems}
+            ids={s?.children?.map((c) => c.id)}
+            onChange={(v) => p.onField(path, v)}
+          />
+        );
+        if (d.type !== 'group') return field(d, d.path, problemsOf(p.problems, d.path));
+        // A group: its own problems (a missing field) under its legend, each field's at it.
+        const own = p.problems.get(d.path) ?? [];
+        return (
+          <fieldset key={`${s?.id ?? ''}:${d.path}`} className={`field-group${own.length ? ' invalid' : ''}`} data-field={d.path}>
+            <legend>{d.label}</legend>
+            {d.hint && <p className="muted small">{d.hint}</p>}
+            {own.map((m) => (
+              <p key={m} className="field-error" role="alert">
+                {m}
+              </p>
+            ))}
+            {(d.fields ?? []).map((f) => field(f, `${d.path}.${f.path}`, problemsOf(p.problems, `${d.path}.${f.path}`)))}
+          </fieldset>
+        );
+      })}
       {s && !p.readOnly && (
         <button type="button" className="danger" onClick={p.onDelete}>
           Delete step

@@ -92,12 +92,18 @@ export interface Keys {
   focusOn(id: string): void;
   travel(back: boolean): void;
   relayout(): void;
+  /** Moves the selected step by (dx, dy). */
+  nudge(id: string, dx: number, dy: number): void;
   help(): void;
   flow: Flow;
   selected?: string;
   readOnly: boolean;
   tab: string;
 }
+
+/** Shift+arrow moves the selected step this far (canvas pixels). */
+const STEP = 20;
+const NUDGE: Record<string, [number, number]> = { ArrowLeft: [-STEP, 0], ArrowRight: [STEP, 0], ArrowUp: [0, -STEP], ArrowDown: [0, STEP] };
 
 /** The builder's keyboard shortcuts (listed by the "?" help); text fields keep their own keys. */
 export function useShortcuts(k: Keys) {
@@ -123,7 +129,12 @@ export function useShortcuts(k: Keys) {
       } else if (e.key === 'Escape') c.select(undefined);
       else if (e.key === '?') c.help();
       else if (key === 'l') c.relayout();
-      else if (e.key.startsWith('Arrow')) {
+      else if (e.key.startsWith('Arrow') && e.shiftKey) {
+        if (!c.selected || c.readOnly) return;
+        e.preventDefault();
+        const d = NUDGE[e.key] ?? [0, 0];
+        c.nudge(c.selected, d[0], d[1]);
+      } else if (e.key.startsWith('Arrow')) {
         const all = order(c.flow);
         const i = all.findIndex((s) => s.id === c.selected);
         const cur = all[i];

@@ -39,26 +39,28 @@ type Selection = ReturnType<typeof useSelection>;
 
 export function useEdits(st: FlowState, sel: Selection, step: Step | undefined, edges: FlowEdge[]) {
   const { flow } = st;
-  const { select, selected, selectedEdge, selectEdge } = sel;
-  /** A new step at the end, or inside `into` (or the selected container). */
+  const { select, focusOn, selected, selectedEdge, selectEdge } = sel;
+  /** A new step at the end, or inside `into` (or the selected container); at `at` if given. */
   const add = useCallback(
-    (kind: Exclude<Kind, 'unknown'>, into?: string) => {
+    (kind: Exclude<Kind, 'unknown'>, into?: string, at?: { x: number; y: number }, dropped = false) => {
       const container = into ?? (step?.children ? step.id : undefined);
       const r = addStep(flow, kind, container);
-      st.edit(r.flow);
-      select(r.id);
+      // Dropped at a point: saved there (with the others where they are), one undo step.
+      st.edit(at ? st.placeAt(r.flow, r.id, at.x, at.y) : r.flow);
+      // Dropped: it is where the pointer was. Added by a press: the view shows it.
+      if (dropped) select(r.id);
+      else focusOn(r.id);
       return r.id;
     },
-    [flow, st, step, select],
+    [flow, st, step, select, focusOn],
   );
   /** A kind dropped on the canvas: at the drop point, or inside the container it fell on. */
   const onDrop = useCallback(
     (kind: Kind, x: number, y: number, into?: string) => {
       if (kind === 'unknown') return;
-      const id = add(kind, into ?? '');
-      if (!into) st.move(id, x, y);
+      add(kind, into ?? '', into ? undefined : { x, y }, true);
     },
-    [add, st],
+    [add],
   );
   /** Deletes the selected edge's field, or the selected step. */
   const remove = useCallback(() => {

@@ -1,23 +1,23 @@
 // The builder's state: the model with its undo history, the YAML Document it was read from
-// (so comments survive), node positions, and the server's validation of the current YAML.
-import { useCallback, useDeferredValue, useEffect, useMemo, useState } from 'react';
+// (so comments survive), node positions (saved in the document's `layout`), and the server's
+// validation of the current YAML.
+import { useCallback, useDeferredValue, useEffect, useMemo, useRef, useState } from 'react';
 import type { Document } from 'yaml';
 import type { Api } from '../../api/client';
 import type { Diagnostic } from '../../api/types';
 import { flowYaml, parseFlow, walk, type Flow } from '../../lib/flow';
 import { graphOf, locate } from '../../lib/flowGraph';
 import { push, redo, start, undo, type History } from '../../lib/history';
+import { display, fitLayout, hasLayout, withLayout, withoutLayout, type Pos } from '../../lib/flowLayout';
 import { layout } from '../../lib/layout';
 import type { Problem } from './YamlTab';
 
-export type Pos = Map<string, { x: number; y: number }>;
-
-/** Positions for every node: kept where known, laid out where not (all of them with `fresh`). */
+/** Automatic positions for every node: kept where known, laid out where not (all with `fresh`). */
 export function place(f: Flow, prev: Pos, fresh = false): Pos {
   const g = graphOf(f);
   const missing = fresh || g.nodes.some((n) => !prev.has(n.id));
   if (!missing) return prev;
-  const auto = missing ? new Map(layout(g.nodes, g.edges).map((p) => [p.id, { x: p.x, y: p.y }])) : new Map();
+  const auto = new Map(layout(g.nodes, g.edges).map((p) => [p.id, { x: p.x, y: p.y }]));
   // Positions of steps no longer there are kept: an undo brings a step back where it was.
   const out: Pos = fresh ? new Map() : new Map(prev);
   for (const n of g.nodes) {
@@ -27,46 +27,96 @@ export function place(f: Flow, prev: Pos, fresh = false): Pos {
   return out;
 }
 
+/**
+ * The model with its undo history, the YAML Document it was read from, and where each node
+ * is drawn: the document's saved `layout` (lib/flowLayout.ts) where it has one, else an
+ * automatic position. A move is an edit of the layout, so undo and redo cover moves.
+ */
 export function useFlow(initial: { flow: Flow; doc?: Document }) {
   const [hist, setHist] = useState<History<Flow>>(() => start(initial.flow));
   const [base, setBase] = useState<Document | undefined>(initial.doc);
-  const [positions, setPositions] = useState<Pos>(() => place(initial.flow, new Map()));
+  const auto = useRef<Pos>(undefined as unknown as Pos);
+  if (!auto.current) auto.current = place(initial.flow, new Map());
+  const [positions, setPositions] = useState<Pos>(() => display(initial.flow, auto.current, new Map()));
   const flow = hist.present;
   const deferred = useDeferredValue(flow);
   const yaml = useMemo(() => flowYaml(deferred, base).text, [deferred, base]);
 
-  const edit = useCallback((next: Flow | string, group?: string): string | undefined => {
-    if (typeof next === 'string') return next;
-    setHist((h) => push(h, next, group));
-    setPositions((p) => place(next, p));
-    return undefined;
+  /** The nodes of `f` placed: automatic positions for new ones, then the display. */
+  const show = useCallback((f: Flow) => {
+    auto.current = place(f, auto.current);
+    setPositions((p) => display(f, auto.current, p));
   }, []);
-  /** Replaces the document (the YAML tab, an import): one undo step. */
-  const replace = useCallback((text: string): string | undefined => {
-    try {
-      const parsed = parseFlow(text);
-      setBase(parsed.doc);
-      setHist((h) => push(h, parsed.flow));
-      setPositions((p) => place(parsed.flow, p));
+  const edit = useCallback(
+    (next: Flow | string, group?: string): string | undefined => {
+      if (typeof next === 'string') return next;
+      auto.current = place(next, auto.current);
+      const fitted = fitLayout(next, auto.current);
+      setHist((h) => push(h, fitted, group));
+      show(fitted);
       return undefined;
-    } catch (e) {
-      return (e as Error).message;
-    }
-  }, []);
-  const travel = useCallback((back: boolean) => {
-    setHist((h) => {
-      const n = back ? undo(h) : redo(h);
-      setPositions((p) => place(n.present, p));
-      return n;
-    });
-  }, []);
-  const move = useCallback((id: string, x: number, y: number) => {
-    setPositions((p) => new Map(p).set(id, { x, y }));
-  }, []);
-  const relayout = useCallback(() => setPositions(place(flow, new Map(), true)), [flow]);
+    },
+    [show],
+  );
+  /** Replaces the document (the YAML tab, an import): one undo step. */
+  const replace = useCallback(
+    (text: string): string | undefined => {
+      try {
+        const parsed = parseFlow(text);
+        setBase(parsed.doc);
+        setHist((h) => push(h, parsed.flow));
+        show(parsed.flow);
+        return undefined;
+      } catch (e) {
+        return (e as Error).message;
+      }
+    },
+    [show],
+  );
+  const travel = useCallback(
+    (back: boolean) => {
+      setHist((h) => {
+        const n = back ? undo(h) : redo(h);
+        show(n.present);
+        return n;
+      });
+    },
+    [show],
+  );
+  const drawn = useRef(positions);
+  drawn.current = positions;
+  /**
+   * A node dragged: drawn where it is; once dropped (`done`), saved in the layout. Moves of
+   * one `group` within a second (the keyboard's nudges) are one undo step.
+   */
+  const move = useCallback(
+    (id: string, x: number, y: number, done: boolean, group?: string) => {
+      const moved = new Map(drawn.current).set(id, { x, y });
+      drawn.current = moved;
+      setPositions(moved);
+      if (done) edit(withLayout(flow, moved), group);
+    },
+    [flow, edit],
+  );
+  /** Moves a node by (dx, dy) from where it is drawn (Shift+arrows). */
+  const nudge = useCallback(
+    (id: string, dx: number, dy: number) => {
+      const at = drawn.current.get(id);
+      if (at) move(id, at.x + dx, at.y + dy, true, `move:${id}`);
+    },
+    [move],
+  );
+  /** `f` with step `id` saved at (x, y) and every other step where it is drawn. */
+  const placeAt = useCallback((f: Flow, id: string, x: number, y: number) => withLayout(f, new Map(drawn.current).set(id, { x, y })), []);
+  /** Lays the graph out again: the saved layout goes (one undo step). */
+  const relayout = useCallback(() => {
+    auto.current = place(flow, new Map(), true);
+    if (hasLayout(flow)) edit(withoutLayout(flow));
+    else setPositions((p) => display(flow, auto.current, p));
+  }, [flow, edit]);
   /** The YAML of now, not of the last deferred render (for save and export). */
   const yamlNow = useCallback(() => flowYaml(flow, base).text, [flow, base]);
-  return { flow, hist, yaml, yamlNow, positions, edit, replace, travel, move, relayout };
+  return { flow, hist, yaml, yamlNow, positions, edit, replace, travel, move, nudge, placeAt, relayout };
 }
 
 /** The server's validation of `yaml`, ~300 ms after it last changed; each problem with its node. */

@@ -4,6 +4,7 @@ use baton_types::{END, InputSpec, InputType};
 use serde_json::Value;
 
 use super::Checker;
+use crate::load::suggest::closest;
 use crate::load::{index_path, key_path};
 
 impl Checker<'_, '_> {
@@ -126,7 +127,35 @@ impl Checker<'_, '_> {
             }
         }
     }
+
+    /// The builder's `layout`: every key names a step (a stale one says so, it is not
+    /// dropped), and every coordinate is a finite number.
+    pub(super) fn check_layout(&mut self) {
+        for (id, at) in &self.doc.layout {
+            let path = key_path("layout", id);
+            if !self.ids.contains_key(id.as_str()) {
+                let hint = closest(id, self.ids.keys().copied())
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                self.error(
+                    path,
+                    format!("`layout` places unknown step `{id}`{hint}: each key of `layout` is a step id; remove the entries of steps that are gone"),
+                );
+            } else if at
+                .iter()
+                .any(|v| !v.is_finite() || v.abs() > MAX_COORDINATE)
+            {
+                self.error(
+                    path,
+                    format!("the position of step `{id}` in `layout` must be two numbers between -{MAX_COORDINATE} and {MAX_COORDINATE}"),
+                );
+            }
+        }
+    }
 }
+
+/// Largest coordinate `layout` accepts, either way (a canvas far larger than any screen).
+const MAX_COORDINATE: f64 = 1e7;
 
 fn type_matches(t: InputType, v: &Value) -> bool {
     match t {
