@@ -123,7 +123,7 @@ pub fn tools_on(
     match baton_tools::sandbox_exec::SandboxExec::from_policy(baton_sandbox::Policy::new(
         baton_sandbox::Tier::Process,
     )) {
-        Ok(t) => r.register(Arc::new(t)),
+        Ok(t) => r.register(Arc::new(t.with_workspaces(workspaces.clone()))),
         // Workflows naming sandbox.exec then fail validation ("unknown tool"); say why here.
         Err(e) => errln!("warning: sandbox.exec is not available on this host: {e}"),
     }

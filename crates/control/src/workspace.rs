@@ -139,12 +139,11 @@ impl Control {
             agent: None,
             key: String::new(),
         };
-        let all = self.workspaces.clone();
-        let commit = match all {
-            Some(all) => all.locked(&id, || ws.rollback_before(step, &author)),
-            None => ws.rollback_before(step, &author),
-        }
-        .map_err(failed)?;
+        let _held = match &self.workspaces {
+            Some(all) => Some(all.lock(&id).await),
+            None => None,
+        };
+        let commit = ws.rollback_before(step, &author).map_err(failed)?;
         self.record(
             caller,
             "run.rollback",

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use baton_sandbox::{ExecRequest, Policy, Sandbox, scan};
 use serde_json::{Value, json};
 
+use crate::workspace::{Author, Workspaces};
 use crate::{Error, Tool, ToolContext, ToolSpec};
 
 const NAME: &str = "sandbox.exec";
@@ -16,18 +17,27 @@ const NAME: &str = "sandbox.exec";
 /// The `sandbox.exec` tool over any [`Sandbox`].
 pub struct SandboxExec {
     sandbox: Arc<dyn Sandbox>,
+    workspaces: Option<Arc<Workspaces>>,
 }
 
 impl SandboxExec {
     pub fn new(sandbox: Arc<dyn Sandbox>) -> SandboxExec {
-        SandboxExec { sandbox }
+        SandboxExec {
+            sandbox,
+            workspaces: None,
+        }
     }
 
     /// Opens the sandbox `policy` names; fails (never falls back) when this host cannot.
     pub fn from_policy(policy: Policy) -> Result<SandboxExec, baton_sandbox::Error> {
-        Ok(SandboxExec {
-            sandbox: baton_sandbox::open(policy)?,
-        })
+        Ok(SandboxExec::new(baton_sandbox::open(policy)?))
+    }
+
+    /// Commands run in their run's workspace (`/work` is its files, and what they change
+    /// there is committed), unless a call says `workspace: false`.
+    pub fn with_workspaces(mut self, workspaces: Arc<Workspaces>) -> SandboxExec {
+        self.workspaces = Some(workspaces);
+        self
     }
 }
 
@@ -44,9 +54,12 @@ pub fn request_from_args(args: &Value) -> Result<ExecRequest, Error> {
         .as_object()
         .ok_or_else(|| invalid("arguments must be an object"))?;
     for k in obj.keys() {
-        if !matches!(k.as_str(), "command" | "files" | "stdin" | "env") {
+        if !matches!(
+            k.as_str(),
+            "command" | "files" | "stdin" | "env" | "workspace"
+        ) {
             return Err(invalid(format!(
-                "unknown argument '{k}' (expected command, files, stdin, env)"
+                "unknown argument '{k}' (expected command, files, stdin, env, workspace)"
             )));
         }
     }
@@ -116,20 +129,22 @@ impl Tool for SandboxExec {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: NAME.into(),
-            description: "Runs a command in an isolated sandbox (no network unless the policy allows it, limited CPU, memory, processes, disk and time). Put the code in `files` and run it with `command`. Returns exit_code, stdout, stderr (capped), stop_reason (exited, time_limit, memory_limit, pids_limit, disk_full, signal) and usage. Code with high-severity security findings is refused.".into(),
+            description: "Runs a command in an isolated sandbox (no network unless the policy allows it, limited CPU, memory, processes, disk and time), in /work: the run's workspace (the files the workspace tools write; what the command changes there is committed). Extra files can be given in `files`. Returns exit_code, stdout, stderr (capped), stop_reason (exited, time_limit, memory_limit, pids_limit, disk_full, signal) and usage. Code with high-severity security findings is refused.".into(),
             parameters: json!({
                 "type": "object",
                 "properties": {
                     "command": {"description": "argv list, or a shell command string", "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
                     "files": {"type": "object", "additionalProperties": {"type": "string"}, "description": "relative path -> contents, written into the workspace (/work) first"},
+                    "workspace": {"type": "boolean", "description": "run in the run's workspace (the default where the run has one): /work holds its files, and what the command changes there is committed; false: an empty /work thrown away afterwards"},
                     "stdin": {"type": "string"},
                     "env": {"type": "object", "additionalProperties": {"type": "string"}}
                 },
                 "required": ["command"],
                 "additionalProperties": false
             }),
-            // The key reaches the command as BATON_IDEMPOTENCY_KEY; what the sandbox itself
-            // changes is thrown away with it.
+            // The key reaches the command as BATON_IDEMPOTENCY_KEY. In a workspace, a call
+            // sent again with its key starts from the files as they were before its first
+            // try (`Workspace::undo_key`), so its change to them is made once.
             effects: crate::Effects::IdempotentWithKey,
         }
     }
@@ -137,8 +152,124 @@ impl Tool for SandboxExec {
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<Value, Error> {
         let mut req = request_from_args(&args)?;
         crate::pass_key(&mut req.env, ctx);
+        let in_workspace = match args.get("workspace") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "workspace must be true or false, not {other}"
+                )));
+            }
+        };
+        let bound = match &self.workspaces {
+            Some(all) if in_workspace && !ctx.run_id.is_empty() => Some(all.clone()),
+            _ => None,
+        };
+        let Some(all) = bound else {
+            return self.run(req, ctx).await;
+        };
+        // The run's other writers wait while the command works on the files.
+        let _held = all.lock(&ctx.run_id).await;
+        let ws = all.open(&ctx.run_id).map_err(ws_failed)?;
+        let author = Author {
+            run: ctx.run_id.clone(),
+            step: ctx.step.clone(),
+            agent: ctx.agent.clone(),
+            key: ctx.idempotency_key.clone(),
+        };
+        ws.snapshot(
+            &author.before_call(),
+            "changes made outside the workspace tools",
+        )
+        .map_err(ws_failed)?;
+        let again = ws.undo_key(&author.key).map_err(ws_failed)?;
+        // The scan sees the workspace's files too, overlaid with the call's.
+        let mut seen = workspace_texts(&ws);
+        seen.extend(req.files.clone());
+        req.workdir = Some(ws.files().path().to_path_buf());
+        let ran = self.run_scanned(req, &seen, ctx).await;
+        let summary = format!("ran {}", shown_command(&args));
+        let committed = ws.commit_command(&author, &summary).map_err(ws_failed)?;
+        let mut v = ran?;
+        if let Value::Object(m) = &mut v {
+            let changed: Vec<Value> = committed
+                .changed
+                .iter()
+                .map(|(p, what)| json!({"path": p, "change": what}))
+                .collect();
+            let mut w = json!({"commit": committed.commit, "changed": changed});
+            if !committed.dropped.is_empty() {
+                w["dropped"] = json!(committed.dropped);
+            }
+            if again {
+                w["sent_again"] = json!(true);
+            }
+            m.insert("workspace".into(), w);
+        }
+        Ok(v)
+    }
+}
+
+/// A workspace failure as this tool's error.
+fn ws_failed(e: crate::workspace::history::Error) -> Error {
+    Error::Failed(format!("the run's workspace: {e}"))
+}
+
+/// The workspace's text files (for the scan), as far as its limits go.
+fn workspace_texts(ws: &crate::workspace::Workspace) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Ok(listing) = ws.files().walk("", ws.limits().max_entries) else {
+        return out;
+    };
+    for e in listing
+        .entries
+        .iter()
+        .filter(|e| e.kind == crate::workspace::fs::Kind::File)
+    {
+        if let Ok(bytes) = ws.files().read(&e.path, ws.limits().max_file_bytes)
+            && let Ok(text) = String::from_utf8(bytes)
+        {
+            out.insert(e.path.clone(), text);
+        }
+    }
+    out
+}
+
+/// The command as a commit's summary shows it (cut at 72 characters).
+fn shown_command(args: &Value) -> String {
+    let c = match args.get("command") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    };
+    let line = c.lines().next().unwrap_or_default();
+    if line.chars().count() > 72 || c.lines().count() > 1 {
+        format!("{}...", line.chars().take(69).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
+impl SandboxExec {
+    /// Runs a request with no workspace (what the scan sees: its own files).
+    async fn run(&self, req: ExecRequest, ctx: &ToolContext) -> Result<Value, Error> {
+        let files = req.files.clone();
+        self.run_scanned(req, &files, ctx).await
+    }
+
+    /// Scans `files` and the command line, runs the request, and adds the record.
+    async fn run_scanned(
+        &self,
+        req: ExecRequest,
+        files: &BTreeMap<String, String>,
+        ctx: &ToolContext,
+    ) -> Result<Value, Error> {
         let policy = self.sandbox.policy();
-        let report = match scan::check(policy, &req.files, &req.argv) {
+        let report = match scan::check(policy, files, &req.argv) {
             Ok(r) => r,
             // Blocked code stays blocked on a retry: not retryable.
             Err(e @ baton_sandbox::Error::Blocked(_)) => return Err(invalid(e.to_string())),
@@ -282,5 +413,169 @@ mod tests {
             let e = t.call(args, &ToolContext::default()).await.unwrap_err();
             assert!(e.to_string().contains(needle), "{e}");
         }
+    }
+
+    /// A sandbox whose "command" appends a line to `log.txt` in its workdir, makes a symbolic
+    /// link, and writes `big.bin` of the size in its `BIG` variable.
+    struct Appender {
+        policy: Policy,
+        seen: Mutex<Vec<ExecRequest>>,
+    }
+
+    #[async_trait]
+    impl Sandbox for Appender {
+        fn tier(&self) -> Tier {
+            Tier::Process
+        }
+        fn policy(&self) -> &Policy {
+            &self.policy
+        }
+        async fn exec(&self, req: ExecRequest) -> Result<ExecOutput, baton_sandbox::Error> {
+            if let Some(dir) = &req.workdir {
+                let log = dir.join("log.txt");
+                let mut text = std::fs::read_to_string(&log).unwrap_or_default();
+                text.push_str("ran\n");
+                std::fs::write(&log, text).unwrap();
+                std::fs::create_dir_all(dir.join("__pycache__")).unwrap();
+                std::fs::write(dir.join("__pycache__/a.pyc"), "cache").unwrap();
+                let link = dir.join("escape");
+                if !link.exists() {
+                    std::os::unix::fs::symlink("/etc/passwd", link).unwrap();
+                }
+                if let Some(n) = req.env.get("BIG") {
+                    let n: usize = n.parse().unwrap();
+                    std::fs::write(dir.join("big.bin"), vec![b'x'; n]).unwrap();
+                }
+            }
+            self.seen.lock().unwrap().push(req);
+            Recorder {
+                policy: self.policy.clone(),
+                seen: Mutex::new(vec![]),
+            }
+            .exec(ExecRequest::new(["true"]))
+            .await
+        }
+    }
+
+    fn in_workspace() -> (
+        tempfile::TempDir,
+        Arc<Workspaces>,
+        Arc<Appender>,
+        SandboxExec,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let all = Workspaces::new(dir.path(), crate::workspace::Limits::default());
+        let sb = Arc::new(Appender {
+            policy: Policy::new(Tier::Process),
+            seen: Mutex::new(vec![]),
+        });
+        let t = SandboxExec::new(sb.clone()).with_workspaces(all.clone());
+        (dir, all, sb, t)
+    }
+
+    fn ctx(key: &str) -> ToolContext {
+        ToolContext {
+            run_id: "run1".into(),
+            step: "test".into(),
+            agent: Some("tester".into()),
+            idempotency_key: key.into(),
+            ..ToolContext::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn commands_run_in_the_workspace_and_what_they_change_is_committed_once() {
+        let (_d, all, sb, t) = in_workspace();
+        let ws = all.open("run1").unwrap();
+        ws.write("app.py", b"print(1)\n").unwrap();
+        let v = t
+            .call(json!({"command": "python3 app.py"}), &ctx("k1"))
+            .await
+            .unwrap();
+        // The workdir is the workspace's files; the command saw app.py there.
+        let seen = sb.seen.lock().unwrap().pop().unwrap();
+        assert_eq!(seen.workdir.as_deref(), Some(ws.files().path()));
+        assert_eq!(
+            v["workspace"]["changed"],
+            json!([{"path": "log.txt", "change": "added"}]),
+            "{v}"
+        );
+        // The link is removed, the cache is not committed.
+        assert_eq!(v["workspace"]["dropped"], json!(["escape"]));
+        assert!(!ws.files().path().join("escape").exists());
+        let log = ws.log().unwrap();
+        // app.py (written outside the tools) first, then the command's commit.
+        assert_eq!(log.len(), 2);
+        assert_eq!(log[1].summary, "test (tester): ran python3 app.py");
+        assert_eq!(log[1].step.as_deref(), Some("test"));
+        assert!(!ws.diff(Some("test")).unwrap().contains("pyc"));
+        // Sent again with its key: the files go back first, so the line is added once.
+        let again = t
+            .call(json!({"command": "python3 app.py"}), &ctx("k1"))
+            .await
+            .unwrap();
+        assert_eq!(again["workspace"]["sent_again"], true);
+        assert_eq!(again["workspace"]["commit"], v["workspace"]["commit"]);
+        assert_eq!(
+            std::fs::read_to_string(ws.files().path().join("log.txt")).unwrap(),
+            "ran\n"
+        );
+        // Another call adds its own line, in its own commit.
+        t.call(json!({"command": "python3 app.py"}), &ctx("k2"))
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(ws.files().path().join("log.txt")).unwrap(),
+            "ran\nran\n"
+        );
+        assert_eq!(ws.log().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_file_over_the_limit_puts_the_files_back_and_says_which() {
+        let (_d, all, _sb, t) = in_workspace();
+        let err = t
+            .call(
+                json!({"command": "make", "env": {"BIG": "2000000"}}),
+                &ctx("k1"),
+            )
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("`big.bin` of 2000000 bytes"), "{msg}");
+        assert!(msg.contains("back as they were"), "{msg}");
+        let ws = all.open("run1").unwrap();
+        assert!(!ws.files().path().join("big.bin").exists());
+        assert!(!ws.files().path().join("log.txt").exists());
+    }
+
+    #[tokio::test]
+    async fn the_scan_sees_the_workspace_and_workspace_false_runs_apart() {
+        let (_d, all, sb, t) = in_workspace();
+        all.open("run1")
+            .unwrap()
+            .write("a.py", b"import os\nos.system(input())\n")
+            .unwrap();
+        let err = t
+            .call(json!({"command": "python3 a.py"}), &ctx("k1"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("PY002"), "{err}");
+        assert!(sb.seen.lock().unwrap().is_empty());
+        // Apart from the workspace: an empty /work, nothing committed.
+        let v = t
+            .call(json!({"command": "true", "workspace": false}), &ctx("k2"))
+            .await
+            .unwrap();
+        assert!(v.get("workspace").is_none());
+        assert!(sb.seen.lock().unwrap()[0].workdir.is_none());
+        let e = t
+            .call(json!({"command": "true", "workspace": "yes"}), &ctx("k3"))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("workspace must be true or false"),
+            "{e}"
+        );
     }
 }

@@ -92,6 +92,17 @@ fn open_dir(dir: impl AsFd, word: &str, path: &str, create: bool) -> Result<Owne
     }
 }
 
+/// Directories of caches that commands leave behind (Python's bytecode and test caches,
+/// npm's packages, virtual environments): not listed, searched or committed.
+pub const CACHES: [&str; 6] = [
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    "node_modules",
+    ".venv",
+];
+
 /// The workspace's files: a root directory every access starts from.
 #[derive(Debug, Clone)]
 pub struct Root {
@@ -295,7 +306,11 @@ impl Root {
             if name == "." || name == ".." || (prefix.is_empty() && name == ".git") {
                 continue;
             }
-            names.push((name, entry.file_type()));
+            let ty = entry.file_type();
+            if ty == FileType::Directory && CACHES.contains(&name.as_str()) {
+                continue;
+            }
+            names.push((name, ty));
         }
         names.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, ty) in names {

@@ -61,6 +61,15 @@ pub struct Author {
 }
 
 impl Author {
+    /// The same author without the call's key: for a commit of what happened before the
+    /// call (changes made outside the tools), which a retry must not take for the call's.
+    pub fn before_call(&self) -> Author {
+        Author {
+            key: String::new(),
+            ..self.clone()
+        }
+    }
+
     fn message(&self, summary: &str) -> String {
         let who = match &self.agent {
             Some(a) => format!("{} ({a})", self.step),
@@ -78,6 +87,17 @@ impl Author {
         }
         m
     }
+}
+
+/// What [`Workspace::commit_command`] recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Committed {
+    /// The commit, when the command changed a file.
+    pub commit: Option<String>,
+    /// The paths it changed, with `added`, `modified` or `deleted`.
+    pub changed: Vec<(String, &'static str)>,
+    /// Symbolic links and special files it made, removed.
+    pub dropped: Vec<String>,
 }
 
 /// One commit of the history.
@@ -322,7 +342,10 @@ impl Workspace {
     /// Puts the files back as they were before `step`'s first change, as a new commit (the
     /// history keeps everything); the commit, if anything changed.
     pub fn rollback_before(&self, step: &str, author: &Author) -> Result<Option<String>, Error> {
-        self.snapshot(author, "changes made outside the workspace tools")?;
+        self.snapshot(
+            &author.before_call(),
+            "changes made outside the workspace tools",
+        )?;
         let repo = self.repo()?;
         let commits = Self::commits(&repo)?;
         let (before, _) = Self::span(&commits, step)?;
@@ -460,6 +483,130 @@ impl Workspace {
             changed.push((path, what));
         }
         Ok(changed)
+    }
+
+    /// Before a command runs on the files again with the same idempotency key (a retry, a
+    /// resumed run): when the last commit is that key's, the files go back to its parent, so
+    /// that the command's effect on the workspace is applied once. Whether they went back.
+    pub fn undo_key(&self, key: &str) -> Result<bool, Error> {
+        let repo = self.repo()?;
+        let Some(head) = Self::head(&repo)? else {
+            return Ok(false);
+        };
+        if key.is_empty() || trailer(&head, "Baton-Key").as_deref() != Some(key) {
+            return Ok(false);
+        }
+        let parent = match head.parent(0) {
+            Ok(p) => Some(p.tree().map_err(history)?),
+            Err(_) => None,
+        };
+        self.restore(&repo, parent.as_ref())?;
+        Ok(true)
+    }
+
+    /// Commits what a sandboxed command left in the files. Symbolic links and special
+    /// files it made are removed (they are never kept); when it left a file or a workspace
+    /// over the limits, the files go back to the last commit and the error names the file.
+    pub fn commit_command(&self, author: &Author, summary: &str) -> Result<Committed, Error> {
+        let repo = self.repo()?;
+        let head = Self::head(&repo)?;
+        let listing = self.files.walk("", self.limits.max_entries)?;
+        let mut problem = None;
+        if !listing.complete {
+            problem = Some(format!(
+                "the command left more than {} files and directories in the workspace",
+                self.limits.max_entries
+            ));
+        }
+        let files = || listing.entries.iter().filter(|e| e.kind == Kind::File);
+        if let Some(big) = files().find(|e| e.bytes > self.limits.max_file_bytes) {
+            problem = Some(format!(
+                "the command left `{}` of {} bytes, more than the {} a file may hold",
+                big.path, big.bytes, self.limits.max_file_bytes
+            ));
+        }
+        let total: u64 = files().map(|e| e.bytes).sum();
+        if total > self.limits.max_total_bytes {
+            problem = Some(format!(
+                "the command left {total} bytes of files, more than the workspace's {}",
+                self.limits.max_total_bytes
+            ));
+        }
+        if let Some(p) = problem {
+            let tree = head
+                .as_ref()
+                .map(|c| c.tree())
+                .transpose()
+                .map_err(history)?;
+            self.restore(&repo, tree.as_ref())?;
+            return Err(Error::Limit(format!(
+                "{p}; the workspace's files are back as they were before the command"
+            )));
+        }
+        let mut dropped = Vec::new();
+        for e in listing.entries.iter().filter(|e| e.kind == Kind::Other) {
+            self.files.remove(&e.path)?;
+            dropped.push(e.path.clone());
+        }
+        let before = head
+            .as_ref()
+            .map(|c| c.tree())
+            .transpose()
+            .map_err(history)?;
+        let commit = match self.snapshot(author, summary)? {
+            Some(c) => Some(c),
+            // Run again after `undo_key`, to the same files: the first try's commit.
+            None => self
+                .commit_of_key(&author.key)?
+                .filter(|c| head.as_ref().is_some_and(|h| h.id().to_string() == *c)),
+        };
+        let changed = match &commit {
+            Some(c) => {
+                let c = repo
+                    .find_commit(Oid::from_str(c).map_err(history)?)
+                    .map_err(history)?;
+                let parent = match c.parent(0) {
+                    Ok(p) => Some(p.tree().map_err(history)?),
+                    Err(_) => None,
+                };
+                let after = c.tree().map_err(history)?;
+                let from = if before.as_ref().map(|t| t.id()) == Some(after.id()) {
+                    parent
+                } else {
+                    before
+                };
+                Self::changed_paths(&repo, from.as_ref(), &after)?
+            }
+            None => Vec::new(),
+        };
+        Ok(Committed {
+            commit,
+            changed,
+            dropped,
+        })
+    }
+
+    /// The paths that differ from `from` to `to`, with `added`, `modified` or `deleted`.
+    fn changed_paths(
+        repo: &Repository,
+        from: Option<&Tree>,
+        to: &Tree,
+    ) -> Result<Vec<(String, &'static str)>, Error> {
+        let diff = repo
+            .diff_tree_to_tree(from, Some(to), None)
+            .map_err(history)?;
+        Ok(diff
+            .deltas()
+            .filter_map(|d| {
+                let what = match d.status() {
+                    git2::Delta::Added => "added",
+                    git2::Delta::Deleted => "deleted",
+                    _ => "modified",
+                };
+                let path = d.new_file().path().or_else(|| d.old_file().path())?;
+                Some((path.to_string_lossy().into_owned(), what))
+            })
+            .collect())
     }
 
     /// Copies the files of the last commit into `dest` (which must not exist or be empty);

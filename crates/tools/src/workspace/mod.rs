@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-pub use history::{Author, Change, Limits, Workspace};
+pub use history::{Author, Change, Committed, Limits, Workspace};
 
 use crate::{Effects, Error, Tool, ToolContext, ToolSpec};
 
@@ -29,7 +29,7 @@ use crate::{Effects, Error, Tool, ToolContext, ToolSpec};
 pub struct Workspaces {
     root: PathBuf,
     limits: Limits,
-    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Workspaces {
@@ -67,14 +67,20 @@ impl Workspaces {
         }
     }
 
-    /// Holds run `run`'s lock while `f` runs.
+    fn lock_of(&self, run: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut all = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        all.entry(run.to_string()).or_default().clone()
+    }
+
+    /// Holds run `run`'s lock while `f` runs (from a blocking thread, never from a task).
     pub fn locked<T>(&self, run: &str, f: impl FnOnce() -> T) -> T {
-        let lock = {
-            let mut all = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-            all.entry(run.to_string()).or_default().clone()
-        };
-        let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _held = self.lock_of(run).blocking_lock_owned();
         f()
+    }
+
+    /// Run `run`'s lock, for as long as a sandboxed command works on its files.
+    pub async fn lock(&self, run: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        self.lock_of(run).lock_owned().await
     }
 
     /// Registers the `workspace.*` tools over these workspaces.
@@ -219,7 +225,7 @@ impl WorkspaceTool {
                     if let Some(commit) = ws.commit_of_key(&author.key).map_err(fail)? {
                         return Ok(json!({"path": path, "bytes": content.len(), "commit": commit, "already_applied": true}));
                     }
-                    ws.snapshot(&author, "changes made outside the workspace tools")
+                    ws.snapshot(&author.before_call(), "changes made outside the workspace tools")
                         .map_err(fail)?;
                     let created = ws.write(path, content.as_bytes()).map_err(fail)?.is_none();
                     let verb = if created { "create" } else { "write" };
@@ -233,8 +239,11 @@ impl WorkspaceTool {
                     if let Some(commit) = ws.commit_of_key(&author.key).map_err(fail)? {
                         return Ok(json!({"commit": commit, "already_applied": true}));
                     }
-                    ws.snapshot(&author, "changes made outside the workspace tools")
-                        .map_err(fail)?;
+                    ws.snapshot(
+                        &author.before_call(),
+                        "changes made outside the workspace tools",
+                    )
+                    .map_err(fail)?;
                     let changed = ws.apply_patch(patch).map_err(fail)?;
                     let names: Vec<&str> = changed.iter().map(|(p, _)| p.as_str()).collect();
                     let commit = ws
