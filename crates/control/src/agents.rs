@@ -134,6 +134,8 @@ impl Control {
         }
         let a = load::load_agent(file, text.as_bytes(), &self.env())
             .map_err(crate::runs::diagnostics)?;
+        // A file named like a built-in agent stores that agent's next version.
+        self.seed_builtin_agents(&caller.tenant).await?;
         let warnings = self.agent_model_problems(file, &a);
         let spec = serde_json::to_value(&a.spec).map_err(|e| Error::internal(e.to_string()))?;
         let rec = self
@@ -179,6 +181,7 @@ impl Control {
     /// The tenant's agents, by name.
     pub async fn list_agents(&self, caller: &Caller) -> Result<Vec<AgentInfo>> {
         caller.check(Permission::Read)?;
+        self.seed_builtin_agents(&caller.tenant).await?;
         let mut out = Vec::new();
         for a in self.tenancy.agents(&caller.tenant).await? {
             // The default version's model and role: what a listing shows of each agent.
@@ -209,6 +212,7 @@ impl Control {
     /// A version of an agent (its default unless pinned).
     pub async fn get_agent(&self, caller: &Caller, r: &AgentRef) -> Result<AgentVersion> {
         caller.check(Permission::Read)?;
+        self.seed_builtin_agents(&caller.tenant).await?;
         let rec = self
             .tenancy
             .agent(&caller.tenant, &r.name, r.version)
@@ -224,6 +228,7 @@ impl Control {
     pub async fn agent_versions(&self, caller: &Caller, name: &str) -> Result<Vec<AgentVersion>> {
         caller.check(Permission::Read)?;
         crate::workflows::check_name(name, "agent")?;
+        self.seed_builtin_agents(&caller.tenant).await?;
         let all = self.tenancy.agent_versions(&caller.tenant, name).await?;
         if all.is_empty() {
             return Err(Error::not_found(format!("no agent {name}")));
@@ -287,6 +292,7 @@ impl Control {
                 .await);
         }
         crate::workflows::check_name(name, "agent")?;
+        self.seed_builtin_agents(&caller.tenant).await?;
         let rec = self
             .tenancy
             .set_default_agent(&caller.tenant, name, to, baton_store::now_ms())
@@ -336,6 +342,9 @@ impl Control {
     ) -> Result<(BTreeMap<String, PinnedAgent>, Vec<load::Diagnostic>)> {
         let mut refs = Vec::new();
         agent_refs(&loaded.doc.steps, "steps", &mut refs);
+        if refs.iter().any(|(r, _)| !loaded.doc.agents.contains_key(r)) {
+            self.seed_builtin_agents(tenant).await?;
+        }
         let mut pinned = BTreeMap::new();
         let mut problems = Vec::new();
         for (reference, path) in refs {

@@ -23,6 +23,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod builtin_agents;
 pub mod caller;
 pub mod error;
 pub mod follow;
@@ -73,6 +74,8 @@ pub struct Control {
     memory: Option<Arc<baton_memory::Memory>>,
     /// Runs' workspaces (`with_workspaces`; `None`: not configured).
     workspaces: Option<Arc<baton_tools::workspace::Workspaces>>,
+    /// The tenants whose registry this process has given the built-in agents.
+    seeded: Arc<std::sync::Mutex<std::collections::HashSet<baton_types::TenantId>>>,
 }
 
 impl Control {
@@ -88,6 +91,7 @@ impl Control {
             webhooks: None,
             memory: None,
             workspaces: None,
+            seeded: Arc::default(),
         }
     }
 

@@ -38,6 +38,7 @@ impl Control {
             created_at_ms: baton_store::now_ms(),
         };
         self.tenancy.create_tenant(rec.clone()).await?;
+        self.seed_builtin_agents(&rec.id).await?;
         let object = format!("tenant/{id}");
         self.record(
             caller,

@@ -60,6 +60,9 @@ pub trait AgentRegistry: Send + Sync {
     /// Stores the next version of `a.name` (version 1 for a new name) and makes it the
     /// default.
     async fn put_agent(&self, a: NewAgentVersion) -> Result<AgentRecord>;
+    /// Stores `a` as version 1 when the tenant has no agent of its name (atomically: of two
+    /// processes seeding at once, one stores it); `None` when the name was taken.
+    async fn seed_agent(&self, a: NewAgentVersion) -> Result<Option<AgentRecord>>;
     /// The tenant's agents, by name.
     async fn agents(&self, tenant: &TenantId) -> Result<Vec<AgentSummary>>;
     /// A version of an agent (`None`: its default version).

@@ -440,3 +440,58 @@ async fn rollback_restores_the_exact_tree_and_export_copies_it() {
         .to_string();
     assert!(e.contains("step `nope` changed no file"), "{e}");
 }
+
+#[tokio::test]
+async fn security_scan_reports_the_workspace_findings_by_severity() {
+    let f = fixture(Limits::default());
+    let c = ctx("write", Some("coder"), "s1");
+    f.call(
+        "workspace.write",
+        json!({"path": "app/run.py", "content": "import os\n\ndef go(cmd):\n    os.system(cmd)\n"}),
+        &c,
+    )
+    .await
+    .unwrap();
+    f.call(
+        "workspace.write",
+        json!({"path": "app/ok.py", "content": "def add(a, b):\n    return a + b\n"}),
+        &ctx("write", Some("coder"), "s2"),
+    )
+    .await
+    .unwrap();
+    let scan = ctx("scan", Some("security-reviewer"), "s3");
+    let v = f.call("security.scan", json!({}), &scan).await.unwrap();
+    assert_eq!(v["blocking"], true, "{v}");
+    assert_eq!(v["counts"]["high"], 1, "{v}");
+    assert_eq!(v["files_scanned"], 2, "{v}");
+    let found = &v["findings"][0];
+    assert_eq!(
+        (&found["rule"], &found["path"], &found["line"], &found["severity"]),
+        (&json!("PY002"), &json!("app/run.py"), &json!(4), &json!("high")),
+        "{v}"
+    );
+    assert!(found["fix"].as_str().unwrap().contains("shell=False"), "{v}");
+
+    // A path narrows it; a clean tree does not block.
+    let v = f
+        .call("security.scan", json!({"path": "app/ok.py"}), &scan)
+        .await
+        .unwrap();
+    assert_eq!((v["blocking"].clone(), v["files_scanned"].clone()), (json!(false), json!(1)), "{v}");
+    // Bad arguments and escapes are refused with the reason.
+    let e = f
+        .call("security.scan", json!({"external": "yes"}), &scan)
+        .await
+        .unwrap_err();
+    assert!(e.contains("`external` must be true or false"), "{e}");
+    let e = f
+        .call("security.scan", json!({"path": "../x"}), &scan)
+        .await
+        .unwrap_err();
+    assert!(e.contains(".."), "{e}");
+    let e = f
+        .call("security.scan", json!({"paths": "x"}), &scan)
+        .await
+        .unwrap_err();
+    assert!(e.contains("unknown argument 'paths'"), "{e}");
+}

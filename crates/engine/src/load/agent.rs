@@ -27,6 +27,21 @@ pub fn load_agent(
     bytes: &[u8],
     env: &ValidationEnv,
 ) -> Result<AgentFile, Vec<Diagnostic>> {
+    check_agent(file, bytes, Some(env))
+}
+
+/// Reads an agent file and checks its shape and fields, but not what depends on the host (its
+/// tools and model): for templates that are stored wherever they are later run (Baton's
+/// built-in agents), which are checked in full when a run uses them.
+pub fn read_agent(file: &str, bytes: &[u8]) -> Result<AgentFile, Vec<Diagnostic>> {
+    check_agent(file, bytes, None)
+}
+
+fn check_agent(
+    file: &str,
+    bytes: &[u8],
+    env: Option<&ValidationEnv>,
+) -> Result<AgentFile, Vec<Diagnostic>> {
     let text = text_of(file, bytes)?;
     let (value, spans) = read_value(file, text)?;
     let at = |path: &str, message: String| vec![diagnostic_at(file, &spans, path.into(), message)];
@@ -80,9 +95,11 @@ pub fn load_agent(
         file: file.to_string(),
         spans: wrapped_spans,
     };
-    let problems = validate(&loaded, env);
-    if !problems.is_empty() {
-        return Err(back(problems));
+    if let Some(env) = env {
+        let problems = validate(&loaded, env);
+        if !problems.is_empty() {
+            return Err(back(problems));
+        }
     }
     let spec = typed
         .agents

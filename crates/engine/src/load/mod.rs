@@ -27,7 +27,7 @@ use std::path::Path;
 
 use baton_types::WorkflowDoc;
 
-pub use agent::{AgentFile, load_agent};
+pub use agent::{AgentFile, load_agent, read_agent};
 pub use semantic::{MAX_RETRIES, MAX_STEPS, validate};
 
 /// Files larger than this are refused before they are read.

@@ -74,6 +74,37 @@ impl AgentRegistry for MemoryStore {
             .ok_or_else(|| Error::Db("a stored agent version cannot be read back".into()))
     }
 
+    async fn seed_agent(&self, a: NewAgentVersion) -> Result<Option<AgentRecord>> {
+        // Held across the check and the write, so that no other writer comes between.
+        let mut all = self.agents_lock();
+        let key = (a.tenant.clone(), a.name.clone());
+        if all.0.contains_key(&key) {
+            return Ok(None);
+        }
+        let rec = AgentRecord {
+            tenant: a.tenant,
+            name: a.name,
+            version: 1,
+            spec: a.spec,
+            source: a.source,
+            format: a.format,
+            created_at_ms: a.created_at_ms,
+            created_by: a.created_by,
+            latest: 1,
+            default_version: 1,
+        };
+        all.0.insert(
+            key,
+            Agent {
+                versions: vec![rec.clone()],
+                default_version: 1,
+                created_at_ms: a.created_at_ms,
+                updated_at_ms: a.created_at_ms,
+            },
+        );
+        Ok(Some(rec))
+    }
+
     async fn agents(&self, tenant: &TenantId) -> Result<Vec<AgentSummary>> {
         Ok(self
             .agents_lock()

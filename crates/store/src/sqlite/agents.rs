@@ -126,6 +126,43 @@ impl AgentRegistry for SqliteStore {
         .await
     }
 
+    async fn seed_agent(&self, a: NewAgentVersion) -> Result<Option<AgentRecord>> {
+        self.call(move |c| {
+            // In the writer's transaction: the name is claimed and its version stored together.
+            let claimed = c
+                .prepare_cached(
+                    "INSERT INTO agents (tenant, name, latest, default_version, created_at_ms, updated_at_ms)
+                     VALUES (?1, ?2, 1, 1, ?3, ?3) ON CONFLICT (tenant, name) DO NOTHING",
+                )
+                .and_then(|mut st| st.execute(params![a.tenant.as_str(), a.name, a.created_at_ms]))
+                .map_err(db_err)?;
+            if claimed == 0 {
+                return Ok(None);
+            }
+            c.prepare_cached(
+                "INSERT INTO agent_versions (tenant, name, version, spec, source, format, created_at_ms, created_by)
+                 VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    a.tenant.as_str(),
+                    a.name,
+                    a.spec.to_string(),
+                    a.source,
+                    a.format.as_str(),
+                    a.created_at_ms,
+                    a.created_by
+                ])
+            })
+            .map_err(db_err)?;
+            agent_version(c, &a.tenant, &a.name, Some(1))
+                .map_err(db_err)?
+                .ok_or_else(|| Error::Db("a stored agent version cannot be read back".into()))
+                .map(Some)
+        })
+        .await
+    }
+
     async fn agents(&self, tenant: &TenantId) -> Result<Vec<AgentSummary>> {
         self.read(|c| {
             c.prepare_cached(

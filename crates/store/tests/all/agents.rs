@@ -54,9 +54,36 @@ async fn registry_conformance(store: Arc<dyn AgentRegistry>) {
             .is_none()
     );
 
+    // Seeding stores version 1 of a new name only; a taken name is left as it is.
+    let seeded = store
+        .seed_agent(version("acme", "tester", "m/t", 35))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((seeded.version, seeded.latest, seeded.default_version), (1, 1, 1));
+    assert!(
+        store
+            .seed_agent(version("acme", "tester", "m/t2", 36))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .seed_agent(version("acme", "coder", "m/seed", 37))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let t = store.agent(&acme, "tester", None).await.unwrap().unwrap();
+    assert_eq!((t.version, t.spec.clone()), (1, json!({"model": "m/t"})));
+    assert_eq!(store.agent_versions(&acme, "tester").await.unwrap().len(), 1);
+    let c = store.agent(&acme, "coder", None).await.unwrap().unwrap();
+    assert_eq!((c.version, c.latest), (2, 2));
+
     let list = store.agents(&acme).await.unwrap();
     let names: Vec<_> = list.iter().map(|a| (a.name.as_str(), a.latest)).collect();
-    assert_eq!(names, [("coder", 2), ("pm", 1)]);
+    assert_eq!(names, [("coder", 2), ("pm", 1), ("tester", 1)]);
     assert_eq!((list[0].created_at_ms, list[0].updated_at_ms), (10, 20));
 
     // Rollback moves the default, not the newest; a new version becomes the default again.

@@ -92,6 +92,7 @@ impl Workspaces {
             Op::Search,
             Op::ApplyPatch,
             Op::Diff,
+            Op::Scan,
         ] {
             r.register(Arc::new(WorkspaceTool {
                 op,
@@ -109,9 +110,11 @@ enum Op {
     Search,
     ApplyPatch,
     Diff,
+    /// `security.scan`: the sandbox's security scanner over the workspace's files.
+    Scan,
 }
 
-/// One `workspace.*` tool.
+/// One `workspace.*` tool (or `security.scan`, which reads the workspace like them).
 struct WorkspaceTool {
     op: Op,
     all: Arc<Workspaces>,
@@ -131,6 +134,7 @@ impl WorkspaceTool {
             Op::Search => "workspace.search",
             Op::ApplyPatch => "workspace.apply_patch",
             Op::Diff => "workspace.diff",
+            Op::Scan => "security.scan",
         }
     }
 
@@ -149,6 +153,7 @@ impl WorkspaceTool {
             Op::Search => &["query", "path", "regex", "ignore_case"],
             Op::ApplyPatch => &["patch"],
             Op::Diff => &["step"],
+            Op::Scan => &["path", "external"],
         };
         let Some(obj) = args.as_object() else {
             return Err(self.invalid("arguments must be a mapping"));
@@ -214,6 +219,7 @@ impl WorkspaceTool {
                 Ok(json!({"entries": entries, "truncated": !listing.complete}))
             }
             Op::Search => self.search(&ws, need("query")?, text("path")?.unwrap_or(""), obj),
+            Op::Scan => self.scan(&ws, text("path")?.unwrap_or(""), obj),
             Op::Diff => {
                 let diff = ws.diff(text("step")?).map_err(fail)?;
                 Ok(json!({"diff": diff}))
@@ -314,6 +320,110 @@ impl WorkspaceTool {
     }
 }
 
+impl WorkspaceTool {
+    /// The built-in rules over every text file under `path` (and Bandit and Semgrep with
+    /// `external: true`, where installed): the findings, counted by severity; `blocking` when
+    /// one is high.
+    fn scan(
+        &self,
+        ws: &Workspace,
+        path: &str,
+        obj: &serde_json::Map<String, Value>,
+    ) -> Result<Value, Error> {
+        use baton_sandbox::scan::{self, Lang, Severity};
+        let external = match obj.get("external") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                return Err(self.invalid(format!("`external` must be true or false, not {other}")));
+            }
+        };
+        // A file is scanned alone; a directory (or the whole workspace) file by file.
+        let one_file = !path.is_empty() && ws.files().read(path, ws.limits().max_file_bytes).is_ok();
+        let listing = if one_file {
+            fs::Listing {
+                entries: vec![fs::Entry {
+                    path: path.to_string(),
+                    kind: fs::Kind::File,
+                    bytes: 0,
+                    executable: false,
+                }],
+                complete: true,
+            }
+        } else {
+            ws.files()
+                .walk(path, ws.limits().max_entries)
+                .map_err(|e| fail(e.into()))?
+        };
+        let mut report = scan::Report {
+            tools: vec!["baton".into()],
+            ..Default::default()
+        };
+        for e in listing.entries.iter().filter(|e| e.kind == fs::Kind::File) {
+            let Ok(bytes) = ws.files().read(&e.path, ws.limits().max_file_bytes) else {
+                continue;
+            };
+            let Ok(text) = std::str::from_utf8(&bytes) else {
+                continue;
+            };
+            if let Some(lang) = Lang::detect(&e.path, text) {
+                report.files_scanned += 1;
+                report
+                    .findings
+                    .extend(scan::scan_source(lang, &e.path, text));
+            }
+        }
+        if external {
+            // The external tools walk the directory themselves: only over regular files.
+            if let Some(odd) = listing.entries.iter().find(|e| e.kind == fs::Kind::Other) {
+                return Err(Error::Failed(format!(
+                    "`external: true` needs a workspace of regular files only; {} is not one",
+                    odd.path
+                )));
+            }
+            let dir = ws.files().path().join(path);
+            let opts = scan::Options {
+                external: true,
+                advisories: None,
+            };
+            let more = scan::scan_path(&dir, &opts).map_err(|e| Error::Failed(e.to_string()))?;
+            let root = format!("{}/", ws.files().path().display());
+            report.findings.extend(
+                more.findings
+                    .into_iter()
+                    .filter(|f| f.tool != "baton")
+                    .map(|f| scan::Finding {
+                        file: f.file.strip_prefix(&root).unwrap_or(&f.file).to_string(),
+                        ..f
+                    }),
+            );
+            report.tools.extend(more.tools.into_iter().filter(|t| t != "baton"));
+            report.skipped = more.skipped;
+        }
+        report
+            .findings
+            .sort_by(|a, b| (&a.file, a.line, &a.rule).cmp(&(&b.file, b.line, &b.rule)));
+        let count = |s: Severity| report.findings.iter().filter(|f| f.severity == s).count();
+        let findings: Vec<Value> = report
+            .findings
+            .iter()
+            .map(|f| {
+                json!({"rule": f.rule, "severity": f.severity, "path": f.file, "line": f.line,
+                       "message": f.message, "fix": f.fix, "tool": f.tool})
+            })
+            .collect();
+        Ok(json!({
+            "findings": findings,
+            "counts": {"high": count(Severity::High), "medium": count(Severity::Medium), "low": count(Severity::Low)},
+            "blocking": count(Severity::High) > 0,
+            "files_scanned": report.files_scanned,
+            "tools": report.tools,
+            "skipped": report.skipped,
+            "truncated": !listing.complete,
+        }))
+    }
+}
+
 /// A workspace failure as a tool error: the agent reads the message and can act on it.
 fn fail(e: history::Error) -> Error {
     Error::Failed(e.to_string())
@@ -352,6 +462,11 @@ impl Tool for WorkspaceTool {
             Op::Diff => (
                 "The unified diff of what a step changed in the workspace (`step`), or of every change of the run.",
                 json!({"type": "object", "properties": {"step": {"type": "string"}}}),
+                Effects::None,
+            ),
+            Op::Scan => (
+                "Scan the workspace's code (or `path` in it) for security problems: shell injection, eval, unsafe deserialisation, hard-coded secrets, weak crypto and more, in Python, JavaScript, TypeScript and shell; `external: true` adds Bandit and Semgrep where installed. Returns each finding (rule, severity, path, line, message, fix), counts by severity, and `blocking` (a high-severity finding).",
+                json!({"type": "object", "properties": {"path": path, "external": {"type": "boolean"}}}),
                 Effects::None,
             ),
         };
