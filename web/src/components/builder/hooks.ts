@@ -161,7 +161,10 @@ export function fieldProblems(problems: Problem[], flow: Flow, step?: string): M
     // "agent step `a` needs a `prompt`" is about the step, and names the field to fill.
     const missing = /needs an? `([a-z_.]+)`/.exec(p.d.message);
     if (step && field === '' && missing) field = missing[1];
-    const key = DOC_KEYS.has(field) || step ? field : '';
+    // The document's agents are forms of their own: their problems keep the whole path
+    // (`agents.writer.model`), so each lands on its field.
+    if (!step && field === 'agents') field = p.d.path;
+    const key = DOC_KEYS.has(field) || field.startsWith('agents.') || step ? field : '';
     out.set(key, [...(out.get(key) ?? []), p.d.message]);
   }
   return out;
