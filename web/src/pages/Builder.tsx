@@ -77,14 +77,14 @@ export default function Builder({ name }: { name?: string }) {
 function Editor({ initial, loaded }: { initial: ReturnType<typeof parseFlow>; loaded: Loaded }) {
   const { api, me } = useSession();
   const readOnly = !me.may.edit_workflows;
-  const st = useFlow(initial);
-  const { flow } = st;
   const [tab, setTab] = useState<'canvas' | 'yaml'>('canvas');
+  const st = useFlow(initial, tab === 'yaml');
+  const { flow } = st;
   const [help, setHelp] = useState(false);
   const [openMs, setOpenMs] = useState<number>();
   const sel = useSelection();
   const store = useStore(api, st, flow, readOnly, loaded.stored);
-  const validation = useValidation(api, st.yaml, flow);
+  const validation = useValidation(api, st.yamlNow, flow);
   const graph = useMemo(() => graphOf(flow), [flow]);
   const steps = useMemo(() => new Map(walk(flow.steps).map((p) => [p.step.id, p.step])), [flow]);
   const broken = useMemo(() => new Set(validation.problems.filter((p) => p.step && p.d.level === 'error').map((p) => p.step as string)), [validation.problems]);
@@ -111,7 +111,7 @@ function Editor({ initial, loaded }: { initial: ReturnType<typeof parseFlow>; lo
           {store.stored && (
             <span className="muted small" data-testid="version">
               v{store.stored.version}
-              {store.savedYaml !== st.yaml && ' · edited'}
+              {store.edited && ' · edited'}
             </span>
           )}
         </h1>
@@ -169,7 +169,7 @@ function Editor({ initial, loaded }: { initial: ReturnType<typeof parseFlow>; lo
           <Side st={st} step={step} sel={sel} problems={validation.problems} readOnly={readOnly} onDelete={edits.remove} />
         </div>
       ) : (
-        <YamlTab text={st.yaml} readOnly={readOnly} onText={st.replace} />
+        <YamlTab text={st.yaml ?? st.yamlNow()} readOnly={readOnly} onText={st.replace} />
       )}
       <Problems problems={validation.problems} checking={validation.checking} onOpen={openProblem} />
     </section>
