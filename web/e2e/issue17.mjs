@@ -20,7 +20,7 @@ description: an agent of the workflow's own, a registry agent, a parallel and an
 agents:
   writer: { model: scripted/hello, role: writer }
 steps:
-  - { id: draft, agent: writer, prompt: "Write a note about {{ run.workflow }}." }
+  - { id: draft, agent: writer, prompt: "Say hello to the readers of {{ run.workflow }}." }
   - id: checks
     parallel:
       - { id: spell, tool: echo, with: { text: "spelling ok" } }
@@ -130,8 +130,10 @@ export async function issue17Tests({ test, signIn, server, expectText, root }) {
     await page.locator('[data-testid="node-approve"][data-status="waiting"]').waitFor();
     await page.waitForTimeout(300);
     const before = await drawn(page);
-    // draft -> checks, checks -> spell, checks -> links, checks -> approve, approve -> publish
-    if (before.edges.length < 5 || before.edges.some((e) => !/^M/.test(e.d))) throw new Error(`edges while waiting: ${JSON.stringify(before.edges)}`);
+    // draft -> checks, checks ~ spell, checks ~ links (its branches), checks -> approve, approve -> publish
+    if (before.edges.length !== 5 || before.edges.some((e) => !/^M/.test(e.d))) throw new Error(`edges while waiting: ${JSON.stringify(before.edges)}`);
+    // The step after the parallel is drawn below its branches.
+    if (!(before.nodes.approve.y > before.nodes.spell.y && before.nodes.spell.y > before.nodes.checks.y)) throw new Error(`layers: ${JSON.stringify(before.nodes)}`);
     await shot('waiting');
     // Approved elsewhere: the statuses change live, every edge stays drawn.
     await as('POST', `/runs/${waiting.id}/approve`, { step: 'approve' });
@@ -153,11 +155,11 @@ export async function issue17Tests({ test, signIn, server, expectText, root }) {
     await panel.getByLabel('New agent').fill('critic');
     await panel.getByRole('button', { name: 'Add agent' }).click();
     const critic = panel.getByTestId('agent-form-critic');
-    await critic.getByLabel('Model').fill('scripted/hello');
+    await critic.getByLabel('Model', { exact: true }).fill('scripted/hello');
     await critic.getByLabel('Role').fill('critic');
     await critic.getByLabel('Instructions (system prompt)').fill('Find one weakness.');
     await critic.getByLabel('Tools').fill('echo');
-    await critic.getByLabel('Tokens').fill('4000');
+    await critic.getByLabel('Tokens', { exact: true }).fill('4000');
     await critic.getByLabel('Output schema (JSON Schema)').fill('{"type": "object", "required": ["weakness"]}');
     // Copy from registry: version 1, not the newest.
     const copy = panel.getByTestId('copy-registry');
@@ -202,7 +204,7 @@ export async function issue17Tests({ test, signIn, server, expectText, root }) {
       await p.getByTestId('node-size').click();
       await p.getByTestId('node-panel').waitFor();
     }],
-    ['approvals', '/approvals', (p) => p.getByRole('heading', { name: 'Nothing waits for you' }).waitFor()],
+    ['approvals', '/approvals', (p) => p.getByRole('heading', { name: 'Nothing waits for you' }).or(p.getByTestId('approval')).first().waitFor()],
     ['agents', '/agents', (p) => p.getByTestId('agents').waitFor()],
     ['agent', '/agents/i17-reviewer', (p) => p.getByTestId('diff').waitFor()],
     ['compare', `/compare/${finished.id}/${fork.id}`, (p) => p.getByTestId('cmp-summary').waitFor()],

@@ -107,7 +107,26 @@ export function GraphView({ graph, statusOf, selected, onOpen, reveal, breakpoin
   }, [placed, graph, statusOf, selected, onOpen, breakpoints, onBreakpoint]);
   const edges: Edge[] = useMemo(() => {
     const y = new Map(placed.map((p) => [p.id, p.y]));
-    return graph.edges
+    // A container's branches (parallel) or the first step of its body (map, group), dashed,
+    // as the builder draws them: the parallel branches hang visibly from their step.
+    const kind = new Map(graph.nodes.map((n) => [n.id, n.kind as string]));
+    const firstChild = new Set<string>();
+    const nested: Edge[] = [];
+    for (const n of graph.nodes) {
+      if (!n.parent) continue;
+      const branch = kind.get(n.parent) === 'parallel';
+      if (!branch && firstChild.has(n.parent)) continue;
+      firstChild.add(n.parent);
+      nested.push({
+        id: `${n.parent}~${n.id}`,
+        source: n.parent,
+        target: n.id,
+        type: 'default',
+        animated: statusOf(n.parent) === 'running' && statusOf(n.id) === 'running',
+        className: branch ? 'edge-branch' : 'edge-body',
+      });
+    }
+    return nested.concat(graph.edges
       .filter((e) => e.to !== 'end')
       .map((e, i) => {
         const back = (y.get(e.to) ?? 0) <= (y.get(e.from) ?? 0);
@@ -124,7 +143,7 @@ export function GraphView({ graph, statusOf, selected, onOpen, reveal, breakpoin
           markerEnd: { type: MarkerType.ArrowClosed },
           className: `edge-${e.kind}`,
         };
-      });
+      }));
   }, [graph, placed, statusOf]);
   const focus = useCallback(() => {
     if (graph.nodes.length <= FIT_WHOLE) return [];

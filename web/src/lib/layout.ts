@@ -17,6 +17,7 @@ export interface Placed {
 
 export function layout(nodes: Pick<GraphNode, 'id' | 'parent'>[], edges: Pick<GraphEdge, 'from' | 'to'>[]): Placed[] {
   const index = new Map(nodes.map((n, i) => [n.id, i]));
+  const parentOf = new Map(nodes.filter((n) => n.parent).map((n) => [n.id, n.parent as string]));
   const incoming = new Map<string, string[]>();
   const add = (from: string, to: string) => {
     const a = index.get(from);
@@ -27,6 +28,17 @@ export function layout(nodes: Pick<GraphNode, 'id' | 'parent'>[], edges: Pick<Gr
   };
   for (const e of edges) add(e.from, e.to);
   for (const n of nodes) if (n.parent) add(n.parent, n.id);
+  // What follows a container (parallel, map, group) goes below its branches or body, not
+  // beside them: its forward edges also count from every step inside it (for layers only).
+  const inside = new Map<string, string[]>();
+  for (const n of nodes) {
+    for (let p = n.parent, hops = 0; p && hops < nodes.length; p = parentOf.get(p), hops++) inside.set(p, [...(inside.get(p) ?? []), n.id]);
+  }
+  for (const e of edges) {
+    const within = inside.get(e.from);
+    // An edge into its own body (a group's first step) is not one that leaves it.
+    if (within && !within.includes(e.to)) for (const d of within) add(d, e.to);
+  }
   const layer = new Map<string, number>();
   for (const n of nodes) {
     const preds = incoming.get(n.id) ?? [];

@@ -88,6 +88,18 @@ describe('layout', () => {
     expect(performance.now() - t).toBeLessThan(500);
   });
 
+  it('puts the step after a container below its branches', () => {
+    const nodes = [{ id: 'draft' }, { id: 'checks' }, { id: 'spell', parent: 'checks' }, { id: 'links', parent: 'checks' }, { id: 'approve' }];
+    const edges = [
+      { from: 'draft', to: 'checks' },
+      { from: 'checks', to: 'approve' },
+    ];
+    const p = Object.fromEntries(layout(nodes, edges).map((n) => [n.id, n]));
+    expect(p.spell.y).toBe(p.links.y);
+    expect(p.spell.y).toBeGreaterThan(p.checks.y);
+    expect(p.approve.y).toBeGreaterThan(p.spell.y);
+  });
+
   it("places the run viewer's nodes where the builder saved them", () => {
     const nodes = ['size', 'big', 'small', 'none'].map((id) => ({ id }));
     const edges = [
