@@ -1,11 +1,11 @@
 // A run's workflow graph with each node's live status. Nodes are not draggable and only the
 // visible ones are rendered, so graphs of hundreds of steps stay smooth; each node is a button
 // (Tab to it, Enter opens its details).
-import { Background, Controls, Handle, MarkerType, Position, ReactFlow, useReactFlow, type Edge, type Node, type NodeHandle, type NodeProps } from '@xyflow/react';
+import { Background, Controls, Handle, MarkerType, Position, ReactFlow, useReactFlow, type Edge, type Node, type NodeProps } from '@xyflow/react';
 import '@xyflow/react/dist/style.css';
 import { memo, useCallback, useEffect, useMemo, useRef } from 'react';
 import type { Graph } from '../api/types';
-import { NODE_H, NODE_W, placeGraph, stepHandles } from '../lib/layout';
+import { NODE_H, NODE_W, placeGraph } from '../lib/layout';
 import type { NodeStatus } from '../lib/runStatus';
 import { BreakpointDot } from './debugger/BreakpointToggle';
 import { Reveal } from './run/Reveal';
@@ -40,12 +40,7 @@ const StepBox = memo(function StepBox({ id, data }: NodeProps<StepNode>) {
 });
 
 const nodeTypes = { step: StepBox };
-/**
- * Every node's handles, as StepBox draws them: with them React Flow draws a node's edges
- * without waiting to measure it (a node re-created by a status change, or one not rendered
- * because it is out of view, would otherwise leave its edges out until measured).
- */
-const HANDLES = stepHandles() as unknown as NodeHandle[];
+
 const noop = () => {};
 const FIT = { maxZoom: 1.1, padding: 0.2 };
 
@@ -94,7 +89,6 @@ export function GraphView({ graph, statusOf, selected, onOpen, reveal, breakpoin
             // Known sizes: drawn (and fitted) at once, without waiting to be measured.
             width: NODE_W,
             height: NODE_H,
-            handles: HANDLES,
             data: { label: p.id, kind: kind.get(p.id) ?? '', status, selected: isSelected, onOpen, breakpoint, onBreakpoint },
             draggable: false,
             connectable: false,
