@@ -36,7 +36,12 @@ export async function builderTests({ test, signIn, server, api, runEnded, expect
     await page.waitForURL('**/builder');
     // The document's fields while no step is selected.
     await field(page, 'Name').fill('built');
-    await field(page, 'Agents').fill('{"greeter": {"model": "scripted/hello", "role": "greeter"}}');
+    // The workflow's own agent, through its form.
+    await field(page, 'New agent').fill('greeter');
+    await page.getByTestId('step-panel').getByRole('button', { name: 'Add agent' }).click();
+    const greeter = page.getByTestId('agent-form-greeter');
+    await greeter.getByLabel('Model', { exact: true }).fill('scripted/hello');
+    await greeter.getByLabel('Role', { exact: true }).fill('greeter');
     await drop(page, 'agent', 260, 60);
     await page.getByTestId('bnode-agent1').waitFor();
     // An agent step without a prompt: the validator marks the node and the field.

@@ -19,6 +19,7 @@ import { a11yTests } from './a11y.mjs';
 import { builderTests } from './builder.mjs';
 import { dashboardTests } from './dashboard.mjs';
 import { debuggerTests } from './debugger.mjs';
+import { issue17Tests } from './issue17.mjs';
 import { registryTests } from './registry.mjs';
 import { runpanelTests } from './runpanel.mjs';
 import { timetravelTests } from './timetravel.mjs';
@@ -101,10 +102,10 @@ const results = [];
 let failed = 0;
 
 /** One test: a fresh browser context (so a fresh sessionStorage); no console error allowed. */
-async function test(name, fn, { scheme = 'light', allowErrors = false } = {}) {
+async function test(name, fn, { scheme = 'light', allowErrors = false, viewport = { width: 1366, height: 900 } } = {}) {
   // E2E_ONLY=<substring>: only the tests whose name contains it (iterating on one file).
   if (process.env.E2E_ONLY && !name.includes(process.env.E2E_ONLY)) return;
-  const context = await browser.newContext({ viewport: { width: 1366, height: 900 }, colorScheme: scheme });
+  const context = await browser.newContext({ viewport, colorScheme: scheme });
   const page = await context.newPage();
   page.setDefaultTimeout(15_000);
   const errors = [];
@@ -271,6 +272,7 @@ await timetravelTests({ test, signIn, server, api, runEnded, expectText });
 await runpanelTests({ test, signIn, server, api, runEnded, expectText, root });
 await debuggerTests({ test, signIn, server, api, runEnded, expectText });
 await a11yTests({ test, signIn, server, runEnded, expectText });
+await issue17Tests({ test, signIn, server, expectText, root });
 
 await test('server-unreachable', async (page, shot) => {
   await signIn(page);

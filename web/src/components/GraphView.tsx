@@ -5,7 +5,7 @@ import { Background, Controls, Handle, MarkerType, Position, ReactFlow, useReact
 import '@xyflow/react/dist/style.css';
 import { memo, useCallback, useEffect, useMemo, useRef } from 'react';
 import type { Graph } from '../api/types';
-import { layout, NODE_H, NODE_W } from '../lib/layout';
+import { NODE_H, NODE_W, placeGraph } from '../lib/layout';
 import type { NodeStatus } from '../lib/runStatus';
 import { BreakpointDot } from './debugger/BreakpointToggle';
 import { Reveal } from './run/Reveal';
@@ -40,6 +40,7 @@ const StepBox = memo(function StepBox({ id, data }: NodeProps<StepNode>) {
 });
 
 const nodeTypes = { step: StepBox };
+
 const noop = () => {};
 const FIT = { maxZoom: 1.1, padding: 0.2 };
 
@@ -65,7 +66,8 @@ function Refit({ narrow, focus }: { narrow: boolean; focus: () => string[] }) {
 }
 
 export function GraphView({ graph, statusOf, selected, onOpen, reveal, breakpoints, onBreakpoint }: { graph: Graph; statusOf(id: string): NodeStatus; selected?: string; onOpen(id: string): void; reveal?: number; breakpoints?: ReadonlySet<string>; onBreakpoint?(id: string): void }) {
-  const placed = useMemo(() => layout(graph.nodes, graph.edges), [graph]);
+  // The builder's saved arrangement (`layout:`) when the workflow has one, else automatic.
+  const placed = useMemo(() => placeGraph(graph.nodes, graph.edges, graph.header.layout), [graph]);
   // A node keeps its object while its status and selection stay the same, so a live event or
   // a click re-renders only the nodes it changed, not the whole graph.
   const cache = useRef(new Map<string, StepNode>());
@@ -99,7 +101,26 @@ export function GraphView({ graph, statusOf, selected, onOpen, reveal, breakpoin
   }, [placed, graph, statusOf, selected, onOpen, breakpoints, onBreakpoint]);
   const edges: Edge[] = useMemo(() => {
     const y = new Map(placed.map((p) => [p.id, p.y]));
-    return graph.edges
+    // A container's branches (parallel) or the first step of its body (map, group), dashed,
+    // as the builder draws them: the parallel branches hang visibly from their step.
+    const kind = new Map(graph.nodes.map((n) => [n.id, n.kind as string]));
+    const firstChild = new Set<string>();
+    const nested: Edge[] = [];
+    for (const n of graph.nodes) {
+      if (!n.parent) continue;
+      const branch = kind.get(n.parent) === 'parallel';
+      if (!branch && firstChild.has(n.parent)) continue;
+      firstChild.add(n.parent);
+      nested.push({
+        id: `${n.parent}~${n.id}`,
+        source: n.parent,
+        target: n.id,
+        type: 'default',
+        animated: statusOf(n.parent) === 'running' && statusOf(n.id) === 'running',
+        className: branch ? 'edge-branch' : 'edge-body',
+      });
+    }
+    return nested.concat(graph.edges
       .filter((e) => e.to !== 'end')
       .map((e, i) => {
         const back = (y.get(e.to) ?? 0) <= (y.get(e.from) ?? 0);
@@ -116,7 +137,7 @@ export function GraphView({ graph, statusOf, selected, onOpen, reveal, breakpoin
           markerEnd: { type: MarkerType.ArrowClosed },
           className: `edge-${e.kind}`,
         };
-      });
+      }));
   }, [graph, placed, statusOf]);
   const focus = useCallback(() => {
     if (graph.nodes.length <= FIT_WHOLE) return [];

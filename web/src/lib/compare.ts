@@ -127,7 +127,7 @@ export function pairSteps(a: RunSide, b: RunSide): StepPair[] {
  * A run id short enough to read and long enough to tell runs apart: ids are UUIDv7, whose
  * first digits are the time, so two runs started together share their first 8.
  */
-export const shortId = (id: string) => (id.length > 14 ? `${id.slice(0, 8)}…${id.slice(-4)}` : id);
+export { shortId } from './preview';
 
 /** A change from a to b as shown: `+12`, `−3`, `=`. */
 export function delta(a: number | undefined, b: number | undefined, digits = 0): string {

@@ -99,7 +99,7 @@ describe('stats -> chart data', () => {
       ['process · time_limit', 1, 's-failed'],
     ]);
     const [b] = budgetBars(stats());
-    expect(b).toMatchObject({ label: 'budget abcdef01', value: 1.2, tone: 's-failed' });
+    expect(b).toMatchObject({ label: 'budget abcdef01…6789', value: 1.2, tone: 's-failed' });
     expect(b.text).toBe('120% (1.2k/1.0k tok)');
   });
 

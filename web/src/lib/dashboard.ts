@@ -3,6 +3,7 @@
 // the running runs.
 import type { EventRecord, Graph } from '../api/types';
 import type { components } from '../api/schema';
+import { shortId } from './preview';
 
 export type Stats = components['schemas']['Stats'];
 
@@ -137,7 +138,7 @@ export function budgetBars(s: Stats): Bar[] {
       r.cost_limit_usd != null ? `${fmtUsd(r.cost_usd)}/${fmtUsd(r.cost_limit_usd)}` : null,
     ].filter(Boolean);
     return {
-      label: `${r.workflow} ${r.run.slice(0, 8)}`,
+      label: `${r.workflow} ${shortId(r.run)}`,
       value: r.used,
       text: `${fmtPct(r.used)} (${limits.join(', ')})`,
       tone: r.used >= 1 ? 's-failed' : r.used >= 0.8 ? 's-waiting' : 's-running',

@@ -280,3 +280,25 @@ export function locate(f: Flow, path: string): { step?: string; field: string } 
   }
   return { step: step?.id, field: tokens.slice(i).join('.').replace(/\.\[/g, '[') };
 }
+
+/**
+ * Renames the document's agent `from` to `to` (in place, so `agents:` keeps its order), and
+ * every step that names it follows: `agent:`, `wait_for.from` and a parallel's `join.judge`.
+ * A refused name says why.
+ */
+export function renameAgent(f: Flow, from: string, to: string): Flow | string {
+  if (to === from) return f;
+  if (!/^[A-Za-z0-9_-]+$/.test(to)) return 'agent names may only use ASCII letters and digits, `_` and `-`';
+  const agents = isPlain(f.meta.agents) ? f.meta.agents : {};
+  if (!(from in agents)) return `there is no agent \`${from}\` in this workflow`;
+  if (to in agents) return `the workflow already has an agent \`${to}\``;
+  const next = clone(f);
+  next.meta.agents = Object.fromEntries(Object.entries(next.meta.agents as Plain).map(([k, v]) => [k === from ? to : k, v]));
+  for (const { step } of walk(next.steps)) {
+    const x = step.fields;
+    if (x.agent === from) x.agent = to;
+    if (isPlain(x.wait_for) && x.wait_for.from === from) x.wait_for.from = to;
+    if (isPlain(x.join) && x.join.judge === from) x.join.judge = to;
+  }
+  return next;
+}

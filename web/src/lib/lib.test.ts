@@ -3,7 +3,7 @@ import type { EventRecord, RunListItem } from '../api/types';
 import { SseParser } from '../api/sse';
 import { parseValue } from '../api/client';
 import { filterRows, rowOf } from './events';
-import { layout, NODE_H } from './layout';
+import { layout, NODE_H, NODE_W, placeGraph, stepHandles } from './layout';
 import { preview } from './preview';
 import { applyEvent, countByStatus, emptyRun, foldEvents, statusOf } from './runStatus';
 
@@ -86,6 +86,65 @@ describe('layout', () => {
     const t = performance.now();
     expect(layout(nodes, edges)).toHaveLength(2000);
     expect(performance.now() - t).toBeLessThan(500);
+  });
+
+  it('puts the step after a container below its branches', () => {
+    const nodes = [{ id: 'draft' }, { id: 'checks' }, { id: 'spell', parent: 'checks' }, { id: 'links', parent: 'checks' }, { id: 'approve' }];
+    const edges = [
+      { from: 'draft', to: 'checks' },
+      { from: 'checks', to: 'approve' },
+    ];
+    const p = Object.fromEntries(layout(nodes, edges).map((n) => [n.id, n]));
+    expect(p.spell.y).toBe(p.links.y);
+    expect(p.spell.y).toBeGreaterThan(p.checks.y);
+    expect(p.approve.y).toBeGreaterThan(p.spell.y);
+  });
+
+  it("places the run viewer's nodes where the builder saved them", () => {
+    const nodes = ['size', 'big', 'small', 'none'].map((id) => ({ id }));
+    const edges = [
+      { from: 'size', to: 'big' },
+      { from: 'size', to: 'small' },
+      { from: 'size', to: 'none' },
+    ];
+    // examples/laid-out.yaml's layout
+    const saved = { size: [260, 0], big: [0, 150], small: [260, 150], none: [520, 150] };
+    expect(placeGraph(nodes, edges, saved)).toEqual([
+      { id: 'size', x: 260, y: 0 },
+      { id: 'big', x: 0, y: 150 },
+      { id: 'small', x: 260, y: 150 },
+      { id: 'none', x: 520, y: 150 },
+    ]);
+    // Without a layout (or an empty one): the automatic one.
+    expect(placeGraph(nodes, edges, undefined)).toEqual(layout(nodes, edges));
+    expect(placeGraph(nodes, edges, {})).toEqual(layout(nodes, edges));
+  });
+
+  it('lays out the steps a saved layout does not name below it, and ignores bad entries', () => {
+    const nodes = ['a', 'b', 'c'].map((id) => ({ id }));
+    const edges = [
+      { from: 'a', to: 'b' },
+      { from: 'b', to: 'c' },
+    ];
+    const p = Object.fromEntries(placeGraph(nodes, edges, { a: [100, 40], b: [Number.NaN, 3], gone: [0, 0] }).map((n) => [n.id, n]));
+    expect(p.a).toEqual({ id: 'a', x: 100, y: 40 });
+    expect(p.b.y).toBeGreaterThan(40 + NODE_H);
+    expect(p.c.y).toBeGreaterThan(p.b.y);
+    expect(Object.keys(p)).toEqual(['a', 'b', 'c']);
+  });
+
+  it("gives each step box its handles where they are drawn, so edges need no measuring", () => {
+    const h = stepHandles();
+    const centre = (id: string | null, type: string) => {
+      const b = h.find((x) => x.id === id && x.type === type);
+      if (!b) throw new Error(`no ${type} handle ${id}`);
+      return { x: b.x + b.width / 2, y: b.y + b.height / 2, position: b.position };
+    };
+    expect(centre(null, 'target')).toEqual({ x: NODE_W / 2, y: 0, position: 'top' });
+    expect(centre(null, 'source')).toEqual({ x: NODE_W / 2, y: NODE_H, position: 'bottom' });
+    expect(centre('back-out', 'source')).toEqual({ x: NODE_W, y: NODE_H / 2, position: 'right' });
+    expect(centre('back-in', 'target')).toEqual({ x: NODE_W, y: NODE_H / 2, position: 'right' });
+    expect(stepHandles(false)).toHaveLength(2);
   });
 });
 

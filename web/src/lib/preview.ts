@@ -3,6 +3,12 @@
 
 export const PREVIEW_CHARS = 4000;
 
+/**
+ * A run id cut for a table or a title: its first 8 characters (the time) and last 4 (random),
+ * as two runs started in the same minute share their first 8.
+ */
+export const shortId = (id: string) => (id.length > 14 ? `${id.slice(0, 8)}…${id.slice(-4)}` : id);
+
 export interface Preview {
   text: string;
   /** The whole text's length. */

@@ -10,6 +10,7 @@ import { changesApprovals } from '../lib/dashboard';
 import { ago, preview } from '../lib/preview';
 import { onLink } from '../router';
 import { useSession } from '../session';
+import { shortId } from '../lib/preview';
 
 export function Approvals({ onAnswered }: { onAnswered(): void }) {
   const { api } = useSession();
@@ -78,7 +79,7 @@ function ApprovalCard({ a, onAnswered }: { a: Approval; onAnswered(msg: string):
       <header>
         <strong>{a.workflow}</strong> › <span className="mono">{a.step}</span>{' '}
         <a href={`/runs/${a.run}`} onClick={onLink} className="mono small">
-          run {a.run.slice(0, 8)}
+          run {shortId(a.run)}
         </a>
         <span className="muted small"> · asked {ago(a.requested_at_ms)}</span>
         {input && <span className="pill">input</span>}

@@ -5,6 +5,7 @@
 import { ReactFlowProvider } from '@xyflow/react';
 import { useCallback, useEffect, useMemo, useState } from 'react';
 import { ApiError } from '../api/client';
+import type { AgentVersions } from '../api/adminTypes';
 import type { WorkflowVersion } from '../api/types';
 import { useEdits, useSelection, useStore } from '../components/builder/actions';
 import { Canvas } from '../components/builder/Canvas';
@@ -16,7 +17,7 @@ import { Problems, YamlTab, type Problem } from '../components/builder/YamlTab';
 import { ErrorBanner } from '../components/Status';
 import { BuilderDebugButton } from '../components/debugger/BuilderDebugButton';
 import { findStep, NEW_WORKFLOW, parseFlow, walk, type Step } from '../lib/flow';
-import { connect, graphOf, renameStep, setField, setMeta } from '../lib/flowGraph';
+import { connect, graphOf, renameAgent, renameStep, setField, setMeta } from '../lib/flowGraph';
 import { templateVars } from '../lib/templateVars';
 import { onLink } from '../router';
 import { useSession } from '../session';
@@ -76,14 +77,14 @@ export default function Builder({ name }: { name?: string }) {
 function Editor({ initial, loaded }: { initial: ReturnType<typeof parseFlow>; loaded: Loaded }) {
   const { api, me } = useSession();
   const readOnly = !me.may.edit_workflows;
-  const st = useFlow(initial);
-  const { flow } = st;
   const [tab, setTab] = useState<'canvas' | 'yaml'>('canvas');
+  const st = useFlow(initial, tab === 'yaml');
+  const { flow } = st;
   const [help, setHelp] = useState(false);
   const [openMs, setOpenMs] = useState<number>();
   const sel = useSelection();
   const store = useStore(api, st, flow, readOnly, loaded.stored);
-  const validation = useValidation(api, st.yaml, flow);
+  const validation = useValidation(api, st.yamlNow, flow);
   const graph = useMemo(() => graphOf(flow), [flow]);
   const steps = useMemo(() => new Map(walk(flow.steps).map((p) => [p.step.id, p.step])), [flow]);
   const broken = useMemo(() => new Set(validation.problems.filter((p) => p.step && p.d.level === 'error').map((p) => p.step as string)), [validation.problems]);
@@ -110,7 +111,7 @@ function Editor({ initial, loaded }: { initial: ReturnType<typeof parseFlow>; lo
           {store.stored && (
             <span className="muted small" data-testid="version">
               v{store.stored.version}
-              {store.savedYaml !== st.yaml && ' · edited'}
+              {store.edited && ' · edited'}
             </span>
           )}
         </h1>
@@ -168,7 +169,7 @@ function Editor({ initial, loaded }: { initial: ReturnType<typeof parseFlow>; lo
           <Side st={st} step={step} sel={sel} problems={validation.problems} readOnly={readOnly} onDelete={edits.remove} />
         </div>
       ) : (
-        <YamlTab text={st.yaml} readOnly={readOnly} onText={st.replace} />
+        <YamlTab text={st.yaml ?? st.yamlNow()} readOnly={readOnly} onText={st.replace} />
       )}
       <Problems problems={validation.problems} checking={validation.checking} onOpen={openProblem} />
     </section>
@@ -202,9 +203,28 @@ function Side({ st, step, sel, problems, readOnly, onDelete }: SideProps) {
   const { flow } = st;
   const { selected, select } = sel;
   const [registry, setRegistry] = useState<string[]>([]);
+  const [registryError, setRegistryError] = useState<string>();
   useEffect(() => {
-    api.agents().then((a) => setRegistry(a.agents.map((x) => x.name)), () => setRegistry([]));
+    api.agents().then(
+      (a) => {
+        setRegistry(a.agents.map((x) => x.name));
+        setRegistryError(undefined);
+      },
+      (e: Error) => {
+        setRegistry([]);
+        setRegistryError(e.message);
+      },
+    );
   }, [api]);
+  const source = useMemo(
+    () => ({
+      names: registry,
+      error: registryError,
+      versions: (name: string) => api.request<AgentVersions>('GET', `/agents/${encodeURIComponent(name)}/versions`).then((v) => v.versions),
+    }),
+    [api, registry, registryError],
+  );
+  const docProblems = useMemo(() => (selected ? fieldProblems(problems, flow, undefined) : undefined), [problems, flow, selected]);
   const docAgents = Object.keys((flow.meta.agents as Record<string, unknown>) ?? {});
   const at = selected ? findStep(flow, selected) : undefined;
   const targets = at ? at.list.filter((s) => s.id !== selected).map((s) => s.id) : [];
@@ -229,6 +249,15 @@ function Side({ st, step, sel, problems, readOnly, onDelete }: SideProps) {
       }}
       onDelete={onDelete}
       onClose={() => select(undefined)}
+      registry={source}
+      docProblems={docProblems}
+      onEditFlow={(fn, group) => st.edit(fn(flow), group)}
+      onRenameAgent={(from, to) => {
+        const r = renameAgent(flow, from, to);
+        if (typeof r === 'string') return r;
+        st.edit(r);
+        return undefined;
+      }}
     />
   );
 }

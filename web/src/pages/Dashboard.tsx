@@ -34,6 +34,7 @@ import { ago } from '../lib/preview';
 import { countByStatus, IN_FLIGHT } from '../lib/runStatus';
 import { onLink } from '../router';
 import { useSession } from '../session';
+import { shortId } from '../lib/preview';
 
 /** The most in-flight runs whose agents are followed. */
 const AGENT_RUNS = 20;
@@ -223,7 +224,7 @@ function AgentTable({ rows, error }: { rows: ReturnType<typeof agentRows>; error
                 </td>
                 <td>
                   <a href={`/runs/${a.run}`} onClick={onLink} className="mono">
-                    {a.run.slice(0, 8)}
+                    {shortId(a.run)}
                   </a>{' '}
                   <span className="muted small">{a.workflow}</span>
                 </td>
@@ -391,7 +392,7 @@ function RunTable({ title, runs, empty, testid, pick }: { title: string; runs: R
                 </td>
                 <td>
                   <a href={`/runs/${r.id}`} onClick={onLink} className="mono">
-                    {r.id.slice(0, 8)}
+                    {shortId(r.id)}
                   </a>
                 </td>
                 <td>{r.workflow}</td>

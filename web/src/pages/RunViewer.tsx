@@ -20,7 +20,7 @@ import { stepIdOf } from '../lib/deltas';
 import { ErrorBanner, StatusPill } from '../components/Status';
 import { rowOf, type Row } from '../lib/events';
 import { FrameBatcher } from '../lib/frameBatch';
-import { duration } from '../lib/preview';
+import { duration, shortId } from '../lib/preview';
 import { emptyRun, foldEvents, isFinished, statusOf, type RunView } from '../lib/runStatus';
 import { onLink } from '../router';
 import { useSession } from '../session';
@@ -128,7 +128,7 @@ export default function RunViewer({ id }: { id: string }) {
   if (error && !graph) {
     return (
       <section>
-        <h1>Run {id.slice(0, 8)}</h1>
+        <h1>Run {shortId(id)}</h1>
         <ErrorBanner error={error} />
         <a href="/" onClick={onLink}>
           Back to the dashboard
@@ -136,14 +136,14 @@ export default function RunViewer({ id }: { id: string }) {
       </section>
     );
   }
-  if (!graph || !detail) return <p className="loading">Loading run {id.slice(0, 8)}…</p>;
+  if (!graph || !detail) return <p className="loading">Loading run {shortId(id)}…</p>;
   const node = graph.nodes.find((n) => n.id === selected);
   const finished = isFinished(status);
   return (
     <section className="run" aria-labelledby="run-title">
       <header className="run-head">
         <h1 id="run-title">
-          {detail.run.workflow} <span className="mono muted small">{detail.run.id.slice(0, 8)}</span>
+          {detail.run.workflow} <span className="mono muted small">{shortId(detail.run.id)}</span>
         </h1>
         <span data-testid="run-status">
           <StatusPill status={status} />

@@ -16,13 +16,14 @@ import {
   type Edge,
   type Node,
   type NodeChange,
+  type NodeHandle,
   type NodeProps,
 } from '@xyflow/react';
 import '@xyflow/react/dist/style.css';
 import { memo, useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import type { Kind, Step } from '../../lib/flow';
 import type { FlowEdge, FlowNode } from '../../lib/flowGraph';
-import { NODE_H, NODE_W } from '../../lib/layout';
+import { NODE_H, NODE_W, stepHandles } from '../../lib/layout';
 
 export const DRAG_TYPE = 'application/x-baton-step';
 
@@ -49,6 +50,8 @@ const Box = memo(function Box({ id, data }: NodeProps<BoxNode>) {
 });
 
 const nodeTypes = { box: Box };
+/** Box's handles, known up front: edges are drawn without waiting for a node to be measured. */
+const HANDLES = stepHandles() as unknown as NodeHandle[];
 const FIT = { maxZoom: 1.1, padding: 0.2 };
 /** Graphs up to this many steps open fitted whole; larger ones on their first steps. */
 const FIT_WHOLE = 30;
@@ -148,7 +151,7 @@ export function Canvas(p: CanvasProps) {
       };
       const prev = cache.current.get(n.id);
       const same = prev && prev.position === pos && Object.entries(data).every(([k, v]) => prev.data[k as keyof BoxData] === v);
-      const node: BoxNode = same ? prev : { id: n.id, type: 'box', position: pos, width: NODE_W, height: NODE_H, data, draggable: !p.readOnly, selected: n.id === p.selected };
+      const node: BoxNode = same ? prev : { id: n.id, type: 'box', position: pos, width: NODE_W, height: NODE_H, handles: HANDLES, data, draggable: !p.readOnly, selected: n.id === p.selected };
       next.set(n.id, node);
       return node;
     });

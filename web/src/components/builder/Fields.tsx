@@ -11,7 +11,7 @@ export const LARGE = 20_000;
 /** Types edited as a form of rows (not one labelled control). */
 const FORMS = new Set<FieldType>(['cases', 'ids', 'pairs', 'inputs']);
 
-export type FieldType = 'text' | 'textarea' | 'template' | 'number' | 'select' | 'json' | 'check' | 'target' | 'agent' | 'cases' | 'ids' | 'pairs' | 'group' | 'onerror' | 'inputs';
+export type FieldType = 'text' | 'textarea' | 'template' | 'number' | 'select' | 'json' | 'check' | 'target' | 'agent' | 'cases' | 'ids' | 'pairs' | 'group' | 'onerror' | 'inputs' | 'agents';
 
 export interface FieldDef {
   path: string;
@@ -115,7 +115,7 @@ function Editor(p: EditorProps) {
         <>
           <input {...common} list={`${p.id}-agents`} value={p.text} onChange={(e) => set(e.target.value)} />
           <datalist id={`${p.id}-agents`}>
-            {p.agents.map((a) => (
+            {(def.options ?? p.agents).map((a) => (
               <option key={a} value={a} />
             ))}
           </datalist>

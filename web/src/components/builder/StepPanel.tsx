@@ -2,7 +2,8 @@
 // field they name), or the document's own fields when no step is selected.
 import { useState } from 'react';
 import type { Flow, Kind, Step } from '../../lib/flow';
-import { getPath } from '../../lib/flowGraph';
+import { getPath, setField, setMeta } from '../../lib/flowGraph';
+import { AgentForm, AgentsEditor, CopyFromRegistry, freeName, inlineOf, KNOWN_TOOLS, type RegistrySource } from './AgentsEditor';
 import { Field, type FieldDef } from './Fields';
 
 const STRATEGIES = ['all', 'any', 'first_success', 'vote', 'priority', 'merge', 'judge'] as const;
@@ -46,7 +47,7 @@ const BY_KIND: Record<Kind, FieldDef[]> = {
     },
   ],
   tool: [
-    { path: 'tool', label: 'Tool', type: 'agent', hint: 'echo, fail, sleep, http.get, http.post, state.set…' },
+    { path: 'tool', label: 'Tool', type: 'agent', options: KNOWN_TOOLS, hint: 'echo, fail, sleep, http.get, http.post, state.set…' },
     { path: 'with', label: 'Arguments (with)', type: 'json' },
   ],
   if: [
@@ -102,7 +103,7 @@ const DOC_FIELDS: FieldDef[] = [
   { path: 'name', label: 'Name', type: 'text', hint: 'Saved under this name; each save is a new version.' },
   { path: 'description', label: 'Description', type: 'text' },
   { path: 'inputs', label: 'Inputs', type: 'inputs', hint: 'What a run is given (--input NAME=VALUE); one without a default is required.' },
-  { path: 'agents', label: 'Agents', type: 'json', hint: '{ "writer": { "model": "scripted/hello", "role": "writer" } }' },
+  { path: 'agents', label: 'Agents', type: 'agents' },
   { path: 'state', label: 'Initial state', type: 'json' },
   { path: 'outputs', label: 'Outputs', type: 'pairs', keyLabel: 'Output', valueLabel: 'Template', hint: 'Rendered when the run succeeds; without any, the last step’s output.' },
   {
@@ -131,6 +132,14 @@ export interface PanelProps {
   readOnly: boolean;
   onField(path: string, value: unknown): void;
   onRename(id: string): string | undefined;
+  /** The registry's agents, for "Copy from registry". */
+  registry?: RegistrySource;
+  /** The document's problems by field path (an agent step's panel shows its agent's). */
+  docProblems?: Map<string, string[]>;
+  /** One edit of the whole document from a step's panel (its agent, a copy from the registry). */
+  onEditFlow?(edit: (f: Flow) => Flow, group?: string): void;
+  /** Renames one of the document's agents (the steps naming it follow); a refusal says why. */
+  onRenameAgent?(from: string, to: string): string | undefined;
   onDelete(): void;
   onClose(): void;
 }
@@ -176,6 +185,19 @@ export function StepPanel(p: PanelProps) {
             onChange={(v) => p.onField(path, v)}
           />
         );
+        if (d.type === 'agents')
+          return (
+            <AgentsEditor
+              key="agents"
+              value={source.agents}
+              readOnly={p.readOnly}
+              problemsAt={p.problems}
+              vars={p.vars}
+              registry={p.registry}
+              onChange={(v) => p.onField('agents', v)}
+              onRename={(from, to) => (p.onRenameAgent ? p.onRenameAgent(from, to) : 'renaming is not available here')}
+            />
+          );
         if (d.type !== 'group') return field(d, d.path, problemsOf(p.problems, d.path));
         // A group: its own problems (a missing field) under its legend, each field's at it.
         const own = p.problems.get(d.path) ?? [];
@@ -192,6 +214,7 @@ export function StepPanel(p: PanelProps) {
           </fieldset>
         );
       })}
+      {s?.kind === 'agent' && <StepAgent {...p} name={typeof s.fields.agent === 'string' ? s.fields.agent : ''} />}
       {s && !p.readOnly && (
         <button type="button" className="danger" onClick={p.onDelete}>
           Delete step
@@ -229,5 +252,50 @@ function IdField({ id, readOnly, onRename }: { id: string; readOnly: boolean; on
         </p>
       )}
     </div>
+  );
+}
+
+/**
+ * The agent an agent step picked: the workflow's own is edited right here (it is the
+ * document's, so every step naming it sees the change); a registry agent is described, with a
+ * copy into the workflow to edit it; an unknown name is left to the validator.
+ */
+function StepAgent(p: PanelProps & { name: string }) {
+  const agents = (p.flow.meta.agents ?? {}) as Record<string, unknown>;
+  const own = p.name && Object.prototype.hasOwnProperty.call(agents, p.name) ? agents[p.name] : undefined;
+  const bare = p.name.split('@')[0];
+  if (own && typeof own === 'object' && !Array.isArray(own)) {
+    return (
+      <fieldset className="field-group step-agent" data-testid="step-agent">
+        <legend>
+          Agent <span className="mono">{p.name}</span> (this workflow’s)
+        </legend>
+        <p className="muted small">Every step naming it uses these fields.</p>
+        <AgentForm
+          name={p.name}
+          value={own as Record<string, unknown>}
+          readOnly={p.readOnly}
+          problemsAt={p.docProblems ?? new Map()}
+          vars={p.vars}
+          onChange={(v) => p.onEditFlow?.((f) => setMeta(f, `agents.${p.name}`, v), `agents.${p.name}`)}
+        />
+      </fieldset>
+    );
+  }
+  if (!bare || !p.registry?.names.includes(bare) || p.readOnly) return null;
+  return (
+    <CopyFromRegistry
+      only={bare}
+      registry={p.registry}
+      onCopy={(v) => {
+        // The copy takes the name the step uses, so the step now runs the inline agent.
+        const name = freeName(v.name, Object.keys(agents));
+        const step = p.step?.id ?? '';
+        p.onEditFlow?.((f) => {
+          const copied = setMeta(f, `agents.${name}`, inlineOf(v));
+          return name === p.name ? copied : setField(copied, step, 'agent', name);
+        });
+      }}
+    />
   );
 }

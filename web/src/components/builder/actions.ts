@@ -78,8 +78,11 @@ export function useEdits(st: FlowState, sel: Selection, step: Step | undefined, 
 
 export function useStore(api: Api, st: FlowState, flow: Flow, readOnly: boolean, opened?: WorkflowVersion) {
   const [stored, setStored] = useState<WorkflowVersion | undefined>(opened);
-  // The YAML last saved (or opened), as the builder writes it: what "edited" compares with.
+  // The YAML last saved (or opened), as the builder writes it: what a run compares with. The
+  // model saved: "edited" is any other (an undo back to it is not edited), so the header
+  // needs no YAML of its own.
   const [savedYaml, setSavedYaml] = useState(() => (opened ? st.yamlNow() : undefined));
+  const [savedFlow, setSavedFlow] = useState<Flow | undefined>(() => (opened ? flow : undefined));
   const [status, setStatus] = useState<string>();
   const [fail, setFail] = useState<ApiError>();
   const [busy, setBusy] = useState(false);
@@ -101,6 +104,7 @@ export function useStore(api: Api, st: FlowState, flow: Flow, readOnly: boolean,
       }
       setStored(w);
       setSavedYaml(text);
+      setSavedFlow(flow);
       setStatus(`Saved ${w.name} version ${w.version}`);
       window.history.replaceState(null, '', `/builder/${encodeURIComponent(w.name)}`);
       return w;
@@ -129,5 +133,6 @@ export function useStore(api: Api, st: FlowState, flow: Flow, readOnly: boolean,
       setBusy(false);
     }
   }, [api, readOnly, save, st, stored, savedYaml]);
-  return { stored, savedYaml, status, setStatus, fail, setFail, busy, save, run };
+  const edited = !!stored && savedFlow !== flow;
+  return { stored, savedYaml, edited, status, setStatus, fail, setFail, busy, save, run };
 }

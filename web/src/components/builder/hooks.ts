@@ -32,7 +32,7 @@ export function place(f: Flow, prev: Pos, fresh = false): Pos {
  * is drawn: the document's saved `layout` (lib/flowLayout.ts) where it has one, else an
  * automatic position. A move is an edit of the layout, so undo and redo cover moves.
  */
-export function useFlow(initial: { flow: Flow; doc?: Document }) {
+export function useFlow(initial: { flow: Flow; doc?: Document }, yamlShown = false) {
   const [hist, setHist] = useState<History<Flow>>(() => start(initial.flow));
   const [base, setBase] = useState<Document | undefined>(initial.doc);
   const auto = useRef<Pos>(undefined as unknown as Pos);
@@ -40,7 +40,10 @@ export function useFlow(initial: { flow: Flow; doc?: Document }) {
   const [positions, setPositions] = useState<Pos>(() => display(initial.flow, auto.current, new Map()));
   const flow = hist.present;
   const deferred = useDeferredValue(flow);
-  const yaml = useMemo(() => flowYaml(deferred, base).text, [deferred, base]);
+  // The YAML text is written only while the YAML tab shows it (from a deferred value, so typing
+  // never waits for it); otherwise on demand (`yamlNow`: save, run, export, the validator's
+  // quiet moment). An edit of a 200-step canvas costs no YAML serialisation.
+  const yaml = useMemo(() => (yamlShown ? flowYaml(deferred, base).text : undefined), [yamlShown, deferred, base]);
 
   /** The nodes of `f` placed: automatic positions for new ones, then the display. */
   const show = useCallback((f: Flow) => {
@@ -116,20 +119,28 @@ export function useFlow(initial: { flow: Flow; doc?: Document }) {
   }, [flow, edit]);
   /** The YAML of now, not of the last deferred render (for save and export). */
   const yamlNow = useCallback(() => flowYaml(flow, base).text, [flow, base]);
-  return { flow, hist, yaml, yamlNow, positions, edit, replace, travel, move, nudge, placeAt, relayout };
+  return { flow, base, hist, yaml, yamlNow, positions, edit, replace, travel, move, nudge, placeAt, relayout };
 }
 
-/** The server's validation of `yaml`, ~300 ms after it last changed; each problem with its node. */
-export function useValidation(api: Api, yaml: string, flow: Flow) {
+/**
+ * The server's validation of the document, ~300 ms after it last changed (its YAML is written
+ * then, once, not at every edit; `yamlOf` is the builder's `yamlNow`); each problem with its
+ * node. The same text is not sent twice.
+ */
+export function useValidation(api: Api, yamlOf: () => string, flow: Flow) {
   const [diagnostics, setDiagnostics] = useState<Diagnostic[]>([]);
   const [checking, setChecking] = useState(false);
   const [error, setError] = useState<string>();
+  const sent = useRef<string>(undefined);
   useEffect(() => {
     const ctrl = new AbortController();
-    setChecking(true);
     const t = setTimeout(() => {
+      const yaml = yamlOf();
+      if (yaml === sent.current) return;
+      setChecking(true);
       api.validate(yaml, ctrl.signal).then(
         (v) => {
+          sent.current = yaml;
           setDiagnostics(v.diagnostics);
           setError(undefined);
           setChecking(false);
@@ -145,7 +156,7 @@ export function useValidation(api: Api, yaml: string, flow: Flow) {
       clearTimeout(t);
       ctrl.abort();
     };
-  }, [api, yaml]);
+  }, [api, yamlOf]);
   const problems: Problem[] = useMemo(() => diagnostics.map((d) => ({ d, step: locate(flow, d.path).step })), [diagnostics, flow]);
   return { problems, checking, error };
 }
@@ -161,7 +172,10 @@ export function fieldProblems(problems: Problem[], flow: Flow, step?: string): M
     // "agent step `a` needs a `prompt`" is about the step, and names the field to fill.
     const missing = /needs an? `([a-z_.]+)`/.exec(p.d.message);
     if (step && field === '' && missing) field = missing[1];
-    const key = DOC_KEYS.has(field) || step ? field : '';
+    // The document's agents are forms of their own: their problems keep the whole path
+    // (`agents.writer.model`), so each lands on its field.
+    if (!step && field === 'agents') field = p.d.path;
+    const key = DOC_KEYS.has(field) || field.startsWith('agents.') || step ? field : '';
     out.set(key, [...(out.get(key) ?? []), p.d.message]);
   }
   return out;
