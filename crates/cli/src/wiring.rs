@@ -108,9 +108,10 @@ pub fn workspaces(store: &SqliteStore) -> Arc<Workspaces> {
 
 /// The tools: built-ins, `memory.*` over `memory` (the run's tenant read from `runs`),
 /// `workspace.*` over `workspaces`,
-/// `sandbox.exec` (process tier) where this host can sandbox, and `sandbox.step`, which
+/// `sandbox.exec` (process tier) where this host can sandbox, `sandbox.step`, which
 /// `sandbox:` steps run under their own policy (a step whose tier this host lacks fails with
-/// the tier's reason when it runs).
+/// the tier's reason when it runs), and `deploy` / `deploy.stop` over the workspaces (a target
+/// this host lacks fails the call with its reason).
 pub fn tools_on(
     memory: Arc<Memory>,
     runs: Arc<dyn RunStore>,
@@ -120,6 +121,7 @@ pub fn tools_on(
     baton_memory::tools::register(&mut r, memory, runs);
     workspaces.register(&mut r);
     r.register(Arc::new(baton_tools::sandbox_step::SandboxStep::host()));
+    baton_tools::deploy::Deployer::host(workspaces.clone()).register(&mut r);
     match baton_tools::sandbox_exec::SandboxExec::from_policy(baton_sandbox::Policy::new(
         baton_sandbox::Tier::Process,
     )) {

@@ -7,10 +7,12 @@
 //!
 //! This is the one crate of Baton that spawns processes and contains `unsafe` code (fork,
 //! mount, seccomp). `unsafe` is allowed only in the modules that need it (`linux`, `proxy`,
-//! `doctor`, `oci::run`, `oci::netns`), and every unsafe block says why it is sound.
+//! `doctor`, `oci::run`, `oci::netns`, `deploy::publish`), and every unsafe block says why it
+//! is sound. [`deploy`] runs apps (long-running, their port published on loopback) on top.
 
 pub mod bench;
 pub mod cgroup;
+pub mod deploy;
 pub mod docker;
 pub mod doctor;
 pub mod linux;
@@ -59,6 +61,18 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("sandbox runtime failed: {0}")]
     Runtime(String),
+    /// A deployment did not come up: its build failed, it ended, or its health probe never
+    /// answered as expected. It was stopped; `log_tail` is its last output.
+    #[error("{reason}; the app's last output: {}", shown_tail(.log_tail))]
+    Deploy { reason: String, log_tail: String },
+}
+
+fn shown_tail(tail: &str) -> String {
+    if tail.trim().is_empty() {
+        "(none)".into()
+    } else {
+        format!("\n{}", tail.trim_end())
+    }
 }
 
 impl Error {

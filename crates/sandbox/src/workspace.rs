@@ -45,7 +45,15 @@ pub struct Staged {
 impl Staged {
     /// Mounts the tmpfs (owner and mode of `host`) and copies `host`'s tree onto it.
     pub fn prepare(host: &Path, cap: u64) -> Result<Staged, Error> {
+        Staged::prepare_as(host, cap, None)
+    }
+
+    /// [`Staged::prepare`], with the tmpfs and everything copied onto it owned by `owner`
+    /// (uid, gid) when given: a private copy the sandbox's user may change, whoever owns the
+    /// source (a deployment's files). Never copied back: dropping it throws it away.
+    pub fn prepare_as(host: &Path, cap: u64, owner: Option<(u32, u32)>) -> Result<Staged, Error> {
         let md = fs::metadata(host)?;
+        let (uid, gid) = owner.unwrap_or((md.uid(), md.gid()));
         let n = STAGED.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("baton-{}-{n}-work", std::process::id()));
         fs::create_dir(&dir)?;
@@ -57,8 +65,8 @@ impl Staged {
         let opts = format!(
             "size={cap},mode={:o},uid={},gid={}",
             md.mode() & 0o7777,
-            md.uid(),
-            md.gid()
+            uid,
+            gid
         );
         mount(
             Some("baton-work"),
@@ -88,6 +96,14 @@ impl Staged {
                 ))
             }
         })?;
+        if owner.is_some() {
+            chown_tree(&staged.dir, uid, gid).map_err(|e| {
+                Error::Runtime(format!(
+                    "cannot give the copy of {} to uid {uid}: {e}",
+                    host.display()
+                ))
+            })?;
+        }
         Ok(staged)
     }
 
@@ -186,6 +202,18 @@ fn sync(src: &Path, dst: &Path) -> io::Result<()> {
         if !kept.contains(&entry.file_name()) {
             let p = entry.path();
             remove(&p, &fs::symlink_metadata(&p)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Gives everything under `dir` to `uid`:`gid`, never following a symbolic link.
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let p = entry?.path();
+        std::os::unix::fs::lchown(&p, Some(uid), Some(gid))?;
+        if fs::symlink_metadata(&p)?.is_dir() {
+            chown_tree(&p, uid, gid)?;
         }
     }
     Ok(())

@@ -6,6 +6,7 @@
 //! again does ([`Effects`]); the engine reads that when a run resumes after a crash.
 
 pub mod builtin;
+pub mod deploy;
 pub mod sandbox_exec;
 pub mod sandbox_step;
 pub mod workspace;

@@ -9,7 +9,7 @@
 //! `/var/run/docker.sock`. Output is read from an attached stream while the command runs (the
 //! container logs nothing to the daemon's disk), so the output cap holds for any volume.
 
-mod client;
+pub(crate) mod client;
 mod container;
 
 use std::path::{Path, PathBuf};

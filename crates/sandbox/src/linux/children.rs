@@ -95,7 +95,30 @@ fn setup_stdio(p: &Pipes, errfd: RawFd) {
         {
             die(errfd, "cannot set up the standard descriptors");
         }
+    } // Everything else Baton had open (listeners, other sandboxes' pipes, a deployment's
+    // published port) must not be held by this sandbox's launcher and init while they live.
+    close_all_but(&[
+        p.to_a.0.as_raw_fd(),
+        p.from_a.1.as_raw_fd(),
+        p.err.1.as_raw_fd(),
+        p.status.1.as_raw_fd(),
+    ]);
+}
+
+/// Closes every descriptor from 3 up except `keep`.
+fn close_all_but(keep: &[RawFd]) {
+    let mut keep: Vec<u32> = keep.iter().filter(|f| **f > 2).map(|f| *f as u32).collect();
+    keep.sort_unstable();
+    let mut from = 3u32;
+    for k in keep {
+        if k > from {
+            // SAFETY: close_range on descriptor numbers only; the kept ones are skipped.
+            unsafe { libc::syscall(libc::SYS_close_range, from, k - 1, 0u32) };
+        }
+        from = from.max(k + 1);
     }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, 0u32) };
 }
 
 /// Unshares the sandbox's namespaces, has the supervisor write the uid/gid maps, and (when

@@ -29,6 +29,7 @@ mod children;
 mod landlock;
 mod plan;
 mod rootfs;
+pub mod spawn;
 mod supervise;
 
 use std::io::{Read, Write};
@@ -47,7 +48,8 @@ use crate::proxy::Proxy;
 use crate::{Error, ExecOutput, ExecRequest, Sandbox, StopReason};
 use children::child_a;
 use plan::{Plan, build_plan};
-use supervise::{Streams, Supervised, supervise};
+pub use spawn::{LogTail, Spawned};
+use supervise::{Extras, Streams, Supervised, supervise};
 
 /// Port of the in-sandbox forwarder to Baton's allow-list proxy (`--net allow:`).
 pub const PROXY_PORT: u16 = 3128;
@@ -156,11 +158,35 @@ fn run(
     req: &ExecRequest,
     proxy_sock: Option<&Path>,
 ) -> Result<ExecOutput, Error> {
+    run_watched(
+        policy,
+        layout,
+        filters,
+        req,
+        proxy_sock,
+        &mut |_| {},
+        &Extras::default(),
+    )
+}
+
+/// [`run`], telling `launched` A's pid once the sandbox exists (before the command may have
+/// ended: A stays unreaped until the run is over, so its `/proc` entry is the sandbox's), with
+/// a spawned run's cancel pipe and output tail.
+fn run_watched(
+    policy: &Policy,
+    layout: &Layout,
+    filters: &[BpfProgram],
+    req: &ExecRequest,
+    proxy_sock: Option<&Path>,
+    launched_hook: &mut dyn FnMut(Pid),
+    extras: &Extras<'_>,
+) -> Result<ExecOutput, Error> {
     let host_payload_uid = prepare_workdir(policy, req)?;
     let plan = build_plan(policy, req, proxy_sock, host_payload_uid)?;
     let mut cgroup = Cgroup::create(layout, &policy.limits, "process")?;
     let start = Instant::now();
     let launched = launch(policy, &plan, filters, &mut cgroup, host_payload_uid)?;
+    launched_hook(launched.a);
     if !req.stdin.is_empty() {
         let data = req.stdin.clone();
         let mut w = std::fs::File::from(launched.stdin);
@@ -176,6 +202,7 @@ fn run(
         start + policy.limits.time,
         policy.limits.output_bytes,
         launched.streams,
+        extras,
     );
     let wall = start.elapsed();
     // Whatever the outcome, nothing of this sandbox may outlive the call.
@@ -354,7 +381,7 @@ fn output(
         Some(st) if libc::WIFSIGNALED(st) => (None, Some(libc::WTERMSIG(st))),
         _ => (None, Some(libc::SIGKILL)),
     };
-    if sup.status.is_none() && !sup.timed_out {
+    if sup.status.is_none() && !sup.timed_out && !sup.cancelled {
         return Err(Error::Runtime(
             "the sandbox init ended without reporting the command's status".into(),
         ));

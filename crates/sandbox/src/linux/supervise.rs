@@ -22,6 +22,8 @@ pub(super) struct Supervised {
     pub messages: String,
     pub rusage_cpu: Option<Duration>,
     pub rusage_maxrss: Option<u64>,
+    /// The owner asked for the run to end (a spawned run's `kill`, or its handle dropped).
+    pub cancelled: bool,
 }
 
 /// The supervisor's read ends: the command's output, the launcher's messages, B's status.
@@ -30,6 +32,15 @@ pub(super) struct Streams {
     pub stderr: OwnedFd,
     pub messages: OwnedFd,
     pub status: OwnedFd,
+}
+
+/// What a spawned run adds to the watch: a pipe whose read end wakes the supervisor to kill
+/// the sandbox (a byte written, or the write end closed), and a tail of the output kept
+/// while it runs.
+#[derive(Default)]
+pub(super) struct Extras<'a> {
+    pub cancel: Option<&'a OwnedFd>,
+    pub tail: Option<&'a crate::linux::spawn::LogTail>,
 }
 
 /// The four read ends being drained.
@@ -67,7 +78,12 @@ impl Reader {
     }
 
     /// Reads every ready descriptor until it would block; a closed one is marked done.
-    fn read_ready(&mut self, pfds: &[libc::pollfd], out: &mut Supervised) {
+    fn read_ready(
+        &mut self,
+        pfds: &[libc::pollfd],
+        out: &mut Supervised,
+        tail: Option<&crate::linux::spawn::LogTail>,
+    ) {
         for (i, pfd) in pfds.iter().take(4).enumerate() {
             if !self.open[i] || pfd.revents == 0 {
                 continue;
@@ -79,6 +95,11 @@ impl Reader {
                 };
                 if r > 0 {
                     let data = &self.buf[..r as usize];
+                    if i < 2
+                        && let Some(t) = tail
+                    {
+                        t.push(data);
+                    }
                     match i {
                         0 => out.stdout.push(data),
                         1 => out.stderr.push(data),
@@ -95,7 +116,7 @@ impl Reader {
         }
     }
 
-    fn pollfds(&self, pidfd: Option<RawFd>) -> Vec<libc::pollfd> {
+    fn pollfds(&self, pidfd: Option<RawFd>, cancel: Option<RawFd>) -> Vec<libc::pollfd> {
         let mut pfds: Vec<libc::pollfd> = self
             .fds
             .iter()
@@ -106,11 +127,13 @@ impl Reader {
                 revents: 0,
             })
             .collect();
-        pfds.push(libc::pollfd {
-            fd: pidfd.unwrap_or(-1),
-            events: libc::POLLIN,
-            revents: 0,
-        });
+        for fd in [pidfd, cancel] {
+            pfds.push(libc::pollfd {
+                fd: fd.unwrap_or(-1),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
         pfds
     }
 }
@@ -154,6 +177,7 @@ pub(super) fn supervise(
     deadline: Instant,
     cap: u64,
     streams: Streams,
+    extras: &Extras<'_>,
 ) -> Result<Supervised, Error> {
     let pidfd = open_pidfd(a, b)?;
     let mut out = Supervised {
@@ -165,13 +189,14 @@ pub(super) fn supervise(
         messages: String::new(),
         rusage_cpu: None,
         rusage_maxrss: None,
+        cancelled: false,
     };
     let mut rd = Reader::new(&streams);
     let mut reaped = false;
     let mut drain_deadline: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        if !out.timed_out && now >= deadline && !reaped {
+        if !out.timed_out && !out.cancelled && now >= deadline && !reaped {
             out.timed_out = true;
             // B is the init of the sandbox's PID namespace: killing it kills every process in it.
             let _ = kill(b, Signal::SIGKILL);
@@ -180,8 +205,12 @@ pub(super) fn supervise(
         if (reaped && !rd.open.iter().any(|o| *o)) || drain_deadline.is_some_and(|d| now >= d) {
             break;
         }
-        let mut pfds = rd.pollfds((!reaped).then(|| pidfd.as_raw_fd()));
-        let wait_until = if out.timed_out || reaped {
+        let cancel = extras
+            .cancel
+            .filter(|_| !out.cancelled && !reaped)
+            .map(|c| c.as_raw_fd());
+        let mut pfds = rd.pollfds((!reaped).then(|| pidfd.as_raw_fd()), cancel);
+        let wait_until = if out.timed_out || out.cancelled || reaped {
             drain_deadline.unwrap_or(now + Duration::from_millis(100))
         } else {
             deadline
@@ -200,7 +229,13 @@ pub(super) fn supervise(
             let _ = kill(b, Signal::SIGKILL);
             return Err(Error::Io(e));
         }
-        rd.read_ready(&pfds, &mut out);
+        rd.read_ready(&pfds, &mut out, extras.tail);
+        if !reaped && !out.timed_out && pfds[5].revents != 0 {
+            out.cancelled = true;
+            // As at the deadline: B's death ends its whole PID namespace.
+            let _ = kill(b, Signal::SIGKILL);
+            let _ = kill(a, Signal::SIGKILL);
+        }
         if !reaped && pfds[4].revents != 0 && try_reap(a, &mut out) {
             reaped = true;
             drain_deadline = Some(Instant::now() + Duration::from_secs(2));

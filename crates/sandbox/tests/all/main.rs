@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod deploy;
 mod features;
 mod hostile;
 mod oci_net;
