@@ -85,7 +85,7 @@ fn lists_need_every_value_to_allow_and_one_to_deny() {
     };
     let patch = "--- a/src/a.py\n+++ b/src/a.py\n@@ -1 +1 @@\n-x\n+y\n--- a/.github/w.yml\n+++ b/.github/w.yml\n@@ -1 +1 @@\n-a\n+b\n";
     let v = decide(
-        &[allow_src.clone()],
+        std::slice::from_ref(&allow_src),
         "workspace.apply_patch",
         json!({"patch": patch}),
     );
