@@ -392,6 +392,7 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
             sandbox: sandboxed.iter().map(view::SandboxRow::of).collect(),
             ambiguous: &detail.ambiguous,
             joins: &detail.joins,
+            policy: detail.policy.as_ref(),
             forked_from: detail.forked_from,
             // Present only for runs whose workflow sets limits (see `Control::run_detail`).
             budget: detail.budget.as_ref(),
@@ -420,6 +421,15 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
         outln!("joins:");
         for j in &detail.joins {
             outln!("  {}", j.line());
+        }
+    }
+    if let Some(p) = &detail.policy {
+        outln!("policy    {} allowed, {} denied", p.allowed, p.denied);
+        for d in &p.denials {
+            outln!(
+                "  denied  {}",
+                baton_control::view::PolicySummary::denial_line(d)
+            );
         }
     }
     if !sandboxed.is_empty() {

@@ -278,6 +278,25 @@ fn note_line(r: &EventRecord) -> Option<String> {
             format!("  ▲ budget raised: {}{by}", changes.join(", "))
         }
         Event::Resumed { .. } => "  ▶ resumed".into(),
+        Event::PolicyDecided {
+            step,
+            call,
+            tool,
+            decision: baton_types::PolicyDecision::Deny,
+            rule,
+            reason,
+            ..
+        } => {
+            let what = match call {
+                Some(n) => format!("tool call {n} ({tool})"),
+                None => format!("its call of {tool}"),
+            };
+            let why = reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            format!("  ⛔ {step}: policy denied {what} (rule '{rule}'){why}")
+        }
         Event::ToolCallFinished {
             step,
             tool,

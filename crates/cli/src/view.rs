@@ -56,6 +56,9 @@ pub struct RunView<'a> {
     /// How parallel steps' conflict resolutions were decided.
     #[serde(skip_serializing_if = "<[baton_control::view::JoinDecision]>::is_empty")]
     pub joins: &'a [baton_control::view::JoinDecision],
+    /// What the workflow's policy decided (runs of workflows with `policy.rules`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<&'a baton_control::view::PolicySummary>,
     /// A fork: the run and the event its log was copied from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forked_from: Option<baton_types::ForkOrigin>,

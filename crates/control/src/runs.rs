@@ -497,6 +497,7 @@ impl Control {
             waiting,
             ambiguous: view::ambiguities(&evs),
             joins: view::join_decisions(&evs),
+            policy: view::policy_summary(&evs),
             run: rec,
         })
     }

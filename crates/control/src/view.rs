@@ -13,7 +13,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 mod joins;
+mod policy;
 pub use joins::{JoinDecision, join_decisions};
+pub use policy::{PolicyDenial, PolicySummary, policy_summary};
 
 /// One step's figures over a run: its last status, its summed duration and tokens.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
@@ -487,6 +489,10 @@ pub struct RunDetail {
     /// How the conflict resolutions of parallel steps (`vote`, `priority`, `merge`) were
     /// decided, in log order.
     pub joins: Vec<JoinDecision>,
+    /// What the workflow's policy decided: counts, and each denial with its rule; absent
+    /// when the run's log has no decision (its workflow has no `policy.rules`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicySummary>,
     /// A fork: the run and the event its log was copied from (`baton runs fork`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forked_from: Option<baton_types::ForkOrigin>,

@@ -28,13 +28,14 @@ pub enum WorkEnd {
 }
 
 /// What a running agent reports: progress, and its tool calls for the journal (a call is
-/// sent only once `logged` has fired: its start is in the run log); its team tool calls and
-/// its turns' inbox, answered by the machine once logged.
+/// sent only once `logged` has fired with `None`: its start is in the run log; with a value,
+/// the machine answered it instead, e.g. the policy's refusal); its team tool calls and its
+/// turns' inbox, answered by the machine once logged.
 pub enum Report {
     Progress(Progress),
     Call {
         call: machine::ToolCall,
-        logged: Option<tokio::sync::oneshot::Sender<()>>,
+        logged: Option<tokio::sync::oneshot::Sender<Option<Value>>>,
     },
     Team {
         call: machine::TeamCall,
@@ -663,11 +664,14 @@ async fn send(
     });
     // Not logged (the attempt is over): never sent.
     let logged = tokio::select! {
-        r = rx => r.is_ok(),
-        _ = job.tool_ctx.cancel.cancelled() => false,
+        r = rx => r.ok(),
+        _ = job.tool_ctx.cancel.cancelled() => None,
     };
-    if !logged {
-        return Err(WorkEnd::Done(Err(cancelled())));
+    match logged {
+        None => return Err(WorkEnd::Done(Err(cancelled()))),
+        // Answered by the machine (denied by the policy): logged with its result, not sent.
+        Some(Some(answer)) => return Ok((answer, true)),
+        Some(None) => {}
     }
     let ctx = ToolContext {
         idempotency_key: key,

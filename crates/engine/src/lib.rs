@@ -10,6 +10,7 @@ pub mod fork;
 pub mod inputs;
 pub mod load;
 pub mod machine;
+pub mod policy;
 pub mod program;
 pub mod team;
 pub mod template;

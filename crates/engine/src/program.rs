@@ -179,6 +179,8 @@ pub struct Program {
     /// Some limit exists (the workflow's `budget` or an agent's): only then is spend folded
     /// and checked (see `machine/budget.rs`).
     pub budgeted: bool,
+    /// The workflow's `policy.rules`, compiled (`None`: it has none, and nothing is checked).
+    pub policy: Option<crate::policy::Rules>,
 }
 
 impl std::fmt::Debug for Program {
@@ -296,7 +298,17 @@ fn err(path: impl Into<String>, message: impl Into<String>) -> CompileError {
 impl Program {
     pub fn compile(doc: WorkflowDoc, base_dir: PathBuf) -> Result<Program, CompileError> {
         let budgeted = doc.budget.is_some() || doc.agents.values().any(|a| a.budget.is_some());
+        let policy = if doc.policy.rules.is_empty() {
+            None
+        } else {
+            let rules = crate::policy::Rules::compile(&doc.policy.rules).map_err(|errs| {
+                let (i, e) = errs.into_iter().next().unwrap_or_default();
+                err(format!("policy.rules[{i}].{}", e.field), e.message)
+            })?;
+            Some(rules)
+        };
         let mut p = Program {
+            policy,
             budgeted,
             doc: WorkflowDoc {
                 steps: Vec::new(),

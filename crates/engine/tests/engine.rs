@@ -114,6 +114,7 @@ impl Harness {
 mod budget;
 mod effects;
 mod joins;
+mod policy;
 mod team;
 
 fn started(evs: &[Event], step: &str) -> usize {

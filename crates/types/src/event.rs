@@ -140,6 +140,8 @@ pub enum StepErrorKind {
     Runaway,
     /// The step's agent was stopped by a person (`baton agents stop`).
     AgentStopped,
+    /// The workflow's policy denied the step's `tool:` or `sandbox:` action (not retried).
+    PolicyDenied,
 }
 
 /// A step's error, as logged.
@@ -455,6 +457,26 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         is_error: bool,
     },
+    /// The workflow's policy decided about an action before it happened: an agent's tool call
+    /// (`call`, logged before its `tool_call_started`) or a `tool:`/`sandbox:` step's own
+    /// call (no `call`; `arguments` are the rendered ones, which the step then sends). `rule`
+    /// is the id of the rule that matched, or `default-deny`. A denied call is never sent:
+    /// the agent gets the refusal as the call's result, a denied step fails (`policy_denied`).
+    PolicyDecided {
+        step: String,
+        attempt: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<u32>,
+        tool: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+        decision: crate::PolicyDecision,
+        rule: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(default, skip_serializing_if = "Value::is_null")]
+        arguments: Value,
+    },
     /// A resumed step found an effect that was started but whose result was never logged, of a
     /// tool that cannot be sent again safely (`call`: the agent's tool call; absent: the tool
     /// step itself). The step waits for a person: `baton runs resolve`.
@@ -620,6 +642,7 @@ impl Event {
             Event::StepCancelled { .. } => "step_cancelled",
             Event::ToolCallStarted { .. } => "tool_call_started",
             Event::ToolCallFinished { .. } => "tool_call_finished",
+            Event::PolicyDecided { .. } => "policy_decided",
             Event::StepAmbiguous { .. } => "step_ambiguous",
             Event::StepResolved { .. } => "step_resolved",
             Event::MapStarted { .. } => "map_started",
@@ -655,6 +678,7 @@ impl Event {
             | Event::StepCancelled { step }
             | Event::ToolCallStarted { step, .. }
             | Event::ToolCallFinished { step, .. }
+            | Event::PolicyDecided { step, .. }
             | Event::StepAmbiguous { step, .. }
             | Event::StepResolved { step, .. }
             | Event::MapStarted { step, .. }

@@ -10,6 +10,7 @@ pub mod fork;
 pub mod graph;
 pub mod ids;
 pub mod paths;
+pub mod policy;
 pub mod step;
 pub mod step_path;
 pub mod team;
@@ -27,6 +28,7 @@ pub use event::{
 pub use flow::Flow;
 pub use fork::{BreakpointChange, EditTarget, ForkOrigin};
 pub use ids::RunId;
+pub use policy::{BudgetLeft, DEFAULT_DENY, PolicyDecision, PolicyEffect, PolicyRule};
 pub use step::*;
 pub use step_path::StepPath;
 pub use team::{

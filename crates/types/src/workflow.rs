@@ -36,7 +36,8 @@ pub struct WorkflowDoc<S = Step> {
     /// parallel branches may both write needs one.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub contracts: IndexMap<String, crate::Contract>,
-    /// Limits on what tools may reach.
+    /// Limits on what tools may reach, and the rules every tool, workspace and sandbox action
+    /// is checked against before it happens.
     #[serde(default, skip_serializing_if = "Policy::is_empty")]
     pub policy: Policy,
     /// The steps, run in order unless `next`, a condition, or `edges` say otherwise.
@@ -210,11 +211,16 @@ pub struct Policy {
     /// Hosts (`host` or `host:port`) the `http.*` tools may contact. Empty: none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub http_allow: Vec<String>,
+    /// Rules checked before every tool, workspace and sandbox action, in order: the first
+    /// that matches decides, and an action no rule matches is denied. Without rules every
+    /// action is allowed (what the agent's `tools` and `http_allow` permit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<crate::PolicyRule>,
 }
 
 impl Policy {
     pub fn is_empty(&self) -> bool {
-        self.http_allow.is_empty()
+        self.http_allow.is_empty() && self.rules.is_empty()
     }
 }
 

@@ -6658,6 +6658,11 @@ export interface components {
              *     decided, in log order.
              */
             joins: components["schemas"]["JoinDecision"][];
+            /**
+             * @description What the workflow's policy decided: counts, and each denial with its rule; absent
+             *     when the run's log has no decision (its workflow has no `policy.rules`).
+             */
+            policy?: components["schemas"]["PolicySummary"] | null;
             /** @description A fork: the run and the event its log was copied from (`baton runs fork`). */
             forked_from?: components["schemas"]["ForkOrigin"] | null;
             /**
@@ -6750,7 +6755,7 @@ export interface components {
             retryable: boolean;
         };
         /** @description Why a step failed, in a form the engine and users act on. */
-        StepErrorKind: ("timeout" | "cancelled") | "execution" | "template" | "invalid_output" | "tool_turns" | "rejected" | "max_visits" | "branch" | "model" | "runaway" | "agent_stopped";
+        StepErrorKind: ("timeout" | "cancelled") | "execution" | "template" | "invalid_output" | "tool_turns" | "rejected" | "max_visits" | "branch" | "model" | "runaway" | "agent_stopped" | "policy_denied";
         /**
          * @description One sandbox execution found in a run's log: a `sandbox:` step's result (succeeded, or
          *     carried by its failure) or an agent's `sandbox.exec` call.
@@ -6798,6 +6803,35 @@ export interface components {
             reason: string;
         };
         JoinStrategy: "all" | "any" | "first_success" | "vote" | "priority" | "merge" | "judge";
+        /** @description The policy decisions of a run. */
+        PolicySummary: {
+            /** Format: uint64 */
+            allowed: number;
+            /** Format: uint64 */
+            denied: number;
+            /** @description Each denial, in log order. */
+            denials: components["schemas"]["PolicyDenial"][];
+        };
+        /** @description One action the policy denied. */
+        PolicyDenial: {
+            /**
+             * Format: uint64
+             * @description Where it is in the run log.
+             */
+            seq: number;
+            /** @description The step instance. */
+            step: string;
+            /**
+             * Format: uint32
+             * @description The agent's call number in the step's attempt; absent: the step's own call.
+             */
+            call?: number | null;
+            tool: string;
+            agent?: string | null;
+            /** @description The rule's id, or `default-deny`. */
+            rule: string;
+            reason?: string | null;
+        };
         /** @description Where a forked run came from: its parent and the parent's last event it copies. */
         ForkOrigin: {
             run: components["schemas"]["RunId"];
@@ -7044,7 +7078,10 @@ export interface components {
             contracts?: {
                 [key: string]: components["schemas"]["Contract"];
             };
-            /** @description Limits on what tools may reach. */
+            /**
+             * @description Limits on what tools may reach, and the rules every tool, workspace and sandbox action
+             *     is checked against before it happens.
+             */
             policy?: components["schemas"]["Policy"];
             /** @description The steps, run in order unless `next`, a condition, or `edges` say otherwise. */
             steps: components["schemas"]["Step"][];
@@ -7148,6 +7185,69 @@ export interface components {
         Policy: {
             /** @description Hosts (`host` or `host:port`) the `http.*` tools may contact. Empty: none. */
             http_allow?: string[];
+            /**
+             * @description Rules checked before every tool, workspace and sandbox action, in order: the first
+             *     that matches decides, and an action no rule matches is denied. Without rules every
+             *     action is allowed (what the agent's `tools` and `http_allow` permit).
+             */
+            rules?: components["schemas"]["PolicyRule"][];
+        };
+        /**
+         * @description One rule of `policy.rules`. Every condition given must hold for the rule to match; a rule
+         *     with none matches every action. Rules are tried in order and the first that matches
+         *     decides.
+         */
+        PolicyRule: {
+            /** @description Names the rule in the run log and in the refusal an agent gets (unique). */
+            id: string;
+            effect: components["schemas"]["PolicyEffect"];
+            /** @description Why, shown to the agent whose call this rule denies. */
+            reason?: string | null;
+            /**
+             * @description Globs over the tool's name (`workspace.*`, `sandbox.exec`; a `sandbox:` step is
+             *     `sandbox.step`).
+             */
+            tools?: string[];
+            /** @description The agents whose calls it matches (a `tool:` or `sandbox:` step has no agent). */
+            agents?: string[];
+            /** @description The step ids it matches. */
+            steps?: string[];
+            /** @description Argument path (`path`, `policy.net`, `files.x`) -> globs over its value. */
+            args?: {
+                [key: string]: string[];
+            };
+            /**
+             * @description Globs over every workspace path the action touches (`*` stays within one folder,
+             *     `**` crosses folders).
+             */
+            paths?: string[];
+            /** @description Globs over every network host the action may reach. */
+            hosts?: string[];
+            /** @description Globs over the sandbox command line. */
+            commands?: string[];
+            /**
+             * @description Holds when the run's remaining budget (its `budget:` limit minus what it spent) is
+             *     below one of these.
+             */
+            budget_left_below?: components["schemas"]["BudgetLeft"] | null;
+        };
+        /**
+         * @description What a rule does with an action it matches.
+         * @enum {string}
+         */
+        PolicyEffect: "allow" | "deny";
+        /** @description Amounts of the run's budget left (`budget_left_below`). */
+        BudgetLeft: {
+            /**
+             * Format: double
+             * @description US dollars (against the run's `budget.cost_usd`).
+             */
+            usd?: number | null;
+            /**
+             * Format: uint64
+             * @description Tokens (against the run's `budget.tokens`).
+             */
+            tokens?: number | null;
         };
         /**
          * @description One step. Exactly one of `agent`, `tool`, `if`, `switch`, `parallel`, `map`, `steps`,
@@ -7554,6 +7654,20 @@ export interface components {
             is_error?: boolean;
         } | {
             /** @constant */
+            type: "policy_decided";
+            step: string;
+            /** Format: uint32 */
+            attempt: number;
+            /** Format: uint32 */
+            call?: number | null;
+            tool: string;
+            agent?: string | null;
+            decision: components["schemas"]["PolicyDecision"];
+            rule: string;
+            reason?: string | null;
+            arguments?: unknown;
+        } | {
+            /** @constant */
             type: "step_ambiguous";
             step: string;
             /** Format: uint32 */
@@ -7773,6 +7887,11 @@ export interface components {
             /** @description The answer format asked for (a JSON Schema), if any. */
             response_format?: unknown;
         };
+        /**
+         * @description What the engine decided about one action (logged as `policy_decided`).
+         * @enum {string}
+         */
+        PolicyDecision: "allow" | "deny";
         /** @description How a person resolved an ambiguous step (`baton runs resolve --as done|retry`). */
         Resolution: "done" | "retry";
         /** @description What an edit of a forked run's state changes (`--set PATH=JSON`). */

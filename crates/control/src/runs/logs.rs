@@ -15,7 +15,7 @@ pub enum LogLevel {
     Debug,
     Info,
     /// Something went wrong and was handled: an attempt retried or recovered, an answer
-    /// re-asked, a request escalated, a budget crossed, a cancel.
+    /// re-asked, a request escalated, a budget crossed, an action the policy denied, a cancel.
     Warn,
     /// A step or the run failed, or an effect is ambiguous.
     Error,
@@ -48,6 +48,10 @@ impl LogLevel {
             }
             Event::Paused {
                 pause: baton_types::PauseReason::Budget(_),
+            } => Self::Warn,
+            Event::PolicyDecided {
+                decision: baton_types::PolicyDecision::Deny,
+                ..
             } => Self::Warn,
             Event::HumanEscalated { .. }
             | Event::RunCancelled

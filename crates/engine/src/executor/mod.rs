@@ -105,7 +105,13 @@ type ResolvedModel = (String, Arc<dyn baton_llm::ChatModel>);
 /// Said once an input is in the log (an agent's tool call is sent only then), with what the
 /// machine answered for a team call or a turn's inbox; dropped when the input was refused.
 enum Ack {
-    Logged(tokio::sync::oneshot::Sender<()>),
+    /// Call `call` of `step` was logged: sent `None` to send it, or its result when the
+    /// machine answered it (a call the policy denied: journaled with its refusal, never sent).
+    Logged {
+        step: String,
+        call: u32,
+        tx: tokio::sync::oneshot::Sender<Option<serde_json::Value>>,
+    },
     /// The result of team call `call` of `step`, from its journal.
     Answer {
         step: String,
@@ -125,8 +131,15 @@ impl Ack {
     fn send(self, st: &RunState) {
         let journal = |step: &str| st.steps.get(step).and_then(|s| s.journal.as_deref());
         match self {
-            Ack::Logged(tx) => {
-                let _ = tx.send(());
+            Ack::Logged { step, call, tx } => {
+                // A call's result is logged only after it was sent, so a result already
+                // there is the machine's own answer.
+                let answered = journal(&step)
+                    .and_then(|j| j.call(call))
+                    .filter(|c| c.call == call)
+                    .and_then(|c| c.result.as_ref())
+                    .map(|(v, _)| v.clone());
+                let _ = tx.send(answered);
             }
             Ack::Answer { step, call, answer } => {
                 if let Some(r) = journal(&step)

@@ -118,9 +118,15 @@ impl Executor {
         tool_ctx: ToolContext,
     ) -> BoxFuture<'static, WorkResult> {
         let p = &self.program;
-        let ctx = st.template_context(p, sr.frame);
-        let what = format!("{}.with", node.id);
-        let args = context::render_args(p, &what, node.tool_args(), &ctx);
+        // The arguments the policy allowed, when it checked them (rendered once, logged).
+        let args = match sr.checked.as_deref() {
+            Some(c) if c.attempt == sr.attempt => Ok(c.arguments.clone()),
+            _ => {
+                let ctx = st.template_context(p, sr.frame);
+                let what = format!("{}.with", node.id);
+                context::render_args(p, &what, node.tool_args(), &ctx)
+            }
+        };
         let tool = self.services.tools.get(name).cloned();
         let name = name.to_string();
         Box::pin(async move {
@@ -184,14 +190,23 @@ impl Executor {
                     },
                     None,
                 ),
-                Report::Call { call, logged } => tx.push(
-                    Input::ToolCall {
+                Report::Call { call, logged } => {
+                    let n = match &call {
+                        crate::machine::ToolCall::Started { call, .. }
+                        | crate::machine::ToolCall::Finished { call, .. } => *call,
+                    };
+                    let ack = logged.map(|tx| Ack::Logged {
+                        step: step.clone(),
+                        call: n,
+                        tx,
+                    });
+                    let input = Input::ToolCall {
                         step: step.clone(),
                         attempt,
                         call,
-                    },
-                    logged.map(Ack::Logged),
-                ),
+                    };
+                    tx.push(input, ack);
+                }
                 Report::Team { call, answer } => {
                     let ack = Ack::Answer {
                         step: step.clone(),

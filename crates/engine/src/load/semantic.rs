@@ -11,6 +11,7 @@ mod contracts;
 mod document;
 mod joins;
 mod limits;
+mod policy;
 mod steps;
 mod team;
 mod templates;
@@ -165,6 +166,7 @@ impl<'a, 'd> Checker<'a, 'd> {
         self.check_agents();
         self.check_team();
         self.check_budgets();
+        self.check_policy();
         self.check_contracts();
         self.check_templates();
     }

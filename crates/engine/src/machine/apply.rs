@@ -88,6 +88,23 @@ impl Machine<'_> {
             | Event::RunSucceeded { .. }
             | Event::RunFailed { .. }
             | Event::RunCancelled => run_event(st, ev),
+            Event::PolicyDecided {
+                step,
+                attempt,
+                call: None,
+                decision: baton_types::PolicyDecision::Allow,
+                arguments,
+                ..
+            } => {
+                if let Some(sr) = st.steps.get_mut(step) {
+                    sr.checked = Some(Box::new(super::state::Checked {
+                        attempt: *attempt,
+                        arguments: arguments.clone(),
+                    }));
+                }
+            }
+            // An agent's call is journaled by its `tool_call_*` events; a denied step fails.
+            Event::PolicyDecided { .. } => {}
             Event::StepWoke { step } => {
                 if let Some(sr) = st.steps.get_mut(step) {
                     sr.phase = Phase::Running;
@@ -144,6 +161,7 @@ impl Machine<'_> {
                 key: key.to_string(),
                 phase,
                 journal: None,
+                checked: None,
             };
             st.steps.insert(step.to_string(), run);
         }

@@ -180,7 +180,7 @@ impl Machine<'_> {
     }
 
     /// The agent an agent step instance runs (a parallel step: its judge).
-    fn agent_of(&self, step: &str) -> Option<String> {
+    pub(super) fn agent_of(&self, step: &str) -> Option<String> {
         let node = self.program.node_by_id(StepPath::parse(step).id())?;
         match &node.kind {
             NodeKind::Agent { agent } => Some(agent.clone()),

@@ -12,7 +12,9 @@ use super::{Action, Decision, Machine, Refused, ToolCall};
 impl Machine<'_> {
     /// Logs an agent's tool call (its start before it is sent, or its result), only for the
     /// attempt running now. A call that would repeat the same call once too often (see
-    /// `budget`) is not logged: the step fails instead, and `true` says the run moves on.
+    /// `budget`) is not logged: the step fails instead, and `true` says the run moves on. A
+    /// call is checked against the policy first (see `policy`): a denied one is logged as
+    /// started and finished with the refusal, and never sent.
     pub(super) fn tool_call(
         &self,
         st: &mut RunState,
@@ -35,6 +37,28 @@ impl Machine<'_> {
             let d = self.failure(st, &step, e, Ended::sync(attempt));
             self.record(st, out, d);
             return Ok(true);
+        }
+        if let ToolCall::Started {
+            call: n,
+            tool,
+            arguments,
+            key,
+        } = &call
+            && let Some((decided, v)) = self.check_call(st, &step, attempt, *n, (tool, arguments))
+        {
+            if v.decision == baton_types::PolicyDecision::Deny {
+                let what = (tool.clone(), arguments.clone());
+                self.refuse_call(
+                    st,
+                    out,
+                    decided,
+                    &v,
+                    (&step, attempt, *n, key.clone()),
+                    what,
+                );
+                return Ok(false);
+            }
+            self.emit(st, out, decided);
         }
         let ev = match call {
             ToolCall::Started {

@@ -2,6 +2,7 @@
 //! decides on its own until it needs an outside result ([`Machine::advance`]). Each pass takes
 //! the first decision of the first phase that has one, applies it and looks again:
 //!
+//! 0. a `tool:` or `sandbox:` step that started is checked against the policy (`policy`);
 //! 1. a fan whose join is decided ends its step (after cancelling what still runs under it);
 //! 2. a human step is asked, or ends with its answer;
 //! 3. a synchronous step that started is run (see `sync`);
@@ -274,7 +275,8 @@ impl Machine<'_> {
 
     /// The next thing the engine decides on its own, phase by phase.
     pub(super) fn decide(&self, st: &RunState) -> Option<Decided> {
-        self.decide_join(st)
+        self.decide_policy(st)
+            .or_else(|| self.decide_join(st))
             .or_else(|| self.decide_human(st))
             .or_else(|| self.decide_sync(st))
             .or_else(|| self.decide_team(st))

@@ -30,6 +30,7 @@ mod join;
 mod join_tests;
 mod journal;
 mod judge;
+mod policy;
 mod runaway;
 mod state;
 mod sync;
@@ -54,7 +55,7 @@ pub(crate) use judge::{
 };
 pub use runaway::LoopMark;
 pub use state::{
-    CallRecord, FanFrame, FanKind, Frame, FrameId, Journal, Outcome, Phase, ReplyRecord,
+    CallRecord, Checked, FanFrame, FanKind, Frame, FrameId, Journal, Outcome, Phase, ReplyRecord,
     RunOptions, RunState, SeqFrame, StepRun,
 };
 pub(crate) use sync::kind_of;

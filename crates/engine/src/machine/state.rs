@@ -32,6 +32,17 @@ pub struct StepRun {
     /// calls): what a resumed or retried attempt replays instead of doing again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal: Option<Box<Journal>>,
+    /// A `tool:` or `sandbox:` step's call as the policy allowed it (`policy_decided`): the
+    /// attempt and the rendered arguments it sends. Absent: not checked (no policy rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked: Option<Box<Checked>>,
+}
+
+/// The call a `tool:` or `sandbox:` step's attempt was allowed to make.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Checked {
+    pub attempt: u32,
+    pub arguments: Value,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

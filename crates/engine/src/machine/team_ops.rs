@@ -66,6 +66,16 @@ impl Machine<'_> {
             self.record(st, out, d);
             return Ok(true);
         }
+        if let Some((decided, v)) =
+            self.check_call(st, &step, attempt, c.call, (&c.tool, &c.arguments))
+        {
+            if v.decision == baton_types::PolicyDecision::Deny {
+                let what = (c.tool, c.arguments);
+                self.refuse_call(st, out, decided, &v, (&step, attempt, c.call, c.key), what);
+                return Ok(false);
+            }
+            self.emit(st, out, decided);
+        }
         let answered = match self.answer_team(st, &step, &agent, &c.tool, &c.arguments) {
             Ok(a) => a,
             Err(e) => {
