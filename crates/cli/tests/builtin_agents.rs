@@ -11,10 +11,11 @@ mod common;
 use common::{Db, baton, summary, text};
 use serde_json::Value;
 
-const TEAM: [&str; 7] = [
+const TEAM: [&str; 8] = [
     "architect",
     "coder",
     "debugger",
+    "deployer",
     "product-manager",
     "reviewer",
     "security-reviewer",

@@ -27,6 +27,7 @@ pub const BUILTIN_AGENTS: &[(&str, &str)] = &[
         include_str!("../agents/security-reviewer.yaml"),
     ),
     ("debugger", include_str!("../agents/debugger.yaml")),
+    ("deployer", include_str!("../agents/deployer.yaml")),
 ];
 
 /// Who the registry says stored a built-in version.
