@@ -11,6 +11,7 @@ pub mod inputs;
 pub mod load;
 pub mod machine;
 pub mod program;
+pub mod replay;
 pub mod team;
 pub mod template;
 
