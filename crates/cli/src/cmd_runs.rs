@@ -80,6 +80,12 @@ pub enum RunsCmd {
     /// Fork a new run from any point of a run's log (time travel), with state edited or agents
     /// on other models, and follow it.
     Fork(crate::cmd_fork::ForkArgs),
+    /// Execute a run again from its own log (no model, tool or sandbox called) and check that
+    /// it reaches the recorded state; exits 1 on a divergence.
+    Replay(crate::cmd_recordings::ReplayArgs),
+    /// Two runs side by side: status, each step's output, tokens, cost, time, and their
+    /// workspaces' difference.
+    Compare(crate::cmd_recordings::CompareArgs),
     /// The history of a run's workspace: each change with its step and agent.
     Files(crate::cmd_workspace::FilesArgs),
     /// The unified diff of what a step changed in the run's workspace (or the whole run).
@@ -182,6 +188,8 @@ pub async fn runs(cmd: RunsCmd) -> anyhow::Result<i32> {
         RunsCmd::Input(a) => answer(a, None).await,
         RunsCmd::Resolve(a) => crate::cmd_resolve::resolve(a).await,
         RunsCmd::Fork(a) => crate::cmd_fork::fork(a).await,
+        RunsCmd::Replay(a) => crate::cmd_recordings::replay(a).await,
+        RunsCmd::Compare(a) => crate::cmd_recordings::compare(a).await,
         RunsCmd::Files(a) => crate::cmd_workspace::files(a).await,
         RunsCmd::Diff(a) => crate::cmd_workspace::diff(a).await,
         RunsCmd::Rollback(a) => crate::cmd_workspace::rollback(a).await,

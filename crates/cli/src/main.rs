@@ -17,6 +17,7 @@ mod cmd_debugger;
 mod cmd_fork;
 mod cmd_memory;
 mod cmd_models;
+mod cmd_recordings;
 mod cmd_resolve;
 mod cmd_run;
 mod cmd_runs;

@@ -51,9 +51,10 @@ pub use follow::{Followed, Follower};
 pub use keys::{Authenticated, CreatedKey, KeyInfo, NewKey};
 pub use runner::{BusEvent, BusItem, Drive};
 pub use runs::{
-    Answer, Answered, Approval, BudgetView, ControlOutcome, Cut, Decision, EventFilter,
-    ForkRequest, Forked, LoadedWorkflow, LogLevel, Resolve, Resolved, ResumeOptions, Resumed,
-    RunControl, RunPage, RunQuery, RunRequest, Started, WorkflowSource,
+    Answer, Answered, Approval, BudgetView, ControlOutcome, Cut, Decision, EventFilter, FileChange,
+    ForkRequest, Forked, LoadedWorkflow, LogLevel, ReplayMode, ReplayReport, Resolve, Resolved,
+    ResumeOptions, Resumed, RunComparison, RunControl, RunPage, RunQuery, RunRequest, RunSide,
+    Started, StepPair, StepSide, Verdict, WorkflowSource, WorkspaceComparison,
 };
 pub use workflows::{WorkflowInfo, WorkflowRef, WorkflowVersion};
 

@@ -2,7 +2,8 @@
 //! list and filter, show (a run, or one step's prompts and tool calls), events, state, pause,
 //! cancel, resume, answer `human` steps, resolve ambiguous steps, the approvals inbox, and
 //! forks (time travel). `loading`: documents checked and compiled for runs; `operate`: pause,
-//! cancel, resume, answers and resolutions; `fork`: a new run from a copy of another's log.
+//! cancel, resume, answers and resolutions; `fork`: a new run from a copy of another's log;
+//! `replay`: a run executed again from its own log; `compare`: two runs side by side.
 //!
 //! Every run is found through the caller's tenant (`RunStore::tenant_run`, `list_runs`,
 //! `runs_by_prefix`); a `runner` key sees only the runs it started. The engine is used
@@ -11,22 +12,26 @@
 //! process that holds the run (a claim) or are applied here when none does.
 
 mod budget;
+mod compare;
 mod debug;
 mod edit;
 mod fork;
 mod loading;
 mod logs;
 mod operate;
+mod replay;
 mod team;
 
 pub use baton_engine::fork::Cut;
 pub use budget::{BudgetView, ResumeOptions};
+pub use compare::{FileChange, RunComparison, RunSide, StepPair, StepSide, WorkspaceComparison};
 pub use debug::{BreakpointsChanged, DebugView};
 pub use fork::{ForkRequest, Forked};
 use loading::{base_of, first_events, workflow_file};
 pub(crate) use loading::{diagnostics, stored_doc};
 pub use loading::{model_problems, pinned_agents, program_of};
 pub use logs::{EventFilter, LogLevel};
+pub use replay::{ReplayMode, ReplayReport, Verdict};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -12,6 +12,7 @@ pub mod load;
 pub mod machine;
 pub mod policy;
 pub mod program;
+pub mod replay;
 pub mod team;
 pub mod template;
 

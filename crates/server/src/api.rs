@@ -25,11 +25,13 @@ use crate::{ApiError, AppState};
 
 mod agents;
 mod fork;
+mod recordings;
 mod runs;
 mod stats;
 mod workspace;
 
 use fork::*;
+use recordings::*;
 use runs::*;
 use workspace::*;
 
@@ -74,6 +76,8 @@ pub(crate) fn routes() -> ApiRouter<AppState> {
             post_with(fork_run, |o| doc(o, "Fork a new run from any point of a run's log (time travel), with state edited or agents on other models; it starts at once")
                 .response_with::<201, Json<RunStarted>, _>(|r| r.description("the new run"))),
         )
+        .api_route("/runs/{id}/replay", post_with(replay_run, |o| doc(o, "Execute a run again from its own log (docs/recordings.md): no model, tool or sandbox is called and nothing is written; every event is compared with the recording and the final state with the recorded one. `verdict` is `identical` or `diverged` (with the first differing event and the state differences). With `live_tools`, model replies come from the recording and tools really run, in a new run (`replay_run`)")))
+        .api_route("/runs/{id}/compare/{other}", get_with(compare_runs, |o| doc(o, "Two runs side by side (docs/recordings.md): status, tokens, cost and time of each; every step with both outputs, whether they differ and a unified diff; the difference of their final workspace trees")))
         .api_route("/runs/{id}/edit", post_with(edit_run, |o| doc(o, "Edit a paused run's state (a finished step's output, a key of the shared state) before it continues: logged as `state_edited`, which the next steps see; 409 unless the run is paused")))
         .api_route("/runs/{id}/breakpoints", post_with(change_breakpoints, |o| doc(o, "Change the steps a run pauses before, while it runs or while it is stopped: `add` and `remove` step ids, or `set` the whole list; logged as `breakpoints_set`. Answers the run's breakpoints, whether it steps, and why it is paused; 422 for a step the workflow does not have, 409 once the run finished")))
         .api_route("/runs/{id}/workspace", get_with(workspace_log, |o| doc(o, "The history of a run's workspace (docs/workspace.md): each change with its commit, step, agent and summary; 404 when no step wrote a file")))

@@ -33,6 +33,8 @@ mod matrix;
 mod metrics;
 #[path = "all/owasp.rs"]
 mod owasp;
+#[path = "all/recordings.rs"]
+mod recordings;
 #[path = "all/sse.rs"]
 mod sse;
 #[path = "all/webhooks.rs"]

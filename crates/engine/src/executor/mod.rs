@@ -95,6 +95,9 @@ pub struct Executor {
     reach: HashMap<String, Arc<crate::team::Reach>>,
     /// Set to `true` when the process stops (see [`Executor::with_drain`]).
     drain: Option<tokio::sync::watch::Receiver<bool>>,
+    /// A replay: effects are served from this recording (see [`Executor::with_replay`]), with
+    /// the tools agents call in it.
+    replay: Option<(Arc<crate::replay::Recording>, Arc<Registry>)>,
 }
 
 type Work = BoxFuture<'static, Input>;
@@ -229,7 +232,16 @@ impl Executor {
             http_allow,
             checkpoints: true,
             drain: None,
+            replay: None,
         }
+    }
+
+    /// Replays a run: model replies, tool results and tool steps' results come from
+    /// `recording` (with its `live_tools`, only model replies do); retries do not wait.
+    pub fn with_replay(mut self, recording: Arc<crate::replay::Recording>) -> Self {
+        let tools = Arc::new(recording.registry(&self.services.tools));
+        self.replay = Some((recording, tools));
+        self
     }
 
     /// Stops the drive gracefully once `drain` says `true`: the work in flight finishes and
@@ -504,6 +516,8 @@ impl Executor {
                 }
             }
             Action::RetryAfter { step, delay_ms } => {
+                // A replay does not wait: the clock is not part of what it checks.
+                let delay_ms = if self.replay.is_some() { 0 } else { delay_ms };
                 d.work.push(Box::pin(async move {
                     tokio::time::sleep(Duration::from_millis(delay_ms)).await;
                     Input::RetryDue { step }

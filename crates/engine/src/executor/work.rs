@@ -71,7 +71,14 @@ impl Executor {
             cancel: cancel.clone(),
         };
         let fut = match (tool, &node.kind) {
-            (Some(name), _) => self.tool_work(st, node, sr, name, how.resumed, tool_ctx),
+            (Some(name), _) => match &self.replay {
+                Some((rec, _)) if !rec.live_tools() => {
+                    let result = rec.tool_step(step, sr.attempt, cancel.clone());
+                    Box::pin(async move { (WorkEnd::Done(result.await), Usage::default()) })
+                        as BoxFuture<'static, WorkResult>
+                }
+                _ => self.tool_work(st, node, sr, name, how.resumed, tool_ctx),
+            },
             (None, NodeKind::Agent { agent }) => {
                 let job = self.agent_job(st, node, agent, sr.frame, tool_ctx);
                 self.agent_work(st, sr, (job, agent), step, &how)
@@ -163,6 +170,10 @@ impl Executor {
         how: &Launch<'_>,
     ) -> BoxFuture<'static, WorkResult> {
         let job = job.map(|mut j| {
+            if let Some((rec, tools)) = &self.replay {
+                j.model = rec.model(step, sr.attempt);
+                j.registry = tools.clone();
+            }
             j.deltas = self.delta_fn(st.run_id, step, agent);
             j.journal = sr.journal.as_deref().cloned().unwrap_or_default();
             j.attempt = sr.attempt;
@@ -248,6 +259,10 @@ impl Executor {
         }
         let model_ref = baton_llm::config::expand_env(model)
             .map_err(|e| StepError::fatal(StepErrorKind::Model, format!("model {model}: {e}")))?;
+        // A replay resolves no model: each attempt gets one that answers from the recording.
+        if let Some((rec, _)) = &self.replay {
+            return Ok((model_ref, rec.model("", 0)));
+        }
         let resolved = self
             .services
             .models

@@ -781,6 +781,8 @@ async fn the_openapi_document_covers_every_route_and_its_errors() {
         ("/api/v1/runs/{id}/cancel", "post"),
         ("/api/v1/runs/{id}/resume", "post"),
         ("/api/v1/runs/{id}/fork", "post"),
+        ("/api/v1/runs/{id}/replay", "post"),
+        ("/api/v1/runs/{id}/compare/{other}", "get"),
         ("/api/v1/runs/{id}/approve", "post"),
         ("/api/v1/runs/{id}/reject", "post"),
         ("/api/v1/runs/{id}/input", "post"),

@@ -445,6 +445,11 @@ fn case(method: &str, path: &str) -> Option<Case> {
         ("POST", "/api/v1/runs/{id}/agents/{agent}/{action}") => c(Operate, 404, true),
         // A fork is a new run: whoever may start runs may fork the runs it sees.
         ("POST", "/api/v1/runs/{id}/fork") => c(Start, 201, true),
+        // A replay reads the run and writes nothing; so does a comparison (of the run with
+        // itself here).
+        ("POST", "/api/v1/runs/{id}/replay") | ("GET", "/api/v1/runs/{id}/compare/{other}") => {
+            c(Read, 200, true)
+        }
         // The run waits for a person, not paused: once allowed, its state cannot be edited.
         ("POST", "/api/v1/runs/{id}/edit") => c(Operate, 409, true),
         // An empty body changes nothing: once allowed, it is refused as such.
@@ -514,7 +519,7 @@ fn request(w: &World, method: &str, path: &str, t: Target) -> (String, &'static 
         .replace("{agent}", "coder")
         .replace("{action}", "pause");
     if path.starts_with("/api/v1/runs/") {
-        uri = uri.replace("{id}", &run);
+        uri = uri.replace("{id}", &run).replace("{other}", &run);
     } else if path.starts_with("/api/v1/keys/") {
         uri = uri.replace("{id}", &pick(|o| &o.spare_key_id, "k_nosuchkey00"));
     } else if path.starts_with("/api/v1/webhooks/inbound/") {
@@ -544,6 +549,7 @@ fn request(w: &World, method: &str, path: &str, t: Target) -> (String, &'static 
             j(json!({"step": "who", "value": "ann", "no_resume": true}))
         }
         ("POST", p) if p.ends_with("/fork") => j(json!({"after": "first"})),
+        ("POST", p) if p.ends_with("/replay") => j(json!({})),
         ("POST", p) if p.ends_with("/edit") => j(json!({"set": {"state.k": 1}})),
         ("POST", p) if p.ends_with("/resolve") => {
             j(json!({"step": "first", "as": "retry", "no_resume": true}))

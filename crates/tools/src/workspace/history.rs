@@ -100,6 +100,17 @@ pub struct Committed {
     pub dropped: Vec<String>,
 }
 
+/// The files of a workspace's last commit (see [`Workspace::head_files`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadFiles {
+    /// The last commit (`None`: nothing committed yet).
+    pub commit: Option<String>,
+    /// (path, content), in path order.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Whether every file is there (false: the listing stopped at its limit).
+    pub complete: bool,
+}
+
 /// One commit of the history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -607,6 +618,54 @@ impl Workspace {
                 Some((path.to_string_lossy().into_owned(), what))
             })
             .collect())
+    }
+
+    /// The files of the last commit (path, content), in path order, with the commit; at
+    /// most `max_files` files (`complete` false when there were more).
+    pub fn head_files(&self, max_files: usize) -> Result<HeadFiles, Error> {
+        let repo = self.repo()?;
+        let Some(head) = Self::head(&repo)? else {
+            return Ok(HeadFiles::default());
+        };
+        let tree = head.tree().map_err(history)?;
+        let mut out = HeadFiles {
+            commit: Some(head.id().to_string()),
+            files: Vec::new(),
+            complete: true,
+        };
+        let mut failed = None;
+        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            if entry.kind() != Some(git2::ObjectType::Blob) {
+                return git2::TreeWalkResult::Ok;
+            }
+            if out.files.len() >= max_files {
+                out.complete = false;
+                return git2::TreeWalkResult::Abort;
+            }
+            match repo.find_blob(entry.id()) {
+                Ok(b) => {
+                    let path = format!("{dir}{}", entry.name().unwrap_or_default());
+                    out.files.push((path, b.content().to_vec()));
+                    git2::TreeWalkResult::Ok
+                }
+                Err(e) => {
+                    failed = Some(history(e));
+                    git2::TreeWalkResult::Abort
+                }
+            }
+        })
+        .or_else(|e| {
+            if out.complete && failed.is_none() {
+                Err(history(e))
+            } else {
+                Ok(())
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        out.files.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     /// Copies the files of the last commit into `dest` (which must not exist or be empty);

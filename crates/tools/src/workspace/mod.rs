@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-pub use history::{Author, Change, Committed, Limits, Workspace};
+pub use history::{Author, Change, Committed, HeadFiles, Limits, Workspace};
 
 use crate::{Effects, Error, Tool, ToolContext, ToolSpec};
 
