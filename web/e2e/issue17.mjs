@@ -105,13 +105,23 @@ export async function issue17Tests({ test, signIn, server, expectText, root }) {
       return { nodes, edges };
     });
 
+  // The graph once its links are drawn (React Flow draws them after measuring the nodes,
+  // later on a busy machine): polled for up to 10 s, then whatever is there.
+  const settled = async (page, links) => {
+    const deadline = Date.now() + 10000;
+    for (;;) {
+      const g = await drawn(page);
+      if ((g.edges.length === links && g.edges.every((e) => /^M/.test(e.d))) || Date.now() > deadline) return g;
+      await page.waitForTimeout(100);
+    }
+  };
+
   await test('issue17-run-viewer-layout', async (page, shot) => {
     await signIn(page, key);
     await page.goto(`${server.url}/runs/${finished.id}`);
     await expectText(page.getByTestId('run-status'), 'succeeded');
     await page.locator('[data-testid="node-none"]').waitFor();
-    await page.waitForTimeout(300);
-    const g = await drawn(page);
+    const g = await settled(page, 3);
     const { size, big, small, none } = g.nodes;
     if (!size || !big || !small || !none) throw new Error(`nodes missing: ${JSON.stringify(g.nodes)}`);
     // examples/laid-out.yaml: size [260, 0], big [0, 150], small [260, 150], none [520, 150].
@@ -128,8 +138,7 @@ export async function issue17Tests({ test, signIn, server, expectText, root }) {
     await signIn(page, key);
     await page.goto(`${server.url}/runs/${waiting.id}`);
     await page.locator('[data-testid="node-approve"][data-status="waiting"]').waitFor();
-    await page.waitForTimeout(300);
-    const before = await drawn(page);
+    const before = await settled(page, 5);
     // draft -> checks, checks ~ spell, checks ~ links (its branches), checks -> approve, approve -> publish
     if (before.edges.length !== 5 || before.edges.some((e) => !/^M/.test(e.d))) throw new Error(`edges while waiting: ${JSON.stringify(before.edges)}`);
     // The step after the parallel is drawn below its branches.

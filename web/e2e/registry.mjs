@@ -68,10 +68,9 @@ export async function registryTests({ test, signIn, server, api, runEnded, expec
   await test('registry-agent-versions-diff-rollback', async (page, shot) => {
     await signIn(page);
     await nav(page, 'Agents').click();
-    if (!(await page.getByTestId('agents').count())) {
-      await page.getByTestId('no-agents').waitFor();
-      await shot('empty');
-    }
+    // The list (the built-in team is there from the start) or its empty state, once loaded.
+    await page.getByTestId('agents').or(page.getByTestId('no-agents')).waitFor();
+    if (await page.getByTestId('no-agents').count()) await shot('empty');
     await page.getByRole('button', { name: 'New agent' }).click();
     await setSource(page, agentFile('careful writer'));
     await page.getByRole('button', { name: 'Save version' }).click();

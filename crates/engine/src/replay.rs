@@ -612,10 +612,21 @@ pub struct StateDifference {
 }
 
 /// How the state a replay reached differs from the recording's (empty: identical).
-pub fn final_differences(recorded: &RunState, replayed: &RunState) -> Vec<StateDifference> {
+/// With `live`, the fields that differ on every real execution (workspace commit ids, a
+/// sandbox's measured times) are left out of the comparison, as they are for events.
+pub fn final_differences(
+    recorded: &RunState,
+    replayed: &RunState,
+    live: bool,
+) -> Vec<StateDifference> {
     let mut out = Vec::new();
     let mut diff = |field: String, a: Value, b: Value| {
-        if a != b {
+        let same = if live {
+            without_volatile(a.clone()) == without_volatile(b.clone())
+        } else {
+            a == b
+        };
+        if !same {
             out.push(StateDifference {
                 field,
                 recorded: a,

@@ -187,6 +187,12 @@ impl Tool for SandboxExec {
         let mut seen = workspace_texts(&ws);
         seen.extend(req.files.clone());
         req.workdir = Some(ws.files().path().to_path_buf());
+        // Sandboxed code never runs as host root: when Baton does, the files are handed to the
+        // sandbox's unprivileged user first (the tools, as root, still read and write them).
+        let policy = self.sandbox.policy();
+        hand_over(ws.files().path(), policy.host_uid_base + policy.uid).map_err(|e| {
+            Error::Failed(format!("the run's workspace cannot be given to the sandbox: {e}"))
+        })?;
         let ran = self.run_scanned(req, &seen, ctx).await;
         let summary = format!("ran {}", shown_command(&args));
         let committed = ws.commit_command(&author, &summary).map_err(ws_failed)?;
@@ -208,6 +214,28 @@ impl Tool for SandboxExec {
         }
         Ok(v)
     }
+}
+
+/// Makes `uid` the owner of `dir` and everything under it (never following a symlink) when
+/// this process runs as root; otherwise the files are already the caller's.
+fn hand_over(dir: &std::path::Path, uid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self")?.uid() != 0 {
+        return Ok(());
+    }
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        let md = std::fs::symlink_metadata(&p)?;
+        if md.uid() != uid {
+            std::os::unix::fs::lchown(&p, Some(uid), Some(uid))?;
+        }
+        if md.is_dir() {
+            for e in std::fs::read_dir(&p)? {
+                todo.push(e?.path());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A workspace failure as this tool's error.

@@ -1593,6 +1593,252 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/runs/{id}/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Execute a run again from its own log (docs/recordings.md): no model, tool or sandbox is called and nothing is written; every event is compared with the recording and the final state with the recorded one. `verdict` is `identical` or `diverged` (with the first differing event and the state differences). With `live_tools`, model replies come from the recording and tools really run, in a new run (`replay_run`) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description The object's id (for a run: its id or a unique prefix of it). */
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["ReplayBody"];
+                };
+            };
+            responses: {
+                /** @description What a replay did and found. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ReplayReport"];
+                    };
+                };
+                /** @description malformed request (JSON syntax, query string) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description no key, or an unknown, revoked or expired one */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description the key's role may not do this */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description no such object in the key's tenant */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description conflict with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description body over the size limit */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description wrong content type */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description well-formed but invalid (details say what) */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description the key is over its rate (see Retry-After) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/runs/{id}/compare/{other}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Two runs side by side (docs/recordings.md): status, tokens, cost and time of each; every step with both outputs, whether they differ and a unified diff; the difference of their final workspace trees */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description Run A: its id or a unique prefix of it. */
+                    id: string;
+                    /** @description Run B. */
+                    other: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Two runs side by side. */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["RunComparison"];
+                    };
+                };
+                /** @description malformed request (JSON syntax, query string) */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description no key, or an unknown, revoked or expired one */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description the key's role may not do this */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description no such object in the key's tenant */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description conflict with the current state */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description body over the size limit */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description wrong content type */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description well-formed but invalid (details say what) */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+                /** @description the key is over its rate (see Retry-After) */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ErrorBody"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/runs/{id}/edit": {
         parameters: {
             query?: never;
@@ -8023,6 +8269,173 @@ export interface components {
             models: {
                 [key: string]: string;
             };
+        };
+        ReplayBody: {
+            /**
+             * @description Take only the model replies from the recording: tools and sandboxes really run, in a
+             *     new run (`replay_run` in the answer). Default false: nothing is called or written.
+             * @default false
+             */
+            live_tools: boolean;
+        };
+        /** @description What a replay did and found. */
+        ReplayReport: {
+            /** @description The run replayed. */
+            run: components["schemas"]["RunId"];
+            mode: components["schemas"]["ReplayMode"];
+            /** @description The new run that holds a `live_tools` replay (absent: nothing was stored). */
+            replay_run?: components["schemas"]["RunId"] | null;
+            verdict: components["schemas"]["Verdict"];
+            /** @description The recorded run's status, and the status the replay ended in. */
+            recorded_status: components["schemas"]["RunStatus"];
+            status: components["schemas"]["RunStatus"];
+            /**
+             * Format: uint64
+             * @description Step attempts the replay ran.
+             */
+            steps: number;
+            /**
+             * Format: uint64
+             * @description Results served from the recording (model replies, tool results, tool steps' results).
+             */
+            effects: number;
+            /**
+             * Format: uint64
+             * @description Events of the replay that matched the recording.
+             */
+            events_matched: number;
+            /**
+             * Format: uint64
+             * @description Events of the recording compared (those a process taking the run logs are left out).
+             */
+            events_recorded: number;
+            /** Format: double */
+            elapsed_ms: number;
+            /** @description The first event that differed. */
+            divergence?: components["schemas"]["Divergence"] | null;
+            /** @description How the final state differs from the recorded one (empty: identical). */
+            differences: components["schemas"]["StateDifference"][];
+        };
+        /** @description How a replay gets the results of effects. */
+        ReplayMode: "recorded" | "live_tools";
+        /** @description Whether a replay reached the recorded run's state. */
+        Verdict: "identical" | "diverged";
+        /** @description Where a replay first differed from its recording. */
+        Divergence: {
+            /**
+             * Format: uint64
+             * @description The recorded event that differs (absent: the replay did something the recording never
+             *     did, or the recording's stream ended).
+             */
+            seq?: number | null;
+            /**
+             * Format: uint64
+             * @description The replay's event at that place (absent: the replay ended before it).
+             */
+            replay_seq?: number | null;
+            /** @description The step instance (absent: an event of the run itself). */
+            step?: string | null;
+            /** @description One line: what differs. */
+            message: string;
+            /** @description The recorded event, as compared (durations and deadlines left out). */
+            expected?: unknown;
+            /** @description The replay's event, as compared. */
+            got?: unknown;
+        };
+        /** @description One difference between two final states. */
+        StateDifference: {
+            /**
+             * @description What differs: `status`, `outputs`, `error`, `usage`, `state.<key>`, `steps.<id>.output`,
+             *     `steps.<id>.error`.
+             */
+            field: string;
+            recorded: unknown;
+            replayed: unknown;
+        };
+        /** @description `/runs/{id}/compare/{other}`. */
+        ComparePath: {
+            /** @description Run A: its id or a unique prefix of it. */
+            id: string;
+            /** @description Run B. */
+            other: string;
+        };
+        /** @description Two runs side by side. */
+        RunComparison: {
+            a: components["schemas"]["RunSide"];
+            b: components["schemas"]["RunSide"];
+            /** @description Every step instance of either run: A's in the order they first ran, then B's others. */
+            steps: components["schemas"]["StepPair"][];
+            /** @description Absent when neither run has a workspace (or this process has none configured). */
+            workspace?: components["schemas"]["WorkspaceComparison"] | null;
+        };
+        /** @description One run of a comparison, in totals. */
+        RunSide: {
+            id: components["schemas"]["RunId"];
+            workflow: string;
+            status: components["schemas"]["RunStatus"];
+            usage: components["schemas"]["Usage"];
+            /** Format: uint64 */
+            tokens: number;
+            /**
+             * Format: uint64
+             * @description From its first event to its last.
+             */
+            duration_ms: number;
+            error?: string | null;
+            outputs?: unknown;
+            forked_from?: components["schemas"]["ForkOrigin"] | null;
+        };
+        /** @description A step instance of either run, with each run's side (absent: that run never ran it). */
+        StepPair: {
+            step: string;
+            a?: components["schemas"]["StepSide"] | null;
+            b?: components["schemas"]["StepSide"] | null;
+            /** @description Whether the outputs (or errors) differ. */
+            differs: boolean;
+            /**
+             * @description A unified diff of the two outputs (A to B) when they differ, at most [`DIFF_LINES`]
+             *     lines.
+             */
+            diff?: string | null;
+        };
+        /** @description One step instance in one run. */
+        StepSide: {
+            status: string;
+            /** Format: uint64 */
+            duration_ms: number;
+            /** Format: uint64 */
+            tokens: number;
+            usage: components["schemas"]["Usage"];
+            /** @description The models its turns called (in order, each once). */
+            models: string[];
+            output?: unknown;
+            error?: string | null;
+        };
+        /** @description How the two runs' final workspace trees differ. */
+        WorkspaceComparison: {
+            /** @description Each run's last workspace commit (absent: it has no workspace). */
+            a_commit?: string | null;
+            b_commit?: string | null;
+            only_in_a: string[];
+            only_in_b: string[];
+            changed: components["schemas"]["FileChange"][];
+            /**
+             * Format: uint64
+             * @description Files the same in both.
+             */
+            same: number;
+            /** @description False when a tree had more than [`WORKSPACE_FILES`] files: only those were compared. */
+            complete: boolean;
+        };
+        /** @description A file whose content differs between the two final trees. */
+        FileChange: {
+            path: string;
+            /**
+             * @description A unified diff (A to B), at most [`DIFF_LINES`] lines; absent for binary files and
+             *     past the first changed files.
+             */
+            diff?: string | null;
+            binary: boolean;
         };
         /** @description What to change in a paused run's state. */
         EditBody: {

@@ -69,8 +69,7 @@ pub struct ReplayReport {
     /// The first event that differed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub divergence: Option<Divergence>,
-    /// How the final state differs from the recorded one.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// How the final state differs from the recorded one (empty: identical).
     pub differences: Vec<StateDifference>,
 }
 
@@ -316,7 +315,8 @@ impl Control {
             let mut check = sink.lock();
             (check.finish().cloned(), check.matched())
         };
-        let differences = replay::final_differences(&recorded, &st);
+        let differences =
+            replay::final_differences(&recorded, &st, mode == ReplayMode::LiveTools);
         let verdict = if divergence.is_none() && differences.is_empty() {
             Verdict::Identical
         } else {

@@ -1428,7 +1428,7 @@ async fn agents_are_versioned_over_http() {
         .await;
     assert_eq!(
         a.body["versions"].as_array().unwrap().len(),
-        2,
+        3,
         "nothing stored by a refusal"
     );
 }
