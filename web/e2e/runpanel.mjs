@@ -134,6 +134,8 @@ export async function runpanelTests({ test, signIn, server, api, runEnded, expec
     await expectText(panel.getByTestId('memory-decisions'), 'by scribe');
     await expectText(panel.getByTestId('channel-design'), 'pragmatist, purist, skeptic');
     const messages = panel.getByTestId('team-message');
+    // The messages come from their own request: wait for the third before counting.
+    await messages.nth(2).waitFor({ timeout: 10000 }).catch(() => {});
     if ((await messages.count()) < 3) throw new Error(`${await messages.count()} messages shown, 3 critiques were broadcast`);
     await expectText(messages, 'prefix-minted slugs');
     await expectText(messages.first().getByTestId('delivery'), 'delivered to');
