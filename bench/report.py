@@ -27,6 +27,11 @@ TARGETS = {
     "cold_start_one_step": (20.0, 5.0),
     # Issue 16: a direct message sent and taken by its receiver's next turn, in memory.
     "message_delivery": (0.02, None),
+    # Issue 18: a recorded app-team run with real tools and sandbox; its orchestration (wall
+    # time minus model and sandbox time) as a share of the run, and its replay from the log.
+    "app_team_run": (None, None),
+    "app_team_orchestration": ("2%", None),
+    "app_team_replay": (1000.0, None),
 }
 RSS_TARGETS = {"concurrent10000x10x50ms": (300.0, 64.0)}
 
@@ -79,6 +84,10 @@ def fmt(rec):
     if rec is None:
         return "—"
     v = figure(rec)
+    if "percent_of_run" in rec:
+        return f"{v:.1f} ms ({rec['percent_of_run']:.2f} % of the run)"
+    if "sandbox_ms" in rec:
+        return f"{v / 1000:.2f} s (sandbox {rec['sandbox_ms'] / 1000:.2f} s, model {rec['model_ms']:.0f} ms)"
     if is_concurrent(rec["workload"]):
         return f"{v:.2f} s, {rec['peak_rss_mb']:.0f} MB"
     if v < 1:
@@ -107,6 +116,10 @@ def ratio(base, other):
 def verdict(w, rec, target, results):
     if target is None or rec is None:
         return "—"
+    if isinstance(target, str) and target.endswith("%"):
+        limit = float(target[:-1])
+        ok = rec.get("percent_of_run", float("inf")) < limit
+        return f"{'ok' if ok else 'MISSED'} (< {limit:g} % of the run)"
     if isinstance(target, str):
         fam, wl = target.split(":")
         peer = results.get((fam, wl))

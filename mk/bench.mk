@@ -15,6 +15,7 @@ PEERS_PY = $(PEERS_VENV)/bin/python
 BENCH_OUT ?= $(or $(CARGO_TARGET_DIR),target)/bench
 BENCH_RUNS ?= 200
 BENCH_COLD_RUNS ?= 20
+BENCH_APP_RUNS ?= 5
 BENCH_QUICK ?=
 LANGGRAPH_VERSION := 1.2.24
 LANGGRAPH_SQLITE_VERSION := 3.1.2
@@ -47,6 +48,7 @@ baton-bench: rust-check
 	run $(BATON) bench w3 --concurrency 10000; \
 	run $(BATON) bench w5 --cold-runs $(BENCH_COLD_RUNS); \
 	run $(BATON) bench team --runs $(BENCH_RUNS); \
+	run env BATON_MODEL=scripted/app-todo $(BATON) bench app --workflow examples/app-team.yaml --runs $(BENCH_APP_RUNS); \
 	run $(PEER_RUST) w1 w2 w3 w4 --runs $(BENCH_RUNS); \
 	run $(PEER_RUST) w3 --concurrency 10000; \
 	run $(PEER_RUST) w5 --runs $(BENCH_COLD_RUNS); \

@@ -40,7 +40,9 @@ pub struct BenchArgs {
     /// w4full (chain10_sqlite_full), w5 (cold start), team (message_delivery: a direct message
     /// sent and taken by its receiver's next turn; broadcast100: a broadcast taken by 100
     /// subscribers, one run per 10 of `--runs`), embed (team memory: MiniLM throughput, recall
-    /// over 10,000 memories; needs `make model-embed`). Default: w1 w2 w3 w4.
+    /// over 10,000 memories; needs `make model-embed`), app (a recorded app-team run with
+    /// real tools and sandbox: its orchestration overhead and its replay; needs --workflow).
+    /// Default: w1 w2 w3 w4.
     pub workloads: Vec<String>,
     /// Timed runs per workload (w1, w2, w4).
     #[arg(long, default_value_t = 200)]
@@ -67,6 +69,10 @@ pub struct BenchArgs {
     pub http_floor: Option<std::path::PathBuf>,
     #[arg(long, default_value = "127.0.0.1:0")]
     pub floor_addr: std::net::SocketAddr,
+    /// The workflow of the `app` workload (e.g. examples/app-team.yaml, with
+    /// `BATON_MODEL=scripted/app-todo`).
+    #[arg(long, value_name = "FILE")]
+    pub workflow: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -125,7 +131,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<i32> {
                 report("broadcast100", t, None);
             }
             "embed" => crate::cmd_bench_embed::embed(args.runs).await?,
-            other => bail!("unknown workload '{other}' (w1 w2 w3 w4 w4full w5 team embed)"),
+            "app" => {
+                let Some(file) = &args.workflow else {
+                    bail!("the app workload needs --workflow FILE (e.g. examples/app-team.yaml)");
+                };
+                crate::cmd_bench_app::app(file, args.runs).await?
+            }
+            other => bail!("unknown workload '{other}' (w1 w2 w3 w4 w4full w5 team embed app)"),
         }
     }
     Ok(0)
@@ -253,7 +265,7 @@ impl Drop for TempDir {
     }
 }
 
-fn peak_rss_mb() -> f64 {
+pub(crate) fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()

@@ -12,6 +12,7 @@ mod budget_view;
 mod cmd_admin;
 mod cmd_agents;
 mod cmd_bench;
+mod cmd_bench_app;
 mod cmd_bench_embed;
 mod cmd_debugger;
 mod cmd_fork;
