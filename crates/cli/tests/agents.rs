@@ -66,7 +66,10 @@ fn agents_have_versions_a_default_and_runs_pin_theirs() {
         .find(|a| a["name"] == "writer")
         .unwrap();
     assert_eq!(
-        (writer["latest"].as_u64(), writer["default_version"].as_u64()),
+        (
+            writer["latest"].as_u64(),
+            writer["default_version"].as_u64()
+        ),
         (Some(2), Some(2))
     );
     let shown = ok(&db.run(&["agents", "show", "writer@1"]));
@@ -170,7 +173,11 @@ fn bad_agent_files_and_references_are_refused_with_their_place() {
         .map(|a| a["name"].as_str().unwrap())
         .collect();
     assert!(!names.contains(&"writer"), "{names:?}");
-    assert_eq!(names.len(), baton_control::builtin_agents::BUILTIN_AGENTS.len(), "{names:?}");
+    assert_eq!(
+        names.len(),
+        baton_control::builtin_agents::BUILTIN_AGENTS.len(),
+        "{names:?}"
+    );
 
     ok(&db.run(&["agents", "create", &db.workflow("writer.yaml", CODER_V1)]));
     let nine = db.workflow("nine.yaml", &PINNED.replace("writer@2", "writer@9"));

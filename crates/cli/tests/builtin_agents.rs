@@ -47,9 +47,12 @@ fn the_team_is_in_the_registry_from_the_start_and_edits_like_any_agent() {
         .collect();
     assert_eq!(names, TEAM);
     assert!(
-        list.as_array().unwrap().iter().all(|a| a["default_version"] == 1
-            && a["model"] == "${BATON_MODEL:-local/smollm2}"
-            && a["role"].is_string()),
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["default_version"] == 1
+                && a["model"] == "${BATON_MODEL:-local/smollm2}"
+                && a["role"].is_string()),
         "{list}"
     );
     // Each is stored as shipped, by Baton, and passes the checks `agents create` makes here
@@ -77,16 +80,25 @@ fn the_team_is_in_the_registry_from_the_start_and_edits_like_any_agent() {
     );
     assert!(ok(&db.run(&["agents", "create", &edited])).contains("stored agent coder@3 (default)"));
     let diff = ok(&db.run(&["agents", "diff", "coder@1", "coder@3"]));
-    assert!(diff.contains("terse engineer") && diff.contains("software engineer"), "{diff}");
+    assert!(
+        diff.contains("terse engineer") && diff.contains("software engineer"),
+        "{diff}"
+    );
     ok(&db.run(&["agents", "rollback", "coder", "--to", "1"]));
     let v = json(&db.run(&["agents", "show", "coder", "--json"]));
-    assert_eq!((v["version"].as_u64(), v["latest"].as_u64()), (Some(1), Some(3)));
+    assert_eq!(
+        (v["version"].as_u64(), v["latest"].as_u64()),
+        (Some(1), Some(3))
+    );
 
     // Every tenant has its own team from its creation.
     ok(&db.run(&["tenants", "create", "acme"]));
     let acme = json(&db.run(&["agents", "list", "--tenant", "acme", "--json"]));
     assert_eq!(acme.as_array().unwrap().len(), TEAM.len(), "{acme}");
-    assert!(acme.as_array().unwrap().iter().all(|a| a["latest"] == 1), "{acme}");
+    assert!(
+        acme.as_array().unwrap().iter().all(|a| a["latest"] == 1),
+        "{acme}"
+    );
 }
 
 /// `BATON_MODEL=scripted/builtin-team baton run examples/builtin-team.yaml`, as
@@ -188,7 +200,11 @@ fn the_app_team_fixes_a_failing_round_and_ships_working_code() {
         .collect();
     assert_eq!(runs.len(), 2, "{logs}");
     assert!(runs[0].contains("FAILED (failures=1)"), "{}", runs[0]);
-    assert!(runs[1].contains("Ran 4 tests") && runs[1].contains("OK"), "{}", runs[1]);
+    assert!(
+        runs[1].contains("Ran 4 tests") && runs[1].contains("OK"),
+        "{}",
+        runs[1]
+    );
 
     // The history: the coder's file, the tester's tests, the coder's fix in its second visit.
     let files = ok(&db.run(&["runs", "files", &id]));
@@ -196,7 +212,10 @@ fn the_app_team_fixes_a_failing_round_and_ships_working_code() {
     assert!(files.contains("create test_todo.py"), "{files}");
     assert!(files.contains("patch todo.py"), "{files}");
     let diff = ok(&db.run(&["runs", "diff", &id, "implement"]));
-    assert!(diff.contains("+    items[number - 1][\"done\"] = True"), "{diff}");
+    assert!(
+        diff.contains("+    items[number - 1][\"done\"] = True"),
+        "{diff}"
+    );
 
     // The exported app works.
     let out = db.0.path().join("todo-app");

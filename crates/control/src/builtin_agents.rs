@@ -50,8 +50,7 @@ impl Control {
                         .join("; ")
                 ))
             })?;
-            let spec =
-                serde_json::to_value(&a.spec).map_err(|e| Error::internal(e.to_string()))?;
+            let spec = serde_json::to_value(&a.spec).map_err(|e| Error::internal(e.to_string()))?;
             self.tenancy
                 .seed_agent(NewAgentVersion {
                     tenant: tenant.clone(),
@@ -88,7 +87,11 @@ mod tests {
             assert!(a.spec.role.is_some(), "{name} has a role");
             assert!(a.spec.instructions.is_some(), "{name} has instructions");
             assert!(
-                a.spec.output.as_ref().and_then(|o| o.schema.as_ref()).is_some(),
+                a.spec
+                    .output
+                    .as_ref()
+                    .and_then(|o| o.schema.as_ref())
+                    .is_some(),
                 "{name} has an output schema"
             );
             assert_eq!(a.spec.model, "${BATON_MODEL:-local/smollm2}");

@@ -191,7 +191,9 @@ impl Tool for SandboxExec {
         // sandbox's unprivileged user first (the tools, as root, still read and write them).
         let policy = self.sandbox.policy();
         hand_over(ws.files().path(), policy.host_uid_base + policy.uid).map_err(|e| {
-            Error::Failed(format!("the run's workspace cannot be given to the sandbox: {e}"))
+            Error::Failed(format!(
+                "the run's workspace cannot be given to the sandbox: {e}"
+            ))
         })?;
         let ran = self.run_scanned(req, &seen, ctx).await;
         let summary = format!("ran {}", shown_command(&args));

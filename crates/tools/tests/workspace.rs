@@ -466,18 +466,35 @@ async fn security_scan_reports_the_workspace_findings_by_severity() {
     assert_eq!(v["files_scanned"], 2, "{v}");
     let found = &v["findings"][0];
     assert_eq!(
-        (&found["rule"], &found["path"], &found["line"], &found["severity"]),
-        (&json!("PY002"), &json!("app/run.py"), &json!(4), &json!("high")),
+        (
+            &found["rule"],
+            &found["path"],
+            &found["line"],
+            &found["severity"]
+        ),
+        (
+            &json!("PY002"),
+            &json!("app/run.py"),
+            &json!(4),
+            &json!("high")
+        ),
         "{v}"
     );
-    assert!(found["fix"].as_str().unwrap().contains("shell=False"), "{v}");
+    assert!(
+        found["fix"].as_str().unwrap().contains("shell=False"),
+        "{v}"
+    );
 
     // A path narrows it; a clean tree does not block.
     let v = f
         .call("security.scan", json!({"path": "app/ok.py"}), &scan)
         .await
         .unwrap();
-    assert_eq!((v["blocking"].clone(), v["files_scanned"].clone()), (json!(false), json!(1)), "{v}");
+    assert_eq!(
+        (v["blocking"].clone(), v["files_scanned"].clone()),
+        (json!(false), json!(1)),
+        "{v}"
+    );
     // Bad arguments and escapes are refused with the reason.
     let e = f
         .call("security.scan", json!({"external": "yes"}), &scan)

@@ -315,8 +315,7 @@ impl Control {
             let mut check = sink.lock();
             (check.finish().cloned(), check.matched())
         };
-        let differences =
-            replay::final_differences(&recorded, &st, mode == ReplayMode::LiveTools);
+        let differences = replay::final_differences(&recorded, &st, mode == ReplayMode::LiveTools);
         let verdict = if divergence.is_none() && differences.is_empty() {
             Verdict::Identical
         } else {

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use super::{
     DeploySpec, DeployTarget, Deployment, Health, Published, new_id, probe, rfc3339, wait_healthy,
 };
-use crate::docker::client::{Demux, api_message, call, call_within, check, enc};
+use crate::docker::client::{Demux, api_message, call, call_within, check};
 use crate::docker::{API, ping, request_blocking};
 use crate::workspace::Staged;
 use crate::{Capped, Error};
@@ -77,28 +77,13 @@ impl DockerTarget {
         let sock = crate::docker::socket_path(&policy).map_err(unavailable)?;
         ping(&sock).map_err(unavailable)?;
         let image = image.unwrap_or_else(|| DEFAULT_DOCKER_IMAGE.to_string());
-        let r = request_blocking(
+        crate::docker::image_present(
             &sock,
-            "GET",
-            &format!("{API}/images/{}/json", enc(&image)),
+            &image,
             Duration::from_secs(5),
+            "load it into the daemon, or configure another",
         )
         .map_err(unavailable)?;
-        match r.status {
-            200 => {}
-            404 => {
-                return Err(unavailable(format!(
-                    "image '{image}' is not in the Docker daemon at {} and Baton never pulls images: load it into the daemon, or configure another",
-                    sock.display()
-                )));
-            }
-            s => {
-                return Err(unavailable(format!(
-                    "cannot inspect image '{image}': HTTP {s}: {}",
-                    api_message(&r)
-                )));
-            }
-        }
         Ok(DockerTarget {
             sock,
             image,

@@ -113,28 +113,13 @@ impl DockerSandbox {
             ver["ApiVersion"].as_str().unwrap_or("?")
         );
         let image = image_for(&policy);
-        let r = request_blocking(
+        image_present(
             &sock,
-            "GET",
-            &format!("{API}/images/{}/json", enc(&image)),
+            &image,
             t,
+            "build the default one with `make sandbox-docker-image`, or name a local image with docker_image / BATON_DOCKER_IMAGE",
         )
         .map_err(unavailable)?;
-        match r.status {
-            200 => {}
-            404 => {
-                return Err(unavailable(format!(
-                    "image '{image}' is not in the Docker daemon at {} and Baton never pulls images: build the default one with `make sandbox-docker-image`, or name a local image with docker_image / BATON_DOCKER_IMAGE",
-                    sock.display()
-                )));
-            }
-            s => {
-                return Err(unavailable(format!(
-                    "cannot inspect image '{image}': HTTP {s}: {}",
-                    api_message(&r)
-                )));
-            }
-        }
         check_runtimes(&sock, &image, &policy.runtimes)?;
         Ok(DockerSandbox {
             policy,
@@ -479,6 +464,33 @@ fn start_failed(started: &Response, req: &ExecRequest) -> Error {
         "Docker container start failed with HTTP {}: {msg}",
         started.status
     ))
+}
+
+/// Whether `image` is in the daemon at `sock` (Baton never pulls): the reason it cannot be
+/// used otherwise, ending with `missing_hint` when the daemon does not have it.
+pub(crate) fn image_present(
+    sock: &Path,
+    image: &str,
+    timeout: Duration,
+    missing_hint: &str,
+) -> Result<(), String> {
+    let r = request_blocking(
+        sock,
+        "GET",
+        &format!("{API}/images/{}/json", enc(image)),
+        timeout,
+    )?;
+    match r.status {
+        200 => Ok(()),
+        404 => Err(format!(
+            "image '{image}' is not in the Docker daemon at {} and Baton never pulls images: {missing_hint}",
+            sock.display()
+        )),
+        s => Err(format!(
+            "cannot inspect image '{image}': HTTP {s}: {}",
+            api_message(&r)
+        )),
+    }
 }
 
 #[cfg(test)]

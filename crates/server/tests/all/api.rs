@@ -744,7 +744,11 @@ async fn a_key_over_its_rate_gets_429_with_retry_after() {
         .unwrap();
     let resp = app(api.state.clone()).oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
-    let wait: u32 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let wait: u32 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((19..=20).contains(&wait), "retry after {wait} s");
     // Another key is not held back.
     let other = key_for(&api.state).await;

@@ -60,7 +60,10 @@ async fn registry_conformance(store: Arc<dyn AgentRegistry>) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((seeded.version, seeded.latest, seeded.default_version), (1, 1, 1));
+    assert_eq!(
+        (seeded.version, seeded.latest, seeded.default_version),
+        (1, 1, 1)
+    );
     assert!(
         store
             .seed_agent(version("acme", "tester", "m/t2", 36))
@@ -77,7 +80,10 @@ async fn registry_conformance(store: Arc<dyn AgentRegistry>) {
     );
     let t = store.agent(&acme, "tester", None).await.unwrap().unwrap();
     assert_eq!((t.version, t.spec.clone()), (1, json!({"model": "m/t"})));
-    assert_eq!(store.agent_versions(&acme, "tester").await.unwrap().len(), 1);
+    assert_eq!(
+        store.agent_versions(&acme, "tester").await.unwrap().len(),
+        1
+    );
     let c = store.agent(&acme, "coder", None).await.unwrap().unwrap();
     assert_eq!((c.version, c.latest), (2, 2));
 

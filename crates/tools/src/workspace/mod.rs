@@ -339,7 +339,8 @@ impl WorkspaceTool {
             }
         };
         // A file is scanned alone; a directory (or the whole workspace) file by file.
-        let one_file = !path.is_empty() && ws.files().read(path, ws.limits().max_file_bytes).is_ok();
+        let one_file =
+            !path.is_empty() && ws.files().read(path, ws.limits().max_file_bytes).is_ok();
         let listing = if one_file {
             fs::Listing {
                 entries: vec![fs::Entry {
@@ -388,16 +389,20 @@ impl WorkspaceTool {
             };
             let more = scan::scan_path(&dir, &opts).map_err(|e| Error::Failed(e.to_string()))?;
             let root = format!("{}/", ws.files().path().display());
-            report.findings.extend(
-                more.findings
-                    .into_iter()
-                    .filter(|f| f.tool != "baton")
-                    .map(|f| scan::Finding {
-                        file: f.file.strip_prefix(&root).unwrap_or(&f.file).to_string(),
-                        ..f
-                    }),
-            );
-            report.tools.extend(more.tools.into_iter().filter(|t| t != "baton"));
+            report
+                .findings
+                .extend(
+                    more.findings
+                        .into_iter()
+                        .filter(|f| f.tool != "baton")
+                        .map(|f| scan::Finding {
+                            file: f.file.strip_prefix(&root).unwrap_or(&f.file).to_string(),
+                            ..f
+                        }),
+                );
+            report
+                .tools
+                .extend(more.tools.into_iter().filter(|t| t != "baton"));
             report.skipped = more.skipped;
         }
         report
