@@ -141,6 +141,23 @@ export async function runpanelTests({ test, signIn, server, api, runEnded, expec
     await expectText(messages.first().getByTestId('delivery'), 'delivered to');
     await shot('team');
   };
+  // examples/policy.yaml: the decisions are rows of the event log, denials first to find.
+  await test('runpanel-policy-decisions', async (page, shot) => {
+    const run = await api('POST', '/runs', { source: readFileSync(join(root, 'examples', 'policy.yaml'), 'utf8') });
+    const ended = await runEnded(run.id);
+    if (ended.run.status !== 'succeeded') throw new Error(`the policy run is ${ended.run.status}: ${ended.run.error}`);
+    await signIn(page);
+    await page.goto(`${server.url}/runs/${run.id}`);
+    await expectText(page.getByTestId('run-status'), 'succeeded');
+    await page.getByLabel('Event kind').selectOption('policy_decided');
+    await page.getByLabel('Filter events').fill('denied');
+    const rows = page.locator('.log .row[data-kind="policy_decided"]');
+    await rows.first().waitFor();
+    await expectText(rows.first(), 'by rule no-ci-files');
+    await expectText(page.locator('.log'), 'DENIED sandbox.step by rule no-downloads');
+    await shot('policy');
+  });
+
   await test('runpanel-team', team);
   await test('runpanel-team-dark', team, { scheme: 'dark' });
 

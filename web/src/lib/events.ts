@@ -67,6 +67,9 @@ export function rowOf(e: EventRecord): Row {
       summary = ids.length ? `pauses before ${ids.join(', ')}` : 'no breakpoints';
       break;
     }
+    case 'policy_decided':
+      summary = `${ev.decision === 'deny' ? 'DENIED' : 'allowed'} ${String(ev.tool ?? '')}${ev.agent ? ` for ${String(ev.agent)}` : ''} by rule ${String(ev.rule ?? '?')}${ev.reason ? `: ${short(ev.reason)}` : ''}`;
+      break;
     case 'state_edited':
       summary = `${pathOf(ev.target)} = ${short(ev.value)}`;
       break;

@@ -180,6 +180,16 @@ describe('event rows', () => {
     expect(filterRows(rows, '', 'step_failed').map((r) => r.summary)).toEqual(['boom']);
     expect(filterRows(rows, 'DRAFT', '')).toHaveLength(1);
   });
+
+  it('say what the policy decided, by which rule, and why', () => {
+    const deny = rowOf(
+      ev(4, 'policy_decided', { step: 'code', attempt: 1, call: 2, tool: 'workspace.write', agent: 'coder', decision: 'deny', rule: 'no-secrets', reason: 'path .env is protected' }),
+    );
+    expect(deny.summary).toBe('DENIED workspace.write for coder by rule no-secrets: path .env is protected');
+    const allow = rowOf(ev(5, 'policy_decided', { step: 'run', attempt: 1, tool: 'sandbox.step', decision: 'allow', rule: 'tests' }));
+    expect(allow.summary).toBe('allowed sandbox.step by rule tests');
+    expect(filterRows([deny, allow], 'denied', '').map((r) => r.seq)).toEqual([4]);
+  });
 });
 
 describe('parseValue', () => {
