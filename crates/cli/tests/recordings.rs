@@ -236,10 +236,35 @@ fn a_fork_on_another_model_compares_with_its_parent() {
     assert_eq!(c["a"]["status"], "succeeded");
     assert_eq!(c["b"]["forked_from"]["run"], run.as_str());
 
-    // A fork is not replayed (its log starts with a copy): its parent is.
-    let o = db.run(&["runs", "replay", &fork]);
-    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("is a fork of run"), "{}", text(&o));
+    // A fork replays from where it was forked: the copied events are taken as they are,
+    // what the fork itself ran is run again and found identical.
+    let (code, r) = replay_json(&db, &fork);
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(r["verdict"], "identical", "{r}");
+    assert_eq!(r["steps"], 2, "{r}");
+}
+
+/// A model named from the environment (`${BATON_MODEL:-...}`) replays as the run used it,
+/// whatever the environment of the replay says.
+#[test]
+fn a_replay_uses_the_model_the_run_used_not_the_environments() {
+    let (db, _) = recorded();
+    let file = db.workflow(
+        "env-model.yaml",
+        "version: 1\nname: env-model\nagents:\n  editor: { model: \"${BATON_MODEL:-local/smollm2}\" }\nsteps:\n  - { id: edit, agent: editor, prompt: Edit it }\n",
+    );
+    let o = common::baton()
+        .env("BATON_MODEL", "scripted/editor")
+        .args(["run", &file, "--json", "--db"])
+        .arg(db.path())
+        .output()
+        .unwrap();
+    let s = summary(&o);
+    assert_eq!(s["status"], "succeeded", "{}", text(&o));
+    let run = s["id"].as_str().unwrap().to_string();
+    let (code, r) = replay_json(&db, &run);
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(r["verdict"], "identical", "{r}");
 }
 
 const FILES: &str = r#"version: 1

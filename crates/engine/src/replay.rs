@@ -51,6 +51,9 @@ type Attempt = (String, u32, u32);
 /// A run's log, indexed for replay.
 pub struct Recording {
     replies: HashMap<Attempt, Vec<ChatResponse>>,
+    /// The model reference each attempt's prompts and replies were logged with (the
+    /// reference as expanded from the environment when the run ran, not as it is now).
+    labels: HashMap<Attempt, String>,
     ends: HashMap<Attempt, AttemptEnd>,
     /// Each sent tool call's results (a resent call has several), by its idempotency key.
     calls: Mutex<HashMap<String, VecDeque<(Value, bool)>>>,
@@ -64,6 +67,7 @@ impl Recording {
     pub fn new(events: &[EventRecord], live_tools: bool) -> Result<Recording, String> {
         let mut current: HashMap<String, (u32, u32)> = HashMap::new();
         let mut replies: HashMap<Attempt, Vec<ChatResponse>> = HashMap::new();
+        let mut labels: HashMap<Attempt, String> = HashMap::new();
         let mut ends = HashMap::new();
         let mut keys: HashMap<(String, u32, u32), String> = HashMap::new();
         let mut calls: HashMap<String, VecDeque<(Value, bool)>> = HashMap::new();
@@ -83,8 +87,17 @@ impl Recording {
                 }
                 Event::StepProgress {
                     step,
+                    progress: Progress::Prompt { model, .. },
+                } => {
+                    labels
+                        .entry(attempt_of(&current, step))
+                        .or_insert_with(|| model.clone());
+                }
+                Event::StepProgress {
+                    step,
                     progress:
                         Progress::ModelReply {
+                            model,
                             content,
                             tool_calls,
                             usage,
@@ -101,6 +114,9 @@ impl Recording {
                                 r.seq
                             )
                         })?;
+                    labels
+                        .entry(attempt_of(&current, step))
+                        .or_insert_with(|| model.clone());
                     replies
                         .entry(attempt_of(&current, step))
                         .or_default()
@@ -163,6 +179,7 @@ impl Recording {
         }
         Ok(Recording {
             replies,
+            labels,
             ends,
             calls: Mutex::new(calls),
             live_tools,
@@ -226,6 +243,14 @@ impl Recording {
             what: format!("step '{step}' (visit {visit}, attempt {attempt})"),
             recording: self.clone(),
         })
+    }
+
+    /// The model reference attempt `attempt` of agent step `step` (in its visit `visit`) was
+    /// logged with, if it asked a model.
+    pub fn model_label(&self, step: &str, visit: u32, attempt: u32) -> Option<&str> {
+        self.labels
+            .get(&(step.to_string(), visit, attempt))
+            .map(String::as_str)
     }
 
     /// `real`'s tools, each answering with the recorded results of its calls (by their

@@ -8,7 +8,9 @@
 //! memory, and no model, tool or sandbox is called. With `live_tools` the model replies still
 //! come from the recording but tools and sandboxes really run: that writes effects (files,
 //! commands), so it is a new run of the caller's tenant, logged as forked from the original
-//! at its first event, and the report names it.
+//! at its creation events, and the report names it. A fork replays from where it was forked:
+//! the events it was created with (its parent's, copied, and its edits) are folded, the rest
+//! is driven and compared.
 //!
 //! What a person did while the run was stopped (answers to `human` steps, resolutions,
 //! raised budgets, resumes, edits, breakpoints, agent controls, a cancel) is fed again each
@@ -192,25 +194,29 @@ impl Control {
             return Err(self.denied(caller, "run.replay", Some(&object), e).await);
         }
         let evs = self.services.store.events(rec.id, 0).await?;
-        if let Some(Event::RunCreated {
-            forked_from: Some(from),
-            ..
-        }) = evs.first().map(|r| &r.event)
-        {
-            return Err(Error::invalid_field(
-                "run",
-                format!(
-                    "run {} is a fork of run {} at event {}: its log starts with a copy of that run's events, which it never executed; replay run {} instead",
-                    rec.id, from.run, from.seq, from.run
-                ),
-            ));
-        }
         let program = Arc::new(self.program(&rec)?);
+        let created = match evs.first().map(|r| &r.event) {
+            Some(Event::RunCreated {
+                forked_from: Some(from),
+                ..
+            }) => {
+                let parent = self.services.store.events(from.run, 0).await?;
+                fork_creation_len(&program, &parent, from, &evs).ok_or_else(|| {
+                    Error::invalid_field(
+                        "run",
+                        format!(
+                            "run {} is a fork of run {} at event {}, and its first events are not that run's as the fork copied them: replay run {} instead",
+                            rec.id, from.run, from.seq, from.run
+                        ),
+                    )
+                })?
+            }
+            _ => creation_len(&evs),
+        };
         let recording = Recording::new(&evs, mode == ReplayMode::LiveTools)
             .map_err(|e| Error::invalid(format!("run {}: {e}", rec.id)))?;
         let recording = Arc::new(recording);
         let options: RunOptions = serde_json::from_value(rec.options.clone()).unwrap_or_default();
-        let created = creation_len(&evs);
         let started = Instant::now();
 
         // Where the replay runs: a scratch store under the same id, or a new run.
@@ -239,7 +245,7 @@ impl Control {
                 inputs: Value::Null,
                 forked_from: Some(ForkOrigin {
                     run: rec.id,
-                    seq: 1,
+                    seq: created as u64,
                 }),
             };
         }
@@ -340,6 +346,32 @@ impl Control {
             differences,
         })
     }
+}
+
+/// The events a fork was created with (a copy of its parent's log up to `from`, then the
+/// fork's own edits): copied, not replayed. `None` when the fork's log does not start with
+/// the copy its parent's log gives (the parent's log is not the one it was copied from).
+fn fork_creation_len(
+    program: &Program,
+    parent: &[EventRecord],
+    from: &ForkOrigin,
+    evs: &[EventRecord],
+) -> Option<usize> {
+    let copied = baton_engine::fork::prefix(program, parent, from.seq);
+    if copied.len() > evs.len()
+        || copied
+            .iter()
+            .zip(evs)
+            .skip(1)
+            .any(|(p, f)| p.event != f.event)
+    {
+        return None;
+    }
+    let edits = evs[copied.len()..]
+        .iter()
+        .take_while(|r| matches!(r.event, Event::StateEdited { .. }))
+        .count();
+    Some(copied.len() + edits)
 }
 
 /// The state a whole recorded log folds to.

@@ -172,6 +172,10 @@ impl Executor {
         let job = job.map(|mut j| {
             if let Some((rec, tools)) = &self.replay {
                 j.model = rec.model(step, sr.visit, sr.attempt);
+                // The reference the run used (`${BATON_MODEL:-...}` as expanded then).
+                if let Some(label) = rec.model_label(step, sr.visit, sr.attempt) {
+                    j.model_ref = label.to_string();
+                }
                 j.registry = tools.clone();
             }
             j.deltas = self.delta_fn(st.run_id, step, agent);
