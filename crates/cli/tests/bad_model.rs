@@ -93,7 +93,10 @@ fn a_misbehaving_model_is_refused_told_why_and_bounded() {
     // The failure path ran: the run itself ends cleanly, saying why.
     assert_eq!(s["status"], "succeeded", "{}", text(&o));
     let out = s["outputs"].as_str().unwrap_or_default();
-    assert!(out.starts_with("failure path: ") && out.contains("runaway"), "{s}");
+    assert!(
+        out.starts_with("failure path: ") && out.contains("runaway"),
+        "{s}"
+    );
 
     let logs = String::from_utf8_lossy(
         &db.run(&["runs", "logs", s["id"].as_str().unwrap(), "--json"])
