@@ -64,6 +64,21 @@ pub fn allowed(list: &[String], host: &str, port: u16) -> bool {
     })
 }
 
+/// Every host a policy's sandbox may reach through the proxy: its `allow:` list and its
+/// credentials' hosts (as written: `host`, `host:port`, `*.domain`).
+pub fn policy_hosts(policy: &crate::Policy) -> Vec<String> {
+    let mut out = match &policy.net {
+        crate::NetMode::Allow(hosts) => hosts.clone(),
+        _ => Vec::new(),
+    };
+    for c in &policy.credentials {
+        if !out.contains(&c.host) {
+            out.push(c.host.clone());
+        }
+    }
+    out
+}
+
 /// A header value read from Baton's environment: never printed.
 struct Secret(String);
 
