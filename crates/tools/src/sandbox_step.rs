@@ -85,6 +85,20 @@ fn policy_message(e: &baton_sandbox::Error) -> String {
     }
 }
 
+/// What of a policy file's network the workflow's `policy.rules` cannot see (they read the
+/// step, not the file): `net`, when it is `allow:`, and `credentials`, when it has any.
+pub fn hidden_network(path: &Path) -> Result<Vec<&'static str>, String> {
+    let p = Policy::from_file(path).map_err(|e| policy_message(&e))?;
+    let mut out = Vec::new();
+    if matches!(p.net, baton_sandbox::NetMode::Allow(_)) {
+        out.push("net");
+    }
+    if !p.credentials.is_empty() {
+        out.push(CREDENTIALS);
+    }
+    Ok(out)
+}
+
 /// Checks one `credentials:` entry on its own (its fields; not yet the allow-list).
 pub fn check_credential(entry: &Value) -> Result<(), String> {
     baton_sandbox::Credential::from_value("credential", entry)
@@ -402,7 +416,8 @@ impl Tool for SandboxStep {
         // reads it again when it starts.
         for c in &call.policy.credentials {
             if let Err(e) = c.resolve() {
-                return Err(Error::Unavailable(format!("step '{}': {e}", ctx.step)));
+                // The engine's error names the step.
+                return Err(Error::Unavailable(e.to_string()));
             }
         }
         crate::pass_key(&mut call.req.env, ctx);
@@ -425,9 +440,7 @@ impl Tool for SandboxStep {
         let out = out.map_err(|e| match e {
             e if e.is_retryable() => Error::Transient(e.to_string()),
             baton_sandbox::Error::InvalidRequest(m) => invalid(m),
-            baton_sandbox::Error::MissingCredential { .. } => {
-                Error::Unavailable(format!("step '{}': {e}", ctx.step))
-            }
+            baton_sandbox::Error::MissingCredential { .. } => Error::Unavailable(e.to_string()),
             baton_sandbox::Error::TierUnavailable { .. } => Error::Unavailable(e.to_string()),
             e => Error::Failed(e.to_string()),
         })?;

@@ -373,6 +373,24 @@ impl Checker<'_, '_> {
                 self.error(at("policy"), format!("`sandbox.policy`: {m}"));
             }
         }
+        if file_ok
+            && !self.loaded.doc.policy.rules.is_empty()
+            && let Some(f) = &spec.policy
+        {
+            // Fail closed: rules must see every host the sandbox reaches.
+            for field in sandbox_step::hidden_network(&base.join(f)).unwrap_or_default() {
+                let on_step = match field {
+                    "net" => spec.net.is_some(),
+                    _ => !spec.credentials.is_empty(),
+                };
+                if !on_step {
+                    self.error(
+                        at("policy"),
+                        format!("`sandbox.policy`: the file's `{field}` gives the sandbox network access, which `policy.rules` cannot see in a file: write `{field}` on the step"),
+                    );
+                }
+            }
+        }
         self.check_sandbox_credentials(spec, path, &base, file_ok);
         if let Some(w) = &spec.workdir {
             if template::is_template(w) {
