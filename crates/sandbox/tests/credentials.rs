@@ -1,4 +1,5 @@
-//! A credential for an allowed host, end to end through a real process-tier sandbox: code
+//! A credential for an allowed host, end to end through real sandboxes (the process and oci
+//! tiers, each skipped loudly where this host cannot run it): code
 //! inside calls a loopback API through Baton's proxy, the API receives the header with the
 //! secret, and the secret is nowhere the code can look (environment, files) nor in the record.
 //!
@@ -89,14 +90,17 @@ fn the_sandbox_reaches_an_api_with_a_credential_it_never_sees() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run());
+    // The tiers that offer `allow:` (gVisor's is the oci tier's proxy and namespace).
+    for tier in [Tier::Process, Tier::Oci] {
+        rt.block_on(run(tier));
+    }
 }
 
-async fn run() {
+async fn run(tier: Tier) {
     let _g = common::lock().await;
     let (port, mut seen) = api().await;
     let host = format!("127.0.0.1:{port}");
-    let mut p = Policy::new(Tier::Process);
+    let mut p = Policy::new(tier);
     p.net = NetMode::Allow(vec![host.clone()]);
     p.runtimes = vec!["python3".into()];
     p.limits.output_bytes = 64 << 20;
@@ -112,7 +116,7 @@ async fn run() {
     let sb = match open(p.clone()) {
         Ok(s) => s,
         Err(e) => {
-            common::skip(Tier::Process, "the credential test", &e);
+            common::skip(tier, "the credential test", &e);
             return;
         }
     };
@@ -121,7 +125,7 @@ async fn run() {
     let out = sb.exec(req).await.unwrap();
     assert!(
         out.stdout.contains("API: api ok"),
-        "stdout {}\nstderr {}",
+        "{tier}: stdout {}\nstderr {}",
         out.stdout,
         out.stderr
     );
