@@ -245,6 +245,12 @@ fn sandbox_args(spec: &SandboxSpec, base_dir: &Path) -> Map<String, Value> {
     if let Some(n) = &spec.net {
         policy.insert("net".into(), Value::String(n.clone()));
     }
+    if !spec.credentials.is_empty() {
+        policy.insert(
+            "credentials".into(),
+            serde_json::to_value(&spec.credentials).unwrap_or_default(),
+        );
+    }
     if !policy.is_empty() {
         a.insert("policy".into(), Value::Object(policy));
     }

@@ -34,7 +34,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use doctor::{TierReport, doctor};
-pub use policy::{Limits, Mount, NetMode, Policy, ScanAction, Tier};
+pub use policy::{Credential, Limits, Mount, NetMode, Policy, ScanAction, Tier, Upstream};
 pub use proxy::NetAttempt;
 use workspace::CappedWorkdir;
 
@@ -57,6 +57,16 @@ pub enum Error {
     /// The scanner found problems the policy blocks on.
     #[error("blocked by the security scan: {0}")]
     Blocked(String),
+    /// A credential's variable is missing from Baton's environment (or cannot be a header).
+    /// Names the variable, never a value; nothing was started.
+    #[error(
+        "sandbox credential for host '{host}': environment variable {var} {why} in Baton's environment"
+    )]
+    MissingCredential {
+        var: String,
+        host: String,
+        why: String,
+    },
     #[error("sandbox I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("sandbox runtime failed: {0}")]

@@ -2,6 +2,13 @@
 //! inside through a unix socket bound into the sandbox (and a small TCP forwarder on
 //! 127.0.0.1:3128 in the sandbox's own network namespace). It serves `CONNECT host:port` and
 //! absolute-URI HTTP requests, refuses every host not on the list, and logs every attempt.
+//!
+//! Credentials (the policy's `credentials:`): for a plain `http://` request to a credentialed
+//! host the proxy sets the credential's header (dropping any the sandbox sent under that name)
+//! and forwards the request itself, over TLS unless the credential says `upstream: http`. The
+//! secret is read from Baton's environment when the proxy starts and lives only here: a
+//! `CONNECT` to such a host is refused (a tunnel cannot carry the header), and the log, errors
+//! and [`NetAttempt`] name the variable, never the value.
 
 #![allow(unsafe_code)]
 
@@ -10,11 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 use tokio::task::JoinHandle;
+use tokio_rustls::rustls;
 
 use crate::Error;
+use crate::policy::{Credential, Upstream};
 
 /// One connection attempt through the proxy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +34,10 @@ pub struct NetAttempt {
     pub allowed: bool,
     /// Why it was refused or failed, when it was.
     pub detail: Option<String>,
+    /// The environment variable whose credential the proxy added (or would have, for a
+    /// refused tunnel) to this request: its name, never its value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
 }
@@ -51,6 +64,70 @@ pub fn allowed(list: &[String], host: &str, port: u16) -> bool {
     })
 }
 
+/// Every host a policy's sandbox may reach through the proxy: its `allow:` list and its
+/// credentials' hosts (as written: `host`, `host:port`, `*.domain`).
+pub fn policy_hosts(policy: &crate::Policy) -> Vec<String> {
+    let mut out = match &policy.net {
+        crate::NetMode::Allow(hosts) => hosts.clone(),
+        _ => Vec::new(),
+    };
+    for c in &policy.credentials {
+        if !out.contains(&c.host) {
+            out.push(c.host.clone());
+        }
+    }
+    out
+}
+
+/// A header value read from Baton's environment: never printed.
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[secret]")
+    }
+}
+
+/// A credential with its value, as the proxy uses it.
+#[derive(Debug)]
+struct Armed {
+    credential: Credential,
+    value: Secret,
+}
+
+/// What one proxy enforces.
+struct Rules {
+    hosts: Vec<String>,
+    credentials: Vec<Armed>,
+    /// The TLS client for `upstream: https` credentials (built only when one needs it).
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl Rules {
+    fn credential_for(&self, host: &str, port: u16) -> Option<&Armed> {
+        self.credentials
+            .iter()
+            .find(|a| a.credential.applies_to(host, port))
+    }
+}
+
+/// The TLS client: the public CAs built into Baton (`roots` replaces them in tests).
+fn tls_connector(
+    roots: Option<rustls::RootCertStore>,
+) -> Result<tokio_rustls::TlsConnector, Error> {
+    let roots = roots.unwrap_or_else(|| rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Unenforceable(format!("cannot set up TLS for credentialed hosts: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
 /// A running proxy for one sandbox.
 pub struct Proxy {
     dir: PathBuf,
@@ -60,8 +137,41 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub async fn start(hosts: Vec<String>) -> Result<Proxy, Error> {
+    /// Starts the proxy for `hosts`, adding `credentials` (each value read from Baton's
+    /// environment now: a missing one is an error naming its variable, before anything runs).
+    pub async fn start(hosts: Vec<String>, credentials: &[Credential]) -> Result<Proxy, Error> {
+        let credentials = credentials
+            .iter()
+            .map(|c| {
+                Ok(Armed {
+                    credential: c.clone(),
+                    value: Secret(c.resolve()?),
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Proxy::start_armed(hosts, credentials, None).await
+    }
+
+    /// `start` with the credentials' values given (`roots`: the TLS roots, tests only).
+    async fn start_armed(
+        hosts: Vec<String>,
+        credentials: Vec<Armed>,
+        roots: Option<rustls::RootCertStore>,
+    ) -> Result<Proxy, Error> {
         use std::os::unix::fs::PermissionsExt;
+        let tls = if credentials
+            .iter()
+            .any(|a| a.credential.upstream == Upstream::Https)
+        {
+            Some(tls_connector(roots)?)
+        } else {
+            None
+        };
+        let rules = Arc::new(Rules {
+            hosts,
+            credentials,
+            tls,
+        });
         let dir = std::env::temp_dir().join(format!(
             "baton-proxy-{}-{}",
             std::process::id(),
@@ -77,14 +187,13 @@ impl Proxy {
         // The sandbox's setup user (an unprivileged host uid) must be able to connect.
         std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666))?;
         let log = Arc::new(Mutex::new(Vec::new()));
-        let hosts = Arc::new(hosts);
         let task_log = log.clone();
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
-                let hosts = hosts.clone();
+                let rules = rules.clone();
                 let log = task_log.clone();
                 tokio::spawn(async move {
-                    handle(conn, &hosts, &log).await;
+                    handle(conn, &rules, &log).await;
                 });
             }
         });
@@ -123,7 +232,7 @@ fn now_ms() -> u64 {
 }
 
 fn record(log: &Mutex<Vec<NetAttempt>>, a: NetAttempt) {
-    tracing::info!(host = %a.host, port = a.port, method = %a.method, allowed = a.allowed, detail = ?a.detail, "sandbox network attempt");
+    tracing::info!(host = %a.host, port = a.port, method = %a.method, allowed = a.allowed, detail = ?a.detail, credential = ?a.credential, "sandbox network attempt");
     if let Ok(mut l) = log.lock() {
         l.push(a);
     }
@@ -182,7 +291,7 @@ fn split_host_port(s: &str, default: u16) -> Result<(String, u16), String> {
     }
 }
 
-async fn handle(mut conn: UnixStream, hosts: &[String], log: &Mutex<Vec<NetAttempt>>) {
+async fn handle(mut conn: UnixStream, rules: &Rules, log: &Mutex<Vec<NetAttempt>>) {
     let Some((head, body_start)) = read_head(&mut conn).await else {
         return;
     };
@@ -195,52 +304,197 @@ async fn handle(mut conn: UnixStream, hosts: &[String], log: &Mutex<Vec<NetAttem
             return;
         }
     };
-    if !allowed(hosts, &host, port) {
+    if !allowed(&rules.hosts, &host, port) {
         let body =
             format!("baton sandbox proxy: {host}:{port} is not on this sandbox's allow-list\n");
-        let reply = format!(
-            "HTTP/1.1 403 Forbidden\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
         let why = Some("not on the allow-list".into());
         refuse(
             &mut conn,
             log,
             attempt(&host, port, &method, false, why),
-            &reply,
+            &forbidden(&body),
         )
         .await;
         return;
     }
-    let mut upstream = match TcpStream::connect((host.as_str(), port)).await {
-        Ok(s) => s,
-        Err(e) => {
-            let why = Some(format!("connect failed: {e}"));
-            let reply = "HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\n\r\n";
-            refuse(
-                &mut conn,
-                log,
-                attempt(&host, port, &method, true, why),
-                reply,
-            )
-            .await;
+    let body = &head[body_start..];
+    let Some(armed) = rules.credential_for(&host, port) else {
+        // No credential: a tunnel, or the request as sent (less its proxy headers).
+        let Some(mut upstream) = connect(&mut conn, log, &host, port, &method, None).await else {
             return;
+        };
+        record(log, attempt(&host, port, &method, true, None));
+        let first = match &rewritten {
+            None => {
+                if conn
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                Vec::new()
+            }
+            Some(h) => h.as_bytes().to_vec(),
+        };
+        pipe(conn, &mut upstream, &first, body).await;
+        return;
+    };
+    let c = &armed.credential;
+    let var = Some(c.value_env.clone());
+    let Some(rewritten) = rewritten else {
+        // The URL to use instead: the port kept unless it is a default one.
+        let authority = if port == 80 || port == 443 {
+            host.clone()
+        } else {
+            format!("{host}:{port}")
+        };
+        let body = format!(
+            "baton sandbox proxy: {host}:{port} has a credential that Baton adds to each request, which a tunnel (CONNECT, an https:// URL) cannot carry: call http://{authority}/... through this proxy instead, and Baton reaches the host over {} with the credential\n",
+            c.upstream.as_str()
+        );
+        let mut a = attempt(
+            &host,
+            port,
+            &method,
+            false,
+            Some(
+                "a credentialed host is reached with http:// through the proxy, not a tunnel"
+                    .into(),
+            ),
+        );
+        a.credential = var;
+        refuse(&mut conn, log, a, &forbidden(&body)).await;
+        return;
+    };
+    let first = with_credential(&rewritten, &c.header, &armed.value.0);
+    let up_port = match c.upstream {
+        Upstream::Https if port == 80 => 443,
+        _ => port,
+    };
+    let Some(tcp) = connect(&mut conn, log, &host, up_port, &method, var.clone()).await else {
+        return;
+    };
+    let mut ok = attempt(&host, port, &method, true, None);
+    ok.credential = var.clone();
+    match (c.upstream, &rules.tls) {
+        (Upstream::Http, _) => {
+            record(log, ok);
+            let mut tcp = tcp;
+            pipe(conn, &mut tcp, first.as_bytes(), body).await;
         }
-    };
-    record(log, attempt(&host, port, &method, true, None));
-    let ok = match rewritten {
-        None => conn
-            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            .await
-            .is_ok(),
-        Some(h) => upstream.write_all(h.as_bytes()).await.is_ok(),
-    };
-    if ok && body_start < head.len() && upstream.write_all(&head[body_start..]).await.is_err() {
+        (Upstream::Https, Some(tls)) => {
+            let name = match rustls::pki_types::ServerName::try_from(host.clone()) {
+                Ok(n) => n,
+                Err(e) => {
+                    let mut a = attempt(
+                        &host,
+                        port,
+                        &method,
+                        true,
+                        Some(format!("bad TLS server name: {e}")),
+                    );
+                    a.credential = var;
+                    refuse(&mut conn, log, a, BAD_GATEWAY).await;
+                    return;
+                }
+            };
+            match tls.connect(name, tcp).await {
+                Ok(mut stream) => {
+                    record(log, ok);
+                    pipe(conn, &mut stream, first.as_bytes(), body).await;
+                }
+                Err(e) => {
+                    let why = format!("TLS to {host}:{up_port} failed: {e}");
+                    let mut a = attempt(&host, port, &method, true, Some(why));
+                    a.credential = var;
+                    refuse(&mut conn, log, a, BAD_GATEWAY).await;
+                }
+            }
+        }
+        (Upstream::Https, None) => {
+            // `start` builds the TLS client whenever an https credential exists.
+            let mut a = attempt(&host, port, &method, true, Some("no TLS client".into()));
+            a.credential = var;
+            refuse(&mut conn, log, a, BAD_GATEWAY).await;
+        }
+    }
+}
+
+const BAD_GATEWAY: &str = "HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\n\r\n";
+
+fn forbidden(body: &str) -> String {
+    format!(
+        "HTTP/1.1 403 Forbidden\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Connects to the upstream host, or answers 502 and logs why.
+async fn connect(
+    conn: &mut UnixStream,
+    log: &Mutex<Vec<NetAttempt>>,
+    host: &str,
+    port: u16,
+    method: &str,
+    credential: Option<String>,
+) -> Option<TcpStream> {
+    match TcpStream::connect((host, port)).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            let mut a = attempt(
+                host,
+                port,
+                method,
+                true,
+                Some(format!("connect failed: {e}")),
+            );
+            a.credential = credential;
+            refuse(conn, log, a, BAD_GATEWAY).await;
+            None
+        }
+    }
+}
+
+/// Sends `first` and the body bytes already read upstream, then copies both ways.
+async fn pipe<S: AsyncRead + AsyncWrite + Unpin>(
+    mut conn: UnixStream,
+    upstream: &mut S,
+    first: &[u8],
+    body: &[u8],
+) {
+    if upstream.write_all(first).await.is_err() || upstream.write_all(body).await.is_err() {
         return;
     }
-    if ok {
-        let _ = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await;
+    let _ = tokio::io::copy_bidirectional(&mut conn, upstream).await;
+}
+
+/// A rewritten request head with `header: value` in place of any header of that name the
+/// sandbox sent, and `Connection: close` (one request per connection, so every request that
+/// reaches the host through this connection is one the proxy saw).
+pub fn with_credential(head: &str, header: &str, value: &str) -> String {
+    let mut out = String::with_capacity(head.len() + value.len() + 64);
+    for (i, line) in head.split("\r\n").enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        if i > 0 {
+            let name = line.split(':').next().unwrap_or_default().trim();
+            if name.eq_ignore_ascii_case(header)
+                || name.eq_ignore_ascii_case("connection")
+                || name.eq_ignore_ascii_case("keep-alive")
+            {
+                continue;
+            }
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
     }
+    out.push_str(header);
+    out.push_str(": ");
+    out.push_str(value);
+    out.push_str("\r\nConnection: close\r\n\r\n");
+    out
 }
 
 /// Reads a request head (up to 16 KiB); returns the bytes read and where the body starts.
@@ -279,6 +533,7 @@ fn attempt(
         method: method.to_string(),
         allowed,
         detail,
+        credential: None,
         at_ms: now_ms(),
     }
 }
@@ -401,5 +656,299 @@ mod tests {
         assert_eq!((h.as_str(), p), ("a.example", 8080));
         assert_eq!(r.unwrap(), "GET /x?y HTTP/1.1\r\nHost: a\r\n\r\n");
         assert!(parse_head("GET /relative HTTP/1.1\r\n\r\n").is_err());
+    }
+
+    const SECRET: &str = "s3cret-token-value-1234";
+
+    fn cred(host: &str, upstream: Upstream) -> Armed {
+        Armed {
+            credential: Credential {
+                host: host.into(),
+                header: "Authorization".into(),
+                value_env: "EXAMPLE_TOKEN".into(),
+                format: Some("Bearer {}".into()),
+                upstream,
+            },
+            value: Secret(format!("Bearer {SECRET}")),
+        }
+    }
+
+    /// An upstream on loopback that answers each connection once and hands over the request
+    /// head it read.
+    async fn upstream() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let head = read_until_blank(&mut c).await;
+                    let _ = tx.send(head);
+                    let _ = c
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        )
+                        .await;
+                });
+            }
+        });
+        (port, rx)
+    }
+
+    async fn read_until_blank<S: AsyncRead + Unpin>(c: &mut S) -> String {
+        let mut buf = Vec::new();
+        let mut b = [0u8; 512];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            match c.read(&mut b).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&b[..n]),
+            }
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// Sends `request` to the proxy as the sandbox would and returns the whole reply.
+    async fn ask(proxy: &Proxy, request: &str) -> String {
+        let mut c = UnixStream::connect(proxy.socket_path()).await.unwrap();
+        c.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).await.unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn the_credential_header_replaces_the_sandboxs() {
+        let head = "GET /v1/x HTTP/1.1\r\nHost: api.example.com\r\nauthorization: Bearer mine\r\nAccept: */*\r\nConnection: keep-alive\r\n\r\n";
+        let out = with_credential(head, "Authorization", "Bearer real");
+        assert_eq!(
+            out,
+            "GET /v1/x HTTP/1.1\r\nHost: api.example.com\r\nAccept: */*\r\nAuthorization: Bearer real\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn plain_requests_to_a_credentialed_host_carry_the_credential() {
+        let (port, mut seen) = upstream().await;
+        let host = format!("127.0.0.1:{port}");
+        let proxy = Proxy::start_armed(vec![host.clone()], vec![cred(&host, Upstream::Http)], None)
+            .await
+            .unwrap();
+        let reply = ask(
+            &proxy,
+            &format!("GET http://{host}/v1/x HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer forged\r\nProxy-Authorization: x\r\n\r\n"),
+        )
+        .await;
+        assert!(
+            reply.starts_with("HTTP/1.1 200 OK") && reply.ends_with("ok"),
+            "{reply}"
+        );
+        let head = seen.recv().await.unwrap();
+        assert!(head.starts_with("GET /v1/x HTTP/1.1\r\n"), "{head}");
+        assert!(
+            head.contains(&format!("\r\nAuthorization: Bearer {SECRET}\r\n")),
+            "{head}"
+        );
+        assert!(
+            !head.contains("forged") && !head.contains("Proxy-"),
+            "{head}"
+        );
+        assert_eq!(head.matches("Authorization").count(), 1, "{head}");
+        let log = proxy.finish().await;
+        assert_eq!(log.len(), 1, "{log:?}");
+        assert!(log[0].allowed);
+        assert_eq!(log[0].credential.as_deref(), Some("EXAMPLE_TOKEN"));
+        let json = serde_json::to_string(&log).unwrap();
+        assert!(!json.contains(SECRET), "{json}");
+    }
+
+    #[tokio::test]
+    async fn a_tunnel_to_a_credentialed_host_is_refused_and_explained() {
+        let (port, mut seen) = upstream().await;
+        let host = format!("127.0.0.1:{port}");
+        let proxy =
+            Proxy::start_armed(vec![host.clone()], vec![cred(&host, Upstream::Https)], None)
+                .await
+                .unwrap();
+        let reply = ask(
+            &proxy,
+            &format!("CONNECT {host} HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+        )
+        .await;
+        assert!(reply.starts_with("HTTP/1.1 403 Forbidden"), "{reply}");
+        assert!(
+            reply.contains(&format!("call http://127.0.0.1:{port}/")),
+            "{reply}"
+        );
+        assert!(!reply.contains(SECRET), "{reply}");
+        let log = proxy.finish().await;
+        assert_eq!(log.len(), 1);
+        assert!(!log[0].allowed);
+        assert_eq!(log[0].credential.as_deref(), Some("EXAMPLE_TOKEN"));
+        assert!(
+            seen.try_recv().is_err(),
+            "the upstream must not be contacted"
+        );
+    }
+
+    #[tokio::test]
+    async fn hosts_without_a_credential_are_left_as_they_are() {
+        let (port, mut seen) = upstream().await;
+        let host = format!("127.0.0.1:{port}");
+        let proxy = Proxy::start_armed(
+            vec![host.clone(), "api.example.com".into()],
+            vec![cred("api.example.com", Upstream::Https)],
+            None,
+        )
+        .await
+        .unwrap();
+        let reply = ask(
+            &proxy,
+            &format!("GET http://{host}/x HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer mine\r\nConnection: keep-alive\r\n\r\n"),
+        )
+        .await;
+        assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+        let head = seen.recv().await.unwrap();
+        assert_eq!(
+            head,
+            format!(
+                "GET /x HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer mine\r\nConnection: keep-alive\r\n\r\n"
+            )
+        );
+        // A tunnel to it is still served.
+        let (port2, _seen2) = upstream().await;
+        drop(proxy);
+        let host2 = format!("127.0.0.1:{port2}");
+        let proxy = Proxy::start_armed(vec![host2.clone()], Vec::new(), None)
+            .await
+            .unwrap();
+        let mut c = UnixStream::connect(proxy.socket_path()).await.unwrap();
+        c.write_all(format!("CONNECT {host2} HTTP/1.1\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let head = read_until_blank(&mut c).await;
+        assert!(
+            head.starts_with("HTTP/1.1 200 Connection established"),
+            "{head}"
+        );
+        let log = proxy.finish().await;
+        assert_eq!(log[0].credential, None);
+    }
+
+    fn test_cert() -> tokio_rustls::rustls::pki_types::CertificateDer<'static> {
+        include_bytes!("../tests/data/localhost-cert.der")
+            .to_vec()
+            .into()
+    }
+
+    /// A TLS upstream on loopback with the test's self-signed certificate for `localhost`.
+    async fn tls_upstream() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            include_bytes!("../tests/data/localhost-key.der").to_vec(),
+        ));
+        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![test_cert()], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((c, _)) = l.accept().await {
+                let Ok(mut tls) = acceptor.accept(c).await else {
+                    continue;
+                };
+                let head = read_until_blank(&mut tls).await;
+                let _ = tx.send(head);
+                let _ = tls
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\ntls",
+                    )
+                    .await;
+                let _ = tls.shutdown().await;
+            }
+        });
+        (port, rx)
+    }
+
+    #[tokio::test]
+    async fn an_https_upstream_gets_the_credential_over_tls() {
+        let (port, mut seen) = tls_upstream().await;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(test_cert()).unwrap();
+        let host = format!("localhost:{port}");
+        let proxy = Proxy::start_armed(
+            vec![host.clone()],
+            vec![cred(&host, Upstream::Https)],
+            Some(roots),
+        )
+        .await
+        .unwrap();
+        let reply = ask(
+            &proxy,
+            &format!("GET http://{host}/v1/me HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+        )
+        .await;
+        assert!(
+            reply.starts_with("HTTP/1.1 200 OK") && reply.ends_with("tls"),
+            "{reply}"
+        );
+        let head = seen.recv().await.unwrap();
+        assert!(
+            head.contains(&format!("Authorization: Bearer {SECRET}\r\n")),
+            "{head}"
+        );
+        let log = proxy.finish().await;
+        assert!(log[0].allowed && log[0].detail.is_none(), "{log:?}");
+    }
+
+    #[tokio::test]
+    async fn an_https_upstream_that_fails_the_certificate_check_gets_nothing() {
+        let (port, mut seen) = tls_upstream().await;
+        let host = format!("localhost:{port}");
+        // Baton's own roots: the self-signed host is refused (502), nothing is sent to it.
+        let proxy =
+            Proxy::start_armed(vec![host.clone()], vec![cred(&host, Upstream::Https)], None)
+                .await
+                .unwrap();
+        let reply = ask(&proxy, &format!("GET http://{host}/ HTTP/1.1\r\n\r\n")).await;
+        assert!(reply.starts_with("HTTP/1.1 502"), "{reply}");
+        let log = proxy.finish().await;
+        let detail = log[0].detail.clone().unwrap_or_default();
+        assert!(
+            detail.contains(&format!("TLS to localhost:{port} failed")),
+            "{detail}"
+        );
+        assert!(!serde_json::to_string(&log).unwrap().contains(SECRET));
+        assert!(
+            seen.try_recv().is_err(),
+            "no request reaches an unverified host"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_variable_stops_the_proxy_from_starting() {
+        let c = Credential {
+            host: "api.example.com".into(),
+            header: "Authorization".into(),
+            value_env: "BATON_TEST_PROXY_UNSET_TOKEN".into(),
+            format: None,
+            upstream: Upstream::Https,
+        };
+        let e = Proxy::start(vec!["api.example.com".into()], &[c])
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("BATON_TEST_PROXY_UNSET_TOKEN is not set") && e.contains("api.example.com"),
+            "{e}"
+        );
     }
 }

@@ -94,6 +94,12 @@ impl Error {
 pub trait Tool: Send + Sync {
     fn spec(&self) -> ToolSpec;
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<Value, Error>;
+    /// Network hosts (`host`, `host:port`, `*.domain`) every call may reach whatever its
+    /// arguments, e.g. a sandbox's allow-list: the workflow's `policy.rules` check them like
+    /// the hosts a call's arguments name. Default: none.
+    fn network(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The tools a run may use, by name.
@@ -132,5 +138,15 @@ impl Registry {
 
     pub fn specs(&self) -> Vec<ToolSpec> {
         self.tools.values().map(|t| t.spec()).collect()
+    }
+
+    /// Each tool that reaches hosts whatever its arguments, with those hosts
+    /// ([`Tool::network`]).
+    pub fn networks(&self) -> BTreeMap<String, Vec<String>> {
+        self.tools
+            .iter()
+            .map(|(name, t)| (name.clone(), t.network()))
+            .filter(|(_, hosts)| !hosts.is_empty())
+            .collect()
     }
 }

@@ -126,6 +126,12 @@ pub fn request_from_args(args: &Value) -> Result<ExecRequest, Error> {
 
 #[async_trait]
 impl Tool for SandboxExec {
+    /// The hosts of the sandbox's `allow:` list and of its credentials: every call may
+    /// reach them (the network comes from the policy Baton was started with, not the call).
+    fn network(&self) -> Vec<String> {
+        baton_sandbox::proxy::policy_hosts(self.sandbox.policy())
+    }
+
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: NAME.into(),
@@ -312,14 +318,18 @@ impl SandboxExec {
         let out = out.map_err(|e| match e {
             e if e.is_retryable() => Error::Transient(e.to_string()),
             baton_sandbox::Error::InvalidRequest(m) => invalid(m),
+            // Another attempt fails the same way until Baton's environment changes.
+            baton_sandbox::Error::MissingCredential { .. } => Error::Unavailable(e.to_string()),
             e => Error::Failed(e.to_string()),
         })?;
         let mut v = serde_json::to_value(&out).map_err(|e| Error::Failed(e.to_string()))?;
         if let Value::Object(m) = &mut v {
-            m.insert(
-                "policy".into(),
-                json!({"tier": policy.tier, "limits": policy.limits, "net": policy.net}),
-            );
+            let mut p = json!({"tier": policy.tier, "limits": policy.limits, "net": policy.net});
+            if !policy.credentials.is_empty() {
+                // Which variables were used where: names, never values.
+                p["credentials"] = json!(policy.credentials);
+            }
+            m.insert("policy".into(), p);
             m.insert(
                 "scan".into(),
                 json!({"findings": report.findings, "tools": report.tools}),

@@ -28,6 +28,9 @@ pub const OVERRIDES: [&str; 8] = [
     "tier", "cpu", "memory", "pids", "disk", "time", "output", "net",
 ];
 
+/// The step's `credentials:` (a list, not a scalar override): they replace the policy file's.
+pub const CREDENTIALS: &str = "credentials";
+
 /// Opens the sandbox a policy names (the host's backends, or a test double).
 pub type Opener = dyn Fn(Policy) -> Result<Arc<dyn Sandbox>, baton_sandbox::Error> + Send + Sync;
 
@@ -82,6 +85,52 @@ fn policy_message(e: &baton_sandbox::Error) -> String {
     }
 }
 
+/// What of a policy file's network the workflow's `policy.rules` cannot see (they read the
+/// step, not the file): `net`, when it is `allow:`, and `credentials`, when it has any.
+pub fn hidden_network(path: &Path) -> Result<Vec<&'static str>, String> {
+    let p = Policy::from_file(path).map_err(|e| policy_message(&e))?;
+    let mut out = Vec::new();
+    if matches!(p.net, baton_sandbox::NetMode::Allow(_)) {
+        out.push("net");
+    }
+    if !p.credentials.is_empty() {
+        out.push(CREDENTIALS);
+    }
+    Ok(out)
+}
+
+/// Checks one `credentials:` entry on its own (its fields; not yet the allow-list).
+pub fn check_credential(entry: &Value) -> Result<(), String> {
+    baton_sandbox::Credential::from_value("credential", entry)
+        .map(|_| ())
+        .map_err(|e| {
+            let m = policy_message(&e);
+            m.strip_prefix("credential: ")
+                .map_or(m.clone(), str::to_string)
+        })
+}
+
+/// Checks a step's `credentials:` list against the network the step will have: its `net`
+/// (`None` when it is a template, checked when the step runs), else its policy file's.
+/// The error names the entry (`credentials[1]: ...`).
+pub fn check_credentials(
+    credentials: &Value,
+    net: Option<&str>,
+    file: Option<&Path>,
+) -> Result<(), String> {
+    let mut p = match file {
+        Some(f) => Policy::from_file(f).map_err(|e| policy_message(&e))?,
+        None => Policy::new(Tier::Process),
+    };
+    if let Some(n) = net {
+        p.set("net", &Value::String(n.to_string()))
+            .map_err(|e| policy_message(&e))?;
+    }
+    p.set(CREDENTIALS, credentials)
+        .map_err(|e| policy_message(&e))?;
+    p.validate().map_err(|e| policy_message(&e))
+}
+
 /// The policy of one call: the file (or the `process` tier's defaults), then the overrides.
 pub fn step_policy(file: Option<&Path>, overrides: &Map<String, Value>) -> Result<Policy, String> {
     let mut p = match file {
@@ -89,9 +138,13 @@ pub fn step_policy(file: Option<&Path>, overrides: &Map<String, Value>) -> Resul
         None => Policy::new(Tier::Process),
     };
     for (k, v) in overrides {
+        if k == CREDENTIALS {
+            p.set(k, v).map_err(|e| policy_message(&e))?;
+            continue;
+        }
         if !OVERRIDES.contains(&k.as_str()) {
             return Err(format!(
-                "unknown policy override '{k}' (expected {})",
+                "unknown policy override '{k}' (expected {}, {CREDENTIALS})",
                 OVERRIDES.join(", ")
             ));
         }
@@ -313,6 +366,10 @@ fn record(
     if let Value::Object(m) = &mut v {
         m.insert("request".into(), request);
         let mut p = json!({"tier": policy.tier, "limits": policy.limits, "net": policy.net});
+        if let (false, Value::Object(pm)) = (policy.credentials.is_empty(), &mut p) {
+            // Which variables were used where: names, never values.
+            pm.insert("credentials".into(), json!(policy.credentials));
+        }
         if let (Some(f), Value::Object(pm)) = (policy_file, &mut p) {
             pm.insert("file".into(), json!(f.display().to_string()));
         }
@@ -354,6 +411,15 @@ impl Tool for SandboxStep {
 
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<Value, Error> {
         let mut call = read_call(&args)?;
+        // Every credential's variable must be set before anything starts: never a call
+        // without the credential the step asked for. The value is dropped here; the proxy
+        // reads it again when it starts.
+        for c in &call.policy.credentials {
+            if let Err(e) = c.resolve() {
+                // The engine's error names the step.
+                return Err(Error::Unavailable(e.to_string()));
+            }
+        }
         crate::pass_key(&mut call.req.env, ctx);
         let report = match scan::check(&call.policy, &call.req.files, &call.req.argv) {
             Ok(r) => r,
@@ -374,6 +440,7 @@ impl Tool for SandboxStep {
         let out = out.map_err(|e| match e {
             e if e.is_retryable() => Error::Transient(e.to_string()),
             baton_sandbox::Error::InvalidRequest(m) => invalid(m),
+            baton_sandbox::Error::MissingCredential { .. } => Error::Unavailable(e.to_string()),
             baton_sandbox::Error::TierUnavailable { .. } => Error::Unavailable(e.to_string()),
             e => Error::Failed(e.to_string()),
         })?;

@@ -446,6 +446,11 @@ pub struct SandboxSpec {
     /// `none` (default), `loopback` or `allow:host[,host...]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<String>,
+    /// Headers Baton's proxy adds to the sandbox's requests to allowed hosts, their values
+    /// read from Baton's environment (the sandbox never sees them). Replace the policy
+    /// file's. Not templates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<SandboxCredential>,
     /// Succeed whatever the exit code or limit stop (the result says what happened). Default
     /// false: a non-zero exit or a limit stop fails the step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -476,6 +481,25 @@ impl SandboxSpec {
         }
         v
     }
+}
+
+/// One `credentials:` entry of a sandbox step: `header: format(value of $value_env)` on the
+/// sandbox's plain `http://` requests to `host`, forwarded over `upstream`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxCredential {
+    /// `host`, `host:port` or `*.domain`, as in `net: allow:...` (and on that list).
+    pub host: String,
+    /// The header to set, e.g. `Authorization` (one the sandbox sent is replaced).
+    pub header: String,
+    /// The variable of Baton's environment holding the secret, e.g. `EXAMPLE_TOKEN`.
+    pub value_env: String,
+    /// The value with `{}` where the secret goes, e.g. `Bearer {}`; default: the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// `https` (default: TLS to the host, port 443 for a URL without a port) or `http`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 }
 
 /// A sandbox command: an argv list, or one string run by `/bin/sh -c`.

@@ -7676,6 +7676,12 @@ export interface components {
             /** @description `none` (default), `loopback` or `allow:host[,host...]`. */
             net?: string | null;
             /**
+             * @description Headers Baton's proxy adds to the sandbox's requests to allowed hosts, their values
+             *     read from Baton's environment (the sandbox never sees them). Replace the policy
+             *     file's. Not templates.
+             */
+            credentials?: components["schemas"]["SandboxCredential"][];
+            /**
              * @description Succeed whatever the exit code or limit stop (the result says what happened). Default
              *     false: a non-zero exit or a limit stop fails the step.
              */
@@ -7685,6 +7691,22 @@ export interface components {
         SandboxCommand: string | string[];
         /** @description A number, or a string such as `256M`, `10s` or a template. */
         Scalar: number | string;
+        /**
+         * @description One `credentials:` entry of a sandbox step: `header: format(value of $value_env)` on the
+         *     sandbox's plain `http://` requests to `host`, forwarded over `upstream`.
+         */
+        SandboxCredential: {
+            /** @description `host`, `host:port` or `*.domain`, as in `net: allow:...` (and on that list). */
+            host: string;
+            /** @description The header to set, e.g. `Authorization` (one the sandbox sent is replaced). */
+            header: string;
+            /** @description The variable of Baton's environment holding the secret, e.g. `EXAMPLE_TOKEN`. */
+            value_env: string;
+            /** @description The value with `{}` where the secret goes, e.g. `Bearer {}`; default: the secret. */
+            format?: string | null;
+            /** @description `https` (default: TLS to the host, port 443 for a URL without a port) or `http`. */
+            upstream?: string | null;
+        };
         /**
          * @description An agent step's `wait_for:`: it starts only once a message from `from` is in its agent's
          *     inbox.

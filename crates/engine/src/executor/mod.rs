@@ -82,6 +82,8 @@ const LEASE_MS: u64 = 30_000;
 /// Runs one run until it ends, waits for a person, or pauses.
 pub struct Executor {
     program: Arc<Program>,
+    /// The tools' fixed network hosts (see `Machine::with_networks`).
+    networks: std::collections::BTreeMap<String, Vec<String>>,
     services: Services,
     sink: Option<Arc<dyn EventSink>>,
     owner: String,
@@ -221,10 +223,12 @@ impl Executor {
                 (name.to_string(), Arc::new(reach(&program.doc, name)))
             })
             .collect();
+        let networks = services.tools.networks();
         Self {
             models,
             messaging,
             reach,
+            networks,
             program,
             services,
             sink: None,
@@ -301,7 +305,7 @@ impl Executor {
     }
 
     async fn drive_claimed(&self, st: &mut RunState, inputs: Vec<Input>) -> Result<(), Error> {
-        let mut machine = Machine::new(&self.program);
+        let mut machine = Machine::new(&self.program).with_networks(&self.networks);
         let mut d = Drive {
             run_str: st.run_id.to_string(),
             queue: inputs.into_iter().map(|i| (i, None)).collect(),

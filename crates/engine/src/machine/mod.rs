@@ -261,6 +261,9 @@ impl Decision {
 /// The state machine of one workflow.
 pub struct Machine<'p> {
     pub program: &'p Program,
+    /// The hosts each tool reaches whatever its arguments (a sandbox's allow-list), which the
+    /// policy's `hosts` rules check ([`baton_tools::Registry::networks`]).
+    networks: Option<&'p std::collections::BTreeMap<String, Vec<String>>>,
     /// The time decisions are taken at (Unix ms): a human step's deadline is counted from
     /// it, and a timeout is due once it has passed. The executor sets it before each input.
     now_ms: std::cell::Cell<i64>,
@@ -273,8 +276,25 @@ impl<'p> Machine<'p> {
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         Self {
             program,
+            networks: None,
             now_ms: std::cell::Cell::new(now),
         }
+    }
+
+    /// With the tools' fixed network hosts, for the policy's `hosts` rules.
+    pub fn with_networks(
+        mut self,
+        networks: &'p std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Self {
+        self.networks = Some(networks);
+        self
+    }
+
+    /// The hosts `tool` reaches whatever its arguments.
+    pub(super) fn network_of(&self, tool: &str) -> &'p [String] {
+        self.networks
+            .and_then(|n| n.get(tool))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// Sets the time the next decisions are taken at (Unix ms).

@@ -58,6 +58,7 @@ impl Machine<'_> {
             agent: agent.as_deref(),
             step: StepPath::parse(step).id(),
             args,
+            network: self.network_of(tool),
         };
         let v = rules.decide(&action, self.budget_left(st));
         let ev = Event::PolicyDecided {
@@ -138,6 +139,7 @@ impl Machine<'_> {
                 agent: None,
                 step: &node.id,
                 args: &args,
+                network: self.network_of(tool),
             };
             let v = rules.decide(&action, self.budget_left(st));
             let decided = Event::PolicyDecided {

@@ -6,8 +6,9 @@
 //!   rules denies what none matches (`default-deny`); one without rules checks nothing.
 //! - What an action touches is read from its tool and arguments ([`Facts`]): workspace paths
 //!   (`workspace.*`'s `path`, the files a patch's headers name, a sandbox command's `files`),
-//!   network hosts (an `http.*` call's `url`, a `sandbox:` step's `net: allow:...`) and the
-//!   sandbox command line.
+//!   network hosts (an `http.*` call's `url`, a `sandbox:` step's `net: allow:...` and
+//!   `credentials` hosts, and the hosts a tool reaches whatever its arguments, such as
+//!   `sandbox.exec`'s allow-list: [`Action::network`]) and the sandbox command line.
 //! - A condition over several values (paths, hosts, commands, an argument holding a list)
 //!   holds for an `allow` rule when every value matches, and for a `deny` rule when one does:
 //!   either way an action that touches something the rule does not cover is not let through by
@@ -62,6 +63,9 @@ pub struct Action<'a> {
     /// The step's id (an instance `fix[2]` is step `fix`).
     pub step: &'a str,
     pub args: &'a Value,
+    /// Hosts the tool reaches whatever the arguments (`sandbox.exec`'s allow-list and
+    /// credential hosts, from the policy Baton was started with).
+    pub network: &'a [String],
 }
 
 /// What the run has left of its budget (`None`: no such limit).
@@ -128,7 +132,12 @@ impl Rules {
 
     /// The first rule that matches decides; none: denied.
     pub fn decide(&self, action: &Action<'_>, left: Left) -> Verdict {
-        let facts = Facts::of(action.tool, action.args);
+        let mut facts = Facts::of(action.tool, action.args);
+        for h in action.network.iter().map(|h| host_only(h)) {
+            if !facts.hosts.contains(&h) {
+                facts.hosts.push(h);
+            }
+        }
         for r in &self.rules {
             if r.matches(action, &facts, left) {
                 return Verdict {
@@ -352,10 +361,8 @@ impl Facts {
                 if let Some(Value::Object(files)) = args.get("files") {
                     f.paths.extend(files.keys().map(|k| normalise(k.as_str())));
                 }
-                if let Some(net) = args
-                    .get("policy")
-                    .and_then(|p| p.get("net"))
-                    .and_then(Value::as_str)
+                let policy = args.get("policy");
+                if let Some(net) = policy.and_then(|p| p.get("net")).and_then(Value::as_str)
                     && let Some(hosts) = net.strip_prefix("allow:")
                 {
                     f.hosts.extend(
@@ -365,6 +372,18 @@ impl Facts {
                             .filter(|h| !h.is_empty())
                             .map(host_only),
                     );
+                }
+                // A credential's host is reached with the secret: the rules see it too.
+                if let Some(Value::Array(creds)) = policy.and_then(|p| p.get("credentials")) {
+                    for h in creds
+                        .iter()
+                        .filter_map(|c| c.get("host").and_then(Value::as_str))
+                        .map(host_only)
+                    {
+                        if !f.hosts.contains(&h) {
+                            f.hosts.push(h);
+                        }
+                    }
                 }
             }
             t if t.starts_with("http.") => {

@@ -29,6 +29,7 @@ fn decide(rules: &[PolicyRule], tool: &str, args: Value) -> Verdict {
             agent: Some("coder"),
             step: "implement",
             args: &args,
+            network: &[],
         },
         Left::default(),
     )
@@ -166,6 +167,55 @@ fn hosts_commands_and_args() {
 }
 
 #[test]
+fn sandbox_credential_hosts_and_fixed_networks_are_hosts() {
+    let internal = PolicyRule {
+        hosts: vec!["*.internal.example".into()],
+        ..rule("internal", PolicyEffect::Allow)
+    };
+    let no_paid = PolicyRule {
+        hosts: vec!["api.paid.example".into()],
+        reason: Some("no paid APIs".into()),
+        ..rule("no-paid-api", PolicyEffect::Deny)
+    };
+    let rules = [no_paid, internal];
+    // A credential's host counts even when the allow-list lives in the policy file.
+    let step = json!({"command": "python3 x.py", "policy": {"credentials": [
+        {"host": "api.paid.example", "header": "Authorization", "value_env": "PAID_TOKEN"}
+    ]}});
+    assert_eq!(decide(&rules, "sandbox.step", step).rule, "no-paid-api");
+    let step = json!({"command": "python3 x.py", "policy": {
+        "net": "allow:api.internal.example",
+        "credentials": [{"host": "api.internal.example", "header": "X-Key", "value_env": "K"}]
+    }});
+    assert_eq!(decide(&rules, "sandbox.step", step).rule, "internal");
+
+    // `sandbox.exec`: its network is the tool's own, not in the arguments.
+    let r = Rules::compile(&rules).unwrap();
+    let args = json!({"command": "python3 x.py"});
+    let call = |network: &[String]| {
+        r.decide(
+            &Action {
+                tool: "sandbox.exec",
+                agent: Some("coder"),
+                step: "implement",
+                args: &args,
+                network,
+            },
+            Left::default(),
+        )
+    };
+    assert_eq!(
+        call(&[]).rule,
+        "default-deny",
+        "no hosts: no host rule matches"
+    );
+    assert_eq!(call(&["api.internal.example:443".into()]).rule, "internal");
+    let v = call(&["api.internal.example".into(), "API.paid.example".into()]);
+    assert_eq!(v.rule, "no-paid-api");
+    assert_eq!(v.decision, PolicyDecision::Deny);
+}
+
+#[test]
 fn agents_steps_and_budget() {
     let low = PolicyRule {
         budget_left_below: Some(BudgetLeft {
@@ -187,6 +237,7 @@ fn agents_steps_and_budget() {
         agent: Some("coder@3"),
         step: "implement",
         args: &args,
+        network: &[],
     };
     let rich = Left {
         usd: Some(2.0),

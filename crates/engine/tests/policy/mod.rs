@@ -505,3 +505,110 @@ outputs:
     );
     h.check_replay(&st).await;
 }
+
+/// A tool that reaches fixed hosts whatever its arguments (as `sandbox.exec` does with the
+/// allow-list of the policy Baton was started with).
+struct Reacher {
+    name: &'static str,
+    hosts: Vec<String>,
+    calls: Mutex<u32>,
+}
+
+#[async_trait]
+impl Tool for Reacher {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec::new(self.name, "reaches hosts", json!({"type": "object"}))
+    }
+    async fn call(&self, _args: Value, _ctx: &ToolContext) -> Result<Value, baton_tools::Error> {
+        *self.calls.lock().unwrap() += 1;
+        Ok(json!({"ok": true}))
+    }
+    fn network(&self) -> Vec<String> {
+        self.hosts.clone()
+    }
+}
+
+#[tokio::test]
+async fn hosts_a_tool_reaches_and_credential_hosts_are_checked() {
+    let (mut tools, runs, _) = super::fake_sandbox::registry();
+    let reacher = |name, hosts: &[&str]| {
+        Arc::new(Reacher {
+            name,
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            calls: Mutex::new(0),
+        })
+    };
+    let paid = reacher(
+        "fetch.paid",
+        &["api.mirror.example", "API.paid.example:443"],
+    );
+    let mirror = reacher("fetch.mirror", &["api.mirror.example:443"]);
+    tools.register(paid.clone());
+    tools.register(mirror.clone());
+    let h = harness_with(
+        r#"
+version: 1
+name: reach
+agents:
+  ops: { model: scripted/ops, tools: [fetch.paid, fetch.mirror] }
+policy:
+  rules:
+    - { id: no-paid-api, effect: deny, hosts: ["api.paid.example"], reason: "no paid APIs" }
+    - { id: mirror-only, effect: allow, hosts: ["*.mirror.example"] }
+steps:
+  - { id: ship, agent: ops, prompt: "fetch" }
+  - id: call_api
+    sandbox:
+      command: "python3 x.py"
+      net: "allow:api.mirror.example,api.paid.example"
+      credentials:
+        - { host: api.paid.example, header: Authorization, value_env: PAID_TOKEN }
+    on_error: continue
+  - id: call_mirror
+    sandbox:
+      command: "python3 x.py"
+      net: "allow:api.mirror.example"
+      credentials:
+        # A variable every environment has: the step checks it is set (the fake sandbox
+        # sends nothing).
+        - { host: api.mirror.example, header: X-Key, value_env: PATH, upstream: http }
+"#,
+        tools,
+    );
+    h.model(
+        "ops",
+        vec![
+            turn(1, vec![call("fetch.paid", json!({}))]),
+            turn(2, vec![call("fetch.mirror", json!({}))]),
+            Reply {
+                turn: Some(3),
+                ..Reply::text("done")
+            },
+        ],
+    );
+    let st = h.run(json!({})).await;
+    assert_eq!(st.status, RunStatus::Succeeded, "{:?}", st.error);
+    let evs = h.events(&st).await;
+    assert_eq!(
+        decisions(&evs),
+        [
+            (Some(1), PolicyDecision::Deny, "no-paid-api".into()),
+            (Some(2), PolicyDecision::Allow, "mirror-only".into()),
+            (None, PolicyDecision::Deny, "no-paid-api".into()),
+            (None, PolicyDecision::Allow, "mirror-only".into()),
+        ]
+    );
+    assert_eq!(
+        *paid.calls.lock().unwrap(),
+        0,
+        "a denied call is never sent"
+    );
+    assert_eq!(*mirror.calls.lock().unwrap(), 1);
+    // Only the allowed sandbox step ran; the denied one failed naming the rule.
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(evs.iter().any(|e| matches!(e,
+        Event::StepFailed { step, error, .. } if step == "call_api"
+            && error.kind == StepErrorKind::PolicyDenied
+            && error.message == "policy denied `sandbox.step` by rule 'no-paid-api': no paid APIs")));
+    h.check_replay(&st).await;
+}

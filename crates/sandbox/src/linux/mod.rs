@@ -115,7 +115,9 @@ impl Sandbox for ProcessSandbox {
     async fn exec(&self, req: ExecRequest) -> Result<ExecOutput, Error> {
         req.validate()?;
         let proxy = match &self.policy.net {
-            NetMode::Allow(hosts) => Some(Proxy::start(hosts.clone()).await?),
+            NetMode::Allow(hosts) => {
+                Some(Proxy::start(hosts.clone(), &self.policy.credentials).await?)
+            }
             _ => None,
         };
         let policy = self.policy.clone();

@@ -66,7 +66,7 @@ impl OciSandbox {
         // (loopback with a forwarder to the proxy, nothing else).
         let (proxy, netns) = match &policy.net {
             NetMode::Allow(hosts) => {
-                let proxy = Proxy::start(hosts.clone()).await?;
+                let proxy = Proxy::start(hosts.clone(), &policy.credentials).await?;
                 let netns = ProxyNetns::start(proxy.socket_path().to_path_buf()).await?;
                 (Some(proxy), Some(netns))
             }

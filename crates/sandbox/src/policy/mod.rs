@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod credential;
 mod mounts;
 mod parse;
 
 use crate::Error;
+pub use credential::{Credential, Upstream};
 pub use mounts::{DEVICES, ETC_ENTRIES, SYSTEM_DIRS, WORKSPACE};
 use parse::{duration_str, split_mount, string_list, val_str};
 pub use parse::{parse_cpus, parse_duration, parse_pids, parse_size};
@@ -252,6 +254,10 @@ pub struct Policy {
     /// docker tier: the daemon's socket (`unix:///path` or a path); `DOCKER_HOST` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_host: Option<String>,
+    /// Headers the allow-list proxy adds to requests to some of the allowed hosts, their
+    /// values read from Baton's environment (never passed into the sandbox).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<Credential>,
 }
 
 /// The syscalls denied by default: every call Docker's default profile refuses to a
@@ -370,6 +376,7 @@ impl Policy {
             hostname: "baton-sandbox".into(),
             docker_image: None,
             docker_host: None,
+            credentials: Vec::new(),
         }
     }
 
@@ -440,6 +447,19 @@ impl Policy {
             "advisories" => p.advisories = Some(PathBuf::from(s()?)),
             "docker_image" => p.docker_image = Some(s()?),
             "docker_host" => p.docker_host = Some(s()?),
+            "credentials" => {
+                let list = val.as_array().ok_or_else(|| {
+                    Error::InvalidPolicy(
+                        "credentials must be a list of {host, header, value_env, format?, upstream?}"
+                            .into(),
+                    )
+                })?;
+                p.credentials = list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| Credential::from_value(&format!("credentials[{i}]"), c))
+                    .collect::<Result<_, _>>()?;
+            }
             "readonly" | "read_only" => {
                 for m in string_list(key, val)? {
                     let (src, dst) = split_mount(&m)?;
@@ -476,7 +496,7 @@ impl Policy {
             }
             other => {
                 return Err(Error::InvalidPolicy(format!(
-                    "unknown policy field '{other}' (fields: tier, cpu, memory, pids, disk, time, output, net, runtimes, syscall_deny, syscall_deny_extra, landlock, hostname, advisories, readonly, scan, docker_image, docker_host)"
+                    "unknown policy field '{other}' (fields: tier, cpu, memory, pids, disk, time, output, net, runtimes, syscall_deny, syscall_deny_extra, landlock, hostname, advisories, readonly, scan, docker_image, docker_host, credentials)"
                 )));
             }
         }
@@ -517,6 +537,7 @@ impl Policy {
                 validate_host_pattern(h)?;
             }
         }
+        credential::check_all(&self.credentials, &self.net)?;
         for name in &self.syscall_deny {
             if crate::seccomp::syscall_number(name).is_none() {
                 return Err(Error::InvalidPolicy(format!(

@@ -308,6 +308,42 @@ impl Checker<'_, '_> {
         self.check_sandbox_files(spec, path);
     }
 
+    /// `credentials:`: each entry's fields at its index, then the list against the network the
+    /// step will have (its `net`, else its policy file's) unless that is a template.
+    fn check_sandbox_credentials(
+        &mut self,
+        spec: &SandboxSpec,
+        path: &str,
+        base: &std::path::Path,
+        file_ok: bool,
+    ) {
+        if spec.credentials.is_empty() {
+            return;
+        }
+        let at = key_path(path, "credentials");
+        let mut entries_ok = true;
+        for (i, c) in spec.credentials.iter().enumerate() {
+            let v = serde_json::to_value(c).unwrap_or_default();
+            if let Err(m) = sandbox_step::check_credential(&v) {
+                entries_ok = false;
+                self.error(
+                    index_path(&at, i),
+                    format!("`sandbox.credentials[{i}]`: {m}"),
+                );
+            }
+        }
+        let net_templated = spec.net.as_deref().is_some_and(template::is_template);
+        if !entries_ok || !file_ok || net_templated {
+            return;
+        }
+        let list = serde_json::to_value(&spec.credentials).unwrap_or_default();
+        let file = spec.policy.as_ref().map(|f| base.join(f));
+        if let Err(m) = sandbox_step::check_credentials(&list, spec.net.as_deref(), file.as_deref())
+        {
+            self.error(at, format!("`sandbox.credentials`: {m}"));
+        }
+    }
+
     /// The overrides that are not templates, and the policy file and workdir, which are paths
     /// relative to the workflow file.
     fn check_sandbox_files(&mut self, spec: &SandboxSpec, path: &str) {
@@ -324,16 +360,38 @@ impl Checker<'_, '_> {
             .parent()
             .map(std::path::Path::to_path_buf)
             .unwrap_or_default();
+        let mut file_ok = true;
         if let Some(f) = &spec.policy {
             if template::is_template(f) {
+                file_ok = false;
                 self.error(
                     at("policy"),
                     "`sandbox.policy` is a file path, not a template",
                 );
             } else if let Err(m) = sandbox_step::check_policy_file(&base.join(f)) {
+                file_ok = false;
                 self.error(at("policy"), format!("`sandbox.policy`: {m}"));
             }
         }
+        if file_ok
+            && !self.loaded.doc.policy.rules.is_empty()
+            && let Some(f) = &spec.policy
+        {
+            // Fail closed: rules must see every host the sandbox reaches.
+            for field in sandbox_step::hidden_network(&base.join(f)).unwrap_or_default() {
+                let on_step = match field {
+                    "net" => spec.net.is_some(),
+                    _ => !spec.credentials.is_empty(),
+                };
+                if !on_step {
+                    self.error(
+                        at("policy"),
+                        format!("`sandbox.policy`: the file's `{field}` gives the sandbox network access, which `policy.rules` cannot see in a file: write `{field}` on the step"),
+                    );
+                }
+            }
+        }
+        self.check_sandbox_credentials(spec, path, &base, file_ok);
         if let Some(w) = &spec.workdir {
             if template::is_template(w) {
                 self.error(
