@@ -44,8 +44,9 @@ enum AttemptEnd {
     Cancelled,
 }
 
-/// A step instance's attempt.
-type Attempt = (String, u32);
+/// A step instance's attempt: (step, visit, attempt). A step a loop visits again starts its
+/// attempts from 1 again, so the visit tells one visit's replies from another's.
+type Attempt = (String, u32, u32);
 
 /// A run's log, indexed for replay.
 pub struct Recording {
@@ -61,18 +62,24 @@ impl Recording {
     /// Indexes `events` (a whole run log, in order). `live_tools`: tools and sandboxes run
     /// for real; only model replies are served from the recording.
     pub fn new(events: &[EventRecord], live_tools: bool) -> Result<Recording, String> {
-        let mut current: HashMap<String, u32> = HashMap::new();
+        let mut current: HashMap<String, (u32, u32)> = HashMap::new();
         let mut replies: HashMap<Attempt, Vec<ChatResponse>> = HashMap::new();
         let mut ends = HashMap::new();
         let mut keys: HashMap<(String, u32, u32), String> = HashMap::new();
         let mut calls: HashMap<String, VecDeque<(Value, bool)>> = HashMap::new();
-        let attempt_of = |current: &HashMap<String, u32>, step: &str| -> Attempt {
-            (step.to_string(), current.get(step).copied().unwrap_or(1))
+        let attempt_of = |current: &HashMap<String, (u32, u32)>, step: &str| -> Attempt {
+            let (visit, attempt) = current.get(step).copied().unwrap_or((1, 1));
+            (step.to_string(), visit, attempt)
         };
         for r in events {
             match &r.event {
-                Event::StepStarted { step, attempt, .. } => {
-                    current.insert(step.clone(), *attempt);
+                Event::StepStarted {
+                    step,
+                    attempt,
+                    visit,
+                    ..
+                } => {
+                    current.insert(step.clone(), (*visit, *attempt));
                 }
                 Event::StepProgress {
                     step,
@@ -142,7 +149,11 @@ impl Recording {
                     error,
                     ..
                 } => {
-                    ends.insert((step.clone(), *attempt), AttemptEnd::Failed(error.clone()));
+                    let (_, visit, _) = attempt_of(&current, step);
+                    ends.insert(
+                        (step.clone(), visit, *attempt),
+                        AttemptEnd::Failed(error.clone()),
+                    );
                 }
                 Event::StepCancelled { step } => {
                     ends.insert(attempt_of(&current, step), AttemptEnd::Cancelled);
@@ -170,18 +181,19 @@ impl Recording {
         self.served.load(Ordering::Relaxed)
     }
 
-    /// The result attempt `attempt` of tool or sandbox step `step` had. One the recording has
-    /// none of (the attempt was cancelled, or never ended) waits for its cancellation, then
-    /// fails saying so.
+    /// The result attempt `attempt` of visit `visit` of tool or sandbox step `step` had. One
+    /// the recording has none of (the attempt was cancelled, or never ended) waits for its
+    /// cancellation, then fails saying so.
     pub fn tool_step(
         self: &Arc<Self>,
         step: &str,
+        visit: u32,
         attempt: u32,
         cancel: CancellationToken,
     ) -> BoxFuture<'static, Result<Value, StepError>> {
-        let end = self.ends.get(&(step.to_string(), attempt)).cloned();
+        let end = self.ends.get(&(step.to_string(), visit, attempt)).cloned();
         let this = self.clone();
-        let what = format!("attempt {attempt} of step '{step}'");
+        let what = format!("attempt {attempt} of visit {visit} of step '{step}'");
         Box::pin(async move {
             match end {
                 Some(AttemptEnd::Succeeded(v)) => {
@@ -203,15 +215,15 @@ impl Recording {
         })
     }
 
-    /// The model of attempt `attempt` of agent step `step`: it answers with the attempt's
-    /// recorded replies, in turn order.
-    pub fn model(self: &Arc<Self>, step: &str, attempt: u32) -> Arc<dyn ChatModel> {
-        let key = (step.to_string(), attempt);
+    /// The model of attempt `attempt` of visit `visit` of agent step `step`: it answers with
+    /// the attempt's recorded replies, in turn order.
+    pub fn model(self: &Arc<Self>, step: &str, visit: u32, attempt: u32) -> Arc<dyn ChatModel> {
+        let key = (step.to_string(), visit, attempt);
         Arc::new(ReplayModel {
             replies: self.replies.get(&key).cloned().unwrap_or_default(),
             end: self.ends.get(&key).cloned(),
             next: AtomicUsize::new(0),
-            what: format!("step '{step}' (attempt {attempt})"),
+            what: format!("step '{step}' (visit {visit}, attempt {attempt})"),
             recording: self.clone(),
         })
     }
@@ -812,6 +824,53 @@ mod tests {
         assert!(!Check::new(&recorded, None).observe(&replayed));
     }
 
+    /// A step a loop visits again starts from attempt 1 again: each visit gets its own
+    /// replies and its own result, not the first visit's.
+    #[tokio::test]
+    async fn each_visit_of_a_step_is_served_its_own_replies() {
+        let again = |step: &str, visit: u32| Event::StepStarted {
+            step: step.into(),
+            attempt: 1,
+            visit,
+            key: format!("k:{step}:{visit}"),
+        };
+        let recorded = log(vec![
+            again("a", 1),
+            reply("a", "round one"),
+            succeeded("a", "round one", 1),
+            again("t", 1),
+            succeeded("t", "failed", 1),
+            again("a", 2),
+            reply("a", "round two"),
+            succeeded("a", "round two", 1),
+            again("t", 2),
+            succeeded("t", "passed", 1),
+        ]);
+        let rec = Arc::new(Recording::new(&recorded, false).unwrap());
+        let req = ChatRequest::default();
+        let one = rec.model("a", 1, 1).complete(req.clone()).await.unwrap();
+        let two = rec.model("a", 2, 1).complete(req).await.unwrap();
+        assert_eq!(
+            (one.content.as_str(), two.content.as_str()),
+            ("round one", "round two")
+        );
+        let cancel = CancellationToken::new();
+        assert_eq!(
+            rec.tool_step("t", 1, 1, cancel.clone()).await.unwrap(),
+            "failed"
+        );
+        assert_eq!(
+            rec.tool_step("t", 2, 1, cancel.clone()).await.unwrap(),
+            "passed"
+        );
+        cancel.cancel();
+        let none = rec.tool_step("t", 3, 1, cancel).await.unwrap_err();
+        assert!(
+            none.message.contains("attempt 1 of visit 3 of step 't'"),
+            "{none}"
+        );
+    }
+
     #[tokio::test]
     async fn recorded_results_are_served_by_attempt_turn_and_key() {
         let recorded = log(vec![
@@ -850,7 +909,7 @@ mod tests {
             succeeded("t", "ok", 1),
         ]);
         let rec = Arc::new(Recording::new(&recorded, false).unwrap());
-        let model = rec.model("a", 1);
+        let model = rec.model("a", 1, 1);
         let req = ChatRequest::default();
         assert_eq!(model.complete(req.clone()).await.unwrap().content, "first");
         assert_eq!(model.complete(req.clone()).await.unwrap().content, "second");
@@ -873,11 +932,14 @@ mod tests {
         assert!(e.contains("holds no result for tool call k:a/1"), "{e}");
 
         let cancel = CancellationToken::new();
-        let first = rec.tool_step("t", 1, cancel.clone()).await.unwrap_err();
+        let first = rec.tool_step("t", 1, 1, cancel.clone()).await.unwrap_err();
         assert_eq!(first.message, "exit 3");
-        assert_eq!(rec.tool_step("t", 2, cancel.clone()).await.unwrap(), "ok");
+        assert_eq!(
+            rec.tool_step("t", 1, 2, cancel.clone()).await.unwrap(),
+            "ok"
+        );
         cancel.cancel();
-        let none = rec.tool_step("t", 3, cancel).await.unwrap_err();
+        let none = rec.tool_step("t", 1, 3, cancel).await.unwrap_err();
         assert!(none.message.contains("no result for attempt 3"), "{none}");
         assert_eq!(rec.served(), 5);
     }

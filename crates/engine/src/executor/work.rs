@@ -73,7 +73,7 @@ impl Executor {
         let fut = match (tool, &node.kind) {
             (Some(name), _) => match &self.replay {
                 Some((rec, _)) if !rec.live_tools() => {
-                    let result = rec.tool_step(step, sr.attempt, cancel.clone());
+                    let result = rec.tool_step(step, sr.visit, sr.attempt, cancel.clone());
                     Box::pin(async move { (WorkEnd::Done(result.await), Usage::default()) })
                         as BoxFuture<'static, WorkResult>
                 }
@@ -171,7 +171,7 @@ impl Executor {
     ) -> BoxFuture<'static, WorkResult> {
         let job = job.map(|mut j| {
             if let Some((rec, tools)) = &self.replay {
-                j.model = rec.model(step, sr.attempt);
+                j.model = rec.model(step, sr.visit, sr.attempt);
                 j.registry = tools.clone();
             }
             j.deltas = self.delta_fn(st.run_id, step, agent);
@@ -261,7 +261,7 @@ impl Executor {
             .map_err(|e| StepError::fatal(StepErrorKind::Model, format!("model {model}: {e}")))?;
         // A replay resolves no model: each attempt gets one that answers from the recording.
         if let Some((rec, _)) = &self.replay {
-            return Ok((model_ref, rec.model("", 0)));
+            return Ok((model_ref, rec.model("", 0, 0)));
         }
         let resolved = self
             .services
