@@ -163,7 +163,9 @@ fn the_team_builds_tests_scans_and_reviews_in_the_workspace() {
 
 /// examples/app-team.yaml building a todo CLI (BATON_MODEL=scripted/app-todo): the first
 /// round's tests really fail in the sandbox, the debugger's fix is applied, the second round
-/// passes, a person approves, and the exported files work.
+/// passes, the deploy is skipped (a CLI serves nothing), a person approves, the run replays
+/// identically and the exported files work. The converter and the HTTP service are in
+/// app_team.rs.
 #[test]
 fn the_app_team_fixes_a_failing_round_and_ships_working_code() {
     if !common::process_tier_works() {
@@ -178,14 +180,30 @@ fn the_app_team_fixes_a_failing_round_and_ships_working_code() {
         .arg(db.path())
         .output()
         .unwrap();
-    // It stops for the person's approval.
+    // It stops for the person's approval. A CLI has no port: its design names no service
+    // (`serve`), so nothing was deployed, and the prompt says so.
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     let id = summary(&o)["id"].as_str().unwrap().to_string();
+    let events = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        events.contains("Not deployed: the design names no service to run"),
+        "{}",
+        text(&o)
+    );
+    assert!(!events.contains("\"step\":\"deploy\""), "{}", text(&o));
     let o = db.run(&["runs", "approve", &id, "--json"]);
     let s = summary(&o);
     assert_eq!(s["status"], "succeeded", "{}", text(&o));
     assert_eq!(s["outputs"]["tests"]["passed"], true, "{s}");
     assert_eq!(s["outputs"]["review"], "approve", "{s}");
+    assert_eq!(
+        s["outputs"]["deploy"]["skipped"], "the design names no service to run",
+        "{s}"
+    );
+    assert_eq!(
+        s["outputs"]["export"],
+        format!("baton runs export {id} DIR")
+    );
     // The first round's failure went through the merge contract to the debugger.
     let issues = s["outputs"]["issues_found"].as_array().unwrap();
     assert_eq!(issues.len(), 1, "{s}");
@@ -216,6 +234,20 @@ fn the_app_team_fixes_a_failing_round_and_ships_working_code() {
         diff.contains("+    items[number - 1][\"done\"] = True"),
         "{diff}"
     );
+
+    // Replayed from its log (no model, tool or sandbox called), it reaches the same state.
+    // The agents' model is `${BATON_MODEL}`, so the replay is given the same one.
+    let o = baton()
+        .env("BATON_MODEL", "scripted/app-todo")
+        .args(["runs", "replay", &id, "--json", "--db"])
+        .arg(db.path())
+        .output()
+        .unwrap();
+    let r: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    assert_eq!(o.status.code(), Some(0), "{r}");
+    assert_eq!(r["verdict"], "identical", "{r}");
+    assert_eq!(r["events_matched"], r["events_recorded"], "{r}");
 
     // The exported app works.
     let out = db.0.path().join("todo-app");

@@ -17,6 +17,8 @@
 //!     repeat: true               # may be used any number of times
 //!   - turn: 2                    # only as the step's 2nd model call (after one round of tools)
 //!     text: done
+//!   - json: { healthy: true }
+//!     from_tool: { url: /url }     # keys of `json` copied from the last tool result (JSON pointer)
 //! ```
 
 use std::collections::HashMap;
@@ -60,6 +62,12 @@ pub struct Reply {
     /// step resumed in a new process asks for its next turn, not its first.
     #[serde(default)]
     pub turn: Option<u32>,
+    /// Keys of the `json` object filled from the request's last tool result, each by a JSON
+    /// pointer into it (`""`: the whole result; a result that is not JSON is a string): what
+    /// a model copies from a tool's answer that a script cannot know in advance (a port
+    /// picked at run time, an error's text).
+    #[serde(default)]
+    pub from_tool: std::collections::BTreeMap<String, String>,
 }
 
 impl Reply {
@@ -164,6 +172,22 @@ impl ScriptedModel {
 
     /// Adds a reply at the end of the script.
     pub fn push(&self, reply: Reply) -> Result<(), Error> {
+        if !reply.from_tool.is_empty() && !reply.json.as_ref().is_some_and(Value::is_object) {
+            return Err(Error::Config(format!(
+                "scripted/{}: from_tool fills keys of a `json` object, and this reply has none",
+                self.name
+            )));
+        }
+        if let Some(p) = reply
+            .from_tool
+            .values()
+            .find(|p| !p.is_empty() && !p.starts_with('/'))
+        {
+            return Err(Error::Config(format!(
+                "scripted/{}: from_tool pointer '{p}' must be empty or start with '/'",
+                self.name
+            )));
+        }
         let regex = match &reply.pattern {
             Some(p) => Some(regex::Regex::new(p).map_err(|e| {
                 Error::Config(format!(
@@ -237,6 +261,43 @@ fn estimate_tokens(s: &str) -> u64 {
     (s.len() as u64).div_ceil(4).max(1)
 }
 
+/// `json` with the keys of `from_tool` set from the last tool result of `req`.
+fn fill_from_tool(
+    name: &str,
+    json: &Value,
+    from_tool: &std::collections::BTreeMap<String, String>,
+    req: &ChatRequest,
+) -> Result<Value, Error> {
+    if from_tool.is_empty() {
+        return Ok(json.clone());
+    }
+    let result = req
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == crate::Role::Tool)
+        .ok_or_else(|| {
+            Error::InvalidResponse(format!(
+                "scripted/{name}: from_tool needs a tool result, and this request has none"
+            ))
+        })?;
+    let result: Value = serde_json::from_str(&result.content)
+        .unwrap_or_else(|_| Value::String(result.content.clone()));
+    let mut out = json.clone();
+    for (key, pointer) in from_tool {
+        let v = result.pointer(pointer).ok_or_else(|| {
+            Error::InvalidResponse(format!(
+                "scripted/{name}: from_tool {key}: the last tool result has nothing at '{pointer}': {}",
+                truncate(&result.to_string(), 200)
+            ))
+        })?;
+        if let Some(o) = out.as_object_mut() {
+            o.insert(key.clone(), v.clone());
+        }
+    }
+    Ok(out)
+}
+
 fn scripted_error(name: &str, e: &ScriptedError) -> Error {
     let provider = format!("scripted/{name}");
     let message = e.message.clone();
@@ -264,7 +325,10 @@ impl ChatModel for ScriptedModel {
         &self,
         req: ChatRequest,
     ) -> Result<BoxStream<'static, Result<Chunk, Error>>, Error> {
-        let reply = self.take(&req)?;
+        let mut reply = self.take(&req)?;
+        if let Some(j) = &reply.json {
+            reply.json = Some(fill_from_tool(&self.name, j, &reply.from_tool, &req)?);
+        }
         let prompt_tokens: u64 = req
             .messages
             .iter()
@@ -480,6 +544,60 @@ mod tests {
         // Each piece after the first comes a pace after the one before.
         let gap = pieces[2].1 - pieces[0].1;
         assert!(gap >= std::time::Duration::from_millis(60), "{pieces:?}");
+    }
+
+    #[tokio::test]
+    async fn from_tool_copies_the_last_tool_result() {
+        let v = yaml_to_json(
+            "replies:\n  - json: { healthy: true }\n    from_tool: { url: /url, code: /health/status }\n  - json: { healthy: false }\n    from_tool: { notes: '' }\n  - json: { a: 1 }\n    from_tool: { b: /missing }\n",
+        )
+        .unwrap();
+        let f: Fixture = serde_json::from_value(v).unwrap();
+        let m = ScriptedModel::new("t", f.replies).unwrap();
+        let with = |result: &str| {
+            let mut r = req("deploy");
+            r.messages.push(Message::assistant("", vec![]));
+            r.messages.push(Message::tool("call_0", "older"));
+            r.messages.push(Message::tool("call_1", result));
+            r
+        };
+        let a = m
+            .complete(with(
+                r#"{"url":"http://127.0.0.1:4000","health":{"status":200}}"#,
+            ))
+            .await
+            .unwrap();
+        let a: Value = serde_json::from_str(&a.content).unwrap();
+        assert_eq!(
+            a,
+            serde_json::json!({"healthy": true, "url": "http://127.0.0.1:4000", "code": 200})
+        );
+        // A result that is not JSON is its text.
+        let b = m.complete(with("error: deploy failed: 404")).await.unwrap();
+        let b: Value = serde_json::from_str(&b.content).unwrap();
+        assert_eq!(b["notes"], "error: deploy failed: 404");
+        let e = m.complete(with("{}")).await.unwrap_err().to_string();
+        assert!(e.contains("from_tool b") && e.contains("'/missing'"), "{e}");
+        // Without a tool result, or without a json object to fill, it is refused.
+        let m = ScriptedModel::new("t", vec![]).unwrap();
+        let mut r = Reply {
+            json: Some(serde_json::json!({})),
+            ..Default::default()
+        };
+        r.from_tool.insert("x".into(), "/x".into());
+        m.push(r.clone()).unwrap();
+        let e = m.complete(req("a")).await.unwrap_err().to_string();
+        assert!(e.contains("needs a tool result"), "{e}");
+        r.json = Some(serde_json::json!([1]));
+        assert!(m.push(r.clone()).unwrap_err().to_string().contains("json"));
+        r.json = Some(serde_json::json!({}));
+        r.from_tool.insert("y".into(), "y".into());
+        assert!(
+            m.push(r)
+                .unwrap_err()
+                .to_string()
+                .contains("must be empty or start")
+        );
     }
 
     #[test]

@@ -136,6 +136,43 @@ async fn agents_write_read_list_search_and_diff() {
     assert_eq!(log[0].summary, "implement (coder): create todo/app.py");
 }
 
+/// The first calls of a run, at once (the steps of a `map`, parallel branches), each open
+/// the workspace that does not exist yet: every one succeeds, over one history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_at_once_into_a_new_workspace_all_succeed() {
+    for round in 0..5 {
+        let f = Arc::new(fixture(Limits::default()));
+        let calls: Vec<_> = (0..8)
+            .map(|i| {
+                let f = f.clone();
+                tokio::spawn(async move {
+                    let c = ctx("seed", None, &format!("k{round}-{i}"));
+                    f.call(
+                        "workspace.write",
+                        json!({"path": format!("f{i}.txt"), "content": format!("{i}\n")}),
+                        &c,
+                    )
+                    .await
+                })
+            })
+            .collect();
+        for (i, call) in calls.into_iter().enumerate() {
+            let r = call.await.unwrap();
+            assert!(r.is_ok(), "round {round}, write {i}: {r:?}");
+        }
+        let ws = f.all.existing(RUN).unwrap().unwrap();
+        let out = f._dir.path().join("out");
+        assert_eq!(ws.export(&out).unwrap(), 8);
+        // Nothing made aside is left beside the history.
+        let mut left: Vec<_> = std::fs::read_dir(f.all.dir_of(RUN))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["files", "history.git"], "round {round}");
+    }
+}
+
 #[tokio::test]
 async fn a_retried_call_is_answered_from_its_commit() {
     let f = fixture(Limits::default());

@@ -135,7 +135,25 @@ impl Workspace {
         let files = Root::create(&dir.join("files"))?;
         let repo = dir.join("history.git");
         if !repo.exists() {
-            Repository::init_bare(&repo).map_err(history)?;
+            // Made aside and renamed into place, so that two calls opening a new workspace at
+            // once (the steps of a `map`, parallel branches, two processes) never see a
+            // half-made repository: the first rename wins and the others use its repository.
+            static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let aside = dir.join(format!(
+                ".history.git.{}.{}",
+                std::process::id(),
+                MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+            Repository::init_bare(&aside).map_err(history)?;
+            if let Err(e) = std::fs::rename(&aside, &repo) {
+                let _ = std::fs::remove_dir_all(&aside);
+                if !repo.is_dir() {
+                    return Err(Error::History(format!(
+                        "cannot create {}: {e}",
+                        repo.display()
+                    )));
+                }
+            }
         }
         Ok(Self {
             dir: dir.to_path_buf(),
