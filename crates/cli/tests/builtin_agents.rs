@@ -236,9 +236,8 @@ fn the_app_team_fixes_a_failing_round_and_ships_working_code() {
     );
 
     // Replayed from its log (no model, tool or sandbox called), it reaches the same state.
-    // The agents' model is `${BATON_MODEL}`, so the replay is given the same one.
+    // Without the run's `BATON_MODEL`: the replay uses the model references the run logged.
     let o = baton()
-        .env("BATON_MODEL", "scripted/app-todo")
         .args(["runs", "replay", &id, "--json", "--db"])
         .arg(db.path())
         .output()
