@@ -275,9 +275,19 @@ pub(crate) fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn round(x: f64, d: i32) -> f64 {
+pub(crate) fn round(x: f64, d: i32) -> f64 {
     let p = 10f64.powi(d);
     (x * p).round() / p
+}
+
+/// The median of `sorted` (ascending); 0 for none.
+pub(crate) fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }
 
 /// Prints the peers' JSON line (same keys, same order, same rounding).
@@ -287,11 +297,7 @@ pub(crate) fn report(workload: &str, mut times_ms: Vec<f64>, wall_s: Option<f64>
     }
     times_ms.sort_by(f64::total_cmp);
     let n = times_ms.len();
-    let median = if n % 2 == 1 {
-        times_ms[n / 2]
-    } else {
-        (times_ms[n / 2 - 1] + times_ms[n / 2]) / 2.0
-    };
+    let median = median(&times_ms);
     let p95 = times_ms[((0.95 * (n - 1) as f64) as usize).min(n - 1)];
     let thr = match wall_s {
         Some(w) => n as f64 / w,

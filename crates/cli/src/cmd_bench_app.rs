@@ -30,7 +30,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde_json::{Value, json};
 
-use crate::cmd_bench::{TempDir, report};
+use crate::cmd_bench::{TempDir, report, round};
 
 /// The tools whose calls count as sandbox time.
 const SANDBOX_TOOLS: [&str; 4] = ["sandbox.exec", "sandbox.step", "deploy", "deploy.stop"];
@@ -231,22 +231,10 @@ fn split(windows: &[(f64, f64)], spans: &[(Kind, f64, f64)]) -> Split {
     }
 }
 
+/// The median of `v`, in any order.
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        return 0.0;
-    }
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn round(x: f64, d: i32) -> f64 {
-    let p = 10f64.powi(d);
-    (x * p).round() / p
+    crate::cmd_bench::median(&v)
 }
 
 /// A fresh run log in `dir` with the host's tools and models, the sandbox tools and the models
