@@ -253,6 +253,7 @@ fn the_third_identical_tool_call_in_a_row_fails_the_step_before_it_is_sent() {
         &m,
         &mut st,
         vec![
+            reply("s1", "scripted/a", 100),
             started(1, x.clone()),
             finished(1),
             started(2, json!({ "text": "y" })),
@@ -289,6 +290,11 @@ fn the_third_identical_tool_call_in_a_row_fails_the_step_before_it_is_sent() {
     );
     assert_eq!(st.status, RunStatus::Failed);
     assert!(st.error.as_deref().unwrap().contains("runaway"));
+    // The replies the stopped attempt had count in the run's tokens.
+    let Event::StepFailed { usage, .. } = &d2.events[0] else {
+        unreachable!()
+    };
+    assert_eq!((usage.total(), st.usage.total()), (100, 100));
     assert_replays(&p, &st, &[&d0, &d1, &d2]);
 }
 

@@ -34,7 +34,7 @@ impl Machine<'_> {
         } = &call
             && let Some(e) = self.runaway(st, &step, *call, (tool, arguments))
         {
-            let d = self.failure(st, &step, e, Ended::sync(attempt));
+            let d = self.failure(st, &step, e, Ended::stopped(st, &step, attempt));
             self.record(st, out, d);
             return Ok(true);
         }

@@ -58,6 +58,22 @@ impl Ended {
             duration_ms: 0,
         }
     }
+
+    /// An agent's attempt the engine stopped while it ran (a runaway, a wait that timed out):
+    /// the usage of the replies the attempt had, from the step's journal, so that the run's
+    /// tokens count them.
+    pub fn stopped(st: &RunState, step: &str, attempt: u32) -> Ended {
+        let mut usage = Usage::default();
+        if let Some(j) = st.steps.get(step).and_then(|s| s.journal.as_deref()) {
+            for r in j.replies.iter().filter(|r| r.attempt == attempt) {
+                usage.add(&r.usage);
+            }
+        }
+        Ended {
+            usage,
+            ..Ended::sync(attempt)
+        }
+    }
 }
 
 impl Machine<'_> {

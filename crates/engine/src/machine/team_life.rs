@@ -111,7 +111,7 @@ impl Machine<'_> {
             StepErrorKind::Timeout,
             format!("no message from '{from}' within {waited} (wait_for)"),
         );
-        let d = self.failure(st, &step, e, Ended::sync(sr.attempt));
+        let d = self.failure(st, &step, e, Ended::stopped(st, &step, sr.attempt));
         self.record(st, out, d);
         Ok(())
     }
