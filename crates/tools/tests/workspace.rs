@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use baton_tools::workspace::fs::Kind;
 use baton_tools::workspace::{Author, Limits, Workspaces};
 use baton_tools::{Registry, ToolContext};
 use serde_json::{Value, json};
@@ -425,7 +426,17 @@ async fn rollback_restores_the_exact_tree_and_export_copies_it() {
     .await
     .unwrap();
     let ws = f.all.existing(RUN).unwrap().unwrap();
-    let before = ws.files().walk("", 100).unwrap().entries;
+    // The tree: paths, kinds, sizes and modes (stamps change with every write).
+    let tree = || -> Vec<(String, Kind, u64, bool)> {
+        ws.files()
+            .walk("", 100)
+            .unwrap()
+            .entries
+            .into_iter()
+            .map(|e| (e.path, e.kind, e.bytes, e.executable))
+            .collect()
+    };
+    let before = tree();
     f.call(
         "workspace.write",
         json!({"path": "app.py", "content": "v2\n"}),
@@ -453,7 +464,7 @@ async fn rollback_restores_the_exact_tree_and_export_copies_it() {
         )
         .unwrap();
     assert!(commit.is_some());
-    assert_eq!(ws.files().walk("", 100).unwrap().entries, before);
+    assert_eq!(tree(), before);
     assert_eq!(f.file("app.py").unwrap(), "v1\n");
     assert_eq!(f.file("lib/util.py").unwrap(), "u1\n");
     assert_eq!(f.file("extra.txt"), None);
@@ -548,4 +559,147 @@ async fn security_scan_reports_the_workspace_findings_by_severity() {
         .await
         .unwrap_err();
     assert!(e.contains("unknown argument 'paths'"), "{e}");
+}
+
+/// Each process remembers the files it hashed, but the history is only ever what the files
+/// are: a file changed outside the tools right after a tool wrote it (the same size, within one
+/// tick of the kernel's clock), a file replaced by another with the same size and times, and a
+/// workspace deleted and made again are all committed as they are.
+#[tokio::test]
+async fn changes_outside_the_tools_are_committed_whatever_the_process_remembers() {
+    let f = fixture(Limits::default());
+    let files = f.all.dir_of(RUN).join("files");
+    // The change by hand is a commit of its own, before the tool's.
+    let by_hand_then = |f: &Fixture, tool: &str| {
+        let log = f.all.existing(RUN).unwrap().unwrap().log().unwrap();
+        let last: Vec<&str> = log
+            .iter()
+            .rev()
+            .take(2)
+            .map(|c| c.summary.as_str())
+            .collect();
+        assert_eq!(
+            last,
+            [
+                format!("implement (coder): {tool}"),
+                "implement (coder): changes made outside the workspace tools".to_string()
+            ]
+        );
+    };
+    let head = |f: &Fixture| -> Vec<(String, String)> {
+        let ws = f.all.existing(RUN).unwrap().unwrap();
+        ws.head_files(10)
+            .unwrap()
+            .files
+            .into_iter()
+            .map(|(p, b)| (p, String::from_utf8(b).unwrap()))
+            .collect()
+    };
+    for i in 0..20 {
+        let c = ctx("implement", Some("coder"), &format!("a{i}"));
+        let content = format!("tool {i:02}");
+        f.call(
+            "workspace.write",
+            json!({"path": "a.txt", "content": content}),
+            &c,
+        )
+        .await
+        .unwrap();
+        std::fs::write(files.join("a.txt"), format!("hand {i:02}")).unwrap();
+        let c = ctx("implement", Some("coder"), &format!("b{i}"));
+        f.call(
+            "workspace.write",
+            json!({"path": "b.txt", "content": format!("{i:02}")}),
+            &c,
+        )
+        .await
+        .unwrap();
+        let want = vec![
+            ("a.txt".to_string(), format!("hand {i:02}")),
+            ("b.txt".to_string(), format!("{i:02}")),
+        ];
+        assert_eq!(head(&f), want, "round {i}");
+        by_hand_then(
+            &f,
+            if i == 0 {
+                "create b.txt"
+            } else {
+                "write b.txt"
+            },
+        );
+    }
+
+    // Past the clock's racy window, a file's blob is remembered from its stamp; a change by
+    // hand after that gives it a new stamp, and it is read again. (The wait is that window, not
+    // a retry: the outcome is the same whatever the timing.)
+    std::thread::sleep(std::time::Duration::from_millis(120));
+    let c = ctx("implement", Some("coder"), "settle");
+    f.call(
+        "workspace.write",
+        json!({"path": "b.txt", "content": "ss"}),
+        &c,
+    )
+    .await
+    .unwrap();
+    std::fs::write(files.join("a.txt"), "late 77").unwrap();
+    let c = ctx("implement", Some("coder"), "late");
+    f.call(
+        "workspace.write",
+        json!({"path": "b.txt", "content": "tt"}),
+        &c,
+    )
+    .await
+    .unwrap();
+    assert_eq!(head(&f)[0], ("a.txt".into(), "late 77".into()));
+    by_hand_then(&f, "write b.txt");
+
+    // Another file in its place (a new inode), with the same size and times.
+    let old = std::fs::metadata(files.join("a.txt")).unwrap();
+    std::fs::write(files.join("new.tmp"), "swap 99").unwrap();
+    let swapped = std::fs::File::options()
+        .write(true)
+        .open(files.join("new.tmp"))
+        .unwrap();
+    swapped
+        .set_times(
+            std::fs::FileTimes::new()
+                .set_modified(old.modified().unwrap())
+                .set_accessed(old.accessed().unwrap()),
+        )
+        .unwrap();
+    drop(swapped);
+    std::fs::rename(files.join("new.tmp"), files.join("a.txt")).unwrap();
+    let c = ctx("implement", Some("coder"), "c1");
+    f.call(
+        "workspace.write",
+        json!({"path": "c.txt", "content": "c"}),
+        &c,
+    )
+    .await
+    .unwrap();
+    assert_eq!(head(&f)[0], ("a.txt".into(), "swap 99".into()));
+    by_hand_then(&f, "create c.txt");
+
+    // The workspace deleted and made again: a new history, from the files written since.
+    std::fs::remove_dir_all(f.all.dir_of(RUN)).unwrap();
+    let c = ctx("implement", Some("coder"), "d1");
+    let out = f
+        .call(
+            "workspace.write",
+            json!({"path": "b.txt", "content": "00"}),
+            &c,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["created"], true, "{out}");
+    assert_eq!(head(&f), vec![("b.txt".to_string(), "00".to_string())]);
+    let ws = f.all.existing(RUN).unwrap().unwrap();
+    assert_eq!(ws.log().unwrap().len(), 1);
+    assert_eq!(
+        ws.commit_of_key("a1").unwrap(),
+        None,
+        "a key of the old history"
+    );
+    assert!(ws.commit_of_key("d1").unwrap().is_some());
+    assert!(ws.diff(None).unwrap().contains("+00"));
 }

@@ -117,6 +117,50 @@ pub struct Entry {
     pub bytes: u64,
     /// A file with an execute bit (kept in the history as mode 100755).
     pub executable: bool,
+    /// A file's metadata when it was listed (the default for anything else).
+    pub stamp: Stamp,
+}
+
+/// A file's metadata, as git's index keeps it: while it is the same, the file was not
+/// changed (any write or metadata change sets the change time to the current time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mode: u32,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+/// How long after a file's last change its stamp is trusted: change times come from the
+/// kernel's coarse clock (one tick, up to 10 ms), so two writes within a tick can leave the
+/// same stamp. A file hashed this soon after its change is hashed again next time.
+const RACY_NS: i128 = 50_000_000;
+
+impl Stamp {
+    fn of(st: &rustix::fs::Stat) -> Stamp {
+        Stamp {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mode: st.st_mode,
+            mtime: (st.st_mtime, st.st_mtime_nsec as i64),
+            ctime: (st.st_ctime, st.st_ctime_nsec as i64),
+        }
+    }
+
+    /// Whether a file with this stamp, read at `now`, had stopped changing: its last change is
+    /// more than a clock tick older (see [`RACY_NS`]), so any later change gives it another
+    /// stamp.
+    pub fn settled(&self, now: std::time::SystemTime) -> bool {
+        let Ok(now) = now.duration_since(std::time::UNIX_EPOCH) else {
+            return false;
+        };
+        let ns = |(s, n): (i64, i64)| i128::from(s) * 1_000_000_000 + i128::from(n);
+        let changed = ns(self.ctime).max(ns(self.mtime));
+        self != &Stamp::default() && changed + RACY_NS < now.as_nanos() as i128
+    }
 }
 
 /// What [`Root::walk`] found: at most its limit of entries, and whether that was all.
@@ -329,6 +373,7 @@ impl Root {
                         kind: Kind::Dir,
                         bytes: 0,
                         executable: false,
+                        stamp: Stamp::default(),
                     });
                     let sub = open_dir(&fd, &name, &path, false)?;
                     if !self.walk_into(sub, &path, out, limit)? {
@@ -343,6 +388,7 @@ impl Root {
                         kind: Kind::File,
                         bytes: st.st_size as u64,
                         executable: st.st_mode & 0o111 != 0,
+                        stamp: Stamp::of(&st),
                     });
                 }
                 _ => out.push(Entry {
@@ -350,6 +396,7 @@ impl Root {
                     kind: Kind::Other,
                     bytes: 0,
                     executable: false,
+                    stamp: Stamp::default(),
                 }),
             }
         }
@@ -378,6 +425,53 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let r = Root::create(&t.path().join("files")).unwrap();
         (t, r)
+    }
+
+    /// A stamp is trusted only once its file's last change is more than a clock tick old: a
+    /// change within the same tick would leave the same stamp.
+    #[test]
+    fn a_stamp_settles_a_tick_after_the_files_last_change() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+        let t = 1_796_000_000_000u64;
+        let stamp = |mtime_ms: u64, ctime_ms: u64| Stamp {
+            dev: 1,
+            ino: 2,
+            size: 3,
+            mode: 0o100644,
+            mtime: (
+                (mtime_ms / 1000) as i64,
+                ((mtime_ms % 1000) * 1_000_000) as i64,
+            ),
+            ctime: (
+                (ctime_ms / 1000) as i64,
+                ((ctime_ms % 1000) * 1_000_000) as i64,
+            ),
+        };
+        assert!(stamp(t, t).settled(at(t + 51)));
+        assert!(!stamp(t, t).settled(at(t + 50)), "within the racy window");
+        assert!(!stamp(t, t).settled(at(t + 4)), "the same tick");
+        assert!(
+            !stamp(t - 1000, t).settled(at(t + 10)),
+            "changed lately, whatever its mtime"
+        );
+        assert!(
+            !stamp(t + 5000, t).settled(at(t + 100)),
+            "an mtime in the future"
+        );
+        assert!(!Stamp::default().settled(at(t)), "not a file's stamp");
+        let (_t, r) = root();
+        r.write("a.txt", b"abc").unwrap();
+        let e = r.walk("", 10).unwrap().entries.remove(0);
+        assert_eq!((e.stamp.size, e.stamp.mode & 0o170000), (3, 0o100000));
+        assert!(
+            !e.stamp.settled(std::time::SystemTime::now()),
+            "just written"
+        );
+        assert!(
+            e.stamp
+                .settled(std::time::SystemTime::now() + Duration::from_secs(1))
+        );
     }
 
     #[test]

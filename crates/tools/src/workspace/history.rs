@@ -3,11 +3,13 @@
 //! through the workspace tools is a commit whose message names the run, the step, the agent
 //! and the call's idempotency key; a retried call finds its commit and is not applied twice.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use git2::{Commit, DiffFormat, IndexEntry, IndexTime, Oid, Repository, Signature, Tree};
 
-use super::fs::{Entry, Kind, Refused, Root};
+use super::fs::{Entry, Kind, Refused, Root, Stamp};
 
 mod patch;
 
@@ -123,17 +125,65 @@ pub struct Change {
     pub time_ms: i64,
 }
 
+/// What a process remembers of a workspace between calls, so that a call neither opens its
+/// repository again nor reads and hashes files that did not change since they were hashed
+/// (the git index's idea). Only ever a shortcut: the files and the history on disk decide,
+/// whatever another process did to them.
+#[derive(Default)]
+pub struct Memo {
+    /// The repository, opened once (its configuration read once), and the identity of its
+    /// directory then: a workspace deleted and made again is opened again.
+    repo: Option<(Repository, RepoId)>,
+    known: Known,
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memo")
+            .field("open", &self.repo.is_some())
+            .field("blobs", &self.known.blobs.len())
+            .field("keys", &self.known.keys.len())
+            .finish()
+    }
+}
+
+/// A repository directory's device, inode and birth time: another directory made in its place
+/// has another (an inode number alone can be reused).
+type RepoId = (u64, u64, Option<std::time::SystemTime>);
+
+/// A file of a tree: path, mode, blob.
+type Row = (String, u32, Oid);
+
+#[derive(Default)]
+struct Known {
+    /// path → the stamp the file had when it was hashed, and its blob; only files whose stamp
+    /// had settled (see [`Stamp::settled`]).
+    blobs: HashMap<String, (Stamp, Oid)>,
+    /// The last tree written, and what it holds: (path, mode, blob) in path order.
+    tree: Option<(Vec<Row>, Oid)>,
+    /// The idempotency keys of the commits up to `keys_at`, each with its newest commit.
+    keys: HashMap<String, Oid>,
+    keys_at: Option<Oid>,
+}
+
 /// A run's workspace: `files/` and `history.git` under one directory.
 #[derive(Debug, Clone)]
 pub struct Workspace {
     dir: PathBuf,
     files: Root,
     limits: Limits,
+    memo: Arc<Mutex<Memo>>,
 }
 
 impl Workspace {
     /// The workspace in `dir`, made when missing.
     pub fn open(dir: &Path, limits: Limits) -> Result<Self, Error> {
+        Self::open_with(dir, limits, Arc::default())
+    }
+
+    /// [`Workspace::open`], remembering what it learns in `memo` for the next call (see
+    /// [`Memo`]; [`super::Workspaces`] keeps one per run).
+    pub fn open_with(dir: &Path, limits: Limits, memo: Arc<Mutex<Memo>>) -> Result<Self, Error> {
         let files = Root::create(&dir.join("files"))?;
         let repo = dir.join("history.git");
         if !repo.exists() {
@@ -156,11 +206,14 @@ impl Workspace {
                     )));
                 }
             }
+            // Nothing remembered of a workspace that was here before holds for this one.
+            *memo.lock().unwrap_or_else(|p| p.into_inner()) = Memo::default();
         }
         Ok(Self {
             dir: dir.to_path_buf(),
             files,
             limits,
+            memo,
         })
     }
 
@@ -177,8 +230,30 @@ impl Workspace {
         self.limits
     }
 
-    fn repo(&self) -> Result<Repository, Error> {
-        Repository::open_bare(self.dir.join("history.git")).map_err(history)
+    /// Runs `f` with the repository (opened once per memo) and what is known of it, one call
+    /// at a time.
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Repository, &mut Known) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let path = self.dir.join("history.git");
+        let id: RepoId = std::fs::metadata(&path)
+            .map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (m.dev(), m.ino(), m.created().ok())
+            })
+            .map_err(|e| Error::History(format!("{}: {e}", path.display())))?;
+        let mut memo = self.memo.lock().unwrap_or_else(|p| p.into_inner());
+        let repo = match memo.repo.take() {
+            Some((repo, was)) if was == id => repo,
+            _ => {
+                memo.known = Known::default();
+                Repository::open_bare(&path).map_err(history)?
+            }
+        };
+        let out = f(&repo, &mut memo.known);
+        memo.repo = Some((repo, id));
+        out
     }
 
     fn head(repo: &Repository) -> Result<Option<Commit<'_>>, Error> {
@@ -205,36 +280,71 @@ impl Workspace {
         Ok(listing.entries)
     }
 
-    /// The tree of the files as they are now (symlinks and special files are not kept).
-    fn tree_now(&self, repo: &Repository) -> Result<Oid, Error> {
+    /// The tree of the files as they are now (symlinks and special files are not kept). A
+    /// file whose stamp is the one it had when it was hashed is not read again.
+    fn tree_now(&self, repo: &Repository, known: &mut Known) -> Result<Oid, Error> {
         let entries = self.entries(self.limits.max_entries)?;
-        let mut index = git2::Index::new().map_err(history)?;
+        let now = std::time::SystemTime::now();
+        let mut blobs = HashMap::with_capacity(known.blobs.len());
+        let mut rows = Vec::with_capacity(entries.len());
         for e in entries.iter().filter(|e| e.kind == Kind::File) {
-            let bytes = self.files.read(&e.path, self.limits.max_total_bytes)?;
+            let id = match known.blobs.get(&e.path) {
+                Some((stamp, id)) if *stamp == e.stamp => *id,
+                _ => {
+                    let bytes = self.files.read(&e.path, self.limits.max_total_bytes)?;
+                    repo.blob(&bytes).map_err(history)?
+                }
+            };
+            if e.stamp.settled(now) {
+                blobs.insert(e.path.clone(), (e.stamp, id));
+            }
+            let mode = if e.executable { 0o100755 } else { 0o100644 };
+            rows.push((e.path.clone(), mode, id));
+        }
+        known.blobs = blobs;
+        if let Some((last, tree)) = &known.tree
+            && *last == rows
+            && repo.odb().map_err(history)?.exists(*tree)
+        {
+            return Ok(*tree);
+        }
+        let mut index = git2::Index::new().map_err(history)?;
+        for (path, mode, id) in &rows {
             let entry = IndexEntry {
                 ctime: IndexTime::new(0, 0),
                 mtime: IndexTime::new(0, 0),
                 dev: 0,
                 ino: 0,
-                mode: if e.executable { 0o100755 } else { 0o100644 },
+                mode: *mode,
                 uid: 0,
                 gid: 0,
-                file_size: bytes.len() as u32,
-                id: repo.blob(&bytes).map_err(history)?,
+                file_size: 0,
+                id: *id,
                 flags: 0,
                 flags_extended: 0,
-                path: e.path.as_bytes().to_vec(),
+                path: path.as_bytes().to_vec(),
             };
             index.add(&entry).map_err(history)?;
         }
-        index.write_tree_to(repo).map_err(history)
+        let tree = index.write_tree_to(repo).map_err(history)?;
+        known.tree = Some((rows, tree));
+        Ok(tree)
     }
 
     /// Commits the files as they are, when they differ from the last commit; the commit.
     pub fn snapshot(&self, author: &Author, summary: &str) -> Result<Option<String>, Error> {
-        let repo = self.repo()?;
-        let tree = self.tree_now(&repo)?;
-        let head = Self::head(&repo)?;
+        self.with(|repo, known| self.snapshot_in(repo, known, author, summary))
+    }
+
+    fn snapshot_in(
+        &self,
+        repo: &Repository,
+        known: &mut Known,
+        author: &Author,
+        summary: &str,
+    ) -> Result<Option<String>, Error> {
+        let tree = self.tree_now(repo, known)?;
+        let head = Self::head(repo)?;
         let unchanged = match &head {
             Some(h) => h.tree_id() == tree,
             // Nothing to record before the first file.
@@ -274,17 +384,18 @@ impl Workspace {
 
     /// The history, oldest first.
     pub fn log(&self) -> Result<Vec<Change>, Error> {
-        let repo = self.repo()?;
-        Ok(Self::commits(&repo)?
-            .iter()
-            .map(|c| Change {
-                commit: c.id().to_string(),
-                step: trailer(c, "Baton-Step"),
-                agent: trailer(c, "Baton-Agent"),
-                summary: c.summary().unwrap_or_default().to_string(),
-                time_ms: c.time().seconds() * 1000,
-            })
-            .collect())
+        self.with(|repo, _| {
+            Ok(Self::commits(repo)?
+                .iter()
+                .map(|c| Change {
+                    commit: c.id().to_string(),
+                    step: trailer(c, "Baton-Step"),
+                    agent: trailer(c, "Baton-Agent"),
+                    summary: c.summary().unwrap_or_default().to_string(),
+                    time_ms: c.time().seconds() * 1000,
+                })
+                .collect())
+        })
     }
 
     /// The commit a call with idempotency key `key` made, if it made one.
@@ -292,12 +403,46 @@ impl Workspace {
         if key.is_empty() {
             return Ok(None);
         }
-        let repo = self.repo()?;
-        Ok(Self::commits(&repo)?
-            .iter()
-            .rev()
-            .find(|c| trailer(c, "Baton-Key").as_deref() == Some(key))
-            .map(|c| c.id().to_string()))
+        self.with(|repo, known| Self::key_commit(repo, known, key))
+    }
+
+    /// [`Workspace::commit_of_key`]: the keys of the commits made since the last look are
+    /// read, not the whole history again.
+    fn key_commit(
+        repo: &Repository,
+        known: &mut Known,
+        key: &str,
+    ) -> Result<Option<String>, Error> {
+        if key.is_empty() {
+            return Ok(None);
+        }
+        let head = Self::head(repo)?.map(|c| c.id());
+        if known.keys_at != head {
+            let mut walk = repo.revwalk().map_err(history)?;
+            if let Some(head) = head {
+                walk.push(head).map_err(history)?;
+            }
+            match (head, known.keys_at) {
+                // (Not knowing `at` any more is not going on from it.)
+                (Some(head), Some(at)) if repo.graph_descendant_of(head, at).unwrap_or(false) => {
+                    walk.hide(at).map_err(history)?;
+                }
+                // A history that does not go on from the one read: read it all.
+                _ => known.keys.clear(),
+            }
+            walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::REVERSE)
+                .map_err(history)?;
+            for id in walk {
+                let id = id.map_err(history)?;
+                let c = repo.find_commit(id).map_err(history)?;
+                if let Some(k) = trailer(&c, "Baton-Key") {
+                    // Oldest first: the newest commit of a key is the one kept.
+                    known.keys.insert(k, id);
+                }
+            }
+            known.keys_at = head;
+        }
+        Ok(known.keys.get(key).map(Oid::to_string))
     }
 
     /// The unified diff from `from` to `to` (`None`: the empty tree, and the last commit).
@@ -321,20 +466,21 @@ impl Workspace {
 
     /// What `step` changed (all its commits together), or the whole run's changes.
     pub fn diff(&self, step: Option<&str>) -> Result<String, Error> {
-        let repo = self.repo()?;
-        let commits = Self::commits(&repo)?;
-        let Some(step) = step else {
-            let last = commits
-                .last()
-                .map(|c| c.tree())
-                .transpose()
-                .map_err(history)?;
-            return Self::diff_trees(&repo, None, last.as_ref());
-        };
-        let (before, after) = Self::span(&commits, step)?;
-        let before = before.map(|c| c.tree()).transpose().map_err(history)?;
-        let after = after.tree().map_err(history)?;
-        Self::diff_trees(&repo, before.as_ref(), Some(&after))
+        self.with(|repo, _| {
+            let commits = Self::commits(repo)?;
+            let Some(step) = step else {
+                let last = commits
+                    .last()
+                    .map(|c| c.tree())
+                    .transpose()
+                    .map_err(history)?;
+                return Self::diff_trees(repo, None, last.as_ref());
+            };
+            let (before, after) = Self::span(&commits, step)?;
+            let before = before.map(|c| c.tree()).transpose().map_err(history)?;
+            let after = after.tree().map_err(history)?;
+            Self::diff_trees(repo, before.as_ref(), Some(&after))
+        })
     }
 
     /// The commit before `step`'s first change (`None`: the start) and its last change.
@@ -373,19 +519,24 @@ impl Workspace {
     /// Puts the files back as they were before `step`'s first change, as a new commit (the
     /// history keeps everything); the commit, if anything changed.
     pub fn rollback_before(&self, step: &str, author: &Author) -> Result<Option<String>, Error> {
-        self.snapshot(
-            &author.before_call(),
-            "changes made outside the workspace tools",
-        )?;
-        let repo = self.repo()?;
-        let commits = Self::commits(&repo)?;
-        let (before, _) = Self::span(&commits, step)?;
-        let tree = before.map(|c| c.tree()).transpose().map_err(history)?;
-        self.restore(&repo, tree.as_ref())?;
-        self.snapshot(
-            author,
-            &format!("rollback: the files as before step {step}"),
-        )
+        self.with(|repo, known| {
+            self.snapshot_in(
+                repo,
+                known,
+                &author.before_call(),
+                "changes made outside the workspace tools",
+            )?;
+            let commits = Self::commits(repo)?;
+            let (before, _) = Self::span(&commits, step)?;
+            let tree = before.map(|c| c.tree()).transpose().map_err(history)?;
+            self.restore(repo, tree.as_ref())?;
+            self.snapshot_in(
+                repo,
+                known,
+                author,
+                &format!("rollback: the files as before step {step}"),
+            )
+        })
     }
 
     /// Makes the files exactly `tree` (`None`: empty).
@@ -434,100 +585,101 @@ impl Workspace {
     /// resumed run): when the last commit is that key's, the files go back to its parent, so
     /// that the command's effect on the workspace is applied once. Whether they went back.
     pub fn undo_key(&self, key: &str) -> Result<bool, Error> {
-        let repo = self.repo()?;
-        let Some(head) = Self::head(&repo)? else {
-            return Ok(false);
-        };
-        if key.is_empty() || trailer(&head, "Baton-Key").as_deref() != Some(key) {
-            return Ok(false);
-        }
-        let parent = match head.parent(0) {
-            Ok(p) => Some(p.tree().map_err(history)?),
-            Err(_) => None,
-        };
-        self.restore(&repo, parent.as_ref())?;
-        Ok(true)
+        self.with(|repo, _| {
+            let Some(head) = Self::head(repo)? else {
+                return Ok(false);
+            };
+            if key.is_empty() || trailer(&head, "Baton-Key").as_deref() != Some(key) {
+                return Ok(false);
+            }
+            let parent = match head.parent(0) {
+                Ok(p) => Some(p.tree().map_err(history)?),
+                Err(_) => None,
+            };
+            self.restore(repo, parent.as_ref())?;
+            Ok(true)
+        })
     }
 
     /// Commits what a sandboxed command left in the files. Symbolic links and special
     /// files it made are removed (they are never kept); when it left a file or a workspace
     /// over the limits, the files go back to the last commit and the error names the file.
     pub fn commit_command(&self, author: &Author, summary: &str) -> Result<Committed, Error> {
-        let repo = self.repo()?;
-        let head = Self::head(&repo)?;
-        let listing = self.files.walk("", self.limits.max_entries)?;
-        let mut problem = None;
-        if !listing.complete {
-            problem = Some(format!(
-                "the command left more than {} files and directories in the workspace",
-                self.limits.max_entries
-            ));
-        }
-        let files = || listing.entries.iter().filter(|e| e.kind == Kind::File);
-        if let Some(big) = files().find(|e| e.bytes > self.limits.max_file_bytes) {
-            problem = Some(format!(
-                "the command left `{}` of {} bytes, more than the {} a file may hold",
-                big.path, big.bytes, self.limits.max_file_bytes
-            ));
-        }
-        let total: u64 = files().map(|e| e.bytes).sum();
-        if total > self.limits.max_total_bytes {
-            problem = Some(format!(
-                "the command left {total} bytes of files, more than the workspace's {}",
-                self.limits.max_total_bytes
-            ));
-        }
-        if let Some(p) = problem {
-            let tree = head
+        self.with(|repo, known| {
+            let head = Self::head(repo)?;
+            let listing = self.files.walk("", self.limits.max_entries)?;
+            let mut problem = None;
+            if !listing.complete {
+                problem = Some(format!(
+                    "the command left more than {} files and directories in the workspace",
+                    self.limits.max_entries
+                ));
+            }
+            let files = || listing.entries.iter().filter(|e| e.kind == Kind::File);
+            if let Some(big) = files().find(|e| e.bytes > self.limits.max_file_bytes) {
+                problem = Some(format!(
+                    "the command left `{}` of {} bytes, more than the {} a file may hold",
+                    big.path, big.bytes, self.limits.max_file_bytes
+                ));
+            }
+            let total: u64 = files().map(|e| e.bytes).sum();
+            if total > self.limits.max_total_bytes {
+                problem = Some(format!(
+                    "the command left {total} bytes of files, more than the workspace's {}",
+                    self.limits.max_total_bytes
+                ));
+            }
+            if let Some(p) = problem {
+                let tree = head
+                    .as_ref()
+                    .map(|c| c.tree())
+                    .transpose()
+                    .map_err(history)?;
+                self.restore(repo, tree.as_ref())?;
+                return Err(Error::Limit(format!(
+                    "{p}; the workspace's files are back as they were before the command"
+                )));
+            }
+            let mut dropped = Vec::new();
+            for e in listing.entries.iter().filter(|e| e.kind == Kind::Other) {
+                self.files.remove(&e.path)?;
+                dropped.push(e.path.clone());
+            }
+            let before = head
                 .as_ref()
                 .map(|c| c.tree())
                 .transpose()
                 .map_err(history)?;
-            self.restore(&repo, tree.as_ref())?;
-            return Err(Error::Limit(format!(
-                "{p}; the workspace's files are back as they were before the command"
-            )));
-        }
-        let mut dropped = Vec::new();
-        for e in listing.entries.iter().filter(|e| e.kind == Kind::Other) {
-            self.files.remove(&e.path)?;
-            dropped.push(e.path.clone());
-        }
-        let before = head
-            .as_ref()
-            .map(|c| c.tree())
-            .transpose()
-            .map_err(history)?;
-        let commit = match self.snapshot(author, summary)? {
-            Some(c) => Some(c),
-            // Run again after `undo_key`, to the same files: the first try's commit.
-            None => self
-                .commit_of_key(&author.key)?
-                .filter(|c| head.as_ref().is_some_and(|h| h.id().to_string() == *c)),
-        };
-        let changed = match &commit {
-            Some(c) => {
-                let c = repo
-                    .find_commit(Oid::from_str(c).map_err(history)?)
-                    .map_err(history)?;
-                let parent = match c.parent(0) {
-                    Ok(p) => Some(p.tree().map_err(history)?),
-                    Err(_) => None,
-                };
-                let after = c.tree().map_err(history)?;
-                let from = if before.as_ref().map(|t| t.id()) == Some(after.id()) {
-                    parent
-                } else {
-                    before
-                };
-                Self::changed_paths(&repo, from.as_ref(), &after)?
-            }
-            None => Vec::new(),
-        };
-        Ok(Committed {
-            commit,
-            changed,
-            dropped,
+            let commit = match self.snapshot_in(repo, known, author, summary)? {
+                Some(c) => Some(c),
+                // Run again after `undo_key`, to the same files: the first try's commit.
+                None => Self::key_commit(repo, known, &author.key)?
+                    .filter(|c| head.as_ref().is_some_and(|h| h.id().to_string() == *c)),
+            };
+            let changed = match &commit {
+                Some(c) => {
+                    let c = repo
+                        .find_commit(Oid::from_str(c).map_err(history)?)
+                        .map_err(history)?;
+                    let parent = match c.parent(0) {
+                        Ok(p) => Some(p.tree().map_err(history)?),
+                        Err(_) => None,
+                    };
+                    let after = c.tree().map_err(history)?;
+                    let from = if before.as_ref().map(|t| t.id()) == Some(after.id()) {
+                        parent
+                    } else {
+                        before
+                    };
+                    Self::changed_paths(repo, from.as_ref(), &after)?
+                }
+                None => Vec::new(),
+            };
+            Ok(Committed {
+                commit,
+                changed,
+                dropped,
+            })
         })
     }
 
@@ -557,71 +709,73 @@ impl Workspace {
     /// The files of the last commit (path, content), in path order, with the commit; at
     /// most `max_files` files (`complete` false when there were more).
     pub fn head_files(&self, max_files: usize) -> Result<HeadFiles, Error> {
-        let repo = self.repo()?;
-        let Some(head) = Self::head(&repo)? else {
-            return Ok(HeadFiles::default());
-        };
-        let tree = head.tree().map_err(history)?;
-        let mut out = HeadFiles {
-            commit: Some(head.id().to_string()),
-            files: Vec::new(),
-            complete: true,
-        };
-        let mut failed = None;
-        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-            if entry.kind() != Some(git2::ObjectType::Blob) {
-                return git2::TreeWalkResult::Ok;
-            }
-            if out.files.len() >= max_files {
-                out.complete = false;
-                return git2::TreeWalkResult::Abort;
-            }
-            match repo.find_blob(entry.id()) {
-                Ok(b) => {
-                    let path = format!("{dir}{}", entry.name().unwrap_or_default());
-                    out.files.push((path, b.content().to_vec()));
-                    git2::TreeWalkResult::Ok
+        self.with(|repo, _| {
+            let Some(head) = Self::head(repo)? else {
+                return Ok(HeadFiles::default());
+            };
+            let tree = head.tree().map_err(history)?;
+            let mut out = HeadFiles {
+                commit: Some(head.id().to_string()),
+                files: Vec::new(),
+                complete: true,
+            };
+            let mut failed = None;
+            tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+                if entry.kind() != Some(git2::ObjectType::Blob) {
+                    return git2::TreeWalkResult::Ok;
                 }
-                Err(e) => {
-                    failed = Some(history(e));
-                    git2::TreeWalkResult::Abort
+                if out.files.len() >= max_files {
+                    out.complete = false;
+                    return git2::TreeWalkResult::Abort;
                 }
+                match repo.find_blob(entry.id()) {
+                    Ok(b) => {
+                        let path = format!("{dir}{}", entry.name().unwrap_or_default());
+                        out.files.push((path, b.content().to_vec()));
+                        git2::TreeWalkResult::Ok
+                    }
+                    Err(e) => {
+                        failed = Some(history(e));
+                        git2::TreeWalkResult::Abort
+                    }
+                }
+            })
+            .or_else(|e| {
+                if out.complete && failed.is_none() {
+                    Err(history(e))
+                } else {
+                    Ok(())
+                }
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
             }
+            out.files.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(out)
         })
-        .or_else(|e| {
-            if out.complete && failed.is_none() {
-                Err(history(e))
-            } else {
-                Ok(())
-            }
-        })?;
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        out.files.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
     }
 
     /// Copies the files of the last commit into `dest` (which must not exist or be empty);
     /// the number of files.
     pub fn export(&self, dest: &Path) -> Result<usize, Error> {
-        if dest.exists()
-            && std::fs::read_dir(dest)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(true)
-        {
-            return Err(Error::Refused(Refused::Path {
-                path: dest.display().to_string(),
-                reason: "exists and is not empty: give a new or empty directory".into(),
-            }));
-        }
-        let out = Root::create(dest)?;
-        let repo = self.repo()?;
-        let Some(head) = Self::head(&repo)? else {
-            return Ok(0);
-        };
-        let tree = head.tree().map_err(history)?;
-        Ok(write_tree(&repo, &tree, &out)?.len())
+        self.with(|repo, _| {
+            if dest.exists()
+                && std::fs::read_dir(dest)
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(true)
+            {
+                return Err(Error::Refused(Refused::Path {
+                    path: dest.display().to_string(),
+                    reason: "exists and is not empty: give a new or empty directory".into(),
+                }));
+            }
+            let out = Root::create(dest)?;
+            let Some(head) = Self::head(repo)? else {
+                return Ok(0);
+            };
+            let tree = head.tree().map_err(history)?;
+            Ok(write_tree(repo, &tree, &out)?.len())
+        })
     }
 }
 

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-pub use history::{Author, Change, Committed, HeadFiles, Limits, Workspace};
+pub use history::{Author, Change, Committed, HeadFiles, Limits, Memo, Workspace};
 
 use crate::{Effects, Error, Tool, ToolContext, ToolSpec};
 
@@ -30,7 +30,12 @@ pub struct Workspaces {
     root: PathBuf,
     limits: Limits,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// What is known of the workspaces used lately (see [`Memo`]), at most [`MEMOS`].
+    memos: Mutex<HashMap<String, Arc<Mutex<Memo>>>>,
 }
+
+/// How many workspaces' memos are kept: those of runs in flight, and some finished ones.
+const MEMOS: usize = 64;
 
 impl Workspaces {
     pub fn new(root: impl Into<PathBuf>, limits: Limits) -> Arc<Self> {
@@ -38,6 +43,7 @@ impl Workspaces {
             root: root.into(),
             limits,
             locks: Mutex::default(),
+            memos: Mutex::default(),
         })
     }
 
@@ -55,7 +61,16 @@ impl Workspaces {
         if run.is_empty() || !run.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             return Err(history::Error::NotFound(format!("`{run}` is not a run id")));
         }
-        Workspace::open(&self.dir_of(run), self.limits)
+        Workspace::open_with(&self.dir_of(run), self.limits, self.memo_of(run))
+    }
+
+    fn memo_of(&self, run: &str) -> Arc<Mutex<Memo>> {
+        let mut all = self.memos.lock().unwrap_or_else(|p| p.into_inner());
+        if all.len() >= MEMOS && !all.contains_key(run) {
+            // Those no call is using go (each is only a shortcut).
+            all.retain(|_, m| Arc::strong_count(m) > 1);
+        }
+        all.entry(run.to_string()).or_default().clone()
     }
 
     /// Run `run`'s workspace if it has one.
@@ -348,6 +363,7 @@ impl WorkspaceTool {
                     kind: fs::Kind::File,
                     bytes: 0,
                     executable: false,
+                    stamp: fs::Stamp::default(),
                 }],
                 complete: true,
             }

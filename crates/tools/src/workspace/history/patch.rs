@@ -6,87 +6,87 @@ impl Workspace {
     /// Applies a unified diff (no fuzz: every hunk's context must be where it says); the
     /// paths it changed, with `added`, `modified`, `deleted` or `renamed`.
     pub fn apply_patch(&self, patch: &str) -> Result<Vec<(String, &'static str)>, Error> {
-        let repo = self.repo()?;
-        let base = match Self::head(&repo)? {
-            Some(c) => c.tree().map_err(history)?,
-            None => {
-                let empty = repo
-                    .treebuilder(None)
-                    .and_then(|b| b.write())
-                    .map_err(history)?;
-                repo.find_tree(empty).map_err(history)?
-            }
-        };
-        let text = normalise_patch(patch)?;
-        let diff = git2::Diff::from_buffer(text.as_bytes())
-            .map_err(|e| Error::Patch(format!("not a unified diff: {}", e.message())))?;
-        let index = repo
-            .apply_to_tree(&base, &diff, None)
-            .map_err(|e| Error::Patch(format!("the patch does not apply: {}", e.message())))?;
-        let mut planned: Vec<(String, Option<Vec<u8>>, bool, &'static str)> = Vec::new();
-        for delta in diff.deltas() {
-            let new = delta
-                .new_file()
-                .path()
-                .map(|p| p.to_string_lossy().into_owned());
-            let old = delta
-                .old_file()
-                .path()
-                .map(|p| p.to_string_lossy().into_owned());
-            for p in new.iter().chain(old.iter()) {
-                crate::workspace::fs::words(p)?;
-            }
-            match delta.status() {
-                git2::Delta::Deleted => {
-                    if let Some(old) = old {
-                        planned.push((old, None, false, "deleted"));
-                    }
-                }
-                status => {
-                    let Some(path) = new else { continue };
-                    let entry = index.get_path(Path::new(&path), 0).ok_or_else(|| {
-                        Error::Patch(format!("the patch leaves no file at `{path}`"))
-                    })?;
-                    let blob = repo.find_blob(entry.id).map_err(history)?;
-                    let what = match status {
-                        git2::Delta::Added => "added",
-                        git2::Delta::Renamed => "renamed",
-                        _ => "modified",
-                    };
-                    if status == git2::Delta::Renamed
-                        && let Some(old) = old.filter(|o| *o != path)
-                    {
-                        planned.push((old, None, false, "deleted"));
-                    }
-                    let exec = entry.mode == 0o100755;
-                    planned.push((path, Some(blob.content().to_vec()), exec, what));
-                }
-            }
-        }
-        // Checked before anything is written: the patch applies whole or not at all.
-        let max = self.limits.max_file_bytes;
-        if let Some((p, b)) = planned
-            .iter()
-            .find_map(|(p, b, _, _)| b.as_ref().filter(|b| b.len() as u64 > max).map(|b| (p, b)))
-        {
-            return Err(Error::Limit(format!(
-                "the patch makes `{p}` {} bytes, more than the {max} a file may hold",
-                b.len()
-            )));
-        }
-        let mut changed = Vec::new();
-        for (path, bytes, exec, what) in planned {
-            match bytes {
+        self.with(|repo, _| {
+            let base = match Self::head(repo)? {
+                Some(c) => c.tree().map_err(history)?,
                 None => {
-                    self.files.remove(&path)?;
+                    let empty = repo
+                        .treebuilder(None)
+                        .and_then(|b| b.write())
+                        .map_err(history)?;
+                    repo.find_tree(empty).map_err(history)?
                 }
-                Some(b) => {
-                    self.files.write_mode(&path, &b, Some(exec))?;
+            };
+            let text = normalise_patch(patch)?;
+            let diff = git2::Diff::from_buffer(text.as_bytes())
+                .map_err(|e| Error::Patch(format!("not a unified diff: {}", e.message())))?;
+            let index = repo
+                .apply_to_tree(&base, &diff, None)
+                .map_err(|e| Error::Patch(format!("the patch does not apply: {}", e.message())))?;
+            let mut planned: Vec<(String, Option<Vec<u8>>, bool, &'static str)> = Vec::new();
+            for delta in diff.deltas() {
+                let new = delta
+                    .new_file()
+                    .path()
+                    .map(|p| p.to_string_lossy().into_owned());
+                let old = delta
+                    .old_file()
+                    .path()
+                    .map(|p| p.to_string_lossy().into_owned());
+                for p in new.iter().chain(old.iter()) {
+                    crate::workspace::fs::words(p)?;
+                }
+                match delta.status() {
+                    git2::Delta::Deleted => {
+                        if let Some(old) = old {
+                            planned.push((old, None, false, "deleted"));
+                        }
+                    }
+                    status => {
+                        let Some(path) = new else { continue };
+                        let entry = index.get_path(Path::new(&path), 0).ok_or_else(|| {
+                            Error::Patch(format!("the patch leaves no file at `{path}`"))
+                        })?;
+                        let blob = repo.find_blob(entry.id).map_err(history)?;
+                        let what = match status {
+                            git2::Delta::Added => "added",
+                            git2::Delta::Renamed => "renamed",
+                            _ => "modified",
+                        };
+                        if status == git2::Delta::Renamed
+                            && let Some(old) = old.filter(|o| *o != path)
+                        {
+                            planned.push((old, None, false, "deleted"));
+                        }
+                        let exec = entry.mode == 0o100755;
+                        planned.push((path, Some(blob.content().to_vec()), exec, what));
+                    }
                 }
             }
-            changed.push((path, what));
-        }
-        Ok(changed)
+            // Checked before anything is written: the patch applies whole or not at all.
+            let max = self.limits.max_file_bytes;
+            if let Some((p, b)) = planned.iter().find_map(|(p, b, _, _)| {
+                b.as_ref().filter(|b| b.len() as u64 > max).map(|b| (p, b))
+            }) {
+                return Err(Error::Limit(format!(
+                    "the patch makes `{p}` {} bytes, more than the {max} a file may hold",
+                    b.len()
+                )));
+            }
+            let mut changed = Vec::new();
+            for (path, bytes, exec, what) in planned {
+                match bytes {
+                    None => {
+                        self.files.remove(&path)?;
+                    }
+                    Some(b) => {
+                        self.files.write_mode(&path, &b, Some(exec))?;
+                    }
+                }
+                changed.push((path, what));
+            }
+            Ok(changed)
+        })
     }
 }
 
