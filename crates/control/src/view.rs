@@ -54,14 +54,15 @@ pub fn step_details(evs: &[EventRecord]) -> Vec<StepDetail> {
     let mut index: HashMap<&str, usize> = HashMap::new();
     // When each step's current attempt started: a parent (parallel, map, group) reports no
     // duration of its own, so its row shows its span, from its start to its end.
+    // An attempt that ends without having started (past its `max_visits`, a loop stopped as a
+    // runaway before its next visit) took no time.
     let mut started: HashMap<&str, i64> = HashMap::new();
-    let span = |started: &HashMap<&str, i64>, step: &str, d: u64, at: i64| {
+    let span = |started: &mut HashMap<&str, i64>, step: &str, d: u64, at: i64| {
+        let from = started.remove(step);
         if d > 0 {
             return d;
         }
-        started
-            .get(step)
-            .map_or(0, |s| u64::try_from(at - s).unwrap_or(0))
+        from.map_or(0, |s| u64::try_from(at - s).unwrap_or(0))
     };
     for e in evs {
         let mut output = None;
@@ -84,7 +85,7 @@ pub fn step_details(evs: &[EventRecord]) -> Vec<StepDetail> {
                 (
                     step,
                     "succeeded",
-                    span(&started, step, *duration_ms, e.at_ms),
+                    span(&mut started, step, *duration_ms, e.at_ms),
                     *usage,
                 )
             }
@@ -106,7 +107,12 @@ pub fn step_details(evs: &[EventRecord]) -> Vec<StepDetail> {
                 };
                 error = Some(err.clone());
                 ended = true;
-                (step, s, span(&started, step, *duration_ms, e.at_ms), *usage)
+                (
+                    step,
+                    s,
+                    span(&mut started, step, *duration_ms, e.at_ms),
+                    *usage,
+                )
             }
             Event::StepCancelled { step } => {
                 ended = true;

@@ -247,3 +247,65 @@ fn ambiguity_resolution_tool_calls_and_prompts_are_read_from_the_log() {
     assert!(ambiguities(&evs).is_empty());
     assert!(step_trace(run, &evs, "a").unwrap().ambiguous.is_none());
 }
+
+/// A looped step's last visit refused past its `max_visits` never started: it adds no time
+/// (it added the whole loop's, from its previous start).
+#[test]
+fn a_visit_refused_before_it_started_takes_no_time() {
+    let started = |seq, at, visit| {
+        rec(
+            seq,
+            at,
+            Event::StepStarted {
+                step: "round".into(),
+                attempt: 1,
+                visit,
+                key: format!("k{visit}"),
+            },
+        )
+    };
+    let done = |seq, at| {
+        rec(
+            seq,
+            at,
+            Event::StepSucceeded {
+                step: "round".into(),
+                output: Value::Null,
+                next: None,
+                duration_ms: 0,
+                usage: Usage::default(),
+            },
+        )
+    };
+    let evs = vec![
+        started(1, 100, 1),
+        done(2, 102),
+        started(3, 5_000, 2),
+        done(4, 5_003),
+        rec(
+            5,
+            60_000,
+            Event::StepFailed {
+                step: "round".into(),
+                attempt: 1,
+                error: StepError {
+                    kind: baton_types::StepErrorKind::MaxVisits,
+                    message: "past its max_visits".into(),
+                    retryable: false,
+                    sandbox: None,
+                },
+                retry_in_ms: None,
+                recovered: true,
+                next: Some("gave_up".into()),
+                duration_ms: 0,
+                usage: Usage::default(),
+            },
+        ),
+    ];
+    let rows = step_rows(&evs);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].status, rows[0].duration_ms),
+        ("failed (continued)", 5)
+    );
+}
