@@ -48,6 +48,8 @@ enum Kind {
 struct Clock {
     origin: Instant,
     spans: Arc<Mutex<Vec<(Kind, f64, f64)>>>,
+    /// Each call of a tool that is neither the model nor a sandbox: (tool, ms).
+    by_tool: Arc<Mutex<Vec<(Arc<str>, f64)>>>,
 }
 
 impl Clock {
@@ -55,6 +57,7 @@ impl Clock {
         Clock {
             origin: Instant::now(),
             spans: Arc::new(Mutex::new(Vec::new())),
+            by_tool: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -71,7 +74,23 @@ impl Clock {
     }
 
     fn take(&self) -> Vec<(Kind, f64, f64)> {
+        std::mem::take(&mut *self.by_tool.lock().unwrap_or_else(|p| p.into_inner()));
         std::mem::take(&mut *self.spans.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The calls of other tools since the last [`Clock::take`]: ms per tool, summed (calls in
+    /// parallel branches each count whole), largest first.
+    fn by_tool(&self) -> Vec<(Arc<str>, f64)> {
+        let calls = self.by_tool.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sums: Vec<(Arc<str>, f64)> = Vec::new();
+        for (name, ms) in calls.iter() {
+            match sums.iter_mut().find(|(n, _)| n == name) {
+                Some((_, sum)) => *sum += ms,
+                None => sums.push((name.clone(), *ms)),
+            }
+        }
+        sums.sort_by(|a, b| b.1.total_cmp(&a.1));
+        sums
     }
 }
 
@@ -150,6 +169,7 @@ impl ModelResolver for TimedModels {
 
 struct TimedTool {
     inner: Arc<dyn Tool>,
+    name: Arc<str>,
     clock: Clock,
     kind: Kind,
 }
@@ -161,12 +181,21 @@ impl Tool for TimedTool {
     }
 
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<Value, baton_tools::Error> {
-        let _span = Span {
+        let span = Span {
             clock: self.clock.clone(),
             kind: self.kind,
             start: self.clock.now(),
         };
-        self.inner.call(args, ctx).await
+        let out = self.inner.call(args, ctx).await;
+        if self.kind == Kind::Tool {
+            let ms = (self.clock.now() - span.start) * 1000.0;
+            self.clock
+                .by_tool
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((self.name.clone(), ms));
+        }
+        out
     }
 }
 
@@ -260,6 +289,7 @@ fn control_in(dir: &TempDir, clock: &Clock) -> anyhow::Result<baton_control::Con
             };
             tools.register(Arc::new(TimedTool {
                 inner: t,
+                name: name.into(),
                 clock: clock.clone(),
                 kind,
             }));
@@ -281,6 +311,8 @@ pub async fn app(workflow: &Path, runs: usize) -> anyhow::Result<()> {
     let (mut walls, mut orch, mut pcts, mut models, mut sandboxes, mut replays) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut other_tools = vec![];
+    // Per tool, the run with the median other-tools time's figures.
+    let mut per_run_tools: Vec<Vec<(Arc<str>, f64)>> = vec![];
     let clock = Clock::new();
     let caller = baton_control::Caller::local();
     for _ in 0..runs {
@@ -332,6 +364,7 @@ pub async fn app(workflow: &Path, runs: usize) -> anyhow::Result<()> {
                 st.error.as_deref().unwrap_or("(no error)")
             );
         }
+        per_run_tools.push(clock.by_tool());
         let s = split(&windows, &clock.take());
         walls.push(s.wall);
         orch.push(s.wall - s.external);
@@ -354,6 +387,17 @@ pub async fn app(workflow: &Path, runs: usize) -> anyhow::Result<()> {
         }
     }
     let n = walls.len();
+    let tools_ms: serde_json::Map<String, Value> = {
+        let mut order: Vec<usize> = (0..other_tools.len()).collect();
+        order.sort_by(|&a, &b| other_tools[a].total_cmp(&other_tools[b]));
+        order
+            .get(order.len() / 2)
+            .map(|&i| &per_run_tools[i])
+            .into_iter()
+            .flatten()
+            .map(|(name, ms)| (name.to_string(), json!(round(*ms, 3))))
+            .collect()
+    };
     let rss = crate::cmd_bench::peak_rss_mb();
     outln!(
         "{}",
@@ -377,6 +421,7 @@ pub async fn app(workflow: &Path, runs: usize) -> anyhow::Result<()> {
             "peak_rss_mb": round(rss, 1),
             "percent_of_run": round(median(pcts), 3),
             "other_tools_ms": round(median(other_tools), 3),
+            "tools_ms": tools_ms,
         })
     );
     report("app_team_replay", replays, None);

@@ -14,10 +14,9 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::Db;
 use common::serve::serve_with;
@@ -175,39 +174,18 @@ const WRAPPER: &str = r#"curl() { command curl -w '%{stderr}\n@@curl %{method} %
 
 /// Runs `script` in bash from the repository's root with `$BASE` and `$KEY` set.
 fn run_shell(script: &str, base: &str, key: &str) -> Outcome {
-    let mut child = Command::new("bash")
-        .arg("-c")
-        .arg(format!("{WRAPPER}\n{script}"))
-        .current_dir(root())
-        .env("BASE", base)
-        .env("KEY", key)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        out.read_to_string(&mut s).unwrap();
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        err.read_to_string(&mut s).unwrap();
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("a request did not end within 60 s:\n{script}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let stdout = reader.join().unwrap();
-    let stderr = err_reader.join().unwrap();
+    let o = common::output_within(
+        Command::new("bash")
+            .arg("-c")
+            .arg(format!("{WRAPPER}\n{script}"))
+            .current_dir(root())
+            .env("BASE", base)
+            .env("KEY", key),
+        Duration::from_secs(60),
+    )
+    .unwrap_or_else(|| panic!("a request did not end within 60 s:\n{script}"));
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     let transfers = stderr
         .lines()
         .filter_map(|l| l.strip_prefix("@@curl "))

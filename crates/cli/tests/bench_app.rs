@@ -59,6 +59,19 @@ fn the_app_workload_splits_a_recorded_run_and_replays_it() {
         "{orch}"
     );
     assert!(f(orch, "other_tools_ms") <= f(orch, "median_ms"), "{orch}");
+    // Other tools, each named: the coder wrote files, the scanner scanned.
+    let tools = orch["tools_ms"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{orch}"));
+    for t in ["workspace.write", "security.scan"] {
+        assert!(
+            tools
+                .get(t)
+                .and_then(Value::as_f64)
+                .is_some_and(|ms| ms > 0.0),
+            "{t}: {orch}"
+        );
+    }
     // The replay (identical, or the workload fails) is timed.
     assert!(f(replay, "median_ms") > 0.0, "{replay}");
 }
