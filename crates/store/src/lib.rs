@@ -7,6 +7,7 @@
 
 pub mod agents;
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 pub mod team_memory;
 pub mod tenancy;
