@@ -34,6 +34,7 @@ use crate::{
 
 mod agents;
 mod schema;
+mod team_memory;
 mod tenancy;
 
 pub use schema::{MIGRATIONS, Migration, MigrationStatus};

@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "agent registry",
         sql: super::agents::MIGRATION,
     },
+    Migration {
+        version: 4,
+        name: "team memory: semantic memories and workflow keys",
+        sql: super::team_memory::MIGRATION,
+    },
 ];
 
 /// The newest schema this build knows.
