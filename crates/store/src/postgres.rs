@@ -36,6 +36,7 @@ mod agents;
 mod schema;
 mod team_memory;
 mod tenancy;
+mod webhooks;
 
 pub use schema::{MIGRATIONS, Migration, MigrationStatus};
 

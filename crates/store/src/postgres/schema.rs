@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "team memory: semantic memories and workflow keys",
         sql: super::team_memory::MIGRATION,
     },
+    Migration {
+        version: 5,
+        name: "webhooks: inbound hooks, subscriptions, outbox, deliveries",
+        sql: super::webhooks::MIGRATION,
+    },
 ];
 
 /// The newest schema this build knows.

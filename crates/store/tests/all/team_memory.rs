@@ -348,8 +348,10 @@ async fn postgres_concurrent_cas_increments_from_two_processes_end_at_their_coun
         return;
     };
     let open = || baton_store::postgres::PostgresStore::open(&url);
-    let stores: [Arc<dyn TeamMemory>; 2] =
-        [Arc::new(open().await.unwrap()), Arc::new(open().await.unwrap())];
+    let stores: [Arc<dyn TeamMemory>; 2] = [
+        Arc::new(open().await.unwrap()),
+        Arc::new(open().await.unwrap()),
+    ];
     let tasks: Vec<_> = (0..100)
         .map(|i| tokio::spawn(increment(stores[i % 2].clone(), i)))
         .collect();
@@ -357,7 +359,11 @@ async fn postgres_concurrent_cas_increments_from_two_processes_end_at_their_coun
         t.await.unwrap();
     }
     let acme: TenantId = "acme".parse().unwrap();
-    let end = stores[0].kv_get(&acme, "w", "counter").await.unwrap().unwrap();
+    let end = stores[0]
+        .kv_get(&acme, "w", "counter")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((end.value, end.version), (json!(100), 100));
     let history = stores[1].kv_history(&acme, "w", "counter").await.unwrap();
     assert_eq!(
