@@ -24,6 +24,7 @@ mod webhooks;
 mod write;
 
 use schema::migrate;
+pub use schema::{SCHEMA_VERSION, schema_version};
 use write::{write_group, writer_loop};
 
 /// How hard a commit is pushed to disk.
