@@ -212,3 +212,42 @@ fn bad_postgres_urls_are_named() {
         );
     }
 }
+
+/// `baton serve` on PostgreSQL: the first start prints the admin key, a run started through the
+/// API finishes, and the CLI (another process) reads it from the same database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_postgres_runs_what_the_api_starts() {
+    let Some(url) = baton_test_support::postgres::database("serve on postgres (CLI)") else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let home_path = home.path().to_path_buf();
+    let s = common::serve::serve_on(std::ffi::OsStr::new(&url), |c| {
+        c.env("BATON_HOME", &home_path);
+    });
+    let key = s.key.clone().expect("the first start prints an admin key");
+    let base = format!("http://{}", s.addr);
+    let http = reqwest::Client::new();
+    let source = "version: 1\nname: echo\nsteps:\n  - { id: a, tool: echo, with: { text: hi } }\n";
+    let r = http
+        .post(format!("{base}/api/v1/runs"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({ "source": source }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let shown = on(&url, home.path(), &["runs", "show", &id, "--json"]);
+        if json(&shown)["status"] == "succeeded" {
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "{}", text(&shown));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -275,6 +275,7 @@ fn start() -> Result<Server, String> {
     let script = format!(
         "'{pg}' -D '{data}' -p {port} -h 127.0.0.1 -k '{dir}' -c fsync=off \
          -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 \
+         -c shared_buffers=16MB \
          >'{dir}/log' 2>&1 & p=$!; cat >/dev/null; kill -INT $p; wait $p; rm -rf '{dir}'",
         pg = bin.join("postgres").display(),
         data = data.display(),
