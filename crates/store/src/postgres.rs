@@ -283,13 +283,14 @@ async fn lock_run(
     tx: &deadpool_postgres::Transaction<'_>,
     id: &str,
 ) -> Result<Option<(i64, Option<String>, Option<i64>, String)>> {
-    let row = tx
-        .query_opt(
+    // Every append and lease renewal starts here: prepared once per connection.
+    let st = tx
+        .prepare_cached(
             "SELECT last_seq, owner, lease_until_ms, status FROM runs WHERE id = $1 FOR UPDATE",
-            &[&id],
         )
         .await
         .map_err(pg_err)?;
+    let row = tx.query_opt(&st, &[&id]).await.map_err(pg_err)?;
     row.map(|r| {
         Ok((
             r.try_get(0).map_err(pg_err)?,
@@ -331,12 +332,13 @@ impl PostgresStore {
             });
         }
         let lease = i64::try_from(lease_ms).unwrap_or(i64::MAX / 2);
-        tx.execute(
-            "UPDATE runs SET owner = $2, lease_until_ms = $3 WHERE id = $1",
-            &[&id, &owner, &now.saturating_add(lease)],
-        )
-        .await
-        .map_err(pg_err)?;
+        let st = tx
+            .prepare_cached("UPDATE runs SET owner = $2, lease_until_ms = $3 WHERE id = $1")
+            .await
+            .map_err(pg_err)?;
+        tx.execute(&st, &[&id, &owner, &now.saturating_add(lease)])
+            .await
+            .map_err(pg_err)?;
         tx.commit().await.map_err(pg_err)
     }
 }

@@ -228,14 +228,18 @@ fn template(bin: &Path, ids: Option<(u32, u32)>) -> Result<PathBuf, String> {
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     chown_tree(&tmp, ids)?;
-    run(
+    let made = run(
         as_server_user(ids.is_some(), &bin.join("initdb"))
             .arg("-D")
             .arg(&tmp)
             .args(["-A", "trust", "-U", "baton", "-E", "UTF8", "--no-sync"])
             .args(["--locale", "C"]),
         "initdb",
-    )?;
+    );
+    if made.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    made?;
     // Another process may have made it meanwhile: theirs is as good.
     if std::fs::rename(&tmp, &dir).is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
