@@ -486,9 +486,12 @@ fn header_lines(
     if let Some(f) = &detail.forked_from {
         out.push(format!("forked    from run {} at event {}", f.run, f.seq));
     }
-    out.push(format!(
-        "durable   {durability} (resume --durability changes it)"
-    ));
+    let durability = durability.to_string();
+    out.push(if durability == "server" {
+        "durable   server (the PostgreSQL server's synchronous_commit)".to_string()
+    } else {
+        format!("durable   {durability} (resume --durability changes it)")
+    });
     out.push(format!("inputs    {}", rec.inputs));
     out
 }

@@ -67,6 +67,13 @@ fn hello_runs_on_postgres_and_runs_list_and_show_see_it() {
     assert_eq!(shown["status"], "succeeded");
     assert_eq!(shown["durability"], "server");
     assert_eq!(shown["steps"][0]["step"], "greet");
+    let plain = on(&url, home.path(), &["runs", "show", &id]);
+    ok(&plain);
+    assert!(
+        String::from_utf8_lossy(&plain.stdout).contains("durable   server (the PostgreSQL"),
+        "{}",
+        text(&plain)
+    );
     // By unique prefix too, and through BATON_DB instead of --db.
     let o = baton()
         .env("BATON_HOME", home.path())
