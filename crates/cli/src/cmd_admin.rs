@@ -210,7 +210,7 @@ pub async fn keys(cmd: KeysCmd) -> anyhow::Result<i32> {
                 }
             };
             let expires_at_ms = expires.as_deref().map(parse_expiry).transpose()?;
-            let control = wiring::control(db.db.as_deref())?;
+            let control = wiring::control(db.db.as_deref()).await?;
             let k = control
                 .create_key(
                     &Caller::local(),
@@ -228,7 +228,7 @@ pub async fn keys(cmd: KeysCmd) -> anyhow::Result<i32> {
         }
         KeysCmd::List { json, db } => list_keys(json, db).await,
         KeysCmd::Revoke { id, db } => {
-            let control = wiring::control(db.db.as_deref())?;
+            let control = wiring::control(db.db.as_deref()).await?;
             let k = control.revoke_key(&Caller::local(), &id).await?;
             outln!("revoked key {} (tenant {}, {})", k.id, k.tenant, k.role);
             Ok(EXIT_OK)
@@ -237,7 +237,7 @@ pub async fn keys(cmd: KeysCmd) -> anyhow::Result<i32> {
 }
 
 async fn list_keys(json: bool, db: DbArgs) -> anyhow::Result<i32> {
-    let control = wiring::control(db.db.as_deref())?;
+    let control = wiring::control(db.db.as_deref()).await?;
     let tenants = match db.tenant_id()? {
         Some(t) => vec![t],
         None => all_tenants(&control).await?,
@@ -293,13 +293,13 @@ async fn all_tenants(control: &Control) -> anyhow::Result<Vec<TenantId>> {
 pub async fn tenants(cmd: TenantsCmd) -> anyhow::Result<i32> {
     match cmd {
         TenantsCmd::Create { id, name, db } => {
-            let control = wiring::control(db.db.as_deref())?;
+            let control = wiring::control(db.db.as_deref()).await?;
             let t = control.create_tenant(&Caller::local(), &id, name).await?;
             outln!("created tenant {}", t.id);
             Ok(EXIT_OK)
         }
         TenantsCmd::List { json, db } => {
-            let control = wiring::control(db.db.as_deref())?;
+            let control = wiring::control(db.db.as_deref()).await?;
             let ts = control.list_tenants(&Caller::local()).await?;
             if json {
                 outln!("{}", serde_json::to_string_pretty(&ts)?);
@@ -448,7 +448,7 @@ pub async fn audit(cmd: AuditCmd) -> anyhow::Result<i32> {
             json,
             db,
         } => {
-            let control = wiring::control(db.db.as_deref())?;
+            let control = wiring::control(db.db.as_deref()).await?;
             let q = AuditQuery {
                 after,
                 limit,
@@ -488,7 +488,7 @@ pub async fn audit(cmd: AuditCmd) -> anyhow::Result<i32> {
             Ok(EXIT_OK)
         }
         AuditCmd::Verify { db } => {
-            let control = wiring::control(db.db.as_deref())?;
+            let control = wiring::control(db.db.as_deref()).await?;
             let tenants = match db.tenant_id()? {
                 Some(t) => vec![t],
                 None => all_tenants(&control).await?,

@@ -269,12 +269,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// A fresh run log in `dir` with the host's tools and models, the sandbox tools and the models
 /// timed on `clock` (scripted models answer each reply once per process: one per run).
 fn control_in(dir: &TempDir, clock: &Clock) -> anyhow::Result<baton_control::Control> {
-    let store = crate::wiring::open_store(
-        Some(&dir.0.join("bench.db")),
+    let store = crate::wiring::open_sqlite(
+        &dir.0.join("bench.db"),
         baton_store::sqlite::Durability::Process,
     )?;
-    let memory = crate::wiring::memory_on(store.clone())?;
-    let mut services = crate::wiring::services_with(store.clone(), memory.clone())?;
+    let memory = crate::wiring::memory_on(&store)?;
+    let mut services = crate::wiring::services_with(&store, memory.clone())?;
     services.models = Arc::new(TimedModels {
         inner: services.models.clone(),
         clock: clock.clone(),
@@ -297,7 +297,7 @@ fn control_in(dir: &TempDir, clock: &Clock) -> anyhow::Result<baton_control::Con
     }
     services.tools = Arc::new(tools);
     let policy = crate::wiring::webhook_policy(&[])?;
-    Ok(crate::wiring::control_with(store, services, policy).with_memory(memory))
+    Ok(crate::wiring::control_with(&store, services, policy).with_memory(memory))
 }
 
 /// `baton bench app`: `runs` recorded runs of `workflow`, each then replayed.

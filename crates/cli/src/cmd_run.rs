@@ -29,9 +29,10 @@ pub const EXIT_BUDGET: i32 = 4;
 
 #[derive(Args, Clone, Debug)]
 pub struct DbArgs {
-    /// The run log (SQLite). Default: $BATON_DB, else ~/.local/share/baton/baton.db.
-    #[arg(long, global = true, value_name = "PATH")]
-    pub db: Option<PathBuf>,
+    /// The run log: a SQLite file, or a PostgreSQL database as a `postgres://` URL. Default:
+    /// $BATON_DB, else ~/.local/share/baton/baton.db.
+    #[arg(long, global = true, value_name = "PATH|URL")]
+    pub db: Option<String>,
     /// The tenant to act in (default: `default`; `keys list` and `audit verify`: every tenant).
     #[arg(long, global = true, value_name = "TENANT")]
     pub tenant: Option<String>,
@@ -56,7 +57,7 @@ impl DbArgs {
 
     /// The use cases over `--db`, and the local admin acting in `--tenant`.
     pub async fn open(&self) -> anyhow::Result<(Control, Caller)> {
-        let control = crate::wiring::control(self.db.as_deref())?;
+        let control = crate::wiring::control(self.db.as_deref()).await?;
         let caller = self.caller(&control).await?;
         Ok((control, caller))
     }
@@ -321,8 +322,8 @@ pub(crate) fn report_invalid(e: baton_control::Error) -> anyhow::Result<i32> {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
-    let store = wiring::open_store(args.db.db.as_deref(), args.durability.into())?;
-    let control = wiring::control_on(store)?;
+    let store = wiring::open_store(args.db.db.as_deref(), args.durability.into()).await?;
+    let control = wiring::control_on(&store)?;
     let caller = args.db.caller(&control).await?;
     let w = match control
         .load_workflow(&caller, WorkflowSource::File(args.file.clone()))
@@ -387,12 +388,23 @@ pub(crate) async fn control_for_run(
     run: &str,
     change: Option<DurabilityArg>,
 ) -> anyhow::Result<(Control, RunRecord)> {
-    let store = wiring::open_store(db.db.as_deref(), Durability::Process)?;
-    let control = wiring::control_on(store.clone())?;
+    let store = wiring::open_store(db.db.as_deref(), Durability::Process).await?;
+    let control = wiring::control_on(&store)?;
     let rec = control
         .find_run(&db.caller(&control).await?, run)
         .await
         .map_err(|e| run_error(e, run))?;
+    let store = match store {
+        wiring::Store::Sqlite(s) => s,
+        wiring::Store::Postgres(_) => {
+            if change.is_some() {
+                bail!(
+                    "--durability applies to SQLite files: a PostgreSQL database commits as its server is configured (synchronous_commit)"
+                );
+            }
+            return Ok((control, rec));
+        }
+    };
     let kept = store.run_durability(rec.id)?.unwrap_or_default();
     let want = change.map(Durability::from).unwrap_or(kept);
     if want != kept {
@@ -403,7 +415,7 @@ pub(crate) async fn control_for_run(
     }
     drop(control);
     drop(store);
-    let control = wiring::control_on(wiring::open_store(db.db.as_deref(), want)?)?;
+    let control = wiring::control_on(&wiring::open_store(db.db.as_deref(), want).await?)?;
     Ok((control, rec))
 }
 

@@ -373,14 +373,14 @@ async fn list(
 }
 
 async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
-    let store = wiring::open_store(db.db.as_deref(), Durability::Process)?;
-    let control = wiring::control_on(store.clone())?;
+    let store = wiring::open_store(db.db.as_deref(), Durability::Process).await?;
+    let control = wiring::control_on(&store)?;
     let detail = control
         .run_detail(&db.caller(&control).await?, &run)
         .await
         .map_err(|e| run_error(e, &run))?;
     let rec = &detail.run;
-    let durability = store.run_durability(rec.id)?.unwrap_or_default().as_str();
+    let durability = store.run_durability(rec.id)?.unwrap_or("process");
     let rows = detail.rows();
     let sandboxed = &detail.sandbox;
     if json {
@@ -486,9 +486,12 @@ fn header_lines(
     if let Some(f) = &detail.forked_from {
         out.push(format!("forked    from run {} at event {}", f.run, f.seq));
     }
-    out.push(format!(
-        "durable   {durability} (resume --durability changes it)"
-    ));
+    let durability = durability.to_string();
+    out.push(if durability == "server" {
+        "durable   server (the PostgreSQL server's synchronous_commit)".to_string()
+    } else {
+        format!("durable   {durability} (resume --durability changes it)")
+    });
     out.push(format!("inputs    {}", rec.inputs));
     out
 }

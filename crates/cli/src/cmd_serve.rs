@@ -167,10 +167,11 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
     let store = crate::wiring::open_store(
         args.db.db.as_deref(),
         baton_store::sqlite::Durability::Process,
-    )?;
-    let memory = crate::wiring::memory_on(store.clone())?;
-    let services = crate::wiring::services_with(store.clone(), memory.clone())?;
-    let mut control = crate::wiring::control_with(store, services, policy).with_memory(memory);
+    )
+    .await?;
+    let memory = crate::wiring::memory_on(&store)?;
+    let services = crate::wiring::services_with(&store, memory.clone())?;
+    let mut control = crate::wiring::control_with(&store, services, policy).with_memory(memory);
     let sink = traces
         .as_deref()
         .map(crate::otlp::OtlpSink::start)

@@ -14,6 +14,7 @@ mod cmd_agents;
 mod cmd_bench;
 mod cmd_bench_app;
 mod cmd_bench_embed;
+mod cmd_db;
 mod cmd_debugger;
 mod cmd_fork;
 mod cmd_memory;
@@ -106,6 +107,9 @@ enum Command {
     /// Webhooks signatures).
     #[command(subcommand)]
     Webhooks(cmd_webhooks::WebhooksCmd),
+    /// The database: `db status` (backend, schema, pending migrations), `db migrate`.
+    #[command(subcommand)]
+    Db(cmd_db::DbCmd),
 }
 
 fn main() -> ExitCode {
@@ -143,6 +147,7 @@ fn main() -> ExitCode {
             Command::Audit(cmd) => cmd_admin::audit(cmd).await,
             Command::Webhooks(cmd) => cmd_webhooks::webhooks(cmd).await,
             Command::Approvals(args) => cmd_admin::approvals(args).await,
+            Command::Db(cmd) => cmd_db::db(cmd).await,
         }
     });
     match code {

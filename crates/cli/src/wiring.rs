@@ -9,10 +9,12 @@ use baton_control::webhooks::{AddressPolicy, Cidr};
 use baton_engine::Services;
 use baton_llm::Providers;
 use baton_memory::{Embeddings, Memory};
-use baton_store::RunStore;
+use baton_store::postgres::PostgresStore;
 use baton_store::sqlite::{Durability, SqliteStore};
+use baton_store::{RunStore, TeamMemory, TenantStore, WebhookStore};
 use baton_tools::Registry;
 use baton_tools::workspace::{Limits, Workspaces};
+use baton_types::RunId;
 
 /// Where Baton keeps its data: `$BATON_HOME`, else `$XDG_DATA_HOME/baton`, else
 /// `~/.local/share/baton`.
@@ -29,21 +31,96 @@ pub fn data_dir() -> PathBuf {
     home.join(".local/share/baton")
 }
 
-/// The database path: `--db`, else `$BATON_DB`, else `<data dir>/baton.db`.
-pub fn db_path(flag: Option<&Path>) -> PathBuf {
+/// The database: `--db`, else `$BATON_DB`, else `<data dir>/baton.db`. A `postgres://` (or
+/// `postgresql://`) URL names a PostgreSQL database; anything else is a SQLite file.
+pub fn db_target(flag: Option<&str>) -> String {
     match flag {
-        Some(p) => p.to_path_buf(),
-        None => std::env::var_os("BATON_DB")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| data_dir().join("baton.db")),
+        Some(p) => p.to_string(),
+        None => std::env::var("BATON_DB")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| data_dir().join("baton.db").display().to_string()),
     }
 }
 
-pub fn open_store(db: Option<&Path>, durability: Durability) -> anyhow::Result<Arc<SqliteStore>> {
-    let path = db_path(db);
-    let store = SqliteStore::open(&path, durability)
+/// An open store, SQLite or PostgreSQL: the same traits over either.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PostgresStore>),
+}
+
+impl Store {
+    pub fn runs(&self) -> Arc<dyn RunStore> {
+        match self {
+            Self::Sqlite(s) => s.clone(),
+            Self::Postgres(s) => s.clone(),
+        }
+    }
+
+    pub fn tenancy(&self) -> Arc<dyn TenantStore> {
+        match self {
+            Self::Sqlite(s) => s.clone(),
+            Self::Postgres(s) => s.clone(),
+        }
+    }
+
+    pub fn webhooks(&self) -> Arc<dyn WebhookStore> {
+        match self {
+            Self::Sqlite(s) => s.clone(),
+            Self::Postgres(s) => s.clone(),
+        }
+    }
+
+    pub fn team_memory(&self) -> Arc<dyn TeamMemory> {
+        match self {
+            Self::Sqlite(s) => s.clone(),
+            Self::Postgres(s) => s.clone(),
+        }
+    }
+
+    /// Where the runs' workspaces live: `workspaces/` beside a SQLite file; for PostgreSQL,
+    /// `<data dir>/workspaces` on this host.
+    fn workspaces_root(&self) -> PathBuf {
+        match self {
+            Self::Sqlite(s) => {
+                let db = std::path::absolute(s.path()).unwrap_or_else(|_| s.path().to_path_buf());
+                db.parent()
+                    .map_or_else(|| PathBuf::from("workspaces"), |d| d.join("workspaces"))
+            }
+            Self::Postgres(_) => data_dir().join("workspaces"),
+        }
+    }
+
+    /// The durability a run was started with, as `runs show` prints it (`None`: no such run).
+    /// PostgreSQL commits as its server is configured (`synchronous_commit`): `server`.
+    pub fn run_durability(&self, run: RunId) -> anyhow::Result<Option<&'static str>> {
+        match self {
+            Self::Sqlite(s) => Ok(s.run_durability(run)?.map(Durability::as_str)),
+            Self::Postgres(_) => Ok(Some("server")),
+        }
+    }
+}
+
+/// Opens the store `--db` names (see [`db_target`]), applying the migrations it lacks.
+/// `durability` is SQLite's; a PostgreSQL database commits as its server is configured.
+pub async fn open_store(db: Option<&str>, durability: Durability) -> anyhow::Result<Store> {
+    let target = db_target(db);
+    if baton_store::postgres::is_url(&target) {
+        // The error names the database (its password hidden).
+        let store = PostgresStore::open(&target)
+            .await
+            .context("opening the run log")?;
+        return Ok(Store::Postgres(Arc::new(store)));
+    }
+    open_sqlite(Path::new(&target), durability)
+}
+
+/// Opens (creating) the SQLite file at `path`.
+pub fn open_sqlite(path: &Path, durability: Durability) -> anyhow::Result<Store> {
+    let store = SqliteStore::open(path, durability)
         .with_context(|| format!("opening the run log {}", path.display()))?;
-    Ok(Arc::new(store))
+    Ok(Store::Sqlite(Arc::new(store)))
 }
 
 /// `--config PATH`, set once by `main` before any command runs.
@@ -72,9 +149,9 @@ pub fn providers() -> anyhow::Result<Providers> {
 
 /// Team memory over `store`, with the embedding model `[memory] embeddings` of baton.toml
 /// names (the built-in MiniLM by default, loaded on first use).
-pub fn memory_on(store: Arc<SqliteStore>) -> anyhow::Result<Arc<Memory>> {
+pub fn memory_on(store: &Store) -> anyhow::Result<Arc<Memory>> {
     let embeddings = crate::memory_config::embeddings(config_path())?;
-    Ok(Arc::new(Memory::new(store, embeddings)))
+    Ok(Arc::new(Memory::new(store.team_memory(), embeddings)))
 }
 
 /// The tools, for checking workflows only: the memory tools' specs over a store of their own
@@ -88,15 +165,13 @@ pub fn tools() -> Registry {
     )
 }
 
-/// The runs' workspaces of the database at `store`: `workspaces/` beside the database file,
-/// one per database path in this process (so the tools and the use cases share its locks).
-pub fn workspaces(store: &SqliteStore) -> Arc<Workspaces> {
+/// The runs' workspaces of the database at `store`: `workspaces/` beside a SQLite file
+/// (`<data dir>/workspaces` for PostgreSQL), one per folder in this process (so the tools and
+/// the use cases share its locks).
+pub fn workspaces(store: &Store) -> Arc<Workspaces> {
     static ALL: std::sync::Mutex<Vec<(PathBuf, Arc<Workspaces>)>> =
         std::sync::Mutex::new(Vec::new());
-    let db = std::path::absolute(store.path()).unwrap_or_else(|_| store.path().to_path_buf());
-    let root = db
-        .parent()
-        .map_or_else(|| PathBuf::from("workspaces"), |d| d.join("workspaces"));
+    let root = store.workspaces_root();
     let mut all = ALL.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((_, w)) = all.iter().find(|(r, _)| *r == root) {
         return w.clone();
@@ -133,10 +208,10 @@ pub fn tools_on(
 }
 
 /// The services over a store already open, the memory tools over `memory`.
-pub fn services_with(store: Arc<SqliteStore>, memory: Arc<Memory>) -> anyhow::Result<Services> {
+pub fn services_with(store: &Store, memory: Arc<Memory>) -> anyhow::Result<Services> {
     Ok(Services {
-        tools: Arc::new(tools_on(memory, store.clone(), workspaces(&store))),
-        store,
+        tools: Arc::new(tools_on(memory, store.runs(), workspaces(store))),
+        store: store.runs(),
         models: Arc::new(providers()?),
     })
 }
@@ -165,21 +240,21 @@ fn env_webhook_allow() -> Vec<String> {
 
 /// The use cases over a store already open, with these services (whose store it is) and
 /// webhooks sent only where `policy` allows.
-pub fn control_with(store: Arc<SqliteStore>, services: Services, policy: AddressPolicy) -> Control {
-    Control::new(services, store.clone())
-        .with_workspaces(workspaces(&store))
-        .with_webhooks(store, policy)
+pub fn control_with(store: &Store, services: Services, policy: AddressPolicy) -> Control {
+    Control::new(services, store.tenancy())
+        .with_workspaces(workspaces(store))
+        .with_webhooks(store.webhooks(), policy)
 }
 
 /// The use cases over a store already open.
-pub fn control_on(store: Arc<SqliteStore>) -> anyhow::Result<Control> {
-    let memory = memory_on(store.clone())?;
-    let services = services_with(store.clone(), memory.clone())?;
+pub fn control_on(store: &Store) -> anyhow::Result<Control> {
+    let memory = memory_on(store)?;
+    let services = services_with(store, memory.clone())?;
     let policy = webhook_policy(&env_webhook_allow())?;
     Ok(control_with(store, services, policy).with_memory(memory))
 }
 
 /// The use cases over the database `--db` names (default durability).
-pub fn control(db: Option<&Path>) -> anyhow::Result<Control> {
-    control_on(open_store(db, Durability::Process)?)
+pub async fn control(db: Option<&str>) -> anyhow::Result<Control> {
+    control_on(&open_store(db, Durability::Process).await?)
 }

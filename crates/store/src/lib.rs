@@ -1,5 +1,6 @@
 //! Baton's run log: the [`RunStore`] trait and its backends (`sqlite`, the embedded default,
-//! and `memory`, for benchmarks and tests that need no durability).
+//! `postgres`, a database shared by processes on several hosts, and `memory`, for benchmarks
+//! and tests that need no durability).
 //!
 //! A run is a row plus an append-only list of events and a latest checkpoint. `append` writes
 //! events, the run's new status and a checkpoint in one transaction: what the engine acts on is
@@ -7,6 +8,7 @@
 
 pub mod agents;
 pub mod memory;
+pub mod postgres;
 pub mod sqlite;
 pub mod team_memory;
 pub mod tenancy;

@@ -24,6 +24,7 @@ mod webhooks;
 mod write;
 
 use schema::migrate;
+pub use schema::{SCHEMA_VERSION, schema_version};
 use write::{write_group, writer_loop};
 
 /// How hard a commit is pushed to disk.
@@ -252,7 +253,7 @@ pub use crate::process_owner;
 
 /// Whether the process named by an owner string still runs. Owners on other hosts are
 /// assumed alive (their lease decides).
-fn owner_alive(owner: &str, host: &str) -> bool {
+pub(crate) fn owner_alive(owner: &str, host: &str) -> bool {
     match owner.rsplit_once(':') {
         Some((h, pid)) if h == host => match pid.parse::<u32>() {
             Ok(pid) => {
@@ -273,7 +274,7 @@ fn owner_alive(owner: &str, host: &str) -> bool {
 /// A stored `running` run that no live process holds (its owner died, or its lease ran out,
 /// or it was released mid-run) is reported as `interrupted`: nothing will move it until
 /// someone resumes it. The status column keeps `running`.
-fn live_status(
+pub(crate) fn live_status(
     status: RunStatus,
     owner: Option<&str>,
     lease_until_ms: Option<i64>,

@@ -12,6 +12,8 @@ use serde_json::json;
 
 #[path = "all/agents.rs"]
 mod agents;
+#[path = "all/postgres.rs"]
+mod postgres;
 #[path = "all/team_memory.rs"]
 mod team_memory;
 #[path = "all/webhooks.rs"]
@@ -243,6 +245,14 @@ async fn sqlite_conformance() {
 }
 
 #[tokio::test]
+async fn postgres_conformance() {
+    let Some(s) = postgres::store("postgres_conformance").await else {
+        return;
+    };
+    conformance(Arc::new(s)).await;
+}
+
+#[tokio::test]
 async fn sqlite_claims_follow_process_liveness_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("baton.db");
@@ -419,7 +429,11 @@ async fn runs_are_found_by_id_prefix() {
     let dir = tempfile::tempdir().unwrap();
     let sqlite: Arc<dyn RunStore> =
         Arc::new(SqliteStore::open(&dir.path().join("baton.db"), Durability::Process).unwrap());
-    for store in [sqlite, Arc::new(MemoryStore::new()) as Arc<dyn RunStore>] {
+    let mut stores = vec![sqlite, Arc::new(MemoryStore::new()) as Arc<dyn RunStore>];
+    if let Some(pg) = postgres::store("runs_are_found_by_id_prefix").await {
+        stores.push(Arc::new(pg));
+    }
+    for store in stores {
         let (a, b) = (new_run("wf", 1), new_run("wf", 2));
         let (ida, idb) = (a.id, b.id);
         store.create_run(a).await.unwrap();
@@ -923,6 +937,14 @@ async fn sqlite_tenancy_conformance() {
         SqliteStore::open(&dir.path().join("baton.db"), Durability::Process).unwrap(),
     ))
     .await;
+}
+
+#[tokio::test]
+async fn postgres_tenancy_conformance() {
+    let Some(s) = postgres::store("postgres_tenancy_conformance").await else {
+        return;
+    };
+    tenancy_conformance(Arc::new(s)).await;
 }
 
 /// A database of schema 3 (before tenants) opens: its runs belong to `default`, and the new

@@ -1,5 +1,6 @@
 //! test-support
 pub mod cassette_server;
+pub mod postgres;
 
 /// For tests that need something installed (a model file, a program): `Some(found)` when it is
 /// there; otherwise the test is skipped LOUDLY (`SKIPPED ...` on stdout and stderr, so nextest

@@ -32,10 +32,15 @@ pub fn serve(db: &Db) -> Server {
 /// As [`serve`], with the command changed by `setup` first (another directory, variables,
 /// more options).
 pub fn serve_with(db: &Db, setup: impl FnOnce(&mut Command)) -> Server {
+    serve_on(db.path().as_os_str(), setup)
+}
+
+/// As [`serve_with`], on the database `db` (a SQLite path or a `postgres://` URL).
+pub fn serve_on(db: &std::ffi::OsStr, setup: impl FnOnce(&mut Command)) -> Server {
     let mut cmd = baton();
     cmd.args(["serve", "--addr", "127.0.0.1:0", "--rate-limit", "off"])
         .arg("--db")
-        .arg(db.path());
+        .arg(db);
     setup(&mut cmd);
     let mut child = cmd
         .stdout(Stdio::piped())

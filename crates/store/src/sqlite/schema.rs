@@ -3,7 +3,8 @@
 
 use super::*;
 
-const SCHEMA_VERSION: i64 = 10;
+/// The newest schema this build knows (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 10;
 
 const MIGRATION_1: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -141,6 +142,23 @@ fn has_column(c: &Connection, table: &str, column: &str) -> Result<bool> {
     ))
     .and_then(|mut st| st.exists([column]))
     .map_err(db_err)
+}
+
+/// The schema version of the database at `path`, read without changing anything (`None`: no
+/// file there).
+pub fn schema_version(path: &Path) -> Result<Option<i64>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let open_err = |e: rusqlite::Error| Error::Open {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(open_err)?;
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map(Some)
+        .map_err(open_err)
 }
 
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {

@@ -160,3 +160,16 @@ async fn sqlite_registry_conformance() {
     let acme: TenantId = "acme".parse().unwrap();
     assert_eq!(s.agent_versions(&acme, "coder").await.unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn postgres_registry_conformance() {
+    let Some(url) = baton_test_support::postgres::database("postgres_registry_conformance") else {
+        return;
+    };
+    let open = || baton_store::postgres::PostgresStore::open(&url);
+    registry_conformance(Arc::new(open().await.unwrap())).await;
+    // Versions are there for another connection.
+    let s = open().await.unwrap();
+    let acme: TenantId = "acme".parse().unwrap();
+    assert_eq!(s.agent_versions(&acme, "coder").await.unwrap().len(), 3);
+}

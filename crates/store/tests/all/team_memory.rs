@@ -326,3 +326,48 @@ async fn sqlite_a_thousand_concurrent_cas_increments_end_at_a_thousand() {
         1000
     );
 }
+
+#[tokio::test]
+async fn postgres_team_memory_conformance() {
+    let Some(url) = baton_test_support::postgres::database("postgres_team_memory_conformance")
+    else {
+        return;
+    };
+    let store = baton_store::postgres::PostgresStore::open(&url)
+        .await
+        .unwrap();
+    semantic_conformance(&store).await;
+    kv_conformance(&store).await;
+}
+
+/// Compare-and-set holds across processes: two stores (each its own connections) increment
+/// one key 200 times together and end at 200, every version once in the history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_cas_increments_from_two_processes_end_at_their_count() {
+    let Some(url) = baton_test_support::postgres::database("postgres_concurrent_cas") else {
+        return;
+    };
+    let open = || baton_store::postgres::PostgresStore::open(&url);
+    let stores: [Arc<dyn TeamMemory>; 2] = [
+        Arc::new(open().await.unwrap()),
+        Arc::new(open().await.unwrap()),
+    ];
+    let tasks: Vec<_> = (0..100)
+        .map(|i| tokio::spawn(increment(stores[i % 2].clone(), i)))
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acme: TenantId = "acme".parse().unwrap();
+    let end = stores[0]
+        .kv_get(&acme, "w", "counter")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((end.value, end.version), (json!(100), 100));
+    let history = stores[1].kv_history(&acme, "w", "counter").await.unwrap();
+    assert_eq!(
+        history.iter().map(|e| e.version).collect::<Vec<_>>(),
+        (1..=100).collect::<Vec<_>>()
+    );
+}

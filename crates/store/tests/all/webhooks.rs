@@ -307,6 +307,58 @@ async fn sqlite_webhooks_conformance() {
     .await;
 }
 
+#[tokio::test]
+async fn postgres_webhooks_conformance() {
+    let Some(s) = super::postgres::store("postgres_webhooks_conformance").await else {
+        return;
+    };
+    webhooks_conformance(Arc::new(s)).await;
+}
+
+/// Two servers claiming due deliveries at once each get their own: none is claimed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_due_deliveries_are_claimed_once_across_processes() {
+    let Some(url) = baton_test_support::postgres::database("postgres_claim_due") else {
+        return;
+    };
+    let open = || baton_store::postgres::PostgresStore::open(&url);
+    let (a, b) = (
+        Arc::new(open().await.unwrap()),
+        Arc::new(open().await.unwrap()),
+    );
+    a.create_subscription(sub("sub_1", "default"))
+        .await
+        .unwrap();
+    let deliveries = (0..40)
+        .map(|i| NewDelivery {
+            id: format!("d{i:02}"),
+            subscription: "sub_1".into(),
+            tenant: tid("default"),
+            event_type: "run.succeeded".into(),
+            run_id: None,
+            seq: None,
+            payload: "{}".into(),
+            created_at_ms: 1,
+        })
+        .collect();
+    a.fan_out(Vec::new(), deliveries).await.unwrap();
+    let claim = |s: Arc<baton_store::postgres::PostgresStore>| async move {
+        let mut got = Vec::new();
+        loop {
+            let due = s.claim_due(10, 60_000, 3).await.unwrap();
+            if due.is_empty() {
+                return got;
+            }
+            got.extend(due.into_iter().map(|d| d.delivery.id));
+        }
+    };
+    let (x, y) = tokio::join!(tokio::spawn(claim(a)), tokio::spawn(claim(b)));
+    let mut all: Vec<String> = x.unwrap().into_iter().chain(y.unwrap()).collect();
+    all.sort();
+    let want: Vec<String> = (0..40).map(|i| format!("d{i:02}")).collect();
+    assert_eq!(all, want);
+}
+
 /// A database of schema 4 gains the webhook tables and the outbox trigger.
 #[tokio::test]
 async fn sqlite_migrates_a_version_4_database_to_webhooks() {
