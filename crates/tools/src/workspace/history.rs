@@ -196,7 +196,11 @@ impl Workspace {
                 std::process::id(),
                 MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             ));
-            Repository::init_bare(&aside).map_err(history)?;
+            // No template (hooks and samples copied from the host's git installation): Baton
+            // never runs hooks, and copying them was most of the time a new workspace took.
+            let mut opts = git2::RepositoryInitOptions::new();
+            opts.bare(true).external_template(false).mkpath(true);
+            Repository::init_opts(&aside, &opts).map_err(history)?;
             if let Err(e) = std::fs::rename(&aside, &repo) {
                 let _ = std::fs::remove_dir_all(&aside);
                 if !repo.is_dir() {
