@@ -191,8 +191,11 @@ async fn measure(threads: u32, auto: bool, model_path: Option<PathBuf>) -> Resul
     let mut pp = Vec::new();
     let mut setup = Vec::new();
     for _ in 0..=REPS {
+        // Each repetition evaluates the whole prompt, not the last one's cache.
+        loaded.forget_cache();
         let stats = engine::generate(&loaded, &tokens, &params(1, 0.0, true), &mut |_| true)?;
-        pp.push(PP as f64 / stats.prompt_eval_time.as_secs_f64());
+        let evaluated = stats.prompt_tokens - stats.cached_tokens;
+        pp.push(evaluated as f64 / stats.prompt_eval_time.as_secs_f64());
         setup.push(ms(stats.prompt_time - stats.prompt_eval_time));
     }
     pp.remove(0); // warm-up

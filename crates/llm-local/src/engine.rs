@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::session::{LlamaStateSeqFlags, SeqState};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -46,7 +47,20 @@ pub struct Loaded {
     /// One generation at a time per model: two would only share the same cores, and llama.cpp
     /// does not allow contexts of one model to be created concurrently.
     generating: Mutex<()>,
+    /// What the last generation left in its KV cache (see [`Prefix`]).
+    prefix: Mutex<Option<Prefix>>,
 }
+
+/// The tokens the last generation evaluated (its prompt and what it generated) and its KV cache
+/// for them: a next prompt that starts the same way (an agent's next turn, which repeats the
+/// whole conversation so far) evaluates only what follows the common part.
+struct Prefix {
+    tokens: Vec<LlamaToken>,
+    state: SeqState,
+}
+
+/// Fewer tokens in common than this are evaluated again: restoring a cache costs a copy of it.
+const MIN_REUSE: usize = 32;
 
 impl std::fmt::Debug for Loaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -89,6 +103,7 @@ impl Loaded {
             path: path.to_path_buf(),
             load_time,
             generating: Mutex::new(()),
+            prefix: Mutex::new(None),
         })
     }
 
@@ -119,6 +134,14 @@ impl Loaded {
     /// The prompt's tokens.
     pub fn tokenize(&self, prompt: &str) -> Vec<LlamaToken> {
         self.model.vocab().tokenize(prompt.as_bytes(), true, true)
+    }
+
+    /// Drops what the last generation left in its cache: the next prompt is evaluated whole
+    /// (benchmarks of prompt evaluation).
+    pub fn forget_cache(&self) {
+        if let Ok(mut slot) = self.prefix.lock() {
+            *slot = None;
+        }
     }
 
     /// The model's training context length.
@@ -217,6 +240,9 @@ pub enum Finish {
 #[derive(Clone, Debug)]
 pub struct GenStats {
     pub prompt_tokens: usize,
+    /// Of the prompt's tokens, those whose evaluation was reused from the last generation's
+    /// cache (the prompt started with them).
+    pub cached_tokens: usize,
     pub completion_tokens: usize,
     pub finish: Finish,
     /// From the call to the end of the prompt's evaluation (context creation included).
@@ -357,23 +383,44 @@ pub fn generate(
     }
     let room = window - n_prompt as u32;
     let max_new = p.max_tokens.min(room);
-    // Size the KV cache to what this request can use: smaller allocations start faster.
-    let n_ctx = (n_prompt as u32 + max_new)
-        .div_ceil(256)
-        .saturating_mul(256)
-        .min(window);
-    let n_batch = (n_prompt as u32).clamp(1, n_ctx);
-    let params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(n_ctx))
-        .with_n_batch(n_batch)
-        .with_n_ubatch(n_batch.min(512))
-        .with_n_threads(p.threads)
-        .with_n_threads_batch(p.threads);
 
     let _turn = loaded
         .generating
         .lock()
         .map_err(|_| Error::Inference("model lock poisoned".into()))?;
+    // The last generation's cache, when this prompt starts the way its tokens did; at least the
+    // prompt's last token is evaluated again (its logits start the generation).
+    let reuse = loaded
+        .prefix
+        .lock()
+        .map_err(|_| Error::Inference("model cache lock poisoned".into()))?
+        .take()
+        .map(|prefix| {
+            let common = prefix
+                .tokens
+                .iter()
+                .zip(tokens)
+                .take_while(|(a, b)| a == b)
+                .count()
+                .min(n_prompt - 1);
+            (prefix, common)
+        })
+        .filter(|(_, common)| *common >= MIN_REUSE);
+    // Size the KV cache to what this request can use (smaller allocations start faster), and
+    // to what the restored cache holds.
+    let restored = reuse.as_ref().map_or(0, |(p, _)| p.tokens.len() as u32);
+    let n_ctx = (n_prompt as u32 + max_new)
+        .max(restored)
+        .div_ceil(256)
+        .saturating_mul(256)
+        .min(window);
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch((n_prompt as u32).clamp(1, n_ctx))
+        .with_n_ubatch((n_prompt as u32).clamp(1, n_ctx).min(512))
+        .with_n_threads(p.threads)
+        .with_n_threads_batch(p.threads);
+
     let _active = Active::start();
     let backend = backend()?;
     let mut ctx = loaded
@@ -382,11 +429,30 @@ pub fn generate(
         .map_err(|e| Error::Inference(format!("cannot create a context: {e}")))?;
     let mut sampler = Sampler::new(loaded, p)?;
 
-    let mut batch = LlamaBatch::new(n_batch as usize, 1);
-    let last = n_prompt - 1;
-    for (i, t) in tokens.iter().enumerate() {
+    // A cache that cannot be restored or cut back (another shape, a recurrent model) is not
+    // used: the whole prompt is evaluated, as without one.
+    let cached = match reuse {
+        Some((prefix, common))
+            if restored <= n_ctx
+                && ctx.state_seq_set(&prefix.state, 0).is_ok()
+                && ctx
+                    .clear_kv_cache_seq(Some(0), Some(common as u32), None)
+                    .unwrap_or(false) =>
+        {
+            common
+        }
+        Some(_) => {
+            ctx.clear_kv_cache();
+            0
+        }
+        None => 0,
+    };
+    let fresh = &tokens[cached..];
+    let mut batch = LlamaBatch::new(fresh.len(), 1);
+    let last = fresh.len() - 1;
+    for (i, t) in fresh.iter().enumerate() {
         batch
-            .add(*t, i as i32, &[0], i == last)
+            .add(*t, (cached + i) as i32, &[0], i == last)
             .map_err(|e| Error::Inference(format!("cannot batch the prompt: {e}")))?;
     }
     let eval_started = Instant::now();
@@ -394,6 +460,8 @@ pub fn generate(
         .map_err(|e| Error::Inference(format!("cannot evaluate the prompt: {e}")))?;
     let prompt_eval_time = eval_started.elapsed();
     let prompt_time = started.elapsed();
+    // The tokens the cache holds, in order.
+    let mut evaluated = tokens.to_vec();
 
     let vocab = loaded.model.vocab();
     let mut text = Utf8Buf::default();
@@ -430,6 +498,16 @@ pub fn generate(
         n_cur += 1;
         ctx.decode(&mut batch)
             .map_err(|e| Error::Inference(format!("decoding failed: {e}")))?;
+        evaluated.push(token);
+    }
+    // Kept for the next prompt (a cache that cannot be read is only not kept).
+    if let Ok(state) = ctx.state_seq_get(0, LlamaStateSeqFlags::empty())
+        && let Ok(mut slot) = loaded.prefix.lock()
+    {
+        *slot = Some(Prefix {
+            tokens: evaluated,
+            state,
+        });
     }
     let rest = text.finish();
     if !rest.is_empty() && finish != Finish::Cancelled && !on_piece(&rest) {
@@ -437,6 +515,7 @@ pub fn generate(
     }
     Ok(GenStats {
         prompt_tokens: n_prompt,
+        cached_tokens: cached,
         completion_tokens: generated,
         finish,
         prompt_time,

@@ -307,7 +307,16 @@ fn run(
         }
     });
     let stats = match result {
-        Ok(s) => s,
+        Ok(s) => {
+            tracing::debug!(
+                prompt = s.prompt_tokens,
+                cached = s.cached_tokens,
+                completion = s.completion_tokens,
+                prompt_ms = s.prompt_eval_time.as_millis() as u64,
+                "local generation"
+            );
+            s
+        }
         Err(e) => {
             let _ = tx.blocking_send(Err(e.into()));
             return;

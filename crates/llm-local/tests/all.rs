@@ -313,3 +313,54 @@ async fn a_file_that_is_not_gguf_fails_clearly() {
         "{msg}"
     );
 }
+
+/// An agent's next turn repeats the whole conversation so far: what the last generation already
+/// evaluated is taken from its cache and only the rest is evaluated; a prompt that starts
+/// otherwise is evaluated whole. The answers are still the model's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_that_continues_the_last_one_reuses_its_evaluation() {
+    use baton_llm_local::engine::GenParams;
+    let _serial = SERIAL.lock().await;
+    let model = smollm2();
+    let loaded = model.loaded().await.unwrap();
+    let params = GenParams {
+        max_tokens: 16,
+        temperature: 0.0,
+        seed: 1,
+        threads: 1,
+        context_size: 2048,
+        grammar: None,
+        ignore_eos: false,
+    };
+    let msg = |role: &str, text: &str| (role.to_string(), text.to_string());
+    let system = "You are a helpful assistant who answers in one short line. ".repeat(6);
+    let mut chat = vec![msg("system", &system), msg("user", "Name three colours.")];
+    let gen_ = |chat: &[(String, String)]| {
+        let prompt = loaded.render(chat).unwrap();
+        LocalModel::generate_blocking(&loaded, &prompt, &params).unwrap()
+    };
+    let (first, s1) = gen_(&chat);
+    assert!(!first.trim().is_empty());
+
+    chat.push(msg("assistant", &first));
+    chat.push(msg("user", "And three animals?"));
+    let (second, s2) = gen_(&chat);
+    assert!(!second.trim().is_empty());
+    assert!(
+        s2.cached_tokens >= s1.prompt_tokens && s2.cached_tokens < s2.prompt_tokens,
+        "first prompt {} tokens; second {} tokens, {} from the cache",
+        s1.prompt_tokens,
+        s2.prompt_tokens,
+        s2.cached_tokens
+    );
+
+    // Another conversation: nothing in common, all evaluated.
+    let french = "Answer in French, politely and briefly. ".repeat(6);
+    let other = vec![msg("system", &french), msg("user", "Say hello.")];
+    let (_, s3) = gen_(&other);
+    assert_eq!(s3.cached_tokens, 0);
+    // The same prompt again: all but its last token from the cache.
+    let (again, s4) = gen_(&other);
+    assert!(!again.trim().is_empty());
+    assert_eq!(s4.cached_tokens, s4.prompt_tokens - 1);
+}
