@@ -14,18 +14,13 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::Db;
 use common::serve::serve_with;
+use common::{Db, root};
 use regex::Regex;
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// One logical line of a `sh` block (continuations joined by bash itself).
 #[derive(Debug)]

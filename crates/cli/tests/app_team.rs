@@ -12,16 +12,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Db, baton, lock, process_tier_works, summary, text};
+use common::{Db, baton, lock, process_tier_works, root, summary, text};
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn ok(o: &Output) -> String {
     assert_eq!(o.status.code(), Some(0), "{}", text(o));

@@ -10,10 +10,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Db, baton, lock, summary, text};
+use common::{Db, baton, lock, root, summary, text};
 use serde_json::Value;
 
 /// Far more than the run needs (a few minutes on a quiet 2-core machine): past it, the run
@@ -42,7 +41,7 @@ fn the_app_team_on_the_embedded_model_runs_every_step_and_ends_with_a_clear_stat
     // The tester may run code in the sandbox.
     let _sandboxes = lock();
     let db = Db::new();
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/app-team.yaml");
+    let file = root().join("examples/app-team.yaml");
     let started = Instant::now();
     let o = common::output_within(
         baton()

@@ -6,12 +6,8 @@
 
 mod common;
 
-use common::{baton, text};
+use common::{baton, root, text};
 use serde_json::Value;
-
-fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 #[test]
 fn the_app_workload_splits_a_recorded_run_and_replays_it() {

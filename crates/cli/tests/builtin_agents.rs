@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Db, baton, summary, text};
+use common::{Db, baton, root, summary, text};
 use serde_json::Value;
 
 const TEAM: [&str; 8] = [
@@ -21,10 +21,6 @@ const TEAM: [&str; 8] = [
     "security-reviewer",
     "tester",
 ];
-
-fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn ok(o: &std::process::Output) -> String {
     assert_eq!(o.status.code(), Some(0), "{}", text(o));

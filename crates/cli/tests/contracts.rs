@@ -6,13 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::{Db, summary, text};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{Db, root, summary, text};
 
 #[test]
 fn the_example_combines_parallel_writes_by_their_contracts() {

@@ -8,13 +8,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::{Db, summary, text};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{Db, root, summary, text};
 
 /// (markdown file, first line of the block, the block) for every fenced YAML block that is a
 /// whole workflow (`version: 1` at the top level).

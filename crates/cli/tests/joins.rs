@@ -6,13 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::{Db, summary, text};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{Db, root, summary, text};
 
 /// The block of docs/workflow-format.md after `baton runs show RUN` for that run lists:
 fn documented_show_lines() -> Vec<String> {

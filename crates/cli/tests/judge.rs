@@ -6,13 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::{Db, summary, text};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{Db, root, summary, text};
 
 /// The decision line docs/workflow-format.md shows for the judge example.
 fn documented_line() -> String {

@@ -7,12 +7,8 @@
 
 mod common;
 
-use common::{Db, summary, text};
+use common::{Db, root, summary, text};
 use serde_json::Value;
-
-fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn ok(o: &std::process::Output) -> String {
     assert_eq!(o.status.code(), Some(0), "{}", text(o));

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Db, summary, text};
+use common::{Db, root, summary, text};
 use serde_json::Value;
 
 const PIPELINE: &str = r#"version: 1
@@ -28,10 +28,6 @@ steps:
     tool: echo
     with: { text: "published: {{ steps.edit.output }}" }
 "#;
-
-fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// A database with the pipeline and its scripted models (the writer calls a tool first), and
 /// one finished run of it.

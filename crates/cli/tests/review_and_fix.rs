@@ -10,15 +10,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{Db, baton, lock, process_tier_works, summary, text};
+use common::{Db, baton, lock, process_tier_works, root, summary, text};
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn example(name: &str) -> String {
     root().join("examples").join(name).display().to_string()

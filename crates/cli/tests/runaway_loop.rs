@@ -6,13 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::{Db, summary, text};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{Db, root, summary, text};
 
 /// The YAML and the error the runaway section of docs/workflow-format.md shows.
 fn documented() -> (String, String) {

@@ -7,12 +7,8 @@
 
 mod common;
 
-use common::{Db, summary, text};
+use common::{Db, root, summary, text};
 use serde_json::Value;
-
-fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// The `baton runs ...` lines of docs/workspace.md, split on spaces, comments dropped.
 fn documented_commands() -> Vec<Vec<String>> {
