@@ -48,9 +48,12 @@ enum Kind {
 struct Clock {
     origin: Instant,
     spans: Arc<Mutex<Vec<(Kind, f64, f64)>>>,
-    /// Each call of a tool that is neither the model nor a sandbox: (tool, ms).
-    by_tool: Arc<Mutex<Vec<(Arc<str>, f64)>>>,
+    /// Each call of a tool that is neither the model nor a sandbox.
+    by_tool: Arc<Mutex<Vec<ToolTime>>>,
 }
+
+/// A tool and milliseconds of its calls.
+type ToolTime = (Arc<str>, f64);
 
 impl Clock {
     fn new() -> Clock {
@@ -80,9 +83,9 @@ impl Clock {
 
     /// The calls of other tools since the last [`Clock::take`]: ms per tool, summed (calls in
     /// parallel branches each count whole), largest first.
-    fn by_tool(&self) -> Vec<(Arc<str>, f64)> {
+    fn by_tool(&self) -> Vec<ToolTime> {
         let calls = self.by_tool.lock().unwrap_or_else(|p| p.into_inner());
-        let mut sums: Vec<(Arc<str>, f64)> = Vec::new();
+        let mut sums: Vec<ToolTime> = Vec::new();
         for (name, ms) in calls.iter() {
             match sums.iter_mut().find(|(n, _)| n == name) {
                 Some((_, sum)) => *sum += ms,
@@ -312,7 +315,7 @@ pub async fn app(workflow: &Path, runs: usize) -> anyhow::Result<()> {
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut other_tools = vec![];
     // Per tool, the run with the median other-tools time's figures.
-    let mut per_run_tools: Vec<Vec<(Arc<str>, f64)>> = vec![];
+    let mut per_run_tools: Vec<Vec<ToolTime>> = vec![];
     let clock = Clock::new();
     let caller = baton_control::Caller::local();
     for _ in 0..runs {
