@@ -6,8 +6,10 @@ use super::*;
 
 impl Control {
     /// Whether a live process holds `run` (a task of this one, or another process's claim).
+    /// A process that executes nothing counts every run as held elsewhere: its requests are
+    /// queued for the worker that claims the run.
     pub(crate) async fn held_elsewhere(&self, run: RunId) -> Result<bool> {
-        if self.runner.is_active(run) {
+        if self.runner.is_active(run) || self.executes_nothing() {
             return Ok(true);
         }
         let owner = baton_store::process_owner();

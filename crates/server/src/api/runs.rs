@@ -100,6 +100,7 @@ pub(super) async fn start_run(
                 stepping: b.stepping,
                 idempotency_key,
                 max_input_size: None,
+                worker_tags: Vec::new(),
             },
         )
         .await?;
