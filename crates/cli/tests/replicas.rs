@@ -18,7 +18,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const GATE: &str = "version: 1\nname: gate\nsteps:\n  - { id: first, tool: echo, with: { text: one } }\n  - { id: nap, tool: sleep, with: { duration: 300ms } }\n  - id: ok\n    human: { prompt: \"Ship it?\" }\n  - { id: last, tool: echo, with: { text: shipped } }\n";
-const PLAIN: &str = "version: 1\nname: plain\nsteps:\n  - { id: only, tool: echo, with: { text: queued } }\n";
+const PLAIN: &str =
+    "version: 1\nname: plain\nsteps:\n  - { id: only, tool: echo, with: { text: queued } }\n";
 
 struct Api {
     http: reqwest::Client,
@@ -64,7 +65,10 @@ impl Api {
             if st == want {
                 return;
             }
-            assert!(Instant::now() < end, "waited {secs}s for run {run} to be {want} (is {st})");
+            assert!(
+                Instant::now() < end,
+                "waited {secs}s for run {run} to be {want} (is {st})"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -135,7 +139,12 @@ async fn two_replicas_share_events_approvals_and_runs_through_the_database() {
         .await
         .expect("the SSE stream on B ends with the run")
         .unwrap();
-    for kind in ["run_created", "human_requested", "human_responded", "run_succeeded"] {
+    for kind in [
+        "run_created",
+        "human_requested",
+        "human_responded",
+        "run_succeeded",
+    ] {
         assert!(text.contains(&format!("event: {kind}")), "{kind}:\n{text}");
     }
     let seqs: Vec<u64> = text
@@ -143,7 +152,11 @@ async fn two_replicas_share_events_approvals_and_runs_through_the_database() {
         .filter_map(|l| l.strip_prefix("id: "))
         .map(|s| s.trim().parse().unwrap())
         .collect();
-    assert_eq!(seqs, (1..=*seqs.last().unwrap()).collect::<Vec<_>>(), "{text}");
+    assert_eq!(
+        seqs,
+        (1..=*seqs.last().unwrap()).collect::<Vec<_>>(),
+        "{text}"
+    );
 
     // B's tenant stream saw A's events of the run, through to its end.
     let mut kinds = Vec::new();
