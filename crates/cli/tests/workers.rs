@@ -493,3 +493,66 @@ fn a_worker_without_a_postgresql_database_is_a_clear_error() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("--no-worker"), "{}", text(&o));
 }
+
+/// Runs SQL through PostgreSQL's own client, `psql`, beside the server's other programs.
+fn psql(url: &str, sql: &str) -> String {
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin/psql"))
+        .find(|p| p.exists())
+        .map_or_else(|| "psql".into(), |p| p.display().to_string());
+    let o = std::process::Command::new(bin)
+        .args([url, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "psql: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// What a database restart does to its clients: every connection of the database cut.
+fn cut_connections(url: &str) -> u32 {
+    psql(
+        url,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .parse()
+    .unwrap()
+}
+
+#[test]
+fn a_worker_outlives_its_database_connections_being_cut_mid_run() {
+    let Some((url, home)) = pg("database connections cut under a worker") else {
+        return;
+    };
+    let home = home.path();
+    let (port, counter) = service(Duration::from_millis(300));
+    let file = workflow(home, "cut", port, 5);
+    let mut w = WorkerProc::start(&url, home, &[]);
+    let run = queue(&url, home, &file, &[]);
+    until("the worker to be two steps in", 30, || {
+        (counter.lock().unwrap().deliveries.len() >= 2).then_some(())
+    });
+    // Its pool's connections and the one that listens for notifications.
+    assert!(cut_connections(&url) >= 2);
+    until("the run to succeed all the same", 60, || {
+        (status(&url, home, &run)["status"] == "succeeded").then_some(())
+    });
+    assert!(w.child.try_wait().unwrap().is_none(), "{}", w.log());
+    each_effect_once(&url, home, &run, 5, &counter.lock().unwrap());
+    // Cut again while it idles: the next run is still claimed (notified once the listening
+    // connection is back, or found by the poll).
+    assert!(cut_connections(&url) >= 1);
+    let next = queue(&url, home, &file, &[]);
+    until("the next run to succeed", 60, || {
+        (status(&url, home, &next)["status"] == "succeeded").then_some(())
+    });
+    assert!(w.child.try_wait().unwrap().is_none(), "{}", w.log());
+    assert!(
+        w.log().contains("listening for notifications"),
+        "the lost listening connection is reported: {}",
+        w.log()
+    );
+}

@@ -394,11 +394,16 @@ impl PostgresStore {
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
-                match listen_once(&cfg, &tx).await {
+                let mut connected = false;
+                match listen_once(&cfg, &tx, &mut connected).await {
                     Ok(()) => return, // the receiver is gone
                     Err(e) => {
                         if tx.is_closed() {
                             return;
+                        }
+                        // A connection that worked starts the backoff over.
+                        if connected {
+                            backoff = Duration::from_millis(100);
                         }
                         tracing::warn!(
                             "database {url}: listening for notifications: {e}; again in {backoff:?}"
@@ -417,6 +422,7 @@ impl PostgresStore {
 async fn listen_once(
     cfg: &tokio_postgres::Config,
     tx: &mpsc::Sender<Notice>,
+    connected: &mut bool,
 ) -> std::result::Result<(), String> {
     let (client, mut conn) = cfg
         .connect(tokio_postgres::NoTls)
@@ -451,6 +457,7 @@ async fn listen_once(
         driver.abort();
         return Err(super::PgError(e).to_string());
     }
+    *connected = true;
     if tx.send(Notice::Connected).await.is_err() {
         driver.abort();
         return Ok(());
