@@ -342,7 +342,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         ),
         (_, false) => None,
     };
-    let control = wiring::control_on(&store)?;
+    let mut control = wiring::control_on(&store)?;
+    if let Some(pg) = &queue {
+        control = control.with_queue(pg.clone());
+    }
     let caller = args.db.caller(&control).await?;
     let w = match control
         .load_workflow(&caller, WorkflowSource::File(args.file.clone()))
@@ -381,19 +384,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let Some(drive) = started.drive else {
         bail!("run {} was started before", started.run);
     };
-    if let Some(pg) = queue {
-        pg.queue_run(drive.run).await?;
+    if queue.is_some() {
+        // Left to the workers: the creation hold is released, a worker claims it.
+        let run = drive.run;
+        control
+            .spawn(drive)
+            .await
+            .map_err(|e| anyhow!("queueing run {run}: {e}"))??;
         if args.json {
             outln!(
                 "{}",
-                serde_json::json!({"id": drive.run, "status": "pending", "queued": true, "worker_tags": args.worker_tags})
+                serde_json::json!({"id": run, "status": "pending", "queued": true, "worker_tags": args.worker_tags})
             );
         } else {
-            outln!("{}", drive.run);
-            errln!(
-                "queued: a `baton worker` of this database runs it (`baton runs show {}`)",
-                drive.run
-            );
+            outln!("{run}");
+            errln!("queued: a `baton worker` of this database runs it (`baton runs show {run}`)");
         }
         return Ok(0);
     }

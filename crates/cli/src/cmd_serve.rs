@@ -191,10 +191,11 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
     let mut control = crate::wiring::control_with(&store, services, policy)
         .with_memory(memory)
         .with_lease(worker_config.lease);
-    if args.no_worker
-        && let Some(pg) = &pg
-    {
-        control = control.with_queue(pg.clone());
+    match &pg {
+        Some(pg) if args.no_worker => control = control.with_queue(pg.clone()),
+        // Runs that require tags this server's worker lacks are left to the workers.
+        Some(pg) => control = control.with_worker_tags(pg.clone(), &worker_config.tags),
+        None => {}
     }
     let sink = traces
         .as_deref()

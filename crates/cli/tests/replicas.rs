@@ -183,6 +183,74 @@ async fn two_replicas_share_events_approvals_and_runs_through_the_database() {
     on_b.until_status(&queued, "succeeded", 30).await;
     let d = on_b.get(&format!("/runs/{queued}")).await;
     assert_eq!(d["run"]["outputs"], "queued", "{d}");
+
+    // A run that requires a tag A's worker lacks: A leaves it to the workers; it waits until
+    // a worker with the tag starts.
+    let (code, r) = on_a
+        .post("/runs", json!({"source": PLAIN, "worker_tags": ["gpu"]}))
+        .await;
+    assert_eq!(code, 201, "{r}");
+    let tagged = r["id"].as_str().unwrap().to_string();
+    let (code, r) = on_a
+        .post(
+            "/runs",
+            json!({"source": PLAIN, "worker_tags": ["no good"]}),
+        )
+        .await;
+    assert_eq!(
+        (code, r["error"]["details"]["field"].clone()),
+        (422, json!("worker_tags")),
+        "{r}"
+    );
+    // Another run after it is done first: the tagged one was not taken.
+    let later = on_a.start(PLAIN).await;
+    on_a.until_status(&later, "succeeded", 30).await;
+    assert_eq!(
+        on_a.get(&format!("/runs/{tagged}")).await["run"]["status"],
+        "pending"
+    );
+    let mut gpu = common::baton()
+        .env("BATON_HOME", home.path())
+        .args([
+            "worker",
+            "--db",
+            &url,
+            "--worker-tags",
+            "gpu",
+            "--poll",
+            "100ms",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    on_a.until_status(&tagged, "succeeded", 30).await;
+    gpu.kill().unwrap();
+    gpu.wait().unwrap();
     drop(a);
     drop(b);
+}
+
+/// On SQLite nothing shares the work: a run cannot require worker tags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_tags_are_refused_on_sqlite() {
+    let db = common::Db::new();
+    let s = common::serve::serve(&db);
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: format!("http://{}", s.addr),
+        key: s.key.clone().unwrap(),
+    };
+    let (code, r) = api
+        .post("/runs", json!({"source": PLAIN, "worker_tags": ["gpu"]}))
+        .await;
+    assert_eq!(code, 422, "{r}");
+    assert_eq!(r["error"]["details"]["field"], "worker_tags", "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("PostgreSQL"),
+        "{r}"
+    );
 }

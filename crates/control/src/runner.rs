@@ -62,6 +62,9 @@ pub(crate) struct Runner {
     /// Set: this process executes nothing; runs are left to workers (see
     /// [`Control::with_queue`]).
     pub(crate) queue: Option<Arc<baton_store::postgres::PostgresStore>>,
+    /// Set: this process executes the runs of a shared database whose `worker_tags` it has,
+    /// and leaves the others to workers that have them (see [`Control::with_worker_tags`]).
+    placement: Option<(Arc<baton_store::postgres::PostgresStore>, Arc<[String]>)>,
 }
 
 impl Runner {
@@ -72,6 +75,7 @@ impl Runner {
             drain: Arc::new(tokio::sync::watch::channel(false).0),
             lease: std::time::Duration::from_millis(baton_engine::executor::LEASE_MS),
             queue: None,
+            placement: None,
         }
     }
 
@@ -147,6 +151,24 @@ impl Control {
         self
     }
 
+    /// This process executes runs of `db` (a database shared with workers) as a worker with
+    /// `tags` would: a run it would drive that requires tags it lacks is left to the workers
+    /// instead (as [`Control::with_queue`] leaves every run).
+    pub fn with_worker_tags(
+        mut self,
+        db: Arc<baton_store::postgres::PostgresStore>,
+        tags: &[String],
+    ) -> Self {
+        self.runner.placement = Some((db, tags.into()));
+        self
+    }
+
+    /// Whether runs here are shared with workers (see [`Control::with_queue`] and
+    /// [`Control::with_worker_tags`]): only then can a run require worker tags.
+    pub fn shares_work(&self) -> bool {
+        self.runner.queue.is_some() || self.runner.placement.is_some()
+    }
+
     /// Whether this process leaves every run to workers (see [`Control::with_queue`]).
     pub fn executes_nothing(&self) -> bool {
         self.runner.queue.is_some()
@@ -178,6 +200,30 @@ impl Control {
         if let Some(queue) = runner.queue.clone() {
             let store = self.services.store.clone();
             return tokio::spawn(async move { queue_drive(&*store, &queue, d).await });
+        }
+        if let Some((db, tags)) = runner.placement.clone() {
+            // Whether this process may run it is asked of the database first.
+            let me = Control {
+                runner: Runner {
+                    placement: None,
+                    ..runner
+                },
+                ..self.clone()
+            };
+            let run = d.run;
+            return tokio::spawn(async move {
+                let required = match db.run_placement(run).await? {
+                    Some((_, _, required)) => required,
+                    None => Vec::new(),
+                };
+                if required.iter().all(|t| tags.contains(t)) {
+                    me.spawn(d)
+                        .await
+                        .map_err(|e| Error::internal(format!("run {run}: {e}")))?
+                } else {
+                    queue_drive(&*me.services.store, &db, d).await
+                }
+            });
         }
         if *runner.drain.borrow() {
             let run = d.run;

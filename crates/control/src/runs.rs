@@ -276,6 +276,12 @@ impl Control {
         for t in &req.worker_tags {
             crate::worker::check_tag(t).map_err(|m| Error::invalid_field("worker_tags", m))?;
         }
+        if !req.worker_tags.is_empty() && !self.shares_work() {
+            return Err(Error::invalid_field(
+                "worker_tags",
+                "worker tags route a run to `baton worker` processes, which share a PostgreSQL database: this one executes its runs itself (SQLite)",
+            ));
+        }
         for b in &req.breakpoints {
             if w.program.node_by_id(b).is_none() {
                 return Err(Error::invalid_field(
