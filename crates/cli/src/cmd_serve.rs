@@ -226,6 +226,10 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
         _ => None,
     };
     let _relay = pg.as_ref().map(|pg| control.relay(pg.listen()));
+    let state = match &worker {
+        Some(w) => state.with_worker(w.stats()),
+        None => state,
+    };
     // Runs left in flight when the server (or any process) last stopped (on PostgreSQL the
     // worker claims them, with the other workers).
     let resumed = if pg.is_none() {

@@ -89,6 +89,10 @@ pub struct WorkerArgs {
         value_name = "DURATION"
     )]
     shutdown_grace: humantime::Duration,
+    /// Serve this worker's Prometheus metrics at `http://ADDR/metrics` (e.g.
+    /// `127.0.0.1:9464`; port 0: any free one, printed on stderr). Default: none.
+    #[arg(long, env = "BATON_METRICS_ADDR", value_name = "ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// The database, a `postgres://` URL (default: $BATON_DB).
     #[arg(long, value_name = "URL")]
     db: Option<String>,
@@ -162,7 +166,26 @@ pub async fn worker(args: WorkerArgs) -> Result<i32> {
         config.concurrency
     );
     let id = w.id().to_string();
-    match w.run(crate::cmd_serve::stop_signal()).await {
+    let metrics = match args.metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics-addr: cannot listen on {addr}"))?;
+            errln!("  metrics: http://{}/metrics", listener.local_addr()?);
+            Some(tokio::spawn(baton_server::serve_worker_metrics(
+                listener,
+                w.control().clone(),
+                w.stats(),
+                std::future::pending(),
+            )))
+        }
+        None => None,
+    };
+    let stopped = w.run(crate::cmd_serve::stop_signal()).await;
+    if let Some(m) = metrics {
+        m.abort();
+    }
+    match stopped {
         Stopped::Drained => errln!("baton worker {id}: drained, exiting"),
         Stopped::Stopped => errln!("baton worker {id}: stopped"),
     }

@@ -183,6 +183,19 @@ async fn two_replicas_share_events_approvals_and_runs_through_the_database() {
     on_b.until_status(&queued, "succeeded", 30).await;
     let d = on_b.get(&format!("/runs/{queued}")).await;
     assert_eq!(d["run"]["outputs"], "queued", "{d}");
+    // A's worker claimed both (the approved run and the queued one); B has none.
+    let metrics = |base: String| async move {
+        reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let ma = metrics(on_a.base.clone()).await;
+    assert!(ma.contains("baton_worker_runs_claimed_total 2"), "{ma}");
+    let mb = metrics(on_b.base.clone()).await;
+    assert!(!mb.contains("baton_worker_runs_claimed_total"), "{mb}");
 
     // A run that requires a tag A's worker lacks: A leaves it to the workers; it waits until
     // a worker with the tag starts.

@@ -185,6 +185,16 @@ impl WorkerProc {
     fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+
+    /// Where it serves its metrics (it says so when it starts with `--metrics-addr`).
+    fn metrics_url(&self) -> String {
+        until("the worker to say where its metrics are", 20, || {
+            self.log()
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("metrics: http://"))
+                .map(|a| a.trim_end_matches("/metrics").to_string())
+        })
+    }
 }
 
 impl Drop for WorkerProc {
@@ -272,7 +282,11 @@ fn two_workers_share_twenty_runs_and_none_runs_twice() {
     let home = home.path();
     let (port, counter) = service(Duration::from_millis(30));
     let file = workflow(home, "share", port, 3);
-    let a = WorkerProc::start(&url, home, &["--concurrency", "4"]);
+    let a = WorkerProc::start(
+        &url,
+        home,
+        &["--concurrency", "4", "--metrics-addr", "127.0.0.1:0"],
+    );
     let b = WorkerProc::start(&url, home, &["--concurrency", "4"]);
     until("both workers to register", 20, || {
         let l = workers_list(&url, home);
@@ -299,6 +313,28 @@ fn two_workers_share_twenty_runs_and_none_runs_twice() {
         assert!(!cb.contains(r), "run {r} claimed by both workers");
     }
     assert_eq!(ca.len() + cb.len(), 20, "{}\n---\n{}", a.log(), b.log());
+    // A's metrics count what it claimed.
+    let metrics = http_get(&a.metrics_url(), "/metrics");
+    assert!(
+        metrics.contains(&format!("baton_worker_runs_claimed_total {}", ca.len())),
+        "{metrics}"
+    );
+    assert!(metrics.contains("baton_worker_draining 0"), "{metrics}");
+    assert!(metrics.contains("baton_runs_active 0"), "{metrics}");
+}
+
+/// A plain HTTP GET of `path` on `addr`: the body.
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out.split_once("\r\n\r\n").unwrap().1.to_string()
 }
 
 #[test]

@@ -14,6 +14,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use baton_engine::Input;
@@ -65,6 +66,33 @@ pub fn check_tag(tag: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// What a worker counts, for its metrics (`baton worker --metrics-addr`, a server's
+/// `/metrics`).
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Runs it claimed (a run claimed again after it was handed back counts again).
+    pub claimed: AtomicU64,
+    /// Claims, heartbeats and run loads that failed (the database away, a run that cannot be
+    /// loaded here).
+    pub errors: AtomicU64,
+    /// Whether it was asked to drain.
+    pub draining: AtomicBool,
+}
+
+impl WorkerStats {
+    pub fn claimed(&self) -> u64 {
+        self.claimed.load(Ordering::Relaxed)
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
 /// A registered worker over a [`Control`] that executes (see [`Worker::start`]).
 pub struct Worker {
     control: Control,
@@ -72,6 +100,7 @@ pub struct Worker {
     config: WorkerConfig,
     /// `host:pid`: its row in `workers` and the owner of its leases.
     id: String,
+    stats: Arc<WorkerStats>,
 }
 
 impl Worker {
@@ -113,7 +142,13 @@ impl Worker {
             db,
             config,
             id,
+            stats: Arc::default(),
         })
+    }
+
+    /// What it counts (shared: it goes on counting while it runs).
+    pub fn stats(&self) -> Arc<WorkerStats> {
+        self.stats.clone()
     }
 
     /// Its id (`host:pid`), as `baton workers list` shows it.
@@ -144,7 +179,10 @@ impl Worker {
             tokio::select! {
                 () = &mut stop => break Stopped::Stopped,
                 _ = heartbeat.tick() => match self.db.heartbeat_worker(&self.id).await {
-                    Ok(Some(true)) => break Stopped::Drained,
+                    Ok(Some(true)) => {
+                        self.stats.draining.store(true, Ordering::Relaxed);
+                        break Stopped::Drained;
+                    }
                     Ok(Some(false)) => {}
                     // Its row went away (removed by hand): register again.
                     Ok(None) => {
@@ -152,7 +190,10 @@ impl Worker {
                             tracing::warn!("worker {}: cannot register again: {e}", self.id);
                         }
                     }
-                    Err(e) => tracing::warn!("worker {}: heartbeat: {e}", self.id),
+                    Err(e) => {
+                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!("worker {}: heartbeat: {e}", self.id);
+                    }
                 },
                 n = notices.recv(), if listening => match n {
                     Some(Notice::Work | Notice::Connected) => self.claim(&mut skip).await,
@@ -203,12 +244,15 @@ impl Worker {
         {
             Ok(c) => c,
             Err(e) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("worker {}: claiming runs: {e}", self.id);
                 return;
             }
         };
         for (run, status) in claimed {
+            self.stats.claimed.fetch_add(1, Ordering::Relaxed);
             if let Err(e) = self.start_run(run, status).await {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(run = %run, "worker {}: cannot run it here: {e}", self.id);
                 skip.insert(run);
                 let _ = self.db_release(run).await;
