@@ -18,6 +18,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const GATE: &str = "version: 1\nname: gate\nsteps:\n  - { id: first, tool: echo, with: { text: one } }\n  - { id: nap, tool: sleep, with: { duration: 300ms } }\n  - id: ok\n    human: { prompt: \"Ship it?\" }\n  - { id: last, tool: echo, with: { text: shipped } }\n";
+/// A run that waits for a person while another branch still runs: its driver holds it.
+const HELD: &str = "version: 1\nname: held\nsteps:\n  - id: both\n    parallel:\n      - id: ok\n        human: { prompt: \"Ship it?\" }\n      - { id: nap, tool: sleep, with: { duration: 2s } }\n    join: { strategy: all }\n  - { id: last, tool: echo, with: { text: shipped } }\n";
 const PLAIN: &str =
     "version: 1\nname: plain\nsteps:\n  - { id: only, tool: echo, with: { text: queued } }\n";
 
@@ -133,7 +135,7 @@ async fn two_replicas_share_events_approvals_and_runs_through_the_database() {
     // worker (the only one) claims the run and continues it.
     let (code, answered) = on_b.post(&format!("/runs/{run}/approve"), json!({})).await;
     assert_eq!(code, 200, "{answered}");
-    assert_eq!(answered["held_elsewhere"], true, "{answered}");
+    assert_eq!(answered["recorded"], true, "{answered}");
     on_a.until_status(&run, "succeeded", 30).await;
     let text = tokio::time::timeout(Duration::from_secs(30), sse)
         .await
@@ -197,6 +199,42 @@ async fn two_replicas_share_events_approvals_and_runs_through_the_database() {
     let mb = metrics(on_b.base.clone()).await;
     assert!(!mb.contains("baton_worker_runs_claimed_total"), "{mb}");
 
+    // An approval sent to B for a run A drives (held while its other branch sleeps): queued
+    // for A, whose executor takes it while it runs.
+    let held = on_a.start(HELD).await;
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let evs = on_b.get(&format!("/runs/{held}/events")).await;
+        if evs
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "human_requested")
+        {
+            break;
+        }
+        assert!(Instant::now() < end, "run {held} never asked for approval");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, answered) = on_b.post(&format!("/runs/{held}/approve"), json!({})).await;
+    assert_eq!(code, 200, "{answered}");
+    assert_eq!(answered["held_elsewhere"], true, "{answered}");
+    on_b.until_status(&held, "succeeded", 30).await;
+    let evs = on_b.get(&format!("/runs/{held}/events")).await;
+    let kinds: Vec<&str> = evs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    // Driven by A from start to end: started once, never resumed elsewhere.
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "run_started").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"human_responded"), "{kinds:?}");
+
     // A run that requires a tag A's worker lacks: A leaves it to the workers; it waits until
     // a worker with the tag starts.
     let (code, r) = on_a
@@ -222,6 +260,21 @@ async fn two_replicas_share_events_approvals_and_runs_through_the_database() {
         on_a.get(&format!("/runs/{tagged}")).await["run"]["status"],
         "pending"
     );
+    // A run no worker can take, cancelled through B (which executes nothing): cancelled
+    // there and then, nothing of it run.
+    let (code, r) = on_b
+        .post(
+            "/runs",
+            json!({"source": PLAIN, "worker_tags": ["nowhere"]}),
+        )
+        .await;
+    assert_eq!(code, 201, "{r}");
+    let stuck = r["id"].as_str().unwrap().to_string();
+    let (code, r) = on_b.post(&format!("/runs/{stuck}/cancel"), json!({})).await;
+    assert_eq!(code, 200, "{r}");
+    let d = on_a.get(&format!("/runs/{stuck}")).await;
+    assert_eq!(d["run"]["status"], "cancelled", "{d}");
+    assert!(d["steps"].as_array().unwrap().is_empty(), "{d}");
     let mut gpu = common::baton()
         .env("BATON_HOME", home.path())
         .args([
