@@ -592,3 +592,61 @@ fn a_worker_outlives_its_database_connections_being_cut_mid_run() {
         w.log()
     );
 }
+
+/// Chaos: 30 runs across 3 workers while a random worker is killed with `kill -9` (and
+/// replaced) every 700 ms, 5 times, and every database connection is cut once: every run
+/// completes, every step started and succeeded once in its log, every effect applied once.
+/// The kills come from a seeded RNG (`BATON_CHAOS_SEED=N` repeats one).
+#[test]
+fn chaos_kill_random_workers_and_cut_the_database_while_30_runs_go_through() {
+    use rand::{Rng, SeedableRng};
+    let Some((url, home)) = pg("chaos: kill -9 random workers") else {
+        return;
+    };
+    let home = home.path();
+    let seed: u64 = std::env::var("BATON_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("chaos seed: {seed} (BATON_CHAOS_SEED={seed} repeats it)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (port, counter) = service(Duration::from_millis(150));
+    let file = workflow(home, "chaos30", port, 5);
+    let start = || WorkerProc::start(&url, home, &["--concurrency", "4"]);
+    let mut workers: Vec<WorkerProc> = (0..3).map(|_| start()).collect();
+    let runs: Vec<String> = (0..30).map(|_| queue(&url, home, &file, &[])).collect();
+    for round in 0..5 {
+        std::thread::sleep(Duration::from_millis(700));
+        let i = rng.random_range(0..workers.len());
+        let mut victim = workers.swap_remove(i);
+        victim.child.kill().unwrap();
+        victim.child.wait().unwrap();
+        workers.push(start());
+        if round == 2 {
+            cut_connections(&url);
+        }
+    }
+    for r in &runs {
+        until(&format!("run {r} to succeed (seed {seed})"), 120, || {
+            (status(&url, home, r)["status"] == "succeeded").then_some(())
+        });
+    }
+    let c = counter.lock().unwrap();
+    let mut taken_over = 0;
+    for r in &runs {
+        each_effect_once(&url, home, r, 5, &c);
+        let log = ok(&on(&url, home, &["runs", "logs", r, "--json"]));
+        if log.contains("\"resumed\":true") {
+            taken_over += 1;
+        }
+    }
+    assert_eq!(c.applied.len(), 30 * 5, "seed {seed}");
+    // The kills landed mid-run: some runs were resumed by another worker.
+    assert!(taken_over > 0, "no run was taken over (seed {seed})");
+    eprintln!("chaos: {taken_over} of 30 runs taken over by another worker");
+}
