@@ -289,16 +289,32 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
     }
     // Always the banner's last line.
     errln!("  health:      http://{addr}/healthz, /readyz; metrics: /metrics");
-    // One stop signal for the server and its worker.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        stop_signal().await;
-        let _ = stop_tx.send(true);
-    });
+    // One stop signal for the server and its worker. A drained worker (`baton workers drain`)
+    // stops its server too: a server that executes nothing more must not take runs it would
+    // hold without running.
+    let stop_tx = std::sync::Arc::new(tokio::sync::watch::channel(false).0);
+    let stop_rx = stop_tx.subscribe();
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            stop_signal().await;
+            stop_tx.send_replace(true);
+        });
+    }
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
-    let worker = worker.map(|w| tokio::spawn(w.run(stopped(stop_rx.clone()))));
+    let worker = worker.map(|w| {
+        let rx = stop_rx.clone();
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            let id = w.id().to_string();
+            if w.run(stopped(rx)).await == baton_control::worker::Stopped::Drained {
+                errln!("baton: worker {id} drained: the server stops too");
+                stop_tx.send_replace(true);
+            }
+        })
+    });
     let served = baton_server::serve(listener, state, stopped(stop_rx)).await;
     if let Some(w) = worker {
         let _ = w.await;

@@ -320,3 +320,37 @@ async fn worker_tags_are_refused_on_sqlite() {
         "{r}"
     );
 }
+
+/// `baton workers drain` of a server's embedded worker stops the server (it would otherwise
+/// take runs it no longer runs).
+#[test]
+fn draining_a_servers_worker_stops_the_server() {
+    let Some(url) = baton_test_support::postgres::database("drain a server's worker") else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path().to_path_buf();
+    let mut s = serve_on(url.as_ref(), |c| {
+        c.env("BATON_HOME", &h);
+    });
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let id = format!("{}:{}", host.trim(), s.child.id());
+    let o = common::baton()
+        .env("BATON_HOME", home.path())
+        .args(["workers", "drain", &id, "--db", &url])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", common::text(&o));
+    let end = Instant::now() + Duration::from_secs(30);
+    let st = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < end,
+            "the server did not stop after its worker drained"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(st.success(), "{st:?}");
+}

@@ -593,8 +593,8 @@ fn a_worker_outlives_its_database_connections_being_cut_mid_run() {
     );
 }
 
-/// Chaos: 30 runs across 3 workers while a random worker is killed with `kill -9` (and
-/// replaced) every 700 ms, 5 times, and every database connection is cut once: every run
+/// Chaos: 30 runs across 3 workers while a random worker (of those holding runs) is killed
+/// with `kill -9` (and replaced) every 700 ms, 5 times, and every database connection is cut once: every run
 /// completes, every step started and succeeded once in its log, every effect applied once.
 /// The kills come from a seeded RNG (`BATON_CHAOS_SEED=N` repeats one).
 #[test]
@@ -622,7 +622,19 @@ fn chaos_kill_random_workers_and_cut_the_database_while_30_runs_go_through() {
     let runs: Vec<String> = (0..30).map(|_| queue(&url, home, &file, &[])).collect();
     for round in 0..5 {
         std::thread::sleep(Duration::from_millis(700));
-        let i = rng.random_range(0..workers.len());
+        // A random one of the workers holding runs now (any, when none does).
+        let list = workers_list(&url, home);
+        let holding: Vec<usize> = (0..workers.len())
+            .filter(|i| {
+                list.iter()
+                    .any(|w| w["id"] == workers[*i].id() && w["runs_held"].as_u64() > Some(0))
+            })
+            .collect();
+        let i = if holding.is_empty() {
+            rng.random_range(0..workers.len())
+        } else {
+            holding[rng.random_range(0..holding.len())]
+        };
         let mut victim = workers.swap_remove(i);
         victim.child.kill().unwrap();
         victim.child.wait().unwrap();

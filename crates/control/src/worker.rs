@@ -178,25 +178,18 @@ impl Worker {
         let why = loop {
             tokio::select! {
                 () = &mut stop => break Stopped::Stopped,
-                _ = heartbeat.tick() => match self.db.heartbeat_worker(&self.id).await {
-                    Ok(Some(true)) => {
-                        self.stats.draining.store(true, Ordering::Relaxed);
-                        break Stopped::Drained;
-                    }
-                    Ok(Some(false)) => {}
-                    // Its row went away (removed by hand): register again.
-                    Ok(None) => {
-                        if let Err(e) = self.register_again().await {
-                            tracing::warn!("worker {}: cannot register again: {e}", self.id);
-                        }
-                    }
-                    Err(e) => {
-                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!("worker {}: heartbeat: {e}", self.id);
-                    }
+                _ = heartbeat.tick() => if self.beat().await {
+                    break Stopped::Drained;
                 },
                 n = notices.recv(), if listening => match n {
                     Some(Notice::Work | Notice::Connected) => self.claim(&mut skip).await,
+                    // Told at once rather than at the next heartbeat.
+                    Some(Notice::Drain { worker }) if worker == self.id => {
+                        if self.beat().await {
+                            break Stopped::Drained;
+                        }
+                    }
+                    Some(Notice::Drain { .. }) => {}
                     Some(Notice::Logged { .. }) => {}
                     None => listening = false,
                 },
@@ -208,6 +201,29 @@ impl Worker {
             tracing::warn!("worker {}: recording the stop: {e}", self.id);
         }
         why
+    }
+
+    /// Says it is alive; `true` when it was asked to drain.
+    async fn beat(&self) -> bool {
+        match self.db.heartbeat_worker(&self.id).await {
+            Ok(Some(true)) => {
+                self.stats.draining.store(true, Ordering::Relaxed);
+                true
+            }
+            Ok(Some(false)) => false,
+            // Its row went away (removed by hand): register again.
+            Ok(None) => {
+                if let Err(e) = self.register_again().await {
+                    tracing::warn!("worker {}: cannot register again: {e}", self.id);
+                }
+                false
+            }
+            Err(e) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("worker {}: heartbeat: {e}", self.id);
+                false
+            }
+        }
     }
 
     async fn register_again(&self) -> Result<()> {

@@ -98,6 +98,8 @@ pub enum Notice {
     },
     /// Work may wait for a worker.
     Work,
+    /// `baton workers drain` asked this worker (`host:pid`) to drain.
+    Drain { worker: String },
     /// The listening connection was (re)established: notifications sent while it was down
     /// are lost, so read what you follow from the log again.
     Connected,
@@ -120,7 +122,12 @@ fn parse_notice(channel: &str, payload: &str) -> Option<Notice> {
                 origin,
             })
         }
-        WORK_CHANNEL => Some(Notice::Work),
+        WORK_CHANNEL => Some(match payload.strip_prefix("drain ") {
+            Some(worker) => Notice::Drain {
+                worker: worker.to_string(),
+            },
+            None => Notice::Work,
+        }),
         _ => None,
     }
 }
@@ -295,9 +302,12 @@ impl PostgresStore {
                 what: format!("running worker '{id}' (see `baton workers list`)"),
             });
         }
-        c.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL])
-            .await
-            .map_err(pg_err)?;
+        c.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&WORK_CHANNEL, &format!("drain {id}")],
+        )
+        .await
+        .map_err(pg_err)?;
         self.workers()
             .await?
             .into_iter()
@@ -499,6 +509,12 @@ mod tests {
             })
         );
         assert_eq!(parse_notice(WORK_CHANNEL, ""), Some(Notice::Work));
+        assert_eq!(
+            parse_notice(WORK_CHANNEL, "drain h:1"),
+            Some(Notice::Drain {
+                worker: "h:1".into()
+            })
+        );
         assert_eq!(parse_notice(EVENTS_CHANNEL, "garbage"), None);
         assert_eq!(parse_notice("other", ""), None);
     }
