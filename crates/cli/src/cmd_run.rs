@@ -107,6 +107,18 @@ pub struct RunArgs {
     /// How hard commits are pushed to disk.
     #[arg(long, value_enum, default_value_t = DurabilityArg::Process)]
     pub durability: DurabilityArg,
+    /// Create the run and leave it to the `baton worker` processes of the (PostgreSQL)
+    /// database: prints its id and returns at once.
+    #[arg(long)]
+    pub queue: bool,
+    /// The tags a worker must have to run it (with --queue), e.g. `sandbox-gvisor,gpu`.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "TAG,...",
+        requires = "queue"
+    )]
+    pub worker_tags: Vec<String>,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -323,7 +335,17 @@ pub(crate) fn report_invalid(e: baton_control::Error) -> anyhow::Result<i32> {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let store = wiring::open_store(args.db.db.as_deref(), args.durability.into()).await?;
-    let control = wiring::control_on(&store)?;
+    let queue = match (&store, args.queue) {
+        (wiring::Store::Postgres(pg), true) => Some(pg.clone()),
+        (wiring::Store::Sqlite(_), true) => bail!(
+            "--queue leaves the run to `baton worker` processes, which share a PostgreSQL database: pass --db postgres://..."
+        ),
+        (_, false) => None,
+    };
+    let mut control = wiring::control_on(&store)?;
+    if let Some(pg) = &queue {
+        control = control.with_queue(pg.clone());
+    }
     let caller = args.db.caller(&control).await?;
     let w = match control
         .load_workflow(&caller, WorkflowSource::File(args.file.clone()))
@@ -353,6 +375,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         stepping: args.step,
         idempotency_key: None,
         max_input_size: Some(args.max_input_size),
+        worker_tags: args.worker_tags.clone(),
     };
     let started = match control.create_run(&caller, &w, req).await {
         Ok(s) => s,
@@ -361,6 +384,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let Some(drive) = started.drive else {
         bail!("run {} was started before", started.run);
     };
+    if queue.is_some() {
+        // Left to the workers: the creation hold is released, a worker claims it.
+        let run = drive.run;
+        control
+            .spawn(drive)
+            .await
+            .map_err(|e| anyhow!("queueing run {run}: {e}"))??;
+        if args.json {
+            outln!(
+                "{}",
+                serde_json::json!({"id": run, "status": "pending", "queued": true, "worker_tags": args.worker_tags})
+            );
+        } else {
+            outln!("{run}");
+            errln!("queued: a `baton worker` of this database runs it (`baton runs show {run}`)");
+        }
+        return Ok(0);
+    }
     // The events written with the run (`run_created`): the sink sees only those that follow.
     if args.json {
         for e in control.services().store.events(drive.run, 0).await? {

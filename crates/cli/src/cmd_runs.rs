@@ -381,6 +381,10 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
         .map_err(|e| run_error(e, &run))?;
     let rec = &detail.run;
     let durability = store.run_durability(rec.id)?.unwrap_or("process");
+    let placement = match &store {
+        wiring::Store::Postgres(pg) => crate::cmd_worker::placement(pg, rec).await?,
+        wiring::Store::Sqlite(_) => None,
+    };
     let rows = detail.rows();
     let sandboxed = &detail.sandbox;
     if json {
@@ -405,11 +409,15 @@ async fn show(run: String, json: bool, db: DbArgs) -> anyhow::Result<i32> {
             // Present only for runs whose workflow sets limits (see `Control::run_detail`).
             budget: detail.budget.as_ref(),
             team: detail.team.as_ref(),
+            placement: placement.as_ref().map(|(v, _)| v),
         };
         outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(EXIT_OK);
     }
     for line in header_lines(rec, &detail, &durability) {
+        outln!("{line}");
+    }
+    if let Some((_, line)) = &placement {
         outln!("{line}");
     }
     for line in detail

@@ -61,6 +61,13 @@ pub struct ServeArgs {
     /// exit, without opening a database or listening.
     #[arg(long)]
     print_openapi: bool,
+    /// Serve the API only, executing nothing: runs are left to the `baton worker` processes
+    /// of the (PostgreSQL) database. Default: a worker runs inside the server too (on
+    /// PostgreSQL it claims runs as `baton worker` does).
+    #[arg(long, env = "BATON_NO_WORKER")]
+    no_worker: bool,
+    #[command(flatten)]
+    worker: crate::cmd_worker::WorkerOptions,
     #[command(flatten)]
     db: DbArgs,
 }
@@ -93,7 +100,7 @@ async fn first_key(control: &baton_control::Control) -> Result<Option<String>> {
 /// The server's log on stderr: warnings and errors by default (refused requests, failed
 /// authentications, runs that stopped), with their request ids; `BATON_LOG` (`info`, `debug`,
 /// `baton_server=debug`...) sets the level.
-fn init_log() {
+pub(crate) fn init_log() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BATON_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // Already set (a second server in one process): keep the first.
@@ -135,7 +142,7 @@ fn server_config(args: &ServeArgs) -> Result<ServerConfig> {
 }
 
 /// Ctrl-C (SIGINT) or SIGTERM (what service managers and `kill` send).
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -169,9 +176,27 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
         baton_store::sqlite::Durability::Process,
     )
     .await?;
+    let pg = match &store {
+        crate::wiring::Store::Postgres(pg) => Some(pg.clone()),
+        crate::wiring::Store::Sqlite(_) => None,
+    };
+    if args.no_worker && pg.is_none() {
+        anyhow::bail!(
+            "--no-worker leaves runs to `baton worker` processes, which share a PostgreSQL database: pass --db postgres://..."
+        );
+    }
+    let worker_config = args.worker.config(args.shutdown_grace.into())?;
     let memory = crate::wiring::memory_on(&store)?;
     let services = crate::wiring::services_with(&store, memory.clone())?;
-    let mut control = crate::wiring::control_with(&store, services, policy).with_memory(memory);
+    let mut control = crate::wiring::control_with(&store, services, policy)
+        .with_memory(memory)
+        .with_lease(worker_config.lease);
+    match &pg {
+        Some(pg) if args.no_worker => control = control.with_queue(pg.clone()),
+        // Runs that require tags this server's worker lacks are left to the workers.
+        Some(pg) => control = control.with_worker_tags(pg.clone(), &worker_config.tags),
+        None => {}
+    }
     let sink = traces
         .as_deref()
         .map(crate::otlp::OtlpSink::start)
@@ -185,16 +210,60 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
     let key = first_key(&control).await?;
-    // Runs left in flight when the server (or any process) last stopped.
-    let resumed = control.resume_interrupted(&Caller::system("serve")).await?;
-    // Human steps with a `timeout` in runs nobody drives: escalated or ended on time.
-    let _timekeeper = control.keep_time(&Caller::system("serve"))?;
+    // On PostgreSQL: the worker (claims runs, as `baton worker` does) and the events other
+    // processes log, relayed to this server's subscribers.
+    let worker = match (&pg, args.no_worker) {
+        (Some(pg), false) => Some(
+            baton_control::worker::Worker::start(
+                &Caller::system("serve"),
+                control.clone(),
+                pg.clone(),
+                worker_config.clone(),
+            )
+            .await
+            .context("starting the server's worker")?,
+        ),
+        _ => None,
+    };
+    let _relay = pg.as_ref().map(|pg| control.relay(pg.listen()));
+    let state = match &worker {
+        Some(w) => state.with_worker(w.stats()),
+        None => state,
+    };
+    // Runs left in flight when the server (or any process) last stopped (on PostgreSQL the
+    // worker claims them, with the other workers).
+    let resumed = if pg.is_none() {
+        control.resume_interrupted(&Caller::system("serve")).await?
+    } else {
+        Vec::new()
+    };
+    // Human steps with a `timeout` in runs nobody drives: escalated or ended on time (by the
+    // workers when this server executes nothing).
+    let _timekeeper = if args.no_worker {
+        None
+    } else {
+        Some(control.keep_time(&Caller::system("serve"))?)
+    };
     errln!("baton serving on http://{addr}");
     errln!("  REST API:    http://{addr}/api/v1   (key: Authorization: Bearer <key>)");
     errln!("  OpenAI API:  http://{addr}/v1");
     errln!("  API reference: http://{addr}/api/v1/docs (OpenAPI: /api/v1/openapi.json)");
     if !resumed.is_empty() {
         errln!("  resumed {} interrupted run(s)", resumed.len());
+    }
+    if args.no_worker {
+        errln!("  API only: runs are left to the workers of this database (`baton workers list`)");
+    } else if let Some(w) = &worker {
+        errln!(
+            "  worker:      {} (concurrency {}, tags {})",
+            w.id(),
+            worker_config.concurrency,
+            if worker_config.tags.is_empty() {
+                "none".to_string()
+            } else {
+                worker_config.tags.join(",")
+            }
+        );
     }
     if let Some(k) = key {
         errln!(
@@ -220,7 +289,36 @@ pub async fn run(args: ServeArgs) -> Result<i32> {
     }
     // Always the banner's last line.
     errln!("  health:      http://{addr}/healthz, /readyz; metrics: /metrics");
-    let served = baton_server::serve(listener, state, stop_signal()).await;
+    // One stop signal for the server and its worker. A drained worker (`baton workers drain`)
+    // stops its server too: a server that executes nothing more must not take runs it would
+    // hold without running.
+    let stop_tx = std::sync::Arc::new(tokio::sync::watch::channel(false).0);
+    let stop_rx = stop_tx.subscribe();
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            stop_signal().await;
+            stop_tx.send_replace(true);
+        });
+    }
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let worker = worker.map(|w| {
+        let rx = stop_rx.clone();
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            let id = w.id().to_string();
+            if w.run(stopped(rx)).await == baton_control::worker::Stopped::Drained {
+                errln!("baton: worker {id} drained: the server stops too");
+                stop_tx.send_replace(true);
+            }
+        })
+    });
+    let served = baton_server::serve(listener, state, stopped(stop_rx)).await;
+    if let Some(w) = worker {
+        let _ = w.await;
+    }
     // An attempt cut short is sent again by the next start (its claim expires).
     deliveries.abort();
     // The traces of runs that ended before the stop.

@@ -26,6 +26,7 @@ mod cmd_runs;
 mod cmd_sandbox;
 mod cmd_serve;
 mod cmd_webhooks;
+mod cmd_worker;
 mod cmd_workspace;
 mod interactive;
 mod memory_config;
@@ -110,6 +111,12 @@ enum Command {
     /// The database: `db status` (backend, schema, pending migrations), `db migrate`.
     #[command(subcommand)]
     Db(cmd_db::DbCmd),
+    /// A worker: claims and runs the runs of a PostgreSQL database shared with other workers
+    /// and servers (see docs/scale-out.md).
+    Worker(cmd_worker::WorkerArgs),
+    /// The workers of a PostgreSQL database: `workers list`, `workers drain ID`.
+    #[command(subcommand)]
+    Workers(cmd_worker::WorkersCmd),
 }
 
 fn main() -> ExitCode {
@@ -148,6 +155,8 @@ fn main() -> ExitCode {
             Command::Webhooks(cmd) => cmd_webhooks::webhooks(cmd).await,
             Command::Approvals(args) => cmd_admin::approvals(args).await,
             Command::Db(cmd) => cmd_db::db(cmd).await,
+            Command::Worker(args) => cmd_worker::worker(args).await,
+            Command::Workers(cmd) => cmd_worker::workers(cmd).await,
         }
     });
     match code {

@@ -68,6 +68,9 @@ pub struct RunView<'a> {
     /// The agents as a team (runs with agents): states, undelivered messages, channels, memory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub team: Option<&'a baton_types::TeamView>,
+    /// On PostgreSQL: the worker holding the run, or why it waits in the queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement: Option<&'a Value>,
 }
 
 /// One sandbox execution in `runs show --json`.

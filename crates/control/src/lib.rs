@@ -36,6 +36,7 @@ pub mod tenants;
 mod timekeeper;
 pub mod view;
 pub mod webhooks;
+pub mod worker;
 pub mod workflows;
 pub mod workspace;
 

@@ -57,6 +57,14 @@ pub(crate) struct Runner {
     bus: broadcast::Sender<BusEvent>,
     /// `true` once the process stops: every background run drains (see `Control::shutdown`).
     drain: Arc<tokio::sync::watch::Sender<bool>>,
+    /// How long the leases of the runs driven here last.
+    lease: std::time::Duration,
+    /// Set: this process executes nothing; runs are left to workers (see
+    /// [`Control::with_queue`]).
+    pub(crate) queue: Option<Arc<baton_store::postgres::PostgresStore>>,
+    /// Set: this process executes the runs of a shared database whose `worker_tags` it has,
+    /// and leaves the others to workers that have them (see [`Control::with_worker_tags`]).
+    placement: Option<(Arc<baton_store::postgres::PostgresStore>, Arc<[String]>)>,
 }
 
 impl Runner {
@@ -65,6 +73,9 @@ impl Runner {
             active: Arc::default(),
             bus: broadcast::channel(BUS_CAPACITY).0,
             drain: Arc::new(tokio::sync::watch::channel(false).0),
+            lease: std::time::Duration::from_millis(baton_engine::executor::LEASE_MS),
+            queue: None,
+            placement: None,
         }
     }
 
@@ -123,10 +134,50 @@ impl Drop for ActiveGuard {
 }
 
 impl Control {
+    /// How long the leases of the runs this process drives last (default 30 s, renewed every
+    /// third of it): a process that dies holds its runs that long before a worker takes them
+    /// over.
+    pub fn with_lease(mut self, lease: std::time::Duration) -> Self {
+        self.runner.lease = lease;
+        self
+    }
+
+    /// This process executes nothing (`baton serve --no-worker`): a run it would drive is left
+    /// to the workers of `queue`'s database instead: a new run is queued, and what a resume,
+    /// an answer or a resolution would feed it is queued as control requests, which the
+    /// worker that claims the run takes.
+    pub fn with_queue(mut self, queue: Arc<baton_store::postgres::PostgresStore>) -> Self {
+        self.runner.queue = Some(queue);
+        self
+    }
+
+    /// This process executes runs of `db` (a database shared with workers) as a worker with
+    /// `tags` would: a run it would drive that requires tags it lacks is left to the workers
+    /// instead (as [`Control::with_queue`] leaves every run).
+    pub fn with_worker_tags(
+        mut self,
+        db: Arc<baton_store::postgres::PostgresStore>,
+        tags: &[String],
+    ) -> Self {
+        self.runner.placement = Some((db, tags.into()));
+        self
+    }
+
+    /// Whether runs here are shared with workers (see [`Control::with_queue`] and
+    /// [`Control::with_worker_tags`]): only then can a run require worker tags.
+    pub fn shares_work(&self) -> bool {
+        self.runner.queue.is_some() || self.runner.placement.is_some()
+    }
+
+    /// Whether this process leaves every run to workers (see [`Control::with_queue`]).
+    pub fn executes_nothing(&self) -> bool {
+        self.runner.queue.is_some()
+    }
+
     /// An executor for `program` over this control's services (the foreground drive: the
     /// caller adds its sink and loops on `drive`).
     pub fn executor(&self, program: Arc<Program>) -> Executor {
-        Executor::new(program, self.services.clone())
+        Executor::new(program, self.services.clone()).with_lease(self.runner.lease)
     }
 
     /// An executor whose events reach the bus, for a change applied here to a run that no
@@ -146,6 +197,34 @@ impl Control {
     /// a task of this process already drives is not driven twice: that handle gives `Conflict`.
     pub fn spawn(&self, d: Drive) -> JoinHandle<Result<RunStatus>> {
         let runner = self.runner.clone();
+        if let Some(queue) = runner.queue.clone() {
+            let store = self.services.store.clone();
+            return tokio::spawn(async move { queue_drive(&*store, &queue, d).await });
+        }
+        if let Some((db, tags)) = runner.placement.clone() {
+            // Whether this process may run it is asked of the database first.
+            let me = Control {
+                runner: Runner {
+                    placement: None,
+                    ..runner
+                },
+                ..self.clone()
+            };
+            let run = d.run;
+            return tokio::spawn(async move {
+                let required = match db.run_placement(run).await? {
+                    Some((_, _, required)) => required,
+                    None => Vec::new(),
+                };
+                if required.iter().all(|t| tags.contains(t)) {
+                    me.spawn(d)
+                        .await
+                        .map_err(|e| Error::internal(format!("run {run}: {e}")))?
+                } else {
+                    queue_drive(&*me.services.store, &db, d).await
+                }
+            });
+        }
         if *runner.drain.borrow() {
             let run = d.run;
             return tokio::spawn(async move {
@@ -191,9 +270,36 @@ impl Control {
         task
     }
 
-    /// Every event of the runs this process drives in the background, as they are logged.
+    /// Every event of the runs this process drives in the background, as they are logged
+    /// (and of the runs other processes drive, as [`Control::relay_logged`] brings them).
     pub fn subscribe(&self) -> broadcast::Receiver<BusEvent> {
         self.runner.bus.subscribe()
+    }
+
+    /// Puts events `first..=last` of `run`, which another process logged, on this process's
+    /// bus (read from the log: it is the truth; a notification only says they are there), so
+    /// that this process's subscribers see them at once. A run this process drives is left
+    /// alone (its events are on the bus already).
+    pub async fn relay_logged(
+        &self,
+        run: RunId,
+        tenant: TenantId,
+        first: u64,
+        last: u64,
+    ) -> Result<()> {
+        if self.runner.is_active(run) || first == 0 {
+            return Ok(());
+        }
+        for rec in self.services.store.events(run, first - 1).await? {
+            if rec.seq > last {
+                break;
+            }
+            let _ = self.runner.bus.send(BusEvent {
+                tenant: tenant.clone(),
+                item: BusItem::Event(Arc::new(rec)),
+            });
+        }
+        Ok(())
     }
 
     /// The runs a task of this process is driving now.
@@ -206,6 +312,9 @@ impl Control {
     /// starting up; needs the operator ([`Permission::Platform`]).
     pub async fn resume_interrupted(&self, caller: &Caller) -> Result<Vec<RunId>> {
         caller.check(Permission::Platform)?;
+        if self.executes_nothing() {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::new();
         for t in self.tenancy.tenants().await? {
             let q = baton_store::ListQuery {
@@ -257,4 +366,62 @@ impl Control {
             let _ = self.services.store.release(run, &owner).await;
         }
     }
+}
+
+/// Leaves `d` to the workers (a process that executes nothing): what its inputs would feed the
+/// run is queued as control requests (the claiming worker takes them), and a new run is
+/// released to be claimed. Returns the run's status as it stays here.
+async fn queue_drive(
+    store: &dyn baton_store::RunStore,
+    queue: &baton_store::postgres::PostgresStore,
+    d: Drive,
+) -> Result<RunStatus> {
+    use baton_store::Control as C;
+    for input in d.inputs {
+        let c = match input {
+            Input::Start { .. } => continue,
+            Input::Resume { stepping } => C::Resume { stepping },
+            Input::RaiseBudget { changes, by } => C::RaiseBudget { changes, by },
+            Input::Pause => C::Pause,
+            Input::Cancel => C::Cancel,
+            Input::Human {
+                step,
+                approved,
+                value,
+                comment,
+                by,
+            } => C::Human {
+                step,
+                approved,
+                value,
+                comment,
+                by,
+            },
+            Input::Resolve {
+                step,
+                resolution,
+                value,
+                by,
+            } => C::Resolve {
+                step,
+                resolution,
+                value,
+                by,
+            },
+            Input::Agent { agent, action, by } => C::Agent { agent, action, by },
+            Input::Edit { edits, by } => C::Edit { edits, by },
+            Input::Breakpoints { change, by } => C::Breakpoints { change, by },
+            other => {
+                return Err(Error::internal(format!(
+                    "run {}: {other:?} cannot be left to a worker",
+                    d.run
+                )));
+            }
+        };
+        store.send_control(d.run, c).await?;
+    }
+    if d.state.status == RunStatus::Pending {
+        queue.queue_run(d.run).await?;
+    }
+    Ok(d.state.status)
 }

@@ -102,6 +102,8 @@ pub struct RunRequest {
     pub idempotency_key: Option<String>,
     /// The most the inputs may take as JSON, in bytes (`None`: 8 MiB).
     pub max_input_size: Option<u64>,
+    /// The tags a worker must have to run it (see `baton worker --tags`).
+    pub worker_tags: Vec<String>,
 }
 
 /// The default limit on a run's inputs.
@@ -271,6 +273,15 @@ impl Control {
         if let Err(e) = caller.check(Permission::StartRuns) {
             return Err(self.denied(caller, "run.start", None, e).await);
         }
+        for t in &req.worker_tags {
+            crate::worker::check_tag(t).map_err(|m| Error::invalid_field("worker_tags", m))?;
+        }
+        if !req.worker_tags.is_empty() && !self.shares_work() {
+            return Err(Error::invalid_field(
+                "worker_tags",
+                "worker tags route a run to `baton worker` processes, which share a PostgreSQL database: this one executes its runs itself (SQLite)",
+            ));
+        }
         for b in &req.breakpoints {
             if w.program.node_by_id(b).is_none() {
                 return Err(Error::invalid_field(
@@ -294,6 +305,7 @@ impl Control {
             breakpoints: req.breakpoints.iter().cloned().collect(),
             stepping: req.stepping,
             agents: BTreeMap::new(),
+            worker_tags: req.worker_tags.clone(),
         };
         let options_json = serde_json::to_value(&options).unwrap_or(Value::Null);
         let idempotency = req.idempotency_key.map(|key| IdempotencyKey {

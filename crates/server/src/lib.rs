@@ -32,7 +32,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::PropagateRequestIdLayer;
 
 pub use error::ApiError;
-pub use ops::Metrics;
+pub use ops::{Metrics, worker_exposition};
 
 /// The header that carries a request's id (set by the client or made here, echoed back).
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -79,6 +79,8 @@ pub struct AppState {
     pub(crate) limiter: Arc<auth::Limiter>,
     /// The OpenAPI document of `/api/v1`, made from the handlers' types when the app is built.
     pub(crate) openapi: Arc<aide::openapi::OpenApi>,
+    /// The counts of this server's embedded worker (on `/metrics`), when it has one.
+    pub worker: Option<Arc<baton_control::worker::WorkerStats>>,
 }
 
 impl AppState {
@@ -91,7 +93,14 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             limiter: Arc::new(auth::Limiter::default()),
             openapi: Arc::default(),
+            worker: None,
         }
+    }
+
+    /// Shows this worker's counts on `/metrics`.
+    pub fn with_worker(mut self, stats: Arc<baton_control::worker::WorkerStats>) -> Self {
+        self.worker = Some(stats);
+        self
     }
 
     pub fn with_config(mut self, config: ServerConfig) -> Self {
@@ -189,6 +198,36 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
 /// connections, answers the requests it has, and drains the runs this process drives (the
 /// steps in flight finish within `shutdown_grace` and are checkpointed; every run reads as
 /// `interrupted` and the next start resumes it).
+/// A worker's `/metrics` (see [`worker_exposition`]) and `/healthz`, on `listener`, until
+/// `shutdown`.
+pub async fn serve_worker_metrics(
+    listener: tokio::net::TcpListener,
+    control: Control,
+    stats: Arc<baton_control::worker::WorkerStats>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let body = worker_exposition(&control, &stats);
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        body,
+                    )
+                }
+            }),
+        )
+        .route("/healthz", axum::routing::get(ops::healthz));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,

@@ -155,11 +155,54 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The families of a worker (this server's, or a `baton worker` process's).
+fn worker_families(e: &mut Exposition, w: &baton_control::worker::WorkerStats) {
+    e.family(
+        "baton_worker_runs_claimed_total",
+        "counter",
+        "Runs this process's worker claimed from the shared database.",
+    );
+    e.sample("baton_worker_runs_claimed_total", &[], w.claimed());
+    e.family(
+        "baton_worker_errors_total",
+        "counter",
+        "Claims, heartbeats and run loads of this process's worker that failed.",
+    );
+    e.sample("baton_worker_errors_total", &[], w.errors());
+    e.family(
+        "baton_worker_draining",
+        "gauge",
+        "1 once this process's worker was asked to drain.",
+    );
+    e.sample("baton_worker_draining", &[], u8::from(w.draining()));
+}
+
+/// The metrics of a `baton worker` process: the runs it drives, its worker's counts, and
+/// what it folded from its runs' events (as a server's `/metrics` has them).
+pub fn worker_exposition(
+    control: &baton_control::Control,
+    w: &baton_control::worker::WorkerStats,
+) -> String {
+    let mut e = Exposition::default();
+    e.family(
+        "baton_runs_active",
+        "gauge",
+        "Runs this process is driving now.",
+    );
+    e.sample("baton_runs_active", &[], control.active_runs().len());
+    worker_families(&mut e, w);
+    e.snapshot(&control.telemetry().snapshot());
+    e.out
+}
+
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let mut e = Exposition::default();
     state
         .metrics
         .render(&mut e, state.control.active_runs().len());
+    if let Some(w) = &state.worker {
+        worker_families(&mut e, w);
+    }
     match state.control.run_counts().await {
         Ok(counts) => e.runs(&counts),
         // The other families still tell something; the log says why this one is missing.

@@ -37,8 +37,10 @@ mod schema;
 mod team_memory;
 mod tenancy;
 mod webhooks;
+mod workers;
 
 pub use schema::{MIGRATIONS, Migration, MigrationStatus};
+pub use workers::{EVENTS_CHANNEL, NewWorker, Notice, WORK_CHANNEL, WorkerRecord};
 
 /// Whether `db` names a PostgreSQL database (a `postgres://` or `postgresql://` URL) rather
 /// than a SQLite file.
@@ -87,6 +89,10 @@ pub struct PostgresStore {
     /// The URL, password hidden (for messages).
     url: String,
     host: String,
+    /// How to connect (for the connection that listens for notifications).
+    cfg: tokio_postgres::Config,
+    /// This process as an owner and as the origin of its notifications (`host:pid`).
+    me: String,
 }
 
 fn parse_config(url: &str) -> Result<tokio_postgres::Config> {
@@ -117,7 +123,7 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self> {
         let cfg = parse_config(url)?;
         let mgr = Manager::from_config(
-            cfg,
+            cfg.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -134,6 +140,8 @@ impl PostgresStore {
             pool,
             url: redact(url),
             host: hostname(),
+            cfg,
+            me: crate::process_owner(),
         };
         drop(store.conn_open().await?);
         Ok(store)
@@ -277,29 +285,56 @@ async fn insert_events(
     Ok(seq_i64(expect - 1))
 }
 
-/// Locks a run's row for the transaction; its `last_seq`, `owner`, `lease_until_ms` and
-/// stored status (`None`: no such run).
-async fn lock_run(
-    tx: &deadpool_postgres::Transaction<'_>,
-    id: &str,
-) -> Result<Option<(i64, Option<String>, Option<i64>, String)>> {
+/// A run's row as [`lock_run`] reads it.
+struct Locked {
+    last_seq: i64,
+    owner: Option<String>,
+    lease_until_ms: Option<i64>,
+    status: String,
+    tenant: String,
+}
+
+/// Locks a run's row for the transaction (`None`: no such run).
+async fn lock_run(tx: &deadpool_postgres::Transaction<'_>, id: &str) -> Result<Option<Locked>> {
     // Every append and lease renewal starts here: prepared once per connection.
     let st = tx
         .prepare_cached(
-            "SELECT last_seq, owner, lease_until_ms, status FROM runs WHERE id = $1 FOR UPDATE",
+            "SELECT last_seq, owner, lease_until_ms, status, tenant FROM runs WHERE id = $1 FOR UPDATE",
         )
         .await
         .map_err(pg_err)?;
     let row = tx.query_opt(&st, &[&id]).await.map_err(pg_err)?;
     row.map(|r| {
-        Ok((
-            r.try_get(0).map_err(pg_err)?,
-            r.try_get(1).map_err(pg_err)?,
-            r.try_get(2).map_err(pg_err)?,
-            r.try_get(3).map_err(pg_err)?,
-        ))
+        Ok(Locked {
+            last_seq: r.try_get(0).map_err(pg_err)?,
+            owner: r.try_get(1).map_err(pg_err)?,
+            lease_until_ms: r.try_get(2).map_err(pg_err)?,
+            status: r.try_get(3).map_err(pg_err)?,
+            tenant: r.try_get(4).map_err(pg_err)?,
+        })
     })
     .transpose()
+}
+
+/// Tells every listener that events `first..=last` of `run` are logged (delivered when the
+/// transaction commits; see [`Notice::Logged`]).
+async fn notify_logged(
+    tx: &deadpool_postgres::Transaction<'_>,
+    run: RunId,
+    first: u64,
+    last: u64,
+    tenant: &str,
+    origin: &str,
+) -> Result<()> {
+    let st = tx
+        .prepare_cached("SELECT pg_notify($1, $2)")
+        .await
+        .map_err(pg_err)?;
+    let payload = workers::logged_payload(run, first, last, tenant, origin);
+    tx.execute(&st, &[&EVENTS_CHANNEL, &payload])
+        .await
+        .map_err(pg_err)?;
+    Ok(())
 }
 
 impl PostgresStore {
@@ -313,7 +348,13 @@ impl PostgresStore {
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(pg_err)?;
         let id = run.to_string();
-        let Some((_, cur, until, status)) = lock_run(&tx, &id).await? else {
+        let Some(Locked {
+            owner: cur,
+            lease_until_ms: until,
+            status,
+            ..
+        }) = lock_run(&tx, &id).await?
+        else {
             return Err(Error::NotFound(run));
         };
         let now = now_ms();
@@ -416,6 +457,8 @@ impl RunStore for PostgresStore {
             tx.execute("UPDATE runs SET last_seq = $2 WHERE id = $1", &[&id, &last])
                 .await
                 .map_err(pg_err)?;
+            let end = u64::try_from(last).unwrap_or(0);
+            notify_logged(&tx, run.id, 1, end, run.tenant.as_str(), &self.me).await?;
         }
         tx.commit().await.map_err(pg_err)
     }
@@ -424,10 +467,22 @@ impl RunStore for PostgresStore {
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(pg_err)?;
         let id = run.to_string();
-        let Some((last, ..)) = lock_run(&tx, &id).await? else {
+        let Some(Locked {
+            last_seq: last,
+            tenant,
+            ..
+        }) = lock_run(&tx, &id).await?
+        else {
             return Err(Error::NotFound(run));
         };
         let new_last = insert_events(&tx, run, &id, last, &batch.events).await?;
+        if new_last > last {
+            let (first, end) = (
+                u64::try_from(last).unwrap_or(0) + 1,
+                u64::try_from(new_last).unwrap_or(0),
+            );
+            notify_logged(&tx, run, first, end, &tenant, &self.me).await?;
+        }
         let upd = tx
             .prepare_cached(
                 "UPDATE runs SET last_seq = $2, updated_at_ms = $3,
@@ -723,6 +778,13 @@ impl RunStore for PostgresStore {
         if n == 0 {
             return Err(Error::NotFound(run));
         }
+        // A worker may wait for it (a run nobody drives is claimed for its requests).
+        c.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&WORK_CHANNEL, &run.to_string()],
+        )
+        .await
+        .map_err(pg_err)?;
         Ok(())
     }
 
@@ -760,12 +822,22 @@ impl RunStore for PostgresStore {
 
     async fn release(&self, run: RunId, owner: &str) -> Result<()> {
         let c = self.conn().await?;
-        c.execute(
-            "UPDATE runs SET owner = NULL, lease_until_ms = NULL WHERE id = $1 AND owner = $2",
-            &[&run.to_string(), &owner],
-        )
-        .await
-        .map_err(pg_err)?;
+        let n = c
+            .execute(
+                "UPDATE runs SET owner = NULL, lease_until_ms = NULL WHERE id = $1 AND owner = $2",
+                &[&run.to_string(), &owner],
+            )
+            .await
+            .map_err(pg_err)?;
+        // A run released while it still has work (a drained worker's) is claimable now.
+        if n > 0 {
+            c.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&WORK_CHANNEL, &run.to_string()],
+            )
+            .await
+            .map_err(pg_err)?;
+        }
         Ok(())
     }
 }

@@ -6825,6 +6825,12 @@ export interface components {
             breakpoints: string[];
             /** @default false */
             stepping: boolean;
+            /**
+             * @description The tags a worker must have to run it (e.g. `["gpu"]`): on a PostgreSQL database, only
+             *     a worker having all of them claims it (see docs/scale-out.md).
+             * @default []
+             */
+            worker_tags: string[];
         };
         /** @description The one error body, as the API documents it. */
         ErrorBody: {

@@ -6,8 +6,18 @@ use super::*;
 
 impl Control {
     /// Whether a live process holds `run` (a task of this one, or another process's claim).
+    /// A process that executes nothing also counts a `running` run nobody holds
+    /// (`interrupted`) as held elsewhere: applying a request here would start its work in
+    /// flight again, so the request is queued for the worker that claims the run. A run that
+    /// is not under way (queued, paused, waiting) gets it applied here, which starts nothing.
     pub(crate) async fn held_elsewhere(&self, run: RunId) -> Result<bool> {
         if self.runner.is_active(run) {
+            return Ok(true);
+        }
+        if self.executes_nothing()
+            && let Some(rec) = self.services.store.run(run).await?
+            && matches!(rec.status, RunStatus::Running | RunStatus::Interrupted)
+        {
             return Ok(true);
         }
         let owner = baton_store::process_owner();

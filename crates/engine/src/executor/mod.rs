@@ -77,7 +77,9 @@ async fn drain_asked(drain: &mut Option<tokio::sync::watch::Receiver<bool>>) {
 
 /// How often a running executor looks for control requests from other processes.
 const CONTROL_POLL: Duration = Duration::from_millis(200);
-const LEASE_MS: u64 = 30_000;
+/// How long a run's lease lasts unless [`Executor::with_lease`] says otherwise (renewed every
+/// third of it while the run is driven).
+pub const LEASE_MS: u64 = 30_000;
 
 /// Runs one run until it ends, waits for a person, or pauses.
 pub struct Executor {
@@ -87,6 +89,8 @@ pub struct Executor {
     services: Services,
     sink: Option<Arc<dyn EventSink>>,
     owner: String,
+    /// How long each claim or renewal of the run's lease lasts.
+    lease_ms: u64,
     http_allow: Vec<String>,
     checkpoints: bool,
     /// Each agent's model, once resolved.
@@ -233,6 +237,7 @@ impl Executor {
             services,
             sink: None,
             owner: baton_store::process_owner(),
+            lease_ms: LEASE_MS,
             http_allow,
             checkpoints: true,
             drain: None,
@@ -257,6 +262,13 @@ impl Executor {
         self
     }
 
+    /// How long the run's lease lasts (default [`LEASE_MS`]); renewed every third of it. A
+    /// process that dies holds its runs until then (on its own host, only while it lives).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX).max(1);
+        self
+    }
+
     pub fn with_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
         self.sink = Some(sink);
         self
@@ -272,7 +284,7 @@ impl Executor {
     /// without outside help. Returns the state reached.
     pub async fn drive(&self, mut st: RunState, inputs: Vec<Input>) -> Result<RunState, Error> {
         let store = &self.services.store;
-        store.claim(st.run_id, &self.owner, LEASE_MS).await?;
+        store.claim(st.run_id, &self.owner, self.lease_ms).await?;
         let r = self.drive_claimed(&mut st, inputs).await;
         let _ = store.release(st.run_id, &self.owner).await;
         r.map(|()| st)
@@ -288,7 +300,7 @@ impl Executor {
         by: Option<String>,
     ) -> Result<RunState, Error> {
         let store = &self.services.store;
-        store.claim(st.run_id, &self.owner, LEASE_MS).await?;
+        store.claim(st.run_id, &self.owner, self.lease_ms).await?;
         let now = baton_store::now_ms();
         let decided = {
             let machine = Machine::new(&self.program);
@@ -354,8 +366,8 @@ impl Executor {
                         d.queue.push_back((control_input(c), None));
                     }
                     queue_due_timeouts(st, &mut d);
-                    if last_renew.elapsed() > Duration::from_millis(LEASE_MS / 3) {
-                        self.services.store.renew(st.run_id, &self.owner, LEASE_MS).await?;
+                    if last_renew.elapsed() > Duration::from_millis(self.lease_ms / 3) {
+                        self.services.store.renew(st.run_id, &self.owner, self.lease_ms).await?;
                         last_renew = Instant::now();
                     }
                 }

@@ -196,6 +196,10 @@ pub struct RunOptions {
     /// with these versions.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub agents: BTreeMap<String, baton_types::PinnedAgent>,
+    /// The tags a worker must have to run it (`baton run --queue --worker-tags`): only a
+    /// `baton worker` having all of them claims the run. The engine never reads them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub worker_tags: Vec<String>,
 }
 
 impl RunState {

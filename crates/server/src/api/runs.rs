@@ -58,6 +58,10 @@ pub(super) struct StartRun {
     breakpoints: Vec<String>,
     #[serde(default)]
     stepping: bool,
+    /// The tags a worker must have to run it (e.g. `["gpu"]`): on a PostgreSQL database, only
+    /// a worker having all of them claims it (see docs/scale-out.md).
+    #[serde(default)]
+    worker_tags: Vec<String>,
 }
 
 pub(super) async fn start_run(
@@ -100,6 +104,7 @@ pub(super) async fn start_run(
                 stepping: b.stepping,
                 idempotency_key,
                 max_input_size: None,
+                worker_tags: b.worker_tags,
             },
         )
         .await?;

@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "webhooks: inbound hooks, subscriptions, outbox, deliveries",
         sql: super::webhooks::MIGRATION,
     },
+    Migration {
+        version: 6,
+        name: "workers",
+        sql: super::workers::MIGRATION,
+    },
 ];
 
 /// The newest schema this build knows.

@@ -291,8 +291,8 @@ async fn postgres_migrates_an_older_database_keeping_its_runs() {
         &url,
         "DROP TRIGGER webhook_outbox_fill ON events; DROP FUNCTION webhook_outbox_fill();
          DROP TABLE webhook_inbound, webhook_seen, webhook_subscriptions, webhook_outbox,
-           webhook_deliveries, webhook_attempts;
-         DELETE FROM schema_migrations WHERE version = 5;",
+           webhook_deliveries, webhook_attempts, workers;
+         DELETE FROM schema_migrations WHERE version IN (5, 6);",
     )
     .await;
     let old = PostgresStore::connect(&url).await.unwrap();
@@ -300,10 +300,10 @@ async fn postgres_migrates_an_older_database_keeping_its_runs() {
     assert_eq!(st.current(), 4);
     assert_eq!(
         st.pending().iter().map(|m| m.version).collect::<Vec<_>>(),
-        vec![5]
+        vec![5, 6]
     );
     let s = PostgresStore::open(&url).await.unwrap();
-    assert_eq!(s.migration_status().await.unwrap().current(), 5);
+    assert_eq!(s.migration_status().await.unwrap().current(), 6);
     assert_eq!(s.run(id).await.unwrap().unwrap().workflow_name, "old-wf");
     s.create_subscription(baton_store::webhooks::SubscriptionRecord {
         id: "sub_1".into(),
@@ -328,4 +328,260 @@ async fn postgres_migrates_an_older_database_keeping_its_runs() {
     .await
     .unwrap();
     assert_eq!(s.outbox(10).await.unwrap().len(), 1);
+}
+
+/// Workers claim runnable runs in one statement (`SKIP LOCKED`): two workers claiming at once
+/// over 40 queued runs never get the same run; a run held by its creator, held under a live
+/// lease, or ended is not claimed; an expired lease is; a waiting run is claimed only with a
+/// control request queued; tags route runs.
+#[tokio::test]
+async fn postgres_workers_claim_runnable_runs_once_each() {
+    let Some(url) = baton_test_support::postgres::database("postgres_claim_runnable") else {
+        return;
+    };
+    let (a, b) = (
+        Arc::new(PostgresStore::open(&url).await.unwrap()),
+        Arc::new(PostgresStore::open(&url).await.unwrap()),
+    );
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let run = new_run("wf", i);
+        ids.push(run.id);
+        a.create_run(run).await.unwrap();
+    }
+    // Held by their creator: nobody claims them yet.
+    assert!(
+        a.claim_runnable("wa:1", &[], 100, 60_000, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for id in &ids {
+        a.queue_run(*id).await.unwrap();
+    }
+    let (ca, cb) = tokio::join!(
+        {
+            let a = a.clone();
+            async move {
+                let mut got = Vec::new();
+                for _ in 0..10 {
+                    got.extend(a.claim_runnable("wa:1", &[], 3, 60_000, &[]).await.unwrap());
+                }
+                got
+            }
+        },
+        {
+            let b = b.clone();
+            async move {
+                let mut got = Vec::new();
+                for _ in 0..10 {
+                    got.extend(b.claim_runnable("wb:2", &[], 3, 60_000, &[]).await.unwrap());
+                }
+                got
+            }
+        }
+    );
+    let mut all: Vec<_> = ca.iter().chain(&cb).map(|(id, _)| *id).collect();
+    assert_eq!(all.len(), 40, "every run claimed");
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 40, "no run claimed twice");
+    assert!(ca.iter().all(|(_, s)| *s == RunStatus::Pending));
+    // Held under live leases: nothing more to claim; an expired one is taken over.
+    assert!(
+        a.claim_runnable("wc:3", &[], 100, 60_000, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let expired = ca[0].0;
+    sql(
+        &url,
+        &format!("UPDATE runs SET status = 'running', lease_until_ms = 1 WHERE id = '{expired}'"),
+    )
+    .await;
+    let got = a
+        .claim_runnable("wc:3", &[], 100, 60_000, &[])
+        .await
+        .unwrap();
+    assert_eq!(got, vec![(expired, RunStatus::Running)]);
+    // A waiting run nobody holds: claimed only once a request is queued for it.
+    let waiting = cb[0].0;
+    sql(
+        &url,
+        &format!("UPDATE runs SET status = 'waiting', owner = NULL, lease_until_ms = NULL WHERE id = '{waiting}'"),
+    )
+    .await;
+    assert!(
+        a.claim_runnable("wc:3", &[], 100, 60_000, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    a.send_control(waiting, baton_store::Control::Pause)
+        .await
+        .unwrap();
+    // Skipped when asked to.
+    assert!(
+        a.claim_runnable("wc:3", &[], 100, 60_000, &[waiting])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let got = a
+        .claim_runnable("wc:3", &[], 100, 60_000, &[])
+        .await
+        .unwrap();
+    assert_eq!(got, vec![(waiting, RunStatus::Waiting)]);
+    // Tags: a run that requires `gpu` goes only to a worker that has it.
+    let mut tagged = new_run("wf", 100);
+    tagged.options = serde_json::json!({"worker_tags": ["gpu"]});
+    let tid = tagged.id;
+    a.create_run(tagged).await.unwrap();
+    a.queue_run(tid).await.unwrap();
+    let cpu = ["cpu".to_string()];
+    assert!(
+        a.claim_runnable("wd:4", &cpu, 10, 60_000, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let gpu = ["gpu".to_string(), "cpu".to_string()];
+    let got = a
+        .claim_runnable("wd:4", &gpu, 10, 60_000, &[])
+        .await
+        .unwrap();
+    assert_eq!(got, vec![(tid, RunStatus::Pending)]);
+    // A run that started cannot be queued again.
+    let err = a.queue_run(tid).await;
+    assert!(err.is_ok(), "still pending: {err:?}");
+    sql(
+        &url,
+        &format!("UPDATE runs SET status = 'running' WHERE id = '{tid}'"),
+    )
+    .await;
+    let err = a.queue_run(tid).await.unwrap_err();
+    assert!(err.to_string().contains("only a pending run"), "{err}");
+}
+
+/// The workers table: register, heartbeat, drain, stop, and the runs each holds.
+#[tokio::test]
+async fn postgres_workers_register_heartbeat_drain_and_stop() {
+    use baton_store::postgres::NewWorker;
+    let Some(s) = store("postgres_workers_table").await else {
+        return;
+    };
+    let w = NewWorker {
+        id: "host1:42".into(),
+        version: "9.9.9".into(),
+        tags: vec!["gpu".into()],
+        concurrency: 3,
+        lease_ms: 60_000,
+    };
+    s.register_worker(&w).await.unwrap();
+    assert_eq!(s.heartbeat_worker("host1:42").await.unwrap(), Some(false));
+    assert_eq!(s.heartbeat_worker("nobody:1").await.unwrap(), None);
+    let run = new_run("wf", 1);
+    let id = run.id;
+    s.create_run(run).await.unwrap();
+    s.queue_run(id).await.unwrap();
+    s.claim_runnable("host1:42", &w.tags, 3, 60_000, &[])
+        .await
+        .unwrap();
+    let list = s.workers().await.unwrap();
+    assert_eq!(list.len(), 1);
+    let got = &list[0];
+    assert_eq!(
+        (
+            got.host.as_str(),
+            got.pid,
+            got.version.as_str(),
+            got.runs_held
+        ),
+        ("host1", 42, "9.9.9", 1)
+    );
+    assert_eq!(got.tags, vec!["gpu".to_string()]);
+    assert_eq!(got.state(baton_store::now_ms()), "running");
+    let drained = s.drain_worker("host1:42").await.unwrap();
+    assert!(drained.draining);
+    assert_eq!(s.heartbeat_worker("host1:42").await.unwrap(), Some(true));
+    s.stop_worker("host1:42").await.unwrap();
+    let err = s.drain_worker("host1:42").await.unwrap_err();
+    assert!(matches!(err, Error::Missing { .. }), "{err}");
+    assert_eq!(
+        s.workers().await.unwrap()[0].state(baton_store::now_ms()),
+        "stopped"
+    );
+    // Registering again (a restart with the same pid) starts it over.
+    s.register_worker(&w).await.unwrap();
+    let again = &s.workers().await.unwrap()[0];
+    assert!(!again.draining && again.stopped_at_ms.is_none());
+}
+
+/// Every append notifies listeners with the seqs it wrote, the tenant and the writer; a queued
+/// request or a queued run notifies the workers.
+#[tokio::test]
+async fn postgres_appends_and_requests_are_notified() {
+    use baton_store::postgres::Notice;
+    let Some(url) = baton_test_support::postgres::database("postgres_notify") else {
+        return;
+    };
+    let a = PostgresStore::open(&url).await.unwrap();
+    let mut rx = a.listen();
+    async fn next(rx: &mut tokio::sync::mpsc::Receiver<Notice>) -> Notice {
+        tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+    assert_eq!(next(&mut rx).await, Notice::Connected);
+    let mut run = new_run("wf", 1);
+    let id = run.id;
+    run.events = vec![ev(
+        id,
+        1,
+        Event::RunCreated {
+            workflow: "wf".into(),
+            inputs: serde_json::json!({}),
+            forked_from: None,
+        },
+    )];
+    a.create_run(run).await.unwrap();
+    let me = baton_store::process_owner();
+    assert_eq!(
+        next(&mut rx).await,
+        Notice::Logged {
+            run: id,
+            first: 1,
+            last: 1,
+            tenant: dt(),
+            origin: me.clone()
+        }
+    );
+    a.append(
+        id,
+        Batch {
+            events: vec![
+                ev(id, 2, Event::RunStarted { resumed: false }),
+                ev(id, 3, Event::RunCancelled),
+            ],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        next(&mut rx).await,
+        Notice::Logged {
+            run: id,
+            first: 2,
+            last: 3,
+            tenant: dt(),
+            origin: me
+        }
+    );
+    a.send_control(id, baton_store::Control::Cancel)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut rx).await, Notice::Work);
 }
