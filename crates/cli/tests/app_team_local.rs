@@ -12,7 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Db, baton, lock, root, summary, text};
+use common::{Db, baton, root, summary, text};
 use serde_json::Value;
 
 /// Far more than the run needs (a few minutes on a quiet 2-core machine): past it, the run
@@ -38,8 +38,9 @@ fn the_app_team_on_the_embedded_model_runs_every_step_and_ends_with_a_clear_stat
          smollm2`), or point BATON_MODELS_DIR at a directory that holds it",
         model.display()
     );
-    // The tester may run code in the sandbox.
-    let _sandboxes = lock();
+    // No sandbox lock (see common::lock): held for the minutes this run takes, it would stop
+    // every other sandboxed test. The embedded model's tester does not run code here (checked
+    // below); should it start to, this test must take the lock.
     let db = Db::new();
     let file = root().join("examples/app-team.yaml");
     let started = Instant::now();
@@ -89,6 +90,19 @@ fn the_app_team_on_the_embedded_model_runs_every_step_and_ends_with_a_clear_stat
             "step {step} did not run: {steps:?}"
         );
     }
+    let logs = db.run(&["runs", "logs", &id, "--json"]);
+    let sandboxed: Vec<String> = String::from_utf8_lossy(&logs.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["type"] == "tool_call_started")
+        .filter_map(|e| e["tool"].as_str().map(str::to_string))
+        .filter(|t| t.starts_with("sandbox.") || t.starts_with("deploy"))
+        .collect();
+    assert!(
+        sandboxed.is_empty(),
+        "the model ran {sandboxed:?}: take common::lock() for this test (sandboxed runs are \
+         serialised with baton-sandbox's tests)"
+    );
     if code == Some(3) {
         assert_eq!(s["status"], "waiting", "{s}");
         return;
