@@ -90,10 +90,14 @@ fn the_app_team_on_the_embedded_model_runs_every_step_and_ends_with_a_clear_stat
             "step {step} did not run: {steps:?}"
         );
     }
-    let logs = db.run(&["runs", "logs", &id, "--json"]);
-    let sandboxed: Vec<String> = String::from_utf8_lossy(&logs.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    // The run's log, read once.
+    let events: Vec<Value> =
+        String::from_utf8_lossy(&db.run(&["runs", "logs", &id, "--json"]).stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .collect();
+    let sandboxed: Vec<String> = events
+        .iter()
         .filter(|e| e["type"] == "tool_call_started")
         .filter_map(|e| e["tool"].as_str().map(str::to_string))
         .filter(|t| t.starts_with("sandbox.") || t.starts_with("deploy"))
@@ -129,10 +133,8 @@ fn the_app_team_on_the_embedded_model_runs_every_step_and_ends_with_a_clear_stat
         );
     }
     let visits = |step: &str| -> usize {
-        let logs = db.run(&["runs", "logs", &id, "--json"]);
-        String::from_utf8_lossy(&logs.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        events
+            .iter()
             .filter(|e| e["type"] == "step_started" && e["step"] == step && e["attempt"] == 1)
             .count()
     };
